@@ -1,0 +1,44 @@
+# The README's commands. Each one sets up what it needs first, so it works on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
+
+.PHONY: setup demo test ui lint bench nocodb clean
+
+# pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+# Command 1: materialize the whole asset graph for the sample's 14 days, print a summary.
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/analytics-assets demo
+
+nocodb:
+	bash scripts/nocodb/install.sh
+
+# Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
+test: setup nocodb
+	$(BIN)/pytest
+
+# The Dagster UI on the same definitions and instance as `make demo`.
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(BIN)/pre-commit run --all-files
+
+bench: setup nocodb
+	$(BIN)/python benchmarks/bench_nocodb_client.py
+	$(BIN)/python benchmarks/bench_messages.py
+
+clean:
+	rm -rf .local

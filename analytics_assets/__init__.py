@@ -1,0 +1,1 @@
+"""analytics-assets: Dagster assets that turn chatbot logs in NocoDB into analytics."""

@@ -1,0 +1,23 @@
+"""The one Definitions object of the code location."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+
+from analytics_assets.defs.ingestion import assets as ingestion_assets
+from analytics_assets.defs.ingestion import checks as ingestion_checks
+from analytics_assets.defs.ingestion.jobs import daily_ingestion_schedule, ingestion_job
+from analytics_assets.deployments import current_deployment, resources_for
+
+
+def build_definitions(deployment: str | None = None) -> Definitions:
+    return Definitions(
+        assets=load_assets_from_modules([ingestion_assets]),
+        asset_checks=load_asset_checks_from_modules([ingestion_checks]),
+        jobs=[ingestion_job],
+        schedules=[daily_ingestion_schedule],
+        resources=resources_for(deployment or current_deployment()),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,200 @@
+"""Ingestion: NocoDB pages -> raw records -> validated messages and headers -> conversations."""
+
+
+import time
+from collections import Counter
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+    multi_asset,
+)
+
+from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.sources.schema import TABLE_KINDS
+from analytics_assets.transforms.conversations import build_conversations
+from analytics_assets.transforms.raw import empty_raw_frame
+from analytics_assets.transforms.records import (
+    validate_conversation_headers,
+    validate_messages,
+)
+
+GROUP = "ingestion"
+LAKE = "lake_io_manager"
+# A multi-day range runs as one run that fetches and writes day by day.
+SINGLE_RUN = BackfillPolicy.single_run()
+
+
+def _throughput(rows: int, seconds: float) -> float | None:
+    return round(rows / seconds, 1) if seconds > 0 else None
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    io_manager_key=LAKE,
+    group_name=GROUP,
+    kinds={"nocodb", "polars", "parquet"},
+    description="Conversation and message records exactly as the source returned them, "
+    "one JSON text per record, per table and UTC day of the event time.",
+)
+def nocodb_raw_pages(
+    context: AssetExecutionContext, record_source: RecordSourceResource
+) -> Output[pl.DataFrame]:
+    days = days_in(context.partition_time_window)
+    frames = [empty_raw_frame()]
+    per_table: Counter[str] = Counter()
+    pages = 0
+    fetch_stats: Counter[str] = Counter()
+    started = time.perf_counter()
+    with record_source.open() as source:
+        for day in days:
+            for kind in TABLE_KINDS:
+                result = source.fetch_day(kind, day)
+                frames.append(result.frame)
+                per_table[kind] += result.frame.height
+                pages += result.pages
+                fetch_stats.update(result.stats)
+                context.log.info(
+                    f"fetched {result.frame.height} {kind} records for {day} "
+                    f"in {result.pages} page(s) from {source.describe()}"
+                )
+        source_description = source.describe()
+    raw = pl.concat(frames)
+    seconds = time.perf_counter() - started
+    return Output(
+        raw,
+        metadata={
+            "source": source_description,
+            "days": len(days),
+            "pages": pages,
+            "requests": int(fetch_stats.get("requests", 0)),
+            "records_per_table": MetadataValue.json(dict(per_table)),
+            "fetch_seconds": round(seconds, 3),
+            "records_per_second": _throughput(raw.height, seconds),
+            **frame_metadata(raw.drop("record")),
+        },
+    )
+
+
+@multi_asset(
+    outs={
+        "conversation_messages": AssetOut(
+            io_manager_key=LAKE,
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            description="Typed, validated messages, one row per message_id (newest copy).",
+        ),
+        "conversation_headers": AssetOut(
+            io_manager_key=LAKE,
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            description="Typed, validated conversation records as the source holds them.",
+        ),
+        "processing_errors": AssetOut(
+            io_manager_key=LAKE,
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            description="Every rejected record with its table, ids, stage and reason.",
+        ),
+    },
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+)
+def validated_records(
+    context: AssetExecutionContext,
+    nocodb_raw_pages: pl.DataFrame,
+    record_source: RecordSourceResource,
+):
+    started = time.perf_counter()
+    schema = record_source.source_schema
+    messages = validate_messages(nocodb_raw_pages, schema)
+    headers = validate_conversation_headers(nocodb_raw_pages, schema)
+    errors = pl.concat([messages.rejected, headers.rejected]).sort("day", "table", "key")
+    seconds = time.perf_counter() - started
+    raw_messages = messages.valid.height + messages.rejected.height
+    context.log.info(
+        f"validated {raw_messages} message and "
+        f"{headers.valid.height + headers.rejected.height} conversation records in "
+        f"{seconds:.3f}s; rejected {errors.height}"
+    )
+    yield Output(
+        messages.valid,
+        output_name="conversation_messages",
+        metadata={
+            "rejected": messages.rejected.height,
+            "validate_seconds": round(seconds, 3),
+            "messages_per_second": _throughput(raw_messages, seconds),
+            "messages_by_role": MetadataValue.json(
+                dict(messages.valid.group_by("role").len().iter_rows())
+            ),
+            **frame_metadata(messages.valid),
+        },
+    )
+    yield Output(
+        headers.valid,
+        output_name="conversation_headers",
+        metadata={"rejected": headers.rejected.height, **frame_metadata(headers.valid)},
+    )
+    reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
+    yield Output(
+        errors,
+        output_name="processing_errors",
+        metadata={
+            "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
+            **frame_metadata(errors.drop("record")),
+        },
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    io_manager_key=LAKE,
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    ins={
+        "conversation_headers": AssetIn(),
+        # A conversation that starts late in the day continues after midnight: read its
+        # start day and the next. The next day may not exist yet; it is read when it does.
+        "conversation_messages": AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+            ),
+            metadata={"allow_missing_partitions": True},
+        ),
+    },
+    description="One row per conversation: user, model, channel, start and end, turns, "
+    "messages per role, tokens, latency, rating and feedback counts.",
+)
+def conversations(
+    context: AssetExecutionContext,
+    conversation_headers: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+) -> Output[pl.DataFrame]:
+    started = time.perf_counter()
+    summary = build_conversations(conversation_headers, conversation_messages)
+    seconds = time.perf_counter() - started
+    return Output(
+        summary,
+        metadata={
+            "build_seconds": round(seconds, 3),
+            "messages_read": conversation_messages.height,
+            "conversations_without_messages": summary.filter(
+                pl.col("message_count") == 0
+            ).height,
+            "conversations_by_model": MetadataValue.json(
+                dict(summary.group_by("model").len().sort("model").iter_rows())
+            ),
+            **frame_metadata(summary),
+        },
+    )

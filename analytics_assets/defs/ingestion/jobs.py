@@ -1,0 +1,17 @@
+"""The main job and its daily schedule."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+
+from analytics_assets.defs.ingestion.partitions import daily_partitions
+
+ingestion_job = define_asset_job(
+    "ingestion_job",
+    selection=AssetSelection.groups("ingestion"),
+    partitions_def=daily_partitions,
+    description="Pull a day (or a range of days) from the source and rebuild its lake files.",
+)
+
+# Yesterday's partition, early each morning (UTC); off until an operator turns it on.
+daily_ingestion_schedule = build_schedule_from_partitioned_job(ingestion_job, hour_of_day=2)

@@ -1,0 +1,96 @@
+"""Where records come from: the bundled export (embedded default) or a live NocoDB."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
+from analytics_assets.nocodb.pacing import RequestPacer
+from analytics_assets.sources.base import RecordSource
+from analytics_assets.sources.export import ExportSource
+from analytics_assets.sources.generator import ensure_sample_export
+from analytics_assets.sources.nocodb import NocoDBSource
+from analytics_assets.sources.schema import SourceSchema
+
+_pacers: dict[str, RequestPacer] = {}
+_pacers_lock = threading.Lock()
+
+
+def shared_pacer(url: str, token: str, requests_per_second: float) -> RequestPacer:
+    """One pacer per server and token in a process: the rate limit is per token, not per thread."""
+    key = hashlib.sha256(f"{url}\0{token}\0{requests_per_second}".encode()).hexdigest()
+    with _pacers_lock:
+        if key not in _pacers:
+            _pacers[key] = RequestPacer(requests_per_second)
+        return _pacers[key]
+
+
+class RecordSourceResource(ConfigurableResource):
+    """Base of the record sources; assets depend on this, deployments choose the subclass."""
+
+    source_schema: SourceSchema = Field(default_factory=SourceSchema)
+
+    @contextmanager
+    def open(self) -> Iterator[RecordSource]:
+        raise NotImplementedError
+        yield
+
+
+class ExportSourceResource(RecordSourceResource):
+    """A folder of NocoDB exports; the embedded default generates the sample export into it."""
+
+    export_dir: str = Field(description="Folder holding <table>.json|.jsonl|.csv exports.")
+    generate_sample_if_missing: bool = Field(
+        default=False,
+        description="Write the deterministic sample export into export_dir when it is absent.",
+    )
+    _source: ExportSource | None = PrivateAttr(default=None)
+
+    @contextmanager
+    def open(self) -> Iterator[RecordSource]:
+        folder = Path(self.export_dir)
+        if self.generate_sample_if_missing:
+            ensure_sample_export(folder)
+        # Keep the parsed files for the resource's lifetime: a backfill reads them once.
+        if self._source is None or self._source.folder != folder:
+            self._source = ExportSource(folder, self.source_schema)
+        yield self._source
+
+
+class NocoDBSourceResource(RecordSourceResource):
+    """A live NocoDB (Data API v2). The token comes from an EnvVar and is never logged."""
+
+    url: str = Field(description="NocoDB base URL, e.g. https://app.nocodb.com.")
+    api_token: str = Field(description="API token (xc-token); set NOCODB_API_TOKEN.")
+    base_id: str | None = Field(
+        default=None, description="Base id to look table titles up in; None searches all bases."
+    )
+    requests_per_second: float = Field(
+        default=5.0, description="Pacing per token; NocoDB Cloud allows 5/s. 0 disables pacing."
+    )
+    timeout_s: float = Field(default=30.0, description="Per-request timeout.")
+    max_attempts: int = Field(default=8, description="Attempts per request before giving up.")
+    throttle_wait_s: float = Field(
+        default=30.0, description="Wait after a 429 without Retry-After (Cloud blocks 30 s)."
+    )
+
+    def client(self) -> NocoDBClient:
+        return NocoDBClient(
+            self.url,
+            self.api_token,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(max_attempts=self.max_attempts, throttle_wait_s=self.throttle_wait_s),
+            pacer=shared_pacer(self.url, self.api_token, self.requests_per_second),
+        )
+
+    @contextmanager
+    def open(self) -> Iterator[RecordSource]:
+        with self.client() as client:
+            yield NocoDBSource(client, self.source_schema, base_id=self.base_id)

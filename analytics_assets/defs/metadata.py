@@ -1,0 +1,37 @@
+"""Materialization metadata shared by every asset: counts, schema and a preview table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from dagster import MetadataValue, TableColumn, TableSchema
+
+PREVIEW_ROWS = 5
+_PREVIEW_CELL_CHARS = 60
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= _PREVIEW_CELL_CHARS else text[: _PREVIEW_CELL_CHARS - 1] + "…"
+
+
+def markdown_table(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
+    head = frame.head(rows)
+    lines = [
+        "| " + " | ".join(head.columns) + " |",
+        "|" + "---|" * len(head.columns),
+        *("| " + " | ".join(_cell(value) for value in row) + " |" for row in head.iter_rows()),
+    ]
+    return "\n".join(lines)
+
+
+def frame_metadata(frame: pl.DataFrame) -> dict[str, Any]:
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": TableSchema(
+            columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        ),
+        "preview": MetadataValue.md(markdown_table(frame)),
+    }

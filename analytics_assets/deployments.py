@@ -1,0 +1,87 @@
+"""Which resources each deployment uses, decided in this one place.
+
+- `local` (the default): the bundled sample export, a lake in `.local/lake`; set NOCODB_URL
+  and NOCODB_API_TOKEN to read a real NocoDB instead.
+- `prod`: a real NocoDB and an `s3://` lake, everything from environment variables.
+Secrets are passed as `EnvVar`s, so Dagster resolves them at run time and never shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import EnvVar
+
+from analytics_assets.defs.ingestion.resources import (
+    ExportSourceResource,
+    NocoDBSourceResource,
+    RecordSourceResource,
+)
+from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.sources.schema import SourceSchema
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENTS = ("local", "prod")
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("ANALYTICS_LOCAL_DIR", PROJECT_ROOT / ".local"))
+
+
+def source_schema_from_env() -> SourceSchema:
+    """Table names from NOCODB_*_TABLE; renamed fields as JSON in NOCODB_FIELD_MAP, e.g.
+    {"messages": {"content": "text"}, "conversations": {"user_id": "customer"}}."""
+    field_map: dict[str, dict[str, str]] = json.loads(os.environ.get("NOCODB_FIELD_MAP", "{}"))
+    return SourceSchema(
+        conversations_table=os.environ.get("NOCODB_CONVERSATIONS_TABLE", "conversations"),
+        messages_table=os.environ.get("NOCODB_MESSAGES_TABLE", "messages"),
+        conversation_fields=field_map.get("conversations", {}),
+        message_fields=field_map.get("messages", {}),
+    )
+
+
+def nocodb_source_from_env() -> NocoDBSourceResource:
+    return NocoDBSourceResource(
+        url=EnvVar("NOCODB_URL"),
+        api_token=EnvVar("NOCODB_API_TOKEN"),
+        base_id=os.environ.get("NOCODB_BASE_ID"),
+        requests_per_second=float(os.environ.get("NOCODB_REQUESTS_PER_SECOND", "5")),
+        source_schema=source_schema_from_env(),
+    )
+
+
+def record_source_for(deployment: str) -> RecordSourceResource:
+    if deployment == "prod" or os.environ.get("NOCODB_URL"):
+        return nocodb_source_from_env()
+    export_dir = os.environ.get("ANALYTICS_EXPORT_DIR")
+    return ExportSourceResource(
+        export_dir=export_dir or str(local_dir() / "sample_export"),
+        # Only the bundled sample is generated; a team's own export folder is never written.
+        generate_sample_if_missing=export_dir is None,
+        source_schema=source_schema_from_env(),
+    )
+
+
+def lake_for(deployment: str) -> ParquetLakeIOManager:
+    if deployment == "prod":
+        base_url: Any = EnvVar("ANALYTICS_LAKE_URL")
+    else:
+        base_url = os.environ.get("ANALYTICS_LAKE_URL", str(local_dir() / "lake"))
+    return ParquetLakeIOManager(
+        base_url=base_url,
+        s3_endpoint_url=os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
+        s3_region=os.environ.get("AWS_REGION"),
+    )
+
+
+def resources_for(deployment: str) -> dict[str, Any]:
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
+    return {"record_source": record_source_for(deployment), "lake_io_manager": lake_for(deployment)}
+
+
+def current_deployment() -> str:
+    return os.environ.get("ANALYTICS_DEPLOYMENT", "local")

@@ -1,0 +1,392 @@
+"""A small NocoDB Data API v2 client on httpx that pages correctly and never gives up early.
+
+Why our own: the PyPI clients page by the requested `limit` (NocoDB silently caps it) and
+do not retry, so a 429 or a reset mid-backfill loses or duplicates records.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from analytics_assets.nocodb.errors import (
+    NocoDBAuthError,
+    NocoDBError,
+    NocoDBInvalidOffsetError,
+    NocoDBNotFoundError,
+    NocoDBQueryError,
+    NocoDBRetriesExhaustedError,
+)
+from analytics_assets.nocodb.pacing import RequestPacer
+
+# NocoDB refuses bigger pages silently (it returns 1000 rows and says nothing).
+MAX_PAGE_SIZE = 1000
+# The server rejects request bodies over 1 MB; stay well below it when inserting.
+MAX_INSERT_BODY_BYTES = 768 * 1024
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    # NocoDB Cloud blocks a token for 30 s after a 429; used when no Retry-After is sent.
+    throttle_wait_s: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so parallel clients do not retry in step."""
+        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+
+@dataclass
+class ClientStats:
+    """Counters for one client; safe to update from several threads."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    retry_wait_s: float = 0.0
+    pages: int = 0
+    records: int = 0
+    bytes_received: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **increments: float) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "throttled": self.throttled,
+                "retry_wait_s": round(self.retry_wait_s, 3),
+                "pages": self.pages,
+                "records": self.records,
+                "bytes_received": self.bytes_received,
+            }
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[dict[str, Any]]
+    index: int
+    offset: int
+    is_last: bool
+    total_rows: int | None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    id: str
+    title: str
+    # Column title -> NocoDB UI type (uidt), in the table's order.
+    columns: dict[str, str]
+
+    @property
+    def primary_key(self) -> str | None:
+        """The auto-increment `Id` column, which a table created without one lacks."""
+        return next((title for title, uidt in self.columns.items() if uidt == "ID"), None)
+
+
+def day_filter(field_name: str, day: date) -> str:
+    """A `where` clause selecting one UTC day of a DateTime field."""
+    next_day = day + timedelta(days=1)
+    return (
+        f"({field_name},ge,exactDate,{day.isoformat()})"
+        f"~and({field_name},lt,exactDate,{next_day.isoformat()})"
+    )
+
+
+def blank_filter(field_name: str) -> str:
+    return f"({field_name},blank)"
+
+
+def and_filters(*clauses: str | None) -> str | None:
+    present = [clause for clause in clauses if clause]
+    return "~and".join(present) if present else None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class NocoDBClient:
+    """Thread-safe client for one NocoDB server and API token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_token: str,
+        *,
+        requests_per_second: float = 5.0,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        pacer: RequestPacer | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if not api_token:
+            raise NocoDBAuthError("No NocoDB API token: set NOCODB_API_TOKEN.")
+        self.base_url = base_url.rstrip("/")
+        self.page_size = min(page_size, MAX_PAGE_SIZE)
+        self.retry = retry or RetryPolicy()
+        self.pacer = pacer or RequestPacer(requests_per_second)
+        self.stats = ClientStats()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"xc-token": api_token, "accept": "application/json"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._tables: dict[str, TableInfo] = {}
+        self._tables_lock = threading.Lock()
+
+    def __enter__(self) -> NocoDBClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        # Never show the token.
+        return f"NocoDBClient(base_url={self.base_url!r})"
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        idempotent: bool = True,
+    ) -> Any:
+        """Sends one request with pacing and retries; returns the decoded JSON body.
+
+        A non-idempotent request (an insert) is retried only when the server cannot have
+        applied it: a refused connection or a 429.
+        """
+        last_problem = "no attempt made"
+        for attempt in range(self.retry.max_attempts):
+            self.pacer.wait()
+            self.stats.add(requests=1)
+            wait_s: float | None = None
+            try:
+                response = self._http.request(method, path, params=params, json=json_body)
+                body = response.content
+                self.stats.add(bytes_received=len(body))
+                if response.status_code < 300:
+                    return json.loads(body) if body else None
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise self._error_for(response, path)
+                last_problem = f"HTTP {response.status_code}"
+                if response.status_code == 429:
+                    self.stats.add(throttled=1)
+                    wait_s = _retry_after_seconds(response)
+                    if wait_s is None:
+                        wait_s = self.retry.throttle_wait_s
+                    self.pacer.block_for(wait_s)
+                elif not idempotent:
+                    raise NocoDBError(
+                        f"NocoDB answered {response.status_code} to {method} {path}; not retried "
+                        "because the request may have been applied.",
+                        status_code=response.status_code,
+                    )
+                else:
+                    wait_s = _retry_after_seconds(response)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                last_problem = f"{type(error).__name__}: {error}"
+            except (httpx.TimeoutException, httpx.TransportError, json.JSONDecodeError) as error:
+                # Read timeouts, resets and truncated bodies: the request may have been applied.
+                last_problem = f"{type(error).__name__}: {error}"
+                if not idempotent:
+                    raise NocoDBError(
+                        f"{method} {path} failed mid-flight ({last_problem}); not retried "
+                        "because the request may have been applied."
+                    ) from error
+            if attempt + 1 == self.retry.max_attempts:
+                break
+            delay = wait_s if wait_s is not None else self.retry.backoff(attempt)
+            self.stats.add(retries=1, retry_wait_s=delay)
+            time.sleep(delay)
+        raise NocoDBRetriesExhaustedError(
+            f"{method} {path} failed after {self.retry.max_attempts} attempts; last: {last_problem}"
+        )
+
+    @staticmethod
+    def _error_for(response: httpx.Response, path: str) -> NocoDBError:
+        status = response.status_code
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        code = payload.get("error") if isinstance(payload, dict) else None
+        message = ""
+        if isinstance(payload, dict):
+            message = payload.get("message") or payload.get("msg") or ""
+        detail = f"NocoDB answered {status} for {path}: {message or response.text[:200]}"
+        if status in (401, 403):
+            return NocoDBAuthError(
+                f"{detail}. Check the API token in NOCODB_API_TOKEN and its access to the base.",
+                status_code=status,
+                code=code,
+            )
+        if status == 404:
+            return NocoDBNotFoundError(
+                f"{detail}. Check the table ids/titles and field names in the source mapping.",
+                status_code=status,
+                code=code,
+            )
+        if code == "INVALID_OFFSET_VALUE":
+            return NocoDBInvalidOffsetError(detail, status_code=status, code=code)
+        if status in (400, 422):
+            return NocoDBQueryError(detail, status_code=status, code=code)
+        return NocoDBError(detail, status_code=status, code=code)
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def list_bases(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v2/meta/bases")["list"]
+
+    def list_tables(self, base_id: str) -> list[dict[str, Any]]:
+        return self.request("GET", f"/api/v2/meta/bases/{base_id}/tables")["list"]
+
+    def table_info(self, table: str, *, base_id: str | None = None) -> TableInfo:
+        """Resolves a table id or title to its id and columns (cached per client)."""
+        with self._tables_lock:
+            cached = self._tables.get(table)
+        if cached:
+            return cached
+        table_id = self._resolve_table_id(table, base_id)
+        meta = self.request("GET", f"/api/v2/meta/tables/{table_id}")
+        info = TableInfo(
+            id=meta["id"],
+            title=meta["title"],
+            columns={column["title"]: column["uidt"] for column in meta["columns"]},
+        )
+        with self._tables_lock:
+            self._tables[table] = info
+        return info
+
+    def _resolve_table_id(self, table: str, base_id: str | None) -> str:
+        base_ids = [base_id] if base_id else [base["id"] for base in self.list_bases()]
+        for candidate_base in base_ids:
+            for meta in self.list_tables(candidate_base):
+                if table in (meta["id"], meta["title"], meta.get("table_name")):
+                    return meta["id"]
+        raise NocoDBNotFoundError(
+            f"No NocoDB table with id or title {table!r} in base(s) {base_ids}. "
+            "Check the table settings (NOCODB_CONVERSATIONS_TABLE / NOCODB_MESSAGES_TABLE)."
+        )
+
+    # -- records -----------------------------------------------------------------------------
+
+    def iter_pages(
+        self,
+        table_id: str,
+        *,
+        where: str | None = None,
+        sort: str | Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        page_size: int | None = None,
+        start_offset: int = 0,
+    ) -> Iterator[Page]:
+        """Streams a query page by page; holds one page in memory at a time.
+
+        The offset advances by the rows actually returned, not by the requested limit,
+        because NocoDB caps `limit` without saying so. Sort by a unique key for a stable
+        order: offset paging over an unsorted table can skip or repeat rows.
+        """
+        limit = min(page_size or self.page_size, MAX_PAGE_SIZE)
+        params: dict[str, Any] = {"limit": limit}
+        if where:
+            params["where"] = where
+        if sort:
+            params["sort"] = sort if isinstance(sort, str) else ",".join(sort)
+        if fields:
+            params["fields"] = ",".join(fields)
+        offset = start_offset
+        index = 0
+        path = f"/api/v2/tables/{table_id}/records"
+        while True:
+            body = self.request("GET", path, params={**params, "offset": offset})
+            records = body.get("list", [])
+            page_info = body.get("pageInfo", {})
+            is_last = bool(page_info.get("isLastPage", True)) or not records
+            self.stats.add(pages=1, records=len(records))
+            yield Page(
+                records=records,
+                index=index,
+                offset=offset,
+                is_last=is_last,
+                total_rows=page_info.get("totalRows"),
+            )
+            if is_last:
+                return
+            offset += len(records)
+            index += 1
+
+    def iter_records(self, table_id: str, **query: Any) -> Iterator[dict[str, Any]]:
+        for page in self.iter_pages(table_id, **query):
+            yield from page.records
+
+    def insert_records(self, table_id: str, records: Iterable[dict[str, Any]]) -> int:
+        """Inserts records in batches under NocoDB's 1 MB body limit; returns the count."""
+        inserted = 0
+        batch: list[dict[str, Any]] = []
+        batch_bytes = 0
+        for record in records:
+            size = len(json.dumps(record, ensure_ascii=False).encode()) + 1
+            if batch and (batch_bytes + size > MAX_INSERT_BODY_BYTES or len(batch) >= 1000):
+                inserted += self._insert_batch(table_id, batch)
+                batch, batch_bytes = [], 0
+            batch.append(record)
+            batch_bytes += size
+        if batch:
+            inserted += self._insert_batch(table_id, batch)
+        return inserted
+
+    def _insert_batch(self, table_id: str, batch: list[dict[str, Any]]) -> int:
+        self.request(
+            "POST", f"/api/v2/tables/{table_id}/records", json_body=batch, idempotent=False
+        )
+        return len(batch)
+
+    def update_records(self, table_id: str, records: list[dict[str, Any]]) -> None:
+        """Updates records by their `Id` (PATCH is idempotent: same values, same result)."""
+        for start in range(0, len(records), 500):
+            self.request(
+                "PATCH", f"/api/v2/tables/{table_id}/records", json_body=records[start : start + 500]
+            )
+
+    def delete_records(self, table_id: str, ids: list[int]) -> None:
+        for start in range(0, len(ids), 500):
+            self.request(
+                "DELETE",
+                f"/api/v2/tables/{table_id}/records",
+                json_body=[{"Id": record_id} for record_id in ids[start : start + 500]],
+            )

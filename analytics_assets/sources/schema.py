@@ -1,0 +1,85 @@
+"""The mapping between the product's canonical fields and a team's NocoDB tables.
+
+Every team names its tables and columns differently, so the pipeline only ever speaks
+canonical names and this mapping is the single place that knows the source's names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from dagster import Config
+from pydantic import Field
+
+TableKind = Literal["conversations", "messages"]
+TABLE_KINDS: tuple[TableKind, ...] = ("conversations", "messages")
+
+# NocoDB's system columns. They are part of every table NocoDB creates.
+SYSTEM_FIELDS = ("CreatedAt", "UpdatedAt")
+
+CANONICAL_FIELDS: dict[TableKind, tuple[str, ...]] = {
+    "conversations": (
+        "conversation_id",
+        "user_id",
+        "model",
+        "channel",
+        "started_at",
+        "rating",
+        *SYSTEM_FIELDS,
+    ),
+    "messages": (
+        "message_id",
+        "conversation_id",
+        "role",
+        "content",
+        "model",
+        "created_at",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms",
+        "feedback",
+        *SYSTEM_FIELDS,
+    ),
+}
+
+# The event time that decides a record's daily partition, and the key that identifies it.
+EVENT_TIME_FIELD: dict[TableKind, str] = {"conversations": "started_at", "messages": "created_at"}
+KEY_FIELD: dict[TableKind, str] = {"conversations": "conversation_id", "messages": "message_id"}
+
+
+class SourceSchema(Config):
+    """Names of the source tables and of any field that differs from the canonical name."""
+
+    conversations_table: str = Field(
+        default="conversations",
+        description="NocoDB table id or title (or export file stem) holding conversations.",
+    )
+    messages_table: str = Field(
+        default="messages",
+        description="NocoDB table id or title (or export file stem) holding messages.",
+    )
+    conversation_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical conversation field -> source field, only where they differ.",
+    )
+    message_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical message field -> source field, only where they differ.",
+    )
+
+    def table(self, kind: TableKind) -> str:
+        return self.conversations_table if kind == "conversations" else self.messages_table
+
+    def field_map(self, kind: TableKind) -> dict[str, str]:
+        """Canonical name -> source name for every canonical field of the table."""
+        overrides = self.conversation_fields if kind == "conversations" else self.message_fields
+        unknown = set(overrides) - set(CANONICAL_FIELDS[kind])
+        if unknown:
+            raise ValueError(
+                f"Unknown canonical {kind} field(s) in the source mapping: {sorted(unknown)}; "
+                f"known: {list(CANONICAL_FIELDS[kind])}"
+            )
+        return {name: overrides.get(name, name) for name in CANONICAL_FIELDS[kind]}
+
+    def source_field(self, kind: TableKind, canonical: str) -> str:
+        return self.field_map(kind)[canonical]

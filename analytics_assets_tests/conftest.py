@@ -1,0 +1,90 @@
+"""Shared fixtures: a real NocoDB, a moto S3 server and a small seeded sample."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import boto3
+import pytest
+
+from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
+from analytics_assets.sources.generator import SampleData, SampleSpec, generate_sample
+from analytics_assets.sources.seed import SeededBase, seed_nocodb
+from analytics_assets_tests.nocodb_server import NocoDBServer, free_port, start_nocodb
+
+# A small sample for the live-server tests: 3 days, about 2,000 messages.
+SEEDED_SPEC = SampleSpec(start=date(2026, 11, 1), days=3, conversations=300, users=60, seed=7)
+FAST_RETRY = RetryPolicy(max_attempts=6, backoff_base_s=0.02, backoff_max_s=0.2, throttle_wait_s=0.2)
+
+
+@pytest.fixture(scope="session")
+def nocodb() -> Iterator[NocoDBServer]:
+    """The real NocoDB server: NOCODB_TEST_URL/NOCODB_TEST_TOKEN if given, else started here."""
+    if os.environ.get("NOCODB_TEST_URL"):
+        yield NocoDBServer(os.environ["NOCODB_TEST_URL"], os.environ["NOCODB_TEST_TOKEN"])
+        return
+    server = start_nocodb()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_client(server: NocoDBServer, **options) -> NocoDBClient:
+    return NocoDBClient(
+        server.url, server.token, requests_per_second=0, retry=FAST_RETRY, **options
+    )
+
+
+@pytest.fixture()
+def nocodb_client(nocodb: NocoDBServer) -> Iterator[NocoDBClient]:
+    with make_client(nocodb) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class SeededSample:
+    data: SampleData
+    base: SeededBase
+
+
+@pytest.fixture(scope="session")
+def seeded_sample(nocodb: NocoDBServer) -> SeededSample:
+    data = generate_sample(SEEDED_SPEC)
+    with make_client(nocodb) as client:
+        base = seed_nocodb(client, data, base_title="seeded_sample")
+    return SeededSample(data=data, base=base)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    bucket: str
+
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 API server on loopback, spoken to over HTTP like a real S3."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(name, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    s3 = S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket="analytics-lake")
+    s3.client().create_bucket(Bucket=s3.bucket)
+    try:
+        yield s3
+    finally:
+        server.stop()

@@ -1,0 +1,251 @@
+"""The pure polars transforms on hand-written records with exact expected results."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+
+from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.transforms.conversations import build_conversations
+from analytics_assets.transforms.raw import raw_frame_from_records
+from analytics_assets.transforms.records import (
+    CONVERSATION_HEADER_SCHEMA,
+    ERROR_SCHEMA,
+    MESSAGE_SCHEMA,
+    validate_conversation_headers,
+    validate_messages,
+)
+from analytics_assets.transforms.timestamps import parse_utc_timestamp
+
+DAY = date(2026, 11, 1)
+FETCHED = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def raw(table: str, records: list[dict], day: date = DAY) -> pl.DataFrame:
+    return raw_frame_from_records(
+        records, table=table, day=day, page=0, fetched_at=FETCHED, source="test"
+    )
+
+
+def message(number: int, **fields) -> dict:
+    base = {
+        "Id": number,
+        "message_id": f"m-{number}",
+        "conversation_id": "c1",
+        "role": "user",
+        "content": "hello",
+        "model": None,
+        "created_at": "2026-11-01 10:00:00+00:00",
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "latency_ms": None,
+        "feedback": None,
+        "CreatedAt": "2026-11-01 10:00:01+00:00",
+        "UpdatedAt": None,
+    }
+    return base | fields
+
+
+def test_timestamps_parse_every_format_to_utc():
+    texts = pl.Series(
+        [
+            "2026-11-01 23:50:00+00:00",
+            "2026-11-01T23:50:00.250Z",
+            "2026-11-01 23:50:00",
+            "2026-11-01 22:50:00-02:00",
+            "2026-11-01 23:50",
+            "not a time",
+            None,
+        ]
+    )
+    parsed = pl.select(parse_utc_timestamp(pl.lit(texts))).to_series().to_list()
+    assert parsed == [
+        datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
+        datetime(2026, 11, 1, 23, 50, 0, 250000, tzinfo=UTC),
+        datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
+        datetime(2026, 11, 2, 0, 50, tzinfo=UTC),
+        datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
+        None,
+        None,
+    ]
+
+
+def test_valid_messages_are_typed_and_sorted():
+    records = [
+        message(2, role="Assistant", created_at="2026-11-01 10:00:05+00:00",
+                prompt_tokens=12, completion_tokens=30, latency_ms=812.5, feedback="UP",
+                model="gpt-4o"),
+        message(1, content="¿Cuánto cuesta? 🎉"),
+    ]
+    result = validate_messages(raw("messages", records))
+    assert result.rejected.height == 0
+    assert result.valid.schema == pl.Schema(MESSAGE_SCHEMA)
+    rows = result.valid.to_dicts()
+    assert [row["message_id"] for row in rows] == ["m-1", "m-2"]
+    assert rows[0]["content"] == "¿Cuánto cuesta? 🎉"
+    assert rows[1]["role"] == "assistant"
+    assert rows[1]["feedback"] == "up"
+    assert rows[1]["prompt_tokens"] == 12
+    assert rows[1]["latency_ms"] == 812.5
+    assert rows[1]["created_at"] == datetime(2026, 11, 1, 10, 0, 5, tzinfo=UTC)
+    assert rows[1]["record_id"] == "2"
+    assert rows[1]["day"] == DAY
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"message_id": None}, "missing message_id"),
+        ({"conversation_id": "  "}, "missing conversation_id"),
+        ({"role": "bot"}, "invalid role 'bot'"),
+        ({"content": None}, "missing content"),
+        ({"created_at": None}, "missing created_at"),
+        ({"created_at": "yesterday"}, "invalid created_at 'yesterday'"),
+        ({"created_at": "2026-11-02 00:00:01+00:00"},
+         "created_at 2026-11-02 00:00:01+00:00 is outside partition day 2026-11-01"),
+        ({"prompt_tokens": "many"}, "invalid prompt_tokens 'many'"),
+        ({"prompt_tokens": 1.5}, "invalid prompt_tokens '1.5'"),
+        ({"completion_tokens": -5}, "negative completion_tokens -5"),
+        ({"latency_ms": -1.5}, "negative latency_ms -1.5"),
+        ({"feedback": "meh"}, "invalid feedback 'meh'"),
+    ],
+)
+def test_each_rule_rejects_with_its_reason(fields, reason):
+    result = validate_messages(raw("messages", [message(7, **fields), message(8)]))
+    assert result.valid["message_id"].to_list() == ["m-8"]
+    assert result.rejected.schema == pl.Schema(ERROR_SCHEMA)
+    error = result.rejected.row(0, named=True)
+    assert error["reason"] == reason
+    assert error["table"] == "messages"
+    assert error["stage"] == "validate"
+    assert error["record_id"] == "7"
+    assert error["conversation_id"] == (None if "conversation_id" in fields else "c1")
+    assert json.loads(error["record"])["Id"] == 7
+
+
+def test_several_failures_are_all_named():
+    result = validate_messages(raw("messages", [message(3, role=None, feedback="meh")]))
+    assert result.rejected["reason"].to_list() == ["missing role; invalid feedback 'meh'"]
+
+
+def test_duplicate_message_keeps_the_newest_copy_and_reports_the_other():
+    older = message(4, content="first")
+    newer = message(5, message_id="m-4", content="edited",
+                    UpdatedAt="2026-11-01 10:05:00+00:00")
+    result = validate_messages(raw("messages", [newer, older]))
+    assert result.valid["content"].to_list() == ["edited"]
+    assert result.rejected["reason"].to_list() == ["duplicate message_id; superseded by a newer copy"]
+    assert result.rejected["record_id"].to_list() == ["4"]
+
+
+def test_renamed_source_fields_are_mapped():
+    schema = SourceSchema(message_fields={"content": "text", "conversation_id": "thread"})
+    record = message(1)
+    record["text"] = record.pop("content")
+    record["thread"] = record.pop("conversation_id")
+    result = validate_messages(raw("messages", [record]), schema)
+    assert result.valid.select("content", "conversation_id").row(0) == ("hello", "c1")
+
+
+def test_unknown_canonical_field_in_mapping_is_an_error():
+    with pytest.raises(ValueError, match="Unknown canonical messages field"):
+        SourceSchema(message_fields={"body": "text"}).field_map("messages")
+
+
+def header(conversation_id: str, **fields) -> dict:
+    return {
+        "Id": int(conversation_id.split("-")[-1]),
+        "conversation_id": conversation_id,
+        "user_id": "u1",
+        "model": "gpt-4o",
+        "channel": "Web",
+        "started_at": "2026-11-01 09:59:00+00:00",
+        "rating": 4,
+        "CreatedAt": "2026-11-01 09:59:01+00:00",
+        "UpdatedAt": None,
+    } | fields
+
+
+def test_conversation_headers_rules():
+    records = [
+        header("c-1"),
+        header("c-2", rating=7),
+        header("c-3", user_id=None),
+        header("c-4", started_at=None),
+        header("c-5", rating=None),
+    ]
+    result = validate_conversation_headers(raw("conversations", records))
+    assert result.valid.schema == pl.Schema(CONVERSATION_HEADER_SCHEMA)
+    assert result.valid["conversation_id"].to_list() == ["c-1", "c-5"]
+    assert result.valid["channel"].to_list() == ["web", "web"]
+    assert dict(zip(result.rejected["key"], result.rejected["reason"], strict=True)) == {
+        "c-2": "rating 7 outside 1-5",
+        "c-3": "missing user_id",
+        "c-4": "missing started_at",
+    }
+
+
+def test_build_conversations_exact_numbers():
+    headers = validate_conversation_headers(
+        raw("conversations", [header("c-1", model=None, started_at="2026-11-01 23:59:00+00:00"),
+                              header("c-2", rating=None)])
+    ).valid
+    day_one = [
+        message(1, conversation_id="c-1", created_at="2026-11-01 23:59:00+00:00"),
+        message(2, conversation_id="c-1", role="assistant", model="llama-3-70b",
+                created_at="2026-11-01 23:59:30+00:00", prompt_tokens=10,
+                completion_tokens=20, latency_ms=1000.0, feedback="up"),
+        message(9, conversation_id="c-other", created_at="2026-11-01 12:00:00+00:00"),
+    ]
+    day_two = [
+        message(3, conversation_id="c-1", created_at="2026-11-02 00:01:00+00:00"),
+        message(4, conversation_id="c-1", role="assistant", model="llama-3-70b",
+                created_at="2026-11-02 00:01:02+00:00", prompt_tokens=40,
+                completion_tokens=5, latency_ms=3000.0, feedback="down"),
+    ]
+    messages = pl.concat(
+        [
+            validate_messages(raw("messages", day_one)).valid,
+            validate_messages(raw("messages", day_two, day=date(2026, 11, 2))).valid,
+        ]
+    )
+    summary = build_conversations(headers, messages)
+    first, second = summary.to_dicts()
+    assert first["conversation_id"] == "c-2"  # started 09:59, sorted by start
+    assert second == {
+        "conversation_id": "c-1",
+        "user_id": "u1",
+        "model": "llama-3-70b",
+        "channel": "web",
+        "started_at": datetime(2026, 11, 1, 23, 59, tzinfo=UTC),
+        "ended_at": datetime(2026, 11, 2, 0, 1, 2, tzinfo=UTC),
+        "duration_s": 122.0,
+        "turns": 2,
+        "message_count": 4,
+        "user_messages": 2,
+        "assistant_messages": 2,
+        "system_messages": 0,
+        "prompt_tokens": 50,
+        "completion_tokens": 25,
+        "total_tokens": 75,
+        "latency_ms_mean": 2000.0,
+        "latency_ms_max": 3000.0,
+        "rating": 4,
+        "feedback_up": 1,
+        "feedback_down": 1,
+        "day": DAY,
+    }
+    assert first["message_count"] == 0
+    assert first["duration_s"] == 0.0
+    assert first["rating"] is None
+
+
+def test_empty_inputs_give_empty_frames_with_schemas():
+    empty = raw("messages", [])
+    assert validate_messages(empty).valid.schema == pl.Schema(MESSAGE_SCHEMA)
+    assert validate_messages(empty).rejected.schema == pl.Schema(ERROR_SCHEMA)
+    headers = validate_conversation_headers(empty).valid
+    assert build_conversations(headers, validate_messages(empty).valid).height == 0
