@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from analytics_assets.defs.ingestion import assets as ingestion_assets
@@ -10,13 +12,16 @@ from analytics_assets.defs.ingestion.jobs import daily_ingestion_schedule, inges
 from analytics_assets.deployments import current_deployment, resources_for
 
 
-def build_definitions(deployment: str | None = None) -> Definitions:
+def build_definitions(
+    deployment: str | None = None, resources: dict[str, Any] | None = None
+) -> Definitions:
+    """The code location's definitions; `resources` replaces the deployment's (tests)."""
     return Definitions(
         assets=load_assets_from_modules([ingestion_assets]),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
         jobs=[ingestion_job],
         schedules=[daily_ingestion_schedule],
-        resources=resources_for(deployment or current_deployment()),
+        resources=resources or resources_for(deployment or current_deployment()),
     )
 
 

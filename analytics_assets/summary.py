@@ -19,9 +19,7 @@ SUMMARY_ASSETS = (
 
 
 def _scan(lake: PolarsParquetLake, asset: str, first_day: date, last_day: date) -> pl.LazyFrame:
-    days = [
-        first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)
-    ]
+    days = [first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
     present = set(lake.days_present(asset))
     paths = [
         str(lake._base_path / asset / f"day={day.isoformat()}" / "data.parquet")
@@ -40,7 +38,10 @@ def lake_summary(
         counts[asset] = frame.select(pl.len()).collect().item() if frame.collect_schema() else 0
     errors = _scan(lake, "processing_errors", first_day, last_day)
     reasons = (
-        errors.group_by("table", "reason").len().sort(["len", "table", "reason"], descending=[True, False, False]).collect()
+        errors.group_by("table", "reason")
+        .len()
+        .sort(["len", "table", "reason"], descending=[True, False, False])
+        .collect()
         if counts["processing_errors"]
         else pl.DataFrame()
     )
@@ -51,7 +52,10 @@ def lake_summary(
         "Rows per asset:",
         *(f"  {asset:<24}{count:>10,}" for asset, count in counts.items()),
         f"Errors: {counts['processing_errors']} rejected records in processing_errors",
-        *(f"  {row['table']}: {row['reason']} ({row['len']})" for row in reasons.iter_rows(named=True)),
+        *(
+            f"  {row['table']}: {row['reason']} ({row['len']})"
+            for row in reasons.iter_rows(named=True)
+        ),
         f"Lake: {lake._base_path} (Parquet, zstd, <asset>/day=YYYY-MM-DD/data.parquet)",
         f"Dagster instance: DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}",
         "Open the UI on the same instance and definitions: make ui  (http://127.0.0.1:3000)",

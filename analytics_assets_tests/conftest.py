@@ -17,7 +17,9 @@ from analytics_assets_tests.nocodb_server import NocoDBServer, free_port, start_
 
 # A small sample for the live-server tests: 3 days, about 2,000 messages.
 SEEDED_SPEC = SampleSpec(start=date(2026, 11, 1), days=3, conversations=300, users=60, seed=7)
-FAST_RETRY = RetryPolicy(max_attempts=6, backoff_base_s=0.02, backoff_max_s=0.2, throttle_wait_s=0.2)
+FAST_RETRY = RetryPolicy(
+    max_attempts=6, backoff_base_s=0.02, backoff_max_s=0.2, throttle_wait_s=0.2
+)
 
 
 @pytest.fixture(scope="session")

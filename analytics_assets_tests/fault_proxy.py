@@ -27,7 +27,13 @@ FAULTS = (
     "reset",
     "truncated",
 )
-HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length"}
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-encoding",
+    "content-length",
+}
 
 
 class FaultProxy:

@@ -18,9 +18,7 @@ from pathlib import Path
 import httpx
 
 NOCODB_HOME = Path(
-    os.environ.get(
-        "NOCODB_HOME", Path.home() / ".cache" / "analytics-assets" / "nocodb-0.262.5"
-    )
+    os.environ.get("NOCODB_HOME", Path.home() / ".cache" / "analytics-assets" / "nocodb-0.262.5")
 )
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "Analytics-Test-1"  # NocoDB wants 8+ chars, upper case, digit, special

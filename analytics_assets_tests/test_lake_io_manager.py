@@ -121,7 +121,9 @@ def test_rematerializing_a_day_replaces_it(lake):
     for version in (1, 2):
         VERSION["value"] = version
         assert materialize(
-            [events], resources={"io_manager": lake}, instance=instance,
+            [events],
+            resources={"io_manager": lake},
+            instance=instance,
             partition_key="2026-11-05",
         ).success
     day = read_day(lake, "events", "2026-11-05")
@@ -136,7 +138,9 @@ def test_rows_outside_the_runs_partitions_are_refused(tmp_path):
 
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
     result = materialize(
-        [leaky_events], resources={"io_manager": lake}, partition_key="2026-11-06",
+        [leaky_events],
+        resources={"io_manager": lake},
+        partition_key="2026-11-06",
         raise_on_error=False,
     )
     assert not result.success
@@ -148,7 +152,9 @@ def test_local_replace_is_atomic_and_leaves_no_staging_files(tmp_path):
     instance = DagsterInstance.ephemeral()
     for _ in range(3):
         assert materialize(
-            [events], resources={"io_manager": lake}, instance=instance,
+            [events],
+            resources={"io_manager": lake},
+            instance=instance,
             tags=range_tags("2026-11-01", "2026-11-02"),
         ).success
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
@@ -164,9 +170,7 @@ def test_s3_files_are_zstd_parquet(s3_server, tmp_path):
     lake = ParquetLakeIOManager(
         base_url=f"s3://{s3_server.bucket}/{tmp_path.name}", s3_endpoint_url=s3_server.endpoint_url
     )
-    assert materialize(
-        [events], resources={"io_manager": lake}, partition_key="2026-11-08"
-    ).success
+    assert materialize([events], resources={"io_manager": lake}, partition_key="2026-11-08").success
     key = f"{tmp_path.name}/events/day=2026-11-08/data.parquet"
     body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
     import io

@@ -110,9 +110,11 @@ def test_table_titles_resolve_to_ids(nocodb_client, tables):
 
 
 def test_bad_token_is_a_typed_error_naming_the_setting(nocodb, tables):
-    with NocoDBClient(nocodb.url, "not-a-token", requests_per_second=0) as client:
-        with pytest.raises(NocoDBAuthError, match="NOCODB_API_TOKEN") as raised:
-            list(client.iter_records(tables["numbers"]))
+    with (
+        NocoDBClient(nocodb.url, "not-a-token", requests_per_second=0) as client,
+        pytest.raises(NocoDBAuthError, match="NOCODB_API_TOKEN") as raised,
+    ):
+        list(client.iter_records(tables["numbers"]))
     assert raised.value.status_code == 401
     assert "not-a-token" not in str(raised.value)
 

@@ -31,8 +31,13 @@ def table_id(nocodb, base_id) -> str:
 
 def proxied_client(proxy: FaultProxy, token: str, **retry: float) -> NocoDBClient:
     policy = RetryPolicy(
-        **{"max_attempts": 4, "backoff_base_s": 0.02, "backoff_max_s": 0.1,
-           "throttle_wait_s": 0.1, **retry}
+        **{
+            "max_attempts": 4,
+            "backoff_base_s": 0.02,
+            "backoff_max_s": 0.1,
+            "throttle_wait_s": 0.1,
+            **retry,
+        }
     )
     return NocoDBClient(proxy.url, token, requests_per_second=0, timeout_s=0.5, retry=policy)
 
@@ -42,9 +47,7 @@ def test_every_record_arrives_exactly_once_through_every_fault(nocodb, table_id)
         FaultProxy(nocodb.url, every_fault_between_successes(rounds=2)) as proxy,
         proxied_client(proxy, nocodb.token) as client,
     ):
-        keys = [
-            record["key"] for record in client.iter_records(table_id, sort="Id", page_size=50)
-        ]
+        keys = [record["key"] for record in client.iter_records(table_id, sort="Id", page_size=50)]
     assert len(keys) == ROWS
     assert keys == [f"r{n:05d}" for n in range(ROWS)]
     assert set(proxy.injected) == set(FAULTS)

@@ -75,9 +75,16 @@ def test_timestamps_parse_every_format_to_utc():
 
 def test_valid_messages_are_typed_and_sorted():
     records = [
-        message(2, role="Assistant", created_at="2026-11-01 10:00:05+00:00",
-                prompt_tokens=12, completion_tokens=30, latency_ms=812.5, feedback="UP",
-                model="gpt-4o"),
+        message(
+            2,
+            role="Assistant",
+            created_at="2026-11-01 10:00:05+00:00",
+            prompt_tokens=12,
+            completion_tokens=30,
+            latency_ms=812.5,
+            feedback="UP",
+            model="gpt-4o",
+        ),
         message(1, content="¿Cuánto cuesta? 🎉"),
     ]
     result = validate_messages(raw("messages", records))
@@ -104,8 +111,10 @@ def test_valid_messages_are_typed_and_sorted():
         ({"content": None}, "missing content"),
         ({"created_at": None}, "missing created_at"),
         ({"created_at": "yesterday"}, "invalid created_at 'yesterday'"),
-        ({"created_at": "2026-11-02 00:00:01+00:00"},
-         "created_at 2026-11-02 00:00:01+00:00 is outside partition day 2026-11-01"),
+        (
+            {"created_at": "2026-11-02 00:00:01+00:00"},
+            "created_at 2026-11-02 00:00:01+00:00 is outside partition day 2026-11-01",
+        ),
         ({"prompt_tokens": "many"}, "invalid prompt_tokens 'many'"),
         ({"prompt_tokens": 1.5}, "invalid prompt_tokens '1.5'"),
         ({"completion_tokens": -5}, "negative completion_tokens -5"),
@@ -133,11 +142,12 @@ def test_several_failures_are_all_named():
 
 def test_duplicate_message_keeps_the_newest_copy_and_reports_the_other():
     older = message(4, content="first")
-    newer = message(5, message_id="m-4", content="edited",
-                    UpdatedAt="2026-11-01 10:05:00+00:00")
+    newer = message(5, message_id="m-4", content="edited", UpdatedAt="2026-11-01 10:05:00+00:00")
     result = validate_messages(raw("messages", [newer, older]))
     assert result.valid["content"].to_list() == ["edited"]
-    assert result.rejected["reason"].to_list() == ["duplicate message_id; superseded by a newer copy"]
+    assert result.rejected["reason"].to_list() == [
+        "duplicate message_id; superseded by a newer copy"
+    ]
     assert result.rejected["record_id"].to_list() == ["4"]
 
 
@@ -190,21 +200,42 @@ def test_conversation_headers_rules():
 
 def test_build_conversations_exact_numbers():
     headers = validate_conversation_headers(
-        raw("conversations", [header("c-1", model=None, started_at="2026-11-01 23:59:00+00:00"),
-                              header("c-2", rating=None)])
+        raw(
+            "conversations",
+            [
+                header("c-1", model=None, started_at="2026-11-01 23:59:00+00:00"),
+                header("c-2", rating=None),
+            ],
+        )
     ).valid
     day_one = [
         message(1, conversation_id="c-1", created_at="2026-11-01 23:59:00+00:00"),
-        message(2, conversation_id="c-1", role="assistant", model="llama-3-70b",
-                created_at="2026-11-01 23:59:30+00:00", prompt_tokens=10,
-                completion_tokens=20, latency_ms=1000.0, feedback="up"),
+        message(
+            2,
+            conversation_id="c-1",
+            role="assistant",
+            model="llama-3-70b",
+            created_at="2026-11-01 23:59:30+00:00",
+            prompt_tokens=10,
+            completion_tokens=20,
+            latency_ms=1000.0,
+            feedback="up",
+        ),
         message(9, conversation_id="c-other", created_at="2026-11-01 12:00:00+00:00"),
     ]
     day_two = [
         message(3, conversation_id="c-1", created_at="2026-11-02 00:01:00+00:00"),
-        message(4, conversation_id="c-1", role="assistant", model="llama-3-70b",
-                created_at="2026-11-02 00:01:02+00:00", prompt_tokens=40,
-                completion_tokens=5, latency_ms=3000.0, feedback="down"),
+        message(
+            4,
+            conversation_id="c-1",
+            role="assistant",
+            model="llama-3-70b",
+            created_at="2026-11-02 00:01:02+00:00",
+            prompt_tokens=40,
+            completion_tokens=5,
+            latency_ms=3000.0,
+            feedback="down",
+        ),
     ]
     messages = pl.concat(
         [

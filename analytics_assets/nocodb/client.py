@@ -380,7 +380,9 @@ class NocoDBClient:
         """Updates records by their `Id` (PATCH is idempotent: same values, same result)."""
         for start in range(0, len(records), 500):
             self.request(
-                "PATCH", f"/api/v2/tables/{table_id}/records", json_body=records[start : start + 500]
+                "PATCH",
+                f"/api/v2/tables/{table_id}/records",
+                json_body=records[start : start + 500],
             )
 
     def delete_records(self, table_id: str, ids: list[int]) -> None:

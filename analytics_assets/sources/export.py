@@ -24,9 +24,7 @@ def _read_records(path: Path) -> pl.DataFrame:
         table = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
         return table.select(
             pl.struct(pl.all()).struct.json_encode().alias("record"),
-            (pl.col("Id") if "Id" in table.columns else pl.lit(None, pl.String)).alias(
-                "record_id"
-            ),
+            (pl.col("Id") if "Id" in table.columns else pl.lit(None, pl.String)).alias("record_id"),
         )
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":

@@ -125,10 +125,7 @@ def _conversation(
     turns = 1 + min(7, int(rng.expovariate(1 / 3.2)))
     abandoned = rng.random() < 0.06
     for turn in range(turns):
-        if turn == 0:
-            text = opening
-        else:
-            text = rng.choice(FOLLOW_UPS[language][sentiment])
+        text = opening if turn == 0 else rng.choice(FOLLOW_UPS[language][sentiment])
         if rng.random() < 0.03:
             text += " 🙏"
         add("user", text)

@@ -52,7 +52,11 @@ OPENINGS: dict[str, list[tuple[str, str, str]]] = {
         ("billing", "complaint", "Die Rechnung ist schon wieder falsch, das ist ärgerlich."),
         ("features", "information", "Kann ich Berichte jeden Montag automatisch versenden?"),
         ("account", "support", "Ich kann mich nicht anmelden, die E-Mail kommt nicht an."),
-        ("bug", "troubleshooting", "Seit dem letzten Update funktioniert die Synchronisierung nicht."),
+        (
+            "bug",
+            "troubleshooting",
+            "Seit dem letzten Update funktioniert die Synchronisierung nicht.",
+        ),
         ("integration", "information", "Gibt es einen Webhook für neue Bestellungen über die API?"),
         ("how_to", "information", "Wie teile ich ein Dashboard mit einem Kunden?"),
         ("feedback", "feedback", "Das neue Onboarding ist wirklich gelungen, danke!"),
@@ -64,7 +68,11 @@ OPENINGS: dict[str, list[tuple[str, str, str]]] = {
         ("account", "support", "Comment ajouter un nouvel administrateur à notre espace ?"),
         ("bug", "complaint", "L'export ne marche plus depuis trois jours, c'est inadmissible !"),
         ("integration", "troubleshooting", "Notre intégration Slack ne publie plus de messages."),
-        ("how_to", "support", "Pouvez-vous m'expliquer comment activer la double authentification ?"),
+        (
+            "how_to",
+            "support",
+            "Pouvez-vous m'expliquer comment activer la double authentification ?",
+        ),
         ("other", "chit_chat", "Bonjour ! Racontez-moi une blague."),
     ],
     "pt": [
@@ -113,7 +121,10 @@ LANGUAGE_WEIGHTS = {
 # Follow-up turns by the user, by the sentiment of the conversation.
 FOLLOW_UPS: dict[str, dict[str, list[str]]] = {
     "en": {
-        "positive": ["Perfect, that worked. Thank you so much!", "Great, thanks for the quick help 🙂"],
+        "positive": [
+            "Perfect, that worked. Thank you so much!",
+            "Great, thanks for the quick help 🙂",
+        ],
         "neutral": ["Okay. And where do I find that setting?", "Can you give me an example?"],
         "negative": [
             "That doesn't work, I already tried it. This is frustrating.",

@@ -1,6 +1,5 @@
 """Ingestion: NocoDB pages -> raw records -> validated messages and headers -> conversations."""
 
-
 import time
 from collections import Counter
 
@@ -189,9 +188,7 @@ def conversations(
         metadata={
             "build_seconds": round(seconds, 3),
             "messages_read": conversation_messages.height,
-            "conversations_without_messages": summary.filter(
-                pl.col("message_count") == 0
-            ).height,
+            "conversations_without_messages": summary.filter(pl.col("message_count") == 0).height,
             "conversations_by_model": MetadataValue.json(
                 dict(summary.group_by("model").len().sort("model").iter_rows())
             ),

@@ -1,6 +1,5 @@
 """Blocking key checks: a duplicate or missing key would poison every downstream count."""
 
-
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 

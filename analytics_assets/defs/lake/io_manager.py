@@ -114,7 +114,9 @@ class PolarsParquetLake(UPathIOManager):
         seconds = time.perf_counter() - started
         first_path = paths[min(paths)]
         metadata: dict[str, Any] = {
-            "path": MetadataValue.path(str(first_path) if len(paths) == 1 else str(first_path.parents[1])),
+            "path": MetadataValue.path(
+                str(first_path) if len(paths) == 1 else str(first_path.parents[1])
+            ),
             "partitions_written": len(paths),
             "bytes_written": written_bytes,
             "write_seconds": round(seconds, 3),

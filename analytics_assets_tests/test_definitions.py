@@ -1,0 +1,52 @@
+"""The code location loads for each deployment and keeps secrets out of its config."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import AssetKey
+
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
+from analytics_assets.deployments import resources_for
+
+
+def test_local_definitions_hold_the_whole_graph():
+    defs = build_definitions("local")
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert keys == {
+        AssetKey(name)
+        for name in (
+            "nocodb_raw_pages",
+            "conversation_messages",
+            "conversation_headers",
+            "conversations",
+            "processing_errors",
+        )
+    }
+    assert defs.resolve_job_def("ingestion_job").partitions_def is not None
+    assert isinstance(defs.resources["record_source"], ExportSourceResource)
+
+
+def test_setting_nocodb_url_points_the_local_deployment_at_nocodb(monkeypatch):
+    monkeypatch.setenv("NOCODB_URL", "http://nocodb.example:8080")
+    monkeypatch.setenv("NOCODB_API_TOKEN", "token-value")
+    monkeypatch.setenv("NOCODB_MESSAGES_TABLE", "chat_messages")
+    monkeypatch.setenv("NOCODB_FIELD_MAP", '{"messages": {"content": "text"}}')
+    source = resources_for("local")["record_source"]
+    assert isinstance(source, NocoDBSourceResource)
+    assert source.source_schema.table("messages") == "chat_messages"
+    assert source.source_schema.source_field("messages", "content") == "text"
+
+
+def test_prod_reads_secrets_from_env_vars_at_run_time(monkeypatch):
+    monkeypatch.delenv("NOCODB_URL", raising=False)
+    resources = resources_for("prod")
+    source = resources["record_source"]
+    # EnvVars stay unresolved until a run starts, so no secret is stored in the definitions.
+    assert "NOCODB_API_TOKEN" in repr(source.api_token)
+    assert "ANALYTICS_LAKE_URL" in repr(resources["lake_io_manager"].base_url)
+
+
+def test_unknown_deployment_is_refused():
+    with pytest.raises(ValueError, match="ANALYTICS_DEPLOYMENT"):
+        resources_for("staging")

@@ -1,0 +1,93 @@
+"""The sample generator and the export source (JSON, NDJSON and CSV as NocoDB exports them)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import polars as pl
+import pytest
+
+from analytics_assets.sources.export import ExportSource
+from analytics_assets.sources.generator import (
+    SampleSpec,
+    ensure_sample_export,
+    generate_sample,
+    write_export,
+)
+from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.transforms.records import validate_messages
+
+SMALL = SampleSpec(days=2, conversations=60, users=20, seed=3)
+
+
+def test_generator_is_deterministic_and_meets_the_sample_promise():
+    data = generate_sample()
+    again = generate_sample()
+    assert data.messages == again.messages and data.conversations == again.conversations
+    assert len(data.conversations) >= 2000
+    assert len(data.messages) >= 20000
+    assert len(data.days()) >= 14
+    assert len({label["language"] for label in data.labels}) >= 5
+    assert len({c["model"] for c in data.conversations}) >= 3
+    assert len({c["user_id"] for c in data.conversations if c["user_id"]}) >= 200
+    for label_name in ("topic", "intent", "sentiment"):
+        assert len({label[label_name] for label in data.labels}) >= 3
+    assert sum(c["rating"] is not None for c in data.conversations) > 500
+    assert {m["feedback"] for m in data.messages} >= {"up", "down", None}
+    assert len(data.problems) == 10
+    assert generate_sample(SampleSpec(seed=1)).messages != data.messages
+
+
+def test_export_is_reused_while_the_spec_is_unchanged(tmp_path):
+    folder = ensure_sample_export(tmp_path / "export", SMALL)
+    stamp = (folder / "messages.json").stat().st_mtime_ns
+    ensure_sample_export(folder, SMALL)
+    assert (folder / "messages.json").stat().st_mtime_ns == stamp
+    ensure_sample_export(folder, SampleSpec(days=2, conversations=61, users=20, seed=3))
+    assert len(json.loads((folder / "messages.json").read_text())) != 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["spec"]["conversations"] == 61
+
+
+def test_export_source_serves_each_day_with_records_verbatim(tmp_path):
+    data = generate_sample(SMALL)
+    source = ExportSource(write_export(data, tmp_path))
+    day = date(2026, 11, 1)
+    frame = source.fetch_day("messages", day).frame
+    # A record without created_at belongs to the day it was stored (CreatedAt).
+    expected = [
+        m for m in data.messages if (m["created_at"] or m["CreatedAt"]).startswith("2026-11-01")
+    ]
+    assert frame.height == len(expected)
+    assert set(frame["day"]) == {day}
+    first = json.loads(frame["record"][0])
+    assert first == next(m for m in expected if m["message_id"] == first["message_id"])
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_ndjson_and_csv_exports_validate_like_json(tmp_path, suffix):
+    data = generate_sample(SMALL)
+    json_source = ExportSource(write_export(data, tmp_path / "json"))
+    other = tmp_path / suffix
+    other.mkdir()
+    frame = pl.DataFrame(data.messages, infer_schema_length=None)
+    if suffix == "csv":
+        frame.write_csv(other / "messages.csv")
+    else:
+        frame.write_ndjson(other / "messages.jsonl")
+    other_source = ExportSource(other)
+    day = date(2026, 11, 2)
+    via_json = validate_messages(json_source.fetch_day("messages", day).frame)
+    via_other = validate_messages(other_source.fetch_day("messages", day).frame)
+    assert via_other.valid.drop("record_id").equals(via_json.valid.drop("record_id"))
+    assert (
+        via_other.rejected["reason"].sort().to_list()
+        == via_json.rejected["reason"].sort().to_list()
+    )
+
+
+def test_missing_export_file_names_what_was_looked_for(tmp_path):
+    source = ExportSource(tmp_path, SourceSchema(messages_table="chat_messages"))
+    with pytest.raises(FileNotFoundError, match=r"chat_messages\.json"):
+        source.fetch_day("messages", date(2026, 11, 1))
