@@ -91,3 +91,37 @@ def test_missing_export_file_names_what_was_looked_for(tmp_path):
     source = ExportSource(tmp_path, SourceSchema(messages_table="chat_messages"))
     with pytest.raises(FileNotFoundError, match=r"chat_messages\.json"):
         source.fetch_day("messages", date(2026, 11, 1))
+
+
+def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path):
+    records = [
+        {
+            "Id": 1,
+            "conversation_id": "c-1",
+            "user_id": "u",
+            "model": "m",
+            "channel": "web",
+            "started_at": "2026-11-01 10:00:00+00:00",
+            "rating": 5,
+            "CreatedAt": None,
+            "UpdatedAt": None,
+        },
+        {
+            "Id": 2,
+            "conversation_id": "c-2",
+            "user_id": "u",
+            "model": "m",
+            "channel": "web",
+            "started_at": "2026-11-01 11:00:00+00:00",
+            "rating": "five",
+            "CreatedAt": None,
+            "UpdatedAt": None,
+        },
+    ]
+    (tmp_path / "conversations.json").write_text(json.dumps(records))
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    result = validate_conversation_headers(raw)
+    assert result.valid["conversation_id"].to_list() == ["c-1"]
+    assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]

@@ -17,28 +17,33 @@ from analytics_assets.transforms.timestamps import parse_utc_timestamp
 EXPORT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
 
-def _read_records(path: Path) -> pl.DataFrame:
-    """The file's records as (record JSON text, record id), in file order."""
+def _read_table(path: Path) -> pl.DataFrame:
+    """The file's records as a frame, in file order, one column per field."""
     if path.suffix == ".csv":
         # NocoDB's CSV download writes every value as text and an empty cell for null.
-        table = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
-        return table.select(
-            pl.struct(pl.all()).struct.json_encode().alias("record"),
-            (pl.col("Id") if "Id" in table.columns else pl.lit(None, pl.String)).alias("record_id"),
-        )
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        payload = json.loads(text)
-        rows = payload["list"] if isinstance(payload, dict) else payload
-    else:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return pl.DataFrame(
-        {
-            "record": [json.dumps(row, ensure_ascii=False) for row in rows],
-            "record_id": [None if row.get("Id") is None else str(row["Id"]) for row in rows],
-        },
-        schema={"record": pl.String, "record_id": pl.String},
-    )
+        return pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+    try:
+        if path.suffix == ".json":
+            return pl.read_json(path, infer_schema_length=None)
+        return pl.read_ndjson(path, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        # A field holding mixed types (a number here, text there) defeats polars' reader;
+        # Python's json keeps every value as written.
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            payload = json.loads(text)
+            rows = payload["list"] if isinstance(payload, dict) else payload
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return pl.DataFrame(
+            {"record": [json.dumps(row, ensure_ascii=False) for row in rows]}
+        ).select(pl.col("record").str.json_decode(infer_schema_length=None).struct.unnest())
+
+
+def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
+    if name not in frame.columns:
+        return pl.lit(None, pl.String)
+    return pl.col(name).cast(pl.String)
 
 
 class ExportSource(RecordSource):
@@ -72,19 +77,18 @@ class ExportSource(RecordSource):
             cached = self._cache.get(kind)
             if cached and cached[0] == signature:
                 return cached[1]
-        records = _read_records(path)
+        table = _read_table(path)
         event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
         created_field = self.schema.source_field(kind, "CreatedAt")
-        times = pl.col("record").str.json_decode(
-            pl.Struct({event_field: pl.String, created_field: pl.String})
-        )
-        indexed = records.with_columns(
+        indexed = table.select(
+            pl.struct(pl.all()).struct.json_encode().alias("record"),
+            _as_text(table, "Id").alias("record_id"),
             pl.coalesce(
-                parse_utc_timestamp(times.struct.field(event_field)),
-                parse_utc_timestamp(times.struct.field(created_field)),
+                parse_utc_timestamp(_as_text(table, event_field)),
+                parse_utc_timestamp(_as_text(table, created_field)),
             )
             .dt.date()
-            .alias("day")
+            .alias("day"),
         )
         with self._lock:
             self._cache[kind] = (signature, indexed)

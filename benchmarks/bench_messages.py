@@ -1,0 +1,193 @@
+"""Messages/s through `conversation_messages` for one partition of the export source.
+
+Generates one day of the sample export (about 200,000 messages by default), then measures in
+separate processes, so each peak RSS is its own:
+  1. the pure path: export read + raw frame + `validate_messages` (polars, vectorized);
+  2. the same validation written row by row in plain Python (the baseline);
+  3. the Dagster path: `materialize()` of `nocodb_raw_pages` and `validated_records` for the
+     partition, with the Parquet lake on a local folder.
+
+    .venv/bin/python benchmarks/bench_messages.py [--conversations 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DAY = date(2026, 11, 1)
+ROLES = {"user", "assistant", "system"}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: that survives exec, so a spawned child
+    would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pure_path(export_dir: str, queue) -> None:
+    from analytics_assets.sources.export import ExportSource
+    from analytics_assets.transforms.records import validate_messages
+
+    baseline_rss = _peak_rss_mb()
+    started = time.perf_counter()
+    raw = ExportSource(Path(export_dir)).fetch_day("messages", DAY).frame
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = validate_messages(raw)
+    validate_s = time.perf_counter() - started
+    queue.put(
+        {
+            "messages": raw.height,
+            "valid": result.valid.height,
+            "read_s": read_s,
+            "validate_s": validate_s,
+            "peak_rss_mb": _peak_rss_mb(),
+            "rss_after_imports_mb": baseline_rss,
+        }
+    )
+
+
+def _row_by_row_validate(record: dict) -> list[str]:
+    from datetime import datetime
+
+    reasons = []
+    for name in ("message_id", "conversation_id", "role", "created_at"):
+        if not record.get(name):
+            reasons.append(f"missing {name}")
+    if record.get("role") and record["role"].lower() not in ROLES:
+        reasons.append("invalid role")
+    if record.get("content") is None:
+        reasons.append("missing content")
+    if record.get("created_at"):
+        try:
+            datetime.fromisoformat(record["created_at"])
+        except ValueError:
+            reasons.append("invalid created_at")
+    for name in ("prompt_tokens", "completion_tokens", "latency_ms"):
+        value = record.get(name)
+        if value is not None and float(value) < 0:
+            reasons.append(f"negative {name}")
+    if record.get("feedback") not in (None, "up", "down"):
+        reasons.append("invalid feedback")
+    return reasons
+
+
+def row_by_row_path(export_dir: str, queue) -> None:
+    started = time.perf_counter()
+    rows = json.loads((Path(export_dir) / "messages.json").read_text())
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    valid: dict[str, dict] = {}
+    day_text = DAY.isoformat()
+    count = 0
+    for row in rows:
+        if not (row.get("created_at") or row["CreatedAt"]).startswith(day_text):
+            continue
+        count += 1
+        if not _row_by_row_validate(json.loads(json.dumps(row))):
+            valid[row["message_id"]] = row
+    queue.put(
+        {
+            "messages": count,
+            "valid": len(valid),
+            "read_s": read_s,
+            "validate_s": time.perf_counter() - started,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+    )
+
+
+def dagster_path(export_dir: str, queue) -> None:
+    from dagster import AssetSelection, DagsterInstance, materialize
+
+    from analytics_assets.defs.ingestion import assets
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+
+    with tempfile.TemporaryDirectory() as lake_dir:
+        started = time.perf_counter()
+        result = materialize(
+            [assets.nocodb_raw_pages, assets.validated_records],
+            selection=AssetSelection.assets(
+                "nocodb_raw_pages",
+                "conversation_messages",
+                "conversation_headers",
+                "processing_errors",
+            ),
+            resources={
+                "record_source": ExportSourceResource(export_dir=export_dir),
+                "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
+            },
+            partition_key=DAY.isoformat(),
+            instance=DagsterInstance.ephemeral(),
+        )
+        seconds = time.perf_counter() - started
+        metadata = result.asset_materializations_for_node("validated_records")
+        rows = next(
+            m.metadata["dagster/row_count"].value
+            for m in metadata
+            if m.asset_key.to_user_string() == "conversation_messages"
+        )
+    queue.put({"valid": rows, "total_s": seconds, "peak_rss_mb": _peak_rss_mb()})
+
+
+def run_in_child(target, export_dir: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(export_dir, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--conversations", type=int, default=30000)
+    args = parser.parse_args()
+    from analytics_assets.sources.generator import SampleSpec, ensure_sample_export
+
+    export_dir = Path(tempfile.gettempdir()) / f"analytics-bench-export-{args.conversations}"
+    ensure_sample_export(export_dir, SampleSpec(days=1, conversations=args.conversations))
+
+    pure = run_in_child(pure_path, str(export_dir))
+    baseline = run_in_child(row_by_row_path, str(export_dir))
+    dagster = run_in_child(dagster_path, str(export_dir))
+    assert pure["valid"] == baseline["valid"] == dagster["valid"], (pure, baseline, dagster)
+
+    messages = pure["messages"]
+    pure_rate = messages / pure["validate_s"]
+    baseline_rate = messages / baseline["validate_s"]
+    print(f"one partition: {messages:,} messages ({pure['valid']:,} valid)")
+    print(
+        f"polars validate_messages : {pure_rate:,.0f} messages/s "
+        f"(export read {pure['read_s']:.2f}s), peak RSS {pure['peak_rss_mb']:.0f} MB "
+        f"({pure['rss_after_imports_mb']:.0f} MB after imports)"
+    )
+    print(
+        f"row-by-row Python        : {baseline_rate:,.0f} messages/s, "
+        f"peak RSS {baseline['peak_rss_mb']:.0f} MB"
+    )
+    print(f"ratio polars / row-by-row: {pure_rate / baseline_rate:.1f}x")
+    print(
+        f"Dagster materialize (fetch + validate + 3 Parquet outputs): "
+        f"{messages / dagster['total_s']:,.0f} messages/s end to end "
+        f"({dagster['total_s']:.2f}s incl. run overhead), peak RSS {dagster['peak_rss_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

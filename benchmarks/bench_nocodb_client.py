@@ -1,0 +1,91 @@
+"""NocoDB client throughput against a bare httpx loop over the same pages, in one run.
+
+Starts the real NocoDB (scripts/nocodb/install.sh installs it), seeds it with the sample
+generator (>= 50,000 messages), then reads the whole messages table several times with each
+reader, alternating, and prints rows/s and the client/bare ratio (target >= 0.9).
+
+    .venv/bin/python benchmarks/bench_nocodb_client.py [--conversations 7500] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analytics_assets.nocodb.client import NocoDBClient  # noqa: E402
+from analytics_assets.sources.generator import SampleSpec, generate_sample  # noqa: E402
+from analytics_assets.sources.seed import seed_nocodb  # noqa: E402
+from analytics_assets_tests.nocodb_server import start_nocodb  # noqa: E402
+
+PAGE_SIZE = 1000
+
+
+def bare_httpx(url: str, token: str, table_id: str) -> int:
+    """The floor: one GET per page, JSON decoded, no pacing, retries or bookkeeping."""
+    rows = 0
+    offset = 0
+    with httpx.Client(base_url=url, headers={"xc-token": token}, timeout=60) as http:
+        while True:
+            body = http.get(
+                f"/api/v2/tables/{table_id}/records",
+                params={"limit": PAGE_SIZE, "offset": offset, "sort": "Id"},
+            ).json()
+            rows += len(body["list"])
+            offset += len(body["list"])
+            if body["pageInfo"]["isLastPage"] or not body["list"]:
+                return rows
+
+
+def our_client(url: str, token: str, table_id: str) -> int:
+    with NocoDBClient(url, token, requests_per_second=0) as client:
+        return sum(
+            len(page.records)
+            for page in client.iter_pages(table_id, sort="Id", page_size=PAGE_SIZE)
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--conversations", type=int, default=7500)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    server = start_nocodb()
+    try:
+        data = generate_sample(SampleSpec(conversations=args.conversations))
+        started = time.perf_counter()
+        with NocoDBClient(server.url, server.token, requests_per_second=0) as client:
+            seeded = seed_nocodb(client, data, base_title="benchmark")
+        table_id = seeded.table_ids["messages"]
+        print(
+            f"seeded {len(data.messages):,} messages and {len(data.conversations):,} "
+            f"conversations in {time.perf_counter() - started:.1f}s"
+        )
+        readers = {"bare httpx loop": bare_httpx, "NocoDBClient": our_client}
+        timings: dict[str, list[float]] = {name: [] for name in readers}
+        counts: dict[str, int] = {}
+        bare_httpx(server.url, server.token, table_id)  # warm NocoDB's caches once
+        for _ in range(args.repeats):
+            for name, reader in readers.items():
+                started = time.perf_counter()
+                counts[name] = reader(server.url, server.token, table_id)
+                timings[name].append(time.perf_counter() - started)
+        assert len(set(counts.values())) == 1, counts
+        rates = {name: counts[name] / statistics.median(times) for name, times in timings.items()}
+        for name, rate in rates.items():
+            print(f"{name:<16} {counts[name]:,} rows  median {rate:,.0f} rows/s")
+        ratio = rates["NocoDBClient"] / rates["bare httpx loop"]
+        print(f"ratio NocoDBClient / bare httpx: {ratio:.3f} (target >= 0.9)")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
