@@ -21,11 +21,7 @@ SUMMARY_ASSETS = (
 def _scan(lake: PolarsParquetLake, asset: str, first_day: date, last_day: date) -> pl.LazyFrame:
     days = [first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
     present = set(lake.days_present(asset))
-    paths = [
-        str(lake._base_path / asset / f"day={day.isoformat()}" / "data.parquet")
-        for day in days
-        if day in present
-    ]
+    paths = [str(lake.day_file(asset, day)) for day in days if day in present]
     return pl.scan_parquet(paths) if paths else pl.LazyFrame()
 
 
@@ -56,7 +52,7 @@ def lake_summary(
             f"  {row['table']}: {row['reason']} ({row['len']})"
             for row in reasons.iter_rows(named=True)
         ),
-        f"Lake: {lake._base_path} (Parquet, zstd, <asset>/day=YYYY-MM-DD/data.parquet)",
+        f"Lake: {lake.base_path} (Parquet, zstd, <asset>/day=YYYY-MM-DD/data.parquet)",
         f"Dagster instance: DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}",
         "Open the UI on the same instance and definitions: make ui  (http://127.0.0.1:3000)",
     ]

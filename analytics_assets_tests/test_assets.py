@@ -30,7 +30,7 @@ ASSETS = (
 
 
 def read_asset(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
-    root = lake.lake()._base_path / asset
+    root = lake.lake().base_path / asset
     return pl.read_parquet(f"{root}/day=*/data.parquet")
 
 

@@ -72,7 +72,7 @@ def lake(request, tmp_path) -> ParquetLakeIOManager:
 
 
 def read_day(lake: ParquetLakeIOManager, asset_name: str, day: str) -> pl.DataFrame:
-    path = lake.lake()._base_path / asset_name / f"day={day}" / "data.parquet"
+    path = lake.lake().day_file(asset_name, date.fromisoformat(day))
     with path.open("rb") as handle:
         return pl.read_parquet(handle)
 

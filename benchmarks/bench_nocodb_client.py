@@ -19,10 +19,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics_assets.nocodb.client import NocoDBClient  # noqa: E402
-from analytics_assets.sources.generator import SampleSpec, generate_sample  # noqa: E402
-from analytics_assets.sources.seed import seed_nocodb  # noqa: E402
-from analytics_assets_tests.nocodb_server import start_nocodb  # noqa: E402
+from analytics_assets.nocodb.client import NocoDBClient
+from analytics_assets.sources.generator import SampleSpec, generate_sample
+from analytics_assets.sources.seed import seed_nocodb
+from analytics_assets_tests.nocodb_server import start_nocodb
 
 PAGE_SIZE = 1000
 

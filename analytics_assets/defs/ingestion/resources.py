@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -37,10 +37,9 @@ class RecordSourceResource(ConfigurableResource):
 
     source_schema: SourceSchema = Field(default_factory=SourceSchema)
 
-    @contextmanager
-    def open(self) -> Iterator[RecordSource]:
-        raise NotImplementedError
-        yield
+    def open(self) -> AbstractContextManager[RecordSource]:
+        """The source, open for the duration of one step (connections closed after)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement open()")
 
 
 class ExportSourceResource(RecordSourceResource):

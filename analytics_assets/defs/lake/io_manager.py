@@ -143,6 +143,14 @@ class PolarsParquetLake(UPathIOManager):
             return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
         return loaded
 
+    @property
+    def base_path(self) -> UPath:
+        return self._base_path
+
+    def day_file(self, asset_name: str, day: date) -> UPath:
+        """Where a day of an asset lives; the same layout Dagster writes through."""
+        return self._base_path / asset_name / f"day={day.isoformat()}" / f"data{self.extension}"
+
     def days_present(self, asset_name: str) -> list[date]:
         """The days of an asset in the lake (for summaries and tools, not for Dagster)."""
         root = self._base_path / asset_name
