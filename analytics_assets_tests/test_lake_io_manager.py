@@ -97,7 +97,13 @@ def test_single_run_range_writes_one_file_per_day_and_reads_them_back(lake):
     assert empty.height == 0
     assert empty.columns == ["id", "value", "day", "version"]
     metadata = result.asset_materializations_for_node("events")[0].metadata
-    assert metadata["dagster/row_count"].value == 9
+    assert metadata["rows_in_run"].value == 9
+    assert metadata["rows_per_day"].value == {
+        "2026-11-01": 3,
+        "2026-11-02": 3,
+        "2026-11-03": 0,
+        "2026-11-04": 3,
+    }
     assert metadata["partitions_written"].value == 4
 
     # A downstream partition reads its day and the day before through the mapping.

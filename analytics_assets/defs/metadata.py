@@ -27,9 +27,12 @@ def markdown_table(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
     return "\n".join(lines)
 
 
-def frame_metadata(frame: pl.DataFrame) -> dict[str, Any]:
+def frame_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
+    """Row count, schema and preview. A multi-day run attaches its metadata to every day's
+    materialization, so there the count is labelled as the run's, not the day's."""
+    count_key = "dagster/row_count" if days == 1 else "rows_in_run"
     return {
-        "dagster/row_count": frame.height,
+        count_key: frame.height,
         "dagster/column_schema": TableSchema(
             columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
         ),

@@ -80,7 +80,7 @@ def nocodb_raw_pages(
             "records_per_table": MetadataValue.json(dict(per_table)),
             "fetch_seconds": round(seconds, 3),
             "records_per_second": _throughput(raw.height, seconds),
-            **frame_metadata(raw.drop("record")),
+            **frame_metadata(raw.drop("record"), days=len(days)),
         },
     )
 
@@ -115,6 +115,7 @@ def validated_records(
     record_source: RecordSourceResource,
 ):
     started = time.perf_counter()
+    days = len(days_in(context.partition_time_window))
     schema = record_source.source_schema
     messages = validate_messages(nocodb_raw_pages, schema)
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
@@ -136,13 +137,16 @@ def validated_records(
             "messages_by_role": MetadataValue.json(
                 dict(messages.valid.group_by("role").len().iter_rows())
             ),
-            **frame_metadata(messages.valid),
+            **frame_metadata(messages.valid, days=days),
         },
     )
     yield Output(
         headers.valid,
         output_name="conversation_headers",
-        metadata={"rejected": headers.rejected.height, **frame_metadata(headers.valid)},
+        metadata={
+            "rejected": headers.rejected.height,
+            **frame_metadata(headers.valid, days=days),
+        },
     )
     reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
     yield Output(
@@ -150,7 +154,7 @@ def validated_records(
         output_name="processing_errors",
         metadata={
             "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
-            **frame_metadata(errors.drop("record")),
+            **frame_metadata(errors.drop("record"), days=days),
         },
     )
 
@@ -192,6 +196,6 @@ def conversations(
             "conversations_by_model": MetadataValue.json(
                 dict(summary.group_by("model").len().sort("model").iter_rows())
             ),
-            **frame_metadata(summary),
+            **frame_metadata(summary, days=len(days_in(context.partition_time_window))),
         },
     )

@@ -121,7 +121,7 @@ class PolarsParquetLake(UPathIOManager):
             "bytes_written": written_bytes,
             "write_seconds": round(seconds, 3),
             "write_mb_per_s": round(written_bytes / 1e6 / seconds, 2) if seconds else None,
-            **frame_metadata(obj),
+            **frame_metadata(obj, days=len(paths)),
         }
         if len(paths) > 1:
             metadata["rows_per_day"] = MetadataValue.json(rows_per_day)
