@@ -11,6 +11,7 @@ from pathlib import Path
 
 from analytics_assets.deployments import PROJECT_ROOT, local_dir
 from analytics_assets.sources.generator import SampleSpec, ensure_sample_export, generate_sample
+from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER, LAKE_IO_MANAGER
 
 
 def _dagster_home() -> Path:
@@ -50,8 +51,9 @@ def run_demo(first_day: date, last_day: date) -> int:
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
     seconds = time.perf_counter() - started
-    lake = defs.resources["lake_io_manager"].lake()
-    print(lake_summary(lake, first_day, last_day, run_id=result.run_id, seconds=seconds))
+    lake = defs.resources[LAKE_IO_MANAGER].lake()
+    db = defs.resources[LAKE_AND_MONGO_IO_MANAGER].mongo.db()
+    print(lake_summary(lake, first_day, last_day, run_id=result.run_id, seconds=seconds, db=db))
     return 0 if result.success else 1
 
 

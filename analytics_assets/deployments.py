@@ -21,7 +21,10 @@ from analytics_assets.defs.ingestion.resources import (
     RecordSourceResource,
 )
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
+from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER, LAKE_IO_MANAGER
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ("local", "prod")
@@ -65,22 +68,45 @@ def record_source_for(deployment: str) -> RecordSourceResource:
     )
 
 
-def lake_for(deployment: str) -> ParquetLakeIOManager:
+def lake_settings_for(deployment: str) -> dict[str, Any]:
     if deployment == "prod":
         base_url: Any = EnvVar("ANALYTICS_LAKE_URL")
     else:
         base_url = os.environ.get("ANALYTICS_LAKE_URL", str(local_dir() / "lake"))
-    return ParquetLakeIOManager(
-        base_url=base_url,
-        s3_endpoint_url=os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
-        s3_region=os.environ.get("AWS_REGION"),
+    return {
+        "base_url": base_url,
+        "s3_endpoint_url": os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
+        "s3_region": os.environ.get("AWS_REGION"),
+    }
+
+
+def mongo_for(deployment: str) -> MongoResource:
+    database = os.environ.get("MONGODB_DATABASE", "analytics")
+    if deployment == "prod" or os.environ.get("MONGODB_URI"):
+        return MongoResource(uri=EnvVar("MONGODB_URI"), database=database)
+    # The embedded default: nx-27017 on loopback, its files in .local/mongo.
+    return MongoResource(
+        embedded_data_dir=str(local_dir() / "mongo"),
+        embedded_port=int(os.environ.get("ANALYTICS_EMBEDDED_MONGO_PORT", "27018")),
+        database=database,
     )
+
+
+def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> dict[str, Any]:
+    """The two IO managers of analytics_assets/storage/placement.py, on shared settings."""
+    return {
+        LAKE_IO_MANAGER: ParquetLakeIOManager(**lake_settings),
+        LAKE_AND_MONGO_IO_MANAGER: LakeAndMongoIOManager(**lake_settings, mongo=mongo),
+    }
 
 
 def resources_for(deployment: str) -> dict[str, Any]:
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
-    return {"record_source": record_source_for(deployment), "lake_io_manager": lake_for(deployment)}
+    return {
+        "record_source": record_source_for(deployment),
+        **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
+    }
 
 
 def current_deployment() -> str:

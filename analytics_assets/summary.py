@@ -6,8 +6,11 @@ import os
 from datetime import date, timedelta
 
 import polars as pl
+from pymongo.database import Database
 
 from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.storage.collections import DAY_FIELD
+from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET
 
 SUMMARY_ASSETS = (
     "nocodb_raw_pages",
@@ -25,8 +28,26 @@ def _scan(lake: PolarsParquetLake, asset: str, first_day: date, last_day: date) 
     return pl.scan_parquet(paths) if paths else pl.LazyFrame()
 
 
+def mongo_lines(db: Database, first_day: date, last_day: date) -> list[str]:
+    days = [
+        (first_day + timedelta(days=offset)).isoformat()
+        for offset in range((last_day - first_day).days + 1)
+    ]
+    lines = [f"MongoDB database {db.name!r} (the URI is not shown: it may hold credentials):"]
+    for collection in sorted(set(MONGO_COLLECTION_OF_ASSET.values())):
+        count = sum(db[collection].count_documents({DAY_FIELD: day}) for day in days)
+        lines.append(f"  {collection:<24}{count:>10,}")
+    return lines
+
+
 def lake_summary(
-    lake: PolarsParquetLake, first_day: date, last_day: date, *, run_id: str, seconds: float
+    lake: PolarsParquetLake,
+    first_day: date,
+    last_day: date,
+    *,
+    run_id: str,
+    seconds: float,
+    db: Database | None = None,
 ) -> str:
     counts = {}
     for asset in SUMMARY_ASSETS:
@@ -53,6 +74,7 @@ def lake_summary(
             for row in reasons.iter_rows(named=True)
         ),
         f"Lake: {lake.base_path} (Parquet, zstd, <asset>/day=YYYY-MM-DD/data.parquet)",
+        *(mongo_lines(db, first_day, last_day) if db is not None else []),
         f"Dagster instance: DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}",
         "Open the UI on the same instance and definitions: make ui  (http://127.0.0.1:3000)",
     ]

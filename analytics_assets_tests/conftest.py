@@ -61,6 +61,62 @@ def seeded_sample(nocodb: NocoDBServer) -> SeededSample:
     return SeededSample(data=data, base=base)
 
 
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory) -> Iterator[str]:
+    """nx-27017, a MongoDB wire-protocol server on SQLite, on loopback; yields its URI."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from pymongo import MongoClient
+
+    data_dir = tmp_path_factory.mktemp("mongo")
+    port = free_port()
+    executable = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
+    process = subprocess.Popen(
+        [
+            executable,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--log-file",
+            str(data_dir / "log"),
+            "--pid-file",
+            str(data_dir / "pid"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"mongodb://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise
+            time.sleep(0.2)
+    try:
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture()
+def mongo(mongo_server, request):
+    """A MongoResource on a database of this test's own."""
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50]
+    return MongoResource(uri=mongo_server, database=name)
+
+
 @dataclass(frozen=True)
 class S3Server:
     endpoint_url: str

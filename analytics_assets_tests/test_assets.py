@@ -16,6 +16,7 @@ from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.generator import SampleData, SampleSpec, generate_sample
 from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets_tests.conftest import SEEDED_SPEC, make_client
@@ -103,18 +104,33 @@ def assert_lake_matches(
     assert counted == owned.height
 
 
+def assert_mongo_matches_lake(mongo, lake: ParquetLakeIOManager):
+    """MongoDB's collections hold exactly the lake's rows, by the same ids."""
+    db = mongo.db()
+    for asset, collection, key in (
+        ("conversation_messages", "conversation_messages", "message_id"),
+        ("conversations", "conversation_analytics", "conversation_id"),
+    ):
+        ids = set(read_asset(lake, asset)[key])
+        assert db[collection].count_documents({}) == len(ids)
+        assert {doc["_id"] for doc in db[collection].find({}, {"_id": 1})} == ids
+    errors = read_asset(lake, "processing_errors")
+    assert db["processing_errors"].count_documents({}) == errors.height
+
+
 @pytest.mark.nocodb
 def test_three_partitions_from_a_seeded_nocodb_equal_what_was_seeded(
-    nocodb, seeded_sample, tmp_path
+    nocodb, seeded_sample, mongo, tmp_path
 ):
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    storage = storage_resources({"base_url": lake.base_url}, mongo)
     source = NocoDBSourceResource(
         url=nocodb.url,
         api_token=nocodb.token,
         base_id=seeded_sample.base.base_id,
         requests_per_second=0,
     )
-    defs = build_definitions(resources={"record_source": source, "lake_io_manager": lake})
+    defs = build_definitions(resources={"record_source": source, **storage})
     days = {SEEDED_SPEC.start + timedelta(days=n) for n in range(3)}
     result = run_range(defs, min(days), max(days))
     assert result.success
@@ -129,12 +145,13 @@ def test_three_partitions_from_a_seeded_nocodb_equal_what_was_seeded(
     before = read_asset(lake, "conversation_messages").sort("message_id")
     again = materialize(
         load_assets_from_modules([ingestion_assets]),
-        resources={"record_source": source, "lake_io_manager": lake},
+        resources={"record_source": source, **storage},
         partition_key=SEEDED_SPEC.start.isoformat(),
     )
     assert again.success
     after = read_asset(lake, "conversation_messages").sort("message_id")
     assert after.drop("record_id").equals(before.drop("record_id"))
+    assert_mongo_matches_lake(mongo, lake)
 
 
 @pytest.mark.nocodb
@@ -159,13 +176,14 @@ def test_records_without_event_time_reach_the_day_nocodb_stored_them(nocodb, see
         assert any(f'"{problem.key}"' in record for record in keys[problem.table])
 
 
-def test_the_sample_export_materializes_end_to_end(tmp_path):
+def test_the_sample_export_materializes_end_to_end(mongo, tmp_path):
     spec = SampleSpec()
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
     source = ExportSourceResource(
         export_dir=str(tmp_path / "export"), generate_sample_if_missing=True
     )
-    defs = build_definitions(resources={"record_source": source, "lake_io_manager": lake})
+    storage = storage_resources({"base_url": lake.base_url}, mongo)
+    defs = build_definitions(resources={"record_source": source, **storage})
     result = run_range(defs, spec.start, spec.end)
     assert result.success
     days = {spec.start + timedelta(days=n) for n in range(spec.days)}
@@ -179,5 +197,6 @@ def test_the_sample_export_materializes_end_to_end(tmp_path):
     assert conversations.height >= 2000 and messages.height >= 20000
     assert conversations["user_id"].n_unique() >= 200
     assert conversations["model"].n_unique() >= 3
+    assert_mongo_matches_lake(mongo, lake)
     check_results = result.get_asset_check_evaluations()
     assert check_results and all(check.passed for check in check_results)

@@ -129,7 +129,9 @@ def dagster_path(export_dir: str, queue) -> None:
             ),
             resources={
                 "record_source": ExportSourceResource(export_dir=export_dir),
+                # The lake only: MongoDB's share is measured by bench_mongo.py.
                 "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
+                "lake_and_mongo_io_manager": ParquetLakeIOManager(base_url=lake_dir),
             },
             partition_key=DAY.isoformat(),
             instance=DagsterInstance.ephemeral(),

@@ -53,6 +53,8 @@ ERROR_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.String(),
     "record_id": pl.String(),
     "key": pl.String(),
+    # What identifies the rejected record: its NocoDB Id, else its key, else its content.
+    "record_key": pl.String(),
     "conversation_id": pl.String(),
     "reason": pl.String(),
     "record": pl.String(),
@@ -172,6 +174,9 @@ def _split(
         pl.lit("validate").alias("stage"),
         pl.col("record_id"),
         _text(key).alias("key"),
+        pl.coalesce(pl.col("record_id"), _text(key), pl.col("record").hash().cast(pl.String)).alias(
+            "record_key"
+        ),
         _text("conversation_id").alias("conversation_id"),
         pl.col("_reason").alias("reason"),
         pl.col("record"),

@@ -20,6 +20,7 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.sources.schema import TABLE_KINDS
+from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
 from analytics_assets.transforms.conversations import build_conversations
 from analytics_assets.transforms.raw import empty_raw_frame
 from analytics_assets.transforms.records import (
@@ -28,7 +29,6 @@ from analytics_assets.transforms.records import (
 )
 
 GROUP = "ingestion"
-LAKE = "lake_io_manager"
 # A multi-day range runs as one run that fetches and writes day by day.
 SINGLE_RUN = BackfillPolicy.single_run()
 
@@ -40,7 +40,7 @@ def _throughput(rows: int, seconds: float) -> float | None:
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    io_manager_key=LAKE,
+    io_manager_key=LAKE_IO_MANAGER,
     group_name=GROUP,
     kinds={"nocodb", "polars", "parquet"},
     description="Conversation and message records exactly as the source returned them, "
@@ -88,21 +88,21 @@ def nocodb_raw_pages(
 @multi_asset(
     outs={
         "conversation_messages": AssetOut(
-            io_manager_key=LAKE,
+            io_manager_key=io_manager_key("conversation_messages"),
             group_name=GROUP,
-            kinds={"polars", "parquet"},
+            kinds={"polars", "parquet", "mongodb"},
             description="Typed, validated messages, one row per message_id (newest copy).",
         ),
         "conversation_headers": AssetOut(
-            io_manager_key=LAKE,
+            io_manager_key=io_manager_key("conversation_headers"),
             group_name=GROUP,
             kinds={"polars", "parquet"},
             description="Typed, validated conversation records as the source holds them.",
         ),
         "processing_errors": AssetOut(
-            io_manager_key=LAKE,
+            io_manager_key=io_manager_key("processing_errors"),
             group_name=GROUP,
-            kinds={"polars", "parquet"},
+            kinds={"polars", "parquet", "mongodb"},
             description="Every rejected record with its table, ids, stage and reason.",
         ),
     },
@@ -162,9 +162,9 @@ def validated_records(
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    io_manager_key=LAKE,
+    io_manager_key=io_manager_key("conversations"),
     group_name=GROUP,
-    kinds={"polars", "parquet"},
+    kinds={"polars", "parquet", "mongodb"},
     ins={
         "conversation_headers": AssetIn(),
         # A conversation that starts late in the day continues after midnight: read its

@@ -1,0 +1,155 @@
+"""The MongoDB IO manager (ours: there is no dagster-mongo) and the lake + MongoDB mirror."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    IOManager,
+    MetadataValue,
+    OutputContext,
+)
+from pydantic import Field
+from pymongo import UpdateOne
+
+from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, CollectionSpec
+from analytics_assets.storage.mongo import (
+    RejectedDocument,
+    WriteReport,
+    day_keys,
+    frame_to_documents,
+    load_days,
+    replace_days,
+)
+from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET
+
+ERRORS_COLLECTION = "processing_errors"
+
+
+def _collection_spec(context: InputContext | OutputContext) -> CollectionSpec:
+    asset_name = context.asset_key.path[-1]
+    name = MONGO_COLLECTION_OF_ASSET.get(asset_name)
+    if name is None:
+        raise KeyError(
+            f"Asset {asset_name!r} has no MongoDB collection; add it to "
+            "analytics_assets/storage/placement.py."
+        )
+    return COLLECTIONS[name]
+
+
+def _days(context: InputContext | OutputContext) -> list[str] | None:
+    return day_keys(context.asset_partition_keys) if context.has_asset_partitions else None
+
+
+class MongoWriter:
+    """Writes an output's partition slice to its collection; shared by both IO managers."""
+
+    def __init__(self, mongo: MongoResource, batch_size: int):
+        self.mongo = mongo
+        self.batch_size = batch_size
+
+    def write(self, context: OutputContext, frame: pl.DataFrame) -> dict[str, Any]:
+        spec = _collection_spec(context)
+        db = self.mongo.db()
+        report = replace_days(
+            db[spec.name],
+            frame_to_documents(frame, spec),
+            _days(context),
+            spec=spec,
+            run_id=context.run_id,
+            batch_size=self.batch_size,
+        )
+        self._record_rejections(db, spec, report.rejected)
+        return self._metadata(spec, report)
+
+    @staticmethod
+    def _record_rejections(db, spec: CollectionSpec, rejected: list[RejectedDocument]) -> None:
+        """A document the collection refuses becomes an error document, never a silent loss."""
+        if not rejected:
+            return
+        errors = COLLECTIONS[ERRORS_COLLECTION]
+        documents = [
+            {
+                DAY_FIELD: item.day or datetime.now(UTC).date().isoformat(),
+                "table": spec.name,
+                "stage": "store",
+                "record_key": str(item.document_id),
+                "conversation_id": item.conversation_id,
+                "reason": item.reason,
+            }
+            for item in rejected
+        ]
+        db[ERRORS_COLLECTION].bulk_write(
+            [
+                UpdateOne({"_id": errors.document_id(document)}, {"$set": document}, upsert=True)
+                for document in documents
+            ],
+            ordered=False,
+        )
+
+    @staticmethod
+    def _metadata(spec: CollectionSpec, report: WriteReport) -> dict[str, Any]:
+        rate = report.written / report.seconds if report.seconds else None
+        metadata: dict[str, Any] = {
+            "mongo_collection": spec.name,
+            "mongo_documents_written": report.written,
+            "mongo_stale_documents_deleted": report.deleted,
+            "mongo_documents_rejected": len(report.rejected),
+            "mongo_retries": report.retries,
+            "mongo_write_seconds": round(report.seconds, 3),
+            "mongo_documents_per_second": round(rate, 1) if rate else None,
+        }
+        if report.rejected:
+            metadata["mongo_rejections"] = MetadataValue.json(
+                [item.__dict__ for item in report.rejected[:20]]
+            )
+        return metadata
+
+    def load(self, context: InputContext) -> pl.DataFrame:
+        spec = _collection_spec(context)
+        return load_days(self.mongo.db()[spec.name], _days(context))
+
+
+class MongoIOManager(ConfigurableIOManager):
+    """Stores an asset in its MongoDB collection, partition by partition like DbIOManager:
+    writing day D (or a range) replaces exactly that slice; loading returns a polars frame
+    of one day, a range, or the whole collection."""
+
+    mongo: MongoResource
+    batch_size: int = Field(default=1000, description="Documents per bulk write.")
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        context.add_output_metadata(MongoWriter(self.mongo, self.batch_size).write(context, obj))
+
+    def load_input(self, context: InputContext) -> pl.DataFrame:
+        return MongoWriter(self.mongo, self.batch_size).load(context)
+
+
+class _Mirror(IOManager):
+    def __init__(self, lake: IOManager, writer: MongoWriter):
+        self.lake = lake
+        self.writer = writer
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        # The lake first: it is the system of record that downstream assets read.
+        self.lake.handle_output(context, obj)
+        context.add_output_metadata(self.writer.write(context, obj))
+
+    def load_input(self, context: InputContext) -> pl.DataFrame:
+        return self.lake.load_input(context)
+
+
+class LakeAndMongoIOManager(ParquetLakeIOManager):
+    """The Parquet lake plus a MongoDB mirror for the assets apps and dashboards read."""
+
+    mongo: MongoResource
+    batch_size: int = Field(default=1000, description="Documents per bulk write.")
+
+    def create_io_manager(self, context: Any) -> IOManager:
+        return _Mirror(self.lake(), MongoWriter(self.mongo, self.batch_size))

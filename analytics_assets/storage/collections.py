@@ -1,0 +1,215 @@
+"""The MongoDB collections the product serves: document shape, validator and indexes.
+
+The `$jsonSchema` here is installed on the server by the migrations and also checked by the
+IO manager before every write (the loopback test server accepts validators but does not
+enforce them, and a client-side check names the bad field before the server would).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+# Every document carries the UTC day it belongs to ("YYYY-MM-DD") and the run that wrote it.
+DAY_FIELD = "day"
+RUN_FIELD = "written_by_run"
+
+_STRING = {"bsonType": "string"}
+_NULLABLE_STRING = {"bsonType": ["string", "null"]}
+_DATE = {"bsonType": "date"}
+_NULLABLE_DATE = {"bsonType": ["date", "null"]}
+_COUNT = {"bsonType": ["int", "long"], "minimum": 0}
+_NULLABLE_COUNT = {"bsonType": ["int", "long", "null"], "minimum": 0}
+_NULLABLE_NUMBER = {"bsonType": ["double", "int", "long", "null"]}
+_NULLABLE_SCORE = {"bsonType": ["double", "null"], "minimum": 0, "maximum": 1}
+_DAY = {"bsonType": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+_CONFIDENCE = {"bsonType": ["double", "null"], "minimum": 0, "maximum": 1}
+
+
+def _schema(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bsonType": "object",
+        "required": ["_id", DAY_FIELD, *required],
+        "properties": {
+            "_id": _STRING,
+            DAY_FIELD: _DAY,
+            RUN_FIELD: _NULLABLE_STRING,
+            **properties,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    # Fields whose values, joined, make the deterministic `_id` of a document.
+    id_fields: tuple[str, ...]
+    json_schema: dict[str, Any]
+    indexes: list[IndexModel] = field(default_factory=list)
+    description: str = ""
+
+    def document_id(self, document: dict[str, Any]) -> str:
+        return ":".join(str(document[name]) for name in self.id_fields)
+
+
+def _index(*keys: tuple[str, int], **options: Any) -> IndexModel:
+    name = "_".join(f"{key}_{direction}" for key, direction in keys)
+    return IndexModel(list(keys), name=options.pop("name", name), **options)
+
+
+COLLECTIONS: dict[str, CollectionSpec] = {
+    spec.name: spec
+    for spec in (
+        CollectionSpec(
+            name="conversation_messages",
+            id_fields=("message_id",),
+            description="One document per message, as validated from the source.",
+            json_schema=_schema(
+                ["message_id", "conversation_id", "role", "created_at"],
+                {
+                    "message_id": _STRING,
+                    "conversation_id": _STRING,
+                    "role": {"enum": ["user", "assistant", "system"]},
+                    "content": {"bsonType": ["string", "null"], "maxLength": 1_000_000},
+                    "model": _NULLABLE_STRING,
+                    "created_at": _DATE,
+                    "prompt_tokens": _NULLABLE_COUNT,
+                    "completion_tokens": _NULLABLE_COUNT,
+                    "latency_ms": _NULLABLE_NUMBER,
+                    "feedback": {"enum": ["up", "down", None]},
+                },
+            ),
+            indexes=[
+                _index((DAY_FIELD, ASCENDING)),
+                _index(("conversation_id", ASCENDING), ("created_at", ASCENDING)),
+                _index(("model", ASCENDING), (DAY_FIELD, ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
+            name="conversation_analytics",
+            id_fields=("conversation_id",),
+            description="One document per conversation: its summary, later its scores.",
+            json_schema=_schema(
+                ["conversation_id", "user_id", "started_at"],
+                {
+                    "conversation_id": _STRING,
+                    "user_id": _STRING,
+                    "model": _NULLABLE_STRING,
+                    "channel": _NULLABLE_STRING,
+                    "started_at": _DATE,
+                    "ended_at": _NULLABLE_DATE,
+                    "duration_s": _NULLABLE_NUMBER,
+                    "turns": _COUNT,
+                    "message_count": _COUNT,
+                    "prompt_tokens": _COUNT,
+                    "completion_tokens": _COUNT,
+                    "total_tokens": _COUNT,
+                    "rating": {"bsonType": ["int", "null"], "minimum": 1, "maximum": 5},
+                    "quality_score": _NULLABLE_SCORE,
+                    "satisfaction_score": _NULLABLE_SCORE,
+                },
+            ),
+            indexes=[
+                _index((DAY_FIELD, ASCENDING)),
+                _index(("user_id", ASCENDING), ("started_at", DESCENDING)),
+                _index(("model", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index(("channel", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index(("started_at", DESCENDING), ("conversation_id", DESCENDING)),
+            ],
+        ),
+        CollectionSpec(
+            name="conversation_categories",
+            id_fields=("conversation_id",),
+            description="Topic, intent, sentiment and language per conversation (issue 4).",
+            json_schema=_schema(
+                ["conversation_id"],
+                {
+                    "conversation_id": _STRING,
+                    "topic": _NULLABLE_STRING,
+                    "topic_confidence": _CONFIDENCE,
+                    "intent": _NULLABLE_STRING,
+                    "intent_confidence": _CONFIDENCE,
+                    "sentiment": _NULLABLE_STRING,
+                    "sentiment_confidence": _CONFIDENCE,
+                    "language": _NULLABLE_STRING,
+                    "language_confidence": _CONFIDENCE,
+                    "method": _NULLABLE_STRING,
+                    "model_version": _NULLABLE_STRING,
+                },
+            ),
+            indexes=[
+                _index((DAY_FIELD, ASCENDING)),
+                _index(("topic", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index(("intent", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index(("language", ASCENDING), (DAY_FIELD, ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
+            name="conversation_translations",
+            id_fields=("message_id", "target_language", "translator_version"),
+            description="One document per message x target language x translator version.",
+            json_schema=_schema(
+                ["message_id", "conversation_id", "target_language", "translator_version"],
+                {
+                    "message_id": _STRING,
+                    "conversation_id": _STRING,
+                    "source_language": _NULLABLE_STRING,
+                    "target_language": _STRING,
+                    "text": _NULLABLE_STRING,
+                    "translator": _NULLABLE_STRING,
+                    "translator_version": _STRING,
+                    "is_current": {"bsonType": ["bool", "null"]},
+                },
+            ),
+            indexes=[
+                _index((DAY_FIELD, ASCENDING)),
+                _index(("conversation_id", ASCENDING), ("target_language", ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
+            name="analytics_reports",
+            id_fields=("kind", "period"),
+            description="One document per report kind (daily/weekly/monthly) and period.",
+            json_schema=_schema(
+                ["kind", "period"],
+                {
+                    "kind": {"enum": ["daily", "weekly", "monthly"]},
+                    "period": _STRING,
+                },
+            ),
+            indexes=[_index(("kind", ASCENDING), ("period", ASCENDING), unique=True)],
+        ),
+        CollectionSpec(
+            name="user_analytics",
+            id_fields=("user_id", "period"),
+            description="Per user and period: activity, topics, sentiment, retention.",
+            json_schema=_schema(["user_id", "period"], {"user_id": _STRING, "period": _STRING}),
+            indexes=[
+                _index(("user_id", ASCENDING), ("period", ASCENDING)),
+                _index((DAY_FIELD, ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
+            name="processing_errors",
+            id_fields=(DAY_FIELD, "table", "stage", "record_key"),
+            description="Every rejected record: table, ids, stage, reason.",
+            json_schema=_schema(
+                ["table", "stage", "reason"],
+                {
+                    "table": _STRING,
+                    "stage": _STRING,
+                    "record_key": _STRING,
+                    "conversation_id": _NULLABLE_STRING,
+                    "reason": _STRING,
+                },
+            ),
+            indexes=[
+                _index((DAY_FIELD, ASCENDING)),
+                _index(("conversation_id", ASCENDING)),
+                _index(("stage", ASCENDING), (DAY_FIELD, ASCENDING)),
+            ],
+        ),
+    )
+}

@@ -1,0 +1,181 @@
+"""Partition slices in MongoDB: replace the documents of some days, load days back.
+
+Replacing a day is two idempotent steps, so a crash anywhere leaves no duplicates and a
+re-run no gaps:
+1. upsert every new document by its deterministic `_id`, stamped with this run's id;
+2. delete the day's documents that this run did not write (they left the source).
+Readers never see the day empty, only the old or the new version of each document.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+import polars as pl
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
+
+from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
+from analytics_assets.storage.validation import document_problems, size_problem
+
+TRANSIENT_ERRORS = (AutoReconnect, NotPrimaryError, NetworkTimeout)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RejectedDocument:
+    document_id: str | None
+    conversation_id: str | None
+    day: str | None
+    reason: str
+
+
+@dataclass
+class WriteReport:
+    written: int = 0
+    deleted: int = 0
+    batches: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    rejected: list[RejectedDocument] = field(default_factory=list)
+
+
+def _with_retries(
+    operation: Callable[[], T], report: WriteReport, *, attempts: int, backoff_s: float
+) -> T:
+    """Retries transient failures; safe because every write here is idempotent."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except TRANSIENT_ERRORS:
+            if attempt + 1 == attempts:
+                raise
+            report.retries += 1
+            time.sleep(random.uniform(0, backoff_s * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def frame_to_documents(frame: pl.DataFrame, spec: CollectionSpec) -> list[dict[str, Any]]:
+    """Rows -> documents with a deterministic `_id` and the day as "YYYY-MM-DD"."""
+    if DAY_FIELD in frame.columns and frame.schema[DAY_FIELD] == pl.Date:
+        frame = frame.with_columns(pl.col(DAY_FIELD).dt.to_string("%Y-%m-%d"))
+    documents = frame.to_dicts()
+    for document in documents:
+        document["_id"] = spec.document_id(document)
+    return documents
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def split_valid(
+    documents: Iterable[dict[str, Any]], spec: CollectionSpec
+) -> tuple[list[dict[str, Any]], list[RejectedDocument]]:
+    valid: list[dict[str, Any]] = []
+    rejected: list[RejectedDocument] = []
+    for document in documents:
+        problems = document_problems(document, spec.json_schema)
+        too_big = size_problem(document) if not problems else None
+        if problems or too_big:
+            rejected.append(
+                RejectedDocument(
+                    document_id=document.get("_id"),
+                    conversation_id=document.get("conversation_id"),
+                    day=document.get(DAY_FIELD),
+                    reason="; ".join(problems) if problems else str(too_big),
+                )
+            )
+        else:
+            valid.append(document)
+    return valid, rejected
+
+
+def replace_days(
+    collection: Collection,
+    documents: list[dict[str, Any]],
+    days: Sequence[str] | None,
+    *,
+    spec: CollectionSpec,
+    run_id: str,
+    batch_size: int = 1000,
+    attempts: int = 5,
+    backoff_s: float = 0.2,
+) -> WriteReport:
+    """Makes the collection's slice for `days` equal `documents` (None: the whole collection)."""
+    started = time.perf_counter()
+    report = WriteReport()
+    valid, report.rejected = split_valid(documents, spec)
+    for batch in _chunks(valid, batch_size):
+        operations = [
+            UpdateOne(
+                {"_id": document["_id"]},
+                {"$set": {**{k: v for k, v in document.items() if k != "_id"}, RUN_FIELD: run_id}},
+                upsert=True,
+            )
+            for document in batch
+        ]
+        try:
+            _with_retries(
+                lambda operations=operations: collection.bulk_write(operations, ordered=False),
+                report,
+                attempts=attempts,
+                backoff_s=backoff_s,
+            )
+        except BulkWriteError as error:
+            # A server that enforces the validator refuses single documents; the rest land.
+            for write_error in error.details.get("writeErrors", []):
+                document = batch[write_error["index"]]
+                report.rejected.append(
+                    RejectedDocument(
+                        document["_id"],
+                        document.get("conversation_id"),
+                        document.get(DAY_FIELD),
+                        f"refused by MongoDB: {write_error.get('errmsg')}",
+                    )
+                )
+        report.batches += 1
+        report.written += len(batch)
+    report.written -= sum(1 for r in report.rejected if r.reason.startswith("refused"))
+    # One delete per day: the loopback server handles `day` equality best, and so do indexes.
+    for day in days if days is not None else [None]:
+        stale = {RUN_FIELD: {"$ne": run_id}}
+        if day is not None:
+            stale[DAY_FIELD] = day
+        result = _with_retries(
+            lambda stale=stale: collection.delete_many(stale),
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
+        report.deleted += result.deleted_count
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def load_days(collection: Collection, days: Sequence[str] | None) -> pl.DataFrame:
+    """The documents of `days` (None: all) as a frame, without Mongo's bookkeeping fields."""
+    filters = [{DAY_FIELD: day} for day in days] if days is not None else [{}]
+    documents = [
+        document
+        for query in filters
+        for document in collection.find(query, projection={RUN_FIELD: False})
+    ]
+    if not documents:
+        return pl.DataFrame()
+    frame = pl.DataFrame(documents, infer_schema_length=None).drop("_id")
+    if DAY_FIELD in frame.columns:
+        frame = frame.with_columns(pl.col(DAY_FIELD).str.to_date("%Y-%m-%d"))
+    return frame
+
+
+def day_keys(partition_keys: Iterable[str]) -> list[str]:
+    """Partition keys of daily partitions, validated as days."""
+    return [date.fromisoformat(key).isoformat() for key in partition_keys]

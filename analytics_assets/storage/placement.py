@@ -1,0 +1,22 @@
+"""Which assets go where: every asset goes to the lake; these also go to MongoDB.
+
+The one place that decides it. An asset listed here uses the `lake_and_mongo_io_manager`
+and is mirrored into the named collection; the rest use the `lake_io_manager` only.
+"""
+
+from __future__ import annotations
+
+MONGO_COLLECTION_OF_ASSET: dict[str, str] = {
+    "conversation_messages": "conversation_messages",
+    "conversations": "conversation_analytics",
+    "processing_errors": "processing_errors",
+}
+
+LAKE_IO_MANAGER = "lake_io_manager"
+LAKE_AND_MONGO_IO_MANAGER = "lake_and_mongo_io_manager"
+
+
+def io_manager_key(asset_name: str) -> str:
+    if asset_name in MONGO_COLLECTION_OF_ASSET:
+        return LAKE_AND_MONGO_IO_MANAGER
+    return LAKE_IO_MANAGER
