@@ -184,3 +184,77 @@ def test_s3_files_are_zstd_parquet(s3_server, tmp_path):
     metadata = pq.ParquetFile(io.BytesIO(body)).metadata
     assert metadata.num_rows == 3
     assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+@asset(
+    partitions_def=daily_partitions,
+    ins={
+        "events": AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(start_offset=-3, end_offset=0)
+        )
+    },
+    io_manager_key="mem",
+)
+def lazy_four_days(events: pl.LazyFrame) -> pl.DataFrame:
+    # A lazy scan: only the filtered column and matching rows are read.
+    return events.filter(pl.col("value") == 0).select("id", "day").collect()
+
+
+def test_a_range_of_days_loads_as_one_lazy_scan(lake):
+    from dagster import InMemoryIOManager
+
+    VERSION["value"] = 1
+    instance = DagsterInstance.ephemeral()
+    assert materialize(
+        [events],
+        resources={"io_manager": lake},
+        instance=instance,
+        tags=range_tags("2026-11-10", "2026-11-13"),
+    ).success
+    result = materialize(
+        [events, lazy_four_days],
+        selection=[lazy_four_days],
+        resources={"io_manager": lake, "mem": InMemoryIOManager()},
+        instance=instance,
+        partition_key="2026-11-13",
+    )
+    assert result.success
+    frame = result.output_for_node("lazy_four_days")
+    assert frame["id"].to_list() == ["2026-11-10-0", "2026-11-11-0", "2026-11-12-0", "2026-11-13-0"]
+
+
+def test_a_write_failing_half_way_leaves_the_previous_day_readable(lake, monkeypatch):
+    instance = DagsterInstance.ephemeral()
+    VERSION["value"] = 1
+    assert materialize(
+        [events], resources={"io_manager": lake}, instance=instance, partition_key="2026-11-20"
+    ).success
+    manager = lake.lake()
+    fs = manager.day_file("events", date(2026, 11, 20)).fs
+
+    def broken_upload(path, payload, *args, **kwargs):
+        # The connection drops after half the bytes: the store must not keep a torn file.
+        raise ConnectionResetError(f"injected: reset after {len(payload) // 2} bytes")
+
+    # fsspec caches filesystem instances, so the run below writes through this one.
+    monkeypatch.setattr(fs, "pipe_file", broken_upload)
+    real_replace = __import__("os").replace
+    monkeypatch.setattr(
+        "analytics_assets.defs.lake.io_manager.os.replace",
+        lambda *args: (_ for _ in ()).throw(OSError("injected: disk full at rename")),
+    )
+    VERSION["value"] = 2
+    failed = materialize(
+        [events],
+        resources={"io_manager": lake},
+        instance=instance,
+        partition_key="2026-11-20",
+        raise_on_error=False,
+    )
+    assert not failed.success
+    monkeypatch.setattr("analytics_assets.defs.lake.io_manager.os.replace", real_replace)
+    day = read_day(lake, "events", "2026-11-20")
+    assert day.height == 3
+    assert day["version"].unique().to_list() == [1]
+    folder = manager.day_file("events", date(2026, 11, 20)).parent
+    assert [child.name for child in folder.iterdir()] == ["data.parquet"]

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import polars as pl
@@ -23,6 +23,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPri
 
 from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
 from analytics_assets.storage.validation import document_problems, size_problem
+from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
 TRANSIENT_ERRORS = (AutoReconnect, NotPrimaryError, NetworkTimeout)
 T = TypeVar("T")
@@ -160,7 +161,17 @@ def replace_days(
     return report
 
 
-def load_days(collection: Collection, days: Sequence[str] | None) -> pl.DataFrame:
+def _date_fields(spec: CollectionSpec) -> list[str]:
+    def is_date(rule: dict[str, Any]) -> bool:
+        kind = rule.get("bsonType")
+        return kind == "date" or (isinstance(kind, list) and "date" in kind)
+
+    return [name for name, rule in spec.json_schema["properties"].items() if is_date(rule)]
+
+
+def load_days(
+    collection: Collection, days: Sequence[str] | None, spec: CollectionSpec
+) -> pl.DataFrame:
     """The documents of `days` (None: all) as a frame, without Mongo's bookkeeping fields."""
     filters = [{DAY_FIELD: day} for day in days] if days is not None else [{}]
     documents = [
@@ -170,10 +181,20 @@ def load_days(collection: Collection, days: Sequence[str] | None) -> pl.DataFram
     ]
     if not documents:
         return pl.DataFrame()
+    # nx-27017 (the loopback test server) stores a date written by an upsert's $set as text;
+    # a real MongoDB keeps the date. Both become text here and are parsed back as one type.
+    date_fields = [name for name in _date_fields(spec) if name in documents[0]]
+    for document in documents:
+        for name in date_fields:
+            value = document.get(name)
+            if isinstance(value, datetime):
+                document[name] = value.isoformat()
     frame = pl.DataFrame(documents, infer_schema_length=None).drop("_id")
     if DAY_FIELD in frame.columns:
         frame = frame.with_columns(pl.col(DAY_FIELD).str.to_date("%Y-%m-%d"))
-    return frame
+    return frame.with_columns(
+        parse_utc_timestamp(pl.col(name).cast(pl.String)) for name in date_fields
+    )
 
 
 def day_keys(partition_keys: Iterable[str]) -> list[str]:

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -70,15 +71,19 @@ class PolarsParquetLake(UPathIOManager):
             # Write beside the target, then rename: a rename within a folder is atomic.
             path.parent.mkdir(parents=True, exist_ok=True)
             staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            with open(staging.path, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(staging.path, path.path)
+            try:
+                with open(staging.path, "wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(staging.path, path.path)
+            finally:
+                # After a successful rename the staging name no longer exists.
+                Path(staging.path).unlink(missing_ok=True)
         else:
-            # An S3 object appears only when its upload completes, so a PUT is atomic.
-            with path.open("wb") as handle:
-                handle.write(payload)
+            # One PUT of the finished file (multipart above the part size): S3 shows the new
+            # object only once the upload completes, and keeps the old one if it fails.
+            path.fs.pipe_file(path.path, payload)
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         if not context.has_asset_partitions:
@@ -135,7 +140,10 @@ class PolarsParquetLake(UPathIOManager):
         with path.open("rb") as handle:
             return pl.read_parquet(handle)
 
-    def load_input(self, context: InputContext) -> pl.DataFrame:
+    def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame:
+        if context.dagster_type.typing_type is pl.LazyFrame and context.has_asset_partitions:
+            days = [date.fromisoformat(key) for key in context.asset_partition_keys]
+            return self.scan_days(context.asset_key.path[-1], days)
         loaded = super().load_input(context)
         if isinstance(loaded, dict):
             # Several days (a partition mapping or a range): one frame, days in order.
@@ -150,6 +158,28 @@ class PolarsParquetLake(UPathIOManager):
     def day_file(self, asset_name: str, day: date) -> UPath:
         """Where a day of an asset lives; the same layout Dagster writes through."""
         return self._base_path / asset_name / f"day={day.isoformat()}" / f"data{self.extension}"
+
+    def polars_storage_options(self) -> dict[str, str] | None:
+        """The same S3 settings for polars' own object-store reader (credentials from env)."""
+        if _is_local(self._base_path):
+            return None
+        options = dict(self._base_path.storage_options)
+        client = options.get("client_kwargs", {})
+        translated = {"aws_region": client.get("region_name", "us-east-1")}
+        endpoint = options.get("endpoint_url")
+        if endpoint:
+            translated["aws_endpoint_url"] = endpoint
+            translated["aws_allow_http"] = str(endpoint.startswith("http://")).lower()
+        return translated
+
+    def scan_days(self, asset_name: str, days: list[date]) -> pl.LazyFrame:
+        """A range of days as one lazy scan: polars reads only the columns and row groups the
+        query needs. Days not in the lake are skipped."""
+        present = set(self.days_present(asset_name))
+        paths = [str(self.day_file(asset_name, day)) for day in sorted(days) if day in present]
+        if not paths:
+            return pl.LazyFrame()
+        return pl.scan_parquet(paths, storage_options=self.polars_storage_options())
 
     def days_present(self, asset_name: str) -> list[date]:
         """The days of an asset in the lake (for summaries and tools, not for Dagster)."""

@@ -113,7 +113,7 @@ class MongoWriter:
 
     def load(self, context: InputContext) -> pl.DataFrame:
         spec = _collection_spec(context)
-        return load_days(self.mongo.db()[spec.name], _days(context))
+        return load_days(self.mongo.db()[spec.name], _days(context), spec)
 
 
 class MongoIOManager(ConfigurableIOManager):

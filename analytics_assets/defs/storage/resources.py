@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 from pathlib import Path
 from typing import Literal
 
@@ -52,8 +53,13 @@ class MongoResource(ConfigurableResource):
         uri = self.resolved_uri()
         with _clients_lock:
             if uri not in _clients:
+                # tzinfo=UTC: pymongo's default FixedOffset is not a zone polars recognizes.
                 _clients[uri] = MongoClient(
-                    uri, tz_aware=True, serverSelectionTimeoutMS=10_000, retryWrites=True
+                    uri,
+                    tz_aware=True,
+                    tzinfo=UTC,
+                    serverSelectionTimeoutMS=10_000,
+                    retryWrites=True,
                 )
             return _clients[uri]
 

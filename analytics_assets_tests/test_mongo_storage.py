@@ -1,0 +1,288 @@
+"""MongoDB storage against nx-27017 (MongoDB's wire protocol on loopback, real pymongo)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+from dagster import (
+    AssetIn,
+    BackfillPolicy,
+    DagsterInstance,
+    TimeWindowPartitionMapping,
+    asset,
+    materialize,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+from pymongo.errors import AutoReconnect
+
+from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.storage.io_managers import MongoIOManager
+from analytics_assets.storage import migrations
+from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
+from analytics_assets.storage.mongo import frame_to_documents, load_days, replace_days
+from analytics_assets.storage.validation import MAX_BSON_BYTES
+
+SPEC = COLLECTIONS["conversation_messages"]
+
+
+def messages(day: date, count: int, *, version: int = 1, prefix: str = "m") -> pl.DataFrame:
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    return pl.DataFrame(
+        {
+            "message_id": [f"{prefix}-{day}-{n}" for n in range(count)],
+            "conversation_id": [f"c-{day}-{n // 3}" for n in range(count)],
+            "role": ["user", "assistant", "system"] * (count // 3) + ["user"] * (count % 3),
+            "content": [f"v{version} text {n}" for n in range(count)],
+            "model": ["gpt-4o"] * count,
+            "created_at": [moment] * count,
+            "prompt_tokens": [10] * count,
+            "completion_tokens": [5] * count,
+            "latency_ms": [100.0] * count,
+            "feedback": [None] * count,
+            "day": [day] * count,
+        }
+    )
+
+
+# Counts per day for the partitioned asset below; tests change them between runs.
+ROWS_PER_DAY: dict[date, int] = {}
+VERSION = {"value": 1}
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    name="conversation_messages",
+)
+def partitioned_messages(context) -> pl.DataFrame:
+    frames = [
+        messages(day, ROWS_PER_DAY.get(day, 6), version=VERSION["value"])
+        for day in days_in(context.partition_time_window)
+    ]
+    return pl.concat(frames)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    ins={
+        "conversation_messages": AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(start_offset=-2, end_offset=0)
+        )
+    },
+    io_manager_key="mem",
+)
+def three_days(conversation_messages: pl.DataFrame) -> pl.DataFrame:
+    return conversation_messages
+
+
+def run_range(mongo, first: str, last: str, instance) -> None:
+    result = materialize(
+        [partitioned_messages],
+        resources={"io_manager": MongoIOManager(mongo=mongo, batch_size=4)},
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
+    assert result.success
+
+
+def test_write_overwrite_and_load_partitions_and_ranges(mongo):
+    from dagster import InMemoryIOManager
+
+    instance = DagsterInstance.ephemeral()
+    ROWS_PER_DAY.clear()
+    VERSION["value"] = 1
+    run_range(mongo, "2026-11-01", "2026-11-03", instance)
+    collection = mongo.db()["conversation_messages"]
+    assert collection.count_documents({}) == 18
+
+    # Day 2 again, now with fewer rows and new content: exactly that slice is replaced.
+    ROWS_PER_DAY[date(2026, 11, 2)] = 4
+    VERSION["value"] = 2
+    run_range(mongo, "2026-11-02", "2026-11-02", instance)
+    assert collection.count_documents({"day": "2026-11-02"}) == 4
+    assert collection.count_documents({"day": "2026-11-01"}) == 6
+    assert collection.count_documents({"day": "2026-11-03"}) == 6
+    assert collection.find_one({"_id": "m-2026-11-02-0"})["content"] == "v2 text 0"
+    assert collection.find_one({"_id": "m-2026-11-01-0"})["content"] == "v1 text 0"
+
+    # One day, a range (through a partition mapping), and everything.
+    one_day = load_days(collection, ["2026-11-02"], SPEC)
+    assert one_day.height == 4
+    assert one_day.schema["day"] == pl.Date
+    assert one_day.schema["created_at"] == pl.Datetime("us", "UTC")
+    result = materialize(
+        [partitioned_messages, three_days],
+        selection=[three_days],
+        resources={
+            "io_manager": MongoIOManager(mongo=mongo),
+            "mem": InMemoryIOManager(),
+        },
+        instance=instance,
+        partition_key="2026-11-03",
+    )
+    assert result.success
+    assert sorted(result.output_for_node("three_days")["message_id"].to_list()) == sorted(
+        [f"m-2026-11-01-{n}" for n in range(6)]
+        + [f"m-2026-11-02-{n}" for n in range(4)]
+        + [f"m-2026-11-03-{n}" for n in range(6)]
+    )
+    assert load_days(collection, None, SPEC).height == 16
+
+
+class FlakyCollection:
+    """The real collection, with faults injected into bulk writes (fault injection only)."""
+
+    def __init__(self, collection, *, crash_after_batches=None, transient_every=None):
+        self.collection = collection
+        self.crash_after_batches = crash_after_batches
+        self.transient_every = transient_every
+        self.calls = 0
+
+    def bulk_write(self, operations, ordered):
+        self.calls += 1
+        if self.transient_every and self.calls % self.transient_every == 1:
+            raise AutoReconnect("injected: connection reset")
+        if self.crash_after_batches is not None and self.calls > self.crash_after_batches:
+            raise RuntimeError("injected: the process died here")
+        return self.collection.bulk_write(operations, ordered=ordered)
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 5)
+    old = frame_to_documents(messages(day, 30, version=1, prefix="old"), SPEC)
+    replace_days(collection, old, [day.isoformat()], spec=SPEC, run_id="run-1")
+    new = frame_to_documents(messages(day, 40, version=2), SPEC)
+    with pytest.raises(RuntimeError, match="process died"):
+        replace_days(
+            FlakyCollection(collection, crash_after_batches=2),
+            new,
+            [day.isoformat()],
+            spec=SPEC,
+            run_id="run-2",
+            batch_size=10,
+        )
+    # Half-way: the day holds old and some new documents, no duplicates.
+    ids = [doc["_id"] for doc in collection.find({"day": day.isoformat()}, {"_id": 1})]
+    assert len(ids) == len(set(ids)) == 30 + 20
+
+    report = replace_days(
+        FlakyCollection(collection, transient_every=2),
+        new,
+        [day.isoformat()],
+        spec=SPEC,
+        run_id="run-3",
+        batch_size=10,
+    )
+    assert report.retries == 4  # each batch of 10: its first attempt reset, the second landed
+    documents = list(collection.find({"day": day.isoformat()}))
+    assert sorted(doc["_id"] for doc in documents) == sorted(doc["_id"] for doc in new)
+    assert {doc[RUN_FIELD] for doc in documents} == {"run-3"}
+    assert report.deleted == 30
+
+
+def test_bad_documents_are_rejected_by_field_and_the_rest_lands(mongo):
+    day = date(2026, 11, 6)
+    frame = messages(day, 6).with_columns(
+        pl.when(pl.col("message_id").str.ends_with("-1"))
+        .then(pl.lit("robot"))
+        .otherwise(pl.col("role"))
+        .alias("role"),
+        pl.when(pl.col("message_id").str.ends_with("-2"))
+        .then(pl.lit(-4))
+        .otherwise(pl.col("prompt_tokens"))
+        .alias("prompt_tokens"),
+    )
+    documents = frame_to_documents(frame, SPEC)
+    documents[3].pop("conversation_id")
+    documents[4]["created_at"] = "yesterday"
+    documents[5]["content"] = "x" * (MAX_BSON_BYTES + 10)
+    SPEC_NO_LIMIT = SPEC.json_schema["properties"]["content"].get("maxLength")
+    assert SPEC_NO_LIMIT  # the schema caps content well below the BSON limit
+    report = replace_days(
+        mongo.db()["conversation_messages"], documents, [day.isoformat()], spec=SPEC, run_id="r"
+    )
+    reasons = {item.document_id: item.reason for item in report.rejected}
+    assert report.written == 1
+    assert "field 'role': 'robot' is not one of" in reasons["m-2026-11-06-1"]
+    assert "field 'prompt_tokens': -4 is below the minimum 0" in reasons["m-2026-11-06-2"]
+    assert "field 'conversation_id': required but missing" in reasons["m-2026-11-06-3"]
+    assert "field 'created_at': expected date, got str" in reasons["m-2026-11-06-4"]
+    assert "field 'content': length" in reasons["m-2026-11-06-5"]
+    assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 1
+
+
+def test_oversized_documents_are_caught_before_the_server(mongo):
+    from analytics_assets.storage.validation import size_problem
+
+    document = {"_id": "big", "blob": "x" * (MAX_BSON_BYTES + 1)}
+    assert "over MongoDB's" in size_problem(document)
+    assert size_problem({"_id": "small"}) is None
+
+
+def test_store_rejections_become_processing_errors(mongo):
+    @asset(partitions_def=daily_partitions, name="conversation_messages")
+    def with_a_bad_row() -> pl.DataFrame:
+        frame = messages(date(2026, 11, 7), 3)
+        return frame.with_columns(pl.lit("robot").alias("role"))
+
+    result = materialize(
+        [with_a_bad_row],
+        resources={"io_manager": MongoIOManager(mongo=mongo)},
+        partition_key="2026-11-07",
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("conversation_messages")[0].metadata
+    assert metadata["mongo_documents_rejected"].value == 3
+    errors = list(mongo.db()["processing_errors"].find({"stage": "store"}))
+    assert len(errors) == 3
+    assert {error["table"] for error in errors} == {"conversation_messages"}
+    assert all("field 'role'" in error["reason"] for error in errors)
+    assert {error["conversation_id"] for error in errors} == {"c-2026-11-07-0"}
+
+
+def test_migrations_apply_reapply_and_upgrade(mongo_server):
+    from pymongo import MongoClient
+
+    client = MongoClient(mongo_server, tz_aware=True)
+    empty = client["migrations_empty"]
+    assert migrations.migrate(empty) == [1, 2, 3]
+    assert migrations.current_version(empty) == migrations.LATEST_VERSION
+    assert set(COLLECTIONS) <= set(empty.list_collection_names())
+    # Compared by fields: nx-27017 names indexes its own way and ignores directions.
+    indexed = {
+        tuple(field for field, _ in info["key"])
+        for info in empty["conversation_analytics"].index_information().values()
+    }
+    assert {("day",), ("user_id", "started_at"), ("model", "day")} <= indexed
+    assert migrations.migrate(empty) == []
+    assert all(line.startswith("applied") for line in migrations.status_lines(empty))
+
+    older = client["migrations_older"]
+    assert migrations.migrate(older, target=1) == [1]
+    older["processing_errors"].insert_one(
+        {
+            "_id": "legacy",
+            "day": "2026-11-01",
+            "table": "messages",
+            "stage": "validate",
+            "key": "m-1",
+            "reason": "missing role",
+        }
+    )
+    assert [line.split()[0] for line in migrations.status_lines(older)] == [
+        "applied",
+        "pending",
+        "pending",
+    ]
+    assert migrations.migrate(older) == [2, 3]
+    legacy = older["processing_errors"].find_one({"_id": "legacy"})
+    assert legacy["record_key"] == "m-1" and "key" not in legacy
