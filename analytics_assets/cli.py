@@ -57,6 +57,20 @@ def run_demo(first_day: date, last_day: date) -> int:
     return 0 if result.success else 1
 
 
+def run_migrate(status_only: bool, target: int | None, validation_action: str) -> int:
+    from analytics_assets.deployments import current_deployment, mongo_for
+    from analytics_assets.storage import migrations
+
+    resource = mongo_for(current_deployment()).model_copy(update={"auto_migrate": False})
+    db = resource.db()
+    if not status_only:
+        applied = migrations.migrate(db, validation_action=validation_action, target=target)
+        print(f"applied: {applied or 'nothing (up to date)'}")
+    print(f"database {db.name!r} at version {migrations.current_version(db)}:")
+    print("\n".join(migrations.status_lines(db)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="analytics-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--conversations", type=int, default=SampleSpec.conversations)
     seed.add_argument("--days", type=int, default=SampleSpec.days)
 
+    migrate_command = commands.add_parser(
+        "migrate", help="Apply the MongoDB schema migrations, or show where the database stands."
+    )
+    migrate_command.add_argument("--status", action="store_true", help="Show, change nothing.")
+    migrate_command.add_argument("--to", type=int, default=None, help="Stop at this version.")
+    migrate_command.add_argument("--validation-action", choices=["error", "warn"], default="error")
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         spec = SampleSpec()
@@ -89,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = ensure_sample_export(args.out or local_dir() / "sample_export", spec)
         print(f"sample export in {folder}")
         return 0
+    if args.command == "migrate":
+        return run_migrate(args.status, args.to, args.validation_action)
     if args.command == "seed-nocodb":
         from analytics_assets.nocodb.client import NocoDBClient
         from analytics_assets.sources.seed import seed_nocodb

@@ -22,10 +22,13 @@ from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
 
 from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
-from analytics_assets.storage.validation import document_problems, size_problem
+from analytics_assets.storage.validation import document_problems, size_problem, suspect_rows
 from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
 TRANSIENT_ERRORS = (AutoReconnect, NotPrimaryError, NetworkTimeout)
+DUPLICATE_KEY = 11000
+# Fresh documents per insert_many call; bounds what a transient failure makes us resend.
+INSERT_CHUNK = 20_000
 T = TypeVar("T")
 
 
@@ -99,6 +102,54 @@ def split_valid(
     return valid, rejected
 
 
+def _bulk(
+    collection: Collection,
+    write: Callable[[], Any],
+    batch: Sequence[dict[str, Any]],
+    report: WriteReport,
+    *,
+    attempts: int,
+    backoff_s: float,
+) -> list[dict[str, Any]]:
+    """Runs one unordered bulk write; returns the documents that hit a duplicate key."""
+    duplicates: list[dict[str, Any]] = []
+    try:
+        _with_retries(
+            write,
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
+    except BulkWriteError as error:
+        for write_error in error.details.get("writeErrors", []):
+            document = batch[write_error["index"]]
+            if write_error.get("code") == DUPLICATE_KEY:
+                duplicates.append(document)
+                continue
+            # A server that enforces the validator refuses single documents; the rest land.
+            report.rejected.append(
+                RejectedDocument(
+                    document["_id"],
+                    document.get("conversation_id"),
+                    document.get(DAY_FIELD),
+                    f"refused by MongoDB: {write_error.get('errmsg')}",
+                )
+            )
+            report.written -= 1
+    return duplicates
+
+
+def _upserts(batch: Sequence[dict[str, Any]]) -> list[UpdateOne]:
+    return [
+        UpdateOne(
+            {"_id": document["_id"]},
+            {"$set": {k: v for k, v in document.items() if k != "_id"}},
+            upsert=True,
+        )
+        for document in batch
+    ]
+
+
 def replace_days(
     collection: Collection,
     documents: list[dict[str, Any]],
@@ -109,42 +160,53 @@ def replace_days(
     batch_size: int = 1000,
     attempts: int = 5,
     backoff_s: float = 0.2,
+    prevalidated: bool = False,
 ) -> WriteReport:
-    """Makes the collection's slice for `days` equal `documents` (None: the whole collection)."""
+    """Makes the collection's slice for `days` equal `documents` (None: the whole collection).
+
+    `prevalidated`: the caller already checked the documents (see `suspect_rows`).
+    """
     started = time.perf_counter()
     report = WriteReport()
-    valid, report.rejected = split_valid(documents, spec)
-    for batch in _chunks(valid, batch_size):
-        operations = [
-            UpdateOne(
-                {"_id": document["_id"]},
-                {"$set": {**{k: v for k, v in document.items() if k != "_id"}, RUN_FIELD: run_id}},
-                upsert=True,
-            )
-            for document in batch
-        ]
-        try:
-            _with_retries(
-                lambda operations=operations: collection.bulk_write(operations, ordered=False),
-                report,
-                attempts=attempts,
-                backoff_s=backoff_s,
-            )
-        except BulkWriteError as error:
-            # A server that enforces the validator refuses single documents; the rest land.
-            for write_error in error.details.get("writeErrors", []):
-                document = batch[write_error["index"]]
-                report.rejected.append(
-                    RejectedDocument(
-                        document["_id"],
-                        document.get("conversation_id"),
-                        document.get(DAY_FIELD),
-                        f"refused by MongoDB: {write_error.get('errmsg')}",
-                    )
-                )
+    if prevalidated:
+        valid = documents
+    else:
+        valid, report.rejected = split_valid(documents, spec)
+    for document in valid:
+        document[RUN_FIELD] = run_id
+    # A day that holds nothing yet (the usual first write of a day) takes plain inserts,
+    # which are cheaper than upserts; a key already stored under another day then comes
+    # back as a duplicate and is upserted like every document of a day being rewritten.
+    empty_days = {
+        day
+        for day in (days or [])
+        if collection.find_one({DAY_FIELD: day}, projection={"_id": True}) is None
+    }
+    fresh = [document for document in valid if document.get(DAY_FIELD) in empty_days]
+    known = [document for document in valid if document.get(DAY_FIELD) not in empty_days]
+    report.written = len(valid)
+    # insert_many packs its own batches up to the server's message size: fewer round trips.
+    for batch in _chunks(fresh, INSERT_CHUNK):
+        known += _bulk(
+            collection,
+            lambda batch=batch: collection.insert_many(batch, ordered=False),
+            batch,
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
         report.batches += 1
-        report.written += len(batch)
-    report.written -= sum(1 for r in report.rejected if r.reason.startswith("refused"))
+    for batch in _chunks(known, batch_size):
+        upserts = _upserts(batch)
+        _bulk(
+            collection,
+            lambda upserts=upserts: collection.bulk_write(upserts, ordered=False),
+            batch,
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
+        report.batches += 1
     # One delete per day: the loopback server handles `day` equality best, and so do indexes.
     for day in days if days is not None else [None]:
         stale = {RUN_FIELD: {"$ne": run_id}}
@@ -158,6 +220,36 @@ def replace_days(
         )
         report.deleted += result.deleted_count
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def replace_frame(
+    collection: Collection,
+    frame: pl.DataFrame,
+    days: Sequence[str] | None,
+    *,
+    spec: CollectionSpec,
+    run_id: str,
+    **options: Any,
+) -> WriteReport:
+    """`replace_days` for a frame: the schema is checked vectorized, and only the rows that
+    may be bad are checked one by one (to name their field)."""
+    suspect = suspect_rows(frame, spec.json_schema).to_list()
+    documents = frame_to_documents(frame, spec)
+    trusted = [document for document, bad in zip(documents, suspect, strict=True) if not bad]
+    checked, rejected = split_valid(
+        [document for document, bad in zip(documents, suspect, strict=True) if bad], spec
+    )
+    report = replace_days(
+        collection,
+        trusted + checked,
+        days,
+        spec=spec,
+        run_id=run_id,
+        prevalidated=True,
+        **options,
+    )
+    report.rejected = rejected + report.rejected
     return report
 
 

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import bson
+import polars as pl
 
 # BSON's limit for one document.
 MAX_BSON_BYTES = 16 * 1024 * 1024
@@ -84,3 +85,68 @@ def size_problem(document: dict[str, Any]) -> str | None:
     if size > MAX_BSON_BYTES:
         return f"document is {size:,} bytes of BSON, over MongoDB's {MAX_BSON_BYTES:,} limit"
     return None
+
+
+# polars dtypes each BSON type accepts (the frame's side of `_BSON_TYPES`).
+def _dtype_matches(dtype: pl.DataType, bson_type: str | list[str]) -> bool:
+    names = {bson_type} if isinstance(bson_type, str) else set(bson_type)
+    if dtype == pl.Null:
+        return True
+    if dtype == pl.String:
+        return "string" in names
+    if dtype == pl.Boolean:
+        return "bool" in names
+    if dtype.is_integer():
+        return bool(names & {"int", "long"})
+    if dtype.is_float():
+        return "double" in names
+    if isinstance(dtype, pl.Datetime):
+        return "date" in names
+    return bool(names & {"object", "array"})
+
+
+def suspect_rows(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.Series:
+    """Vectorized pre-check: True for rows that may break the schema.
+
+    Only those rows go through `document_problems` (which names the field), so a clean
+    day of 100,000 documents is checked in milliseconds instead of a second.
+    """
+    suspect = pl.lit(False)
+    properties = schema.get("properties", {})
+    for name in schema.get("required", ()):
+        if name not in frame.columns and name not in ("_id",):
+            return pl.Series("suspect", [True] * frame.height)
+    for name, rule in properties.items():
+        if name not in frame.columns:
+            continue
+        column = pl.col(name)
+        dtype = frame.schema[name]
+        bson_type = rule.get("bsonType")
+        if bson_type is not None and not _dtype_matches(dtype, bson_type):
+            suspect = suspect | column.is_not_null()
+        allows_null = bson_type is None or "null" in (
+            [bson_type] if isinstance(bson_type, str) else bson_type
+        )
+        if "enum" in rule:
+            allows_null = None in rule["enum"]
+            allowed = [value for value in rule["enum"] if value is not None]
+            suspect = suspect | (column.is_not_null() & ~column.is_in(allowed))
+        if not allows_null:
+            suspect = suspect | column.is_null()
+        if dtype.is_numeric():
+            if "minimum" in rule:
+                suspect = suspect | (column < rule["minimum"])
+            if "maximum" in rule:
+                suspect = suspect | (column > rule["maximum"])
+        if dtype == pl.String:
+            if "maxLength" in rule:
+                suspect = suspect | (column.str.len_chars() > rule["maxLength"])
+            if "pattern" in rule:
+                suspect = suspect | ~column.str.contains(rule["pattern"])
+    # Only a row with a lot of text can approach the BSON limit; those get an exact size.
+    text_bytes = [
+        pl.col(n).str.len_bytes().fill_null(0) for n, t in frame.schema.items() if t == pl.String
+    ]
+    if text_bytes:
+        suspect = suspect | (pl.sum_horizontal(text_bytes) > MAX_BSON_BYTES // 2)
+    return frame.select(suspect.fill_null(True).alias("suspect")).to_series()

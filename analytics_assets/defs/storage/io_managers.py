@@ -23,9 +23,8 @@ from analytics_assets.storage.mongo import (
     RejectedDocument,
     WriteReport,
     day_keys,
-    frame_to_documents,
     load_days,
-    replace_days,
+    replace_frame,
 )
 from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET
 
@@ -57,9 +56,9 @@ class MongoWriter:
     def write(self, context: OutputContext, frame: pl.DataFrame) -> dict[str, Any]:
         spec = _collection_spec(context)
         db = self.mongo.db()
-        report = replace_days(
+        report = replace_frame(
             db[spec.name],
-            frame_to_documents(frame, spec),
+            frame,
             _days(context),
             spec=spec,
             run_id=context.run_id,

@@ -7,7 +7,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Literal
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -42,8 +42,10 @@ class MongoResource(ConfigurableResource):
     )
 
     def resolved_uri(self) -> str:
-        if self.uri:
-            return self.uri
+        # Outside a run (the CLI, the demo's summary) an EnvVar is still unresolved.
+        uri = self.uri.get_value() if isinstance(self.uri, EnvVar) else self.uri
+        if uri:
+            return uri
         if not self.embedded_data_dir:
             raise ValueError("Set MONGODB_URI, or embedded_data_dir for the embedded server.")
         return ensure_embedded_mongo(Path(self.embedded_data_dir), self.embedded_port)
