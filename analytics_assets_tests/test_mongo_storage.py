@@ -286,3 +286,10 @@ def test_migrations_apply_reapply_and_upgrade(mongo_server):
     assert migrations.migrate(older) == [2, 3]
     legacy = older["processing_errors"].find_one({"_id": "legacy"})
     assert legacy["record_key"] == "m-1" and "key" not in legacy
+
+
+def test_no_document_id_starts_with_the_day():
+    # nx-27017 reads a string `_id` that starts with a date as a date, and then cannot
+    # update that document: the day never leads an id.
+    for spec in COLLECTIONS.values():
+        assert spec.id_fields[0] != "day", spec.name

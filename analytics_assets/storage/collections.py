@@ -193,7 +193,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         ),
         CollectionSpec(
             name="processing_errors",
-            id_fields=(DAY_FIELD, "table", "stage", "record_key"),
+            # The day goes last: nx-27017 mangles a string `_id` that starts with a date.
+            id_fields=("table", "stage", "record_key", DAY_FIELD),
             description="Every rejected record: table, ids, stage, reason.",
             json_schema=_schema(
                 ["table", "stage", "reason"],
