@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb clean
+.PHONY: setup demo test ui lint bench nocodb stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 $(BIN)/.installed: pyproject.toml
@@ -39,6 +39,12 @@ lint: setup
 bench: setup nocodb
 	$(BIN)/python benchmarks/bench_nocodb_client.py
 	$(BIN)/python benchmarks/bench_messages.py
+	$(BIN)/python benchmarks/bench_lake.py
+	$(BIN)/python benchmarks/bench_mongo.py
 
-clean:
+# Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
+stop:
+	-pkill -f "nx-27017 --data-dir $(CURDIR)/.local/mongo"
+
+clean: stop
 	rm -rf .local
