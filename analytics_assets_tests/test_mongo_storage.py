@@ -151,6 +151,14 @@ class FlakyCollection:
             raise RuntimeError("injected: the process died here")
         return self.collection.bulk_write(operations, ordered=ordered)
 
+    def insert_many(self, documents, ordered):
+        self.calls += 1
+        if self.transient_every and self.calls % self.transient_every == 1:
+            # The reset comes after the server stored the first half.
+            self.collection.insert_many(documents[: len(documents) // 2], ordered=ordered)
+            raise AutoReconnect("injected: connection reset mid-insert")
+        return self.collection.insert_many(documents, ordered=ordered)
+
     def __getattr__(self, name):
         return getattr(self.collection, name)
 
@@ -187,6 +195,25 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
     assert sorted(doc["_id"] for doc in documents) == sorted(doc["_id"] for doc in new)
     assert {doc[RUN_FIELD] for doc in documents} == {"run-3"}
     assert report.deleted == 30
+
+
+def test_a_reset_mid_insert_into_an_empty_day_lands_every_document_once(mongo):
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 8)
+    documents = frame_to_documents(messages(day, 50), SPEC)
+    report = replace_days(
+        FlakyCollection(collection, transient_every=2),
+        documents,
+        [day.isoformat()],
+        spec=SPEC,
+        run_id="run-1",
+    )
+    # The insert was retried; its first half came back as duplicates and was upserted,
+    # and that upsert met (and retried) the next injected reset.
+    assert report.retries == 2
+    stored = list(collection.find({"day": day.isoformat()}))
+    assert sorted(doc["_id"] for doc in stored) == sorted(doc["_id"] for doc in documents)
+    assert {doc[RUN_FIELD] for doc in stored} == {"run-1"}
 
 
 def test_bad_documents_are_rejected_by_field_and_the_rest_lands(mongo):

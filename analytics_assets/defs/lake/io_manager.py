@@ -65,7 +65,8 @@ class PolarsParquetLake(UPathIOManager):
         )
         return buffer.getvalue()
 
-    def dump_to_path(self, context: OutputContext, obj: pl.DataFrame, path: UPath) -> None:
+    def dump_to_path(self, context: OutputContext, obj: pl.DataFrame, path: UPath) -> int:
+        """Writes the day's file atomically; returns its size in bytes."""
         payload = self._encode(obj)
         if _is_local(path):
             # Write beside the target, then rename: a rename within a folder is atomic.
@@ -84,6 +85,7 @@ class PolarsParquetLake(UPathIOManager):
             # One PUT of the finished file (multipart above the part size): S3 shows the new
             # object only once the upload completes, and keeps the old one if it fails.
             path.fs.pipe_file(path.path, payload)
+        return len(payload)
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         if not context.has_asset_partitions:
@@ -113,8 +115,7 @@ class PolarsParquetLake(UPathIOManager):
         for partition_key, path in sorted(paths.items()):
             # A day without rows still gets its (empty) file: "nothing happened" is data too.
             frame = by_day.get(partition_key, obj.clear())
-            self.dump_to_path(context, frame, path)
-            written_bytes += path.stat().st_size
+            written_bytes += self.dump_to_path(context, frame, path)
             rows_per_day[partition_key] = frame.height
         seconds = time.perf_counter() - started
         first_path = paths[min(paths)]
