@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import EnvVar
+from dagster_aws.s3 import S3Resource
 
 from analytics_assets.defs.ingestion.resources import (
     ExportSourceResource,
@@ -73,11 +74,12 @@ def lake_settings_for(deployment: str) -> dict[str, Any]:
         base_url: Any = EnvVar("ANALYTICS_LAKE_URL")
     else:
         base_url = os.environ.get("ANALYTICS_LAKE_URL", str(local_dir() / "lake"))
-    return {
-        "base_url": base_url,
-        "s3_endpoint_url": os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
-        "s3_region": os.environ.get("AWS_REGION"),
-    }
+    # Keys come from the standard AWS chain (env, profile, role); only where to connect here.
+    s3 = S3Resource(
+        endpoint_url=os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
+        region_name=os.environ.get("AWS_REGION"),
+    )
+    return {"base_url": base_url, "s3": s3}
 
 
 def mongo_for(deployment: str) -> MongoResource:

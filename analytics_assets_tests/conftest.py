@@ -125,6 +125,17 @@ class S3Server:
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
 
+    def resource(self):
+        """dagster-aws's S3Resource pointed at this server, as a deployment would set it."""
+        from dagster_aws.s3 import S3Resource
+
+        return S3Resource(
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:

@@ -66,9 +66,7 @@ def lake(request, tmp_path) -> ParquetLakeIOManager:
     if request.param == "local":
         return ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
     s3 = request.getfixturevalue("s3_server")
-    return ParquetLakeIOManager(
-        base_url=f"s3://{s3.bucket}/{tmp_path.name}/lake", s3_endpoint_url=s3.endpoint_url
-    )
+    return ParquetLakeIOManager(base_url=f"s3://{s3.bucket}/{tmp_path.name}/lake", s3=s3.resource())
 
 
 def read_day(lake: ParquetLakeIOManager, asset_name: str, day: str) -> pl.DataFrame:
@@ -174,7 +172,7 @@ def test_s3_files_are_zstd_parquet(s3_server, tmp_path):
     import pyarrow.parquet as pq
 
     lake = ParquetLakeIOManager(
-        base_url=f"s3://{s3_server.bucket}/{tmp_path.name}", s3_endpoint_url=s3_server.endpoint_url
+        base_url=f"s3://{s3_server.bucket}/{tmp_path.name}", s3=s3_server.resource()
     )
     assert materialize([events], resources={"io_manager": lake}, partition_key="2026-11-08").success
     key = f"{tmp_path.name}/events/day=2026-11-08/data.parquet"

@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from dagster_aws.s3 import S3Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -159,7 +160,10 @@ def main() -> None:
         s3.create_dir("lake")
         print("-- S3 API on loopback (moto)")
         measure(
-            {"base_url": "s3://lake/bench", "s3_endpoint_url": endpoint, "s3_region": "us-east-1"},
+            {
+                "base_url": "s3://lake/bench",
+                "s3": S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
+            },
             frame,
             s3,
             "lake/bench",

@@ -25,6 +25,7 @@ from dagster import (
     OutputContext,
     UPathIOManager,
 )
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from upath import UPath
 
@@ -171,6 +172,13 @@ class PolarsParquetLake(UPathIOManager):
         if endpoint:
             translated["aws_endpoint_url"] = endpoint
             translated["aws_allow_http"] = str(endpoint.startswith("http://")).lower()
+        for ours, theirs in (
+            ("key", "aws_access_key_id"),
+            ("secret", "aws_secret_access_key"),
+            ("token", "aws_session_token"),
+        ):
+            if options.get(ours):
+                translated[theirs] = options[ours]
         return translated
 
     def scan_days(self, asset_name: str, days: list[date]) -> pl.LazyFrame:
@@ -198,11 +206,11 @@ class ParquetLakeIOManager(ConfigurableIOManagerFactory):
     """Writes each asset as `<base_url>/<asset>/day=YYYY-MM-DD/data.parquet`."""
 
     base_url: str = Field(description="A local folder or an s3://bucket/prefix URL.")
-    s3_endpoint_url: str | None = Field(
+    s3: S3Resource | None = Field(
         default=None,
-        description="S3-compatible endpoint (MinIO, a test server); None for AWS itself.",
+        description="dagster-aws's S3Resource: endpoint (MinIO, a test server), region, "
+        "profile or keys. Without it, or without keys in it, the standard AWS chain applies.",
     )
-    s3_region: str | None = Field(default=None, description="AWS region of the bucket.")
     compression_level: int = Field(
         default=3, description="zstd level; 3 keeps writes fast at a good ratio."
     )
@@ -212,15 +220,24 @@ class ParquetLakeIOManager(ConfigurableIOManagerFactory):
     )
 
     def storage_options(self) -> dict[str, Any]:
-        if not self.base_url.startswith("s3://"):
+        """The S3Resource's settings in s3fs's terms (secrets stay in memory, never logged)."""
+        if not self.base_url.startswith("s3://") or self.s3 is None:
             return {}
-        client_kwargs: dict[str, Any] = {}
-        if self.s3_region:
-            client_kwargs["region_name"] = self.s3_region
-        options: dict[str, Any] = {"client_kwargs": client_kwargs}
-        if self.s3_endpoint_url:
-            options["endpoint_url"] = self.s3_endpoint_url
-        # Credentials come from the standard AWS chain (env, profile, role), never from here.
+        s3 = self.s3
+        options: dict[str, Any] = {
+            "client_kwargs": {"region_name": s3.region_name} if s3.region_name else {}
+        }
+        for option, value in (
+            ("endpoint_url", s3.endpoint_url),
+            ("profile", s3.profile_name),
+            ("key", s3.aws_access_key_id),
+            ("secret", s3.aws_secret_access_key),
+            ("token", s3.aws_session_token),
+        ):
+            if value:
+                options[option] = value
+        if s3.use_unsigned_session:
+            options["anon"] = True
         return options
 
     def lake(self) -> PolarsParquetLake:
