@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
+from analytics_assets.defs.categorization import assets as categorization_assets
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion import checks as ingestion_checks
 from analytics_assets.defs.ingestion.jobs import daily_ingestion_schedule, ingestion_job
@@ -17,7 +18,7 @@ def build_definitions(
 ) -> Definitions:
     """The code location's definitions; `resources` replaces the deployment's (tests)."""
     return Definitions(
-        assets=load_assets_from_modules([ingestion_assets]),
+        assets=load_assets_from_modules([ingestion_assets, categorization_assets]),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
         jobs=[ingestion_job],
         schedules=[daily_ingestion_schedule],

@@ -17,6 +17,7 @@ SUMMARY_ASSETS = (
     "conversation_messages",
     "conversation_headers",
     "conversations",
+    "conversation_categories",
     "processing_errors",
 )
 

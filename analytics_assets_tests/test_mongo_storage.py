@@ -24,7 +24,12 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.io_managers import MongoIOManager
 from analytics_assets.storage import migrations
 from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
-from analytics_assets.storage.mongo import frame_to_documents, load_days, replace_days
+from analytics_assets.storage.mongo import (
+    frame_to_documents,
+    load_days,
+    replace_days,
+    replace_frame,
+)
 from analytics_assets.storage.validation import MAX_BSON_BYTES
 
 SPEC = COLLECTIONS["conversation_messages"]
@@ -320,3 +325,33 @@ def test_no_document_id_starts_with_the_day():
     # update that document: the day never leads an id.
     for spec in COLLECTIONS.values():
         assert spec.id_fields[0] != "day", spec.name
+
+
+def test_rewriting_the_errors_of_a_day_keeps_what_a_collection_refused(mongo):
+    errors = COLLECTIONS["processing_errors"]
+    collection = mongo.db()["processing_errors"]
+    refused = {
+        "table": "conversation_messages",
+        "stage": "store",
+        "record_key": "m-1",
+        "conversation_id": "c-1",
+        "reason": "field 'role': 'robot' is not one of",
+        "day": "2026-11-09",
+    }
+    collection.insert_one({"_id": errors.document_id(refused), **refused})
+    validated = pl.DataFrame(
+        {
+            "day": [date(2026, 11, 9)],
+            "table": ["messages"],
+            "stage": ["validate"],
+            "record_key": ["7"],
+            "conversation_id": ["c-2"],
+            "reason": ["missing role"],
+        }
+    )
+    for run in ("run-1", "run-2"):
+        replace_frame(collection, validated, ["2026-11-09"], spec=errors, run_id=run)
+    assert sorted(doc["stage"] for doc in collection.find({"day": "2026-11-09"})) == [
+        "store",
+        "validate",
+    ]

@@ -49,6 +49,8 @@ class CollectionSpec:
     json_schema: dict[str, Any]
     indexes: list[IndexModel] = field(default_factory=list)
     description: str = ""
+    # The part of a day an asset owns when the collection has other writers too.
+    slice_scope: dict[str, Any] = field(default_factory=dict)
 
     def document_id(self, document: dict[str, Any]) -> str:
         return ":".join(str(document[name]) for name in self.id_fields)
@@ -195,6 +197,9 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             name="processing_errors",
             # The day goes last: nx-27017 mangles a string `_id` that starts with a date.
             id_fields=("table", "stage", "record_key", DAY_FIELD),
+            # The asset writes the pipeline's rejections; documents a collection refused
+            # (stage "store") come from the IO manager and must survive the asset's replace.
+            slice_scope={"stage": "validate"},
             description="Every rejected record: table, ids, stage, reason.",
             json_schema=_schema(
                 ["table", "stage", "reason"],

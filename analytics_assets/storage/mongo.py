@@ -180,7 +180,8 @@ def replace_days(
     empty_days = {
         day
         for day in (days or [])
-        if collection.find_one({DAY_FIELD: day}, projection={"_id": True}) is None
+        if collection.find_one({DAY_FIELD: day, **spec.slice_scope}, projection={"_id": True})
+        is None
     }
     fresh = [document for document in valid if document.get(DAY_FIELD) in empty_days]
     known = [document for document in valid if document.get(DAY_FIELD) not in empty_days]
@@ -209,7 +210,7 @@ def replace_days(
         report.batches += 1
     # One delete per day: the loopback server handles `day` equality best, and so do indexes.
     for day in days if days is not None else [None]:
-        stale = {RUN_FIELD: {"$ne": run_id}}
+        stale = {RUN_FIELD: {"$ne": run_id}, **spec.slice_scope}
         if day is not None:
             stale[DAY_FIELD] = day
         result = _with_retries(

@@ -8,7 +8,8 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.groups("ingestion"),
+    # Every daily asset: ingestion and what is computed from it.
+    selection=AssetSelection.groups("ingestion", "categorization"),
     partitions_def=daily_partitions,
     description="Pull a day (or a range of days) from the source and rebuild its lake files.",
 )

@@ -1,0 +1,86 @@
+"""Per-conversation categories from its messages: the rules tier end to end (pure polars)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analytics_assets.categorization.language import detect_languages
+from analytics_assets.categorization.rules import DEFAULT_THRESHOLD, classify, sentiment
+from analytics_assets.categorization.taxonomy import Taxonomy
+
+RULES_MODEL_VERSION = "rules-1"
+# Enough of a conversation to tell its language; lingua slows with length.
+LANGUAGE_SAMPLE_CHARS = 300
+
+CATEGORY_SCHEMA: dict[str, pl.DataType] = {
+    "conversation_id": pl.String(),
+    "language": pl.String(),
+    "language_confidence": pl.Float64(),
+    "topic": pl.String(),
+    "topic_confidence": pl.Float64(),
+    "topic_method": pl.String(),
+    "intent": pl.String(),
+    "intent_confidence": pl.Float64(),
+    "intent_method": pl.String(),
+    "sentiment_opening": pl.String(),
+    "sentiment_opening_confidence": pl.Float64(),
+    "sentiment_opening_method": pl.String(),
+    "sentiment": pl.String(),
+    "sentiment_confidence": pl.Float64(),
+    "sentiment_method": pl.String(),
+    "taxonomy_version": pl.String(),
+    "model_version": pl.String(),
+    "day": pl.Date(),
+}
+
+
+def categorize_texts(
+    texts: pl.DataFrame, taxonomy: Taxonomy, *, threshold: float = DEFAULT_THRESHOLD
+) -> pl.DataFrame:
+    """`id, text` -> language, topic, intent and sentiment, each with confidence and method."""
+    frame = texts.with_columns(detect_languages(texts["text"]))
+    frame = classify(frame, "text", "topic", taxonomy, threshold=threshold)
+    frame = classify(frame, "text", "intent", taxonomy, threshold=threshold)
+    return sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
+
+
+def categorize_conversations(
+    headers: pl.DataFrame,
+    messages: pl.DataFrame,
+    taxonomy: Taxonomy,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> pl.DataFrame:
+    """One row per conversation header: why they came (topic, intent of the opening user
+    turn), how they felt at the start and at the end, and the language they wrote in."""
+    user_turns = (
+        messages.join(headers.select("conversation_id"), on="conversation_id", how="semi")
+        .filter(pl.col("role") == "user")
+        .sort("created_at", "message_id")
+        .group_by("conversation_id", maintain_order=True)
+        .agg(
+            pl.col("content").first().alias("opening"),
+            pl.col("content").last().alias("last"),
+            pl.col("content").str.join(" ").str.slice(0, LANGUAGE_SAMPLE_CHARS).alias("all_text"),
+        )
+    )
+    frame = headers.select("conversation_id", "day").join(
+        user_turns, on="conversation_id", how="left"
+    )
+    frame = frame.with_columns(detect_languages(frame["all_text"]))
+    frame = classify(frame, "opening", "topic", taxonomy, threshold=threshold)
+    frame = classify(frame, "opening", "intent", taxonomy, threshold=threshold)
+    frame = sentiment(
+        frame, "opening", taxonomy, prefix="sentiment_opening", language="language",
+        threshold=threshold,
+    )  # fmt: skip
+    frame = sentiment(frame, "last", taxonomy, language="language", threshold=threshold)
+    return (
+        frame.with_columns(
+            pl.lit(taxonomy.version).alias("taxonomy_version"),
+            pl.lit(RULES_MODEL_VERSION).alias("model_version"),
+        )
+        .select(list(CATEGORY_SCHEMA))
+        .cast(CATEGORY_SCHEMA)
+        .sort("conversation_id")
+    )

@@ -1,0 +1,56 @@
+"""Language detection: one lingua detector per process, shared by everything that needs it."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import polars as pl
+
+# The sample's eight languages and a few more that chatbots commonly see. Fewer candidates
+# make lingua faster and surer; set ANALYTICS_LANGUAGES (ISO 639-1, comma separated).
+DEFAULT_LANGUAGES = ("en", "es", "de", "fr", "pt", "it", "nl", "zh", "ja", "ko", "ru", "ar")
+UNKNOWN = "unknown"
+_detector = None
+_lock = threading.Lock()
+
+
+def configured_languages() -> tuple[str, ...]:
+    configured = os.environ.get("ANALYTICS_LANGUAGES")
+    return (
+        tuple(code.strip() for code in configured.split(",")) if configured else DEFAULT_LANGUAGES
+    )
+
+
+def detector():
+    """Built once: building one for many languages takes seconds."""
+    global _detector
+    with _lock:
+        if _detector is None:
+            from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+            languages = [
+                Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
+                for code in configured_languages()
+            ]
+            _detector = LanguageDetectorBuilder.from_languages(*languages).build()
+        return _detector
+
+
+def detect_languages(texts: pl.Series) -> pl.DataFrame:
+    """ISO 639-1 code and confidence per text; `unknown` (confidence 0) for text without
+    enough letters to tell (empty, emoji, numbers)."""
+    values = texts.fill_null("").to_list()
+    letters = texts.fill_null("").str.count_matches(r"\p{L}").to_list()
+    candidates = [index for index, count in enumerate(letters) if count >= 2]
+    codes = [UNKNOWN] * len(values)
+    confidences = [0.0] * len(values)
+    if candidates:
+        results = detector().compute_language_confidence_values_in_parallel(
+            [values[index] for index in candidates]
+        )
+        for index, ranked in zip(candidates, results, strict=True):
+            if ranked:
+                codes[index] = ranked[0].language.iso_code_639_1.name.lower()
+                confidences[index] = round(ranked[0].value, 4)
+    return pl.DataFrame({"language": codes, "language_confidence": confidences})

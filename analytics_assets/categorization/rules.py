@@ -1,0 +1,157 @@
+"""The rules tier: taxonomy keywords, VADER's lexicon and the language detector, vectorized.
+
+Every label comes with a confidence in [0, 1] and the method that produced it. Below the
+threshold the label is the dimension's fallback (`other` / `uncertain`), never a guess.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import polars as pl
+
+from analytics_assets.categorization.taxonomy import Taxonomy
+
+DEFAULT_THRESHOLD = 0.5
+# VADER's own constants: compound = s / sqrt(s^2 + alpha); a negation scales by -0.74;
+# |compound| >= 0.05 is its boundary between neutral and polar.
+VADER_ALPHA = 15.0
+VADER_NEGATION_SCALE = -0.74
+VADER_NEUTRAL_BOUND = 0.05
+NEGATIONS = (
+    "not", "no", "never", "none", "nobody", "nothing", "cannot", "don't", "doesn't",
+    "didn't", "isn't", "wasn't", "aren't", "won't", "can't", "couldn't", "shouldn't",
+)  # fmt: skip
+
+
+def rule_confidence(top_hits: pl.Expr, second_hits: pl.Expr) -> pl.Expr:
+    """1 hit -> 0.5, 2 -> 0.75, 3 -> 0.875 ..., scaled by how clearly it beats the runner-up."""
+    total = top_hits + second_hits
+    return (1 - 0.5**top_hits) * pl.when(total > 0).then(top_hits / total).otherwise(0.0)
+
+
+def classify(
+    frame: pl.DataFrame,
+    text: str,
+    dimension: str,
+    taxonomy: Taxonomy,
+    *,
+    prefix: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> pl.DataFrame:
+    """Adds `<prefix>`, `<prefix>_confidence`, `<prefix>_method` from the dimension's rules."""
+    prefix = prefix or dimension
+    labels = [label for label in taxonomy.labels[dimension].values() if label.regex()]
+    fallback = taxonomy.fallbacks[dimension]
+    if not labels:
+        return frame.with_columns(
+            pl.lit(fallback).alias(prefix),
+            pl.lit(0.0).alias(f"{prefix}_confidence"),
+            pl.lit("fallback").alias(f"{prefix}_method"),
+        )
+    lowered = pl.col(text).fill_null("").str.to_lowercase()
+    hits = pl.concat_list([lowered.str.count_matches(label.regex()) for label in labels])
+    best = hits.list.arg_max().replace_strict(
+        {index: label.name for index, label in enumerate(labels)}, return_dtype=pl.String
+    )
+    ranked = hits.list.sort(descending=True)
+    top = ranked.list.get(0).cast(pl.Float64)
+    second = ranked.list.get(1, null_on_oob=True).fill_null(0).cast(pl.Float64)
+    confidence = rule_confidence(top, second)
+    decided = (top > 0) & (confidence >= threshold)
+    return frame.with_columns(
+        pl.when(decided).then(best).otherwise(pl.lit(fallback)).alias(prefix),
+        pl.when(top > 0).then(confidence).otherwise(0.0).alias(f"{prefix}_confidence"),
+        pl.when(decided)
+        .then(pl.lit("rules"))
+        .otherwise(pl.lit("fallback"))
+        .alias(f"{prefix}_method"),
+    )
+
+
+@cache
+def vader_lexicon() -> pl.DataFrame:
+    """VADER's lexicon (word, mean valence), read from the vaderSentiment package's file."""
+    text = resources.files("vaderSentiment").joinpath("vader_lexicon.txt").read_text("utf-8")
+    rows = [line.split("\t")[:2] for line in text.splitlines() if line.strip()]
+    return pl.DataFrame(
+        {"token": [row[0] for row in rows], "valence": [float(row[1]) for row in rows]}
+    ).unique("token", keep="first")
+
+
+def lexicon_compound(frame: pl.DataFrame, text: str) -> pl.Series:
+    """VADER's compound score from its lexicon, vectorized (valence sum, negation, normalized).
+
+    Leaves out VADER's boosters, capitals and "but" rules: a few points of accuracy for two
+    orders of magnitude in speed.
+    """
+    tokens = (
+        frame.select(
+            pl.col(text).fill_null("").str.to_lowercase().str.extract_all(r"[\w']+|[:;]-?[()dp]")
+        )
+        .with_row_index("_row")
+        .explode(text)
+        .rename({text: "token"})
+        .with_columns(pl.col("token").shift(1).over("_row").alias("_previous"))
+    )
+    scored = tokens.join(vader_lexicon(), on="token", how="inner").with_columns(
+        pl.when(pl.col("_previous").is_in(NEGATIONS))
+        .then(pl.col("valence") * VADER_NEGATION_SCALE)
+        .otherwise(pl.col("valence"))
+        .alias("valence")
+    )
+    sums = scored.group_by("_row").agg(pl.col("valence").sum())
+    return (
+        pl.DataFrame({"_row": pl.arange(0, frame.height, eager=True).cast(pl.UInt32)})
+        .join(sums, on="_row", how="left")
+        .select(
+            pl.col("valence").fill_null(0.0)
+            / (pl.col("valence").fill_null(0.0) ** 2 + VADER_ALPHA).sqrt()
+        )
+        .to_series()
+    )
+
+
+def sentiment(
+    frame: pl.DataFrame,
+    text: str,
+    taxonomy: Taxonomy,
+    *,
+    prefix: str = "sentiment",
+    language: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> pl.DataFrame:
+    """Taxonomy rules first (they cover other languages); else VADER's lexicon for English.
+
+    Text in another language that no rule matched is `uncertain`: an English lexicon would
+    call it neutral, a guess dressed as certain.
+    """
+    ruled = classify(frame, text, "sentiment", taxonomy, prefix=f"_{prefix}", threshold=threshold)
+    compound = lexicon_compound(frame, text)
+    bound = VADER_NEUTRAL_BOUND
+    lexicon_label = (
+        pl.when(pl.col("_compound") >= bound)
+        .then(pl.lit("positive"))
+        .when(pl.col("_compound") <= -bound)
+        .then(pl.lit("negative"))
+        .otherwise(pl.lit("neutral"))
+    )
+    # Polar: 0.5 at the boundary rising to 1; neutral: 1 at 0 falling to 0.5 at the boundary.
+    lexicon_confidence = (
+        pl.when(pl.col("_compound").abs() >= bound)
+        .then(0.5 + pl.col("_compound").abs() / 2)
+        .otherwise(1 - pl.col("_compound").abs() / bound / 2)
+    )
+    english = pl.lit(True) if language is None else pl.col(language).is_in(["en"])
+    use_rules = pl.col(f"_{prefix}_method") == "rules"
+    fallback = taxonomy.fallbacks["sentiment"]
+    return ruled.with_columns(_compound=compound).with_columns(
+        pl.when(use_rules).then(pl.col(f"_{prefix}")).when(english).then(lexicon_label)
+        .otherwise(pl.lit(fallback)).alias(prefix),
+        pl.when(use_rules).then(pl.col(f"_{prefix}_confidence")).when(english)
+        .then(lexicon_confidence).otherwise(0.0).alias(f"{prefix}_confidence"),
+        pl.when(use_rules).then(pl.lit("rules")).when(english).then(pl.lit("lexicon"))
+        .otherwise(pl.lit("fallback")).alias(f"{prefix}_method"),
+        pl.col("_compound").alias(f"{prefix}_score"),
+    ).drop("_compound", f"_{prefix}", f"_{prefix}_confidence", f"_{prefix}_method")  # fmt: skip

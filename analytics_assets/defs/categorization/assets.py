@@ -1,0 +1,79 @@
+"""Categorization: topic, intent, sentiment and language for every conversation."""
+
+import time
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from analytics_assets.categorization.conversations import categorize_conversations
+from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.storage.placement import io_manager_key
+
+
+def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    return dict(frame.group_by(column).len().sort("len", descending=True).iter_rows())
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key=io_manager_key("conversation_categories"),
+    group_name="categorization",
+    kinds={"polars", "parquet", "mongodb"},
+    ins={
+        "conversation_headers": AssetIn(),
+        # Same reach as `conversations`: a conversation's last turn may fall after midnight.
+        "conversation_messages": AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+            ),
+            metadata={"allow_missing_partitions": True},
+        ),
+    },
+    description="Per conversation: topic and intent of the opening user turn, sentiment of the "
+    "opening and the last user turn, language; each with confidence and method. Re-categorizing "
+    "days after a taxonomy change is a backfill of this asset.",
+)
+def conversation_categories(
+    context: AssetExecutionContext,
+    conversation_headers: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+) -> Output[pl.DataFrame]:
+    taxonomy = load_taxonomy()
+    started = time.perf_counter()
+    categories = categorize_conversations(conversation_headers, conversation_messages, taxonomy)
+    seconds = time.perf_counter() - started
+    abstained = {
+        dimension: round(
+            categories.filter(pl.col(f"{dimension}_method") == "fallback").height
+            / max(categories.height, 1),
+            4,
+        )
+        for dimension in ("topic", "intent", "sentiment")
+    }
+    summary = categories.group_by("topic", "intent").len().sort("len", descending=True).head(15)
+    return Output(
+        categories,
+        metadata={
+            "taxonomy_version": taxonomy.version,
+            "categorize_seconds": round(seconds, 3),
+            "conversations_per_second": round(categories.height / seconds, 1) if seconds else None,
+            "topics": MetadataValue.json(_distribution(categories, "topic")),
+            "intents": MetadataValue.json(_distribution(categories, "intent")),
+            "sentiments": MetadataValue.json(_distribution(categories, "sentiment")),
+            "languages": MetadataValue.json(_distribution(categories, "language")),
+            "abstention_rate": MetadataValue.json(abstained),
+            "top_topic_intent_pairs": MetadataValue.md(markdown_table(summary, rows=15)),
+            **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
+        },
+    )
