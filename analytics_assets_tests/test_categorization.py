@@ -1,0 +1,156 @@
+"""The categorization rules tier on hand-written multilingual examples with known answers."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from analytics_assets.categorization.conversations import CATEGORY_SCHEMA, categorize_texts
+from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
+
+TAXONOMY = load_taxonomy()
+
+EXAMPLES = [
+    # text, language, topic, intent, sentiment
+    ("How much does the Enterprise plan cost per seat?", "en", "pricing", "purchase", None),
+    ("The app crashes with error 500 when I upload a CSV", "en", "bug", "troubleshooting", None),
+    ("I was charged twice this month, can you refund one payment?", "en", "billing", "support",
+     None),
+    ("¿Cuánto cuesta el plan Pro por usuario?", "es", "pricing", "purchase", None),
+    ("Wie viel kostet der Pro-Tarif pro Nutzer?", "de", "pricing", "purchase", None),
+    ("Comment changer la carte bancaire de mon abonnement ?", "fr", "billing", None, None),
+    ("O aplicativo trava quando envio um arquivo CSV.", "pt", "bug", "troubleshooting", None),
+    ("上传CSV文件时应用程序崩溃了。", "zh", "bug", "troubleshooting", None),
+    ("Не могу войти, письмо для сброса пароля не приходит.", "ru", "account", None, None),
+    ("ログインできません。パスワードリセットのメールが届きません。", "ja", "account", None, None),
+    ("Great, thanks for the quick help, it works perfectly!", "en", None, None, "positive"),
+    ("This is useless and frustrating, nothing works.", "en", None, None, "negative"),
+    ("Eso no funciona, ya lo probé. Qué frustración.", "es", None, None, "negative"),
+    ("Vielen Dank, das hat geklappt!", "de", None, None, "positive"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def categorized() -> pl.DataFrame:
+    texts = pl.DataFrame(
+        {"id": [str(n) for n in range(len(EXAMPLES))], "text": [e[0] for e in EXAMPLES]}
+    )
+    return categorize_texts(texts, TAXONOMY)
+
+
+@pytest.mark.parametrize("index", range(len(EXAMPLES)))
+def test_known_answers(categorized, index):
+    text, language, topic, intent, sentiment = EXAMPLES[index]
+    row = categorized.row(index, named=True)
+    assert row["language"] == language, text
+    assert row["language_confidence"] > 0.5
+    if topic:
+        assert (row["topic"], row["topic_method"]) == (topic, "rules"), text
+    if intent:
+        assert row["intent"] == intent, text
+    if sentiment:
+        assert row["sentiment"] == sentiment, text
+    for dimension in ("topic", "intent", "sentiment"):
+        assert 0.0 <= row[f"{dimension}_confidence"] <= 1.0
+
+
+def test_hard_inputs_fall_back_instead_of_guessing():
+    texts = pl.DataFrame(
+        {
+            "id": ["empty", "emoji", "code", "long", "none"],
+            "text": [
+                "",
+                "🎉🙏👍",
+                "SELECT id, total FROM orders WHERE created_at > now() - interval '1 day';",
+                "The export is broken again. " * 2000,
+                None,
+            ],
+        }
+    )
+    result = categorize_texts(texts, TAXONOMY).to_dicts()
+    empty, emoji, code, long, missing = result
+    for row in (empty, emoji, missing):
+        assert row["language"] == "unknown" and row["language_confidence"] == 0.0
+        assert row["topic"] == "other" and row["intent"] == "uncertain"
+        assert row["sentiment"] == "uncertain" and row["sentiment_method"] == "fallback"
+    assert code["topic"] == "other" and code["topic_method"] == "fallback"
+    assert long["topic"] == "bug" and long["topic_confidence"] > 0.99
+    assert long["language"] == "en"
+
+
+def test_below_the_threshold_the_label_is_the_fallback():
+    # One pricing hit and one billing hit: a tie, so no label is sure enough.
+    texts = pl.DataFrame({"id": ["tie"], "text": ["discount on the invoice"]})
+    row = categorize_texts(texts, TAXONOMY).row(0, named=True)
+    assert row["topic"] == "other"
+    assert row["topic_method"] == "fallback"
+    assert row["topic_confidence"] == pytest.approx(0.25)
+    strict = categorize_texts(
+        pl.DataFrame({"id": ["one"], "text": ["what is the price"]}), TAXONOMY, threshold=0.6
+    ).row(0, named=True)
+    assert strict["topic"] == "other"  # one hit gives 0.5, below 0.6
+
+
+def test_a_deployment_taxonomy_with_custom_rules_wins(tmp_path):
+    custom = parse_taxonomy(
+        {
+            "version": "acme-1",
+            "topics": {
+                "shipping": {"description": "Deliveries", "keywords": ["parcel", "delivery"]},
+                "other": {"description": "Anything else"},
+            },
+            "intents": {"support": {"keywords": ["where is"]}},
+        }
+    )
+    row = categorize_texts(
+        pl.DataFrame({"id": ["1"], "text": ["Where is my parcel? The delivery is late."]}), custom
+    ).row(0, named=True)
+    assert (row["topic"], row["intent"]) == ("shipping", "support")
+    assert row["topic_confidence"] == pytest.approx(0.75)
+
+
+def test_a_bad_rule_fails_when_the_taxonomy_loads():
+    with pytest.raises(re.error, match=r"missing \)"):
+        parse_taxonomy({"topics": {"x": {"patterns": ["(unclosed"]}}, "intents": {"y": {}}})
+
+
+def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
+    from analytics_assets.definitions import build_definitions
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.deployments import storage_resources
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    source = ExportSourceResource(
+        export_dir=str(tmp_path / "export"), generate_sample_if_missing=True
+    )
+    defs = build_definitions(
+        resources={"record_source": source, **storage_resources({"base_url": lake.base_url}, mongo)}
+    )
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2026-11-03",
+            ASSET_PARTITION_RANGE_END_TAG: "2026-11-04",
+        },
+    )
+    assert result.success
+    root = lake.lake().base_path
+    categories = pl.read_parquet(f"{root}/conversation_categories/day=*/data.parquet")
+    conversations = pl.read_parquet(f"{root}/conversations/day=*/data.parquet")
+    assert categories.schema == pl.Schema(CATEGORY_SCHEMA)
+    assert set(categories["conversation_id"]) == set(conversations["conversation_id"])
+    assert set(categories["day"]) == {date(2026, 11, 3), date(2026, 11, 4)}
+    assert categories["topic"].n_unique() >= 8
+    assert categories["language"].n_unique() >= 5
+    assert mongo.db()["conversation_categories"].count_documents({}) == categories.height
+    metadata = result.asset_materializations_for_node("conversation_categories")[0].metadata
+    assert metadata["taxonomy_version"].value == TAXONOMY.version
