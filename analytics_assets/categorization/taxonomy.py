@@ -9,12 +9,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
 DIMENSIONS = ("topic", "intent", "sentiment")
-# Scripts written without spaces between words: a keyword there matches as a substring.
-_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
 @dataclass(frozen=True)
@@ -26,16 +25,21 @@ class Label:
     patterns: tuple[str, ...] = ()
 
     def regex(self) -> str | None:
-        """One case-insensitive alternation of the label's rules; None without rules."""
-        bounded = [re.escape(k.lower()) for k in self.keywords if not _UNSPACED.search(k)]
-        unspaced = [re.escape(k.lower()) for k in self.keywords if _UNSPACED.search(k)]
+        """One alternation of the label's rules, for lower-cased text; None without rules.
+
+        ASCII keywords match as whole words with ASCII word boundaries, which keep the regex
+        on its fast automaton (Unicode boundaries and case folding make it ~10x slower);
+        other keywords (accented, Cyrillic, CJK) match as substrings.
+        """
+        ascii_words = [re.escape(k.lower()) for k in self.keywords if k.isascii()]
+        others = [re.escape(k.lower()) for k in self.keywords if not k.isascii()]
         parts = []
-        if bounded:
-            parts.append(r"\b(?:" + "|".join(bounded) + r")\b")
-        if unspaced:
-            parts.append("(?:" + "|".join(unspaced) + ")")
+        if ascii_words:
+            parts.append(r"(?-u:\b)(?:" + "|".join(ascii_words) + r")(?-u:\b)")
+        if others:
+            parts.append("(?:" + "|".join(others) + ")")
         parts += [f"(?:{pattern})" for pattern in self.patterns]
-        return "(?i)" + "|".join(parts) if parts else None
+        return "|".join(parts) if parts else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ def parse_taxonomy(document: dict[str, Any]) -> Taxonomy:
     for labels in taxonomy.labels.values():
         for label in labels.values():
             if label.regex():
-                re.compile(label.regex())  # a bad pattern fails at load, not mid-run
+                # The rules run on polars' (Rust) regex engine: a bad pattern fails at load.
+                pl.select(pl.lit("").str.count_matches(label.regex()))
     return taxonomy
 
 
