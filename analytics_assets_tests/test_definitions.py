@@ -21,6 +21,7 @@ def test_local_definitions_hold_the_whole_graph():
             "conversation_headers",
             "conversations",
             "processing_errors",
+            "conversation_categories",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None
