@@ -20,7 +20,10 @@ def _dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     instance_config = home / "dagster.yaml"
     template = PROJECT_ROOT / "dagster.yaml"
-    if not instance_config.exists() and template.exists():
+    # The repo's dagster.yaml is the source of truth for the local instance.
+    if template.exists() and (
+        not instance_config.exists() or instance_config.read_text() != template.read_text()
+    ):
         instance_config.write_text(template.read_text())
     return home
 
@@ -40,6 +43,8 @@ def run_demo(first_day: date, last_day: date) -> int:
     job = defs.resolve_job_def("ingestion_job")
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
+        # The model tier's steps share one GPU.
+        instance.event_log_storage.set_concurrency_slots("gpu", 1)
         result = job.execute_in_process(
             instance=instance,
             tags={

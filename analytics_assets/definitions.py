@@ -16,13 +16,13 @@ from analytics_assets.deployments import current_deployment, resources_for
 def build_definitions(
     deployment: str | None = None, resources: dict[str, Any] | None = None
 ) -> Definitions:
-    """The code location's definitions; `resources` replaces the deployment's (tests)."""
+    """The code location's definitions; `resources` replaces some of the deployment's."""
     return Definitions(
         assets=load_assets_from_modules([ingestion_assets, categorization_assets]),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
         jobs=[ingestion_job],
         schedules=[daily_ingestion_schedule],
-        resources=resources or resources_for(deployment or current_deployment()),
+        resources={**resources_for(deployment or current_deployment()), **(resources or {})},
     )
 
 

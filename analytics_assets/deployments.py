@@ -16,6 +16,7 @@ from typing import Any
 from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
+from analytics_assets.defs.categorization.resources import CategorizationResource
 from analytics_assets.defs.ingestion.resources import (
     ExportSourceResource,
     NocoDBSourceResource,
@@ -102,11 +103,20 @@ def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> di
     }
 
 
+def categorization_for(deployment: str) -> CategorizationResource:
+    return CategorizationResource(
+        tier=os.environ.get("ANALYTICS_CATEGORIZATION_TIER", "rules"),
+        device=os.environ.get("ANALYTICS_DEVICE", "auto"),
+        heads_dir=os.environ.get("ANALYTICS_HEADS_DIR", str(local_dir() / "heads")),
+    )
+
+
 def resources_for(deployment: str) -> dict[str, Any]:
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
     return {
         "record_source": record_source_for(deployment),
+        "categorization": categorization_for(deployment),
         **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
     }
 

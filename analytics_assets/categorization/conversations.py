@@ -5,12 +5,25 @@ from __future__ import annotations
 import polars as pl
 
 from analytics_assets.categorization.language import detect_languages
+from analytics_assets.categorization.model_tier import ModelTier
 from analytics_assets.categorization.rules import DEFAULT_THRESHOLD, classify, sentiment
 from analytics_assets.categorization.taxonomy import Taxonomy
 
 RULES_MODEL_VERSION = "rules-1"
 # Enough of a conversation to tell its language; lingua slows with length.
 LANGUAGE_SAMPLE_CHARS = 300
+
+
+def model_version(model: ModelTier | None) -> str:
+    """Which rules and model labelled a conversation, e.g. rules-1+topic:head-2026...;"""
+    if model is None:
+        return RULES_MODEL_VERSION
+    parts = [
+        f"{dimension}:{getattr(p, 'version', None) or f'zero-shot-T{p.temperature:.3f}'}"
+        for dimension, p in model.predictors.items()
+    ]
+    return "+".join([RULES_MODEL_VERSION, model.embedder.version, *parts])
+
 
 CATEGORY_SCHEMA: dict[str, pl.DataType] = {
     "conversation_id": pl.String(),
@@ -34,13 +47,49 @@ CATEGORY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) -> pl.DataFrame:
+    """Where the rules found nothing sure enough, the model tier labels (rules win)."""
+    if model is None or frame.height == 0:
+        return frame
+    undecided = pl.col("topic_method").eq("fallback") | pl.col("intent_method").eq("fallback")
+    rows = frame.with_row_index("_row").filter(undecided)
+    if rows.height == 0:
+        return frame
+    predictions = model.predict(rows[text].fill_null("").to_list())
+    updates = pl.DataFrame({"_row": rows["_row"]})
+    for dimension, prediction in predictions.items():
+        updates = updates.with_columns(
+            pl.Series(f"_{dimension}", prediction.labels, pl.String),
+            pl.Series(f"_{dimension}_confidence", prediction.confidence.astype(float)),
+            pl.lit(prediction.method).alias(f"_{dimension}_method"),
+        )
+    merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
+    for dimension in predictions:
+        use_model = (
+            pl.col(f"{dimension}_method").eq("fallback") & pl.col(f"_{dimension}").is_not_null()
+        )
+        merged = merged.with_columns(
+            pl.when(use_model).then(pl.col(f"_{dimension}")).otherwise(pl.col(dimension)).alias(dimension),
+            pl.when(use_model).then(pl.col(f"_{dimension}_confidence"))
+            .otherwise(pl.col(f"{dimension}_confidence")).alias(f"{dimension}_confidence"),
+            pl.when(use_model).then(pl.col(f"_{dimension}_method"))
+            .otherwise(pl.col(f"{dimension}_method")).alias(f"{dimension}_method"),
+        )  # fmt: skip
+    return merged.drop("_row", *[c for c in merged.columns if c.startswith("_") and c != "_row"])
+
+
 def categorize_texts(
-    texts: pl.DataFrame, taxonomy: Taxonomy, *, threshold: float = DEFAULT_THRESHOLD
+    texts: pl.DataFrame,
+    taxonomy: Taxonomy,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: ModelTier | None = None,
 ) -> pl.DataFrame:
     """`id, text` -> language, topic, intent and sentiment, each with confidence and method."""
     frame = texts.with_columns(detect_languages(texts["text"]))
     frame = classify(frame, "text", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "text", "intent", taxonomy, threshold=threshold)
+    frame = apply_model_tier(frame, "text", model)
     return sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
 
 
@@ -50,6 +99,7 @@ def categorize_conversations(
     taxonomy: Taxonomy,
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    model: ModelTier | None = None,
 ) -> pl.DataFrame:
     """One row per conversation header: why they came (topic, intent of the opening user
     turn), how they felt at the start and at the end, and the language they wrote in."""
@@ -70,6 +120,7 @@ def categorize_conversations(
     frame = frame.with_columns(detect_languages(frame["all_text"]))
     frame = classify(frame, "opening", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "opening", "intent", taxonomy, threshold=threshold)
+    frame = apply_model_tier(frame, "opening", model)
     frame = sentiment(
         frame, "opening", taxonomy, prefix="sentiment_opening", language="language",
         threshold=threshold,
@@ -78,7 +129,7 @@ def categorize_conversations(
     return (
         frame.with_columns(
             pl.lit(taxonomy.version).alias("taxonomy_version"),
-            pl.lit(RULES_MODEL_VERSION).alias("model_version"),
+            pl.lit(model_version(model)).alias("model_version"),
         )
         .select(list(CATEGORY_SCHEMA))
         .cast(CATEGORY_SCHEMA)

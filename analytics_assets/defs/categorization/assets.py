@@ -15,6 +15,7 @@ from dagster import (
 
 from analytics_assets.categorization.conversations import categorize_conversations
 from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.defs.categorization.resources import CategorizationResource
 from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.storage.placement import io_manager_key
@@ -30,6 +31,8 @@ def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
     io_manager_key=io_manager_key("conversation_categories"),
     group_name="categorization",
     kinds={"polars", "parquet", "mongodb"},
+    # At most one run at a time holds the GPU (the pool's limit is set on the instance).
+    pool="gpu",
     ins={
         "conversation_headers": AssetIn(),
         # Same reach as `conversations`: a conversation's last turn may fall after midnight.
@@ -48,11 +51,23 @@ def conversation_categories(
     context: AssetExecutionContext,
     conversation_headers: pl.DataFrame,
     conversation_messages: pl.DataFrame,
+    categorization: CategorizationResource,
 ) -> Output[pl.DataFrame]:
     taxonomy = load_taxonomy()
     started = time.perf_counter()
-    categories = categorize_conversations(conversation_headers, conversation_messages, taxonomy)
+    model = categorization.model_tier(taxonomy)
+    categories = categorize_conversations(
+        conversation_headers,
+        conversation_messages,
+        taxonomy,
+        threshold=categorization.threshold,
+        model=model,
+    )
     seconds = time.perf_counter() - started
+    device = model.embedder.device if model else "cpu"
+    context.log.info(
+        f"categorized {categories.height} conversations on {device} ({categorization.tier} tier)"
+    )
     abstained = {
         dimension: round(
             categories.filter(pl.col(f"{dimension}_method") == "fallback").height
@@ -66,6 +81,14 @@ def conversation_categories(
         categories,
         metadata={
             "taxonomy_version": taxonomy.version,
+            "tier": categorization.tier,
+            "device": device,
+            "methods": MetadataValue.json(
+                {
+                    dimension: _distribution(categories, f"{dimension}_method")
+                    for dimension in ("topic", "intent", "sentiment")
+                }
+            ),
             "categorize_seconds": round(seconds, 3),
             "conversations_per_second": round(categories.height / seconds, 1) if seconds else None,
             "topics": MetadataValue.json(_distribution(categories, "topic")),

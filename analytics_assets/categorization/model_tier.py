@@ -1,0 +1,231 @@
+"""The model tier: zero-shot by similarity to the taxonomy, or a trained head when labelled
+corrections exist. numpy here; torch only inside the embedder and the head's training."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analytics_assets.categorization.taxonomy import Taxonomy
+
+# Cosine similarities of MiniLM sit in a narrow band; dividing by 0.05 before the softmax
+# spreads them so that a clear winner gets a confident probability. Calibrated on the
+# sample's labelled openings (see `fit_temperature`), not a magic number.
+DEFAULT_TEMPERATURE = 0.05
+DEFAULT_THRESHOLD = 0.5
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Prediction:
+    labels: list[str]
+    confidence: np.ndarray
+    method: str
+    version: str
+
+
+def _decide(probabilities: np.ndarray, names: Sequence[str], fallback: str, threshold: float):
+    best = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    labels = [
+        names[i] if c >= threshold else fallback for i, c in zip(best, confidence, strict=True)
+    ]
+    return labels, confidence
+
+
+@dataclass
+class ZeroShot:
+    """Each label's prototype: the mean embedding of its description and examples."""
+
+    names: list[str]
+    prototypes: np.ndarray  # labels x dims, L2-normalized
+    fallback: str
+    temperature: float = DEFAULT_TEMPERATURE
+
+    @classmethod
+    def from_taxonomy(cls, taxonomy: Taxonomy, dimension: str, embed) -> ZeroShot:
+        labels = [
+            label
+            for label in taxonomy.labels[dimension].values()
+            if label.description or label.examples
+        ]
+        prototypes = []
+        for label in labels:
+            vectors = embed([label.description, *label.examples])
+            mean = vectors.mean(axis=0)
+            prototypes.append(mean / np.linalg.norm(mean))
+        return cls(
+            names=[label.name for label in labels],
+            prototypes=np.stack(prototypes),
+            fallback=taxonomy.fallbacks[dimension],
+        )
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        return softmax(embeddings @ self.prototypes.T / self.temperature)
+
+    def predict(self, embeddings: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Prediction:
+        labels, confidence = _decide(
+            self.probabilities(embeddings), self.names, self.fallback, threshold
+        )
+        return Prediction(labels, confidence, "zero_shot", f"zero-shot-T{self.temperature}")
+
+    def fit_temperature(self, embeddings: np.ndarray, truth: Sequence[str]) -> float:
+        """The temperature that minimizes the negative log-likelihood of labelled texts."""
+        index = {name: i for i, name in enumerate(self.names)}
+        rows = [i for i, label in enumerate(truth) if label in index]
+        targets = np.array([index[truth[i]] for i in rows])
+        sims = embeddings[rows] @ self.prototypes.T
+        candidates = np.geomspace(0.005, 0.5, 60)
+        losses = [
+            -np.log(softmax(sims / t)[np.arange(len(rows)), targets] + 1e-12).mean()
+            for t in candidates
+        ]
+        self.temperature = float(candidates[int(np.argmin(losses))])
+        return self.temperature
+
+
+@dataclass
+class Scores:
+    accuracy: float
+    macro_f1: float
+    abstention: float
+    per_label_f1: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def score(truth: Sequence[str], predicted: Sequence[str], fallbacks: Sequence[str] = ()) -> Scores:
+    """Accuracy, macro-F1 over the true labels, abstention rate and the confusion matrix.
+    An abstention (a fallback label) counts as wrong for accuracy and F1."""
+    labels = sorted(set(truth))
+    confusion = {t: {} for t in labels}
+    for t, p in zip(truth, predicted, strict=True):
+        confusion[t][p] = confusion[t].get(p, 0) + 1
+    f1 = {}
+    for label in labels:
+        tp = confusion[label].get(label, 0)
+        fp = sum(row.get(label, 0) for other, row in confusion.items() if other != label)
+        fn = sum(count for p, count in confusion[label].items() if p != label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1[label] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    total = len(truth)
+    return Scores(
+        accuracy=sum(t == p for t, p in zip(truth, predicted, strict=True)) / total
+        if total
+        else 0.0,
+        macro_f1=sum(f1.values()) / len(f1) if f1 else 0.0,
+        abstention=sum(p in fallbacks for p in predicted) / total if total else 0.0,
+        per_label_f1={label: round(value, 4) for label, value in f1.items()},
+        confusion=confusion,
+    )
+
+
+@dataclass
+class Head:
+    """A linear softmax layer on the embeddings, trained with PyTorch on corrections."""
+
+    names: list[str]
+    weights: np.ndarray  # labels x dims
+    bias: np.ndarray
+    fallback: str
+    version: str
+    metrics: dict = field(default_factory=dict)
+
+    def predict(self, embeddings: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Prediction:
+        probabilities = softmax(embeddings @ self.weights.T + self.bias)
+        labels, confidence = _decide(probabilities, self.names, self.fallback, threshold)
+        return Prediction(labels, confidence, "head", self.version)
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.version}.npz"
+        np.savez(path, weights=self.weights, bias=self.bias)
+        (folder / f"{self.version}.json").write_text(
+            json.dumps({"names": self.names, "fallback": self.fallback, "metrics": self.metrics})
+        )
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, version: str) -> Head:
+        arrays = np.load(folder / f"{version}.npz")
+        meta = json.loads((folder / f"{version}.json").read_text())
+        return cls(meta["names"], arrays["weights"], arrays["bias"], meta["fallback"], version,
+                   meta["metrics"])  # fmt: skip
+
+
+def train_head(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    *,
+    fallback: str,
+    epochs: int = 200,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> Head:
+    """Full-batch training of a linear layer (cross-entropy, Adam); seconds on the CPU."""
+    import torch
+
+    torch.manual_seed(seed)
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    x = torch.tensor(embeddings, dtype=torch.float32)
+    y = torch.tensor([index[label] for label in labels])
+    layer = torch.nn.Linear(x.shape[1], len(names))
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.05, weight_decay=weight_decay)
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(layer(x), y)
+        loss.backward()
+        optimizer.step()
+    return Head(
+        names=names,
+        weights=layer.weight.detach().numpy().copy(),
+        bias=layer.bias.detach().numpy().copy(),
+        fallback=fallback,
+        version=f"head-{time.strftime('%Y%m%dT%H%M%S')}",
+    )
+
+
+def split_held_out(
+    count: int, fraction: float = 0.25, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(count * (1 - fraction))
+    return order[:cut], order[cut:]
+
+
+@dataclass
+class ModelTier:
+    """Embeds texts once and labels each dimension with its head, else zero-shot."""
+
+    embedder: object  # SentenceEmbedder (kept untyped: torch loads only with the model tier)
+    predictors: dict[str, ZeroShot | Head]
+    threshold: float = DEFAULT_THRESHOLD
+
+    @classmethod
+    def build(cls, embedder, taxonomy: Taxonomy, heads: dict[str, Head] | None = None, *,
+              threshold: float = DEFAULT_THRESHOLD) -> ModelTier:  # fmt: skip
+        predictors: dict[str, ZeroShot | Head] = {}
+        for dimension in ("topic", "intent"):
+            head = (heads or {}).get(dimension)
+            predictors[dimension] = head or ZeroShot.from_taxonomy(
+                taxonomy, dimension, embedder.embed
+            )
+        return cls(embedder, predictors, threshold)
+
+    def predict(self, texts: list[str]) -> dict[str, Prediction]:
+        embeddings = self.embedder.embed(texts)
+        return {
+            dimension: predictor.predict(embeddings, self.threshold)
+            for dimension, predictor in self.predictors.items()
+        }
