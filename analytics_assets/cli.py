@@ -99,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--conversations", type=int, default=SampleSpec.conversations)
     seed.add_argument("--days", type=int, default=SampleSpec.days)
 
+    for name, description in (
+        ("categorize", "Label every text of a JSONL or CSV file (`id, text`)."),
+        (
+            "evaluate",
+            "Score the categorization on a labelled JSONL or CSV file (`id, text` plus any of "
+            "topic, intent, sentiment, language).",
+        ),
+    ):
+        command = commands.add_parser(name, help=description)
+        command.add_argument("input", type=Path)
+        command.add_argument("--tier", choices=["rules", "model"], default="rules")
+        command.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+        command.add_argument("--threshold", type=float, default=0.5)
+        if name == "categorize":
+            command.add_argument("--output", type=Path, help="JSONL out (default: stdout)")
+
     migrate_command = commands.add_parser(
         "migrate", help="Apply the MongoDB schema migrations, or show where the database stands."
     )
@@ -115,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = ensure_sample_export(args.out or local_dir() / "sample_export", spec)
         print(f"sample export in {folder}")
         return 0
+    if args.command in ("categorize", "evaluate"):
+        from analytics_assets.categorization.cli import run_categorize, run_evaluate
+
+        runner = run_categorize if args.command == "categorize" else run_evaluate
+        return runner(args)
     if args.command == "migrate":
         return run_migrate(args.status, args.to, args.validation_action)
     if args.command == "seed-nocodb":

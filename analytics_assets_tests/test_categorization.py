@@ -153,3 +153,30 @@ def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     assert mongo.db()["conversation_categories"].count_documents({}) == categories.height
     metadata = result.asset_materializations_for_node("conversation_categories")[0].metadata
     assert metadata["taxonomy_version"].value == TAXONOMY.version
+
+
+def test_categorize_and_evaluate_commands(tmp_path, capsys):
+    import json
+
+    from analytics_assets.cli import main
+
+    labelled = tmp_path / "labelled.csv"
+    pl.DataFrame(
+        {
+            "id": ["1", "2", "3"],
+            "text": [e[0] for e in EXAMPLES[:3]],
+            "topic": [e[2] for e in EXAMPLES[:3]],
+            "language": ["en", "en", "en"],
+        }
+    ).write_csv(labelled)
+    assert main(["evaluate", str(labelled)]) == 0
+    printed = capsys.readouterr().out
+    assert "topic: accuracy 1.000  macro-F1 1.000  abstention 0.000  (n=3)" in printed
+    assert "language: accuracy 1.000" in printed
+    assert "confusion (rows: truth, columns: predicted)" in printed
+
+    output = tmp_path / "labels.jsonl"
+    assert main(["categorize", str(labelled), "--output", str(output)]) == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["topic"] for row in rows] == ["pricing", "bug", "billing"]
+    assert {"topic_confidence", "topic_method", "intent", "sentiment", "language"} <= set(rows[0])

@@ -1,0 +1,74 @@
+"""`analytics-assets categorize` and `evaluate`: measure the taxonomy on a team's own data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from analytics_assets.categorization.conversations import categorize_texts
+from analytics_assets.categorization.model_tier import score
+from analytics_assets.categorization.taxonomy import load_taxonomy
+
+LABELLED = ("topic", "intent", "sentiment", "language")
+
+
+def read_texts(path: Path) -> pl.DataFrame:
+    if path.suffix == ".csv":
+        frame = pl.read_csv(path, infer_schema=False)
+    else:
+        frame = pl.read_ndjson(path, infer_schema_length=None)
+    missing = {"id", "text"} - set(frame.columns)
+    if missing:
+        raise SystemExit(f"{path} needs the columns id and text; missing {sorted(missing)}")
+    return frame.with_columns(pl.col("id").cast(pl.String), pl.col("text").cast(pl.String))
+
+
+def _categorize(args: argparse.Namespace, frame: pl.DataFrame) -> pl.DataFrame:
+    from analytics_assets.defs.categorization.resources import CategorizationResource
+
+    taxonomy = load_taxonomy()
+    resource = CategorizationResource(tier=args.tier, device=args.device, threshold=args.threshold)
+    model = resource.model_tier(taxonomy)
+    texts = frame.select("id", "text")
+    return categorize_texts(texts, taxonomy, threshold=args.threshold, model=model)
+
+
+def run_categorize(args: argparse.Namespace) -> int:
+    result = _categorize(args, read_texts(args.input)).drop("text")
+    if args.output:
+        result.write_ndjson(args.output)
+        print(f"{result.height} texts labelled into {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(result.write_ndjson())
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    frame = read_texts(args.input)
+    labelled = [name for name in LABELLED if name in frame.columns]
+    if not labelled:
+        raise SystemExit(f"{args.input} has no label column ({', '.join(LABELLED)})")
+    taxonomy = load_taxonomy()
+    predicted = _categorize(args, frame)
+    for name in labelled:
+        truth = frame[name].to_list()
+        scores = score(
+            truth,
+            predicted[name].to_list(),
+            fallbacks=[taxonomy.fallbacks.get(name, "unknown"), "unknown"],
+        )
+        print(
+            f"{name}: accuracy {scores.accuracy:.3f}  macro-F1 {scores.macro_f1:.3f}  "
+            f"abstention {scores.abstention:.3f}  (n={len(truth)})"
+        )
+        columns = sorted({p for row in scores.confusion.values() for p in row})
+        width = max(len(label) for label in [*columns, *scores.confusion]) + 1
+        print("  confusion (rows: truth, columns: predicted)")
+        print("  " + " " * width + "".join(f"{label[:9]:>10}" for label in columns))
+        for truth_label, row in scores.confusion.items():
+            cells = "".join(f"{row.get(label, 0):>10}" for label in columns)
+            print(f"  {truth_label:<{width}}{cells}")
+    return 0
