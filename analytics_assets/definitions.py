@@ -9,7 +9,11 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 from analytics_assets.defs.categorization import assets as categorization_assets
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion import checks as ingestion_checks
-from analytics_assets.defs.ingestion.jobs import daily_ingestion_schedule, ingestion_job
+from analytics_assets.defs.ingestion.jobs import (
+    daily_ingestion_schedule,
+    ingestion_job,
+    train_heads_job,
+)
 from analytics_assets.deployments import current_deployment, resources_for
 
 
@@ -20,7 +24,7 @@ def build_definitions(
     return Definitions(
         assets=load_assets_from_modules([ingestion_assets, categorization_assets]),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
-        jobs=[ingestion_job],
+        jobs=[ingestion_job, train_heads_job],
         schedules=[daily_ingestion_schedule],
         resources={**resources_for(deployment or current_deployment()), **(resources or {})},
     )

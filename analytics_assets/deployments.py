@@ -108,6 +108,11 @@ def categorization_for(deployment: str) -> CategorizationResource:
         tier=os.environ.get("ANALYTICS_CATEGORIZATION_TIER", "rules"),
         device=os.environ.get("ANALYTICS_DEVICE", "auto"),
         heads_dir=os.environ.get("ANALYTICS_HEADS_DIR", str(local_dir() / "heads")),
+        feedback_table=os.environ.get("NOCODB_FEEDBACK_TABLE"),
+        # Locally, the sample export carries corrections for every fifth conversation.
+        feedback_file=os.environ.get(
+            "ANALYTICS_FEEDBACK_FILE", str(local_dir() / "sample_export" / "category_feedback.json")
+        ),
     )
 
 

@@ -125,3 +125,44 @@ def test_the_model_tier_fills_in_only_where_rules_are_unsure(embedder):
     # No billing keyword matches, so the rules abstain and zero-shot decides.
     assert (result[1]["topic"], result[1]["topic_method"]) == ("billing", "zero_shot")
     assert result[1]["topic_confidence"] > 0.5
+
+
+def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
+    from analytics_assets.categorization.conversations import model_version
+    from analytics_assets.categorization.feedback import train_and_choose
+    from analytics_assets.defs.categorization.resources import CategorizationResource
+
+    data = generate_sample(SampleSpec(days=2, conversations=300, seed=5))
+    openings = pl.DataFrame(
+        {
+            "conversation_id": [label["conversation_id"] for label in data.labels],
+            "opening": [label["opening"] for label in data.labels],
+        }
+    )
+    feedback = pl.DataFrame(
+        [{k: label[k] for k in ("conversation_id", "topic", "intent")} for label in data.labels]
+    )
+    heads = tmp_path / "heads"
+    first = {
+        d.dimension: d
+        for d in train_and_choose(openings, feedback, TAXONOMY, embedder.embed, heads)
+    }
+    assert set(first) == {"topic", "intent"}
+    assert first["topic"].baseline_name == "zero-shot"
+    assert (
+        first["topic"].adopted and first["topic"].head.macro_f1 > first["topic"].baseline.macro_f1
+    )
+    # The same corrections again: the new head is no better than the adopted one, so it stays.
+    second = {
+        d.dimension: d
+        for d in train_and_choose(openings, feedback, TAXONOMY, embedder.embed, heads)
+    }
+    assert second["topic"].baseline_name == first["topic"].version
+    assert not second["topic"].adopted
+
+    resource = CategorizationResource(tier="model", device="cpu", heads_dir=str(heads))
+    assert resource.current_heads()["topic"] == first["topic"].version
+    model = resource.model_tier(TAXONOMY)
+    assert first["topic"].version in model_version(model)
+    prediction = model.predict(["How much does the Pro plan cost per seat?"])
+    assert prediction["topic"].labels == ["pricing"] and prediction["topic"].method == "head"

@@ -257,6 +257,19 @@ def write_export(data: SampleData, folder: Path) -> Path:
         tmp = folder / f".{name}.json.tmp"
         tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
         tmp.replace(folder / f"{name}.json")
+    # Corrections as a team would enter them: every fifth conversation's true labels.
+    feedback = [
+        {
+            "conversation_id": label["conversation_id"],
+            "topic": label["topic"],
+            "intent": label["intent"],
+            "sentiment": label["sentiment"],
+            "corrected_by": "analyst@example.com",
+            "corrected_at": f"{data.spec.end.isoformat()} 18:00:00+00:00",
+        }
+        for label in data.labels[::5]
+    ]
+    (folder / "category_feedback.json").write_text(json.dumps(feedback), encoding="utf-8")
     manifest = {
         "spec": {**asdict(data.spec), "start": data.spec.start.isoformat()},
         "days": [day.isoformat() for day in data.days()],
@@ -273,7 +286,8 @@ def ensure_sample_export(folder: Path, spec: SampleSpec | None = None) -> Path:
     """Generates the sample export once; later calls reuse it (it is deterministic)."""
     spec = spec or SampleSpec()
     manifest = folder / "manifest.json"
-    if manifest.exists():
+    files = ("conversations.json", "messages.json", "labels.json", "category_feedback.json")
+    if manifest.exists() and all((folder / name).exists() for name in files):
         recorded = json.loads(manifest.read_text())["spec"]
         if recorded == {**asdict(spec), "start": spec.start.isoformat()}:
             return folder

@@ -1,12 +1,15 @@
 """Categorization: topic, intent, sentiment and language for every conversation."""
 
 import time
+from pathlib import Path
 
 import polars as pl
 from dagster import (
+    AllPartitionMapping,
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
+    MaterializeResult,
     MetadataValue,
     Output,
     TimeWindowPartitionMapping,
@@ -14,9 +17,15 @@ from dagster import (
 )
 
 from analytics_assets.categorization.conversations import categorize_conversations
+from analytics_assets.categorization.feedback import (
+    openings_from_messages,
+    read_feedback,
+    train_and_choose,
+)
 from analytics_assets.categorization.taxonomy import load_taxonomy
 from analytics_assets.defs.categorization.resources import CategorizationResource
 from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.storage.placement import io_manager_key
 
@@ -100,3 +109,64 @@ def conversation_categories(
             **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
         },
     )
+
+
+@asset(
+    group_name="categorization",
+    kinds={"pytorch", "polars"},
+    pool="gpu",
+    ins={
+        "conversation_messages": AssetIn(
+            partition_mapping=AllPartitionMapping(),
+            metadata={"allow_missing_partitions": True},
+        )
+    },
+    description="Trains a head per label (topic, intent) on the corrections, scores it on a "
+    "held-out split against what runs now, and adopts it only if its macro-F1 is higher.",
+)
+def category_heads(
+    context: AssetExecutionContext,
+    conversation_messages: pl.LazyFrame,
+    categorization: CategorizationResource,
+    record_source: RecordSourceResource,
+) -> MaterializeResult:
+    from analytics_assets.categorization.embeddings import shared_embedder
+
+    feedback = _read_feedback(categorization, record_source)
+    openings = openings_from_messages(
+        conversation_messages, feedback["conversation_id"].cast(pl.String).to_list()
+    )
+    embedder = shared_embedder(categorization.resolved_device(), categorization.batch_size)
+    decisions = train_and_choose(
+        openings, feedback, load_taxonomy(), embedder.embed, Path(categorization.heads_dir)
+    )
+    metadata: dict = {"corrections": feedback.height, "device": embedder.device}
+    for decision in decisions:
+        prefix = decision.dimension
+        metadata |= {
+            f"{prefix}_version": decision.version,
+            f"{prefix}_adopted": decision.adopted,
+            f"{prefix}_accuracy": round(decision.head.accuracy, 4),
+            f"{prefix}_macro_f1": round(decision.head.macro_f1, 4),
+            f"{prefix}_baseline": decision.baseline_name,
+            f"{prefix}_baseline_macro_f1": round(decision.baseline.macro_f1, 4),
+            f"{prefix}_per_label_f1": MetadataValue.json(decision.head.per_label_f1),
+        }
+        context.log.info(
+            f"{prefix}: head macro-F1 {decision.head.macro_f1:.3f} vs "
+            f"{decision.baseline_name} {decision.baseline.macro_f1:.3f}: "
+            f"{'adopted' if decision.adopted else 'kept the current one'}"
+        )
+    return MaterializeResult(metadata=metadata)
+
+
+def _read_feedback(
+    categorization: CategorizationResource, record_source: RecordSourceResource
+) -> pl.DataFrame:
+    if categorization.feedback_table and isinstance(record_source, NocoDBSourceResource):
+        with record_source.client() as client:
+            table = client.table_info(categorization.feedback_table, base_id=record_source.base_id)
+            return pl.DataFrame(list(client.iter_records(table.id)), infer_schema_length=None)
+    if not categorization.feedback_file:
+        raise ValueError("Set feedback_file or feedback_table to train category heads.")
+    return read_feedback(Path(categorization.feedback_file))

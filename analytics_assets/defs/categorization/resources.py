@@ -30,6 +30,14 @@ class CategorizationResource(ConfigurableResource):
         default=None, description="Folder of trained heads (written by category_heads)."
     )
     batch_size: int = Field(default=128, description="Texts per embedding batch.")
+    feedback_file: str | None = Field(
+        default=None, description="Corrections file (JSON, JSONL or CSV) for category_heads."
+    )
+    feedback_table: str | None = Field(
+        default=None,
+        description="NocoDB table (id or title) of corrections, read through the record "
+        "source when it is NocoDB; takes precedence over feedback_file.",
+    )
 
     def resolved_device(self) -> str:
         return resolve_device(self.device)

@@ -9,9 +9,15 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions
 ingestion_job = define_asset_job(
     "ingestion_job",
     # Every daily asset: ingestion and what is computed from it.
-    selection=AssetSelection.groups("ingestion", "categorization"),
+    selection=AssetSelection.groups("ingestion") | AssetSelection.assets("conversation_categories"),
     partitions_def=daily_partitions,
     description="Pull a day (or a range of days) from the source and rebuild its lake files.",
+)
+
+train_heads_job = define_asset_job(
+    "train_heads_job",
+    selection=AssetSelection.assets("category_heads"),
+    description="Train category heads on the corrections; adopt those that beat the current.",
 )
 
 # Yesterday's partition, early each morning (UTC); off until an operator turns it on.

@@ -1,0 +1,117 @@
+"""The feedback loop: corrections -> a trained head, kept only when it beats what runs now."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from analytics_assets.categorization.model_tier import (
+    Head,
+    Scores,
+    ZeroShot,
+    score,
+    split_held_out,
+    train_head,
+)
+from analytics_assets.categorization.taxonomy import Taxonomy
+
+HEADS_INDEX = "current.json"
+TRAINED_DIMENSIONS = ("topic", "intent")
+# Fewer corrections than this per dimension and a held-out score means little.
+MIN_CORRECTIONS = 30
+
+
+def read_feedback(path: Path) -> pl.DataFrame:
+    """Corrections from a JSON, JSONL or CSV file: conversation_id plus corrected labels."""
+    if path.suffix == ".csv":
+        return pl.read_csv(path, infer_schema=False)
+    if path.suffix == ".json":
+        return pl.DataFrame(json.loads(path.read_text()), infer_schema_length=None)
+    return pl.read_ndjson(path, infer_schema_length=None)
+
+
+@dataclass
+class HeadDecision:
+    dimension: str
+    version: str
+    corrections: int
+    head: Scores
+    baseline: Scores
+    baseline_name: str
+    adopted: bool
+
+
+def train_and_choose(
+    openings: pl.DataFrame,
+    feedback: pl.DataFrame,
+    taxonomy: Taxonomy,
+    embed,
+    heads_dir: Path,
+) -> list[HeadDecision]:
+    """For each dimension: train a head on the corrections, score it on a held-out split
+    against what runs now (the current head, else zero-shot), and adopt it only if better."""
+    heads_dir.mkdir(parents=True, exist_ok=True)
+    index_path = heads_dir / HEADS_INDEX
+    current = json.loads(index_path.read_text()) if index_path.exists() else {}
+    joined = feedback.join(openings, on="conversation_id", how="inner")
+    decisions = []
+    for dimension in TRAINED_DIMENSIONS:
+        if dimension not in joined.columns:
+            continue
+        rows = joined.filter(pl.col(dimension).is_not_null() & pl.col("opening").is_not_null())
+        if rows.height < MIN_CORRECTIONS:
+            continue
+        vectors = embed(rows["opening"].to_list())
+        truth = rows[dimension].to_list()
+        train, test = split_held_out(rows.height)
+        fallback = taxonomy.fallbacks[dimension]
+        head = train_head(vectors[train], [truth[i] for i in train], fallback=fallback)
+        expected = [truth[i] for i in test]
+        head_scores = score(expected, head.predict(vectors[test], threshold=0.0).labels)
+        if dimension in current:
+            baseline = Head.load(heads_dir, current[dimension])
+            baseline_name = current[dimension]
+        else:
+            baseline = ZeroShot.from_taxonomy(taxonomy, dimension, embed)
+            baseline_name = "zero-shot"
+        baseline_scores = score(expected, baseline.predict(vectors[test], threshold=0.0).labels)
+        adopted = head_scores.macro_f1 > baseline_scores.macro_f1
+        head.version = f"{dimension}-{head.version}"
+        head.metrics = {
+            "accuracy": head_scores.accuracy,
+            "macro_f1": head_scores.macro_f1,
+            "per_label_f1": head_scores.per_label_f1,
+            "held_out": len(test),
+        }
+        head.save(heads_dir)
+        if adopted:
+            current[dimension] = head.version
+        decisions.append(
+            HeadDecision(
+                dimension,
+                head.version,
+                rows.height,
+                head_scores,
+                baseline_scores,
+                baseline_name,
+                adopted,
+            )
+        )
+    index_path.write_text(json.dumps(current, indent=2))
+    return decisions
+
+
+def openings_from_messages(messages: pl.LazyFrame, conversation_ids: list[str]) -> pl.DataFrame:
+    """The first user turn of each listed conversation, from the lake's messages."""
+    return (
+        messages.filter(
+            pl.col("conversation_id").is_in(conversation_ids) & (pl.col("role") == "user")
+        )
+        .sort("created_at", "message_id")
+        .group_by("conversation_id")
+        .agg(pl.col("content").first().alias("opening"))
+        .collect()
+    )
