@@ -22,6 +22,7 @@ def test_local_definitions_hold_the_whole_graph():
             "conversations",
             "processing_errors",
             "conversation_categories",
+            "category_heads",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None
