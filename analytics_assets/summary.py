@@ -18,6 +18,7 @@ SUMMARY_ASSETS = (
     "conversation_headers",
     "conversations",
     "conversation_categories",
+    "message_signals",
     "processing_errors",
 )
 

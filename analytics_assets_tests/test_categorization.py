@@ -151,6 +151,10 @@ def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     assert categories["topic"].n_unique() >= 8
     assert categories["language"].n_unique() >= 5
     assert mongo.db()["conversation_categories"].count_documents({}) == categories.height
+    signals = pl.read_parquet(f"{root}/message_signals/day=*/data.parquet")
+    messages = pl.read_parquet(f"{root}/conversation_messages/day=*/data.parquet")
+    assert signals.height == messages.filter(pl.col("role") == "user").height
+    assert set(signals["sentiment"]) <= {"positive", "neutral", "negative", "uncertain"}
     metadata = result.asset_materializations_for_node("conversation_categories")[0].metadata
     assert metadata["taxonomy_version"].value == TAXONOMY.version
 

@@ -23,6 +23,7 @@ def test_local_definitions_hold_the_whole_graph():
             "processing_errors",
             "conversation_categories",
             "category_heads",
+            "message_signals",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

@@ -138,3 +138,26 @@ def categorize_conversations(
         .cast(CATEGORY_SCHEMA)
         .sort("conversation_id")
     )
+
+
+MESSAGE_SIGNAL_SCHEMA: dict[str, pl.DataType] = {
+    "message_id": pl.String(),
+    "conversation_id": pl.String(),
+    "language": pl.String(),
+    "language_confidence": pl.Float64(),
+    "sentiment": pl.String(),
+    "sentiment_confidence": pl.Float64(),
+    "sentiment_method": pl.String(),
+    "sentiment_score": pl.Float64(),
+    "day": pl.Date(),
+}
+
+
+def message_signals(messages: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
+    """Language and sentiment of every user message, for the reports' trends."""
+    user = messages.filter(pl.col("role") == "user").select(
+        "message_id", "conversation_id", pl.col("content").alias("text"), "day"
+    )
+    frame = user.with_columns(detect_languages(user["text"]))
+    frame = sentiment(frame, "text", taxonomy, language="language")
+    return frame.select(list(MESSAGE_SIGNAL_SCHEMA)).cast(MESSAGE_SIGNAL_SCHEMA)

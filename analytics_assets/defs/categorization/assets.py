@@ -16,7 +16,10 @@ from dagster import (
     asset,
 )
 
-from analytics_assets.categorization.conversations import categorize_conversations
+from analytics_assets.categorization.conversations import (
+    categorize_conversations,
+    message_signals,
+)
 from analytics_assets.categorization.feedback import (
     openings_from_messages,
     read_feedback,
@@ -170,3 +173,30 @@ def _read_feedback(
     if not categorization.feedback_file:
         raise ValueError("Set feedback_file or feedback_table to train category heads.")
     return read_feedback(Path(categorization.feedback_file))
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key=io_manager_key("message_signals"),
+    group_name="categorization",
+    kinds={"polars", "parquet"},
+    name="message_signals",
+    description="Language and sentiment of every user message (rules tier), for the reports.",
+)
+def message_signals_asset(
+    context: AssetExecutionContext, conversation_messages: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    started = time.perf_counter()
+    signals = message_signals(conversation_messages, load_taxonomy())
+    seconds = time.perf_counter() - started
+    return Output(
+        signals,
+        metadata={
+            "signal_seconds": round(seconds, 3),
+            "messages_per_second": round(signals.height / seconds, 1) if seconds else None,
+            "languages": MetadataValue.json(_distribution(signals, "language")),
+            "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
+            **frame_metadata(signals, days=len(days_in(context.partition_time_window))),
+        },
+    )
