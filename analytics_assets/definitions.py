@@ -11,6 +11,7 @@ from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion import checks as ingestion_checks
 from analytics_assets.defs.ingestion.jobs import (
     daily_ingestion_schedule,
+    discovery_job,
     ingestion_job,
     train_heads_job,
 )
@@ -24,7 +25,7 @@ def build_definitions(
     return Definitions(
         assets=load_assets_from_modules([ingestion_assets, categorization_assets]),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
-        jobs=[ingestion_job, train_heads_job],
+        jobs=[ingestion_job, train_heads_job, discovery_job],
         schedules=[daily_ingestion_schedule],
         resources={**resources_for(deployment or current_deployment()), **(resources or {})},
     )

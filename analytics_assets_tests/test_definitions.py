@@ -24,6 +24,7 @@ def test_local_definitions_hold_the_whole_graph():
             "conversation_categories",
             "category_heads",
             "message_signals",
+            "topic_discovery",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

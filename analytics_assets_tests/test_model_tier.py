@@ -166,3 +166,22 @@ def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
     assert first["topic"].version in model_version(model)
     prediction = model.predict(["How much does the Pro plan cost per seat?"])
     assert prediction["topic"].labels == ["pricing"] and prediction["topic"].method == "head"
+
+
+def test_discovery_separates_new_topics_and_names_their_terms(embedder):
+    from analytics_assets.categorization.discovery import discover
+
+    shipping = [
+        f"Where is my parcel? The delivery was due {day} and the courier never came."
+        for day in ("Monday", "Tuesday", "Friday", "yesterday", "last week")
+    ] + ["My parcel delivery is late again, the courier lost it."]
+    gdpr = [
+        f"Under GDPR I request deletion of all my personal data, {n}."
+        for n in ("now", "today", "this week", "immediately", "as required by law")
+    ] + ["Delete my personal data per GDPR, please confirm deletion."]
+    texts = shipping + gdpr
+    clusters = discover(texts, embedder.embed(texts), max_clusters=2)
+    assert sorted(clusters["size"].to_list()) == [6, 6]
+    terms = [set(row) for row in clusters["terms"].to_list()]
+    assert any({"parcel", "courier"} <= t for t in terms)
+    assert any({"gdpr", "personal"} <= t for t in terms)

@@ -20,6 +20,7 @@ from analytics_assets.categorization.conversations import (
     categorize_conversations,
     message_signals,
 )
+from analytics_assets.categorization.discovery import discover
 from analytics_assets.categorization.feedback import (
     openings_from_messages,
     read_feedback,
@@ -198,5 +199,51 @@ def message_signals_asset(
             "languages": MetadataValue.json(_distribution(signals, "language")),
             "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
             **frame_metadata(signals, days=len(days_in(context.partition_time_window))),
+        },
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    io_manager_key=io_manager_key("topic_discovery"),
+    group_name="categorization",
+    kinds={"pytorch", "polars", "parquet"},
+    pool="gpu",
+    description="Conversations categorized `other`, clustered on their embeddings: each "
+    "cluster's size, most distinctive terms and examples; new topics before they are named.",
+)
+def topic_discovery(
+    context: AssetExecutionContext,
+    conversation_categories: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+    categorization: CategorizationResource,
+) -> Output[pl.DataFrame]:
+    from analytics_assets.categorization.embeddings import shared_embedder
+
+    others = conversation_categories.filter(pl.col("topic") == "other")["conversation_id"]
+    openings = (
+        conversation_messages.filter(
+            pl.col("conversation_id").is_in(others.implode()) & (pl.col("role") == "user")
+        )
+        .sort("created_at")
+        .group_by("conversation_id", maintain_order=True)
+        .agg(pl.col("content").first())
+    )
+    texts = openings["content"].fill_null("").to_list()
+    embedder = shared_embedder(categorization.resolved_device(), categorization.batch_size)
+    clusters = discover(texts, embedder.embed(texts) if texts else None)
+    day = days_in(context.partition_time_window)[0]
+    clusters = clusters.with_columns(pl.lit(day).alias("day"))
+    table = clusters.with_columns(
+        pl.col("terms").list.join(", "), pl.col("examples").list.first().alias("example")
+    ).select("cluster", "size", "terms", "example")
+    return Output(
+        clusters,
+        metadata={
+            "conversations_in_other": len(texts),
+            "clusters": clusters.height,
+            "device": embedder.device,
+            "clusters_table": MetadataValue.md(markdown_table(table, rows=20)),
+            **frame_metadata(clusters),
         },
     )

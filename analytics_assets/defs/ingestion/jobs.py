@@ -21,5 +21,12 @@ train_heads_job = define_asset_job(
     description="Train category heads on the corrections; adopt those that beat the current.",
 )
 
+discovery_job = define_asset_job(
+    "discovery_job",
+    selection=AssetSelection.assets("topic_discovery"),
+    partitions_def=daily_partitions,
+    description="Cluster each day's `other` conversations to surface new topics (model tier).",
+)
+
 # Yesterday's partition, early each morning (UTC); off until an operator turns it on.
 daily_ingestion_schedule = build_schedule_from_partitioned_job(ingestion_job, hour_of_day=2)

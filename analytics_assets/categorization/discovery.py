@@ -1,0 +1,136 @@
+"""Discovery: conversations that land in `other`, clustered on their embeddings, each cluster
+shown with its size, its most distinctive terms and examples, so a team sees new topics
+before it names them."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+import polars as pl
+
+_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+STOP_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "you",
+        "your",
+        "with",
+        "this",
+        "that",
+        "have",
+        "has",
+        "was",
+        "are",
+        "but",
+        "not",
+        "can",
+        "how",
+        "what",
+        "when",
+        "where",
+        "why",
+        "who",
+        "does",
+        "did",
+        "there",
+        "their",
+        "them",
+        "they",
+        "our",
+        "out",
+        "all",
+        "any",
+        "from",
+        "into",
+        "just",
+        "like",
+        "more",
+        "some",
+        "than",
+        "then",
+        "very",
+        "will",
+        "would",
+        "could",
+        "should",
+        "about",
+        "please",
+        "thanks",
+        "thank",
+        "hello",
+    ]
+)
+CLUSTER_SCHEMA: dict[str, pl.DataType] = {
+    "cluster": pl.Int32(),
+    "size": pl.UInt32(),
+    "terms": pl.List(pl.String()),
+    "examples": pl.List(pl.String()),
+}
+
+
+def kmeans(vectors: np.ndarray, k: int, *, iterations: int = 50, seed: int = 0) -> np.ndarray:
+    """Spherical k-means (cosine) with k-means++ seeding; returns each vector's cluster."""
+    rng = np.random.default_rng(seed)
+    centers = [vectors[rng.integers(len(vectors))]]
+    for _ in range(1, k):
+        distance = 1 - np.max(vectors @ np.stack(centers).T, axis=1)
+        weights = np.clip(distance, 0, None) ** 2
+        total = weights.sum()
+        pick = (
+            rng.choice(len(vectors), p=weights / total) if total > 0 else rng.integers(len(vectors))
+        )
+        centers.append(vectors[pick])
+    center_matrix = np.stack(centers)
+    assignment = np.zeros(len(vectors), dtype=int)
+    for _ in range(iterations):
+        new_assignment = np.argmax(vectors @ center_matrix.T, axis=1)
+        if np.array_equal(new_assignment, assignment) and _ > 0:
+            break
+        assignment = new_assignment
+        for cluster in range(k):
+            members = vectors[assignment == cluster]
+            if len(members):
+                mean = members.mean(axis=0)
+                center_matrix[cluster] = mean / (np.linalg.norm(mean) or 1.0)
+    return assignment
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+
+
+def distinctive_terms(cluster_texts: list[str], all_texts: list[str], top: int = 6) -> list[str]:
+    """Terms frequent in the cluster and rare elsewhere (a smoothed lift, weighted by count)."""
+    inside = Counter(term for text in cluster_texts for term in set(_terms(text)))
+    overall = Counter(term for text in all_texts for term in set(_terms(text)))
+    scores = {
+        term: count * (count / len(cluster_texts)) / ((overall[term] + 1) / (len(all_texts) + 1))
+        for term, count in inside.items()
+        if count >= 2 or len(cluster_texts) < 4
+    }
+    return [term for term, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top]]
+
+
+def discover(texts: list[str], vectors: np.ndarray, *, max_clusters: int = 8) -> pl.DataFrame:
+    """Clusters the texts; k grows like sqrt(n / 2) (a common rule of thumb), capped."""
+    if not texts:
+        return pl.DataFrame(schema=CLUSTER_SCHEMA)
+    k = max(1, min(max_clusters, len(texts), round((len(texts) / 2) ** 0.5)))
+    assignment = kmeans(vectors, k)
+    rows = []
+    for cluster in range(k):
+        members = [text for text, a in zip(texts, assignment, strict=True) if a == cluster]
+        if members:
+            rows.append(
+                {
+                    "cluster": cluster,
+                    "size": len(members),
+                    "terms": distinctive_terms(members, texts),
+                    "examples": list(dict.fromkeys(members))[:3],
+                }
+            )
+    return pl.DataFrame(rows, schema=CLUSTER_SCHEMA).sort("size", descending=True)
