@@ -157,6 +157,8 @@ def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     assert set(signals["sentiment"]) <= {"positive", "neutral", "negative", "uncertain"}
     metadata = result.asset_materializations_for_node("conversation_categories")[0].metadata
     assert metadata["taxonomy_version"].value == TAXONOMY.version
+    assert (metadata["device"].value, metadata["aggregation_engine"].value) == ("cpu", "cpu")
+    assert sum(metadata["topics"].value.values()) == categories.height
 
 
 def test_categorize_and_evaluate_commands(tmp_path, capsys):

@@ -20,6 +20,7 @@ from analytics_assets.categorization.conversations import (
     categorize_conversations,
     message_signals,
 )
+from analytics_assets.categorization.device import collect
 from analytics_assets.categorization.discovery import discover
 from analytics_assets.categorization.feedback import (
     openings_from_messages,
@@ -36,6 +37,32 @@ from analytics_assets.storage.placement import io_manager_key
 
 def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return dict(frame.group_by(column).len().sort("len", descending=True).iter_rows())
+
+
+def _distributions(
+    frame: pl.DataFrame, columns: list[str], device: str
+) -> tuple[dict[str, dict[str, int]], str]:
+    """Counts per value of each column in one query, on cuDF when the run holds a GPU
+    (polars' GPU engine), else or on refusal on the CPU engine; says which ran."""
+    query = pl.concat(
+        [
+            frame.lazy()
+            .group_by(column)
+            .len()
+            .select(pl.lit(column).alias("column"), pl.col(column).alias("value"), "len")
+            for column in columns
+        ]
+    )
+    counts, engine = collect(query, device=device)
+    return {
+        column: dict(
+            counts.filter(pl.col("column") == column)
+            .sort("len", descending=True)
+            .select("value", "len")
+            .iter_rows()
+        )
+        for column in columns
+    }, engine
 
 
 @asset(
@@ -78,6 +105,9 @@ def conversation_categories(
     )
     seconds = time.perf_counter() - started
     device = model.embedder.device if model else "cpu"
+    distributions, engine = _distributions(
+        categories, ["topic", "intent", "sentiment", "language"], device
+    )
     context.log.info(
         f"categorized {categories.height} conversations on {device} ({categorization.tier} tier)"
     )
@@ -96,6 +126,7 @@ def conversation_categories(
             "taxonomy_version": taxonomy.version,
             "tier": categorization.tier,
             "device": device,
+            "aggregation_engine": engine,
             "methods": MetadataValue.json(
                 {
                     dimension: _distribution(categories, f"{dimension}_method")
@@ -104,10 +135,10 @@ def conversation_categories(
             ),
             "categorize_seconds": round(seconds, 3),
             "conversations_per_second": round(categories.height / seconds, 1) if seconds else None,
-            "topics": MetadataValue.json(_distribution(categories, "topic")),
-            "intents": MetadataValue.json(_distribution(categories, "intent")),
-            "sentiments": MetadataValue.json(_distribution(categories, "sentiment")),
-            "languages": MetadataValue.json(_distribution(categories, "language")),
+            "topics": MetadataValue.json(distributions["topic"]),
+            "intents": MetadataValue.json(distributions["intent"]),
+            "sentiments": MetadataValue.json(distributions["sentiment"]),
+            "languages": MetadataValue.json(distributions["language"]),
             "abstention_rate": MetadataValue.json(abstained),
             "top_topic_intent_pairs": MetadataValue.md(markdown_table(summary, rows=15)),
             **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
