@@ -15,6 +15,17 @@ from analytics_assets.sources.generator import SampleData, SampleSpec, generate_
 from analytics_assets.sources.seed import SeededBase, seed_nocodb
 from analytics_assets_tests.nocodb_server import NocoDBServer, free_port, start_nocodb
 
+
+def range_tags(first, last) -> dict[str, str]:
+    """Run tags that make one run cover a range of daily partitions (a single-run backfill)."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    return {ASSET_PARTITION_RANGE_START_TAG: str(first), ASSET_PARTITION_RANGE_END_TAG: str(last)}
+
+
 # A small sample for the live-server tests: 3 days, about 2,000 messages.
 SEEDED_SPEC = SampleSpec(start=date(2026, 11, 1), days=3, conversations=300, users=60, seed=7)
 FAST_RETRY = RetryPolicy(

@@ -7,10 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 import pytest
 from dagster import DagsterInstance, load_assets_from_modules, materialize
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion import assets as ingestion_assets
@@ -19,7 +15,7 @@ from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.generator import SampleData, SampleSpec, generate_sample
 from analytics_assets.sources.nocodb import NocoDBSource
-from analytics_assets_tests.conftest import SEEDED_SPEC, make_client
+from analytics_assets_tests.conftest import SEEDED_SPEC, make_client, range_tags
 
 ASSETS = (
     "nocodb_raw_pages",
@@ -76,10 +72,7 @@ def expected(data: SampleData, days: set[date], *, export: bool) -> dict[str, se
 def run_range(defs, first: date, last: date):
     return defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(),
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-        },
+        tags=range_tags(first, last),
     )
 
 

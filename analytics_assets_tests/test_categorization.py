@@ -7,13 +7,10 @@ from datetime import date
 import polars as pl
 import pytest
 from dagster import DagsterInstance
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from analytics_assets.categorization.conversations import CATEGORY_SCHEMA, categorize_texts
 from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
+from analytics_assets_tests.conftest import range_tags
 
 TAXONOMY = load_taxonomy()
 
@@ -136,10 +133,7 @@ def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     )
     result = defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(),
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: "2026-11-03",
-            ASSET_PARTITION_RANGE_END_TAG: "2026-11-04",
-        },
+        tags=range_tags("2026-11-03", "2026-11-04"),
     )
     assert result.success
     root = lake.lake().base_path

@@ -14,13 +14,10 @@ from dagster import (
     asset,
     materialize,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets_tests.conftest import range_tags
 
 
 def rows_for(days: list[date], per_day: int = 3) -> pl.DataFrame:
@@ -55,10 +52,6 @@ def events(context) -> pl.DataFrame:
 )
 def events_with_previous_day(events: pl.DataFrame) -> pl.DataFrame:
     return events.filter(pl.col("day") == pl.col("day").max())
-
-
-def range_tags(first: str, last: str) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -14,10 +14,6 @@ from dagster import (
     asset,
     materialize,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from pymongo.errors import AutoReconnect
 
 from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
@@ -31,6 +27,7 @@ from analytics_assets.storage.mongo import (
     replace_frame,
 )
 from analytics_assets.storage.validation import MAX_BSON_BYTES
+from analytics_assets_tests.conftest import range_tags
 
 SPEC = COLLECTIONS["conversation_messages"]
 
@@ -90,7 +87,7 @@ def run_range(mongo, first: str, last: str, instance) -> None:
         [partitioned_messages],
         resources={"io_manager": MongoIOManager(mongo=mongo, batch_size=4)},
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        tags=range_tags(first, last),
     )
     assert result.success
 

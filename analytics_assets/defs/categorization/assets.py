@@ -12,7 +12,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     Output,
-    TimeWindowPartitionMapping,
     asset,
 )
 
@@ -29,7 +28,11 @@ from analytics_assets.categorization.feedback import (
 )
 from analytics_assets.categorization.taxonomy import load_taxonomy
 from analytics_assets.defs.categorization.resources import CategorizationResource
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.ingestion.partitions import (
+    daily_partitions,
+    days_in,
+    messages_of_conversations_started_that_day,
+)
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.storage.placement import io_manager_key
@@ -75,13 +78,7 @@ def _distributions(
     pool="gpu",
     ins={
         "conversation_headers": AssetIn(),
-        # Same reach as `conversations`: a conversation's last turn may fall after midnight.
-        "conversation_messages": AssetIn(
-            partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
-            ),
-            metadata={"allow_missing_partitions": True},
-        ),
+        "conversation_messages": messages_of_conversations_started_that_day(),
     },
     description="Per conversation: topic and intent of the opening user turn, sentiment of the "
     "opening and the last user turn, language; each with confidence and method. Re-categorizing "

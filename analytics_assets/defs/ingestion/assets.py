@@ -11,12 +11,15 @@ from dagster import (
     BackfillPolicy,
     MetadataValue,
     Output,
-    TimeWindowPartitionMapping,
     asset,
     multi_asset,
 )
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.ingestion.partitions import (
+    daily_partitions,
+    days_in,
+    messages_of_conversations_started_that_day,
+)
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.sources.schema import TABLE_KINDS
@@ -167,14 +170,7 @@ def validated_records(
     kinds={"polars", "parquet", "mongodb"},
     ins={
         "conversation_headers": AssetIn(),
-        # A conversation that starts late in the day continues after midnight: read its
-        # start day and the next. The next day may not exist yet; it is read when it does.
-        "conversation_messages": AssetIn(
-            partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
-            ),
-            metadata={"allow_missing_partitions": True},
-        ),
+        "conversation_messages": messages_of_conversations_started_that_day(),
     },
     description="One row per conversation: user, model, channel, start and end, turns, "
     "messages per role, tokens, latency, rating and feedback counts.",

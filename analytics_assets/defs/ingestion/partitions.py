@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import date, timedelta
 
-from dagster import DailyPartitionsDefinition, TimeWindow
+from dagster import AssetIn, DailyPartitionsDefinition, TimeWindow, TimeWindowPartitionMapping
 
 # The first day a deployment keeps. Read once at import: Dagster needs it to list partitions.
 PARTITIONS_START = os.environ.get("ANALYTICS_PARTITIONS_START", "2026-01-01")
@@ -18,3 +18,18 @@ def days_in(window: TimeWindow) -> list[date]:
     first = window.start.date()
     count = (window.end.date() - first).days
     return [first + timedelta(days=offset) for offset in range(count)]
+
+
+def messages_of_conversations_started_that_day() -> AssetIn:
+    """`conversation_messages` as a per-conversation asset of day D needs them.
+
+    A conversation that starts late in the day continues after midnight: read its start day
+    and the next. The next day may not exist yet; it is read when it does.
+    """
+    return AssetIn(
+        "conversation_messages",
+        partition_mapping=TimeWindowPartitionMapping(
+            start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+        ),
+        metadata={"allow_missing_partitions": True},
+    )
