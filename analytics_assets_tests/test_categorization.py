@@ -180,3 +180,39 @@ def test_categorize_and_evaluate_commands(tmp_path, capsys):
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["topic"] for row in rows] == ["pricing", "bug", "billing"]
     assert {"topic_confidence", "topic_method", "intent", "sentiment", "language"} <= set(rows[0])
+
+
+@pytest.mark.nocodb
+def test_corrections_are_read_from_a_nocodb_table(nocodb):
+    from analytics_assets.defs.categorization.assets import _read_feedback
+    from analytics_assets.defs.categorization.resources import CategorizationResource
+    from analytics_assets.defs.ingestion.resources import NocoDBSourceResource
+    from analytics_assets.sources.seed import create_base, create_table
+    from analytics_assets_tests.conftest import make_client
+
+    columns = [
+        (name, "SingleLineText")
+        for name in ("conversation_id", "topic", "intent", "sentiment", "corrected_by")
+    ] + [("corrected_at", "DateTime")]
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "feedback_tests")
+        table = create_table(client, base_id, "category_feedback", columns)
+        client.insert_records(
+            table,
+            [
+                {"conversation_id": "conv-1", "topic": "billing", "intent": "complaint",
+                 "corrected_by": "ana", "corrected_at": "2026-11-20 10:00:00+00:00"},
+                {"conversation_id": "conv-2", "topic": "pricing", "corrected_by": "ben",
+                 "corrected_at": "2026-11-21 11:00:00+00:00"},
+            ],
+        )  # fmt: skip
+    feedback = _read_feedback(
+        CategorizationResource(feedback_table="category_feedback"),
+        NocoDBSourceResource(
+            url=nocodb.url, api_token=nocodb.token, base_id=base_id, requests_per_second=0
+        ),
+    )
+    rows = {row["conversation_id"]: row for row in feedback.to_dicts()}
+    assert set(rows) == {"conv-1", "conv-2"}
+    assert (rows["conv-1"]["topic"], rows["conv-1"]["intent"]) == ("billing", "complaint")
+    assert rows["conv-2"]["intent"] is None
