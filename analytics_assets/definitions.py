@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
+from analytics_assets.defs.analytics import assets as analytics_assets
 from analytics_assets.defs.categorization import assets as categorization_assets
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion import checks as ingestion_checks
@@ -23,7 +24,9 @@ def build_definitions(
 ) -> Definitions:
     """The code location's definitions; `resources` replaces some of the deployment's."""
     return Definitions(
-        assets=load_assets_from_modules([ingestion_assets, categorization_assets]),
+        assets=load_assets_from_modules(
+            [ingestion_assets, categorization_assets, analytics_assets]
+        ),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
         jobs=[ingestion_job, train_heads_job, discovery_job],
         schedules=[daily_ingestion_schedule],

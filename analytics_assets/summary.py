@@ -19,6 +19,7 @@ SUMMARY_ASSETS = (
     "conversations",
     "conversation_categories",
     "message_signals",
+    "conversation_analytics",
     "processing_errors",
 )
 

@@ -102,7 +102,7 @@ def assert_mongo_matches_lake(mongo, lake: ParquetLakeIOManager):
     db = mongo.db()
     for asset, collection, key in (
         ("conversation_messages", "conversation_messages", "message_id"),
-        ("conversations", "conversation_analytics", "conversation_id"),
+        ("conversation_analytics", "conversation_analytics", "conversation_id"),
     ):
         ids = set(read_asset(lake, asset)[key])
         assert db[collection].count_documents({}) == len(ids)

@@ -25,6 +25,7 @@ def test_local_definitions_hold_the_whole_graph():
             "category_heads",
             "message_signals",
             "topic_discovery",
+            "conversation_analytics",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 MONGO_COLLECTION_OF_ASSET: dict[str, str] = {
     "conversation_messages": "conversation_messages",
-    "conversations": "conversation_analytics",
+    "conversation_analytics": "conversation_analytics",
     "conversation_categories": "conversation_categories",
     "processing_errors": "processing_errors",
 }

@@ -167,7 +167,7 @@ def validated_records(
     backfill_policy=SINGLE_RUN,
     io_manager_key=io_manager_key("conversations"),
     group_name=GROUP,
-    kinds={"polars", "parquet", "mongodb"},
+    kinds={"polars", "parquet"},
     ins={
         "conversation_headers": AssetIn(),
         "conversation_messages": messages_of_conversations_started_that_day(),

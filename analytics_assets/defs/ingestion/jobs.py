@@ -9,7 +9,7 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions
 ingestion_job = define_asset_job(
     "ingestion_job",
     # Every daily asset: ingestion and what is computed from it.
-    selection=AssetSelection.groups("ingestion")
+    selection=AssetSelection.groups("ingestion", "analytics")
     | AssetSelection.assets("conversation_categories", "message_signals"),
     partitions_def=daily_partitions,
     description="Pull a day (or a range of days) from the source and rebuild its lake files.",

@@ -1,0 +1,159 @@
+"""Per-conversation analytics: latency, resolution signals, and quality and satisfaction
+scores in [0, 1] with the components that made them. Formulas: docs/metrics.md."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
+
+# Phrases of a user who wants out of the bot (lower-cased, matched anywhere in a user turn).
+ESCALATION_PATTERN = (
+    r"human agent|real person|talk to (?:a |an )?(?:human|person|agent)|speak to (?:a |an )?"
+    r"(?:human|person|agent|manager)|supervisor|manager|cancel my (?:subscription|account)|"
+    r"lawyer|hablar con (?:una persona|un agente)|mit einem menschen|parler à un humain"
+)
+# Latency that users do not notice, and latency after which a reply feels broken (ms, p95).
+LATENCY_GOOD_MS = 2_000.0
+LATENCY_BAD_MS = 10_000.0
+# Weights: what the user said explicitly (a rating, a thumb) outweighs what we infer.
+QUALITY_WEIGHTS = {
+    "answered_score": 1.0,
+    "no_repeat_score": 1.0,
+    "no_escalation_score": 1.0,
+    "thumbs_score": 2.0,
+    "latency_score": 0.5,
+}
+SATISFACTION_WEIGHTS = {
+    "rating_score": 3.0,
+    "thumbs_score": 2.0,
+    "sentiment_end_score": 1.0,
+    "sentiment_change_score": 0.5,
+    "no_complaint_score": 1.0,
+    "no_escalation_score": 1.0,
+}
+SENTIMENT_VALUE = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
+
+ANALYTICS_SCHEMA: dict[str, pl.DataType] = {
+    "conversation_id": pl.String(),
+    "user_id": pl.String(),
+    "model": pl.String(),
+    "channel": pl.String(),
+    "started_at": TIMESTAMP_DTYPE,
+    "ended_at": TIMESTAMP_DTYPE,
+    "duration_s": pl.Float64(),
+    "turns": pl.UInt32(),
+    "message_count": pl.UInt32(),
+    "prompt_tokens": pl.Int64(),
+    "completion_tokens": pl.Int64(),
+    "total_tokens": pl.Int64(),
+    "latency_p50_ms": pl.Float64(),
+    "latency_p95_ms": pl.Float64(),
+    "rating": pl.Int8(),
+    "feedback_up": pl.UInt32(),
+    "feedback_down": pl.UInt32(),
+    "topic": pl.String(),
+    "intent": pl.String(),
+    "language": pl.String(),
+    "sentiment_opening": pl.String(),
+    "sentiment": pl.String(),
+    "repeated_question": pl.Boolean(),
+    "unanswered_last_turn": pl.Boolean(),
+    "abandoned_after_reply": pl.Boolean(),
+    "escalation": pl.Boolean(),
+    "complaint": pl.Boolean(),
+    "answered_score": pl.Float64(),
+    "no_repeat_score": pl.Float64(),
+    "no_escalation_score": pl.Float64(),
+    "no_complaint_score": pl.Float64(),
+    "thumbs_score": pl.Float64(),
+    "latency_score": pl.Float64(),
+    "rating_score": pl.Float64(),
+    "sentiment_end_score": pl.Float64(),
+    "sentiment_change_score": pl.Float64(),
+    "quality_score": pl.Float64(),
+    "satisfaction_score": pl.Float64(),
+    "day": pl.Date(),
+}
+
+
+def weighted_mean(weights: dict[str, float]) -> pl.Expr:
+    """Mean of the components present (non-null), by weight; null when none is present."""
+    numerator = pl.sum_horizontal([pl.col(n).fill_null(0.0) * w for n, w in weights.items()])
+    denominator = pl.sum_horizontal(
+        [pl.col(n).is_not_null().cast(pl.Float64) * w for n, w in weights.items()]
+    )
+    return pl.when(denominator > 0).then(numerator / denominator)
+
+
+def conversation_analytics(
+    conversations: pl.DataFrame, messages: pl.DataFrame, categories: pl.DataFrame
+) -> pl.DataFrame:
+    """One row per conversation of `conversations` (its day); `messages` must cover the day
+    and the next, `categories` the same conversations."""
+    owned = messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
+    normalized = (
+        pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
+    )
+    signals = (
+        owned.sort("created_at", "message_id")
+        .group_by("conversation_id", maintain_order=True)
+        .agg(
+            pl.col("latency_ms").filter(pl.col("role") == "assistant").quantile(0.5, "linear")
+            .alias("latency_p50_ms"),
+            pl.col("latency_ms").filter(pl.col("role") == "assistant").quantile(0.95, "linear")
+            .alias("latency_p95_ms"),
+            # The same question again (after normalizing case and punctuation).
+            (normalized.filter(pl.col("role") == "user").is_duplicated().any())
+            .alias("repeated_question"),
+            pl.col("role").filter(pl.col("role") != "system").last().alias("_last_role"),
+            pl.col("content").filter(pl.col("role") == "user").str.to_lowercase()
+            .str.contains(ESCALATION_PATTERN).any().alias("escalation"),
+        )
+    )  # fmt: skip
+    frame = (
+        conversations.join(signals, on="conversation_id", how="left")
+        .join(
+            categories.select(
+                "conversation_id", "topic", "intent", "language", "sentiment_opening", "sentiment"
+            ),
+            on="conversation_id",
+            how="left",
+        )
+        .with_columns(
+            pl.col("repeated_question").fill_null(False),
+            pl.col("escalation").fill_null(False),
+            (pl.col("_last_role") == "user").fill_null(False).alias("unanswered_last_turn"),
+            ((pl.col("_last_role") == "assistant") & (pl.col("sentiment") == "negative"))
+            .fill_null(False)
+            .alias("abandoned_after_reply"),
+            (pl.col("intent") == "complaint").fill_null(False).alias("complaint"),
+        )
+    )
+    feedback_total = pl.col("feedback_up") + pl.col("feedback_down")
+    opening_value = pl.col("sentiment_opening").replace_strict(SENTIMENT_VALUE, default=None)
+    end_value = pl.col("sentiment").replace_strict(SENTIMENT_VALUE, default=None)
+    frame = frame.with_columns(
+        (1.0 - pl.col("unanswered_last_turn").cast(pl.Float64)).alias("answered_score"),
+        (1.0 - pl.col("repeated_question").cast(pl.Float64)).alias("no_repeat_score"),
+        (1.0 - pl.col("escalation").cast(pl.Float64)).alias("no_escalation_score"),
+        (1.0 - pl.col("complaint").cast(pl.Float64)).alias("no_complaint_score"),
+        pl.when(feedback_total > 0)
+        .then(pl.col("feedback_up") / feedback_total)
+        .alias("thumbs_score"),
+        (1.0 - (pl.col("latency_p95_ms") - LATENCY_GOOD_MS) / (LATENCY_BAD_MS - LATENCY_GOOD_MS))
+        .clip(0.0, 1.0).alias("latency_score"),
+        ((pl.col("rating").cast(pl.Float64) - 1.0) / 4.0).alias("rating_score"),
+        end_value.alias("sentiment_end_score"),
+        # -1..1 change from the first to the last user turn, mapped to 0..1.
+        ((end_value - opening_value + 1.0) / 2.0).alias("sentiment_change_score"),
+    )  # fmt: skip
+    return (
+        frame.with_columns(
+            weighted_mean(QUALITY_WEIGHTS).alias("quality_score"),
+            weighted_mean(SATISFACTION_WEIGHTS).alias("satisfaction_score"),
+        )
+        .select(list(ANALYTICS_SCHEMA))
+        .cast(ANALYTICS_SCHEMA)
+        .sort("started_at", "conversation_id")
+    )

@@ -1,0 +1,108 @@
+"""Conversation analytics on a hand-built fixture, with hand-computed expected numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from analytics_assets.analytics.scores import ANALYTICS_SCHEMA, conversation_analytics
+
+T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
+DAY = date(2026, 11, 1)
+
+
+def conversations() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "conversation_id": ["c-1", "c-2"],
+            "user_id": ["u-1", "u-2"],
+            "model": ["gpt-4o", "llama-3-70b"],
+            "channel": ["web", "api"],
+            "started_at": [T0, T0 + timedelta(hours=1)],
+            "ended_at": [T0 + timedelta(seconds=40), T0 + timedelta(hours=1, seconds=5)],
+            "duration_s": [40.0, 5.0],
+            "turns": [3, 1],
+            "message_count": [5, 2],
+            "prompt_tokens": [30, 10],
+            "completion_tokens": [20, 5],
+            "total_tokens": [50, 15],
+            "rating": [4, None],
+            "feedback_up": [1, 0],
+            "feedback_down": [1, 0],
+            "day": [DAY, DAY],
+        },
+        schema_overrides={"rating": pl.Int8, "feedback_up": pl.UInt32, "feedback_down": pl.UInt32},
+    )
+
+
+def messages() -> pl.DataFrame:
+    rows = [
+        ("m1", "c-1", "user", "How do I export?", 0, None),
+        ("m2", "c-1", "assistant", "Open Settings.", 10, 1000.0),
+        ("m3", "c-1", "user", "how do I export", 20, None),  # the same question again
+        ("m4", "c-1", "assistant", "Use the Export button.", 30, 3000.0),
+        ("m5", "c-1", "user", "I want to talk to a human agent", 40, None),  # unanswered
+        ("m6", "c-2", "user", "Thanks, great product", 3600, None),
+        ("m7", "c-2", "assistant", "Glad to help!", 3605, 500.0),
+    ]
+    return pl.DataFrame(
+        {
+            "message_id": [r[0] for r in rows],
+            "conversation_id": [r[1] for r in rows],
+            "role": [r[2] for r in rows],
+            "content": [r[3] for r in rows],
+            "created_at": [T0 + timedelta(seconds=r[4]) for r in rows],
+            "latency_ms": [r[5] for r in rows],
+        }
+    )
+
+
+def categories() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "conversation_id": ["c-1", "c-2"],
+            "topic": ["how_to", "feedback"],
+            "intent": ["support", "complaint"],
+            "language": ["en", "en"],
+            "sentiment_opening": ["neutral", "positive"],
+            "sentiment": ["negative", "negative"],
+        }
+    )
+
+
+def test_every_signal_and_score_is_what_the_formulas_give():
+    result = conversation_analytics(conversations(), messages(), categories())
+    assert result.schema == pl.Schema(ANALYTICS_SCHEMA)
+    first, second = result.to_dicts()
+
+    assert first["latency_p50_ms"] == 2000.0
+    assert first["latency_p95_ms"] == pytest.approx(2900.0)
+    assert (first["repeated_question"], first["unanswered_last_turn"]) == (True, True)
+    assert (first["escalation"], first["abandoned_after_reply"], first["complaint"]) == (
+        True, False, False,
+    )  # fmt: skip
+    assert first["latency_score"] == pytest.approx(1 - 900 / 8000)
+    assert first["thumbs_score"] == 0.5
+    assert first["rating_score"] == 0.75
+    assert first["sentiment_change_score"] == 0.25
+    # quality: (0 + 0 + 0 + 2 x 0.5 + 0.5 x 0.8875) / 5.5
+    assert first["quality_score"] == pytest.approx(1.44375 / 5.5)
+    # satisfaction: (3 x 0.75 + 2 x 0.5 + 0 + 0.5 x 0.25 + 1 + 0) / 8.5
+    assert first["satisfaction_score"] == pytest.approx(4.375 / 8.5)
+
+    assert second["latency_p95_ms"] == 500.0 and second["latency_score"] == 1.0
+    assert second["abandoned_after_reply"] and second["complaint"]
+    assert second["thumbs_score"] is None and second["rating_score"] is None
+    assert second["quality_score"] == pytest.approx(1.0)
+    # satisfaction without rating or thumbs: (0 + 0.5 x 0 + 0 + 1) / 3.5
+    assert second["satisfaction_score"] == pytest.approx(1 / 3.5)
+
+
+def test_a_day_without_conversations_gives_an_empty_valid_frame():
+    empty = conversation_analytics(
+        conversations().clear(), messages().clear(), categories().clear()
+    )
+    assert empty.height == 0
+    assert empty.schema == pl.Schema(ANALYTICS_SCHEMA)
