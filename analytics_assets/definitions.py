@@ -14,7 +14,11 @@ from analytics_assets.defs.ingestion.jobs import (
     daily_ingestion_schedule,
     discovery_job,
     ingestion_job,
+    monthly_report_job,
+    monthly_report_schedule,
     train_heads_job,
+    weekly_report_job,
+    weekly_report_schedule,
 )
 from analytics_assets.deployments import current_deployment, resources_for
 
@@ -28,8 +32,14 @@ def build_definitions(
             [ingestion_assets, categorization_assets, analytics_assets]
         ),
         asset_checks=load_asset_checks_from_modules([ingestion_checks]),
-        jobs=[ingestion_job, train_heads_job, discovery_job],
-        schedules=[daily_ingestion_schedule],
+        jobs=[
+            ingestion_job,
+            weekly_report_job,
+            monthly_report_job,
+            train_heads_job,
+            discovery_job,
+        ],
+        schedules=[daily_ingestion_schedule, weekly_report_schedule, monthly_report_schedule],
         resources={**resources_for(deployment or current_deployment()), **(resources or {})},
     )
 

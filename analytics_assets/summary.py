@@ -20,6 +20,7 @@ SUMMARY_ASSETS = (
     "conversation_categories",
     "message_signals",
     "conversation_analytics",
+    "daily_report",
     "processing_errors",
 )
 
@@ -39,6 +40,8 @@ def mongo_lines(db: Database, first_day: date, last_day: date) -> list[str]:
     lines = [f"MongoDB database {db.name!r} (the URI is not shown: it may hold credentials):"]
     for collection in sorted(set(MONGO_COLLECTION_OF_ASSET.values())):
         count = sum(db[collection].count_documents({DAY_FIELD: day}) for day in days)
+        if collection == "analytics_reports":
+            count = db[collection].count_documents({})
         lines.append(f"  {collection:<24}{count:>10,}")
     return lines
 

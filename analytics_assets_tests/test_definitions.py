@@ -26,6 +26,9 @@ def test_local_definitions_hold_the_whole_graph():
             "message_signals",
             "topic_discovery",
             "conversation_analytics",
+            "daily_report",
+            "weekly_report",
+            "monthly_report",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

@@ -49,8 +49,10 @@ class CollectionSpec:
     json_schema: dict[str, Any]
     indexes: list[IndexModel] = field(default_factory=list)
     description: str = ""
-    # The part of a day an asset owns when the collection has other writers too.
+    # The part of a day an asset owns when the collection has other writers too: fixed
+    # values, and fields whose (single) value is taken from the frame being written.
     slice_scope: dict[str, Any] = field(default_factory=dict)
+    slice_by: tuple[str, ...] = ()
 
     def document_id(self, document: dict[str, Any]) -> str:
         return ":".join(str(document[name]) for name in self.id_fields)
@@ -174,6 +176,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             name="analytics_reports",
             id_fields=("kind", "period"),
             description="One document per report kind (daily/weekly/monthly) and period.",
+            # A weekly report's day (its Monday) is also a daily report's day.
+            slice_by=("kind",),
             json_schema=_schema(
                 ["kind", "period"],
                 {

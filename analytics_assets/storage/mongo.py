@@ -9,6 +9,7 @@ Readers never see the day empty, only the old or the new version of each documen
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -235,6 +236,14 @@ def replace_frame(
 ) -> WriteReport:
     """`replace_days` for a frame: the schema is checked vectorized, and only the rows that
     may be bad are checked one by one (to name their field)."""
+    scope = dict(spec.slice_scope)
+    for name in spec.slice_by:
+        values = frame[name].unique().to_list()
+        if len(values) != 1:
+            raise ValueError(f"{spec.name}: one {name} per write, got {values}")
+        scope[name] = values[0]
+    if scope != spec.slice_scope:
+        spec = dataclasses.replace(spec, slice_scope=scope)
     suspect = suspect_rows(frame, spec.json_schema).to_list()
     documents = frame_to_documents(frame, spec)
     trusted = [document for document, bad in zip(documents, suspect, strict=True) if not bad]

@@ -10,6 +10,9 @@ MONGO_COLLECTION_OF_ASSET: dict[str, str] = {
     "conversation_messages": "conversation_messages",
     "conversation_analytics": "conversation_analytics",
     "conversation_categories": "conversation_categories",
+    "daily_report": "analytics_reports",
+    "weekly_report": "analytics_reports",
+    "monthly_report": "analytics_reports",
     "processing_errors": "processing_errors",
 }
 

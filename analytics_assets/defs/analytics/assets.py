@@ -5,11 +5,15 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, Output, asset
 
+from analytics_assets.analytics.reports import REPORT_SCHEMA, combine
+from analytics_assets.analytics.reports import daily_report as build_daily_report
 from analytics_assets.analytics.scores import conversation_analytics as score_conversations
 from analytics_assets.defs.ingestion.partitions import (
     daily_partitions,
     days_in,
     messages_of_conversations_started_that_day,
+    monthly_partitions,
+    weekly_partitions,
 )
 from analytics_assets.defs.metadata import frame_metadata
 from analytics_assets.storage.placement import io_manager_key
@@ -54,3 +58,84 @@ def conversation_analytics(
             **frame_metadata(analytics, days=len(days_in(context.partition_time_window))),
         },
     )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key=io_manager_key("daily_report"),
+    group_name="analytics",
+    kinds={"polars", "parquet", "mongodb"},
+    description="The day at a glance: volumes, users, topic/intent/sentiment/language "
+    "distributions, quality, satisfaction, latency, tokens, per-model breakdown, errors.",
+)
+def daily_report(
+    context: AssetExecutionContext,
+    conversation_analytics: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+    processing_errors: pl.DataFrame,
+) -> Output[pl.DataFrame]:
+    frames = [
+        build_daily_report(
+            day,
+            conversation_analytics.filter(pl.col("day") == day),
+            conversation_messages.filter(pl.col("day") == day),
+            processing_errors.filter(pl.col("day") == day),
+        )
+        for day in days_in(context.partition_time_window)
+    ]
+    reports = pl.concat(frames)
+    return Output(reports, metadata=_report_metadata(reports))
+
+
+def _report_metadata(reports: pl.DataFrame) -> dict:
+    last = reports.row(-1, named=True)
+    topics = "\n".join(f"| {t['value']} | {t['count']} |" for t in last["topics"][:10])
+    summary = (
+        f"**{last['kind']} {last['period']}**: {last['conversations']} conversations, "
+        f"{last['messages']} messages, {last['users']} users; quality "
+        f"{(last['quality_mean'] or 0):.2f}, satisfaction {(last['satisfaction_mean'] or 0):.2f}; "
+        f"{last['errors']} errors.\n\n| topic | conversations |\n|---|---|\n{topics}"
+    )
+    return {
+        "summary": MetadataValue.md(summary),
+        "conversations": int(reports["conversations"].sum()),
+        "reports": reports.height,
+    }
+
+
+@asset(
+    partitions_def=weekly_partitions,
+    io_manager_key=io_manager_key("weekly_report"),
+    group_name="analytics",
+    kinds={"polars", "parquet", "mongodb"},
+    ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
+    description="The week (Monday to Sunday) combined from its daily reports.",
+)
+def weekly_report(
+    context: AssetExecutionContext, daily_report: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    start = context.partition_time_window.start.date()
+    report = combine("weekly", context.partition_key, start, _daily_rows(daily_report))
+    return Output(report, metadata=_report_metadata(report))
+
+
+@asset(
+    partitions_def=monthly_partitions,
+    io_manager_key=io_manager_key("monthly_report"),
+    group_name="analytics",
+    kinds={"polars", "parquet", "mongodb"},
+    ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
+    description="The calendar month combined from its daily reports.",
+)
+def monthly_report(
+    context: AssetExecutionContext, daily_report: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    start = context.partition_time_window.start.date()
+    report = combine("monthly", start.strftime("%Y-%m"), start, _daily_rows(daily_report))
+    return Output(report, metadata=_report_metadata(report))
+
+
+def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
+    # No day of the period materialized yet: combine nothing into an empty-but-valid report.
+    return daily_report if daily_report.width else pl.DataFrame(schema=REPORT_SCHEMA)

@@ -5,12 +5,24 @@ from __future__ import annotations
 import os
 from datetime import date, timedelta
 
-from dagster import AssetIn, DailyPartitionsDefinition, TimeWindow, TimeWindowPartitionMapping
+from dagster import (
+    AssetIn,
+    DailyPartitionsDefinition,
+    MonthlyPartitionsDefinition,
+    TimeWindow,
+    TimeWindowPartitionMapping,
+    WeeklyPartitionsDefinition,
+)
 
 # The first day a deployment keeps. Read once at import: Dagster needs it to list partitions.
 PARTITIONS_START = os.environ.get("ANALYTICS_PARTITIONS_START", "2026-01-01")
 
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+# ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions.
+weekly_partitions = WeeklyPartitionsDefinition(
+    start_date=PARTITIONS_START, day_offset=1, timezone="UTC"
+)
+monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 
 
 def days_in(window: TimeWindow) -> list[date]:
