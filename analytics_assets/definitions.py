@@ -7,6 +7,7 @@ from typing import Any
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from analytics_assets.defs.analytics import assets as analytics_assets
+from analytics_assets.defs.analytics import checks as analytics_checks
 from analytics_assets.defs.categorization import assets as categorization_assets
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion import checks as ingestion_checks
@@ -31,7 +32,9 @@ def build_definitions(
         assets=load_assets_from_modules(
             [ingestion_assets, categorization_assets, analytics_assets]
         ),
-        asset_checks=load_asset_checks_from_modules([ingestion_checks]),
+        # Includes the freshness checks built in the checks module.
+        asset_checks=load_asset_checks_from_modules([ingestion_checks, analytics_checks]),
+        sensors=[analytics_checks.freshness_sensor],
         jobs=[
             ingestion_job,
             weekly_report_job,

@@ -38,16 +38,19 @@ def materialized(tmp_path_factory, mongo_server):
         }
     )
     instance = DagsterInstance.ephemeral()
+    checks = {}
     for first, last in ((WEEK[0], WEEK[-1]), (date(2026, 11, 20), date(2026, 11, 20))):
         result = defs.resolve_job_def("ingestion_job").execute_in_process(
             instance=instance, tags=range_tags(first, last)
         )
         assert result.success
+        checks.update({e.check_name: e for e in result.get_asset_check_evaluations()})
     weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
         instance=instance, partition_key="2026-11-02"
     )
     assert weekly.success
-    return lake, mongo
+    checks.update({e.check_name: e for e in weekly.get_asset_check_evaluations()})
+    return lake, mongo, checks
 
 
 def read(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
@@ -55,7 +58,7 @@ def read(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
 
 
 def test_a_week_equals_the_aggregation_of_its_days(materialized):
-    lake, mongo = materialized
+    lake, mongo, _ = materialized
     days = read(lake, "daily_report").filter(pl.col("day").is_in(WEEK))
     assert days.height == 7
     week = read(lake, "weekly_report").row(0, named=True)
@@ -86,9 +89,28 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
 
 
 def test_a_day_without_conversations_is_an_empty_but_valid_report(materialized):
-    lake, _ = materialized
+    lake, _, _ = materialized
     quiet = read(lake, "daily_report").filter(pl.col("day") == date(2026, 11, 20))
     assert quiet.schema == pl.Schema(REPORT_SCHEMA)
     row = quiet.row(0, named=True)
     assert (row["conversations"], row["messages"], row["users"]) == (0, 0, 0)
     assert row["quality_mean"] is None and row["topics"] == []
+
+
+def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
+    _, _, checks = materialized
+    assert {
+        "message_ids_unique_and_present",
+        "conversation_ids_unique_and_present",
+        "error_rate_below_threshold",
+        "message_volume_within_trailing_range",
+        "topic_distribution_stable",
+        "weekly_report_reconciles",
+    } <= set(checks)
+    # The sample ends on 2026-11-14: yesterday's report is missing, and freshness says so.
+    freshness = checks.pop("freshness_check")
+    assert not freshness.passed
+    assert freshness.severity.value == "WARN"
+    assert all(check.passed for check in checks.values()), {
+        name: check.metadata for name, check in checks.items() if not check.passed
+    }

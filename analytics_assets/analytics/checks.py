@@ -1,0 +1,72 @@
+"""The arithmetic of the asset checks (pure, so each is tested on fixtures that trip it)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# PSI above 0.25 is the usual line for a significant population shift (0.1-0.25: moderate).
+PSI_ALERT = 0.25
+# Volume outside half to double the trailing median is worth a look, not an outage.
+VOLUME_LOW, VOLUME_HIGH = 0.5, 2.0
+# Fewer days of history than this and a median means little: the check passes and says so.
+MIN_HISTORY_DAYS = 3
+# Share of a day's records rejected before reports built on it stop being trustworthy.
+ERROR_RATE_ALERT = 0.02
+_EPSILON = 1e-4
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    metadata: dict
+
+
+def population_stability_index(current: Mapping[str, int], baseline: Mapping[str, int]) -> float:
+    """PSI = sum over labels of (p - q) * ln(p / q), shares smoothed so a new label counts."""
+    labels = set(current) | set(baseline)
+    total_now = sum(current.values()) or 1
+    total_then = sum(baseline.values()) or 1
+    psi = 0.0
+    for label in labels:
+        p = max(current.get(label, 0) / total_now, _EPSILON)
+        q = max(baseline.get(label, 0) / total_then, _EPSILON)
+        psi += (p - q) * math.log(p / q)
+    return psi
+
+
+def drift_verdict(current: Mapping[str, int], history: Sequence[Mapping[str, int]]) -> Verdict:
+    if len(history) < MIN_HISTORY_DAYS or not sum(current.values()):
+        return Verdict(True, {"history_days": len(history), "note": "not enough to compare"})
+    baseline: dict[str, int] = {}
+    for day in history:
+        for label, count in day.items():
+            baseline[label] = baseline.get(label, 0) + count
+    psi = population_stability_index(current, baseline)
+    return Verdict(psi <= PSI_ALERT, {"psi": round(psi, 4), "threshold": PSI_ALERT,
+                                      "history_days": len(history)})  # fmt: skip
+
+
+def volume_verdict(today: int, history: Sequence[int]) -> Verdict:
+    if len(history) < MIN_HISTORY_DAYS:
+        return Verdict(True, {"today": today, "history_days": len(history),
+                              "note": "not enough to compare"})  # fmt: skip
+    median = statistics.median(history)
+    ratio = today / median if median else (math.inf if today else 1.0)
+    return Verdict(
+        VOLUME_LOW <= ratio <= VOLUME_HIGH,
+        {"today": today, "trailing_median": median, "ratio": round(ratio, 3),
+         "allowed": [VOLUME_LOW, VOLUME_HIGH], "history_days": len(history)},
+    )  # fmt: skip
+
+
+def error_rate_verdict(errors: int, accepted: int) -> Verdict:
+    total = errors + accepted
+    rate = errors / total if total else 0.0
+    return Verdict(
+        rate <= ERROR_RATE_ALERT,
+        {"errors": errors, "records": total, "error_rate": round(rate, 5),
+         "threshold": ERROR_RATE_ALERT},
+    )  # fmt: skip

@@ -1,0 +1,117 @@
+"""Asset checks that alert: volume anomalies, error rate, category drift, reconciliation,
+freshness. Severity: ERROR (and blocking) where a bad input would poison what is built on
+it; WARN where the data may be right and the world changed."""
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    TimeWindowPartitionMapping,
+    asset_check,
+    build_sensor_for_freshness_checks,
+    build_time_partition_freshness_checks,
+)
+
+from analytics_assets.analytics.checks import (
+    drift_verdict,
+    error_rate_verdict,
+    volume_verdict,
+)
+from analytics_assets.defs.ingestion.partitions import daily_partitions, weekly_partitions
+
+
+def _previous_week_of_reports() -> AssetIn:
+    return AssetIn(
+        "daily_report",
+        partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-7, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        ),
+        metadata={"allow_missing_partitions": True},
+    )
+
+
+def _result(verdict, severity: AssetCheckSeverity) -> AssetCheckResult:
+    return AssetCheckResult(passed=verdict.passed, severity=severity, metadata=verdict.metadata)
+
+
+@asset_check(
+    asset="conversation_messages",
+    partitions_def=daily_partitions,
+    additional_ins={"history": _previous_week_of_reports()},
+    description="Messages of the day vs the trailing 7-day median (WARN: volume moves with "
+    "the business; a halving or doubling deserves a look, not a stop).",
+)
+def message_volume_within_trailing_range(
+    conversation_messages: pl.DataFrame, history: pl.DataFrame
+) -> AssetCheckResult:
+    counts = history["messages"].to_list() if history.width else []
+    return _result(volume_verdict(conversation_messages.height, counts), AssetCheckSeverity.WARN)
+
+
+@asset_check(
+    asset="processing_errors",
+    partitions_def=daily_partitions,
+    blocking=True,
+    additional_ins={"conversation_messages": AssetIn(), "conversation_headers": AssetIn()},
+    description="Share of the day's records rejected (ERROR, blocking: reports built on a day "
+    "that lost more than 2 % of its records would be wrong).",
+)
+def error_rate_below_threshold(
+    processing_errors: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+    conversation_headers: pl.DataFrame,
+) -> AssetCheckResult:
+    accepted = conversation_messages.height + conversation_headers.height
+    return _result(error_rate_verdict(processing_errors.height, accepted), AssetCheckSeverity.ERROR)
+
+
+@asset_check(
+    asset="conversation_categories",
+    partitions_def=daily_partitions,
+    additional_ins={"history": _previous_week_of_reports()},
+    description="Topic distribution vs the previous 7 days by population stability index "
+    "(WARN above 0.25: a taxonomy or product change, or a broken classifier).",
+)
+def topic_distribution_stable(
+    conversation_categories: pl.DataFrame, history: pl.DataFrame
+) -> AssetCheckResult:
+    current = dict(conversation_categories.group_by("topic").len().iter_rows())
+    days = (
+        [{t["value"]: t["count"] for t in topics} for topics in history["topics"].to_list()]
+        if history.width
+        else []
+    )
+    return _result(drift_verdict(current, days), AssetCheckSeverity.WARN)
+
+
+@asset_check(
+    asset="weekly_report",
+    partitions_def=weekly_partitions,
+    additional_ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
+    description="The week's totals equal the sum of its daily reports (ERROR).",
+)
+def weekly_report_reconciles(
+    weekly_report: pl.DataFrame, daily_report: pl.DataFrame
+) -> AssetCheckResult:
+    week = weekly_report.row(0, named=True)
+    mismatches = {
+        name: {
+            "week": week[name],
+            "days": int(daily_report[name].sum()) if daily_report.width else 0,
+        }
+        for name in ("conversations", "messages", "total_tokens", "errors")
+        if week[name] != (int(daily_report[name].sum()) if daily_report.width else 0)
+    }
+    return AssetCheckResult(
+        passed=not mismatches,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"mismatches": mismatches, "days": daily_report.height},
+    )
+
+
+# Yesterday's daily report must exist by 06:00 UTC (WARN for the team's morning).
+freshness_checks = build_time_partition_freshness_checks(
+    assets=["daily_report"], deadline_cron="0 6 * * *", timezone="UTC"
+)
+freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks)

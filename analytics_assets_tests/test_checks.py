@@ -1,0 +1,49 @@
+"""Each check's arithmetic trips on a fixture built to trip it and passes on clean data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from analytics_assets.analytics.checks import (
+    drift_verdict,
+    error_rate_verdict,
+    population_stability_index,
+    volume_verdict,
+)
+
+USUAL = {"billing": 30, "pricing": 25, "bug": 25, "other": 20}
+
+
+def test_psi_is_zero_for_the_same_distribution_and_known_for_a_shift():
+    assert population_stability_index(USUAL, USUAL) == pytest.approx(0.0)
+    shifted = {"billing": 70, "pricing": 10, "bug": 10, "other": 10}
+    expected = sum(
+        (p - q) * math.log(p / q) for p, q in ((0.7, 0.3), (0.1, 0.25), (0.1, 0.25), (0.1, 0.2))
+    )
+    assert population_stability_index(shifted, USUAL) == pytest.approx(expected)
+
+
+def test_drift_trips_on_a_new_dominant_topic_and_passes_on_noise():
+    history = [USUAL] * 7
+    assert drift_verdict({"billing": 29, "pricing": 26, "bug": 24, "other": 21}, history).passed
+    tripped = drift_verdict({"outage": 80, "billing": 20}, history)
+    assert not tripped.passed and tripped.metadata["psi"] > 0.25
+    assert drift_verdict({"outage": 80}, history[:2]).passed  # too little history: says so
+
+
+def test_volume_trips_outside_half_to_double_the_trailing_median():
+    history = [1000, 1100, 900, 1050, 950]
+    assert volume_verdict(1020, history).passed
+    low = volume_verdict(300, history)
+    assert not low.passed and low.metadata["ratio"] == 0.3
+    assert not volume_verdict(2500, history).passed
+    assert volume_verdict(0, [5]).passed
+
+
+def test_error_rate_trips_above_two_percent():
+    assert error_rate_verdict(2, 998).passed
+    tripped = error_rate_verdict(30, 970)
+    assert not tripped.passed and tripped.metadata["error_rate"] == 0.03
+    assert error_rate_verdict(0, 0).passed
