@@ -85,6 +85,27 @@ def run_demo(first_day: date, last_day: date) -> int:
     return 0 if success else 1
 
 
+def run_compare(by: str, a: str, b: str, first_day: date, last_day: date) -> int:
+    import polars as pl
+
+    from analytics_assets.analytics.comparison import SIGNIFICANCE, compare
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.deployments import current_deployment, lake_settings_for
+
+    lake = ParquetLakeIOManager(**lake_settings_for(current_deployment())).lake()
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    analytics = lake.scan_days("conversation_analytics", days).collect()
+    if analytics.height == 0:
+        print(f"No conversation_analytics in the lake for {first_day}..{last_day}.")
+        return 1
+    result = compare(analytics, by, a, b)
+    with pl.Config(tbl_rows=20, tbl_width_chars=140, float_precision=4):
+        print(result)
+    real = result.filter(pl.col("significant"))["metric"].to_list()
+    print(f"Significant at p < {SIGNIFICANCE}: {', '.join(real) if real else 'none'}")
+    return 0
+
+
 def run_migrate(status_only: bool, target: int | None, validation_action: str) -> int:
     from analytics_assets.deployments import current_deployment, mongo_for
     from analytics_assets.storage import migrations
@@ -138,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         if name == "categorize":
             command.add_argument("--output", type=Path, help="JSONL out (default: stdout)")
 
+    compare_command = commands.add_parser(
+        "compare",
+        help="A/B: two models or channels over a window of days, with significance.",
+    )
+    compare_command.add_argument("--by", choices=["model", "channel"], default="model")
+    compare_command.add_argument("a")
+    compare_command.add_argument("b")
+    compare_command.add_argument("--from", dest="first_day", type=date.fromisoformat, required=True)
+    compare_command.add_argument("--to", dest="last_day", type=date.fromisoformat, required=True)
+
     migrate_command = commands.add_parser(
         "migrate", help="Apply the MongoDB schema migrations, or show where the database stands."
     )
@@ -159,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
         runner = run_categorize if args.command == "categorize" else run_evaluate
         return runner(args)
+    if args.command == "compare":
+        return run_compare(args.by, args.a, args.b, args.first_day, args.last_day)
     if args.command == "migrate":
         return run_migrate(args.status, args.to, args.validation_action)
     if args.command == "seed-nocodb":
