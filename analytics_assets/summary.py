@@ -21,6 +21,7 @@ SUMMARY_ASSETS = (
     "message_signals",
     "conversation_analytics",
     "daily_report",
+    "user_analytics",
     "processing_errors",
 )
 

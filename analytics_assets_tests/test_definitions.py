@@ -29,6 +29,7 @@ def test_local_definitions_hold_the_whole_graph():
             "daily_report",
             "weekly_report",
             "monthly_report",
+            "user_analytics",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

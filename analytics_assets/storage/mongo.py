@@ -67,9 +67,9 @@ def _with_retries(
 
 
 def frame_to_documents(frame: pl.DataFrame, spec: CollectionSpec) -> list[dict[str, Any]]:
-    """Rows -> documents with a deterministic `_id` and the day as "YYYY-MM-DD"."""
-    if DAY_FIELD in frame.columns and frame.schema[DAY_FIELD] == pl.Date:
-        frame = frame.with_columns(pl.col(DAY_FIELD).dt.to_string("%Y-%m-%d"))
+    """Rows -> documents with a deterministic `_id` and dates as "YYYY-MM-DD"."""
+    # BSON has datetimes but no dates: every date (the day, first/last seen ...) as ISO text.
+    frame = frame.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
     documents = frame.to_dicts()
     for document in documents:
         document["_id"] = spec.document_id(document)

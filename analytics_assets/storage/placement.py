@@ -13,6 +13,7 @@ MONGO_COLLECTION_OF_ASSET: dict[str, str] = {
     "daily_report": "analytics_reports",
     "weekly_report": "analytics_reports",
     "monthly_report": "analytics_reports",
+    "user_analytics": "user_analytics",
     "processing_errors": "processing_errors",
 }
 

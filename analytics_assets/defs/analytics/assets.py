@@ -3,11 +3,21 @@
 import time
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
 
 from analytics_assets.analytics.reports import REPORT_SCHEMA, combine
 from analytics_assets.analytics.reports import daily_report as build_daily_report
 from analytics_assets.analytics.scores import conversation_analytics as score_conversations
+from analytics_assets.analytics.users import HISTORY_DAYS
+from analytics_assets.analytics.users import user_analytics as build_user_analytics
 from analytics_assets.defs.ingestion.partitions import (
     daily_partitions,
     days_in,
@@ -139,3 +149,47 @@ def monthly_report(
 def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
     # No day of the period materialized yet: combine nothing into an empty-but-valid report.
     return daily_report if daily_report.width else pl.DataFrame(schema=REPORT_SCHEMA)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key=io_manager_key("user_analytics"),
+    group_name="analytics",
+    kinds={"polars", "parquet", "mongodb"},
+    ins={
+        # The day and the 30 before it, to tell returning users from new ones (a lazy scan:
+        # only the columns used are read).
+        "conversation_analytics": AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-HISTORY_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
+            ),
+            metadata={"allow_missing_partitions": True},
+        ),
+    },
+    description="Per user and day: activity, topics, sentiment, satisfaction, models used, "
+    "first and last seen, and whether they returned within 7 / 30 days.",
+)
+def user_analytics(
+    context: AssetExecutionContext, conversation_analytics: pl.LazyFrame
+) -> Output[pl.DataFrame]:
+    window = conversation_analytics.select(
+        "user_id", "day", "message_count", "topic", "model", "sentiment_end_score",
+        "satisfaction_score", "quality_score",
+    ).collect()  # fmt: skip
+    users = pl.concat(
+        [
+            build_user_analytics(day, window, window)
+            for day in days_in(context.partition_time_window)
+        ]
+    )
+    returning = users.filter(pl.col("returned_within_30d")).height
+    return Output(
+        users,
+        metadata={
+            "users": users.height,
+            "returning_users": returning,
+            "new_users": users.height - returning,
+            **frame_metadata(users, days=len(days_in(context.partition_time_window))),
+        },
+    )

@@ -15,7 +15,11 @@ ingestion_job = define_asset_job(
     # Every daily asset: ingestion and what is computed from it.
     selection=AssetSelection.groups("ingestion")
     | AssetSelection.assets(
-        "conversation_categories", "message_signals", "conversation_analytics", "daily_report"
+        "conversation_categories",
+        "message_signals",
+        "conversation_analytics",
+        "daily_report",
+        "user_analytics",
     ),
     partitions_def=daily_partitions,
     description="Pull a day (or a range of days) from the source and rebuild its lake files.",
