@@ -49,6 +49,11 @@ def materialized(tmp_path_factory, mongo_server):
         instance=instance, partition_key="2026-11-02"
     )
     assert weekly.success
+    # A month before the sample: no day of it exists, the report is empty but valid.
+    monthly = defs.resolve_job_def("monthly_report_job").execute_in_process(
+        instance=instance, partition_key="2026-10-01"
+    )
+    assert monthly.success
     checks.update({e.check_name: e for e in weekly.get_asset_check_evaluations()})
     return lake, mongo, checks
 
@@ -114,3 +119,13 @@ def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
     assert all(check.passed for check in checks.values()), {
         name: check.metadata for name, check in checks.items() if not check.passed
     }
+
+
+def test_a_month_without_days_is_an_empty_but_valid_report(materialized):
+    lake, _, _ = materialized
+    month = read(lake, "monthly_report")
+    assert month.schema == pl.Schema(REPORT_SCHEMA)
+    row = month.row(0, named=True)
+    assert (row["kind"], row["period"], row["conversations"], row["users"]) == (
+        "monthly", "2026-10", 0, 0,
+    )  # fmt: skip

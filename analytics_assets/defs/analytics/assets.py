@@ -114,36 +114,42 @@ def _report_metadata(reports: pl.DataFrame) -> dict:
     }
 
 
-@asset(
-    partitions_def=weekly_partitions,
-    io_manager_key=io_manager_key("weekly_report"),
-    group_name="analytics",
-    kinds={"polars", "parquet", "mongodb"},
-    ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
-    description="The week (Monday to Sunday) combined from its daily reports.",
-)
-def weekly_report(
-    context: AssetExecutionContext, daily_report: pl.DataFrame
-) -> Output[pl.DataFrame]:
-    start = context.partition_time_window.start.date()
-    report = combine("weekly", context.partition_key, start, _daily_rows(daily_report))
-    return Output(report, metadata=_report_metadata(report))
+def _period_report(kind: str, partitions_def, period_of, description: str):
+    """A report of a longer period, combined from its daily reports (never raw records)."""
+
+    @asset(
+        name=f"{kind}_report",
+        partitions_def=partitions_def,
+        io_manager_key=io_manager_key(f"{kind}_report"),
+        group_name="analytics",
+        kinds={"polars", "parquet", "mongodb"},
+        ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
+        description=description,
+    )
+    def period_report(
+        context: AssetExecutionContext, daily_report: pl.DataFrame
+    ) -> Output[pl.DataFrame]:
+        start = context.partition_time_window.start.date()
+        report = combine(
+            kind, period_of(context.partition_key, start), start, _daily_rows(daily_report)
+        )
+        return Output(report, metadata=_report_metadata(report))
+
+    return period_report
 
 
-@asset(
-    partitions_def=monthly_partitions,
-    io_manager_key=io_manager_key("monthly_report"),
-    group_name="analytics",
-    kinds={"polars", "parquet", "mongodb"},
-    ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
-    description="The calendar month combined from its daily reports.",
+weekly_report = _period_report(
+    "weekly",
+    weekly_partitions,
+    lambda partition_key, start: partition_key,
+    "The week (Monday to Sunday) combined from its daily reports.",
 )
-def monthly_report(
-    context: AssetExecutionContext, daily_report: pl.DataFrame
-) -> Output[pl.DataFrame]:
-    start = context.partition_time_window.start.date()
-    report = combine("monthly", start.strftime("%Y-%m"), start, _daily_rows(daily_report))
-    return Output(report, metadata=_report_metadata(report))
+monthly_report = _period_report(
+    "monthly",
+    monthly_partitions,
+    lambda partition_key, start: start.strftime("%Y-%m"),
+    "The calendar month combined from its daily reports.",
+)
 
 
 def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
