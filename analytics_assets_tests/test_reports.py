@@ -14,6 +14,7 @@ from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets_tests.conftest import range_tags
+from analytics_assets_tests.test_assets import read_asset
 
 WEEK = [date(2026, 11, 2) + timedelta(days=n) for n in range(7)]
 ADDITIVE = (
@@ -58,15 +59,11 @@ def materialized(tmp_path_factory, mongo_server):
     return lake, mongo, checks
 
 
-def read(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
-    return pl.read_parquet(f"{lake.lake().base_path}/{asset}/day=*/data.parquet")
-
-
 def test_a_week_equals_the_aggregation_of_its_days(materialized):
     lake, mongo, _ = materialized
-    days = read(lake, "daily_report").filter(pl.col("day").is_in(WEEK))
+    days = read_asset(lake, "daily_report").filter(pl.col("day").is_in(WEEK))
     assert days.height == 7
-    week = read(lake, "weekly_report").row(0, named=True)
+    week = read_asset(lake, "weekly_report").row(0, named=True)
     assert (week["kind"], week["period"]) == ("weekly", "2026-11-02")
     for name in ("conversations", "messages", "prompt_tokens", "total_tokens", "errors"):
         assert week[name] == days[name].sum(), name
@@ -77,9 +74,9 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
     assert {t["value"]: t["count"] for t in week["topics"]} == expected
 
     # And the same as one report over all the week's conversations at once.
-    analytics = read(lake, "conversation_analytics").filter(pl.col("day").is_in(WEEK))
-    messages = read(lake, "conversation_messages").filter(pl.col("day").is_in(WEEK))
-    errors = read(lake, "processing_errors").filter(pl.col("day").is_in(WEEK))
+    analytics = read_asset(lake, "conversation_analytics").filter(pl.col("day").is_in(WEEK))
+    messages = read_asset(lake, "conversation_messages").filter(pl.col("day").is_in(WEEK))
+    errors = read_asset(lake, "processing_errors").filter(pl.col("day").is_in(WEEK))
     direct = daily_report(WEEK[0], analytics, messages, errors).row(0, named=True)
     for name in ADDITIVE:
         assert week[name] == direct[name], name
@@ -95,7 +92,7 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
 
 def test_a_day_without_conversations_is_an_empty_but_valid_report(materialized):
     lake, _, _ = materialized
-    quiet = read(lake, "daily_report").filter(pl.col("day") == date(2026, 11, 20))
+    quiet = read_asset(lake, "daily_report").filter(pl.col("day") == date(2026, 11, 20))
     assert quiet.schema == pl.Schema(REPORT_SCHEMA)
     row = quiet.row(0, named=True)
     assert (row["conversations"], row["messages"], row["users"]) == (0, 0, 0)
@@ -123,7 +120,7 @@ def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
 
 def test_a_month_without_days_is_an_empty_but_valid_report(materialized):
     lake, _, _ = materialized
-    month = read(lake, "monthly_report")
+    month = read_asset(lake, "monthly_report")
     assert month.schema == pl.Schema(REPORT_SCHEMA)
     row = month.row(0, named=True)
     assert (row["kind"], row["period"], row["conversations"], row["users"]) == (

@@ -31,7 +31,7 @@ def test_activity_first_seen_and_returns_within_7_and_30_days():
             rows("u4", DAY, "bug", "gpt-4o", 0.4),
         ]
     )
-    result = {row["user_id"]: row for row in user_analytics(DAY, window, window).to_dicts()}
+    result = {row["user_id"]: row for row in user_analytics(DAY, window).to_dicts()}
     assert set(result) == {"u1", "u2", "u3", "u4"}
     u1 = result["u1"]
     assert (u1["conversations"], u1["messages"]) == (2, 8)
@@ -50,5 +50,5 @@ def test_activity_first_seen_and_returns_within_7_and_30_days():
 
 def test_a_day_without_users_is_empty_and_valid():
     window = pl.DataFrame([rows("u1", DAY - timedelta(days=1), "bug", "gpt-4o", 0.5)])
-    result = user_analytics(DAY, window, window)
+    result = user_analytics(DAY, window)
     assert result.height == 0 and result.schema == pl.Schema(USER_SCHEMA)

@@ -26,12 +26,12 @@ USER_SCHEMA: dict[str, pl.DataType] = {
 HISTORY_DAYS = 30
 
 
-def user_analytics(day: date, analytics: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """`analytics`: the day's conversation analytics; `history`: those of the 30 days before
-    (user_id and day are enough). first_seen looks back 30 days at most."""
-    today = analytics.filter(pl.col("day") == day)
+def user_analytics(day: date, window: pl.DataFrame) -> pl.DataFrame:
+    """`window`: conversation analytics of the day and of the 30 days before it (more days do
+    no harm). first_seen looks back 30 days at most."""
+    today = window.filter(pl.col("day") == day)
     before = (
-        history.filter(
+        window.filter(
             pl.col("day").is_between(day - timedelta(days=HISTORY_DAYS), day - timedelta(days=1))
         )
         .group_by("user_id")

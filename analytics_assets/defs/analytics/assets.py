@@ -184,10 +184,7 @@ def user_analytics(
         "satisfaction_score", "quality_score",
     ).collect()  # fmt: skip
     users = pl.concat(
-        [
-            build_user_analytics(day, window, window)
-            for day in days_in(context.partition_time_window)
-        ]
+        [build_user_analytics(day, window) for day in days_in(context.partition_time_window)]
     )
     returning = users.filter(pl.col("returned_within_30d")).height
     return Output(

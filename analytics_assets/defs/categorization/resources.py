@@ -10,9 +10,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from analytics_assets.categorization.device import resolve_device
+from analytics_assets.categorization.feedback import HEADS_INDEX
 from analytics_assets.categorization.taxonomy import Taxonomy
-
-HEADS_INDEX = "current.json"
 
 
 class CategorizationResource(ConfigurableResource):
