@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInstance, build_schedule_context
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
@@ -59,3 +61,39 @@ def test_prod_reads_secrets_from_env_vars_at_run_time(monkeypatch):
 def test_unknown_deployment_is_refused():
     with pytest.raises(ValueError, match="ANALYTICS_DEPLOYMENT"):
         resources_for("staging")
+
+
+@pytest.mark.parametrize(
+    ("schedule_name", "tick", "partition_key"),
+    [
+        # Monday 04:00: the week that closed at midnight, not the one just begun.
+        ("weekly_report_job_schedule", datetime(2026, 11, 30, 4, tzinfo=UTC), "2026-11-23"),
+        # The 1st at 05:00: last month.
+        ("monthly_report_job_schedule", datetime(2026, 12, 1, 5, tzinfo=UTC), "2026-11-01"),
+        ("monthly_report_job_schedule", datetime(2027, 1, 1, 5, tzinfo=UTC), "2026-12-01"),
+    ],
+)
+def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick, partition_key):
+    defs = build_definitions("local")
+    schedule = defs.resolve_schedule_def(schedule_name)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=tick,
+            repository_def=defs.get_repository_def(),
+        )
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == partition_key
+
+
+def test_the_daily_schedule_builds_yesterday():
+    defs = build_definitions("local")
+    schedule = defs.resolve_schedule_def("ingestion_job_schedule")
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 11, 30, 2, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        request = schedule.evaluate_tick(context).run_requests[0]
+    assert request.partition_key == "2026-11-29"

@@ -16,7 +16,9 @@ from analytics_assets.deployments import storage_resources
 from analytics_assets_tests.conftest import range_tags
 from analytics_assets_tests.test_assets import read_asset
 
-WEEK = [date(2026, 11, 2) + timedelta(days=n) for n in range(7)]
+SAMPLE_DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(14)]
+WEEK = SAMPLE_DAYS[1:8]
+QUIET_DAY = date(2026, 11, 20)
 ADDITIVE = (
     "conversations", "messages", "users", "prompt_tokens", "completion_tokens", "total_tokens",
     "errors", "quality_count", "satisfaction_count", "latency_count",
@@ -40,22 +42,26 @@ def materialized(tmp_path_factory, mongo_server):
     )
     instance = DagsterInstance.ephemeral()
     checks = {}
-    for first, last in ((WEEK[0], WEEK[-1]), (date(2026, 11, 20), date(2026, 11, 20))):
+    # The sample's 14 days in one single-run backfill, then a quiet day with no conversations.
+    for first, last in ((SAMPLE_DAYS[0], SAMPLE_DAYS[-1]), (QUIET_DAY, QUIET_DAY)):
         result = defs.resolve_job_def("ingestion_job").execute_in_process(
             instance=instance, tags=range_tags(first, last)
         )
         assert result.success
         checks.update({e.check_name: e for e in result.get_asset_check_evaluations()})
-    weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
-        instance=instance, partition_key="2026-11-02"
-    )
-    assert weekly.success
-    # A month before the sample: no day of it exists, the report is empty but valid.
-    monthly = defs.resolve_job_def("monthly_report_job").execute_in_process(
-        instance=instance, partition_key="2026-10-01"
-    )
-    assert monthly.success
-    checks.update({e.check_name: e for e in weekly.get_asset_check_evaluations()})
+    for week in ("2026-11-02", "2026-11-09"):
+        weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
+            instance=instance, partition_key=week
+        )
+        assert weekly.success
+        checks.update({e.check_name: e for e in weekly.get_asset_check_evaluations()})
+    # November (the sample and the quiet day), and October: no day of it exists, so the
+    # report is empty but valid.
+    for month in ("2026-11-01", "2026-10-01"):
+        monthly = defs.resolve_job_def("monthly_report_job").execute_in_process(
+            instance=instance, partition_key=month
+        )
+        assert monthly.success
     return lake, mongo, checks
 
 
@@ -63,7 +69,11 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
     lake, mongo, _ = materialized
     days = read_asset(lake, "daily_report").filter(pl.col("day").is_in(WEEK))
     assert days.height == 7
-    week = read_asset(lake, "weekly_report").row(0, named=True)
+    week = (
+        read_asset(lake, "weekly_report")
+        .filter(pl.col("period") == "2026-11-02")
+        .row(0, named=True)
+    )
     assert (week["kind"], week["period"]) == ("weekly", "2026-11-02")
     for name in ("conversations", "messages", "prompt_tokens", "total_tokens", "errors"):
         assert week[name] == days[name].sum(), name
@@ -73,26 +83,36 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
     expected = dict(topic_totals.group_by("value").agg(pl.col("count").sum()).iter_rows())
     assert {t["value"]: t["count"] for t in week["topics"]} == expected
 
+    # New users of the week: those new on one of its days; the rest are returning.
+    assert week["new_user_ids"] == sorted(set(days["new_user_ids"].explode().drop_nulls()))
+    assert week["new_users"] + week["returning_users"] == week["users"]
+
     # And the same as one report over all the week's conversations at once.
     analytics = read_asset(lake, "conversation_analytics").filter(pl.col("day").is_in(WEEK))
     messages = read_asset(lake, "conversation_messages").filter(pl.col("day").is_in(WEEK))
     errors = read_asset(lake, "processing_errors").filter(pl.col("day").is_in(WEEK))
-    direct = daily_report(WEEK[0], analytics, messages, errors).row(0, named=True)
-    for name in ADDITIVE:
+    direct = daily_report(
+        WEEK[0], analytics, messages=messages.height, errors=errors.height,
+        new_user_ids=week["new_user_ids"],
+    ).row(0, named=True)  # fmt: skip
+    for name in (*ADDITIVE, "quality_histogram", "satisfaction_histogram", "new_users"):
         assert week[name] == direct[name], name
     assert week["quality_mean"] == pytest.approx(direct["quality_mean"])
-    assert week["per_model"] == direct["per_model"] or [m["model"] for m in week["per_model"]] == [
-        m["model"] for m in direct["per_model"]
+    assert [m["model"] for m in week["per_model"]] == [m["model"] for m in direct["per_model"]]
+    for from_days, at_once in zip(week["per_model"], direct["per_model"], strict=True):
+        assert from_days == pytest.approx(at_once)
+    assert [(c["model"], c["metric"]) for c in week["model_comparison"]] == [
+        (c["model"], c["metric"]) for c in direct["model_comparison"]
     ]
 
     stored = mongo.db()["analytics_reports"]
-    assert stored.count_documents({"kind": "daily"}) == 8
+    assert stored.count_documents({"kind": "daily"}) == 15
     assert stored.find_one({"_id": "weekly:2026-11-02"})["conversations"] == week["conversations"]
 
 
 def test_a_day_without_conversations_is_an_empty_but_valid_report(materialized):
     lake, _, _ = materialized
-    quiet = read_asset(lake, "daily_report").filter(pl.col("day") == date(2026, 11, 20))
+    quiet = read_asset(lake, "daily_report").filter(pl.col("day") == QUIET_DAY)
     assert quiet.schema == pl.Schema(REPORT_SCHEMA)
     row = quiet.row(0, named=True)
     assert (row["conversations"], row["messages"], row["users"]) == (0, 0, 0)
@@ -118,11 +138,46 @@ def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
     }
 
 
-def test_a_month_without_days_is_an_empty_but_valid_report(materialized):
+def test_a_month_equals_its_days_and_a_month_without_days_is_empty_but_valid(materialized):
+    lake, mongo, _ = materialized
+    months = read_asset(lake, "monthly_report")
+    assert months.schema == pl.Schema(REPORT_SCHEMA)
+    november = months.filter(pl.col("period") == "2026-11").row(0, named=True)
+    days = read_asset(lake, "daily_report").filter(pl.col("day").dt.month() == 11)
+    assert days.height == 15  # the 14 sample days and the quiet day
+    for name in ("conversations", "messages", "total_tokens", "errors", "quality_count"):
+        assert november[name] == days[name].sum(), name
+    assert november["users"] == len(set(days["user_ids"].explode().drop_nulls()))
+    # Every user of the sample's first month is new to it: nothing before November.
+    assert november["new_users"] == november["users"]
+    october = months.filter(pl.col("period") == "2026-10").row(0, named=True)
+    assert (october["conversations"], october["users"], october["topics"]) == (0, 0, [])
+    assert november["previous_period"] is None  # October had no conversations to compare
+    assert (
+        mongo.db()["analytics_reports"].find_one({"_id": "monthly:2026-11"})["messages"]
+        == (november["messages"])
+    )
+
+
+def test_each_period_reports_its_change_since_the_one_before(materialized):
     lake, _, _ = materialized
-    month = read_asset(lake, "monthly_report")
-    assert month.schema == pl.Schema(REPORT_SCHEMA)
-    row = month.row(0, named=True)
-    assert (row["kind"], row["period"], row["conversations"], row["users"]) == (
-        "monthly", "2026-10", 0, 0,
-    )  # fmt: skip
+    days = read_asset(lake, "daily_report")
+    before, after = (days.filter(pl.col("day") == d).row(0, named=True) for d in SAMPLE_DAYS[:2])
+    assert after["previous_period"] == before["period"]
+    previous_topics = {c["value"]: c["previous_count"] for c in after["changes"]
+                       if c["dimension"] == "topics"}  # fmt: skip
+    assert previous_topics == {t["value"]: t["count"] for t in before["topics"]}
+    volume = {c["value"]: c for c in after["changes"] if c["dimension"] == "volume"}
+    assert volume["messages"]["previous_count"] == before["messages"]
+    assert before["previous_period"] is None  # nothing before the sample's first day
+
+    weeks = read_asset(lake, "weekly_report").sort("period")
+    first, second = weeks.iter_rows(named=True)
+    assert second["previous_period"] == first["period"] == "2026-11-02"
+    shares = {c["value"]: c for c in second["changes"] if c["dimension"] == "languages"}
+    for language in first["languages"]:
+        assert shares[language["value"]]["previous_count"] == language["count"]
+    # The sample's days are alike by construction: returning users dominate the second week,
+    # and no topic rises significantly.
+    assert second["returning_users"] > second["new_users"]
+    assert second["rising_topics"] == []

@@ -1,25 +1,98 @@
-"""Daily, weekly and monthly reports. A report is one row of additive parts (counts, sums,
-distributions, user ids), so a week or a month is exactly the combination of its days."""
+"""Daily, weekly and monthly reports.
+
+A report is one row of additive parts (counts, sums, sums of squares, distributions, user
+ids), so a week or a month is exactly the combination of its days. What is derived from the
+parts (means, the per-model comparison, the change against the previous period and the rising
+topics) is computed after combining, never summed.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from datetime import date
 
 import polars as pl
 
+from analytics_assets.analytics.comparison import SIGNIFICANCE, two_proportion_z, welch_z
+
 DISTRIBUTIONS = {"topics": "topic", "intents": "intent", "sentiments": "sentiment",
                  "languages": "language"}  # fmt: skip
+# Per-model means compared between models: the report keeps sum, sum of squares and count of
+# each, which give the mean and variance of any union of days.
+MODEL_MEANS = {
+    "quality": "quality_score",
+    "satisfaction": "satisfaction_score",
+    "latency_p50_ms": "latency_p50_ms",
+    "total_tokens": "total_tokens",
+}
+# Per-model rates: (successes, trials) among the per-model parts.
+MODEL_RATES = {
+    "thumbs_up_rate": ("thumbs_up", "thumbs"),
+    "complaint_share": ("complaints", "conversations"),
+    "troubleshooting_share": ("troubleshooting", "conversations"),
+}
+# The columns of conversation analytics a daily report reads.
+REPORT_COLUMNS = [
+    "day", "user_id", "model", *DISTRIBUTIONS.values(), "quality_score", "satisfaction_score",
+    "latency_p50_ms", "prompt_tokens", "completion_tokens", "total_tokens", "feedback_up",
+    "feedback_down",
+]  # fmt: skip
+VOLUMES = ("conversations", "messages", "users")
+# A topic "rises" when its share grew significantly; below this many conversations in the
+# period the normal approximation behind the z-test is not trustworthy (n*p >= 5).
+RISING_MIN_COUNT = 5
+RISING_TOPICS_SHOWN = 5
+
 COUNT_STRUCT = pl.List(pl.Struct({"value": pl.String(), "count": pl.UInt32()}))
 MODEL_STRUCT = pl.List(
     pl.Struct(
         {
             "model": pl.String(),
             "conversations": pl.UInt32(),
-            "quality_sum": pl.Float64(),
-            "quality_count": pl.UInt32(),
-            "satisfaction_sum": pl.Float64(),
-            "satisfaction_count": pl.UInt32(),
-            "total_tokens": pl.Int64(),
+            **{
+                f"{name}_{part}": dtype
+                for name in MODEL_MEANS
+                for part, dtype in (
+                    ("sum", pl.Float64()),
+                    ("sq_sum", pl.Float64()),
+                    ("count", pl.UInt32()),
+                )
+            },
+            "thumbs_up": pl.UInt32(),
+            "thumbs_down": pl.UInt32(),
+            "complaints": pl.UInt32(),
+            "troubleshooting": pl.UInt32(),
+        }
+    )
+)
+CHANGE_STRUCT = pl.List(
+    pl.Struct(
+        {
+            "dimension": pl.String(),
+            "value": pl.String(),
+            "count": pl.UInt32(),
+            "previous_count": pl.UInt32(),
+            "count_change": pl.Float64(),
+            "share": pl.Float64(),
+            "previous_share": pl.Float64(),
+            "share_change": pl.Float64(),
+            "p_value": pl.Float64(),
+        }
+    )
+)
+COMPARISON_STRUCT = pl.List(
+    pl.Struct(
+        {
+            "model": pl.String(),
+            "metric": pl.String(),
+            "value": pl.Float64(),
+            "others": pl.Float64(),
+            "difference": pl.Float64(),
+            "n": pl.UInt32(),
+            "others_n": pl.UInt32(),
+            "p_value": pl.Float64(),
+            "significant": pl.Boolean(),
         }
     )
 )
@@ -29,14 +102,19 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
     "conversations": pl.UInt32(),
     "messages": pl.UInt32(),
     "users": pl.UInt32(),
+    "new_users": pl.UInt32(),
+    "returning_users": pl.UInt32(),
     "user_ids": pl.List(pl.String()),
+    "new_user_ids": pl.List(pl.String()),
     **{name: COUNT_STRUCT for name in DISTRIBUTIONS},
     "quality_sum": pl.Float64(),
     "quality_count": pl.UInt32(),
     "quality_mean": pl.Float64(),
+    "quality_histogram": pl.List(pl.UInt32()),
     "satisfaction_sum": pl.Float64(),
     "satisfaction_count": pl.UInt32(),
     "satisfaction_mean": pl.Float64(),
+    "satisfaction_histogram": pl.List(pl.UInt32()),
     "latency_p50_sum": pl.Float64(),
     "latency_count": pl.UInt32(),
     "latency_p50_mean": pl.Float64(),
@@ -44,9 +122,20 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
     "completion_tokens": pl.Int64(),
     "total_tokens": pl.Int64(),
     "per_model": MODEL_STRUCT,
+    "model_comparison": COMPARISON_STRUCT,
+    "previous_period": pl.String(),
+    "changes": CHANGE_STRUCT,
+    "rising_topics": CHANGE_STRUCT,
     "errors": pl.UInt32(),
     "day": pl.Date(),
 }
+# Scores in [0, 1] as ten bins of 0.1 (the last bin includes 1.0): a distribution that adds up.
+HISTOGRAM_BINS = 10
+_ADDITIVE_SUMS = (
+    "conversations", "messages", "quality_sum", "quality_count", "satisfaction_sum",
+    "satisfaction_count", "latency_p50_sum", "latency_count", "prompt_tokens",
+    "completion_tokens", "total_tokens", "errors",
+)  # fmt: skip
 
 
 def _counts(frame: pl.DataFrame, column: str) -> list[dict]:
@@ -56,52 +145,64 @@ def _counts(frame: pl.DataFrame, column: str) -> list[dict]:
     ]
 
 
-def _finish(row: dict) -> pl.DataFrame:
-    def mean(total: str, count: str) -> float | None:
-        return row[total] / row[count] if row[count] else None
+def _histogram(scores: pl.Series) -> list[int]:
+    bins = (scores.drop_nulls() * HISTOGRAM_BINS).floor().clip(0, HISTOGRAM_BINS - 1)
+    counts = dict(bins.cast(pl.Int32).value_counts().iter_rows())
+    return [counts.get(index, 0) for index in range(HISTOGRAM_BINS)]
 
-    row["quality_mean"] = mean("quality_sum", "quality_count")
-    row["satisfaction_mean"] = mean("satisfaction_sum", "satisfaction_count")
-    row["latency_p50_mean"] = mean("latency_p50_sum", "latency_count")
-    row["users"] = len(row["user_ids"])
-    return pl.DataFrame([row], schema=REPORT_SCHEMA)
+
+def _per_model(analytics: pl.DataFrame) -> list[dict]:
+    aggregations = [pl.len().cast(pl.UInt32).alias("conversations")]
+    for name, column in MODEL_MEANS.items():
+        value = pl.col(column).cast(pl.Float64)
+        aggregations += [
+            value.sum().alias(f"{name}_sum"),
+            (value * value).sum().alias(f"{name}_sq_sum"),
+            value.count().cast(pl.UInt32).alias(f"{name}_count"),
+        ]
+    aggregations += [
+        pl.col("feedback_up").sum().cast(pl.UInt32).alias("thumbs_up"),
+        pl.col("feedback_down").sum().cast(pl.UInt32).alias("thumbs_down"),
+        (pl.col("intent") == "complaint").sum().cast(pl.UInt32).alias("complaints"),
+        (pl.col("intent") == "troubleshooting").sum().cast(pl.UInt32).alias("troubleshooting"),
+    ]
+    per_model = analytics.drop_nulls("model").group_by("model").agg(aggregations)
+    return per_model.sort("model").to_dicts()
 
 
 def daily_report(
-    day: date, analytics: pl.DataFrame, messages: pl.DataFrame, errors: pl.DataFrame
+    day: date,
+    analytics: pl.DataFrame,
+    *,
+    messages: int,
+    errors: int,
+    new_user_ids: Iterable[str] = (),
 ) -> pl.DataFrame:
-    """The day's report from its conversations' analytics, its messages and its errors."""
-    per_model = (
-        analytics.group_by("model")
-        .agg(
-            pl.len().cast(pl.UInt32).alias("conversations"),
-            pl.col("quality_score").sum().alias("quality_sum"),
-            pl.col("quality_score").count().cast(pl.UInt32).alias("quality_count"),
-            pl.col("satisfaction_score").sum().alias("satisfaction_sum"),
-            pl.col("satisfaction_score").count().cast(pl.UInt32).alias("satisfaction_count"),
-            pl.col("total_tokens").sum().alias("total_tokens"),
-        )
-        .sort("model")
-    )
+    """The day's report from its conversations' analytics; `messages` and `errors` are the
+    day's counts, `new_user_ids` the users not seen in the 30 days before (user analytics)."""
+    users = set(analytics["user_id"].drop_nulls().to_list())
     row = {
         "kind": "daily",
         "period": day.isoformat(),
         "day": day,
         "conversations": analytics.height,
-        "messages": messages.height,
-        "user_ids": sorted(analytics["user_id"].drop_nulls().unique().to_list()),
+        "messages": messages,
+        "user_ids": sorted(users),
+        "new_user_ids": sorted(users & set(new_user_ids)),
         **{name: _counts(analytics, column) for name, column in DISTRIBUTIONS.items()},
         "quality_sum": float(analytics["quality_score"].sum() or 0.0),
         "quality_count": analytics["quality_score"].count(),
+        "quality_histogram": _histogram(analytics["quality_score"]),
         "satisfaction_sum": float(analytics["satisfaction_score"].sum() or 0.0),
         "satisfaction_count": analytics["satisfaction_score"].count(),
+        "satisfaction_histogram": _histogram(analytics["satisfaction_score"]),
         "latency_p50_sum": float(analytics["latency_p50_ms"].sum() or 0.0),
         "latency_count": analytics["latency_p50_ms"].count(),
         "prompt_tokens": int(analytics["prompt_tokens"].sum() or 0),
         "completion_tokens": int(analytics["completion_tokens"].sum() or 0),
         "total_tokens": int(analytics["total_tokens"].sum() or 0),
-        "per_model": per_model.to_dicts(),
-        "errors": errors.height,
+        "per_model": _per_model(analytics),
+        "errors": errors,
     }
     return _finish(row)
 
@@ -114,26 +215,178 @@ def combine(kind: str, period: str, start: date, days: pl.DataFrame) -> pl.DataF
         totals = exploded.group_by("value").agg(pl.col("count").sum())
         return totals.sort(["count", "value"], descending=[True, False]).to_dicts()
 
+    def union(column: str) -> list[str]:
+        return sorted(set(days.select(pl.col(column).explode()).to_series().drop_nulls()))
+
+    def histogram(column: str) -> list[int]:
+        bins = [0] * HISTOGRAM_BINS
+        for day_bins in days[column].to_list():
+            bins = [total + count for total, count in zip(bins, day_bins or bins, strict=True)]
+        return bins
+
     models = days.select(pl.col("per_model").explode()).unnest("per_model").drop_nulls("model")
     per_model = (
         models.group_by("model").agg(pl.all().sum()).sort("model").to_dicts()
         if models.height
         else []
     )
-    sums = days.select(
-        pl.col(
-            "conversations", "messages", "quality_sum", "quality_count", "satisfaction_sum",
-            "satisfaction_count", "latency_p50_sum", "latency_count", "prompt_tokens",
-            "completion_tokens", "total_tokens", "errors",
-        ).sum()
-    ).to_dicts()[0]  # fmt: skip
     row = {
         "kind": kind,
         "period": period,
         "day": start,
-        **sums,
-        "user_ids": sorted(set(days.select(pl.col("user_ids").explode()).to_series().drop_nulls())),
+        **days.select(pl.col(_ADDITIVE_SUMS).sum()).to_dicts()[0],
+        # A user new on one day of the period is new to the period: the 30-day look-back
+        # spans any week or month, so no one is new twice in one.
+        "user_ids": union("user_ids"),
+        "new_user_ids": union("new_user_ids"),
         **{name: merged_counts(name) for name in DISTRIBUTIONS},
+        "quality_histogram": histogram("quality_histogram"),
+        "satisfaction_histogram": histogram("satisfaction_histogram"),
         "per_model": per_model,
     }
     return _finish(row)
+
+
+def _finish(row: dict) -> pl.DataFrame:
+    def mean(total: str, count: str) -> float | None:
+        return row[total] / row[count] if row[count] else None
+
+    row["quality_mean"] = mean("quality_sum", "quality_count")
+    row["satisfaction_mean"] = mean("satisfaction_sum", "satisfaction_count")
+    row["latency_p50_mean"] = mean("latency_p50_sum", "latency_count")
+    row["users"] = len(row["user_ids"])
+    row["new_users"] = len(row["new_user_ids"])
+    row["returning_users"] = row["users"] - row["new_users"]
+    row["model_comparison"] = model_comparison(row["per_model"])
+    row.setdefault("previous_period", None)
+    row.setdefault("changes", [])
+    row.setdefault("rising_topics", [])
+    return pl.DataFrame([row], schema=REPORT_SCHEMA)
+
+
+def _mean_and_variance(total: float, squares: float, count: int) -> tuple[float, float]:
+    mean = total / count
+    variance = max(squares - total * total / count, 0.0) / (count - 1) if count > 1 else 0.0
+    return mean, variance
+
+
+def model_comparison(per_model: list[dict]) -> list[dict]:
+    """Each model against all the others together, per metric, with a two-sided test: Welch's
+    z for means, the two-proportion z-test for rates. `significant` only when p < 0.05."""
+    if len(per_model) < 2:
+        return []
+    totals = {key: sum(m[key] or 0 for m in per_model) for key in per_model[0] if key != "model"}
+    rows = []
+    for model in per_model:
+        others = {key: totals[key] - (model[key] or 0) for key in totals}
+        for name in MODEL_MEANS:
+            n, others_n = model[f"{name}_count"], others[f"{name}_count"]
+            if not n or not others_n:
+                continue
+            mean, variance = _mean_and_variance(model[f"{name}_sum"], model[f"{name}_sq_sum"], n)
+            others_mean, others_variance = _mean_and_variance(
+                others[f"{name}_sum"], others[f"{name}_sq_sum"], others_n
+            )
+            _, p = welch_z(mean, variance, n, others_mean, others_variance, others_n)
+            rows.append(_comparison_row(model["model"], name, mean, others_mean, n, others_n, p))
+        for name, (successes, trials) in MODEL_RATES.items():
+            n, x = _trials(model, trials), model[successes]
+            others_n, others_x = _trials(others, trials), others[successes]
+            if not n or not others_n:
+                continue
+            _, p = two_proportion_z(x, n, others_x, others_n)
+            rows.append(_comparison_row(model["model"], name, x / n, others_x / others_n, n,
+                                        others_n, p))  # fmt: skip
+    return rows
+
+
+def _trials(parts: dict, trials: str) -> int:
+    if trials == "thumbs":
+        return parts["thumbs_up"] + parts["thumbs_down"]
+    return parts[trials]
+
+
+def _comparison_row(model, metric, value, others, n, others_n, p) -> dict:
+    return {
+        "model": model,
+        "metric": metric,
+        "value": value,
+        "others": others,
+        "difference": value - others,
+        "n": n,
+        "others_n": others_n,
+        "p_value": p,
+        "significant": p < SIGNIFICANCE,
+    }
+
+
+def with_changes(report: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """The report with its change against the previous period: volumes (relative change),
+    every distribution's shares (percentage points, with a two-proportion z-test), and the
+    topics whose share rose significantly. No previous period (or an empty one): no change."""
+    current = report.row(0, named=True)
+    before = previous.row(0, named=True) if previous is not None and previous.height else None
+    if before is None or not before["conversations"]:
+        return report
+    changes = [
+        {
+            "dimension": "volume",
+            "value": name,
+            "count": current[name],
+            "previous_count": before[name],
+            "count_change": _relative(current[name], before[name]),
+            "share": None,
+            "previous_share": None,
+            "share_change": None,
+            "p_value": None,
+        }
+        for name in VOLUMES
+    ]
+    for name in DISTRIBUTIONS:
+        changes += _distribution_changes(name, current[name], before[name])
+    rising = sorted(
+        (
+            change
+            for change in changes
+            if change["dimension"] == "topics"
+            and change["count"] >= RISING_MIN_COUNT
+            and (change["share_change"] or 0) > 0
+            and change["p_value"] < SIGNIFICANCE
+        ),
+        key=lambda change: -change["share_change"],
+    )[:RISING_TOPICS_SHOWN]
+    return report.with_columns(
+        pl.lit(before["period"], pl.String()).alias("previous_period"),
+        pl.Series("changes", [changes], dtype=CHANGE_STRUCT),
+        pl.Series("rising_topics", [rising], dtype=CHANGE_STRUCT),
+    )
+
+
+def _relative(now: int, then: int) -> float | None:
+    return (now - then) / then if then else None
+
+
+def _distribution_changes(dimension: str, now: list[dict], then: list[dict]) -> list[dict]:
+    counts = {item["value"]: item["count"] for item in now}
+    previous = {item["value"]: item["count"] for item in then}
+    total, previous_total = sum(counts.values()), sum(previous.values())
+    rows = []
+    for value in sorted(set(counts) | set(previous)):
+        count, previous_count = counts.get(value, 0), previous.get(value, 0)
+        share = count / total if total else 0.0
+        previous_share = previous_count / previous_total if previous_total else 0.0
+        _, p = two_proportion_z(count, total, previous_count, previous_total)
+        rows.append(
+            {
+                "dimension": dimension,
+                "value": value,
+                "count": count,
+                "previous_count": previous_count,
+                "count_change": _relative(count, previous_count),
+                "share": share,
+                "previous_share": previous_share,
+                "share_change": share - previous_share,
+                "p_value": p if math.isfinite(p) else 1.0,
+            }
+        )
+    return rows

@@ -86,11 +86,18 @@ def weighted_mean(weights: dict[str, float]) -> pl.Expr:
     return pl.when(denominator > 0).then(numerator / denominator)
 
 
+Frame = pl.DataFrame | pl.LazyFrame
+
+
 def conversation_analytics(
-    conversations: pl.DataFrame, messages: pl.DataFrame, categories: pl.DataFrame
+    conversations: Frame, messages: Frame, categories: Frame, *, engine: str = "auto"
 ) -> pl.DataFrame:
     """One row per conversation of `conversations` (its day); `messages` must cover the day
-    and the next, `categories` the same conversations."""
+    and the next, `categories` the same conversations.
+
+    Runs as one lazy query: given lake scans, polars reads only the columns and rows it needs
+    (the messages of these conversations), and the query can run on the GPU engine."""
+    conversations, messages, categories = conversations.lazy(), messages.lazy(), categories.lazy()
     owned = messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
@@ -156,4 +163,5 @@ def conversation_analytics(
         .select(list(ANALYTICS_SCHEMA))
         .cast(ANALYTICS_SCHEMA)
         .sort("started_at", "conversation_id")
+        .collect(engine=engine)
     )

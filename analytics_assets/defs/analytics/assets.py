@@ -1,6 +1,7 @@
 """Analytics: per-conversation quality and satisfaction (reports build on it)."""
 
 import time
+from datetime import timedelta
 
 import polars as pl
 from dagster import (
@@ -13,11 +14,18 @@ from dagster import (
     asset,
 )
 
-from analytics_assets.analytics.reports import REPORT_SCHEMA, combine
+from analytics_assets.analytics.reports import (
+    REPORT_COLUMNS,
+    REPORT_SCHEMA,
+    combine,
+    with_changes,
+)
 from analytics_assets.analytics.reports import daily_report as build_daily_report
+from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
 from analytics_assets.analytics.scores import conversation_analytics as score_conversations
 from analytics_assets.analytics.users import HISTORY_DAYS
 from analytics_assets.analytics.users import user_analytics as build_user_analytics
+from analytics_assets.defs.analytics.report_metadata import report_metadata
 from analytics_assets.defs.ingestion.partitions import (
     daily_partitions,
     days_in,
@@ -27,6 +35,7 @@ from analytics_assets.defs.ingestion.partitions import (
 )
 from analytics_assets.defs.metadata import frame_metadata
 from analytics_assets.storage.placement import io_manager_key
+from analytics_assets.transforms.records import MESSAGE_SCHEMA
 
 
 @asset(
@@ -48,10 +57,12 @@ def conversation_analytics(
     context: AssetExecutionContext,
     conversations: pl.DataFrame,
     conversation_categories: pl.DataFrame,
-    conversation_messages: pl.DataFrame,
+    conversation_messages: pl.LazyFrame,
 ) -> Output[pl.DataFrame]:
     started = time.perf_counter()
-    analytics = score_conversations(conversations, conversation_messages, conversation_categories)
+    # A lazy scan of the lake: only the messages of these conversations are read.
+    messages = _typed(conversation_messages, MESSAGE_SCHEMA)
+    analytics = score_conversations(conversations, messages, conversation_categories)
     seconds = time.perf_counter() - started
     means = analytics.select(
         pl.col("quality_score", "satisfaction_score").mean().round(4),
@@ -70,52 +81,102 @@ def conversation_analytics(
     )
 
 
+def _day_and_the_one_before() -> TimeWindowPartitionMapping:
+    # The day before is read for the period-over-period change; it may not exist yet.
+    return TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def _typed(frame: pl.LazyFrame, schema: dict) -> pl.LazyFrame:
+    """The scan, or a typed empty frame when no day of it exists in the lake."""
+    return frame if frame.collect_schema().names() else pl.LazyFrame(schema=schema)
+
+
+def _collect(frame: pl.LazyFrame, schema: dict, columns: list[str]) -> pl.DataFrame:
+    """The columns a report needs, and only those."""
+    return _typed(frame, schema).select(columns).collect()
+
+
+def _counts_by_day(frame: pl.LazyFrame) -> dict:
+    if not frame.collect_schema().names():
+        return {}
+    return dict(frame.group_by("day").len().collect().iter_rows())
+
+
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key=io_manager_key("daily_report"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
-    description="The day at a glance: volumes, users, topic/intent/sentiment/language "
-    "distributions, quality, satisfaction, latency, tokens, per-model breakdown, errors.",
+    ins={
+        "conversation_analytics": AssetIn(
+            partition_mapping=_day_and_the_one_before(),
+            metadata={"allow_missing_partitions": True},
+        ),
+        # Only counted: a lazy scan reads the day column, not the messages.
+        "conversation_messages": AssetIn(
+            partition_mapping=_day_and_the_one_before(),
+            metadata={"allow_missing_partitions": True},
+        ),
+        "processing_errors": AssetIn(),
+        "user_analytics": AssetIn(),
+    },
+    description="The day at a glance: volumes, new and returning users, topic/intent/"
+    "sentiment/language distributions with the change since the day before, rising topics, "
+    "quality and satisfaction (mean and distribution), latency, tokens, per-model breakdown "
+    "with significance, errors.",
 )
 def daily_report(
     context: AssetExecutionContext,
-    conversation_analytics: pl.DataFrame,
-    conversation_messages: pl.DataFrame,
-    processing_errors: pl.DataFrame,
+    conversation_analytics: pl.LazyFrame,
+    conversation_messages: pl.LazyFrame,
+    processing_errors: pl.LazyFrame,
+    user_analytics: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
-    frames = [
-        build_daily_report(
-            day,
-            conversation_analytics.filter(pl.col("day") == day),
-            conversation_messages.filter(pl.col("day") == day),
-            processing_errors.filter(pl.col("day") == day),
-        )
-        for day in days_in(context.partition_time_window)
-    ]
-    reports = pl.concat(frames)
-    return Output(reports, metadata=_report_metadata(reports))
-
-
-def _report_metadata(reports: pl.DataFrame) -> dict:
-    last = reports.row(-1, named=True)
-    topics = "\n".join(f"| {t['value']} | {t['count']} |" for t in last["topics"][:10])
-    summary = (
-        f"**{last['kind']} {last['period']}**: {last['conversations']} conversations, "
-        f"{last['messages']} messages, {last['users']} users; quality "
-        f"{(last['quality_mean'] or 0):.2f}, satisfaction {(last['satisfaction_mean'] or 0):.2f}; "
-        f"{last['errors']} errors.\n\n| topic | conversations |\n|---|---|\n{topics}"
+    started = time.perf_counter()
+    analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
+    messages = _counts_by_day(conversation_messages)
+    errors = _counts_by_day(processing_errors)
+    new_users = (
+        user_analytics.filter(~pl.col("returned_within_30d")).group_by("day").agg("user_id")
+        if user_analytics.height
+        else pl.DataFrame(schema={"day": pl.Date(), "user_id": pl.List(pl.String())})
     )
-    return {
-        "summary": MetadataValue.md(summary),
-        "conversations": int(reports["conversations"].sum()),
-        "reports": reports.height,
-    }
+    new_user_ids = dict(new_users.iter_rows())
+    days = days_in(context.partition_time_window)
+
+    def report_of(day):
+        return build_daily_report(
+            day,
+            analytics.filter(pl.col("day") == day),
+            messages=messages.get(day, 0),
+            errors=errors.get(day, 0),
+            new_user_ids=new_user_ids.get(day, ()),
+        )
+
+    previous = report_of(days[0] - timedelta(days=1))
+    reports = []
+    for day in days:
+        report = with_changes(report_of(day), previous)
+        reports.append(report)
+        previous = report
+    frame = pl.concat(reports)
+    seconds = time.perf_counter() - started
+    return Output(
+        frame,
+        metadata={
+            **report_metadata(frame),
+            "build_seconds": round(seconds, 3),
+            "conversations_per_second": round(analytics.height / seconds) if seconds else 0,
+        },
+    )
 
 
-def _period_report(kind: str, partitions_def, period_of, description: str):
-    """A report of a longer period, combined from its daily reports (never raw records)."""
+def _period_report(kind: str, partitions_def, period_of, previous_start, description: str):
+    """A report of a longer period, combined from its daily reports (never raw records). The
+    previous period's days are read too, for the change between the two."""
 
     @asset(
         name=f"{kind}_report",
@@ -123,17 +184,26 @@ def _period_report(kind: str, partitions_def, period_of, description: str):
         io_manager_key=io_manager_key(f"{kind}_report"),
         group_name="analytics",
         kinds={"polars", "parquet", "mongodb"},
-        ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
+        ins={
+            "daily_report": AssetIn(
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+                ),
+                metadata={"allow_missing_partitions": True},
+            )
+        },
         description=description,
     )
     def period_report(
         context: AssetExecutionContext, daily_report: pl.DataFrame
     ) -> Output[pl.DataFrame]:
         start = context.partition_time_window.start.date()
-        report = combine(
-            kind, period_of(context.partition_key, start), start, _daily_rows(daily_report)
-        )
-        return Output(report, metadata=_report_metadata(report))
+        days = _daily_rows(daily_report)
+        current = days.filter(pl.col("day") >= start)
+        before = previous_start(start)
+        previous = combine(kind, period_of(before), before, days.filter(pl.col("day") < start))
+        report = with_changes(combine(kind, period_of(start), start, current), previous)
+        return Output(report, metadata={**report_metadata(report), "days": current.height})
 
     return period_report
 
@@ -141,14 +211,17 @@ def _period_report(kind: str, partitions_def, period_of, description: str):
 weekly_report = _period_report(
     "weekly",
     weekly_partitions,
-    lambda partition_key, start: partition_key,
-    "The week (Monday to Sunday) combined from its daily reports.",
+    lambda start: start.isoformat(),
+    lambda start: start - timedelta(days=7),
+    "The week (Monday to Sunday) combined from its daily reports, with the change since the "
+    "week before.",
 )
 monthly_report = _period_report(
     "monthly",
     monthly_partitions,
-    lambda partition_key, start: start.strftime("%Y-%m"),
-    "The calendar month combined from its daily reports.",
+    lambda start: start.strftime("%Y-%m"),
+    lambda start: (start - timedelta(days=1)).replace(day=1),
+    "The calendar month combined from its daily reports, with the change since the month before.",
 )
 
 

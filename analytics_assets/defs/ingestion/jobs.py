@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+from datetime import UTC, datetime, time
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+    schedule,
+)
 
 from analytics_assets.defs.ingestion.partitions import (
     daily_partitions,
@@ -52,12 +62,32 @@ monthly_report_job = define_asset_job(
     description="Combine a month's daily reports.",
 )
 
-# Yesterday's partition early each morning; each week and month once it has closed (UTC).
-# Off until an operator turns them on.
+# Yesterday's partition early each morning (UTC). Off until an operator turns it on.
 daily_ingestion_schedule = build_schedule_from_partitioned_job(ingestion_job, hour_of_day=2)
-weekly_report_schedule = build_schedule_from_partitioned_job(
-    weekly_report_job, hour_of_day=4, day_of_week=1
-)
-monthly_report_schedule = build_schedule_from_partitioned_job(
-    monthly_report_job, hour_of_day=5, day_of_month=1
+
+
+def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinition:
+    """Each week or month once it has closed. The partitions include the period in progress
+    (for period-to-date reports), so the key is the period that ended at the tick's midnight,
+    not the last partition."""
+
+    @schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        description=f"Materializes {job.name}'s period that closed at midnight UTC.",
+    )
+    def closed_period(context: ScheduleEvaluationContext) -> RunRequest:
+        tick = context.scheduled_execution_time.astimezone(UTC)
+        midnight = datetime.combine(tick.date(), time(), tzinfo=UTC)
+        key = partitions_def.get_partition_key_for_timestamp(midnight.timestamp() - 1)
+        return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
+
+    return closed_period
+
+
+weekly_report_schedule = _closed_period_schedule(weekly_report_job, weekly_partitions, "0 4 * * 1")
+monthly_report_schedule = _closed_period_schedule(
+    monthly_report_job, monthly_partitions, "0 5 1 * *"
 )

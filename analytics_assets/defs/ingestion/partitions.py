@@ -18,11 +18,15 @@ from dagster import (
 PARTITIONS_START = os.environ.get("ANALYTICS_PARTITIONS_START", "2026-01-01")
 
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
-# ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions.
+# ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions. The
+# period in progress is a partition too (end_offset=1), so a week- or month-to-date report
+# can be built on demand; the schedules build each period once it has closed.
 weekly_partitions = WeeklyPartitionsDefinition(
-    start_date=PARTITIONS_START, day_offset=1, timezone="UTC"
+    start_date=PARTITIONS_START, day_offset=1, timezone="UTC", end_offset=1
 )
-monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+monthly_partitions = MonthlyPartitionsDefinition(
+    start_date=PARTITIONS_START, timezone="UTC", end_offset=1
+)
 
 
 def days_in(window: TimeWindow) -> list[date]:

@@ -1,0 +1,174 @@
+"""Report arithmetic on hand-built fixtures with hand-computed numbers: histograms, new vs
+returning users, the per-model comparison, period-over-period change and rising topics, and
+the charts and summary a materialization shows."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from analytics_assets.analytics.charts import report_png, report_vega_lite
+from analytics_assets.analytics.reports import (
+    REPORT_SCHEMA,
+    combine,
+    daily_report,
+    model_comparison,
+    with_changes,
+)
+from analytics_assets.defs.analytics.report_metadata import report_metadata
+
+DAY = date(2026, 11, 10)
+
+
+def analytics(rows: list[dict]) -> pl.DataFrame:
+    defaults = {
+        "user_id": "u1", "model": "a", "topic": "billing", "intent": "question",
+        "sentiment": "neutral", "language": "en", "quality_score": 0.5,
+        "satisfaction_score": 0.5, "latency_p50_ms": 1000.0, "prompt_tokens": 10,
+        "completion_tokens": 20, "total_tokens": 30, "feedback_up": 0, "feedback_down": 0,
+    }  # fmt: skip
+    return pl.DataFrame([{**defaults, **row} for row in rows])
+
+
+def test_score_histograms_bin_by_tenths_and_skip_missing_scores():
+    frame = analytics(
+        [{"quality_score": q} for q in (0.0, 0.05, 0.1, 0.95, 1.0)] + [{"quality_score": None}]
+    )
+    report = daily_report(DAY, frame, messages=0, errors=0).row(0, named=True)
+    # 0.0 and 0.05 in [0, 0.1); 0.1 in [0.1, 0.2); 0.95 and 1.0 in the last bin.
+    assert report["quality_histogram"] == [2, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert report["quality_count"] == 5
+    assert report["quality_mean"] == pytest.approx(2.1 / 5)
+
+
+def test_new_users_are_those_not_seen_in_the_30_days_before():
+    frame = analytics([{"user_id": user} for user in ("a", "b", "c", "c")])
+    # "z" was new that day by user analytics but has no conversation here: not counted.
+    report = daily_report(DAY, frame, messages=8, errors=1, new_user_ids={"a", "z"})
+    row = report.row(0, named=True)
+    assert (row["users"], row["new_users"], row["returning_users"]) == (3, 1, 2)
+    assert row["new_user_ids"] == ["a"]
+    assert (row["conversations"], row["messages"], row["errors"]) == (4, 8, 1)
+
+
+def two_models() -> pl.DataFrame:
+    # Model a: quality 1.0, 0.8, 0.6 (mean 0.8, variance 0.04); thumbs 3 up, 1 down.
+    # Model b: quality 0.5 x 3 (mean 0.5, variance 0); thumbs 1 up, 3 down.
+    return analytics(
+        [
+            {"model": "a", "quality_score": 1.0, "feedback_up": 2, "intent": "complaint"},
+            {"model": "a", "quality_score": 0.8, "feedback_up": 1},
+            {"model": "a", "quality_score": 0.6, "feedback_down": 1},
+            {"model": "b", "quality_score": 0.5, "feedback_up": 1},
+            {"model": "b", "quality_score": 0.5, "feedback_down": 2},
+            {"model": "b", "quality_score": 0.5, "feedback_down": 1},
+        ]
+    )
+
+
+def test_per_model_parts_and_comparison_with_significance():
+    report = daily_report(DAY, two_models(), messages=0, errors=0).row(0, named=True)
+    a = next(m for m in report["per_model"] if m["model"] == "a")
+    assert (a["conversations"], a["quality_count"]) == (3, 3)
+    assert a["quality_sum"] == pytest.approx(2.4)
+    assert a["quality_sq_sum"] == pytest.approx(2.0)
+    assert (a["thumbs_up"], a["thumbs_down"], a["complaints"]) == (3, 1, 1)
+
+    rows = {(c["model"], c["metric"]): c for c in report["model_comparison"]}
+    quality = rows[("a", "quality")]
+    # Welch: z = (0.8 - 0.5) / sqrt(0.04/3 + 0/3) = 2.598, two-sided p = 0.00937.
+    assert quality["value"] == pytest.approx(0.8)
+    assert quality["others"] == pytest.approx(0.5)
+    assert quality["p_value"] == pytest.approx(0.00937, abs=1e-5)
+    assert quality["significant"]
+    thumbs = rows[("a", "thumbs_up_rate")]
+    # 3/4 vs 1/4: pooled 0.5, z = 0.5 / sqrt(0.25 * (1/4 + 1/4)) = 1.414, p = 0.157.
+    assert (thumbs["value"], thumbs["others"], thumbs["n"]) == (0.75, 0.25, 4)
+    assert thumbs["p_value"] == pytest.approx(0.1573, abs=1e-4)
+    assert not thumbs["significant"]
+    # b against the rest is the mirror image.
+    assert rows[("b", "quality")]["difference"] == pytest.approx(-0.3)
+
+
+def test_one_model_has_nothing_to_compare_against():
+    one = daily_report(DAY, analytics([{"model": "a"}] * 3), messages=0, errors=0)
+    assert one["model_comparison"].to_list() == [[]]
+    assert model_comparison([]) == []
+
+
+def report_with_topics(period: str, day: date, topics: dict[str, int]) -> pl.DataFrame:
+    rows = [{"topic": topic} for topic, count in topics.items() for _ in range(count)]
+    report = daily_report(day, analytics(rows), messages=len(rows) * 2, errors=0)
+    return report.with_columns(pl.lit(period).alias("period"))
+
+
+def test_period_over_period_change_and_rising_topics():
+    previous = report_with_topics("2026-11-09", date(2026, 11, 9), {"billing": 10, "bug": 10})
+    current = report_with_topics("2026-11-10", DAY, {"billing": 60, "bug": 10})
+    row = with_changes(current, previous).row(0, named=True)
+    assert row["previous_period"] == "2026-11-09"
+    changes = {(c["dimension"], c["value"]): c for c in row["changes"]}
+    assert changes[("volume", "conversations")]["count_change"] == pytest.approx(2.5)  # 70 vs 20
+    billing = changes[("topics", "billing")]
+    assert (billing["count"], billing["previous_count"]) == (60, 10)
+    assert billing["share"] == pytest.approx(6 / 7)
+    assert billing["previous_share"] == pytest.approx(0.5)
+    # Pooled 70/90; se = sqrt(7/9 * 2/9 * (1/70 + 1/20)) = 0.10541; z = 0.35714 / se = 3.388.
+    assert billing["p_value"] == pytest.approx(0.000704, abs=2e-5)
+    assert changes[("topics", "bug")]["share_change"] == pytest.approx(1 / 7 - 0.5)
+    assert [t["value"] for t in row["rising_topics"]] == ["billing"]
+
+
+def test_a_small_rise_is_not_called_rising():
+    previous = report_with_topics("2026-11-09", date(2026, 11, 9), {"billing": 10, "bug": 10})
+    # 30/40 vs 10/20: z = 1.94, p = 0.053, just short of significance.
+    current = report_with_topics("2026-11-10", DAY, {"billing": 30, "bug": 10})
+    row = with_changes(current, previous).row(0, named=True)
+    billing = next(c for c in row["changes"] if c["value"] == "billing")
+    assert billing["p_value"] == pytest.approx(0.0528, abs=1e-4)
+    assert row["rising_topics"] == []
+
+
+def test_no_previous_period_means_no_change():
+    current = report_with_topics("2026-11-10", DAY, {"billing": 3})
+    empty = daily_report(date(2026, 11, 9), analytics([{}]).clear(), messages=0, errors=0)
+    for previous in (None, empty):
+        row = with_changes(current, previous).row(0, named=True)
+        assert (row["previous_period"], row["changes"], row["rising_topics"]) == (None, [], [])
+
+
+def test_combined_histograms_and_user_sets_add_up():
+    first_day = analytics([{"user_id": "a", "quality_score": 0.15}])
+    second_day = analytics(
+        [{"user_id": "a", "quality_score": 0.95}, {"user_id": "b", "quality_score": 0.9}]
+    )
+    first = daily_report(DAY, first_day, messages=1, errors=0, new_user_ids={"a"})
+    second = daily_report(date(2026, 11, 11), second_day, messages=2, errors=3)
+    week = combine("weekly", "2026-11-09", date(2026, 11, 9), pl.concat([first, second]))
+    row = week.row(0, named=True)
+    assert row["quality_histogram"] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert (row["users"], row["new_users"], row["returning_users"]) == (2, 1, 1)
+    assert (row["conversations"], row["messages"], row["errors"]) == (3, 3, 3)
+    assert week.schema == pl.Schema(REPORT_SCHEMA)
+
+
+def test_a_materialization_shows_a_summary_and_a_chart_even_for_an_empty_day():
+    previous = report_with_topics("2026-11-09", date(2026, 11, 9), {"billing": 10, "bug": 10})
+    current = with_changes(report_with_topics("2026-11-10", DAY, {"billing": 60, "bug": 10}),
+                           previous)  # fmt: skip
+    empty = daily_report(DAY, analytics([{}]).clear(), messages=0, errors=0)
+    for reports in (current, empty, pl.concat([previous, current])):
+        assert report_png(reports).startswith(b"\x89PNG")
+        metadata = report_metadata(reports)
+        summary = metadata["summary"].value
+        assert "data:image/png;base64," in summary
+        assert metadata["chart_vega_lite"].data["mark"] == "bar"
+    summary = report_metadata(current)["summary"].value
+    assert "vs 2026-11-09" in summary and "rising topics: billing 50% → 86%" in summary
+    assert "quality_mean" not in report_metadata(empty)
+    spec = report_vega_lite(current)
+    assert {"period": "2026-11-10", "topic": "billing", "conversations": 60} in spec["data"][
+        "values"
+    ]
