@@ -42,6 +42,7 @@ bench: setup nocodb
 	$(BIN)/python benchmarks/bench_messages.py
 	$(BIN)/python benchmarks/bench_lake.py
 	$(BIN)/python benchmarks/bench_mongo.py
+	$(BIN)/python benchmarks/bench_reports.py
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
 stop:

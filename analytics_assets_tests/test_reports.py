@@ -174,6 +174,8 @@ def test_each_period_reports_its_change_since_the_one_before(materialized):
     weeks = read_asset(lake, "weekly_report").sort("period")
     first, second = weeks.iter_rows(named=True)
     assert second["previous_period"] == first["period"] == "2026-11-02"
+    # The week before the first holds one sample day of seven: no change against a gap.
+    assert first["previous_period"] is None and first["changes"] == []
     shares = {c["value"]: c for c in second["changes"] if c["dimension"] == "languages"}
     for language in first["languages"]:
         assert shares[language["value"]]["previous_count"] == language["count"]

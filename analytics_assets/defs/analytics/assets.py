@@ -201,9 +201,20 @@ def _period_report(kind: str, partitions_def, period_of, previous_start, descrip
         days = _daily_rows(daily_report)
         current = days.filter(pl.col("day") >= start)
         before = previous_start(start)
-        previous = combine(kind, period_of(before), before, days.filter(pl.col("day") < start))
+        previous_days = days.filter(pl.col("day") < start)
+        # Against a previous period with days missing, every change would be an artefact of
+        # the gap: compare only with a complete one (a quiet day still has its report).
+        complete = previous_days["day"].n_unique() == (start - before).days
+        previous = combine(kind, period_of(before), before, previous_days) if complete else None
         report = with_changes(combine(kind, period_of(start), start, current), previous)
-        return Output(report, metadata={**report_metadata(report), "days": current.height})
+        return Output(
+            report,
+            metadata={
+                **report_metadata(report),
+                "days": current.height,
+                "previous_period_days": previous_days.height,
+            },
+        )
 
     return period_report
 
