@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
+import polars as pl
 import pytest
 
 from analytics_assets.analytics.checks import (
     drift_verdict,
     error_rate_verdict,
     population_stability_index,
+    reconciliation_verdict,
     volume_verdict,
 )
+from analytics_assets.analytics.reports import combine, daily_report
+from analytics_assets_tests.test_report_parts import analytics
 
 USUAL = {"billing": 30, "pricing": 25, "bug": 25, "other": 20}
 
@@ -47,3 +52,28 @@ def test_error_rate_trips_above_two_percent():
     tripped = error_rate_verdict(30, 970)
     assert not tripped.passed and tripped.metadata["error_rate"] == 0.03
     assert error_rate_verdict(0, 0).passed
+
+
+def test_reconciliation_trips_when_a_period_disagrees_with_its_days():
+    days = [
+        daily_report(date(2026, 11, 2), frame, messages=5, errors=1, new_user_ids={"a"}).row(
+            0, named=True
+        )
+        for frame in (
+            analytics([{"user_id": "a", "topic": "billing"}, {"user_id": "b", "topic": "bug"}]),
+            analytics([{"user_id": "b", "topic": "billing"}]),
+        )
+    ]
+    week = combine("weekly", "2026-11-02", date(2026, 11, 2), pl.DataFrame(days)).row(0, named=True)
+    assert reconciliation_verdict(week, days).passed
+    assert (week["users"], week["conversations"], week["messages"]) == (2, 3, 10)
+
+    tampered = {**week, "messages": 11, "topics": [{"value": "billing", "count": 3}]}
+    verdict = reconciliation_verdict(tampered, days)
+    assert not verdict.passed
+    assert verdict.metadata["mismatches"] == {
+        "messages": {"period": 11, "days": 10},
+        "topics": {"period": {"billing": 3}, "days": {"billing": 2, "bug": 1}},
+    }
+    # A day left out of the combination is caught too.
+    assert not reconciliation_verdict(week, days[:1]).passed

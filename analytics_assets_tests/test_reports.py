@@ -18,7 +18,7 @@ from analytics_assets_tests.test_assets import read_asset
 
 SAMPLE_DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(14)]
 WEEK = SAMPLE_DAYS[1:8]
-QUIET_DAY = date(2026, 11, 20)
+QUIET_DAY = date(2026, 11, 15)  # the day after the sample: no conversations
 ADDITIVE = (
     "conversations", "messages", "users", "prompt_tokens", "completion_tokens", "total_tokens",
     "errors", "quality_count", "satisfaction_count", "latency_count",
@@ -42,19 +42,23 @@ def materialized(tmp_path_factory, mongo_server):
     )
     instance = DagsterInstance.ephemeral()
     checks = {}
-    # The sample's 14 days in one single-run backfill, then a quiet day with no conversations.
-    for first, last in ((SAMPLE_DAYS[0], SAMPLE_DAYS[-1]), (QUIET_DAY, QUIET_DAY)):
+    # The sample's 14 days in one single-run backfill, then a quiet day with no conversations
+    # in a run of its own (its checks look back at the sample's days in the lake).
+    for label, first, last in (
+        ("sample", SAMPLE_DAYS[0], SAMPLE_DAYS[-1]),
+        ("quiet", QUIET_DAY, QUIET_DAY),
+    ):
         result = defs.resolve_job_def("ingestion_job").execute_in_process(
             instance=instance, tags=range_tags(first, last)
         )
         assert result.success
-        checks.update({e.check_name: e for e in result.get_asset_check_evaluations()})
+        checks.update({(e.check_name, label): e for e in result.get_asset_check_evaluations()})
     for week in ("2026-11-02", "2026-11-09"):
         weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
             instance=instance, partition_key=week
         )
         assert weekly.success
-        checks.update({e.check_name: e for e in weekly.get_asset_check_evaluations()})
+        checks.update({(e.check_name, week): e for e in weekly.get_asset_check_evaluations()})
     # November (the sample and the quiet day), and October: no day of it exists, so the
     # report is empty but valid.
     for month in ("2026-11-01", "2026-10-01"):
@@ -62,6 +66,7 @@ def materialized(tmp_path_factory, mongo_server):
             instance=instance, partition_key=month
         )
         assert monthly.success
+        checks.update({(e.check_name, month): e for e in monthly.get_asset_check_evaluations()})
     return lake, mongo, checks
 
 
@@ -122,20 +127,38 @@ def test_a_day_without_conversations_is_an_empty_but_valid_report(materialized):
 def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
     _, _, checks = materialized
     assert {
-        "message_ids_unique_and_present",
-        "conversation_ids_unique_and_present",
-        "error_rate_below_threshold",
-        "message_volume_within_trailing_range",
-        "topic_distribution_stable",
-        "weekly_report_reconciles",
+        ("message_ids_unique_and_present", "sample"),
+        ("conversation_ids_unique_and_present", "sample"),
+        ("error_rate_below_threshold", "sample"),
+        ("message_volume_within_trailing_range", "sample"),
+        ("topic_distribution_stable", "sample"),
+        ("weekly_report_reconciles", "2026-11-02"),
+        ("weekly_report_reconciles", "2026-11-09"),
+        ("monthly_report_reconciles", "2026-11-01"),
+        ("monthly_report_reconciles", "2026-10-01"),
     } <= set(checks)
+    sample = {key: check for key, check in checks.items() if key[1] != "quiet"}
     # The sample ends on 2026-11-14: yesterday's report is missing, and freshness says so.
-    freshness = checks.pop("freshness_check")
+    freshness = sample.pop(("freshness_check", "sample"))
     assert not freshness.passed
     assert freshness.severity.value == "WARN"
-    assert all(check.passed for check in checks.values()), {
-        name: check.metadata for name, check in checks.items() if not check.passed
+    assert all(check.passed for check in sample.values()), {
+        key: check.metadata for key, check in sample.items() if not check.passed
     }
+    # Inside the 14-day run, the last day is judged against the 7 days before it.
+    volume = checks[("message_volume_within_trailing_range", "sample")]
+    assert volume.metadata["days"].data["2026-11-14"]["history_days"] == 7
+
+
+def test_a_quiet_day_on_its_own_trips_the_volume_check_against_the_lake_history(materialized):
+    _, _, checks = materialized
+    volume = checks[("message_volume_within_trailing_range", "quiet")]
+    assert not volume.passed and volume.severity.value == "WARN"
+    seen = volume.metadata["days"].data[QUIET_DAY.isoformat()]
+    assert (seen["today"], seen["history_days"], seen["ratio"]) == (0, 7, 0.0)
+    assert checks[("error_rate_below_threshold", "quiet")].passed
+    # No conversations: nothing to call drift.
+    assert checks[("topic_distribution_stable", "quiet")].passed
 
 
 def test_a_month_equals_its_days_and_a_month_without_days_is_empty_but_valid(materialized):

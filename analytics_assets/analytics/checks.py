@@ -70,3 +70,30 @@ def error_rate_verdict(errors: int, accepted: int) -> Verdict:
         {"errors": errors, "records": total, "error_rate": round(rate, 5),
          "threshold": ERROR_RATE_ALERT},
     )  # fmt: skip
+
+
+RECONCILED_TOTALS = ("conversations", "messages", "prompt_tokens", "completion_tokens",
+                     "total_tokens", "errors", "quality_count", "satisfaction_count")  # fmt: skip
+
+
+def reconciliation_verdict(period: Mapping, days: Sequence[Mapping]) -> Verdict:
+    """A week's or month's report against its daily reports: every total equals the sum of
+    the days, its users the union of theirs, its topic counts the sum of theirs."""
+    expected: dict[str, object] = {
+        name: sum(day[name] for day in days) for name in RECONCILED_TOTALS
+    }
+    expected["users"] = len({user for day in days for user in day["user_ids"]})
+    expected["new_users"] = len({user for day in days for user in day["new_user_ids"]})
+    topics: dict[str, int] = {}
+    for day in days:
+        for topic in day["topics"]:
+            topics[topic["value"]] = topics.get(topic["value"], 0) + topic["count"]
+    expected["topics"] = topics
+    actual = {name: period[name] for name in expected if name != "topics"}
+    actual["topics"] = {topic["value"]: topic["count"] for topic in period["topics"]}
+    mismatches = {
+        name: {"period": actual[name], "days": value}
+        for name, value in expected.items()
+        if actual[name] != value
+    }
+    return Verdict(not mismatches, {"mismatches": mismatches, "days": len(days)})

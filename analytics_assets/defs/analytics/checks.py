@@ -11,7 +11,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetIn,
     MetadataValue,
-    TimeWindowPartitionMapping,
     asset_check,
     build_sensor_for_freshness_checks,
     build_time_partition_freshness_checks,
@@ -20,23 +19,52 @@ from dagster import (
 from analytics_assets.analytics.checks import (
     drift_verdict,
     error_rate_verdict,
+    reconciliation_verdict,
     volume_verdict,
 )
+from analytics_assets.analytics.reports import REPORT_SCHEMA
 from analytics_assets.defs.ingestion.partitions import (
     daily_partitions,
     days_in,
+    monthly_partitions,
     weekly_partitions,
 )
 
+LAKE = "lake_io_manager"
 
-def _previous_week_of_reports() -> AssetIn:
-    return AssetIn(
-        "daily_report",
-        partition_mapping=TimeWindowPartitionMapping(
-            start_offset=-7, end_offset=-1, allow_nonexistent_upstream_partitions=True
-        ),
-        metadata={"allow_missing_partitions": True},
+
+def _lake_days(
+    context: AssetCheckExecutionContext, asset: str, columns: list[str], first: date, last: date
+) -> tuple[pl.DataFrame, list[date]]:
+    """The columns of an asset's days in [first, last] straight from the lake, and which of
+    those days exist there. An asset check's inputs ignore partition mappings (they always
+    hold the check's own partitions), so a trailing window cannot come through `ins`."""
+    lake = getattr(context.resources, LAKE)
+    wanted = {first + timedelta(days=n) for n in range((last - first).days + 1)}
+    present = sorted(wanted & set(lake.days_present(asset)))
+    if not present:
+        return pl.DataFrame(), []
+    return lake.scan_days(asset, present).select(columns).collect(), present
+
+
+def _trailing_days(
+    context: AssetCheckExecutionContext, asset: str, columns: list[str]
+) -> dict[date, pl.DataFrame]:
+    """Per day, the asset's rows in the 7 days before each day of the run (and the run's
+    own days, already written when a check runs)."""
+    days = days_in(context.partition_time_window)
+    frame, present = _lake_days(
+        context, asset, ["day", *columns], days[0] - timedelta(days=7), days[-1]
     )
+    return {day: frame.filter(pl.col("day") == day) for day in present}
+
+
+def _week_before(by_day: dict[date, pl.DataFrame], day: date) -> list[pl.DataFrame]:
+    return [
+        by_day[past]
+        for past in (day - timedelta(days=n) for n in range(7, 0, -1))
+        if past in by_day
+    ]
 
 
 def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResult:
@@ -54,29 +82,21 @@ def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResul
     )
 
 
-def _history(history: pl.DataFrame, day: date) -> pl.DataFrame:
-    """The daily reports of the 7 days before `day`."""
-    if not history.width:
-        return history
-    return history.filter(
-        pl.col("day").is_between(day - timedelta(days=7), day - timedelta(days=1))
-    )
-
-
 @asset_check(
     asset="conversation_messages",
     partitions_def=daily_partitions,
-    additional_ins={"history": _previous_week_of_reports()},
+    required_resource_keys={LAKE},
     description="Messages of each day vs the trailing 7-day median (WARN: volume moves with "
     "the business; a halving or doubling deserves a look, not a stop).",
 )
 def message_volume_within_trailing_range(
-    context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame, history: pl.DataFrame
+    context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
 ) -> AssetCheckResult:
+    by_day = _trailing_days(context, "conversation_messages", [])
+
     def judge(day: date):
         today = conversation_messages.filter(pl.col("day") == day).height
-        past = _history(history, day)
-        return volume_verdict(today, past["messages"].to_list() if past.width else [])
+        return volume_verdict(today, [past.height for past in _week_before(by_day, day)])
 
     return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
 
@@ -108,52 +128,53 @@ def error_rate_below_threshold(
 @asset_check(
     asset="conversation_categories",
     partitions_def=daily_partitions,
-    additional_ins={"history": _previous_week_of_reports()},
+    required_resource_keys={LAKE},
     description="Each day's topic distribution vs the previous 7 days by population stability "
     "index (WARN above 0.25: a taxonomy or product change, or a broken classifier).",
 )
 def topic_distribution_stable(
     context: AssetCheckExecutionContext,
     conversation_categories: pl.DataFrame,
-    history: pl.DataFrame,
 ) -> AssetCheckResult:
+    by_day = _trailing_days(context, "conversation_categories", ["topic"])
+
     def judge(day: date):
         today = conversation_categories.filter(pl.col("day") == day)
         current = dict(today.group_by("topic").len().iter_rows())
-        past = _history(history, day)
-        days = (
-            [{t["value"]: t["count"] for t in topics} for topics in past["topics"].to_list()]
-            if past.width
-            else []
-        )
+        days = [
+            dict(past.group_by("topic").len().iter_rows()) for past in _week_before(by_day, day)
+        ]
         return drift_verdict(current, days)
 
     return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
 
 
-@asset_check(
-    asset="weekly_report",
-    partitions_def=weekly_partitions,
-    additional_ins={"daily_report": AssetIn(metadata={"allow_missing_partitions": True})},
-    description="The week's totals equal the sum of its daily reports (ERROR).",
-)
-def weekly_report_reconciles(
-    weekly_report: pl.DataFrame, daily_report: pl.DataFrame
-) -> AssetCheckResult:
-    week = weekly_report.row(0, named=True)
-    mismatches = {
-        name: {
-            "week": week[name],
-            "days": int(daily_report[name].sum()) if daily_report.width else 0,
-        }
-        for name in ("conversations", "messages", "total_tokens", "errors")
-        if week[name] != (int(daily_report[name].sum()) if daily_report.width else 0)
-    }
-    return AssetCheckResult(
-        passed=not mismatches,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"mismatches": mismatches, "days": daily_report.height},
+def _reconciles_with_its_days(kind: str, partitions_def):
+    @asset_check(
+        name=f"{kind}_report_reconciles",
+        asset=f"{kind}_report",
+        partitions_def=partitions_def,
+        required_resource_keys={LAKE},
+        description=f"The {kind} report's totals, users and topic counts equal those of its "
+        "daily reports (ERROR: a report that disagrees with its days is wrong somewhere).",
     )
+    def reconciles(context: AssetCheckExecutionContext, report: pl.DataFrame) -> AssetCheckResult:
+        window = context.partition_time_window
+        reports, _ = _lake_days(
+            context, "daily_report", list(REPORT_SCHEMA), window.start.date(),
+            window.end.date() - timedelta(days=1),
+        )  # fmt: skip
+        days = reports.to_dicts()
+        verdict = reconciliation_verdict(report.row(0, named=True), days)
+        return AssetCheckResult(
+            passed=verdict.passed, severity=AssetCheckSeverity.ERROR, metadata=verdict.metadata
+        )
+
+    return reconciles
+
+
+weekly_report_reconciles = _reconciles_with_its_days("weekly", weekly_partitions)
+monthly_report_reconciles = _reconciles_with_its_days("monthly", monthly_partitions)
 
 
 # Yesterday's daily report must exist by 06:00 UTC (WARN for the team's morning).
