@@ -21,6 +21,10 @@ from analytics_assets.defs.ingestion.jobs import (
     weekly_report_job,
     weekly_report_schedule,
 )
+from analytics_assets.defs.ingestion.sensors import (
+    nocodb_changes_sensor,
+    nocodb_reconciliation_sensor,
+)
 from analytics_assets.deployments import current_deployment, resources_for
 
 
@@ -34,7 +38,11 @@ def build_definitions(
         ),
         # Includes the freshness checks built in the checks module.
         asset_checks=load_asset_checks_from_modules([ingestion_checks, analytics_checks]),
-        sensors=[analytics_checks.freshness_sensor],
+        sensors=[
+            analytics_checks.freshness_sensor,
+            nocodb_changes_sensor,
+            nocodb_reconciliation_sensor,
+        ],
         jobs=[
             ingestion_job,
             weekly_report_job,

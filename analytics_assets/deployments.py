@@ -21,6 +21,7 @@ from analytics_assets.defs.ingestion.resources import (
     ExportSourceResource,
     NocoDBSourceResource,
     RecordSourceResource,
+    SyncSettings,
 )
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
@@ -116,12 +117,23 @@ def categorization_for(deployment: str) -> CategorizationResource:
     )
 
 
+def sync_settings_for(deployment: str) -> SyncSettings:
+    """The incremental sync's settings (defaults suit NocoDB Cloud's clock and limits)."""
+    return SyncSettings(
+        overlap_minutes=float(os.environ.get("ANALYTICS_SYNC_OVERLAP_MINUTES", "5")),
+        bootstrap=os.environ.get("ANALYTICS_SYNC_BOOTSTRAP", "latest"),
+        reconcile_days=int(os.environ.get("ANALYTICS_RECONCILE_DAYS", "14")),
+        deletions=os.environ.get("ANALYTICS_SOURCE_DELETIONS", "remove"),
+    )
+
+
 def resources_for(deployment: str) -> dict[str, Any]:
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
     return {
         "record_source": record_source_for(deployment),
         "categorization": categorization_for(deployment),
+        "sync_settings": sync_settings_for(deployment),
         **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 
@@ -18,7 +18,28 @@ class FetchResult:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Change:
+    """A record created or edited in the source: its id, its version (the source's own
+    `UpdatedAt`, else `CreatedAt`) and the day partition it belongs to."""
+
+    record_id: str
+    version: datetime
+    day: date
+
+
+@dataclass
+class ChangeScan:
+    changes: list[Change]
+    requests: int
+    seconds: float
+
+
 class RecordSource(ABC):
+    # Sources that can list what changed since a point in time (the incremental sensor) and
+    # count or list a day's record ids (the deletion reconciliation).
+    supports_changes = False
+
     @abstractmethod
     def fetch_day(self, kind: TableKind, day: date) -> FetchResult:
         """Every record of the table whose event time falls on `day` (UTC).
@@ -30,3 +51,19 @@ class RecordSource(ABC):
     @abstractmethod
     def describe(self) -> str:
         """Where the records come from, fit for logs and metadata (never a secret)."""
+
+    def changes_since(self, kind: TableKind, since: datetime) -> ChangeScan:
+        """Records of the table created or edited at or after `since` (source clock)."""
+        raise NotImplementedError(f"{self.describe()} cannot list changes")
+
+    def latest_version(self, kind: TableKind) -> datetime | None:
+        """The newest `UpdatedAt`/`CreatedAt` of the table; None when it is empty."""
+        raise NotImplementedError(f"{self.describe()} cannot list changes")
+
+    def count_day(self, kind: TableKind, day: date) -> int:
+        """How many records `fetch_day` would return, without fetching them."""
+        raise NotImplementedError(f"{self.describe()} cannot count a day")
+
+    def ids_of_day(self, kind: TableKind, day: date) -> set[str]:
+        """The record ids `fetch_day` would return (ids only)."""
+        raise NotImplementedError(f"{self.describe()} cannot list a day's ids")

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
@@ -93,3 +94,26 @@ class NocoDBSourceResource(RecordSourceResource):
     def open(self) -> Iterator[RecordSource]:
         with self.client() as client:
             yield NocoDBSource(client, self.source_schema, base_id=self.base_id)
+
+
+class SyncSettings(ConfigurableResource):
+    """How the incremental sync and the reconciliation behave."""
+
+    overlap_minutes: float = Field(
+        default=5.0,
+        description="Each tick asks again from the watermark minus this, for records NocoDB "
+        "stamped before the watermark but committed after the last tick.",
+    )
+    bootstrap: Literal["latest", "all"] = Field(
+        default="latest",
+        description="First tick: 'latest' starts from the newest record (load history with a "
+        "backfill first); 'all' requests every day the tables hold.",
+    )
+    reconcile_days: int = Field(
+        default=14, description="Days back (from yesterday) the reconciliation compares."
+    )
+    deletions: Literal["remove", "mark"] = Field(
+        default="remove",
+        description="'remove' rebuilds a day whose records NocoDB deleted; 'mark' keeps them "
+        "and records the deleted ids as an observation for review.",
+    )

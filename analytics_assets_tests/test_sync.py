@@ -1,0 +1,236 @@
+"""Incremental sync against the real NocoDB: the change sensor requests exactly the days that
+changed, the reconciliation the days that lost records, and after the runs the lake and
+MongoDB hold what the source holds. The cursor on its own: dedup, overlap, restarts."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, SyncSettings
+from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.deployments import storage_resources
+from analytics_assets.sources.base import Change
+from analytics_assets.sources.generator import SampleSpec, generate_sample
+from analytics_assets.sources.seed import create_base, create_table, seed_nocodb
+from analytics_assets.sources.sync_cursor import SyncCursor, TableCursor
+from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.test_assets import read_asset
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+OVERLAP = timedelta(minutes=5)
+
+
+def change(record_id: str, seconds: int, day: date = date(2026, 11, 2)) -> Change:
+    return Change(record_id, T0 + timedelta(seconds=seconds), day)
+
+
+def test_the_cursor_moves_on_source_time_and_drops_what_it_has_seen():
+    table = TableCursor()
+    assert table.since(OVERLAP) is None
+    fresh = table.advance([change("1", 0), change("2", 10)], OVERLAP)
+    assert [c.record_id for c in fresh] == ["1", "2"]
+    assert table.watermark == T0 + timedelta(seconds=10)
+    assert table.since(OVERLAP) == T0 + timedelta(seconds=10) - OVERLAP
+    # The next tick's overlap returns both again, plus an edit of 1 and a new 3.
+    again = [change("1", 0), change("2", 10), change("1", 20), change("3", 30)]
+    assert [(c.record_id, c.version) for c in table.advance(again, OVERLAP)] == [
+        ("1", T0 + timedelta(seconds=20)),
+        ("3", T0 + timedelta(seconds=30)),
+    ]
+    # A record the source stamped 2 minutes before the watermark but committed late (another
+    # app server, clock skew, a slow transaction) is inside the overlap: found.
+    late = change("4", 30 - 120)
+    assert table.advance([late], OVERLAP) == [late]
+    assert table.watermark == T0 + timedelta(seconds=30)  # never moves back
+    # Ids older than the overlap are forgotten: the cursor stays small.
+    table.advance([change("5", 30 + 3600)], OVERLAP)
+    assert set(table.recent) == {"5"}
+
+
+def test_the_cursor_survives_a_restart_as_small_json():
+    cursor = SyncCursor()
+    cursor.table("messages").advance([change("1", 0), change("2", 5)], OVERLAP)
+    cursor.pending_days.add(date(2026, 11, 30))
+    text = cursor.to_json()
+    assert len(text) < 300
+    restored = SyncCursor.from_json(text)
+    assert restored.to_json() == text
+    assert restored.table("messages").advance([change("2", 5)], OVERLAP) == []
+    assert SyncCursor.from_json(None).tables == {}
+    with pytest.raises(ValueError, match="version"):
+        SyncCursor.from_json('{"v": 99}')
+
+
+# Clean records: the sample's deliberate bad ones are tested elsewhere, and in a sample this
+# small they would trip the blocking error-rate check.
+SPEC = SampleSpec(
+    start=date(2026, 11, 1), days=3, conversations=40, users=12, seed=11, with_bad_records=False
+)
+DAYS = [SPEC.start + timedelta(days=n) for n in range(SPEC.days)]
+
+
+@pytest.fixture(scope="module")
+def synced(nocodb, mongo_server, tmp_path_factory):
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    data = generate_sample(SPEC)
+    with make_client(nocodb) as client:
+        base = seed_nocodb(client, data, base_title="sync_test")
+    root = tmp_path_factory.mktemp("sync")
+    lake = ParquetLakeIOManager(base_url=str(root / "lake"))
+    mongo = MongoResource(uri=mongo_server, database="sync_test")
+    defs = build_definitions(
+        resources={
+            "record_source": NocoDBSourceResource(
+                url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
+                requests_per_second=0,
+            ),
+            "sync_settings": SyncSettings(reconcile_days=60),
+            **storage_resources({"base_url": lake.base_url}, mongo),
+        }
+    )  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=instance, tags=range_tags(DAYS[0], DAYS[-1])
+    )
+    assert result.success
+    return defs, instance, base, lake, mongo
+
+
+def tick(defs, instance, name: str, cursor: str | None = None):
+    sensor = defs.resolve_sensor_def(name)
+    with build_sensor_context(
+        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
+    ) as context:
+        return sensor.evaluate_tick(context)
+
+
+def run_days(defs, instance, partition_keys: list[str]) -> None:
+    for key in partition_keys:
+        result = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=instance, partition_key=key
+        )
+        assert result.success
+
+
+def source_messages(nocodb, base) -> pl.DataFrame:
+    with make_client(nocodb) as client:
+        table = base.table_ids["messages"]
+        rows = list(client.iter_records(table, fields=["message_id", "content"]))
+    return pl.DataFrame(rows).select("message_id", "content").sort("message_id")
+
+
+def lake_messages(lake) -> pl.DataFrame:
+    return read_asset(lake, "conversation_messages").select("message_id", "content")
+
+
+def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_nocodb(synced, nocodb):
+    defs, instance, base, lake, mongo = synced
+    messages_table = base.table_ids["messages"]
+
+    # First tick: starts from the newest record (history came from the backfill above).
+    first = tick(defs, instance, "nocodb_changes_sensor")
+    assert first.run_requests == []
+    cursor = first.cursor
+    assert SyncCursor.from_json(cursor).table("messages").watermark is not None
+    # Nothing changed: nothing to do, however often it ticks (and after a "restart").
+    assert tick(defs, instance, "nocodb_changes_sensor", cursor).run_requests == []
+
+    with make_client(nocodb) as client:
+        records = client.iter_records(
+            messages_table, sort="Id", fields=["Id", "message_id", "conversation_id", "created_at"]
+        )
+        by_day: dict[date, list[dict]] = {}
+        for record in records:
+            by_day.setdefault(date.fromisoformat(record["created_at"][:10]), []).append(record)
+        time.sleep(1.1)  # NocoDB's filters compare to the second
+        # An edit on the first day, a late message for the second, a delete on the third.
+        edited = {"Id": by_day[DAYS[0]][0]["Id"], "content": "edited after the backfill"}
+        client.update_records(messages_table, [edited])
+        client.insert_records(messages_table, [{
+            "message_id": "late-message-1", "conversation_id": by_day[DAYS[1]][0][
+                "conversation_id"], "role": "user", "content": "a late message",
+            "created_at": f"{DAYS[1].isoformat()} 23:59:00", "prompt_tokens": 3,
+            "completion_tokens": 0,
+        }])  # fmt: skip
+        deleted = by_day[DAYS[2]][0]
+        client.delete_records(messages_table, [deleted["Id"]])
+
+    second = tick(defs, instance, "nocodb_changes_sensor", cursor)
+    assert sorted(r.partition_key for r in second.run_requests) == [
+        DAYS[0].isoformat(),
+        DAYS[1].isoformat(),
+    ]
+    assert all(r.run_key and r.tags["analytics/trigger"] for r in second.run_requests)
+    observed = {e.partition: e.metadata for e in second.asset_events}
+    assert observed[DAYS[0].isoformat()]["changed_messages"].value == 1
+    run_days(defs, instance, [r.partition_key for r in second.run_requests])
+    # The same changes are not requested twice.
+    assert tick(defs, instance, "nocodb_changes_sensor", second.cursor).run_requests == []
+
+    # The delete is invisible to a change feed: the reconciliation finds the day.
+    reconcile = tick(defs, instance, "nocodb_reconciliation_sensor")
+    assert [r.partition_key for r in reconcile.run_requests] == [DAYS[2].isoformat()]
+    mismatch = reconcile.asset_events[0].metadata
+    assert mismatch["deleted_messages"].value == 1
+    run_days(defs, instance, [DAYS[2].isoformat()])
+    assert tick(defs, instance, "nocodb_reconciliation_sensor").run_requests == []
+
+    # The lake and MongoDB now hold exactly what NocoDB holds.
+    source = source_messages(nocodb, base)
+    stored = lake_messages(lake).filter(pl.col("message_id").is_in(source["message_id"]))
+    assert lake_messages(lake).height == source.height  # nothing extra, nothing missing
+    assert stored.sort("message_id").equals(source)
+    mongo_ids = {d["message_id"] for d in mongo.db()["conversation_messages"].find({}, {
+        "message_id": 1})}  # fmt: skip
+    assert mongo_ids == set(source["message_id"])
+    assert "late-message-1" in mongo_ids and deleted["message_id"] not in mongo_ids
+
+
+def test_an_empty_source_then_its_first_records(nocodb, mongo_server, tmp_path):
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "sync_empty")
+        from analytics_assets.sources.seed import TABLE_COLUMNS
+
+        tables = {name: create_table(client, base_id, name, cols)
+                  for name, cols in TABLE_COLUMNS.items()}  # fmt: skip
+    defs = build_definitions(
+        resources={
+            "record_source": NocoDBSourceResource(
+                url=nocodb.url, api_token=nocodb.token, base_id=base_id, requests_per_second=0
+            ),
+            "sync_settings": SyncSettings(),
+        }
+    )
+    instance = DagsterInstance.ephemeral()
+    empty = tick(defs, instance, "nocodb_changes_sensor")
+    assert empty.run_requests == []
+    assert empty.skip_message
+    with make_client(nocodb) as client:
+        client.insert_records(tables["messages"], [{
+            "message_id": "m-1", "conversation_id": "c-1", "role": "user", "content": "hello",
+            "created_at": "2026-11-05 10:00:00",
+        }])  # fmt: skip
+    first_records = tick(defs, instance, "nocodb_changes_sensor", empty.cursor)
+    assert [r.partition_key for r in first_records.run_requests] == ["2026-11-05"]
+
+
+def test_today_waits_for_its_partition(nocodb, synced):
+    defs, instance, base, _, _ = synced
+    cursor = tick(defs, instance, "nocodb_changes_sensor").cursor
+    today = datetime.now(UTC).date()
+    time.sleep(1.1)
+    with make_client(nocodb) as client:
+        client.insert_records(base.table_ids["messages"], [{
+            "message_id": "today-1", "conversation_id": "c-today", "role": "user",
+            "content": "now", "created_at": f"{today.isoformat()} 00:00:01",
+        }])  # fmt: skip
+    result = tick(defs, instance, "nocodb_changes_sensor", cursor)
+    assert result.run_requests == []
+    assert SyncCursor.from_json(result.cursor).pending_days == {today}
