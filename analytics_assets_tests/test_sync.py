@@ -234,3 +234,26 @@ def test_today_waits_for_its_partition(nocodb, synced):
     result = tick(defs, instance, "nocodb_changes_sensor", cursor)
     assert result.run_requests == []
     assert SyncCursor.from_json(result.cursor).pending_days == {today}
+
+
+def test_mark_mode_records_deletions_without_rebuilding(nocodb, synced):
+    defs, instance, base, lake, _ = synced
+    marking = build_definitions(
+        resources={**defs.resources, "sync_settings": SyncSettings(deletions="mark",
+                                                                   reconcile_days=60)}
+    )  # fmt: skip
+    with make_client(nocodb) as client:
+        victim = next(
+            client.iter_records(
+                base.table_ids["messages"], where=f"(created_at,ge,exactDate,{DAYS[0]})",
+                sort="Id", fields=["Id", "message_id"],
+            )
+        )  # fmt: skip
+        client.delete_records(base.table_ids["messages"], [victim["Id"]])
+    result = tick(marking, instance, "nocodb_reconciliation_sensor")
+    assert result.run_requests == []
+    marked = {e.partition: e.metadata for e in result.asset_events}
+    assert marked[DAYS[0].isoformat()]["action"].value == "mark"
+    assert marked[DAYS[0].isoformat()]["deleted_ids"].data == {"messages": [str(victim["Id"])]}
+    # Kept in the lake until someone decides.
+    assert victim["message_id"] in set(lake_messages(lake)["message_id"])

@@ -9,8 +9,11 @@ from dagster import (
     AssetIn,
     AssetOut,
     BackfillPolicy,
+    Backoff,
+    Jitter,
     MetadataValue,
     Output,
+    RetryPolicy,
     asset,
     multi_asset,
 )
@@ -46,6 +49,12 @@ def _throughput(rows: int, seconds: float) -> float | None:
     io_manager_key=LAKE_IO_MANAGER,
     group_name=GROUP,
     kinds={"nocodb", "polars", "parquet"},
+    # The client already retries each request; this covers what outlasts it (NocoDB
+    # restarting, a network partition) by retrying the step, with growing waits.
+    retry_policy=RetryPolicy(
+        max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
+    pool="nocodb",
     description="Conversation and message records exactly as the source returned them, "
     "one JSON text per record, per table and UTC day of the event time.",
 )
