@@ -72,9 +72,9 @@ def seeded_sample(nocodb: NocoDBServer) -> SeededSample:
     return SeededSample(data=data, base=base)
 
 
-@pytest.fixture(scope="session")
-def mongo_server(tmp_path_factory) -> Iterator[str]:
-    """nx-27017, a MongoDB wire-protocol server on SQLite, on loopback; yields its URI."""
+def start_mongo(data_dir, port: int):
+    """nx-27017 on loopback with its files in `data_dir`; returns the process once it answers.
+    Starting it again on the same folder and port is a restart with the data kept."""
     import shutil
     import subprocess
     import sys
@@ -83,40 +83,40 @@ def mongo_server(tmp_path_factory) -> Iterator[str]:
 
     from pymongo import MongoClient
 
-    data_dir = tmp_path_factory.mktemp("mongo")
-    port = free_port()
     executable = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
     process = subprocess.Popen(
-        [
-            executable,
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--log-file",
-            str(data_dir / "log"),
-            "--pid-file",
-            str(data_dir / "pid"),
-        ],
+        [executable, "--data-dir", str(data_dir), "--port", str(port),
+         "--log-file", str(Path(data_dir) / "log"), "--pid-file", str(Path(data_dir) / "pid")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
-    uri = f"mongodb://127.0.0.1:{port}"
+    )  # fmt: skip
     deadline = time.monotonic() + 30
     while True:
         try:
-            MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
-            break
+            with MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=500) as probe:
+                probe.admin.command("ping")
+            return process
         except Exception:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 raise
             time.sleep(0.2)
+
+
+def stop_mongo(process) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory) -> Iterator[str]:
+    """nx-27017, a MongoDB wire-protocol server on SQLite, on loopback; yields its URI."""
+    port = free_port()
+    process = start_mongo(tmp_path_factory.mktemp("mongo"), port)
     try:
-        yield uri
+        yield f"mongodb://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_mongo(process)
 
 
 @pytest.fixture()

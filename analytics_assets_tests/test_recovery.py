@@ -1,0 +1,164 @@
+"""Recovery end to end: a backfill through every NocoDB fault while MongoDB is down and comes
+back, and a run killed halfway then run again, both end with the lake and MongoDB equal to
+the source: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import NocoDBSourceResource
+from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.deployments import storage_resources
+from analytics_assets.sources.generator import SampleSpec, generate_sample
+from analytics_assets.sources.seed import seed_nocodb
+from analytics_assets_tests.conftest import make_client, range_tags, start_mongo, stop_mongo
+from analytics_assets_tests.fault_proxy import FAULTS, FaultProxy, every_fault_between_successes
+from analytics_assets_tests.nocodb_server import free_port
+from analytics_assets_tests.test_assets import read_asset
+
+SPEC = SampleSpec(
+    start=date(2026, 11, 1), days=3, conversations=60, users=15, seed=5, with_bad_records=False
+)
+DAYS = [SPEC.start + timedelta(days=n) for n in range(SPEC.days)]
+
+
+@pytest.fixture(scope="module")
+def source(nocodb):
+    data = generate_sample(SPEC)
+    with make_client(nocodb) as client:
+        base = seed_nocodb(client, data, base_title="recovery_test")
+        messages = list(
+            client.iter_records(base.table_ids["messages"], fields=["message_id", "content"])
+        )
+    return base, pl.DataFrame(messages).sort("message_id")
+
+
+def assert_equal_to_source(lake: ParquetLakeIOManager, mongo_db, expected: pl.DataFrame):
+    stored = read_asset(lake, "conversation_messages").select("message_id", "content")
+    assert stored.sort("message_id").equals(expected)
+    documents = list(mongo_db["conversation_messages"].find({}, {"message_id": 1}))
+    assert len(documents) == expected.height  # no duplicates
+    assert {d["message_id"] for d in documents} == set(expected["message_id"])
+    categories = read_asset(lake, "conversation_categories")
+    conversations = read_asset(lake, "conversations")
+    assert categories.height == conversations.height == conversations["conversation_id"].n_unique()
+
+
+def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
+    nocodb, source, tmp_path
+):
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    base, expected = source
+    port = free_port()
+    mongo_dir = tmp_path / "mongo"
+    mongo_dir.mkdir()
+    # Started once to create its files, then down when the run begins.
+    stop_mongo(start_mongo(mongo_dir, port))
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    mongo = MongoResource(uri=f"mongodb://127.0.0.1:{port}", database="recovery")
+    restarted: dict[str, float] = {}
+    first_lake_file = lake.lake().day_file("conversation_messages", DAYS[0])
+
+    def restart_mongo_once_the_run_needs_it() -> None:
+        # The lake is written before MongoDB: once this file exists the run is about to
+        # write to a MongoDB that is down, and waits for it (server selection, 10 s).
+        deadline = time.monotonic() + 120
+        while not Path(first_lake_file.path).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        restarted["at"] = time.monotonic()
+        restarted["process"] = start_mongo(mongo_dir, port)
+
+    with FaultProxy(nocodb.url, every_fault_between_successes(rounds=1)) as proxy:
+        defs = build_definitions(
+            resources={
+                "record_source": NocoDBSourceResource(
+                    url=proxy.url, api_token=nocodb.token, base_id=base.base_id,
+                    requests_per_second=0, timeout_s=0.5, throttle_wait_s=0.2,
+                ),
+                **storage_resources({"base_url": lake.base_url}, mongo),
+            }
+        )  # fmt: skip
+        watcher = threading.Thread(target=restart_mongo_once_the_run_needs_it)
+        watcher.start()
+        try:
+            result = defs.resolve_job_def("ingestion_job").execute_in_process(
+                instance=DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[-1])
+            )
+        finally:
+            watcher.join()
+    try:
+        assert result.success
+        assert set(proxy.injected) == set(FAULTS)
+        assert "at" in restarted
+        assert_equal_to_source(lake, mongo.db(), expected)
+    finally:
+        stop_mongo(restarted["process"])
+
+
+def test_a_run_killed_halfway_and_run_again_converges(nocodb, source, mongo_server, tmp_path):
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    base, expected = source
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    mongo = MongoResource(uri=mongo_server, database="killed_run")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "NOCODB_URL": nocodb.url,
+        "NOCODB_API_TOKEN": nocodb.token,
+        "NOCODB_BASE_ID": base.base_id,
+        "NOCODB_REQUESTS_PER_SECOND": "0",
+        "ANALYTICS_LAKE_URL": lake.base_url,
+        "MONGODB_URI": mongo_server,
+        "MONGODB_DATABASE": "killed_run",
+        "ANALYTICS_HEADS_DIR": str(tmp_path / "heads"),
+    }
+    Path(env["DAGSTER_HOME"]).mkdir()
+    tags = json.dumps(range_tags(DAYS[0], DAYS[-1]))
+    run = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
+         "analytics_assets.definitions", "-j", "ingestion_job", "--tags", tags],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    # Killed once the messages are in the lake and MongoDB is being written: mid-partition.
+    halfway = Path(lake.lake().day_file("conversation_messages", DAYS[-1]).path)
+    deadline = time.monotonic() + 180
+    while not halfway.exists():
+        assert run.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not Path(lake.lake().day_file("daily_report", DAYS[0]).path).exists()
+
+    defs = build_definitions(
+        resources={
+            "record_source": NocoDBSourceResource(
+                url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
+                requests_per_second=0,
+            ),
+            **storage_resources({"base_url": lake.base_url}, mongo),
+        }
+    )  # fmt: skip
+    again = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[-1])
+    )
+    assert again.success
+    assert_equal_to_source(lake, mongo.db(), expected)
+    reports = read_asset(lake, "daily_report")
+    assert reports["conversations"].sum() == read_asset(lake, "conversations").height
