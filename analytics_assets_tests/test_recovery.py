@@ -104,6 +104,10 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
     try:
         assert result.success
         assert set(proxy.injected) == set(FAULTS)
+        # The run says what it went through.
+        fetched = result.asset_materializations_for_node("nocodb_raw_pages")[0].metadata
+        assert fetched["retries"].value >= len(FAULTS)
+        assert fetched["throttled"].value >= 2  # the two 429s
         assert "at" in restarted
         assert_equal_to_source(lake, mongo.db(), expected)
     finally:
@@ -162,3 +166,44 @@ def test_a_run_killed_halfway_and_run_again_converges(nocodb, source, mongo_serv
     assert_equal_to_source(lake, mongo.db(), expected)
     reports = read_asset(lake, "daily_report")
     assert reports["conversations"].sum() == read_asset(lake, "conversations").height
+
+
+def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp_path):
+    from analytics_assets.nocodb.errors import NocoDBRetriesExhaustedError
+    from analytics_assets.sources.nocodb import NocoDBSource
+
+    base, _ = source
+    day = DAYS[1]
+
+    def pull(fail_at_page: int | None = None):
+        with make_client(nocodb, page_size=20) as client:
+            pages = 0
+            send = client.request
+
+            def request(method, path, **kwargs):
+                nonlocal pages
+                if path.endswith("/records"):
+                    pages += 1
+                    if fail_at_page is not None and pages == fail_at_page:
+                        raise NocoDBRetriesExhaustedError("NocoDB went away (injected)")
+                return send(method, path, **kwargs)
+
+            client.request = request
+            source = NocoDBSource(client, base_id=base.base_id, checkpoint_dir=tmp_path / "spool")
+            return source.fetch_day("messages", day), pages
+
+    with make_client(nocodb) as client:
+        clean = NocoDBSource(client, base_id=base.base_id).fetch_day("messages", day)
+    total_pages = clean.frame.height // 20 + 1
+    assert total_pages >= 5
+
+    with pytest.raises(NocoDBRetriesExhaustedError):
+        pull(fail_at_page=4)  # three pages done, the fourth fails
+    resumed, requests = pull()
+    assert resumed.stats["resumed_pages"] == 3
+    # Only what was left was asked for: the remaining pages plus the blank-time query.
+    assert requests == total_pages - 3 + 1
+    assert resumed.frame["record_id"].to_list() == clean.frame["record_id"].to_list()
+    assert resumed.frame["record"].to_list() == clean.frame["record"].to_list()
+    # A finished pull leaves no checkpoint behind; the next one starts from zero.
+    assert not any((tmp_path / "spool").iterdir())

@@ -48,6 +48,10 @@ class RecordSource(ABC):
         so they reach validation and land in `processing_errors` instead of vanishing.
         """
 
+    def stats(self) -> dict[str, float]:
+        """Running counters of the source's requests (requests, retries, throttled waits)."""
+        return {}
+
     @abstractmethod
     def describe(self) -> str:
         """Where the records come from, fit for logs and metadata (never a secret)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import polars as pl
 
 from analytics_assets.nocodb.client import NocoDBClient, and_filters, blank_filter, day_filter
 from analytics_assets.nocodb.errors import NocoDBNotFoundError
 from analytics_assets.sources.base import Change, ChangeScan, FetchResult, RecordSource
+from analytics_assets.sources.checkpoints import PageSpool
 from analytics_assets.sources.schema import (
     EVENT_TIME_FIELD,
     KEY_FIELD,
@@ -46,13 +48,21 @@ class NocoDBSource(RecordSource):
         schema: SourceSchema | None = None,
         *,
         base_id: str | None = None,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_max_age_s: float = 3600.0,
     ):
         self.client = client
         self.schema = schema or SourceSchema()
         self.base_id = base_id
+        # Where completed pages wait until their day's pull finishes (None: no resuming).
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_max_age_s = checkpoint_max_age_s
 
     def describe(self) -> str:
         return f"nocodb:{self.client.base_url}"
+
+    def stats(self) -> dict[str, float]:
+        return self.client.stats.as_dict()
 
     def _fields(self, kind: TableKind, columns: dict[str, str]) -> list[str]:
         """The mapped fields to request; a missing mapped field is a configuration error."""
@@ -75,24 +85,40 @@ class NocoDBSource(RecordSource):
         sort_key = primary_key or self.schema.source_field(kind, KEY_FIELD[kind])
         queries = self._day_queries(kind, info.columns, day)
         frames = [empty_raw_frame()]
-        pages = 0
+        pages = resumed = 0
         requests_before = self.client.stats.requests
         started = time.perf_counter()
+        spools = []
         for where in queries:
-            for page in self.client.iter_pages(info.id, where=where, sort=sort_key, fields=fields):
+            spool = self._spool(info.id, kind, day, where, fields) if primary_key else None
+            query = where
+            if spool:
+                spools.append(spool)
+                done, last_id = spool.load()
+                frames += done
+                pages += len(done)
+                resumed += len(done)
+                if last_id is not None:
+                    query = and_filters(where, f"({primary_key},gt,{last_id})")
+                spooled = len(done)
+            for page in self.client.iter_pages(info.id, where=query, sort=sort_key, fields=fields):
                 if page.records:
-                    frames.append(
-                        raw_frame_from_records(
-                            page.records,
-                            table=kind,
-                            day=day,
-                            page=pages,
-                            fetched_at=datetime.now(UTC),
-                            source=f"{self.describe()}/{info.id}",
-                            id_field=primary_key,
-                        )
+                    frame = raw_frame_from_records(
+                        page.records,
+                        table=kind,
+                        day=day,
+                        page=pages,
+                        fetched_at=datetime.now(UTC),
+                        source=f"{self.describe()}/{info.id}",
+                        id_field=primary_key,
                     )
+                    frames.append(frame)
+                    if spool:
+                        spool.save(spooled, frame, str(page.records[-1][primary_key]))
+                        spooled += 1
                 pages += 1
+        for spool in spools:
+            spool.clear()
         frame = pl.concat(frames)
         return FetchResult(
             frame=frame,
@@ -101,8 +127,17 @@ class NocoDBSource(RecordSource):
                 "records": frame.height,
                 "requests": self.client.stats.requests - requests_before,
                 "seconds": round(time.perf_counter() - started, 3),
+                "resumed_pages": resumed,
             },
         )
+
+    def _spool(
+        self, table_id: str, kind: TableKind, day: date, where: str, fields: list[str]
+    ) -> PageSpool | None:
+        if self.checkpoint_dir is None:
+            return None
+        key = f"{self.client.base_url}|{table_id}|{kind}|{day}|{where}|{','.join(fields)}"
+        return PageSpool(Path(self.checkpoint_dir), key, self.checkpoint_max_age_s)
 
     # -- incremental sync --------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -37,6 +39,9 @@ class RecordSourceResource(ConfigurableResource):
     """Base of the record sources; assets depend on this, deployments choose the subclass."""
 
     source_schema: SourceSchema = Field(default_factory=SourceSchema)
+    fetch_workers: int = Field(
+        default=1, description="Days and tables fetched at once within a run."
+    )
 
     def open(self) -> AbstractContextManager[RecordSource]:
         """The source, open for the duration of one step (connections closed after)."""
@@ -75,11 +80,33 @@ class NocoDBSourceResource(RecordSourceResource):
     requests_per_second: float = Field(
         default=5.0, description="Pacing per token; NocoDB Cloud allows 5/s. 0 disables pacing."
     )
+    fetch_workers: int = Field(
+        default=4,
+        description="Days and tables fetched at once within a run; all share one pacer, so "
+        "the rate limit holds however many there are.",
+    )
     timeout_s: float = Field(default=30.0, description="Per-request timeout.")
     max_attempts: int = Field(default=8, description="Attempts per request before giving up.")
     throttle_wait_s: float = Field(
         default=30.0, description="Wait after a 429 without Retry-After (Cloud blocks 30 s)."
     )
+
+    checkpoint_dir: str | None = Field(
+        default=None,
+        description="Where a day's completed pages are kept until its pull finishes, so a "
+        "retried pull resumes after its last page. Default: $DAGSTER_HOME/storage/"
+        "nocodb_pages (or the system temp folder); '' turns resuming off.",
+    )
+    checkpoint_max_age_s: float = Field(
+        default=3600.0, description="Older checkpoints are stale and the pull starts over."
+    )
+
+    def _checkpoint_dir(self) -> str | None:
+        if self.checkpoint_dir is not None:
+            return self.checkpoint_dir or None
+        home = os.environ.get("DAGSTER_HOME")
+        base = Path(home) / "storage" if home else Path(tempfile.gettempdir())
+        return str(base / "nocodb_pages")
 
     def client(self) -> NocoDBClient:
         return NocoDBClient(
@@ -93,7 +120,13 @@ class NocoDBSourceResource(RecordSourceResource):
     @contextmanager
     def open(self) -> Iterator[RecordSource]:
         with self.client() as client:
-            yield NocoDBSource(client, self.source_schema, base_id=self.base_id)
+            yield NocoDBSource(
+                client,
+                self.source_schema,
+                base_id=self.base_id,
+                checkpoint_dir=self._checkpoint_dir(),
+                checkpoint_max_age_s=self.checkpoint_max_age_s,
+            )
 
 
 class SyncSettings(ConfigurableResource):
