@@ -257,3 +257,36 @@ def test_mark_mode_records_deletions_without_rebuilding(nocodb, synced):
     assert marked[DAYS[0].isoformat()]["deleted_ids"].data == {"messages": [str(victim["Id"])]}
     # Kept in the lake until someone decides.
     assert victim["message_id"] in set(lake_messages(lake)["message_id"])
+
+
+def test_a_record_fixed_in_nocodb_recovers_and_the_run_says_so(nocodb, synced):
+    defs, instance, base, lake, _ = synced
+    table = base.table_ids["messages"]
+    cursor = tick(defs, instance, "nocodb_changes_sensor").cursor
+    time.sleep(1.1)
+    with make_client(nocodb) as client:
+        client.insert_records(table, [{
+            "message_id": "bad-role-1", "conversation_id": "c-x", "role": "bot",
+            "content": "hi", "created_at": f"{DAYS[0].isoformat()} 08:00:00",
+        }])  # fmt: skip
+        bad = next(client.iter_records(table, where="(message_id,eq,bad-role-1)", fields=["Id"]))
+
+    def sync(cursor):
+        result = tick(defs, instance, "nocodb_changes_sensor", cursor)
+        assert [r.partition_key for r in result.run_requests] == [DAYS[0].isoformat()]
+        run = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=instance, partition_key=DAYS[0].isoformat()
+        )
+        assert run.success
+        return result.cursor, run.asset_materializations_for_node("validated_records")
+
+    cursor, materializations = sync(cursor)
+    errors = next(m for m in materializations if m.asset_key.path[-1] == "processing_errors")
+    assert (errors.metadata["new_errors"].value, errors.metadata["recovered"].value) == (1, 0)
+    time.sleep(1.1)
+    with make_client(nocodb) as client:
+        client.update_records(table, [{"Id": bad["Id"], "role": "user"}])
+    _, materializations = sync(cursor)
+    errors = next(m for m in materializations if m.asset_key.path[-1] == "processing_errors")
+    assert (errors.metadata["new_errors"].value, errors.metadata["recovered"].value) == (0, 1)
+    assert "bad-role-1" in set(lake_messages(lake)["message_id"])

@@ -15,6 +15,7 @@ from dagster import (
     Jitter,
     MetadataValue,
     Output,
+    ResourceParam,
     RetryPolicy,
     asset,
     multi_asset,
@@ -26,6 +27,7 @@ from analytics_assets.defs.ingestion.partitions import (
     messages_of_conversations_started_that_day,
 )
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.sources.schema import TABLE_KINDS
 from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
@@ -121,6 +123,18 @@ def nocodb_raw_pages(
     )
 
 
+def _error_keys(errors: pl.DataFrame) -> set[tuple]:
+    return set(errors.select("table", "stage", "record_key").iter_rows())
+
+
+def _previous_errors(lake, days: list) -> set[tuple]:
+    present = set(lake.days_present("processing_errors")) & set(days)
+    if not present:
+        return set()
+    scan = lake.scan_days("processing_errors", sorted(present))
+    return _error_keys(scan.select("table", "stage", "record_key").collect())
+
+
 @multi_asset(
     outs={
         "conversation_messages": AssetOut(
@@ -149,9 +163,13 @@ def validated_records(
     context: AssetExecutionContext,
     nocodb_raw_pages: pl.DataFrame,
     record_source: RecordSourceResource,
+    lake_io_manager: ResourceParam[PolarsParquetLake],
 ):
     started = time.perf_counter()
-    days = len(days_in(context.partition_time_window))
+    run_days = days_in(context.partition_time_window)
+    days = len(run_days)
+    # The days' errors as they stood before this run: a rebuilt day reports what recovered.
+    previous_errors = _previous_errors(lake_io_manager, run_days)
     schema = record_source.source_schema
     messages = validate_messages(nocodb_raw_pages, schema)
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
@@ -185,11 +203,22 @@ def validated_records(
         },
     )
     reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
+    now_failing = _error_keys(errors)
+    recovered = sorted(previous_errors - now_failing)
+    if recovered:
+        context.log.info(
+            f"{len(recovered)} record(s) that failed before now pass: {recovered[:20]}"
+        )
     yield Output(
         errors,
         output_name="processing_errors",
         metadata={
             "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
+            # Against the same days before this run: fixed at the source, or still failing.
+            "recovered": len(recovered),
+            "still_failing": len(previous_errors & now_failing),
+            "new_errors": len(now_failing - previous_errors),
+            "recovered_records": MetadataValue.json([list(key) for key in recovered[:50]]),
             **frame_metadata(errors.drop("record"), days=days),
         },
     )
