@@ -27,8 +27,9 @@ ASSETS = (
 
 
 def read_asset(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
-    root = lake.lake().base_path / asset
-    return pl.read_parquet(f"{root}/day=*/data.parquet")
+    """Every day of an asset in the lake, local or S3."""
+    reader = lake.lake()
+    return reader.scan_days(asset, reader.days_present(asset)).collect()
 
 
 def event_day(text: str | None) -> date | None:

@@ -207,3 +207,67 @@ def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp
     assert resumed.frame["record"].to_list() == clean.frame["record"].to_list()
     # A finished pull leaves no checkpoint behind; the next one starts from zero.
     assert not any((tmp_path / "spool").iterdir())
+
+
+def test_an_s3_restart_mid_run_loses_and_duplicates_nothing(nocodb, source, mongo_server):
+    import boto3
+    from dagster_aws.s3 import S3Resource
+    from moto.server import ThreadedMotoServer
+
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    base, expected = source
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        os.environ.setdefault(name, value)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    servers = [ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)]
+    servers[0].start()
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket="restart-lake")
+    lake = ParquetLakeIOManager(
+        base_url="s3://restart-lake/lake", s3=S3Resource(endpoint_url=endpoint)
+    )
+    mongo = MongoResource(uri=mongo_server, database="s3_restart")
+    outage: dict[str, float] = {}
+    halfway = f"lake/conversation_messages/day={DAYS[-1].isoformat()}/data.parquet"
+
+    def restart_s3_mid_run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = s3.list_objects_v2(Bucket="restart-lake", Prefix=halfway)
+            if listed.get("KeyCount"):
+                break
+            time.sleep(0.05)
+        servers[0].stop()  # every write and read of the next 1.5 s finds nobody there
+        outage["from"] = time.monotonic()
+        time.sleep(1.5)
+        servers.append(ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False))
+        servers[-1].start()
+        outage["to"] = time.monotonic()
+
+    defs = build_definitions(
+        resources={
+            "record_source": NocoDBSourceResource(
+                url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
+                requests_per_second=0,
+            ),
+            **storage_resources({"base_url": lake.base_url, "s3": lake.s3}, mongo),
+        }
+    )  # fmt: skip
+    watcher = threading.Thread(target=restart_s3_mid_run)
+    watcher.start()
+    try:
+        result = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[-1])
+        )
+        finished = time.monotonic()
+        watcher.join()
+        assert result.success
+        # The run was going before the outage and still going after it.
+        assert outage["to"] < finished
+        assert_equal_to_source(lake, mongo.db(), expected)
+    finally:
+        watcher.join()
+        servers[-1].stop()
