@@ -25,6 +25,7 @@ from analytics_assets.defs.ingestion.sensors import (
     nocodb_changes_sensor,
     nocodb_reconciliation_sensor,
 )
+from analytics_assets.defs.translation import assets as translation_assets
 from analytics_assets.deployments import current_deployment, resources_for
 
 
@@ -34,7 +35,7 @@ def build_definitions(
     """The code location's definitions; `resources` replaces some of the deployment's."""
     return Definitions(
         assets=load_assets_from_modules(
-            [ingestion_assets, categorization_assets, analytics_assets]
+            [ingestion_assets, categorization_assets, translation_assets, analytics_assets]
         ),
         # Includes the freshness checks built in the checks module.
         asset_checks=load_asset_checks_from_modules([ingestion_checks, analytics_checks]),

@@ -26,6 +26,7 @@ from analytics_assets.defs.ingestion.resources import (
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
 from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER, LAKE_IO_MANAGER
 
@@ -127,6 +128,21 @@ def sync_settings_for(deployment: str) -> SyncSettings:
     )
 
 
+def translation_for(deployment: str) -> TranslationResource:
+    """TRANSLATOR=none|source|http|local; targets as TRANSLATION_TARGETS=en,de."""
+    api_key = EnvVar("TRANSLATION_HTTP_API_KEY") if os.environ.get(
+        "TRANSLATION_HTTP_API_KEY") else None  # fmt: skip
+    return TranslationResource(
+        translator=os.environ.get("TRANSLATOR", "none"),
+        target_languages=os.environ.get("TRANSLATION_TARGETS", "en").split(","),
+        http_url=os.environ.get("TRANSLATION_HTTP_URL"),
+        http_api_key=api_key,
+        local_model_dir=os.environ.get("TRANSLATION_MODEL_DIR"),
+        device=os.environ.get("ANALYTICS_DEVICE", "auto"),
+        source_table=os.environ.get("NOCODB_TRANSLATIONS_TABLE", "message_translations"),
+    )
+
+
 def resources_for(deployment: str) -> dict[str, Any]:
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
@@ -134,6 +150,7 @@ def resources_for(deployment: str) -> dict[str, Any]:
         "record_source": record_source_for(deployment),
         "categorization": categorization_for(deployment),
         "sync_settings": sync_settings_for(deployment),
+        "translation": translation_for(deployment),
         **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
     }
 

@@ -37,11 +37,18 @@ def detector():
         return _detector
 
 
+# lingua's accuracy levels off after a few sentences while its cost grows with the length:
+# a long message is judged on its first 300 characters.
+DETECTION_PREFIX_CHARS = 300
+
+
 def detect_languages(texts: pl.Series) -> pl.DataFrame:
     """ISO 639-1 code and confidence per text; `unknown` (confidence 0) for text without
-    enough letters to tell (empty, emoji, numbers)."""
-    values = texts.fill_null("").to_list()
-    letters = texts.fill_null("").str.count_matches(r"\p{L}").to_list()
+    enough letters to tell (empty, emoji, numbers). Each distinct prefix is judged once."""
+    prefixes = texts.fill_null("").str.slice(0, DETECTION_PREFIX_CHARS)
+    distinct = prefixes.unique(maintain_order=True)
+    letters = distinct.str.count_matches(r"\p{L}").to_list()
+    values = distinct.to_list()
     candidates = [index for index, count in enumerate(letters) if count >= 2]
     codes = [UNKNOWN] * len(values)
     confidences = [0.0] * len(values)
@@ -53,4 +60,12 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
             if ranked:
                 codes[index] = ranked[0].language.iso_code_639_1.name.lower()
                 confidences[index] = round(ranked[0].value, 4)
-    return pl.DataFrame({"language": codes, "language_confidence": confidences})
+    judged = pl.DataFrame(
+        {"_prefix": values, "language": codes, "language_confidence": confidences},
+        schema={"_prefix": pl.String, "language": pl.String, "language_confidence": pl.Float64},
+    )
+    return (
+        pl.DataFrame({"_prefix": prefixes})
+        .join(judged, on="_prefix", how="left", maintain_order="left")
+        .drop("_prefix")
+    )

@@ -198,6 +198,32 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             ],
         ),
         CollectionSpec(
+            name="conversation_translations",
+            # message × target language × translator version: a re-run replaces its own
+            # translation, a better translator adds one and the old one stays as history.
+            id_fields=("message_id", "target_language", "translator", "translator_version"),
+            description="Message-level translations with their quality scores; `is_current` "
+            "marks the one to show.",
+            json_schema=_schema(
+                ["message_id", "target_language", "translator", "text"],
+                {
+                    "message_id": _STRING,
+                    "conversation_id": _NULLABLE_STRING,
+                    "source_language": _STRING,
+                    "target_language": _STRING,
+                    "translator": _STRING,
+                    "translator_version": _STRING,
+                    "text": _STRING,
+                    "is_current": {"bsonType": "bool"},
+                },
+            ),
+            indexes=[
+                _index(("conversation_id", ASCENDING), ("target_language", ASCENDING)),
+                _index(("message_id", ASCENDING)),
+                _index((DAY_FIELD, ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
             name="processing_errors",
             # The day goes last: nx-27017 mangles a string `_id` that starts with a date.
             id_fields=("table", "stage", "record_key", DAY_FIELD),

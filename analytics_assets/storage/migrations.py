@@ -57,6 +57,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the collections with their $jsonSchema validators", _create_collections),
     Migration(2, "create the indexes of the read paths", _create_indexes),
     Migration(3, "processing_errors: rename `key` to `record_key`", _rename_error_key),
+    Migration(
+        4,
+        "conversation_translations: create with its validator and indexes",
+        lambda db, action: (_create_collections(db, action), _create_indexes(db, action)),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

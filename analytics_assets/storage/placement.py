@@ -15,6 +15,13 @@ MONGO_COLLECTION_OF_ASSET: dict[str, str] = {
     "monthly_report": "analytics_reports",
     "user_analytics": "user_analytics",
     "processing_errors": "processing_errors",
+    "conversation_translations": "conversation_translations",
+    "translation_errors": "processing_errors",
+}
+# Assets that share a collection each replace only their own documents in it.
+MONGO_SLICE_SCOPE_OF_ASSET: dict[str, dict[str, str]] = {
+    "processing_errors": {"stage": "validate"},
+    "translation_errors": {"stage": "translate"},
 }
 
 LAKE_IO_MANAGER = "lake_io_manager"

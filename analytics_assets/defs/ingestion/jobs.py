@@ -23,7 +23,7 @@ from analytics_assets.defs.ingestion.partitions import (
 ingestion_job = define_asset_job(
     "ingestion_job",
     # Every daily asset: ingestion and what is computed from it.
-    selection=AssetSelection.groups("ingestion")
+    selection=AssetSelection.groups("ingestion", "translation")
     | AssetSelection.assets(
         "conversation_categories",
         "message_signals",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from analytics_assets.storage.mongo import (
     load_days,
     replace_frame,
 )
-from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET
+from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET, MONGO_SLICE_SCOPE_OF_ASSET
 
 ERRORS_COLLECTION = "processing_errors"
 
@@ -39,7 +40,8 @@ def _collection_spec(context: InputContext | OutputContext) -> CollectionSpec:
             f"Asset {asset_name!r} has no MongoDB collection; add it to "
             "analytics_assets/storage/placement.py."
         )
-    return COLLECTIONS[name]
+    scope = MONGO_SLICE_SCOPE_OF_ASSET.get(asset_name)
+    return dataclasses.replace(COLLECTIONS[name], slice_scope=scope) if scope else COLLECTIONS[name]
 
 
 def _days(context: InputContext | OutputContext) -> list[str] | None:

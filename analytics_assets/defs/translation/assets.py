@@ -1,0 +1,151 @@
+"""Translations: each day's messages in the team's languages, with their quality scores, the
+conversation-level language view, and every message that could not be translated."""
+
+import time
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    multi_asset,
+)
+
+from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.translation.resources import TranslationResource
+from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
+from analytics_assets.transforms.records import ERROR_SCHEMA
+from analytics_assets.translation.detection import conversation_languages, message_languages
+from analytics_assets.translation.pipeline import (
+    TRANSLATION_SCHEMA,
+    TranslationRun,
+    translate_messages,
+)
+
+GROUP = "translation"
+
+
+def _previous(lake: PolarsParquetLake, days: list) -> pl.DataFrame | None:
+    present = sorted(set(lake.days_present("conversation_translations")) & set(days))
+    return lake.scan_days("conversation_translations", present).collect() if present else None
+
+
+def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
+    """Per language pair and translator (current rows): how many, and how good."""
+    return (
+        translations.filter(pl.col("is_current"))
+        .group_by("source_language", "target_language", "translator")
+        .agg(
+            pl.len().alias("translations"),
+            pl.col("target_language_ok").mean().round(3).alias("in_target_language"),
+            pl.col("length_ratio_ok").mean().round(3).alias("plausible_length"),
+            pl.col("chrf").mean().round(1).alias("chrf"),
+        )
+        .sort("translations", descending=True)
+    )
+
+
+@multi_asset(
+    outs={
+        "conversation_translations": AssetOut(
+            io_manager_key=io_manager_key("conversation_translations"),
+            group_name=GROUP,
+            kinds={"polars", "parquet", "mongodb"},
+            description="Message-level translations into the team's languages: source and "
+            "target language, text, translator and version, when, quality scores; history "
+            "of earlier translators kept, `is_current` marks the one to show.",
+        ),
+        "translation_errors": AssetOut(
+            io_manager_key=io_manager_key("translation_errors"),
+            group_name=GROUP,
+            kinds={"polars", "parquet", "mongodb"},
+            description="Messages that could not be translated (unsupported pair, translator "
+            "failing after its retries), also in MongoDB's processing_errors.",
+        ),
+        "conversation_languages": AssetOut(
+            io_manager_key=LAKE_IO_MANAGER,
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            description="Per conversation: dominant language, its share, mixed-language flag, "
+            "the languages seen, confidence.",
+        ),
+    },
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def translations(
+    context: AssetExecutionContext,
+    conversation_messages: pl.DataFrame,
+    translation: TranslationResource,
+    record_source: RecordSourceResource,
+    lake_io_manager: ResourceParam[PolarsParquetLake],
+):
+    started = time.perf_counter()
+    days = days_in(context.partition_time_window)
+    messages = message_languages(
+        conversation_messages.select("message_id", "conversation_id", "role", "content", "day")
+    )
+    detected = time.perf_counter()
+    languages = conversation_languages(messages)
+    translator = translation.build(record_source)
+    previous = _previous(lake_io_manager, days)
+    if translator is None:
+        kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
+        needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
+                                                               "unknown"])).height  # fmt: skip
+        run = TranslationRun(kept, pl.DataFrame(schema=ERROR_SCHEMA))
+        run.counts["needing_translation_no_translator"] = needing
+    else:
+        run = translate_messages(
+            messages, translation.target_languages, translator, previous=previous
+        )
+    seconds = time.perf_counter() - started
+    counts = dict(run.counts)
+    context.log.info(f"translations ({translation.translator}): {counts}")
+    pairs = quality_by_pair(run.translations)
+    yield Output(
+        run.translations,
+        output_name="conversation_translations",
+        metadata={
+            "translator": translation.translator,
+            "translator_version": translator.version if translator else None,
+            "targets": MetadataValue.json(translation.target_languages),
+            "outcomes": MetadataValue.json(counts),
+            "quality_by_pair": MetadataValue.md(markdown_table(pairs, rows=50)),
+            "seconds": round(seconds, 3),
+            "detection_messages_per_second": round(messages.height / (detected - started))
+            if detected > started
+            else None,
+            **frame_metadata(run.translations.drop("source_text"), days=len(days)),
+        },
+    )
+    yield Output(
+        run.errors,
+        output_name="translation_errors",
+        metadata={
+            "errors_by_reason": MetadataValue.md(
+                markdown_table(run.errors.group_by("reason").len(), rows=20)
+            ),
+            **frame_metadata(run.errors.drop("record"), days=len(days)),
+        },
+    )
+    yield Output(
+        languages.join(
+            conversation_messages.group_by("conversation_id").agg(pl.col("day").min()),
+            on="conversation_id",
+        ),
+        output_name="conversation_languages",
+        metadata={
+            "languages": MetadataValue.json(
+                dict(languages.group_by("dominant_language").len().iter_rows())
+            ),
+            "mixed_language": int(languages["mixed_language"].sum()),
+            **frame_metadata(languages, days=len(days)),
+        },
+    )

@@ -1,0 +1,56 @@
+"""Language per message and per conversation. The detector is categorization's (one lingua
+detector per process, one place): this module only adds the conversation view."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analytics_assets.categorization.language import UNKNOWN, detect_languages
+
+# A second language that carries at least this share of a conversation's user text makes it
+# mixed (a user switching languages, or quoting an error message in English).
+MIXED_SHARE = 0.2
+
+MESSAGE_LANGUAGE_SCHEMA = {"language": pl.String(), "language_confidence": pl.Float64()}
+CONVERSATION_LANGUAGE_SCHEMA = {
+    "conversation_id": pl.String(),
+    "dominant_language": pl.String(),
+    "dominant_share": pl.Float64(),
+    "mixed_language": pl.Boolean(),
+    "languages": pl.List(pl.String()),
+    "language_confidence": pl.Float64(),
+}
+
+
+def message_languages(messages: pl.DataFrame) -> pl.DataFrame:
+    """`messages` with each message's language and confidence."""
+    return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
+
+
+def conversation_languages(messages: pl.DataFrame) -> pl.DataFrame:
+    """Per conversation, from its user messages with `language` and `language_confidence`:
+    the dominant language by share of letters written, whether a second language reaches
+    20 %, and a confidence = dominant share × mean detector confidence of its messages."""
+    user = messages.filter((pl.col("role") == "user") & (pl.col("language") != UNKNOWN))
+    weighted = user.with_columns(pl.col("content").str.len_chars().alias("_chars"))
+    per_language = (
+        weighted.group_by("conversation_id", "language")
+        .agg(pl.col("_chars").sum(), pl.col("language_confidence").mean().alias("_confidence"))
+        .with_columns(
+            (pl.col("_chars") / pl.col("_chars").sum().over("conversation_id")).alias("_share")
+        )
+        .sort(["conversation_id", "_share", "language"], descending=[False, True, False])
+    )
+    return (
+        per_language.group_by("conversation_id", maintain_order=True)
+        .agg(
+            pl.col("language").first().alias("dominant_language"),
+            pl.col("_share").first().alias("dominant_share"),
+            (pl.col("_share").filter(pl.col("_share") >= MIXED_SHARE).len() > 1).alias(
+                "mixed_language"
+            ),
+            pl.col("language").alias("languages"),
+            (pl.col("_share").first() * pl.col("_confidence").first()).alias("language_confidence"),
+        )
+        .cast(CONVERSATION_LANGUAGE_SCHEMA)
+    )

@@ -1,0 +1,171 @@
+"""A day's translations: which messages need one, the translator's answers with their
+quality scores, what failed (as processing errors), and the history of earlier translators.
+
+Idempotent: one row per message × target language × translator version, so a re-run
+replaces its own rows. A different translator (or version) adds rows and becomes current;
+the earlier rows stay, marked `is_current = false`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from analytics_assets.categorization.language import UNKNOWN
+from analytics_assets.transforms.records import ERROR_SCHEMA
+from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
+from analytics_assets.translation.quality import score_translations
+from analytics_assets.translation.translators import Item, TranslationError, Translator
+
+TRANSLATION_SCHEMA: dict[str, pl.DataType] = {
+    "message_id": pl.String(),
+    "conversation_id": pl.String(),
+    "source_language": pl.String(),
+    "target_language": pl.String(),
+    "source_text": pl.String(),
+    "text": pl.String(),
+    "translator": pl.String(),
+    "translator_version": pl.String(),
+    "translated_at": TIMESTAMP_DTYPE,
+    "is_current": pl.Boolean(),
+    "detected_language": pl.String(),
+    "target_language_ok": pl.Boolean(),
+    "length_ratio": pl.Float64(),
+    "length_ratio_ok": pl.Boolean(),
+    "chrf": pl.Float64(),
+    "day": pl.Date(),
+}
+STAGE = "translate"
+
+
+@dataclass
+class TranslationRun:
+    translations: pl.DataFrame
+    errors: pl.DataFrame
+    counts: Counter = field(default_factory=Counter)
+
+
+def _error_rows(items: list[Item], messages: dict[str, dict], reason: str) -> list[dict]:
+    return [
+        {
+            "day": messages[item.message_id]["day"],
+            "table": "messages",
+            "stage": STAGE,
+            "record_id": None,
+            "key": item.message_id,
+            "record_key": item.message_id,
+            "conversation_id": messages[item.message_id]["conversation_id"],
+            "reason": reason,
+            "record": None,
+        }
+        for item in items
+    ]
+
+
+def translate_messages(
+    messages: pl.DataFrame,
+    targets: list[str],
+    translator: Translator,
+    *,
+    previous: pl.DataFrame | None = None,
+    references: dict[tuple[str, str], str] | None = None,
+    now: datetime | None = None,
+) -> TranslationRun:
+    """`messages`: message_id, conversation_id, content, language, day. `previous`: the
+    translations stored for the same days before this run (kept as history)."""
+    now = now or datetime.now(UTC)
+    counts: Counter = Counter()
+    by_id = {row["message_id"]: row for row in messages.iter_rows(named=True)}
+    new_rows: list[dict] = []
+    error_rows: list[dict] = []
+    text = pl.col("content").fill_null("").str.strip_chars()
+    for target in targets:
+        counts["empty"] += messages.filter(text == "").height
+        counts["unknown_language"] += messages.filter(
+            (text != "") & (pl.col("language") == UNKNOWN)
+        ).height
+        counts[f"already_{target}"] += messages.filter(pl.col("language") == target).height
+        wanted = messages.filter(
+            (text != "") & (pl.col("language") != UNKNOWN) & (pl.col("language") != target)
+        )
+        for (source,), group in wanted.group_by("language", maintain_order=True):
+            items = [
+                Item(message_id, content, source)
+                for message_id, content in group.select("message_id", "content").iter_rows()
+            ]
+            if not translator.supports(source, target):
+                counts["unsupported"] += len(items)
+                reason = f"unsupported language pair {source}->{target} ({translator.name})"
+                error_rows += _error_rows(items, by_id, reason)
+                continue
+            try:
+                translated = translator.translate(items, target)
+            except TranslationError as error:
+                counts["failed"] += len(items)
+                error_rows += _error_rows(items, by_id, f"{translator.name}: {error}")
+                continue
+            # The source translator only has what the chatbot stored: a gap is not an error.
+            counts["not_provided"] += len(items) - len(translated)
+            counts["translated"] += len(translated)
+            new_rows += [
+                {
+                    "message_id": item.message_id,
+                    "conversation_id": by_id[item.message_id]["conversation_id"],
+                    "source_language": source,
+                    "target_language": target,
+                    "source_text": item.text,
+                    "text": translated[item.message_id],
+                    "translator": translator.name,
+                    "translator_version": translator.version,
+                    "translated_at": now,
+                    "day": by_id[item.message_id]["day"],
+                }
+                for item in items
+                if item.message_id in translated
+            ]
+    fresh = pl.DataFrame(
+        new_rows, schema={k: v for k, v in TRANSLATION_SCHEMA.items() if k in _NEW_COLUMNS}
+    )
+    scored = score_translations(fresh, references or {}).with_columns(
+        pl.lit(True).alias("is_current")
+    )
+    combined = _with_history(scored.select(list(TRANSLATION_SCHEMA)).cast(TRANSLATION_SCHEMA),
+                             previous, set(by_id))  # fmt: skip
+    errors = pl.DataFrame(error_rows, schema=ERROR_SCHEMA)
+    return TranslationRun(combined, errors, counts)
+
+
+_NEW_COLUMNS = (
+    "message_id", "conversation_id", "source_language", "target_language", "source_text",
+    "text", "translator", "translator_version", "translated_at", "day",
+)  # fmt: skip
+_IDENTITY = ["message_id", "target_language", "translator", "translator_version"]
+
+
+def _with_history(
+    fresh: pl.DataFrame, previous: pl.DataFrame | None, message_ids: set[str]
+) -> pl.DataFrame:
+    """This run's rows, plus earlier rows of other translators (or of this one where it did
+    not answer this time) for messages that still exist; one current row per message and
+    target: this run's when there is one, else the latest earlier one."""
+    if previous is None or previous.is_empty():
+        return fresh.sort("message_id", "target_language")
+    kept = (
+        previous.select(list(TRANSLATION_SCHEMA))
+        .cast(TRANSLATION_SCHEMA)
+        .filter(pl.col("message_id").is_in(list(message_ids)))
+        .join(fresh.select(_IDENTITY), on=_IDENTITY, how="anti")
+    )
+    combined = pl.concat([fresh, kept])
+    newest = (
+        pl.col("translated_at")
+        .rank("ordinal", descending=True)
+        .over("message_id", "target_language")
+        == 1
+    )
+    return combined.with_columns(newest.alias("is_current")).sort(
+        "message_id", "target_language", "translated_at"
+    )

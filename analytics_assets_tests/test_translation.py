@@ -1,0 +1,310 @@
+"""Translations: detection with known answers, the conversation view, each translator
+(stored in the real NocoDB, LibreTranslate-compatible on loopback, a tiny random Marian model
+on the CPU), storage with history, bad input, and retrieval in a requested language."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+
+from analytics_assets.categorization.language import detect_languages
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import ExportSourceResource
+from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.translation.resources import TranslationResource
+from analytics_assets.deployments import storage_resources
+from analytics_assets.sources.seed import create_base, create_table
+from analytics_assets.translation.detection import conversation_languages
+from analytics_assets.translation.pipeline import translate_messages
+from analytics_assets.translation.retrieval import get_conversation
+from analytics_assets.translation.translators import (
+    HttpTranslator,
+    Item,
+    LocalSeq2SeqTranslator,
+    SourceTranslator,
+    TranslationError,
+)
+from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.nocodb_server import free_port
+
+DAY = date(2026, 11, 3)
+KNOWN = [
+    ("en", "Hi"),
+    ("en", "How do I export my dashboard to a PDF file every Monday morning?"),
+    ("es", "¿Cuánto cuesta el plan Pro por usuario al mes?"),
+    ("de", "Die App stürzt ab, wenn ich eine CSV-Datei hochlade."),
+    ("fr", "Je n'arrive pas à me connecter, le courriel de réinitialisation n'arrive jamais."),
+    ("pt", "Como faço para alterar o cartão de crédito da minha assinatura?"),
+    ("it", "Vorrei sapere se esiste uno sconto per le organizzazioni senza scopo di lucro."),
+    ("nl", "Hoe voeg ik een nieuwe beheerder toe aan onze werkruimte?"),
+    ("ru", "Есть ли скидка при оплате за год?"),
+    ("ja", "プロプランは1ユーザーあたりいくらですか？"),
+    ("zh", "专业版每个用户每月多少钱？"),
+    ("unknown", "👍👍 123"),
+    ("unknown", ""),
+    # A long message: judged on its first characters, still right.
+    ("de", "Seit dem letzten Update funktioniert die Synchronisierung nicht mehr. " * 30),
+]
+
+
+def test_detection_on_a_multilingual_fixture_with_known_answers():
+    detected = detect_languages(pl.Series([text for _, text in KNOWN]))
+    assert detected["language"].to_list()[1:] == [language for language, _ in KNOWN][1:]
+    # "Hi" is too short to be sure of anything: whatever lingua says, it says it unsure.
+    assert detected["language_confidence"][0] < 0.9
+    assert detected.filter(pl.col("language") == "unknown")["language_confidence"].sum() == 0
+
+
+def test_conversation_languages_dominant_mixed_and_confident():
+    messages = pl.DataFrame(
+        {
+            "conversation_id": ["a", "a", "a", "b", "b"],
+            "role": ["user", "user", "assistant", "user", "user"],
+            "content": ["x" * 80, "y" * 20, "z" * 500, "x" * 90, "y" * 10],
+            "language": ["de", "en", "en", "es", "en"],
+            "language_confidence": [0.9, 0.8, 1.0, 1.0, 0.5],
+        }
+    )
+    rows = {r["conversation_id"]: r for r in conversation_languages(messages).iter_rows(named=True)}
+    # a: user text 80 de + 20 en: German, and English reaches 20 %: mixed. Assistant ignored.
+    assert (rows["a"]["dominant_language"], rows["a"]["mixed_language"]) == ("de", True)
+    assert rows["a"]["dominant_share"] == pytest.approx(0.8)
+    assert rows["a"]["language_confidence"] == pytest.approx(0.8 * 0.9)
+    assert (rows["b"]["dominant_language"], rows["b"]["mixed_language"]) == ("es", False)
+    assert rows["b"]["languages"] == ["es", "en"]
+
+
+class LibreTranslate:
+    """A LibreTranslate-compatible service on loopback: translates es/de/fr/ru into English
+    (not ja), and can be made slower than the client's timeout for its next requests."""
+
+    def __init__(self):
+        self.calls = 0
+        self.slow_next = 0
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, body):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._reply([{"code": c, "targets": ["en"]} for c in ("es", "de", "fr", "ru")])
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                service.calls += 1
+                if body["target"] != "en":
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if service.slow_next > 0:
+                    service.slow_next -= 1
+                    time.sleep(0.6)
+                texts = [
+                    f"This is the English version of a message that was written in "
+                    f"{body['source']}, number {n}."
+                    for n, _ in enumerate(body["q"])
+                ]
+                self._reply({"translatedText": texts})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture()
+def libretranslate():
+    service = LibreTranslate()
+    yield service
+    service.stop()
+
+
+def day_messages(texts: list[tuple[str, str]]) -> pl.DataFrame:
+    rows = [
+        {"message_id": f"m{n}", "conversation_id": f"c{n // 3}", "role": "user",
+         "content": text, "day": DAY}
+        for n, (_, text) in enumerate(texts)
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows)
+    return pl.concat([frame, detect_languages(frame["content"])], how="horizontal")
+
+
+def test_http_translator_storage_idempotence_history_and_bad_input(libretranslate):
+    messages = day_messages(KNOWN)
+    translator = HttpTranslator(libretranslate.url, timeout_s=0.3, backoff_s=0.01)
+    first = translate_messages(messages, ["en"], translator)
+    translated = first.translations
+    # Not re-translated: English and unknown (empty, emoji) messages.
+    assert set(translated["source_language"]) == {"es", "de", "fr", "ru", "pt", "it", "nl",
+                                                  "zh"} - {"pt", "it", "nl", "zh"}  # fmt: skip
+    assert first.counts["already_en"] == 2 and first.counts["empty"] == 1
+    # Unsupported pairs are recorded, not fatal.
+    unsupported = first.errors.filter(pl.col("reason").str.contains("unsupported"))
+    assert set(unsupported["key"]) == {
+        f"m{n}" for n, (lang, _) in enumerate(KNOWN) if lang in {"pt", "it", "nl", "ja", "zh"}
+    }
+    assert (unsupported["stage"] == "translate").all()
+    assert translated["target_language_ok"].all() and translated["is_current"].all()
+
+    # The same translator again: the same rows, not more.
+    again = translate_messages(messages, ["en"], translator, previous=translated)
+    assert again.translations.height == translated.height
+
+    # A better translator (another version): its rows are current, the old ones history.
+    better = SourceTranslator({("m2", "en"): "How much is the Pro plan per user per month?"},
+                              version="2")  # fmt: skip
+    upgraded = translate_messages(messages, ["en"], better, previous=again.translations)
+    m2 = upgraded.translations.filter(pl.col("message_id") == "m2").sort("translated_at")
+    assert m2["translator"].to_list() == ["http", "source"]
+    assert m2["is_current"].to_list() == [False, True]
+    others = upgraded.translations.filter(pl.col("message_id") != "m2")
+    assert others["is_current"].all()  # kept and still current where nothing better came
+
+
+def test_a_translator_that_times_out_is_retried_then_recorded(libretranslate):
+    messages = day_messages([("es", "¿Cuánto cuesta el plan Pro por usuario al mes?")])
+    translator = HttpTranslator(libretranslate.url, timeout_s=0.3, max_attempts=3,
+                                backoff_s=0.01)  # fmt: skip
+    libretranslate.slow_next = 2  # two timeouts, then an answer
+    recovered = translate_messages(messages, ["en"], translator)
+    assert recovered.translations.height == 1 and translator.retries == 2
+    libretranslate.slow_next = 3  # every attempt times out
+    failed = translate_messages(messages, ["en"], translator)
+    assert failed.translations.is_empty()
+    assert failed.errors["reason"].to_list() == ["http: /translate timed out after 3 attempts"]
+    # A request the service refuses (4xx) is not retried: it would fail the same way.
+    retries = translator.retries
+    with pytest.raises(TranslationError, match="400"):
+        translator.translate([Item("m0", "hola", "es")], "xx")
+    assert translator.retries == retries
+
+
+def test_source_translator_reads_translations_stored_in_nocodb(nocodb):
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "translations_test")
+        table = create_table(client, base_id, "message_translations",
+                             [("message_id", "SingleLineText"), ("language", "SingleLineText"),
+                              ("text", "LongText")])  # fmt: skip
+        client.insert_records(table, [
+            {"message_id": "m2", "language": "en", "text": "How much is the Pro plan?"},
+            {"message_id": "m3", "language": "en", "text": "The app crashes on CSV upload."},
+        ])  # fmt: skip
+    from analytics_assets.defs.ingestion.resources import NocoDBSourceResource
+
+    source = NocoDBSourceResource(url=nocodb.url, api_token=nocodb.token, base_id=base_id,
+                                  requests_per_second=0)  # fmt: skip
+    translator = TranslationResource(translator="source").build(source)
+    run = translate_messages(day_messages(KNOWN), ["en"], translator)
+    assert dict(run.translations.select("message_id", "text").iter_rows()) == {
+        "m2": "How much is the Pro plan?",
+        "m3": "The app crashes on CSV upload.",
+    }
+    assert run.counts["not_provided"] > 0 and run.errors.is_empty()
+
+
+@pytest.fixture(scope="module")
+def tiny_marian(tmp_path_factory):
+    """A randomly initialised Marian model with a word-level tokenizer, built here: it proves
+    loading, batching, device choice and storage, not quality."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("models")
+    folder = root / "es-en"
+    corpus = [text for _, text in KNOWN] + ["the plan costs money", "hello world"]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"])
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(folder)
+    config = MarianConfig(
+        vocab_size=fast.vocab_size, d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, max_position_embeddings=128, pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0, forced_eos_token_id=1,
+    )  # fmt: skip
+    MarianMTModel(config).save_pretrained(folder)
+    return root
+
+
+def test_local_translator_loads_a_model_folder_and_translates_in_batches(tiny_marian):
+    translator = LocalSeq2SeqTranslator(tiny_marian, device="cpu", batch_size=2,
+                                        max_new_tokens=6)  # fmt: skip
+    assert translator.supports("es", "en") and not translator.supports("de", "en")
+    assert translator.device == "cpu"
+    messages = day_messages([(lang, text) for lang, text in KNOWN if lang in {"es", "de", "en"}])
+    run = translate_messages(messages, ["en"], translator)
+    spanish = messages.filter(pl.col("language") == "es")["message_id"].to_list()
+    assert sorted(run.translations["message_id"]) == sorted(spanish)
+    assert run.translations["translator_version"].str.starts_with("local:").all()
+    assert set(run.errors["reason"].str.extract(r"(unsupported language pair de->en)")) == {
+        "unsupported language pair de->en"
+    }
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            _ = LocalSeq2SeqTranslator(tiny_marian, device="cuda").device
+
+
+def test_translations_materialize_with_errors_in_mongodb_and_retrieval(
+    libretranslate, mongo_server, tmp_path
+):
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    mongo = MongoResource(uri=mongo_server, database="translations")
+    defs = build_definitions(
+        resources={
+            "record_source": ExportSourceResource(
+                export_dir=str(tmp_path / "export"), generate_sample_if_missing=True
+            ),
+            "translation": TranslationResource(translator="http", http_url=libretranslate.url),
+            **storage_resources({"base_url": lake.base_url}, mongo),
+        }
+    )
+    job = defs.resolve_job_def("ingestion_job")
+    for _ in range(2):  # the second run must change nothing
+        assert job.execute_in_process(
+            instance=DagsterInstance.ephemeral(), tags=range_tags(DAY, DAY)
+        ).success
+    db = mongo.db()
+    stored = list(db["conversation_translations"].find({}))
+    lake_rows = lake.lake().scan_days("conversation_translations", [DAY]).collect()
+    assert len(stored) == lake_rows.height > 0
+    assert {d["source_language"] for d in stored} <= {"es", "de", "fr", "ru"}
+    errors = list(db["processing_errors"].find({"stage": "translate"}))
+    assert errors and all("unsupported" in e["reason"] for e in errors)
+    # The validation errors of the day are still there beside them.
+    assert db["processing_errors"].count_documents({"stage": "validate"}) >= 0
+
+    conversation_id = lake_rows["conversation_id"][0]
+    view = get_conversation(lake.lake(), conversation_id, "en")
+    assert view["translated_messages"] >= 1
+    for message in view["messages"]:
+        assert message["text"] == (message["original"] if not message["translated"]
+                                   else message["text"])  # fmt: skip
+    untranslated = get_conversation(lake.lake(), conversation_id)
+    assert untranslated["translated_messages"] == 0
+    assert get_conversation(lake.lake(), "no-such-conversation", "en") is None
