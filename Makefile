@@ -43,6 +43,8 @@ bench: setup nocodb
 	$(BIN)/python benchmarks/bench_lake.py
 	$(BIN)/python benchmarks/bench_mongo.py
 	$(BIN)/python benchmarks/bench_reports.py
+	$(BIN)/python benchmarks/bench_language.py
+	$(BIN)/python benchmarks/bench_sync.py
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
 stop:

@@ -106,6 +106,22 @@ def run_compare(by: str, a: str, b: str, first_day: date, last_day: date) -> int
     return 0
 
 
+def run_conversation(conversation_id: str, lang: str | None) -> int:
+    import json
+
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.deployments import current_deployment, lake_settings_for
+    from analytics_assets.translation.retrieval import get_conversation
+
+    lake = ParquetLakeIOManager(**lake_settings_for(current_deployment())).lake()
+    view = get_conversation(lake, conversation_id, lang)
+    if view is None:
+        print(f"No conversation {conversation_id!r} in the lake.")
+        return 1
+    print(json.dumps(view, ensure_ascii=False, indent=2))
+    return 0
+
+
 def run_migrate(status_only: bool, target: int | None, validation_action: str) -> int:
     from analytics_assets.deployments import current_deployment, mongo_for
     from analytics_assets.storage import migrations
@@ -176,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     migrate_command.add_argument("--to", type=int, default=None, help="Stop at this version.")
     migrate_command.add_argument("--validation-action", choices=["error", "warn"], default="error")
 
+    conversation_command = commands.add_parser(
+        "conversation",
+        help="Print a conversation, each message in --lang where a translation exists.",
+    )
+    conversation_command.add_argument("conversation_id")
+    conversation_command.add_argument("--lang", default=None, help="e.g. en")
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         spec = SampleSpec()
@@ -192,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return runner(args)
     if args.command == "compare":
         return run_compare(args.by, args.a, args.b, args.first_day, args.last_day)
+    if args.command == "conversation":
+        return run_conversation(args.conversation_id, args.lang)
     if args.command == "migrate":
         return run_migrate(args.status, args.to, args.validation_action)
     if args.command == "seed-nocodb":

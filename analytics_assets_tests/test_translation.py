@@ -308,3 +308,27 @@ def test_translations_materialize_with_errors_in_mongodb_and_retrieval(
     untranslated = get_conversation(lake.lake(), conversation_id)
     assert untranslated["translated_messages"] == 0
     assert get_conversation(lake.lake(), "no-such-conversation", "en") is None
+
+
+def test_the_conversation_command_prints_a_translated_conversation(
+    libretranslate, tmp_path, monkeypatch, capsys
+):
+    from analytics_assets.cli import main
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    messages = day_messages([("en", "Hi, I have a question."),
+                             ("es", "¿Cuánto cuesta el plan Pro por usuario al mes?")])  # fmt: skip
+    messages = messages.with_columns(
+        pl.lit("c0").alias("conversation_id"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("created_at"),
+    )
+    run = translate_messages(messages, ["en"], HttpTranslator(libretranslate.url))
+    reader = lake.lake()
+    reader.dump_to_path(None, messages, reader.day_file("conversation_messages", DAY))
+    reader.dump_to_path(None, run.translations, reader.day_file("conversation_translations", DAY))
+    monkeypatch.setenv("ANALYTICS_LAKE_URL", lake.base_url)
+    assert main(["conversation", "c0", "--lang", "en"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [m["translated"] for m in printed["messages"]] == [False, True]
+    assert printed["messages"][1]["text"].startswith("This is the English version")
+    assert main(["conversation", "nope"]) == 1
