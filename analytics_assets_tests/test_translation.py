@@ -332,3 +332,47 @@ def test_the_conversation_command_prints_a_translated_conversation(
     assert [m["translated"] for m in printed["messages"]] == [False, True]
     assert printed["messages"][1]["text"].startswith("This is the English version")
     assert main(["conversation", "nope"]) == 1
+
+
+def test_categorization_reads_the_translation_where_the_rules_do_not_speak_the_language():
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from analytics_assets.categorization.conversations import categorize_conversations
+    from analytics_assets.categorization.taxonomy import DEFAULT_TAXONOMY, parse_taxonomy
+
+    document = yaml.safe_load(DEFAULT_TAXONOMY.read_text())
+    english_only = parse_taxonomy({**document, "rule_languages": ["en"]})
+    headers = pl.DataFrame({"conversation_id": ["es-1", "en-1"], "day": [DAY, DAY]})
+    messages = pl.DataFrame(
+        {
+            "message_id": ["m-es", "m-en"],
+            "conversation_id": ["es-1", "en-1"],
+            "role": ["user", "user"],
+            "content": ["Hola, quisiera saber algo sobre mi cuenta por favor.",
+                        "I was charged twice this month, can you refund one payment?"],
+            "created_at": [datetime(2026, 11, 3, 9, tzinfo=UTC)] * 2,
+            "day": [DAY, DAY],
+        }
+    )  # fmt: skip
+    translations = pl.DataFrame(
+        {
+            "message_id": ["m-es"],
+            "target_language": ["en"],
+            "text": ["I was charged twice this month, can you refund one payment?"],
+            "is_current": [True],
+        }
+    )
+    rows = {
+        r["conversation_id"]: r
+        for r in categorize_conversations(
+            headers, messages, english_only, translations=translations
+        ).iter_rows(named=True)
+    }
+    assert rows["es-1"]["categorized_via_translation"] and rows["es-1"]["topic"] == "billing"
+    assert not rows["en-1"]["categorized_via_translation"]
+    # The shipped taxonomy speaks Spanish: no detour.
+    shipped = parse_taxonomy(document)
+    direct = categorize_conversations(headers, messages, shipped, translations=translations)
+    assert not direct["categorized_via_translation"].any()

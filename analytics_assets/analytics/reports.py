@@ -36,7 +36,7 @@ MODEL_RATES = {
 REPORT_COLUMNS = [
     "day", "user_id", "model", *DISTRIBUTIONS.values(), "quality_score", "satisfaction_score",
     "latency_p50_ms", "prompt_tokens", "completion_tokens", "total_tokens", "feedback_up",
-    "feedback_down",
+    "feedback_down", "categorized_via_translation",
 ]  # fmt: skip
 VOLUMES = ("conversations", "messages", "users")
 # A topic "rises" when its share grew significantly; below this many conversations in the
@@ -127,6 +127,8 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
     "changes": CHANGE_STRUCT,
     "rising_topics": CHANGE_STRUCT,
     "errors": pl.UInt32(),
+    # Conversations whose topic and intent were read from a translation (docs/translation.md).
+    "categorized_via_translation": pl.UInt32(),
     "day": pl.Date(),
 }
 # Scores in [0, 1] as ten bins of 0.1 (the last bin includes 1.0): a distribution that adds up.
@@ -134,7 +136,7 @@ HISTOGRAM_BINS = 10
 _ADDITIVE_SUMS = (
     "conversations", "messages", "quality_sum", "quality_count", "satisfaction_sum",
     "satisfaction_count", "latency_p50_sum", "latency_count", "prompt_tokens",
-    "completion_tokens", "total_tokens", "errors",
+    "completion_tokens", "total_tokens", "errors", "categorized_via_translation",
 )  # fmt: skip
 
 
@@ -203,6 +205,11 @@ def daily_report(
         "total_tokens": int(analytics["total_tokens"].sum() or 0),
         "per_model": _per_model(analytics),
         "errors": errors,
+        "categorized_via_translation": int(
+            analytics["categorized_via_translation"].sum()
+            if "categorized_via_translation" in analytics.columns
+            else 0
+        ),
     }
     return _finish(row)
 

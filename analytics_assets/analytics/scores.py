@@ -62,6 +62,7 @@ ANALYTICS_SCHEMA: dict[str, pl.DataType] = {
     "abandoned_after_reply": pl.Boolean(),
     "escalation": pl.Boolean(),
     "complaint": pl.Boolean(),
+    "categorized_via_translation": pl.Boolean(),
     "answered_score": pl.Float64(),
     "no_repeat_score": pl.Float64(),
     "no_escalation_score": pl.Float64(),
@@ -122,7 +123,13 @@ def conversation_analytics(
         conversations.join(signals, on="conversation_id", how="left")
         .join(
             categories.select(
-                "conversation_id", "topic", "intent", "language", "sentiment_opening", "sentiment"
+                "conversation_id",
+                "topic",
+                "intent",
+                "language",
+                "sentiment_opening",
+                "sentiment",
+                *[c for c in ("categorized_via_translation",) if c in categories.collect_schema()],
             ),
             on="conversation_id",
             how="left",
@@ -137,6 +144,9 @@ def conversation_analytics(
             (pl.col("intent") == "complaint").fill_null(False).alias("complaint"),
         )
     )
+    if "categorized_via_translation" not in frame.collect_schema():
+        frame = frame.with_columns(pl.lit(False).alias("categorized_via_translation"))
+    frame = frame.with_columns(pl.col("categorized_via_translation").fill_null(False))
     feedback_total = pl.col("feedback_up") + pl.col("feedback_down")
     opening_value = pl.col("sentiment_opening").replace_strict(SENTIMENT_VALUE, default=None)
     end_value = pl.col("sentiment").replace_strict(SENTIMENT_VALUE, default=None)

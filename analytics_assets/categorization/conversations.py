@@ -41,10 +41,12 @@ CATEGORY_SCHEMA: dict[str, pl.DataType] = {
     "sentiment": pl.String(),
     "sentiment_confidence": pl.Float64(),
     "sentiment_method": pl.String(),
+    "categorized_via_translation": pl.Boolean(),
     "taxonomy_version": pl.String(),
     "model_version": pl.String(),
     "day": pl.Date(),
 }
+TRANSLATION_LANGUAGE = "en"
 
 
 def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) -> pl.DataFrame:
@@ -103,9 +105,14 @@ def categorize_conversations(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     model: ModelTier | None = None,
+    translations: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per conversation header: why they came (topic, intent of the opening user
-    turn), how they felt at the start and at the end, and the language they wrote in."""
+    turn), how they felt at the start and at the end, and the language they wrote in.
+
+    When the taxonomy's rules do not cover the conversation's language and `translations`
+    (current rows of conversation_translations) hold an English translation of the opening,
+    topic and intent are read from that translation."""
     user_turns = (
         messages.join(headers.select("conversation_id"), on="conversation_id", how="semi")
         .filter(pl.col("role") == "user")
@@ -113,6 +120,7 @@ def categorize_conversations(
         .group_by("conversation_id", maintain_order=True)
         .agg(
             pl.col("content").first().alias("opening"),
+            pl.col("message_id").first().alias("opening_id"),
             pl.col("content").last().alias("last"),
             pl.col("content").str.join(" ").str.slice(0, LANGUAGE_SAMPLE_CHARS).alias("all_text"),
         )
@@ -121,9 +129,10 @@ def categorize_conversations(
         user_turns, on="conversation_id", how="left"
     )
     frame = frame.with_columns(detect_languages(frame["all_text"]))
-    frame = classify(frame, "opening", "topic", taxonomy, threshold=threshold)
-    frame = classify(frame, "opening", "intent", taxonomy, threshold=threshold)
-    frame = apply_model_tier(frame, "opening", model)
+    frame = _through_translation(frame, taxonomy, translations)
+    frame = classify(frame, "category_text", "topic", taxonomy, threshold=threshold)
+    frame = classify(frame, "category_text", "intent", taxonomy, threshold=threshold)
+    frame = apply_model_tier(frame, "category_text", model)
     frame = sentiment(
         frame, "opening", taxonomy, prefix="sentiment_opening", language="language",
         threshold=threshold,
@@ -138,6 +147,36 @@ def categorize_conversations(
         .cast(CATEGORY_SCHEMA)
         .sort("conversation_id")
     )
+
+
+def _through_translation(
+    frame: pl.DataFrame, taxonomy: Taxonomy, translations: pl.DataFrame | None
+) -> pl.DataFrame:
+    """`category_text`: the opening, or its English translation where the rules do not
+    speak the conversation's language."""
+    uncovered = (
+        ~pl.col("language").is_in(list(taxonomy.rule_languages))
+        if taxonomy.rule_languages
+        else pl.lit(False)
+    )
+    if translations is None or translations.is_empty():
+        return frame.with_columns(
+            pl.col("opening").alias("category_text"),
+            pl.lit(False).alias("categorized_via_translation"),
+        )
+    english = translations.filter(
+        pl.col("is_current") & (pl.col("target_language") == TRANSLATION_LANGUAGE)
+    ).select(pl.col("message_id").alias("opening_id"), pl.col("text").alias("_translated"))
+    via = uncovered & pl.col("_translated").is_not_null()
+    return (
+        frame.join(english, on="opening_id", how="left")
+        .with_columns(
+            pl.when(via).then(pl.col("_translated")).otherwise(pl.col("opening"))
+            .alias("category_text"),
+            via.fill_null(False).alias("categorized_via_translation"),
+        )
+        .drop("_translated")
+    )  # fmt: skip
 
 
 MESSAGE_SIGNAL_SCHEMA: dict[str, pl.DataType] = {

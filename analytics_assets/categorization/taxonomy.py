@@ -47,6 +47,9 @@ class Taxonomy:
     version: str
     labels: dict[str, dict[str, Label]]  # dimension -> label name -> label
     fallbacks: dict[str, str] = field(default_factory=dict)
+    # The languages the keyword rules are written in; None: every language. A conversation in
+    # another language is categorized through its translation when there is one.
+    rule_languages: tuple[str, ...] | None = None
 
     def names(self, dimension: str) -> list[str]:
         return list(self.labels[dimension])
@@ -80,6 +83,9 @@ def parse_taxonomy(document: dict[str, Any]) -> Taxonomy:
             "sentiment": "uncertain",
             **document.get("fallbacks", {}),
         },
+        rule_languages=tuple(document["rule_languages"])
+        if document.get("rule_languages")
+        else None,
     )
     for dimension in ("topic", "intent"):
         if not taxonomy.labels[dimension]:

@@ -74,6 +74,11 @@ def _one(report: dict) -> str:
         f"{_milliseconds(report['latency_p50_mean'])}, {report['total_tokens']:,} tokens",
         f"- rejected records (processing_errors): {report['errors']}",
     ]
+    if report["categorized_via_translation"]:
+        lines.append(
+            f"- categorized through a translation: {report['categorized_via_translation']} "
+            "conversations"
+        )
     if report["rising_topics"]:
         rising = ", ".join(
             f"{t['value']} {t['previous_share']:.0%} → {t['share']:.0%}"

@@ -79,6 +79,8 @@ def _distributions(
     ins={
         "conversation_headers": AssetIn(),
         "conversation_messages": messages_of_conversations_started_that_day(),
+        # Openings in languages the rules do not cover are read through their translation.
+        "conversation_translations": AssetIn(),
     },
     description="Per conversation: topic and intent of the opening user turn, sentiment of the "
     "opening and the last user turn, language; each with confidence and method. Re-categorizing "
@@ -88,6 +90,7 @@ def conversation_categories(
     context: AssetExecutionContext,
     conversation_headers: pl.DataFrame,
     conversation_messages: pl.DataFrame,
+    conversation_translations: pl.DataFrame,
     categorization: CategorizationResource,
 ) -> Output[pl.DataFrame]:
     taxonomy = load_taxonomy()
@@ -99,6 +102,7 @@ def conversation_categories(
         taxonomy,
         threshold=categorization.threshold,
         model=model,
+        translations=conversation_translations if conversation_translations.width else None,
     )
     seconds = time.perf_counter() - started
     device = model.embedder.device if model else "cpu"
@@ -137,6 +141,7 @@ def conversation_categories(
             "sentiments": MetadataValue.json(distributions["sentiment"]),
             "languages": MetadataValue.json(distributions["language"]),
             "abstention_rate": MetadataValue.json(abstained),
+            "categorized_via_translation": int(categories["categorized_via_translation"].sum()),
             "top_topic_intent_pairs": MetadataValue.md(markdown_table(summary, rows=15)),
             **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
         },
