@@ -140,6 +140,7 @@ def translation_for(deployment: str) -> TranslationResource:
         local_model_dir=os.environ.get("TRANSLATION_MODEL_DIR"),
         device=os.environ.get("ANALYTICS_DEVICE", "auto"),
         source_table=os.environ.get("NOCODB_TRANSLATIONS_TABLE", "message_translations"),
+        reference_table=os.environ.get("NOCODB_REFERENCE_TRANSLATIONS_TABLE"),
     )
 
 

@@ -151,8 +151,12 @@ def day_messages(texts: list[tuple[str, str]]) -> pl.DataFrame:
 def test_http_translator_storage_idempotence_history_and_bad_input(libretranslate):
     messages = day_messages(KNOWN)
     translator = HttpTranslator(libretranslate.url, timeout_s=0.3, backoff_s=0.01)
-    first = translate_messages(messages, ["en"], translator)
+    reference = "How much does the Pro plan cost per user per month?"
+    first = translate_messages(messages, ["en"], translator, references={("m2", "en"): reference})
     translated = first.translations
+    # chrF only where the source holds a reference translation.
+    scored = translated.filter(pl.col("chrf").is_not_null())
+    assert scored["message_id"].to_list() == ["m2"] and 0 < scored["chrf"][0] < 100
     # Not re-translated: English and unknown (empty, emoji) messages.
     assert set(translated["source_language"]) == {"es", "de", "fr", "ru", "pt", "it", "nl",
                                                   "zh"} - {"pt", "it", "nl", "zh"}  # fmt: skip

@@ -103,7 +103,11 @@ def translations(
         run.counts["needing_translation_no_translator"] = needing
     else:
         run = translate_messages(
-            messages, translation.target_languages, translator, previous=previous
+            messages,
+            translation.target_languages,
+            translator,
+            previous=previous,
+            references=translation.references(record_source),
         )
     seconds = time.perf_counter() - started
     counts = dict(run.counts)

@@ -36,6 +36,26 @@ class TranslationResource(ConfigurableResource):
         description="NocoDB table of stored translations: message_id, language, text (source).",
     )
 
+    reference_table: str | None = Field(
+        default=None,
+        description="NocoDB table of reference translations (message_id, language, text) to "
+        "score http/local translations against with chrF; None: no references.",
+    )
+
+    def _stored(self, record_source: RecordSourceResource, table_name: str) -> dict:
+        if not isinstance(record_source, NocoDBSourceResource):
+            raise ValueError(f"{table_name!r} is a NocoDB table: configure a NocoDB record source")
+        with record_source.client() as client:
+            table = client.table_info(table_name, base_id=record_source.base_id)
+            return {
+                (str(row["message_id"]), str(row["language"])): row["text"]
+                for row in client.iter_records(table.id, fields=["message_id", "language", "text"])
+                if row.get("message_id") and row.get("language") and row.get("text")
+            }
+
+    def references(self, record_source: RecordSourceResource) -> dict[tuple[str, str], str]:
+        return self._stored(record_source, self.reference_table) if self.reference_table else {}
+
     def build(self, record_source: RecordSourceResource) -> Translator | None:
         if self.translator == "none":
             return None
@@ -52,13 +72,4 @@ class TranslationResource(ConfigurableResource):
             if not self.local_model_dir:
                 raise ValueError("translator=local needs local_model_dir (TRANSLATION_MODEL_DIR)")
             return LocalSeq2SeqTranslator(self.local_model_dir, device=self.device)
-        if not isinstance(record_source, NocoDBSourceResource):
-            raise ValueError("translator=source reads NocoDB: configure a NocoDB record source")
-        with record_source.client() as client:
-            table = client.table_info(self.source_table, base_id=record_source.base_id)
-            stored = {
-                (str(row["message_id"]), str(row["language"])): row["text"]
-                for row in client.iter_records(table.id, fields=["message_id", "language", "text"])
-                if row.get("message_id") and row.get("language") and row.get("text")
-            }
-        return SourceTranslator(stored)
+        return SourceTranslator(self._stored(record_source, self.source_table))
