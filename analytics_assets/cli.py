@@ -122,6 +122,37 @@ def run_conversation(conversation_id: str, lang: str | None) -> int:
     return 0
 
 
+def run_api_key(action: str, scopes: list[str], rate: int, key_id: str | None) -> int:
+    from analytics_assets.api import keys
+    from analytics_assets.deployments import current_deployment, mongo_for
+
+    db = mongo_for(current_deployment()).db()
+    if action == "create":
+        key = keys.create_key(db, scopes or list(keys.SCOPES), rate_per_minute=rate)
+        print(f"{key}\n(shown once: only its hash is stored)")
+    elif action == "revoke":
+        if not key_id or not keys.revoke(db, key_id):
+            print(f"No key {key_id!r}.")
+            return 1
+        print(f"revoked {key_id}")
+    else:
+        for record in keys.list_keys(db):
+            state = f"revoked {record['revoked_at']}" if record.get("revoked_at") else "active"
+            scopes = ",".join(record["scopes"])
+            rate = f"{record['rate_per_minute']}/min"
+            print(f"{record['_id']}  {scopes}  {rate}  created {record['created_at']}  {state}")
+    return 0
+
+
+def write_api_spec(path: Path) -> None:
+    import json
+
+    from analytics_assets.api.app import create_app
+
+    spec = create_app(lambda: None).openapi()
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
 def run_migrate(status_only: bool, target: int | None, validation_action: str) -> int:
     from analytics_assets.deployments import current_deployment, mongo_for
     from analytics_assets.storage import migrations
@@ -199,6 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     conversation_command.add_argument("conversation_id")
     conversation_command.add_argument("--lang", default=None, help="e.g. en")
 
+    api_command = commands.add_parser("api", help="Serve the read API (uvicorn).")
+    api_command.add_argument("--host", default="127.0.0.1")
+    api_command.add_argument("--port", type=int, default=8000)
+    key_command = commands.add_parser("api-key", help="Create, list or revoke API keys.")
+    key_command.add_argument("action", choices=["create", "list", "revoke"])
+    key_command.add_argument("key_id", nargs="?", help="The key id to revoke.")
+    key_command.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        dest="scopes",
+        help="conversations:read, analytics:read, users:read (repeat; default all)",
+    )
+    key_command.add_argument("--rate-per-minute", type=int, default=600)
+    spec_command = commands.add_parser("api-spec", help="Write the API's OpenAPI spec.")
+    spec_command.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         spec = SampleSpec()
@@ -215,6 +263,17 @@ def main(argv: list[str] | None = None) -> int:
         return runner(args)
     if args.command == "compare":
         return run_compare(args.by, args.a, args.b, args.first_day, args.last_day)
+    if args.command == "api":
+        import uvicorn
+
+        uvicorn.run("analytics_assets.api.main:app", host=args.host, port=args.port)
+        return 0
+    if args.command == "api-key":
+        return run_api_key(args.action, args.scopes, args.rate_per_minute, args.key_id)
+    if args.command == "api-spec":
+        write_api_spec(args.out)
+        print(f"wrote {args.out}")
+        return 0
     if args.command == "conversation":
         return run_conversation(args.conversation_id, args.lang)
     if args.command == "migrate":

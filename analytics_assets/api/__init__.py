@@ -1,0 +1,1 @@
+"""The read API over the MongoDB collections (FastAPI): `create_app()`."""

@@ -1,0 +1,7 @@
+"""The API of the current deployment (its MongoDB): `uvicorn analytics_assets.api.main:app`,
+or `analytics-assets api`."""
+
+from analytics_assets.api.app import create_app
+from analytics_assets.deployments import current_deployment, mongo_for
+
+app = create_app(mongo_for(current_deployment()).db)
