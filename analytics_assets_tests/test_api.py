@@ -256,3 +256,36 @@ def _check_operation(operation, filled) -> None:
         )
 
     check()
+
+
+def _uses_index(plan: dict) -> bool:
+    text = json.dumps(plan.get("queryPlanner", {}).get("winningPlan", ""))
+    # nx-27017 reports SQLite's plan; a real MongoDB names its index stages.
+    return any(marker in text for marker in ("USING INDEX", "USING COVERING INDEX", "IXSCAN",
+                                             "IDHACK", "EXPRESS"))  # fmt: skip
+
+
+def test_each_endpoint_query_is_served_by_an_index(filled):
+    db = filled["db"]
+    day = DAYS[0].isoformat()
+    conversation = db["conversation_analytics"].find_one({"day": day})
+    queries = {
+        "GET /conversations/{id}": ("conversation_analytics", {"_id": conversation["_id"]}),
+        "… its messages": ("conversation_messages",
+                           {"conversation_id": conversation["conversation_id"]}),
+        "… its translations": ("conversation_translations",
+                               {"conversation_id": conversation["conversation_id"],
+                                "target_language": "en"}),
+        "GET /conversations?from&to": ("conversation_analytics",
+                                       {"day": {"$gte": day, "$lte": day}}),
+        "GET /analytics/reports/{kind}/{period}": ("analytics_reports", {"_id": f"daily:{day}"}),
+        "GET /analytics/reports/{kind}?from&to": ("analytics_reports",
+                                                  {"kind": "daily", "day": {"$gte": day}}),
+        "GET /users/{id}/analytics": ("user_analytics", {"user_id": conversation["user_id"]}),
+    }  # fmt: skip
+    unindexed = {
+        name: query
+        for name, (collection, query) in queries.items()
+        if not _uses_index(db[collection].find(query).explain())
+    }
+    assert not unindexed, unindexed

@@ -88,6 +88,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             indexes=[
                 _index((DAY_FIELD, ASCENDING)),
                 _index(("conversation_id", ASCENDING), ("created_at", ASCENDING)),
+                # The API's conversation lookup: nx-27017 plans only single-field indexes.
+                _index(("conversation_id", ASCENDING)),
                 _index(("model", ASCENDING), (DAY_FIELD, ASCENDING)),
             ],
         ),
@@ -151,28 +153,6 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             ],
         ),
         CollectionSpec(
-            name="conversation_translations",
-            id_fields=("message_id", "target_language", "translator_version"),
-            description="One document per message x target language x translator version.",
-            json_schema=_schema(
-                ["message_id", "conversation_id", "target_language", "translator_version"],
-                {
-                    "message_id": _STRING,
-                    "conversation_id": _STRING,
-                    "source_language": _NULLABLE_STRING,
-                    "target_language": _STRING,
-                    "text": _NULLABLE_STRING,
-                    "translator": _NULLABLE_STRING,
-                    "translator_version": _STRING,
-                    "is_current": {"bsonType": ["bool", "null"]},
-                },
-            ),
-            indexes=[
-                _index((DAY_FIELD, ASCENDING)),
-                _index(("conversation_id", ASCENDING), ("target_language", ASCENDING)),
-            ],
-        ),
-        CollectionSpec(
             name="analytics_reports",
             id_fields=("kind", "period"),
             description="One document per report kind (daily/weekly/monthly) and period.",
@@ -185,7 +165,12 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                     "period": _STRING,
                 },
             ),
-            indexes=[_index(("kind", ASCENDING), ("period", ASCENDING), unique=True)],
+            indexes=[
+                _index(("kind", ASCENDING), ("period", ASCENDING), unique=True),
+                # The API's ranges: by kind and day (and by day alone for nx-27017).
+                _index(("kind", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index((DAY_FIELD, ASCENDING)),
+            ],
         ),
         CollectionSpec(
             name="user_analytics",
@@ -194,6 +179,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             json_schema=_schema(["user_id", "period"], {"user_id": _STRING, "period": _STRING}),
             indexes=[
                 _index(("user_id", ASCENDING), ("period", ASCENDING)),
+                _index(("user_id", ASCENDING)),  # the API's user lookup (as above)
                 _index((DAY_FIELD, ASCENDING)),
             ],
         ),
@@ -219,6 +205,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             ),
             indexes=[
                 _index(("conversation_id", ASCENDING), ("target_language", ASCENDING)),
+                _index(("conversation_id", ASCENDING)),
                 _index(("message_id", ASCENDING)),
                 _index((DAY_FIELD, ASCENDING)),
             ],
