@@ -45,6 +45,7 @@ bench: setup nocodb
 	$(BIN)/python benchmarks/bench_reports.py
 	$(BIN)/python benchmarks/bench_language.py
 	$(BIN)/python benchmarks/bench_sync.py
+	$(BIN)/python benchmarks/bench_api.py
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
 stop:

@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 from fastapi.testclient import TestClient
 
 from analytics_assets.api import keys
-from analytics_assets.api.app import create_app
+from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import ExportSourceResource
@@ -56,7 +56,7 @@ def filled(mongo_server, tmp_path_factory):
     )
     db = mongo.db()
     clock = FakeClock()
-    app = create_app(mongo.db, buckets=TokenBuckets(clock=clock))
+    app = create_app(mongo.db, buckets=TokenBuckets(clock=clock), clock=clock)
     key = keys.create_key(db, list(keys.SCOPES))
     return {
         "db": db,
@@ -161,6 +161,8 @@ def test_missing_wrong_revoked_and_out_of_scope_keys(filled):
     revoked = keys.create_key(db, ["analytics:read"])
     assert client.get(path, headers={"X-API-Key": revoked}).status_code == 200
     keys.revoke(db, revoked.split("_")[1])
+    # Verified keys are trusted for KEY_CACHE_S: the revocation bites once that has passed.
+    filled["clock"].now += KEY_CACHE_S
     refused = client.get(path, headers={"X-API-Key": revoked})
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -66,7 +67,17 @@ def _error(status: int, code: str, message: str, headers: dict | None = None) ->
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
-def create_app(db_provider: Callable[[], Database], *, buckets: TokenBuckets | None = None):
+# A verified key is trusted this long without asking MongoDB again: one query less per
+# request, at the price of a revocation taking up to this long to bite.
+KEY_CACHE_S = 5.0
+
+
+def create_app(
+    db_provider: Callable[[], Database],
+    *,
+    buckets: TokenBuckets | None = None,
+    clock: Callable[[], float] = time.monotonic,
+):
     """`db_provider` gives the MongoDB database (the deployment's MongoResource.db)."""
     app = FastAPI(
         title="analytics-assets read API",
@@ -74,7 +85,20 @@ def create_app(db_provider: Callable[[], Database], *, buckets: TokenBuckets | N
         description="Conversations, reports and analytics written by the analytics-assets "
         "Dagster assets. Authenticate with an `X-API-Key` header.",
     )
-    buckets = buckets or TokenBuckets()
+    buckets = buckets or TokenBuckets(clock=clock)
+    verified: dict[str, tuple[float, keys.ApiKey | None]] = {}
+
+    def verify(api_key: str | None) -> keys.ApiKey | None:
+        if not api_key:
+            return None
+        cached = verified.get(api_key)
+        if cached and clock() - cached[0] < KEY_CACHE_S:
+            return cached[1]
+        key = keys.verify(db_provider(), api_key)
+        if len(verified) > 10_000:  # bounded: unknown keys are cached too
+            verified.clear()
+        verified[api_key] = (clock(), key)
+        return key
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
@@ -114,7 +138,7 @@ def create_app(db_provider: Callable[[], Database], *, buckets: TokenBuckets | N
                 raise RequestValidationError(
                     [{"loc": ("query", sorted(unknown)[0]), "msg": "unknown parameter"}]
                 )
-            key = keys.verify(db_provider(), api_key)
+            key = verify(api_key)
             if key is None:
                 raise HTTPException(401, "a valid X-API-Key header is required")
             if scope not in key.scopes:

@@ -53,14 +53,21 @@ def _rename_error_key(db: Database, action: ValidationAction) -> None:
     rename_field(db, "processing_errors", "key", "record_key")
 
 
+def _reapply_collections_and_indexes(db: Database, action: ValidationAction) -> None:
+    # Both steps are idempotent: existing collections get the current validator, and
+    # create_indexes skips the indexes already there.
+    _create_collections(db, action)
+    _create_indexes(db, action)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the collections with their $jsonSchema validators", _create_collections),
     Migration(2, "create the indexes of the read paths", _create_indexes),
     Migration(3, "processing_errors: rename `key` to `record_key`", _rename_error_key),
     Migration(
         4,
-        "conversation_translations: create with its validator and indexes",
-        lambda db, action: (_create_collections(db, action), _create_indexes(db, action)),
+        "conversation_translations' final validator; indexes for the read API",
+        _reapply_collections_and_indexes,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

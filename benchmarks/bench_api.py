@@ -1,0 +1,170 @@
+"""Read-API throughput and latency at 16 concurrent clients, against a bare FastAPI endpoint
+that returns a constant (the ceiling), in one run on loopback.
+
+It starts nx-27017, fills it by materializing the sample (14 days), serves the API with
+uvicorn (one worker, as deployed) in a second process, and loads it from a third: `wrk` when
+it is installed (Debian's `wrk`), else an async httpx client.
+
+    .venv/bin/python benchmarks/bench_api.py [--seconds 10] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dagster import DagsterInstance
+
+from analytics_assets.api import keys
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import ExportSourceResource
+from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.deployments import storage_resources
+from analytics_assets.sources.generator import SampleSpec
+from analytics_assets_tests.conftest import range_tags, start_mongo, stop_mongo
+from analytics_assets_tests.nocodb_server import free_port
+
+BARE_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+@app.get("/constant")
+def constant():
+    return {"status": "ok"}
+"""
+
+
+def serve(module: str, port: int, env: dict, cwd: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", module, "--port", str(port), "--log-level", "warning",
+         "--no-access-log"],
+        env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{module} did not start")
+
+
+def load_wrk(url: str, headers: dict, seconds: int, connections: int) -> tuple[float, float, float]:
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def millis(label: str) -> float:
+        value, unit = re.search(rf"\s{label}\s+([\d.]+)(us|ms|s)", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    if "Non-2xx" in output:
+        raise RuntimeError(f"errors under load:\n{output}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    return rate, millis("50%"), millis("99%")
+
+
+def load_httpx(url: str, headers: dict, seconds: int, connections: int):
+    async def run():
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+        limits = httpx.Limits(max_connections=connections)
+        async with httpx.AsyncClient(headers=headers, limits=limits) as client:
+
+            async def worker():
+                while time.perf_counter() < deadline:
+                    started = time.perf_counter()
+                    response = await client.get(url)
+                    response.raise_for_status()
+                    latencies.append((time.perf_counter() - started) * 1000)
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+        return latencies
+
+    latencies = asyncio.run(run())
+    cuts = statistics.quantiles(latencies, n=100)
+    return len(latencies) / seconds, cuts[49], cuts[98]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    load = load_wrk if shutil.which("wrk") else load_httpx
+    print(f"load generator: {'wrk' if load is load_wrk else 'httpx (async)'}, "
+          f"{args.connections} connections, {args.seconds} s per endpoint")  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "mongo").mkdir()
+        mongo_port = free_port()
+        mongo_process = start_mongo(root / "mongo", mongo_port)
+        servers = []
+        try:
+            uri = f"mongodb://127.0.0.1:{mongo_port}"
+            mongo = MongoResource(uri=uri, database="api_bench")
+            defs = build_definitions(
+                resources={
+                    "record_source": ExportSourceResource(
+                        export_dir=str(root / "export"), generate_sample_if_missing=True
+                    ),
+                    **storage_resources({"base_url": str(root / "lake")}, mongo),
+                }
+            )
+            spec = SampleSpec()
+            started = time.perf_counter()
+            defs.resolve_job_def("ingestion_job").execute_in_process(
+                instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+            )
+            print(f"sample materialized into nx-27017 in {time.perf_counter() - started:.0f} s")
+            db = mongo.db()
+            key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=10**9)
+            conversation = db["conversation_analytics"].find_one({})["conversation_id"]
+            day = spec.start.isoformat()
+
+            env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DATABASE": "api_bench"}
+            (root / "bare_app.py").write_text(BARE_APP)
+            api_port, bare_port = free_port(), free_port()
+            servers.append(serve("analytics_assets.api.main:app", api_port, env,
+                                 str(Path(__file__).resolve().parents[1])))  # fmt: skip
+            servers.append(serve("bare_app:app", bare_port, env, folder))
+            headers = {"X-API-Key": key}
+            targets = [
+                ("bare FastAPI constant (ceiling)", f"http://127.0.0.1:{bare_port}/constant", {}),
+                ("GET /conversations/{id}",
+                 f"http://127.0.0.1:{api_port}/conversations/{conversation}", headers),
+                ("GET /analytics/reports/daily/{day}",
+                 f"http://127.0.0.1:{api_port}/analytics/reports/daily/{day}", headers),
+            ]  # fmt: skip
+            results = {}
+            for label, url, request_headers in targets:
+                load(url, request_headers, 2, args.connections)  # warm-up
+                results[label] = load(url, request_headers, args.seconds, args.connections)
+                rate, p50, p99 = results[label]
+                print(f"{label:<36} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+            ceiling = results["bare FastAPI constant (ceiling)"][0]
+            for label, (rate, _, _) in list(results.items())[1:]:
+                print(f"{label:<36} {rate / ceiling:.2f} of the ceiling")
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
+            stop_mongo(mongo_process)
+
+
+if __name__ == "__main__":
+    main()
