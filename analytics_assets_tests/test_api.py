@@ -291,3 +291,28 @@ def test_each_endpoint_query_is_served_by_an_index(filled):
         if not _uses_index(db[collection].find(query).explain())
     }
     assert not unindexed, unindexed
+
+
+def test_failures_answer_without_stack_traces_and_big_requests_are_refused(filled):
+    import io
+    import logging
+
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    logging.getLogger("analytics_assets.api").addHandler(handler)
+
+    def broken_database():
+        raise RuntimeError("connection string mongodb://user:secret@db")
+
+    client = TestClient(create_app(broken_database), raise_server_exceptions=False)
+    response = client.get("/conversations", headers=filled["headers"])
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "internal_error", "message": "internal error"}}
+    logging.getLogger("analytics_assets.api").removeHandler(handler)
+    assert "RuntimeError" in logged.getvalue()
+    assert "secret" not in logged.getvalue() and "Traceback" not in logged.getvalue()
+    assert client.get("/ready").status_code == 503
+    too_big = filled["client"].request(
+        "GET", "/health", content=b"x" * (16 * 1024 + 1), headers={"Content-Type": "text/plain"}
+    )
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "too_large"

@@ -115,7 +115,8 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):
-        log.exception("unhandled error on %s", request.url.path)
+        # The type and the path only: no stack trace, no request values (they may hold keys).
+        log.error("unhandled %s on %s", type(error).__name__, request.url.path)
         return _error(500, "internal_error", "internal error")
 
     @app.middleware("http")
