@@ -172,3 +172,18 @@ def test_a_materialization_shows_a_summary_and_a_chart_even_for_an_empty_day():
     assert {"period": "2026-11-10", "topic": "billing", "conversations": 60} in spec["data"][
         "values"
     ]
+
+
+def test_a_week_combines_days_reported_before_a_field_existed():
+    from analytics_assets.defs.analytics.assets import _daily_rows
+
+    older = daily_report(DAY, analytics([{}, {}]), messages=4, errors=0).drop(
+        "categorized_via_translation", "new_user_ids"
+    )
+    newer = daily_report(date(2026, 11, 11), analytics([{}]), messages=2, errors=1)
+    days = pl.concat([_daily_rows(older), newer], how="vertical_relaxed")
+    week = combine("weekly", "2026-11-09", date(2026, 11, 9), days).row(0, named=True)
+    assert (week["conversations"], week["messages"], week["categorized_via_translation"]) == (
+        3, 6, 0,
+    )  # fmt: skip
+    assert week["new_user_ids"] == []

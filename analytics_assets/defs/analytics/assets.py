@@ -238,7 +238,15 @@ monthly_report = _period_report(
 
 def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
     # No day of the period materialized yet: combine nothing into an empty-but-valid report.
-    return daily_report if daily_report.width else pl.DataFrame(schema=REPORT_SCHEMA)
+    if not daily_report.width:
+        return pl.DataFrame(schema=REPORT_SCHEMA)
+    # Days reported before a field was added count it as zero / empty, not as an error.
+    missing = [name for name in REPORT_SCHEMA if name not in daily_report.columns]
+    return (
+        daily_report.with_columns(pl.lit(None, REPORT_SCHEMA[name]).alias(name) for name in missing)
+        .with_columns(pl.col(n).fill_null(0) for n in missing if REPORT_SCHEMA[n].is_numeric())
+        .select(list(REPORT_SCHEMA))
+    )
 
 
 @asset(

@@ -148,9 +148,10 @@ class PolarsParquetLake(UPathIOManager):
             return self.scan_days(context.asset_key.path[-1], days)
         loaded = super().load_input(context)
         if isinstance(loaded, dict):
-            # Several days (a partition mapping or a range): one frame, days in order.
+            # Several days (a partition mapping or a range): one frame, days in order. Days
+            # written before a column was added lack it: diagonal fills it with nulls there.
             frames = [loaded[key] for key in sorted(loaded)]
-            return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+            return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         return loaded
 
     @property
