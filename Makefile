@@ -46,6 +46,7 @@ bench: setup nocodb
 	$(BIN)/python benchmarks/bench_language.py
 	$(BIN)/python benchmarks/bench_sync.py
 	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_pii.py
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
 stop:
