@@ -86,18 +86,20 @@ def create_app(
         "Dagster assets. Authenticate with an `X-API-Key` header.",
     )
     buckets = buckets or TokenBuckets(clock=clock)
-    verified: dict[str, tuple[float, keys.ApiKey | None]] = {}
+    verified: dict[bytes, tuple[float, keys.ApiKey | None]] = {}
 
     def verify(api_key: str | None) -> keys.ApiKey | None:
         if not api_key:
             return None
-        cached = verified.get(api_key)
+        # Cached under a digest: the process never keeps the keys themselves around.
+        digest = hashlib.sha256(api_key.encode()).digest()
+        cached = verified.get(digest)
         if cached and clock() - cached[0] < KEY_CACHE_S:
             return cached[1]
         key = keys.verify(db_provider(), api_key)
         if len(verified) > 10_000:  # bounded: unknown keys are cached too
             verified.clear()
-        verified[api_key] = (clock(), key)
+        verified[digest] = (clock(), key)
         return key
 
     @app.exception_handler(HTTPException)
