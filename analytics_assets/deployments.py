@@ -24,6 +24,7 @@ from analytics_assets.defs.ingestion.resources import (
     SyncSettings,
 )
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.defs.translation.resources import TranslationResource
@@ -144,6 +145,14 @@ def translation_for(deployment: str) -> TranslationResource:
     )
 
 
+def privacy_for(deployment: str) -> PrivacyResource:
+    """PRIVACY_MESSAGE_POLICY=redact|pseudonymize|keep; the HMAC key from an EnvVar."""
+    key = EnvVar("PRIVACY_PSEUDONYM_KEY") if os.environ.get("PRIVACY_PSEUDONYM_KEY") else None
+    return PrivacyResource(
+        message_policy=os.environ.get("PRIVACY_MESSAGE_POLICY", "redact"), pseudonym_key=key
+    )
+
+
 def resources_for(deployment: str) -> dict[str, Any]:
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
@@ -152,6 +161,7 @@ def resources_for(deployment: str) -> dict[str, Any]:
         "categorization": categorization_for(deployment),
         "sync_settings": sync_settings_for(deployment),
         "translation": translation_for(deployment),
+        "privacy": privacy_for(deployment),
         **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
     }
 

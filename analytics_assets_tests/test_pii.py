@@ -89,3 +89,78 @@ def test_redact_and_pseudonymize():
 @pytest.mark.parametrize("text", ["v1.2.3", "OID 1.2.3.4.5", "call 555-0100", "2026-11-30"])
 def test_no_false_alarm_on_short_numbers(text):
     assert detect(pl.Series([text]))[0] == []
+
+
+def _export_with_pii(folder, seed: int = 3):
+    from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+
+    spec = SampleSpec(days=1, conversations=30, users=10, seed=seed, with_bad_records=False)
+    data = generate_sample(spec)
+    planted = {}
+    for index, message in enumerate(m for m in data.messages if m["role"] == "user"):
+        if index % 5 == 0:
+            value = f"user{index}@example.com" if index % 10 == 0 else "4111 1111 1111 1111"
+            message["content"] = f"{message['content']} {value}"
+            planted[message["message_id"]] = value
+    write_export(data, folder)
+    return spec, planted
+
+
+@pytest.mark.parametrize("policy", ["redact", "pseudonymize"])
+def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy):
+    from dagster import DagsterInstance
+
+    from analytics_assets.definitions import build_definitions
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.privacy.resources import PrivacyResource
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.deployments import storage_resources
+    from analytics_assets_tests.conftest import range_tags
+    from analytics_assets_tests.test_assets import read_asset
+
+    spec, planted = _export_with_pii(tmp_path / "export")
+
+    def run(key: str, lake_dir: str):
+        lake = ParquetLakeIOManager(base_url=str(tmp_path / lake_dir))
+        mongo = MongoResource(uri=mongo_server, database=f"pii_{policy}_{lake_dir}")
+        defs = build_definitions(
+            resources={
+                "record_source": ExportSourceResource(export_dir=str(tmp_path / "export")),
+                "privacy": PrivacyResource(message_policy=policy, pseudonym_key=key),
+                **storage_resources({"base_url": lake.base_url}, mongo),
+            }
+        )
+        result = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.start)
+        )
+        assert result.success
+        return lake, mongo, result
+
+    lake, mongo, result = run("key-1", "lake1")
+    stored = dict(read_asset(lake, "conversation_messages").select("message_id", "content")
+                  .iter_rows())  # fmt: skip
+    documents = {d["message_id"]: d["content"] for d in mongo.db()["conversation_messages"].find()}
+    for message_id, value in planted.items():
+        assert value not in stored[message_id] and value not in documents[message_id]
+        assert ("<EMAIL" if "@" in value else "<CARD") in stored[message_id]
+    # The raw records keep what the source said (the restricted raw table).
+    raw = read_asset(lake, "nocodb_raw_pages")["record"]
+    assert all(raw.str.contains(value, literal=True).any() for value in planted.values())
+    metadata = next(
+        m.metadata for m in result.asset_materializations_for_node("validated_records")
+        if m.asset_key.path[-1] == "conversation_messages"
+    )  # fmt: skip
+    assert sum(metadata["pii_findings"].data.values()) == len(planted)
+    if policy == "pseudonymize":
+        again, _, _ = run("key-1", "lake2")
+        other, _, _ = run("key-2", "lake3")
+        first = read_asset(lake, "conversation_messages").sort("message_id")["content"]
+        assert (
+            read_asset(again, "conversation_messages").sort("message_id")["content"].equals(first)
+        )  # stable across runs
+        assert (
+            not read_asset(other, "conversation_messages")
+            .sort("message_id")["content"]
+            .equals(first)
+        )  # a new key gives new tokens

@@ -116,6 +116,7 @@ def dagster_path(export_dir: str, queue) -> None:
     from analytics_assets.defs.ingestion import assets
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
     from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.privacy.resources import PrivacyResource
 
     with tempfile.TemporaryDirectory() as lake_dir:
         started = time.perf_counter()
@@ -129,6 +130,8 @@ def dagster_path(export_dir: str, queue) -> None:
             ),
             resources={
                 "record_source": ExportSourceResource(export_dir=export_dir),
+                # Anonymization is measured by bench_pii.py; here the validation path.
+                "privacy": PrivacyResource(message_policy="keep"),
                 # The lake only: MongoDB's share is measured by bench_mongo.py.
                 "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
                 "lake_and_mongo_io_manager": ParquetLakeIOManager(base_url=lake_dir),

@@ -29,6 +29,7 @@ from analytics_assets.defs.ingestion.partitions import (
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.sources.schema import TABLE_KINDS
 from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
 from analytics_assets.transforms.conversations import build_conversations
@@ -164,6 +165,7 @@ def validated_records(
     nocodb_raw_pages: pl.DataFrame,
     record_source: RecordSourceResource,
     lake_io_manager: ResourceParam[PolarsParquetLake],
+    privacy: PrivacyResource,
 ):
     started = time.perf_counter()
     run_days = days_in(context.partition_time_window)
@@ -172,6 +174,9 @@ def validated_records(
     previous_errors = _previous_errors(lake_io_manager, run_days)
     schema = record_source.source_schema
     messages = validate_messages(nocodb_raw_pages, schema)
+    # Analytics never hold raw PII (unless the deployment keeps it): categorization and
+    # translation read this text too. The raw records stay in nocodb_raw_pages.
+    valid_messages, pii_findings = privacy.anonymize_messages(messages.valid)
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
     errors = pl.concat([messages.rejected, headers.rejected]).sort("day", "table", "key")
     seconds = time.perf_counter() - started
@@ -182,16 +187,18 @@ def validated_records(
         f"{seconds:.3f}s; rejected {errors.height}"
     )
     yield Output(
-        messages.valid,
+        valid_messages,
         output_name="conversation_messages",
         metadata={
             "rejected": messages.rejected.height,
+            "pii_policy": privacy.message_policy,
+            "pii_findings": MetadataValue.json(pii_findings),
             "validate_seconds": round(seconds, 3),
             "messages_per_second": _throughput(raw_messages, seconds),
             "messages_by_role": MetadataValue.json(
-                dict(messages.valid.group_by("role").len().iter_rows())
+                dict(valid_messages.group_by("role").len().iter_rows())
             ),
-            **frame_metadata(messages.valid, days=days),
+            **frame_metadata(valid_messages, days=days),
         },
     )
     yield Output(
