@@ -28,9 +28,8 @@ SUMMARY_ASSETS = (
 
 def _scan(lake: PolarsParquetLake, asset: str, first_day: date, last_day: date) -> pl.LazyFrame:
     days = [first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
-    present = set(lake.days_present(asset))
-    paths = [str(lake.day_file(asset, day)) for day in days if day in present]
-    return pl.scan_parquet(paths) if paths else pl.LazyFrame()
+    # The lake's own scan: it skips missing days and passes the S3 settings to polars.
+    return lake.scan_days(asset, days)
 
 
 def mongo_lines(db: Database, first_day: date, last_day: date) -> list[str]:

@@ -29,8 +29,7 @@ ASSETS = (
 
 def read_asset(lake: ParquetLakeIOManager, asset: str) -> pl.DataFrame:
     """Every day of an asset in the lake, local or S3."""
-    reader = lake.lake()
-    return reader.scan_days(asset, reader.days_present(asset)).collect()
+    return lake.lake().scan_all(asset).collect()
 
 
 def event_day(text: str | None) -> date | None:

@@ -14,14 +14,10 @@ def get_conversation(lake, conversation_id: str, lang: str | None = None) -> dic
     """From the lake (`PolarsParquetLake`); None when no message of it is stored."""
 
     def scan(asset: str) -> pl.DataFrame:
-        days = lake.days_present(asset)
-        if not days:
+        frame = lake.scan_all(asset)
+        if not frame.collect_schema().names():
             return pl.DataFrame()
-        return (
-            lake.scan_days(asset, days)
-            .filter(pl.col("conversation_id") == conversation_id)
-            .collect()
-        )
+        return frame.filter(pl.col("conversation_id") == conversation_id).collect()
 
     messages = scan("conversation_messages")
     if messages.is_empty():

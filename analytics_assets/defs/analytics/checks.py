@@ -40,11 +40,9 @@ def _lake_days(
     those days exist there. An asset check's inputs ignore partition mappings (they always
     hold the check's own partitions), so a trailing window cannot come through `ins`."""
     lake = getattr(context.resources, LAKE)
-    wanted = {first + timedelta(days=n) for n in range((last - first).days + 1)}
-    present = sorted(wanted & set(lake.days_present(asset)))
-    if not present:
-        return pl.DataFrame(), []
-    return lake.scan_days(asset, present).select(columns).collect(), present
+    wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    frame, present = lake.read_days(asset, wanted, columns)
+    return (frame if frame is not None else pl.DataFrame()), present
 
 
 def _trailing_days(

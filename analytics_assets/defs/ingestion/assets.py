@@ -128,12 +128,9 @@ def _error_keys(errors: pl.DataFrame) -> set[tuple]:
     return set(errors.select("table", "stage", "record_key").iter_rows())
 
 
-def _previous_errors(lake, days: list) -> set[tuple]:
-    present = set(lake.days_present("processing_errors")) & set(days)
-    if not present:
-        return set()
-    scan = lake.scan_days("processing_errors", sorted(present))
-    return _error_keys(scan.select("table", "stage", "record_key").collect())
+def _previous_errors(lake: PolarsParquetLake, days: list) -> set[tuple]:
+    errors, _ = lake.read_days("processing_errors", days, ["table", "stage", "record_key"])
+    return _error_keys(errors) if errors is not None else set()
 
 
 @multi_asset(

@@ -185,10 +185,32 @@ class PolarsParquetLake(UPathIOManager):
     def scan_days(self, asset_name: str, days: list[date]) -> pl.LazyFrame:
         """A range of days as one lazy scan: polars reads only the columns and row groups the
         query needs. Days not in the lake are skipped."""
+        return self._scan(asset_name, self.present_among(asset_name, days))
+
+    def present_among(self, asset_name: str, days) -> list[date]:
+        """Those of `days` the lake holds for the asset, in order."""
         present = set(self.days_present(asset_name))
-        paths = [str(self.day_file(asset_name, day)) for day in sorted(days) if day in present]
-        if not paths:
+        return sorted(day for day in set(days) if day in present)
+
+    def read_days(
+        self, asset_name: str, days, columns: list[str] | None = None
+    ) -> tuple[pl.DataFrame | None, list[date]]:
+        """The asset's rows (only `columns`) on those of `days` the lake holds, and which
+        days those are; None when it holds none of them. One listing, one scan."""
+        present = self.present_among(asset_name, days)
+        if not present:
+            return None, []
+        scan = self._scan(asset_name, present)
+        return (scan.select(columns) if columns else scan).collect(), present
+
+    def scan_all(self, asset_name: str) -> pl.LazyFrame:
+        """Every day of the asset in the lake (tools and retrieval, not Dagster)."""
+        return self._scan(asset_name, self.days_present(asset_name))
+
+    def _scan(self, asset_name: str, days: list[date]) -> pl.LazyFrame:
+        if not days:
             return pl.LazyFrame()
+        paths = [str(self.day_file(asset_name, day)) for day in days]
         return pl.scan_parquet(paths, storage_options=self.polars_storage_options())
 
     def days_present(self, asset_name: str) -> list[date]:

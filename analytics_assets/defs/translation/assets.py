@@ -31,11 +31,6 @@ from analytics_assets.translation.pipeline import (
 GROUP = "translation"
 
 
-def _previous(lake: PolarsParquetLake, days: list) -> pl.DataFrame | None:
-    present = sorted(set(lake.days_present("conversation_translations")) & set(days))
-    return lake.scan_days("conversation_translations", present).collect() if present else None
-
-
 def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
     """Per language pair and translator (current rows): how many, and how good."""
     return (
@@ -94,7 +89,7 @@ def translations(
     detected = time.perf_counter()
     languages = conversation_languages(messages)
     translator = translation.build(record_source)
-    previous = _previous(lake_io_manager, days)
+    previous, _ = lake_io_manager.read_days("conversation_translations", days)
     if translator is None:
         kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
