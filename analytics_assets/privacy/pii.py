@@ -162,14 +162,19 @@ def candidate_mask(texts: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -
     return texts.fill_null("").str.contains(combined)
 
 
+def _findings_by_row(texts: pl.Series, kinds: tuple[str, ...]) -> dict[int, list[Finding]]:
+    """Row index -> findings, for the rows that have any. The regexes sift the column in
+    polars; only candidate rows are checked and located in Python."""
+    rows = candidate_mask(texts, kinds).arg_true().to_list()
+    candidates = zip(rows, texts.gather(rows).to_list(), strict=True)
+    found = {row: find_in_text(text, kinds) for row, text in candidates}
+    return {row: findings for row, findings in found.items() if findings}
+
+
 def detect(texts: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -> list[list[Finding]]:
-    """Findings per text. The regexes sift the column in polars; only candidate rows are
-    checked and located in Python."""
-    mask = candidate_mask(texts, kinds).to_list()
-    values = texts.fill_null("").to_list()
-    return [
-        find_in_text(text, kinds) if hit else [] for text, hit in zip(values, mask, strict=True)
-    ]
+    """Findings per text."""
+    found = _findings_by_row(texts, kinds)
+    return [found.get(row, []) for row in range(len(texts))]
 
 
 def _token(kind: str, value: str, key: bytes | None) -> str:
@@ -183,23 +188,22 @@ def anonymize(
     texts: pl.Series, *, key: bytes | None = None, kinds: tuple[str, ...] = tuple(PATTERNS)
 ) -> tuple[pl.Series, Counter]:
     """Texts with every finding replaced: `<EMAIL>` (redact) or, with a key, `<EMAIL:3fa9…>`
-    (pseudonymize: the same value and key give the same token). Returns the counts by type."""
+    (pseudonymize: the same value and key give the same token). Returns the counts by type.
+    Only the rows with findings are rebuilt; the rest (and missing texts) stay as they are."""
     counts: Counter = Counter()
-    out = []
-    for text, findings in zip(texts.fill_null("").to_list(), detect(texts, kinds), strict=True):
-        if not findings:
-            out.append(text)
-            continue
-        pieces, position = [], 0
+    found = _findings_by_row(texts, kinds)
+    rewritten = []
+    for row, findings in found.items():
+        text, pieces, position = texts[row], [], 0
         for finding in findings:
             pieces += [text[position : finding.start], _token(finding.kind, finding.value, key)]
             position = finding.end
             counts[finding.kind] += 1
-        out.append("".join(pieces) + text[position:])
-    result = pl.Series(texts.name, out, dtype=pl.String)
-    return result.zip_with(
-        texts.is_not_null(), pl.Series([None] * len(out), dtype=pl.String)
-    ), counts
+        rewritten.append("".join(pieces) + text[position:])
+    result = texts.clone()
+    if found:
+        result = result.scatter(list(found), rewritten)
+    return result, counts
 
 
 def pseudonymize_id(value: str | None, key: bytes) -> str | None:
