@@ -13,7 +13,6 @@ Nothing downloads anything: models come from folders, services from configured U
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from analytics_assets.nocodb.client import RetryPolicy
 
 
 class TranslationError(Exception):
@@ -87,7 +88,8 @@ class HttpTranslator(Translator):
         self.url = url.rstrip("/")
         self._api_key = api_key
         self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
+        # The NocoDB client's backoff: exponential with full jitter, capped.
+        self.retry_policy = RetryPolicy(max_attempts=max_attempts, backoff_base_s=backoff_s)
         self.batch_size = batch_size
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
         self._pairs: dict[str, set[str]] | None = None
@@ -116,8 +118,7 @@ class HttpTranslator(Translator):
                 last = error
                 if attempt + 1 < self.max_attempts:
                     self.retries += 1
-                    # Full jitter: concurrent runs do not retry in step.
-                    time.sleep(random.uniform(0, self.backoff_s * 2**attempt))
+                    time.sleep(self.retry_policy.backoff(attempt))
         reason = "timed out" if isinstance(last, httpx.TimeoutException) else f"failed ({last})"
         raise TranslationError(f"{path} {reason} after {self.max_attempts} attempts")
 
