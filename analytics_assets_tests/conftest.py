@@ -168,3 +168,30 @@ def s3_server() -> Iterator[S3Server]:
         yield s3
     finally:
         server.stop()
+
+
+def sample_definitions(root, mongo_uri: str, database: str, **resources):
+    """The code location on the bundled sample export (generated into `root/export`), with
+    its lake in `root/lake` and the MongoDB `database`; `resources` replace others.
+    Returns (definitions, lake IO manager, MongoResource)."""
+    from pathlib import Path
+
+    from analytics_assets.definitions import build_definitions
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.deployments import storage_resources
+
+    root = Path(root)
+    lake = ParquetLakeIOManager(base_url=str(root / "lake"))
+    mongo = MongoResource(uri=mongo_uri, database=database)
+    defs = build_definitions(
+        resources={
+            "record_source": ExportSourceResource(
+                export_dir=str(root / "export"), generate_sample_if_missing=True
+            ),
+            **storage_resources({"base_url": lake.base_url}, mongo),
+            **resources,
+        }
+    )
+    return defs, lake, mongo

@@ -15,11 +15,7 @@ from fastapi.testclient import TestClient
 from analytics_assets.api import keys
 from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.ratelimit import TokenBuckets
-from analytics_assets.definitions import build_definitions
-from analytics_assets.defs.ingestion.resources import ExportSourceResource
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
-from analytics_assets.deployments import storage_resources
-from analytics_assets_tests.conftest import range_tags
+from analytics_assets_tests.conftest import range_tags, sample_definitions
 
 DAYS = [date(2026, 11, 2) + timedelta(days=n) for n in range(3)]
 SPEC = Path(__file__).parents[1] / "docs" / "openapi.json"
@@ -35,19 +31,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def filled(mongo_server, tmp_path_factory):
-    from analytics_assets.defs.storage.resources import MongoResource
-
-    root = tmp_path_factory.mktemp("api")
-    lake = ParquetLakeIOManager(base_url=str(root / "lake"))
-    mongo = MongoResource(uri=mongo_server, database="api_test")
-    defs = build_definitions(
-        resources={
-            "record_source": ExportSourceResource(
-                export_dir=str(root / "export"), generate_sample_if_missing=True
-            ),
-            **storage_resources({"base_url": lake.base_url}, mongo),
-        }
-    )
+    defs, _, mongo = sample_definitions(tmp_path_factory.mktemp("api"), mongo_server, "api_test")
     instance = DagsterInstance.ephemeral()
     assert (
         defs.resolve_job_def("ingestion_job")

@@ -46,6 +46,20 @@ def source(nocodb):
     return base, pl.DataFrame(messages).sort("message_id")
 
 
+def nocodb_definitions(url: str, token: str, base, lake, mongo, **source_options):
+    """The code location reading the seeded base at `url` (NocoDB itself, or a proxy in
+    front of it), writing to `lake` and `mongo`."""
+    return build_definitions(
+        resources={
+            "record_source": NocoDBSourceResource(
+                url=url, api_token=token, base_id=base.base_id, requests_per_second=0,
+                **source_options,
+            ),
+            **storage_resources({"base_url": lake.base_url, "s3": lake.s3}, mongo),
+        }
+    )  # fmt: skip
+
+
 def assert_equal_to_source(lake: ParquetLakeIOManager, mongo_db, expected: pl.DataFrame):
     stored = read_asset(lake, "conversation_messages").select("message_id", "content")
     assert stored.sort("message_id").equals(expected)
@@ -84,15 +98,9 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
         restarted["process"] = start_mongo(mongo_dir, port)
 
     with FaultProxy(nocodb.url, every_fault_between_successes(rounds=1)) as proxy:
-        defs = build_definitions(
-            resources={
-                "record_source": NocoDBSourceResource(
-                    url=proxy.url, api_token=nocodb.token, base_id=base.base_id,
-                    requests_per_second=0, timeout_s=0.5, throttle_wait_s=0.2,
-                ),
-                **storage_resources({"base_url": lake.base_url}, mongo),
-            }
-        )  # fmt: skip
+        defs = nocodb_definitions(
+            proxy.url, nocodb.token, base, lake, mongo, timeout_s=0.5, throttle_wait_s=0.2
+        )
         watcher = threading.Thread(target=restart_mongo_once_the_run_needs_it)
         watcher.start()
         try:
@@ -150,15 +158,7 @@ def test_a_run_killed_halfway_and_run_again_converges(nocodb, source, mongo_serv
     run.wait()
     assert not Path(lake.lake().day_file("daily_report", DAYS[0]).path).exists()
 
-    defs = build_definitions(
-        resources={
-            "record_source": NocoDBSourceResource(
-                url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
-                requests_per_second=0,
-            ),
-            **storage_resources({"base_url": lake.base_url}, mongo),
-        }
-    )  # fmt: skip
+    defs = nocodb_definitions(nocodb.url, nocodb.token, base, lake, mongo)
     again = defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[-1])
     )
@@ -247,15 +247,7 @@ def test_an_s3_restart_mid_run_loses_and_duplicates_nothing(nocodb, source, mong
         servers[-1].start()
         outage["to"] = time.monotonic()
 
-    defs = build_definitions(
-        resources={
-            "record_source": NocoDBSourceResource(
-                url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
-                requests_per_second=0,
-            ),
-            **storage_resources({"base_url": lake.base_url, "s3": lake.s3}, mongo),
-        }
-    )  # fmt: skip
+    defs = nocodb_definitions(nocodb.url, nocodb.token, base, lake, mongo)
     watcher = threading.Thread(target=restart_s3_mid_run)
     watcher.start()
     try:

@@ -9,11 +9,7 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.analytics.reports import REPORT_SCHEMA, daily_report
-from analytics_assets.definitions import build_definitions
-from analytics_assets.defs.ingestion.resources import ExportSourceResource
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
-from analytics_assets.deployments import storage_resources
-from analytics_assets_tests.conftest import range_tags
+from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.test_assets import read_asset
 
 SAMPLE_DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(14)]
@@ -27,18 +23,8 @@ ADDITIVE = (
 
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory, mongo_server):
-    from analytics_assets.defs.storage.resources import MongoResource
-
-    root = tmp_path_factory.mktemp("reports")
-    lake = ParquetLakeIOManager(base_url=str(root / "lake"))
-    mongo = MongoResource(uri=mongo_server, database="reports_test")
-    defs = build_definitions(
-        resources={
-            "record_source": ExportSourceResource(
-                export_dir=str(root / "export"), generate_sample_if_missing=True
-            ),
-            **storage_resources({"base_url": lake.base_url}, mongo),
-        }
+    defs, lake, mongo = sample_definitions(
+        tmp_path_factory.mktemp("reports"), mongo_server, "reports_test"
     )
     instance = DagsterInstance.ephemeral()
     checks = {}

@@ -15,11 +15,8 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.categorization.language import detect_languages
-from analytics_assets.definitions import build_definitions
-from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.defs.translation.resources import TranslationResource
-from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.seed import create_base, create_table
 from analytics_assets.translation.detection import conversation_languages
 from analytics_assets.translation.pipeline import translate_messages
@@ -31,7 +28,7 @@ from analytics_assets.translation.translators import (
     SourceTranslator,
     TranslationError,
 )
-from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.conftest import make_client, range_tags, sample_definitions
 from analytics_assets_tests.nocodb_server import free_port
 
 DAY = date(2026, 11, 3)
@@ -275,18 +272,11 @@ def test_local_translator_loads_a_model_folder_and_translates_in_batches(tiny_ma
 def test_translations_materialize_with_errors_in_mongodb_and_retrieval(
     libretranslate, mongo_server, tmp_path
 ):
-    from analytics_assets.defs.storage.resources import MongoResource
-
-    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
-    mongo = MongoResource(uri=mongo_server, database="translations")
-    defs = build_definitions(
-        resources={
-            "record_source": ExportSourceResource(
-                export_dir=str(tmp_path / "export"), generate_sample_if_missing=True
-            ),
-            "translation": TranslationResource(translator="http", http_url=libretranslate.url),
-            **storage_resources({"base_url": lake.base_url}, mongo),
-        }
+    defs, lake, mongo = sample_definitions(
+        tmp_path,
+        mongo_server,
+        "translations",
+        translation=TranslationResource(translator="http", http_url=libretranslate.url),
     )
     job = defs.resolve_job_def("ingestion_job")
     for _ in range(2):  # the second run must change nothing
