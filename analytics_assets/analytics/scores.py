@@ -99,6 +99,9 @@ def conversation_analytics(
     Runs as one lazy query: given lake scans, polars reads only the columns and rows it needs
     (the messages of these conversations), and the query can run on the GPU engine."""
     conversations, messages, categories = conversations.lazy(), messages.lazy(), categories.lazy()
+    if "categorized_via_translation" not in categories.collect_schema():
+        # Categories written before translations existed were all read in the original.
+        categories = categories.with_columns(pl.lit(False).alias("categorized_via_translation"))
     owned = messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
@@ -129,7 +132,7 @@ def conversation_analytics(
                 "language",
                 "sentiment_opening",
                 "sentiment",
-                *[c for c in ("categorized_via_translation",) if c in categories.collect_schema()],
+                "categorized_via_translation",
             ),
             on="conversation_id",
             how="left",
@@ -142,11 +145,9 @@ def conversation_analytics(
             .fill_null(False)
             .alias("abandoned_after_reply"),
             (pl.col("intent") == "complaint").fill_null(False).alias("complaint"),
+            pl.col("categorized_via_translation").fill_null(False),
         )
     )
-    if "categorized_via_translation" not in frame.collect_schema():
-        frame = frame.with_columns(pl.lit(False).alias("categorized_via_translation"))
-    frame = frame.with_columns(pl.col("categorized_via_translation").fill_null(False))
     feedback_total = pl.col("feedback_up") + pl.col("feedback_down")
     opening_value = pl.col("sentiment_opening").replace_strict(SENTIMENT_VALUE, default=None)
     end_value = pl.col("sentiment").replace_strict(SENTIMENT_VALUE, default=None)

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
@@ -407,8 +407,6 @@ def create_app(
 
 
 def _period_end(kind: str, period: str) -> date:
-    from datetime import timedelta
-
     if kind == "daily":
         return date.fromisoformat(period)
     if kind == "weekly":
