@@ -1,4 +1,4 @@
-"""Command line: `analytics-assets demo | generate-sample | seed-nocodb`."""
+"""Command line: `analytics-assets demo | generate-sample | seed-nocodb | erase-user | ...`."""
 
 from __future__ import annotations
 
@@ -167,6 +167,31 @@ def run_migrate(status_only: bool, target: int | None, validation_action: str) -
     return 0
 
 
+def run_erase_user(user_id: str, requested_by: str, reason: str, rebuild: bool) -> int:
+    """Erases one user on the current deployment; prints the audit record (no user data)."""
+    _dagster_home()
+    import json
+
+    from dagster import DagsterInstance
+
+    from analytics_assets.definitions import defs
+    from analytics_assets.defs.privacy.jobs import run_erasure
+    from analytics_assets.deployments import current_deployment, privacy_for
+
+    pseudonym = privacy_for(current_deployment()).pseudonym(user_id)
+    with DagsterInstance.get() as instance:
+        audit = run_erasure(
+            defs,
+            instance,
+            pseudonym,
+            requested_by=requested_by,
+            reason=reason,
+            rebuild_reports=rebuild,
+        )
+    print(json.dumps({k: v for k, v in audit.items()}, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="analytics-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +272,24 @@ def main(argv: list[str] | None = None) -> int:
     spec_command = commands.add_parser("api-spec", help="Write the API's OpenAPI spec.")
     spec_command.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
 
+    pseudonym_command = commands.add_parser(
+        "pseudonym", help="Print the pseudonym a user id has in the analytics tables."
+    )
+    pseudonym_command.add_argument("user_id")
+    erase_command = commands.add_parser(
+        "erase-user",
+        help="Right to erasure: remove a user's data everywhere, rebuild the reports they "
+        "counted in, and write an audit record.",
+    )
+    erase_command.add_argument("user_id", help="The source's user id (never stored).")
+    erase_command.add_argument("--requested-by", required=True)
+    erase_command.add_argument("--reason", default="", help="e.g. the ticket number")
+    erase_command.add_argument(
+        "--no-rebuild",
+        action="store_true",
+        help="Leave the report rebuild to erasure_report_rebuild_sensor (the daemon).",
+    )
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         spec = SampleSpec()
@@ -276,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "conversation":
         return run_conversation(args.conversation_id, args.lang)
+    if args.command == "pseudonym":
+        from analytics_assets.deployments import current_deployment, privacy_for
+
+        print(privacy_for(current_deployment()).pseudonym(args.user_id))
+        return 0
+    if args.command == "erase-user":
+        return run_erase_user(args.user_id, args.requested_by, args.reason, not args.no_rebuild)
     if args.command == "migrate":
         return run_migrate(args.status, args.to, args.validation_action)
     if args.command == "seed-nocodb":

@@ -103,6 +103,9 @@ def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> di
     return {
         LAKE_IO_MANAGER: ParquetLakeIOManager(**lake_settings),
         LAKE_AND_MONGO_IO_MANAGER: LakeAndMongoIOManager(**lake_settings, mongo=mongo),
+        # The same database for the steps that work on collections directly (retention,
+        # erasure, the privacy checks).
+        "mongo": mongo,
     }
 
 
@@ -146,10 +149,22 @@ def translation_for(deployment: str) -> TranslationResource:
 
 
 def privacy_for(deployment: str) -> PrivacyResource:
-    """PRIVACY_MESSAGE_POLICY=redact|pseudonymize|keep; the HMAC key from an EnvVar."""
+    """PRIVACY_DEFAULT_POLICY=redact|pseudonymize, PRIVACY_POLICIES and PRIVACY_RETENTION_DAYS
+    as JSON per table, PRIVACY_RESTRICTED_TABLES=a,b, PRIVACY_KEEP_USER_MAPPING=1. The HMAC
+    key: PRIVACY_PSEUDONYM_KEY (an EnvVar, required in prod); locally a random key created
+    once in .local/pseudonym.key."""
     key = EnvVar("PRIVACY_PSEUDONYM_KEY") if os.environ.get("PRIVACY_PSEUDONYM_KEY") else None
+    if deployment == "prod":
+        key = EnvVar("PRIVACY_PSEUDONYM_KEY")
+    restricted = os.environ.get("PRIVACY_RESTRICTED_TABLES", "")
     return PrivacyResource(
-        message_policy=os.environ.get("PRIVACY_MESSAGE_POLICY", "redact"), pseudonym_key=key
+        default_policy=os.environ.get("PRIVACY_DEFAULT_POLICY", "redact"),
+        policies=json.loads(os.environ.get("PRIVACY_POLICIES", "{}")),
+        restricted_tables=[name for name in restricted.split(",") if name],
+        pseudonym_key=key,
+        pseudonym_key_file=None if key else str(local_dir() / "pseudonym.key"),
+        keep_user_mapping=os.environ.get("PRIVACY_KEEP_USER_MAPPING", "") in ("1", "true"),
+        retention_days=json.loads(os.environ.get("PRIVACY_RETENTION_DAYS", "{}")),
     )
 
 

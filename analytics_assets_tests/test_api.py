@@ -135,6 +135,29 @@ def test_reports_series_models_and_users(filled):
     assert get(filled, "/users/nobody/analytics").status_code == 404
 
 
+def test_a_users_own_id_finds_their_pseudonymous_analytics(filled):
+    from analytics_assets.deployments import privacy_for
+
+    # The same key as the sample's materialization (the local deployment's key file).
+    pseudonymizer = privacy_for("local").pseudonymizer()
+    app = create_app(lambda: filled["db"], user_pseudonym=pseudonymizer)
+    client = TestClient(app)
+    stored = filled["db"]["user_analytics"].find_one({})
+    raw = next(
+        f"user-{n:05d}"
+        for n in range(1, 301)
+        if pseudonymizer(f"user-{n:05d}") == stored["user_id"]
+    )
+    by_raw = client.get(f"/users/{raw}/analytics", headers=filled["headers"]).json()
+    assert by_raw["user_id"] == stored["user_id"] and raw not in json.dumps(by_raw)
+    by_pseudonym = client.get(f"/users/{stored['user_id']}/analytics", headers=filled["headers"])
+    assert by_pseudonym.json() == by_raw
+    page = client.get("/conversations", params={"user_id": raw}, headers=filled["headers"])
+    assert page.json()["items"] and {c["user_id"] for c in page.json()["items"]} == {
+        stored["user_id"]
+    }
+
+
 def test_missing_wrong_revoked_and_out_of_scope_keys(filled):
     client, db = filled["client"], filled["db"]
     path = f"/analytics/reports/daily/{DAYS[0]}"

@@ -35,6 +35,8 @@ def test_local_definitions_hold_the_whole_graph():
             "weekly_report",
             "monthly_report",
             "user_analytics",
+            "user_pseudonyms",
+            "privacy_retention",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

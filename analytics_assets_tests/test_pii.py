@@ -127,7 +127,7 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
         defs = build_definitions(
             resources={
                 "record_source": ExportSourceResource(export_dir=str(tmp_path / "export")),
-                "privacy": PrivacyResource(message_policy=policy, pseudonym_key=key),
+                "privacy": PrivacyResource(default_policy=policy, pseudonym_key=key),
                 **storage_resources({"base_url": lake.base_url}, mongo),
             }
         )

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ from analytics_assets.api.models import (
     UserAnalytics,
 )
 from analytics_assets.api.ratelimit import TokenBuckets
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 
 log = logging.getLogger("analytics_assets.api")
 
@@ -77,8 +79,17 @@ def create_app(
     *,
     buckets: TokenBuckets | None = None,
     clock: Callable[[], float] = time.monotonic,
+    user_pseudonym: Callable[[str], str] | None = None,
 ):
-    """`db_provider` gives the MongoDB database (the deployment's MongoResource.db)."""
+    """`db_provider` gives the MongoDB database (the deployment's MongoResource.db);
+    `user_pseudonym` turns a caller's user id into the pseudonym the collections hold (the
+    deployment's PrivacyResource.pseudonym). A pseudonym is accepted as it is."""
+
+    def stored_user_id(user_id: str) -> str:
+        if user_pseudonym is None or re.match(USER_PSEUDONYM_PATTERN, user_id):
+            return user_id
+        return user_pseudonym(user_id)
+
     app = FastAPI(
         title="analytics-assets read API",
         version="1",
@@ -256,7 +267,8 @@ def create_app(
                             ("topic", topic), ("intent", intent), ("sentiment", sentiment),
                             ("language", language)):  # fmt: skip
             if value is not None:
-                query[name] = value  # a plain string: pattern-checked above, never a document
+                # A plain string: pattern-checked above, never a document.
+                query[name] = stored_user_id(value) if name == "user_id" else value
         if cursor:
             started, conversation_id = _decode_cursor(cursor)
             query["$or"] = [
@@ -396,12 +408,14 @@ def create_app(
         tags=["users"],
     )
     def user(user_id: IdPath) -> UserAnalytics:
+        pseudonym = stored_user_id(user_id)
         documents = list(
-            db_provider()["user_analytics"].find({"user_id": user_id}).sort("period", 1)
+            db_provider()["user_analytics"].find({"user_id": pseudonym}).sort("period", 1)
         )
         if not documents:
-            raise HTTPException(404, f"no analytics for user {user_id}")
-        return UserAnalytics.from_documents(user_id, documents)
+            raise HTTPException(404, "no analytics for this user")
+        # The caller's id is not echoed: a response carries only the pseudonym.
+        return UserAnalytics.from_documents(pseudonym, documents)
 
     return app
 

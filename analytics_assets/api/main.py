@@ -2,6 +2,9 @@
 or `analytics-assets api`."""
 
 from analytics_assets.api.app import create_app
-from analytics_assets.deployments import current_deployment, mongo_for
+from analytics_assets.deployments import current_deployment, mongo_for, privacy_for
 
-app = create_app(mongo_for(current_deployment()).db)
+app = create_app(
+    mongo_for(current_deployment()).db,
+    user_pseudonym=privacy_for(current_deployment()).pseudonymizer(),
+)

@@ -206,8 +206,20 @@ def anonymize(
     return result, counts
 
 
+# What a pseudonymized user id looks like: checks tell it from a raw id by this shape.
+USER_PSEUDONYM_PATTERN = r"^u_[0-9a-f]{20}$"
+
+
 def pseudonymize_id(value: str | None, key: bytes) -> str | None:
-    """A user id as a stable keyed token (joins still work; a new key gives new tokens)."""
+    """A user id as a stable keyed token, `u_` and 80 bits of HMAC-SHA256 (joins still work;
+    a new key gives new tokens; without the key it cannot be reversed or recomputed)."""
     if value is None:
         return None
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:24]
+    return "u_" + hmac.new(key, b"user:" + value.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def keyed_digest(label: str, value: str, key: bytes) -> str:
+    """A keyed digest of `value` under its own label, so digests kept for one purpose (erasure
+    tombstones, audit subjects) can never be joined with the analytics pseudonyms."""
+    message = f"{label}:{value}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]

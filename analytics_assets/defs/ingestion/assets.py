@@ -30,6 +30,7 @@ from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.privacy.erasure import drop_tombstoned
 from analytics_assets.sources.schema import TABLE_KINDS
 from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
 from analytics_assets.transforms.conversations import build_conversations
@@ -64,7 +65,10 @@ def _throughput(rows: int, seconds: float) -> float | None:
     "one JSON text per record, per table and UTC day of the event time.",
 )
 def nocodb_raw_pages(
-    context: AssetExecutionContext, record_source: RecordSourceResource
+    context: AssetExecutionContext,
+    record_source: RecordSourceResource,
+    privacy: PrivacyResource,
+    lake_io_manager: ResourceParam[PolarsParquetLake],
 ) -> Output[pl.DataFrame]:
     days = days_in(context.partition_time_window)
     jobs = [(day, kind) for day in days for kind in TABLE_KINDS]
@@ -102,6 +106,10 @@ def nocodb_raw_pages(
         source_description = source.describe()
     # Days and tables in order, whatever order the fetches finished in.
     raw = pl.concat([empty_raw_frame(), *(results[job] for job in jobs)])
+    # Records erased on request stay out, even while the source still holds them.
+    raw, erased = drop_tombstoned(
+        raw, lake_io_manager, record_source.source_schema, privacy.digester
+    )
     seconds = time.perf_counter() - started
     counters = {
         name: round(stats_after[name] - stats_before.get(name, 0), 3)
@@ -117,6 +125,7 @@ def nocodb_raw_pages(
             "resumed_pages": resumed,
             **counters,
             "records_per_table": MetadataValue.json(dict(per_table)),
+            "erased_records_skipped": erased,
             "fetch_seconds": round(seconds, 3),
             "records_per_second": _throughput(raw.height, seconds),
             **frame_metadata(raw.drop("record"), days=len(days)),
@@ -153,6 +162,15 @@ def _previous_errors(lake: PolarsParquetLake, days: list) -> set[tuple]:
             kinds={"polars", "parquet", "mongodb"},
             description="Every rejected record with its table, ids, stage and reason.",
         ),
+        "user_pseudonyms": AssetOut(
+            io_manager_key=LAKE_IO_MANAGER,
+            group_name=GROUP,
+            kinds={"polars", "parquet"},
+            # Written only where the deployment keeps the mapping (keep_user_mapping).
+            is_required=False,
+            description="Restricted: pseudonym -> user id per day, where the deployment "
+            "allows a mapping. Analytics tables hold only the pseudonyms.",
+        ),
     },
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
@@ -171,11 +189,18 @@ def validated_records(
     previous_errors = _previous_errors(lake_io_manager, run_days)
     schema = record_source.source_schema
     messages = validate_messages(nocodb_raw_pages, schema)
-    # Analytics never hold raw PII (unless the deployment keeps it): categorization and
-    # translation read this text too. The raw records stay in nocodb_raw_pages.
-    valid_messages, pii_findings = privacy.anonymize_messages(messages.valid)
+    # Analytics never hold raw PII (unless a restricted deployment keeps it): categorization
+    # and translation read this text too. The raw records stay in nocodb_raw_pages.
+    valid_messages, pii_findings = privacy.anonymize_table("conversation_messages", messages.valid)
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
+    # From here on a user is their keyed pseudonym: conversations, scores, user analytics and
+    # reports join on it and never see the source's id.
+    pseudonymized_headers = privacy.pseudonymize_users(headers.valid)
     errors = pl.concat([messages.rejected, headers.rejected]).sort("day", "table", "key")
+    errors = privacy.pseudonymize_records(
+        errors, user_field=schema.source_field("conversations", "user_id")
+    )
+    errors, error_pii_findings = privacy.anonymize_table("processing_errors", errors)
     seconds = time.perf_counter() - started
     raw_messages = messages.valid.height + messages.rejected.height
     context.log.info(
@@ -188,7 +213,7 @@ def validated_records(
         output_name="conversation_messages",
         metadata={
             "rejected": messages.rejected.height,
-            "pii_policy": privacy.message_policy,
+            "pii_policy": privacy.policy_for("conversation_messages"),
             "pii_findings": MetadataValue.json(pii_findings),
             "validate_seconds": round(seconds, 3),
             "messages_per_second": _throughput(raw_messages, seconds),
@@ -199,13 +224,18 @@ def validated_records(
         },
     )
     yield Output(
-        headers.valid,
+        pseudonymized_headers,
         output_name="conversation_headers",
         metadata={
             "rejected": headers.rejected.height,
-            **frame_metadata(headers.valid, days=days),
+            "user_ids": "pseudonymized",
+            **frame_metadata(pseudonymized_headers, days=days),
         },
     )
+    if privacy.keep_user_mapping:
+        mapping = privacy.user_mapping(headers.valid)
+        # Rows only: a preview would show the raw ids in the UI.
+        yield Output(mapping, output_name="user_pseudonyms", metadata={"rows": mapping.height})
     reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
     now_failing = _error_keys(errors)
     recovered = sorted(previous_errors - now_failing)
@@ -223,6 +253,7 @@ def validated_records(
             "still_failing": len(previous_errors & now_failing),
             "new_errors": len(now_failing - previous_errors),
             "recovered_records": MetadataValue.json([list(key) for key in recovered[:50]]),
+            "pii_findings": MetadataValue.json(error_pii_findings),
             **frame_metadata(errors.drop("record"), days=days),
         },
     )

@@ -6,6 +6,7 @@ from the source, so a re-run converges to the same result and a deleted record d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -28,6 +29,8 @@ from analytics_assets.defs.ingestion.jobs import ingestion_job
 from analytics_assets.defs.ingestion.partitions import daily_partitions
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
 from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.privacy.erasure import is_tombstoned, tombstones
 from analytics_assets.sources.sync_cursor import SyncCursor
 
 SYNC_TABLES = ("conversations", "messages")
@@ -151,6 +154,7 @@ def nocodb_reconciliation_sensor(
     context: SensorEvaluationContext,
     record_source: RecordSourceResource,
     sync_settings: SyncSettings,
+    privacy: PrivacyResource,
     # The IO manager the lake assets use, as built for this evaluation.
     lake_io_manager: ResourceParam[PolarsParquetLake],
 ) -> SensorResult | SkipReason:
@@ -164,6 +168,8 @@ def nocodb_reconciliation_sensor(
     days = sorted(d for d in window if d in present and d >= first_day)
     run_requests, observations = [], []
     started = time.perf_counter()
+    erased = tombstones(lake)
+    digest = functools.cache(privacy.digester)
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} cannot be reconciled; use full daily pulls.")
@@ -176,8 +182,15 @@ def nocodb_reconciliation_sensor(
                 if source.count_day(kind, day) == len(lake_ids[kind]):
                     continue
                 source_ids = source.ids_of_day(kind, day)
-                deleted[kind] = sorted(lake_ids[kind] - source_ids)
-                added[kind] = len(source_ids - lake_ids[kind])
+                # Records erased on request are meant to be missing from the lake.
+                missing = {
+                    record_id
+                    for record_id in source_ids - lake_ids[kind]
+                    if not erased or not is_tombstoned(erased, digest(), kind, record_id)
+                }
+                if missing or lake_ids[kind] - source_ids:
+                    deleted[kind] = sorted(lake_ids[kind] - source_ids)
+                    added[kind] = len(missing)
             if not deleted:
                 continue
             found = {

@@ -213,6 +213,26 @@ class PolarsParquetLake(UPathIOManager):
         paths = [str(self.day_file(asset_name, day)) for day in days]
         return pl.scan_parquet(paths, storage_options=self.polars_storage_options())
 
+    def tables(self) -> list[str]:
+        """The assets the lake holds (its top-level folders; `_`-folders are bookkeeping)."""
+        if not self._base_path.exists():
+            return []
+        return sorted(
+            child.name
+            for child in self._base_path.iterdir()
+            if child.is_dir() and not child.name.startswith(("_", "."))
+        )
+
+    def write_day(self, asset_name: str, day: date, frame: pl.DataFrame) -> int:
+        """Replaces one day of an asset outside a run (erasure): atomic, as a run writes it."""
+        return self.dump_to_path(None, frame, self.day_file(asset_name, day))
+
+    def delete_day(self, asset_name: str, day: date) -> None:
+        """Removes one day of an asset (retention)."""
+        folder = self.day_file(asset_name, day).parent
+        if folder.exists():
+            folder.fs.rm(folder.path, recursive=True)
+
     def days_present(self, asset_name: str) -> list[date]:
         """The days of an asset in the lake (for summaries and tools, not for Dagster)."""
         root = self._base_path / asset_name

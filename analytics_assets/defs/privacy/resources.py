@@ -1,35 +1,193 @@
-"""How message text is anonymized before it reaches the analytics tables."""
+"""The deployment's privacy policy: how text and user ids are anonymized before they reach an
+analytics table, which tables are restricted, how long each table keeps its days."""
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from analytics_assets.privacy.pii import PATTERNS, anonymize
+from analytics_assets.privacy.pii import PATTERNS, anonymize, keyed_digest, pseudonymize_id
+
+TextPolicy = Literal["redact", "pseudonymize", "keep"]
+TEXT_POLICIES = ("redact", "pseudonymize", "keep")
+
+# The free-text columns of each table that holds text (asset name = its lake table; its
+# MongoDB collection is given in storage/placement.py). Every other table holds only ids,
+# labels and numbers.
+TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "conversation_messages": ("content",),
+    "conversation_translations": ("text", "source_text"),
+    "processing_errors": ("record",),
+    "translation_errors": ("record",),
+}
+# Restricted by design, whatever the deployment says: the raw records as the source gave them,
+# and the user-id mapping. They are never served and are the only tables that may hold raw
+# PII; everything else is an analytics table.
+RESTRICTED_TABLES = ("nocodb_raw_pages", "user_pseudonyms")
 
 
 class PrivacyResource(ConfigurableResource):
-    """`redact` (default): typed placeholders; `pseudonymize`: keyed HMAC tokens (the key
-    through an EnvVar); `keep`: raw text (for a restricted deployment only). The raw records
-    stay in `nocodb_raw_pages` whatever the policy."""
+    """`redact` (the default): typed placeholders such as `<EMAIL>`; `pseudonymize`: keyed
+    HMAC tokens such as `<EMAIL:3fa9…>`, the same value always the same token; `keep`: the
+    raw text, refused unless the deployment lists the table in `restricted_tables`.
+    Categorization and translation read `conversation_messages`, so they see its policy's
+    text: anonymized unless a restricted deployment keeps it."""
 
-    message_policy: Literal["redact", "pseudonymize", "keep"] = Field(default="redact")
+    default_policy: TextPolicy = Field(
+        default="redact", description="The text policy of every table not in `policies`."
+    )
+    # Dagster config has no Literal inside a dict: values are checked in policy_for.
+    policies: dict[str, str] = Field(
+        default_factory=dict,
+        description="Text policy per table, e.g. {'conversation_messages': 'pseudonymize'}.",
+    )
+    restricted_tables: list[str] = Field(
+        default_factory=list,
+        description="Analytics tables this deployment restricts (access-controlled, never "
+        "served); only these may `keep` raw text.",
+    )
     pseudonym_key: str | None = Field(
-        default=None, description="HMAC key for `pseudonymize` (PRIVACY_PSEUDONYM_KEY)."
+        default=None, description="HMAC key for pseudonyms (PRIVACY_PSEUDONYM_KEY, an EnvVar)."
+    )
+    pseudonym_key_file: str | None = Field(
+        default=None,
+        description="A file holding the key, created with a random key when missing (the "
+        "local deployment's default, so the key never appears in the resource's config).",
+    )
+    keep_user_mapping: bool = Field(
+        default=False,
+        description="Keep `user_pseudonyms` (pseudonym -> user id), a restricted table, for "
+        "deployments that must answer 'which user is this'.",
+    )
+    retention_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Days each table keeps, e.g. {'conversation_messages': 90}; a table not "
+        "listed keeps every day.",
     )
     types: list[str] = Field(
         default_factory=lambda: list(PATTERNS), description="PII types to anonymize."
     )
 
-    def anonymize_messages(self, messages: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
-        """`messages` with `content` anonymized under the policy; findings counted by type."""
-        if self.message_policy == "keep" or messages.is_empty():
-            return messages, {}
-        if self.message_policy == "pseudonymize" and not self.pseudonym_key:
-            raise ValueError("message_policy=pseudonymize needs PRIVACY_PSEUDONYM_KEY")
-        key = self.pseudonym_key.encode() if self.message_policy == "pseudonymize" else None
-        content, counts = anonymize(messages["content"], key=key, kinds=tuple(self.types))
-        return messages.with_columns(content.alias("content")), dict(counts)
+    # -- keys --------------------------------------------------------------------------------
+
+    def key(self) -> bytes:
+        # Outside a run (the CLI, the API) an EnvVar is still unresolved.
+        configured = self.pseudonym_key
+        if isinstance(configured, EnvVar):
+            configured = configured.get_value()
+        if configured:
+            return configured.encode()
+        if self.pseudonym_key_file:
+            path = Path(self.pseudonym_key_file)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Created readable by its owner only, and never overwritten.
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+            return path.read_text().strip().encode()
+        raise ValueError(
+            "Pseudonyms need a key: set PRIVACY_PSEUDONYM_KEY (or pseudonym_key_file)."
+        )
+
+    def pseudonym(self, user_id: str) -> str:
+        return pseudonymize_id(user_id, self.key())
+
+    def pseudonymizer(self) -> Callable[[str], str]:
+        """`pseudonym` with the key read once, for many ids."""
+        key = self.key()
+        return lambda user_id: pseudonymize_id(user_id, key)
+
+    def digester(self) -> Callable[[str, str], str]:
+        """Keyed digests under a label (erasure tombstones, audit subjects), key read once."""
+        key = self.key()
+        return lambda label, value: keyed_digest(label, value, key)
+
+    # -- text --------------------------------------------------------------------------------
+
+    def policy_for(self, table: str) -> TextPolicy:
+        policy = self.policies.get(table, self.default_policy)
+        if policy not in TEXT_POLICIES:
+            raise ValueError(f"policy of {table} must be one of {TEXT_POLICIES}, got {policy!r}")
+        if policy == "keep" and table not in (*RESTRICTED_TABLES, *self.restricted_tables):
+            raise ValueError(
+                f"`keep` leaves raw PII in {table}: list it in restricted_tables if this "
+                "deployment really restricts it, or choose redact/pseudonymize."
+            )
+        return policy
+
+    def redacted_types(self, table: str) -> tuple[str, ...]:
+        """The PII types that must not appear raw in `table` (none where it keeps text)."""
+        return () if self.policy_for(table) == "keep" else tuple(self.types)
+
+    def anonymize_table(self, table: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+        """`frame` with the table's text columns anonymized under its policy, and the
+        findings counted by type."""
+        policy = self.policy_for(table)
+        columns = [c for c in TEXT_COLUMNS.get(table, ()) if c in frame.columns]
+        if policy == "keep" or frame.is_empty() or not columns:
+            return frame, {}
+        key = self.key() if policy == "pseudonymize" else None
+        counts: Counter = Counter()
+        replaced = []
+        for column in columns:
+            text, found = anonymize(frame[column], key=key, kinds=tuple(self.types))
+            replaced.append(text.alias(column))
+            counts += found
+        return frame.with_columns(replaced), dict(counts)
+
+    # -- users -------------------------------------------------------------------------------
+
+    def pseudonymize_users(self, frame: pl.DataFrame, column: str = "user_id") -> pl.DataFrame:
+        """`column` replaced by its pseudonyms (each distinct id hashed once)."""
+        if frame.is_empty() or column not in frame.columns:
+            return frame
+        key = self.key()
+        distinct = frame[column].drop_nulls().unique()
+        mapping = dict(zip(distinct, (pseudonymize_id(v, key) for v in distinct), strict=True))
+        return frame.with_columns(pl.col(column).replace_strict(mapping, default=None))
+
+    def user_mapping(self, headers: pl.DataFrame) -> pl.DataFrame:
+        """pseudonym -> user id per day, for the restricted `user_pseudonyms` table."""
+        key = self.key()
+        pairs = headers.select("day", "user_id").drop_nulls().unique()
+        return pairs.with_columns(
+            pl.col("user_id")
+            .map_elements(lambda value: pseudonymize_id(value, key), return_dtype=pl.String())
+            .alias("user_pseudonym")
+        ).sort("day", "user_pseudonym")
+
+    def pseudonymize_records(self, errors: pl.DataFrame, user_field: str) -> pl.DataFrame:
+        """Rejected conversation records keep their JSON for debugging, with the user id
+        field (the source's name for it) replaced by its pseudonym."""
+        if errors.is_empty():
+            return errors
+        key = self.key()
+
+        def swap(text: str | None) -> str | None:
+            try:
+                record = json.loads(text) if text else None
+            except ValueError:
+                return text
+            if not isinstance(record, dict) or not isinstance(record.get(user_field), str):
+                return text
+            record[user_field] = pseudonymize_id(record[user_field], key)
+            return json.dumps(record, ensure_ascii=False)
+
+        conversations = pl.col("table") == "conversations"
+        swapped = [
+            swap(text) if is_conversation else text
+            for text, is_conversation in zip(
+                errors["record"], errors.select(conversations).to_series(), strict=True
+            )
+        ]
+        return errors.with_columns(pl.Series("record", swapped, dtype=pl.String()))

@@ -18,6 +18,7 @@ from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
 from analytics_assets.transforms.records import ERROR_SCHEMA
@@ -80,6 +81,7 @@ def translations(
     translation: TranslationResource,
     record_source: RecordSourceResource,
     lake_io_manager: ResourceParam[PolarsParquetLake],
+    privacy: PrivacyResource,
 ):
     started = time.perf_counter()
     days = days_in(context.partition_time_window)
@@ -104,12 +106,18 @@ def translations(
             previous=previous,
             references=translation.references(record_source),
         )
+    # The messages were anonymized already; a translator can still bring a value back (a
+    # spelled-out number, a transliterated address), so its output is scanned again.
+    translated, pii_findings = privacy.anonymize_table(
+        "conversation_translations", run.translations
+    )
+    errors, error_pii_findings = privacy.anonymize_table("translation_errors", run.errors)
     seconds = time.perf_counter() - started
     counts = dict(run.counts)
     context.log.info(f"translations ({translation.translator}): {counts}")
-    pairs = quality_by_pair(run.translations)
+    pairs = quality_by_pair(translated)
     yield Output(
-        run.translations,
+        translated,
         output_name="conversation_translations",
         metadata={
             "translator": translation.translator,
@@ -121,17 +129,19 @@ def translations(
             "detection_messages_per_second": round(messages.height / (detected - started))
             if detected > started
             else None,
-            **frame_metadata(run.translations.drop("source_text"), days=len(days)),
+            "pii_findings": MetadataValue.json(pii_findings),
+            **frame_metadata(translated.drop("source_text"), days=len(days)),
         },
     )
     yield Output(
-        run.errors,
+        errors,
         output_name="translation_errors",
         metadata={
             "errors_by_reason": MetadataValue.md(
-                markdown_table(run.errors.group_by("reason").len(), rows=20)
+                markdown_table(errors.group_by("reason").len(), rows=20)
             ),
-            **frame_metadata(run.errors.drop("record"), days=len(days)),
+            "pii_findings": MetadataValue.json(error_pii_findings),
+            **frame_metadata(errors.drop("record"), days=len(days)),
         },
     )
     yield Output(

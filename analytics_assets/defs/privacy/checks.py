@@ -1,0 +1,135 @@
+"""Privacy checks: no raw PII of a redacted type in a text table, in the lake or in its
+MongoDB collection; no raw user id where only pseudonyms belong."""
+
+from collections import Counter
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    MetadataValue,
+    ResourceParam,
+    asset_check,
+)
+
+from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.privacy.resources import TEXT_COLUMNS, PrivacyResource
+from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
+from analytics_assets.storage.collections import DAY_FIELD
+from analytics_assets.storage.placement import (
+    MONGO_COLLECTION_OF_ASSET,
+    MONGO_SLICE_SCOPE_OF_ASSET,
+)
+
+_EXAMPLES = 5
+
+
+def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, list[str]]:
+    """Counts by type of PII still present in `texts`, and where (row numbers, never the
+    values: the check's metadata must not become a copy)."""
+    counts: Counter = Counter()
+    rows: list[str] = []
+    for row, findings in enumerate(detect(texts, kinds)):
+        for finding in findings:
+            counts[finding.kind] += 1
+        if findings and len(rows) < _EXAMPLES:
+            rows.append(f"row {row}: {', '.join(f.kind for f in findings)}")
+    return counts, rows
+
+
+def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
+    columns = TEXT_COLUMNS[table]
+    collection = MONGO_COLLECTION_OF_ASSET.get(table)
+
+    @asset_check(
+        name="no_raw_pii",
+        asset=table,
+        partitions_def=daily_partitions,
+        blocking=True,
+        description=f"Scans {', '.join(columns)} in the lake and in MongoDB's {collection} "
+        "for raw PII of a type the policy redacts.",
+    )
+    def no_raw_pii(
+        context: AssetCheckExecutionContext,
+        privacy: PrivacyResource,
+        mongo: MongoResource,
+        lake_io_manager: ResourceParam[PolarsParquetLake],
+    ) -> AssetCheckResult:
+        kinds = privacy.redacted_types(table)
+        if not kinds:
+            return AssetCheckResult(passed=True, metadata={"policy": "keep (restricted table)"})
+        days = days_in(context.partition_time_window)
+        found: dict[str, Counter] = {}
+        where: list[str] = []
+        stored, _ = lake_io_manager.read_days(table, days)
+        texts = {"lake": stored} if stored is not None else {}
+        if collection:
+            scope = MONGO_SLICE_SCOPE_OF_ASSET.get(table, {})
+            query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **scope}
+            projection = {column: True for column in columns}
+            documents = list(mongo.db()[collection].find(query, projection=projection))
+            texts["mongo"] = pl.DataFrame(
+                [{c: d.get(c) for c in columns} for d in documents],
+                schema={c: pl.String() for c in columns},
+            )
+        scanned = 0
+        for store, frame in texts.items():
+            for column in columns:
+                if column not in frame.columns:
+                    continue
+                counts, rows = raw_pii_found(frame[column], kinds)
+                scanned += frame.height
+                found[f"{store}.{column}"] = counts
+                where += [f"{store}.{column} {row}" for row in rows]
+        total = Counter()
+        for counts in found.values():
+            total += counts
+        return AssetCheckResult(
+            passed=not total,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "texts_scanned": scanned,
+                "raw_pii_by_type": MetadataValue.json(dict(total)),
+                "where": MetadataValue.json(where),
+                "policy": privacy.policy_for(table),
+            },
+        )
+
+    return no_raw_pii
+
+
+def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
+    @asset_check(
+        name="user_ids_pseudonymized",
+        asset=table,
+        partitions_def=daily_partitions,
+        blocking=True,
+        description="Every user id is a keyed pseudonym, never the source's id.",
+    )
+    def user_ids_pseudonymized(
+        context: AssetCheckExecutionContext, lake_io_manager: ResourceParam[PolarsParquetLake]
+    ) -> AssetCheckResult:
+        days = days_in(context.partition_time_window)
+        frame, _ = lake_io_manager.read_days(table, days, ["user_id"])
+        ids = frame["user_id"].drop_nulls() if frame is not None else pl.Series([], dtype=str)
+        raw = ids.filter(~ids.str.contains(USER_PSEUDONYM_PATTERN))
+        return AssetCheckResult(
+            passed=raw.is_empty(),
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"user_ids": ids.len(), "not_pseudonymized": raw.len()},
+        )
+
+    return user_ids_pseudonymized
+
+
+privacy_checks = [
+    *(_no_raw_pii_check(table) for table in TEXT_COLUMNS),
+    *(
+        _user_ids_pseudonymized_check(table)
+        for table in ("conversations", "conversation_analytics", "user_analytics")
+    ),
+]

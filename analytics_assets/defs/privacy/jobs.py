@@ -1,0 +1,207 @@
+"""Right to erasure as a Dagster job, the report rebuild it leads to, and the retention
+schedule."""
+
+from datetime import UTC, date, datetime, timedelta
+
+from dagster import (
+    AssetSelection,
+    Config,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    MetadataValue,
+    OpExecutionContext,
+    Output,
+    ResourceParam,
+    RunRequest,
+    RunStatusSensorContext,
+    ScheduleDefinition,
+    SkipReason,
+    define_asset_job,
+    job,
+    op,
+    run_status_sensor,
+)
+from pydantic import Field
+
+from analytics_assets.defs.ingestion.jobs import monthly_report_job, weekly_report_job
+from analytics_assets.defs.ingestion.partitions import daily_partitions
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.privacy.erasure import AUDIT_COLLECTION, Eraser
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
+
+daily_report_job = define_asset_job(
+    "daily_report_job",
+    selection=AssetSelection.assets("daily_report"),
+    partitions_def=daily_partitions,
+    description="Rebuild daily reports from the lake (after an erasure, or a fix).",
+)
+REPORT_JOBS = {
+    "daily_report": daily_report_job,
+    "weekly_report": weekly_report_job,
+    "monthly_report": monthly_report_job,
+}
+# On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
+INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
+
+
+class ErasureConfig(Config):
+    # The pseudonym, not the user id: run configs are kept in Dagster's run storage.
+    user_pseudonym: str = Field(
+        pattern=USER_PSEUDONYM_PATTERN,
+        description="`analytics-assets pseudonym <user id>` prints it.",
+    )
+    requested_by: str = Field(description="Who asked for the erasure (kept in the audit).")
+    reason: str = Field(default="", description="The request's reference, e.g. a ticket.")
+
+
+@op(
+    description="Removes one user's rows and documents everywhere, tombstones their raw "
+    "records and writes the audit record."
+)
+def erase_user_data(
+    context: OpExecutionContext,
+    config: ErasureConfig,
+    privacy: PrivacyResource,
+    mongo: MongoResource,
+    record_source: RecordSourceResource,
+    lake_io_manager: ResourceParam[PolarsParquetLake],
+) -> Output[dict]:
+    started = datetime.now(UTC)
+    eraser = Eraser(
+        lake_io_manager,
+        mongo.db(),
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=privacy.digester(),
+        schema=record_source.source_schema,
+    )
+    result = eraser.erase(config.user_pseudonym)
+    audit = eraser.audit(
+        context.run_id,
+        config.user_pseudonym,
+        result,
+        requested_by=config.requested_by,
+        reason=config.reason,
+        started_at=started,
+    )
+    context.log.info(f"erasure {context.run_id}: {audit['outcome']}")
+    return Output(
+        audit,
+        metadata={
+            "outcome": audit["outcome"],
+            "conversations": result.conversations,
+            "lake_rows_removed": MetadataValue.json(result.lake_rows),
+            "mongo_documents_removed": MetadataValue.json(result.mongo_documents),
+            "raw_records_tombstoned": result.raw_records,
+            "reports_to_rebuild": MetadataValue.json(result.reports_to_rebuild),
+            "audit_record": f"{AUDIT_COLLECTION}/{context.run_id}",
+        },
+    )
+
+
+@job(
+    description="Right to erasure: one user's messages, conversations, categories, "
+    "translations and analytics leave MongoDB and the lake; the reports they counted in are "
+    "rebuilt by `erasure_report_rebuild_sensor`.",
+    tags={"privacy": "erasure"},
+)
+def erase_user_job():
+    erase_user_data()
+
+
+def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[RunRequest]:
+    """Days first, then weeks and months: the periods read the rebuilt days. Contiguous
+    days go in one single-run backfill."""
+    requests = []
+    days = [date.fromisoformat(day) for day in reports.get("daily_report", [])]
+    ranges: list[list[date]] = []
+    for day in days:
+        if ranges and day - ranges[-1][-1] == timedelta(days=1):
+            ranges[-1].append(day)
+        else:
+            ranges.append([day])
+    for days_range in ranges:
+        first, last = days_range[0].isoformat(), days_range[-1].isoformat()
+        requests.append(
+            RunRequest(
+                run_key=f"erasure:{erasure_id}:daily:{first}",
+                job_name=daily_report_job.name,
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "privacy": "erasure-rebuild",
+                },
+            )
+        )
+    for asset in ("weekly_report", "monthly_report"):
+        for key in reports.get(asset, []):
+            requests.append(
+                RunRequest(
+                    run_key=f"erasure:{erasure_id}:{asset}:{key}",
+                    job_name=REPORT_JOBS[asset].name,
+                    partition_key=key,
+                    tags={"privacy": "erasure-rebuild"},
+                )
+            )
+    return requests
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[erase_user_job],
+    request_jobs=list(REPORT_JOBS.values()),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After an erasure, rebuilds the report partitions the user counted in.",
+)
+def erasure_report_rebuild_sensor(context: RunStatusSensorContext, mongo: MongoResource):
+    run_id = context.dagster_run.run_id
+    if context.dagster_run.tags.get(INLINE_REBUILD_TAG) == "true":
+        return SkipReason(f"erasure {run_id} rebuilt its reports itself")
+    audit = mongo.db()[AUDIT_COLLECTION].find_one({"_id": run_id})
+    reports = (audit or {}).get("reports_to_rebuild") or {}
+    requests = report_run_requests(run_id, reports)
+    return requests or SkipReason(f"erasure {run_id} changed no report")
+
+
+privacy_retention_job = define_asset_job(
+    "privacy_retention_job",
+    selection=AssetSelection.assets("privacy_retention"),
+    description="Drop the days each table no longer keeps (PRIVACY_RETENTION_DAYS).",
+)
+privacy_retention_schedule = ScheduleDefinition(
+    job=privacy_retention_job,
+    cron_schedule="30 1 * * *",
+    execution_timezone="UTC",
+    description="Applies retention every night, before the daily ingestion.",
+)
+
+
+def run_erasure(
+    defs,
+    instance,
+    user_pseudonym: str,
+    *,
+    requested_by: str,
+    reason: str = "",
+    rebuild_reports: bool = True,
+) -> dict:
+    """The erasure job in this process, then (unless told not to) the report rebuilds it
+    asks for, in order, so the reports are right when this returns; the sensor then leaves
+    the run alone. Returns the audit record."""
+    config = {"user_pseudonym": user_pseudonym, "requested_by": requested_by, "reason": reason}
+    result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
+        run_config={"ops": {"erase_user_data": {"config": config}}},
+        instance=instance,
+        tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
+    )
+    audit = result.output_for_node("erase_user_data")
+    if rebuild_reports:
+        for request in report_run_requests(result.run_id, audit["reports_to_rebuild"]):
+            rebuilt = defs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, partition_key=request.partition_key, tags=request.tags
+            )
+            if not rebuilt.success:
+                raise RuntimeError(f"rebuilding {request.run_key} failed")
+    return audit

@@ -1,0 +1,322 @@
+"""Right to erasure: every row and document of one user, found by their pseudonym, removed
+from the lake and MongoDB; tombstones so a later pull does not bring the raw records back;
+an audit record that says who asked, when, and how much went, without the erased data.
+
+The reports are not edited here: they are aggregates, so the days, weeks and months they
+cover are rebuilt from what remains (`ErasureResult.reports_to_rebuild`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+from pymongo.database import Database
+
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.storage.collections import COLLECTIONS
+
+RAW_TABLE = "nocodb_raw_pages"
+# Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
+REPORT_TABLES = ("daily_report", "weekly_report", "monthly_report")
+TOMBSTONES = "_privacy/erased_records.parquet"
+AUDIT_COLLECTION = "privacy_audit"
+# Kept apart from the analytics pseudonyms: an audit subject cannot be joined with any table.
+AUDIT_LABEL = "erasure-subject"
+TOMBSTONE_LABEL = "erased-record"
+_IN_CHUNK = 500
+
+
+@dataclass
+class ErasureResult:
+    conversations: int = 0
+    lake_rows: dict[str, int] = field(default_factory=dict)
+    mongo_documents: dict[str, int] = field(default_factory=dict)
+    raw_records: int = 0
+    changed_days: set[date] = field(default_factory=set)
+    reports_to_rebuild: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def removed_anything(self) -> bool:
+        return bool(self.raw_records or any(self.lake_rows.values())
+                    or any(self.mongo_documents.values()))  # fmt: skip
+
+
+def _json_field(name: str) -> pl.Expr:
+    return pl.col("record").str.json_path_match(f"$.{name}")
+
+
+def _raw_identity(schema: SourceSchema) -> pl.Expr:
+    """A raw record's identity for tombstones: its NocoDB Id, else its key."""
+    key = (
+        pl.when(pl.col("table") == "conversations")
+        .then(_json_field(schema.source_field("conversations", "conversation_id")))
+        .otherwise(_json_field(schema.source_field("messages", "message_id")))
+    )
+    return pl.concat_str([pl.col("table"), pl.lit(":"), pl.coalesce("record_id", key)])
+
+
+def _raw_conversation_id(schema: SourceSchema) -> pl.Expr:
+    return (
+        pl.when(pl.col("table") == "conversations")
+        .then(_json_field(schema.source_field("conversations", "conversation_id")))
+        .otherwise(_json_field(schema.source_field("messages", "conversation_id")))
+    )
+
+
+class Eraser:
+    """One user's erasure over a lake and a MongoDB database."""
+
+    def __init__(
+        self,
+        lake: PolarsParquetLake,
+        db: Database,
+        *,
+        pseudonym_of: Callable[[str], str],
+        digest: Callable[[str, str], str],
+        schema: SourceSchema,
+    ):
+        self.lake = lake
+        self.db = db
+        self.pseudonym_of = pseudonym_of
+        self.digest = digest
+        self.schema = schema
+
+    # -- finding ---------------------------------------------------------------------------
+
+    def _raw_user_matches(self, pseudonym: str) -> pl.Expr:
+        """Conversation records whose raw user id has this pseudonym (the raw table is the
+        only one that holds raw ids; each distinct id is hashed once)."""
+        user_field = self.schema.source_field("conversations", "user_id")
+        raw_users = (
+            self.lake.scan_all(RAW_TABLE)
+            .filter(pl.col("table") == "conversations")
+            .select(_json_field(user_field).alias("user"))
+            .drop_nulls()
+            .unique()
+            .collect()["user"]
+            if RAW_TABLE in self.lake.tables()
+            else pl.Series("user", [], pl.String())
+        )
+        theirs = [user for user in raw_users if self.pseudonym_of(user) == pseudonym]
+        return (pl.col("table") == "conversations") & _json_field(user_field).is_in(theirs)
+
+    def conversation_ids(self, pseudonym: str) -> set[str]:
+        """The user's conversations, wherever any table knows them from."""
+        ids: set[str] = set()
+        tables = set(self.lake.tables())
+        for table in ("conversation_headers", "conversations", "conversation_analytics"):
+            if table in tables:
+                found = (
+                    self.lake.scan_all(table)
+                    .filter(pl.col("user_id") == pseudonym)
+                    .select("conversation_id")
+                    .collect()
+                )
+                ids.update(found["conversation_id"].drop_nulls())
+        if RAW_TABLE in tables:
+            found = (
+                self.lake.scan_all(RAW_TABLE)
+                .filter(self._raw_user_matches(pseudonym))
+                .select(_raw_conversation_id(self.schema).alias("conversation_id"))
+                .collect()
+            )
+            ids.update(found["conversation_id"].drop_nulls())
+        for document in self.db["conversation_analytics"].find(
+            {"user_id": pseudonym}, projection={"conversation_id": True}
+        ):
+            ids.add(document["conversation_id"])
+        return ids
+
+    # -- removing --------------------------------------------------------------------------
+
+    def _match(self, table: str, columns: set[str], pseudonym: str, ids: list[str]) -> pl.Expr:
+        if table == RAW_TABLE:
+            return _raw_conversation_id(self.schema).is_in(ids) | self._raw_user_matches(pseudonym)
+        conditions = []
+        if "user_id" in columns:
+            conditions.append(pl.col("user_id") == pseudonym)
+        if "user_pseudonym" in columns:
+            conditions.append(pl.col("user_pseudonym") == pseudonym)
+        if "conversation_id" in columns:
+            conditions.append(pl.col("conversation_id").is_in(ids))
+        if "record" in columns:  # a rejected record keeps its (pseudonymized) user id
+            conditions.append(pl.col("record").str.contains(pseudonym, literal=True))
+        return pl.any_horizontal(conditions).fill_null(False) if conditions else pl.lit(False)
+
+    def _erase_lake(self, pseudonym: str, ids: list[str], result: ErasureResult) -> list[str]:
+        """Rewrites only the days that hold the user's rows; returns the raw records' ids."""
+        raw_identities: list[str] = []
+        for table in self.lake.tables():
+            if table in REPORT_TABLES or not self.lake.days_present(table):
+                continue
+            scan = self.lake.scan_all(table)
+            columns = set(scan.collect_schema().names())
+            if "day" not in columns:
+                continue
+            match = self._match(table, columns, pseudonym, ids)
+            days = scan.filter(match).select("day").unique().collect()["day"].to_list()
+            removed = 0
+            for day in sorted(days):
+                frame = self.lake.scan_days(table, [day]).collect()
+                mask = frame.select(match.alias("erase"))["erase"]
+                if table == RAW_TABLE:
+                    raw_identities += (
+                        frame.filter(mask)
+                        .select(_raw_identity(self.schema))
+                        .to_series()
+                        .drop_nulls()
+                        .to_list()
+                    )
+                self.lake.write_day(table, day, frame.filter(~mask))
+                removed += int(mask.sum())
+                if table != RAW_TABLE:
+                    result.changed_days.add(day)
+            result.lake_rows[table] = removed
+        return raw_identities
+
+    def _erase_mongo(self, pseudonym: str, ids: list[str], result: ErasureResult) -> None:
+        for name, spec in COLLECTIONS.items():
+            if name == "analytics_reports":
+                continue  # rebuilt from what remains
+            properties = spec.json_schema["properties"]
+            removed = 0
+            if "user_id" in properties:
+                removed += self.db[name].delete_many({"user_id": pseudonym}).deleted_count
+            if "conversation_id" in properties:
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    removed += (
+                        self.db[name].delete_many({"conversation_id": {"$in": chunk}}).deleted_count
+                    )
+            result.mongo_documents[name] = removed
+
+    def _add_tombstones(self, identities: list[str]) -> None:
+        """Keyed digests of the removed raw records: a pull drops them, the reconciliation
+        does not count them missing. Only digests: the list names no record or user."""
+        if not identities:
+            return
+        path = self.lake.base_path / TOMBSTONES
+        new = pl.DataFrame(
+            {
+                "record_digest": [self.digest(TOMBSTONE_LABEL, i) for i in identities],
+                "erased_at": [datetime.now(UTC)] * len(identities),
+            }
+        )
+        old = read_tombstone_frame(self.lake)
+        merged = pl.concat([old, new]) if old is not None else new
+        payload = self.lake._encode(merged.unique("record_digest", keep="first"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            handle.write(payload)
+
+    def _reports_to_rebuild(self, days: set[date]) -> dict[str, list[str]]:
+        """The report partitions built on the changed days: each day and the day after (it
+        compares with the day before), their weeks and months, and the week and month after
+        (they compare with the period before). Only periods the lake already holds."""
+        touched = days | {day + timedelta(days=1) for day in days}
+        daily = set(self.lake.days_present("daily_report")) & touched
+        weeks = {day - timedelta(days=day.weekday()) for day in days}
+        weeks |= {week + timedelta(days=7) for week in weeks}
+        months = {day.replace(day=1) for day in days}
+        months |= {(month + timedelta(days=32)).replace(day=1) for month in months}
+        return {
+            "daily_report": sorted(d.isoformat() for d in daily),
+            "weekly_report": sorted(
+                w.isoformat() for w in set(self.lake.days_present("weekly_report")) & weeks
+            ),
+            "monthly_report": sorted(
+                m.isoformat() for m in set(self.lake.days_present("monthly_report")) & months
+            ),
+        }
+
+    def erase(self, pseudonym: str) -> ErasureResult:
+        """Idempotent: a second erasure of the same user finds nothing and changes nothing."""
+        result = ErasureResult()
+        ids = sorted(self.conversation_ids(pseudonym))
+        result.conversations = len(ids)
+        raw_identities = self._erase_lake(pseudonym, ids, result)
+        self._erase_mongo(pseudonym, ids, result)
+        self._add_tombstones(raw_identities)
+        result.raw_records = len(raw_identities)
+        result.reports_to_rebuild = self._reports_to_rebuild(result.changed_days)
+        return result
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        erasure_id: str,
+        pseudonym: str,
+        result: ErasureResult,
+        *,
+        requested_by: str,
+        reason: str,
+        started_at: datetime,
+    ) -> dict[str, Any]:
+        """The audit record: who, when, what and how much; the subject only as a digest
+        under its own label, which no table holds."""
+        record = {
+            "_id": erasure_id,
+            "subject_digest": self.digest(AUDIT_LABEL, pseudonym),
+            "requested_by": requested_by,
+            "reason": reason,
+            "started_at": started_at,
+            "finished_at": datetime.now(UTC),
+            "outcome": "erased" if result.removed_anything else "nothing to erase",
+            "conversations": result.conversations,
+            "lake_rows_removed": result.lake_rows,
+            "mongo_documents_removed": result.mongo_documents,
+            "raw_records_tombstoned": result.raw_records,
+            "reports_to_rebuild": result.reports_to_rebuild,
+        }
+        self.db[AUDIT_COLLECTION].update_one(
+            {"_id": erasure_id}, {"$set": {k: v for k, v in record.items() if k != "_id"}},
+            upsert=True,
+        )  # fmt: skip
+        return record
+
+
+def read_tombstone_frame(lake: PolarsParquetLake) -> pl.DataFrame | None:
+    path = lake.base_path / TOMBSTONES
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        return pl.read_parquet(handle.read())
+
+
+def is_tombstoned(
+    erased: set[str], digest: Callable[[str, str], str], table: str, record_id: str
+) -> bool:
+    return digest(TOMBSTONE_LABEL, f"{table}:{record_id}") in erased
+
+
+def tombstones(lake: PolarsParquetLake) -> set[str]:
+    """The digests of every erased raw record."""
+    frame = read_tombstone_frame(lake)
+    return set() if frame is None else set(frame["record_digest"])
+
+
+def drop_tombstoned(
+    raw: pl.DataFrame,
+    lake: PolarsParquetLake,
+    schema: SourceSchema,
+    digester: Callable[[], Callable[[str, str], str]],
+) -> tuple[pl.DataFrame, int]:
+    """Raw records minus the erased ones (a pull after an erasure, while the source still
+    holds them); how many were dropped. The key is read only when there are tombstones."""
+    erased = tombstones(lake)
+    if not erased or raw.is_empty():
+        return raw, 0
+    digest = digester()
+    identities = raw.select(_raw_identity(schema)).to_series()
+    keep = [
+        identity is None or digest(TOMBSTONE_LABEL, identity) not in erased
+        for identity in identities
+    ]
+    kept = raw.filter(pl.Series(keep))
+    return kept, raw.height - kept.height

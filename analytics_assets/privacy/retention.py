@@ -1,0 +1,101 @@
+"""Retention: each table keeps its last N days, in the lake and in MongoDB.
+
+The lake drops whole day folders. MongoDB deletes the documents of the expired days now, and
+gets a TTL index on the collection's event time where it has one and no other writer, so a
+real server keeps expiring documents between runs (the loopback test server accepts TTL
+indexes but never expires anything, so the explicit delete is what the tests see).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.storage.collections import DAY_FIELD
+from analytics_assets.storage.placement import (
+    MONGO_COLLECTION_OF_ASSET,
+    MONGO_SLICE_SCOPE_OF_ASSET,
+)
+
+# The reports share one collection; each kind keeps its own documents.
+_REPORT_SCOPE = {f"{kind}_report": {"kind": kind} for kind in ("daily", "weekly", "monthly")}
+# The event time a TTL index expires on, for collections that have one and a single writer.
+TTL_FIELD = {"conversation_messages": "created_at", "conversation_analytics": "started_at"}
+
+
+@dataclass
+class RetentionResult:
+    cutoff: dict[str, str] = field(default_factory=dict)
+    lake_days_removed: dict[str, int] = field(default_factory=dict)
+    mongo_documents_removed: dict[str, int] = field(default_factory=dict)
+    ttl_indexes: dict[str, str] = field(default_factory=dict)
+
+
+def _writers_of(collection: str) -> list[str]:
+    return [asset for asset, name in MONGO_COLLECTION_OF_ASSET.items() if name == collection]
+
+
+def _ttl_index(db: Database, collection: str, ttl_field: str) -> tuple[str, dict] | None:
+    """The collection's TTL index on the field, found by its key (servers may rename it)."""
+    for name, index in db[collection].index_information().items():
+        if list(index["key"]) == [(ttl_field, 1)] and "expireAfterSeconds" in index:
+            return name, index
+    return None
+
+
+def ensure_ttl_index(db: Database, collection: str, keep_days: int) -> str:
+    """A TTL index on the collection's event time that expires after `keep_days`; changed in
+    place when the retention changes (recreated where the server cannot change it)."""
+    ttl_field = TTL_FIELD[collection]
+    seconds = keep_days * 86400
+    existing = _ttl_index(db, collection, ttl_field)
+    if existing and existing[1]["expireAfterSeconds"] == seconds:
+        return f"{existing[0]}: {keep_days} d"
+    if existing:
+        try:
+            db.command(
+                "collMod", collection, index={"name": existing[0], "expireAfterSeconds": seconds}
+            )
+        except OperationFailure:
+            pass
+        changed = _ttl_index(db, collection, ttl_field)
+        if changed and changed[1]["expireAfterSeconds"] == seconds:
+            return f"{changed[0]}: changed to {keep_days} d"
+        db[collection].drop_index(existing[0])
+    name = db[collection].create_index(
+        ttl_field, name=f"ttl_{ttl_field}", expireAfterSeconds=seconds
+    )
+    return f"{name}: created, {keep_days} d"
+
+
+def apply_retention(
+    lake: PolarsParquetLake, db: Database, retention_days: dict[str, int], today: date
+) -> RetentionResult:
+    """Removes every day older than each table's retention; idempotent."""
+    result = RetentionResult()
+    for table, keep_days in sorted(retention_days.items()):
+        if keep_days < 1:
+            raise ValueError(f"retention of {table} must be at least 1 day, got {keep_days}")
+        cutoff = today - timedelta(days=keep_days)
+        result.cutoff[table] = cutoff.isoformat()
+        expired = [day for day in lake.days_present(table) if day < cutoff]
+        for day in expired:
+            lake.delete_day(table, day)
+        result.lake_days_removed[table] = len(expired)
+        collection = MONGO_COLLECTION_OF_ASSET.get(table)
+        if collection is None:
+            continue
+        scope: dict[str, Any] = {
+            **MONGO_SLICE_SCOPE_OF_ASSET.get(table, {}),
+            **_REPORT_SCOPE.get(table, {}),
+        }
+        removed = db[collection].delete_many({DAY_FIELD: {"$lt": cutoff.isoformat()}, **scope})
+        result.mongo_documents_removed[table] = removed.deleted_count
+        if collection in TTL_FIELD and _writers_of(collection) == [table]:
+            result.ttl_indexes[collection] = ensure_ttl_index(db, collection, keep_days)
+    return result

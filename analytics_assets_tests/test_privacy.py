@@ -1,0 +1,470 @@
+"""Privacy end to end on the sample source: no raw PII of a redacted type in any analytics
+table or collection, stable pseudonymous users, retention, and the right to erasure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterInstance,
+    build_run_status_sensor_context,
+    materialize,
+)
+
+from analytics_assets.analytics.checks import reconciliation_verdict
+from analytics_assets.defs.ingestion.resources import ExportSourceResource
+from analytics_assets.defs.privacy.assets import privacy_retention
+from analytics_assets.defs.privacy.jobs import (
+    erasure_report_rebuild_sensor,
+    report_run_requests,
+    run_erasure,
+)
+from analytics_assets.defs.privacy.resources import RESTRICTED_TABLES, PrivacyResource
+from analytics_assets.privacy.erasure import AUDIT_COLLECTION
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
+from analytics_assets.privacy.retention import apply_retention
+from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+from analytics_assets_tests.conftest import range_tags, sample_definitions
+from analytics_assets_tests.test_assets import read_asset
+
+KEY = "test-pseudonym-key"
+# One value of every type, in the formats people paste into a chat.
+PLANTED = {
+    "EMAIL": "maria.lopez@example.es",
+    "PHONE": "+49 151 23456789",
+    "CARD": "4111 1111 1111 1111",
+    "IBAN": "DE89 3704 0044 0532 0130 00",
+    "IP": "192.168.23.17",
+    "URL_SECRET": "https://api.example.com/v1/export?token=Zx81kQ2pLmW",
+    "API_KEY": "sk_live_51HcQ2eKq8ZxY7wVbN3mR4tS",
+    "GOV_ID": "123-45-6789",
+}
+PREFIXES = ["my details: {v}", "meine Daten: {v} danke", "mis datos son {v}", "```{v}```"]
+# A source whose user ids are emails: the id itself is PII.
+EMAIL_USER = "jane.roe@example.org"
+
+
+def _export_with_pii(folder, spec: SampleSpec) -> dict:
+    data = generate_sample(spec)
+    planted: dict[str, str] = {}
+    values = list(PLANTED.items())
+    users = [m for m in data.messages if m["role"] == "user"]
+    for index, message in enumerate(users[::3]):
+        _kind, value = values[index % len(values)]
+        message["content"] += " " + PREFIXES[index % len(PREFIXES)].format(v=value)
+        planted[message["message_id"]] = value
+    # A bad record carrying PII: it lands in processing_errors, which must be anonymized.
+    rejected = users[1]
+    rejected["role"] = "bot"
+    rejected["content"] += f" card {PLANTED['CARD']}"
+    for conversation in data.conversations[:5]:
+        conversation["user_id"] = EMAIL_USER
+    write_export(data, folder)
+    return {"data": data, "planted": planted}
+
+
+def _definitions(root, mongo_uri, database, key=KEY, **privacy):
+    return sample_definitions(
+        root,
+        mongo_uri,
+        database,
+        record_source=ExportSourceResource(
+            export_dir=str(root / "export"), generate_sample_if_missing=False
+        ),
+        privacy=PrivacyResource(pseudonym_key=key, **privacy),
+    )
+
+
+def _strings(frame: pl.DataFrame) -> list[str]:
+    """Every value of a frame as JSON text, one line per row (lists and structs included)."""
+    return frame.write_ndjson().splitlines() if frame.height else []
+
+
+def _analytics_tables(lake) -> dict[str, pl.DataFrame]:
+    return {
+        table: lake.lake().scan_all(table).collect()
+        for table in lake.lake().tables()
+        if table not in RESTRICTED_TABLES
+    }
+
+
+def _collections(mongo) -> dict[str, list[str]]:
+    db = mongo.db()
+    return {
+        name: [json.dumps(doc, default=str, ensure_ascii=False) for doc in db[name].find()]
+        for name in db.list_collection_names()
+        if name not in (AUDIT_COLLECTION, "schema_migrations")
+    }
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+def test_keep_is_refused_outside_restricted_tables():
+    with pytest.raises(ValueError, match="restricted_tables"):
+        PrivacyResource(policies={"conversation_messages": "keep"}).policy_for(
+            "conversation_messages"
+        )
+    allowed = PrivacyResource(
+        policies={"conversation_messages": "keep"}, restricted_tables=["conversation_messages"]
+    )
+    assert allowed.policy_for("conversation_messages") == "keep"
+    assert allowed.redacted_types("conversation_messages") == ()
+    with pytest.raises(ValueError, match="must be one of"):
+        PrivacyResource(policies={"processing_errors": "hash"}).policy_for("processing_errors")
+
+
+def test_policies_are_per_table():
+    privacy = PrivacyResource(
+        pseudonym_key=KEY, policies={"conversation_translations": "pseudonymize"}
+    )
+    text = pl.DataFrame({"text": [f"mail {PLANTED['EMAIL']}"], "source_text": ["x"]})
+    redacted, counts = privacy.anonymize_table("conversation_messages", text.rename(
+        {"text": "content"}))  # fmt: skip
+    assert redacted["content"][0] == "mail <EMAIL>" and counts == {"EMAIL": 1}
+    pseudonymized, _ = privacy.anonymize_table("conversation_translations", text)
+    assert pseudonymized["text"][0].startswith("mail <EMAIL:")
+    # A table without text columns is left as it is.
+    assert privacy.anonymize_table("conversations", text)[0].equals(text)
+
+
+def test_rejected_records_keep_their_json_with_a_pseudonymous_user():
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    errors = pl.DataFrame(
+        {
+            "table": ["conversations", "messages"],
+            "record": [json.dumps({"customer": "u-17", "rating": 9}), '{"user_id": "u-17"}'],
+        }
+    )
+    swapped = privacy.pseudonymize_records(errors, user_field="customer")
+    assert json.loads(swapped["record"][0]) == {"customer": privacy.pseudonym("u-17"),
+                                                "rating": 9}  # fmt: skip
+    assert swapped["record"][1] == errors["record"][1]  # a message record has no user
+
+
+def test_local_key_file_is_created_once_and_private(tmp_path):
+    path = tmp_path / "keys" / "pseudonym.key"
+    first = PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1") == first
+    with pytest.raises(ValueError, match="PRIVACY_PSEUDONYM_KEY"):
+        PrivacyResource().pseudonym("user-1")
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, mongo_server):
+    spec = SampleSpec(days=2, conversations=80, users=12, seed=7, with_bad_records=False)
+    runs = {}
+    for label, key in (("first", KEY), ("again", KEY), ("new_key", "another-key")):
+        root = tmp_path / label
+        planted = _export_with_pii(root / "export", spec)
+        defs, lake, mongo = _definitions(
+            root, mongo_server, f"privacy_e2e_{label}", key=key,
+            keep_user_mapping=label == "again",
+        )  # fmt: skip
+        result = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+        )
+        assert result.success
+        runs[label] = (lake, mongo, result)
+    lake, mongo, result = runs["first"]
+    values = list(PLANTED.values())
+    raw_ids = {c["user_id"] for c in planted["data"].conversations if c["user_id"]}
+
+    tables = _analytics_tables(lake)
+    assert {"conversation_messages", "conversations", "daily_report"} <= set(tables)
+    for table, frame in tables.items():
+        text = "\n".join(_strings(frame))
+        assert not [v for v in values if v in text], table
+        assert not [u for u in raw_ids if f'"{u}"' in text], table  # ids only as pseudonyms
+        for column, dtype in frame.schema.items():
+            if dtype == pl.String():
+                assert not any(detect(frame[column])), (table, column)
+    for name, documents in _collections(mongo).items():
+        text = "\n".join(documents)
+        assert not [v for v in values if v in text], name
+        assert not [u for u in raw_ids if f'"{u}"' in text], name
+    # The raw table is the one place that keeps what the source said.
+    raw = "\n".join(read_asset(lake, "nocodb_raw_pages")["record"])
+    assert all(value in raw for value in values) and EMAIL_USER in raw
+
+    # Every planted value was found and counted; the bad record's card too.
+    metadata = {
+        m.asset_key.path[-1]: m.metadata
+        for m in result.asset_materializations_for_node("validated_records")
+    }
+    assert sum(metadata["conversation_messages"]["pii_findings"].data.values()) == len(
+        planted["planted"]
+    )
+    assert metadata["processing_errors"]["pii_findings"].data == {"CARD": 1}
+    checks = {
+        (e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
+    for asset in ("conversation_messages", "processing_errors", "conversation_translations"):
+        assert checks[(asset, "no_raw_pii")], asset
+    for asset in ("conversations", "conversation_analytics", "user_analytics"):
+        assert checks[(asset, "user_ids_pseudonymized")], asset
+
+    def users_by_conversation(label):
+        frame = read_asset(runs[label][0], "conversations")
+        return dict(frame.select("conversation_id", "user_id").iter_rows())
+
+    # The mapping exists only where the deployment keeps it, and only in the restricted table.
+    assert "user_pseudonyms" not in lake.lake().tables()
+    mapping = read_asset(runs["again"][0], "user_pseudonyms")
+    assert set(mapping["user_id"]) == raw_ids
+    assert dict(mapping.select("user_id", "user_pseudonym").unique().iter_rows()) == {
+        user: PrivacyResource(pseudonym_key=KEY).pseudonym(user) for user in raw_ids
+    }
+    first = users_by_conversation("first")
+    assert all(pl.Series(list(first.values())).str.contains(USER_PSEUDONYM_PATTERN))
+    assert users_by_conversation("again") == first  # stable across runs
+    changed = users_by_conversation("new_key")
+    assert first.keys() == changed.keys()
+    assert not set(first.values()) & set(changed.values())  # a new key, new pseudonyms
+    # Joins survive: one raw user is one pseudonym.
+    assert len(set(first.values())) == len({c["user_id"] for c in planted["data"].conversations
+                                            if c["user_id"]})  # fmt: skip
+
+
+def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mongo_server):
+    spec = SampleSpec(days=1, conversations=20, users=5, seed=11, with_bad_records=False)
+    _export_with_pii(tmp_path / "export", spec)
+    defs, _lake, mongo = _definitions(tmp_path, mongo_server, "privacy_check_trip")
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingestion_job")
+    assert job.execute_in_process(instance=instance, partition_key="2026-11-01").success
+    # Someone writes raw text straight into the collection, past the pipeline.
+    document = mongo.db()["conversation_messages"].find_one()
+    mongo.db()["conversation_messages"].update_one(
+        {"_id": document["_id"]}, {"$set": {"content": f"call {PLANTED['PHONE']}"}}
+    )
+    checks_job = job.get_subset(
+        asset_check_selection={AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii")},
+        asset_selection=set(),
+    )
+    evaluation = checks_job.execute_in_process(
+        instance=instance, partition_key="2026-11-01", raise_on_error=False
+    ).get_asset_check_evaluations()[0]
+    assert not evaluation.passed
+    assert evaluation.metadata["raw_pii_by_type"].data == {"PHONE": 1}
+    # The metadata says where, never what.
+    assert PLANTED["PHONE"] not in json.dumps({k: str(v) for k, v in evaluation.metadata.items()})
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def _ttl_seconds(db) -> list[int]:
+    return [
+        index["expireAfterSeconds"]
+        for index in db["conversation_messages"].index_information().values()
+        if "expireAfterSeconds" in index
+    ]
+
+
+def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server):
+    defs, lake_manager, mongo = _definitions(tmp_path, mongo_server, "privacy_retention")
+    lake, db = lake_manager.lake(), mongo.db()
+    days = [date(2026, 11, 1) + timedelta(days=n) for n in range(5)]
+    for day in days:
+        frame = pl.DataFrame({"message_id": [f"m-{day}"], "day": [day]})
+        lake.write_day("conversation_messages", day, frame)
+        lake.write_day("conversations", day, frame)
+        db["conversation_messages"].update_one(
+            {"_id": f"m-{day}"}, {"$set": {"day": day.isoformat()}}, upsert=True
+        )
+    today = days[-1]
+    result = apply_retention(lake, db, {"conversation_messages": 2}, today)
+    assert lake.days_present("conversation_messages") == days[2:]
+    assert lake.days_present("conversations") == days  # not configured: keeps every day
+    assert sorted(d["day"] for d in db["conversation_messages"].find()) == [
+        d.isoformat() for d in days[2:]
+    ]
+    assert result.lake_days_removed == {"conversation_messages": 2}
+    assert result.mongo_documents_removed == {"conversation_messages": 2}
+    assert _ttl_seconds(db) == [2 * 86400]
+    again = apply_retention(lake, db, {"conversation_messages": 2}, today)
+    assert again.lake_days_removed == {"conversation_messages": 0}  # idempotent
+    apply_retention(lake, db, {"conversation_messages": 30}, today)
+    assert _ttl_seconds(db) == [30 * 86400]  # follows the configuration, one index
+    with pytest.raises(ValueError, match="at least 1 day"):
+        apply_retention(lake, db, {"conversation_messages": 0}, today)
+
+    # The scheduled asset applies the deployment's retention (relative to today: all of the
+    # sample's days are older than a day).
+    resources = defs.get_repository_def().get_top_level_resources()
+    materialized = materialize(
+        [privacy_retention],
+        resources={
+            "privacy": PrivacyResource(pseudonym_key=KEY, retention_days={"conversations": 1}),
+            "mongo": mongo,
+            "lake_io_manager": resources["lake_io_manager"],
+        },
+    )
+    assert materialized.success
+    metadata = materialized.asset_materializations_for_node("privacy_retention")[0].metadata
+    assert metadata["lake_days_removed"].data == {"conversations": 5}
+    assert lake.days_present("conversations") == []
+    assert "privacy_retention_job_schedule" in {s.name for s in defs.schedules}
+
+
+# -- erasure ---------------------------------------------------------------------------------
+
+
+def _lake_fingerprint(lake) -> dict[str, str]:
+    root = lake.lake().base_path
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*.parquet"))
+    }
+
+
+def _mongo_fingerprint(mongo) -> dict[str, list[str]]:
+    return {name: sorted(docs) for name, docs in _collections(mongo).items()}
+
+
+def test_erasure_removes_a_user_everywhere_and_the_reports_reconcile(tmp_path, mongo_server):
+    spec = SampleSpec(days=8, conversations=400, users=30, seed=21, with_bad_records=True)
+    planted = _export_with_pii(tmp_path / "export", spec)
+    data = planted["data"]
+    defs, lake, mongo = _definitions(tmp_path, mongo_server, "privacy_erasure")
+    instance = DagsterInstance.ephemeral()
+    assert (
+        defs.resolve_job_def("ingestion_job")
+        .execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
+        .success
+    )
+    for job, key in (("weekly_report_job", "2026-11-02"), ("monthly_report_job", "2026-11-01")):
+        assert (
+            defs.resolve_job_def(job)
+            .execute_in_process(instance=instance, partition_key=key)
+            .success
+        )
+
+    # The busiest user, with conversations on several days.
+    counts: dict[str, int] = {}
+    for conversation in data.conversations:
+        if conversation["user_id"]:
+            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
+    user_id = max(counts, key=counts.get)
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    pseudonym = privacy.pseudonym(user_id)
+    ids = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
+    before = read_asset(lake, "daily_report").select("day", "conversations")
+    assert pseudonym in read_asset(lake, "conversations")["user_id"].to_list()
+
+    audit = run_erasure(defs, instance, pseudonym, requested_by="privacy-team", reason="T-1")
+
+    # Nothing of theirs remains, in any table or collection, restricted ones included.
+    for table in lake.lake().tables():
+        frame = lake.lake().scan_all(table).collect()
+        text = "\n".join(_strings(frame))
+        assert pseudonym not in text, table
+        assert not [i for i in ids if f'"{i}"' in text or f'\\"{i}\\"' in text], table
+        assert f'\\"{user_id}\\"' not in text, table
+    for name, documents in _collections(mongo).items():
+        text = "\n".join(documents)
+        assert pseudonym not in text and not [i for i in ids if f'"{i}"' in text], name
+
+    # The audit record: who, when, how much; nothing that identifies the user.
+    stored = mongo.db()[AUDIT_COLLECTION].find_one({"_id": audit["_id"]})
+    assert stored["requested_by"] == "privacy-team" and stored["outcome"] == "erased"
+    assert stored["conversations"] == len(ids)
+    assert stored["mongo_documents_removed"]["conversation_messages"] > 0
+    assert stored["lake_rows_removed"]["conversation_messages"] > 0
+    assert stored["raw_records_tombstoned"] > 0
+    serialized = json.dumps(stored, default=str)
+    assert pseudonym not in serialized and user_id not in serialized
+    assert not [i for i in ids if i in serialized]
+
+    # The reports were rebuilt: each day matches what remains, periods match their days.
+    analytics = read_asset(lake, "conversation_analytics")
+    daily = read_asset(lake, "daily_report")
+    per_day = dict(analytics.group_by("day").len().iter_rows())
+    for row in daily.iter_rows(named=True):
+        assert row["conversations"] == per_day.get(row["day"], 0), row["day"]
+        assert pseudonym not in row["user_ids"]
+    erased_total = before["conversations"].sum() - daily["conversations"].sum()
+    assert 0 < erased_total <= len(ids)
+    assert daily["conversations"].sum() == analytics.height
+    days = {row["day"]: row for row in daily.iter_rows(named=True)}
+    week = read_asset(lake, "weekly_report").row(0, named=True)
+    week_days = [days[date(2026, 11, 2) + timedelta(days=n)] for n in range(7)]
+    assert reconciliation_verdict(week, week_days).passed
+    month = read_asset(lake, "monthly_report").row(0, named=True)
+    assert reconciliation_verdict(month, list(days.values())).passed
+    mongo_week = mongo.db()["analytics_reports"].find_one({"_id": "weekly:2026-11-02"})
+    assert mongo_week["conversations"] == week["conversations"]
+
+    # Again: nothing to erase, nothing changes, no report to rebuild.
+    lake_before, mongo_before = _lake_fingerprint(lake), _mongo_fingerprint(mongo)
+    repeat = run_erasure(defs, instance, pseudonym, requested_by="privacy-team")
+    assert repeat["outcome"] == "nothing to erase" and repeat["conversations"] == 0
+    assert not any(repeat["lake_rows_removed"].values())
+    assert not any(repeat["mongo_documents_removed"].values())
+    assert repeat["reports_to_rebuild"] == {
+        "daily_report": [], "weekly_report": [], "monthly_report": []
+    }  # fmt: skip
+    assert _lake_fingerprint(lake) == lake_before and _mongo_fingerprint(mongo) == mongo_before
+
+    # The source still holds the user's records: pulling their days again keeps them out.
+    first_day = min(
+        date.fromisoformat(c["started_at"][:10])
+        for c in data.conversations
+        if c["user_id"] == user_id and c["started_at"]
+    )
+    pulled = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=instance, partition_key=first_day.isoformat()
+    )
+    assert pulled.success
+    raw_metadata = pulled.asset_materializations_for_node("nocodb_raw_pages")[0].metadata
+    assert raw_metadata["erased_records_skipped"].value > 0
+    assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
+
+    # The daemon's path: the sensor leaves inline rebuilds alone.
+    run = instance.get_run_by_id(audit["_id"])
+    context = build_run_status_sensor_context(
+        sensor_name=erasure_report_rebuild_sensor.name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=next(
+            e.dagster_event
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_SUCCESS"
+        ),
+        resources={"mongo": mongo},
+    )
+    assert "rebuilt its reports itself" in str(erasure_report_rebuild_sensor(context))
+
+
+def test_report_rebuild_requests_days_first_then_periods():
+    requests = report_run_requests(
+        "run-1",
+        {
+            "daily_report": ["2026-11-02", "2026-11-03", "2026-11-04", "2026-11-09"],
+            "weekly_report": ["2026-11-02"],
+            "monthly_report": ["2026-11-01"],
+        },
+    )
+    assert [(r.job_name, r.partition_key) for r in requests] == [
+        ("daily_report_job", None),
+        ("daily_report_job", None),
+        ("weekly_report_job", "2026-11-02"),
+        ("monthly_report_job", "2026-11-01"),
+    ]
+    # Contiguous days in one single-run backfill.
+    assert requests[0].tags["dagster/asset_partition_range_start"] == "2026-11-02"
+    assert requests[0].tags["dagster/asset_partition_range_end"] == "2026-11-04"
+    assert requests[1].tags["dagster/asset_partition_range_end"] == "2026-11-09"
+    assert len({r.run_key for r in requests}) == 4
