@@ -468,3 +468,39 @@ def test_report_rebuild_requests_days_first_then_periods():
     assert requests[0].tags["dagster/asset_partition_range_end"] == "2026-11-04"
     assert requests[1].tags["dagster/asset_partition_range_end"] == "2026-11-09"
     assert len({r.run_key for r in requests}) == 4
+
+
+def test_erasure_scrubs_the_users_texts_from_cluster_examples(tmp_path, mongo_server):
+    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.privacy.erasure import Eraser
+    from analytics_assets.sources.schema import SourceSchema
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    day = date(2026, 11, 3)
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    theirs = privacy.pseudonym("user-1")
+    lake.write_day("conversations", day, pl.DataFrame(
+        {"conversation_id": ["c-1", "c-2"], "user_id": [theirs, "u_other"], "day": [day] * 2}
+    ))  # fmt: skip
+    lake.write_day("conversation_messages", day, pl.DataFrame(
+        {"conversation_id": ["c-1", "c-2"], "content": ["my router <IP> drops", "other text"],
+         "day": [day] * 2}
+    ))  # fmt: skip
+    lake.write_day("topic_discovery", day, pl.DataFrame(
+        {"cluster": [0], "examples": [["my router <IP> drops", "other text"]],
+         "example": ["my router <IP> drops"], "day": [day]}
+    ))  # fmt: skip
+    eraser = Eraser(
+        lake,
+        MongoResource(uri=mongo_server, database="privacy_examples").db(),
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=privacy.digester(),
+        schema=SourceSchema(),
+    )
+    result = eraser.erase(theirs)
+    clusters = lake.scan_all("topic_discovery").collect()
+    assert clusters["examples"].to_list() == [["other text"]]
+    assert clusters["example"].to_list() == ["other text"]
+    assert result.lake_rows["topic_discovery (examples scrubbed)"] == 1
+    assert lake.scan_all("conversations").collect()["conversation_id"].to_list() == ["c-2"]

@@ -290,3 +290,33 @@ def test_a_record_fixed_in_nocodb_recovers_and_the_run_says_so(nocodb, synced):
     errors = next(m for m in materializations if m.asset_key.path[-1] == "processing_errors")
     assert (errors.metadata["new_errors"].value, errors.metadata["recovered"].value) == (0, 1)
     assert "bad-role-1" in set(lake_messages(lake)["message_id"])
+
+
+def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synced):
+    from analytics_assets.defs.privacy.jobs import run_erasure
+    from analytics_assets.deployments import privacy_for
+    from analytics_assets.privacy.erasure import TOMBSTONES
+
+    defs, instance, _, lake, _ = synced
+    data = generate_sample(SPEC)
+    user_id = data.conversations[0]["user_id"]
+    theirs = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
+    days = {c["started_at"][:10] for c in data.conversations if c["user_id"] == user_id}
+    before = {r.partition_key for r in tick(defs, instance, "nocodb_reconciliation_sensor")
+              .run_requests}  # fmt: skip
+    # The same key as the synced definitions (the local deployment's key file).
+    pseudonym = privacy_for("local").pseudonym(user_id)
+    audit = run_erasure(defs, instance, pseudonym, requested_by="test")
+    assert audit["raw_records_tombstoned"] > 0
+    assert not theirs & set(read_asset(lake, "conversation_messages")["conversation_id"])
+
+    # NocoDB still counts their records, but the reconciliation knows they were erased.
+    after = tick(defs, instance, "nocodb_reconciliation_sensor")
+    assert {r.partition_key for r in after.run_requests} == before
+    # A full pull of their days keeps them out too.
+    run_days(defs, instance, sorted(days))
+    assert not theirs & set(read_asset(lake, "conversation_messages")["conversation_id"])
+    # Without the tombstones, those days would be pulled back in.
+    (lake.lake().base_path / TOMBSTONES).unlink()
+    forgotten = tick(defs, instance, "nocodb_reconciliation_sensor")
+    assert days <= {r.partition_key for r in forgotten.run_requests}

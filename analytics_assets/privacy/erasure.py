@@ -148,15 +148,49 @@ class Eraser:
             conditions.append(pl.col("record").str.contains(pseudonym, literal=True))
         return pl.any_horizontal(conditions).fill_null(False) if conditions else pl.lit(False)
 
+    def _their_texts(self, ids: list[str]) -> list[str]:
+        """What the user wrote, as the analytics tables hold it (anonymized)."""
+        if "conversation_messages" not in self.lake.tables() or not ids:
+            return []
+        texts = (
+            self.lake.scan_all("conversation_messages")
+            .filter(pl.col("conversation_id").is_in(ids))
+            .select("content")
+            .drop_nulls()
+            .unique()
+            .collect()
+        )
+        return texts["content"].to_list()
+
+    def _scrub_examples(self, table: str, texts: list[str], result: ErasureResult) -> None:
+        """Clusters quote a few member texts as examples: the user's leave the list."""
+        quoted = pl.col("examples").list.eval(pl.element().is_in(texts)).list.any()
+        days = self.lake.scan_all(table).filter(quoted).select("day").unique().collect()
+        scrubbed = 0
+        for day in sorted(days["day"]):
+            frame = self.lake.scan_days(table, [day]).collect()
+            scrubbed += frame.filter(quoted).height
+            frame = frame.with_columns(
+                pl.col("examples").list.eval(pl.element().filter(~pl.element().is_in(texts)))
+            )
+            if "example" in frame.columns:
+                frame = frame.with_columns(pl.col("examples").list.first().alias("example"))
+            self.lake.write_day(table, day, frame)
+        result.lake_rows[f"{table} (examples scrubbed)"] = scrubbed
+
     def _erase_lake(self, pseudonym: str, ids: list[str], result: ErasureResult) -> list[str]:
         """Rewrites only the days that hold the user's rows; returns the raw records' ids."""
         raw_identities: list[str] = []
+        texts = self._their_texts(ids)
         for table in self.lake.tables():
             if table in REPORT_TABLES or not self.lake.days_present(table):
                 continue
             scan = self.lake.scan_all(table)
             columns = set(scan.collect_schema().names())
             if "day" not in columns:
+                continue
+            if "examples" in columns:
+                self._scrub_examples(table, texts, result)
                 continue
             match = self._match(table, columns, pseudonym, ids)
             days = scan.filter(match).select("day").unique().collect()["day"].to_list()
