@@ -188,7 +188,7 @@ def run_erase_user(user_id: str, requested_by: str, reason: str, rebuild: bool) 
             reason=reason,
             rebuild_reports=rebuild,
         )
-    print(json.dumps({k: v for k, v in audit.items()}, indent=2, default=str))
+    print(json.dumps(audit, indent=2, default=str))
     return 0
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pymongo.database import Database
 
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage.collections import COLLECTIONS
+
+if TYPE_CHECKING:  # the lake's reader and writer, without importing Dagster's wiring
+    from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 
 RAW_TABLE = "nocodb_raw_pages"
 # Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
@@ -85,6 +87,7 @@ class Eraser:
         self.pseudonym_of = pseudonym_of
         self.digest = digest
         self.schema = schema
+        self._raw_ids_of: dict[str, list[str]] = {}
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -92,6 +95,13 @@ class Eraser:
         """Conversation records whose raw user id has this pseudonym (the raw table is the
         only one that holds raw ids; each distinct id is hashed once)."""
         user_field = self.schema.source_field("conversations", "user_id")
+        if pseudonym not in self._raw_ids_of:
+            self._raw_ids_of[pseudonym] = self._raw_ids(pseudonym, user_field)
+        return (pl.col("table") == "conversations") & _json_field(user_field).is_in(
+            self._raw_ids_of[pseudonym]
+        )
+
+    def _raw_ids(self, pseudonym: str, user_field: str) -> list[str]:
         raw_users = (
             self.lake.scan_all(RAW_TABLE)
             .filter(pl.col("table") == "conversations")
@@ -102,8 +112,7 @@ class Eraser:
             if RAW_TABLE in self.lake.tables()
             else pl.Series("user", [], pl.String())
         )
-        theirs = [user for user in raw_users if self.pseudonym_of(user) == pseudonym]
-        return (pl.col("table") == "conversations") & _json_field(user_field).is_in(theirs)
+        return [user for user in raw_users if self.pseudonym_of(user) == pseudonym]
 
     def conversation_ids(self, pseudonym: str) -> set[str]:
         """The user's conversations, wherever any table knows them from."""
@@ -234,19 +243,15 @@ class Eraser:
         does not count them missing. Only digests: the list names no record or user."""
         if not identities:
             return
-        path = self.lake.base_path / TOMBSTONES
         new = pl.DataFrame(
             {
                 "record_digest": [self.digest(TOMBSTONE_LABEL, i) for i in identities],
                 "erased_at": [datetime.now(UTC)] * len(identities),
             }
         )
-        old = read_tombstone_frame(self.lake)
+        old = self.lake.read_file(TOMBSTONES)
         merged = pl.concat([old, new]) if old is not None else new
-        payload = self.lake._encode(merged.unique("record_digest", keep="first"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            handle.write(payload)
+        self.lake.write_file(TOMBSTONES, merged.unique("record_digest", keep="first"))
 
     def _reports_to_rebuild(self, days: set[date]) -> dict[str, list[str]]:
         """The report partitions built on the changed days: each day and the day after (it
@@ -315,14 +320,6 @@ class Eraser:
         return record
 
 
-def read_tombstone_frame(lake: PolarsParquetLake) -> pl.DataFrame | None:
-    path = lake.base_path / TOMBSTONES
-    if not path.exists():
-        return None
-    with path.open("rb") as handle:
-        return pl.read_parquet(handle.read())
-
-
 def is_tombstoned(
     erased: set[str], digest: Callable[[str, str], str], table: str, record_id: str
 ) -> bool:
@@ -331,7 +328,7 @@ def is_tombstoned(
 
 def tombstones(lake: PolarsParquetLake) -> set[str]:
     """The digests of every erased raw record."""
-    frame = read_tombstone_frame(lake)
+    frame = lake.read_file(TOMBSTONES)
     return set() if frame is None else set(frame["record_digest"])
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.storage.collections import DAY_FIELD
 from analytics_assets.storage.placement import (
     MONGO_COLLECTION_OF_ASSET,
     MONGO_SLICE_SCOPE_OF_ASSET,
 )
+
+if TYPE_CHECKING:  # the lake's reader and writer, without importing Dagster's wiring
+    from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 
 # The reports share one collection; each kind keeps its own documents.
 _REPORT_SCOPE = {f"{kind}_report": {"kind": kind} for kind in ("daily", "weekly", "monthly")}

@@ -227,6 +227,14 @@ class PolarsParquetLake(UPathIOManager):
         """Replaces one day of an asset outside a run (erasure): atomic, as a run writes it."""
         return self.dump_to_path(None, frame, self.day_file(asset_name, day))
 
+    def write_file(self, relative_path: str, frame: pl.DataFrame) -> int:
+        """A bookkeeping table beside the assets (`_privacy/…`), written atomically."""
+        return self.dump_to_path(None, frame, self._base_path / relative_path)
+
+    def read_file(self, relative_path: str) -> pl.DataFrame | None:
+        path = self._base_path / relative_path
+        return pl.read_parquet(path.read_bytes()) if path.exists() else None
+
     def delete_day(self, asset_name: str, day: date) -> None:
         """Removes one day of an asset (retention)."""
         folder = self.day_file(asset_name, day).parent

@@ -6,8 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from dagster import (
     AssetSelection,
     Config,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    Definitions,
     MetadataValue,
     OpExecutionContext,
     Output,
@@ -179,8 +181,8 @@ privacy_retention_schedule = ScheduleDefinition(
 
 
 def run_erasure(
-    defs,
-    instance,
+    defs: Definitions,
+    instance: DagsterInstance,
     user_pseudonym: str,
     *,
     requested_by: str,
