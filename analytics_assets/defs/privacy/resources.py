@@ -151,27 +151,23 @@ class PrivacyResource(ConfigurableResource):
         """`column` replaced by its pseudonyms (each distinct id hashed once)."""
         if frame.is_empty() or column not in frame.columns:
             return frame
-        key = self.key()
+        pseudonym = self.pseudonymizer()
         distinct = frame[column].drop_nulls().unique()
-        mapping = dict(zip(distinct, (pseudonymize_id(v, key) for v in distinct), strict=True))
+        mapping = dict(zip(distinct, (pseudonym(v) for v in distinct), strict=True))
         return frame.with_columns(pl.col(column).replace_strict(mapping, default=None))
 
     def user_mapping(self, headers: pl.DataFrame) -> pl.DataFrame:
         """pseudonym -> user id per day, for the restricted `user_pseudonyms` table."""
-        key = self.key()
         pairs = headers.select("day", "user_id").drop_nulls().unique()
-        return pairs.with_columns(
-            pl.col("user_id")
-            .map_elements(lambda value: pseudonymize_id(value, key), return_dtype=pl.String())
-            .alias("user_pseudonym")
-        ).sort("day", "user_pseudonym")
+        mapping = pairs.with_columns(pl.col("user_id").alias("user_pseudonym"))
+        return self.pseudonymize_users(mapping, "user_pseudonym").sort("day", "user_pseudonym")
 
     def pseudonymize_records(self, errors: pl.DataFrame, user_field: str) -> pl.DataFrame:
         """Rejected conversation records keep their JSON for debugging, with the user id
         field (the source's name for it) replaced by its pseudonym."""
         if errors.is_empty():
             return errors
-        key = self.key()
+        pseudonym = self.pseudonymizer()
 
         def swap(text: str | None) -> str | None:
             try:
@@ -180,7 +176,7 @@ class PrivacyResource(ConfigurableResource):
                 return text
             if not isinstance(record, dict) or not isinstance(record.get(user_field), str):
                 return text
-            record[user_field] = pseudonymize_id(record[user_field], key)
+            record[user_field] = pseudonym(record[user_field])
             return json.dumps(record, ensure_ascii=False)
 
         conversations = pl.col("table") == "conversations"
