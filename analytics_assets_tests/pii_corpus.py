@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import string
 
-from analytics_assets.privacy.pii import API_KEY, CARD, EMAIL, IBAN, IP, URL_SECRET
+from analytics_assets.privacy.pii import API_KEY, CARD, EMAIL, GOV_ID, IBAN, IP, PHONE, URL_SECRET
 
 TEMPLATES = [
     "Please update it to {v}, thanks.",
@@ -32,6 +32,8 @@ LOOKALIKES = [
     "Call me maybe, or email me at the usual place.",
     "Product code 4006381333931 is out of stock.",  # an EAN barcode
     "Use the endpoint /api/v2/tables/records?limit=25.",
+    "Invoice 2026-11-0042 covers 12 seats from 2026-11-01.",
+    "It took 1500 ms, then 12 30 45 retries.",
 ]
 
 
@@ -88,6 +90,10 @@ def values(rng: random.Random) -> dict[str, list[str]]:
             "AIza" + "".join(rng.choice(alphabet) for _ in range(35)),
             "".join(rng.choice(alphabet) for _ in range(40)),  # an unprefixed secret
         ],
+        PHONE: ["+49 151 23456789", "+1 (415) 555-0132", "+44 20 7946 0958",
+                "+33 6 12 34 56 78", "+34 612 345 678", "+81 3-1234-5678", "+7 495 123-45-67",
+                "030 1234 5678", "+44 (0)20 7946 0958", "(030) 1234 5678"],
+        GOV_ID: ["123-45-6789", "078-05-1120", "219-09-9999"],
         URL_SECRET: ["https://user:hunter2@db.example.com/prod",
                      "https://api.example.com/v1/items?access_token=abcDEF123456&x=1",
                      "postgres://admin:s3cr3t@10.1.2.3:5432/app"],

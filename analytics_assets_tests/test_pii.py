@@ -12,8 +12,10 @@ from analytics_assets.privacy.pii import (
     API_KEY,
     CARD,
     EMAIL,
+    GOV_ID,
     IBAN,
     IP,
+    PHONE,
     URL_SECRET,
     anonymize,
     detect,
@@ -54,6 +56,9 @@ def test_recall_and_precision_per_type_on_the_corpus():
         assert measured[kind][0] >= recall, (kind, measured[kind])
         assert measured[kind][1] >= precision, (kind, measured[kind])
     assert measured[URL_SECRET][0] >= 0.99
+    # Not among the required types, but reported and held to a floor all the same.
+    for kind in (PHONE, GOV_ID):
+        assert min(measured[kind]) >= 0.95, (kind, measured[kind])
 
 
 def test_lookalikes_are_left_alone():

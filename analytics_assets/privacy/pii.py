@@ -64,7 +64,8 @@ PATTERNS: dict[str, str] = {
     ),
     PHONE: (
         r"(?:\+[1-9][0-9]{0,2}[ .-]?)(?:\(?[0-9]{1,4}\)?[ .-]?){2,5}[0-9]{2,4}"
-        r"|\(?\b0[0-9]{1,4}\)?[ .-][0-9]{2,4}[ .-][0-9]{2,4}(?:[ .-][0-9]{2,4})?\b"
+        # National: a trunk 0 and area code, in parentheses only when both are there.
+        r"|(?:\(0[0-9]{1,4}\)|\b0[0-9]{1,4})[ .-][0-9]{2,4}[ .-][0-9]{2,4}(?:[ .-][0-9]{2,4})?\b"
     ),
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
