@@ -127,11 +127,17 @@ def dagster_path(export_dir: str, queue) -> None:
                 "conversation_messages",
                 "conversation_headers",
                 "processing_errors",
+                "user_pseudonyms",
             ),
             resources={
                 "record_source": ExportSourceResource(export_dir=export_dir),
-                # Anonymization is measured by bench_pii.py; here the validation path.
-                "privacy": PrivacyResource(message_policy="keep"),
+                # Anonymization is measured by bench_pii.py; here the validation path (message
+                # text kept, as a restricted deployment may).
+                "privacy": PrivacyResource(
+                    policies={"conversation_messages": "keep"},
+                    restricted_tables=["conversation_messages"],
+                    pseudonym_key="benchmark-key",
+                ),
                 # The lake only: MongoDB's share is measured by bench_mongo.py.
                 "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
                 "lake_and_mongo_io_manager": ParquetLakeIOManager(base_url=lake_dir),
