@@ -5,7 +5,7 @@
     every message), measured on the first 100,000 and reported per second.
 Messages are the sample's, with PII (emails, cards, IBANs, IPs, keys, phones) put into 2 %.
 
-    .venv/bin/python benchmarks/bench_pii.py [--messages 1000000] [--baseline 100000]
+    .venv/bin/python benchmarks/bench_pii.py [--messages 1000000] [--baseline 100000] [--parts 3]
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from analytics_assets.sources.generator import SampleSpec, generate_sample
 from analytics_assets_tests.pii_corpus import values
 
 
-def messages(count: int) -> list[str]:
+def messages(count: int, parts: int = 1) -> list[str]:
     rng = random.Random(5)
     sample = [m["content"] for m in generate_sample(SampleSpec(days=3, conversations=800)).messages
               if m["content"]]  # fmt: skip
     pii = [value for items in values(rng).values() for value in items]
     out = []
     for index in range(count):
-        text = sample[index % len(sample)]
+        # `parts` consecutive sample texts make one longer message.
+        text = " ".join(sample[(index * parts + n) % len(sample)] for n in range(parts))
         if rng.random() < 0.02:
             text = f"{text} {rng.choice(pii)}"
         out.append(text)
@@ -43,8 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--baseline", type=int, default=100_000)
+    parser.add_argument(
+        "--parts", type=int, default=1, help="sample texts per message (3: ~175 characters)"
+    )
     args = parser.parse_args()
-    texts = messages(args.messages)
+    texts = messages(args.messages, args.parts)
     lengths = pl.Series([len(t) for t in texts])
     print(f"{len(texts):,} messages, {lengths.mean():.0f} characters on average")
     series = pl.Series("content", texts)

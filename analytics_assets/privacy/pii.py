@@ -157,9 +157,16 @@ def find_in_text(text: str, kinds: tuple[str, ...] = tuple(PATTERNS)) -> list[Fi
     return sorted(findings, key=lambda finding: finding.start)
 
 
+# The sift in polars drops the word boundaries: a Unicode `\b` keeps the Rust regex engine
+# off its fast DFA on non-ASCII text (measured: 150x slower on 175-character messages), and
+# without any `\b` a pattern can only match more, so every row the exact check needs still
+# reaches it (the check, in Python, keeps the boundaries).
+_SIFT_PATTERNS = {kind: pattern.replace(r"\b", "") for kind, pattern in PATTERNS.items()}
+
+
 def candidate_mask(texts: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -> pl.Series:
     """True where any type's regex matches: the rows worth a closer look (vectorized)."""
-    combined = "|".join(f"(?:{PATTERNS[kind]})" for kind in kinds)
+    combined = "|".join(f"(?:{_SIFT_PATTERNS[kind]})" for kind in kinds)
     return texts.fill_null("").str.contains(combined)
 
 
