@@ -470,7 +470,9 @@ def test_report_rebuild_requests_days_first_then_periods():
     assert len({r.run_key for r in requests}) == 4
 
 
-def test_erasure_scrubs_the_users_texts_from_cluster_examples(tmp_path, mongo_server):
+def test_erasure_scrubs_cluster_examples_and_finds_days_built_before_pseudonyms(
+    tmp_path, mongo_server
+):
     from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
     from analytics_assets.privacy.erasure import Eraser
@@ -491,6 +493,14 @@ def test_erasure_scrubs_the_users_texts_from_cluster_examples(tmp_path, mongo_se
         {"cluster": [0], "examples": [["my router <IP> drops", "other text"]],
          "example": ["my router <IP> drops"], "day": [day]}
     ))  # fmt: skip
+    # A day built before pseudonyms existed: the source's id, known from the raw table.
+    lake.write_day("nocodb_raw_pages", day, pl.DataFrame(
+        {"table": ["conversations"], "record_id": ["1"], "day": [day],
+         "record": [json.dumps({"conversation_id": "c-1", "user_id": "user-1"})]}
+    ))  # fmt: skip
+    lake.write_day("user_analytics", day, pl.DataFrame(
+        {"user_id": ["user-1", "u_other"], "day": [day] * 2}
+    ))  # fmt: skip
     eraser = Eraser(
         lake,
         MongoResource(uri=mongo_server, database="privacy_examples").db(),
@@ -504,3 +514,5 @@ def test_erasure_scrubs_the_users_texts_from_cluster_examples(tmp_path, mongo_se
     assert clusters["example"].to_list() == ["other text"]
     assert result.lake_rows["topic_discovery (examples scrubbed)"] == 1
     assert lake.scan_all("conversations").collect()["conversation_id"].to_list() == ["c-2"]
+    assert lake.scan_all("user_analytics").collect()["user_id"].to_list() == ["u_other"]
+    assert lake.scan_all("nocodb_raw_pages").collect().is_empty()

@@ -49,7 +49,9 @@ class ErasureResult:
 
 
 def _json_field(name: str) -> pl.Expr:
-    return pl.col("record").str.json_path_match(f"$.{name}")
+    # Bracket notation: a team's column titles may hold spaces ("User Id").
+    quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+    return pl.col("record").str.json_path_match(f"$['{quoted}']")
 
 
 def _raw_identity(schema: SourceSchema) -> pl.Expr:
@@ -114,15 +116,22 @@ class Eraser:
         )
         return [user for user in raw_users if self.pseudonym_of(user) == pseudonym]
 
+    def user_ids(self, pseudonym: str) -> list[str]:
+        """What the user may be called in a table: the pseudonym, and the source's ids found
+        in the raw table (days built before pseudonyms were introduced still hold those)."""
+        self._raw_user_matches(pseudonym)
+        return [pseudonym, *self._raw_ids_of[pseudonym]]
+
     def conversation_ids(self, pseudonym: str) -> set[str]:
         """The user's conversations, wherever any table knows them from."""
         ids: set[str] = set()
         tables = set(self.lake.tables())
+        names = self.user_ids(pseudonym)
         for table in ("conversation_headers", "conversations", "conversation_analytics"):
             if table in tables:
                 found = (
                     self.lake.scan_all(table)
-                    .filter(pl.col("user_id") == pseudonym)
+                    .filter(pl.col("user_id").is_in(names))
                     .select("conversation_id")
                     .collect()
                 )
@@ -136,7 +145,7 @@ class Eraser:
             )
             ids.update(found["conversation_id"].drop_nulls())
         for document in self.db["conversation_analytics"].find(
-            {"user_id": pseudonym}, projection={"conversation_id": True}
+            {"user_id": {"$in": names}}, projection={"conversation_id": True}
         ):
             ids.add(document["conversation_id"])
         return ids
@@ -148,7 +157,7 @@ class Eraser:
             return _raw_conversation_id(self.schema).is_in(ids) | self._raw_user_matches(pseudonym)
         conditions = []
         if "user_id" in columns:
-            conditions.append(pl.col("user_id") == pseudonym)
+            conditions.append(pl.col("user_id").is_in(self.user_ids(pseudonym)))
         if "user_pseudonym" in columns:
             conditions.append(pl.col("user_pseudonym") == pseudonym)
         if "conversation_id" in columns:
@@ -229,7 +238,11 @@ class Eraser:
             properties = spec.json_schema["properties"]
             removed = 0
             if "user_id" in properties:
-                removed += self.db[name].delete_many({"user_id": pseudonym}).deleted_count
+                removed += (
+                    self.db[name]
+                    .delete_many({"user_id": {"$in": self.user_ids(pseudonym)}})
+                    .deleted_count
+                )
             if "conversation_id" in properties:
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
