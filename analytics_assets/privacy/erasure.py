@@ -258,7 +258,7 @@ class Eraser:
             return
         new = pl.DataFrame(
             {
-                "record_digest": [self.digest(TOMBSTONE_LABEL, i) for i in identities],
+                "record_digest": [tombstone_digest(self.digest, i) for i in identities],
                 "erased_at": [datetime.now(UTC)] * len(identities),
             }
         )
@@ -333,10 +333,16 @@ class Eraser:
         return record
 
 
+def tombstone_digest(digest: Callable[[str, str], str], identity: str) -> str:
+    """What a tombstone keeps of a raw record: a keyed digest of its identity,
+    `<table>:<NocoDB Id, else key>` (as `_raw_identity` builds it)."""
+    return digest(TOMBSTONE_LABEL, identity)
+
+
 def is_tombstoned(
     erased: set[str], digest: Callable[[str, str], str], table: str, record_id: str
 ) -> bool:
-    return digest(TOMBSTONE_LABEL, f"{table}:{record_id}") in erased
+    return tombstone_digest(digest, f"{table}:{record_id}") in erased
 
 
 def tombstones(lake: PolarsParquetLake) -> set[str]:
@@ -359,7 +365,7 @@ def drop_tombstoned(
     digest = digester()
     identities = raw.select(_raw_identity(schema)).to_series()
     keep = [
-        identity is None or digest(TOMBSTONE_LABEL, identity) not in erased
+        identity is None or tombstone_digest(digest, identity) not in erased
         for identity in identities
     ]
     kept = raw.filter(pl.Series(keep))

@@ -6,7 +6,6 @@ from the source, so a re-run converges to the same result and a deleted record d
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -169,7 +168,8 @@ def nocodb_reconciliation_sensor(
     run_requests, observations = [], []
     started = time.perf_counter()
     erased = tombstones(lake)
-    digest = functools.cache(privacy.digester)
+    # The key is read only where records were erased.
+    erased_digest = privacy.digester() if erased else None
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} cannot be reconciled; use full daily pulls.")
@@ -186,7 +186,8 @@ def nocodb_reconciliation_sensor(
                 missing = {
                     record_id
                     for record_id in source_ids - lake_ids[kind]
-                    if not erased or not is_tombstoned(erased, digest(), kind, record_id)
+                    if erased_digest is None
+                    or not is_tombstoned(erased, erased_digest, kind, record_id)
                 }
                 if missing or lake_ids[kind] - source_ids:
                     deleted[kind] = sorted(lake_ids[kind] - source_ids)
