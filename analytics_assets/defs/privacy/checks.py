@@ -63,7 +63,7 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         if not kinds:
             return AssetCheckResult(passed=True, metadata={"policy": "keep (restricted table)"})
         days = days_in(context.partition_time_window)
-        found: dict[str, Counter] = {}
+        total: Counter = Counter()
         where: list[str] = []
         stored, _ = lake_io_manager.read_days(table, days)
         texts = {"lake": stored} if stored is not None else {}
@@ -83,11 +83,8 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
                     continue
                 counts, rows = raw_pii_found(frame[column], kinds)
                 scanned += frame.height
-                found[f"{store}.{column}"] = counts
+                total += counts
                 where += [f"{store}.{column} {row}" for row in rows]
-        total = Counter()
-        for counts in found.values():
-            total += counts
         return AssetCheckResult(
             passed=not total,
             severity=AssetCheckSeverity.ERROR,
