@@ -1,16 +1,14 @@
-"""Which resources each deployment uses, decided in this one place.
+"""Which resources each deployment uses, decided in this one place from `Settings`.
 
-- `local` (the default): the bundled sample export, a lake in `.local/lake`; set NOCODB_URL
-  and NOCODB_API_TOKEN to read a real NocoDB instead.
-- `prod`: a real NocoDB and an `s3://` lake, everything from environment variables.
-Secrets are passed as `EnvVar`s, so Dagster resolves them at run time and never shows them.
+- `local` (the default): the bundled sample export, a lake in `.local/lake`, the embedded
+  MongoDB; set NOCODB_URL and NOCODB_API_TOKEN to read a real NocoDB instead.
+- `prod`: a real NocoDB, an `s3://` lake and a real MongoDB.
+Secrets are passed as `EnvVar`s, so Dagster resolves them at run time and never shows them;
+every other value is the resolved setting, visible on the UI's resources page.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from dagster import EnvVar
@@ -21,86 +19,78 @@ from analytics_assets.defs.ingestion.resources import (
     ExportSourceResource,
     NocoDBSourceResource,
     RecordSourceResource,
+    SourceSchemaConfig,
     SyncSettings,
 )
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
+from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.defs.translation.resources import TranslationResource
-from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.privacy.keys import local_key_file
+from analytics_assets.settings import DEPLOYMENTS, Settings, get_settings
 from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER, LAKE_IO_MANAGER
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEPLOYMENTS = ("local", "prod")
+
+def _secret(settings: Settings, field: str, variable: str) -> EnvVar | None:
+    """The secret as an EnvVar when it is set (prod requires it at run time regardless)."""
+    return EnvVar(variable) if getattr(settings, field) is not None else None
 
 
-def local_dir() -> Path:
-    return Path(os.environ.get("ANALYTICS_LOCAL_DIR", PROJECT_ROOT / ".local"))
-
-
-def source_schema_from_env() -> SourceSchema:
-    """Table names from NOCODB_*_TABLE; renamed fields as JSON in NOCODB_FIELD_MAP, e.g.
-    {"messages": {"content": "text"}, "conversations": {"user_id": "customer"}}."""
-    field_map: dict[str, dict[str, str]] = json.loads(os.environ.get("NOCODB_FIELD_MAP", "{}"))
-    return SourceSchema(
-        conversations_table=os.environ.get("NOCODB_CONVERSATIONS_TABLE", "conversations"),
-        messages_table=os.environ.get("NOCODB_MESSAGES_TABLE", "messages"),
+def source_schema(settings: Settings) -> SourceSchemaConfig:
+    field_map = settings.nocodb_field_map
+    return SourceSchemaConfig(
+        conversations_table=settings.nocodb_conversations_table,
+        messages_table=settings.nocodb_messages_table,
         conversation_fields=field_map.get("conversations", {}),
         message_fields=field_map.get("messages", {}),
     )
 
 
-def nocodb_source_from_env() -> NocoDBSourceResource:
-    return NocoDBSourceResource(
-        url=EnvVar("NOCODB_URL"),
-        api_token=EnvVar("NOCODB_API_TOKEN"),
-        base_id=os.environ.get("NOCODB_BASE_ID"),
-        requests_per_second=float(os.environ.get("NOCODB_REQUESTS_PER_SECOND", "5")),
-        source_schema=source_schema_from_env(),
-    )
-
-
-def record_source_for(deployment: str) -> RecordSourceResource:
-    if deployment == "prod" or os.environ.get("NOCODB_URL"):
-        return nocodb_source_from_env()
-    export_dir = os.environ.get("ANALYTICS_EXPORT_DIR")
+def record_source_for(settings: Settings) -> RecordSourceResource:
+    if settings.reads_nocodb:
+        return NocoDBSourceResource(
+            url=EnvVar("NOCODB_URL"),
+            api_token=EnvVar("NOCODB_API_TOKEN"),
+            base_id=settings.nocodb_base_id,
+            requests_per_second=settings.nocodb_requests_per_second,
+            source_schema=source_schema(settings),
+        )
     return ExportSourceResource(
-        export_dir=export_dir or str(local_dir() / "sample_export"),
+        export_dir=settings.export_dir or str(settings.local_path("sample_export")),
         # Only the bundled sample is generated; a team's own export folder is never written.
-        generate_sample_if_missing=export_dir is None,
-        source_schema=source_schema_from_env(),
+        generate_sample_if_missing=settings.export_dir is None,
+        source_schema=source_schema(settings),
     )
 
 
-def lake_settings_for(deployment: str) -> dict[str, Any]:
-    if deployment == "prod":
+def lake_settings_for(settings: Settings) -> dict[str, Any]:
+    if settings.deployment == "prod" and not settings.lake_url:
+        # Resolved at run time, so the code location loads before the variable is set.
         base_url: Any = EnvVar("ANALYTICS_LAKE_URL")
     else:
-        base_url = os.environ.get("ANALYTICS_LAKE_URL", str(local_dir() / "lake"))
+        base_url = settings.lake_url or str(settings.local_path("lake"))
     # Keys come from the standard AWS chain (env, profile, role); only where to connect here.
-    s3 = S3Resource(
-        endpoint_url=os.environ.get("ANALYTICS_S3_ENDPOINT_URL"),
-        region_name=os.environ.get("AWS_REGION"),
-    )
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
     return {"base_url": base_url, "s3": s3}
 
 
-def mongo_for(deployment: str) -> MongoResource:
-    database = os.environ.get("MONGODB_DATABASE", "analytics")
-    if deployment == "prod" or os.environ.get("MONGODB_URI"):
-        return MongoResource(uri=EnvVar("MONGODB_URI"), database=database)
+def mongo_for(settings: Settings) -> MongoResource:
+    if settings.uses_external_mongodb:
+        return MongoResource(uri=EnvVar("MONGODB_URI"), database=settings.mongodb_database)
     # The embedded default: nx-27017 on loopback, its files in .local/mongo.
     return MongoResource(
-        embedded_data_dir=str(local_dir() / "mongo"),
-        embedded_port=int(os.environ.get("ANALYTICS_EMBEDDED_MONGO_PORT", "27018")),
-        database=database,
+        embedded_data_dir=str(settings.local_path("mongo")),
+        embedded_port=settings.embedded_mongo_port,
+        database=settings.mongodb_database,
     )
 
 
 def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> dict[str, Any]:
-    """The two IO managers of analytics_assets/storage/placement.py, on shared settings."""
+    """The lake (as a resource and as the two IO managers of storage/placement.py) and
+    MongoDB, on shared settings."""
     return {
+        "lake": LakeResource(**lake_settings),
         LAKE_IO_MANAGER: ParquetLakeIOManager(**lake_settings),
         LAKE_AND_MONGO_IO_MANAGER: LakeAndMongoIOManager(**lake_settings, mongo=mongo),
         # The same database for the steps that work on collections directly (retention,
@@ -109,77 +99,69 @@ def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> di
     }
 
 
-def categorization_for(deployment: str) -> CategorizationResource:
+def categorization_for(settings: Settings) -> CategorizationResource:
     return CategorizationResource(
-        tier=os.environ.get("ANALYTICS_CATEGORIZATION_TIER", "rules"),
-        device=os.environ.get("ANALYTICS_DEVICE", "auto"),
-        heads_dir=os.environ.get("ANALYTICS_HEADS_DIR", str(local_dir() / "heads")),
-        feedback_table=os.environ.get("NOCODB_FEEDBACK_TABLE"),
+        tier=settings.categorization_tier,
+        device=settings.device,
+        heads_dir=settings.heads_dir or str(settings.local_path("heads")),
+        feedback_table=settings.nocodb_feedback_table,
         # Locally, the sample export carries corrections for every fifth conversation.
-        feedback_file=os.environ.get(
-            "ANALYTICS_FEEDBACK_FILE", str(local_dir() / "sample_export" / "category_feedback.json")
-        ),
+        feedback_file=settings.feedback_file
+        or str(settings.local_path("sample_export", "category_feedback.json")),
+        taxonomy_path=settings.taxonomy,
     )
 
 
-def sync_settings_for(deployment: str) -> SyncSettings:
+def sync_settings_for(settings: Settings) -> SyncSettings:
     """The incremental sync's settings (defaults suit NocoDB Cloud's clock and limits)."""
     return SyncSettings(
-        overlap_minutes=float(os.environ.get("ANALYTICS_SYNC_OVERLAP_MINUTES", "5")),
-        bootstrap=os.environ.get("ANALYTICS_SYNC_BOOTSTRAP", "latest"),
-        reconcile_days=int(os.environ.get("ANALYTICS_RECONCILE_DAYS", "14")),
-        deletions=os.environ.get("ANALYTICS_SOURCE_DELETIONS", "remove"),
+        overlap_minutes=settings.sync_overlap_minutes,
+        bootstrap=settings.sync_bootstrap,
+        reconcile_days=settings.reconcile_days,
+        deletions=settings.source_deletions,
     )
 
 
-def translation_for(deployment: str) -> TranslationResource:
-    """TRANSLATOR=none|source|http|local; targets as TRANSLATION_TARGETS=en,de."""
-    api_key = EnvVar("TRANSLATION_HTTP_API_KEY") if os.environ.get(
-        "TRANSLATION_HTTP_API_KEY") else None  # fmt: skip
+def translation_for(settings: Settings) -> TranslationResource:
     return TranslationResource(
-        translator=os.environ.get("TRANSLATOR", "none"),
-        target_languages=os.environ.get("TRANSLATION_TARGETS", "en").split(","),
-        http_url=os.environ.get("TRANSLATION_HTTP_URL"),
-        http_api_key=api_key,
-        local_model_dir=os.environ.get("TRANSLATION_MODEL_DIR"),
-        device=os.environ.get("ANALYTICS_DEVICE", "auto"),
-        source_table=os.environ.get("NOCODB_TRANSLATIONS_TABLE", "message_translations"),
-        reference_table=os.environ.get("NOCODB_REFERENCE_TRANSLATIONS_TABLE"),
+        translator=settings.translator,
+        target_languages=settings.translation_targets,
+        http_url=settings.translation_http_url,
+        http_api_key=_secret(settings, "translation_http_api_key", "TRANSLATION_HTTP_API_KEY"),
+        local_model_dir=settings.translation_model_dir,
+        device=settings.device,
+        source_table=settings.nocodb_translations_table,
+        reference_table=settings.nocodb_reference_translations_table,
     )
 
 
-def privacy_for(deployment: str) -> PrivacyResource:
-    """PRIVACY_DEFAULT_POLICY=redact|pseudonymize, PRIVACY_POLICIES and PRIVACY_RETENTION_DAYS
-    as JSON per table, PRIVACY_RESTRICTED_TABLES=a,b, PRIVACY_KEEP_USER_MAPPING=1. The HMAC
-    key: PRIVACY_PSEUDONYM_KEY (an EnvVar, required in prod); locally a random key created
-    once in .local/pseudonym.key."""
-    key = EnvVar("PRIVACY_PSEUDONYM_KEY") if os.environ.get("PRIVACY_PSEUDONYM_KEY") else None
-    if deployment == "prod":
+def privacy_for(settings: Settings) -> PrivacyResource:
+    """The HMAC key is PRIVACY_PSEUDONYM_KEY (an EnvVar, required in prod); locally without
+    it, a random key created once in .local/pseudonym.key."""
+    key = _secret(settings, "privacy_pseudonym_key", "PRIVACY_PSEUDONYM_KEY")
+    if settings.deployment == "prod":
         key = EnvVar("PRIVACY_PSEUDONYM_KEY")
-    restricted = os.environ.get("PRIVACY_RESTRICTED_TABLES", "")
     return PrivacyResource(
-        default_policy=os.environ.get("PRIVACY_DEFAULT_POLICY", "redact"),
-        policies=json.loads(os.environ.get("PRIVACY_POLICIES", "{}")),
-        restricted_tables=[name for name in restricted.split(",") if name],
+        default_policy=settings.privacy_default_policy,
+        policies=settings.privacy_policies,
+        restricted_tables=settings.privacy_restricted_tables,
         pseudonym_key=key,
-        pseudonym_key_file=None if key else str(local_dir() / "pseudonym.key"),
-        keep_user_mapping=os.environ.get("PRIVACY_KEEP_USER_MAPPING", "") in ("1", "true"),
-        retention_days=json.loads(os.environ.get("PRIVACY_RETENTION_DAYS", "{}")),
+        pseudonym_key_file=local_key_file(settings),
+        keep_user_mapping=settings.privacy_keep_user_mapping,
+        retention_days=settings.privacy_retention_days,
     )
 
 
-def resources_for(deployment: str) -> dict[str, Any]:
-    if deployment not in DEPLOYMENTS:
-        raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}, got {deployment!r}")
+def resources_for(settings: Settings | None = None) -> dict[str, Any]:
+    """Every resource of the deployment `settings` names (the process's settings if None)."""
+    settings = settings or get_settings()
+    if settings.deployment not in DEPLOYMENTS:
+        raise ValueError(f"ANALYTICS_DEPLOYMENT must be one of {DEPLOYMENTS}")
     return {
-        "record_source": record_source_for(deployment),
-        "categorization": categorization_for(deployment),
-        "sync_settings": sync_settings_for(deployment),
-        "translation": translation_for(deployment),
-        "privacy": privacy_for(deployment),
-        **storage_resources(lake_settings_for(deployment), mongo_for(deployment)),
+        "record_source": record_source_for(settings),
+        "categorization": categorization_for(settings),
+        "sync_settings": sync_settings_for(settings),
+        "translation": translation_for(settings),
+        "privacy": privacy_for(settings),
+        **storage_resources(lake_settings_for(settings), mongo_for(settings)),
     }
-
-
-def current_deployment() -> str:
-    return os.environ.get("ANALYTICS_DEPLOYMENT", "local")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 import polars as pl
 from pymongo.database import Database
 
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.storage.collections import DAY_FIELD
-from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET
+from analytics_assets.storage.lake import Lake
 
 SUMMARY_ASSETS = (
     "nocodb_raw_pages",
@@ -26,19 +26,21 @@ SUMMARY_ASSETS = (
 )
 
 
-def _scan(lake: PolarsParquetLake, asset: str, first_day: date, last_day: date) -> pl.LazyFrame:
+def _scan(lake: Lake, asset: str, first_day: date, last_day: date) -> pl.LazyFrame:
     days = [first_day + timedelta(days=offset) for offset in range((last_day - first_day).days + 1)]
     # The lake's own scan: it skips missing days and passes the S3 settings to polars.
     return lake.scan_days(asset, days)
 
 
-def mongo_lines(db: Database, first_day: date, last_day: date) -> list[str]:
+def mongo_lines(
+    db: Database, collections: Iterable[str], first_day: date, last_day: date
+) -> list[str]:
     days = [
         (first_day + timedelta(days=offset)).isoformat()
         for offset in range((last_day - first_day).days + 1)
     ]
     lines = [f"MongoDB database {db.name!r} (the URI is not shown: it may hold credentials):"]
-    for collection in sorted(set(MONGO_COLLECTION_OF_ASSET.values())):
+    for collection in sorted(set(collections)):
         count = sum(db[collection].count_documents({DAY_FIELD: day}) for day in days)
         if collection == "analytics_reports":
             count = db[collection].count_documents({})
@@ -47,13 +49,14 @@ def mongo_lines(db: Database, first_day: date, last_day: date) -> list[str]:
 
 
 def lake_summary(
-    lake: PolarsParquetLake,
+    lake: Lake,
     first_day: date,
     last_day: date,
     *,
     run_id: str,
     seconds: float,
     db: Database | None = None,
+    collections: Iterable[str] = (),
 ) -> str:
     counts = {}
     for asset in SUMMARY_ASSETS:
@@ -80,7 +83,7 @@ def lake_summary(
             for row in reasons.iter_rows(named=True)
         ),
         f"Lake: {lake.base_path} (Parquet, zstd, <asset>/day=YYYY-MM-DD/data.parquet)",
-        *(mongo_lines(db, first_day, last_day) if db is not None else []),
+        *(mongo_lines(db, collections, first_day, last_day) if db is not None else []),
         f"Dagster instance: DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}",
         "Open the UI on the same instance and definitions: make ui  (http://127.0.0.1:3000)",
     ]

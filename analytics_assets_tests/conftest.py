@@ -18,12 +18,9 @@ from analytics_assets_tests.nocodb_server import NocoDBServer, free_port, start_
 
 def range_tags(first, last) -> dict[str, str]:
     """Run tags that make one run cover a range of daily partitions (a single-run backfill)."""
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
+    from analytics_assets.defs.partitions import range_tags as tags
 
-    return {ASSET_PARTITION_RANGE_START_TAG: str(first), ASSET_PARTITION_RANGE_END_TAG: str(last)}
+    return tags(first, last)
 
 
 # A small sample for the live-server tests: 3 days, about 2,000 messages.
@@ -178,7 +175,7 @@ def sample_definitions(root, mongo_uri: str, database: str, **resources):
 
     from analytics_assets.definitions import build_definitions
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
-    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
     from analytics_assets.deployments import storage_resources
 

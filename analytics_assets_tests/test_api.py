@@ -137,9 +137,10 @@ def test_reports_series_models_and_users(filled):
 
 def test_a_users_own_id_finds_their_pseudonymous_analytics(filled):
     from analytics_assets.deployments import privacy_for
+    from analytics_assets.settings import get_settings
 
     # The same key as the sample's materialization (the local deployment's key file).
-    pseudonymizer = privacy_for("local").pseudonymizer()
+    pseudonymizer = privacy_for(get_settings()).pseudonymizer()
     app = create_app(lambda: filled["db"], user_pseudonym=pseudonymizer)
     client = TestClient(app)
     stored = filled["db"]["user_analytics"].find_one({})

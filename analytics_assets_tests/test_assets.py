@@ -11,8 +11,9 @@ from dagster import DagsterInstance, load_assets_from_modules, materialize
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion import assets as ingestion_assets
 from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.deployments import privacy_for, storage_resources
+from analytics_assets.settings import get_settings
 from analytics_assets.sources.generator import SampleData, SampleSpec, generate_sample
 from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets_tests.conftest import SEEDED_SPEC, make_client, range_tags
@@ -138,7 +139,7 @@ def test_three_partitions_from_a_seeded_nocodb_equal_what_was_seeded(
     before = read_asset(lake, "conversation_messages").sort("message_id")
     again = materialize(
         load_assets_from_modules([ingestion_assets]),
-        resources={"record_source": source, "privacy": privacy_for("local"), **storage},
+        resources={"record_source": source, "privacy": privacy_for(get_settings()), **storage},
         partition_key=SEEDED_SPEC.start.isoformat(),
     )
     assert again.success

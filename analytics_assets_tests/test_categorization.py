@@ -121,7 +121,7 @@ def test_a_bad_rule_fails_when_the_taxonomy_loads():
 def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     from analytics_assets.definitions import build_definitions
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
-    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.deployments import storage_resources
 
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))

@@ -10,10 +10,11 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
 from analytics_assets.deployments import resources_for
+from analytics_assets.settings import Settings
 
 
 def test_local_definitions_hold_the_whole_graph():
-    defs = build_definitions("local")
+    defs = build_definitions(Settings(deployment="local"))
     keys = defs.resolve_asset_graph().get_all_asset_keys()
     assert keys == {
         AssetKey(name)
@@ -48,7 +49,7 @@ def test_setting_nocodb_url_points_the_local_deployment_at_nocodb(monkeypatch):
     monkeypatch.setenv("NOCODB_API_TOKEN", "token-value")
     monkeypatch.setenv("NOCODB_MESSAGES_TABLE", "chat_messages")
     monkeypatch.setenv("NOCODB_FIELD_MAP", '{"messages": {"content": "text"}}')
-    source = resources_for("local")["record_source"]
+    source = resources_for(Settings())["record_source"]
     assert isinstance(source, NocoDBSourceResource)
     assert source.source_schema.table("messages") == "chat_messages"
     assert source.source_schema.source_field("messages", "content") == "text"
@@ -56,16 +57,17 @@ def test_setting_nocodb_url_points_the_local_deployment_at_nocodb(monkeypatch):
 
 def test_prod_reads_secrets_from_env_vars_at_run_time(monkeypatch):
     monkeypatch.delenv("NOCODB_URL", raising=False)
-    resources = resources_for("prod")
+    resources = resources_for(Settings(deployment="prod"))
     source = resources["record_source"]
     # EnvVars stay unresolved until a run starts, so no secret is stored in the definitions.
     assert "NOCODB_API_TOKEN" in repr(source.api_token)
     assert "ANALYTICS_LAKE_URL" in repr(resources["lake_io_manager"].base_url)
 
 
-def test_unknown_deployment_is_refused():
+def test_unknown_deployment_is_refused(monkeypatch):
+    monkeypatch.setenv("ANALYTICS_DEPLOYMENT", "staging")
     with pytest.raises(ValueError, match="ANALYTICS_DEPLOYMENT"):
-        resources_for("staging")
+        Settings()
 
 
 @pytest.mark.parametrize(
@@ -79,7 +81,7 @@ def test_unknown_deployment_is_refused():
     ],
 )
 def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick, partition_key):
-    defs = build_definitions("local")
+    defs = build_definitions()
     schedule = defs.resolve_schedule_def(schedule_name)
     with DagsterInstance.ephemeral() as instance:
         context = build_schedule_context(
@@ -92,7 +94,7 @@ def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick,
 
 
 def test_the_daily_schedule_builds_yesterday():
-    defs = build_definitions("local")
+    defs = build_definitions()
     schedule = defs.resolve_schedule_def("ingestion_job_schedule")
     with DagsterInstance.ephemeral() as instance:
         context = build_schedule_context(

@@ -15,8 +15,8 @@ from dagster import (
     materialize,
 )
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.partitions import daily_partitions, days_in
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets_tests.conftest import range_tags
 
 
@@ -231,7 +231,7 @@ def test_a_write_failing_half_way_leaves_the_previous_day_readable(lake, monkeyp
     monkeypatch.setattr(fs, "pipe_file", broken_upload)
     real_replace = __import__("os").replace
     monkeypatch.setattr(
-        "analytics_assets.defs.lake.io_manager.os.replace",
+        "analytics_assets.storage.lake.os.replace",
         lambda *args: (_ for _ in ()).throw(OSError("injected: disk full at rename")),
     )
     VERSION["value"] = 2
@@ -243,7 +243,7 @@ def test_a_write_failing_half_way_leaves_the_previous_day_readable(lake, monkeyp
         raise_on_error=False,
     )
     assert not failed.success
-    monkeypatch.setattr("analytics_assets.defs.lake.io_manager.os.replace", real_replace)
+    monkeypatch.setattr("analytics_assets.storage.lake.os.replace", real_replace)
     day = read_day(lake, "events", "2026-11-20")
     assert day.height == 3
     assert day["version"].unique().to_list() == [1]

@@ -16,7 +16,7 @@ from dagster import (
 )
 from pymongo.errors import AutoReconnect
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
+from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.io_managers import MongoIOManager
 from analytics_assets.storage import migrations
 from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
@@ -26,6 +26,7 @@ from analytics_assets.storage.mongo import (
     replace_days,
     replace_frame,
 )
+from analytics_assets.storage.placement import mirror_metadata
 from analytics_assets.storage.validation import MAX_BSON_BYTES
 from analytics_assets_tests.conftest import range_tags
 
@@ -60,6 +61,7 @@ VERSION = {"value": 1}
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     name="conversation_messages",
+    metadata=mirror_metadata("conversation_messages"),
 )
 def partitioned_messages(context) -> pl.DataFrame:
     frames = [
@@ -258,7 +260,11 @@ def test_oversized_documents_are_caught_before_the_server(mongo):
 
 
 def test_store_rejections_become_processing_errors(mongo):
-    @asset(partitions_def=daily_partitions, name="conversation_messages")
+    @asset(
+        partitions_def=daily_partitions,
+        name="conversation_messages",
+        metadata=mirror_metadata("conversation_messages"),
+    )
     def with_a_bad_row() -> pl.DataFrame:
         frame = messages(date(2026, 11, 7), 3)
         return frame.with_columns(pl.lit("robot").alias("role"))

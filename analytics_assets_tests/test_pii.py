@@ -117,8 +117,8 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
 
     from analytics_assets.definitions import build_definitions
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
-    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
     from analytics_assets.defs.privacy.resources import PrivacyResource
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
     from analytics_assets.deployments import storage_resources
     from analytics_assets_tests.conftest import range_tags

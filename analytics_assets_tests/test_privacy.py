@@ -28,6 +28,7 @@ from analytics_assets.defs.privacy.jobs import (
     run_erasure,
 )
 from analytics_assets.defs.privacy.resources import RESTRICTED_TABLES, PrivacyResource
+from analytics_assets.defs.storage.placement import mirrors_of
 from analytics_assets.privacy.erasure import AUDIT_COLLECTION
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.privacy.retention import apply_retention
@@ -276,6 +277,7 @@ def _ttl_seconds(db) -> list[int]:
 def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server):
     defs, lake_manager, mongo = _definitions(tmp_path, mongo_server, "privacy_retention")
     lake, db = lake_manager.lake(), mongo.db()
+    mirrors = mirrors_of(defs)
     days = [date(2026, 11, 1) + timedelta(days=n) for n in range(5)]
     for day in days:
         frame = pl.DataFrame({"message_id": [f"m-{day}"], "day": [day]})
@@ -285,7 +287,7 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
             {"_id": f"m-{day}"}, {"$set": {"day": day.isoformat()}}, upsert=True
         )
     today = days[-1]
-    result = apply_retention(lake, db, {"conversation_messages": 2}, today)
+    result = apply_retention(lake, db, {"conversation_messages": 2}, today, mirrors)
     assert lake.days_present("conversation_messages") == days[2:]
     assert lake.days_present("conversations") == days  # not configured: keeps every day
     assert sorted(d["day"] for d in db["conversation_messages"].find()) == [
@@ -294,12 +296,12 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
     assert result.lake_days_removed == {"conversation_messages": 2}
     assert result.mongo_documents_removed == {"conversation_messages": 2}
     assert _ttl_seconds(db) == [2 * 86400]
-    again = apply_retention(lake, db, {"conversation_messages": 2}, today)
+    again = apply_retention(lake, db, {"conversation_messages": 2}, today, mirrors)
     assert again.lake_days_removed == {"conversation_messages": 0}  # idempotent
-    apply_retention(lake, db, {"conversation_messages": 30}, today)
+    apply_retention(lake, db, {"conversation_messages": 30}, today, mirrors)
     assert _ttl_seconds(db) == [30 * 86400]  # follows the configuration, one index
     with pytest.raises(ValueError, match="at least 1 day"):
-        apply_retention(lake, db, {"conversation_messages": 0}, today)
+        apply_retention(lake, db, {"conversation_messages": 0}, today, mirrors)
 
     # The scheduled asset applies the deployment's retention (relative to today: all of the
     # sample's days are older than a day).
@@ -309,7 +311,7 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
         resources={
             "privacy": PrivacyResource(pseudonym_key=KEY, retention_days={"conversations": 1}),
             "mongo": mongo,
-            "lake_io_manager": resources["lake_io_manager"],
+            "lake": resources["lake"],
         },
     )
     assert materialized.success
@@ -473,7 +475,7 @@ def test_report_rebuild_requests_days_first_then_periods():
 def test_erasure_scrubs_cluster_examples_and_finds_days_built_before_pseudonyms(
     tmp_path, mongo_server
 ):
-    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
     from analytics_assets.privacy.erasure import Eraser
     from analytics_assets.sources.schema import SourceSchema

@@ -20,7 +20,7 @@ from dagster import DagsterInstance
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.generator import SampleSpec, generate_sample
 from analytics_assets.sources.seed import seed_nocodb

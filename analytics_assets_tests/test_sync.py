@@ -13,7 +13,7 @@ from dagster import DagsterInstance, build_sensor_context
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, SyncSettings
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.base import Change
 from analytics_assets.sources.generator import SampleSpec, generate_sample
@@ -296,6 +296,7 @@ def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synce
     from analytics_assets.defs.privacy.jobs import run_erasure
     from analytics_assets.deployments import privacy_for
     from analytics_assets.privacy.erasure import TOMBSTONES
+    from analytics_assets.settings import get_settings
 
     defs, instance, _, lake, _ = synced
     data = generate_sample(SPEC)
@@ -305,7 +306,7 @@ def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synce
     before = {r.partition_key for r in tick(defs, instance, "nocodb_reconciliation_sensor")
               .run_requests}  # fmt: skip
     # The same key as the synced definitions (the local deployment's key file).
-    pseudonym = privacy_for("local").pseudonym(user_id)
+    pseudonym = privacy_for(get_settings()).pseudonym(user_id)
     audit = run_erasure(defs, instance, pseudonym, requested_by="test")
     assert audit["raw_records_tombstoned"] > 0
     assert not theirs & set(read_asset(lake, "conversation_messages")["conversation_id"])

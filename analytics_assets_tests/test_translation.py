@@ -15,7 +15,7 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.categorization.language import detect_languages
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.sources.seed import create_base, create_table
 from analytics_assets.translation.detection import conversation_languages
@@ -318,8 +318,8 @@ def test_the_conversation_command_prints_a_translated_conversation(
     )
     run = translate_messages(messages, ["en"], HttpTranslator(libretranslate.url))
     reader = lake.lake()
-    reader.dump_to_path(None, messages, reader.day_file("conversation_messages", DAY))
-    reader.dump_to_path(None, run.translations, reader.day_file("conversation_translations", DAY))
+    reader.write_day("conversation_messages", DAY, messages)
+    reader.write_day("conversation_translations", DAY, run.translations)
     monkeypatch.setenv("ANALYTICS_LAKE_URL", lake.base_url)
     assert main(["conversation", "c0", "--lang", "en"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -30,7 +30,7 @@ from dagster_aws.s3 import S3Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.sources.generator import SampleSpec, generate_sample
 from analytics_assets.transforms.raw import raw_frame_from_records
 from analytics_assets.transforms.records import validate_messages

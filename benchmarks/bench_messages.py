@@ -115,8 +115,8 @@ def dagster_path(export_dir: str, queue) -> None:
 
     from analytics_assets.defs.ingestion import assets
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
-    from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
     from analytics_assets.defs.privacy.resources import PrivacyResource
+    from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
 
     with tempfile.TemporaryDirectory() as lake_dir:
         started = time.perf_counter()
@@ -139,6 +139,7 @@ def dagster_path(export_dir: str, queue) -> None:
                     pseudonym_key="benchmark-key",
                 ),
                 # The lake only: MongoDB's share is measured by bench_mongo.py.
+                "lake": LakeResource(base_url=lake_dir),
                 "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
                 "lake_and_mongo_io_manager": ParquetLakeIOManager(base_url=lake_dir),
             },

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analytics_assets.analytics.reports import REPORT_COLUMNS, combine, daily_report
 from analytics_assets.analytics.scores import conversation_analytics
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
 DAY = date(2026, 11, 1)

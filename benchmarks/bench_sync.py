@@ -30,7 +30,7 @@ from dagster import DagsterInstance, build_sensor_context
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, SyncSettings
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
 from analytics_assets.sources.generator import SampleSpec, generate_sample, iter_for_nocodb
 from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
@@ -196,6 +196,7 @@ def backfill_benchmark(server, conversations: int) -> None:
                         url=server.url, api_token=server.token, base_id=base_id,
                         requests_per_second=0,
                     ),
+                    "lake": LakeResource(base_url=folder),
                     "lake_io_manager": lake,
                     "lake_and_mongo_io_manager": lake,  # the lake alone: NocoDB is measured
                 }

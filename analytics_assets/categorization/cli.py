@@ -9,8 +9,10 @@ from pathlib import Path
 import polars as pl
 
 from analytics_assets.categorization.conversations import categorize_texts
+from analytics_assets.categorization.feedback import load_model_tier
 from analytics_assets.categorization.model_tier import score
 from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.settings import get_settings
 
 LABELLED = ("topic", "intent", "sentiment", "language")
 
@@ -27,11 +29,12 @@ def read_texts(path: Path) -> pl.DataFrame:
 
 
 def _categorize(args: argparse.Namespace, frame: pl.DataFrame) -> pl.DataFrame:
-    from analytics_assets.defs.categorization.resources import CategorizationResource
-
-    taxonomy = load_taxonomy()
-    resource = CategorizationResource(tier=args.tier, device=args.device, threshold=args.threshold)
-    model = resource.model_tier(taxonomy)
+    taxonomy = load_taxonomy(get_settings().taxonomy)
+    model = None
+    if args.tier == "model":
+        model = load_model_tier(
+            taxonomy, device=args.device, batch_size=128, threshold=args.threshold
+        )
     texts = frame.select("id", "text")
     return categorize_texts(texts, taxonomy, threshold=args.threshold, model=model)
 
@@ -51,7 +54,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     labelled = [name for name in LABELLED if name in frame.columns]
     if not labelled:
         raise SystemExit(f"{args.input} has no label column ({', '.join(LABELLED)})")
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(get_settings().taxonomy)
     predicted = _categorize(args, frame)
     for name in labelled:
         truth = frame[name].to_list()

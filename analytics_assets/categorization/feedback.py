@@ -115,3 +115,33 @@ def openings_from_messages(messages: pl.LazyFrame, conversation_ids: list[str]) 
         .agg(pl.col("content").first().alias("opening"))
         .collect()
     )
+
+
+def current_heads(heads_dir: str | Path | None) -> dict[str, str]:
+    """dimension -> head version chosen by the last training that beat its predecessor."""
+    if not heads_dir:
+        return {}
+    index = Path(heads_dir) / HEADS_INDEX
+    return json.loads(index.read_text()) if index.exists() else {}
+
+
+def load_model_tier(
+    taxonomy: Taxonomy,
+    *,
+    device: str,
+    batch_size: int,
+    threshold: float,
+    heads_dir: str | Path | None = None,
+):
+    """The model tier on `device` ("auto" resolved here), with the adopted heads if any.
+    torch and the model load only now: the rules tier never pays for them."""
+    from analytics_assets.categorization.device import resolve_device
+    from analytics_assets.categorization.embeddings import shared_embedder
+    from analytics_assets.categorization.model_tier import Head, ModelTier
+
+    embedder = shared_embedder(resolve_device(device), batch_size)
+    heads = {
+        dimension: Head.load(Path(heads_dir), version)
+        for dimension, version in current_heads(heads_dir).items()
+    }
+    return ModelTier.build(embedder, taxonomy, heads, threshold=threshold)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import polars as pl
+
+from analytics_assets.settings import get_settings
 
 # The sample's eight languages and a few more that chatbots commonly see. Fewer candidates
 # make lingua faster and surer; set ANALYTICS_LANGUAGES (ISO 639-1, comma separated).
@@ -16,10 +17,9 @@ _lock = threading.Lock()
 
 
 def configured_languages() -> tuple[str, ...]:
-    configured = os.environ.get("ANALYTICS_LANGUAGES")
-    return (
-        tuple(code.strip() for code in configured.split(",")) if configured else DEFAULT_LANGUAGES
-    )
+    """ANALYTICS_LANGUAGES, else the default set (one detector per process, so the
+    process's settings decide)."""
+    return tuple(get_settings().languages or DEFAULT_LANGUAGES)
 
 
 def detector():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -100,6 +99,6 @@ def parse_taxonomy(document: dict[str, Any]) -> Taxonomy:
 
 @cache
 def load_taxonomy(path: str | None = None) -> Taxonomy:
-    """The deployment's taxonomy (ANALYTICS_TAXONOMY) or the shipped default."""
-    chosen = Path(path or os.environ.get("ANALYTICS_TAXONOMY") or DEFAULT_TAXONOMY)
+    """The taxonomy at `path` (the deployment's ANALYTICS_TAXONOMY) or the shipped one."""
+    chosen = Path(path or DEFAULT_TAXONOMY)
     return parse_taxonomy(yaml.safe_load(chosen.read_text(encoding="utf-8")))

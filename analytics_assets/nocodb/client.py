@@ -201,23 +201,8 @@ class NocoDBClient:
                 self.stats.add(bytes_received=len(body))
                 if response.status_code < 300:
                     return json.loads(body) if body else None
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise self._error_for(response, path)
                 last_problem = f"HTTP {response.status_code}"
-                if response.status_code == 429:
-                    self.stats.add(throttled=1)
-                    wait_s = _retry_after_seconds(response)
-                    if wait_s is None:
-                        wait_s = self.retry.throttle_wait_s
-                    self.pacer.block_for(wait_s)
-                elif not idempotent:
-                    raise NocoDBError(
-                        f"NocoDB answered {response.status_code} to {method} {path}; not retried "
-                        "because the request may have been applied.",
-                        status_code=response.status_code,
-                    )
-                else:
-                    wait_s = _retry_after_seconds(response)
+                wait_s = self._wait_before_retrying(response, method, path, idempotent)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 last_problem = f"{type(error).__name__}: {error}"
             except (httpx.TimeoutException, httpx.TransportError, json.JSONDecodeError) as error:
@@ -236,6 +221,29 @@ class NocoDBClient:
         raise NocoDBRetriesExhaustedError(
             f"{method} {path} failed after {self.retry.max_attempts} attempts; last: {last_problem}"
         )
+
+    def _wait_before_retrying(
+        self, response: httpx.Response, method: str, path: str, idempotent: bool
+    ) -> float | None:
+        """For an answer that is not a success: how long to wait before the next attempt
+        (None: the backoff's choice); raises where no retry may follow."""
+        status = response.status_code
+        if status not in RETRYABLE_STATUS:
+            raise self._error_for(response, path)
+        if status == 429:
+            self.stats.add(throttled=1)
+            wait_s = _retry_after_seconds(response)
+            if wait_s is None:
+                wait_s = self.retry.throttle_wait_s
+            self.pacer.block_for(wait_s)
+            return wait_s
+        if not idempotent:
+            raise NocoDBError(
+                f"NocoDB answered {status} to {method} {path}; not retried because the "
+                "request may have been applied.",
+                status_code=status,
+            )
+        return _retry_after_seconds(response)
 
     @staticmethod
     def _error_for(response: httpx.Response, path: str) -> NocoDBError:

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 from pymongo.database import Database
 
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage.collections import COLLECTIONS
-
-if TYPE_CHECKING:  # the lake's reader and writer, without importing Dagster's wiring
-    from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.storage.lake import Lake
 
 RAW_TABLE = "nocodb_raw_pages"
 # Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
@@ -77,7 +75,7 @@ class Eraser:
 
     def __init__(
         self,
-        lake: PolarsParquetLake,
+        lake: Lake,
         db: Database,
         *,
         pseudonym_of: Callable[[str], str],
@@ -345,7 +343,7 @@ def is_tombstoned(
     return tombstone_digest(digest, f"{table}:{record_id}") in erased
 
 
-def tombstones(lake: PolarsParquetLake) -> set[str]:
+def tombstones(lake: Lake) -> set[str]:
     """The digests of every erased raw record."""
     frame = lake.read_file(TOMBSTONES)
     return set() if frame is None else set(frame["record_digest"])
@@ -353,7 +351,7 @@ def tombstones(lake: PolarsParquetLake) -> set[str]:
 
 def drop_tombstoned(
     raw: pl.DataFrame,
-    lake: PolarsParquetLake,
+    lake: Lake,
     schema: SourceSchema,
     digester: Callable[[], Callable[[str, str], str]],
 ) -> tuple[pl.DataFrame, int]:

@@ -11,19 +11,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from analytics_assets.storage.collections import DAY_FIELD
-from analytics_assets.storage.placement import (
-    MONGO_COLLECTION_OF_ASSET,
-    MONGO_SLICE_SCOPE_OF_ASSET,
-)
-
-if TYPE_CHECKING:  # the lake's reader and writer, without importing Dagster's wiring
-    from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.storage.lake import Lake
+from analytics_assets.storage.placement import MongoMirror, writers_of
 
 # The reports share one collection; each kind keeps its own documents.
 _REPORT_SCOPE = {f"{kind}_report": {"kind": kind} for kind in ("daily", "weekly", "monthly")}
@@ -37,10 +32,6 @@ class RetentionResult:
     lake_days_removed: dict[str, int] = field(default_factory=dict)
     mongo_documents_removed: dict[str, int] = field(default_factory=dict)
     ttl_indexes: dict[str, str] = field(default_factory=dict)
-
-
-def _writers_of(collection: str) -> list[str]:
-    return [asset for asset, name in MONGO_COLLECTION_OF_ASSET.items() if name == collection]
 
 
 def _ttl_index(db: Database, collection: str, ttl_field: str) -> tuple[str, dict] | None:
@@ -77,9 +68,14 @@ def ensure_ttl_index(db: Database, collection: str, keep_days: int) -> str:
 
 
 def apply_retention(
-    lake: PolarsParquetLake, db: Database, retention_days: dict[str, int], today: date
+    lake: Lake,
+    db: Database,
+    retention_days: dict[str, int],
+    today: date,
+    mirrors: dict[str, MongoMirror],
 ) -> RetentionResult:
-    """Removes every day older than each table's retention; idempotent."""
+    """Removes every day older than each table's retention, in the lake and in the table's
+    MongoDB mirror (`mirrors`: asset -> collection); idempotent."""
     result = RetentionResult()
     for table, keep_days in sorted(retention_days.items()):
         if keep_days < 1:
@@ -90,15 +86,13 @@ def apply_retention(
         for day in expired:
             lake.delete_day(table, day)
         result.lake_days_removed[table] = len(expired)
-        collection = MONGO_COLLECTION_OF_ASSET.get(table)
-        if collection is None:
+        mirror = mirrors.get(table)
+        if mirror is None:
             continue
-        scope: dict[str, Any] = {
-            **MONGO_SLICE_SCOPE_OF_ASSET.get(table, {}),
-            **_REPORT_SCOPE.get(table, {}),
-        }
+        collection = mirror.collection
+        scope: dict[str, Any] = {**mirror.slice_scope, **_REPORT_SCOPE.get(table, {})}
         removed = db[collection].delete_many({DAY_FIELD: {"$lt": cutoff.isoformat()}, **scope})
         result.mongo_documents_removed[table] = removed.deleted_count
-        if collection in TTL_FIELD and _writers_of(collection) == [table]:
+        if collection in TTL_FIELD and writers_of(mirrors, collection) == [table]:
             result.ttl_indexes[collection] = ensure_ttl_index(db, collection, keep_days)
     return result

@@ -53,6 +53,12 @@ class RecordSource(ABC):
         return {}
 
     @abstractmethod
+    def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
+        """Every row of a side table the team keeps beside the conversations (corrections,
+        stored or reference translations), by its name in the source; only `fields` when
+        given. Side tables are small: read whole, not by day."""
+
+    @abstractmethod
     def describe(self) -> str:
         """Where the records come from, fit for logs and metadata (never a secret)."""
 

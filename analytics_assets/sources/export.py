@@ -59,7 +59,9 @@ class ExportSource(RecordSource):
         return f"export:{self.folder}"
 
     def path_for(self, kind: TableKind) -> Path:
-        stem = self.schema.table(kind)
+        return self._file_of(self.schema.table(kind))
+
+    def _file_of(self, stem: str) -> Path:
         for suffix in EXPORT_SUFFIXES:
             candidate = self.folder / f"{stem}{suffix}"
             if candidate.exists():
@@ -93,6 +95,10 @@ class ExportSource(RecordSource):
         with self._lock:
             self._cache[kind] = (signature, indexed)
         return indexed
+
+    def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
+        table = _read_table(self._file_of(name))
+        return table.select([f for f in fields if f in table.columns]) if fields else table
 
     def fetch_day(self, kind: TableKind, day: date) -> FetchResult:
         rows = self._indexed(kind).filter(pl.col("day") == day)

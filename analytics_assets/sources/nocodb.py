@@ -75,6 +75,12 @@ class NocoDBSource(RecordSource):
             )
         return [name for name in wanted if name in columns]
 
+    def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
+        info = self.client.table_info(name, base_id=self.base_id)
+        query = {"fields": fields} if fields else {}
+        rows = list(self.client.iter_records(info.id, **query))
+        return pl.DataFrame(rows, infer_schema_length=None)
+
     def fetch_day(self, kind: TableKind, day: date) -> FetchResult:
         info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
         fields = self._fields(kind, info.columns)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dagster import Config
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 TableKind = Literal["conversations", "messages"]
 TABLE_KINDS: tuple[TableKind, ...] = ("conversations", "messages")
@@ -47,8 +46,11 @@ EVENT_TIME_FIELD: dict[TableKind, str] = {"conversations": "started_at", "messag
 KEY_FIELD: dict[TableKind, str] = {"conversations": "conversation_id", "messages": "message_id"}
 
 
-class SourceSchema(Config):
-    """Names of the source tables and of any field that differs from the canonical name."""
+class SourceSchema(BaseModel, frozen=True):
+    """Names of the source tables and of any field that differs from the canonical name.
+
+    Plain pydantic, so the pure transforms can take it without loading Dagster;
+    `defs/ingestion/resources.py` declares the Dagster config that builds it."""
 
     conversations_table: str = Field(
         default="conversations",

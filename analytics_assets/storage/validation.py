@@ -105,6 +105,34 @@ def _dtype_matches(dtype: pl.DataType, bson_type: str | list[str]) -> bool:
     return bool(names & {"object", "array"})
 
 
+def _breaks_rule(column: pl.Expr, dtype: pl.DataType, rule: dict[str, Any]) -> pl.Expr:
+    """True where a value may break one property's rule (type, enum, null, range, text)."""
+    suspect = pl.lit(False)
+    bson_type = rule.get("bsonType")
+    if bson_type is not None and not _dtype_matches(dtype, bson_type):
+        suspect = suspect | column.is_not_null()
+    allows_null = bson_type is None or "null" in (
+        [bson_type] if isinstance(bson_type, str) else bson_type
+    )
+    if "enum" in rule:
+        allows_null = None in rule["enum"]
+        allowed = [value for value in rule["enum"] if value is not None]
+        suspect = suspect | (column.is_not_null() & ~column.is_in(allowed))
+    if not allows_null:
+        suspect = suspect | column.is_null()
+    if dtype.is_numeric():
+        if "minimum" in rule:
+            suspect = suspect | (column < rule["minimum"])
+        if "maximum" in rule:
+            suspect = suspect | (column > rule["maximum"])
+    if dtype == pl.String:
+        if "maxLength" in rule:
+            suspect = suspect | (column.str.len_chars() > rule["maxLength"])
+        if "pattern" in rule:
+            suspect = suspect | ~column.str.contains(rule["pattern"])
+    return suspect
+
+
 def suspect_rows(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.Series:
     """Vectorized pre-check: True for rows that may break the schema.
 
@@ -112,37 +140,12 @@ def suspect_rows(frame: pl.DataFrame, schema: dict[str, Any]) -> pl.Series:
     day of 100,000 documents is checked in milliseconds instead of a second.
     """
     suspect = pl.lit(False)
-    properties = schema.get("properties", {})
     for name in schema.get("required", ()):
         if name not in frame.columns and name not in ("_id",):
             return pl.Series("suspect", [True] * frame.height)
-    for name, rule in properties.items():
-        if name not in frame.columns:
-            continue
-        column = pl.col(name)
-        dtype = frame.schema[name]
-        bson_type = rule.get("bsonType")
-        if bson_type is not None and not _dtype_matches(dtype, bson_type):
-            suspect = suspect | column.is_not_null()
-        allows_null = bson_type is None or "null" in (
-            [bson_type] if isinstance(bson_type, str) else bson_type
-        )
-        if "enum" in rule:
-            allows_null = None in rule["enum"]
-            allowed = [value for value in rule["enum"] if value is not None]
-            suspect = suspect | (column.is_not_null() & ~column.is_in(allowed))
-        if not allows_null:
-            suspect = suspect | column.is_null()
-        if dtype.is_numeric():
-            if "minimum" in rule:
-                suspect = suspect | (column < rule["minimum"])
-            if "maximum" in rule:
-                suspect = suspect | (column > rule["maximum"])
-        if dtype == pl.String:
-            if "maxLength" in rule:
-                suspect = suspect | (column.str.len_chars() > rule["maxLength"])
-            if "pattern" in rule:
-                suspect = suspect | ~column.str.contains(rule["pattern"])
+    for name, rule in schema.get("properties", {}).items():
+        if name in frame.columns:
+            suspect = suspect | _breaks_rule(pl.col(name), frame.schema[name], rule)
     # Only a row with a lot of text can approach the BSON limit; those get an exact size.
     text_bytes = [
         pl.col(n).str.len_bytes().fill_null(0) for n, t in frame.schema.items() if t == pl.String

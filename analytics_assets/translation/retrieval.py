@@ -11,7 +11,7 @@ from analytics_assets.categorization.language import detect_languages
 
 
 def get_conversation(lake, conversation_id: str, lang: str | None = None) -> dict[str, Any] | None:
-    """From the lake (`PolarsParquetLake`); None when no message of it is stored."""
+    """From the lake (`storage.lake.Lake`); None when no message of it is stored."""
 
     def scan(asset: str) -> pl.DataFrame:
         frame = lake.scan_all(asset)

@@ -8,8 +8,8 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     BackfillPolicy,
+    MaterializeResult,
     MetadataValue,
-    Output,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -26,22 +26,22 @@ from analytics_assets.analytics.scores import conversation_analytics as score_co
 from analytics_assets.analytics.users import HISTORY_DAYS
 from analytics_assets.analytics.users import user_analytics as build_user_analytics
 from analytics_assets.defs.analytics.report_metadata import report_metadata
-from analytics_assets.defs.ingestion.partitions import (
+from analytics_assets.defs.metadata import frame_metadata
+from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
     messages_of_conversations_started_that_day,
     monthly_partitions,
     weekly_partitions,
 )
-from analytics_assets.defs.metadata import frame_metadata
-from analytics_assets.storage.placement import io_manager_key
+from analytics_assets.storage.placement import lake_and_mongo
 from analytics_assets.transforms.records import MESSAGE_SCHEMA
 
 
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key=io_manager_key("conversation_analytics"),
+    **lake_and_mongo("conversation_analytics"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
     ins={
@@ -58,7 +58,7 @@ def conversation_analytics(
     conversations: pl.DataFrame,
     conversation_categories: pl.DataFrame,
     conversation_messages: pl.LazyFrame,
-) -> Output[pl.DataFrame]:
+) -> MaterializeResult[pl.DataFrame]:
     started = time.perf_counter()
     # A lazy scan of the lake: only the messages of these conversations are read.
     messages = _typed(conversation_messages, MESSAGE_SCHEMA)
@@ -71,8 +71,8 @@ def conversation_analytics(
             "complaint",
         ).mean().round(4),
     ).to_dicts()  # fmt: skip
-    return Output(
-        analytics,
+    return MaterializeResult(
+        value=analytics,
         metadata={
             "score_seconds": round(seconds, 3),
             "means": MetadataValue.json(means[0] if means else {}),
@@ -107,7 +107,7 @@ def _counts_by_day(frame: pl.LazyFrame) -> dict:
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key=io_manager_key("daily_report"),
+    **lake_and_mongo("analytics_reports"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
     ins={
@@ -134,7 +134,7 @@ def daily_report(
     conversation_messages: pl.LazyFrame,
     processing_errors: pl.LazyFrame,
     user_analytics: pl.DataFrame,
-) -> Output[pl.DataFrame]:
+) -> MaterializeResult[pl.DataFrame]:
     started = time.perf_counter()
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
     messages = _counts_by_day(conversation_messages)
@@ -164,8 +164,8 @@ def daily_report(
         previous = report
     frame = pl.concat(reports)
     seconds = time.perf_counter() - started
-    return Output(
-        frame,
+    return MaterializeResult(
+        value=frame,
         metadata={
             **report_metadata(frame),
             "build_seconds": round(seconds, 3),
@@ -181,7 +181,7 @@ def _period_report(kind: str, partitions_def, period_of, previous_start, descrip
     @asset(
         name=f"{kind}_report",
         partitions_def=partitions_def,
-        io_manager_key=io_manager_key(f"{kind}_report"),
+        **lake_and_mongo("analytics_reports"),
         group_name="analytics",
         kinds={"polars", "parquet", "mongodb"},
         ins={
@@ -196,7 +196,7 @@ def _period_report(kind: str, partitions_def, period_of, previous_start, descrip
     )
     def period_report(
         context: AssetExecutionContext, daily_report: pl.DataFrame
-    ) -> Output[pl.DataFrame]:
+    ) -> MaterializeResult[pl.DataFrame]:
         start = context.partition_time_window.start.date()
         days = _daily_rows(daily_report)
         current = days.filter(pl.col("day") >= start)
@@ -207,8 +207,8 @@ def _period_report(kind: str, partitions_def, period_of, previous_start, descrip
         complete = previous_days["day"].n_unique() == (start - before).days
         previous = combine(kind, period_of(before), before, previous_days) if complete else None
         report = with_changes(combine(kind, period_of(start), start, current), previous)
-        return Output(
-            report,
+        return MaterializeResult(
+            value=report,
             metadata={
                 **report_metadata(report),
                 "days": current.height,
@@ -252,7 +252,7 @@ def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key=io_manager_key("user_analytics"),
+    **lake_and_mongo("user_analytics"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
     ins={
@@ -270,7 +270,7 @@ def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
 )
 def user_analytics(
     context: AssetExecutionContext, conversation_analytics: pl.LazyFrame
-) -> Output[pl.DataFrame]:
+) -> MaterializeResult[pl.DataFrame]:
     window = conversation_analytics.select(
         "user_id", "day", "message_count", "topic", "model", "sentiment_end_score",
         "satisfaction_score", "quality_score",
@@ -279,8 +279,8 @@ def user_analytics(
         [build_user_analytics(day, window) for day in days_in(context.partition_time_window)]
     )
     returning = users.filter(pl.col("returned_within_30d")).height
-    return Output(
-        users,
+    return MaterializeResult(
+        value=users,
         metadata={
             "users": users.height,
             "returning_users": returning,

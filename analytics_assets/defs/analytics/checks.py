@@ -23,14 +23,14 @@ from analytics_assets.analytics.checks import (
     volume_verdict,
 )
 from analytics_assets.analytics.reports import REPORT_SCHEMA
-from analytics_assets.defs.ingestion.partitions import (
+from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
     monthly_partitions,
     weekly_partitions,
 )
 
-LAKE = "lake_io_manager"
+LAKE = "lake"
 
 
 def _lake_days(
@@ -39,7 +39,7 @@ def _lake_days(
     """The columns of an asset's days in [first, last] straight from the lake, and which of
     those days exist there. An asset check's inputs ignore partition mappings (they always
     hold the check's own partitions), so a trailing window cannot come through `ins`."""
-    lake = getattr(context.resources, LAKE)
+    lake = getattr(context.resources, LAKE).lake()
     wanted = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     frame, present = lake.read_days(asset, wanted, columns)
     return (frame if frame is not None else pl.DataFrame()), present

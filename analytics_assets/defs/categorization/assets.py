@@ -11,7 +11,6 @@ from dagster import (
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
-    Output,
     asset,
 )
 
@@ -26,16 +25,15 @@ from analytics_assets.categorization.feedback import (
     read_feedback,
     train_and_choose,
 )
-from analytics_assets.categorization.taxonomy import load_taxonomy
 from analytics_assets.defs.categorization.resources import CategorizationResource
-from analytics_assets.defs.ingestion.partitions import (
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
     messages_of_conversations_started_that_day,
 )
-from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, RecordSourceResource
-from analytics_assets.defs.metadata import frame_metadata, markdown_table
-from analytics_assets.storage.placement import io_manager_key
+from analytics_assets.storage.placement import lake_and_mongo, lake_only
 
 
 def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -71,7 +69,7 @@ def _distributions(
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key=io_manager_key("conversation_categories"),
+    **lake_and_mongo("conversation_categories"),
     group_name="categorization",
     kinds={"polars", "parquet", "mongodb"},
     # At most one run at a time holds the GPU (the pool's limit is set on the instance).
@@ -92,8 +90,8 @@ def conversation_categories(
     conversation_messages: pl.DataFrame,
     conversation_translations: pl.DataFrame,
     categorization: CategorizationResource,
-) -> Output[pl.DataFrame]:
-    taxonomy = load_taxonomy()
+) -> MaterializeResult[pl.DataFrame]:
+    taxonomy = categorization.taxonomy()
     started = time.perf_counter()
     model = categorization.model_tier(taxonomy)
     categories = categorize_conversations(
@@ -121,8 +119,8 @@ def conversation_categories(
         for dimension in ("topic", "intent", "sentiment")
     }
     summary = categories.group_by("topic", "intent").len().sort("len", descending=True).head(15)
-    return Output(
-        categories,
+    return MaterializeResult(
+        value=categories,
         metadata={
             "taxonomy_version": taxonomy.version,
             "tier": categorization.tier,
@@ -175,7 +173,11 @@ def category_heads(
     )
     embedder = shared_embedder(categorization.resolved_device(), categorization.batch_size)
     decisions = train_and_choose(
-        openings, feedback, load_taxonomy(), embedder.embed, Path(categorization.heads_dir)
+        openings,
+        feedback,
+        categorization.taxonomy(),
+        embedder.embed,
+        Path(categorization.heads_dir),
     )
     metadata: dict = {"corrections": feedback.height, "device": embedder.device}
     for decision in decisions:
@@ -200,10 +202,9 @@ def category_heads(
 def _read_feedback(
     categorization: CategorizationResource, record_source: RecordSourceResource
 ) -> pl.DataFrame:
-    if categorization.feedback_table and isinstance(record_source, NocoDBSourceResource):
-        with record_source.client() as client:
-            table = client.table_info(categorization.feedback_table, base_id=record_source.base_id)
-            return pl.DataFrame(list(client.iter_records(table.id)), infer_schema_length=None)
+    if categorization.feedback_table:
+        with record_source.open() as source:
+            return source.read_table(categorization.feedback_table)
     if not categorization.feedback_file:
         raise ValueError("Set feedback_file or feedback_table to train category heads.")
     return read_feedback(Path(categorization.feedback_file))
@@ -212,20 +213,22 @@ def _read_feedback(
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key=io_manager_key("message_signals"),
+    **lake_only(),
     group_name="categorization",
     kinds={"polars", "parquet"},
     name="message_signals",
     description="Language and sentiment of every user message (rules tier), for the reports.",
 )
 def message_signals_asset(
-    context: AssetExecutionContext, conversation_messages: pl.DataFrame
-) -> Output[pl.DataFrame]:
+    context: AssetExecutionContext,
+    conversation_messages: pl.DataFrame,
+    categorization: CategorizationResource,
+) -> MaterializeResult[pl.DataFrame]:
     started = time.perf_counter()
-    signals = message_signals(conversation_messages, load_taxonomy())
+    signals = message_signals(conversation_messages, categorization.taxonomy())
     seconds = time.perf_counter() - started
-    return Output(
-        signals,
+    return MaterializeResult(
+        value=signals,
         metadata={
             "signal_seconds": round(seconds, 3),
             "messages_per_second": round(signals.height / seconds, 1) if seconds else None,
@@ -238,7 +241,7 @@ def message_signals_asset(
 
 @asset(
     partitions_def=daily_partitions,
-    io_manager_key=io_manager_key("topic_discovery"),
+    **lake_only(),
     group_name="categorization",
     kinds={"pytorch", "polars", "parquet"},
     pool="gpu",
@@ -250,7 +253,7 @@ def topic_discovery(
     conversation_categories: pl.DataFrame,
     conversation_messages: pl.DataFrame,
     categorization: CategorizationResource,
-) -> Output[pl.DataFrame]:
+) -> MaterializeResult[pl.DataFrame]:
     from analytics_assets.categorization.embeddings import shared_embedder
 
     others = conversation_categories.filter(pl.col("topic") == "other")["conversation_id"]
@@ -270,8 +273,8 @@ def topic_discovery(
     table = clusters.with_columns(
         pl.col("terms").list.join(", "), pl.col("examples").list.first().alias("example")
     ).select("cluster", "size", "terms", "example")
-    return Output(
-        clusters,
+    return MaterializeResult(
+        value=clusters,
         metadata={
             "conversations_in_other": len(texts),
             "clusters": clusters.height,

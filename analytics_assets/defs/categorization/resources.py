@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from analytics_assets.categorization.device import resolve_device
-from analytics_assets.categorization.feedback import HEADS_INDEX
-from analytics_assets.categorization.taxonomy import Taxonomy
+from analytics_assets.categorization.feedback import current_heads, load_model_tier
+from analytics_assets.categorization.taxonomy import Taxonomy, load_taxonomy
 
 
 class CategorizationResource(ConfigurableResource):
@@ -25,6 +23,9 @@ class CategorizationResource(ConfigurableResource):
     threshold: float = Field(
         default=0.5, description="Below this confidence a label is other/uncertain."
     )
+    taxonomy_path: str | None = Field(
+        default=None, description="The taxonomy YAML (ANALYTICS_TAXONOMY); None: the shipped one."
+    )
     heads_dir: str | None = Field(
         default=None, description="Folder of trained heads (written by category_heads)."
     )
@@ -34,30 +35,27 @@ class CategorizationResource(ConfigurableResource):
     )
     feedback_table: str | None = Field(
         default=None,
-        description="NocoDB table (id or title) of corrections, read through the record "
-        "source when it is NocoDB; takes precedence over feedback_file.",
+        description="Side table of corrections in the record source (a NocoDB table id or "
+        "title, an export file's stem); takes precedence over feedback_file.",
     )
+
+    def taxonomy(self) -> Taxonomy:
+        return load_taxonomy(self.taxonomy_path)
 
     def resolved_device(self) -> str:
         return resolve_device(self.device)
 
     def current_heads(self) -> dict[str, str]:
-        """dimension -> head version chosen by the last training that beat its predecessor."""
-        if not self.heads_dir:
-            return {}
-        index = Path(self.heads_dir) / HEADS_INDEX
-        return json.loads(index.read_text()) if index.exists() else {}
+        return current_heads(self.heads_dir)
 
     def model_tier(self, taxonomy: Taxonomy):
         """None for the rules tier; else the model tier on the resolved device."""
         if self.tier == "rules":
             return None
-        from analytics_assets.categorization.embeddings import shared_embedder
-        from analytics_assets.categorization.model_tier import Head, ModelTier
-
-        embedder = shared_embedder(self.resolved_device(), self.batch_size)
-        heads = {
-            dimension: Head.load(Path(self.heads_dir), version)
-            for dimension, version in self.current_heads().items()
-        }
-        return ModelTier.build(embedder, taxonomy, heads, threshold=self.threshold)
+        return load_model_tier(
+            taxonomy,
+            device=self.device,
+            batch_size=self.batch_size,
+            threshold=self.threshold,
+            heads_dir=self.heads_dir,
+        )

@@ -9,30 +9,30 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    AssetOut,
     BackfillPolicy,
     Backoff,
     Jitter,
+    MaterializeResult,
     MetadataValue,
-    Output,
-    ResourceParam,
     RetryPolicy,
     asset,
     multi_asset,
 )
 
-from analytics_assets.defs.ingestion.partitions import (
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
+from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
     messages_of_conversations_started_that_day,
 )
-from analytics_assets.defs.ingestion.resources import RecordSourceResource
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
-from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.privacy.erasure import drop_tombstoned
 from analytics_assets.sources.schema import TABLE_KINDS
-from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
+from analytics_assets.storage.lake import Lake
+from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.conversations import build_conversations
 from analytics_assets.transforms.raw import empty_raw_frame
 from analytics_assets.transforms.records import (
@@ -52,7 +52,7 @@ def _throughput(rows: int, seconds: float) -> float | None:
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    io_manager_key=LAKE_IO_MANAGER,
+    **lake_only(),
     group_name=GROUP,
     kinds={"nocodb", "polars", "parquet"},
     # The client already retries each request; this covers what outlasts it (NocoDB
@@ -68,8 +68,8 @@ def nocodb_raw_pages(
     context: AssetExecutionContext,
     record_source: RecordSourceResource,
     privacy: PrivacyResource,
-    lake_io_manager: ResourceParam[PolarsParquetLake],
-) -> Output[pl.DataFrame]:
+    lake: LakeResource,
+) -> MaterializeResult[pl.DataFrame]:
     days = days_in(context.partition_time_window)
     jobs = [(day, kind) for day in days for kind in TABLE_KINDS]
     per_table: Counter[str] = Counter()
@@ -107,17 +107,15 @@ def nocodb_raw_pages(
     # Days and tables in order, whatever order the fetches finished in.
     raw = pl.concat([empty_raw_frame(), *(results[job] for job in jobs)])
     # Records erased on request stay out, even while the source still holds them.
-    raw, erased = drop_tombstoned(
-        raw, lake_io_manager, record_source.source_schema, privacy.digester
-    )
+    raw, erased = drop_tombstoned(raw, lake.lake(), record_source.source_schema, privacy.digester)
     seconds = time.perf_counter() - started
     counters = {
         name: round(stats_after[name] - stats_before.get(name, 0), 3)
         for name in ("requests", "retries", "throttled", "retry_wait_s")
         if name in stats_after
     }
-    return Output(
-        raw,
+    return MaterializeResult(
+        value=raw,
         metadata={
             "source": source_description,
             "days": len(days),
@@ -137,41 +135,49 @@ def _error_keys(errors: pl.DataFrame) -> set[tuple]:
     return set(errors.select("table", "stage", "record_key").iter_rows())
 
 
-def _previous_errors(lake: PolarsParquetLake, days: list) -> set[tuple]:
+def _previous_errors(lake: Lake, days: list) -> set[tuple]:
     errors, _ = lake.read_days("processing_errors", days, ["table", "stage", "record_key"])
     return _error_keys(errors) if errors is not None else set()
 
 
 @multi_asset(
-    outs={
-        "conversation_messages": AssetOut(
-            io_manager_key=io_manager_key("conversation_messages"),
+    specs=[
+        stored_spec(
+            "conversation_messages",
+            lake_and_mongo("conversation_messages"),
+            deps=["nocodb_raw_pages"],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Typed, validated messages, one row per message_id (newest copy).",
         ),
-        "conversation_headers": AssetOut(
-            io_manager_key=io_manager_key("conversation_headers"),
+        stored_spec(
+            "conversation_headers",
+            lake_only(),
+            deps=["nocodb_raw_pages"],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             description="Typed, validated conversation records as the source holds them.",
         ),
-        "processing_errors": AssetOut(
-            io_manager_key=io_manager_key("processing_errors"),
+        stored_spec(
+            "processing_errors",
+            lake_and_mongo("processing_errors", stage="validate"),
+            deps=["nocodb_raw_pages"],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Every rejected record with its table, ids, stage and reason.",
         ),
-        "user_pseudonyms": AssetOut(
-            io_manager_key=LAKE_IO_MANAGER,
+        stored_spec(
+            "user_pseudonyms",
+            lake_only(),
+            deps=["nocodb_raw_pages"],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             # Written only where the deployment keeps the mapping (keep_user_mapping).
-            is_required=False,
+            skippable=True,
             description="Restricted: pseudonym -> user id per day, where the deployment "
             "allows a mapping. Analytics tables hold only the pseudonyms.",
         ),
-    },
+    ],
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
 )
@@ -179,14 +185,14 @@ def validated_records(
     context: AssetExecutionContext,
     nocodb_raw_pages: pl.DataFrame,
     record_source: RecordSourceResource,
-    lake_io_manager: ResourceParam[PolarsParquetLake],
+    lake: LakeResource,
     privacy: PrivacyResource,
 ):
     started = time.perf_counter()
     run_days = days_in(context.partition_time_window)
     days = len(run_days)
     # The days' errors as they stood before this run: a rebuilt day reports what recovered.
-    previous_errors = _previous_errors(lake_io_manager, run_days)
+    previous_errors = _previous_errors(lake.lake(), run_days)
     schema = record_source.source_schema
     messages = validate_messages(nocodb_raw_pages, schema)
     # Analytics never hold raw PII (unless a restricted deployment keeps it): categorization
@@ -208,9 +214,9 @@ def validated_records(
         f"{headers.valid.height + headers.rejected.height} conversation records in "
         f"{seconds:.3f}s; rejected {errors.height}"
     )
-    yield Output(
-        valid_messages,
-        output_name="conversation_messages",
+    yield MaterializeResult(
+        asset_key="conversation_messages",
+        value=valid_messages,
         metadata={
             "rejected": messages.rejected.height,
             "pii_policy": privacy.policy_for("conversation_messages"),
@@ -223,9 +229,9 @@ def validated_records(
             **frame_metadata(valid_messages, days=days),
         },
     )
-    yield Output(
-        pseudonymized_headers,
-        output_name="conversation_headers",
+    yield MaterializeResult(
+        asset_key="conversation_headers",
+        value=pseudonymized_headers,
         metadata={
             "rejected": headers.rejected.height,
             "user_ids": "pseudonymized",
@@ -235,7 +241,9 @@ def validated_records(
     if privacy.keep_user_mapping:
         mapping = privacy.user_mapping(headers.valid)
         # Rows only: a preview would show the raw ids in the UI.
-        yield Output(mapping, output_name="user_pseudonyms", metadata={"rows": mapping.height})
+        yield MaterializeResult(
+            asset_key="user_pseudonyms", value=mapping, metadata={"rows": mapping.height}
+        )
     reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
     now_failing = _error_keys(errors)
     recovered = sorted(previous_errors - now_failing)
@@ -243,9 +251,9 @@ def validated_records(
         context.log.info(
             f"{len(recovered)} record(s) that failed before now pass: {recovered[:20]}"
         )
-    yield Output(
-        errors,
-        output_name="processing_errors",
+    yield MaterializeResult(
+        asset_key="processing_errors",
+        value=errors,
         metadata={
             "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
             # Against the same days before this run: fixed at the source, or still failing.
@@ -262,7 +270,7 @@ def validated_records(
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    io_manager_key=io_manager_key("conversations"),
+    **lake_only(),
     group_name=GROUP,
     kinds={"polars", "parquet"},
     ins={
@@ -276,12 +284,12 @@ def conversations(
     context: AssetExecutionContext,
     conversation_headers: pl.DataFrame,
     conversation_messages: pl.DataFrame,
-) -> Output[pl.DataFrame]:
+) -> MaterializeResult[pl.DataFrame]:
     started = time.perf_counter()
     summary = build_conversations(conversation_headers, conversation_messages)
     seconds = time.perf_counter() - started
-    return Output(
-        summary,
+    return MaterializeResult(
+        value=summary,
         metadata={
             "build_seconds": round(seconds, 3),
             "messages_read": conversation_messages.height,

@@ -3,7 +3,7 @@
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions
+from analytics_assets.defs.partitions import daily_partitions
 
 
 def _key_check(frame: pl.DataFrame, key: str) -> AssetCheckResult:

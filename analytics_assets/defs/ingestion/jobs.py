@@ -1,93 +1,53 @@
-"""The main job and its daily schedule."""
+"""The daily job: every asset partitioned by day, whichever domain defines it.
+
+Its selection is computed from the assets themselves (their partitions definition), not
+from a list of names, so a new daily asset is in the job, its schedule and the sync
+sensors the moment it exists. The model tier's assets (kind `pytorch`) are left out: they
+hold the GPU pool and run in their own jobs.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from collections.abc import Iterable
+from typing import Any
 
 from dagster import (
+    AssetKey,
+    AssetsDefinition,
     AssetSelection,
-    RunRequest,
-    ScheduleDefinition,
-    ScheduleEvaluationContext,
+    Definitions,
     build_schedule_from_partitioned_job,
     define_asset_job,
-    schedule,
 )
 
-from analytics_assets.defs.ingestion.partitions import (
-    daily_partitions,
-    monthly_partitions,
-    weekly_partitions,
-)
+from analytics_assets.defs.partitions import daily_partitions
 
-ingestion_job = define_asset_job(
-    "ingestion_job",
-    # Every daily asset: ingestion and what is computed from it.
-    selection=AssetSelection.groups("ingestion", "translation")
-    | AssetSelection.assets(
-        "conversation_categories",
-        "message_signals",
-        "conversation_analytics",
-        "daily_report",
-        "user_analytics",
-    ),
-    partitions_def=daily_partitions,
-    description="Pull a day (or a range of days) from the source and rebuild its lake files.",
-)
-
-train_heads_job = define_asset_job(
-    "train_heads_job",
-    selection=AssetSelection.assets("category_heads"),
-    description="Train category heads on the corrections; adopt those that beat the current.",
-)
-
-discovery_job = define_asset_job(
-    "discovery_job",
-    selection=AssetSelection.assets("topic_discovery"),
-    partitions_def=daily_partitions,
-    description="Cluster each day's `other` conversations to surface new topics (model tier).",
-)
-
-weekly_report_job = define_asset_job(
-    "weekly_report_job",
-    selection=AssetSelection.assets("weekly_report"),
-    partitions_def=weekly_partitions,
-    description="Combine a week's daily reports.",
-)
-
-monthly_report_job = define_asset_job(
-    "monthly_report_job",
-    selection=AssetSelection.assets("monthly_report"),
-    partitions_def=monthly_partitions,
-    description="Combine a month's daily reports.",
-)
-
-# Yesterday's partition early each morning (UTC). Off until an operator turns it on.
-daily_ingestion_schedule = build_schedule_from_partitioned_job(ingestion_job, hour_of_day=2)
+INGESTION_JOB = "ingestion_job"
+MODEL_TIER_KIND = "pytorch"
 
 
-def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinition:
-    """Each week or month once it has closed. The partitions include the period in progress
-    (for period-to-date reports), so the key is the period that ended at the tick's midnight,
-    not the last partition."""
+def daily_asset_keys(assets: Iterable[Any]) -> list[AssetKey]:
+    """The keys of every daily-partitioned asset outside the model tier."""
+    keys = []
+    for definition in assets:
+        if not isinstance(definition, AssetsDefinition) or not definition.is_materializable:
+            continue
+        if definition.partitions_def != daily_partitions:
+            continue
+        keys += [spec.key for spec in definition.specs if MODEL_TIER_KIND not in spec.kinds]
+    return sorted(keys, key=lambda key: key.to_user_string())
 
-    @schedule(
-        name=f"{job.name}_schedule",
-        job=job,
-        cron_schedule=cron,
-        execution_timezone="UTC",
-        description=f"Materializes {job.name}'s period that closed at midnight UTC.",
+
+def daily_job_definitions(assets: Iterable[Any]) -> Definitions:
+    """`ingestion_job` over `assets`' daily ones, and its schedule."""
+    job = define_asset_job(
+        INGESTION_JOB,
+        selection=AssetSelection.assets(*daily_asset_keys(assets)),
+        partitions_def=daily_partitions,
+        description="Pull a day (or a range of days) from the source and rebuild every daily "
+        "asset of it.",
     )
-    def closed_period(context: ScheduleEvaluationContext) -> RunRequest:
-        tick = context.scheduled_execution_time.astimezone(UTC)
-        midnight = datetime.combine(tick.date(), time(), tzinfo=UTC)
-        key = partitions_def.get_partition_key_for_timestamp(midnight.timestamp() - 1)
-        return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
-
-    return closed_period
-
-
-weekly_report_schedule = _closed_period_schedule(weekly_report_job, weekly_partitions, "0 4 * * 1")
-monthly_report_schedule = _closed_period_schedule(
-    monthly_report_job, monthly_partitions, "0 5 1 * *"
-)
+    # Yesterday's partition early each morning (UTC). Off until an operator turns it on.
+    return Definitions(
+        jobs=[job], schedules=[build_schedule_from_partitioned_job(job, hour_of_day=2)]
+    )

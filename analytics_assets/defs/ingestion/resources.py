@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Literal
 
-from dagster import ConfigurableResource
+from dagster import Config, ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
@@ -35,10 +35,14 @@ def shared_pacer(url: str, token: str, requests_per_second: float) -> RequestPac
         return _pacers[key]
 
 
+class SourceSchemaConfig(Config, SourceSchema):
+    """The pure `SourceSchema` as Dagster config: set per deployment, shown in the UI."""
+
+
 class RecordSourceResource(ConfigurableResource):
     """Base of the record sources; assets depend on this, deployments choose the subclass."""
 
-    source_schema: SourceSchema = Field(default_factory=SourceSchema)
+    source_schema: SourceSchemaConfig = Field(default_factory=SourceSchemaConfig)
     fetch_workers: int = Field(
         default=1, description="Days and tables fetched at once within a run."
     )
@@ -104,6 +108,7 @@ class NocoDBSourceResource(RecordSourceResource):
     def _checkpoint_dir(self) -> str | None:
         if self.checkpoint_dir is not None:
             return self.checkpoint_dir or None
+        # Dagster's own variable (the instance's folder), set where the run executes.
         home = os.environ.get("DAGSTER_HOME")
         base = Path(home) / "storage" if home else Path(tempfile.gettempdir())
         return str(base / "nocodb_pages")

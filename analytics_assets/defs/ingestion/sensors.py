@@ -16,7 +16,6 @@ import polars as pl
 from dagster import (
     AssetObservation,
     DefaultSensorStatus,
-    ResourceParam,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -24,13 +23,14 @@ from dagster import (
     sensor,
 )
 
-from analytics_assets.defs.ingestion.jobs import ingestion_job
-from analytics_assets.defs.ingestion.partitions import daily_partitions
+from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.partitions import daily_partitions
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.privacy.erasure import is_tombstoned, tombstones
 from analytics_assets.sources.sync_cursor import SyncCursor
+from analytics_assets.storage.lake import Lake
 
 SYNC_TABLES = ("conversations", "messages")
 # A table found empty on the first tick: everything that appears later is a change.
@@ -52,7 +52,7 @@ def _partition_days() -> tuple[date, date | None]:
 
 @sensor(
     name="nocodb_changes_sensor",
-    job=ingestion_job,
+    job_name=INGESTION_JOB,
     minimum_interval_seconds=300,
     default_status=DefaultSensorStatus.STOPPED,
     description="Materializes the days whose records NocoDB created or edited since the last "
@@ -133,7 +133,7 @@ def nocodb_changes_sensor(
     )
 
 
-def _lake_ids(lake, day: date) -> dict[str, set[str]]:
+def _lake_ids(lake: Lake, day: date) -> dict[str, set[str]]:
     frame = lake.scan_days("nocodb_raw_pages", [day]).select("table", "record_id").collect()
     return {
         kind: set(frame.filter(pl.col("table") == kind)["record_id"].drop_nulls().to_list())
@@ -143,7 +143,7 @@ def _lake_ids(lake, day: date) -> dict[str, set[str]]:
 
 @sensor(
     name="nocodb_reconciliation_sensor",
-    job=ingestion_job,
+    job_name=INGESTION_JOB,
     minimum_interval_seconds=6 * 3600,
     default_status=DefaultSensorStatus.STOPPED,
     description="Compares each recent day's record count (then ids) in NocoDB with the lake "
@@ -154,27 +154,26 @@ def nocodb_reconciliation_sensor(
     record_source: RecordSourceResource,
     sync_settings: SyncSettings,
     privacy: PrivacyResource,
-    # The IO manager the lake assets use, as built for this evaluation.
-    lake_io_manager: ResourceParam[PolarsParquetLake],
+    lake: LakeResource,
 ) -> SensorResult | SkipReason:
     settings = sync_settings
-    lake = lake_io_manager
+    stored = lake.lake()
     first_day, last_day = _partition_days()
     if last_day is None:
         return SkipReason("No daily partition yet.")
     window = [last_day - timedelta(days=n) for n in range(settings.reconcile_days)]
-    present = set(lake.days_present("nocodb_raw_pages"))
+    present = set(stored.days_present("nocodb_raw_pages"))
     days = sorted(d for d in window if d in present and d >= first_day)
     run_requests, observations = [], []
     started = time.perf_counter()
-    erased = tombstones(lake)
+    erased = tombstones(stored)
     # The key is read only where records were erased.
     erased_digest = privacy.digester() if erased else None
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} cannot be reconciled; use full daily pulls.")
         for day in days:
-            lake_ids = _lake_ids(lake, day)
+            lake_ids = _lake_ids(stored, day)
             deleted: dict[str, list[str]] = {}
             added: dict[str, int] = {}
             for kind in SYNC_TABLES:

@@ -2,10 +2,11 @@
 
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ResourceParam, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.privacy.retention import apply_retention
 
@@ -20,10 +21,12 @@ def privacy_retention(
     context: AssetExecutionContext,
     privacy: PrivacyResource,
     mongo: MongoResource,
-    lake_io_manager: ResourceParam[PolarsParquetLake],
+    lake: LakeResource,
 ) -> MaterializeResult:
     today = datetime.now(UTC).date()
-    result = apply_retention(lake_io_manager, mongo.db(), privacy.retention_days, today)
+    result = apply_retention(
+        lake.lake(), mongo.db(), privacy.retention_days, today, code_location_mirrors()
+    )
     if not privacy.retention_days:
         context.log.info("no retention configured: every table keeps every day")
     return MaterializeResult(

@@ -10,20 +10,16 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     MetadataValue,
-    ResourceParam,
     asset_check,
 )
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.privacy.resources import TEXT_COLUMNS, PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.storage.collections import DAY_FIELD
-from analytics_assets.storage.placement import (
-    MONGO_COLLECTION_OF_ASSET,
-    MONGO_SLICE_SCOPE_OF_ASSET,
-)
 
 _EXAMPLES = 5
 
@@ -43,21 +39,20 @@ def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, li
 
 def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
     columns = TEXT_COLUMNS[table]
-    collection = MONGO_COLLECTION_OF_ASSET.get(table)
 
     @asset_check(
         name="no_raw_pii",
         asset=table,
         partitions_def=daily_partitions,
         blocking=True,
-        description=f"Scans {', '.join(columns)} in the lake and in MongoDB's {collection} "
-        "for raw PII of a type the policy redacts.",
+        description=f"Scans {', '.join(columns)} in the lake and in the asset's MongoDB "
+        "collection for raw PII of a type the policy redacts.",
     )
     def no_raw_pii(
         context: AssetCheckExecutionContext,
         privacy: PrivacyResource,
         mongo: MongoResource,
-        lake_io_manager: ResourceParam[PolarsParquetLake],
+        lake: LakeResource,
     ) -> AssetCheckResult:
         kinds = privacy.redacted_types(table)
         if not kinds:
@@ -65,13 +60,13 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         days = days_in(context.partition_time_window)
         total: Counter = Counter()
         where: list[str] = []
-        stored, _ = lake_io_manager.read_days(table, days)
+        stored, _ = lake.lake().read_days(table, days)
         texts = {"lake": stored} if stored is not None else {}
-        if collection:
-            scope = MONGO_SLICE_SCOPE_OF_ASSET.get(table, {})
-            query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **scope}
+        mirror = code_location_mirrors().get(table)
+        if mirror:
+            query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **mirror.slice_scope}
             projection = {column: True for column in columns}
-            documents = list(mongo.db()[collection].find(query, projection=projection))
+            documents = list(mongo.db()[mirror.collection].find(query, projection=projection))
             texts["mongo"] = pl.DataFrame(
                 [{c: d.get(c) for c in columns} for d in documents],
                 schema={c: pl.String() for c in columns},
@@ -108,10 +103,10 @@ def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
         description="Every user id is a keyed pseudonym, never the source's id.",
     )
     def user_ids_pseudonymized(
-        context: AssetCheckExecutionContext, lake_io_manager: ResourceParam[PolarsParquetLake]
+        context: AssetCheckExecutionContext, lake: LakeResource
     ) -> AssetCheckResult:
         days = days_in(context.partition_time_window)
-        frame, _ = lake_io_manager.read_days(table, days, ["user_id"])
+        frame, _ = lake.lake().read_days(table, days, ["user_id"])
         ids = frame["user_id"].drop_nulls() if frame is not None else pl.Series([], dtype=str)
         raw = ids.filter(~ids.str.contains(USER_PSEUDONYM_PATTERN))
         return AssetCheckResult(

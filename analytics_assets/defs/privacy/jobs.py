@@ -13,7 +13,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Output,
-    ResourceParam,
     RunRequest,
     RunStatusSensorContext,
     ScheduleDefinition,
@@ -25,26 +24,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from analytics_assets.defs.ingestion.jobs import monthly_report_job, weekly_report_job
-from analytics_assets.defs.ingestion.partitions import daily_partitions
+from analytics_assets.defs.analytics.jobs import REPORT_JOBS, daily_report_job
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
+from analytics_assets.defs.partitions import range_tags
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.privacy.erasure import AUDIT_COLLECTION, Eraser
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 
-daily_report_job = define_asset_job(
-    "daily_report_job",
-    selection=AssetSelection.assets("daily_report"),
-    partitions_def=daily_partitions,
-    description="Rebuild daily reports from the lake (after an erasure, or a fix).",
-)
-REPORT_JOBS = {
-    "daily_report": daily_report_job,
-    "weekly_report": weekly_report_job,
-    "monthly_report": monthly_report_job,
-}
 # On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
 INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
 
@@ -69,11 +57,11 @@ def erase_user_data(
     privacy: PrivacyResource,
     mongo: MongoResource,
     record_source: RecordSourceResource,
-    lake_io_manager: ResourceParam[PolarsParquetLake],
+    lake: LakeResource,
 ) -> Output[dict]:
     started = datetime.now(UTC)
     eraser = Eraser(
-        lake_io_manager,
+        lake.lake(),
         mongo.db(),
         pseudonym_of=privacy.pseudonymizer(),
         digest=privacy.digester(),
@@ -130,11 +118,7 @@ def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[
             RunRequest(
                 run_key=f"erasure:{erasure_id}:daily:{first}",
                 job_name=daily_report_job.name,
-                tags={
-                    "dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last,
-                    "privacy": "erasure-rebuild",
-                },
+                tags={**range_tags(first, last), "privacy": "erasure-rebuild"},
             )
         )
     for asset in ("weekly_report", "monthly_report"):

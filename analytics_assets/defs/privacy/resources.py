@@ -4,17 +4,15 @@ analytics table, which tables are restricted, how long each table keeps its days
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import polars as pl
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
+from analytics_assets.privacy.keys import load_pseudonym_key
 from analytics_assets.privacy.pii import PATTERNS, anonymize, keyed_digest, pseudonymize_id
 
 TextPolicy = Literal["redact", "pseudonymize", "keep"]
@@ -84,20 +82,7 @@ class PrivacyResource(ConfigurableResource):
         configured = self.pseudonym_key
         if isinstance(configured, EnvVar):
             configured = configured.get_value()
-        if configured:
-            return configured.encode()
-        if self.pseudonym_key_file:
-            path = Path(self.pseudonym_key_file)
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # Created readable by its owner only, and never overwritten.
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "w") as handle:
-                    handle.write(secrets.token_hex(32))
-            return path.read_text().strip().encode()
-        raise ValueError(
-            "Pseudonyms need a key: set PRIVACY_PSEUDONYM_KEY (or pseudonym_key_file)."
-        )
+        return load_pseudonym_key(configured, self.pseudonym_key_file)
 
     def pseudonym(self, user_id: str) -> str:
         return pseudonymize_id(user_id, self.key())

@@ -17,7 +17,7 @@ from dagster import (
 from pydantic import Field
 from pymongo import UpdateOne
 
-from analytics_assets.defs.lake.io_manager import ParquetLakeIOManager
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager, PolarsParquetLake
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, CollectionSpec
 from analytics_assets.storage.mongo import (
@@ -27,21 +27,22 @@ from analytics_assets.storage.mongo import (
     load_days,
     replace_frame,
 )
-from analytics_assets.storage.placement import MONGO_COLLECTION_OF_ASSET, MONGO_SLICE_SCOPE_OF_ASSET
+from analytics_assets.storage.placement import mirror_from_metadata
 
 ERRORS_COLLECTION = "processing_errors"
 
 
 def _collection_spec(context: InputContext | OutputContext) -> CollectionSpec:
-    asset_name = context.asset_key.path[-1]
-    name = MONGO_COLLECTION_OF_ASSET.get(asset_name)
-    if name is None:
+    """The collection the asset's own definition names (`lake_and_mongo(...)`)."""
+    output = context.upstream_output if isinstance(context, InputContext) else context
+    mirror = mirror_from_metadata(output.definition_metadata or {}) if output else None
+    if mirror is None:
         raise KeyError(
-            f"Asset {asset_name!r} has no MongoDB collection; add it to "
-            "analytics_assets/storage/placement.py."
+            f"Asset {context.asset_key.to_user_string()!r} names no MongoDB collection: spread "
+            "`lake_and_mongo(collection)` into its decorator."
         )
-    scope = MONGO_SLICE_SCOPE_OF_ASSET.get(asset_name)
-    return dataclasses.replace(COLLECTIONS[name], slice_scope=scope) if scope else COLLECTIONS[name]
+    spec = COLLECTIONS[mirror.collection]
+    return dataclasses.replace(spec, slice_scope=mirror.slice_scope) if mirror.slice_scope else spec
 
 
 def _days(context: InputContext | OutputContext) -> list[str] | None:
@@ -153,4 +154,4 @@ class LakeAndMongoIOManager(ParquetLakeIOManager):
     batch_size: int = Field(default=1000, description="Documents per bulk write.")
 
     def create_io_manager(self, context: Any) -> IOManager:
-        return _Mirror(self.lake(), MongoWriter(self.mongo, self.batch_size))
+        return _Mirror(PolarsParquetLake(self.lake()), MongoWriter(self.mongo, self.batch_size))

@@ -1,10 +1,7 @@
-"""MongoDB as a Dagster resource: a real URI in production, the embedded server locally."""
+"""MongoDB as a Dagster resource: the pure `MongoConnection` with Dagster's config."""
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC
-from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource, EnvVar
@@ -12,12 +9,7 @@ from pydantic import Field
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from analytics_assets.storage.embedded import ensure_embedded_mongo
-from analytics_assets.storage.migrations import migrate
-
-_clients: dict[str, MongoClient] = {}
-_migrated: set[tuple[str, str]] = set()
-_clients_lock = threading.Lock()
+from analytics_assets.storage.connection import MongoConnection
 
 
 class MongoResource(ConfigurableResource):
@@ -41,37 +33,23 @@ class MongoResource(ConfigurableResource):
         default="error", description="What the server does with a document its validator refuses."
     )
 
-    def resolved_uri(self) -> str:
+    def connection(self) -> MongoConnection:
         # Outside a run (the CLI, the demo's summary) an EnvVar is still unresolved.
         uri = self.uri.get_value() if isinstance(self.uri, EnvVar) else self.uri
-        if uri:
-            return uri
-        if not self.embedded_data_dir:
-            raise ValueError("Set MONGODB_URI, or embedded_data_dir for the embedded server.")
-        return ensure_embedded_mongo(Path(self.embedded_data_dir), self.embedded_port)
+        return MongoConnection(
+            uri=uri or "",
+            database=self.database,
+            embedded_data_dir=self.embedded_data_dir,
+            embedded_port=self.embedded_port,
+            auto_migrate=self.auto_migrate,
+            validation_action=self.validation_action,
+        )
+
+    def resolved_uri(self) -> str:
+        return self.connection().resolved_uri()
 
     def client(self) -> MongoClient:
-        """One pooled client per URI and process (MongoClient is thread-safe)."""
-        uri = self.resolved_uri()
-        with _clients_lock:
-            if uri not in _clients:
-                # tzinfo=UTC: pymongo's default FixedOffset is not a zone polars recognizes.
-                _clients[uri] = MongoClient(
-                    uri,
-                    tz_aware=True,
-                    tzinfo=UTC,
-                    serverSelectionTimeoutMS=10_000,
-                    retryWrites=True,
-                )
-            return _clients[uri]
+        return self.connection().client()
 
     def db(self) -> Database:
-        client = self.client()
-        database = client[self.database]
-        key = (self.resolved_uri(), self.database)
-        if self.auto_migrate and key not in _migrated:
-            with _clients_lock:
-                if key not in _migrated:
-                    migrate(database, validation_action=self.validation_action)
-                    _migrated.add(key)
-        return database
+        return self.connection().db()

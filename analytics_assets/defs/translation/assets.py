@@ -6,21 +6,20 @@ import time
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetOut,
     BackfillPolicy,
+    MaterializeResult,
     MetadataValue,
-    Output,
-    ResourceParam,
     multi_asset,
 )
 
-from analytics_assets.defs.ingestion.partitions import daily_partitions, days_in
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
-from analytics_assets.defs.lake.io_manager import PolarsParquetLake
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
+from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.defs.translation.resources import TranslationResource
-from analytics_assets.storage.placement import LAKE_IO_MANAGER, io_manager_key
+from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.records import ERROR_SCHEMA
 from analytics_assets.translation.detection import conversation_languages, message_languages
 from analytics_assets.translation.pipeline import (
@@ -48,30 +47,36 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
 
 
 @multi_asset(
-    outs={
-        "conversation_translations": AssetOut(
-            io_manager_key=io_manager_key("conversation_translations"),
+    specs=[
+        stored_spec(
+            "conversation_translations",
+            lake_and_mongo("conversation_translations"),
+            deps=["conversation_messages"],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Message-level translations into the team's languages: source and "
             "target language, text, translator and version, when, quality scores; history "
             "of earlier translators kept, `is_current` marks the one to show.",
         ),
-        "translation_errors": AssetOut(
-            io_manager_key=io_manager_key("translation_errors"),
+        stored_spec(
+            "translation_errors",
+            lake_and_mongo("processing_errors", stage="translate"),
+            deps=["conversation_messages"],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Messages that could not be translated (unsupported pair, translator "
             "failing after its retries), also in MongoDB's processing_errors.",
         ),
-        "conversation_languages": AssetOut(
-            io_manager_key=LAKE_IO_MANAGER,
+        stored_spec(
+            "conversation_languages",
+            lake_only(),
+            deps=["conversation_messages"],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             description="Per conversation: dominant language, its share, mixed-language flag, "
             "the languages seen, confidence.",
         ),
-    },
+    ],
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
 )
@@ -80,7 +85,7 @@ def translations(
     conversation_messages: pl.DataFrame,
     translation: TranslationResource,
     record_source: RecordSourceResource,
-    lake_io_manager: ResourceParam[PolarsParquetLake],
+    lake: LakeResource,
     privacy: PrivacyResource,
 ):
     started = time.perf_counter()
@@ -91,7 +96,7 @@ def translations(
     detected = time.perf_counter()
     languages = conversation_languages(messages)
     translator = translation.build(record_source)
-    previous, _ = lake_io_manager.read_days("conversation_translations", days)
+    previous, _ = lake.lake().read_days("conversation_translations", days)
     if translator is None:
         kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
@@ -116,9 +121,9 @@ def translations(
     counts = dict(run.counts)
     context.log.info(f"translations ({translation.translator}): {counts}")
     pairs = quality_by_pair(translated)
-    yield Output(
-        translated,
-        output_name="conversation_translations",
+    yield MaterializeResult(
+        asset_key="conversation_translations",
+        value=translated,
         metadata={
             "translator": translation.translator,
             "translator_version": translator.version if translator else None,
@@ -133,9 +138,9 @@ def translations(
             **frame_metadata(translated.drop("source_text"), days=len(days)),
         },
     )
-    yield Output(
-        errors,
-        output_name="translation_errors",
+    yield MaterializeResult(
+        asset_key="translation_errors",
+        value=errors,
         metadata={
             "errors_by_reason": MetadataValue.md(
                 markdown_table(errors.group_by("reason").len(), rows=20)
@@ -144,12 +149,12 @@ def translations(
             **frame_metadata(errors.drop("record"), days=len(days)),
         },
     )
-    yield Output(
-        languages.join(
+    yield MaterializeResult(
+        asset_key="conversation_languages",
+        value=languages.join(
             conversation_messages.group_by("conversation_id").agg(pl.col("day").min()),
             on="conversation_id",
         ),
-        output_name="conversation_languages",
         metadata={
             "languages": MetadataValue.json(
                 dict(languages.group_by("dominant_language").len().iter_rows())

@@ -7,7 +7,7 @@ from typing import Literal
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, RecordSourceResource
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.translation.translators import (
     HttpTranslator,
     LocalSeq2SeqTranslator,
@@ -43,15 +43,17 @@ class TranslationResource(ConfigurableResource):
     )
 
     def _stored(self, record_source: RecordSourceResource, table_name: str) -> dict:
-        if not isinstance(record_source, NocoDBSourceResource):
-            raise ValueError(f"{table_name!r} is a NocoDB table: configure a NocoDB record source")
-        with record_source.client() as client:
-            table = client.table_info(table_name, base_id=record_source.base_id)
-            return {
-                (str(row["message_id"]), str(row["language"])): row["text"]
-                for row in client.iter_records(table.id, fields=["message_id", "language", "text"])
-                if row.get("message_id") and row.get("language") and row.get("text")
-            }
+        """(message_id, language) -> text from a side table of the record source."""
+        fields = ["message_id", "language", "text"]
+        with record_source.open() as source:
+            rows = source.read_table(table_name, fields)
+        if rows.is_empty():
+            return {}
+        return {
+            (str(row["message_id"]), str(row["language"])): row["text"]
+            for row in rows.iter_rows(named=True)
+            if row.get("message_id") and row.get("language") and row.get("text")
+        }
 
     def references(self, record_source: RecordSourceResource) -> dict[tuple[str, str], str]:
         return self._stored(record_source, self.reference_table) if self.reference_table else {}

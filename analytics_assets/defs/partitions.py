@@ -1,8 +1,8 @@
-"""Daily partitions by the UTC day of each record's event time."""
+"""The partitions every domain shares: UTC days of each record's event time, and the ISO
+weeks and calendar months the period reports are built for."""
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
 from dagster import (
@@ -14,8 +14,11 @@ from dagster import (
     WeeklyPartitionsDefinition,
 )
 
-# The first day a deployment keeps. Read once at import: Dagster needs it to list partitions.
-PARTITIONS_START = os.environ.get("ANALYTICS_PARTITIONS_START", "2026-01-01")
+from analytics_assets.settings import get_settings
+
+# The first day a deployment keeps (ANALYTICS_PARTITIONS_START). Read at import: Dagster
+# needs it to list partitions.
+PARTITIONS_START = get_settings().partitions_start
 
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 # ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions. The
@@ -49,3 +52,14 @@ def messages_of_conversations_started_that_day() -> AssetIn:
         ),
         metadata={"allow_missing_partitions": True},
     )
+
+
+# Dagster's documented run tags for a run over a range of partitions (a single-run
+# backfill); the constants behind them live in a private module.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def range_tags(first: date | str, last: date | str) -> dict[str, str]:
+    """Run tags that make one run cover the days first..last."""
+    return {RANGE_START_TAG: str(first), RANGE_END_TAG: str(last)}

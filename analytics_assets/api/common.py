@@ -1,0 +1,88 @@
+"""What the routers share: query patterns, error bodies, collection names, page cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pymongo.database import Database
+
+from analytics_assets.api.models import ErrorBody
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
+from analytics_assets.storage.collections import COLLECTIONS
+
+DbProvider = Callable[[], Database]
+
+MAX_PAGE_SIZE = 100
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+LABEL_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+PERIOD_PATTERN = r"^\d{4}-\d{2}(-\d{2})?$"
+ERRORS = {
+    401: {"model": ErrorBody, "description": "No valid API key"},
+    403: {"model": ErrorBody, "description": "The key lacks the scope"},
+    422: {"model": ErrorBody, "description": "Invalid parameters"},
+    429: {"model": ErrorBody, "description": "Rate limit exceeded"},
+}
+NOT_FOUND = {404: {"model": ErrorBody}}
+
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+Label = Annotated[str | None, Query(pattern=LABEL_PATTERN)]
+Day = Annotated[date | None, Query()]
+Grain = Literal["daily", "weekly", "monthly"]
+
+# Looked up in the specs the migrations install, so a collection the storage layer no longer
+# has fails at import instead of answering every request with nothing.
+CONVERSATIONS = COLLECTIONS["conversation_analytics"].name
+CATEGORIES = COLLECTIONS["conversation_categories"].name
+MESSAGES = COLLECTIONS["conversation_messages"].name
+TRANSLATIONS = COLLECTIONS["conversation_translations"].name
+REPORTS = COLLECTIONS["analytics_reports"].name
+USER_ANALYTICS = COLLECTIONS["user_analytics"].name
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def user_id_mapper(user_pseudonym: Callable[[str], str] | None) -> Callable[[str], str]:
+    """The collections hold pseudonyms: a caller's own user id is mapped to its pseudonym, a
+    pseudonym is taken as it is."""
+
+    def stored_user_id(user_id: str) -> str:
+        if user_pseudonym is None or re.match(USER_PSEUDONYM_PATTERN, user_id):
+            return user_id
+        return user_pseudonym(user_id)
+
+    return stored_user_id
+
+
+def encode_cursor(started_at: Any, conversation_id: str) -> str:
+    value = started_at.isoformat() if isinstance(started_at, datetime) else str(started_at)
+    kind = "dt" if isinstance(started_at, datetime) else "s"
+    raw = json.dumps([kind, value, conversation_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, value, conversation_id = json.loads(raw)
+        if kind not in ("dt", "s") or not isinstance(value, str):
+            raise ValueError(kind)
+        if not isinstance(conversation_id, str):
+            raise ValueError("id")
+        return (datetime.fromisoformat(value) if kind == "dt" else value), conversation_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        raise RequestValidationError(
+            [{"loc": ("query", "cursor"), "msg": "malformed cursor"}]
+        ) from error

@@ -1,0 +1,22 @@
+"""Analytics' definitions: scores, user analytics, the daily, weekly and monthly reports,
+their checks (volume, error rate, drift, reconciliation, freshness) and report jobs."""
+
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+
+from analytics_assets.defs.analytics import assets, checks
+from analytics_assets.defs.analytics.jobs import (
+    daily_report_job,
+    monthly_report_job,
+    monthly_report_schedule,
+    weekly_report_job,
+    weekly_report_schedule,
+)
+
+defs = Definitions(
+    assets=load_assets_from_modules([assets]),
+    # Includes the freshness checks built in the checks module.
+    asset_checks=load_asset_checks_from_modules([checks]),
+    sensors=[checks.freshness_sensor],
+    jobs=[daily_report_job, weekly_report_job, monthly_report_job],
+    schedules=[weekly_report_schedule, monthly_report_schedule],
+)

@@ -1,0 +1,75 @@
+"""The report jobs: daily reports rebuilt on their own, and each week and month once closed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from analytics_assets.defs.partitions import (
+    daily_partitions,
+    monthly_partitions,
+    weekly_partitions,
+)
+
+DAILY_REPORT = AssetSelection.assets("daily_report")
+
+daily_report_job = define_asset_job(
+    "daily_report_job",
+    selection=DAILY_REPORT,
+    partitions_def=daily_partitions,
+    description="Rebuild daily reports from the lake (after an erasure, or a fix).",
+)
+# The period reports are the analytics assets on the weekly and monthly partitions.
+weekly_report_job = define_asset_job(
+    "weekly_report_job",
+    selection=AssetSelection.assets("weekly_report"),
+    partitions_def=weekly_partitions,
+    description="Combine a week's daily reports.",
+)
+monthly_report_job = define_asset_job(
+    "monthly_report_job",
+    selection=AssetSelection.assets("monthly_report"),
+    partitions_def=monthly_partitions,
+    description="Combine a month's daily reports.",
+)
+# The job that rebuilds each report asset, for whoever must rebuild reports (erasure).
+REPORT_JOBS = {
+    "daily_report": daily_report_job,
+    "weekly_report": weekly_report_job,
+    "monthly_report": monthly_report_job,
+}
+
+
+def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinition:
+    """Each week or month once it has closed. The partitions include the period in progress
+    (for period-to-date reports), so the key is the period that ended at the tick's midnight,
+    not the last partition."""
+
+    @schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        description=f"Materializes {job.name}'s period that closed at midnight UTC.",
+    )
+    def closed_period(context: ScheduleEvaluationContext) -> RunRequest:
+        tick = context.scheduled_execution_time.astimezone(UTC)
+        midnight = datetime.combine(tick.date(), time(), tzinfo=UTC)
+        key = partitions_def.get_partition_key_for_timestamp(midnight.timestamp() - 1)
+        return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
+
+    return closed_period
+
+
+weekly_report_schedule = _closed_period_schedule(weekly_report_job, weekly_partitions, "0 4 * * 1")
+monthly_report_schedule = _closed_period_schedule(
+    monthly_report_job, monthly_partitions, "0 5 1 * *"
+)

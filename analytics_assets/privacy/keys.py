@@ -1,0 +1,50 @@
+"""The pseudonym key: from the deployment's secret, or a local file made once.
+
+Pure (no Dagster): the read API turns a user's own id into their pseudonym with it, and
+`PrivacyResource` reads the same key inside runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from analytics_assets.privacy.pii import pseudonymize_id
+from analytics_assets.settings import Settings
+
+LOCAL_KEY_FILE = "pseudonym.key"
+
+
+def load_pseudonym_key(configured: str | None, key_file: str | None) -> bytes:
+    """The configured key, else the one in `key_file` (created with a random key, readable
+    by its owner only, the first time and never overwritten)."""
+    if configured:
+        return configured.encode()
+    if key_file:
+        path = Path(key_file)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+    raise ValueError("Pseudonyms need a key: set PRIVACY_PSEUDONYM_KEY (or pseudonym_key_file).")
+
+
+def local_key_file(settings: Settings) -> str | None:
+    """Where the local deployment keeps its key when no PRIVACY_PSEUDONYM_KEY is set; prod
+    has none (its key must be configured)."""
+    if settings.privacy_pseudonym_key is not None or settings.deployment == "prod":
+        return None
+    return str(settings.local_path(LOCAL_KEY_FILE))
+
+
+def pseudonymizer(settings: Settings) -> Callable[[str], str]:
+    """user id -> pseudonym under the deployment's key, the key read once."""
+    configured = settings.privacy_pseudonym_key
+    key = load_pseudonym_key(
+        configured.get_secret_value() if configured else None, local_key_file(settings)
+    )
+    return lambda user_id: pseudonymize_id(user_id, key)

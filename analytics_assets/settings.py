@@ -1,0 +1,175 @@
+"""Every setting of a deployment, read from the environment once into one typed object.
+
+`get_settings()` is the process's copy; code that is handed a `Settings` (the definitions,
+the API, the CLI) passes it down instead of reading the environment again. Secrets are
+`SecretStr`: only whether they are set is ever shown (`public_view`); Dagster resources
+receive them as `EnvVar`s, resolved at run time, so they never enter a run's config.
+
+Pure: no Dagster here, so the read API and the CLI load settings without loading Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+Deployment = Literal["local", "prod"]
+DEPLOYMENTS: tuple[Deployment, ...] = ("local", "prod")
+
+# A comma-separated list in the environment (`en,de`), a list here.
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _env(name: str, **kwargs: Any) -> Any:
+    """A field read from the environment variable `name` (and settable by field name)."""
+    return Field(validation_alias=AliasChoices(name, name.lower()), **kwargs)
+
+
+class Settings(BaseSettings):
+    """The deployment's configuration; each field names its environment variable."""
+
+    # An empty variable counts as unset (NOCODB_URL= is no NocoDB).
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, frozen=True, env_ignore_empty=True
+    )
+
+    # -- where and what -----------------------------------------------------------------------
+    deployment: Deployment = _env("ANALYTICS_DEPLOYMENT", default="local")
+    local_dir: Path = _env(
+        "ANALYTICS_LOCAL_DIR",
+        default=PROJECT_ROOT / ".local",
+        description="The local deployment's working folder (sample, lake, embedded MongoDB).",
+    )
+    partitions_start: str = _env(
+        "ANALYTICS_PARTITIONS_START",
+        default="2026-01-01",
+        description="The first day the daily partitions list (Dagster needs it at import).",
+    )
+
+    # -- the source ---------------------------------------------------------------------------
+    nocodb_url: str | None = _env("NOCODB_URL", default=None)
+    nocodb_api_token: SecretStr | None = _env("NOCODB_API_TOKEN", default=None)
+    nocodb_base_id: str | None = _env("NOCODB_BASE_ID", default=None)
+    nocodb_requests_per_second: float = _env("NOCODB_REQUESTS_PER_SECOND", default=5.0)
+    nocodb_conversations_table: str = _env("NOCODB_CONVERSATIONS_TABLE", default="conversations")
+    nocodb_messages_table: str = _env("NOCODB_MESSAGES_TABLE", default="messages")
+    nocodb_field_map: dict[str, dict[str, str]] = _env(
+        "NOCODB_FIELD_MAP",
+        default_factory=dict,
+        description='Canonical -> source field per table, e.g. {"messages": {"content": "text"}}.',
+    )
+    nocodb_feedback_table: str | None = _env("NOCODB_FEEDBACK_TABLE", default=None)
+    nocodb_translations_table: str = _env(
+        "NOCODB_TRANSLATIONS_TABLE", default="message_translations"
+    )
+    nocodb_reference_translations_table: str | None = _env(
+        "NOCODB_REFERENCE_TRANSLATIONS_TABLE", default=None
+    )
+    export_dir: str | None = _env(
+        "ANALYTICS_EXPORT_DIR",
+        default=None,
+        description="A folder of NocoDB exports to read instead of the generated sample.",
+    )
+
+    # -- storage ------------------------------------------------------------------------------
+    lake_url: str | None = _env("ANALYTICS_LAKE_URL", default=None)
+    s3_endpoint_url: str | None = _env("ANALYTICS_S3_ENDPOINT_URL", default=None)
+    aws_region: str | None = _env("AWS_REGION", default=None)
+    mongodb_uri: SecretStr | None = _env("MONGODB_URI", default=None)
+    mongodb_database: str = _env("MONGODB_DATABASE", default="analytics")
+    embedded_mongo_port: int = _env("ANALYTICS_EMBEDDED_MONGO_PORT", default=27018)
+
+    # -- categorization -----------------------------------------------------------------------
+    categorization_tier: Literal["rules", "model"] = _env(
+        "ANALYTICS_CATEGORIZATION_TIER", default="rules"
+    )
+    device: Literal["auto", "cpu", "cuda"] = _env("ANALYTICS_DEVICE", default="auto")
+    heads_dir: str | None = _env("ANALYTICS_HEADS_DIR", default=None)
+    feedback_file: str | None = _env("ANALYTICS_FEEDBACK_FILE", default=None)
+    taxonomy: str | None = _env(
+        "ANALYTICS_TAXONOMY", default=None, description="A taxonomy YAML; None: the shipped one."
+    )
+    languages: CommaList | None = _env(
+        "ANALYTICS_LANGUAGES",
+        default=None,
+        description="ISO 639-1 codes lingua chooses among; None: the default set.",
+    )
+
+    # -- incremental sync ---------------------------------------------------------------------
+    sync_overlap_minutes: float = _env("ANALYTICS_SYNC_OVERLAP_MINUTES", default=5.0)
+    sync_bootstrap: Literal["latest", "all"] = _env("ANALYTICS_SYNC_BOOTSTRAP", default="latest")
+    reconcile_days: int = _env("ANALYTICS_RECONCILE_DAYS", default=14)
+    source_deletions: Literal["remove", "mark"] = _env(
+        "ANALYTICS_SOURCE_DELETIONS", default="remove"
+    )
+
+    # -- translation --------------------------------------------------------------------------
+    translator: Literal["none", "source", "http", "local"] = _env("TRANSLATOR", default="none")
+    translation_targets: CommaList = _env("TRANSLATION_TARGETS", default_factory=lambda: ["en"])
+    translation_http_url: str | None = _env("TRANSLATION_HTTP_URL", default=None)
+    translation_http_api_key: SecretStr | None = _env("TRANSLATION_HTTP_API_KEY", default=None)
+    translation_model_dir: str | None = _env("TRANSLATION_MODEL_DIR", default=None)
+
+    # -- privacy ------------------------------------------------------------------------------
+    privacy_pseudonym_key: SecretStr | None = _env("PRIVACY_PSEUDONYM_KEY", default=None)
+    privacy_default_policy: Literal["redact", "pseudonymize", "keep"] = _env(
+        "PRIVACY_DEFAULT_POLICY", default="redact"
+    )
+    privacy_policies: dict[str, str] = _env("PRIVACY_POLICIES", default_factory=dict)
+    privacy_restricted_tables: CommaList = _env("PRIVACY_RESTRICTED_TABLES", default_factory=list)
+    privacy_keep_user_mapping: bool = _env("PRIVACY_KEEP_USER_MAPPING", default=False)
+    privacy_retention_days: dict[str, int] = _env("PRIVACY_RETENTION_DAYS", default_factory=dict)
+
+    @field_validator("languages", "translation_targets", "privacy_restricted_tables", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("languages", mode="after")
+    @classmethod
+    def _empty_means_default(cls, value: list[str] | None) -> list[str] | None:
+        return value or None
+
+    # -- derived ------------------------------------------------------------------------------
+
+    @property
+    def reads_nocodb(self) -> bool:
+        """Production always reads NocoDB; locally, setting NOCODB_URL switches to it."""
+        return self.deployment == "prod" or bool(self.nocodb_url)
+
+    @property
+    def uses_external_mongodb(self) -> bool:
+        return self.deployment == "prod" or self.mongodb_uri is not None
+
+    def local_path(self, *parts: str) -> Path:
+        return Path(self.local_dir, *parts)
+
+    def public_view(self) -> dict[str, Any]:
+        """Every setting as resolved, secrets replaced by whether they are set: fit for the
+        UI, logs and `analytics-assets settings`."""
+        view: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "<set>"
+            elif isinstance(value, Path):
+                value = str(value)
+            view[name] = value
+        return view
+
+    def public_json(self) -> str:
+        return json.dumps(self.public_view(), indent=2, sort_keys=True, default=str)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
