@@ -32,7 +32,7 @@ test: setup nocodb
 
 # The Dagster UI on the same definitions and instance as `make demo`.
 ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 lint: setup
 	$(BIN)/pre-commit run --all-files

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+from analytics_assets import tables
 from analytics_assets.settings import PROJECT_ROOT, get_settings
 from analytics_assets.sources.generator import SampleSpec, ensure_sample_export, generate_sample
 
@@ -139,7 +140,7 @@ def run_compare(args: argparse.Namespace) -> int:
     first_day, last_day = args.first_day, args.last_day
     lake = lake_from_settings(get_settings())
     days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
-    analytics = lake.scan_days("conversation_analytics", days).collect()
+    analytics = lake.scan_days(tables.CONVERSATION_ANALYTICS, days).collect()
     if analytics.height == 0:
         print(f"No conversation_analytics in the lake for {first_day}..{last_day}.")
         return 1

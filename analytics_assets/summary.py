@@ -9,20 +9,21 @@ from datetime import date, timedelta
 import polars as pl
 from pymongo.database import Database
 
+from analytics_assets import tables
 from analytics_assets.storage.collections import DAY_FIELD
 from analytics_assets.storage.lake import Lake
 
 SUMMARY_ASSETS = (
-    "nocodb_raw_pages",
-    "conversation_messages",
-    "conversation_headers",
-    "conversations",
-    "conversation_categories",
-    "message_signals",
-    "conversation_analytics",
-    "daily_report",
-    "user_analytics",
-    "processing_errors",
+    tables.NOCODB_RAW_PAGES,
+    tables.CONVERSATION_MESSAGES,
+    tables.CONVERSATION_HEADERS,
+    tables.CONVERSATIONS,
+    tables.CONVERSATION_CATEGORIES,
+    tables.MESSAGE_SIGNALS,
+    tables.CONVERSATION_ANALYTICS,
+    tables.DAILY_REPORT,
+    tables.USER_ANALYTICS,
+    tables.PROCESSING_ERRORS,
 )
 
 
@@ -62,13 +63,13 @@ def lake_summary(
     for asset in SUMMARY_ASSETS:
         frame = _scan(lake, asset, first_day, last_day)
         counts[asset] = frame.select(pl.len()).collect().item() if frame.collect_schema() else 0
-    errors = _scan(lake, "processing_errors", first_day, last_day)
+    errors = _scan(lake, tables.PROCESSING_ERRORS, first_day, last_day)
     reasons = (
         errors.group_by("table", "reason")
         .len()
         .sort(["len", "table", "reason"], descending=[True, False, False])
         .collect()
-        if counts["processing_errors"]
+        if counts[tables.PROCESSING_ERRORS]
         else pl.DataFrame()
     )
     days = (last_day - first_day).days + 1
@@ -77,7 +78,7 @@ def lake_summary(
         f"Partitions: {first_day} .. {last_day} ({days} days)",
         "Rows per asset:",
         *(f"  {asset:<24}{count:>10,}" for asset, count in counts.items()),
-        f"Errors: {counts['processing_errors']} rejected records in processing_errors",
+        f"Errors: {counts[tables.PROCESSING_ERRORS]} rejected records in processing_errors",
         *(
             f"  {row['table']}: {row['reason']} ({row['len']})"
             for row in reasons.iter_rows(named=True)

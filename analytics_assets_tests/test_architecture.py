@@ -123,6 +123,21 @@ def test_each_domain_exposes_its_own_definitions():
     assert all(not (domain.resources or {}) for domain in DOMAINS)
 
 
+def test_every_asset_has_its_constant_in_tables_and_every_constant_an_asset(local_definitions):
+    """`analytics_assets.tables` names each asset key once: a new asset gets its constant, a
+    removed or renamed one takes its constant along."""
+    from analytics_assets import tables
+
+    constants = {
+        name: value
+        for name, value in vars(tables).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    keys = [key.to_user_string() for key in local_definitions.resolve_all_asset_keys()]
+    assert sorted(constants.values()) == sorted(keys)
+    assert all(name == value.upper() for name, value in constants.items())
+
+
 @pytest.fixture
 def local_definitions():
     from analytics_assets.definitions import build_definitions

@@ -82,10 +82,10 @@ def measure(lake_settings: dict, frame: pl.DataFrame, fs, root: str, repeats: in
     baseline_path = f"{root}/baseline/data.parquet"
 
     def ours_write() -> None:
-        lake.dump_to_path(None, frame, path)
+        lake.write_path(path, frame)
 
     def ours_read() -> None:
-        lake.load_from_path(None, path)
+        lake.read_path(path)
 
     def arrow_write() -> None:
         pq.write_table(
@@ -115,7 +115,7 @@ def row_group_sweep(frame: pl.DataFrame, folder: Path) -> None:
             base_url=str(folder / f"rg{row_group_size}"), row_group_size=row_group_size
         ).lake()
         path = lake.day_file("messages", DAY)
-        write_s = best(lambda lake=lake, path=path: lake.dump_to_path(None, frame, path), 1)
+        write_s = best(lambda lake=lake, path=path: lake.write_path(path, frame), 1)
         read_s = best(lambda path=path: pl.read_parquet(path.path), 3)
         point_s = best(
             lambda path=path: (

@@ -93,7 +93,7 @@ def write_day(lake_dir: str, rows: int) -> None:
         ("conversations", conversations),
         ("conversation_categories", categories),
     ):
-        lake.dump_to_path(None, data, lake.day_file(asset, DAY))
+        lake.write_day(asset, DAY, data)
 
 
 def build_day(lake_dir: str, mode: str) -> dict:
@@ -145,11 +145,7 @@ def monthly(lake_dir: str) -> dict:
     day_report = daily_report(DAY, analytics.select(REPORT_COLUMNS), messages=0, errors=0)
     days = [DAY + timedelta(days=offset) for offset in range(30)]
     for day in days:
-        lake.dump_to_path(
-            None,
-            day_report.with_columns(pl.lit(day).alias("day")),
-            lake.day_file("daily_report", day),
-        )
+        lake.write_day("daily_report", day, day_report.with_columns(pl.lit(day).alias("day")))
     report_bytes = sum(lake.day_file("daily_report", day).stat().st_size for day in days)
     raw_bytes = lake.day_file("conversation_messages", DAY).stat().st_size * 30
     started = time.perf_counter()

@@ -206,7 +206,7 @@ def backfill_benchmark(server, conversations: int) -> None:
                     *(key for key in defs.resolve_asset_graph().get_all_asset_keys()
                       if key.path[-1] in {"nocodb_raw_pages", "conversation_messages",
                                           "conversation_headers", "processing_errors",
-                                          "conversations"})
+                                          "user_pseudonyms", "conversations"})
                 }
             )  # fmt: skip
             first, last = START, START + timedelta(days=days - 1)

@@ -14,6 +14,7 @@ from dagster import (
     WeeklyPartitionsDefinition,
 )
 
+from analytics_assets import tables
 from analytics_assets.settings import get_settings
 
 # The first day a deployment keeps (ANALYTICS_PARTITIONS_START). Read at import: Dagster
@@ -46,7 +47,7 @@ def messages_of_conversations_started_that_day() -> AssetIn:
     and the next. The next day may not exist yet; it is read when it does.
     """
     return AssetIn(
-        "conversation_messages",
+        tables.CONVERSATION_MESSAGES,
         partition_mapping=TimeWindowPartitionMapping(
             start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
         ),

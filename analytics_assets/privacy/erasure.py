@@ -16,13 +16,14 @@ from typing import Any
 import polars as pl
 from pymongo.database import Database
 
+from analytics_assets import tables
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.lake import Lake
 
-RAW_TABLE = "nocodb_raw_pages"
+RAW_TABLE = tables.NOCODB_RAW_PAGES
 # Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
-REPORT_TABLES = ("daily_report", "weekly_report", "monthly_report")
+REPORT_TABLES = (tables.DAILY_REPORT, tables.WEEKLY_REPORT, tables.MONTHLY_REPORT)
 TOMBSTONES = "_privacy/erased_records.parquet"
 AUDIT_COLLECTION = "privacy_audit"
 # Kept apart from the analytics pseudonyms: an audit subject cannot be joined with any table.
@@ -123,10 +124,14 @@ class Eraser:
     def conversation_ids(self, pseudonym: str) -> set[str]:
         """The user's conversations, wherever any table knows them from."""
         ids: set[str] = set()
-        tables = set(self.lake.tables())
+        present = set(self.lake.tables())
         names = self.user_ids(pseudonym)
-        for table in ("conversation_headers", "conversations", "conversation_analytics"):
-            if table in tables:
+        for table in (
+            tables.CONVERSATION_HEADERS,
+            tables.CONVERSATIONS,
+            tables.CONVERSATION_ANALYTICS,
+        ):
+            if table in present:
                 found = (
                     self.lake.scan_all(table)
                     .filter(pl.col("user_id").is_in(names))
@@ -134,7 +139,7 @@ class Eraser:
                     .collect()
                 )
                 ids.update(found["conversation_id"].drop_nulls())
-        if RAW_TABLE in tables:
+        if RAW_TABLE in present:
             found = (
                 self.lake.scan_all(RAW_TABLE)
                 .filter(self._raw_user_matches(pseudonym))
@@ -166,10 +171,10 @@ class Eraser:
 
     def _their_texts(self, ids: list[str]) -> list[str]:
         """What the user wrote, as the analytics tables hold it (anonymized)."""
-        if "conversation_messages" not in self.lake.tables() or not ids:
+        if tables.CONVERSATION_MESSAGES not in self.lake.tables() or not ids:
             return []
         texts = (
-            self.lake.scan_all("conversation_messages")
+            self.lake.scan_all(tables.CONVERSATION_MESSAGES)
             .filter(pl.col("conversation_id").is_in(ids))
             .select("content")
             .drop_nulls()
@@ -269,18 +274,18 @@ class Eraser:
         compares with the day before), their weeks and months, and the week and month after
         (they compare with the period before). Only periods the lake already holds."""
         touched = days | {day + timedelta(days=1) for day in days}
-        daily = set(self.lake.days_present("daily_report")) & touched
+        daily = set(self.lake.days_present(tables.DAILY_REPORT)) & touched
         weeks = {day - timedelta(days=day.weekday()) for day in days}
         weeks |= {week + timedelta(days=7) for week in weeks}
         months = {day.replace(day=1) for day in days}
         months |= {(month + timedelta(days=32)).replace(day=1) for month in months}
         return {
-            "daily_report": sorted(d.isoformat() for d in daily),
-            "weekly_report": sorted(
-                w.isoformat() for w in set(self.lake.days_present("weekly_report")) & weeks
+            tables.DAILY_REPORT: sorted(d.isoformat() for d in daily),
+            tables.WEEKLY_REPORT: sorted(
+                w.isoformat() for w in set(self.lake.days_present(tables.WEEKLY_REPORT)) & weeks
             ),
-            "monthly_report": sorted(
-                m.isoformat() for m in set(self.lake.days_present("monthly_report")) & months
+            tables.MONTHLY_REPORT: sorted(
+                m.isoformat() for m in set(self.lake.days_present(tables.MONTHLY_REPORT)) & months
             ),
         }
 

@@ -16,13 +16,19 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from analytics_assets import tables
 from analytics_assets.storage.collections import DAY_FIELD
 from analytics_assets.storage.lake import Lake
 from analytics_assets.storage.placement import MongoMirror, writers_of
 
 # The reports share one collection; each kind keeps its own documents.
-_REPORT_SCOPE = {f"{kind}_report": {"kind": kind} for kind in ("daily", "weekly", "monthly")}
-# The event time a TTL index expires on, for collections that have one and a single writer.
+_REPORT_SCOPE = {
+    tables.DAILY_REPORT: {"kind": "daily"},
+    tables.WEEKLY_REPORT: {"kind": "weekly"},
+    tables.MONTHLY_REPORT: {"kind": "monthly"},
+}
+# The event time a TTL index expires on, for collections that have one and a single writer
+# (keyed by collection, not by asset).
 TTL_FIELD = {"conversation_messages": "created_at", "conversation_analytics": "started_at"}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics_assets import tables
 from analytics_assets.categorization.language import detect_languages
 
 
@@ -19,14 +20,14 @@ def get_conversation(lake, conversation_id: str, lang: str | None = None) -> dic
             return pl.DataFrame()
         return frame.filter(pl.col("conversation_id") == conversation_id).collect()
 
-    messages = scan("conversation_messages")
+    messages = scan(tables.CONVERSATION_MESSAGES)
     if messages.is_empty():
         return None
     messages = messages.sort("created_at", "message_id")
     languages = detect_languages(messages["content"])["language"].to_list()
     translated: dict[str, dict] = {}
     if lang:
-        translations = scan("conversation_translations")
+        translations = scan(tables.CONVERSATION_TRANSLATIONS)
         if not translations.is_empty():
             current = translations.filter(
                 pl.col("is_current") & (pl.col("target_language") == lang)

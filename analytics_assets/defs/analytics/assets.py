@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from analytics_assets import tables
 from analytics_assets.analytics.reports import (
     REPORT_COLUMNS,
     REPORT_SCHEMA,
@@ -45,9 +46,9 @@ from analytics_assets.transforms.records import MESSAGE_SCHEMA
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
     ins={
-        "conversations": AssetIn(),
-        "conversation_categories": AssetIn(),
-        "conversation_messages": messages_of_conversations_started_that_day(),
+        tables.CONVERSATIONS: AssetIn(),
+        tables.CONVERSATION_CATEGORIES: AssetIn(),
+        tables.CONVERSATION_MESSAGES: messages_of_conversations_started_that_day(),
     },
     description="Per conversation: duration, turns, latency p50/p95, tokens, resolution "
     "signals, and quality and satisfaction scores in [0, 1] with their components "
@@ -111,17 +112,17 @@ def _counts_by_day(frame: pl.LazyFrame) -> dict:
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
     ins={
-        "conversation_analytics": AssetIn(
+        tables.CONVERSATION_ANALYTICS: AssetIn(
             partition_mapping=_day_and_the_one_before(),
             metadata={"allow_missing_partitions": True},
         ),
         # Only counted: a lazy scan reads the day column, not the messages.
-        "conversation_messages": AssetIn(
+        tables.CONVERSATION_MESSAGES: AssetIn(
             partition_mapping=_day_and_the_one_before(),
             metadata={"allow_missing_partitions": True},
         ),
-        "processing_errors": AssetIn(),
-        "user_analytics": AssetIn(),
+        tables.PROCESSING_ERRORS: AssetIn(),
+        tables.USER_ANALYTICS: AssetIn(),
     },
     description="The day at a glance: volumes, new and returning users, topic/intent/"
     "sentiment/language distributions with the change since the day before, rising topics, "
@@ -174,18 +175,20 @@ def daily_report(
     )
 
 
-def _period_report(kind: str, partitions_def, period_of, previous_start, description: str):
+def _period_report(
+    name: str, kind: str, partitions_def, period_of, previous_start, description: str
+):
     """A report of a longer period, combined from its daily reports (never raw records). The
     previous period's days are read too, for the change between the two."""
 
     @asset(
-        name=f"{kind}_report",
+        name=name,
         partitions_def=partitions_def,
         **lake_and_mongo("analytics_reports"),
         group_name="analytics",
         kinds={"polars", "parquet", "mongodb"},
         ins={
-            "daily_report": AssetIn(
+            tables.DAILY_REPORT: AssetIn(
                 partition_mapping=TimeWindowPartitionMapping(
                     start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
                 ),
@@ -220,6 +223,7 @@ def _period_report(kind: str, partitions_def, period_of, previous_start, descrip
 
 
 weekly_report = _period_report(
+    tables.WEEKLY_REPORT,
     "weekly",
     weekly_partitions,
     lambda start: start.isoformat(),
@@ -228,6 +232,7 @@ weekly_report = _period_report(
     "week before.",
 )
 monthly_report = _period_report(
+    tables.MONTHLY_REPORT,
     "monthly",
     monthly_partitions,
     lambda start: start.strftime("%Y-%m"),
@@ -258,7 +263,7 @@ def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
     ins={
         # The day and the 30 before it, to tell returning users from new ones (a lazy scan:
         # only the columns used are read).
-        "conversation_analytics": AssetIn(
+        tables.CONVERSATION_ANALYTICS: AssetIn(
             partition_mapping=TimeWindowPartitionMapping(
                 start_offset=-HISTORY_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True
             ),

@@ -16,6 +16,7 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
+from analytics_assets import tables
 from analytics_assets.analytics.checks import (
     drift_verdict,
     error_rate_verdict,
@@ -81,7 +82,7 @@ def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResul
 
 
 @asset_check(
-    asset="conversation_messages",
+    asset=tables.CONVERSATION_MESSAGES,
     partitions_def=daily_partitions,
     required_resource_keys={LAKE},
     description="Messages of each day vs the trailing 7-day median (WARN: volume moves with "
@@ -90,7 +91,7 @@ def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResul
 def message_volume_within_trailing_range(
     context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
 ) -> AssetCheckResult:
-    by_day = _trailing_days(context, "conversation_messages", [])
+    by_day = _trailing_days(context, tables.CONVERSATION_MESSAGES, [])
 
     def judge(day: date):
         today = conversation_messages.filter(pl.col("day") == day).height
@@ -100,10 +101,13 @@ def message_volume_within_trailing_range(
 
 
 @asset_check(
-    asset="processing_errors",
+    asset=tables.PROCESSING_ERRORS,
     partitions_def=daily_partitions,
     blocking=True,
-    additional_ins={"conversation_messages": AssetIn(), "conversation_headers": AssetIn()},
+    additional_ins={
+        tables.CONVERSATION_MESSAGES: AssetIn(),
+        tables.CONVERSATION_HEADERS: AssetIn(),
+    },
     description="Share of each day's records rejected (ERROR, blocking: reports built on a "
     "day that lost more than 2 % of its records would be wrong).",
 )
@@ -124,7 +128,7 @@ def error_rate_below_threshold(
 
 
 @asset_check(
-    asset="conversation_categories",
+    asset=tables.CONVERSATION_CATEGORIES,
     partitions_def=daily_partitions,
     required_resource_keys={LAKE},
     description="Each day's topic distribution vs the previous 7 days by population stability "
@@ -134,7 +138,7 @@ def topic_distribution_stable(
     context: AssetCheckExecutionContext,
     conversation_categories: pl.DataFrame,
 ) -> AssetCheckResult:
-    by_day = _trailing_days(context, "conversation_categories", ["topic"])
+    by_day = _trailing_days(context, tables.CONVERSATION_CATEGORIES, ["topic"])
 
     def judge(day: date):
         today = conversation_categories.filter(pl.col("day") == day)
@@ -147,10 +151,10 @@ def topic_distribution_stable(
     return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
 
 
-def _reconciles_with_its_days(kind: str, partitions_def):
+def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
     @asset_check(
-        name=f"{kind}_report_reconciles",
-        asset=f"{kind}_report",
+        name=f"{asset}_reconciles",
+        asset=asset,
         partitions_def=partitions_def,
         required_resource_keys={LAKE},
         description=f"The {kind} report's totals, users and topic counts equal those of its "
@@ -159,7 +163,7 @@ def _reconciles_with_its_days(kind: str, partitions_def):
     def reconciles(context: AssetCheckExecutionContext, report: pl.DataFrame) -> AssetCheckResult:
         window = context.partition_time_window
         reports, _ = _lake_days(
-            context, "daily_report", list(REPORT_SCHEMA), window.start.date(),
+            context, tables.DAILY_REPORT, list(REPORT_SCHEMA), window.start.date(),
             window.end.date() - timedelta(days=1),
         )  # fmt: skip
         days = reports.to_dicts()
@@ -171,12 +175,16 @@ def _reconciles_with_its_days(kind: str, partitions_def):
     return reconciles
 
 
-weekly_report_reconciles = _reconciles_with_its_days("weekly", weekly_partitions)
-monthly_report_reconciles = _reconciles_with_its_days("monthly", monthly_partitions)
+weekly_report_reconciles = _reconciles_with_its_days(
+    tables.WEEKLY_REPORT, "weekly", weekly_partitions
+)
+monthly_report_reconciles = _reconciles_with_its_days(
+    tables.MONTHLY_REPORT, "monthly", monthly_partitions
+)
 
 
 # Yesterday's daily report must exist by 06:00 UTC (WARN for the team's morning).
 freshness_checks = build_time_partition_freshness_checks(
-    assets=["daily_report"], deadline_cron="0 6 * * *", timezone="UTC"
+    assets=[tables.DAILY_REPORT], deadline_cron="0 6 * * *", timezone="UTC"
 )
 freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks)

@@ -13,13 +13,14 @@ from dagster import (
     schedule,
 )
 
+from analytics_assets import tables
 from analytics_assets.defs.partitions import (
     daily_partitions,
     monthly_partitions,
     weekly_partitions,
 )
 
-DAILY_REPORT = AssetSelection.assets("daily_report")
+DAILY_REPORT = AssetSelection.assets(tables.DAILY_REPORT)
 
 daily_report_job = define_asset_job(
     "daily_report_job",
@@ -30,21 +31,21 @@ daily_report_job = define_asset_job(
 # The period reports are the analytics assets on the weekly and monthly partitions.
 weekly_report_job = define_asset_job(
     "weekly_report_job",
-    selection=AssetSelection.assets("weekly_report"),
+    selection=AssetSelection.assets(tables.WEEKLY_REPORT),
     partitions_def=weekly_partitions,
     description="Combine a week's daily reports.",
 )
 monthly_report_job = define_asset_job(
     "monthly_report_job",
-    selection=AssetSelection.assets("monthly_report"),
+    selection=AssetSelection.assets(tables.MONTHLY_REPORT),
     partitions_def=monthly_partitions,
     description="Combine a month's daily reports.",
 )
 # The job that rebuilds each report asset, for whoever must rebuild reports (erasure).
 REPORT_JOBS = {
-    "daily_report": daily_report_job,
-    "weekly_report": weekly_report_job,
-    "monthly_report": monthly_report_job,
+    tables.DAILY_REPORT: daily_report_job,
+    tables.WEEKLY_REPORT: weekly_report_job,
+    tables.MONTHLY_REPORT: monthly_report_job,
 }
 
 

@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from analytics_assets import tables
 from analytics_assets.categorization.conversations import (
     categorize_conversations,
     message_signals,
@@ -75,10 +76,10 @@ def _distributions(
     # At most one run at a time holds the GPU (the pool's limit is set on the instance).
     pool="gpu",
     ins={
-        "conversation_headers": AssetIn(),
-        "conversation_messages": messages_of_conversations_started_that_day(),
+        tables.CONVERSATION_HEADERS: AssetIn(),
+        tables.CONVERSATION_MESSAGES: messages_of_conversations_started_that_day(),
         # Openings in languages the rules do not cover are read through their translation.
-        "conversation_translations": AssetIn(),
+        tables.CONVERSATION_TRANSLATIONS: AssetIn(),
     },
     description="Per conversation: topic and intent of the opening user turn, sentiment of the "
     "opening and the last user turn, language; each with confidence and method. Re-categorizing "
@@ -151,7 +152,7 @@ def conversation_categories(
     kinds={"pytorch", "polars"},
     pool="gpu",
     ins={
-        "conversation_messages": AssetIn(
+        tables.CONVERSATION_MESSAGES: AssetIn(
             partition_mapping=AllPartitionMapping(),
             metadata={"allow_missing_partitions": True},
         )
@@ -216,7 +217,7 @@ def _read_feedback(
     **lake_only(),
     group_name="categorization",
     kinds={"polars", "parquet"},
-    name="message_signals",
+    name=tables.MESSAGE_SIGNALS,
     description="Language and sentiment of every user message (rules tier), for the reports.",
 )
 def message_signals_asset(

@@ -19,6 +19,7 @@ from dagster import (
     multi_asset,
 )
 
+from analytics_assets import tables
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -136,40 +137,40 @@ def _error_keys(errors: pl.DataFrame) -> set[tuple]:
 
 
 def _previous_errors(lake: Lake, days: list) -> set[tuple]:
-    errors, _ = lake.read_days("processing_errors", days, ["table", "stage", "record_key"])
+    errors, _ = lake.read_days(tables.PROCESSING_ERRORS, days, ["table", "stage", "record_key"])
     return _error_keys(errors) if errors is not None else set()
 
 
 @multi_asset(
     specs=[
         stored_spec(
-            "conversation_messages",
+            tables.CONVERSATION_MESSAGES,
             lake_and_mongo("conversation_messages"),
-            deps=["nocodb_raw_pages"],
+            deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Typed, validated messages, one row per message_id (newest copy).",
         ),
         stored_spec(
-            "conversation_headers",
+            tables.CONVERSATION_HEADERS,
             lake_only(),
-            deps=["nocodb_raw_pages"],
+            deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             description="Typed, validated conversation records as the source holds them.",
         ),
         stored_spec(
-            "processing_errors",
+            tables.PROCESSING_ERRORS,
             lake_and_mongo("processing_errors", stage="validate"),
-            deps=["nocodb_raw_pages"],
+            deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Every rejected record with its table, ids, stage and reason.",
         ),
         stored_spec(
-            "user_pseudonyms",
+            tables.USER_PSEUDONYMS,
             lake_only(),
-            deps=["nocodb_raw_pages"],
+            deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             # Written only where the deployment keeps the mapping (keep_user_mapping).
@@ -197,7 +198,9 @@ def validated_records(
     messages = validate_messages(nocodb_raw_pages, schema)
     # Analytics never hold raw PII (unless a restricted deployment keeps it): categorization
     # and translation read this text too. The raw records stay in nocodb_raw_pages.
-    valid_messages, pii_findings = privacy.anonymize_table("conversation_messages", messages.valid)
+    valid_messages, pii_findings = privacy.anonymize_table(
+        tables.CONVERSATION_MESSAGES, messages.valid
+    )
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
     # From here on a user is their keyed pseudonym: conversations, scores, user analytics and
     # reports join on it and never see the source's id.
@@ -206,7 +209,7 @@ def validated_records(
     errors = privacy.pseudonymize_records(
         errors, user_field=schema.source_field("conversations", "user_id")
     )
-    errors, error_pii_findings = privacy.anonymize_table("processing_errors", errors)
+    errors, error_pii_findings = privacy.anonymize_table(tables.PROCESSING_ERRORS, errors)
     seconds = time.perf_counter() - started
     raw_messages = messages.valid.height + messages.rejected.height
     context.log.info(
@@ -215,11 +218,11 @@ def validated_records(
         f"{seconds:.3f}s; rejected {errors.height}"
     )
     yield MaterializeResult(
-        asset_key="conversation_messages",
+        asset_key=tables.CONVERSATION_MESSAGES,
         value=valid_messages,
         metadata={
             "rejected": messages.rejected.height,
-            "pii_policy": privacy.policy_for("conversation_messages"),
+            "pii_policy": privacy.policy_for(tables.CONVERSATION_MESSAGES),
             "pii_findings": MetadataValue.json(pii_findings),
             "validate_seconds": round(seconds, 3),
             "messages_per_second": _throughput(raw_messages, seconds),
@@ -230,7 +233,7 @@ def validated_records(
         },
     )
     yield MaterializeResult(
-        asset_key="conversation_headers",
+        asset_key=tables.CONVERSATION_HEADERS,
         value=pseudonymized_headers,
         metadata={
             "rejected": headers.rejected.height,
@@ -242,7 +245,7 @@ def validated_records(
         mapping = privacy.user_mapping(headers.valid)
         # Rows only: a preview would show the raw ids in the UI.
         yield MaterializeResult(
-            asset_key="user_pseudonyms", value=mapping, metadata={"rows": mapping.height}
+            asset_key=tables.USER_PSEUDONYMS, value=mapping, metadata={"rows": mapping.height}
         )
     reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
     now_failing = _error_keys(errors)
@@ -252,7 +255,7 @@ def validated_records(
             f"{len(recovered)} record(s) that failed before now pass: {recovered[:20]}"
         )
     yield MaterializeResult(
-        asset_key="processing_errors",
+        asset_key=tables.PROCESSING_ERRORS,
         value=errors,
         metadata={
             "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
@@ -274,8 +277,8 @@ def validated_records(
     group_name=GROUP,
     kinds={"polars", "parquet"},
     ins={
-        "conversation_headers": AssetIn(),
-        "conversation_messages": messages_of_conversations_started_that_day(),
+        tables.CONVERSATION_HEADERS: AssetIn(),
+        tables.CONVERSATION_MESSAGES: messages_of_conversations_started_that_day(),
     },
     description="One row per conversation: user, model, channel, start and end, turns, "
     "messages per role, tokens, latency, rating and feedback counts.",

@@ -3,6 +3,7 @@
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
+from analytics_assets import tables
 from analytics_assets.defs.partitions import daily_partitions
 
 
@@ -16,11 +17,11 @@ def _key_check(frame: pl.DataFrame, key: str) -> AssetCheckResult:
     )
 
 
-@asset_check(asset="conversation_messages", blocking=True, partitions_def=daily_partitions)
+@asset_check(asset=tables.CONVERSATION_MESSAGES, blocking=True, partitions_def=daily_partitions)
 def message_ids_unique_and_present(conversation_messages: pl.DataFrame) -> AssetCheckResult:
     return _key_check(conversation_messages, "message_id")
 
 
-@asset_check(asset="conversations", blocking=True, partitions_def=daily_partitions)
+@asset_check(asset=tables.CONVERSATIONS, blocking=True, partitions_def=daily_partitions)
 def conversation_ids_unique_and_present(conversations: pl.DataFrame) -> AssetCheckResult:
     return _key_check(conversations, "conversation_id")

@@ -23,6 +23,7 @@ from dagster import (
     sensor,
 )
 
+from analytics_assets import tables
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
 from analytics_assets.defs.partitions import daily_partitions
@@ -113,7 +114,7 @@ def nocodb_changes_sensor(
     ]
     observations = [
         AssetObservation(
-            asset_key="nocodb_raw_pages",
+            asset_key=tables.NOCODB_RAW_PAGES,
             partition=day.isoformat(),
             metadata={
                 **{f"changed_{kind}": touched.get(day, Counter())[kind] for kind in SYNC_TABLES},
@@ -134,7 +135,7 @@ def nocodb_changes_sensor(
 
 
 def _lake_ids(lake: Lake, day: date) -> dict[str, set[str]]:
-    frame = lake.scan_days("nocodb_raw_pages", [day]).select("table", "record_id").collect()
+    frame = lake.scan_days(tables.NOCODB_RAW_PAGES, [day]).select("table", "record_id").collect()
     return {
         kind: set(frame.filter(pl.col("table") == kind)["record_id"].drop_nulls().to_list())
         for kind in SYNC_TABLES
@@ -162,7 +163,7 @@ def nocodb_reconciliation_sensor(
     if last_day is None:
         return SkipReason("No daily partition yet.")
     window = [last_day - timedelta(days=n) for n in range(settings.reconcile_days)]
-    present = set(stored.days_present("nocodb_raw_pages"))
+    present = set(stored.days_present(tables.NOCODB_RAW_PAGES))
     days = sorted(d for d in window if d in present and d >= first_day)
     run_requests, observations = [], []
     started = time.perf_counter()
@@ -200,7 +201,7 @@ def nocodb_reconciliation_sensor(
             _log(context, "reconcile_mismatch", day=day, **found)
             observations.append(
                 AssetObservation(
-                    asset_key="nocodb_raw_pages",
+                    asset_key=tables.NOCODB_RAW_PAGES,
                     partition=day.isoformat(),
                     metadata={
                         **found,

@@ -13,6 +13,7 @@ from dagster import (
     asset_check,
 )
 
+from analytics_assets import tables
 from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.privacy.resources import TEXT_COLUMNS, PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
@@ -122,6 +123,6 @@ privacy_checks = [
     *(_no_raw_pii_check(table) for table in TEXT_COLUMNS),
     *(
         _user_ids_pseudonymized_check(table)
-        for table in ("conversations", "conversation_analytics", "user_analytics")
+        for table in (tables.CONVERSATIONS, tables.CONVERSATION_ANALYTICS, tables.USER_ANALYTICS)
     ),
 ]

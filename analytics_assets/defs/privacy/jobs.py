@@ -24,6 +24,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from analytics_assets import tables
 from analytics_assets.defs.analytics.jobs import REPORT_JOBS, daily_report_job
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.partitions import range_tags
@@ -105,7 +106,7 @@ def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[
     """Days first, then weeks and months: the periods read the rebuilt days. Contiguous
     days go in one single-run backfill."""
     requests = []
-    days = [date.fromisoformat(day) for day in reports.get("daily_report", [])]
+    days = [date.fromisoformat(day) for day in reports.get(tables.DAILY_REPORT, [])]
     ranges: list[list[date]] = []
     for day in days:
         if ranges and day - ranges[-1][-1] == timedelta(days=1):
@@ -121,7 +122,7 @@ def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[
                 tags={**range_tags(first, last), "privacy": "erasure-rebuild"},
             )
         )
-    for asset in ("weekly_report", "monthly_report"):
+    for asset in (tables.WEEKLY_REPORT, tables.MONTHLY_REPORT):
         for key in reports.get(asset, []):
             requests.append(
                 RunRequest(
@@ -153,7 +154,7 @@ def erasure_report_rebuild_sensor(context: RunStatusSensorContext, mongo: MongoR
 
 privacy_retention_job = define_asset_job(
     "privacy_retention_job",
-    selection=AssetSelection.assets("privacy_retention"),
+    selection=AssetSelection.assets(tables.PRIVACY_RETENTION),
     description="Drop the days each table no longer keeps (PRIVACY_RETENTION_DAYS).",
 )
 privacy_retention_schedule = ScheduleDefinition(

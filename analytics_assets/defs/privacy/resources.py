@@ -12,6 +12,7 @@ import polars as pl
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
+from analytics_assets import tables
 from analytics_assets.privacy.keys import load_pseudonym_key
 from analytics_assets.privacy.pii import PATTERNS, anonymize, keyed_digest, pseudonymize_id
 
@@ -22,15 +23,15 @@ TEXT_POLICIES = ("redact", "pseudonymize", "keep")
 # MongoDB collection is given in storage/placement.py). Every other table holds only ids,
 # labels and numbers.
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "conversation_messages": ("content",),
-    "conversation_translations": ("text", "source_text"),
-    "processing_errors": ("record",),
-    "translation_errors": ("record",),
+    tables.CONVERSATION_MESSAGES: ("content",),
+    tables.CONVERSATION_TRANSLATIONS: ("text", "source_text"),
+    tables.PROCESSING_ERRORS: ("record",),
+    tables.TRANSLATION_ERRORS: ("record",),
 }
 # Restricted by design, whatever the deployment says: the raw records as the source gave them,
 # and the user-id mapping. They are never served and are the only tables that may hold raw
 # PII; everything else is an analytics table.
-RESTRICTED_TABLES = ("nocodb_raw_pages", "user_pseudonyms")
+RESTRICTED_TABLES = (tables.NOCODB_RAW_PAGES, tables.USER_PSEUDONYMS)
 
 
 class PrivacyResource(ConfigurableResource):

@@ -12,6 +12,7 @@ from dagster import (
     multi_asset,
 )
 
+from analytics_assets import tables
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import daily_partitions, days_in
@@ -49,9 +50,9 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
 @multi_asset(
     specs=[
         stored_spec(
-            "conversation_translations",
+            tables.CONVERSATION_TRANSLATIONS,
             lake_and_mongo("conversation_translations"),
-            deps=["conversation_messages"],
+            deps=[tables.CONVERSATION_MESSAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Message-level translations into the team's languages: source and "
@@ -59,18 +60,18 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
             "of earlier translators kept, `is_current` marks the one to show.",
         ),
         stored_spec(
-            "translation_errors",
+            tables.TRANSLATION_ERRORS,
             lake_and_mongo("processing_errors", stage="translate"),
-            deps=["conversation_messages"],
+            deps=[tables.CONVERSATION_MESSAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Messages that could not be translated (unsupported pair, translator "
             "failing after its retries), also in MongoDB's processing_errors.",
         ),
         stored_spec(
-            "conversation_languages",
+            tables.CONVERSATION_LANGUAGES,
             lake_only(),
-            deps=["conversation_messages"],
+            deps=[tables.CONVERSATION_MESSAGES],
             group_name=GROUP,
             kinds={"polars", "parquet"},
             description="Per conversation: dominant language, its share, mixed-language flag, "
@@ -96,7 +97,7 @@ def translations(
     detected = time.perf_counter()
     languages = conversation_languages(messages)
     translator = translation.build(record_source)
-    previous, _ = lake.lake().read_days("conversation_translations", days)
+    previous, _ = lake.lake().read_days(tables.CONVERSATION_TRANSLATIONS, days)
     if translator is None:
         kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
@@ -114,15 +115,15 @@ def translations(
     # The messages were anonymized already; a translator can still bring a value back (a
     # spelled-out number, a transliterated address), so its output is scanned again.
     translated, pii_findings = privacy.anonymize_table(
-        "conversation_translations", run.translations
+        tables.CONVERSATION_TRANSLATIONS, run.translations
     )
-    errors, error_pii_findings = privacy.anonymize_table("translation_errors", run.errors)
+    errors, error_pii_findings = privacy.anonymize_table(tables.TRANSLATION_ERRORS, run.errors)
     seconds = time.perf_counter() - started
     counts = dict(run.counts)
     context.log.info(f"translations ({translation.translator}): {counts}")
     pairs = quality_by_pair(translated)
     yield MaterializeResult(
-        asset_key="conversation_translations",
+        asset_key=tables.CONVERSATION_TRANSLATIONS,
         value=translated,
         metadata={
             "translator": translation.translator,
@@ -139,7 +140,7 @@ def translations(
         },
     )
     yield MaterializeResult(
-        asset_key="translation_errors",
+        asset_key=tables.TRANSLATION_ERRORS,
         value=errors,
         metadata={
             "errors_by_reason": MetadataValue.md(
@@ -150,7 +151,7 @@ def translations(
         },
     )
     yield MaterializeResult(
-        asset_key="conversation_languages",
+        asset_key=tables.CONVERSATION_LANGUAGES,
         value=languages.join(
             conversation_messages.group_by("conversation_id").agg(pl.col("day").min()),
             on="conversation_id",
