@@ -60,22 +60,32 @@ def test_detection_on_a_multilingual_fixture_with_known_answers():
 
 
 def test_conversation_languages_dominant_mixed_and_confident():
-    messages = pl.DataFrame(
+    # The user messages' signals (message_signals): language, confidence, characters.
+    signals = pl.DataFrame(
         {
-            "conversation_id": ["a", "a", "a", "b", "b"],
-            "role": ["user", "user", "assistant", "user", "user"],
-            "content": ["x" * 80, "y" * 20, "z" * 500, "x" * 90, "y" * 10],
-            "language": ["de", "en", "en", "es", "en"],
-            "language_confidence": [0.9, 0.8, 1.0, 1.0, 0.5],
+            "conversation_id": ["a", "a", "b", "b", "c"],
+            "language": ["de", "en", "es", "en", "unknown"],
+            "language_confidence": [0.9, 0.8, 1.0, 0.5, 0.0],
+            "characters": [80, 20, 90, 10, 3],
         }
     )
-    rows = {r["conversation_id"]: r for r in conversation_languages(messages).iter_rows(named=True)}
-    # a: user text 80 de + 20 en: German, and English reaches 20 %: mixed. Assistant ignored.
+    day = date(2026, 11, 1)
+    conversations = pl.DataFrame({"conversation_id": ["a", "b", "c", "d"], "day": [day] * 4})
+    languages = conversation_languages(conversations, signals)
+    # One row per conversation, including those with nothing recognizable (c) or no user
+    # message at all (d).
+    assert languages["conversation_id"].to_list() == ["a", "b", "c", "d"]
+    rows = {r["conversation_id"]: r for r in languages.iter_rows(named=True)}
+    # a: 80 characters of German, 20 of English: German, and English reaches 20 %: mixed.
     assert (rows["a"]["dominant_language"], rows["a"]["mixed_language"]) == ("de", True)
     assert rows["a"]["dominant_share"] == pytest.approx(0.8)
     assert rows["a"]["language_confidence"] == pytest.approx(0.8 * 0.9)
     assert (rows["b"]["dominant_language"], rows["b"]["mixed_language"]) == ("es", False)
     assert rows["b"]["languages"] == ["es", "en"]
+    for unknown in ("c", "d"):
+        assert rows[unknown]["dominant_language"] == "unknown"
+        assert rows[unknown]["language_confidence"] == 0.0 and rows[unknown]["languages"] == []
+    assert rows["a"]["day"] == day
 
 
 class LibreTranslate:
@@ -157,7 +167,9 @@ def test_http_translator_storage_idempotence_history_and_bad_input(libretranslat
     # Not re-translated: English and unknown (empty, emoji) messages.
     assert set(translated["source_language"]) == {"es", "de", "fr", "ru", "pt", "it", "nl",
                                                   "zh"} - {"pt", "it", "nl", "zh"}  # fmt: skip
-    assert first.counts["already_en"] == 2 and first.counts["empty"] == 1
+    # "Hi" is too short to tell (lingua's own first guess is Maori): unknown, like the emoji.
+    assert first.counts["already_en"] == 1 and first.counts["empty"] == 1
+    assert first.counts["unknown_language"] == 2
     # Unsupported pairs are recorded, not fatal.
     unsupported = first.errors.filter(pl.col("reason").str.contains("unsupported"))
     assert set(unsupported["key"]) == {

@@ -188,6 +188,8 @@ MESSAGE_SIGNAL_SCHEMA: dict[str, pl.DataType] = {
     "sentiment_confidence": pl.Float64(),
     "sentiment_method": pl.String(),
     "sentiment_score": pl.Float64(),
+    # Letters written: a conversation's language is weighted by how much was written in it.
+    "characters": pl.Int64(),
     "day": pl.Date(),
 }
 
@@ -197,6 +199,9 @@ def message_signals(messages: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
     user = messages.filter(pl.col("role") == "user").select(
         "message_id", "conversation_id", pl.col("content").alias("text"), "day"
     )
-    frame = user.with_columns(detect_languages(user["text"]))
+    frame = user.with_columns(
+        *detect_languages(user["text"]).get_columns(),
+        pl.col("text").fill_null("").str.len_chars().alias("characters"),
+    )
     frame = sentiment(frame, "text", taxonomy, language="language")
     return frame.select(list(MESSAGE_SIGNAL_SCHEMA)).cast(MESSAGE_SIGNAL_SCHEMA)

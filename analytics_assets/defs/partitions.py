@@ -40,14 +40,17 @@ def days_in(window: TimeWindow) -> list[date]:
     return [first + timedelta(days=offset) for offset in range(count)]
 
 
-def messages_of_conversations_started_that_day() -> AssetIn:
-    """`conversation_messages` as a per-conversation asset of day D needs them.
+def messages_of_conversations_started_that_day(
+    asset: str = tables.CONVERSATION_MESSAGES,
+) -> AssetIn:
+    """A per-message asset (`conversation_messages`, `message_signals`) as a
+    per-conversation asset of day D needs it.
 
     A conversation that starts late in the day continues after midnight: read its start day
     and the next. The next day may not exist yet; it is read when it does.
     """
     return AssetIn(
-        tables.CONVERSATION_MESSAGES,
+        asset,
         partition_mapping=TimeWindowPartitionMapping(
             start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
         ),

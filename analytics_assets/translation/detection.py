@@ -27,30 +27,42 @@ def message_languages(messages: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
 
 
-def conversation_languages(messages: pl.DataFrame) -> pl.DataFrame:
-    """Per conversation, from its user messages with `language` and `language_confidence`:
-    the dominant language by share of letters written, whether a second language reaches
-    20 %, and a confidence = dominant share × mean detector confidence of its messages."""
-    user = messages.filter((pl.col("role") == "user") & (pl.col("language") != UNKNOWN))
-    weighted = user.with_columns(pl.col("content").str.len_chars().alias("_chars"))
+def conversation_languages(conversations: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
+    """One row per conversation of `conversations` (conversation_id, day), from the language
+    of its user messages (`signals`: conversation_id, language, language_confidence,
+    characters): the dominant language by share of characters written, whether a second
+    language reaches 20 %, and a confidence = dominant share × mean detector confidence of
+    its messages. A conversation whose user wrote nothing recognizable is `unknown`."""
+    known = signals.filter(pl.col("language") != UNKNOWN)
     per_language = (
-        weighted.group_by("conversation_id", "language")
+        known.rename({"characters": "_chars"})
+        .group_by("conversation_id", "language")
         .agg(pl.col("_chars").sum(), pl.col("language_confidence").mean().alias("_confidence"))
         .with_columns(
             (pl.col("_chars") / pl.col("_chars").sum().over("conversation_id")).alias("_share")
         )
         .sort(["conversation_id", "_share", "language"], descending=[False, True, False])
     )
+    dominant = per_language.group_by("conversation_id", maintain_order=True).agg(
+        pl.col("language").first().alias("dominant_language"),
+        pl.col("_share").first().alias("dominant_share"),
+        (pl.col("_share").filter(pl.col("_share") >= MIXED_SHARE).len() > 1).alias(
+            "mixed_language"
+        ),
+        pl.col("language").alias("languages"),
+        (pl.col("_share").first() * pl.col("_confidence").first()).alias("language_confidence"),
+    )
     return (
-        per_language.group_by("conversation_id", maintain_order=True)
-        .agg(
-            pl.col("language").first().alias("dominant_language"),
-            pl.col("_share").first().alias("dominant_share"),
-            (pl.col("_share").filter(pl.col("_share") >= MIXED_SHARE).len() > 1).alias(
-                "mixed_language"
-            ),
-            pl.col("language").alias("languages"),
-            (pl.col("_share").first() * pl.col("_confidence").first()).alias("language_confidence"),
+        conversations.select("conversation_id", "day")
+        .unique("conversation_id", keep="first", maintain_order=True)
+        .join(dominant, on="conversation_id", how="left")
+        .with_columns(
+            pl.col("dominant_language").fill_null(UNKNOWN),
+            pl.col("dominant_share").fill_null(0.0),
+            pl.col("mixed_language").fill_null(False),
+            pl.col("languages").fill_null([]),
+            pl.col("language_confidence").fill_null(0.0),
         )
         .cast(CONVERSATION_LANGUAGE_SCHEMA)
+        .select(*CONVERSATION_LANGUAGE_SCHEMA, "day")
     )

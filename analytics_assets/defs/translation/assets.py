@@ -1,28 +1,37 @@
-"""Translations: each day's messages in the team's languages, with their quality scores, the
-conversation-level language view, and every message that could not be translated."""
+"""Translations: each day's messages in the team's languages, with their quality scores, and
+every message that could not be translated; and the language of each conversation."""
 
 import time
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
+    AssetIn,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
+    asset,
     multi_asset,
 )
 
 from analytics_assets import tables
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
-from analytics_assets.defs.partitions import daily_partitions, days_in
+from analytics_assets.defs.partitions import (
+    daily_partitions,
+    days_in,
+    messages_of_conversations_started_that_day,
+)
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.records import ERROR_SCHEMA
-from analytics_assets.translation.detection import conversation_languages, message_languages
+from analytics_assets.translation.detection import (
+    conversation_languages as languages_of_conversations,
+)
+from analytics_assets.translation.detection import message_languages
 from analytics_assets.translation.pipeline import (
     TRANSLATION_SCHEMA,
     TranslationRun,
@@ -68,15 +77,6 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
             description="Messages that could not be translated (unsupported pair, translator "
             "failing after its retries), also in MongoDB's processing_errors.",
         ),
-        stored_spec(
-            tables.CONVERSATION_LANGUAGES,
-            lake_only(),
-            deps=[tables.CONVERSATION_MESSAGES],
-            group_name=GROUP,
-            kinds={"polars", "parquet"},
-            description="Per conversation: dominant language, its share, mixed-language flag, "
-            "the languages seen, confidence.",
-        ),
     ],
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -95,7 +95,6 @@ def translations(
         conversation_messages.select("message_id", "conversation_id", "role", "content", "day")
     )
     detected = time.perf_counter()
-    languages = conversation_languages(messages)
     translator = translation.build(record_source)
     previous, _ = lake.lake().read_days(tables.CONVERSATION_TRANSLATIONS, days)
     if translator is None:
@@ -150,17 +149,42 @@ def translations(
             **frame_metadata(errors.drop("record"), days=len(days)),
         },
     )
-    yield MaterializeResult(
-        asset_key=tables.CONVERSATION_LANGUAGES,
-        value=languages.join(
-            conversation_messages.group_by("conversation_id").agg(pl.col("day").min()),
-            on="conversation_id",
-        ),
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    **lake_only(),
+    group_name=GROUP,
+    kinds={"polars", "parquet"},
+    ins={
+        tables.CONVERSATION_HEADERS: AssetIn(),
+        tables.MESSAGE_SIGNALS: messages_of_conversations_started_that_day(tables.MESSAGE_SIGNALS),
+    },
+    description="One row per conversation started that day: dominant language of what the "
+    "user wrote, its share, mixed-language flag, the languages seen, confidence (`unknown` "
+    "where the user wrote nothing recognizable).",
+)
+def conversation_languages(
+    context: AssetExecutionContext,
+    conversation_headers: pl.DataFrame,
+    message_signals: pl.DataFrame,
+) -> MaterializeResult[pl.DataFrame]:
+    started = time.perf_counter()
+    # The languages message_signals already detected: nothing is detected twice.
+    languages = languages_of_conversations(
+        conversation_headers.select("conversation_id", "day"), message_signals
+    )
+    seconds = time.perf_counter() - started
+    return MaterializeResult(
+        value=languages,
         metadata={
             "languages": MetadataValue.json(
-                dict(languages.group_by("dominant_language").len().iter_rows())
+                dict(languages.group_by("dominant_language").len().sort("len").iter_rows())
             ),
             "mixed_language": int(languages["mixed_language"].sum()),
-            **frame_metadata(languages, days=len(days)),
+            "unknown_language": languages.filter(pl.col("dominant_language") == "unknown").height,
+            "seconds": round(seconds, 3),
+            **frame_metadata(languages, days=len(days_in(context.partition_time_window))),
         },
     )

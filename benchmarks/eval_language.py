@@ -1,0 +1,148 @@
+"""Language identification on a labelled set nobody tuned the detector on.
+
+The data (`analytics_assets_tests/data/language_labelled.jsonl`) was written by a helper that
+never saw the detector, its rules or its thresholds: chat-style messages in 40 languages,
+7 short (< 40 characters) and 7 long per language, with typos, emoji, code and URLs. It is
+split once, by a hash of each id, into dev (tune here) and test (frozen: its hash is in
+`language_labelled.test.sha256`, checked by the tests). Prints accuracy overall, on short
+texts, per language, the `unknown` rate and the worst confusions, for ours and, as the
+baseline measured in the same run, lingua limited to the old 12-language default.
+
+    .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analytics_assets.categorization import language
+
+DATA = Path(__file__).resolve().parents[1] / "analytics_assets_tests" / "data"
+LABELLED = DATA / "language_labelled.jsonl"
+OLD_DEFAULT = ("en", "es", "de", "fr", "pt", "it", "nl", "zh", "ja", "ko", "ru", "ar")
+
+
+def split_of(item_id: str) -> str:
+    """dev or test, fixed by the id alone."""
+    return "test" if hashlib.sha256(item_id.encode()).digest()[0] % 2 else "dev"
+
+
+def load(split: str | None = None) -> pl.DataFrame:
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    frame = pl.DataFrame(rows).with_columns(
+        pl.col("id").map_elements(split_of, return_dtype=pl.String).alias("split")
+    )
+    return frame if split is None else frame.filter(pl.col("split") == split)
+
+
+def test_split_digest() -> str:
+    """What `language_labelled.test.sha256` holds: the test split's ids, texts and labels."""
+    test = load("test").sort("id")
+    payload = "\n".join(
+        f"{i}\t{t}\t{lang}" for i, t, lang in test.select("id", "text", "language").iter_rows()
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def scores(frame: pl.DataFrame, predicted: list[str]) -> dict:
+    judged = frame.with_columns(pl.Series("predicted", predicted))
+    right = pl.col("predicted") == pl.col("language")
+    short = judged.filter(pl.col("text").str.len_chars() < 40)
+    per_language = judged.group_by("language").agg(right.mean().alias("accuracy")).sort("accuracy")
+    confusions = Counter(
+        (truth, guess)
+        for truth, guess in judged.select("language", "predicted").iter_rows()
+        if truth != guess
+    )
+    return {
+        "n": judged.height,
+        "accuracy": judged.select(right.mean()).item(),
+        "short_accuracy": short.select(right.mean()).item(),
+        "unknown_rate": judged.select((pl.col("predicted") == language.UNKNOWN).mean()).item(),
+        # Of the texts that got a language, how many got the right one.
+        "labelled_precision": judged.filter(pl.col("predicted") != language.UNKNOWN)
+        .select(right.mean())
+        .item(),
+        "per_language": per_language,
+        "confusions": confusions.most_common(12),
+    }
+
+
+def ours(texts: list[str]) -> list[str]:
+    return language.detect_languages(pl.Series(texts))["language"].to_list()
+
+
+def old_default(texts: list[str]) -> list[str]:
+    """lingua over the 12 languages the detector used to be limited to."""
+    from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+    candidates = [
+        Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in OLD_DEFAULT
+    ]
+    detector = LanguageDetectorBuilder.from_languages(*candidates).build()
+    found = detector.detect_languages_in_parallel_of(texts)
+    return [lang.iso_code_639_1.name.lower() if lang else language.UNKNOWN for lang in found]
+
+
+def report(name: str, result: dict, seconds: float) -> None:
+    print(
+        f"{name:<28} accuracy {result['accuracy']:.3f}  short (<40 chars) "
+        f"{result['short_accuracy']:.3f}  unknown {result['unknown_rate']:.3f}  "
+        f"right when labelled {result['labelled_precision']:.3f}  "
+        f"n={result['n']}  {result['n'] / seconds:,.0f} texts/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument(
+        "--sweep", action="store_true", help="accuracy per confidence floor (dev only)"
+    )
+    args = parser.parse_args()
+    frame = load(args.split)
+    texts = frame["text"].to_list()
+    language.detector()  # built (and its models loaded) outside the timings
+    ours(texts)
+    started = time.perf_counter()
+    predicted = ours(texts)
+    ours_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    baseline = old_default(texts)
+    baseline_seconds = time.perf_counter() - started
+    print(f"split {args.split}: {frame.height} texts, {frame['language'].n_unique()} languages")
+    result, before = scores(frame, predicted), scores(frame, baseline)
+    report("ours (all languages)", result, ours_seconds)
+    report("lingua, old 12-language set", before, baseline_seconds)
+    print(f"ratio of accuracy ours/baseline: {result['accuracy'] / before['accuracy']:.2f}")
+    print("lowest per-language accuracy (ours):")
+    for code, accuracy in result["per_language"].head(8).iter_rows():
+        print(f"  {code:<4} {accuracy:.3f}")
+    print("confusions (truth -> predicted, count):", result["confusions"])
+    if args.sweep:
+        if args.split != "dev":
+            raise SystemExit("--sweep tunes: dev split only")
+        floor = language.MIN_CONFIDENCE
+        for candidate in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9):
+            language.MIN_CONFIDENCE = candidate
+            swept = scores(frame, ours(texts))
+            print(
+                f"  floor {candidate:.2f}: accuracy {swept['accuracy']:.3f} short "
+                f"{swept['short_accuracy']:.3f} unknown {swept['unknown_rate']:.3f} right when "
+                f"labelled {swept['labelled_precision']:.3f}"
+            )
+        language.MIN_CONFIDENCE = floor
+
+
+if __name__ == "__main__":
+    main()
