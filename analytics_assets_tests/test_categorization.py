@@ -182,6 +182,34 @@ def test_categorize_and_evaluate_commands(tmp_path, capsys):
     assert {"topic_confidence", "topic_method", "intent", "sentiment", "language"} <= set(rows[0])
 
 
+def test_a_label_is_one_label_however_it_is_spelled(tmp_path, capsys):
+    """`How to`, `how-to` and `how_to` are one label in the taxonomy, in labelled data and
+    in corrections."""
+    from analytics_assets.categorization.taxonomy import canonical_label, parse_taxonomy
+    from analytics_assets.cli import main
+
+    spellings = ["How to", "how-to", "how_to", "  HOW  TO ", "How-To"]
+    assert {canonical_label(spelling) for spelling in spellings} == {"how_to"}
+    taxonomy = parse_taxonomy(
+        {
+            "topics": {"Billing": {"keywords": ["invoice"]}},
+            "intents": {"How to": {"keywords": ["how do i"]}, "chit-chat": {"keywords": ["hi"]}},
+        }
+    )
+    assert taxonomy.names("intent") == ["how_to", "chit_chat"]
+    with pytest.raises(ValueError, match="twice"):
+        parse_taxonomy({"topics": {"a": {}}, "intents": {"how-to": {}, "How to": {}}})
+
+    # The shipped taxonomy's `chit_chat`, labelled the way a person writes it.
+    labelled = tmp_path / "labelled.csv"
+    pl.DataFrame(
+        {"id": ["1"], "text": ["hi there, how are you today?"], "intent": ["Chit-chat"]}
+    ).write_csv(labelled)
+    assert main(["evaluate", str(labelled)]) == 0
+    printed = capsys.readouterr().out
+    assert "Chit-chat" not in printed and "chit_chat" in printed
+
+
 @pytest.mark.nocodb
 def test_corrections_are_read_from_a_nocodb_table(nocodb):
     from analytics_assets.defs.categorization.assets import _read_feedback

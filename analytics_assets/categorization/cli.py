@@ -11,7 +11,7 @@ import polars as pl
 from analytics_assets.categorization.conversations import categorize_texts
 from analytics_assets.categorization.feedback import load_model_tier
 from analytics_assets.categorization.model_tier import score
-from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.categorization.taxonomy import canonical_label, load_taxonomy
 from analytics_assets.settings import get_settings
 
 LABELLED = ("topic", "intent", "sentiment", "language")
@@ -57,7 +57,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     taxonomy = load_taxonomy(get_settings().taxonomy)
     predicted = _categorize(args, frame)
     for name in labelled:
+        # Labelled data may spell a label its own way (`How to`, `how-to`): one spelling.
         truth = frame[name].to_list()
+        if name != "language":
+            truth = [canonical_label(label) for label in truth]
         scores = score(
             truth,
             predicted[name].to_list(),

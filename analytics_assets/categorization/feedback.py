@@ -16,7 +16,7 @@ from analytics_assets.categorization.model_tier import (
     split_held_out,
     train_head,
 )
-from analytics_assets.categorization.taxonomy import Taxonomy
+from analytics_assets.categorization.taxonomy import Taxonomy, canonical_label
 
 HEADS_INDEX = "current.json"
 TRAINED_DIMENSIONS = ("topic", "intent")
@@ -65,7 +65,8 @@ def train_and_choose(
         if rows.height < MIN_CORRECTIONS:
             continue
         vectors = embed(rows["opening"].to_list())
-        truth = rows[dimension].to_list()
+        # A correction written `How to` trains the taxonomy's `how_to`.
+        truth = [canonical_label(label) for label in rows[dimension].to_list()]
         train, test = split_held_out(rows.height)
         fallback = taxonomy.fallbacks[dimension]
         head = train_head(vectors[train], [truth[i] for i in train], fallback=fallback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,16 @@ import yaml
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
 DIMENSIONS = ("topic", "intent", "sentiment")
+
+
+def canonical_label(name: str | None) -> str | None:
+    """One spelling per label, however it was written: `How to`, `how-to` and `how_to` are
+    all `how_to` (lower case, runs of spaces, hyphens and underscores as one underscore).
+    Used for the taxonomy's names, labelled data (`evaluate`) and corrections (feedback)."""
+    if name is None:
+        return None
+    words = re.split(r"[\s_\-]+", unicodedata.normalize("NFKC", str(name)).strip().lower())
+    return "_".join(word for word in words if word)
 
 
 @dataclass(frozen=True)
@@ -56,8 +67,11 @@ class Taxonomy:
 
 def _labels(section: dict[str, Any] | None) -> dict[str, Label]:
     labels = {}
-    for name, spec in (section or {}).items():
+    for written, spec in (section or {}).items():
         spec = spec or {}
+        name = canonical_label(written)
+        if name in labels:
+            raise ValueError(f"The taxonomy names {name!r} twice (as {written!r} too).")
         labels[name] = Label(
             name=name,
             description=spec.get("description", ""),
@@ -80,7 +94,10 @@ def parse_taxonomy(document: dict[str, Any]) -> Taxonomy:
             "topic": "other",
             "intent": "uncertain",
             "sentiment": "uncertain",
-            **document.get("fallbacks", {}),
+            **{
+                dimension: canonical_label(label)
+                for dimension, label in document.get("fallbacks", {}).items()
+            },
         },
         rule_languages=tuple(document["rule_languages"])
         if document.get("rule_languages")
