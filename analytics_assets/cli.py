@@ -319,6 +319,11 @@ def _add_categorization_commands(commands: Subcommands) -> None:
         command.add_argument("--tier", choices=["rules", "model"], default="rules")
         command.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
         command.add_argument("--threshold", type=float, default=0.5)
+        command.add_argument(
+            "--taxonomy",
+            help="A shipped taxonomy (support, assistant) or a YAML file "
+            "(default: ANALYTICS_TAXONOMY, else support).",
+        )
         if name == "categorize":
             command.add_argument("--output", type=Path, help="JSONL out (default: stdout)")
 

@@ -29,7 +29,7 @@ def read_texts(path: Path) -> pl.DataFrame:
 
 
 def _categorize(args: argparse.Namespace, frame: pl.DataFrame) -> pl.DataFrame:
-    taxonomy = load_taxonomy(get_settings().taxonomy)
+    taxonomy = load_taxonomy(args.taxonomy or get_settings().taxonomy)
     model = None
     if args.tier == "model":
         model = load_model_tier(
@@ -54,7 +54,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     labelled = [name for name in LABELLED if name in frame.columns]
     if not labelled:
         raise SystemExit(f"{args.input} has no label column ({', '.join(LABELLED)})")
-    taxonomy = load_taxonomy(get_settings().taxonomy)
+    taxonomy = load_taxonomy(args.taxonomy or get_settings().taxonomy)
     predicted = _categorize(args, frame)
     for name in labelled:
         # Labelled data may spell a label its own way (`How to`, `how-to`): one spelling.

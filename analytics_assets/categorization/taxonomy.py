@@ -13,6 +13,12 @@ import polars as pl
 import yaml
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.yaml")
+# The taxonomies shipped with the package, chosen by name (ANALYTICS_TAXONOMY=assistant):
+# customer support (the default) and general-purpose assistants (open-domain chats).
+SHIPPED_TAXONOMIES = {
+    "support": DEFAULT_TAXONOMY,
+    "assistant": Path(__file__).with_name("taxonomy_assistant.yaml"),
+}
 DIMENSIONS = ("topic", "intent", "sentiment")
 
 
@@ -116,6 +122,7 @@ def parse_taxonomy(document: dict[str, Any]) -> Taxonomy:
 
 @cache
 def load_taxonomy(path: str | None = None) -> Taxonomy:
-    """The taxonomy at `path` (the deployment's ANALYTICS_TAXONOMY) or the shipped one."""
-    chosen = Path(path or DEFAULT_TAXONOMY)
+    """The taxonomy at `path` (the deployment's ANALYTICS_TAXONOMY: a shipped taxonomy's
+    name or a YAML file) or the shipped support taxonomy."""
+    chosen = SHIPPED_TAXONOMIES.get(path or "support") or Path(path)
     return parse_taxonomy(yaml.safe_load(chosen.read_text(encoding="utf-8")))
