@@ -38,6 +38,8 @@ BY_SCRIPT = [
     ("el", "ξέχασα τον κωδικό μου"),
     ("vi", "Tôi quên mật khẩu rồi, giúp tôi với"),
     ("de", "Ich habe mein Passwort vergessen und komme nicht mehr in mein Konto."),
+    # lingua's low-accuracy mode called this Latin at 0.77 (why it is not used).
+    ("en", "How do I change the credit card on my subscription?"),
     ("es", "olvidé mi contraseña"),
 ]
 
@@ -116,11 +118,11 @@ def test_the_test_split_is_frozen(evaluation):
 
 
 def test_accuracy_floors_on_the_frozen_test_split(evaluation):
-    """A regression gate, not a target: measured 0.910 overall, 0.818 on short texts, 0.996
-    of the labels given right, 8.6 % unknown (benchmarks/eval_language.py --split test)."""
+    """A regression gate, not a target: measured 0.921 overall, 0.856 on short texts, every
+    label given right, 7.9 % unknown (benchmarks/eval_language.py --split test)."""
     test = evaluation.load("test")
     result = evaluation.scores(test, evaluation.ours(test["text"].to_list()))
-    assert result["accuracy"] >= 0.89
-    assert result["short_accuracy"] >= 0.80
+    assert result["accuracy"] >= 0.90
+    assert result["short_accuracy"] >= 0.83
     assert result["labelled_precision"] >= 0.98
     assert result["unknown_rate"] <= 0.10
