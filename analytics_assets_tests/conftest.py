@@ -16,6 +16,19 @@ from analytics_assets.sources.seed import SeededBase, seed_nocodb
 from analytics_assets_tests.nocodb_server import NocoDBServer, free_port, start_nocodb
 
 
+def import_benchmark(name: str):
+    """A script under benchmarks/ as a module: its evaluation code is what the accuracy
+    tests gate on, so the tests and the printed figures cannot drift apart."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def range_tags(first, last) -> dict[str, str]:
     """Run tags that make one run cover a range of daily partitions (a single-run backfill)."""
     from analytics_assets.defs.partitions import range_tags as tags

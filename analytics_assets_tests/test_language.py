@@ -4,7 +4,6 @@ a frozen split of a labelled set written independently of the detector."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -12,8 +11,8 @@ import pytest
 
 from analytics_assets.categorization.language import UNKNOWN, detect_languages
 from analytics_assets.settings import get_settings
+from analytics_assets_tests.conftest import import_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATA = Path(__file__).resolve().parent / "data"
 
 # One short and one long text per script family (written for this test).
@@ -103,11 +102,7 @@ def test_a_language_outside_the_configured_set_is_unknown_never_another(configur
 
 @pytest.fixture(scope="module")
 def evaluation():
-    sys.path.insert(0, str(BENCHMARKS))
-    import eval_language
-
-    yield eval_language
-    sys.path.remove(str(BENCHMARKS))
+    return import_benchmark("eval_language")
 
 
 def test_the_test_split_is_frozen(evaluation):

@@ -3,25 +3,20 @@ package, hand-labelled independently of the taxonomies), and choosing a shipped 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from analytics_assets.deployments import categorization_for
 from analytics_assets.settings import Settings
+from analytics_assets_tests.conftest import import_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")
 def evaluation():
-    sys.path.insert(0, str(BENCHMARKS))
-    import eval_open_domain
-
-    yield eval_open_domain
-    sys.path.remove(str(BENCHMARKS))
+    return import_benchmark("eval_open_domain")
 
 
 def test_the_test_split_is_frozen(evaluation):
