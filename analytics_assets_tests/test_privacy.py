@@ -238,6 +238,29 @@ def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, m
                                             if c["user_id"]})  # fmt: skip
 
 
+def test_no_raw_id_or_text_reaches_dagsters_event_log(tmp_path, mongo_server):
+    """Materialization and output metadata are kept in Dagster's run storage, beyond the
+    reach of erasure: no raw user id and no planted value may be in it. (The lake IO
+    manager used to add a preview of the restricted raw table, record JSON included.)"""
+    from dagster import instance_for_test
+
+    spec = SampleSpec(days=2, conversations=60, users=10, seed=11, with_bad_records=False)
+    planted = _export_with_pii(tmp_path / "export", spec)
+    defs, _, _ = _definitions(tmp_path, mongo_server, "privacy_event_log", key=KEY)
+    raw_ids = {c["user_id"] for c in planted["data"].conversations if c["user_id"]}
+    (tmp_path / "dagster_home").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        result = defs.resolve_job_def("ingestion_job").execute_in_process(
+            instance=instance, tags=range_tags(spec.start, spec.end)
+        )
+        assert result.success
+        stored = "\n".join(str(record) for record in instance.all_logs(result.run_id))
+    assert "nocodb_raw_pages" in stored and "preview" in stored
+    assert EMAIL_USER not in stored
+    assert not [user for user in raw_ids if user in stored]
+    assert not [value for value in PLANTED.values() if value in stored]
+
+
 def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mongo_server):
     spec = SampleSpec(days=1, conversations=20, users=5, seed=11, with_bad_records=False)
     _export_with_pii(tmp_path / "export", spec)

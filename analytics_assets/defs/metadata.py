@@ -27,14 +27,21 @@ def markdown_table(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
     return "\n".join(lines)
 
 
-def frame_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
-    """Row count, schema and preview. A multi-day run attaches its metadata to every day's
-    materialization, so there the count is labelled as the run's, not the day's."""
+def shape_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
+    """Row count and schema: what a frame is, nothing of what it holds. A multi-day run
+    attaches its metadata to every day's materialization, so there the count is labelled
+    as the run's, not the day's."""
     count_key = "dagster/row_count" if days == 1 else "rows_in_run"
     return {
         count_key: frame.height,
         "dagster/column_schema": TableSchema(
             columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
         ),
-        "preview": MetadataValue.md(markdown_table(frame)),
     }
+
+
+def frame_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
+    """Row count, schema and a preview of the rows. Only the asset decides what of its rows
+    may be shown (the raw table shows none of its records): metadata is kept in Dagster's
+    run storage, which no erasure reaches."""
+    return {**shape_metadata(frame, days=days), "preview": MetadataValue.md(markdown_table(frame))}

@@ -27,7 +27,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 from upath import UPath
 
-from analytics_assets.defs.metadata import frame_metadata
+from analytics_assets.defs.metadata import shape_metadata
 from analytics_assets.storage.lake import (
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_ROW_GROUP_SIZE,
@@ -144,7 +144,9 @@ class PolarsParquetLake(UPathIOManager):
             "bytes_written": written_bytes,
             "write_seconds": round(seconds, 3),
             "write_mb_per_s": round(written_bytes / 1e6 / seconds, 2) if seconds else None,
-            **frame_metadata(obj, days=len(paths)),
+            # Never a preview: the asset's own metadata shows what it may of its rows (the
+            # restricted raw table shows no record), and this would replace it.
+            **shape_metadata(obj, days=len(paths)),
         }
         if len(paths) > 1:
             metadata["rows_per_day"] = MetadataValue.json(rows_per_day)
