@@ -103,7 +103,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_generate_sample(args: argparse.Namespace) -> int:
     spec = SampleSpec(conversations=args.conversations, days=args.days)
-    folder = ensure_sample_export(args.out or get_settings().local_path("sample_export"), spec)
+    folder = ensure_sample_export(args.out or get_settings().sample_export_dir, spec)
     print(f"sample export in {folder}")
     return 0
 

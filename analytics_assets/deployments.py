@@ -57,7 +57,7 @@ def record_source_for(settings: Settings) -> RecordSourceResource:
             source_schema=source_schema(settings),
         )
     return ExportSourceResource(
-        export_dir=settings.export_dir or str(settings.local_path("sample_export")),
+        export_dir=settings.export_dir or str(settings.sample_export_dir),
         # Only the bundled sample is generated; a team's own export folder is never written.
         generate_sample_if_missing=settings.export_dir is None,
         source_schema=source_schema(settings),
@@ -65,11 +65,9 @@ def record_source_for(settings: Settings) -> RecordSourceResource:
 
 
 def lake_settings_for(settings: Settings) -> dict[str, Any]:
-    if settings.deployment == "prod" and not settings.lake_url:
-        # Resolved at run time, so the code location loads before the variable is set.
-        base_url: Any = EnvVar("ANALYTICS_LAKE_URL")
-    else:
-        base_url = settings.lake_url or str(settings.local_path("lake"))
+    # Without a lake (prod before the variable is set) an EnvVar resolved at run time, so the
+    # code location still loads.
+    base_url: Any = settings.lake_location or EnvVar("ANALYTICS_LAKE_URL")
     # Keys come from the standard AWS chain (env, profile, role); only where to connect here.
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
     return {"base_url": base_url, "s3": s3}
@@ -80,7 +78,7 @@ def mongo_for(settings: Settings) -> MongoResource:
         return MongoResource(uri=EnvVar("MONGODB_URI"), database=settings.mongodb_database)
     # The embedded default: nx-27017 on loopback, its files in .local/mongo.
     return MongoResource(
-        embedded_data_dir=str(settings.local_path("mongo")),
+        embedded_data_dir=settings.embedded_mongo_dir,
         embedded_port=settings.embedded_mongo_port,
         database=settings.mongodb_database,
     )

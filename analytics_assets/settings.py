@@ -152,6 +152,24 @@ class Settings(BaseSettings):
     def local_path(self, *parts: str) -> Path:
         return Path(self.local_dir, *parts)
 
+    @property
+    def lake_location(self) -> str | None:
+        """ANALYTICS_LAKE_URL, else the local deployment's `.local/lake`; None in prod
+        without it (prod names its lake)."""
+        if self.lake_url or self.deployment == "prod":
+            return self.lake_url
+        return str(self.local_path("lake"))
+
+    @property
+    def embedded_mongo_dir(self) -> str:
+        """The embedded MongoDB-compatible server's data folder (local deployment)."""
+        return str(self.local_path("mongo"))
+
+    @property
+    def sample_export_dir(self) -> Path:
+        """Where the local deployment generates the bundled sample export."""
+        return self.local_path("sample_export")
+
     def public_view(self) -> dict[str, Any]:
         """Every setting as resolved, secrets replaced by whether they are set: fit for the
         UI, logs and `analytics-assets settings`."""

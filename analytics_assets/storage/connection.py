@@ -47,7 +47,7 @@ class MongoConnection:
                 raise ValueError("The prod deployment needs MONGODB_URI.")
             return cls(uri=uri, database=settings.mongodb_database)
         return cls(
-            embedded_data_dir=str(settings.local_path("mongo")),
+            embedded_data_dir=settings.embedded_mongo_dir,
             embedded_port=settings.embedded_mongo_port,
             database=settings.mongodb_database,
         )

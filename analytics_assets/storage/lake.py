@@ -58,9 +58,9 @@ def s3_storage_options(
 
 def lake_from_settings(settings: Settings) -> Lake:
     """The deployment's lake, for commands and tools that run outside Dagster."""
-    if settings.deployment == "prod" and not settings.lake_url:
+    base_url = settings.lake_location
+    if base_url is None:
         raise ValueError("The prod deployment needs ANALYTICS_LAKE_URL.")
-    base_url = settings.lake_url or str(settings.local_path("lake"))
     if not base_url.startswith("s3://"):
         return Lake.at(base_url)
     options = s3_storage_options(
