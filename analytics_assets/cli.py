@@ -131,6 +131,40 @@ def run_categorization(args: argparse.Namespace) -> int:
     return runner(args)
 
 
+def run_promote_topic(args: argparse.Namespace) -> int:
+    """Copy the taxonomy with a discovered cluster as a new topic (categorization/promote)."""
+    import polars as pl
+
+    from analytics_assets.categorization.promote import promote, taxonomy_document, write_taxonomy
+    from analytics_assets.storage.lake import lake_from_settings
+
+    settings = get_settings()
+    clusters, _ = lake_from_settings(settings).read_days(tables.TOPIC_DISCOVERY, [args.day])
+    chosen = None if clusters is None else clusters.filter(pl.col("cluster") == args.cluster)
+    if chosen is None or chosen.height == 0:
+        print(f"No cluster {args.cluster} in topic_discovery on {args.day}.")
+        return 1
+    row = chosen.row(0, named=True)
+    name = args.name or row.get("name") or f"cluster_{args.cluster}"
+    try:
+        document = promote(
+            taxonomy_document(settings.taxonomy),
+            name=name,
+            terms=list(row["terms"]),
+            examples=list(row["examples"]),
+            day=args.day,
+        )
+    except ValueError as error:
+        print(error)
+        return 1
+    output = args.output or settings.local_path("taxonomy.yaml")
+    write_taxonomy(document, output)
+    print(f"topic {name!r} ({row['size']} conversations on {args.day}) added: {output}")
+    print(f"version {document['version']}. Next: ANALYTICS_TAXONOMY={output}, then backfill")
+    print("conversation_categories over the days to re-label.")
+    return 0
+
+
 def run_compare(args: argparse.Namespace) -> int:
     import polars as pl
 
@@ -326,6 +360,19 @@ def _add_categorization_commands(commands: Subcommands) -> None:
         )
         if name == "categorize":
             command.add_argument("--output", type=Path, help="JSONL out (default: stdout)")
+
+    promote = _add_command(
+        commands,
+        "promote-topic",
+        run_promote_topic,
+        "Copy the taxonomy with a topic_discovery cluster as a new topic.",
+    )
+    promote.add_argument("day", type=date.fromisoformat)
+    promote.add_argument("cluster", type=int)
+    promote.add_argument("--name", help="The topic's name (default: the cluster's name).")
+    promote.add_argument(
+        "--output", type=Path, help="The new taxonomy YAML (default: .local/taxonomy.yaml)."
+    )
 
 
 def _add_lake_and_database_commands(commands: Subcommands) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
-from analytics_assets.defs.categorization.resources import CategorizationResource
+from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
 from analytics_assets.defs.ingestion.resources import (
     ExportSourceResource,
     NocoDBSourceResource,
@@ -101,12 +101,25 @@ def categorization_for(settings: Settings) -> CategorizationResource:
     return CategorizationResource(
         tier=settings.categorization_tier,
         device=settings.device,
+        encoder=settings.encoder,
         heads_dir=settings.heads_dir or str(settings.local_path("heads")),
         feedback_table=settings.nocodb_feedback_table,
         # Locally, the sample export carries corrections for every fifth conversation.
         feedback_file=settings.feedback_file
         or str(settings.local_path("sample_export", "category_feedback.json")),
         taxonomy_path=settings.taxonomy,
+    )
+
+
+def llm_for(settings: Settings) -> LlmResource:
+    """The optional LLM tier; `enabled` only where a deployment names an endpoint."""
+    return LlmResource(
+        base_url=settings.llm_url,
+        model=settings.llm_model,
+        api_key=_secret(settings, "llm_api_key", "ANALYTICS_LLM_API_KEY"),
+        budget=settings.llm_budget,
+        price_per_1k_tokens=settings.llm_price_per_1k_tokens,
+        cache_path=str(settings.local_path("llm_cache.sqlite")),
     )
 
 
@@ -158,6 +171,7 @@ def resources_for(settings: Settings | None = None) -> dict[str, Any]:
     return {
         "record_source": record_source_for(settings),
         "categorization": categorization_for(settings),
+        "llm": llm_for(settings),
         "sync_settings": sync_settings_for(settings),
         "translation": translation_for(settings),
         "privacy": privacy_for(settings),

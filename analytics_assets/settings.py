@@ -90,11 +90,27 @@ class Settings(BaseSettings):
         "ANALYTICS_CATEGORIZATION_TIER", default="rules"
     )
     device: Literal["auto", "cpu", "cuda"] = _env("ANALYTICS_DEVICE", default="auto")
+    encoder: Literal["use-m3", "e5-small", "minilm"] = _env(
+        "ANALYTICS_ENCODER",
+        default="use-m3",
+        description="The model tier's sentence encoder (docs/categorization.md).",
+    )
     heads_dir: str | None = _env("ANALYTICS_HEADS_DIR", default=None)
     feedback_file: str | None = _env("ANALYTICS_FEEDBACK_FILE", default=None)
     taxonomy: str | None = _env(
         "ANALYTICS_TAXONOMY", default=None, description="A taxonomy YAML; None: the shipped one."
     )
+    llm_url: str | None = _env(
+        "ANALYTICS_LLM_URL",
+        default=None,
+        description="An OpenAI-compatible API base URL (…/v1); None: no LLM tier.",
+    )
+    llm_model: str = _env("ANALYTICS_LLM_MODEL", default="gpt-4o-mini")
+    llm_api_key: SecretStr | None = _env("ANALYTICS_LLM_API_KEY", default=None)
+    llm_budget: int = _env(
+        "ANALYTICS_LLM_BUDGET", default=200, description="LLM requests per run, at most."
+    )
+    llm_price_per_1k_tokens: float = _env("ANALYTICS_LLM_PRICE_PER_1K_TOKENS", default=0.0)
     languages: CommaList | None = _env(
         "ANALYTICS_LANGUAGES",
         default=None,

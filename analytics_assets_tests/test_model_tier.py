@@ -1,4 +1,5 @@
-"""The model tier on the real packaged all-MiniLM-L6-v2, on the CPU, and device choice."""
+"""The model tier on the default encoder (use-m3, from its package), on the CPU, and device
+choice."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_embeddings_are_normalized_and_meaningful(embedder):
     vectors = embedder.embed(
         ["I was charged twice on my card", "Please refund the double charge", "Tell me a joke"]
     )
-    assert vectors.shape == (3, 384)
+    assert vectors.shape == (3, embedder.dim)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
@@ -76,7 +77,11 @@ def test_zero_shot_puts_clear_examples_in_the_right_topic(embedder):
     assert prediction.method == "zero_shot"
 
 
-def test_a_trained_head_beats_zero_shot_on_held_out_phrases(embedder):
+def test_a_trained_head_generalizes_to_held_out_phrases(embedder):
+    """With MiniLM the head beat zero-shot here; with use-m3 zero-shot already gets the
+    generator's phrases right (they are close to the taxonomy's examples), so what is
+    asserted is that a head learns the topics from other phrases, not which one wins: that
+    is decided per deployment by measurement (`train_and_choose`)."""
     data = generate_sample(SampleSpec(days=3, conversations=800, seed=11))
     texts = [label["opening"] for label in data.labels]
     truth = [label["topic"] for label in data.labels]
@@ -94,8 +99,7 @@ def test_a_trained_head_beats_zero_shot_on_held_out_phrases(embedder):
     expected = [truth[i] for i in test]
     zero_shot_scores = score(expected, zero_shot.predict(vectors[test], threshold=0.0).labels)
     head_scores = score(expected, head.predict(vectors[test], threshold=0.0).labels)
-    assert head_scores.accuracy > zero_shot_scores.accuracy
-    assert head_scores.macro_f1 > zero_shot_scores.macro_f1
+    assert head_scores.accuracy > 0.8 and head_scores.macro_f1 > 0.75
     assert zero_shot_scores.accuracy > 0.6
 
 
@@ -143,9 +147,12 @@ def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
         [{k: label[k] for k in ("conversation_id", "topic", "intent")} for label in data.labels]
     )
     heads = tmp_path / "heads"
+    # A head belongs to the encoder whose embeddings it was trained on: its own folder.
     first = {
         d.dimension: d
-        for d in train_and_choose(openings, feedback, TAXONOMY, embedder.embed, heads)
+        for d in train_and_choose(
+            openings, feedback, TAXONOMY, embedder.embed, heads / embedder.name
+        )
     }
     assert set(first) == {"topic", "intent"}
     assert first["topic"].baseline_name == "zero-shot"
@@ -155,7 +162,9 @@ def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
     # The same corrections again: the new head is no better than the adopted one, so it stays.
     second = {
         d.dimension: d
-        for d in train_and_choose(openings, feedback, TAXONOMY, embedder.embed, heads)
+        for d in train_and_choose(
+            openings, feedback, TAXONOMY, embedder.embed, heads / embedder.name
+        )
     }
     assert second["topic"].baseline_name == first["topic"].version
     assert not second["topic"].adopted

@@ -81,9 +81,17 @@ def test_split_digest() -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def evaluate(frame: pl.DataFrame, taxonomy_name: str) -> dict:
+def evaluate(frame: pl.DataFrame, taxonomy_name: str, encoder: str | None = None) -> dict:
+    """`encoder`: None for the rules tier, else the model tier with that encoder."""
     taxonomy = load_taxonomy(taxonomy_name)
-    predicted = categorize_texts(frame.select("id", "text"), taxonomy)
+    model = None
+    if encoder:
+        from analytics_assets.categorization.feedback import load_model_tier
+
+        model = load_model_tier(
+            taxonomy, device="cpu", batch_size=128, threshold=0.5, encoder=encoder
+        )
+    predicted = categorize_texts(frame.select("id", "text"), taxonomy, model=model)
     judged = frame.with_columns(
         predicted["topic"].alias("predicted_topic"),
         predicted["language"].alias("predicted_language"),
@@ -123,12 +131,15 @@ def evaluate(frame: pl.DataFrame, taxonomy_name: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument(
+        "--encoder", default=None, help="the model tier with this encoder (default: rules)"
+    )
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} real ShareGPT openings")
     print("labelled topics:", dict(frame.group_by("topic").len().sort("len").iter_rows()))
     for name in ("assistant", "support"):
-        result = evaluate(frame, name)
+        result = evaluate(frame, name, args.encoder)
         print(
             f"{name:<10} other {result['other_share']:.3f}  topic accuracy "
             f"{result['topic_accuracy']:.3f}  right when labelled "

@@ -57,7 +57,7 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
     rows = frame.with_row_index("_row").filter(undecided)
     if rows.height == 0:
         return frame
-    predictions = model.predict(rows[text].fill_null("").to_list())
+    predictions = model.predict(rows[text].fill_null("").to_list(), ("topic", "intent"))
     updates = pl.DataFrame({"_row": rows["_row"]})
     for dimension, prediction in predictions.items():
         updates = updates.with_columns(
@@ -83,19 +83,90 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
     return merged.drop("_row", *[c for c in merged.columns if c.startswith("_") and c != "_row"])
 
 
+def apply_model_sentiment(
+    frame: pl.DataFrame,
+    text: str,
+    model: ModelTier | None,
+    *,
+    prefix: str = "sentiment",
+) -> pl.DataFrame:
+    """The trained sentiment head wherever the lexicon does not speak the language or no
+    rule was sure. English texts a taxonomy rule matched keep the rule; English texts keep
+    VADER only when the head is less sure than VADER is (VADER was as accurate as the head
+    on English only where it was confident: docs/categorization.md)."""
+    if model is None or "sentiment" not in model.predictors or frame.height == 0:
+        return frame
+    prediction = model.predict(frame[text].fill_null("").to_list(), ("sentiment",))["sentiment"]
+    labels = pl.Series("_label", prediction.labels, pl.String)
+    confidence = pl.Series("_confidence", prediction.confidence.astype(float))
+    method = pl.col(f"{prefix}_method")
+    use_model = (
+        (method == "fallback")
+        | ((method == "lexicon") & (pl.col("_confidence") > pl.col(f"{prefix}_confidence")))
+    ) & (pl.col("_label") != model.predictors["sentiment"].fallback)
+    return (
+        frame.with_columns(labels, confidence)
+        .with_columns(
+            pl.when(use_model).then(pl.col("_label")).otherwise(pl.col(prefix)).alias(prefix),
+            pl.when(use_model).then(pl.col("_confidence"))
+            .otherwise(pl.col(f"{prefix}_confidence")).alias(f"{prefix}_confidence"),
+            pl.when(use_model).then(pl.lit("head")).otherwise(method).alias(f"{prefix}_method"),
+        )
+        .drop("_label", "_confidence")
+    )  # fmt: skip
+
+
+def apply_llm_tier(frame: pl.DataFrame, text: str, labeler, taxonomy: Taxonomy):
+    """Where topic or intent is still the fallback after the rules and the model tier, the
+    LLM's answer (method `llm`); where it abstains, the fallback stays. Returns the frame and
+    the run's figures (requests, cache hits, over budget, abstentions by reason, cost)."""
+    from analytics_assets.categorization.llm import LLM_CONFIDENCE, LlmRun
+
+    undecided = pl.col("topic_method").eq("fallback") | pl.col("intent_method").eq("fallback")
+    rows = frame.with_row_index("_row").filter(undecided)
+    if labeler is None or rows.height == 0:
+        return frame, LlmRun()
+    answers, run = labeler.label(rows[text].fill_null("").to_list(), taxonomy)
+    updates = pl.DataFrame(
+        {
+            "_row": rows["_row"],
+            **{
+                f"_{d}": [a.labels[d] if a.labels else None for a in answers]
+                for d in ("topic", "intent")
+            },
+        },
+        schema_overrides={"_topic": pl.String, "_intent": pl.String},
+    )
+    merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
+    for d in ("topic", "intent"):
+        use = pl.col(f"{d}_method").eq("fallback") & pl.col(f"_{d}").is_not_null()
+        merged = merged.with_columns(
+            pl.when(use).then(pl.col(f"_{d}")).otherwise(pl.col(d)).alias(d),
+            pl.when(use).then(pl.lit(LLM_CONFIDENCE)).otherwise(pl.col(f"{d}_confidence"))
+            .alias(f"{d}_confidence"),
+            pl.when(use).then(pl.lit("llm")).otherwise(pl.col(f"{d}_method"))
+            .alias(f"{d}_method"),
+        )  # fmt: skip
+    return merged.drop("_row", "_topic", "_intent"), run
+
+
 def categorize_texts(
     texts: pl.DataFrame,
     taxonomy: Taxonomy,
     *,
     threshold: float = DEFAULT_THRESHOLD,
     model: ModelTier | None = None,
+    llm=None,
 ) -> pl.DataFrame:
-    """`id, text` -> language, topic, intent and sentiment, each with confidence and method."""
+    """`id, text` -> language, topic, intent and sentiment, each with confidence and method.
+    `llm`: an `LlmLabeler` for what the rules and the model leave undecided."""
     frame = texts.with_columns(detect_languages(texts["text"]))
     frame = classify(frame, "text", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "text", "intent", taxonomy, threshold=threshold)
     frame = apply_model_tier(frame, "text", model)
-    return sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
+    frame, _ = apply_llm_tier(frame, "text", llm, taxonomy)
+    frame = sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
+    return apply_model_sentiment(frame, "text", model)
 
 
 def categorize_conversations(
@@ -106,6 +177,7 @@ def categorize_conversations(
     threshold: float = DEFAULT_THRESHOLD,
     model: ModelTier | None = None,
     translations: pl.DataFrame | None = None,
+    llm=None,
 ) -> pl.DataFrame:
     """One row per conversation header: why they came (topic, intent of the opening user
     turn), how they felt at the start and at the end, and the language they wrote in.
@@ -133,11 +205,14 @@ def categorize_conversations(
     frame = classify(frame, "category_text", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "category_text", "intent", taxonomy, threshold=threshold)
     frame = apply_model_tier(frame, "category_text", model)
+    frame, _ = apply_llm_tier(frame, "category_text", llm, taxonomy)
     frame = sentiment(
         frame, "opening", taxonomy, prefix="sentiment_opening", language="language",
         threshold=threshold,
     )  # fmt: skip
     frame = sentiment(frame, "last", taxonomy, language="language", threshold=threshold)
+    frame = apply_model_sentiment(frame, "opening", model, prefix="sentiment_opening")
+    frame = apply_model_sentiment(frame, "last", model)
     return (
         frame.with_columns(
             pl.lit(taxonomy.version).alias("taxonomy_version"),

@@ -10,6 +10,8 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
+from analytics_assets.categorization.promote import cluster_name
+
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 STOP_WORDS = frozenset(
     [
@@ -66,6 +68,8 @@ STOP_WORDS = frozenset(
 )
 CLUSTER_SCHEMA: dict[str, pl.DataType] = {
     "cluster": pl.Int32(),
+    # A label-shaped name from the two most distinctive terms: what `promote-topic` uses.
+    "name": pl.String(),
     "size": pl.UInt32(),
     "terms": pl.List(pl.String()),
     "examples": pl.List(pl.String()),
@@ -125,11 +129,13 @@ def discover(texts: list[str], vectors: np.ndarray, *, max_clusters: int = 8) ->
     for cluster in range(k):
         members = [text for text, a in zip(texts, assignment, strict=True) if a == cluster]
         if members:
+            terms = distinctive_terms(members, texts)
             rows.append(
                 {
                     "cluster": cluster,
+                    "name": cluster_name(terms, cluster),
                     "size": len(members),
-                    "terms": distinctive_terms(members, texts),
+                    "terms": terms,
                     "examples": list(dict.fromkeys(members))[:3],
                 }
             )

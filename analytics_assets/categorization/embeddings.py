@@ -24,7 +24,10 @@ class EmbeddingRun:
 
 
 class SentenceEmbedder:
-    """Batches texts by sorted length (little padding), fp16 on CUDA, bounded batch memory."""
+    """Batches texts by sorted length (little padding), fp16 on CUDA, bounded batch memory.
+    English only: the multilingual encoders are in `multilingual`."""
+
+    name = "minilm"
 
     def __init__(self, device: str = "cpu", *, batch_size: int = 128, max_tokens: int = MAX_TOKENS):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,12 +76,14 @@ class SentenceEmbedder:
         return output
 
 
-_embedders: dict[tuple[str, int], Any] = {}
+_embedders: dict[tuple[str, str, int], Any] = {}
 
 
-def shared_embedder(device: str, batch_size: int = 128) -> SentenceEmbedder:
-    """One loaded model per device and process."""
-    key = (device, batch_size)
+def shared_embedder(device: str, batch_size: int = 128, encoder: str | None = None):
+    """One loaded encoder per name, device and process (`multilingual.ENCODERS`)."""
+    from analytics_assets.categorization.multilingual import DEFAULT_ENCODER, load_encoder
+
+    key = (encoder or DEFAULT_ENCODER, device, batch_size)
     if key not in _embedders:
-        _embedders[key] = SentenceEmbedder(device, batch_size=batch_size)
+        _embedders[key] = load_encoder(key[0], device, batch_size=batch_size)
     return _embedders[key]

@@ -50,9 +50,12 @@ def train_and_choose(
     taxonomy: Taxonomy,
     embed,
     heads_dir: Path,
+    shipped: dict[str, Head] | None = None,
 ) -> list[HeadDecision]:
     """For each dimension: train a head on the corrections, score it on a held-out split
-    against what runs now (the current head, else zero-shot), and adopt it only if better."""
+    against what runs now (the adopted head, else the shipped one, else zero-shot), and
+    adopt it only if better. `heads_dir` is the encoder's own folder: a head is only valid
+    on the embeddings it was trained on."""
     heads_dir.mkdir(parents=True, exist_ok=True)
     index_path = heads_dir / HEADS_INDEX
     current = json.loads(index_path.read_text()) if index_path.exists() else {}
@@ -75,6 +78,9 @@ def train_and_choose(
         if dimension in current:
             baseline = Head.load(heads_dir, current[dimension])
             baseline_name = current[dimension]
+        elif shipped and dimension in shipped:
+            baseline = shipped[dimension]
+            baseline_name = shipped[dimension].version
         else:
             baseline = ZeroShot.from_taxonomy(taxonomy, dimension, embed)
             baseline_name = "zero-shot"
@@ -118,6 +124,11 @@ def openings_from_messages(messages: pl.LazyFrame, conversation_ids: list[str]) 
     )
 
 
+def encoder_heads_dir(heads_dir: str | Path | None, encoder: str) -> Path | None:
+    """Where the heads trained on `encoder`'s embeddings live."""
+    return Path(heads_dir) / encoder if heads_dir else None
+
+
 def current_heads(heads_dir: str | Path | None) -> dict[str, str]:
     """dimension -> head version chosen by the last training that beat its predecessor."""
     if not heads_dir:
@@ -133,16 +144,19 @@ def load_model_tier(
     batch_size: int,
     threshold: float,
     heads_dir: str | Path | None = None,
+    encoder: str | None = None,
 ):
-    """The model tier on `device` ("auto" resolved here), with the adopted heads if any.
+    """The model tier on `device` ("auto" resolved here) with `encoder` (None: the default),
+    the shipped heads that fit the taxonomy, and the adopted correction heads if any.
     torch and the model load only now: the rules tier never pays for them."""
     from analytics_assets.categorization.device import resolve_device
     from analytics_assets.categorization.embeddings import shared_embedder
     from analytics_assets.categorization.model_tier import Head, ModelTier
 
-    embedder = shared_embedder(resolve_device(device), batch_size)
+    embedder = shared_embedder(resolve_device(device), batch_size, encoder)
+    folder = encoder_heads_dir(heads_dir, embedder.name)
     heads = {
-        dimension: Head.load(Path(heads_dir), version)
-        for dimension, version in current_heads(heads_dir).items()
+        dimension: Head.load(folder, version)
+        for dimension, version in current_heads(folder).items()
     }
     return ModelTier.build(embedder, taxonomy, heads, threshold=threshold)

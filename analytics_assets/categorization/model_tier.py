@@ -13,6 +13,11 @@ import numpy as np
 
 from analytics_assets.categorization.taxonomy import Taxonomy
 
+# Heads trained by `scripts/train_shipped_heads.py` on the labelled corpus shipped beside
+# them, one folder per encoder: what the model tier uses before any correction exists.
+SHIPPED_HEADS = Path(__file__).resolve().parent / "heads"
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
 # Cosine similarities of MiniLM sit in a narrow band; dividing by 0.05 before the softmax
 # spreads them so that a clear winner gets a confident probability. Calibrated on the
 # sample's labelled openings (see `fit_temperature`), not a magic number.
@@ -204,28 +209,57 @@ def split_held_out(
     return order[:cut], order[cut:]
 
 
+def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
+    """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
+    when its labels are exactly the taxonomy's, so a custom taxonomy falls back to
+    zero-shot instead of being labelled with names it does not have."""
+    index = SHIPPED_HEADS / encoder / "index.json"
+    if not index.exists():
+        return {}
+    heads: dict[str, Head] = {}
+    for version in json.loads(index.read_text())["heads"]:
+        head = Head.load(index.parent, version)
+        dimension = head.metrics["dimension"]
+        if dimension == "sentiment":
+            fits = set(head.names) <= set(SENTIMENT_LABELS)
+        else:
+            fits = set(head.names) == set(taxonomy.names(dimension))
+        if fits and dimension not in heads:
+            head.fallback = taxonomy.fallbacks[dimension]
+            heads[dimension] = head
+    return heads
+
+
 @dataclass
 class ModelTier:
-    """Embeds texts once and labels each dimension with its head, else zero-shot."""
+    """Embeds texts once and labels each dimension with its head (a correction-trained one,
+    else the shipped one), else zero-shot; sentiment only where a head exists."""
 
-    embedder: object  # SentenceEmbedder (kept untyped: torch loads only with the model tier)
+    embedder: object  # an encoder from `multilingual` (untyped: torch loads only here)
     predictors: dict[str, ZeroShot | Head]
     threshold: float = DEFAULT_THRESHOLD
 
     @classmethod
     def build(cls, embedder, taxonomy: Taxonomy, heads: dict[str, Head] | None = None, *,
-              threshold: float = DEFAULT_THRESHOLD) -> ModelTier:  # fmt: skip
+              threshold: float = DEFAULT_THRESHOLD, shipped: bool = True) -> ModelTier:  # fmt: skip
+        heads = {**(shipped_heads(embedder.name, taxonomy) if shipped else {}), **(heads or {})}
         predictors: dict[str, ZeroShot | Head] = {}
         for dimension in ("topic", "intent"):
-            head = (heads or {}).get(dimension)
-            predictors[dimension] = head or ZeroShot.from_taxonomy(
+            predictors[dimension] = heads.get(dimension) or ZeroShot.from_taxonomy(
                 taxonomy, dimension, embedder.embed
             )
+        if "sentiment" in heads:
+            predictors["sentiment"] = heads["sentiment"]
         return cls(embedder, predictors, threshold)
 
-    def predict(self, texts: list[str]) -> dict[str, Prediction]:
+    def predict(
+        self, texts: list[str], dimensions: Sequence[str] | None = None
+    ) -> dict[str, Prediction]:
+        wanted = [d for d in (dimensions or self.predictors) if d in self.predictors]
+        if not wanted:
+            return {}
         embeddings = self.embedder.embed(texts)
         return {
-            dimension: predictor.predict(embeddings, self.threshold)
-            for dimension, predictor in self.predictors.items()
+            dimension: self.predictors[dimension].predict(embeddings, self.threshold)
+            for dimension in wanted
         }

@@ -26,7 +26,7 @@ from analytics_assets.categorization.feedback import (
     read_feedback,
     train_and_choose,
 )
-from analytics_assets.defs.categorization.resources import CategorizationResource
+from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -67,6 +67,10 @@ def _distributions(
     }, engine
 
 
+def _json_values(metadata: dict) -> dict:
+    return {k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in metadata.items()}
+
+
 @asset(
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -91,18 +95,26 @@ def conversation_categories(
     conversation_messages: pl.DataFrame,
     conversation_translations: pl.DataFrame,
     categorization: CategorizationResource,
+    llm: LlmResource,
 ) -> MaterializeResult[pl.DataFrame]:
     taxonomy = categorization.taxonomy()
     started = time.perf_counter()
     model = categorization.model_tier(taxonomy)
-    categories = categorize_conversations(
-        conversation_headers,
-        conversation_messages,
-        taxonomy,
-        threshold=categorization.threshold,
-        model=model,
-        translations=conversation_translations if conversation_translations.width else None,
-    )
+    labeler = llm.labeler() if llm.enabled else None
+    try:
+        categories = categorize_conversations(
+            conversation_headers,
+            conversation_messages,
+            taxonomy,
+            threshold=categorization.threshold,
+            model=model,
+            translations=conversation_translations if conversation_translations.width else None,
+            llm=labeler,
+        )
+    finally:
+        if labeler is not None:
+            labeler.close()
+    llm_metadata = labeler.last_run.metadata() if labeler and labeler.last_run else {}
     seconds = time.perf_counter() - started
     device = model.embedder.device if model else "cpu"
     distributions, engine = _distributions(
@@ -142,6 +154,8 @@ def conversation_categories(
             "abstention_rate": MetadataValue.json(abstained),
             "categorized_via_translation": int(categories["categorized_via_translation"].sum()),
             "top_topic_intent_pairs": MetadataValue.md(markdown_table(summary, rows=15)),
+            "llm_tier": llm.enabled,
+            **_json_values(llm_metadata),
             **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
         },
     )
@@ -167,20 +181,29 @@ def category_heads(
     record_source: RecordSourceResource,
 ) -> MaterializeResult:
     from analytics_assets.categorization.embeddings import shared_embedder
+    from analytics_assets.categorization.model_tier import shipped_heads
 
     feedback = _read_feedback(categorization, record_source)
     openings = openings_from_messages(
         conversation_messages, feedback["conversation_id"].cast(pl.String).to_list()
     )
-    embedder = shared_embedder(categorization.resolved_device(), categorization.batch_size)
+    embedder = shared_embedder(
+        categorization.resolved_device(), categorization.batch_size, categorization.encoder
+    )
+    taxonomy = categorization.taxonomy()
     decisions = train_and_choose(
         openings,
         feedback,
-        categorization.taxonomy(),
+        taxonomy,
         embedder.embed,
-        Path(categorization.heads_dir),
+        categorization.encoder_heads_dir(),
+        shipped_heads(embedder.name, taxonomy),
     )
-    metadata: dict = {"corrections": feedback.height, "device": embedder.device}
+    metadata: dict = {
+        "corrections": feedback.height,
+        "device": embedder.device,
+        "encoder": embedder.version,
+    }
     for decision in decisions:
         prefix = decision.dimension
         metadata |= {
@@ -267,13 +290,15 @@ def topic_discovery(
         .agg(pl.col("content").first())
     )
     texts = openings["content"].fill_null("").to_list()
-    embedder = shared_embedder(categorization.resolved_device(), categorization.batch_size)
+    embedder = shared_embedder(
+        categorization.resolved_device(), categorization.batch_size, categorization.encoder
+    )
     clusters = discover(texts, embedder.embed(texts) if texts else None)
     day = days_in(context.partition_time_window)[0]
     clusters = clusters.with_columns(pl.lit(day).alias("day"))
     table = clusters.with_columns(
         pl.col("terms").list.join(", "), pl.col("examples").list.first().alias("example")
-    ).select("cluster", "size", "terms", "example")
+    ).select("cluster", "name", "size", "terms", "example")
     return MaterializeResult(
         value=clusters,
         metadata={

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from analytics_assets.categorization.device import resolve_device
-from analytics_assets.categorization.feedback import current_heads, load_model_tier
+from analytics_assets.categorization.feedback import (
+    current_heads,
+    encoder_heads_dir,
+    load_model_tier,
+)
 from analytics_assets.categorization.taxonomy import Taxonomy, load_taxonomy
 
 
 class CategorizationResource(ConfigurableResource):
     """`rules` needs nothing beyond the base install; `model` needs the `ml` extra and adds
-    MiniLM zero-shot (or trained heads) where the rules are not sure."""
+    a multilingual encoder with trained heads (or zero-shot) where the rules are not sure."""
 
     tier: Literal["rules", "model"] = Field(default="rules", description="rules | model")
     device: Literal["auto", "cuda", "cpu"] = Field(
         default="auto", description="auto: CUDA when torch sees it, else the CPU."
+    )
+    encoder: Literal["use-m3", "e5-small", "minilm"] = Field(
+        default="use-m3",
+        description="Sentence encoder: use-m3 (multilingual, CPU or CUDA), e5-small "
+        "(multilingual, CPU), minilm (English).",
     )
     threshold: float = Field(
         default=0.5, description="Below this confidence a label is other/uncertain."
@@ -45,8 +55,12 @@ class CategorizationResource(ConfigurableResource):
     def resolved_device(self) -> str:
         return resolve_device(self.device)
 
+    def encoder_heads_dir(self) -> Path | None:
+        """The heads trained on this encoder's embeddings."""
+        return encoder_heads_dir(self.heads_dir, self.encoder)
+
     def current_heads(self) -> dict[str, str]:
-        return current_heads(self.heads_dir)
+        return current_heads(self.encoder_heads_dir())
 
     def model_tier(self, taxonomy: Taxonomy):
         """None for the rules tier; else the model tier on the resolved device."""
@@ -58,4 +72,37 @@ class CategorizationResource(ConfigurableResource):
             batch_size=self.batch_size,
             threshold=self.threshold,
             heads_dir=self.heads_dir,
+            encoder=self.encoder,
+        )
+
+
+class LlmResource(ConfigurableResource):
+    """The optional LLM tier (`categorization/llm.py`): an OpenAI-compatible chat endpoint
+    labels the conversations the rules and the model tier abstained on. Off without a URL."""
+
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base (…/v1); None: the tier is off."
+    )
+    model: str = Field(default="gpt-4o-mini", description="The model name sent to the API.")
+    api_key: str | None = Field(default=None, description="Bearer token (an EnvVar).")
+    budget: int = Field(default=200, description="Requests per run, at most.")
+    price_per_1k_tokens: float = Field(default=0.0, description="For the cost in metadata.")
+    cache_path: str | None = Field(
+        default=None, description="SQLite file of answers by text hash; None: per process."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    def labeler(self):
+        from analytics_assets.categorization.llm import LlmLabeler
+
+        return LlmLabeler(
+            self.base_url,
+            self.model,
+            api_key=self.api_key,
+            budget=self.budget,
+            price_per_1k_tokens=self.price_per_1k_tokens,
+            cache_path=self.cache_path,
         )

@@ -1,0 +1,212 @@
+"""The optional LLM tier: an OpenAI-compatible chat endpoint (a self-hosted server or a
+provider) labels what the rules and the model tier abstained on.
+
+- Structured output: the request carries a JSON schema whose fields are enums of the
+  taxonomy's labels; an answer that does not parse or names a label the taxonomy lacks is an
+  abstention with its reason, never a label.
+- Budget: at most `budget` requests per run; texts past it are skipped (and counted).
+- Cache: answers are kept by a hash of (model, taxonomy version, text), so a backfill that
+  meets the same text again does not pay for it twice.
+- Cost: tokens from the responses' `usage`, priced per 1,000 tokens, reported per run.
+
+Off unless a deployment sets ANALYTICS_LLM_URL. Pure: no Dagster here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from analytics_assets.categorization.taxonomy import Taxonomy, canonical_label
+
+DIMENSIONS = ("topic", "intent", "sentiment")
+SENTIMENTS = ("positive", "negative", "neutral")
+# A label from the LLM is a claim without a calibrated probability; it is recorded with
+# this confidence so that reports can tell it from the tiers that measure theirs.
+LLM_CONFIDENCE = 0.7
+MAX_TEXT_CHARS = 2000
+
+
+@dataclass
+class LlmLabel:
+    labels: dict[str, str] | None
+    reason: str | None = None  # why it abstained
+    cached: bool = False
+
+
+@dataclass
+class LlmRun:
+    requests: int = 0
+    cache_hits: int = 0
+    over_budget: int = 0
+    abstained: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+    def metadata(self) -> dict:
+        return {
+            "llm_requests": self.requests,
+            "llm_cache_hits": self.cache_hits,
+            "llm_over_budget": self.over_budget,
+            "llm_abstained": dict(self.abstained),
+            "llm_prompt_tokens": self.prompt_tokens,
+            "llm_completion_tokens": self.completion_tokens,
+            "llm_cost": round(self.cost, 6),
+            "llm_seconds": round(self.seconds, 3),
+        }
+
+
+def _schema(taxonomy: Taxonomy) -> dict:
+    options = {
+        "topic": taxonomy.names("topic"),
+        "intent": taxonomy.names("intent"),
+        "sentiment": list(SENTIMENTS),
+    }
+    return {
+        "name": "labels",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {d: {"type": "string", "enum": options[d]} for d in DIMENSIONS},
+            "required": list(DIMENSIONS),
+            "additionalProperties": False,
+        },
+    }
+
+
+def _prompt(taxonomy: Taxonomy) -> str:
+    lines = ["Label the user's first message to a chatbot. Answer with JSON only."]
+    for dimension in ("topic", "intent"):
+        lines.append(f"{dimension}:")
+        lines += [
+            f"- {label.name}: {label.description}" for label in taxonomy.labels[dimension].values()
+        ]
+    lines.append("sentiment: positive, negative or neutral (how the user feels).")
+    return "\n".join(lines)
+
+
+class LlmCache:
+    """Answers by key in a SQLite file (None: in memory, for one process)."""
+
+    def __init__(self, path: str | Path | None):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, value TEXT)")
+
+    def get(self, key: str) -> dict | None:
+        row = self.db.execute("SELECT value FROM labels WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value: dict) -> None:
+        self.db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?)", (key, json.dumps(value)))
+        self.db.commit()
+
+
+class LlmLabeler:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        budget: int = 200,
+        price_per_1k_tokens: float = 0.0,
+        cache_path: str | Path | None = None,
+        timeout: float = 30.0,
+    ):
+        self.model = model
+        self.budget = budget
+        self.price_per_1k_tokens = price_per_1k_tokens
+        self.cache = LlmCache(cache_path)
+        self.last_run: LlmRun | None = None
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers,
+                                   timeout=timeout)  # fmt: skip
+
+    def close(self) -> None:
+        self.client.close()
+
+    def label(self, texts: Sequence[str], taxonomy: Taxonomy) -> tuple[list[LlmLabel], LlmRun]:
+        run = LlmRun()
+        started = time.perf_counter()
+        system, schema = _prompt(taxonomy), _schema(taxonomy)
+        results = []
+        for text in texts:
+            text = (text or "")[:MAX_TEXT_CHARS]
+            key = hashlib.sha256(f"{self.model}\0{taxonomy.version}\0{text}".encode()).hexdigest()
+            cached = self.cache.get(key)
+            if cached is not None:
+                run.cache_hits += 1
+                results.append(LlmLabel(cached, cached=True))
+                continue
+            if run.requests >= self.budget:
+                run.over_budget += 1
+                results.append(LlmLabel(None, "over budget"))
+                continue
+            run.requests += 1
+            result = self._ask(text, system, schema, taxonomy, run)
+            if result.labels is not None:
+                self.cache.put(key, result.labels)
+            else:
+                run.abstained[result.reason] = run.abstained.get(result.reason, 0) + 1
+            results.append(result)
+        run.cost = (run.prompt_tokens + run.completion_tokens) / 1000 * self.price_per_1k_tokens
+        run.seconds = time.perf_counter() - started
+        self.last_run = run
+        return results, run
+
+    def _ask(self, text: str, system: str, schema: dict, taxonomy: Taxonomy, run: LlmRun):
+        try:
+            response = self.client.post(
+                "/chat/completions",
+                json={
+                    "model": self.model,
+                    "temperature": 0,
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": text},
+                    ],
+                    "response_format": {"type": "json_schema", "json_schema": schema},
+                },
+            )
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            return LlmLabel(None, f"request failed: {type(error).__name__}")
+        usage = body.get("usage") or {}
+        run.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        run.completion_tokens += int(usage.get("completion_tokens") or 0)
+        try:
+            content = body["choices"][0]["message"]["content"]
+            answer = json.loads(content)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return LlmLabel(None, "malformed output")
+        return _validated(answer, taxonomy)
+
+
+def _validated(answer: object, taxonomy: Taxonomy) -> LlmLabel:
+    if not isinstance(answer, dict):
+        return LlmLabel(None, "malformed output")
+    allowed = {
+        "topic": set(taxonomy.names("topic")),
+        "intent": set(taxonomy.names("intent")),
+        "sentiment": set(SENTIMENTS),
+    }
+    labels = {}
+    for dimension in DIMENSIONS:
+        value = answer.get(dimension)
+        label = canonical_label(value) if isinstance(value, str) else None
+        if label not in allowed[dimension]:
+            return LlmLabel(None, f"unknown {dimension} label")
+        labels[dimension] = label
+    return LlmLabel(labels)

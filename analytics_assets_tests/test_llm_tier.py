@@ -1,0 +1,136 @@
+"""The optional LLM tier against a local fake OpenAI-compatible server (a real HTTP server
+on loopback that answers /v1/chat/completions from a script): the budget holds, a repeated
+text is answered from the cache, malformed or off-taxonomy output is an abstention with its
+reason, and only what the cheaper tiers left undecided is asked."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import polars as pl
+import pytest
+
+from analytics_assets.categorization.conversations import categorize_texts
+from analytics_assets.categorization.llm import LlmLabeler
+from analytics_assets.categorization.taxonomy import load_taxonomy
+
+TAXONOMY = load_taxonomy()
+
+
+class FakeOpenAI:
+    """Answers each request with `answer(user_text) -> content string`; records requests."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append({"path": self.path, "body": body,
+                                      "auth": self.headers.get("Authorization")})  # fmt: skip
+                text = body["messages"][-1]["content"]
+                payload = {
+                    "choices": [{"message": {"role": "assistant", "content": fake.answer(text)}}],
+                    "usage": {"prompt_tokens": 120, "completion_tokens": 15},
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scripted(text: str) -> str:
+    if "garbage" in text:
+        return "I think this is about billing!"  # not JSON
+    if "invented" in text:
+        return json.dumps({"topic": "astrology", "intent": "support", "sentiment": "neutral"})
+    return json.dumps({"topic": "Billing", "intent": "support", "sentiment": "negative"})
+
+
+@pytest.fixture
+def server():
+    fake = FakeOpenAI(scripted)
+    yield fake
+    fake.close()
+
+
+def test_labels_come_back_validated_with_cost_and_a_structured_schema(server, tmp_path):
+    labeler = LlmLabeler(server.url, "fake-model", api_key="sk-test", budget=10,
+                         price_per_1k_tokens=0.5, cache_path=tmp_path / "cache.sqlite")  # fmt: skip
+    answers, run = labeler.label(["se me cobró dos veces"], TAXONOMY)
+    # "Billing" is the taxonomy's billing: labels are matched however they are spelled.
+    assert answers[0].labels == {"topic": "billing", "intent": "support", "sentiment": "negative"}
+    request = server.requests[0]
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
+    schema = request["body"]["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]["topic"]["enum"]) == set(TAXONOMY.names("topic"))
+    assert run.requests == 1 and run.prompt_tokens == 120 and run.completion_tokens == 15
+    assert run.cost == pytest.approx(135 / 1000 * 0.5)
+
+
+def test_the_budget_holds_and_a_repeat_is_a_cache_hit(server, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    labeler = LlmLabeler(server.url, "fake-model", budget=2, cache_path=cache)
+    texts = ["one", "two", "three", "four"]
+    answers, run = labeler.label(texts, TAXONOMY)
+    assert run.requests == 2 and run.over_budget == 2 and len(server.requests) == 2
+    assert [a.reason for a in answers[2:]] == ["over budget", "over budget"]
+    # A new run (a new process: the cache is on disk) asks only what it has not seen.
+    again = LlmLabeler(server.url, "fake-model", budget=2, cache_path=cache)
+    answers, run = again.label(texts, TAXONOMY)
+    assert run.cache_hits == 2 and run.requests == 2 and len(server.requests) == 4
+    assert all(a.labels for a in answers)
+    assert [a.cached for a in answers] == [True, True, False, False]
+
+
+def test_malformed_or_off_taxonomy_output_is_an_abstention_with_its_reason(server):
+    labeler = LlmLabeler(server.url, "fake-model", budget=10)
+    answers, run = labeler.label(["garbage please", "an invented topic"], TAXONOMY)
+    assert [a.labels for a in answers] == [None, None]
+    assert [a.reason for a in answers] == ["malformed output", "unknown topic label"]
+    assert run.abstained == {"malformed output": 1, "unknown topic label": 1}
+    # Abstentions are not cached: the next run may ask again.
+    labeler.label(["garbage please"], TAXONOMY)
+    assert len(server.requests) == 3
+
+
+def test_an_unreachable_endpoint_abstains_instead_of_failing_the_run():
+    labeler = LlmLabeler("http://127.0.0.1:9/v1", "fake-model", budget=5, timeout=2)
+    answers, run = labeler.label(["hello"], TAXONOMY)
+    assert answers[0].labels is None and answers[0].reason.startswith("request failed")
+    assert run.requests == 1 and sum(run.abstained.values()) == 1
+
+
+def test_only_what_the_rules_left_undecided_reaches_the_llm(server):
+    labeler = LlmLabeler(server.url, "fake-model", budget=10)
+    texts = pl.DataFrame(
+        {
+            "id": ["a", "b"],
+            # The rules know this one (a pricing keyword)...
+            "text": ["How much does the Pro plan cost per seat per month?",
+                     # ...and not this one.
+                     "bitte hilfe, die Abbuchung kam doppelt"],
+        }
+    )  # fmt: skip
+    result = categorize_texts(texts, TAXONOMY, llm=labeler).to_dicts()
+    asked = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert asked == ["bitte hilfe, die Abbuchung kam doppelt"]
+    assert (result[0]["topic"], result[0]["topic_method"]) == ("pricing", "rules")
+    assert (result[1]["topic"], result[1]["topic_method"]) == ("billing", "llm")

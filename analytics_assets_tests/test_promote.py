@@ -1,0 +1,87 @@
+"""Discovered clusters get names, and one can be promoted into the taxonomy: afterwards the
+rules label that cluster's kind of conversation with the new topic instead of `other`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analytics_assets import tables
+from analytics_assets.categorization.conversations import categorize_texts
+from analytics_assets.categorization.discovery import discover
+from analytics_assets.categorization.promote import (
+    cluster_name,
+    promote,
+    taxonomy_document,
+)
+from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
+from analytics_assets.cli import main
+from analytics_assets.settings import get_settings
+from analytics_assets.storage.lake import Lake
+
+DAY = date(2026, 11, 20)
+SHIPPING = [
+    "Where is my parcel? The courier delivery never came.",
+    "My parcel delivery is late, the courier says lost.",
+    "Courier left the parcel at the wrong door, delivery failed.",
+    "Can the courier deliver my parcel on Saturday?",
+]
+RECIPES = [
+    "Give me a recipe for vegan lasagna dinner",
+    "What recipe can I cook for dinner with rice?",
+    "A quick dinner recipe with chicken please",
+]
+
+
+def clusters() -> pl.DataFrame:
+    texts = SHIPPING + RECIPES
+    # Two clean directions stand in for embeddings: the test is about naming, not k-means.
+    vectors = np.array([[1.0, 0.0]] * len(SHIPPING) + [[0.0, 1.0]] * len(RECIPES))
+    return discover(texts, vectors, max_clusters=2)
+
+
+def test_clusters_are_named_by_their_most_distinctive_terms():
+    found = clusters()
+    names = set(found["name"])
+    assert any("parcel" in n or "courier" in n or "delivery" in n for n in names), names
+    assert any("recipe" in n or "dinner" in n for n in names), names
+    assert cluster_name([], 3) == "cluster_3"
+    assert cluster_name(["Lieferung", "Paket"], 0) == "lieferung_paket"
+
+
+def test_a_promoted_cluster_becomes_a_topic_the_rules_label():
+    shipping = clusters().filter(pl.col("terms").list.contains("parcel")).row(0, named=True)
+    before = load_taxonomy()
+    texts = pl.DataFrame({"id": ["new"], "text": ["the courier lost my parcel again"]})
+    assert categorize_texts(texts, before)["topic"][0] == "other"
+
+    document = promote(
+        taxonomy_document(None), name="shipping", terms=shipping["terms"],
+        examples=shipping["examples"], day=DAY,
+    )  # fmt: skip
+    after = parse_taxonomy(document)
+    assert "shipping" in after.names("topic")
+    assert after.version == f"{before.version}+shipping"
+    assert categorize_texts(texts, after)["topic"][0] == "shipping"
+    with pytest.raises(ValueError, match="already has"):
+        promote(document, name="Shipping", terms=["x"], examples=[], day=DAY)
+
+
+def test_the_promote_command_reads_discovery_from_the_lake(tmp_path, monkeypatch, capsys):
+    lake = Lake.at(str(tmp_path / "lake"))
+    lake.write_day(tables.TOPIC_DISCOVERY, DAY, clusters().with_columns(pl.lit(DAY).alias("day")))
+    cluster = clusters().filter(pl.col("terms").list.contains("recipe"))["cluster"][0]
+    monkeypatch.setenv("ANALYTICS_LAKE_URL", str(tmp_path / "lake"))
+    get_settings.cache_clear()
+    output = tmp_path / "taxonomy.yaml"
+    try:
+        code = main(["promote-topic", DAY.isoformat(), str(cluster), "--name", "cooking",
+                     "--output", str(output)])  # fmt: skip
+        assert code == 0, capsys.readouterr().out
+        assert "cooking" in load_taxonomy(str(output)).names("topic")
+        assert main(["promote-topic", DAY.isoformat(), "99", "--output", str(output)]) == 1
+    finally:
+        get_settings.cache_clear()
