@@ -350,7 +350,17 @@ def _add_categorization_commands(commands: Subcommands) -> None:
     ):
         command = _add_command(commands, name, run_categorization, description)
         command.add_argument("input", type=Path)
-        command.add_argument("--tier", choices=["rules", "model"], default="rules")
+        command.add_argument(
+            "--tier",
+            choices=["rules", "model", "llm"],
+            default="rules",
+            help="llm: the model tier, then the LLM tier (ANALYTICS_LLM_URL) on what is left",
+        )
+        command.add_argument(
+            "--encoder",
+            choices=["use-m3", "e5-small", "minilm"],
+            help="The model tier's encoder (default: ANALYTICS_ENCODER, else use-m3).",
+        )
         command.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
         command.add_argument("--threshold", type=float, default=0.5)
         command.add_argument(

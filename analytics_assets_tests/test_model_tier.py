@@ -110,25 +110,64 @@ def test_the_threshold_yields_uncertain(embedder):
     assert prediction.confidence[0] < 0.99
 
 
-def test_the_model_tier_fills_in_only_where_rules_are_unsure(embedder):
-    model = ModelTier.build(embedder, TAXONOMY)
-    result = categorize_texts(
-        pl.DataFrame(
-            {
-                "id": ["rule", "model"],
-                "text": [
-                    "How much does the Pro plan cost per seat?",
-                    "My card got debited two times for one month, please return one.",
-                ],
-            }
-        ),
-        TAXONOMY,
-        model=model,
-    ).to_dicts()
+TWO_TEXTS = pl.DataFrame(
+    {
+        "id": ["rule", "model"],
+        "text": [
+            "How much does the Pro plan cost per seat?",
+            "My card got debited two times for one month, please return one.",
+        ],
+    }
+)
+
+
+def test_zero_shot_fills_in_only_where_rules_are_unsure(embedder):
+    model = ModelTier.build(embedder, TAXONOMY, shipped=False)
+    result = categorize_texts(TWO_TEXTS, TAXONOMY, model=model).to_dicts()
     assert (result[0]["topic"], result[0]["topic_method"]) == ("pricing", "rules")
     # No billing keyword matches, so the rules abstain and zero-shot decides.
     assert (result[1]["topic"], result[1]["topic_method"]) == ("billing", "zero_shot")
     assert result[1]["topic_confidence"] > 0.5
+
+
+def test_a_shipped_head_labels_where_it_is_sure_and_the_rules_fill_in(embedder):
+    """A head trained on labelled real text was more precise than the keywords on the
+    independent set, so where it is sure it decides; the rules keep what it is not sure of."""
+    model = ModelTier.build(embedder, TAXONOMY)
+    assert model.head_overrides_rules("topic")
+    result = categorize_texts(TWO_TEXTS, TAXONOMY, model=model).to_dicts()
+    assert [r["topic"] for r in result] == ["pricing", "billing"]
+    assert result[1]["topic_method"] == "head"
+    # Sentiment comes from the shipped head too, in languages no rule or lexicon speaks.
+    texts = pl.DataFrame(
+        {
+            "id": ["ja", "de"],
+            "text": ["すぐに直してくれて本当に助かりました！",
+                     "Der Export ist seit gestern kaputt und niemand antwortet"],
+        }
+    )  # fmt: skip
+    labelled = categorize_texts(texts, TAXONOMY, model=model)
+    assert labelled["sentiment"].to_list() == ["positive", "negative"]
+    assert set(labelled["sentiment_method"]) == {"head"}
+
+
+def test_a_custom_taxonomy_gets_no_shipped_head_with_labels_it_lacks(embedder):
+    from analytics_assets.categorization.model_tier import shipped_heads
+    from analytics_assets.categorization.taxonomy import parse_taxonomy
+
+    custom = parse_taxonomy(
+        {
+            "version": "custom-1",
+            "fallbacks": {"topic": "other", "intent": "uncertain", "sentiment": "uncertain"},
+            "topics": {"shipping": {"description": "Parcels and couriers."},
+                       "other": {"description": "Anything else."}},
+            "intents": {"ask": {"description": "A question."}},
+        }
+    )  # fmt: skip
+    heads = shipped_heads(embedder.name, custom)
+    assert set(heads) == {"sentiment"}
+    model = ModelTier.build(embedder, custom)
+    assert model.predictors["topic"].__class__.__name__ == "ZeroShot"
 
 
 def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):

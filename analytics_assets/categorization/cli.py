@@ -28,15 +28,38 @@ def read_texts(path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.col("id").cast(pl.String), pl.col("text").cast(pl.String))
 
 
+def _llm_labeler():
+    """The deployment's LLM tier (ANALYTICS_LLM_*), for `--tier llm`."""
+    from analytics_assets.categorization.llm import LlmLabeler
+
+    settings = get_settings()
+    if not settings.llm_url:
+        raise SystemExit("--tier llm needs ANALYTICS_LLM_URL (an OpenAI-compatible /v1 base)")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    return LlmLabeler(settings.llm_url, settings.llm_model, api_key=key,
+                      budget=settings.llm_budget,
+                      price_per_1k_tokens=settings.llm_price_per_1k_tokens,
+                      cache_path=settings.local_path("llm_cache.sqlite"))  # fmt: skip
+
+
 def _categorize(args: argparse.Namespace, frame: pl.DataFrame) -> pl.DataFrame:
     taxonomy = load_taxonomy(args.taxonomy or get_settings().taxonomy)
-    model = None
-    if args.tier == "model":
+    model = llm = None
+    if args.tier in ("model", "llm"):
         model = load_model_tier(
-            taxonomy, device=args.device, batch_size=128, threshold=args.threshold
+            taxonomy,
+            device=args.device,
+            batch_size=128,
+            threshold=args.threshold,
+            encoder=args.encoder or get_settings().encoder,
         )
+    if args.tier == "llm":
+        llm = _llm_labeler()
     texts = frame.select("id", "text")
-    return categorize_texts(texts, taxonomy, threshold=args.threshold, model=model)
+    result = categorize_texts(texts, taxonomy, threshold=args.threshold, model=model, llm=llm)
+    if llm is not None and llm.last_run is not None:
+        print(f"LLM tier: {llm.last_run.metadata()}", file=sys.stderr)
+    return result
 
 
 def run_categorize(args: argparse.Namespace) -> int:
@@ -77,4 +100,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for truth_label, row in scores.confusion.items():
             cells = "".join(f"{row.get(label, 0):>10}" for label in columns)
             print(f"  {truth_label:<{width}}{cells}")
+    if "language" in frame.columns:
+        print_per_language(frame, predicted, labelled, taxonomy)
     return 0
+
+
+def print_per_language(
+    frame: pl.DataFrame, predicted: pl.DataFrame, labelled: list[str], taxonomy
+) -> None:
+    """Accuracy, macro-F1 and abstention per dimension for each labelled language: a
+    label that only works in English shows here, not in the overall figure."""
+    dimensions = [name for name in labelled if name != "language"] + ["language"]
+    print("per language (accuracy / macro-F1 / abstention):")
+    print(f"  {'language':<9}{'n':>5}" + "".join(f"{d:>22}" for d in dimensions))
+    languages = frame["language"].to_list()
+    for language in sorted(set(languages)):
+        rows = [i for i, value in enumerate(languages) if value == language]
+        cells = []
+        for name in dimensions:
+            truth = [frame[name][i] for i in rows]
+            if name != "language":
+                truth = [canonical_label(label) for label in truth]
+            scores = score(
+                truth,
+                [predicted[name][i] for i in rows],
+                fallbacks=[taxonomy.fallbacks.get(name, "unknown"), "unknown"],
+            )
+            cells.append(f"{scores.accuracy:.2f} / {scores.macro_f1:.2f} / {scores.abstention:.2f}")
+        print(f"  {language:<9}{len(rows):>5}" + "".join(f"{c:>22}" for c in cells))

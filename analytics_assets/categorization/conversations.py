@@ -50,10 +50,16 @@ TRANSLATION_LANGUAGE = "en"
 
 
 def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) -> pl.DataFrame:
-    """Where the rules found nothing sure enough, the model tier labels (rules win)."""
+    """The model tier's topic and intent where the rules found nothing sure enough; where
+    the model's predictor is a head trained on labelled text and sure itself, over the rules
+    too (measured more precise than the keywords on real text: docs/categorization.md).
+    Zero-shot only fills in where the rules abstained."""
     if model is None or frame.height == 0:
         return frame
+    heads_win = {d: model.head_overrides_rules(d) for d in ("topic", "intent")}
     undecided = pl.col("topic_method").eq("fallback") | pl.col("intent_method").eq("fallback")
+    if any(heads_win.values()):
+        undecided = pl.lit(True)
     rows = frame.with_row_index("_row").filter(undecided)
     if rows.height == 0:
         return frame
@@ -67,12 +73,11 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
         )
     merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
     for dimension in predictions:
-        # The model speaks only where the rules abstained, and only when it is sure itself.
-        use_model = (
-            pl.col(f"{dimension}_method").eq("fallback")
-            & pl.col(f"_{dimension}").is_not_null()
-            & pl.col(f"_{dimension}").ne(pl.col(dimension))
-        )
+        # Sure: at or above the model's threshold. A sure `other` is a label (the topic
+        # exists in the taxonomy), not an abstention.
+        model_sure = pl.col(f"_{dimension}_confidence").ge(model.threshold).fill_null(False)
+        rules_abstained = pl.col(f"{dimension}_method").eq("fallback")
+        use_model = model_sure & (pl.lit(heads_win[dimension]) | rules_abstained)
         merged = merged.with_columns(
             pl.when(use_model).then(pl.col(f"_{dimension}")).otherwise(pl.col(dimension)).alias(dimension),
             pl.when(use_model).then(pl.col(f"_{dimension}_confidence"))
@@ -90,20 +95,17 @@ def apply_model_sentiment(
     *,
     prefix: str = "sentiment",
 ) -> pl.DataFrame:
-    """The trained sentiment head wherever the lexicon does not speak the language or no
-    rule was sure. English texts a taxonomy rule matched keep the rule; English texts keep
-    VADER only when the head is less sure than VADER is (VADER was as accurate as the head
-    on English only where it was confident: docs/categorization.md)."""
+    """The trained sentiment head wherever no taxonomy rule was sure: VADER's English
+    lexicon was less precise than the head on English too (0.61 vs 0.74 on the dev split of
+    the independent multilingual set), so in the model tier the lexicon only fills in where
+    the head abstains."""
     if model is None or "sentiment" not in model.predictors or frame.height == 0:
         return frame
     prediction = model.predict(frame[text].fill_null("").to_list(), ("sentiment",))["sentiment"]
     labels = pl.Series("_label", prediction.labels, pl.String)
     confidence = pl.Series("_confidence", prediction.confidence.astype(float))
     method = pl.col(f"{prefix}_method")
-    use_model = (
-        (method == "fallback")
-        | ((method == "lexicon") & (pl.col("_confidence") > pl.col(f"{prefix}_confidence")))
-    ) & (pl.col("_label") != model.predictors["sentiment"].fallback)
+    use_model = (method != "rules") & (pl.col("_label") != model.predictors["sentiment"].fallback)
     return (
         frame.with_columns(labels, confidence)
         .with_columns(

@@ -209,6 +209,15 @@ def split_held_out(
     return order[:cut], order[cut:]
 
 
+def zero_shot_temperature(encoder: str) -> dict[str, float]:
+    """The encoder's zero-shot temperatures, fitted on the shipped corpus (an encoder's
+    cosines sit in its own band: e5's between 0.75 and 0.95, use-m3's between 0 and 0.8)."""
+    index = SHIPPED_HEADS / encoder / "index.json"
+    if not index.exists():
+        return {}
+    return json.loads(index.read_text()).get("zero_shot_temperature", {})
+
+
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
     when its labels are exactly the taxonomy's, so a custom taxonomy falls back to
@@ -238,16 +247,25 @@ class ModelTier:
     embedder: object  # an encoder from `multilingual` (untyped: torch loads only here)
     predictors: dict[str, ZeroShot | Head]
     threshold: float = DEFAULT_THRESHOLD
+    # Whether a head's confident label replaces a keyword rule's (see `apply_model_tier`).
+    heads_override_rules: bool = True
+
+    def head_overrides_rules(self, dimension: str) -> bool:
+        return self.heads_override_rules and isinstance(self.predictors.get(dimension), Head)
 
     @classmethod
     def build(cls, embedder, taxonomy: Taxonomy, heads: dict[str, Head] | None = None, *,
               threshold: float = DEFAULT_THRESHOLD, shipped: bool = True) -> ModelTier:  # fmt: skip
         heads = {**(shipped_heads(embedder.name, taxonomy) if shipped else {}), **(heads or {})}
         predictors: dict[str, ZeroShot | Head] = {}
+        temperatures = zero_shot_temperature(embedder.name)
         for dimension in ("topic", "intent"):
-            predictors[dimension] = heads.get(dimension) or ZeroShot.from_taxonomy(
-                taxonomy, dimension, embedder.embed
-            )
+            if dimension in heads:
+                predictors[dimension] = heads[dimension]
+                continue
+            zero_shot = ZeroShot.from_taxonomy(taxonomy, dimension, embedder.embed)
+            zero_shot.temperature = temperatures.get(dimension, zero_shot.temperature)
+            predictors[dimension] = zero_shot
         if "sentiment" in heads:
             predictors["sentiment"] = heads["sentiment"]
         return cls(embedder, predictors, threshold)
