@@ -102,6 +102,7 @@ def categorization_for(settings: Settings) -> CategorizationResource:
         tier=settings.categorization_tier,
         device=settings.device,
         encoder=settings.encoder,
+        threshold=settings.categorization_threshold,
         heads_dir=settings.heads_dir or str(settings.local_path("heads")),
         feedback_table=settings.nocodb_feedback_table,
         # Locally, the sample export carries corrections for every fifth conversation.

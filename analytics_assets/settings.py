@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         "ANALYTICS_CATEGORIZATION_TIER", default="rules"
     )
     device: Literal["auto", "cpu", "cuda"] = _env("ANALYTICS_DEVICE", default="auto")
+    categorization_threshold: float = _env(
+        "ANALYTICS_CATEGORIZATION_THRESHOLD",
+        default=0.5,
+        description="Below this confidence a label is the fallback (other/uncertain).",
+    )
     encoder: Literal["use-m3", "e5-small", "minilm"] = _env(
         "ANALYTICS_ENCODER",
         default="use-m3",

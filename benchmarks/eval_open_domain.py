@@ -7,7 +7,8 @@ taxonomy's keywords here) and test (frozen: `sharegpt_labelled.test.sha256`).
 Prints, for the assistant taxonomy and, as the baseline in the same run, the support one:
 the share of openings left `other`, topic accuracy per label, and language accuracy.
 
-    .venv/bin/python benchmarks/eval_open_domain.py [--split dev|test]
+    .venv/bin/python benchmarks/eval_open_domain.py [--split dev|test] [--encoder use-m3]
+        [--threshold 0.5]
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def test_split_digest() -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def evaluate(frame: pl.DataFrame, taxonomy_name: str, encoder: str | None = None) -> dict:
+def evaluate(
+    frame: pl.DataFrame, taxonomy_name: str, encoder: str | None = None, threshold: float = 0.5
+) -> dict:
     """`encoder`: None for the rules tier, else the model tier with that encoder."""
     taxonomy = load_taxonomy(taxonomy_name)
     model = None
@@ -89,9 +92,11 @@ def evaluate(frame: pl.DataFrame, taxonomy_name: str, encoder: str | None = None
         from analytics_assets.categorization.feedback import load_model_tier
 
         model = load_model_tier(
-            taxonomy, device="cpu", batch_size=128, threshold=0.5, encoder=encoder
+            taxonomy, device="cpu", batch_size=128, threshold=threshold, encoder=encoder
         )
-    predicted = categorize_texts(frame.select("id", "text"), taxonomy, model=model)
+    predicted = categorize_texts(
+        frame.select("id", "text"), taxonomy, threshold=threshold, model=model
+    )
     judged = frame.with_columns(
         predicted["topic"].alias("predicted_topic"),
         predicted["language"].alias("predicted_language"),
@@ -134,12 +139,13 @@ def main() -> None:
     parser.add_argument(
         "--encoder", default=None, help="the model tier with this encoder (default: rules)"
     )
+    parser.add_argument("--threshold", type=float, default=0.5)
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} real ShareGPT openings")
     print("labelled topics:", dict(frame.group_by("topic").len().sort("len").iter_rows()))
     for name in ("assistant", "support"):
-        result = evaluate(frame, name, args.encoder)
+        result = evaluate(frame, name, args.encoder, args.threshold)
         print(
             f"{name:<10} other {result['other_share']:.3f}  topic accuracy "
             f"{result['topic_accuracy']:.3f}  right when labelled "
