@@ -12,6 +12,7 @@ support_training*.jsonl`, written by three other helpers from the same definitio
 half of this set is trained on.
 
     .venv/bin/python benchmarks/eval_multilingual.py [--split dev|test] [--compare-encoders]
+        [--encoders use-m3,e5-small] [--llm-oracle [--llm-budget 20]]
 
 Prints per language and overall, for the rules tier and the model tier: accuracy, macro-F1
 and abstention of topic, intent and sentiment, and language accuracy; `--compare-encoders`
@@ -123,6 +124,56 @@ def evaluate(frame: pl.DataFrame, model: ModelTier | None = None) -> pl.DataFram
     return table(frame, predicted)
 
 
+def llm_oracle_ceiling(frame: pl.DataFrame, model: ModelTier, budget: int) -> None:
+    """The LLM tier's plumbing on this set, against a local fake OpenAI-compatible server
+    that answers with the true labels: how many texts the tier is asked about (what the
+    rules and the model left undecided), what the budget and the cache do, and the ceiling
+    a perfect LLM would lift accuracy to. Not a measurement of any real LLM."""
+    import json as jsonlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from analytics_assets.categorization.llm import LlmLabeler
+
+    truth = {row["text"]: row for row in frame.iter_rows(named=True)}
+
+    class Oracle(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = jsonlib.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            row = truth.get(body["messages"][-1]["content"], {})
+            labels = {d: row.get(d, "other") for d in DIMENSIONS}
+            data = jsonlib.dumps({
+                "choices": [{"message": {"content": jsonlib.dumps(labels)}}],
+                "usage": {"prompt_tokens": 300, "completion_tokens": 20},
+            }).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Oracle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        labeler = LlmLabeler(f"http://127.0.0.1:{server.server_port}/v1", "oracle",
+                             budget=budget, price_per_1k_tokens=0.00015)  # fmt: skip
+        predicted = categorize_texts(
+            frame.select("id", "text"), load_taxonomy(), model=model, llm=labeler
+        )
+        run = labeler.last_run
+        print(f"LLM tier (fake oracle server, budget {budget}): {run.metadata()}")
+        result = table(frame, predicted)
+        for d in ("topic", "intent"):
+            row = result.filter((pl.col("dimension") == d) & (pl.col("language") == "all"))
+            print(f"  ceiling {d}: accuracy {row['accuracy'][0]:.3f}, "
+                  f"abstention {row['abstention'][0]:.3f}")  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def vader_baseline(frame: pl.DataFrame) -> float:
     """Plain VADER (the whole lexicon, every language) macro-F1 on sentiment."""
     from analytics_assets.categorization.rules import lexicon_compound
@@ -176,6 +227,9 @@ def main() -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--compare-encoders", action="store_true")
     parser.add_argument("--encoders", default="use-m3")
+    parser.add_argument("--llm-oracle", action="store_true",
+                        help="also run the LLM tier against a fake server that knows the labels")
+    parser.add_argument("--llm-budget", type=int, default=20)
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} texts, {frame['language'].n_unique()} languages")
@@ -198,6 +252,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         print(f"model tier ({model.embedder.version}, loaded in {seconds:.1f} s)")
         print_table(evaluate(frame, model))
+        if args.llm_oracle:
+            llm_oracle_ceiling(frame, model, budget=args.llm_budget)
 
 
 if __name__ == "__main__":
