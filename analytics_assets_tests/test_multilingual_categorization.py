@@ -42,9 +42,9 @@ def test_the_test_split_is_frozen(evaluation):
 
 
 def overall(result: pl.DataFrame, dimension: str) -> dict:
-    return result.filter(
-        (pl.col("dimension") == dimension) & (pl.col("language") == "all")
-    ).row(0, named=True)
+    return result.filter((pl.col("dimension") == dimension) & (pl.col("language") == "all")).row(
+        0, named=True
+    )
 
 
 def test_the_model_tier_on_independent_multilingual_support_chats(model_tier_result):

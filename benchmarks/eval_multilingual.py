@@ -227,8 +227,11 @@ def main() -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--compare-encoders", action="store_true")
     parser.add_argument("--encoders", default="use-m3")
-    parser.add_argument("--llm-oracle", action="store_true",
-                        help="also run the LLM tier against a fake server that knows the labels")
+    parser.add_argument(
+        "--llm-oracle",
+        action="store_true",
+        help="also run the LLM tier against a fake server that knows the labels",
+    )
     parser.add_argument("--llm-budget", type=int, default=20)
     args = parser.parse_args()
     frame = load(args.split)

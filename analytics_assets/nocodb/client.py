@@ -358,6 +358,52 @@ class NocoDBClient:
             offset += len(records)
             index += 1
 
+    def iter_keyset(
+        self,
+        table_id: str,
+        key: str,
+        *,
+        after: int,
+        up_to: int,
+        fields: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """Pages of the rows with `after < key <= up_to`, in key order, each page asked for
+        as `key > last key seen`: every request is an index range at offset 0, so a page
+        costs the same at the end of a table as at its start (an offset makes the server
+        count past every earlier row), and shards of the key range can be read at once."""
+        limit = min(page_size or self.page_size, MAX_PAGE_SIZE)
+        path = f"/api/v2/tables/{table_id}/records"
+        index, cursor = 0, after
+        while True:
+            params: dict[str, Any] = {
+                "limit": limit,
+                "offset": 0,
+                "sort": key,
+                "where": f"({key},gt,{cursor})~and({key},le,{up_to})",
+            }
+            if fields:
+                params["fields"] = ",".join(fields)
+            body = self.request("GET", path, params=params)
+            records = body.get("list", [])
+            self.stats.add(pages=1, records=len(records))
+            is_last = len(records) < limit
+            yield Page(records=records, index=index, offset=0, is_last=is_last, total_rows=None)
+            if is_last or not records:
+                return
+            cursor = int(records[-1][key])
+            index += 1
+
+    def key_bounds(self, table_id: str, key: str) -> tuple[int, int] | None:
+        """The smallest and largest value of an integer key (two one-row requests)."""
+        bounds = []
+        for sort in (key, f"-{key}"):
+            page = next(self.iter_pages(table_id, sort=sort, fields=[key], page_size=1))
+            if not page.records:
+                return None
+            bounds.append(int(page.records[0][key]))
+        return bounds[0], bounds[1]
+
     def iter_records(self, table_id: str, **query: Any) -> Iterator[dict[str, Any]]:
         for page in self.iter_pages(table_id, **query):
             yield from page.records

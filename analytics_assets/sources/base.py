@@ -48,6 +48,14 @@ class RecordSource(ABC):
         so they reach validation and land in `processing_errors` instead of vanishing.
         """
 
+    def fetch_range(
+        self, kind: TableKind, days: list[date], workers: int = 4
+    ) -> dict[date, FetchResult] | None:
+        """Every record of the table on each of `days`, read in one pass over the table
+        and split by day locally; None where the source has no faster way than day by day
+        (the caller then fetches each day)."""
+        return None
+
     def stats(self) -> dict[str, float]:
         """Running counters of the source's requests (requests, retries, throttled waits)."""
         return {}

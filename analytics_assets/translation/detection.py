@@ -11,7 +11,6 @@ from analytics_assets.categorization.language import UNKNOWN, detect_languages
 # mixed (a user switching languages, or quoting an error message in English).
 MIXED_SHARE = 0.2
 
-MESSAGE_LANGUAGE_SCHEMA = {"language": pl.String(), "language_confidence": pl.Float64()}
 CONVERSATION_LANGUAGE_SCHEMA = {
     "conversation_id": pl.String(),
     "dominant_language": pl.String(),
@@ -22,9 +21,38 @@ CONVERSATION_LANGUAGE_SCHEMA = {
 }
 
 
-def message_languages(messages: pl.DataFrame) -> pl.DataFrame:
-    """`messages` with each message's language and confidence."""
-    return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
+def message_languages(messages: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """`messages` with each message's language and confidence. `known` (message_id,
+    language, language_confidence: message_signals' rows) is reused as it is; only the
+    messages it lacks (the assistant's) are detected, so no message is detected twice."""
+    if known is None or known.is_empty():
+        return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
+    reused = messages.join(
+        known.select("message_id", "language", "language_confidence").unique("message_id"),
+        on="message_id",
+        how="left",
+    )
+    missing = reused["language"].is_null()
+    if not missing.any():
+        return reused
+    detected = detect_languages(reused.filter(missing)["content"])
+    rows = reused.with_row_index("_row")
+    fill = (
+        rows.filter(missing)
+        .select("_row")
+        .with_columns(
+            detected["language"].alias("_language"),
+            detected["language_confidence"].alias("_confidence"),
+        )
+    )
+    return (
+        rows.join(fill, on="_row", how="left")
+        .with_columns(
+            pl.coalesce("language", "_language").alias("language"),
+            pl.coalesce("language_confidence", "_confidence").alias("language_confidence"),
+        )
+        .drop("_row", "_language", "_confidence")
+    )
 
 
 def conversation_languages(conversations: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:

@@ -61,7 +61,7 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
         stored_spec(
             tables.CONVERSATION_TRANSLATIONS,
             lake_and_mongo("conversation_translations"),
-            deps=[tables.CONVERSATION_MESSAGES],
+            deps=[tables.CONVERSATION_MESSAGES, tables.MESSAGE_SIGNALS],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Message-level translations into the team's languages: source and "
@@ -71,7 +71,7 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
         stored_spec(
             tables.TRANSLATION_ERRORS,
             lake_and_mongo("processing_errors", stage="translate"),
-            deps=[tables.CONVERSATION_MESSAGES],
+            deps=[tables.CONVERSATION_MESSAGES, tables.MESSAGE_SIGNALS],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
             description="Messages that could not be translated (unsupported pair, translator "
@@ -84,6 +84,7 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
 def translations(
     context: AssetExecutionContext,
     conversation_messages: pl.DataFrame,
+    message_signals: pl.DataFrame,
     translation: TranslationResource,
     record_source: RecordSourceResource,
     lake: LakeResource,
@@ -91,19 +92,26 @@ def translations(
 ):
     started = time.perf_counter()
     days = days_in(context.partition_time_window)
-    messages = message_languages(
-        conversation_messages.select("message_id", "conversation_id", "role", "content", "day")
-    )
-    detected = time.perf_counter()
     translator = translation.build(record_source)
     previous, _ = lake.lake().read_days(tables.CONVERSATION_TRANSLATIONS, days)
     if translator is None:
+        # Detect-only: nothing is translated, so nothing is detected either; the count of
+        # what a translator would have to do comes from message_signals' user messages.
+        detected = started
+        messages = message_signals
         kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
                                                                "unknown"])).height  # fmt: skip
         run = TranslationRun(kept, pl.DataFrame(schema=ERROR_SCHEMA))
-        run.counts["needing_translation_no_translator"] = needing
+        run.counts["user_messages_needing_translation_no_translator"] = needing
     else:
+        # User messages keep the language message_signals detected; only the assistant's
+        # are detected here.
+        messages = message_languages(
+            conversation_messages.select("message_id", "conversation_id", "role", "content", "day"),
+            known=message_signals,
+        )
+        detected = time.perf_counter()
         run = translate_messages(
             messages,
             translation.target_languages,
