@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import Definitions, MetadataValue
+from dagster import Definitions, MetadataValue, in_process_executor, multiprocess_executor
 
 from analytics_assets.defs.analytics import definitions as analytics
 from analytics_assets.defs.categorization import definitions as categorization
@@ -36,6 +36,7 @@ def build_definitions(
     domains = Definitions.merge(*DOMAINS)
     deployment = Definitions(
         resources={**resources_for(settings), **(resources or {})},
+        executor=in_process_executor if settings.runs_steps_in_process else multiprocess_executor,
         # The resolved configuration, secrets shown only as set or not, for the UI.
         metadata={"settings": MetadataValue.json(settings.public_view())},
     )

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
 
     # -- where and what -----------------------------------------------------------------------
     deployment: Deployment = _env("ANALYTICS_DEPLOYMENT", default="local")
+    step_executor: Literal["auto", "in_process", "multiprocess"] = _env(
+        "ANALYTICS_STEP_EXECUTOR",
+        default="auto",
+        description="How a run executes its steps; auto: in one process locally (a step "
+        "process costs seconds of imports), a process per step in prod (isolation).",
+    )
     local_dir: Path = _env(
         "ANALYTICS_LOCAL_DIR",
         default=PROJECT_ROOT / ".local",
@@ -169,6 +175,12 @@ class Settings(BaseSettings):
     @property
     def uses_external_mongodb(self) -> bool:
         return self.deployment == "prod" or self.mongodb_uri is not None
+
+    @property
+    def runs_steps_in_process(self) -> bool:
+        if self.step_executor == "auto":
+            return self.deployment == "local"
+        return self.step_executor == "in_process"
 
     def local_path(self, *parts: str) -> Path:
         return Path(self.local_dir, *parts)

@@ -104,3 +104,23 @@ def test_the_daily_schedule_builds_yesterday():
         )
         request = schedule.evaluate_tick(context).run_requests[0]
     assert request.partition_key == "2026-11-29"
+
+
+@pytest.mark.parametrize(
+    ("deployment", "setting", "executor"),
+    [
+        # Locally a process per step costs seconds of imports for each of ~20 steps.
+        ("local", "auto", "in_process"),
+        # In production each step keeps its own process (isolation, memory per step).
+        ("prod", "auto", "multiprocess"),
+        ("local", "multiprocess", "multiprocess"),
+        ("prod", "in_process", "in_process"),
+    ],
+)
+def test_each_deployment_chooses_how_a_run_executes_its_steps(deployment, setting, executor):
+    settings = Settings(deployment=deployment, step_executor=setting)
+    resources = {"record_source": ExportSourceResource(export_dir="unused")}
+    if deployment == "prod":
+        resources |= resources_for(Settings(deployment="local"))
+    defs = build_definitions(settings, resources)
+    assert defs.resolve_job_def("ingestion_job").executor_def.name == executor
