@@ -149,6 +149,13 @@ def main() -> None:
                  f"http://127.0.0.1:{api_port}/conversations/{conversation}", headers),
                 ("GET /analytics/reports/daily/{day}",
                  f"http://127.0.0.1:{api_port}/analytics/reports/daily/{day}", headers),
+                ("GET /conversations (first page)",
+                 f"http://127.0.0.1:{api_port}/conversations?limit=50", headers),
+                ("GET /conversations?from=day&to=day",
+                 f"http://127.0.0.1:{api_port}/conversations?from={day}&to={day}&limit=50",
+                 headers),
+                ("GET /conversations?topic=billing",
+                 f"http://127.0.0.1:{api_port}/conversations?topic=billing&limit=50", headers),
             ]  # fmt: skip
             results = {}
             for label, url, request_headers in targets:
