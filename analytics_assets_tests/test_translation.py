@@ -18,7 +18,7 @@ from analytics_assets.categorization.language import detect_languages
 from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.sources.seed import create_base, create_table
-from analytics_assets.translation.detection import conversation_languages
+from analytics_assets.translation.detection import conversation_languages, message_languages
 from analytics_assets.translation.pipeline import translate_messages
 from analytics_assets.translation.retrieval import get_conversation
 from analytics_assets.translation.translators import (
@@ -382,3 +382,34 @@ def test_categorization_reads_the_translation_where_the_rules_do_not_speak_the_l
     shipped = parse_taxonomy(document)
     direct = categorize_conversations(headers, messages, shipped, translations=translations)
     assert not direct["categorized_via_translation"].any()
+
+
+def test_user_messages_keep_the_language_message_signals_detected(monkeypatch):
+    """Each message is detected once: the user's come from message_signals (here a label
+    the detector would never give, to show it is reused), only the assistant's are detected."""
+    import analytics_assets.translation.detection as detection
+
+    seen: list[list[str]] = []
+
+    def counting(texts):
+        seen.append(texts.to_list())
+        return detect_languages(texts)
+
+    monkeypatch.setattr(detection, "detect_languages", counting)
+    messages = pl.DataFrame(
+        {
+            "message_id": ["u1", "a1", "u2"],
+            "conversation_id": ["c"] * 3,
+            "role": ["user", "assistant", "user"],
+            "content": ["Hola, ¿cómo cambio mi contraseña?",
+                        "Puedes cambiarla en Ajustes, en la sección Seguridad.", "gracias"],
+            "day": [date(2026, 11, 1)] * 3,
+        }
+    )  # fmt: skip
+    signals = pl.DataFrame(
+        {"message_id": ["u1", "u2"], "language": ["xx", "es"], "language_confidence": [0.9, 0.8]}
+    )
+    result = message_languages(messages, known=signals)
+    assert seen == [["Puedes cambiarla en Ajustes, en la sección Seguridad."]]
+    by_id = dict(zip(result["message_id"], result["language"], strict=True))
+    assert by_id == {"u1": "xx", "a1": "es", "u2": "es"}

@@ -18,9 +18,10 @@ from analytics_assets.categorization.taxonomy import Taxonomy
 SHIPPED_HEADS = Path(__file__).resolve().parent / "heads"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 
-# Cosine similarities of MiniLM sit in a narrow band; dividing by 0.05 before the softmax
-# spreads them so that a clear winner gets a confident probability. Calibrated on the
-# sample's labelled openings (see `fit_temperature`), not a magic number.
+# Cosine similarities sit in a narrow band; dividing by a temperature before the softmax
+# spreads them so that a clear winner gets a confident probability. Each encoder's is fitted
+# on the shipped corpus (`zero_shot_temperature`); 0.05 was MiniLM's, fitted on the
+# sample's labelled openings, and stays the default for an encoder without a fitted one.
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_THRESHOLD = 0.5
 

@@ -1,4 +1,6 @@
-"""A live NocoDB as a record source: one day of one table per query, streamed page by page."""
+"""A live NocoDB as a record source: a short run queries each day of each table (streamed
+page by page, checkpointed); a backfill of several days reads each table once by key range
+and splits it by day locally."""
 
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ RANGE_MIN_DAYS = 3
 
 def record_day(record: dict, event_field: str, created_field: str) -> date | None:
     """The UTC day a record belongs to, as the per-day queries decide it: its event time,
-    else (blank or unreadable) the day NocoDB stored it."""
+    else (blank) the day NocoDB stored it. An event time that does not read as a time (a text
+    column can hold one) also falls back to the stored day, so the record reaches validation
+    and is rejected with its reason; the per-day date filters never return it."""
     moment = _source_time(record.get(event_field)) or _source_time(record.get(created_field))
     return moment.date() if moment else None
 
