@@ -79,3 +79,27 @@ def test_inserts_are_not_retried_after_an_ambiguous_failure(nocodb, base_id):
     # The proxy forwarded the insert before cutting the answer: exactly one row, no retry.
     with make_client(nocodb) as client:
         assert [r["key"] for r in client.iter_records(table_id)] == ["ambiguous"]
+
+
+def test_a_stalled_request_is_abandoned_after_a_few_typical_answer_times(nocodb, table_id):
+    """The read timeout follows what answers take (5x the recent p95, floor 0.3 s here):
+    a stall of 3 s costs well under the client's 2.5 s ceiling once answers are known."""
+    from analytics_assets.nocodb.client import ReadTimeout
+
+    plan = [None] * 8 + ["timeout"]
+    with (
+        FaultProxy(nocodb.url, plan, slow_response_s=3.0) as proxy,
+        NocoDBClient(proxy.url, nocodb.token, requests_per_second=0, timeout_s=2.5,
+                     retry=RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.01)) as client,
+    ):  # fmt: skip
+        client.read_timeout = ReadTimeout(2.5, floor_s=0.3)
+        assert client.read_timeout.current() == 2.5  # nothing observed yet: the ceiling
+        pages = list(client.iter_pages(table_id, sort="Id", page_size=100))
+        assert sum(len(page.records) for page in pages) == ROWS
+        assert proxy.injected["timeout"] == 1 and client.stats.retries == 1
+        assert 0.3 <= client.read_timeout.current() < 2.5
+
+
+def test_a_429_without_retry_after_is_retried_soon_then_less_often():
+    policy = RetryPolicy()
+    assert [policy.throttle_wait(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]

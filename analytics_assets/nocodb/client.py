@@ -40,12 +40,49 @@ class RetryPolicy:
     max_attempts: int = 8
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
-    # NocoDB Cloud blocks a token for 30 s after a 429; used when no Retry-After is sent.
+    # A 429 without Retry-After asks for no particular wait: the first retry comes after
+    # 1 s, doubling up to `throttle_wait_s` (NocoDB Cloud blocks a token for 30 s, so there
+    # the retries reach its wait in five steps). Waiting the full 30 s at once made every
+    # throttle on a self-hosted server cost 30 s of the whole run.
+    throttle_first_wait_s: float = 1.0
     throttle_wait_s: float = 30.0
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, so parallel clients do not retry in step."""
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+
+    def throttle_wait(self, attempt: int) -> float:
+        return min(self.throttle_wait_s, self.throttle_first_wait_s * 2**attempt)
+
+
+class ReadTimeout:
+    """How long to wait for an answer: a multiple of what recent answers took, between a
+    floor and a ceiling. A stalled request is abandoned (and retried) after a few typical
+    page times instead of after a fixed 30 s, and a server that is slow for everyone
+    raises the timeout with it instead of failing every request."""
+
+    # The floor is generous on purpose: a page of 1,000 long messages can take seconds to
+    # serialize, and a timeout below that would retry a healthy request until it fails.
+    def __init__(self, ceiling_s: float, *, floor_s: float = 10.0, factor: float = 5.0,
+                 window: int = 50):  # fmt: skip
+        self.ceiling_s = ceiling_s
+        self.floor_s = min(floor_s, ceiling_s)
+        self.factor = factor
+        self._recent: list[float] = []
+        self._window = window
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds)
+            del self._recent[: -self._window]
+
+    def current(self) -> float:
+        with self._lock:
+            if len(self._recent) < 5:
+                return self.ceiling_s  # nothing known yet: the patient default
+            slow = sorted(self._recent)[int(len(self._recent) * 0.95) - 1]
+        return max(self.floor_s, min(self.ceiling_s, self.factor * slow))
 
 
 @dataclass
@@ -152,6 +189,7 @@ class NocoDBClient:
         self.retry = retry or RetryPolicy()
         self.pacer = pacer or RequestPacer(requests_per_second)
         self.stats = ClientStats()
+        self.read_timeout = ReadTimeout(timeout_s)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"xc-token": api_token, "accept": "application/json"},
@@ -196,13 +234,18 @@ class NocoDBClient:
             self.stats.add(requests=1)
             wait_s: float | None = None
             try:
-                response = self._http.request(method, path, params=params, json=json_body)
+                sent = time.perf_counter()
+                response = self._http.request(
+                    method, path, params=params, json=json_body, timeout=self._timeout()
+                )
                 body = response.content
+                if response.status_code < 300:
+                    self.read_timeout.observe(time.perf_counter() - sent)
                 self.stats.add(bytes_received=len(body))
                 if response.status_code < 300:
                     return json.loads(body) if body else None
                 last_problem = f"HTTP {response.status_code}"
-                wait_s = self._wait_before_retrying(response, method, path, idempotent)
+                wait_s = self._wait_before_retrying(response, method, path, idempotent, attempt)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 last_problem = f"{type(error).__name__}: {error}"
             except (httpx.TimeoutException, httpx.TransportError, json.JSONDecodeError) as error:
@@ -222,8 +265,12 @@ class NocoDBClient:
             f"{method} {path} failed after {self.retry.max_attempts} attempts; last: {last_problem}"
         )
 
+    def _timeout(self) -> httpx.Timeout:
+        ceiling = self.read_timeout.ceiling_s
+        return httpx.Timeout(ceiling, connect=min(ceiling, 10.0), read=self.read_timeout.current())
+
     def _wait_before_retrying(
-        self, response: httpx.Response, method: str, path: str, idempotent: bool
+        self, response: httpx.Response, method: str, path: str, idempotent: bool, attempt: int
     ) -> float | None:
         """For an answer that is not a success: how long to wait before the next attempt
         (None: the backoff's choice); raises where no retry may follow."""
@@ -234,7 +281,7 @@ class NocoDBClient:
             self.stats.add(throttled=1)
             wait_s = _retry_after_seconds(response)
             if wait_s is None:
-                wait_s = self.retry.throttle_wait_s
+                wait_s = self.retry.throttle_wait(attempt)
             self.pacer.block_for(wait_s)
             return wait_s
         if not idempotent:
