@@ -207,7 +207,7 @@ def test_a_range_fetch_equals_day_by_day_fetches_row_for_row(nocodb, seeded_samp
     day gets is exactly what that day's own queries return (ids and record JSON), the
     records without an event time (stored today) included."""
     today = datetime.now(UTC).date()
-    days = [SEEDED_SPEC.start + timedelta(days=n) for n in range(SEEDED_SPEC.days)] + [today]
+    days = [*seeded_sample.data.days(), today]
     with make_client(nocodb, page_size=50) as client:
         source = NocoDBSource(client, base_id=seeded_sample.base.base_id)
         for kind in ("conversations", "messages"):

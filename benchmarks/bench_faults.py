@@ -17,7 +17,7 @@ import argparse
 import random
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,12 +57,11 @@ def main() -> None:
     args = parser.parse_args()
     server = start_nocodb()
     try:
-        spec = SampleSpec(conversations=args.conversations)
-        data = generate_sample(spec)
+        data = generate_sample(SampleSpec(conversations=args.conversations))
         with NocoDBClient(server.url, server.token, requests_per_second=0) as client:
             base = seed_nocodb(client, data, base_title="faults").base_id
-        days = [spec.start + timedelta(days=n) for n in range(spec.days)]
-        days.append(datetime.now(UTC).date())
+        # The sample's days and today (records without an event time are stored today).
+        days = [*data.days(), datetime.now(UTC).date()]
         rate = f"fault rate {args.fault_rate:.0%}, stalls of {STALL_S:.0f} s"
         print(f"seeded {len(data.messages):,} messages, "
               f"{len(data.conversations):,} conversations; {rate}")  # fmt: skip

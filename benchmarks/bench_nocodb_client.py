@@ -16,7 +16,7 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -56,10 +56,9 @@ def our_client(url: str, token: str, table_id: str) -> int:
         )
 
 
-def backfill_days(spec: SampleSpec) -> list:
+def backfill_days(data) -> list:
     """The sample's days and today (records without an event time are stored today)."""
-    days = [spec.start + timedelta(days=n) for n in range(spec.days)]
-    return [*days, datetime.now(UTC).date()]
+    return [*data.days(), datetime.now(UTC).date()]
 
 
 def source_day_by_day(url: str, token: str, base_id: str, days: list) -> int:
@@ -86,8 +85,7 @@ def main() -> None:
 
     server = start_nocodb()
     try:
-        spec = SampleSpec(conversations=args.conversations)
-        data = generate_sample(spec)
+        data = generate_sample(SampleSpec(conversations=args.conversations))
         started = time.perf_counter()
         with NocoDBClient(server.url, server.token, requests_per_second=0) as client:
             seeded = seed_nocodb(client, data, base_title="benchmark")
@@ -96,7 +94,7 @@ def main() -> None:
             f"seeded {len(data.messages):,} messages and {len(data.conversations):,} "
             f"conversations in {time.perf_counter() - started:.1f}s"
         )
-        days = backfill_days(spec)
+        days = backfill_days(data)
         base = seeded.base_id
         readers = {
             "bare httpx loop": bare_httpx,
