@@ -49,6 +49,21 @@ CATEGORY_SCHEMA: dict[str, pl.DataType] = {
 TRANSLATION_LANGUAGE = "en"
 
 
+def _replaced_where(
+    use: pl.Expr, prefix: str, label: pl.Expr, confidence: pl.Expr, method: pl.Expr
+) -> list[pl.Expr]:
+    """A dimension's label, confidence and method (`prefix`, `prefix_confidence`,
+    `prefix_method`) taken from a later tier where `use` holds, kept elsewhere."""
+    return [
+        pl.when(use).then(new).otherwise(pl.col(name)).alias(name)
+        for name, new in (
+            (prefix, label),
+            (f"{prefix}_confidence", confidence),
+            (f"{prefix}_method", method),
+        )
+    ]
+
+
 def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) -> pl.DataFrame:
     """The model tier's topic and intent where the rules found nothing sure enough; where
     the model's predictor is a head trained on labelled text and sure itself, over the rules
@@ -79,13 +94,15 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
         rules_abstained = pl.col(f"{dimension}_method").eq("fallback")
         use_model = model_sure & (pl.lit(heads_win[dimension]) | rules_abstained)
         merged = merged.with_columns(
-            pl.when(use_model).then(pl.col(f"_{dimension}")).otherwise(pl.col(dimension)).alias(dimension),
-            pl.when(use_model).then(pl.col(f"_{dimension}_confidence"))
-            .otherwise(pl.col(f"{dimension}_confidence")).alias(f"{dimension}_confidence"),
-            pl.when(use_model).then(pl.col(f"_{dimension}_method"))
-            .otherwise(pl.col(f"{dimension}_method")).alias(f"{dimension}_method"),
-        )  # fmt: skip
-    return merged.drop("_row", *[c for c in merged.columns if c.startswith("_") and c != "_row"])
+            _replaced_where(
+                use_model,
+                dimension,
+                pl.col(f"_{dimension}"),
+                pl.col(f"_{dimension}_confidence"),
+                pl.col(f"_{dimension}_method"),
+            )
+        )
+    return merged.drop([c for c in merged.columns if c.startswith("_")])
 
 
 def apply_model_sentiment(
@@ -109,13 +126,12 @@ def apply_model_sentiment(
     return (
         frame.with_columns(labels, confidence)
         .with_columns(
-            pl.when(use_model).then(pl.col("_label")).otherwise(pl.col(prefix)).alias(prefix),
-            pl.when(use_model).then(pl.col("_confidence"))
-            .otherwise(pl.col(f"{prefix}_confidence")).alias(f"{prefix}_confidence"),
-            pl.when(use_model).then(pl.lit("head")).otherwise(method).alias(f"{prefix}_method"),
+            _replaced_where(
+                use_model, prefix, pl.col("_label"), pl.col("_confidence"), pl.lit("head")
+            )
         )
         .drop("_label", "_confidence")
-    )  # fmt: skip
+    )
 
 
 def apply_llm_tier(frame: pl.DataFrame, text: str, labeler, taxonomy: Taxonomy):
@@ -143,12 +159,8 @@ def apply_llm_tier(frame: pl.DataFrame, text: str, labeler, taxonomy: Taxonomy):
     for d in ("topic", "intent"):
         use = pl.col(f"{d}_method").eq("fallback") & pl.col(f"_{d}").is_not_null()
         merged = merged.with_columns(
-            pl.when(use).then(pl.col(f"_{d}")).otherwise(pl.col(d)).alias(d),
-            pl.when(use).then(pl.lit(LLM_CONFIDENCE)).otherwise(pl.col(f"{d}_confidence"))
-            .alias(f"{d}_confidence"),
-            pl.when(use).then(pl.lit("llm")).otherwise(pl.col(f"{d}_method"))
-            .alias(f"{d}_method"),
-        )  # fmt: skip
+            _replaced_where(use, d, pl.col(f"_{d}"), pl.lit(LLM_CONFIDENCE), pl.lit("llm"))
+        )
     return merged.drop("_row", "_topic", "_intent"), run
 
 
