@@ -233,3 +233,52 @@ def test_discovery_separates_new_topics_and_names_their_terms(embedder):
     terms = [set(row) for row in clusters["terms"].to_list()]
     assert any({"parcel", "courier"} <= t for t in terms)
     assert any({"gdpr", "personal"} <= t for t in terms)
+
+
+def test_the_same_openings_are_embedded_once_for_topic_intent_and_sentiment(embedder):
+    """categorize_conversations asks for topic and intent of each opening, then for the
+    sentiment of the same openings, then of the last turns: only texts the previous call
+    did not have reach the encoder."""
+    from datetime import UTC, datetime
+
+    from analytics_assets.categorization.conversations import categorize_conversations
+    from analytics_assets.transforms.raw import raw_frame_from_records
+    from analytics_assets.transforms.records import (
+        validate_conversation_headers,
+        validate_messages,
+    )
+
+    embedded: list[str] = []
+
+    class Counting:
+        name, device, version = embedder.name, embedder.device, embedder.version
+
+        def embed(self, texts):
+            embedded.extend(texts)
+            return embedder.embed(texts)
+
+    model = ModelTier.build(Counting(), TAXONOMY)
+    embedded.clear()  # the zero-shot prototypes were embedded while building
+    data = generate_sample(SampleSpec(days=1, conversations=40, seed=3))
+
+    def raw(records, table):
+        return raw_frame_from_records(records, table=table, day=data.spec.start, page=0,
+                                      fetched_at=datetime.now(UTC), source="test")  # fmt: skip
+
+    headers = validate_conversation_headers(raw(data.conversations, "conversations")).valid
+    messages = validate_messages(raw(data.messages, "messages")).valid
+    categorize_conversations(headers, messages, TAXONOMY, model=model)
+
+    turns = (
+        messages.filter(pl.col("role") == "user")
+        .sort("created_at", "message_id")
+        .group_by("conversation_id")
+        .agg(pl.col("content").first().alias("opening"), pl.col("content").last().alias("last"))
+    )
+    per_header = headers.select("conversation_id").join(turns, on="conversation_id", how="left")
+    openings = per_header["opening"].fill_null("").to_list()
+    lasts = per_header["last"].fill_null("").to_list()
+    # Each opening once (topic and intent; the sentiment call reuses them), then only the
+    # last turns that differ from every opening.
+    assert len(embedded) == len(openings) + sum(last not in set(openings) for last in lasts)
+    assert len(embedded) < 2 * len(openings) + len(lasts)

@@ -250,6 +250,8 @@ class ModelTier:
     threshold: float = DEFAULT_THRESHOLD
     # Whether a head's confident label replaces a keyword rule's (see `apply_model_tier`).
     heads_override_rules: bool = True
+    # The previous call's embeddings by text (see `_embed`).
+    _last_batch: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def head_overrides_rules(self, dimension: str) -> bool:
         return self.heads_override_rules and isinstance(self.predictors.get(dimension), Head)
@@ -277,8 +279,21 @@ class ModelTier:
         wanted = [d for d in (dimensions or self.predictors) if d in self.predictors]
         if not wanted:
             return {}
-        embeddings = self.embedder.embed(texts)
+        embeddings = self._embed(texts)
         return {
             dimension: self.predictors[dimension].predict(embeddings, self.threshold)
             for dimension in wanted
         }
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """The texts' embeddings, reusing the previous call's for texts it already had:
+        categorizing conversations asks for the topic and intent of each opening, then for
+        the sentiment of the same openings, and each is embedded once."""
+        if not texts:
+            return self.embedder.embed(texts)
+        known = self._last_batch
+        missing = [text for text in texts if text not in known]
+        vectors = dict(zip(missing, self.embedder.embed(missing), strict=True)) if missing else {}
+        batch = {text: vectors[text] if text in vectors else known[text] for text in texts}
+        self._last_batch = batch
+        return np.stack([batch[text] for text in texts])
