@@ -36,22 +36,10 @@ def message_languages(messages: pl.DataFrame, known: pl.DataFrame | None = None)
     if not missing.any():
         return reused
     detected = detect_languages(reused.filter(missing)["content"])
-    rows = reused.with_row_index("_row")
-    fill = (
-        rows.filter(missing)
-        .select("_row")
-        .with_columns(
-            detected["language"].alias("_language"),
-            detected["language_confidence"].alias("_confidence"),
-        )
-    )
-    return (
-        rows.join(fill, on="_row", how="left")
-        .with_columns(
-            pl.coalesce("language", "_language").alias("language"),
-            pl.coalesce("language_confidence", "_confidence").alias("language_confidence"),
-        )
-        .drop("_row", "_language", "_confidence")
+    rows = missing.arg_true()
+    return reused.with_columns(
+        reused[column].clone().scatter(rows, detected[column])
+        for column in ("language", "language_confidence")
     )
 
 
