@@ -220,5 +220,7 @@ def test_a_range_fetch_equals_day_by_day_fetches_row_for_row(nocodb, seeded_samp
                 assert sorted(got["record"]) == sorted(by_day["record"]), (kind, day)
                 assert sorted(got["record_id"]) == sorted(by_day["record_id"])
                 assert set(got["day"]) == {day} and set(got["table"]) == {kind}
+                # 50-row pages: a day's records came from at least its share of pages.
+                assert ranged[day].pages >= -(-got.height // 50)
         # A short range is left to the per-day queries.
         assert source.fetch_range("messages", days[:2]) is None

@@ -4,6 +4,7 @@ and splits it by day locally."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
@@ -184,6 +185,9 @@ class NocoDBSource(RecordSource):
         bounds = self.client.key_bounds(info.id, primary_key)
         shards = _key_shards(bounds, workers) if bounds else []
         source = f"{self.describe()}/{info.id}"
+        # Pages numbered across the shards, so a day's `pages` counts the pages it came from
+        # (each shard's own index starts at 0 again).
+        page_numbers = itertools.count()
 
         def read(shard: tuple[int, int]) -> list[pl.DataFrame]:
             frames = []
@@ -195,13 +199,13 @@ class NocoDBSource(RecordSource):
                     day = record_day(record, event_field, created_field)
                     if day in wanted:
                         by_day.setdefault(day, []).append(record)
-                fetched_at = datetime.now(UTC)
+                fetched_at, number = datetime.now(UTC), next(page_numbers)
                 frames += [
                     raw_frame_from_records(
                         records,
                         table=kind,
                         day=day,
-                        page=page.index,
+                        page=number,
                         fetched_at=fetched_at,
                         source=source,
                         id_field=primary_key,
