@@ -176,11 +176,12 @@ def llm_oracle_ceiling(frame: pl.DataFrame, model: ModelTier, budget: int) -> No
 
 def vader_baseline(frame: pl.DataFrame) -> float:
     """Plain VADER (the whole lexicon, every language) macro-F1 on sentiment."""
+    from analytics_assets.categorization.rules import VADER_NEUTRAL_BOUND as bound
     from analytics_assets.categorization.rules import lexicon_compound
 
     compound = frame.select(lexicon_compound(frame, "text").alias("c"))["c"]
     labels = [
-        "positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral" for c in compound
+        "positive" if c >= bound else "negative" if c <= -bound else "neutral" for c in compound
     ]
     return score(frame["sentiment"].to_list(), labels).macro_f1
 
