@@ -158,6 +158,7 @@ class Head:
         np.savez(path, weights=self.weights, bias=self.bias)
         (folder / f"{self.version}.json").write_text(
             json.dumps({"names": self.names, "fallback": self.fallback, "metrics": self.metrics})
+            + "\n"
         )
         return path
 
