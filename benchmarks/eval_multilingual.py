@@ -12,7 +12,7 @@ support_training*.jsonl`, written by three other helpers from the same definitio
 half of this set is trained on.
 
     .venv/bin/python benchmarks/eval_multilingual.py [--split dev|test] [--compare-encoders]
-        [--encoders use-m3,e5-small] [--llm-oracle [--llm-budget 20]]
+        [--encoders use-m3,e5-small] [--llm-oracle [--llm-budget 20]] [--rules-against-heads]
 
 Prints per language and overall, for the rules tier and the model tier: accuracy, macro-F1
 and abstention of topic, intent and sentiment, and language accuracy; `--compare-encoders`
@@ -174,6 +174,25 @@ def llm_oracle_ceiling(frame: pl.DataFrame, model: ModelTier, budget: int) -> No
         server.server_close()
 
 
+def rules_against_heads(frame: pl.DataFrame, model: ModelTier) -> None:
+    """Where the rules (keywords, or VADER for sentiment) gave a label, how often it was
+    right, and how often the heads were right on the same texts: what decides which tier
+    wins (`apply_model_tier`, `apply_model_sentiment`)."""
+    rules = categorize_texts(frame.select("id", "text"), load_taxonomy())
+    predicted = model.predict(frame["text"].to_list())
+    for dimension, method in (("topic", "rules"), ("intent", "rules"), ("sentiment", "lexicon")):
+        if dimension not in predicted:
+            continue
+        decided = (rules[f"{dimension}_method"] == method).to_list()
+        rows = [i for i, flag in enumerate(decided) if flag]
+        truth = frame[dimension].to_list()
+        rule_right = sum(rules[dimension][i] == truth[i] for i in rows)
+        head_right = sum(predicted[dimension].labels[i] == truth[i] for i in rows)
+        rule_share, head_share = rule_right / len(rows), head_right / len(rows)
+        print(f"  {dimension:<9} {method} labelled {len(rows):>3}: right {rule_share:.3f}; "
+              f"the head on the same texts {head_share:.3f}")  # fmt: skip
+
+
 def vader_baseline(frame: pl.DataFrame) -> float:
     """Plain VADER (the whole lexicon, every language) macro-F1 on sentiment."""
     from analytics_assets.categorization.rules import VADER_NEUTRAL_BOUND as bound
@@ -234,6 +253,7 @@ def main() -> None:
         help="also run the LLM tier against a fake server that knows the labels",
     )
     parser.add_argument("--llm-budget", type=int, default=20)
+    parser.add_argument("--rules-against-heads", action="store_true")
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} texts, {frame['language'].n_unique()} languages")
@@ -258,6 +278,9 @@ def main() -> None:
         print_table(evaluate(frame, model))
         if args.llm_oracle:
             llm_oracle_ceiling(frame, model, budget=args.llm_budget)
+        if args.rules_against_heads:
+            print("where the rules labelled, rules vs heads:")
+            rules_against_heads(frame, model)
 
 
 if __name__ == "__main__":
