@@ -285,10 +285,17 @@ def run_erase_user(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from analytics_assets.definitions import defs
-    from analytics_assets.defs.privacy.jobs import run_erasure
+    from analytics_assets.defs.privacy.jobs import run_erasure, submit_erasure
     from analytics_assets.privacy.keys import pseudonymizer
 
     pseudonym = pseudonymizer(get_settings())(args.user_id)
+    if args.request_only:
+        request_id = submit_erasure(
+            defs, pseudonym, requested_by=args.requested_by, reason=args.reason
+        )
+        print(f"erasure request {request_id}: launch erase_user_job with the run config")
+        print(f'ops: {{erase_user_data: {{config: {{request_id: "{request_id}"}}}}}}')
+        return 0
     with DagsterInstance.get() as instance:
         audit = run_erasure(
             defs,
@@ -472,6 +479,12 @@ def _add_privacy_commands(commands: Subcommands) -> None:
         action="store_true",
         help="Leave the report rebuild to erasure_report_rebuild_sensor (the daemon).",
     )
+    erase.add_argument(
+        "--request-only",
+        action="store_true",
+        help="Record the request and print its id, to launch erase_user_job from the UI "
+        "(the run is given the id, never the user).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -496,6 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except UsageError as error:
         parser.error(str(error))
+    except Exception as error:
+        # Imported here, not at the top: `--help` and the light commands load no pymongo.
+        from analytics_assets.storage.connection import MongoAuthenticationError
+
+        if not isinstance(error, MongoAuthenticationError):
+            raise
+        # One line, no traceback: the message names the hosts, never the URI.
+        print(f"analytics-assets: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ rate limits; the committed OpenAPI spec matches the code."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from analytics_assets.api import keys
 from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.ratelimit import TokenBuckets
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 
 DAYS = [date(2026, 11, 2) + timedelta(days=n) for n in range(3)]
@@ -114,8 +117,9 @@ def test_reports_series_models_and_users(filled):
         stored["conversations"], stored["messages"], stored["users"],
     )  # fmt: skip
     assert "user_ids" not in body
-    # A closed day: cacheable, and a revalidation costs nothing.
-    assert response.headers["Cache-Control"].startswith("public")
+    # A closed day: cacheable by the caller (never by a shared cache), and a revalidation
+    # costs nothing.
+    assert response.headers["Cache-Control"].startswith("private")
     again = filled["client"].get(
         f"/analytics/reports/daily/{day}",
         headers={**filled["headers"], "If-None-Match": response.headers["ETag"]},
@@ -132,31 +136,25 @@ def test_reports_series_models_and_users(filled):
     user = db["user_analytics"].find_one({})
     periods = get(filled, f"/users/{user['user_id']}/analytics").json()["periods"]
     assert user["period"] in [p["period"] for p in periods]
-    assert get(filled, "/users/nobody/analytics").status_code == 404
+    assert get(filled, f"/users/u_{'0' * 20}/analytics").status_code == 404
 
 
-def test_a_users_own_id_finds_their_pseudonymous_analytics(filled):
-    from analytics_assets.deployments import privacy_for
-    from analytics_assets.settings import get_settings
-
-    # The same key as the sample's materialization (the local deployment's key file).
-    pseudonymizer = privacy_for(get_settings()).pseudonymizer()
-    app = create_app(lambda: filled["db"], user_pseudonym=pseudonymizer)
-    client = TestClient(app)
+def test_users_are_found_by_pseudonym_only_so_no_key_turns_raw_ids_into_pseudonyms(filled):
+    """A filter that mapped source ids to pseudonyms let any key re-identify every user (the
+    source's ids are sequential): a source id is refused, in the spec and in the code."""
     stored = filled["db"]["user_analytics"].find_one({})
-    raw = next(
-        f"user-{n:05d}"
-        for n in range(1, 301)
-        if pseudonymizer(f"user-{n:05d}") == stored["user_id"]
-    )
-    by_raw = client.get(f"/users/{raw}/analytics", headers=filled["headers"]).json()
-    assert by_raw["user_id"] == stored["user_id"] and raw not in json.dumps(by_raw)
-    by_pseudonym = client.get(f"/users/{stored['user_id']}/analytics", headers=filled["headers"])
-    assert by_pseudonym.json() == by_raw
-    page = client.get("/conversations", params={"user_id": raw}, headers=filled["headers"])
-    assert page.json()["items"] and {c["user_id"] for c in page.json()["items"]} == {
-        stored["user_id"]
-    }
+    for raw in ("user-00001", "42", stored["user_id"].upper()):
+        by_path = get(filled, f"/users/{raw}/analytics")
+        by_filter = get(filled, "/conversations", user_id=raw)
+        assert by_path.status_code == by_filter.status_code == 422, raw
+        assert "pattern" in by_filter.json()["error"]["message"]
+    by_pseudonym = get(filled, f"/users/{stored['user_id']}/analytics")
+    assert by_pseudonym.status_code == 200 and by_pseudonym.json()["user_id"] == stored["user_id"]
+    page = get(filled, "/conversations", user_id=stored["user_id"]).json()
+    assert page["items"] and {c["user_id"] for c in page["items"]} == {stored["user_id"]}
+    spec = json.loads(SPEC.read_text())
+    listed = {p["name"]: p for p in spec["paths"]["/conversations"]["get"]["parameters"]}
+    assert listed["user_id"]["schema"]["anyOf"][0]["pattern"] == USER_PSEUDONYM_PATTERN
 
 
 def test_missing_wrong_revoked_and_out_of_scope_keys(filled):
@@ -197,10 +195,19 @@ def test_injection_attempts_are_rejected_in_every_filter(filled, parameter):
 def test_oversized_pages_and_malformed_cursors(filled):
     assert get(filled, "/conversations", limit=101).status_code == 422
     assert get(filled, "/conversations", limit=0).status_code == 422
-    for cursor in ("not-base64!!", "eyJhIjoxfQ", "W10", "WyJkdCIsIm5vdCBhIGRhdGUiLCJ4Il0"):
+    for cursor in ("not-base64!!", "eyJhIjoxfQ", "W10", "WyJkdCIsIm5vdCBhIGRhdGUiLCJ4Il0", "0"):
         response = get(filled, "/conversations", cursor=cursor)
         assert response.status_code == 422, cursor
         assert "cursor" in response.json()["error"]["message"]
+    # The published pattern refuses what the code refuses before decoding (`0` matched the
+    # old one), and accepts the cursors the API hands out.
+    spec = json.loads(SPEC.read_text())
+    listed = {p["name"]: p for p in spec["paths"]["/conversations"]["get"]["parameters"]}
+    pattern = listed["cursor"]["schema"]["anyOf"][0]["pattern"]
+    assert not re.match(pattern, "0")
+    handed_out = get(filled, "/conversations", limit=1).json()["next_cursor"]
+    assert re.match(pattern, handed_out)
+    assert get(filled, "/conversations", limit=1, cursor=handed_out).status_code == 200
     # A range that ends before it starts holds no day.
     reversed_range = get(filled, "/analytics/topics", **{"from": DAYS[1], "to": DAYS[0]})
     assert reversed_range.status_code == 200 and reversed_range.json()["points"] == []
@@ -301,26 +308,182 @@ def test_each_endpoint_query_is_served_by_an_index(filled):
     assert not unindexed, unindexed
 
 
-def test_failures_answer_without_stack_traces_and_big_requests_are_refused(filled):
-    import io
-    import logging
-
-    logged = io.StringIO()
-    handler = logging.StreamHandler(logged)
-    logging.getLogger("analytics_assets.api").addHandler(handler)
+def test_failures_answer_without_stack_traces_in_the_response_or_any_log(filled, caplog):
+    """Starlette re-raises an error after an exception handler answers it, and the server
+    then logs the traceback: the error must stop inside the app. TestClient raises what
+    would reach the server."""
 
     def broken_database():
         raise RuntimeError("connection string mongodb://user:secret@db")
 
-    client = TestClient(create_app(broken_database), raise_server_exceptions=False)
-    response = client.get("/conversations", headers=filled["headers"])
+    client = TestClient(create_app(broken_database))  # raise_server_exceptions=True
+    with caplog.at_level(logging.DEBUG):
+        response = client.get("/conversations", headers=filled["headers"])
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error", "message": "internal error"}}
-    logging.getLogger("analytics_assets.api").removeHandler(handler)
-    assert "RuntimeError" in logged.getvalue()
-    assert "secret" not in logged.getvalue() and "Traceback" not in logged.getvalue()
+    assert "RuntimeError on /conversations" in caplog.text
+    assert "secret" not in caplog.text and "Traceback" not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
     assert client.get("/ready").status_code == 503
-    too_big = filled["client"].request(
+
+
+def test_oversized_requests_and_headers_are_refused(filled):
+    client = filled["client"]
+    too_big = client.request(
         "GET", "/health", content=b"x" * (16 * 1024 + 1), headers={"Content-Type": "text/plain"}
     )
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "too_large"
+    one_huge = client.get("/health", headers={"X-Padding": "x" * 1_000_000})
+    many = client.get("/health", headers=[(f"X-H{n}", "1") for n in range(5_000)])
+    for response in (one_huge, many):
+        assert response.status_code == 431
+        assert response.json()["error"]["code"] == "headers_too_large"
+
+
+def test_head_options_errors_and_security_headers(filled):
+    client = filled["client"]
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(client.get("/health").content)
+    head_report = client.head(f"/analytics/reports/daily/{DAYS[0]}", headers=filled["headers"])
+    assert head_report.status_code == 200 and head_report.content == b""
+    options = client.options("/conversations")
+    assert options.status_code == 204 and options.headers["allow"] == "GET, HEAD, OPTIONS"
+    not_found = client.get("/no-such-thing")
+    wrong_method = client.post("/health")
+    assert not_found.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert client.options("/no-such-thing").status_code == 404
+    for response in (head, options, not_found, wrong_method, client.get("/health"),
+                     get(filled, "/conversations")):  # fmt: skip
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_the_docs_page_loads_nothing_from_outside_and_allows_only_its_own_script(filled):
+    import base64
+    import hashlib
+
+    client = filled["client"]
+    page = client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(source.startswith("/") for source in sources), sources
+    for source in sources:
+        assert client.get(source).status_code == 200, source
+    csp = page.headers["content-security-policy"]
+    for inline in re.findall(r"<script>(.*?)</script>", page.text, flags=re.DOTALL):
+        digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "http" not in csp
+
+
+def test_key_protected_answers_are_private_to_the_key(filled):
+    closed = get(filled, f"/analytics/reports/daily/{DAYS[0]}")
+    assert closed.headers["cache-control"].startswith("private, max-age=")
+    assert "X-API-Key" in closed.headers["vary"]
+    conversation = filled["db"]["conversation_analytics"].find_one({})
+    detail = get(filled, f"/conversations/{conversation['_id']}")
+    assert detail.status_code == 200 and detail.headers["cache-control"] == "no-store"
+    assert get(filled, "/conversations").headers["cache-control"] == "no-store"
+
+
+def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(filled):
+    """A real uvicorn server, its access log captured: the key, the raw ids in paths and
+    the query values never reach it."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from analytics_assets.api.security import redact_access_logs
+
+    app = create_app(lambda: filled["db"])
+    redact_access_logs(app)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("uvicorn.access").addHandler(handler)
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=True))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        conversation = filled["db"]["conversation_analytics"].find_one({})
+        key = filled["key"]
+        in_url = httpx.get(f"{base}/conversations", params={"api_key": key})
+        assert in_url.status_code == 400 and in_url.json()["error"]["code"] == "key_in_url"
+        assert "X-API-Key header" in in_url.json()["error"]["message"]
+        assert httpx.get(f"{base}/conversations", params={"k": key}).status_code == 400
+        httpx.get(f"{base}/conversations/{conversation['_id']}", params={"lang": "fr"},
+                  headers=filled["headers"])  # fmt: skip
+        httpx.get(f"{base}/conversations", params={"topic": "billing-secret-topic"},
+                  headers=filled["headers"])  # fmt: skip
+        httpx.get(f"{base}/no-such/user-00042")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        logging.getLogger("uvicorn.access").removeHandler(handler)
+    logged = "\n".join(lines)
+    assert len(lines) == 5, lines
+    for secret in (key, key.split("_")[1], conversation["_id"], "billing-secret-topic",
+                   "user-00042"):  # fmt: skip
+        assert secret not in logged, secret
+    assert "/conversations/{conversation_id}?lang=…" in logged
+    assert "/conversations?api_key=…" in logged
+
+
+def test_failed_authentication_is_limited_per_address_without_database_lookups(filled, monkeypatch):
+    from analytics_assets.api.auth import FAILED_AUTH_PER_MINUTE
+
+    lookups = []
+    verify = keys.verify
+    monkeypatch.setattr(keys, "verify", lambda db, key: lookups.append(key) or verify(db, key))
+    clock = FakeClock()
+    client = TestClient(create_app(lambda: filled["db"], clock=clock))
+    path = f"/analytics/reports/daily/{DAYS[0]}"
+    good = client.get(path, headers=filled["headers"])  # verified before the attack
+    assert good.status_code == 200
+    statuses = [
+        client.get(path, headers={"X-API-Key": f"aak_guess{n}_{'x' * 40}"}).status_code
+        for n in range(FAILED_AUTH_PER_MINUTE + 30)
+    ]
+    assert statuses == [401] * FAILED_AUTH_PER_MINUTE + [429] * 30
+    assert len(lookups) == 1 + FAILED_AUTH_PER_MINUTE
+    blocked = client.get(path, headers={"X-API-Key": "aak_other_" + "y" * 40})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    # A key verified lately still passes from the blocked address (an office behind one
+    # NAT is not locked out by one guesser); a minute later guessing may resume, slowly.
+    assert client.get(path, headers=filled["headers"]).status_code == 200
+    clock.now += 60
+    assert client.get(path, headers={"X-API-Key": "aak_again_" + "z" * 40}).status_code == 401
+
+
+def test_readiness_has_no_side_effects(tmp_path):
+    """/ready of an embedded deployment whose database was never started answers 503 and
+    starts nothing: no server on the port, no data folder."""
+    import socket
+
+    from analytics_assets.storage.connection import MongoConnection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connection = MongoConnection(embedded_data_dir=str(tmp_path / "mongo"), embedded_port=port)
+    client = TestClient(create_app(connection.db, ready=connection.ping))
+    for _ in range(2):
+        assert client.get("/ready").status_code == 503
+    assert not (tmp_path / "mongo").exists()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

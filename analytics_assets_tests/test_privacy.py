@@ -29,7 +29,7 @@ from analytics_assets.defs.privacy.jobs import (
 )
 from analytics_assets.defs.privacy.resources import RESTRICTED_TABLES, PrivacyResource
 from analytics_assets.defs.storage.placement import mirrors_of
-from analytics_assets.privacy.erasure import AUDIT_COLLECTION
+from analytics_assets.privacy.erasure import AUDIT_COLLECTION, REQUESTS_COLLECTION, submit_request
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.privacy.retention import apply_retention
 from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
@@ -259,6 +259,12 @@ def test_no_raw_id_or_text_reaches_dagsters_event_log(tmp_path, mongo_server):
     assert EMAIL_USER not in stored
     assert not [user for user in raw_ids if user in stored]
     assert not [value for value in PLANTED.values() if value in stored]
+    # Nor pseudonyms or what people wrote (even anonymized): an erasure could not remove
+    # them from there.
+    pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonymizer()
+    assert not [user for user in raw_ids if pseudonym(user) in stored]
+    texts = [m["content"][:40] for m in planted["data"].messages if len(m["content"] or "") > 40]
+    assert texts and not [text for text in texts if text in stored]
 
 
 def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mongo_server):
@@ -471,6 +477,71 @@ def test_erasure_removes_a_user_everywhere_and_the_reports_reconcile(tmp_path, m
         resources={"mongo": mongo},
     )
     assert "rebuilt its reports itself" in str(erasure_report_rebuild_sensor(context))
+
+
+def test_erasure_leaves_the_subject_out_of_dagsters_run_storage(tmp_path, mongo_server):
+    """Run configs and event logs stay in Dagster's storage, out of an erasure's reach: the
+    job is given a request id, never the pseudonym, and the request (the one place that
+    names the subject) is deleted once the erasure is done. (The erasure runs on an instance
+    of its own: the ingestion's materializations preview rows, pseudonyms included.)"""
+    from dagster import instance_for_test
+
+    spec = SampleSpec(days=2, conversations=60, users=10, seed=5, with_bad_records=False)
+    data = generate_sample(spec)
+    write_export(data, tmp_path / "export")
+    defs, lake, mongo = _definitions(tmp_path, mongo_server, "privacy_erasure_request")
+    counts: dict[str, int] = {}
+    for conversation in data.conversations:
+        if conversation["user_id"]:
+            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
+    user_id = max(counts, key=counts.get)
+    pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonym(user_id)
+    assert (
+        defs.resolve_job_def("ingestion_job")
+        .execute_in_process(
+            instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+        )
+        .success
+    )
+    assert pseudonym in read_asset(lake, "conversations")["user_id"].to_list()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        audit = run_erasure(defs, instance, pseudonym, requested_by="dpo", reason="T-9")
+
+        stored = "\n".join(
+            f"{json.dumps(r.run_config)}\n{r.tags}\n"
+            + "\n".join(str(record) for record in instance.all_logs(r.run_id))
+            for r in instance.get_runs()
+        )
+        assert pseudonym not in stored and user_id not in stored
+        run = instance.get_run_by_id(audit["_id"])
+        request_id = run.run_config["ops"]["erase_user_data"]["config"]["request_id"]
+        # A request carried out is gone: launching the job with its id again fails.
+        again = defs.resolve_job_def("erase_user_job").execute_in_process(
+            run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not again.success
+    assert request_id in stored and "erase_user_job" in stored
+    # The instance's files themselves (SQLite run and event storage, whatever else).
+    files = b"".join(path.read_bytes() for path in sorted(home.rglob("*")) if path.is_file())
+    assert request_id.encode() in files  # what a grep of the run config finds
+    assert pseudonym.encode() not in files and user_id.encode() not in files
+
+    # The erasure happened, was audited, and its request is deleted.
+    assert audit["outcome"] == "erased" and audit["requested_by"] == "dpo"
+    assert audit["reason"] == "T-9"
+    assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
+    db = mongo.db()
+    assert db["conversation_analytics"].count_documents({"user_id": pseudonym}) == 0
+    assert db[REQUESTS_COLLECTION].count_documents({}) == 0
+    # A request takes a pseudonym: a raw user id is refused (and not repeated).
+    with pytest.raises(ValueError, match="pseudonym") as refused:
+        submit_request(db, user_id, requested_by="dpo")
+    assert user_id not in str(refused.value)
+    assert db[REQUESTS_COLLECTION].count_documents({}) == 0
 
 
 def test_report_rebuild_requests_days_first_then_periods():

@@ -1,5 +1,6 @@
 """API keys on requests: who the caller is (`X-API-Key`), whether the key has the endpoint's
-scope, whether it is within its rate, and that no unknown query parameter slips through."""
+scope, whether it is within its rate, that a client guessing keys is slowed down, and that no
+unknown query parameter slips through."""
 
 from __future__ import annotations
 
@@ -25,36 +26,73 @@ KEY_CACHE_S = 5.0
 RequireScope = Callable[..., params.Depends]
 
 
+# Failed authentications allowed per client address: a burst of this many, refilled at this
+# many a minute. Past it the address gets 429 without a database lookup, so guessing keys
+# costs the guesser time and the database nothing.
+FAILED_AUTH_PER_MINUTE = 20
+# Answers remembered, valid and invalid: bounded, the oldest forgotten first.
+MAX_CACHED_KEYS = 10_000
+
+
 class KeyVerifier:
-    """Checks a key against MongoDB, remembering each answer for KEY_CACHE_S."""
+    """Checks a key against MongoDB, remembering each answer (a miss too) for KEY_CACHE_S."""
 
     def __init__(self, db_provider: DbProvider, clock: Callable[[], float]):
         self._db_provider = db_provider
         self._clock = clock
         self._verified: dict[bytes, tuple[float, keys.ApiKey | None]] = {}
+        self.lookups = 0  # database lookups made, for tests and metrics
+
+    @staticmethod
+    def _digest(api_key: str) -> bytes:
+        # Cached under a digest: the process never keeps the keys themselves around.
+        return hashlib.sha256(api_key.encode()).digest()
+
+    def cached(self, api_key: str | None) -> tuple[bool, keys.ApiKey | None]:
+        """(whether the answer is known without a lookup, the key)."""
+        if not api_key:
+            return True, None
+        cached = self._verified.get(self._digest(api_key))
+        if cached and self._clock() - cached[0] < KEY_CACHE_S:
+            return True, cached[1]
+        return False, None
 
     def __call__(self, api_key: str | None) -> keys.ApiKey | None:
-        if not api_key:
-            return None
-        # Cached under a digest: the process never keeps the keys themselves around.
-        digest = hashlib.sha256(api_key.encode()).digest()
-        cached = self._verified.get(digest)
-        if cached and self._clock() - cached[0] < KEY_CACHE_S:
-            return cached[1]
+        known, key = self.cached(api_key)
+        if known:
+            return key
+        self.lookups += 1
         key = keys.verify(self._db_provider(), api_key)
-        if len(self._verified) > 10_000:  # bounded: unknown keys are cached too
-            self._verified.clear()
+        digest = self._digest(api_key)
+        self._verified.pop(digest, None)
+        while len(self._verified) >= MAX_CACHED_KEYS:
+            self._verified.pop(next(iter(self._verified)))
         self._verified[digest] = (self._clock(), key)
         return key
 
 
+class FailedAuthLimiter:
+    """A bucket of failed authentications per client address."""
+
+    def __init__(self, buckets: TokenBuckets, per_minute: int = FAILED_AUTH_PER_MINUTE):
+        self._buckets = buckets
+        self.per_minute = per_minute
+
+    def blocked(self, address: str) -> int:
+        """Seconds until the address may try again (0: it may now)."""
+        return self._buckets.wait_s(f"auth:{address}", self.per_minute)
+
+    def failed(self, address: str) -> None:
+        self._buckets.take(f"auth:{address}", self.per_minute)
+
+
 def scope_dependency(
-    verify: Callable[[str | None], keys.ApiKey | None], buckets: TokenBuckets
+    verify: KeyVerifier, buckets: TokenBuckets, failures: FailedAuthLimiter
 ) -> RequireScope:
     def require(scope: str, allowed_params: tuple[str, ...] = ()) -> params.Depends:
         def check(request: Request, api_key: Annotated[str | None, Security(API_KEY)]) -> None:
             _refuse_unknown_params(request, allowed_params)
-            key = verify(api_key)
+            key = _authenticate(request, api_key, verify, failures)
             if key is None:
                 raise HTTPException(401, "a valid X-API-Key header is required")
             if scope not in key.scopes:
@@ -64,6 +102,26 @@ def scope_dependency(
         return Depends(check)
 
     return require
+
+
+def _authenticate(
+    request: Request, api_key: str | None, verify: KeyVerifier, failures: FailedAuthLimiter
+) -> keys.ApiKey | None:
+    known, key = verify.cached(api_key)
+    if known and key is not None:
+        return key  # a key verified lately passes even from a blocked address
+    address = request.client.host if request.client else "unknown"
+    wait_s = failures.blocked(address)
+    if wait_s and api_key:
+        raise HTTPException(
+            429,
+            "too many failed authentications from this address",
+            headers={"Retry-After": str(wait_s)},
+        )
+    key = verify(api_key)
+    if key is None and api_key:
+        failures.failed(address)
+    return key
 
 
 def _refuse_unknown_params(request: Request, allowed_params: tuple[str, ...]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -34,6 +33,20 @@ ERRORS = {
 NOT_FOUND = {404: {"model": ErrorBody}}
 
 IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+# Users are found by pseudonym only. A source user id is refused, never mapped: mapping
+# would turn any key into an oracle from raw ids to pseudonyms (sequential source ids would
+# make every pseudonym re-identifiable). Whoever holds the pseudonymization key gets a
+# pseudonym with `analytics-assets pseudonym USER_ID`.
+PSEUDONYM_DESCRIPTION = (
+    "A user pseudonym, as this API returns them (`u_` and 20 hex digits); source user ids "
+    "are refused."
+)
+PseudonymPath = Annotated[
+    str, Path(pattern=USER_PSEUDONYM_PATTERN, description=PSEUDONYM_DESCRIPTION)
+]
+PseudonymQuery = Annotated[
+    str | None, Query(pattern=USER_PSEUDONYM_PATTERN, description=PSEUDONYM_DESCRIPTION)
+]
 Label = Annotated[str | None, Query(pattern=LABEL_PATTERN)]
 Day = Annotated[date | None, Query()]
 Grain = Literal["daily", "weekly", "monthly"]
@@ -52,18 +65,6 @@ def error_response(
     status: int, code: str, message: str, headers: dict | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
-
-
-def user_id_mapper(user_pseudonym: Callable[[str], str] | None) -> Callable[[str], str]:
-    """The collections hold pseudonyms: a caller's own user id is mapped to its pseudonym, a
-    pseudonym is taken as it is."""
-
-    def stored_user_id(user_id: str) -> str:
-        if user_pseudonym is None or re.match(USER_PSEUDONYM_PATTERN, user_id):
-            return user_id
-        return user_pseudonym(user_id)
-
-    return stored_user_id
 
 
 def encode_cursor(started_at: Any, conversation_id: str) -> str:

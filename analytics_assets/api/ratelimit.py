@@ -25,6 +25,15 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self._lock = threading.Lock()
 
+    def wait_s(self, key: str, rate_per_minute: int) -> int:
+        """Seconds until `key` has a token again, without taking one (0: it has one)."""
+        per_second = rate_per_minute / 60.0
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (float(rate_per_minute), now))
+            tokens = min(float(rate_per_minute), tokens + (now - last) * per_second)
+        return 0 if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / per_second))
+
     def take(self, key: str, rate_per_minute: int) -> Decision:
         capacity = float(rate_per_minute)
         per_second = rate_per_minute / 60.0

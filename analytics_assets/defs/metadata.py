@@ -9,6 +9,18 @@ from dagster import MetadataValue, TableColumn, TableSchema
 
 PREVIEW_ROWS = 5
 _PREVIEW_CELL_CHARS = 60
+# Never in a preview: who (user ids, pseudonyms included) and what a person wrote (texts,
+# even anonymized). Run storage is beyond an erasure's reach, so it holds neither.
+PERSONAL_COLUMNS = frozenset({
+    "user_id", "user_pseudonym", "content", "text", "source_text", "opening",
+    "category_text", "translated_text", "example", "examples", "record", "title",
+})  # fmt: skip
+
+
+def _previewable(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(
+        name for name in frame.columns if name not in PERSONAL_COLUMNS and "user" not in name
+    )
 
 
 def _cell(value: Any) -> str:
@@ -41,7 +53,8 @@ def shape_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
 
 
 def frame_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
-    """Row count, schema and a preview of the rows. Only the asset decides what of its rows
-    may be shown (the raw table shows none of its records): metadata is kept in Dagster's
-    run storage, which no erasure reaches."""
-    return {**shape_metadata(frame, days=days), "preview": MetadataValue.md(markdown_table(frame))}
+    """Row count, schema and a preview of the rows without their personal columns (user
+    ids, texts): metadata is kept in Dagster's run storage, which no erasure reaches. The
+    schema still lists every column."""
+    preview = markdown_table(_previewable(frame))
+    return {**shape_metadata(frame, days=days), "preview": MetadataValue.md(preview)}

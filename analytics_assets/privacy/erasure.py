@@ -4,10 +4,16 @@ an audit record that says who asked, when, and how much went, without the erased
 
 The reports are not edited here: they are aggregates, so the days, weeks and months they
 cover are rebuilt from what remains (`ErasureResult.reports_to_rebuild`).
+
+A request (`submit_request`) keeps who is to be erased in MongoDB under a random id until
+the erasure is done: the job is given only that id, so the subject never enters Dagster's run
+config or event log, which no erasure can reach.
 """
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +23,7 @@ import polars as pl
 from pymongo.database import Database
 
 from analytics_assets import tables
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.lake import Lake
@@ -26,6 +33,9 @@ RAW_TABLE = tables.NOCODB_RAW_PAGES
 REPORT_TABLES = (tables.DAILY_REPORT, tables.WEEKLY_REPORT, tables.MONTHLY_REPORT)
 TOMBSTONES = "_privacy/erased_records.parquet"
 AUDIT_COLLECTION = "privacy_audit"
+# Pending erasure requests: the subject's pseudonym, until their erasure completes.
+REQUESTS_COLLECTION = "privacy_erasure_requests"
+REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
 # Kept apart from the analytics pseudonyms: an audit subject cannot be joined with any table.
 AUDIT_LABEL = "erasure-subject"
 TOMBSTONE_LABEL = "erased-record"
@@ -334,6 +344,56 @@ class Eraser:
             upsert=True,
         )  # fmt: skip
         return record
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    request_id: str
+    user_pseudonym: str
+    requested_by: str
+    reason: str = ""
+
+
+def submit_request(db: Database, user_pseudonym: str, *, requested_by: str,
+                   reason: str = "") -> str:  # fmt: skip
+    """Records an erasure request; returns its id (random, it says nothing of the user),
+    the only thing the erasure job is given."""
+    if not re.fullmatch(USER_PSEUDONYM_PATTERN, user_pseudonym):
+        # The value is not repeated: it may be a raw user id given by mistake.
+        raise ValueError(
+            "An erasure request takes the user's pseudonym (u_ and 20 hex digits), not "
+            "their id: `analytics-assets pseudonym <user id>` prints it."
+        )
+    request_id = uuid.uuid4().hex
+    db[REQUESTS_COLLECTION].insert_one(
+        {
+            "_id": request_id,
+            "user_pseudonym": user_pseudonym,
+            "requested_by": requested_by,
+            "reason": reason,
+            "requested_at": datetime.now(UTC),
+        }
+    )
+    return request_id
+
+
+def load_request(db: Database, request_id: str) -> ErasureRequest | None:
+    """The pending request, or None (unknown, or already carried out and closed)."""
+    document = db[REQUESTS_COLLECTION].find_one({"_id": request_id})
+    if document is None:
+        return None
+    return ErasureRequest(
+        request_id=request_id,
+        user_pseudonym=document["user_pseudonym"],
+        requested_by=document["requested_by"],
+        reason=document.get("reason", ""),
+    )
+
+
+def close_request(db: Database, request_id: str) -> None:
+    """Forgets the request (idempotent): once the erasure is done, only the audit record,
+    which keeps the subject as a keyed digest, says it happened."""
+    db[REQUESTS_COLLECTION].delete_one({"_id": request_id})
 
 
 def tombstone_digest(digest: Callable[[str, str], str], identity: str) -> str:

@@ -12,16 +12,60 @@ from datetime import UTC
 from pathlib import Path
 from typing import Literal
 
+import pymongo
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import OperationFailure, PyMongoError
 
 from analytics_assets.settings import Settings
-from analytics_assets.storage.embedded import ensure_embedded_mongo
+from analytics_assets.storage.embedded import _listening, ensure_embedded_mongo
 from analytics_assets.storage.migrations import migrate
 
 _clients: dict[str, MongoClient] = {}
 _migrated: set[tuple[str, str]] = set()
 _clients_lock = threading.Lock()
+EMBEDDED_HOST = "127.0.0.1"
+# Server error codes of a refused login, and of a server without the saslStart command.
+_AUTHENTICATION_FAILED = {11, 18}
+_COMMAND_NOT_FOUND = 59
+
+
+class MongoAuthenticationError(RuntimeError):
+    """The server refused the URI's credentials, or cannot check them. The message names
+    the hosts, never the URI (it holds the password); the CLI prints it as one line."""
+
+
+def _has_credentials(uri: str) -> bool:
+    """Whether the URI carries `user[:password]@` (pymongo insists `@` and `/` in them are
+    percent-escaped, so the first `@` before the path ends the user info)."""
+    authority = uri.partition("://")[2].partition("/")[0].partition("?")[0]
+    return "@" in authority
+
+
+def _hosts(client: MongoClient) -> str:
+    addresses = sorted(client.topology_description.server_descriptions())
+    return ", ".join(f"{host}:{port}" for host, port in addresses) or "the MongoDB server"
+
+
+def _check_authentication(client: MongoClient) -> None:
+    """pymongo authenticates a connection on its first command; against a server without
+    SCRAM (nx-27017 is one) it fails inside the SCRAM exchange with a bare KeyError. One
+    ping here turns that, and a refused login, into `MongoAuthenticationError`; any other
+    failure (an unreachable server) is left to the caller, as pymongo raises it."""
+    try:
+        client.admin.command("ping")
+    except (KeyError, TypeError, ValueError):
+        reason = "authentication failed: the server does not support SCRAM authentication"
+    except OperationFailure as error:
+        if error.code == _COMMAND_NOT_FOUND:
+            reason = "authentication failed: the server does not support SCRAM authentication"
+        elif error.code in _AUTHENTICATION_FAILED:
+            reason = "authentication failed (check the user and password in MONGODB_URI)"
+        else:
+            raise
+    else:
+        return
+    raise MongoAuthenticationError(f"MongoDB at {_hosts(client)}: {reason}.")
 
 
 @dataclass(frozen=True)
@@ -57,22 +101,33 @@ class MongoConnection:
             return self.uri
         if not self.embedded_data_dir:
             raise ValueError("Set MONGODB_URI, or embedded_data_dir for the embedded server.")
-        return ensure_embedded_mongo(Path(self.embedded_data_dir), self.embedded_port)
+        return ensure_embedded_mongo(
+            Path(self.embedded_data_dir), self.embedded_port, EMBEDDED_HOST
+        )
 
     def client(self) -> MongoClient:
-        """One pooled client per URI and process (MongoClient is thread-safe)."""
-        uri = self.resolved_uri()
-        with _clients_lock:
-            if uri not in _clients:
-                # tzinfo=UTC: pymongo's default FixedOffset is not a zone polars recognizes.
-                _clients[uri] = MongoClient(
-                    uri,
-                    tz_aware=True,
-                    tzinfo=UTC,
-                    serverSelectionTimeoutMS=10_000,
-                    retryWrites=True,
-                )
-            return _clients[uri]
+        """One pooled client per URI and process (MongoClient is thread-safe). A URI with
+        credentials is checked once, when its client is made: `MongoAuthenticationError`
+        if the server refuses them or cannot check them."""
+        return _client_for(self.resolved_uri())
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether the database answers a ping within `timeout_s`, with no side effect:
+        never starts the embedded server (False while nothing listens on its port; no
+        process, thread, client or data folder is made), never migrates. False too when
+        the server is unreachable or refuses the credentials. For readiness probes."""
+        if self.uri:
+            uri = self.uri
+        elif _listening(EMBEDDED_HOST, self.embedded_port):
+            uri = f"mongodb://{EMBEDDED_HOST}:{self.embedded_port}"
+        else:
+            return False
+        try:
+            with pymongo.timeout(timeout_s):
+                _client_for(uri).admin.command("ping")
+        except (PyMongoError, MongoAuthenticationError):
+            return False
+        return True
 
     def db(self) -> Database:
         database = self.client()[self.database]
@@ -83,3 +138,24 @@ class MongoConnection:
                     migrate(database, validation_action=self.validation_action)
                     _migrated.add(key)
         return database
+
+
+def _client_for(uri: str) -> MongoClient:
+    with _clients_lock:
+        if uri in _clients:
+            return _clients[uri]
+    # tzinfo=UTC: pymongo's default FixedOffset is not a zone polars recognizes.
+    client = MongoClient(
+        uri, tz_aware=True, tzinfo=UTC, serverSelectionTimeoutMS=10_000, retryWrites=True
+    )
+    if _has_credentials(uri):
+        try:
+            _check_authentication(client)
+        except BaseException:
+            client.close()  # not kept: the next call checks again
+            raise
+    with _clients_lock:
+        kept = _clients.setdefault(uri, client)
+    if kept is not client:
+        client.close()  # another thread made one first
+    return kept

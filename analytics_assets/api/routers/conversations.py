@@ -3,7 +3,6 @@ list paged by start time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -23,18 +22,23 @@ from analytics_assets.api.common import (
     DbProvider,
     IdPath,
     Label,
+    PseudonymQuery,
     decode_cursor,
     encode_cursor,
 )
 from analytics_assets.api.models import ConversationDetail, ConversationPage, ConversationSummary
 
+# What `encode_cursor` makes: unpadded base64url of `["dt", …` or `["s", …`. Published as is,
+# so a value like `0` is refused by the pattern the spec shows, not after it matched it.
+CURSOR_PATTERN = r"^WyJ(?:kdCIs|zIiw)[A-Za-z0-9_-]{4,500}$"
+CURSOR_DESCRIPTION = (
+    "Opaque: the `next_cursor` of the previous page. Any other value is refused (422)."
+)
 LIST_PARAMS = ("from", "to", "user_id", "model", "channel", "topic", "intent", "sentiment",
                "language", "limit", "cursor")  # fmt: skip
 
 
-def build_router(
-    db_provider: DbProvider, require: RequireScope, stored_user_id: Callable[[str], str]
-) -> APIRouter:
+def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     router = APIRouter(tags=["conversations"], responses=ERRORS)
 
     @router.get(
@@ -76,7 +80,7 @@ def build_router(
     def conversations(
         from_: Annotated[date | None, Query(alias="from")] = None,
         to: Day = None,
-        user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        user_id: PseudonymQuery = None,
         model: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
         channel: Label = None,
         topic: Label = None,
@@ -84,7 +88,9 @@ def build_router(
         sentiment: Label = None,
         language: Annotated[str | None, Query(pattern=r"^(?:[a-z]{2}|unknown)$")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-        cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,512}$")] = None,
+        cursor: Annotated[
+            str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
+        ] = None,
     ) -> ConversationPage:
         query: dict[str, Any] = {}
         if from_ or to:
@@ -97,7 +103,7 @@ def build_router(
                             ("language", language)):  # fmt: skip
             if value is not None:
                 # A plain string: pattern-checked above, never a document.
-                query[name] = stored_user_id(value) if name == "user_id" else value
+                query[name] = value
         if cursor:
             started, conversation_id = decode_cursor(cursor)
             query["$or"] = [

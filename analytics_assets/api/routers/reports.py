@@ -41,11 +41,13 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             raise HTTPException(404, f"no {kind} report for {period}")
         body = Report.from_document(document)
         etag = '"' + hashlib.sha256(body.model_dump_json().encode()).hexdigest()[:32] + '"'
-        # A closed period's report changes only when it is rebuilt: cache it, revalidate.
+        # A closed period's report changes only when it is rebuilt: the caller may cache
+        # it and revalidate; a shared cache may not (the answer depends on the key, and
+        # the security middleware adds `Vary: X-API-Key`).
         closed = period_end(kind, period) < datetime.now(UTC).date()
         headers = {
             "ETag": etag,
-            "Cache-Control": "public, max-age=3600, must-revalidate" if closed else "no-cache",
+            "Cache-Control": "private, max-age=3600, must-revalidate" if closed else "no-cache",
         }
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)

@@ -10,6 +10,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
+    Failure,
     MetadataValue,
     OpExecutionContext,
     Output,
@@ -31,21 +32,27 @@ from analytics_assets.defs.partitions import range_tags
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.resources import MongoResource
-from analytics_assets.privacy.erasure import AUDIT_COLLECTION, Eraser
-from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
+from analytics_assets.privacy.erasure import (
+    AUDIT_COLLECTION,
+    REQUEST_ID_PATTERN,
+    Eraser,
+    close_request,
+    load_request,
+    submit_request,
+)
 
 # On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
 INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
 
 
 class ErasureConfig(Config):
-    # The pseudonym, not the user id: run configs are kept in Dagster's run storage.
-    user_pseudonym: str = Field(
-        pattern=USER_PSEUDONYM_PATTERN,
-        description="`analytics-assets pseudonym <user id>` prints it.",
+    # Only the request's id: run configs stay in Dagster's run storage, out of an erasure's
+    # reach, so the subject (even as a pseudonym) and the request's details are not here.
+    request_id: str = Field(
+        pattern=REQUEST_ID_PATTERN,
+        description="An erasure request's id: `analytics-assets erase-user <user id> "
+        "--requested-by … --request-only` records the request and prints it.",
     )
-    requested_by: str = Field(description="Who asked for the erasure (kept in the audit).")
-    reason: str = Field(default="", description="The request's reference, e.g. a ticket.")
 
 
 @op(
@@ -61,22 +68,31 @@ def erase_user_data(
     lake: LakeResource,
 ) -> Output[dict]:
     started = datetime.now(UTC)
+    db = mongo.db()
+    request = load_request(db, config.request_id)
+    if request is None:
+        raise Failure(
+            f"No pending erasure request {config.request_id}: it was carried out already "
+            "(see privacy_audit), or never recorded."
+        )
     eraser = Eraser(
         lake.lake(),
-        mongo.db(),
+        db,
         pseudonym_of=privacy.pseudonymizer(),
         digest=privacy.digester(),
         schema=record_source.source_schema,
     )
-    result = eraser.erase(config.user_pseudonym)
+    result = eraser.erase(request.user_pseudonym)
     audit = eraser.audit(
         context.run_id,
-        config.user_pseudonym,
+        request.user_pseudonym,
         result,
-        requested_by=config.requested_by,
-        reason=config.reason,
+        requested_by=request.requested_by,
+        reason=request.reason,
         started_at=started,
     )
+    # Done: the audit record is what remains of the request (the subject only as a digest).
+    close_request(db, config.request_id)
     context.log.info(f"erasure {context.run_id}: {audit['outcome']}")
     return Output(
         audit,
@@ -165,6 +181,15 @@ privacy_retention_schedule = ScheduleDefinition(
 )
 
 
+def submit_erasure(
+    defs: Definitions, user_pseudonym: str, *, requested_by: str, reason: str = ""
+) -> str:
+    """Records an erasure request in the code location's MongoDB; returns the id to launch
+    `erase_user_job` with (`{"ops": {"erase_user_data": {"config": {"request_id": …}}}}`)."""
+    mongo: MongoResource = defs.resources["mongo"]
+    return submit_request(mongo.db(), user_pseudonym, requested_by=requested_by, reason=reason)
+
+
 def run_erasure(
     defs: Definitions,
     instance: DagsterInstance,
@@ -176,13 +201,19 @@ def run_erasure(
 ) -> dict:
     """The erasure job in this process, then (unless told not to) the report rebuilds it
     asks for, in order, so the reports are right when this returns; the sensor then leaves
-    the run alone. Returns the audit record."""
-    config = {"user_pseudonym": user_pseudonym, "requested_by": requested_by, "reason": reason}
-    result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
-        run_config={"ops": {"erase_user_data": {"config": config}}},
-        instance=instance,
-        tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
-    )
+    the run alone. The run is given a request id, never the pseudonym. Returns the audit
+    record."""
+    request_id = submit_erasure(defs, user_pseudonym, requested_by=requested_by, reason=reason)
+    try:
+        result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
+            run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
+            instance=instance,
+            tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
+        )
+    finally:
+        # Done or failed, the request leaves with this call (a failed erasure is retried
+        # by calling again); the job closed it already when it succeeded.
+        close_request(defs.resources["mongo"].db(), request_id)
     audit = result.output_for_node("erase_user_data")
     if rebuild_reports:
         for request in report_run_requests(result.run_id, audit["reports_to_rebuild"]):
