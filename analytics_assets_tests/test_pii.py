@@ -1,8 +1,12 @@
-"""PII detection on a corpus with known spans: recall and precision per type, look-alikes
-left alone, anonymization (redact and keyed pseudonyms)."""
+"""PII detection on a corpus with known spans: recall per format and precision per type,
+look-alikes left alone, the security probe's findings (national phone numbers passed, local
+addresses and URL paths redacted), anonymization (redact and keyed pseudonyms)."""
 
 from __future__ import annotations
 
+import random
+import re
+import string
 from collections import Counter
 
 import polars as pl
@@ -19,46 +23,90 @@ from analytics_assets.privacy.pii import (
     URL_SECRET,
     anonymize,
     detect,
+    find_in_text,
     iban_valid,
+    language_regions,
     luhn_valid,
     pseudonymize_id,
 )
-from analytics_assets_tests.pii_corpus import corpus
+from analytics_assets_tests.pii_corpus import (
+    PHONE_FORMATS,
+    PHONE_FORMATS_NOT_COVERED,
+    corpus,
+    score,
+)
 
 REQUIRED = {EMAIL: (0.99, 0.95), CARD: (0.99, 0.95), IBAN: (0.99, 0.95), IP: (0.99, 0.95),
-            API_KEY: (0.99, 0.95)}  # fmt: skip
+            API_KEY: (0.99, 0.95), URL_SECRET: (0.99, 0.95), PHONE: (0.95, 0.95),
+            GOV_ID: (0.95, 0.95)}  # fmt: skip
 
 
-def scores() -> dict[str, tuple[float, float]]:
-    rows = corpus()
-    found = detect(pl.Series([text for text, _ in rows]))
-    hits, expected, reported = Counter(), Counter(), Counter()
-    for (text, truth), findings in zip(rows, found, strict=True):
-        want = set(truth)
-        got = {(finding.kind, finding.value) for finding in findings}
-        for item in want:
-            expected[item[0]] += 1
-            hits[item[0]] += item in got
-        for kind, _ in got:
-            reported[kind] += 1
-        for finding in findings:
-            assert text[finding.start : finding.end] == finding.value  # spans are exact
-    return {
-        kind: (hits[kind] / expected[kind], hits[kind] / max(reported[kind], 1))
-        for kind in expected
-    }
+def test_recall_per_format_and_precision_per_type_on_the_corpus():
+    measured = score(detect)
+    recall, precision = measured["recall"], measured["precision"]
+    print("\n".join(f"recall {value:.3f}  {name}" for name, value in recall.items()))
+    print("\n".join(f"precision {value:.3f}  {kind}" for kind, value in precision.items()))
+    for kind, (least_recall, least_precision) in REQUIRED.items():
+        assert precision[kind] >= least_precision, (kind, precision[kind])
+        if kind != PHONE:
+            assert recall[kind] >= least_recall, (kind, recall[kind])
+    # Every phone format: international, and each region's national formats.
+    for name in PHONE_FORMATS:
+        assert recall[f"{PHONE} {name}"] >= REQUIRED[PHONE][0], (name, recall[f"{PHONE} {name}"])
+    for name in PHONE_FORMATS_NOT_COVERED:  # reported only: left alone by design
+        assert f"{PHONE} {name}" in recall
 
 
-def test_recall_and_precision_per_type_on_the_corpus():
-    measured = scores()
-    print("\n".join(f"{k}: recall {r:.3f} precision {p:.3f}" for k, (r, p) in measured.items()))
-    for kind, (recall, precision) in REQUIRED.items():
-        assert measured[kind][0] >= recall, (kind, measured[kind])
-        assert measured[kind][1] >= precision, (kind, measured[kind])
-    assert measured[URL_SECRET][0] >= 0.99
-    # Not among the issue's required types, but reported and held to a floor all the same.
-    for kind in (PHONE, GOV_ID):
-        assert min(measured[kind]) >= 0.95, (kind, measured[kind])
+def test_spans_are_exact():
+    rows = corpus(not_covered=True)
+    for (text, _), findings in zip(rows, detect(pl.Series([t for t, _ in rows])), strict=True):
+        assert all(text[f.start : f.end] == f.value for f in findings)
+
+
+# The security probe: German and French numbers in national format reached the stores.
+@pytest.mark.parametrize(
+    ("number", "language"),
+    [("030 12345678", "de"), ("030-12345678", "de"), ("03012345678", "de"),
+     ("06 12 34 56 78", "fr")],
+)  # fmt: skip
+def test_national_numbers_from_the_probe_are_fully_redacted(number, language):
+    texts = pl.Series([f"Ruf mich an: {number}", f"Appelez-moi au {number} demain.", number])
+    for regions in (None, language_regions([language])):  # the default set, the configured one
+        redacted, counts = anonymize(texts, regions=regions)
+        assert counts == Counter({PHONE: 3})
+        assert not any(re.search(r"[0-9]", text) for text in redacted), redacted.to_list()
+
+
+def test_national_numbers_are_read_in_the_configured_languages_regions():
+    assert language_regions(["en"]) == ("US", "GB")
+    assert language_regions(["de", "fr"])[:4] == ("DE", "AT", "CH", "FR")
+    german = "Ruf mich an: 030 12345678"
+    assert [f.kind for f in find_in_text(german, regions=language_regions(["de"]))] == [PHONE]
+    assert find_in_text(german, regions=language_regions(["es"])) == []
+    # International numbers, whatever the regions (Finland is in none of them).
+    for text in ("call +358 40 664 6300 now", "Tel. +49 30 12345678"):
+        assert [f.kind for f in find_in_text(text, regions=("US",))] == [PHONE]
+
+
+def test_probe_false_positives_are_left_alone_and_real_values_still_redacted():
+    rng = random.Random(3)
+    alphabet = string.ascii_letters + string.digits
+    github_token = "ghp_" + "".join(rng.choice(alphabet) for _ in range(36))
+    openai_key = "sk-" + "".join(rng.choice(alphabet) for _ in range(48))
+    untouched = [
+        "uvicorn main:app --host 0.0.0.0 --port 8000",
+        "https://github.com/ngcc/ngcc2019/blob/master/NextGenerationCassandraCompactionGoingBeyondLCS"
+        ".pdf",
+    ]
+    pii = ["server 81.2.69.142 is down", f"token {github_token}", f"OPENAI_API_KEY={openai_key}"]
+    redacted, counts = anonymize(pl.Series([*untouched, *pii]))
+    assert redacted.to_list() == [
+        *untouched,
+        "server <IP> is down",
+        "token <API_KEY>",
+        "OPENAI_API_KEY=<API_KEY>",
+    ]
+    assert counts == Counter({IP: 1, API_KEY: 2})
 
 
 def test_lookalikes_are_left_alone():
@@ -91,8 +139,13 @@ def test_redact_and_pseudonymize():
     assert pseudonymize_id(None, b"k1") is None
 
 
-@pytest.mark.parametrize("text", ["v1.2.3", "OID 1.2.3.4.5", "call 555-0100", "2026-11-30"])
-def test_no_false_alarm_on_short_numbers(text):
+@pytest.mark.parametrize(
+    "text",
+    ["v1.2.3", "OID 1.2.3.4.5", "call 555-0100", "2026-11-30", "at 10:15:30", "order 12345",
+     "order 20260213", "costs 1,234.56", "v109.0.5414.87", "build 20230213.1", "ts 1672837721",
+     "0.0.0.0", "127.0.0.1", "192.168.0.0/16", "::1", "self::t()", "-0.569 12.928 7.000"],
+)  # fmt: skip
+def test_no_false_alarm_on_numbers_that_are_not_pii(text):
     assert detect(pl.Series([text]))[0] == []
 
 
@@ -172,8 +225,6 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
 
 
 def test_the_polars_sift_passes_every_row_the_exact_patterns_match():
-    import re
-
     from analytics_assets.privacy.pii import PATTERNS, candidate_mask
     from analytics_assets.sources.generator import SampleSpec, generate_sample
 
@@ -185,3 +236,13 @@ def test_the_polars_sift_passes_every_row_the_exact_patterns_match():
     exact = re.compile("|".join(f"(?:{pattern})" for pattern in PATTERNS.values()))
     sifted = candidate_mask(pl.Series(texts)).to_list()
     assert all(sifted[row] for row, text in enumerate(texts) if exact.search(text))
+    # Phone numbers are found by libphonenumber, not a regex: only in sifted rows too.
+    numbers = (
+        "０３０ １２３４５６７８",
+        "030\u00a012345678",
+        "030 / 1234 5678",
+        "+49 (0) 30 1234 5678",
+    )
+    texts += [f"{prefix}{number}" for prefix in ("tel ", "телефон ", "電話") for number in numbers]
+    sifted = candidate_mask(pl.Series(texts)).to_list()
+    assert all(sifted[row] for row, text in enumerate(texts) if find_in_text(text))

@@ -43,7 +43,7 @@ PLANTED = {
     "PHONE": "+49 151 23456789",
     "CARD": "4111 1111 1111 1111",
     "IBAN": "DE89 3704 0044 0532 0130 00",
-    "IP": "192.168.23.17",
+    "IP": "81.2.69.142",
     "URL_SECRET": "https://api.example.com/v1/export?token=Zx81kQ2pLmW",
     "API_KEY": "sk_live_51HcQ2eKq8ZxY7wVbN3mR4tS",
     "GOV_ID": "123-45-6789",
