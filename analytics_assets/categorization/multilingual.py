@@ -88,7 +88,7 @@ class UseM3Encoder:
         self.torch = torch
         self.device = device
         # Cache-sized batches on the CPU (measured fastest); on an H200, 262k-token
-        # batches beat 65k and 1M (`benchmarks/results/bench_gpu_encoder.h200.json`).
+        # batches beat 65k and 1M (`benchmarks/recorded/bench_gpu_encoder.h200.json`).
         self.batch_tokens = batch_tokens or (2048 if device == "cpu" else 262_144)
         self.tokenizer_threads = tokenizer_threads or min(os.cpu_count() or 1, 16)
         # One batch tokenized ahead on the CPU, where the model needs the cores too;
