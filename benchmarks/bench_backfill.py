@@ -192,7 +192,7 @@ def faulted_fetch(server, base_id: str, days: list[date], fault_rate: float) -> 
             ids = {
                 kind: sorted(
                     record_id
-                    for result in source.fetch_range(kind, days, workers=4).values()
+                    for result in source.fetch_range(kind, days, workers=8).values()
                     for record_id in result.frame["record_id"].to_list()
                 )
                 for kind in ("conversations", "messages")

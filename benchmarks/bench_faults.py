@@ -2,7 +2,8 @@
 requests faulted at random (429 with and without Retry-After, 500/502/503, a stall of 40 s,
 a reset, a truncated body), against the clean fetch of the same rows, in one run.
 
-Both tables are read the way a multi-day backfill reads them (key-range shards at once).
+Both tables are read the way a multi-day backfill reads them (key-range shards, 8 requests
+in flight, the deployment's default).
 Measured twice over the same fault plan: with the client's policy (a read timeout from
 recent answer times, at least 10 s; a 429 without Retry-After retried after 1 s, doubling)
 and with the previous one (a fixed 30 s timeout, 30 s after every such 429) as the baseline.
@@ -30,6 +31,8 @@ from analytics_assets_tests.fault_proxy import FAULTS, FaultProxy
 from analytics_assets_tests.nocodb_server import start_nocodb
 
 STALL_S = 40.0
+# As many requests in flight as a deployment's default (NocoDBSourceResource.fetch_workers).
+WORKERS = 8
 
 
 def fetch(url: str, token: str, base_id: str, days: list, previous_policy: bool) -> tuple:
@@ -42,7 +45,7 @@ def fetch(url: str, token: str, base_id: str, days: list, previous_policy: bool)
         records = {
             kind: sorted(
                 record_id
-                for result in source.fetch_range(kind, days, workers=4).values()
+                for result in source.fetch_range(kind, days, workers=WORKERS).values()
                 for record_id in result.frame["record_id"].to_list()
             )
             for kind in ("conversations", "messages")

@@ -73,7 +73,7 @@ def source_day_by_day(url: str, token: str, base_id: str, days: list) -> int:
 
 def source_range(url: str, token: str, base_id: str, days: list) -> int:
     with NocoDBClient(url, token, requests_per_second=0) as client:
-        ranged = NocoDBSource(client, base_id=base_id).fetch_range("messages", days, workers=4)
+        ranged = NocoDBSource(client, base_id=base_id).fetch_range("messages", days, workers=8)
         return sum(result.frame.height for result in ranged.values())
 
 

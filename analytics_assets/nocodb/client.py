@@ -12,6 +12,8 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -55,6 +57,14 @@ class RetryPolicy:
         return min(self.throttle_wait_s, self.throttle_first_wait_s * 2**attempt)
 
 
+# A read (GET) that has not answered after HEDGE_FACTOR x the recent p95 answer time (at
+# least HEDGE_FLOOR_S) is sent once more and the first answer wins: a stalled request costs
+# a few page times instead of a whole read timeout (>= 10 s), and only ~1 in 20 requests
+# can ever be duplicated on a healthy server.
+HEDGE_FACTOR = 3.0
+HEDGE_FLOOR_S = 1.0
+
+
 class ReadTimeout:
     """How long to wait for an answer: a multiple of what recent answers took, between a
     floor and a ceiling. A stalled request is abandoned (and retried) after a few typical
@@ -77,12 +87,25 @@ class ReadTimeout:
             self._recent.append(seconds)
             del self._recent[: -self._window]
 
-    def current(self) -> float:
+    def _p95(self) -> float | None:
         with self._lock:
             if len(self._recent) < 5:
-                return self.ceiling_s  # nothing known yet: the patient default
-            slow = sorted(self._recent)[int(len(self._recent) * 0.95) - 1]
+                return None
+            return sorted(self._recent)[int(len(self._recent) * 0.95) - 1]
+
+    def current(self) -> float:
+        slow = self._p95()
+        if slow is None:
+            return self.ceiling_s  # nothing known yet: the patient default
         return max(self.floor_s, min(self.ceiling_s, self.factor * slow))
+
+    def hedge_after(self) -> float | None:
+        """When a read still unanswered gets a twin (None: too little known yet): well past
+        what answers usually take, far before the timeout gives up on it."""
+        slow = self._p95()
+        if slow is None:
+            return None
+        return min(max(HEDGE_FLOOR_S, HEDGE_FACTOR * slow), self.current())
 
 
 @dataclass
@@ -90,6 +113,7 @@ class ClientStats:
     """Counters for one client; safe to update from several threads."""
 
     requests: int = 0
+    hedged: int = 0
     retries: int = 0
     throttled: int = 0
     retry_wait_s: float = 0.0
@@ -107,6 +131,7 @@ class ClientStats:
         with self._lock:
             return {
                 "requests": self.requests,
+                "hedged": self.hedged,
                 "retries": self.retries,
                 "throttled": self.throttled,
                 "retry_wait_s": round(self.retry_wait_s, 3),
@@ -198,6 +223,8 @@ class NocoDBClient:
         )
         self._tables: dict[str, TableInfo] = {}
         self._tables_lock = threading.Lock()
+        # Twins of slow reads run here, so the thread that waits is never the one stuck.
+        self._hedges = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nocodb-hedge")
 
     def __enter__(self) -> NocoDBClient:
         return self
@@ -206,6 +233,7 @@ class NocoDBClient:
         self.close()
 
     def close(self) -> None:
+        self._hedges.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     def __repr__(self) -> str:
@@ -235,9 +263,10 @@ class NocoDBClient:
             wait_s: float | None = None
             try:
                 sent = time.perf_counter()
-                response = self._http.request(
-                    method, path, params=params, json=json_body, timeout=self._timeout()
-                )
+                if method == "GET" and idempotent:
+                    response = self._send_hedged(path, params)
+                else:
+                    response = self._send(method, path, params, json_body)
                 body = response.content
                 if response.status_code < 300:
                     self.read_timeout.observe(time.perf_counter() - sent)
@@ -265,6 +294,36 @@ class NocoDBClient:
             f"{method} {path} failed after {self.retry.max_attempts} attempts; last: {last_problem}"
         )
 
+    def _send(self, method: str, path: str, params: Any, json_body: Any) -> httpx.Response:
+        return self._http.request(
+            method, path, params=params, json=json_body, timeout=self._timeout()
+        )
+
+    def _send_hedged(self, path: str, params: Any) -> httpx.Response:
+        """A GET that gets a twin when it is slower than usual (`ReadTimeout.hedge_after`);
+        the first answer that arrives wins, whatever it is (a 5xx goes to the retry logic
+        as usual). The slow one finishes or times out on its own, blocking nobody."""
+        delay = self.read_timeout.hedge_after()
+        if delay is None:
+            return self._send("GET", path, params, None)
+        first = self._hedges.submit(self._send, "GET", path, params, None)
+        try:
+            return first.result(timeout=delay)
+        except FutureTimeout:
+            pass
+        self.pacer.wait()
+        self.stats.add(requests=1, hedged=1)
+        twin = self._hedges.submit(self._send, "GET", path, params, None)
+        pending = {first, twin}
+        problem: BaseException | None = None
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is None:
+                    return future.result()
+                problem = problem or future.exception()
+        raise problem
+
     def _timeout(self) -> httpx.Timeout:
         ceiling = self.read_timeout.ceiling_s
         return httpx.Timeout(ceiling, connect=min(ceiling, 10.0), read=self.read_timeout.current())
@@ -282,7 +341,8 @@ class NocoDBClient:
             wait_s = _retry_after_seconds(response)
             if wait_s is None:
                 wait_s = self.retry.throttle_wait(attempt)
-            self.pacer.block_for(wait_s)
+            # Only this request waits: the others (other pages, other shards) go on, and
+            # each waits as long as the server tells it, should it be throttled too.
             return wait_s
         if not idempotent:
             raise NocoDBError(

@@ -41,6 +41,11 @@ def _source_time(value: object) -> datetime | None:
 # paging loop costs) instead of one date-filtered query per day: NocoDB evaluates a date
 # filter by scanning, so 60 days by day scan the table 120 times.
 RANGE_MIN_DAYS = 3
+# Key-range shards per worker: a shard's pages follow one another (each starts after the
+# last key of the one before), so faults and retries add up along a shard; with more shards
+# than workers the unlucky shard is a small one, and a worker done early takes the next.
+# Measured with benchmarks/bench_faults.py (30 % of requests faulted).
+SHARDS_PER_WORKER = 4
 
 
 def record_day(record: dict, event_field: str, created_field: str) -> date | None:
@@ -168,8 +173,8 @@ class NocoDBSource(RecordSource):
     def fetch_range(
         self, kind: TableKind, days: list[date], workers: int = 4
     ) -> dict[date, FetchResult] | None:
-        """The whole table read once in `workers` key-range shards at the same time, each
-        paged by key (`Id > last`), every record assigned its day locally; records outside
+        """The whole table read once in key-range shards, `workers` at a time, each paged by
+        key (`Id > last`), every record assigned its day locally; records outside
         `days` are dropped. None (fetch day by day) for a short range or a table without an
         ID column. Not checkpointed page by page: a failed range restarts from its start."""
         info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
@@ -183,7 +188,7 @@ class NocoDBSource(RecordSource):
         requests_before = self.client.stats.requests
         started = time.perf_counter()
         bounds = self.client.key_bounds(info.id, primary_key)
-        shards = _key_shards(bounds, workers) if bounds else []
+        shards = _key_shards(bounds, workers * SHARDS_PER_WORKER) if bounds else []
         source = f"{self.describe()}/{info.id}"
         # Pages numbered across the shards, so a day's `pages` counts the pages it came from
         # (each shard's own index starts at 0 again).
@@ -214,7 +219,7 @@ class NocoDBSource(RecordSource):
                 ]
             return frames
 
-        with ThreadPoolExecutor(max(1, len(shards))) as pool:
+        with ThreadPoolExecutor(max(1, min(workers, len(shards)))) as pool:
             frames = [frame for part in pool.map(read, shards) for frame in part]
         seconds = round(time.perf_counter() - started, 3)
         requests = self.client.stats.requests - requests_before

@@ -129,7 +129,7 @@ def nocodb_raw_pages(
     seconds = time.perf_counter() - started
     counters = {
         name: round(stats_after[name] - stats_before.get(name, 0), 3)
-        for name in ("requests", "retries", "throttled", "retry_wait_s")
+        for name in ("requests", "hedged", "retries", "throttled", "retry_wait_s")
         if name in stats_after
     }
     return MaterializeResult(
