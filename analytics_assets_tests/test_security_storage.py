@@ -60,7 +60,20 @@ def test_credentials_the_server_cannot_check_are_one_clear_line(mongo_server, tm
     assert "does not support SCRAM authentication" in lines[0]
 
 
-def test_the_cli_reports_the_error_in_process(mongo_server, tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def fresh_settings():
+    """The CLI reads the process's settings once (cached): read them again from this test's
+    environment, and forget them afterwards, so no later test inherits its MONGODB_URI."""
+    from analytics_assets.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_the_cli_reports_the_error_in_process(
+    mongo_server, tmp_path, monkeypatch, capsys, fresh_settings
+):
     from analytics_assets.cli import main
 
     monkeypatch.setenv("MONGODB_URI", _with_credentials(mongo_server))

@@ -280,3 +280,11 @@ def test_empty_inputs_give_empty_frames_with_schemas():
     assert validate_messages(empty).rejected.schema == pl.Schema(ERROR_SCHEMA)
     headers = validate_conversation_headers(empty).valid
     assert build_conversations(headers, validate_messages(empty).valid).height == 0
+
+
+def test_control_characters_and_lone_surrogates_are_removed_from_text():
+    record = message(1, content="a\x00b\x07c\ud800d\te\nf", model="gpt\x00-4")
+    validated = validate_messages(raw("messages", [record]))
+    row = validated.valid.row(0, named=True)
+    assert row["content"] == "abcd\te\nf"
+    assert row["model"] == "gpt-4"

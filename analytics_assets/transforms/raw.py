@@ -45,7 +45,13 @@ def raw_frame_from_records(
         None if id_field is None or record.get(id_field) is None else str(record[id_field])
         for record in records
     ]
-    texts = [json.dumps(record, ensure_ascii=False) for record in records]
+    # An unpaired surrogate (a JSON "\\ud800" from the source) cannot be stored as UTF-8 and
+    # would fail the whole page; writing it back as its JSON escape keeps the record intact
+    # and lets validation strip it.
+    texts = [
+        json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+        for record in records
+    ]
     return pl.DataFrame(
         {
             "table": [table] * len(records),

@@ -74,6 +74,11 @@ def empty_errors() -> pl.DataFrame:
 # Text kept exactly as written; every other field is stripped and "" counts as missing.
 _VERBATIM_FIELDS = frozenset({"content"})
 
+# C0 control characters other than tab, newline and carriage return: a NUL breaks MongoDB
+# drivers and downstream CSV exports, and none of them carries meaning in chat text.
+# Polars decodes an unpaired surrogate escape to NUL, so removing NUL also removes those.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+
 
 def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.DataFrame:
     """The table's raw rows with every canonical field as text in `_text_<field>`."""
@@ -84,7 +89,7 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     )
 
     def text(canonical: str, source: str) -> pl.Expr:
-        value = pl.col("_fields").struct.field(source)
+        value = pl.col("_fields").struct.field(source).str.replace_all(CONTROL_CHARACTERS, "")
         if canonical in _VERBATIM_FIELDS:
             return value.alias(f"_text_{canonical}")
         stripped = value.str.strip_chars()
