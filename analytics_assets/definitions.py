@@ -12,6 +12,7 @@ from typing import Any
 
 from dagster import Definitions, MetadataValue, in_process_executor, multiprocess_executor
 
+from analytics_assets.defs.alerts.definitions import build_alert_definitions
 from analytics_assets.defs.analytics import definitions as analytics
 from analytics_assets.defs.categorization import definitions as categorization
 from analytics_assets.defs.ingestion import definitions as ingestion
@@ -40,7 +41,13 @@ def build_definitions(
         # The resolved configuration, secrets shown only as set or not, for the UI.
         metadata={"settings": MetadataValue.json(settings.public_view())},
     )
-    return Definitions.merge(domains, daily_job_definitions(domains.assets or []), deployment)
+    return Definitions.merge(
+        domains,
+        daily_job_definitions(domains.assets or []),
+        # Alerts are built from this settings object (the sinks are off while unset).
+        build_alert_definitions(settings),
+        deployment,
+    )
 
 
 defs = build_definitions()

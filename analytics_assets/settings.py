@@ -153,7 +153,29 @@ class Settings(BaseSettings):
     privacy_keep_user_mapping: bool = _env("PRIVACY_KEEP_USER_MAPPING", default=False)
     privacy_retention_days: dict[str, int] = _env("PRIVACY_RETENTION_DAYS", default_factory=dict)
 
-    @field_validator("languages", "translation_targets", "privacy_restricted_tables", mode="before")
+    # Alerts (analytics_assets/alerts/, defs/alerts/): each sink is off while unset.
+    alert_slack_token: SecretStr | None = _env("ANALYTICS_ALERT_SLACK_TOKEN", default=None)
+    alert_slack_channel: str | None = _env("ANALYTICS_ALERT_SLACK_CHANNEL", default=None)
+    alert_smtp_host: str | None = _env("ANALYTICS_ALERT_SMTP_HOST", default=None)
+    alert_smtp_port: int = _env("ANALYTICS_ALERT_SMTP_PORT", default=25)
+    alert_smtp_user: str | None = _env("ANALYTICS_ALERT_SMTP_USER", default=None)
+    alert_smtp_password: SecretStr | None = _env("ANALYTICS_ALERT_SMTP_PASSWORD", default=None)
+    alert_smtp_from: str | None = _env("ANALYTICS_ALERT_SMTP_FROM", default=None)
+    alert_smtp_to: CommaList = _env("ANALYTICS_ALERT_SMTP_TO", default_factory=list)
+    alert_webhook_url: str | None = _env("ANALYTICS_ALERT_WEBHOOK_URL", default=None)
+    alert_webhook_secret: SecretStr | None = _env("ANALYTICS_ALERT_WEBHOOK_SECRET", default=None)
+    alert_min_severity: Literal["ERROR", "WARN"] = _env(
+        "ANALYTICS_ALERT_MIN_SEVERITY", default="ERROR"
+    )
+    ui_url: str | None = _env("ANALYTICS_UI_URL", default=None)
+
+    @field_validator(
+        "languages",
+        "translation_targets",
+        "privacy_restricted_tables",
+        "alert_smtp_to",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

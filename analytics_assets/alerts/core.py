@@ -1,0 +1,157 @@
+"""Alert messages and their delivery over HTTP (HMAC-signed JSON) and SMTP.
+
+Pure: no Dagster. An `Alert` carries only names and numbers (a check's metadata values),
+never record contents. Delivery errors are raised as `DeliveryError` whose text holds no
+secret (no token, password or signing key), so callers may log it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+SIGNATURE_HEADER = "X-Analytics-Signature"
+TIMESTAMP_HEADER = "X-Analytics-Timestamp"
+SEVERITIES = ("WARN", "ERROR")
+
+
+class DeliveryError(Exception):
+    """A sink could not take the alert; the message names the sink, never a secret."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # "asset_check_failed" | "run_failed" | "stale_report"
+    title: str
+    asset: str | None = None
+    partition: str | None = None
+    check: str | None = None
+    severity: str = "ERROR"
+    run_id: str | None = None
+    job: str | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_link(ui_url: str | None, run_id: str | None) -> str | None:
+    if not ui_url or not run_id:
+        return None
+    return f"{ui_url.rstrip('/')}/runs/{run_id}"
+
+
+def severity_passes(severity: str, min_severity: str) -> bool:
+    """ERROR always passes; WARN only when the minimum is WARN."""
+    return SEVERITIES.index(severity.upper()) >= SEVERITIES.index(min_severity.upper())
+
+
+def build_message(alert: Alert) -> str:
+    """A short plain-text body, the same for Slack and e-mail."""
+    lines = [alert.title]
+    for label, value in (
+        ("asset", alert.asset),
+        ("partition", alert.partition),
+        ("check", alert.check),
+        ("severity", alert.severity if alert.check else None),
+        ("job", alert.job),
+        ("run", alert.run_id),
+    ):
+        if value:
+            lines.append(f"{label}: {value}")
+    for name, value in sorted(alert.numbers.items()):
+        lines.append(f"  {name} = {value}")
+    if alert.link:
+        lines.append(f"link: {alert.link}")
+    return "\n".join(lines)
+
+
+def sign_body(secret: str, body: bytes, timestamp: int) -> str:
+    """`sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<raw body>`."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str, body: bytes, timestamp: str, signature: str, *, tolerance_s: int = 300
+) -> bool:
+    """What a receiver does: a fresh timestamp and a matching signature (constant time)."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign_body(secret, body, ts), signature)
+
+
+def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: float = 10) -> None:
+    body = json.dumps(alert.to_dict(), sort_keys=True, default=str).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        ts = int(time.time())
+        headers[TIMESTAMP_HEADER] = str(ts)
+        headers[SIGNATURE_HEADER] = sign_body(secret, body, ts)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        raise DeliveryError(f"webhook answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise DeliveryError(f"webhook unreachable ({type(error).__name__})") from None
+
+
+def deliver_email(
+    *,
+    host: str,
+    port: int,
+    sender: str,
+    recipients: list[str],
+    alert: Alert,
+    user: str | None = None,
+    password: str | None = None,
+    starttls: bool = False,
+    timeout_s: float = 10,
+) -> None:
+    message = EmailMessage()
+    message["Subject"] = alert.title
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message.set_content(build_message(alert))
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout_s) as smtp:
+            if starttls:
+                smtp.starttls()
+            if user and password:
+                smtp.login(user, password)
+            smtp.send_message(message)
+    except (smtplib.SMTPException, OSError) as error:
+        raise DeliveryError(f"SMTP delivery failed ({type(error).__name__})") from None
+
+
+def deliver_slack(
+    token: str, channel: str, alert: Alert, *, base_url: str | None = None, timeout_s: float = 10
+) -> None:
+    """Post the message with Slack's Web API (`chat.postMessage`, the client dagster-slack
+    wraps); `base_url` points it elsewhere (a test's fake)."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    kwargs = {"base_url": base_url} if base_url else {}
+    client = WebClient(token=token, timeout=int(timeout_s), **kwargs)
+    try:
+        client.chat_postMessage(channel=channel, text=build_message(alert))
+    except SlackApiError as error:
+        raise DeliveryError(f"Slack refused the alert ({error.response.get('error')})") from None
+    except OSError as error:
+        raise DeliveryError(f"Slack unreachable ({type(error).__name__})") from None

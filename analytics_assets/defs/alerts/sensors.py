@@ -1,0 +1,122 @@
+"""A sensor that sends failed asset checks to the configured sinks, once each.
+
+The cursor is the event log's storage id of the last evaluation handled; it only moves past
+an evaluation once every configured sink took it, so a failed delivery is retried on the
+next tick and never crashes the sensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from dagster import (
+    DagsterEventType,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
+
+Sink = Callable[[Alert], None]
+# The name Dagster gives the checks build_time_partition_freshness_checks makes.
+FRESHNESS_CHECK = "freshness_check"
+
+
+def _metadata_numbers(metadata: dict) -> dict:
+    """Numbers only: a check's metadata values that are int/float, never texts or tables."""
+    numbers = {}
+    for name, value in (metadata or {}).items():
+        raw = getattr(value, "value", value)
+        if isinstance(raw, bool | int | float):
+            numbers[name] = raw
+    return numbers
+
+
+def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> list[Alert]:
+    """The run's failure, if it failed, and its failed checks at or over `min_severity`."""
+    alerts = []
+    if run.status == DagsterRunStatus.FAILURE:
+        alerts.append(
+            Alert(
+                kind="run_failed",
+                title=f"Run failed: {run.job_name}",
+                job=run.job_name,
+                partition=run.tags.get("dagster/partition"),
+                run_id=run.run_id,
+                link=run_link(ui_url, run.run_id),
+            )
+        )
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        # A failed freshness check is a stale report: always sent, whatever its severity.
+        stale = evaluation.check_name == FRESHNESS_CHECK
+        if evaluation.passed or not (
+            stale or severity_passes(evaluation.severity.value, min_severity)
+        ):
+            continue
+        asset = evaluation.asset_key.to_user_string()
+        what = "Report is stale" if stale else "Asset check failed"
+        alerts.append(
+            Alert(
+                kind="stale_report" if stale else "asset_check_failed",
+                title=f"{what}: {asset} / {evaluation.check_name}",
+                asset=asset,
+                partition=evaluation.partition or run.tags.get("dagster/partition"),
+                check=evaluation.check_name,
+                severity=evaluation.severity.value,
+                run_id=run.run_id,
+                job=run.job_name,
+                numbers=_metadata_numbers(evaluation.metadata),
+                link=run_link(ui_url, run.run_id),
+            )
+        )
+
+    return alerts
+
+
+def build_check_alert_sensor(
+    sinks: list[Sink], *, min_severity: str = "ERROR", ui_url: str | None = None
+):
+    @sensor(
+        name="asset_check_alert_sensor",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING if sinks else DefaultSensorStatus.STOPPED,
+    )
+    def asset_check_alert_sensor(context: SensorEvaluationContext):
+        if not sinks:
+            return SkipReason("no alert sink is configured")
+        # The cursor: the update time of the last finished run handled. Runs are read, not
+        # the event log by id, so it works on run-sharded SQLite storage too.
+        after = datetime.fromisoformat(context.cursor) if context.cursor else None
+        records = context.instance.get_run_records(
+            filters=RunsFilter(
+                statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+                updated_after=after,
+            ),
+            order_by="update_timestamp",
+            ascending=True,
+            limit=50,
+        )
+        sent = 0
+        for run_record in records:
+            run = run_record.dagster_run
+            alerts = _alerts_for_run(context.instance, run, min_severity, ui_url)
+            try:
+                for alert in alerts:
+                    for deliver in sinks:
+                        deliver(alert)
+            except DeliveryError as error:
+                context.log.warning(f"alert delivery failed, retrying next tick: {error}")
+                return SkipReason(f"delivery failed: {error}")
+            sent += len(alerts)
+            context.update_cursor(run_record.update_timestamp.isoformat())
+        if not sent:
+            return SkipReason("no new failures")
+        return SkipReason(f"sent {sent} alert(s)")
+
+    return asset_check_alert_sensor

@@ -1,0 +1,255 @@
+"""Alerts over real loopback sinks: an HTTP receiver (http.server) and an SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from analytics_assets.alerts.core import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Alert,
+    DeliveryError,
+    build_message,
+    deliver_email,
+    deliver_webhook,
+    run_link,
+    severity_passes,
+    sign_body,
+    verify_signature,
+)
+
+SECRET = "s3cret-key"
+
+
+def _alert() -> Alert:
+    return Alert(
+        kind="asset_check_failed",
+        title="Asset check failed: conversations / error_rate",
+        asset="conversations",
+        partition="2026-11-03",
+        check="error_rate",
+        severity="ERROR",
+        run_id="abc123",
+        numbers={"error_rate": 0.07, "rejected": 12},
+        link=run_link("http://ui.example:3000/", "abc123"),
+    )
+
+
+@pytest.fixture
+def receiver():
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def test_message_names_asset_partition_check_numbers_and_link():
+    text = build_message(_alert())
+    for part in ("conversations", "2026-11-03", "error_rate", "0.07", "rejected = 12"):
+        assert part in text
+    assert "http://ui.example:3000/runs/abc123" in text
+
+
+def test_severity_filter():
+    assert severity_passes("ERROR", "ERROR") and severity_passes("ERROR", "WARN")
+    assert severity_passes("WARN", "WARN") and not severity_passes("WARN", "ERROR")
+
+
+def test_webhook_is_signed_and_verifiable(receiver):
+    url, received = receiver
+    deliver_webhook(url, SECRET, _alert())
+    [(headers, body)] = received
+    assert verify_signature(SECRET, body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    assert not verify_signature("wrong", body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    payload = json.loads(body)
+    assert payload["asset"] == "conversations" and payload["partition"] == "2026-11-03"
+    assert payload["check"] == "error_rate" and payload["link"].endswith("/runs/abc123")
+
+
+def test_a_replayed_old_signature_is_refused():
+    body = b"{}"
+    old = int(time.time()) - 3600
+    assert not verify_signature(SECRET, body, str(old), sign_body(SECRET, body, old))
+
+
+def test_webhook_failure_raises_without_the_secret():
+    with pytest.raises(DeliveryError) as info:
+        deliver_webhook("http://127.0.0.1:9/nowhere", SECRET, _alert(), timeout_s=2)
+    assert SECRET not in str(info.value)
+
+
+def test_email_reaches_a_local_smtp_server():
+    controller_module = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.handlers import Sink
+
+    messages: list[bytes] = []
+
+    class Handler(Sink):
+        async def handle_DATA(self, server, session, envelope):
+            messages.append(envelope.content)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = controller_module.Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        deliver_email(
+            host="127.0.0.1",
+            port=port,
+            sender="alerts@example.org",
+            recipients=["oncall@example.org"],
+            alert=_alert(),
+        )
+    finally:
+        controller.stop()
+    [raw] = messages
+    text = raw.decode()
+    assert "conversations" in text and "2026-11-03" in text and "/runs/abc123" in text
+
+
+def _materialize_with_failing_check(instance):
+    import dagster as dg
+
+    @dg.asset
+    def tiny():
+        return 1
+
+    @dg.asset_check(asset=tiny, blocking=True)
+    def tiny_is_two():
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata={"value": 1, "note": "x"}
+        )
+
+    result = dg.materialize([tiny, tiny_is_two], instance=instance, raise_on_error=False)
+    return result.run_id
+
+
+def test_a_failing_check_in_a_real_run_is_sent_once_across_two_ticks(receiver):
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    url, received = receiver
+    sink = lambda alert: deliver_webhook(url, SECRET, alert)  # noqa: E731
+    check_sensor = build_check_alert_sensor([sink], ui_url="http://ui:3000")
+    with dg.instance_for_test() as instance:
+        run_id = _materialize_with_failing_check(instance)
+        context = dg.build_sensor_context(instance=instance)
+        check_sensor.evaluate_tick(context)
+        second = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        check_sensor.evaluate_tick(second)
+    # The blocking check fails the run too: one check alert and one run alert, each once.
+    assert len(received) == 2
+    for headers, body in received:
+        assert verify_signature(SECRET, body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    by_kind = {json.loads(body)["kind"]: json.loads(body) for _, body in received}
+    assert by_kind["run_failed"]["run_id"] == run_id
+    assert by_kind["run_failed"]["link"] == f"http://ui:3000/runs/{run_id}"
+    payload = by_kind["asset_check_failed"]
+    assert payload["asset"] == "tiny" and payload["check"] == "tiny_is_two"
+    assert payload["numbers"] == {"value": 1}
+    assert payload["link"] == f"http://ui:3000/runs/{run_id}"
+
+
+def test_a_delivery_failure_is_retried_next_tick(receiver):
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    url, received = receiver
+    target = {"url": "http://127.0.0.1:9/down"}
+    sink = lambda alert: deliver_webhook(target["url"], SECRET, alert, timeout_s=2)  # noqa: E731
+    check_sensor = build_check_alert_sensor([sink])
+    with dg.instance_for_test() as instance:
+        _materialize_with_failing_check(instance)
+        context = dg.build_sensor_context(instance=instance)
+        check_sensor.evaluate_tick(context)
+        assert not received
+        target["url"] = url
+        second = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        check_sensor.evaluate_tick(second)
+    assert len(received) == 2  # the check and the run, delivered on the retry
+
+
+def test_with_nothing_configured_the_sensor_skips():
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    with dg.instance_for_test() as instance:
+        result = build_check_alert_sensor([]).evaluate_tick(
+            dg.build_sensor_context(instance=instance)
+        )
+    assert result.skip_message == "no alert sink is configured"
+
+
+def test_slack_message_reaches_a_fake_slack_web_api():
+    from analytics_assets.alerts.core import deliver_slack
+
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, dict(self.headers), body))
+            answer = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        deliver_slack(
+            "xoxb-test", "#alerts", _alert(), base_url=f"http://127.0.0.1:{server.server_port}/"
+        )
+    finally:
+        server.shutdown()
+    [(path, headers, body)] = received
+    assert path == "/chat.postMessage"
+    assert headers["Authorization"] == "Bearer xoxb-test"
+    text = body.decode()
+    assert "alerts" in text and "conversations" in text and "error_rate" in text
+
+
+def test_sinks_follow_the_settings():
+    from analytics_assets.defs.alerts.definitions import sinks_for
+    from analytics_assets.settings import Settings
+
+    assert sinks_for(Settings()) == []
+    configured = Settings(
+        ANALYTICS_ALERT_WEBHOOK_URL="http://127.0.0.1:9/h",
+        ANALYTICS_ALERT_SMTP_HOST="127.0.0.1",
+        ANALYTICS_ALERT_SMTP_FROM="a@example.org",
+        ANALYTICS_ALERT_SMTP_TO="b@example.org",
+        ANALYTICS_ALERT_SLACK_TOKEN="xoxb-x",
+        ANALYTICS_ALERT_SLACK_CHANNEL="#a",
+    )
+    assert len(sinks_for(configured)) == 3
+    assert "xoxb-x" not in configured.public_json()
