@@ -124,3 +124,13 @@ def test_each_deployment_chooses_how_a_run_executes_its_steps(deployment, settin
         resources |= resources_for(Settings(deployment="local"))
     defs = build_definitions(settings, resources)
     assert defs.resolve_job_def("ingestion_job").executor_def.name == executor
+
+
+def test_a_range_before_the_first_partition_is_refused_naming_the_setting():
+    import pytest
+
+    from analytics_assets.defs.partitions import PARTITIONS_START, range_tags
+
+    with pytest.raises(ValueError, match="ANALYTICS_PARTITIONS_START"):
+        range_tags("2020-03-01", "2020-03-05")
+    assert range_tags(PARTITIONS_START[:10], "2026-11-05")

@@ -249,3 +249,31 @@ def test_a_write_failing_half_way_leaves_the_previous_day_readable(lake, monkeyp
     assert day["version"].unique().to_list() == [1]
     folder = manager.day_file("events", date(2026, 11, 20)).parent
     assert [child.name for child in folder.iterdir()] == ["data.parquet"]
+
+
+def test_an_unreadable_day_file_is_named_with_how_to_rebuild_it(tmp_path):
+    from analytics_assets.storage.lake import UnreadableLakeFileError
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    instance = DagsterInstance.ephemeral()
+    assert materialize([events], resources={"io_manager": lake}, instance=instance,
+                       tags=range_tags("2026-11-10", "2026-11-12")).success  # fmt: skip
+    broken = lake.lake().day_file("events", date(2026, 11, 11))
+    broken.write_bytes(b"PAR1 half a file")
+    expected = [str(broken), "events, day 2026-11-11", "--select events --partition 2026-11-11"]
+
+    result = materialize(
+        [events, events_with_previous_day],
+        selection=[events_with_previous_day],
+        resources={"io_manager": lake},
+        instance=instance,
+        partition_key="2026-11-12",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.to_string()
+    assert all(part in message for part in expected), message
+    with pytest.raises(UnreadableLakeFileError) as raised:
+        lake.lake().read_days("events", [date(2026, 11, 10), date(2026, 11, 11)])
+    assert all(part in str(raised.value) for part in expected)

@@ -243,9 +243,7 @@ class UseM3Encoder:
             features, (features.shape[1],), self.norm[0], self.norm[1], self.eps
         )
         # Sum per text, then project: the sum commutes with the linear projection.
-        summed = features.new_zeros(texts, features.shape[1]).index_add_(
-            0, text_of_token, features
-        )
+        summed = features.new_zeros(texts, features.shape[1]).index_add_(0, text_of_token, features)
         weight, bias = self.cnn
         counts = lengths.to(summed.dtype)[:, None]
         mean = (summed @ weight + counts * bias) / counts.sqrt()

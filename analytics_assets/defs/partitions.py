@@ -65,5 +65,14 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def range_tags(first: date | str, last: date | str) -> dict[str, str]:
-    """Run tags that make one run cover the days first..last."""
+    """Run tags that make one run cover the days first..last. A range that starts before
+    the deployment's first day fails here, naming the setting, instead of deep inside
+    Dagster (`CheckError: Partition key range start … is before the partitions definition
+    start time`)."""
+    if str(first) < str(PARTITIONS_START)[:10]:
+        raise ValueError(
+            f"The range starts on {first}, before this deployment's first day "
+            f"{str(PARTITIONS_START)[:10]}: set ANALYTICS_PARTITIONS_START to {first} or "
+            "earlier (it is read when the code location loads), then reload."
+        )
     return {RANGE_START_TAG: str(first), RANGE_END_TAG: str(last)}

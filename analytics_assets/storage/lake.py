@@ -69,6 +69,24 @@ def lake_from_settings(settings: Settings) -> Lake:
     return Lake.at(base_url, **options)
 
 
+class UnreadableLakeFileError(RuntimeError):
+    """A day's file of the lake that cannot be read (truncated, overwritten, not Parquet)."""
+
+
+def unreadable_file_message(path: UPath | str, error: BaseException) -> str:
+    """Names the file, its table and day, and how to rebuild that day."""
+    path = UPath(path)
+    day = path.parent.name.removeprefix("day=")
+    table = path.parent.parent.name
+    return (
+        f"The lake file {path} ({table}, day {day}) cannot be read "
+        f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}). "
+        f"Rebuild that day: materialize {table} for partition {day}, from the asset's page in "
+        f"the UI or with `dagster asset materialize -m analytics_assets.definitions --select "
+        f"{table} --partition {day}`."
+    )
+
+
 def is_local(path: UPath) -> bool:
     return path.protocol in LOCAL_PROTOCOLS
 
@@ -154,10 +172,15 @@ class Lake:
         return translated
 
     def read_path(self, path: UPath) -> pl.DataFrame:
-        if is_local(path):
-            return pl.read_parquet(path.path)
-        with path.open("rb") as handle:
-            return pl.read_parquet(handle)
+        try:
+            if is_local(path):
+                return pl.read_parquet(path.path)
+            with path.open("rb") as handle:
+                return pl.read_parquet(handle)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise UnreadableLakeFileError(unreadable_file_message(path, error)) from error
 
     def scan_days(self, table: str, days: Iterable[date]) -> pl.LazyFrame:
         """A range of days as one lazy scan: polars reads only the columns and row groups the
@@ -173,7 +196,20 @@ class Lake:
         if not present:
             return None, []
         scan = self._scan(table, present)
-        return (scan.select(columns) if columns else scan).collect(), present
+        try:
+            return (scan.select(columns) if columns else scan).collect(), present
+        except (pl.exceptions.PolarsError, OSError) as error:
+            self._raise_for_unreadable(table, present, error)
+            raise
+
+    def _raise_for_unreadable(self, table: str, days: list[date], error: BaseException) -> None:
+        """A scan over many days failed: find the file that cannot be read and name it."""
+        for day in days:
+            path = self.day_file(table, day)
+            try:
+                self.read_path(path)
+            except UnreadableLakeFileError as unreadable:
+                raise unreadable from error
 
     def scan_all(self, table: str) -> pl.LazyFrame:
         """Every day of the table in the lake."""
