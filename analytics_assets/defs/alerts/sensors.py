@@ -1,8 +1,9 @@
-"""A sensor that sends failed asset checks to the configured sinks, once each.
+"""A sensor that sends failed runs and failed asset checks to the configured sinks, once each.
 
-The cursor is the event log's storage id of the last evaluation handled; it only moves past
-an evaluation once every configured sink took it, so a failed delivery is retried on the
-next tick and never crashes the sensor.
+The cursor is the update time of the last finished run handled; it only moves past a run
+once every configured sink took its alerts, so a failed delivery is retried on the next
+tick and never crashes the sensor. Without a cursor (the first tick) the finished runs
+already in the instance are read too, 50 a tick.
 """
 
 from __future__ import annotations
