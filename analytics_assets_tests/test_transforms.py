@@ -288,3 +288,7 @@ def test_control_characters_and_lone_surrogates_are_removed_from_text():
     row = validated.valid.row(0, named=True)
     assert row["content"] == "abcd\te\nf"
     assert row["model"] == "gpt-4"
+    # Recorded: the run's metadata says how many records were cleaned.
+    assert validated.records_with_controls_removed == 1
+    clean = validate_messages(raw("messages", [message(2, content="plain\ttext")]))
+    assert clean.records_with_controls_removed == 0

@@ -65,6 +65,8 @@ ERROR_SCHEMA: dict[str, pl.DataType] = {
 class Validated:
     valid: pl.DataFrame
     rejected: pl.DataFrame
+    # Records whose text lost control characters (see CONTROL_CHARACTERS).
+    records_with_controls_removed: int = 0
 
 
 def empty_errors() -> pl.DataFrame:
@@ -101,7 +103,16 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
         .with_row_index("_row")
         # Decode once into a struct, then take its fields: decoding per field costs 10x.
         .with_columns(decoded.alias("_fields"))
-        .with_columns(text(canonical, source) for canonical, source in field_map.items())
+        .with_columns(
+            *(text(canonical, source) for canonical, source in field_map.items()),
+            pl.any_horizontal(
+                pl.col("_fields")
+                .struct.field(source)
+                .str.contains(CONTROL_CHARACTERS)
+                .fill_null(False)
+                for source in source_fields
+            ).alias("_controls_removed"),
+        )
         .drop("_fields")
         .collect()
     )
@@ -232,7 +243,9 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
     ]
     validated = _split(typed, reasons, kind="messages", columns=MESSAGE_SCHEMA)
     return Validated(
-        valid=validated.valid.sort("created_at", "message_id"), rejected=validated.rejected
+        valid=validated.valid.sort("created_at", "message_id"),
+        rejected=validated.rejected,
+        records_with_controls_removed=int(typed["_controls_removed"].sum()),
     )
 
 
@@ -268,5 +281,7 @@ def validate_conversation_headers(
     ]
     validated = _split(typed, reasons, kind="conversations", columns=CONVERSATION_HEADER_SCHEMA)
     return Validated(
-        valid=validated.valid.sort("started_at", "conversation_id"), rejected=validated.rejected
+        valid=validated.valid.sort("started_at", "conversation_id"),
+        rejected=validated.rejected,
+        records_with_controls_removed=int(typed["_controls_removed"].sum()),
     )

@@ -239,6 +239,7 @@ def validated_records(
         value=valid_messages,
         metadata={
             "rejected": messages.rejected.height,
+            "records_with_control_characters_removed": messages.records_with_controls_removed,
             "pii_policy": privacy.policy_for(tables.CONVERSATION_MESSAGES),
             "pii_findings": MetadataValue.json(pii_findings),
             "validate_seconds": round(seconds, 3),
@@ -254,6 +255,7 @@ def validated_records(
         value=pseudonymized_headers,
         metadata={
             "rejected": headers.rejected.height,
+            "records_with_control_characters_removed": headers.records_with_controls_removed,
             "user_ids": "pseudonymized",
             **frame_metadata(pseudonymized_headers, days=days),
         },
