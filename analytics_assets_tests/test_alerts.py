@@ -43,14 +43,20 @@ def _alert() -> Alert:
 
 @pytest.fixture
 def receiver():
-    received: list[tuple[dict[str, str], bytes]] = []
+    """An HTTP receiver on loopback: records (path, headers, body) of every POST and answers
+    as Slack's Web API does (a webhook ignores the body)."""
+    received: list[tuple[str, dict[str, str], bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((dict(self.headers), body))
-            self.send_response(204)
+            received.append((self.path, dict(self.headers), body))
+            answer = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -77,7 +83,7 @@ def test_severity_filter():
 def test_webhook_is_signed_and_verifiable(receiver):
     url, received = receiver
     deliver_webhook(url, SECRET, _alert())
-    [(headers, body)] = received
+    [(_, headers, body)] = received
     assert verify_signature(SECRET, body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
     assert not verify_signature("wrong", body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
     payload = json.loads(body)
@@ -161,9 +167,9 @@ def test_a_failing_check_in_a_real_run_is_sent_once_across_two_ticks(receiver):
         check_sensor.evaluate_tick(second)
     # The blocking check fails the run too: one check alert and one run alert, each once.
     assert len(received) == 2
-    for headers, body in received:
+    for _, headers, body in received:
         assert verify_signature(SECRET, body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
-    by_kind = {json.loads(body)["kind"]: json.loads(body) for _, body in received}
+    by_kind = {json.loads(body)["kind"]: json.loads(body) for _, _, body in received}
     assert by_kind["run_failed"]["run_id"] == run_id
     assert by_kind["run_failed"]["link"] == f"http://ui:3000/runs/{run_id}"
     payload = by_kind["asset_check_failed"]
@@ -204,33 +210,11 @@ def test_with_nothing_configured_the_sensor_skips():
     assert result.skip_message == "no alert sink is configured"
 
 
-def test_slack_message_reaches_a_fake_slack_web_api():
+def test_slack_message_reaches_a_fake_slack_web_api(receiver):
     from analytics_assets.alerts.core import deliver_slack
 
-    received: list[tuple[str, dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, dict(self.headers), body))
-            answer = json.dumps({"ok": True, "channel": "C1", "ts": "1.0"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        deliver_slack(
-            "xoxb-test", "#alerts", _alert(), base_url=f"http://127.0.0.1:{server.server_port}/"
-        )
-    finally:
-        server.shutdown()
+    url, received = receiver
+    deliver_slack("xoxb-test", "#alerts", _alert(), base_url=url.removesuffix("hook"))
     [(path, headers, body)] = received
     assert path == "/chat.postMessage"
     assert headers["Authorization"] == "Bearer xoxb-test"

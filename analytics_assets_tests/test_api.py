@@ -19,6 +19,7 @@ from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets_tests.conftest import range_tags, sample_definitions
+from analytics_assets_tests.nocodb_server import free_port
 
 DAYS = [date(2026, 11, 2) + timedelta(days=n) for n in range(3)]
 SPEC = Path(__file__).parents[1] / "docs" / "openapi.json"
@@ -394,7 +395,6 @@ def test_key_protected_answers_are_private_to_the_key(filled):
 def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(filled):
     """A real uvicorn server, its access log captured: the key, the raw ids in paths and
     the query values never reach it."""
-    import socket
     import threading
     import time
 
@@ -410,9 +410,7 @@ def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(fille
     handler.emit = lambda record: lines.append(record.getMessage())
     logging.getLogger("uvicorn.access").addHandler(handler)
     logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=True))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -477,9 +475,7 @@ def test_readiness_has_no_side_effects(tmp_path):
 
     from analytics_assets.storage.connection import MongoConnection
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     connection = MongoConnection(embedded_data_dir=str(tmp_path / "mongo"), embedded_port=port)
     client = TestClient(create_app(connection.db, ready=connection.ping))
     for _ in range(2):

@@ -26,7 +26,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -34,19 +33,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 START = date(2026, 9, 1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def real_texts() -> dict[str, list[str]]:
@@ -98,20 +89,12 @@ def seed(server, conversations: int, days: int):
 
 
 def bare_loop(url: str, token: str, table_ids: list[str]) -> tuple[float, int]:
-    """The floor: one GET per page, JSON decoded, no pacing, retries or bookkeeping."""
-    rows, started = 0, time.perf_counter()
-    with httpx.Client(base_url=url, headers={"xc-token": token}, timeout=120) as http:
-        for table_id in table_ids:
-            offset = 0
-            while True:
-                body = http.get(
-                    f"/api/v2/tables/{table_id}/records",
-                    params={"limit": 1000, "offset": offset, "sort": "Id"},
-                ).json()
-                rows += len(body["list"])
-                offset += len(body["list"])
-                if body["pageInfo"]["isLastPage"] or not body["list"]:
-                    break
+    """The floor over both tables: bench_nocodb_client's bare httpx loop (one GET per page,
+    JSON decoded, no pacing, retries or bookkeeping)."""
+    from bench_nocodb_client import bare_httpx
+
+    started = time.perf_counter()
+    rows = sum(bare_httpx(url, token, table_id) for table_id in table_ids)
     return time.perf_counter() - started, rows
 
 
@@ -132,6 +115,7 @@ def run_job(url: str, token: str, base_id: str, first: date, last: date, folder:
     from analytics_assets.defs.ingestion.resources import NocoDBSourceResource
     from analytics_assets.settings import Settings
     from analytics_assets_tests.conftest import range_tags
+    from analytics_assets_tests.nocodb_server import free_port
 
     settings = Settings(local_dir=folder, embedded_mongo_port=free_port(), translator="none")
     defs = build_definitions(

