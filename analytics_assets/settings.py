@@ -131,7 +131,11 @@ class Settings(BaseSettings):
     # -- incremental sync ---------------------------------------------------------------------
     sync_overlap_minutes: float = _env("ANALYTICS_SYNC_OVERLAP_MINUTES", default=5.0)
     sync_bootstrap: Literal["latest", "all"] = _env("ANALYTICS_SYNC_BOOTSTRAP", default="latest")
-    reconcile_days: int = _env("ANALYTICS_RECONCILE_DAYS", default=14)
+    reconcile_days: int = _env(
+        "ANALYTICS_RECONCILE_DAYS",
+        default=0,
+        description="Days back the reconciliation compares; 0: every materialized day.",
+    )
     source_deletions: Literal["remove", "mark"] = _env(
         "ANALYTICS_SOURCE_DELETIONS", default="remove"
     )

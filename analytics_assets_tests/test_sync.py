@@ -32,25 +32,37 @@ def change(record_id: str, seconds: int, day: date = date(2026, 11, 2)) -> Chang
 
 def test_the_cursor_moves_on_source_time_and_drops_what_it_has_seen():
     table = TableCursor()
+    day = date(2026, 11, 2)
     assert table.since(OVERLAP) is None
-    fresh = table.advance([change("1", 0), change("2", 10)], OVERLAP)
-    assert [c.record_id for c in fresh] == ["1", "2"]
+    assert table.advance([change("1", 0), change("2", 10)], OVERLAP) == {day: 2}
     assert table.watermark == T0 + timedelta(seconds=10)
     assert table.since(OVERLAP) == T0 + timedelta(seconds=10) - OVERLAP
-    # The next tick's overlap returns both again, plus an edit of 1 and a new 3.
-    again = [change("1", 0), change("2", 10), change("1", 20), change("3", 30)]
-    assert [(c.record_id, c.version) for c in table.advance(again, OVERLAP)] == [
-        ("1", T0 + timedelta(seconds=20)),
-        ("3", T0 + timedelta(seconds=30)),
-    ]
+    # The next tick's overlap returns both again, plus an edit of 1 and a new 3 on another day.
+    other = date(2026, 11, 3)
+    again = [change("1", 0), change("2", 10), change("1", 20), change("3", 30, other)]
+    assert table.advance(again, OVERLAP) == {day: 1, other: 1}
+    # The same scan again: nothing new.
+    assert table.advance(again, OVERLAP) == {}
     # A record the source stamped 2 minutes before the watermark but committed late (another
     # app server, clock skew, a slow transaction) is inside the overlap: found.
     late = change("4", 30 - 120)
-    assert table.advance([late], OVERLAP) == [late]
+    assert table.advance([*again, late], OVERLAP) == {day: 1}
     assert table.watermark == T0 + timedelta(seconds=30)  # never moves back
-    # Ids older than the overlap are forgotten: the cursor stays small.
-    table.advance([change("5", 30 + 3600)], OVERLAP)
-    assert set(table.recent) == {"5"}
+    # A record gone from the window (deleted) changes its day's fingerprint: rebuilt.
+    assert table.advance([change("2", 10), change("1", 20), change("3", 30, other)], OVERLAP) == {
+        day: 0
+    }
+
+
+def test_the_cursor_stays_small_whatever_a_bulk_load_wrote():
+    table = TableCursor()
+    bulk = [change(str(n), n % 200, date(2026, 11, 1) + timedelta(days=n % 60))
+            for n in range(150_000)]  # fmt: skip
+    assert sum(table.advance(bulk, OVERLAP).values()) == 150_000
+    cursor = SyncCursor(tables={"messages": table})
+    assert len(cursor.to_json()) < 64 * 1024
+    # The same bulk within the overlap at the next tick: recognised without a single id.
+    assert table.advance(bulk, OVERLAP) == {}
 
 
 def test_the_cursor_survives_a_restart_as_small_json():
@@ -61,10 +73,16 @@ def test_the_cursor_survives_a_restart_as_small_json():
     assert len(text) < 300
     restored = SyncCursor.from_json(text)
     assert restored.to_json() == text
-    assert restored.table("messages").advance([change("2", 5)], OVERLAP) == []
+    assert restored.table("messages").advance([change("2", 5), change("1", 0)], OVERLAP) == {}
     assert SyncCursor.from_json(None).tables == {}
     with pytest.raises(ValueError, match="version"):
         SyncCursor.from_json('{"v": 99}')
+    # A version-1 cursor (ids, not fingerprints) keeps its watermark; its window is rebuilt.
+    old = '{"v":1,"tables":{"messages":{"watermark":"2026-11-30T12:00:05+00:00",' \
+        '"recent":{"1":"2026-11-30T12:00:00+00:00"}}},"pending_days":[]}'
+    migrated = SyncCursor.from_json(old).table("messages")
+    assert migrated.watermark == T0 + timedelta(seconds=5)
+    assert migrated.advance([change("1", 0)], OVERLAP) == {date(2026, 11, 2): 1}
 
 
 # Clean records: the sample's deliberate bad ones are tested elsewhere, and in a sample this
@@ -91,7 +109,7 @@ def synced(nocodb, mongo_server, tmp_path_factory):
                 url=nocodb.url, api_token=nocodb.token, base_id=base.base_id,
                 requests_per_second=0,
             ),
-            "sync_settings": SyncSettings(reconcile_days=60),
+            "sync_settings": SyncSettings(),
             **storage_resources({"base_url": lake.base_url}, mongo),
         }
     )  # fmt: skip
@@ -163,18 +181,21 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
         client.delete_records(messages_table, [deleted["Id"]])
 
     second = tick(defs, instance, "nocodb_changes_sensor", cursor)
-    assert sorted(r.partition_key for r in second.run_requests) == [
-        DAYS[0].isoformat(),
-        DAYS[1].isoformat(),
-    ]
+    # The delete is seen too: the record was in the overlap window the last tick hashed.
+    assert sorted(r.partition_key for r in second.run_requests) == [d.isoformat() for d in DAYS]
     assert all(r.run_key and r.tags["analytics/trigger"] for r in second.run_requests)
     observed = {e.partition: e.metadata for e in second.asset_events}
     assert observed[DAYS[0].isoformat()]["changed_messages"].value == 1
+    assert observed[DAYS[2].isoformat()]["changed_messages"].value == 0
     run_days(defs, instance, [r.partition_key for r in second.run_requests])
     # The same changes are not requested twice.
     assert tick(defs, instance, "nocodb_changes_sensor", second.cursor).run_requests == []
 
-    # The delete is invisible to a change feed: the reconciliation finds the day.
+    # A delete long after the change sensor's overlap is invisible to a change feed: the
+    # reconciliation finds its day.
+    with make_client(nocodb) as client:
+        deleted_later = by_day[DAYS[2]][1]
+        client.delete_records(messages_table, [deleted_later["Id"]])
     reconcile = tick(defs, instance, "nocodb_reconciliation_sensor")
     assert [r.partition_key for r in reconcile.run_requests] == [DAYS[2].isoformat()]
     mismatch = reconcile.asset_events[0].metadata
@@ -190,7 +211,8 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
     mongo_ids = {d["message_id"] for d in mongo.db()["conversation_messages"].find({}, {
         "message_id": 1})}  # fmt: skip
     assert mongo_ids == set(source["message_id"])
-    assert "late-message-1" in mongo_ids and deleted["message_id"] not in mongo_ids
+    assert "late-message-1" in mongo_ids
+    assert not {deleted["message_id"], deleted_later["message_id"]} & mongo_ids
 
 
 def test_an_empty_source_then_its_first_records(nocodb, mongo_server, tmp_path):
@@ -239,9 +261,8 @@ def test_today_waits_for_its_partition(nocodb, synced):
 def test_mark_mode_records_deletions_without_rebuilding(nocodb, synced):
     defs, instance, base, lake, _ = synced
     marking = build_definitions(
-        resources={**defs.resources, "sync_settings": SyncSettings(deletions="mark",
-                                                                   reconcile_days=60)}
-    )  # fmt: skip
+        resources={**defs.resources, "sync_settings": SyncSettings(deletions="mark")}
+    )
     with make_client(nocodb) as client:
         victim = next(
             client.iter_records(

@@ -20,6 +20,7 @@ from analytics_assets.settings import get_settings
 # The first day a deployment keeps (ANALYTICS_PARTITIONS_START). Read at import: Dagster
 # needs it to list partitions.
 PARTITIONS_START = get_settings().partitions_start
+FIRST_DAY = date.fromisoformat(str(PARTITIONS_START)[:10])
 
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 # ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions. The
@@ -69,10 +70,10 @@ def range_tags(first: date | str, last: date | str) -> dict[str, str]:
     the deployment's first day fails here, naming the setting, instead of deep inside
     Dagster (`CheckError: Partition key range start … is before the partitions definition
     start time`)."""
-    if str(first) < str(PARTITIONS_START)[:10]:
+    if str(first) < FIRST_DAY.isoformat():
         raise ValueError(
             f"The range starts on {first}, before this deployment's first day "
-            f"{str(PARTITIONS_START)[:10]}: set ANALYTICS_PARTITIONS_START to {first} or "
+            f"{FIRST_DAY}: set ANALYTICS_PARTITIONS_START to {first} or "
             "earlier (it is read when the code location loads), then reload."
         )
     return {RANGE_START_TAG: str(first), RANGE_END_TAG: str(last)}

@@ -28,6 +28,10 @@ class Change:
     day: date
 
 
+# Record ids per day partition.
+IdsByDay = dict[date, set[str]]
+
+
 @dataclass
 class ChangeScan:
     changes: list[Change]
@@ -37,7 +41,7 @@ class ChangeScan:
 
 class RecordSource(ABC):
     # Sources that can list what changed since a point in time (the incremental sensor) and
-    # count or list a day's record ids (the deletion reconciliation).
+    # list the record ids of days (the deletion reconciliation).
     supports_changes = False
 
     @abstractmethod
@@ -78,10 +82,6 @@ class RecordSource(ABC):
         """The newest `UpdatedAt`/`CreatedAt` of the table; None when it is empty."""
         raise NotImplementedError(f"{self.describe()} cannot list changes")
 
-    def count_day(self, kind: TableKind, day: date) -> int:
-        """How many records `fetch_day` would return, without fetching them."""
-        raise NotImplementedError(f"{self.describe()} cannot count a day")
-
-    def ids_of_day(self, kind: TableKind, day: date) -> set[str]:
-        """The record ids `fetch_day` would return (ids only)."""
+    def ids_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> IdsByDay:
+        """The record ids `fetch_day` would return for each of `days` (ids only)."""
         raise NotImplementedError(f"{self.describe()} cannot list a day's ids")

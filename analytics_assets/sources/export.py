@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from analytics_assets.sources.base import FetchResult, RecordSource
+from analytics_assets.sources.days import filing_day_expr
 from analytics_assets.sources.schema import EVENT_TIME_FIELD, SourceSchema, TableKind
 from analytics_assets.transforms.raw import RAW_SCHEMA
 from analytics_assets.transforms.timestamps import parse_utc_timestamp
@@ -49,9 +50,13 @@ def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
 class ExportSource(RecordSource):
     """Reads each table's export file once per process and serves it day by day."""
 
-    def __init__(self, folder: Path, schema: SourceSchema | None = None):
+    def __init__(
+        self, folder: Path, schema: SourceSchema | None = None, first_day: date | None = None
+    ):
         self.folder = Path(folder)
         self.schema = schema or SourceSchema()
+        # The first daily partition (sources/days.py).
+        self.first_day = first_day
         self._cache: dict[TableKind, tuple[tuple[int, int], pl.DataFrame]] = {}
         self._lock = threading.Lock()
 
@@ -85,12 +90,15 @@ class ExportSource(RecordSource):
         indexed = table.select(
             pl.struct(pl.all()).struct.json_encode().alias("record"),
             _as_text(table, "Id").alias("record_id"),
-            pl.coalesce(
+            filing_day_expr(
                 parse_utc_timestamp(_as_text(table, event_field)),
-                parse_utc_timestamp(_as_text(table, created_field)),
-            )
-            .dt.date()
-            .alias("day"),
+                # Without a stored time, the file's: no record can be logged after its export.
+                pl.coalesce(
+                    parse_utc_timestamp(_as_text(table, created_field)),
+                    pl.lit(datetime.fromtimestamp(stat.st_mtime, UTC)),
+                ),
+                self.first_day,
+            ).alias("day"),
         )
         with self._lock:
             self._cache[kind] = (signature, indexed)

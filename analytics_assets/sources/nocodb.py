@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from analytics_assets.nocodb.client import NocoDBClient, and_filters, blank_filter, day_filter
+from analytics_assets.nocodb.client import (
+    NocoDBClient,
+    Page,
+    and_filters,
+    blank_filter,
+    day_filter,
+)
 from analytics_assets.nocodb.errors import NocoDBNotFoundError
-from analytics_assets.sources.base import Change, ChangeScan, FetchResult, RecordSource
+from analytics_assets.sources.base import Change, ChangeScan, FetchResult, IdsByDay, RecordSource
 from analytics_assets.sources.checkpoints import PageSpool
+from analytics_assets.sources.days import filing_day
 from analytics_assets.sources.schema import (
     EVENT_TIME_FIELD,
     KEY_FIELD,
@@ -48,13 +56,16 @@ RANGE_MIN_DAYS = 3
 SHARDS_PER_WORKER = 4
 
 
-def record_day(record: dict, event_field: str, created_field: str) -> date | None:
-    """The UTC day a record belongs to, as the per-day queries decide it: its event time,
-    else (blank) the day NocoDB stored it. An event time that does not read as a time (a text
-    column can hold one) also falls back to the stored day, so the record reaches validation
-    and is rejected with its reason; the per-day date filters never return it."""
-    moment = _source_time(record.get(event_field)) or _source_time(record.get(created_field))
-    return moment.date() if moment else None
+def record_day(
+    record: dict, event_field: str, created_field: str, first_day: date | None = None
+) -> date | None:
+    """The UTC day a record is filed under (sources/days.py): its event time's, else the day
+    NocoDB stored it, where validation rejects it with its reason. That covers a blank event
+    time, one that does not read as a time (a text column can hold one), and one outside the
+    partitions (1970, 2100)."""
+    return filing_day(
+        _source_time(record.get(event_field)), _source_time(record.get(created_field)), first_day
+    )
 
 
 def _filter_time(moment: datetime) -> str:
@@ -83,10 +94,14 @@ class NocoDBSource(RecordSource):
         base_id: str | None = None,
         checkpoint_dir: str | Path | None = None,
         checkpoint_max_age_s: float = 3600.0,
+        first_day: date | None = None,
     ):
         self.client = client
         self.schema = schema or SourceSchema()
         self.base_id = base_id
+        # The first daily partition: an event time before it files a record under the day
+        # NocoDB stored it (sources/days.py).
+        self.first_day = first_day
         # Where completed pages wait until their day's pull finishes (None: no resuming).
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_max_age_s = checkpoint_max_age_s
@@ -123,6 +138,7 @@ class NocoDBSource(RecordSource):
         # Offset paging is only stable over a unique sort key: the row id, else the record key.
         sort_key = primary_key or self.schema.source_field(kind, KEY_FIELD[kind])
         queries = self._day_queries(kind, info.columns, day)
+        files_here = self._filed_on(kind, day)
         frames = [empty_raw_frame()]
         pages = resumed = 0
         requests_before = self.client.stats.requests
@@ -141,9 +157,13 @@ class NocoDBSource(RecordSource):
                     query = and_filters(where, f"({primary_key},gt,{last_id})")
                 spooled = len(done)
             for page in self.client.iter_pages(info.id, where=query, sort=sort_key, fields=fields):
-                if page.records:
+                # The date filters select candidates; the filing rule decides (an event on
+                # this day logged long before NocoDB stored it belongs to the stored day).
+                records = [record for record in page.records if files_here(record)]
+                frame = empty_raw_frame()
+                if records:
                     frame = raw_frame_from_records(
-                        page.records,
+                        records,
                         table=kind,
                         day=day,
                         page=pages,
@@ -152,9 +172,9 @@ class NocoDBSource(RecordSource):
                         id_field=primary_key,
                     )
                     frames.append(frame)
-                    if spool:
-                        spool.save(spooled, frame, str(page.records[-1][primary_key]))
-                        spooled += 1
+                if page.records and spool:
+                    spool.save(spooled, frame, str(page.records[-1][primary_key]))
+                    spooled += 1
                 pages += 1
         for spool in spools:
             spool.clear()
@@ -187,40 +207,32 @@ class NocoDBSource(RecordSource):
         wanted = set(days)
         requests_before = self.client.stats.requests
         started = time.perf_counter()
-        bounds = self.client.key_bounds(info.id, primary_key)
-        shards = _key_shards(bounds, workers * SHARDS_PER_WORKER) if bounds else []
         source = f"{self.describe()}/{info.id}"
         # Pages numbered across the shards, so a day's `pages` counts the pages it came from
         # (each shard's own index starts at 0 again).
         page_numbers = itertools.count()
 
-        def read(shard: tuple[int, int]) -> list[pl.DataFrame]:
-            frames = []
-            for page in self.client.iter_keyset(
-                info.id, primary_key, after=shard[0], up_to=shard[1], fields=fields
-            ):
-                by_day: dict[date, list[dict]] = {}
-                for record in page.records:
-                    day = record_day(record, event_field, created_field)
-                    if day in wanted:
-                        by_day.setdefault(day, []).append(record)
-                fetched_at, number = datetime.now(UTC), next(page_numbers)
-                frames += [
-                    raw_frame_from_records(
-                        records,
-                        table=kind,
-                        day=day,
-                        page=number,
-                        fetched_at=fetched_at,
-                        source=source,
-                        id_field=primary_key,
-                    )
-                    for day, records in by_day.items()
-                ]
-            return frames
+        def frames_of(page) -> list[pl.DataFrame]:
+            by_day: dict[date, list[dict]] = {}
+            for record in page.records:
+                day = record_day(record, event_field, created_field, self.first_day)
+                if day in wanted:
+                    by_day.setdefault(day, []).append(record)
+            fetched_at, number = datetime.now(UTC), next(page_numbers)
+            return [
+                raw_frame_from_records(
+                    records,
+                    table=kind,
+                    day=day,
+                    page=number,
+                    fetched_at=fetched_at,
+                    source=source,
+                    id_field=primary_key,
+                )
+                for day, records in by_day.items()
+            ]
 
-        with ThreadPoolExecutor(max(1, min(workers, len(shards)))) as pool:
-            frames = [frame for part in pool.map(read, shards) for frame in part]
+        frames = self._scan_by_key(info.id, primary_key, fields, workers, frames_of)
         seconds = round(time.perf_counter() - started, 3)
         requests = self.client.stats.requests - requests_before
         # One sort and one split, not a filter over every record per day.
@@ -245,6 +257,24 @@ class NocoDBSource(RecordSource):
             )
         return results
 
+    def _scan_by_key(self, table_id: str, primary_key: str, fields: list[str], workers: int,
+                     results_of: Callable[[Page], list]) -> list:  # fmt: skip
+        """`results_of` each page of the whole table, read once in key-range shards,
+        `workers` at a time, each shard paged by key (`Id > last`)."""
+        bounds = self.client.key_bounds(table_id, primary_key)
+        shards = _key_shards(bounds, workers * SHARDS_PER_WORKER) if bounds else []
+
+        def read(shard: tuple[int, int]) -> list:
+            results = []
+            for page in self.client.iter_keyset(
+                table_id, primary_key, after=shard[0], up_to=shard[1], fields=fields
+            ):
+                results += results_of(page)
+            return results
+
+        with ThreadPoolExecutor(max(1, min(workers, len(shards)))) as pool:
+            return [result for part in pool.map(read, shards) for result in part]
+
     def _spool(
         self, table_id: str, kind: TableKind, day: date, where: str, fields: list[str]
     ) -> PageSpool | None:
@@ -256,12 +286,32 @@ class NocoDBSource(RecordSource):
     # -- incremental sync --------------------------------------------------------------------
 
     def _day_queries(self, kind: TableKind, columns: dict[str, str], day: date) -> list[str]:
+        """The date-filtered queries whose union holds every record filed on `day`: its
+        event time on the day; a blank event time stored that day; and, stored that day, an
+        event time outside the partitions (before the first one, or after the day itself)."""
         event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
         created_field = self.schema.source_field(kind, "CreatedAt")
         queries = [day_filter(event_field, day)]
         if created_field in columns:
-            queries.append(and_filters(blank_filter(event_field), day_filter(created_field, day)))
+            stored_that_day = day_filter(created_field, day)
+            later = f"({event_field},ge,exactDate,{(day + timedelta(days=1)).isoformat()})"
+            outside = (
+                f"({later}~or({event_field},lt,exactDate,{self.first_day.isoformat()}))"
+                if self.first_day
+                else later
+            )
+            queries += [
+                and_filters(blank_filter(event_field), stored_that_day),
+                # NocoDB parses a group only after the first clause, not before it.
+                and_filters(stored_that_day, outside),
+            ]
         return queries
+
+    def _filed_on(self, kind: TableKind, day: date):
+        """A predicate: is this record (as NocoDB returns it) filed under `day`?"""
+        event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
+        created_field = self.schema.source_field(kind, "CreatedAt")
+        return lambda record: record_day(record, event_field, created_field, self.first_day) == day
 
     def _require_id(self, kind: TableKind, primary_key: str | None) -> str:
         if not primary_key:
@@ -289,10 +339,10 @@ class NocoDBSource(RecordSource):
             for record in page.records:
                 created = _source_time(record.get(created_field))
                 version = _source_time(record.get(updated_field)) or created
-                event = _source_time(record.get(event_field)) or created
-                if version is None or event is None:
+                day = record_day(record, event_field, created_field, self.first_day)
+                if version is None or day is None:
                     continue  # not written yet as far as NocoDB says; the next tick sees it
-                changes.append(Change(str(record[primary_key]), version, event.date()))
+                changes.append(Change(str(record[primary_key]), version, day))
         return ChangeScan(
             changes=changes,
             requests=self.client.stats.requests - requests_before,
@@ -320,22 +370,27 @@ class NocoDBSource(RecordSource):
         present = [moment for moment in newest if moment is not None]
         return max(present) if present else None
 
-    def count_day(self, kind: TableKind, day: date) -> int:
-        info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
-        total = 0
-        for where in self._day_queries(kind, info.columns, day):
-            page = next(self.client.iter_pages(info.id, where=where, page_size=1, fields=[
-                self._require_id(kind, info.primary_key)]))  # fmt: skip
-            total += page.total_rows if page.total_rows is not None else len(page.records)
-        return total
-
-    def ids_of_day(self, kind: TableKind, day: date) -> set[str]:
+    def ids_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> IdsByDay:
+        """The record ids filed on each of `days`: the whole table read once by key range,
+        three narrow fields per record (id, event time, stored time), filed locally. NocoDB
+        cannot count per day of a DateTime in one grouped request, and a date-filtered count
+        per day scans the table each time: this costs what one lean read of the table does."""
         info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
         primary_key = self._require_id(kind, info.primary_key)
-        return {
-            str(record[primary_key])
-            for where in self._day_queries(kind, info.columns, day)
-            for record in self.client.iter_records(
-                info.id, where=where, sort=primary_key, fields=[primary_key]
-            )
-        }
+        event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
+        created_field = self.schema.source_field(kind, "CreatedAt")
+        fields = [primary_key, *(f for f in (event_field, created_field) if f in info.columns)]
+        wanted = set(days)
+
+        def filed(page: Page) -> list[tuple[date, str]]:
+            pairs = []
+            for record in page.records:
+                day = record_day(record, event_field, created_field, self.first_day)
+                if day in wanted:
+                    pairs.append((day, str(record[primary_key])))
+            return pairs
+
+        ids: IdsByDay = {day: set() for day in days}
+        for day, record_id in self._scan_by_key(info.id, primary_key, fields, workers, filed):
+            ids[day].add(record_id)
+        return ids

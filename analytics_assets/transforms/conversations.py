@@ -86,3 +86,15 @@ def build_conversations(headers: pl.DataFrame, messages: pl.DataFrame) -> pl.Dat
         .cast(CONVERSATION_SCHEMA)
         .sort("started_at", "conversation_id")
     )
+
+
+def orphan_messages(
+    messages: pl.DataFrame, headers: pl.DataFrame, rejected_conversation_ids: pl.Series
+) -> dict[str, pl.DataFrame]:
+    """Messages of one day no conversation summary will count: their conversation started
+    neither that day nor the day before (`headers` must hold both days; the rule
+    `build_conversations` reads messages by). Split into those whose conversation record was
+    rejected (its reason is in processing_errors) and those whose conversation is unknown."""
+    unmatched = messages.join(headers.select("conversation_id"), on="conversation_id", how="anti")
+    rejected = unmatched["conversation_id"].is_in(rejected_conversation_ids.implode())
+    return {"unknown": unmatched.filter(~rejected), "rejected": unmatched.filter(rejected)}

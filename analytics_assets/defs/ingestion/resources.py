@@ -14,6 +14,7 @@ from typing import Literal
 from dagster import Config, ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from analytics_assets.defs.partitions import FIRST_DAY
 from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
 from analytics_assets.nocodb.pacing import RequestPacer
 from analytics_assets.sources.base import RecordSource
@@ -69,7 +70,7 @@ class ExportSourceResource(RecordSourceResource):
             ensure_sample_export(folder)
         # Keep the parsed files for the resource's lifetime: a backfill reads them once.
         if self._source is None or self._source.folder != folder:
-            self._source = ExportSource(folder, self.source_schema)
+            self._source = ExportSource(folder, self.source_schema, FIRST_DAY)
         yield self._source
 
 
@@ -133,6 +134,7 @@ class NocoDBSourceResource(RecordSourceResource):
                 base_id=self.base_id,
                 checkpoint_dir=self._checkpoint_dir(),
                 checkpoint_max_age_s=self.checkpoint_max_age_s,
+                first_day=FIRST_DAY,
             )
 
 
@@ -150,7 +152,9 @@ class SyncSettings(ConfigurableResource):
         "backfill first); 'all' requests every day the tables hold.",
     )
     reconcile_days: int = Field(
-        default=14, description="Days back (from yesterday) the reconciliation compares."
+        default=0,
+        description="Days back (from yesterday) the reconciliation compares; 0: every day "
+        "the lake holds (one lean read of each table, whatever the number of days).",
     )
     deletions: Literal["remove", "mark"] = Field(
         default="remove",

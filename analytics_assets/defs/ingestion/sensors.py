@@ -68,6 +68,8 @@ def nocodb_changes_sensor(
     settings = sync_settings
     overlap = timedelta(minutes=settings.overlap_minutes)
     cursor = SyncCursor.from_json(context.cursor)
+    # The sensor's clock only measures how long a watermark has stood (sync_cursor.py).
+    now = datetime.now(UTC)
     touched: dict[date, Counter] = {}
     with record_source.open() as source:
         if not source.supports_changes:
@@ -77,20 +79,22 @@ def nocodb_changes_sensor(
             if table.watermark is None:
                 started = time.perf_counter()
                 latest = source.latest_version(kind) if settings.bootstrap == "latest" else None
-                table.watermark = latest or BEGINNING
+                table.start_at(latest or BEGINNING, overlap, now)
                 if latest is not None:
                     # Remember what the overlap will return again, as already loaded.
-                    table.advance(source.changes_since(kind, table.since(overlap)).changes, overlap)
+                    scan = source.changes_since(kind, table.since(overlap))
+                    table.advance(scan.changes, overlap, now)
                 _log(context, "sync_bootstrap", table=kind, watermark=table.watermark,
                      seconds=round(time.perf_counter() - started, 3))  # fmt: skip
                 if settings.bootstrap == "latest":
                     continue
             scan = source.changes_since(kind, table.since(overlap))
-            fresh = table.advance(scan.changes, overlap)
-            for change in fresh:
-                touched.setdefault(change.day, Counter())[kind] += 1
+            changed_days = table.advance(scan.changes, overlap, now)
+            for day, count in changed_days.items():
+                touched.setdefault(day, Counter())[kind] += count
             _log(context, "sync_changes", table=kind, returned=len(scan.changes),
-                 fresh=len(fresh), requests=scan.requests, seconds=round(scan.seconds, 3),
+                 fresh=sum(changed_days.values()), days=len(changed_days),
+                 requests=scan.requests, seconds=round(scan.seconds, 3),
                  watermark=table.watermark)  # fmt: skip
 
     first_day, last_day = _partition_days()
@@ -134,12 +138,23 @@ def nocodb_changes_sensor(
     )
 
 
-def _lake_ids(lake: Lake, day: date) -> dict[str, set[str]]:
-    frame = lake.scan_days(tables.NOCODB_RAW_PAGES, [day]).select("table", "record_id").collect()
-    return {
-        kind: set(frame.filter(pl.col("table") == kind)["record_id"].drop_nulls().to_list())
-        for kind in SYNC_TABLES
+def _lake_ids(lake: Lake, days: list[date]) -> dict[str, dict[date, set[str]]]:
+    """Per table, the record ids the lake holds for each day: one scan of two columns."""
+    ids: dict[str, dict[date, set[str]]] = {
+        kind: {day: set() for day in days} for kind in SYNC_TABLES
     }
+    if not days:
+        return ids
+    frame = (
+        lake.scan_days(tables.NOCODB_RAW_PAGES, days)
+        .filter(pl.col("record_id").is_not_null())
+        .select("table", "day", "record_id")
+        .collect()
+    )
+    for (kind, day), group in frame.group_by("table", "day"):
+        if kind in ids:
+            ids[kind][day] = set(group["record_id"].to_list())
+    return ids
 
 
 @sensor(
@@ -147,8 +162,9 @@ def _lake_ids(lake: Lake, day: date) -> dict[str, set[str]]:
     job_name=INGESTION_JOB,
     minimum_interval_seconds=6 * 3600,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Compares each recent day's record count (then ids) in NocoDB with the lake "
-    "and rebuilds the days that differ: deletes, and anything the change sensor missed.",
+    description="Compares the record ids of every materialized day in NocoDB with the lake (one "
+    "lean read of each table, ids and times only) and rebuilds the days that differ: deletes, "
+    "and anything the change sensor missed.",
 )
 def nocodb_reconciliation_sensor(
     context: SensorEvaluationContext,
@@ -162,67 +178,76 @@ def nocodb_reconciliation_sensor(
     first_day, last_day = _partition_days()
     if last_day is None:
         return SkipReason("No daily partition yet.")
-    window = [last_day - timedelta(days=n) for n in range(settings.reconcile_days)]
-    present = set(stored.days_present(tables.NOCODB_RAW_PAGES))
-    days = sorted(d for d in window if d in present and d >= first_day)
+    days = [
+        day
+        for day in stored.days_present(tables.NOCODB_RAW_PAGES)
+        if first_day <= day <= last_day
+        and (
+            not settings.reconcile_days or day > last_day - timedelta(days=settings.reconcile_days)
+        )
+    ]
+    if not days:
+        return SkipReason("No materialized day to reconcile.")
     run_requests, observations = [], []
     started = time.perf_counter()
     erased = tombstones(stored)
     # The key is read only where records were erased.
     erased_digest = privacy.digester() if erased else None
+    in_lake = _lake_ids(stored, days)
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} cannot be reconciled; use full daily pulls.")
-        for day in days:
-            lake_ids = _lake_ids(stored, day)
-            deleted: dict[str, list[str]] = {}
-            added: dict[str, int] = {}
-            for kind in SYNC_TABLES:
-                # Counts first (one request per query): ids only when they disagree.
-                if source.count_day(kind, day) == len(lake_ids[kind]):
-                    continue
-                source_ids = source.ids_of_day(kind, day)
-                # Records erased on request are meant to be missing from the lake.
-                missing = {
-                    record_id
-                    for record_id in source_ids - lake_ids[kind]
-                    if erased_digest is None
-                    or not is_tombstoned(erased, erased_digest, kind, record_id)
-                }
-                if missing or lake_ids[kind] - source_ids:
-                    deleted[kind] = sorted(lake_ids[kind] - source_ids)
-                    added[kind] = len(missing)
-            if not deleted:
-                continue
-            found = {
-                **{f"deleted_{k}": len(v) for k, v in deleted.items()},
-                **{f"missing_{k}": n for k, n in added.items()},
+        requests_before = source.stats().get("requests", 0)
+        in_source = {
+            kind: source.ids_by_day(kind, days, record_source.fetch_workers) for kind in SYNC_TABLES
+        }
+        requests = source.stats().get("requests", 0) - requests_before
+    for day in days:
+        deleted: dict[str, list[str]] = {}
+        added: dict[str, int] = {}
+        for kind in SYNC_TABLES:
+            lake_ids, source_ids = in_lake[kind][day], in_source[kind][day]
+            # Records erased on request are meant to be missing from the lake.
+            missing = {
+                record_id
+                for record_id in source_ids - lake_ids
+                if erased_digest is None
+                or not is_tombstoned(erased, erased_digest, kind, record_id)
             }
-            _log(context, "reconcile_mismatch", day=day, **found)
-            observations.append(
-                AssetObservation(
-                    asset_key=tables.NOCODB_RAW_PAGES,
-                    partition=day.isoformat(),
-                    metadata={
-                        **found,
-                        "deleted_ids": {k: v[:_IDS_SHOWN] for k, v in deleted.items()},
-                        "action": settings.deletions,
-                    },
+            if missing or lake_ids - source_ids:
+                deleted[kind] = sorted(lake_ids - source_ids)
+                added[kind] = len(missing)
+        if not deleted:
+            continue
+        found = {
+            **{f"deleted_{k}": len(v) for k, v in deleted.items()},
+            **{f"missing_{k}": n for k, n in added.items()},
+        }
+        _log(context, "reconcile_mismatch", day=day, **found)
+        observations.append(
+            AssetObservation(
+                asset_key=tables.NOCODB_RAW_PAGES,
+                partition=day.isoformat(),
+                metadata={
+                    **found,
+                    "deleted_ids": {k: v[:_IDS_SHOWN] for k, v in deleted.items()},
+                    "action": settings.deletions,
+                },
+            )
+        )
+        if settings.deletions == "remove" or any(added.values()):
+            digest = hashlib.sha256(
+                json.dumps([deleted, added], sort_keys=True).encode()
+            ).hexdigest()[:12]
+            run_requests.append(
+                RunRequest(
+                    run_key=f"nocodb-reconcile:{day.isoformat()}:{digest}",
+                    partition_key=day.isoformat(),
+                    tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
                 )
             )
-            if settings.deletions == "remove" or any(added.values()):
-                digest = hashlib.sha256(
-                    json.dumps([deleted, added], sort_keys=True).encode()
-                ).hexdigest()[:12]
-                run_requests.append(
-                    RunRequest(
-                        run_key=f"nocodb-reconcile:{day.isoformat()}:{digest}",
-                        partition_key=day.isoformat(),
-                        tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
-                    )
-                )
     _log(context, "reconcile_done", days=len(days), mismatched=len(observations),
-         seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+         requests=requests, seconds=round(time.perf_counter() - started, 3))  # fmt: skip
     return SensorResult(
         run_requests=run_requests,
         asset_events=observations,

@@ -1,0 +1,202 @@
+"""Issue 18: nothing dropped silently, whatever path read it. Against the real NocoDB where
+the case concerns the source."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+
+from analytics_assets.definitions import build_definitions
+from analytics_assets.defs.ingestion.resources import (
+    NocoDBSourceResource,
+    SourceSchemaConfig,
+    SyncSettings,
+)
+from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
+from analytics_assets.sources.sync_cursor import SyncCursor
+from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.test_assets import read_asset
+from analytics_assets_tests.test_sync import tick
+
+DAYS = [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)]
+
+
+def _message(message_id: str, created_at: str, stored_at: str, conversation: str = "") -> dict:
+    conversation = conversation or f"c-{created_at[9]}"  # the day's own conversation
+    return {"message_id": message_id, "conversation_id": conversation, "role": "user",
+            "content": "hello", "created_at": created_at, "stored_at": stored_at}  # fmt: skip
+
+
+# The stored time is a column of the team's own here (mapped as CreatedAt), because NocoDB
+# stamps its CreatedAt at insert: a test cannot put it on a past day.
+OUT_OF_RANGE = {
+    "m-1970": ("1970-01-01 00:00:00", "2026-11-02 09:00:00"),
+    "m-2100": ("2100-01-01 00:00:00", "2026-11-02 09:05:00"),
+    # Logged two days after it was stored: a future-dated event, filed under its stored day.
+    "m-ahead": ("2026-11-03 12:00:00", "2026-11-01 10:00:00"),
+}
+# Enough clean records that the rejected ones stay under the blocking 2 % error rate.
+IN_RANGE = {
+    f"m-{n}": (f"2026-11-0{1 + n % 3} {n // 3 % 24:02}:{n // 72:02}:00",
+               f"2026-11-0{1 + n % 3} {n // 3 % 24:02}:{n // 72:02}:01")
+    for n in range(600)
+}  # fmt: skip
+# Messages of a conversation nobody has, and of one whose record is rejected (no user).
+ORPHANS = {"m-ghost": "c-ghost", "m-of-rejected": "c-rejected"}
+# An event a few hours after its stored time (clock skew): still its own day.
+IN_RANGE["m-skew"] = ("2026-11-03 02:00:00", "2026-11-02 23:00:00")
+
+
+@pytest.fixture(scope="module")
+def out_of_range_base(nocodb):
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "integrity_dates")
+        ids = {
+            "conversations": create_table(
+                client, base_id, "conversations", TABLE_COLUMNS["conversations"]
+            ),
+            "messages": create_table(
+                client, base_id, "messages", [*TABLE_COLUMNS["messages"], ("stored_at", "DateTime")]
+            ),
+        }
+        client.insert_records(ids["conversations"], [
+            {"conversation_id": f"c-{day.day}", "user_id": "u-1", "model": "m",
+             "channel": "web", "started_at": f"{day} 00:00:00"} for day in DAYS
+        ] + [{"conversation_id": "c-rejected", "started_at": "2026-11-02 08:00:00"}])  # fmt: skip
+        client.insert_records(ids["messages"], [
+            _message(key, *times) for key, times in {**IN_RANGE, **OUT_OF_RANGE}.items()
+        ] + [_message(key, "2026-11-02 09:00:00", "2026-11-02 09:00:01", conversation)
+             for key, conversation in ORPHANS.items()])  # fmt: skip
+    return base_id
+
+
+def _defs(nocodb, base_id: str, lake: ParquetLakeIOManager, mongo):
+    from analytics_assets.deployments import storage_resources
+
+    source = NocoDBSourceResource(
+        url=nocodb.url, api_token=nocodb.token, base_id=base_id, requests_per_second=0,
+        source_schema=SourceSchemaConfig(message_fields={"CreatedAt": "stored_at"}),
+    )  # fmt: skip
+    return build_definitions(
+        resources={
+            "record_source": source,
+            "sync_settings": SyncSettings(bootstrap="all"),
+            **storage_resources({"base_url": lake.base_url}, mongo),
+        }
+    )
+
+
+def _ingest(defs, **run):
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), **run
+    )
+    assert result.success
+    return result
+
+
+def _stored(lake) -> tuple[dict, dict]:
+    messages = read_asset(lake, "conversation_messages")
+    errors = read_asset(lake, "processing_errors").filter(pl.col("table") == "messages")
+    return (
+        dict(zip(messages["message_id"], messages["day"], strict=True)),
+        {
+            key: (day, reason)
+            for key, day, reason in errors.select("key", "day", "reason").iter_rows()
+        },
+    )
+
+
+def test_out_of_range_event_times_are_quarantined_by_every_path(
+    nocodb, out_of_range_base, mongo, tmp_path
+):
+    by_day = ParquetLakeIOManager(base_url=str(tmp_path / "by_day"))
+    ranged = ParquetLakeIOManager(base_url=str(tmp_path / "ranged"))
+    for day in DAYS:
+        _ingest(_defs(nocodb, out_of_range_base, by_day, mongo), partition_key=day.isoformat())
+    # Three days: one key-range read of each table, split by day locally.
+    _ingest(_defs(nocodb, out_of_range_base, ranged, mongo), tags=range_tags(DAYS[0], DAYS[-1]))
+
+    for lake in (by_day, ranged):
+        messages, errors = _stored(lake)
+        assert set(messages) == set(IN_RANGE) | set(ORPHANS)
+        assert messages["m-skew"] == date(2026, 11, 3)
+        # Each out-of-range record is an error on the day NocoDB stored it, with its reason.
+        assert {key: day for key, (day, _) in errors.items()} == {
+            "m-1970": date(2026, 11, 2), "m-2100": date(2026, 11, 2),
+            "m-ahead": date(2026, 11, 1),
+        }  # fmt: skip
+        assert "1970-01-01" in errors["m-1970"][1]
+        assert "outside partition day 2026-11-02" in errors["m-1970"][1]
+    assert _stored(by_day) == _stored(ranged)
+
+
+def test_the_change_sensor_requests_the_day_an_out_of_range_record_is_filed_under(
+    nocodb, out_of_range_base, mongo, tmp_path
+):
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    defs = _defs(nocodb, out_of_range_base, lake, mongo)
+    result = tick(defs, DagsterInstance.ephemeral(), "nocodb_changes_sensor")
+    # No 1970 or 2100 day, nothing pending for a partition that will never exist.
+    assert sorted(r.partition_key for r in result.run_requests) == [d.isoformat() for d in DAYS]
+    assert SyncCursor.from_json(result.cursor).pending_days == set()
+
+
+def test_orphan_messages_are_named_by_a_check(nocodb, out_of_range_base, mongo, tmp_path):
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    result = _ingest(
+        _defs(nocodb, out_of_range_base, lake, mongo), tags=range_tags(DAYS[0], DAYS[-1])
+    )
+    (check,) = [
+        e for e in result.get_asset_check_evaluations()
+        if e.check_name == "messages_belong_to_a_conversation"
+    ]  # fmt: skip
+    assert not check.passed
+    assert check.metadata["failed_days"].value == ["2026-11-02"]
+    day = check.metadata["days"].data["2026-11-02"]
+    assert day["orphan_messages"] == 1 and day["conversation_ids"] == ["c-ghost"]
+    # The rejected conversation's message is counted apart: its reason is an error already.
+    assert day["messages_of_rejected_conversations"] == 1
+    assert check.metadata["days"].data["2026-11-03"]["orphan_messages"] == 0
+
+
+def test_a_ticks_reads_follow_the_changes_not_the_table(nocodb):
+    """After a bulk load has settled, a tick reads the new records and the load's last second
+    (NocoDB's filters are to the second), not the load; the cursor keeps no id."""
+    from datetime import UTC, datetime
+
+    from analytics_assets.sources.nocodb import NocoDBSource
+    from analytics_assets.sources.sync_cursor import TableCursor
+
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "integrity_ticks")
+        table = create_table(client, base_id, "messages", TABLE_COLUMNS["messages"])
+        create_table(client, base_id, "conversations", TABLE_COLUMNS["conversations"])
+        for batch in range(3):  # a load that takes a few seconds, as real ones do
+            client.insert_records(table, [_message(f"bulk-{batch}-{n}", "2026-11-02 10:00:00", "")
+                                          for n in range(1000)])  # fmt: skip
+            time.sleep(1.1)
+        source = NocoDBSource(client, base_id=base_id)
+        overlap, clock = timedelta(minutes=5), datetime.now(UTC)
+        cursor = TableCursor()
+        cursor.start_at(datetime(1970, 1, 1, tzinfo=UTC), overlap, clock)
+        everything = source.changes_since("messages", cursor.since(overlap))
+        assert cursor.advance(everything.changes, overlap, clock) == {date(2026, 11, 2): 3000}
+        # Within the overlap the window is read again (late commits), and recognised.
+        window = source.changes_since("messages", cursor.since(overlap))
+        assert len(window.changes) == 3000
+        assert cursor.advance(window.changes, overlap, clock + timedelta(minutes=1)) == {}
+        # Once the overlap has passed, the next scan starts at the watermark's second.
+        assert cursor.advance(window.changes, overlap, clock + timedelta(minutes=6)) == {}
+        client.insert_records(table, [_message(f"new-{n}", "2026-11-03 10:00:00", "")
+                                      for n in range(3)])  # fmt: skip
+        scan = source.changes_since("messages", cursor.since(overlap))
+        assert len(scan.changes) <= 1003 and scan.requests <= 2
+        assert cursor.advance(scan.changes, overlap, clock + timedelta(minutes=7)) == {
+            date(2026, 11, 3): 3
+        }
+        assert len(SyncCursor(tables={"messages": cursor}).to_json()) < 400
