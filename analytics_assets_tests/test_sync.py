@@ -78,8 +78,10 @@ def test_the_cursor_survives_a_restart_as_small_json():
     with pytest.raises(ValueError, match="version"):
         SyncCursor.from_json('{"v": 99}')
     # A version-1 cursor (ids, not fingerprints) keeps its watermark; its window is rebuilt.
-    old = '{"v":1,"tables":{"messages":{"watermark":"2026-11-30T12:00:05+00:00",' \
+    old = (
+        '{"v":1,"tables":{"messages":{"watermark":"2026-11-30T12:00:05+00:00",'
         '"recent":{"1":"2026-11-30T12:00:00+00:00"}}},"pending_days":[]}'
+    )
     migrated = SyncCursor.from_json(old).table("messages")
     assert migrated.watermark == T0 + timedelta(seconds=5)
     assert migrated.advance([change("1", 0)], OVERLAP) == {date(2026, 11, 2): 1}
