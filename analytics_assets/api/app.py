@@ -1,9 +1,10 @@
 """The read API: conversations, reports, analytics time series, model comparison and user
 analytics from the MongoDB collections the assets write.
 
-Safety: every request but /health, /ready and /docs needs an API key (`X-API-Key`) with the
-endpoint's scope (401 without a valid key, 403 without the scope; failed attempts are limited
-per client address); every query value is typed and pattern-checked, unknown query
+Safety: every request but /health, /ready, /docs and the /dashboard page (static, its data
+comes from /dashboard/data) needs an API key (`X-API-Key`) with the endpoint's scope (401
+without a valid key, 403 without the scope; failed attempts are limited per client
+address); every query value is typed and pattern-checked, unknown query
 parameters are refused (no `user_id[$ne]=` tricks), and no value is ever parsed into a query
 document. Users are filtered by pseudonym only. Errors are `{"error": {"code", "message"}}`,
 never a stack trace, in the response or in the log.
@@ -31,7 +32,14 @@ from analytics_assets.api import keys, security
 from analytics_assets.api.auth import KEY_CACHE_S, FailedAuthLimiter, KeyVerifier, scope_dependency
 from analytics_assets.api.common import DbProvider, error_response
 from analytics_assets.api.ratelimit import TokenBuckets
-from analytics_assets.api.routers import analytics, conversations, health, reports, users
+from analytics_assets.api.routers import (
+    analytics,
+    conversations,
+    dashboard,
+    health,
+    reports,
+    users,
+)
 from analytics_assets.api.security import MAX_REQUEST_BYTES
 
 __all__ = ["KEY_CACHE_S", "MAX_REQUEST_BYTES", "create_app"]
@@ -60,7 +68,8 @@ def create_app(
     )
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
-    security.install(app, key_prefix=keys.PREFIX, docs_csp=_docs_page(app), docs_paths=("/docs",))
+    page_csp = {"/docs": _docs_page(app), "/dashboard": dashboard.install_page(app)}
+    security.install(app, key_prefix=keys.PREFIX, page_csp=page_csp)
 
     buckets = buckets or TokenBuckets(clock=clock)
     require = scope_dependency(
@@ -72,6 +81,7 @@ def create_app(
     app.include_router(reports.build_router(db_provider, require))
     app.include_router(analytics.build_router(db_provider, require))
     app.include_router(users.build_router(db_provider, require))
+    app.include_router(dashboard.build_router(db_provider, require))
     return app
 
 

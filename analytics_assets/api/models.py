@@ -227,3 +227,52 @@ class UserAnalytics(BaseModel):
                 UserPeriod(**{k: v for k, v in d.items() if k not in hidden}) for d in documents
             ],
         )
+
+
+class DashboardTotals(BaseModel):
+    conversations: int
+    messages: int
+    quality_mean: float | None
+    satisfaction_mean: float | None
+
+
+class DashboardVolume(BaseModel):
+    period: str
+    conversations: int
+    messages: int
+
+
+class DashboardCount(BaseModel):
+    period: str
+    value: str
+    count: int
+
+
+class DashboardModelPeriod(BaseModel):
+    period: str
+    model: str
+    conversations: int
+    quality_mean: float | None
+    satisfaction_mean: float | None
+
+
+class Dashboard(BaseModel):
+    """The dashboard page's data: the filters as applied, what the filters may choose from
+    (the models and channels of the date range), and the aggregates."""
+
+    from_: date = Field(alias="from")
+    to: date
+    grain: str
+    model: str | None
+    channel: str | None
+    models: list[str]
+    channels: list[str]
+    totals: DashboardTotals
+    volumes: list[DashboardVolume]
+    topics: list[DashboardCount]
+    intents: list[DashboardCount]
+    sentiments: list[DashboardCount]
+    languages: list[DashboardCount]
+    by_model: list[DashboardModelPeriod]
+
+    model_config = ConfigDict(populate_by_name=True)

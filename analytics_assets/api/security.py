@@ -54,20 +54,22 @@ def _matches_a_route(app: FastAPI, scope: dict) -> bool:
     return any(route.matches(probe)[0] == Match.FULL for route in app.router.routes)
 
 
-def install(app: FastAPI, *, key_prefix: str, docs_csp: str, docs_paths: tuple[str, ...]) -> None:
-    """Adds the middleware that applies all of the above to `app`."""
+def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
+    """Adds the middleware that applies all of the above to `app`. `page_csp`: the
+    Content-Security-Policy of each HTML page (path -> policy); every other answer gets
+    the default one, which allows nothing."""
 
     async def guard(request: Request, call_next: Callable):
         refusal = _refusal(request, key_prefix)
         if refusal is not None:
-            return _with_headers(refusal, request, docs_csp, docs_paths)
+            return _with_headers(refusal, request, page_csp)
         method = request.scope["method"]
         if method == "OPTIONS":
             if not _matches_a_route(app, request.scope):
                 response = error_response(404, "not_found", "Not Found")
             else:
                 response = Response(status_code=204, headers={"Allow": ALLOWED_METHODS})
-            return _with_headers(response, request, docs_csp, docs_paths)
+            return _with_headers(response, request, page_csp)
         if method == "HEAD":
             # Answered as GET without the body: load balancers probe /health with HEAD.
             request.scope["method"] = "GET"
@@ -83,7 +85,7 @@ def install(app: FastAPI, *, key_prefix: str, docs_csp: str, docs_paths: tuple[s
             async for _ in response.body_iterator:
                 pass
             response = Response(status_code=response.status_code, headers=response.headers)
-        return _with_headers(response, request, docs_csp, docs_paths)
+        return _with_headers(response, request, page_csp)
 
     app.middleware("http")(guard)
 
@@ -106,13 +108,11 @@ def _refusal(request: Request, key_prefix: str) -> Response | None:
     return None
 
 
-def _with_headers(
-    response: Response, request: Request, docs_csp: str, docs_paths: tuple[str, ...]
-) -> Response:
+def _with_headers(response: Response, request: Request, page_csp: dict[str, str]) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.url.path in docs_paths:
-        response.headers["Content-Security-Policy"] = docs_csp
+    if request.url.path in page_csp:
+        response.headers["Content-Security-Policy"] = page_csp[request.url.path]
     # Only what an endpoint marks cacheable (a closed report, privately) is cached.
     response.headers.setdefault("Cache-Control", "no-store")
     # Set by the scope check (auth) on requests that took a token from the key's bucket.
