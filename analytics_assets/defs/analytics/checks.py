@@ -10,7 +10,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
-    MetadataValue,
     asset_check,
     build_sensor_for_freshness_checks,
     build_time_partition_freshness_checks,
@@ -24,6 +23,7 @@ from analytics_assets.analytics.checks import (
     volume_verdict,
 )
 from analytics_assets.analytics.reports import REPORT_SCHEMA
+from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
@@ -66,19 +66,17 @@ def _week_before(by_day: dict[date, pl.DataFrame], day: date) -> list[pl.DataFra
     ]
 
 
-def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResult:
-    """A run may cover many days (a single-run backfill): each day is judged on its own, the
-    check fails if any day does, and the metadata shows every day's figures."""
-    verdicts = {day.isoformat(): judge(day) for day in days}
-    failed = [day for day, verdict in verdicts.items() if not verdict.passed]
-    return AssetCheckResult(
-        passed=not failed,
-        severity=severity,
-        metadata={
-            "failed_days": failed,
-            "days": MetadataValue.json({day: v.metadata for day, v in verdicts.items()}),
-        },
-    )
+def _per_day(
+    context: AssetCheckExecutionContext, judge, severity: AssetCheckSeverity
+) -> CheckEvents:
+    """A run may cover many days (a single-run backfill): each day is judged on its own, and
+    its verdict and figures are recorded on that day's partition of the check."""
+
+    def result_of(partition_key: str) -> AssetCheckResult:
+        verdict = judge(date.fromisoformat(partition_key))
+        return AssetCheckResult(passed=verdict.passed, severity=severity, metadata=verdict.metadata)
+
+    return evaluations_per_day(context, result_of)
 
 
 @asset_check(
@@ -90,14 +88,14 @@ def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResul
 )
 def message_volume_within_trailing_range(
     context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
-) -> AssetCheckResult:
+) -> CheckEvents:
     by_day = _trailing_days(context, tables.CONVERSATION_MESSAGES, [])
 
     def judge(day: date):
         today = conversation_messages.filter(pl.col("day") == day).height
         return volume_verdict(today, [past.height for past in _week_before(by_day, day)])
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
+    yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
 @asset_check(
@@ -116,7 +114,7 @@ def error_rate_below_threshold(
     processing_errors: pl.DataFrame,
     conversation_messages: pl.DataFrame,
     conversation_headers: pl.DataFrame,
-) -> AssetCheckResult:
+) -> CheckEvents:
     def count(frame: pl.DataFrame, day: date) -> int:
         return frame.filter(pl.col("day") == day).height
 
@@ -124,7 +122,7 @@ def error_rate_below_threshold(
         accepted = count(conversation_messages, day) + count(conversation_headers, day)
         return error_rate_verdict(count(processing_errors, day), accepted)
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.ERROR)
+    yield from _per_day(context, judge, AssetCheckSeverity.ERROR)
 
 
 @asset_check(
@@ -137,7 +135,7 @@ def error_rate_below_threshold(
 def topic_distribution_stable(
     context: AssetCheckExecutionContext,
     conversation_categories: pl.DataFrame,
-) -> AssetCheckResult:
+) -> CheckEvents:
     by_day = _trailing_days(context, tables.CONVERSATION_CATEGORIES, ["topic"])
 
     def judge(day: date):
@@ -148,7 +146,7 @@ def topic_distribution_stable(
         ]
         return drift_verdict(current, days)
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
+    yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
 def _reconciles_with_its_days(asset: str, kind: str, partitions_def):

@@ -1,9 +1,15 @@
 """Blocking key checks: a duplicate or missing key would poison every downstream count."""
 
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    asset_check,
+)
 
 from analytics_assets import tables
+from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import daily_partitions
 
 
@@ -17,11 +23,17 @@ def _key_check(frame: pl.DataFrame, key: str) -> AssetCheckResult:
     )
 
 
+# Keys are checked across the whole run (a duplicate may span two days); each day of the run
+# records that verdict.
 @asset_check(asset=tables.CONVERSATION_MESSAGES, blocking=True, partitions_def=daily_partitions)
-def message_ids_unique_and_present(conversation_messages: pl.DataFrame) -> AssetCheckResult:
-    return _key_check(conversation_messages, "message_id")
+def message_ids_unique_and_present(
+    context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
+) -> CheckEvents:
+    yield from evaluations_per_day(context, _key_check(conversation_messages, "message_id"))
 
 
 @asset_check(asset=tables.CONVERSATIONS, blocking=True, partitions_def=daily_partitions)
-def conversation_ids_unique_and_present(conversations: pl.DataFrame) -> AssetCheckResult:
-    return _key_check(conversations, "conversation_id")
+def conversation_ids_unique_and_present(
+    context: AssetCheckExecutionContext, conversations: pl.DataFrame
+) -> CheckEvents:
+    yield from evaluations_per_day(context, _key_check(conversations, "conversation_id"))
