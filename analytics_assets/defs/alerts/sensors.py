@@ -24,7 +24,7 @@ from dagster import (
 from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
 
 Sink = Callable[[Alert], None]
-# The name Dagster gives the checks build_time_partition_freshness_checks makes.
+# The daily report's freshness check (defs/analytics/checks.py): a failure is a stale report.
 FRESHNESS_CHECK = "freshness_check"
 
 

@@ -2,7 +2,7 @@
 freshness. Severity: ERROR (and blocking) where a bad input would poison what is built on
 it; WARN where the data may be right and the world changed."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -10,9 +10,11 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
+    AssetKey,
+    AssetRecordsFilter,
+    MetadataValue,
     asset_check,
     build_sensor_for_freshness_checks,
-    build_time_partition_freshness_checks,
 )
 
 from analytics_assets import tables
@@ -22,8 +24,11 @@ from analytics_assets.analytics.checks import (
     reconciliation_verdict,
     volume_verdict,
 )
+from analytics_assets.analytics.freshness import fresh_until, last_deadline, report_day_due
 from analytics_assets.analytics.reports import REPORT_SCHEMA
+from analytics_assets.defs.alerts.sensors import FRESHNESS_CHECK
 from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
@@ -181,8 +186,41 @@ monthly_report_reconciles = _reconciles_with_its_days(
 )
 
 
-# Yesterday's daily report must exist by 06:00 UTC (WARN for the team's morning).
-freshness_checks = build_time_partition_freshness_checks(
-    assets=[tables.DAILY_REPORT], deadline_cron="0 6 * * *", timezone="UTC"
+@asset_check(
+    name=FRESHNESS_CHECK,
+    asset=tables.DAILY_REPORT,
+    description="The newest daily report due exists (WARN for the team's morning): "
+    "yesterday's from 06:00 UTC on, or, where the source's data ends (an export such as the "
+    "bundled sample), that of its last day.",
 )
+def freshness_check(
+    context: AssetCheckExecutionContext, record_source: RecordSourceResource
+) -> AssetCheckResult:
+    now = datetime.now(UTC)
+    data_end = record_source.data_end()
+    due = report_day_due(now, data_end).isoformat()
+    materialized = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(tables.DAILY_REPORT), asset_partitions=[due]),
+        limit=1,
+    ).records
+    metadata = {
+        "expected_partition": due,
+        "data_end": str(data_end) if data_end else "none (live source)",
+        "deadline": MetadataValue.timestamp(last_deadline(now)),
+    }
+    if materialized:
+        # Read by the freshness sensor: no need to evaluate again before the next deadline.
+        metadata["dagster/fresh_until_timestamp"] = MetadataValue.timestamp(fresh_until(now))
+    return AssetCheckResult(
+        passed=bool(materialized),
+        severity=AssetCheckSeverity.WARN,
+        description=f"The daily report of {due} "
+        + ("exists." if materialized else "is overdue: it has not been materialized."),
+        metadata=metadata,
+    )
+
+
+# Runs the freshness check when it can have become overdue (after each deadline, or once
+# the report has been materialized since it failed).
+freshness_checks = [freshness_check]
 freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks)
