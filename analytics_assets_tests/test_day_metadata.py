@@ -140,6 +140,11 @@ def test_each_day_of_the_run_records_its_checks_results(three_day_run):
             if not subset.is_empty
         }
         assert shown == {"SUCCEEDED": [day.isoformat() for day in DAYS]}, key.name
+    # The check's latest execution, which the asset's checks list shows, is a day's result.
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    for key in keys:
+        assert latest[key].status.value == "SUCCEEDED", key.name
+        assert latest[key].partition in {day.isoformat() for day in DAYS}
 
 
 def test_a_clean_run_logs_no_warning(three_day_run):
