@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -59,34 +60,52 @@ def run_demo(args: argparse.Namespace) -> int:
     spec = SampleSpec()
     first_day, last_day = args.first_day or spec.start, args.last_day or spec.end
     _dagster_home()
+    # Loading Dagster and the definitions takes seconds: say so before it starts.
+    print("Loading the definitions ...", flush=True)
     from dagster import DagsterInstance
 
     from analytics_assets.definitions import defs
     from analytics_assets.defs.partitions import range_tags
     from analytics_assets.defs.storage.placement import mirrors_of
+    from analytics_assets.run_progress import StepProgress
     from analytics_assets.summary import lake_summary
 
     job = defs.resolve_job_def("ingestion_job")
+    weekly_job = defs.resolve_job_def("weekly_report_job")
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
         # The model tier's steps share one GPU.
         instance.event_log_storage.set_concurrency_slots("gpu", 1)
-        result = job.execute_in_process(
-            instance=instance,
-            tags=range_tags(first_day, last_day),
-            raise_on_error=False,
-            run_config=_QUIET_RUN_CONFIG,
+        days = (last_day - first_day).days + 1
+        print(
+            f"Materializing the asset graph for {first_day} .. {last_day} ({days} days) as one "
+            f"run of {len(job.graph.nodes)} steps:",
+            flush=True,
         )
+        # The run id is chosen here so that the progress lines can follow the run's events.
+        run_id = str(uuid.uuid4())
+        with StepProgress(instance, run_id, len(job.graph.nodes)):
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=range_tags(first_day, last_day),
+                raise_on_error=False,
+                run_config=_QUIET_RUN_CONFIG,
+            )
         success = result.success
         # Each ISO week of the range that has closed gets its report, from its days.
         weeks = _closed_weeks(first_day, last_day)
         for week in weeks:
-            weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
-                instance=instance,
-                partition_key=week.isoformat(),
-                raise_on_error=False,
-                run_config=_QUIET_RUN_CONFIG,
-            )
+            print(f"Weekly report {week.isoformat()}:", flush=True)
+            weekly_run_id = str(uuid.uuid4())
+            with StepProgress(instance, weekly_run_id, len(weekly_job.graph.nodes)):
+                weekly = weekly_job.execute_in_process(
+                    instance=instance,
+                    run_id=weekly_run_id,
+                    partition_key=week.isoformat(),
+                    raise_on_error=False,
+                    run_config=_QUIET_RUN_CONFIG,
+                )
             success = success and weekly.success
     seconds = time.perf_counter() - started
     if weeks:

@@ -27,7 +27,13 @@ def materialized(tmp_path_factory, mongo_server):
         tmp_path_factory.mktemp("reports"), mongo_server, "reports_test"
     )
     instance = DagsterInstance.ephemeral()
-    checks = {}
+    # (check, run label) -> its evaluations: a daily check is recorded once per day of a run.
+    checks: dict[tuple[str, str], list] = {}
+
+    def record(label: str, evaluations) -> None:
+        for evaluation in evaluations:
+            checks.setdefault((evaluation.check_name, label), []).append(evaluation)
+
     # The sample's 14 days in one single-run backfill, then a quiet day with no conversations
     # in a run of its own (its checks look back at the sample's days in the lake).
     for label, first, last in (
@@ -38,13 +44,13 @@ def materialized(tmp_path_factory, mongo_server):
             instance=instance, tags=range_tags(first, last)
         )
         assert result.success
-        checks.update({(e.check_name, label): e for e in result.get_asset_check_evaluations()})
+        record(label, result.get_asset_check_evaluations())
     for week in ("2026-11-02", "2026-11-09"):
         weekly = defs.resolve_job_def("weekly_report_job").execute_in_process(
             instance=instance, partition_key=week
         )
         assert weekly.success
-        checks.update({(e.check_name, week): e for e in weekly.get_asset_check_evaluations()})
+        record(week, weekly.get_asset_check_evaluations())
     # November (the sample and the quiet day), and October: no day of it exists, so the
     # report is empty but valid.
     for month in ("2026-11-01", "2026-10-01"):
@@ -52,7 +58,7 @@ def materialized(tmp_path_factory, mongo_server):
             instance=instance, partition_key=month
         )
         assert monthly.success
-        checks.update({(e.check_name, month): e for e in monthly.get_asset_check_evaluations()})
+        record(month, monthly.get_asset_check_evaluations())
     return lake, mongo, checks
 
 
@@ -123,28 +129,30 @@ def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
         ("monthly_report_reconciles", "2026-11-01"),
         ("monthly_report_reconciles", "2026-10-01"),
     } <= set(checks)
-    sample = {key: check for key, check in checks.items() if key[1] != "quiet"}
-    # The sample ends on 2026-11-14: yesterday's report is missing, and freshness says so.
-    freshness = sample.pop(("freshness_check", "sample"))
-    assert not freshness.passed
-    assert freshness.severity.value == "WARN"
-    assert all(check.passed for check in sample.values()), {
-        key: check.metadata for key, check in sample.items() if not check.passed
-    }
-    # Inside the 14-day run, the last day is judged against the 7 days before it.
-    volume = checks[("message_volume_within_trailing_range", "sample")]
-    assert volume.metadata["days"].data["2026-11-14"]["history_days"] == 7
+    sample = {key: found for key, found in checks.items() if key[1] != "quiet"}
+    # The sample's data ends on 2026-11-14 and that day's report exists: fresh.
+    [freshness] = sample.pop(("freshness_check", "sample"))
+    assert freshness.passed, freshness.description
+    assert freshness.metadata["expected_partition"].value == "2026-11-14"
+    failed = {key: [e.metadata for e in found if not e.passed] for key, found in sample.items()}
+    assert not any(failed.values()), failed
+    # Every day of the 14-day run has its own verdict; the last day is judged against the 7
+    # days before it.
+    volume = {e.partition: e for e in checks[("message_volume_within_trailing_range", "sample")]}
+    assert sorted(volume) == [day.isoformat() for day in SAMPLE_DAYS]
+    assert volume["2026-11-14"].metadata["history_days"].value == 7
 
 
 def test_a_quiet_day_on_its_own_trips_the_volume_check_against_the_lake_history(materialized):
     _, _, checks = materialized
-    volume = checks[("message_volume_within_trailing_range", "quiet")]
+    [volume] = checks[("message_volume_within_trailing_range", "quiet")]
     assert not volume.passed and volume.severity.value == "WARN"
-    seen = volume.metadata["days"].data[QUIET_DAY.isoformat()]
-    assert (seen["today"], seen["history_days"], seen["ratio"]) == (0, 7, 0.0)
-    assert checks[("error_rate_below_threshold", "quiet")].passed
+    assert volume.partition == QUIET_DAY.isoformat()
+    seen = {name: volume.metadata[name].value for name in ("today", "history_days", "ratio")}
+    assert seen == {"today": 0, "history_days": 7, "ratio": 0.0}
+    assert all(e.passed for e in checks[("error_rate_below_threshold", "quiet")])
     # No conversations: nothing to call drift.
-    assert checks[("topic_distribution_stable", "quiet")].passed
+    assert all(e.passed for e in checks[("topic_distribution_stable", "quiet")])
 
 
 def test_a_month_equals_its_days_and_a_month_without_days_is_empty_but_valid(materialized):

@@ -24,7 +24,7 @@ from dagster import (
 from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
 
 Sink = Callable[[Alert], None]
-# The name Dagster gives the checks build_time_partition_freshness_checks makes.
+# The daily report's freshness check (defs/analytics/checks.py): a failure is a stale report.
 FRESHNESS_CHECK = "freshness_check"
 
 
@@ -52,6 +52,9 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
                 link=run_link(ui_url, run.run_id),
             )
         )
+    # A run over many days records a daily check once per day: its failed days make one
+    # alert, not one each.
+    failed_days: dict[tuple, list] = {}
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data
         # A failed freshness check is a stale report: always sent, whatever its severity.
@@ -60,6 +63,10 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
             stale or severity_passes(evaluation.severity.value, min_severity)
         ):
             continue
+        failed_days.setdefault((evaluation.asset_key, evaluation.check_name), []).append(evaluation)
+    for evaluations in failed_days.values():
+        evaluation = evaluations[0]
+        stale = evaluation.check_name == FRESHNESS_CHECK
         asset = evaluation.asset_key.to_user_string()
         what = "Report is stale" if stale else "Asset check failed"
         alerts.append(
@@ -67,7 +74,7 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
                 kind="stale_report" if stale else "asset_check_failed",
                 title=f"{what}: {asset} / {evaluation.check_name}",
                 asset=asset,
-                partition=evaluation.partition or run.tags.get("dagster/partition"),
+                partition=_days_named(evaluations) or run.tags.get("dagster/partition"),
                 check=evaluation.check_name,
                 severity=evaluation.severity.value,
                 run_id=run.run_id,
@@ -78,6 +85,13 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
         )
 
     return alerts
+
+
+def _days_named(evaluations: list) -> str | None:
+    days = sorted(e.partition for e in evaluations if e.partition)
+    if len(days) <= 3:
+        return ", ".join(days) or None
+    return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
 def build_check_alert_sensor(

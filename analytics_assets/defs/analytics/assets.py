@@ -9,7 +9,6 @@ from dagster import (
     AssetIn,
     BackfillPolicy,
     MaterializeResult,
-    MetadataValue,
     TimeWindowPartitionMapping,
     asset,
 )
@@ -27,7 +26,12 @@ from analytics_assets.analytics.scores import conversation_analytics as score_co
 from analytics_assets.analytics.users import HISTORY_DAYS
 from analytics_assets.analytics.users import user_analytics as build_user_analytics
 from analytics_assets.defs.analytics.report_metadata import report_metadata
-from analytics_assets.defs.metadata import frame_metadata
+from analytics_assets.defs.day_metadata import (
+    add_day_metadata,
+    analytics_metadata,
+    run_metadata,
+    users_metadata,
+)
 from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
@@ -65,20 +69,9 @@ def conversation_analytics(
     messages = _typed(conversation_messages, MESSAGE_SCHEMA)
     analytics = score_conversations(conversations, messages, conversation_categories)
     seconds = time.perf_counter() - started
-    means = analytics.select(
-        pl.col("quality_score", "satisfaction_score").mean().round(4),
-        pl.col(
-            "repeated_question", "unanswered_last_turn", "abandoned_after_reply", "escalation",
-            "complaint",
-        ).mean().round(4),
-    ).to_dicts()  # fmt: skip
+    add_day_metadata(context, analytics, analytics_metadata)
     return MaterializeResult(
-        value=analytics,
-        metadata={
-            "score_seconds": round(seconds, 3),
-            "means": MetadataValue.json(means[0] if means else {}),
-            **frame_metadata(analytics, days=len(days_in(context.partition_time_window))),
-        },
+        value=analytics, metadata=run_metadata(context, score_seconds=round(seconds, 3))
     )
 
 
@@ -165,13 +158,16 @@ def daily_report(
         previous = report
     frame = pl.concat(reports)
     seconds = time.perf_counter() - started
+    # Each day's summary, chart and headline numbers are that day's report's.
+    for report in reports:
+        context.add_asset_metadata(report_metadata(report), partition_key=report["period"][0])
     return MaterializeResult(
         value=frame,
-        metadata={
-            **report_metadata(frame),
-            "build_seconds": round(seconds, 3),
-            "conversations_per_second": round(analytics.height / seconds) if seconds else 0,
-        },
+        metadata=run_metadata(
+            context,
+            build_seconds=round(seconds, 3),
+            conversations_per_second=round(analytics.height / seconds) if seconds else 0,
+        ),
     )
 
 
@@ -283,13 +279,5 @@ def user_analytics(
     users = pl.concat(
         [build_user_analytics(day, window) for day in days_in(context.partition_time_window)]
     )
-    returning = users.filter(pl.col("returned_within_30d")).height
-    return MaterializeResult(
-        value=users,
-        metadata={
-            "users": users.height,
-            "returning_users": returning,
-            "new_users": users.height - returning,
-            **frame_metadata(users, days=len(days_in(context.partition_time_window))),
-        },
-    )
+    add_day_metadata(context, users, users_metadata)
+    return MaterializeResult(value=users, metadata=run_metadata(context))

@@ -2,7 +2,7 @@
 freshness. Severity: ERROR (and blocking) where a bad input would poison what is built on
 it; WARN where the data may be right and the world changed."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -10,10 +10,11 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
+    AssetKey,
+    AssetRecordsFilter,
     MetadataValue,
     asset_check,
     build_sensor_for_freshness_checks,
-    build_time_partition_freshness_checks,
 )
 
 from analytics_assets import tables
@@ -23,7 +24,11 @@ from analytics_assets.analytics.checks import (
     reconciliation_verdict,
     volume_verdict,
 )
+from analytics_assets.analytics.freshness import fresh_until, last_deadline, report_day_due
 from analytics_assets.analytics.reports import REPORT_SCHEMA
+from analytics_assets.defs.alerts.sensors import FRESHNESS_CHECK
+from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
+from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.partitions import (
     daily_partitions,
     days_in,
@@ -66,19 +71,17 @@ def _week_before(by_day: dict[date, pl.DataFrame], day: date) -> list[pl.DataFra
     ]
 
 
-def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResult:
-    """A run may cover many days (a single-run backfill): each day is judged on its own, the
-    check fails if any day does, and the metadata shows every day's figures."""
-    verdicts = {day.isoformat(): judge(day) for day in days}
-    failed = [day for day, verdict in verdicts.items() if not verdict.passed]
-    return AssetCheckResult(
-        passed=not failed,
-        severity=severity,
-        metadata={
-            "failed_days": failed,
-            "days": MetadataValue.json({day: v.metadata for day, v in verdicts.items()}),
-        },
-    )
+def _per_day(
+    context: AssetCheckExecutionContext, judge, severity: AssetCheckSeverity
+) -> CheckEvents:
+    """A run may cover many days (a single-run backfill): each day is judged on its own, and
+    its verdict and figures are recorded on that day's partition of the check."""
+
+    def result_of(partition_key: str) -> AssetCheckResult:
+        verdict = judge(date.fromisoformat(partition_key))
+        return AssetCheckResult(passed=verdict.passed, severity=severity, metadata=verdict.metadata)
+
+    return evaluations_per_day(context, result_of)
 
 
 @asset_check(
@@ -90,14 +93,14 @@ def _per_day(days: list, judge, severity: AssetCheckSeverity) -> AssetCheckResul
 )
 def message_volume_within_trailing_range(
     context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
-) -> AssetCheckResult:
+) -> CheckEvents:
     by_day = _trailing_days(context, tables.CONVERSATION_MESSAGES, [])
 
     def judge(day: date):
         today = conversation_messages.filter(pl.col("day") == day).height
         return volume_verdict(today, [past.height for past in _week_before(by_day, day)])
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
+    yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
 @asset_check(
@@ -116,7 +119,7 @@ def error_rate_below_threshold(
     processing_errors: pl.DataFrame,
     conversation_messages: pl.DataFrame,
     conversation_headers: pl.DataFrame,
-) -> AssetCheckResult:
+) -> CheckEvents:
     def count(frame: pl.DataFrame, day: date) -> int:
         return frame.filter(pl.col("day") == day).height
 
@@ -124,7 +127,7 @@ def error_rate_below_threshold(
         accepted = count(conversation_messages, day) + count(conversation_headers, day)
         return error_rate_verdict(count(processing_errors, day), accepted)
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.ERROR)
+    yield from _per_day(context, judge, AssetCheckSeverity.ERROR)
 
 
 @asset_check(
@@ -137,7 +140,7 @@ def error_rate_below_threshold(
 def topic_distribution_stable(
     context: AssetCheckExecutionContext,
     conversation_categories: pl.DataFrame,
-) -> AssetCheckResult:
+) -> CheckEvents:
     by_day = _trailing_days(context, tables.CONVERSATION_CATEGORIES, ["topic"])
 
     def judge(day: date):
@@ -148,7 +151,7 @@ def topic_distribution_stable(
         ]
         return drift_verdict(current, days)
 
-    return _per_day(days_in(context.partition_time_window), judge, AssetCheckSeverity.WARN)
+    yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
 def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
@@ -183,8 +186,41 @@ monthly_report_reconciles = _reconciles_with_its_days(
 )
 
 
-# Yesterday's daily report must exist by 06:00 UTC (WARN for the team's morning).
-freshness_checks = build_time_partition_freshness_checks(
-    assets=[tables.DAILY_REPORT], deadline_cron="0 6 * * *", timezone="UTC"
+@asset_check(
+    name=FRESHNESS_CHECK,
+    asset=tables.DAILY_REPORT,
+    description="The newest daily report due exists (WARN for the team's morning): "
+    "yesterday's from 06:00 UTC on, or, where the source's data ends (an export such as the "
+    "bundled sample), that of its last day.",
 )
+def freshness_check(
+    context: AssetCheckExecutionContext, record_source: RecordSourceResource
+) -> AssetCheckResult:
+    now = datetime.now(UTC)
+    data_end = record_source.data_end()
+    due = report_day_due(now, data_end).isoformat()
+    materialized = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(tables.DAILY_REPORT), asset_partitions=[due]),
+        limit=1,
+    ).records
+    metadata = {
+        "expected_partition": due,
+        "data_end": str(data_end) if data_end else "none (live source)",
+        "deadline": MetadataValue.timestamp(last_deadline(now)),
+    }
+    if materialized:
+        # Read by the freshness sensor: no need to evaluate again before the next deadline.
+        metadata["dagster/fresh_until_timestamp"] = MetadataValue.timestamp(fresh_until(now))
+    return AssetCheckResult(
+        passed=bool(materialized),
+        severity=AssetCheckSeverity.WARN,
+        description=f"The daily report of {due} "
+        + ("exists." if materialized else "is overdue: it has not been materialized."),
+        metadata=metadata,
+    )
+
+
+# Runs the freshness check when it can have become overdue (after each deadline, or once
+# the report has been materialized since it failed).
+freshness_checks = [freshness_check]
 freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks)

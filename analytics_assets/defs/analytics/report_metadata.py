@@ -11,7 +11,8 @@ from analytics_assets.defs.metadata import markdown_table
 
 
 def report_metadata(reports: pl.DataFrame) -> dict:
-    # A multi-day run attaches the same metadata to every day: there it shows the run's days.
+    # One report (a day's, a week's, a month's) per materialization: a multi-day run gives
+    # each day its own (defs/day_metadata.py). Several reports make a table of them.
     summary = _one(reports.row(0, named=True)) if reports.height == 1 else _many(reports)
     title = f"{reports['kind'][0]} {reports['period'][0]}"
     metadata = {

@@ -20,6 +20,13 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.day_metadata import (
+    add_day_metadata,
+    conversations_metadata,
+    errors_metadata,
+    messages_metadata,
+    run_metadata,
+)
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -149,6 +156,10 @@ def nocodb_raw_pages(
     )
 
 
+def _count_by_day(frame: pl.DataFrame) -> dict:
+    return dict(frame.group_by("day").len().iter_rows())
+
+
 def _error_keys(errors: pl.DataFrame) -> set[tuple]:
     return set(errors.select("table", "stage", "record_key").iter_rows())
 
@@ -234,21 +245,32 @@ def validated_records(
         f"{headers.valid.height + headers.rejected.height} conversation records in "
         f"{seconds:.3f}s; rejected {errors.height}"
     )
+    # Each day's own counts on its materialization; the run's figures are named run/....
+    add_day_metadata(
+        context,
+        valid_messages,
+        messages_metadata(_count_by_day(messages.rejected)),
+        asset_key=tables.CONVERSATION_MESSAGES,
+    )
     yield MaterializeResult(
         asset_key=tables.CONVERSATION_MESSAGES,
         value=valid_messages,
         metadata={
-            "rejected": messages.rejected.height,
             "records_with_control_characters_removed": messages.records_with_controls_removed,
             "pii_policy": privacy.policy_for(tables.CONVERSATION_MESSAGES),
             "pii_findings": MetadataValue.json(pii_findings),
-            "validate_seconds": round(seconds, 3),
-            "messages_per_second": _throughput(raw_messages, seconds),
-            "messages_by_role": MetadataValue.json(
-                dict(valid_messages.group_by("role").len().iter_rows())
+            **run_metadata(
+                context,
+                validate_seconds=round(seconds, 3),
+                messages_per_second=_throughput(raw_messages, seconds),
             ),
-            **frame_metadata(valid_messages, days=days),
         },
+    )
+    add_day_metadata(
+        context,
+        pseudonymized_headers,
+        lambda day, headers_of_day: frame_metadata(headers_of_day),
+        asset_key=tables.CONVERSATION_HEADERS,
     )
     yield MaterializeResult(
         asset_key=tables.CONVERSATION_HEADERS,
@@ -273,6 +295,8 @@ def validated_records(
         context.log.info(
             f"{len(recovered)} record(s) that failed before now pass: {recovered[:20]}"
         )
+    accepted = _count_by_day(pl.concat([valid_messages.select("day"), headers.valid.select("day")]))
+    add_day_metadata(context, errors, errors_metadata(accepted), asset_key=tables.PROCESSING_ERRORS)
     yield MaterializeResult(
         asset_key=tables.PROCESSING_ERRORS,
         value=errors,
@@ -284,7 +308,6 @@ def validated_records(
             "new_errors": len(now_failing - previous_errors),
             "recovered_records": MetadataValue.json([list(key) for key in recovered[:50]]),
             "pii_findings": MetadataValue.json(error_pii_findings),
-            **frame_metadata(errors.drop("record"), days=days),
         },
     )
 
@@ -310,15 +333,12 @@ def conversations(
     started = time.perf_counter()
     summary = build_conversations(conversation_headers, conversation_messages)
     seconds = time.perf_counter() - started
+    add_day_metadata(context, summary, conversations_metadata)
     return MaterializeResult(
         value=summary,
-        metadata={
-            "build_seconds": round(seconds, 3),
-            "messages_read": conversation_messages.height,
-            "conversations_without_messages": summary.filter(pl.col("message_count") == 0).height,
-            "conversations_by_model": MetadataValue.json(
-                dict(summary.group_by("model").len().sort("model").iter_rows())
-            ),
-            **frame_metadata(summary, days=len(days_in(context.partition_time_window))),
-        },
+        metadata=run_metadata(
+            context,
+            build_seconds=round(seconds, 3),
+            messages_read=conversation_messages.height,
+        ),
     )

@@ -1,18 +1,18 @@
 """Blocking key checks (a duplicate or missing key would poison every downstream count), and
 the messages no conversation will count."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    MetadataValue,
     asset_check,
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.transforms.conversations import orphan_messages
@@ -30,14 +30,20 @@ def _key_check(frame: pl.DataFrame, key: str) -> AssetCheckResult:
     )
 
 
+# Keys are checked across the whole run (a duplicate may span two days); each day of the run
+# records that verdict.
 @asset_check(asset=tables.CONVERSATION_MESSAGES, blocking=True, partitions_def=daily_partitions)
-def message_ids_unique_and_present(conversation_messages: pl.DataFrame) -> AssetCheckResult:
-    return _key_check(conversation_messages, "message_id")
+def message_ids_unique_and_present(
+    context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame
+) -> CheckEvents:
+    yield from evaluations_per_day(context, _key_check(conversation_messages, "message_id"))
 
 
 @asset_check(asset=tables.CONVERSATIONS, blocking=True, partitions_def=daily_partitions)
-def conversation_ids_unique_and_present(conversations: pl.DataFrame) -> AssetCheckResult:
-    return _key_check(conversations, "conversation_id")
+def conversation_ids_unique_and_present(
+    context: AssetCheckExecutionContext, conversations: pl.DataFrame
+) -> CheckEvents:
+    yield from evaluations_per_day(context, _key_check(conversations, "conversation_id"))
 
 
 @asset_check(
@@ -47,28 +53,25 @@ def conversation_ids_unique_and_present(conversations: pl.DataFrame) -> AssetChe
     "(WARN, named by conversation id): no conversation summary counts them. A conversation "
     "that arrives after its messages clears this when the messages' day is rebuilt (the "
     "change sensor rebuilds the day the conversation record lands on). Messages of a "
-    "rejected conversation are listed apart: their reason is in processing_errors.",
+    "rejected conversation are counted apart: their reason is in processing_errors.",
 )
 def messages_belong_to_a_conversation(
     context: AssetCheckExecutionContext, conversation_messages: pl.DataFrame, lake: LakeResource
-) -> AssetCheckResult:
+) -> CheckEvents:
     days = days_in(context.partition_time_window)
     # A check's inputs are its own partitions only; the day before comes from the lake.
     window = [days[0] - timedelta(days=1), *days]
     stored = lake.lake()
+    no_rows = pl.DataFrame(schema={"day": pl.Date, "conversation_id": pl.String})
     headers, _ = stored.read_days(tables.CONVERSATION_HEADERS, window, ["day", "conversation_id"])
     errors, _ = stored.read_days(
         tables.PROCESSING_ERRORS, window, ["day", "table", "conversation_id"]
     )
-    if headers is None:
-        headers = pl.DataFrame(schema={"day": pl.Date, "conversation_id": pl.String})
-    rejected = (
-        errors.filter(pl.col("table") == "conversations")
-        if errors is not None
-        else pl.DataFrame(schema={"day": pl.Date, "conversation_id": pl.String})
-    )
-    per_day, failed = {}, []
-    for day in days:
+    headers = headers if headers is not None else no_rows
+    rejected = errors.filter(pl.col("table") == "conversations") if errors is not None else no_rows
+
+    def result_of(partition_key: str) -> AssetCheckResult:
+        day = date.fromisoformat(partition_key)
         started = pl.col("day").is_between(day - timedelta(days=1), day)
         orphans = orphan_messages(
             conversation_messages.filter(pl.col("day") == day),
@@ -76,19 +79,14 @@ def messages_belong_to_a_conversation(
             rejected.filter(started)["conversation_id"].drop_nulls(),
         )
         unknown = orphans["unknown"]["conversation_id"].unique().sort()
-        per_day[day.isoformat()] = {
-            "orphan_messages": orphans["unknown"].height,
-            "conversation_ids": unknown.head(_IDS_SHOWN).to_list(),
-            "messages_of_rejected_conversations": orphans["rejected"].height,
-        }
-        if orphans["unknown"].height:
-            failed.append(day.isoformat())
-    return AssetCheckResult(
-        passed=not failed,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "failed_days": failed,
-            "orphan_messages": sum(d["orphan_messages"] for d in per_day.values()),
-            "days": MetadataValue.json(per_day),
-        },
-    )
+        return AssetCheckResult(
+            passed=orphans["unknown"].height == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "orphan_messages": orphans["unknown"].height,
+                "conversation_ids": unknown.head(_IDS_SHOWN).to_list(),
+                "messages_of_rejected_conversations": orphans["rejected"].height,
+            },
+        )
+
+    yield from evaluations_per_day(context, result_of)

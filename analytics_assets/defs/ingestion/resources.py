@@ -8,9 +8,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
 from dagster import Config, ConfigurableResource
 from pydantic import Field, PrivateAttr
 
@@ -21,7 +23,8 @@ from analytics_assets.sources.base import RecordSource
 from analytics_assets.sources.export import ExportSource
 from analytics_assets.sources.generator import ensure_sample_export
 from analytics_assets.sources.nocodb import NocoDBSource
-from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.sources.schema import EVENT_TIME_FIELD, SourceSchema
+from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
 _pacers: dict[str, RequestPacer] = {}
 _pacers_lock = threading.Lock()
@@ -52,6 +55,11 @@ class RecordSourceResource(ConfigurableResource):
         """The source, open for the duration of one step (connections closed after)."""
         raise NotImplementedError(f"{type(self).__name__} must implement open()")
 
+    def data_end(self) -> date | None:
+        """The last day the source can hold records of; None for a live source, which keeps
+        receiving them (the freshness check then expects every day's report)."""
+        return None
+
 
 class ExportSourceResource(RecordSourceResource):
     """A folder of NocoDB exports; the embedded default generates the sample export into it."""
@@ -72,6 +80,19 @@ class ExportSourceResource(RecordSourceResource):
         if self._source is None or self._source.folder != folder:
             self._source = ExportSource(folder, self.source_schema, FIRST_DAY)
         yield self._source
+
+    def data_end(self) -> date | None:
+        """An export is a copy that ends: the newest day a conversation in it started (a
+        daily report counts the conversations started that day)."""
+        kind = "conversations"
+        field = self.source_schema.source_field(kind, EVENT_TIME_FIELD[kind])
+        with self.open() as source:
+            table = source.read_table(self.source_schema.table(kind), [field])
+        if field not in table.columns:
+            return None
+        return table.select(
+            parse_utc_timestamp(pl.col(field).cast(pl.String)).dt.date().max()
+        ).item()
 
 
 class NocoDBSourceResource(RecordSourceResource):

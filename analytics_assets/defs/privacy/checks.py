@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.privacy.resources import TEXT_COLUMNS, PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
@@ -54,10 +55,12 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         privacy: PrivacyResource,
         mongo: MongoResource,
         lake: LakeResource,
-    ) -> AssetCheckResult:
+    ) -> CheckEvents:
         kinds = privacy.redacted_types(table)
         if not kinds:
-            return AssetCheckResult(passed=True, metadata={"policy": "keep (restricted table)"})
+            kept = AssetCheckResult(passed=True, metadata={"policy": "keep (restricted table)"})
+            yield from evaluations_per_day(context, kept)
+            return
         days = days_in(context.partition_time_window)
         total: Counter = Counter()
         where: list[str] = []
@@ -92,16 +95,20 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
                 where += [f"{store}.{column} {row}" for row in rows]
                 if store == "lake":
                     lake_texts = frame[column]
-        return AssetCheckResult(
-            passed=not total,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "texts_scanned": scanned,
-                "mongo_texts_equal_to_scanned_lake_texts": skipped,
-                "raw_pii_by_type": MetadataValue.json(dict(total)),
-                "where": MetadataValue.json(where),
-                "policy": privacy.policy_for(table),
-            },
+        # The run's days are scanned together; each day of the run records the verdict.
+        yield from evaluations_per_day(
+            context,
+            AssetCheckResult(
+                passed=not total,
+                severity=AssetCheckSeverity.ERROR,
+                metadata={
+                    "texts_scanned": scanned,
+                    "mongo_texts_equal_to_scanned_lake_texts": skipped,
+                    "raw_pii_by_type": MetadataValue.json(dict(total)),
+                    "where": MetadataValue.json(where),
+                    "policy": privacy.policy_for(table),
+                },
+            ),
         )
 
     return no_raw_pii
@@ -117,16 +124,17 @@ def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
     )
     def user_ids_pseudonymized(
         context: AssetCheckExecutionContext, lake: LakeResource
-    ) -> AssetCheckResult:
+    ) -> CheckEvents:
         days = days_in(context.partition_time_window)
         frame, _ = lake.lake().read_days(table, days, ["user_id"])
         ids = frame["user_id"].drop_nulls() if frame is not None else pl.Series([], dtype=str)
         raw = ids.filter(~ids.str.contains(USER_PSEUDONYM_PATTERN))
-        return AssetCheckResult(
+        verdict = AssetCheckResult(
             passed=raw.is_empty(),
             severity=AssetCheckSeverity.ERROR,
             metadata={"user_ids": ids.len(), "not_pseudonymized": raw.len()},
         )
+        yield from evaluations_per_day(context, verdict)
 
     return user_ids_pseudonymized
 

@@ -156,6 +156,8 @@ class PolarsParquetLake(UPathIOManager):
         if context.dagster_type.typing_type is pl.LazyFrame and context.has_asset_partitions:
             days = [date.fromisoformat(key) for key in context.asset_partition_keys]
             return self.lake.scan_days(context.asset_key.path[-1], days)
+        if context.has_asset_partitions and _optional_days(context):
+            return self._load_present_days(context)
         loaded = super().load_input(context)
         if isinstance(loaded, dict):
             # Several days (a partition mapping or a range): one frame, days in order. Days
@@ -163,6 +165,30 @@ class PolarsParquetLake(UPathIOManager):
             frames = [loaded[key] for key in sorted(loaded)]
             return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         return loaded
+
+    def _load_present_days(self, context: InputContext) -> pl.DataFrame:
+        """The days of an input whose mapping reads neighbour days that need not exist (the
+        next day, the previous week, every day): only those the lake holds, found by one
+        listing. UPathIOManager would try each day's file and log a warning for every absent
+        one, though the input declared them optional: on a clean run over a past sample that
+        is the day after it, the week before it, and so on."""
+        paths = self._get_paths_for_partitions(context)
+        days = {date.fromisoformat(key): key for key in paths}
+        present = self.lake.present_among(context.asset_key.path[-1], days)
+        absent = sorted(set(days) - set(present))
+        if absent:
+            context.log.debug(
+                f"{context.asset_key.to_user_string()}: {len(absent)} optional day(s) not in "
+                f"the lake (not materialized yet): {absent[0]}..{absent[-1]}"
+            )
+        # Days written before a column was added lack it: diagonal fills it with nulls there.
+        frames = [self.load_from_path(context, paths[days[day]]) for day in present]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def _optional_days(context: InputContext) -> bool:
+    """Whether the input says absent days are expected (`allow_missing_partitions`)."""
+    return bool((context.definition_metadata or {}).get("allow_missing_partitions"))
 
 
 class ParquetLakeIOManager(ConfigurableIOManagerFactory, LakeConfig):
