@@ -66,8 +66,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from analytics_assets.definitions import defs
     from analytics_assets.defs.partitions import range_tags
+    from analytics_assets.defs.run_progress import StepProgress
     from analytics_assets.defs.storage.placement import mirrors_of
-    from analytics_assets.run_progress import StepProgress
     from analytics_assets.summary import lake_summary
 
     job = defs.resolve_job_def("ingestion_job")

@@ -202,3 +202,36 @@ def test_a_ticks_reads_follow_the_changes_not_the_table(nocodb):
             date(2026, 11, 3): 3
         }
         assert len(SyncCursor(tables={"messages": cursor}).to_json()) < 400
+
+
+def test_a_report_built_over_a_missing_day_says_so_and_its_check_fails(tmp_path, mongo_server):
+    import shutil
+
+    from analytics_assets_tests.conftest import sample_definitions
+
+    defs, lake, _ = sample_definitions(tmp_path, mongo_server, "integrity_missing_day")
+    instance = DagsterInstance.ephemeral()
+    first, removed, last = date(2026, 11, 8), date(2026, 11, 9), date(2026, 11, 10)
+    assert (
+        defs.resolve_job_def("ingestion_job")
+        .execute_in_process(instance=instance, tags=range_tags(first, last))
+        .success
+    )
+    before = read_asset(lake, "daily_report").filter(pl.col("day") == last)
+    assert before["complete"].item() and before["previous_period"].item() == "2026-11-09"
+    # An operator (or a failed write) loses one day of conversation_analytics.
+    shutil.rmtree(lake.lake().base_path / "conversation_analytics" / f"day={removed}")
+    result = defs.resolve_job_def("daily_report_job").execute_in_process(
+        instance=instance, partition_key=last.isoformat()
+    )
+    assert result.success  # the report is kept, marked, and its check fails
+    report = read_asset(lake, "daily_report").filter(pl.col("day") == last)
+    assert not report["complete"].item()
+    assert report["missing_inputs"].to_list() == [["conversation_analytics 2026-11-09"]]
+    assert report["previous_period"].item() is None  # no change against a gap
+    (check,) = [
+        e for e in result.get_asset_check_evaluations()
+        if e.check_name == "daily_report_inputs_complete"
+    ]  # fmt: skip
+    assert not check.passed and check.severity.value == "ERROR"
+    assert check.metadata["missing_inputs"].value == ["conversation_analytics 2026-11-09"]

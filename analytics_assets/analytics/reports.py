@@ -129,6 +129,10 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
     "errors": pl.UInt32(),
     # Conversations whose topic and intent were read from a translation (docs/translation.md).
     "categorized_via_translation": pl.UInt32(),
+    # False when an input the report is built from was missing ("<asset> <day>" each): its
+    # numbers, or its change against the period before, are then not to be trusted.
+    "complete": pl.Boolean(),
+    "missing_inputs": pl.List(pl.String()),
     "day": pl.Date(),
 }
 # Scores in [0, 1] as ten bins of 0.1 (the last bin includes 1.0): a distribution that adds up.
@@ -268,7 +272,20 @@ def _finish(row: dict) -> pl.DataFrame:
     row.setdefault("previous_period", None)
     row.setdefault("changes", [])
     row.setdefault("rising_topics", [])
+    row.setdefault("missing_inputs", [])
+    row["complete"] = not row["missing_inputs"]
     return pl.DataFrame([row], schema=REPORT_SCHEMA)
+
+
+def with_missing_inputs(report: pl.DataFrame, missing: list[str]) -> pl.DataFrame:
+    """The report marked incomplete for each missing input ("<asset> <day>")."""
+    if not missing:
+        return report
+    listed = sorted(set(missing) | set(report["missing_inputs"].to_list()[0] or []))
+    return report.with_columns(
+        pl.lit(False).alias("complete"),
+        pl.Series("missing_inputs", [listed], dtype=pl.List(pl.String())),
+    )
 
 
 def _mean_and_variance(total: float, squares: float, count: int) -> tuple[float, float]:

@@ -161,6 +161,9 @@ class Report(BaseModel):
     latency_p50_mean: float | None = None
     total_tokens: int | None = None
     errors: int | None = None
+    # False when an input was missing: the names ("<asset> <day>") are in missing_inputs.
+    complete: bool = True
+    missing_inputs: list[str] = []
 
     @classmethod
     def from_document(cls, doc: dict) -> Report:

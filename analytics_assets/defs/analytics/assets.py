@@ -19,6 +19,7 @@ from analytics_assets.analytics.reports import (
     REPORT_SCHEMA,
     combine,
     with_changes,
+    with_missing_inputs,
 )
 from analytics_assets.analytics.reports import daily_report as build_daily_report
 from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
@@ -39,6 +40,7 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
+from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.storage.placement import lake_and_mongo
 from analytics_assets.transforms.records import MESSAGE_SCHEMA
 
@@ -128,6 +130,7 @@ def daily_report(
     conversation_messages: pl.LazyFrame,
     processing_errors: pl.LazyFrame,
     user_analytics: pl.DataFrame,
+    lake: LakeResource,
 ) -> MaterializeResult[pl.DataFrame]:
     started = time.perf_counter()
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
@@ -150,11 +153,32 @@ def daily_report(
             new_user_ids=new_user_ids.get(day, ()),
         )
 
-    previous = report_of(days[0] - timedelta(days=1))
+    # The inputs each day's report is built from, read where they may be missing (the day
+    # before, or the day itself, not materialized): a gap is named in the report and fails
+    # daily_report_inputs_complete, instead of a report with no change and no warning. Days
+    # before the lake's first day of an input are before the history, not a gap.
+    stored = lake.lake()
+    wanted = [days[0] - timedelta(days=1), *days]
+    held = {
+        table: stored.days_present(table)
+        for table in (tables.CONVERSATION_ANALYTICS, tables.CONVERSATION_MESSAGES)
+    }
+    held_set = {table: set(present) for table, present in held.items()}
+
+    def missing_for(day) -> list[str]:
+        return [
+            f"{table} {day.isoformat()}"
+            for table, present in held.items()
+            if present and day >= present[0] and day not in held_set[table]
+        ]
+
+    previous = report_of(wanted[0])
     reports = []
     for day in days:
-        report = with_changes(report_of(day), previous)
-        reports.append(report)
+        gaps_before = missing_for(day - timedelta(days=1))
+        # Against a missing day before, every change would be an artefact of the gap.
+        report = with_changes(report_of(day), None if gaps_before else previous)
+        reports.append(with_missing_inputs(report, missing_for(day) + gaps_before))
         previous = report
     frame = pl.concat(reports)
     seconds = time.perf_counter() - started

@@ -154,6 +154,32 @@ def topic_distribution_stable(
     yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
+@asset_check(
+    asset=tables.DAILY_REPORT,
+    partitions_def=daily_partitions,
+    description="Each day's report was built from all its inputs (ERROR, naming the missing "
+    "day): a day of conversation_analytics or conversation_messages missing from the lake, the "
+    "day itself or the day before, makes its numbers or its change since the day before "
+    "wrong. Rebuild the named day, then this one.",
+)
+def daily_report_inputs_complete(
+    context: AssetCheckExecutionContext, daily_report: pl.DataFrame
+) -> CheckEvents:
+    def result_of(partition_key: str) -> AssetCheckResult:
+        rows = daily_report.filter(pl.col("period") == partition_key)
+        missing = sorted(
+            {name for names in rows["missing_inputs"].to_list() for name in names or []}
+        )
+        return AssetCheckResult(
+            passed=rows.height == 1 and not missing,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"missing_inputs": missing, "reports": rows.height},
+            description=f"Built without {', '.join(missing)}" if missing else None,
+        )
+
+    yield from evaluations_per_day(context, result_of)
+
+
 def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
     @asset_check(
         name=f"{asset}_reconciles",
