@@ -157,6 +157,8 @@ class FlakyCollection:
 
     def insert_many(self, documents, ordered):
         self.calls += 1
+        if self.crash_after_batches is not None and self.calls > self.crash_after_batches:
+            raise RuntimeError("injected: the process died here")
         if self.transient_every and self.calls % self.transient_every == 1:
             # The reset comes after the server stored the first half.
             self.collection.insert_many(documents[: len(documents) // 2], ordered=ordered)
@@ -360,3 +362,34 @@ def test_rewriting_the_errors_of_a_day_keeps_what_a_collection_refused(mongo):
         "store",
         "validate",
     ]
+
+
+def test_one_representation_per_type_whichever_path_wrote_it(mongo):
+    """A timestamp is a BSON date and a float keeps every digit whether the document was
+    inserted into an empty day, replaced in a rewritten day, or moved in from another day
+    (a duplicate key on insert). Through `$set` the loopback server kept neither (issue 18)."""
+    collection = mongo.db()["conversation_messages"]
+    first, second = date(2026, 11, 20), date(2026, 11, 21)
+    precise = 123.45678901234567
+
+    def written(day: date, prefix: str = "m") -> pl.DataFrame:
+        return messages(day, 6, prefix=prefix).with_columns(pl.lit(precise).alias("latency_ms"))
+
+    def check(run_id: str) -> None:
+        stored = list(collection.find({RUN_FIELD: run_id}))
+        assert len(stored) == 6
+        assert all(isinstance(doc["created_at"], datetime) for doc in stored)
+        assert all(doc["latency_ms"] == precise for doc in stored)
+
+    replace_frame(collection, written(first), [first.isoformat()], spec=SPEC, run_id="insert")
+    check("insert")
+    replace_frame(collection, written(first), [first.isoformat()], spec=SPEC, run_id="replace")
+    check("replace")
+    # The same ids filed under another day: inserted there as duplicates, then replaced.
+    moved = written(second).with_columns(
+        pl.col("message_id").str.replace("2026-11-21", "2026-11-20")
+    )
+    replace_frame(collection, moved, [second.isoformat()], spec=SPEC, run_id="moved")
+    check("moved")
+    loaded = load_days(collection, [second.isoformat()], SPEC)
+    assert loaded.schema["created_at"] == pl.Datetime("us", "UTC")

@@ -2,7 +2,8 @@
 
 Replacing a day is two idempotent steps, so a crash anywhere leaves no duplicates and a
 re-run no gaps:
-1. upsert every new document by its deterministic `_id`, stamped with this run's id;
+1. write every new document by its deterministic `_id` (insert, or replace the stored one),
+   stamped with this run's id;
 2. delete the day's documents that this run did not write (they left the source).
 Readers never see the day empty, only the old or the new version of each document.
 """
@@ -18,7 +19,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 import polars as pl
-from pymongo import UpdateOne
+from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
 
@@ -140,15 +141,55 @@ def _bulk(
     return duplicates
 
 
-def _upserts(batch: Sequence[dict[str, Any]]) -> list[UpdateOne]:
-    return [
-        UpdateOne(
-            {"_id": document["_id"]},
-            {"$set": {k: v for k, v in document.items() if k != "_id"}},
-            upsert=True,
+def _replace_or_insert(
+    collection: Collection,
+    batch: Sequence[dict[str, Any]],
+    report: WriteReport,
+    *,
+    attempts: int,
+    backoff_s: float,
+) -> None:
+    """Writes documents that may already be stored: whole-document replaces of the ones
+    that are, inserts of the rest. Not `$set` upserts: through `$set` the loopback server
+    stores a datetime as text and a float to 15 digits, so a day rewritten would come back
+    with other types than a day written once (issue 18); replaces and inserts keep BSON
+    dates and doubles on both it and a real MongoDB."""
+    ids = [document["_id"] for document in batch]
+    stored = {
+        found["_id"]
+        for found in _with_retries(
+            lambda: list(collection.find({"_id": {"$in": ids}}, projection={"_id": True})),
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
         )
+    }
+    replaces = [
+        ReplaceOne({"_id": document["_id"]}, document)
         for document in batch
+        if document["_id"] in stored
     ]
+    absent = [document for document in batch if document["_id"] not in stored]
+    if replaces:
+        result = _with_retries(
+            lambda: collection.bulk_write(replaces, ordered=False),
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
+        if result.matched_count < len(replaces):
+            # Deleted since the lookup (another run on the day): written as new, below.
+            absent = list(batch)
+    if absent:
+        # Inserting what was already replaced is a duplicate key, which is the outcome wanted.
+        _bulk(
+            collection,
+            lambda: collection.insert_many(absent, ordered=False),
+            absent,
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
 
 
 def replace_days(
@@ -176,8 +217,8 @@ def replace_days(
     for document in valid:
         document[RUN_FIELD] = run_id
     # A day that holds nothing yet (the usual first write of a day) takes plain inserts,
-    # which are cheaper than upserts; a key already stored under another day then comes
-    # back as a duplicate and is upserted like every document of a day being rewritten.
+    # which are cheaper than replaces; a key already stored under another day then comes
+    # back as a duplicate and is replaced like every document of a day being rewritten.
     empty_days = {
         day
         for day in (days or [])
@@ -199,15 +240,7 @@ def replace_days(
         )
         report.batches += 1
     for batch in _chunks(known, batch_size):
-        upserts = _upserts(batch)
-        _bulk(
-            collection,
-            lambda upserts=upserts: collection.bulk_write(upserts, ordered=False),
-            batch,
-            report,
-            attempts=attempts,
-            backoff_s=backoff_s,
-        )
+        _replace_or_insert(collection, batch, report, attempts=attempts, backoff_s=backoff_s)
         report.batches += 1
     # One delete per day: the loopback server handles `day` equality best, and so do indexes.
     for day in days if days is not None else [None]:
@@ -283,8 +316,8 @@ def load_days(
     ]
     if not documents:
         return pl.DataFrame()
-    # nx-27017 (the loopback test server) stores a date written by an upsert's $set as text;
-    # a real MongoDB keeps the date. Both become text here and are parsed back as one type.
+    # Written here, a timestamp is a BSON date; documents written by earlier versions through
+    # `$set` on the loopback server hold it as text. Both are read back as one type.
     date_fields = [name for name in _date_fields(spec) if name in documents[0]]
     for document in documents:
         for name in date_fields:
