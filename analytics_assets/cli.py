@@ -328,6 +328,29 @@ def run_erase_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sensor_tick(args: argparse.Namespace) -> int:
+    """One tick of a sensor without the daemon (cron): see defs/sensor_ticks.py."""
+    import json
+
+    from dagster import DagsterInstance
+
+    from analytics_assets.definitions import defs
+    from analytics_assets.defs.sensor_ticks import cursor_path, tick
+
+    home = _dagster_home()
+    cursor_file = args.cursor_file or cursor_path(home, args.sensor)
+    with DagsterInstance.get() as instance:
+        outcome = tick(
+            defs,
+            instance,
+            args.sensor,
+            cursor_file,
+            dry_run=args.dry_run,
+            report=lambda line: print(json.dumps(line), flush=True),
+        )
+    return 1 if outcome.failed else 0
+
+
 def _add_command(
     commands: Subcommands, name: str, handler: Handler, help: str
 ) -> argparse.ArgumentParser:
@@ -471,6 +494,25 @@ def _add_deployment_commands(commands: Subcommands) -> None:
         "settings",
         run_settings,
         "Print the deployment's resolved settings (from the environment; secrets as <set>).",
+    )
+    sensor_tick = _add_command(
+        commands,
+        "sensor-tick",
+        run_sensor_tick,
+        "Evaluate a sensor once without the daemon (for cron) and run what it requests in "
+        "this process; exits 1 if a run failed (the cursor then stays where it was).",
+    )
+    sensor_tick.add_argument(
+        "sensor", choices=["nocodb_changes_sensor", "nocodb_reconciliation_sensor"]
+    )
+    sensor_tick.add_argument(
+        "--cursor-file",
+        type=Path,
+        default=None,
+        help="Default: $DAGSTER_HOME/sensor_cursors/<sensor>.json",
+    )
+    sensor_tick.add_argument(
+        "--dry-run", action="store_true", help="Print what it would request; run nothing."
     )
 
 

@@ -344,3 +344,33 @@ def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synce
     (lake.lake().base_path / TOMBSTONES).unlink()
     forgotten = tick(defs, instance, "nocodb_reconciliation_sensor")
     assert days <= {r.partition_key for r in forgotten.run_requests}
+
+
+def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, synced, tmp_path):
+    """`analytics-assets sensor-tick` (defs/sensor_ticks.py): the same sensors from cron."""
+    from analytics_assets.cli import build_parser
+    from analytics_assets.defs.sensor_ticks import tick as cron_tick
+
+    defs, instance, base, lake, _ = synced
+    cursor_file = tmp_path / "cursors" / "nocodb_changes_sensor.json"
+    first = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file)
+    assert first.requested == [] and cursor_file.exists()
+    time.sleep(1.1)  # NocoDB's filters compare to the second
+    with make_client(nocodb) as client:
+        client.insert_records(base.table_ids["messages"], [{
+            "message_id": "cron-1", "conversation_id": "c-cron", "role": "user",
+            "content": "from cron", "created_at": f"{DAYS[1].isoformat()} 08:00:00",
+        }])  # fmt: skip
+    preview = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file, dry_run=True)
+    assert preview.requested == [DAYS[1].isoformat()] and preview.ran == []
+    lines: list[dict] = []
+    ran = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file, report=lines.append)
+    assert ran.ran == [DAYS[1].isoformat()] and not ran.failed
+    assert [line["event"] for line in lines] == ["sensor_evaluated", "run_finished"]
+    assert "cron-1" in set(lake_messages(lake)["message_id"])
+    # The cursor moved on: the next tick has nothing to do.
+    assert cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file).requested == []
+    reconcile = cron_tick(defs, instance, "nocodb_reconciliation_sensor", tmp_path / "r.json")
+    assert reconcile.requested == [] and reconcile.skip_reason
+    args = build_parser().parse_args(["sensor-tick", "nocodb_reconciliation_sensor", "--dry-run"])
+    assert args.dry_run and args.handler.__name__ == "run_sensor_tick"
