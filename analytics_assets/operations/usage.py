@@ -15,8 +15,9 @@ and reading it when it ends gives the highest resident memory while the step ran
 and at no cost (sampling RSS from a thread could miss a short spike; tracemalloc does not
 see polars' allocations and slows it down). Where the reset is not allowed (not Linux, a
 locked-down /proc) the process's lifetime peak is reported instead, under a name that says
-so: `process_peak_rss_mb` instead of `peak_rss_mb`. The reset is the process's: after it,
-`getrusage`'s `ru_maxrss` too starts again from the current size.
+so: `process_peak_rss_mb` instead of `peak_rss_mb`. The peak includes what the process held
+when the step started; `peak_rss_growth_mb` is what the step added on top of that. The reset
+is the process's: after it, `getrusage`'s `ru_maxrss` too starts again from the current size.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ STEP_PEAK = "peak_rss_mb"
 PROCESS_PEAK = "process_peak_rss_mb"
 
 
-def _reset_peak_rss() -> bool:
-    """Sets the kernel's high-water mark of this process to its current resident size;
-    False where that is not possible."""
+def _reset_peak_rss() -> int | None:
+    """Sets the kernel's high-water mark of this process to its current resident size and
+    returns that size (KiB); None where that is not possible."""
     try:
         (_PROC_SELF / "clear_refs").write_text("5")
     except OSError:
-        return False
-    return _vm_hwm_kib() is not None
+        return None
+    return _vm_hwm_kib()
 
 
 def _vm_hwm_kib() -> int | None:
@@ -65,12 +66,17 @@ class StepUsage:
 
     cpu_started: float
     wall_started: float
-    peak_is_the_steps: bool
+    # The resident size when the step started, where the peak could be reset to it.
+    rss_started_kib: int | None
 
     @classmethod
     def start(cls) -> StepUsage:
-        peak_is_the_steps = _reset_peak_rss()
-        return cls(time.process_time(), time.perf_counter(), peak_is_the_steps)
+        rss_started_kib = _reset_peak_rss()
+        return cls(time.process_time(), time.perf_counter(), rss_started_kib)
+
+    @property
+    def peak_is_the_steps(self) -> bool:
+        return self.rss_started_kib is not None
 
     def peak_rss(self) -> tuple[str, float]:
         """(metadata name, MiB): the step's peak where it could be measured, else the
@@ -87,10 +93,18 @@ class StepUsage:
         cpu_seconds = time.process_time() - self.cpu_started
         wall_seconds = time.perf_counter() - self.wall_started
         peak_name, peak_mib = self.peak_rss()
+        # The peak counts what the process held before the step (the code, other assets'
+        # frames still referenced); the growth is what the step itself added at its peak.
+        growth = (
+            {"peak_rss_growth_mb": round(max(peak_mib - self.rss_started_kib / 1024, 0.0), 1)}
+            if peak_name == STEP_PEAK and self.rss_started_kib is not None
+            else {}
+        )
         return {
             "cpu_seconds": round(cpu_seconds, 3),
             "wall_seconds": round(wall_seconds, 3),
             peak_name: peak_mib,
+            **growth,
             "rows": rows,
             "rows_per_second": round(rows / wall_seconds, 1) if wall_seconds > 0 else None,
         }
