@@ -8,9 +8,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+    materialize,
+)
 
 from analytics_assets.cli import main
+from analytics_assets.defs.operations.history import read_run_history
 from analytics_assets.operations.history import (
     RunRecord,
     StepFigures,
@@ -125,6 +133,7 @@ def test_runs_frame_sums_cpu_takes_the_highest_peak_and_the_first_steps_rows():
     assert second["peak_rss_growth_mb"] is None
     assert second["seconds_per_day"] == 20.0 and second["steps_measured"] == 2
     assert (second["retries"], second["rejected_records"]) == (1, 7)
+    assert second["run_attempt"] == 1
     # The failed run is kept in the table, but not fitted.
     assert measured_runs(frame, "ingestion_job") == [MeasuredRun(1, 10.0), MeasuredRun(2, 40.0)]
     assert measured_runs(frame, "another_job") == []
@@ -162,6 +171,29 @@ def test_the_peak_is_the_steps_own_not_the_processes_since_it_started():
     figures = usage.figures(rows=0)
     assert peak_before_the_step >= 300
     assert figures[STEP_PEAK] < peak_before_the_step - 200
+
+
+def test_a_step_that_failed_once_counts_one_retry():
+    attempts = []
+
+    # Stands in for the real step under its name: the history reads these keys' metadata.
+    @asset(name="nocodb_raw_pages", retry_policy=RetryPolicy(max_retries=2))
+    def flaky_fetch() -> MaterializeResult:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("NocoDB restarting")
+        return MaterializeResult(
+            metadata={"run/cpu_seconds": 0.5, f"run/{STEP_PEAK}": 120.0, "run/rows": 3}
+        )
+
+    instance = DagsterInstance.ephemeral()
+    assert materialize([flaky_fetch], instance=instance).success
+    [run] = read_run_history(instance)
+    assert run.retries == 1 and len(attempts) == 2
+    assert [(step.asset, step.rows, step.cpu_seconds) for step in run.steps] == [
+        ("nocodb_raw_pages", 3, 0.5)
+    ]
+    assert run.status == "SUCCESS" and run.duration_seconds > 0
 
 
 # --- the assets, on the sample -----------------------------------------------------------
@@ -230,6 +262,8 @@ def test_processing_stats_has_a_row_per_run_and_a_prediction_between_them(
     assert table["days"].to_list() == [1, 3]
     assert table["first_day"].to_list() == ["2026-11-08", "2026-11-09"]
     assert table["status"].to_list() == ["SUCCESS", "SUCCESS"]
+    # Nothing failed: no step retried, no run re-ran.
+    assert table["retries"].to_list() == [0, 0] and table["run_attempt"].to_list() == [1, 1]
     assert table["steps_measured"].to_list() == [len(MEASURED)] * 2
     for name in ("duration_seconds", "cpu_seconds", "peak_rss_mb", "rows", "rows_per_second"):
         assert (table[name] > 0).all(), name

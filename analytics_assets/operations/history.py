@@ -36,6 +36,7 @@ RUNS_SCHEMA = {
     "peak_rss_scope": pl.String(),
     "peak_rss_growth_mb": pl.Float64(),
     "retries": pl.Int64(),
+    "run_attempt": pl.Int64(),
     "rejected_records": pl.Int64(),
 }
 
@@ -68,6 +69,8 @@ class RunRecord:
     steps: Sequence[StepFigures]
     retries: int
     rejected_records: int
+    # 1, or 2, 3, ... for a run that re-runs a failed one (the instance's run_retries).
+    run_attempt: int = 1
 
 
 def _row(run: RunRecord) -> dict:
@@ -96,6 +99,7 @@ def _row(run: RunRecord) -> dict:
         else "process",
         "peak_rss_growth_mb": max(growths) if growths else None,
         "retries": run.retries,
+        "run_attempt": run.run_attempt,
         "rejected_records": run.rejected_records,
     }
 

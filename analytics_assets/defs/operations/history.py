@@ -32,6 +32,8 @@ MEASURED_ASSETS = (
 # fit, and a bound on what one read of the event log costs.
 MAX_MATERIALIZATIONS_PER_ASSET = 5_000
 _PAGE = 1_000
+# The tag Dagster's run retries (run_retries in dagster.yaml) put on a re-run of a failed run.
+RETRY_NUMBER_TAG = "dagster/retry_number"
 
 
 def _materializations(
@@ -118,6 +120,7 @@ def read_run_history(
                 steps=[by_asset[asset] for asset in MEASURED_ASSETS if asset in by_asset],
                 retries=_retries(instance, run.run_id),
                 rejected_records=sum(rejected[run.run_id].values()),
+                run_attempt=1 + int(run.tags.get(RETRY_NUMBER_TAG, 0)),
             )
         )
     return history
