@@ -351,6 +351,24 @@ def run_sensor_tick(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def run_predict_duration(args: argparse.Namespace) -> int:
+    """The predicted duration of a run over --days days, from the instance's history."""
+    from dagster import DagsterInstance
+
+    from analytics_assets.defs.operations.history import predict_from_instance
+
+    if args.days < 1:
+        raise UsageError("--days must be at least 1")
+    _dagster_home()
+    with DagsterInstance.get() as instance:
+        prediction, history = predict_from_instance(instance, args.job, args.days)
+    print(f"{args.job}: {prediction.describe()}")
+    if history:
+        days = sorted({run.days for run in history})
+        print(f"basis: {len(history)} successful run(s) of {args.job} over {days} day(s)")
+    return 0 if prediction.seconds is not None else 1
+
+
 def _add_command(
     commands: Subcommands, name: str, handler: Handler, help: str
 ) -> argparse.ArgumentParser:
@@ -514,6 +532,15 @@ def _add_deployment_commands(commands: Subcommands) -> None:
     sensor_tick.add_argument(
         "--dry-run", action="store_true", help="Print what it would request; run nothing."
     )
+    predict = _add_command(
+        commands,
+        "predict-duration",
+        run_predict_duration,
+        "Predict how long a run over a range of days takes, from the instance's past runs "
+        "(exits 1 when there is no history to predict from).",
+    )
+    predict.add_argument("--days", type=int, required=True, help="Days in the range.")
+    predict.add_argument("--job", default="ingestion_job", help="The job to predict for.")
 
 
 def _add_privacy_commands(commands: Subcommands) -> None:

@@ -17,6 +17,7 @@ from analytics_assets.defs.analytics import definitions as analytics
 from analytics_assets.defs.categorization import definitions as categorization
 from analytics_assets.defs.ingestion import definitions as ingestion
 from analytics_assets.defs.ingestion.jobs import daily_job_definitions
+from analytics_assets.defs.operations import definitions as operations
 from analytics_assets.defs.privacy import definitions as privacy
 from analytics_assets.defs.translation import definitions as translation
 from analytics_assets.deployments import resources_for
@@ -24,7 +25,8 @@ from analytics_assets.settings import Settings, get_settings
 
 # The domains' modules, not their Definitions: Dagster loads a module holding exactly one.
 DOMAINS = tuple(
-    domain.defs for domain in (ingestion, categorization, translation, analytics, privacy)
+    domain.defs
+    for domain in (ingestion, categorization, translation, analytics, privacy, operations)
 )
 
 

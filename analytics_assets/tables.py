@@ -37,3 +37,6 @@ MONTHLY_REPORT = "monthly_report"
 
 # Privacy
 PRIVACY_RETENTION = "privacy_retention"
+
+# Operations
+PROCESSING_STATS = "processing_stats"

@@ -41,6 +41,7 @@ from analytics_assets.defs.partitions import (
     weekly_partitions,
 )
 from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo
 from analytics_assets.transforms.records import MESSAGE_SCHEMA
 
@@ -66,6 +67,7 @@ def conversation_analytics(
     conversation_categories: pl.DataFrame,
     conversation_messages: pl.LazyFrame,
 ) -> MaterializeResult[pl.DataFrame]:
+    usage = StepUsage.start()
     started = time.perf_counter()
     # A lazy scan of the lake: only the messages of these conversations are read.
     messages = _typed(conversation_messages, MESSAGE_SCHEMA)
@@ -73,7 +75,10 @@ def conversation_analytics(
     seconds = time.perf_counter() - started
     add_day_metadata(context, analytics, analytics_metadata)
     return MaterializeResult(
-        value=analytics, metadata=run_metadata(context, score_seconds=round(seconds, 3))
+        value=analytics,
+        metadata=run_metadata(
+            context, score_seconds=round(seconds, 3), **usage.figures(analytics.height)
+        ),
     )
 
 
@@ -132,6 +137,7 @@ def daily_report(
     user_analytics: pl.DataFrame,
     lake: LakeResource,
 ) -> MaterializeResult[pl.DataFrame]:
+    usage = StepUsage.start()
     started = time.perf_counter()
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
     messages = _counts_by_day(conversation_messages)
@@ -191,6 +197,7 @@ def daily_report(
             context,
             build_seconds=round(seconds, 3),
             conversations_per_second=round(analytics.height / seconds) if seconds else 0,
+            **usage.figures(analytics.height),
         ),
     )
 

@@ -27,6 +27,7 @@ from analytics_assets.categorization.feedback import (
     train_and_choose,
 )
 from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
+from analytics_assets.defs.day_metadata import run_metadata
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -34,6 +35,7 @@ from analytics_assets.defs.partitions import (
     days_in,
     messages_of_conversations_started_that_day,
 )
+from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
 
 
@@ -98,6 +100,7 @@ def conversation_categories(
     llm: LlmResource,
 ) -> MaterializeResult[pl.DataFrame]:
     taxonomy = categorization.taxonomy()
+    usage = StepUsage.start()
     started = time.perf_counter()
     model = categorization.model_tier(taxonomy)
     labeler = llm.labeler() if llm.enabled else None
@@ -157,6 +160,7 @@ def conversation_categories(
             "llm_tier": llm.enabled,
             **_json_values(llm_metadata),
             **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
+            **run_metadata(context, **usage.figures(categories.height)),
         },
     )
 
@@ -248,6 +252,7 @@ def message_signals_asset(
     conversation_messages: pl.DataFrame,
     categorization: CategorizationResource,
 ) -> MaterializeResult[pl.DataFrame]:
+    usage = StepUsage.start()
     started = time.perf_counter()
     signals = message_signals(conversation_messages, categorization.taxonomy())
     seconds = time.perf_counter() - started
@@ -259,6 +264,7 @@ def message_signals_asset(
             "languages": MetadataValue.json(_distribution(signals, "language")),
             "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
             **frame_metadata(signals, days=len(days_in(context.partition_time_window))),
+            **run_metadata(context, **usage.figures(conversation_messages.height)),
         },
     )
 

@@ -37,6 +37,7 @@ from analytics_assets.defs.partitions import (
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import stored_spec
+from analytics_assets.operations.usage import StepUsage
 from analytics_assets.privacy.erasure import drop_tombstoned
 from analytics_assets.sources.schema import TABLE_KINDS
 from analytics_assets.storage.lake import Lake
@@ -83,6 +84,7 @@ def nocodb_raw_pages(
     per_table: Counter[str] = Counter()
     pages = resumed = 0
     results: dict[tuple, pl.DataFrame] = {}
+    usage = StepUsage.start()
     started = time.perf_counter()
     with record_source.open() as source:
         stats_before = source.stats()
@@ -152,6 +154,7 @@ def nocodb_raw_pages(
             "fetch_seconds": round(seconds, 3),
             "records_per_second": _throughput(raw.height, seconds),
             **frame_metadata(raw.drop("record"), days=len(days)),
+            **run_metadata(context, **usage.figures(raw.height)),
         },
     )
 
@@ -217,6 +220,7 @@ def validated_records(
     lake: LakeResource,
     privacy: PrivacyResource,
 ):
+    usage = StepUsage.start()
     started = time.perf_counter()
     run_days = days_in(context.partition_time_window)
     days = len(run_days)
@@ -263,6 +267,7 @@ def validated_records(
                 context,
                 validate_seconds=round(seconds, 3),
                 messages_per_second=_throughput(raw_messages, seconds),
+                **usage.figures(nocodb_raw_pages.height),
             ),
         },
     )

@@ -15,6 +15,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.day_metadata import run_metadata
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -26,6 +27,7 @@ from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.defs.translation.resources import TranslationResource
+from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.records import ERROR_SCHEMA
 from analytics_assets.translation.detection import (
@@ -90,6 +92,7 @@ def translations(
     lake: LakeResource,
     privacy: PrivacyResource,
 ):
+    usage = StepUsage.start()
     started = time.perf_counter()
     days = days_in(context.partition_time_window)
     translator = translation.build(record_source)
@@ -144,6 +147,7 @@ def translations(
             else None,
             "pii_findings": MetadataValue.json(pii_findings),
             **frame_metadata(translated.drop("source_text"), days=len(days)),
+            **run_metadata(context, **usage.figures(messages.height)),
         },
     )
     yield MaterializeResult(
