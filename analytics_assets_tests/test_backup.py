@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+import polars as pl
 import pytest
 from dagster import DagsterInstance
 from pymongo import MongoClient
@@ -82,6 +83,7 @@ def test_a_backup_restored_into_fresh_stores_equals_its_source(source, mongo_ser
         db, "analytics_reports"
     )
     reports = [canonical_document(doc) for doc in target_db.analytics_reports.find().sort("_id")]
+    assert reports == [canonical_document(doc) for doc in db.analytics_reports.find().sort("_id")]
     assert len(reports) == len(DAYS)
     # Every collection, the API key and the migration state included, with its indexes.
     assert user_collections(target_db) == user_collections(db)
@@ -205,3 +207,70 @@ def test_the_cli_backs_up_and_restores_the_configured_stores(
     assert main(["restore", str(tmp_path / "cli_backup")]) == 1
     assert "not empty" in capsys.readouterr().err
     assert Lake.at(str(tmp_path / "restored_lake")).files() == lake.files()
+
+
+def _small_lake(root) -> Lake:
+    lake = Lake.at(str(root))
+    for day in DAYS:
+        lake.write_day("conversations", day, pl.DataFrame({"conversation_id": [day.isoformat()]}))
+    return lake
+
+
+def test_a_file_rewritten_during_the_backup_is_copied_again(mongo_server, tmp_path, monkeypatch):
+    """A run that rewrites a day while the backup copies: the verification round finds the
+    file changed, copies its new version, and the manifest says it changed."""
+    from analytics_assets.storage import backup as backup_module
+
+    lake = _small_lake(tmp_path / "lake")
+    db = fresh_database(mongo_server, "backup_changing")
+    db.api_keys.insert_one({"_id": "k", "created_at": datetime(2026, 11, 2, tzinfo=UTC)})
+    rewritten = DAYS[0]
+    copy = backup_module._copy_lake_file
+    rewrites = []
+
+    def copy_then_rewrite(source_lake, dest, relative):
+        entry = copy(source_lake, dest, relative)
+        if not rewrites:
+            rewrites.append(relative)
+            frame = pl.DataFrame({"conversation_id": ["late", "later"]})
+            source_lake.write_day("conversations", rewritten, frame)
+        return entry
+
+    monkeypatch.setattr(backup_module, "_copy_lake_file", copy_then_rewrite)
+    manifest = backup(lake, db, UPath(tmp_path / "backup"))
+
+    relative = f"conversations/day={rewritten.isoformat()}/data.parquet"
+    assert rewrites == [relative]
+    assert manifest["consistency"] == {
+        "changed_during_backup": [],
+        "consistent": True,
+        "verification_rounds": 2,
+    }
+    assert manifest["lake"]["files"][relative]["rows"] == 2
+    copied = pl.read_parquet((tmp_path / "backup" / "lake" / relative).read_bytes())
+    assert copied["conversation_id"].to_list() == ["late", "later"]
+
+
+def test_a_restore_that_loses_a_collection_fails_its_verification(
+    mongo_server, tmp_path, monkeypatch
+):
+    from analytics_assets.storage import backup as backup_module
+
+    lake = _small_lake(tmp_path / "lake")
+    db = fresh_database(mongo_server, "backup_lossy_source")
+    db.api_keys.insert_one({"_id": "k", "created_at": datetime(2026, 11, 2, tzinfo=UTC)})
+    db.privacy_audit.insert_one({"_id": "a", "erased_at": datetime(2026, 11, 3, tzinfo=UTC)})
+    backup(lake, db, UPath(tmp_path / "backup"))
+    restore_collection = backup_module._restore_collection
+
+    def skip_the_audit(target, src, name, entry):
+        if name != "privacy_audit":
+            restore_collection(target, src, name, entry)
+
+    monkeypatch.setattr(backup_module, "_restore_collection", skip_the_audit)
+    target_db = fresh_database(mongo_server, "backup_lossy_target")
+    with pytest.raises(RestoreVerificationError) as failure:
+        restore(UPath(tmp_path / "backup"), Lake.at(str(tmp_path / "restored")), target_db)
+    assert failure.value.mismatches == ["collection privacy_audit was not restored"]
+    restored_key = target_db.api_keys.find_one({"_id": "k"})
+    assert restored_key["created_at"] == datetime(2026, 11, 2, tzinfo=UTC)
