@@ -274,3 +274,30 @@ def test_a_restore_that_loses_a_collection_fails_its_verification(
     assert failure.value.mismatches == ["collection privacy_audit was not restored"]
     restored_key = target_db.api_keys.find_one({"_id": "k"})
     assert restored_key["created_at"] == datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def test_an_s3_lake_backed_up_to_s3_restores_into_a_local_lake(s3_server, mongo_server, tmp_path):
+    from analytics_assets.storage.lake import s3_storage_options
+
+    options = s3_storage_options(endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    prefix = f"s3://{s3_server.bucket}/{tmp_path.name}"
+    lake = Lake.at(f"{prefix}/lake", **options)
+    for day in DAYS:
+        lake.write_day("conversations", day, pl.DataFrame({"conversation_id": [day.isoformat()]}))
+    db = fresh_database(mongo_server, "backup_s3_source")
+    db.api_keys.insert_one({"_id": "k", "created_at": datetime(2026, 11, 2, tzinfo=UTC)})
+    backup_dir = UPath(f"{prefix}/backup", **options)
+
+    manifest = backup(lake, db, backup_dir)
+    target_lake = Lake.at(str(tmp_path / "restored"))
+    restore(backup_dir, target_lake, fresh_database(mongo_server, "backup_s3_target"))
+
+    assert manifest["source"]["lake"] == f"{prefix}/lake"
+    assert (
+        target_lake.files()
+        == lake.files()
+        == [f"conversations/day={day.isoformat()}/data.parquet" for day in DAYS]
+    )
+    assert target_lake.scan_all("conversations").collect()["conversation_id"].to_list() == [
+        day.isoformat() for day in DAYS
+    ]
