@@ -97,7 +97,17 @@ def canonical_document(document: dict[str, Any]) -> str:
 
 
 def _sorted_documents(db: Database, name: str) -> Iterator[dict[str, Any]]:
-    return iter(db[name].find({}).sort("_id", 1))
+    return db[name].find({}).sort("_id", 1)
+
+
+def _to_manifest(value: dict[str, Any]) -> dict[str, Any]:
+    """BSON values (a validator's regex, an index's partial filter on a date) as extended
+    JSON the manifest can hold; `_from_manifest` reads them back."""
+    return json.loads(json_util.dumps(value, json_options=_CANONICAL))
+
+
+def _from_manifest(value: dict[str, Any]) -> dict[str, Any]:
+    return json_util.loads(json.dumps(value), json_options=_READ_BACK)
 
 
 def collection_checksum(db: Database, name: str) -> tuple[int, str]:
@@ -141,14 +151,13 @@ def _index_entries(db: Database, name: str) -> list[dict[str, Any]]:
             continue  # every collection has it
         options = {key: value for key, value in info.items() if key not in _INDEX_BOOKKEEPING}
         keys = [[field_name, direction] for field_name, direction in info["key"]]
-        entries.append({"name": index_name, "keys": keys, "options": options})
+        entries.append({"name": index_name, "keys": keys, "options": _to_manifest(options)})
     return entries
 
 
 def _collection_options(db: Database, name: str) -> dict[str, Any]:
     for info in db.list_collections(filter={"name": name}):
-        # Extended JSON, so that a validator's regex or type survives the manifest.
-        return json.loads(json_util.dumps(info.get("options", {}), json_options=_CANONICAL))
+        return _to_manifest(info.get("options", {}))
     return {}
 
 
@@ -300,7 +309,7 @@ def _read_documents(path: UPath) -> Iterator[dict[str, Any]]:
 
 
 def _restore_collection(db: Database, src: UPath, name: str, entry: dict[str, Any]) -> None:
-    options = json_util.loads(json.dumps(entry["options"]), json_options=_READ_BACK)
+    options = _from_manifest(entry["options"])
     spec = COLLECTIONS.get(name)
     if spec is not None and "validator" not in options:
         # A server that does not report validators (nx-27017) gave none to back up: the
@@ -327,7 +336,7 @@ def _restore_collection(db: Database, src: UPath, name: str, entry: dict[str, An
         collection.create_index(
             [(key, direction) for key, direction in index["keys"]],
             name=index["name"],
-            **index["options"],
+            **_from_manifest(index["options"]),
         )
 
 
