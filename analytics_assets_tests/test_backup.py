@@ -92,6 +92,8 @@ def test_a_backup_restored_into_fresh_stores_equals_its_source(source, mongo_ser
         assert target_db[name].count_documents({}) == expected, name
         assert collection_checksum(target_db, name) == collection_checksum(db, name), name
         assert set(target_db[name].index_information()) == set(db[name].index_information())
+    indexes = target_db.analytics_reports.index_information().values()
+    assert [info["key"] for info in indexes if info.get("unique")] == [[("kind", 1), ("period", 1)]]
     assert target_db.api_keys.count_documents({}) == 1
     assert target_db.conversation_messages.count_documents({}) > 0
     # BSON dates come back as dates, not text.
