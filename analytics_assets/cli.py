@@ -222,6 +222,79 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_location(url: str):
+    """A backup folder: local, or `s3://` with the deployment's S3 endpoint and region."""
+    from upath import UPath
+
+    from analytics_assets.storage.lake import s3_storage_options
+
+    if not url.startswith("s3://"):
+        return UPath(url)
+    settings = get_settings()
+    return UPath(
+        url,
+        **s3_storage_options(
+            endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region
+        ),
+    )
+
+
+def _stores_without_migrating():
+    """The deployment's lake and database; connecting does not migrate, so a restore finds
+    a new database empty (the backup brings its own migration state)."""
+    import dataclasses
+
+    from analytics_assets.storage.connection import MongoConnection
+    from analytics_assets.storage.lake import lake_from_settings
+
+    settings = get_settings()
+    connection = MongoConnection.from_settings(settings)
+    return lake_from_settings(settings), dataclasses.replace(connection, auto_migrate=False).db()
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    """Backs up the lake and the database; prints the manifest's summary as JSON. Exits 1
+    when the sources kept changing through the verification rounds."""
+    import json
+
+    from analytics_assets.storage.backup import BackupError, backup, summary
+
+    lake, db = _stores_without_migrating()
+    try:
+        manifest = backup(lake, db, _backup_location(args.dest))
+    except BackupError as error:
+        raise UsageError(str(error)) from error
+    print(json.dumps(summary(manifest), indent=2))
+    return 0 if manifest["consistency"]["consistent"] else 1
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    """Restores a backup into the deployment's (empty) stores and verifies them; prints the
+    restored stores' summary as JSON, or each mismatch (exit 1)."""
+    import json
+
+    from analytics_assets.storage.backup import (
+        RestoreRefusedError,
+        RestoreVerificationError,
+        restore,
+        summary,
+    )
+
+    lake, db = _stores_without_migrating()
+    try:
+        restored = restore(_backup_location(args.src), lake, db, force=args.force)
+    except RestoreRefusedError as error:
+        print(f"analytics-assets: error: {error}", file=sys.stderr)
+        return 1
+    except RestoreVerificationError as error:
+        print(f"analytics-assets: error: {error.stage}:", file=sys.stderr)
+        for mismatch in error.mismatches:
+            print(f"  {mismatch}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary(restored), indent=2))
+    return 0
+
+
 def run_conversation(args: argparse.Namespace) -> int:
     import json
 
@@ -474,6 +547,30 @@ def _add_lake_and_database_commands(commands: Subcommands) -> None:
     migrate.add_argument("--status", action="store_true", help="Show, change nothing.")
     migrate.add_argument("--to", type=int, default=None, help="Stop at this version.")
     migrate.add_argument("--validation-action", choices=["error", "warn"], default="error")
+
+    backup = _add_command(
+        commands,
+        "backup",
+        run_backup,
+        "Copy the lake and export MongoDB into DEST (a new folder or s3:// prefix) with a "
+        "manifest of counts and checksums; see docs/disaster-recovery.md.",
+    )
+    backup.add_argument("dest")
+
+    restore = _add_command(
+        commands,
+        "restore",
+        run_restore,
+        "Restore a backup into the deployment's empty lake and MongoDB, then verify both "
+        "against its manifest (exit 1 on any mismatch).",
+    )
+    restore.add_argument("src")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="Restore into stores that hold data: the backup's collections are replaced, "
+        "its lake files overwritten, everything else kept.",
+    )
 
     conversation = _add_command(
         commands,

@@ -241,25 +241,7 @@ class Lake:
 
     def write_path(self, path: UPath, frame: pl.DataFrame) -> int:
         """Writes one file atomically; returns its size in bytes."""
-        payload = self.encode(frame)
-        if is_local(path):
-            # Write beside the target, then rename: a rename within a folder is atomic.
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                with open(staging.path, "wb") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(staging.path, path.path)
-            finally:
-                # After a successful rename the staging name no longer exists.
-                Path(staging.path).unlink(missing_ok=True)
-        else:
-            # One PUT of the finished file (multipart above the part size): S3 shows the new
-            # object only once the upload completes, and keeps the old one if it fails.
-            path.fs.pipe_file(path.path, payload)
-        return len(payload)
+        return write_bytes_atomically(path, self.encode(frame))
 
     def write_day(self, table: str, day: date, frame: pl.DataFrame) -> int:
         """Replaces one day of a table (erasure rewrites days outside a run this way)."""
@@ -274,3 +256,37 @@ class Lake:
         folder = self.day_file(table, day).parent
         if folder.exists():
             folder.fs.rm(folder.path, recursive=True)
+
+    def files(self) -> list[str]:
+        """Every file of the lake (tables and bookkeeping), as paths relative to its base,
+        sorted; staging files of writes in flight (`.`-names) are left out."""
+        if not self.base_path.exists():
+            return []
+        fs, root = self.base_path.fs, self.base_path.path.rstrip("/")
+        relative = (found[len(root) :].lstrip("/") for found in fs.find(root))
+        return sorted(
+            path for path in relative if not any(part.startswith(".") for part in path.split("/"))
+        )
+
+
+def write_bytes_atomically(path: UPath, payload: bytes) -> int:
+    """Writes one file so that readers see the old or the new one, never a torn one;
+    returns its size in bytes."""
+    if is_local(path):
+        # Write beside the target, then rename: a rename within a folder is atomic.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(staging.path, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging.path, path.path)
+        finally:
+            # After a successful rename the staging name no longer exists.
+            Path(staging.path).unlink(missing_ok=True)
+    else:
+        # One PUT of the finished file (multipart above the part size): S3 shows the new
+        # object only once the upload completes, and keeps the old one if it fails.
+        path.fs.pipe_file(path.path, payload)
+    return len(payload)
