@@ -1,0 +1,144 @@
+"""What ships the project: the Compose stack (issue 20).
+
+docker-compose.yml is validated by `docker-compose config` on a copy of the repository without
+`.env` and with none of its variables set (the repo as cloned), and its resolved form is
+checked: pinned images, loopback ports, restart policies, healthchecks, `depends_on` that
+waits for health, and each service given only its own secrets. `make test` installs
+docker-compose first (scripts/compose/install.sh); without it these tests fail, they are never
+skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_HINT = "run `bash scripts/compose/install.sh` (`make test` runs it first)"
+STACK = {"nocodb", "mongo", "minio", "postgres", "code", "webserver", "daemon", "api"}
+# Secrets only the services that use them may see.
+SECRETS = {
+    "NOCODB_API_TOKEN": {"code"},
+    "AWS_SECRET_ACCESS_KEY": {"code"},
+    "MINIO_ROOT_PASSWORD": {"minio", "create-bucket"},
+    "PRIVACY_PSEUDONYM_KEY": {"code"},
+    "DAGSTER_POSTGRES_PASSWORD": {"code", "webserver", "daemon"},
+    "POSTGRES_PASSWORD": {"postgres"},
+    "MONGO_INITDB_ROOT_PASSWORD": {"mongo"},
+    "MONGODB_URI": {"code", "api"},
+    "NC_AUTH_JWT_SECRET": {"nocodb"},
+}
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory) -> dict:
+    """`docker-compose config` on a copy of the repo's Compose inputs, without `.env`."""
+    binary = shutil.which("docker-compose")
+    assert binary, f"docker-compose is missing: {INSTALL_HINT}"
+    clone = tmp_path_factory.mktemp("clone")
+    shutil.copy(ROOT / "docker-compose.yml", clone)
+    shutil.copytree(ROOT / "deployments", clone / "deployments")
+    assert not (clone / ".env").exists()
+    # Only what the binary needs: no variable of the stack leaks in from the test's environment.
+    env = {"PATH": os.environ["PATH"], "HOME": str(clone)}
+    result = subprocess.run(
+        [binary, "config"], cwd=clone, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _one_shot(services: dict) -> set[str]:
+    """Services another one waits to *complete* (create-bucket): they exit, they don't serve."""
+    return {
+        name
+        for service in services.values()
+        for name, dependency in (service.get("depends_on") or {}).items()
+        if dependency.get("condition") == "service_completed_successfully"
+    }
+
+
+def test_the_stack_validates_as_cloned(compose):
+    assert set(compose["services"]) >= STACK
+
+
+def test_every_image_is_pinned(compose):
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image, f"{name}: no image"
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image}"
+
+
+def test_every_published_port_is_on_loopback(compose):
+    published = [
+        (name, port)
+        for name, service in compose["services"].items()
+        for port in service.get("ports") or []
+    ]
+    assert published
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_long_running_services_restart_and_have_healthchecks(compose):
+    services = compose["services"]
+    one_shot = _one_shot(services)
+    assert one_shot == {"create-bucket"}
+    for name, service in services.items():
+        if name in one_shot:
+            assert service.get("restart") in (None, "no", "on-failure"), name
+            continue
+        assert service.get("restart") in ("always", "unless-stopped", "on-failure"), name
+        healthcheck = service.get("healthcheck") or {}
+        assert healthcheck.get("test") and not healthcheck.get("disable"), name
+
+
+def test_depends_on_waits_for_health(compose):
+    services = compose["services"]
+    one_shot = _one_shot(services)
+    for name, service in services.items():
+        depends_on = service.get("depends_on") or {}
+        assert isinstance(depends_on, dict), name
+        for dependency, how in depends_on.items():
+            if dependency in one_shot:
+                continue
+            if services[dependency].get("healthcheck"):
+                assert how["condition"] == "service_healthy", f"{name} -> {dependency}"
+
+
+def test_each_service_gets_only_its_own_secrets(compose):
+    for name, service in compose["services"].items():
+        assert "env_file" not in service, f"{name}: a whole env file is mounted"
+        environment = service.get("environment") or {}
+        for secret, allowed in SECRETS.items():
+            if secret in environment:
+                assert name in allowed, f"{name} gets {secret}"
+
+
+def test_step_logs_heads_and_checkpoints_are_on_volumes(compose):
+    """The runs execute in the code location; the webserver reads their compute logs from the
+    same $DAGSTER_HOME/storage, where the NocoDB pull's resume checkpoints live too."""
+    services = compose["services"]
+
+    def mounts(name: str) -> dict[str, str]:
+        """target -> named volume; Compose v1 prints `source:target:mode`, v2 a mapping."""
+        found = {}
+        for volume in services[name].get("volumes") or []:
+            if isinstance(volume, str):
+                source, target, *_ = volume.split(":")
+                volume = {"type": "volume", "source": source, "target": target}
+            if volume.get("type") == "volume" and not volume["source"].startswith(("/", ".")):
+                found[volume["target"]] = volume["source"]
+        return found
+
+    storage = "/opt/dagster/home/storage"
+    code = mounts("code")
+    assert code[storage] == mounts("webserver")[storage] == mounts("daemon")[storage]
+    assert services["code"]["environment"]["ANALYTICS_HEADS_DIR"] in code
+    assert {"dagster-storage", "heads"} <= set(compose["volumes"])
