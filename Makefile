@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb browser compose actionlint stop clean
+.PHONY: setup demo test ui lint bench nocodb browser compose actionlint iac stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -38,8 +38,12 @@ compose:
 actionlint:
 	bash scripts/actionlint/install.sh
 
+# checkov (its own venv), which test_terraform.py scans deployments/terraform with.
+iac:
+	bash scripts/iac/install.sh
+
 # Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
-test: setup nocodb browser compose actionlint
+test: setup nocodb browser compose actionlint iac
 	$(BIN)/pytest
 
 # The Dagster UI on the same definitions and instance as `make demo`.

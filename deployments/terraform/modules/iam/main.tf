@@ -1,0 +1,131 @@
+# One role per workload, assumed by its Kubernetes service account (IRSA), each allowed
+# only what that workload does. No wildcard actions: every action is named.
+#   - code location / run pods: read and write the lake prefix, read the pipeline's secrets;
+#   - API: read the lake prefix only, read the API's secrets;
+#   - webserver / daemon: the Dagster instance lives in Postgres, so only its password.
+
+locals {
+  lake_objects = "${var.lake_bucket_arn}/${var.lake_prefix}/*"
+  oidc_host    = replace(var.oidc_provider_url, "https://", "")
+}
+
+data "aws_iam_policy_document" "assume" {
+  for_each = var.service_accounts
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:sub"
+      values   = ["system:serviceaccount:${var.namespace}:${each.value}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "workload" {
+  for_each           = var.service_accounts
+  name               = "${var.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.assume[each.key].json
+}
+
+data "aws_iam_policy_document" "pipeline" {
+  statement {
+    sid       = "ListLakePrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.lake_prefix}/*"]
+    }
+  }
+  statement {
+    sid       = "ReadWriteLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.lake_objects]
+  }
+  statement {
+    sid       = "UseLakeKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.lake_kms_key_arn]
+  }
+  statement {
+    sid       = "ReadPipelineSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [for name in var.pipeline_secrets : var.secret_arns[name]]
+  }
+  statement {
+    sid       = "UseSecretsKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+}
+
+data "aws_iam_policy_document" "api" {
+  statement {
+    sid       = "ListLakePrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.lake_prefix}/*"]
+    }
+  }
+  statement {
+    sid       = "ReadLake"
+    actions   = ["s3:GetObject"]
+    resources = [local.lake_objects]
+  }
+  statement {
+    sid       = "UseLakeKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.lake_kms_key_arn]
+  }
+  statement {
+    sid       = "ReadApiSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.secret_arns["MONGODB_URI"]]
+  }
+  statement {
+    sid       = "UseSecretsKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+}
+
+data "aws_iam_policy_document" "dagster" {
+  statement {
+    sid       = "ReadInstancePassword"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.secret_arns["DAGSTER_POSTGRES_PASSWORD"]]
+  }
+  statement {
+    sid       = "UseSecretsKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+}
+
+locals {
+  policies = {
+    pipeline = data.aws_iam_policy_document.pipeline.json
+    api      = data.aws_iam_policy_document.api.json
+    dagster  = data.aws_iam_policy_document.dagster.json
+  }
+}
+
+resource "aws_iam_role_policy" "workload" {
+  for_each = var.service_accounts
+  name     = "${var.name}-${each.key}"
+  role     = aws_iam_role.workload[each.key].id
+  policy   = local.policies[each.key]
+}

@@ -1,0 +1,9 @@
+variable "description" {
+  description = "What the key encrypts."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region of the key."
+  type        = string
+}
