@@ -1,6 +1,6 @@
 """The Celery executor end to end: a real Redis broker, two workers on separate queues (the
 default one and `gpu`), a multi-day backfill through them; the lake and MongoDB end equal to
-the same days run in a single process."""
+the same days run in a single process, also when a worker is killed mid-step."""
 
 from __future__ import annotations
 
@@ -82,24 +82,22 @@ def ingestion_command() -> list[str]:
             "-j", "ingestion_job", "--tags", json.dumps(range_tags(DAYS[0], DAYS[-1]))]  # fmt: skip
 
 
-def run_through_workers(
-    env: dict[str, str], workers: dict[str, subprocess.Popen], log: Path
-) -> None:
-    """The ingestion run with `env`, failed as soon as a worker dies (the run would wait for
-    its steps forever) and when the run itself fails."""
+def start_run(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        run = subprocess.Popen(
+        return subprocess.Popen(
             ingestion_command(), env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    try:
-        while run.poll() is None:
-            for queue, worker in workers.items():
-                assert worker.poll() is None, f"the {queue} worker exited: see its log"
-            time.sleep(0.5)
-        assert run.returncode == 0, log.read_text()[-3000:]
-    finally:
-        stop(run)
+
+
+def wait_for(run: subprocess.Popen, workers: dict[str, subprocess.Popen], log: Path) -> None:
+    """Until the run ends, failed as soon as a worker dies (the run would wait for its steps
+    forever) and when the run itself fails."""
+    while run.poll() is None:
+        for name, worker in workers.items():
+            assert worker.poll() is None, f"the {name} worker exited: see its log"
+        time.sleep(0.5)
+    assert run.returncode == 0, log.read_text()[-3000:]
 
 
 # A mean's last bit depends on the order its rows are summed in, which no executor promises
@@ -154,21 +152,21 @@ def writers(uri: str, database: str) -> set[str]:
         }
 
 
-def the_run_and_its_workers(dagster_home: Path) -> tuple[str, dict[str, str]]:
-    """The instance's one run (it succeeded): its id, and step key -> the name of the Celery
-    worker that ran it, from the run's events."""
+def the_run_and_its_workers(dagster_home: Path) -> tuple[str, dict[str, list[str]]]:
+    """The instance's one run (it succeeded): its id, and step key -> the names of the Celery
+    workers that ran it (more than one where a step was handed out again), from its events."""
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         (run,) = instance.get_runs()
         assert run.status == DagsterRunStatus.SUCCESS
         records = instance.get_event_records(
             EventRecordsFilter(event_type=DagsterEventType.ENGINE_EVENT)
         )
-        workers = {}
+        workers: dict[str, list[str]] = {}
         for record in records:
             entry = record.event_log_entry
             metadata = entry.dagster_event.event_specific_data.metadata
             if entry.run_id == run.run_id and "Celery worker" in metadata:
-                workers[entry.step_key] = metadata["Celery worker"].value
+                workers.setdefault(entry.step_key, []).append(metadata["Celery worker"].value)
         return run.run_id, workers
 
 
@@ -185,9 +183,9 @@ def redis_broker(tmp_path) -> Iterator[str]:
         process.wait(timeout=20)
 
 
-def test_a_backfill_through_celery_workers_equals_a_single_process_run(
-    redis_broker, mongo_server, tmp_path
-):
+def environments(tmp_path: Path, broker: str, mongo_uri: str) -> tuple[dict, dict]:
+    """The environments of the single-process run and of the Celery run (and its workers):
+    the same sample and local folder, each its own lake, MongoDB database and instance."""
     local = tmp_path / "local"
     # Generated once before anything starts, so no two processes write it at the same time.
     ensure_sample_export(local / "sample_export")
@@ -196,7 +194,7 @@ def test_a_backfill_through_celery_workers_equals_a_single_process_run(
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         # The sample, the heads and the pseudonym key: one folder for every process.
         "ANALYTICS_LOCAL_DIR": str(local),
-        "MONGODB_URI": mongo_server,
+        "MONGODB_URI": mongo_uri,
     }
     single = {
         **shared,
@@ -205,47 +203,98 @@ def test_a_backfill_through_celery_workers_equals_a_single_process_run(
         "ANALYTICS_LAKE_URL": str(tmp_path / "single_lake"),
         "MONGODB_DATABASE": "single_process",
     }
-    celery_home = tmp_path / "celery_home"
     celery = {
         **shared,
-        "DAGSTER_HOME": str(celery_home),
+        "DAGSTER_HOME": str(tmp_path / "celery_home"),
         "ANALYTICS_STEP_EXECUTOR": "celery",
-        "ANALYTICS_CELERY_BROKER": redis_broker,
+        "ANALYTICS_CELERY_BROKER": broker,
         "ANALYTICS_LAKE_URL": str(tmp_path / "celery_lake"),
         "MONGODB_DATABASE": "celery",
     }
-    for home in (single["DAGSTER_HOME"], celery_home):
-        Path(home).mkdir()
+    for env in (single, celery):
+        Path(env["DAGSTER_HOME"]).mkdir()
+    (tmp_path / "logs").mkdir()
     # First, so that it creates the pseudonym key the workers then read.
     subprocess.run(ingestion_command(), env=single, check=True, capture_output=True)
     # The instance's SQLite schema, created once: workers starting together would each try.
-    with DagsterInstance.from_config(str(celery_home)) as instance:
+    with DagsterInstance.from_config(celery["DAGSTER_HOME"]) as instance:
         instance.get_runs()
+    return single, celery
 
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    workers = {queue: start_worker(queue, celery, logs / queue) for queue in QUEUES}
-    try:
-        run_through_workers(celery, workers, logs / "run")
-    finally:
-        for worker in workers.values():
-            stop(worker)
 
-    run_id, ran_on = the_run_and_its_workers(celery_home)
-    assert ran_on.pop("conversation_categories").startswith(f"{GPU_QUEUE}-")
-    assert ran_on  # every other step went to the default queue's worker
-    assert all(worker.startswith(f"{DEFAULT_QUEUE}-") for worker in ran_on.values())
-
+def assert_equal_to_the_single_process_run(tmp_path: Path, mongo_uri: str, run_id: str):
     expected_lake = lake_contents(tmp_path / "single_lake")
     assert expected_lake
     got_lake = lake_contents(tmp_path / "celery_lake")
     assert got_lake.keys() == expected_lake.keys()
     for path, frame in expected_lake.items():
         assert_frame_equal(got_lake[path], frame, rel_tol=10**-FLOAT_DIGITS, abs_tol=0.0)
-    expected_mongo = mongo_contents(mongo_server, "single_process")
+    expected_mongo = mongo_contents(mongo_uri, "single_process")
     assert expected_mongo
-    assert mongo_contents(mongo_server, "celery") == expected_mongo
-    assert writers(mongo_server, "celery") == {run_id}
+    # Equal lists of documents: none lost, none twice.
+    assert mongo_contents(mongo_uri, "celery") == expected_mongo
+    assert writers(mongo_uri, "celery") == {run_id}
+
+
+def test_a_backfill_through_celery_workers_equals_a_single_process_run(
+    redis_broker, mongo_server, tmp_path
+):
+    _, celery = environments(tmp_path, redis_broker, mongo_server)
+    logs = tmp_path / "logs"
+    workers = {queue: start_worker(queue, celery, logs / queue) for queue in QUEUES}
+    run = start_run(celery, logs / "run")
+    try:
+        wait_for(run, workers, logs / "run")
+    finally:
+        for process in (run, *workers.values()):
+            stop(process)
+
+    run_id, ran_on = the_run_and_its_workers(Path(celery["DAGSTER_HOME"]))
+    (categories_worker,) = ran_on.pop("conversation_categories")
+    assert categories_worker.startswith(f"{GPU_QUEUE}-")
+    assert ran_on  # every other step went to the default queue's worker, once
+    assert all(len(names) == 1 for names in ran_on.values())
+    assert all(names[0].startswith(f"{DEFAULT_QUEUE}-") for names in ran_on.values())
+    assert_equal_to_the_single_process_run(tmp_path, mongo_server, run_id)
+
+
+def test_a_worker_killed_mid_step_loses_and_duplicates_no_day(redis_broker, mongo_server, tmp_path):
+    _, celery = environments(tmp_path, redis_broker, mongo_server)
+    # The lost step goes back to the queue 30 s after the killed worker took it (longer than
+    # any step of these three days takes here, so none still running is handed out again).
+    celery["ANALYTICS_CELERY_VISIBILITY_TIMEOUT_S"] = "30"
+    logs = tmp_path / "logs"
+    workers = {queue: start_worker(queue, celery, logs / queue) for queue in QUEUES}
+    run = start_run(celery, logs / "run")
+    try:
+        # Killed once the last day's messages are in the lake: mid-run, mid-step (the
+        # messages' step is writing MongoDB, or the next one is running).
+        halfway = Path(celery["ANALYTICS_LAKE_URL"], "conversation_messages")
+        halfway = halfway / f"day={DAYS[-1].isoformat()}" / "data.parquet"
+        while not halfway.exists():
+            assert run.poll() is None, "the run ended before a worker could be killed"
+            time.sleep(0.05)
+        killed = workers.pop(DEFAULT_QUEUE)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+        workers["replacement"] = start_worker(DEFAULT_QUEUE, celery, logs / "replacement")
+        wait_for(run, workers, logs / "run")
+    finally:
+        for process in (run, *workers.values()):
+            stop(process)
+
+    run_id, ran_on = the_run_and_its_workers(Path(celery["DAGSTER_HOME"]))
+    # The step the killed worker was running was run again, by the replacement.
+    killed_name = f"{DEFAULT_QUEUE}-{killed.pid}@"
+    replacement_name = f"{DEFAULT_QUEUE}-{workers['replacement'].pid}@"
+    interrupted = [
+        step
+        for step, names in ran_on.items()
+        if any(name.startswith(killed_name) for name in names)
+        and any(name.startswith(replacement_name) for name in names)
+    ]
+    assert interrupted
+    assert_equal_to_the_single_process_run(tmp_path, mongo_server, run_id)
 
 
 def test_model_tier_steps_go_to_the_gpu_queue_and_the_rest_to_the_default():
