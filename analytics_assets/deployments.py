@@ -4,15 +4,17 @@
   MongoDB; set NOCODB_URL and NOCODB_API_TOKEN to read a real NocoDB instead.
 - `prod`: a real NocoDB, an `s3://` lake and a real MongoDB.
 Secrets are passed as `EnvVar`s, so Dagster resolves them at run time and never shows them;
-every other value is the resolved setting, visible on the UI's resources page.
+every other value is the resolved setting, visible on the UI's resources page. The executor
+(how a run executes its steps, Celery included) is chosen here too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dagster import EnvVar
+from dagster import EnvVar, ExecutorDefinition, in_process_executor, multiprocess_executor
 from dagster_aws.s3 import S3Resource
+from dagster_celery import celery_executor
 
 from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
 from analytics_assets.defs.ingestion.resources import (
@@ -162,6 +164,20 @@ def privacy_for(settings: Settings) -> PrivacyResource:
         keep_user_mapping=settings.privacy_keep_user_mapping,
         retention_days=settings.privacy_retention_days,
     )
+
+
+def executor_for(settings: Settings) -> ExecutorDefinition:
+    """How a run executes its steps (ANALYTICS_STEP_EXECUTOR). Under Celery the broker and
+    result backend are read from the environment at run time, so their passwords never enter
+    a run's config; without ANALYTICS_CELERY_BACKEND, Redis is the result backend too."""
+    if settings.runs_steps_on_celery:
+        if settings.celery_broker is None:
+            raise ValueError("ANALYTICS_STEP_EXECUTOR=celery needs ANALYTICS_CELERY_BROKER")
+        backend = "ANALYTICS_CELERY_" + ("BACKEND" if settings.celery_backend else "BROKER")
+        return celery_executor.configured(
+            {"broker": {"env": "ANALYTICS_CELERY_BROKER"}, "backend": {"env": backend}}
+        )
+    return in_process_executor if settings.runs_steps_in_process else multiprocess_executor
 
 
 def resources_for(settings: Settings | None = None) -> dict[str, Any]:

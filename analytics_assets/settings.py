@@ -41,11 +41,22 @@ class Settings(BaseSettings):
 
     # -- where and what -----------------------------------------------------------------------
     deployment: Deployment = _env("ANALYTICS_DEPLOYMENT", default="local")
-    step_executor: Literal["auto", "in_process", "multiprocess"] = _env(
+    step_executor: Literal["auto", "in_process", "multiprocess", "celery"] = _env(
         "ANALYTICS_STEP_EXECUTOR",
         default="auto",
         description="How a run executes its steps; auto: in one process locally (a step "
-        "process costs seconds of imports), a process per step in prod (isolation).",
+        "process costs seconds of imports), a process per step in prod (isolation); celery: "
+        "each step a task on ANALYTICS_CELERY_BROKER, run by workers on any machine, the "
+        "model tier on the `gpu` queue (docs/scale-out.md).",
+    )
+    # Secrets: a broker URL carries the Redis password.
+    celery_broker: SecretStr | None = _env(
+        "ANALYTICS_CELERY_BROKER", default=None, description="e.g. redis://host:6379/0"
+    )
+    celery_backend: SecretStr | None = _env(
+        "ANALYTICS_CELERY_BACKEND",
+        default=None,
+        description="Where workers put the steps' results; None: the broker.",
     )
     local_dir: Path = _env(
         "ANALYTICS_LOCAL_DIR",
@@ -207,6 +218,10 @@ class Settings(BaseSettings):
         if self.step_executor == "auto":
             return self.deployment == "local"
         return self.step_executor == "in_process"
+
+    @property
+    def runs_steps_on_celery(self) -> bool:
+        return self.step_executor == "celery"
 
     def local_path(self, *parts: str) -> Path:
         return Path(self.local_dir, *parts)
