@@ -151,7 +151,9 @@ def test_step_usage_counts_cpu_and_reads_a_peak_at_least_the_memory_the_step_hel
     peak = figures.get(STEP_PEAK, figures.get("process_peak_rss_mb"))
     assert peak >= held.estimated_size() / 2**20
     if STEP_PEAK in figures:
-        assert held.estimated_size() / 2**20 <= figures["peak_rss_growth_mb"] <= peak
+        # Growth can be less than the frame: memory the process freed earlier (other tests,
+        # in a full run) is reused before the resident size grows.
+        assert 0 <= figures["peak_rss_growth_mb"] <= peak
 
 
 def _high_water_mark_mib() -> float:
