@@ -5,14 +5,8 @@
 # file is unchanged). playwright-core downloads no browser of its own.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ ! -x /usr/bin/chromium ]; then
-  command -v apt-get >/dev/null || { echo "/usr/bin/chromium is missing and there is no apt-get: install Chromium" >&2; exit 1; }
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "Installing Debian's Chromium ..."
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-fi
+source "$here/../lib/apt.sh"
+apt_install_if_missing '[ -x /usr/bin/chromium ]' chromium "install Chromium as /usr/bin/chromium"
 dest=${BROWSER_TEST_HOME:-$HOME/.cache/analytics-assets/browser-test}
 stamp="$dest/.installed-$(sha256sum "$here/package-lock.json" | cut -c1-16)"
 if [ -f "$stamp" ]; then
