@@ -36,7 +36,8 @@ resource "aws_iam_role" "workload" {
   assume_role_policy = data.aws_iam_policy_document.assume[each.key].json
 }
 
-data "aws_iam_policy_document" "pipeline" {
+# Statements two or three workloads share; each workload's document adds its own.
+data "aws_iam_policy_document" "list_lake_prefix" {
   statement {
     sid       = "ListLakePrefix"
     actions   = ["s3:ListBucket"]
@@ -47,6 +48,21 @@ data "aws_iam_policy_document" "pipeline" {
       values   = ["${var.lake_prefix}/*"]
     }
   }
+}
+
+data "aws_iam_policy_document" "use_secrets_key" {
+  statement {
+    sid       = "UseSecretsKey"
+    actions   = ["kms:Decrypt"]
+    resources = [var.secrets_kms_key_arn]
+  }
+}
+
+data "aws_iam_policy_document" "pipeline" {
+  source_policy_documents = [
+    data.aws_iam_policy_document.list_lake_prefix.json,
+    data.aws_iam_policy_document.use_secrets_key.json,
+  ]
   statement {
     sid       = "ReadWriteLake"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
@@ -62,24 +78,13 @@ data "aws_iam_policy_document" "pipeline" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [for name in var.pipeline_secrets : var.secret_arns[name]]
   }
-  statement {
-    sid       = "UseSecretsKey"
-    actions   = ["kms:Decrypt"]
-    resources = [var.secrets_kms_key_arn]
-  }
 }
 
 data "aws_iam_policy_document" "api" {
-  statement {
-    sid       = "ListLakePrefix"
-    actions   = ["s3:ListBucket"]
-    resources = [var.lake_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["${var.lake_prefix}/*"]
-    }
-  }
+  source_policy_documents = [
+    data.aws_iam_policy_document.list_lake_prefix.json,
+    data.aws_iam_policy_document.use_secrets_key.json,
+  ]
   statement {
     sid       = "ReadLake"
     actions   = ["s3:GetObject"]
@@ -95,23 +100,14 @@ data "aws_iam_policy_document" "api" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.secret_arns["MONGODB_URI"]]
   }
-  statement {
-    sid       = "UseSecretsKey"
-    actions   = ["kms:Decrypt"]
-    resources = [var.secrets_kms_key_arn]
-  }
 }
 
 data "aws_iam_policy_document" "dagster" {
+  source_policy_documents = [data.aws_iam_policy_document.use_secrets_key.json]
   statement {
     sid       = "ReadInstancePassword"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.secret_arns["DAGSTER_POSTGRES_PASSWORD"]]
-  }
-  statement {
-    sid       = "UseSecretsKey"
-    actions   = ["kms:Decrypt"]
-    resources = [var.secrets_kms_key_arn]
   }
 }
 
