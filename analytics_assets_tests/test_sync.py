@@ -9,10 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, SyncSettings
+from analytics_assets.defs.sensor_ticks import evaluate
 from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.base import Change
@@ -124,11 +125,7 @@ def synced(nocodb, mongo_server, tmp_path_factory):
 
 
 def tick(defs, instance, name: str, cursor: str | None = None):
-    sensor = defs.resolve_sensor_def(name)
-    with build_sensor_context(
-        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
-    ) as context:
-        return sensor.evaluate_tick(context)
+    return evaluate(defs, instance, name, cursor)
 
 
 def run_days(defs, instance, partition_keys: list[str]) -> None:

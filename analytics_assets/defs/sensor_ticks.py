@@ -63,6 +63,14 @@ def _succeeded_before(instance: DagsterInstance, run_key: str | None) -> bool:
     return bool(runs)
 
 
+def evaluate(defs: Definitions, instance: DagsterInstance, sensor_name: str, cursor: str | None):
+    """One evaluation of a sensor of `defs` with `cursor`, its resources bound, nothing run."""
+    with build_sensor_context(
+        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
+    ) as context:
+        return defs.resolve_sensor_def(sensor_name).evaluate_tick(context)
+
+
 def tick(
     defs: Definitions,
     instance: DagsterInstance,
@@ -73,12 +81,8 @@ def tick(
     report: Callable[[dict], None] = lambda line: None,
 ) -> TickOutcome:
     """Evaluates `sensor_name` once and carries out what it asks (see the module docstring)."""
-    sensor = defs.resolve_sensor_def(sensor_name)
     cursor = _read_cursor(cursor_file)
-    with build_sensor_context(
-        instance=instance, cursor=cursor, resources=defs.resources, definitions=defs
-    ) as context:
-        result = sensor.evaluate_tick(context)
+    result = evaluate(defs, instance, sensor_name, cursor)
     outcome = TickOutcome(
         requested=[request.partition_key for request in result.run_requests or []],
         skip_reason=result.skip_message,
@@ -89,7 +93,7 @@ def tick(
         return outcome
     for event in result.asset_events or []:
         instance.report_runless_asset_event(event)
-    job = defs.resolve_job_def(sensor.job_name)
+    job = defs.resolve_job_def(defs.resolve_sensor_def(sensor_name).job_name)
     for request in result.run_requests or []:
         if _succeeded_before(instance, request.run_key):
             outcome.already_done.append(request.partition_key)
