@@ -115,6 +115,10 @@ def test_without_a_range_the_four_weeks_up_to_the_latest_day_are_shown(seeded):
     assert body["to"] == DAYS[-1].isoformat()
     assert body["from"] == "2026-10-12"  # 27 days before
     assert body["totals"]["conversations"] == len(seeded["documents"])
+    # Near the first day a date can name, the default range stops there (it overflowed: 500).
+    earliest = data(seeded, to="0001-01-01")
+    assert (earliest["from"], earliest["to"]) == ("0001-01-01", "0001-01-01")
+    assert earliest["totals"]["conversations"] == 0
 
 
 def test_the_data_needs_an_analytics_key_and_refuses_what_is_not_a_filter(seeded):

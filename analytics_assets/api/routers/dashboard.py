@@ -76,7 +76,8 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     ) -> Dashboard:
         collection = db_provider()[CONVERSATIONS]
         to = to or _latest_day(collection)
-        from_ = from_ or to - timedelta(days=DEFAULT_DAYS - 1)
+        # Never before the first day a date can name (`to=0001-01-01` must not overflow).
+        from_ = from_ or to - min(timedelta(days=DEFAULT_DAYS - 1), to - date.min)
         if (to - from_).days >= MAX_DAYS:
             raise RequestValidationError([{"loc": ("query", "from"), "msg": RANGE_CAP_MESSAGE}])
         in_range: dict[str, Any] = {"day": {"$gte": from_.isoformat(), "$lte": to.isoformat()}}
