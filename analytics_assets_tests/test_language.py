@@ -58,6 +58,22 @@ def test_each_script_family_short_and_long():
     assert short_right >= shorts - 2
 
 
+def test_close_siblings_do_not_make_a_short_text_unknown_and_other_scripts_outvote_latin():
+    """Short Malay and Bokmål are near ties with Indonesian and Danish in lingua; the winner's
+    margin is asked of the best language outside its siblings. Arabic or Cyrillic words
+    around English product terms and a pasted payload are Arabic or Russian."""
+    texts = [
+        "terima kasih, awak sangat membantu",  # Malay; Indonesian is a close second
+        "hei, jeg har glemt passordet",  # Bokmål; Nynorsk and Danish next
+        'الـ webhook يرجع Bad Request، هذا الـ payload: {"event":"task.created","data":null}',
+        "не приходит код подтверждения, пишет token expired, status 401 Unauthorized",
+    ]
+    detected = detect_languages(pl.Series(texts))["language"].to_list()
+    assert detected[0] in ("ms", "id")
+    assert detected[1] in ("nb", "nn", "da")
+    assert detected[2:] == ["ar", "ru"]
+
+
 def test_what_is_not_language_does_not_decide():
     texts = [
         "<EMAIL> <PHONE> hola, necesito ayuda con mi factura de este mes",
@@ -144,11 +160,11 @@ def test_the_test_split_is_frozen(evaluation):
 
 
 def test_accuracy_floors_on_the_frozen_test_split(evaluation):
-    """A regression gate, not a target: measured 0.921 overall, 0.856 on short texts, every
-    label given right, 7.9 % unknown (benchmarks/eval_language.py --split test)."""
+    """A regression gate, not a target: measured 0.957 overall, 0.909 on short texts, 0.985
+    of the labels given right, 2.9 % unknown (benchmarks/eval_language.py --split test)."""
     test = evaluation.load("test")
     result = evaluation.scores(test, evaluation.ours(test["text"].to_list()))
-    assert result["accuracy"] >= 0.90
-    assert result["short_accuracy"] >= 0.83
-    assert result["labelled_precision"] >= 0.98
-    assert result["unknown_rate"] <= 0.10
+    assert result["accuracy"] >= 0.94
+    assert result["short_accuracy"] >= 0.88
+    assert result["labelled_precision"] >= 0.975
+    assert result["unknown_rate"] <= 0.05
