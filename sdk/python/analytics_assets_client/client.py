@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self, TypedDict, Unpack
+from typing import Any, Literal, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -55,25 +55,23 @@ RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProt
 # The API's largest page.
 MAX_PAGE_SIZE = 100
 
-
-class Endpoint(NamedTuple):
-    path: str
-    response: Any  # the body's type: a model, or list[model]
+Body = TypeVar("Body")
 
 
-# Every documented path, by the method that calls it, with what its 200 answers; the SDK's
-# tests check this table against the committed OpenAPI spec (same paths, same schemas).
-ENDPOINTS: dict[str, Endpoint] = {
-    "health": Endpoint("/health", Health),
-    "ready": Endpoint("/ready", Health),
-    "get_conversation": Endpoint("/conversations/{conversation_id}", ConversationDetail),
-    "list_conversations": Endpoint("/conversations", ConversationPage),
-    "get_report": Endpoint("/analytics/reports/{kind}/{period}", Report),
-    "list_reports": Endpoint("/analytics/reports/{kind}", list[Report]),
-    "compare_models": Endpoint("/analytics/models", ModelComparison),
-    "get_series": Endpoint("/analytics/{dimension}", Series),
-    "get_user_analytics": Endpoint("/users/{user_id}/analytics", UserAnalytics),
-    "get_dashboard_data": Endpoint("/dashboard/data", Dashboard),
+# Every documented path, by the method that calls it. The SDK's tests check this table
+# against the committed OpenAPI spec: the same paths, and each method's return annotation
+# is the schema the path answers.
+ENDPOINTS: dict[str, str] = {
+    "health": "/health",
+    "ready": "/ready",
+    "get_conversation": "/conversations/{conversation_id}",
+    "list_conversations": "/conversations",
+    "get_report": "/analytics/reports/{kind}/{period}",
+    "list_reports": "/analytics/reports/{kind}",
+    "compare_models": "/analytics/models",
+    "get_series": "/analytics/{dimension}",
+    "get_user_analytics": "/users/{user_id}/analytics",
+    "get_dashboard_data": "/dashboard/data",
 }
 
 
@@ -146,11 +144,11 @@ class AnalyticsClient:
     # The service (no key needed).
 
     def health(self) -> Health:
-        return self._get("health", {})
+        return self._get(Health, "health", {})
 
     def ready(self) -> Health:
         """Raises `ServiceUnavailableError` (code `not_ready`) while MongoDB is unreachable."""
-        return self._get("ready", {})
+        return self._get(Health, "ready", {})
 
     # Conversations.
 
@@ -159,7 +157,9 @@ class AnalyticsClient:
     ) -> ConversationDetail:
         """One conversation and its messages; with `lang` (two letters) the messages' `text`
         is the translation into it where one exists."""
-        return self._get("get_conversation", {"conversation_id": conversation_id}, lang=lang)
+        return self._get(
+            ConversationDetail, "get_conversation", {"conversation_id": conversation_id}, lang=lang
+        )
 
     def list_conversations(
         self,
@@ -170,7 +170,9 @@ class AnalyticsClient:
     ) -> ConversationPage:
         """One page, ordered by start time; pass its `next_cursor` as `cursor` for the next,
         or let `iter_conversations` do that."""
-        return self._get("list_conversations", {}, limit=limit, cursor=cursor, **filters)
+        return self._get(
+            ConversationPage, "list_conversations", {}, limit=limit, cursor=cursor, **filters
+        )
 
     def iter_conversation_pages(
         self, *, page_size: int = MAX_PAGE_SIZE, **filters: Unpack[ConversationFilters]
@@ -195,23 +197,25 @@ class AnalyticsClient:
 
     def get_report(self, kind: Grain, period: str) -> Report:
         """`period`: the day (`2026-11-02`), the week's Monday, or the month (`2026-11`)."""
-        return self._get("get_report", {"kind": kind, "period": period})
+        return self._get(Report, "get_report", {"kind": kind, "period": period})
 
     def list_reports(self, kind: Grain, from_: Day, to: Day) -> list[Report]:
         """A kind's reports whose day lies in [from_, to], by period."""
-        return self._get("list_reports", {"kind": kind}, from_=from_, to=to)
+        return self._get(list[Report], "list_reports", {"kind": kind}, from_=from_, to=to)
 
     def get_series(
         self, dimension: Dimension, from_: Day, to: Day, *, grain: Grain = "daily"
     ) -> Series:
-        return self._get("get_series", {"dimension": dimension}, from_=from_, to=to, grain=grain)
+        return self._get(
+            Series, "get_series", {"dimension": dimension}, from_=from_, to=to, grain=grain
+        )
 
     def compare_models(self, from_: Day, to: Day) -> ModelComparison:
-        return self._get("compare_models", {}, from_=from_, to=to)
+        return self._get(ModelComparison, "compare_models", {}, from_=from_, to=to)
 
     def get_user_analytics(self, user_id: str) -> UserAnalytics:
         """`user_id`: the user's pseudonym, as conversations carry it."""
-        return self._get("get_user_analytics", {"user_id": user_id})
+        return self._get(UserAnalytics, "get_user_analytics", {"user_id": user_id})
 
     def get_dashboard_data(
         self,
@@ -223,21 +227,35 @@ class AnalyticsClient:
         channel: str | None = None,
     ) -> Dashboard:
         return self._get(
-            "get_dashboard_data", {}, from_=from_, to=to, grain=grain, model=model, channel=channel
+            Dashboard,
+            "get_dashboard_data",
+            {},
+            from_=from_,
+            to=to,
+            grain=grain,
+            model=model,
+            channel=channel,
         )
 
     # The requests.
 
-    def _get(self, endpoint_name: str, path_params: dict[str, str], **query: Any) -> Any:
-        endpoint = ENDPOINTS[endpoint_name]
-        path = endpoint.path.format(**{k: quote(str(v), safe="") for k, v in path_params.items()})
+    def _get(
+        self,
+        response_type: type[Body],
+        endpoint_name: str,
+        path_params: dict[str, str],
+        **query: Any,
+    ) -> Body:
+        path = ENDPOINTS[endpoint_name].format(
+            **{name: quote(str(value), safe="") for name, value in path_params.items()}
+        )
         params = {
             ("from" if name == "from_" else name): _query_value(value)
             for name, value in query.items()
             if value is not None
         }
         response = self._send(path, params)
-        return _adapter(endpoint.response).validate_json(response.content)
+        return _adapter(response_type).validate_json(response.content)
 
     def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
         attempts = self.max_retries + 1
@@ -305,7 +323,8 @@ def _query_value(value: Any) -> str:
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _adapter(response_type: Any) -> TypeAdapter[Any]:
+def _adapter(response_type: type[Body]) -> TypeAdapter[Body]:
+    # Built once per type: a TypeAdapter compiles a validator.
     if response_type not in _ADAPTERS:
         _ADAPTERS[response_type] = TypeAdapter(response_type)
     return _ADAPTERS[response_type]
