@@ -395,6 +395,20 @@ def _reference(response) -> dict:
     return {"$ref": f"#/components/schemas/{response.__name__}"}
 
 
+def test_the_sdk_passes_a_strict_type_check():
+    """It ships `py.typed`: its users' type checkers trust its annotations."""
+    package = ROOT / "sdk" / "python" / "analytics_assets_client"
+    assert (package / "py.typed").exists()
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Success: no issues found" in run.stdout
+
+
 def test_the_tutorial_example_runs_against_the_live_api(live):
     blocks = re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(), flags=re.DOTALL)
     assert blocks, "docs/sdk.md has no python example"
