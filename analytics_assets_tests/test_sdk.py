@@ -7,6 +7,7 @@ match the committed OpenAPI spec; the tutorial's example (docs/sdk.md) runs."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import logging
@@ -29,6 +30,7 @@ from analytics_assets_client import (
     SCHEMAS,
     AnalyticsClient,
     ApiConnectionError,
+    AsyncAnalyticsClient,
     AuthenticationError,
     ConversationSummary,
     InvalidRequestError,
@@ -339,6 +341,36 @@ def test_a_dropped_connection_is_retried_and_a_dead_server_raises_connection_err
     assert live["key"] not in str(refused.value) and time.monotonic() - started < 5
 
 
+def test_the_async_client_answers_what_the_sync_one_does(live, client, proxy_factory):
+    db = live["db"]
+    conversation_id = db["conversation_analytics"].find_one({})["conversation_id"]
+    period = DAYS[2].isoformat()
+    proxy = proxy_factory(["429:1", "close"])
+
+    async def read():
+        async with AsyncAnalyticsClient(live["url"], live["key"]) as direct:
+            detail = await direct.get_conversation(conversation_id)
+            listed = [c.conversation_id async for c in direct.iter_conversations(page_size=60)]
+            try:
+                await direct.get_conversation("conv-999999")
+            except NotFoundError as error:
+                missing = error
+        async with AsyncAnalyticsClient(proxy.url, live["key"], backoff_base=0.05) as retrying:
+            started = time.monotonic()
+            report = await retrying.get_report("daily", period)
+            waited = time.monotonic() - started
+        return detail, listed, missing, report, waited
+
+    detail, listed, missing, report, waited = asyncio.run(read())
+    assert detail == client.get_conversation(conversation_id)
+    assert listed == db_order(db, {})
+    assert (missing.status, missing.code) == (404, "not_found")
+    # A 429 with Retry-After: 1, then a dropped connection, then the answer.
+    assert report == client.get_report("daily", period)
+    assert len(proxy.arrivals) == 3 and proxy.arrivals[1] - proxy.arrivals[0] >= 1.0
+    assert waited >= 1.0
+
+
 def test_retry_after_is_read_as_seconds_or_an_http_date():
     from datetime import UTC, datetime
 
@@ -381,10 +413,11 @@ def test_the_sdk_has_a_method_per_documented_path_answering_its_schema():
     documented = {path for path, methods in spec["paths"].items() if "get" in methods}
     assert set(ENDPOINTS.values()) == documented
     for method_name, path in ENDPOINTS.items():
-        returns = get_type_hints(getattr(AnalyticsClient, method_name))["return"]
         answer = spec["paths"][path]["get"]["responses"]["200"]
         body = answer["content"]["application/json"]["schema"]
-        assert _without_docs(body) == _reference(returns), (method_name, path)
+        for client_class in (AnalyticsClient, AsyncAnalyticsClient):
+            returns = get_type_hints(getattr(client_class, method_name))["return"]
+            assert _without_docs(body) == _reference(returns), (client_class, method_name)
 
 
 def _reference(response) -> dict:

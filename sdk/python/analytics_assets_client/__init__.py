@@ -2,10 +2,12 @@
 (named as in the API's OpenAPI spec) and the errors it raises."""
 
 from analytics_assets_client._version import __version__
+from analytics_assets_client.async_client import AsyncAnalyticsClient
 from analytics_assets_client.client import (
     ENDPOINTS,
     AnalyticsClient,
     ConversationFilters,
+    RetryPolicy,
     parse_retry_after,
 )
 from analytics_assets_client.errors import (
@@ -55,6 +57,7 @@ __all__ = [
     "AnalyticsClientError",
     "ApiConnectionError",
     "ApiError",
+    "AsyncAnalyticsClient",
     "AuthenticationError",
     "Categories",
     "Conversation",
@@ -80,6 +83,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "Report",
+    "RetryPolicy",
     "Series",
     "SeriesPoint",
     "ServiceUnavailableError",

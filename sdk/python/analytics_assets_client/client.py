@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -107,21 +108,10 @@ class AnalyticsClient:
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
     ) -> None:
-        if max_retries < 0:
-            raise ValueError("max_retries must be 0 or more")
         self.base_url = base_url.rstrip("/")
-        self.max_retries = max_retries
-        self.max_retry_wait = max_retry_wait
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        self.retry = RetryPolicy(max_retries, max_retry_wait, backoff_base, backoff_max)
         self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            headers={
-                "X-API-Key": api_key,
-                "Accept": "application/json",
-                "User-Agent": f"analytics-assets-client/{__version__}",
-            },
+            base_url=self.base_url, timeout=timeout, headers=request_headers(api_key)
         )
 
     def __repr__(self) -> str:
@@ -246,55 +236,103 @@ class AnalyticsClient:
         path_params: dict[str, str],
         **query: Any,
     ) -> Body:
-        path = ENDPOINTS[endpoint_name].format(
-            **{name: quote(str(value), safe="") for name, value in path_params.items()}
-        )
-        params = {
-            ("from" if name == "from_" else name): _query_value(value)
-            for name, value in query.items()
-            if value is not None
-        }
+        path, params = request_parts(endpoint_name, path_params, query)
         response = self._send(path, params)
-        return _adapter(response_type).validate_json(response.content)
+        return body_adapter(response_type).validate_json(response.content)
 
     def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, self.retry.attempts + 1):
             try:
                 response = self._http.get(path, params=params)
             except RETRY_EXCEPTIONS as error:
-                if attempt == attempts:
-                    raise ApiConnectionError(
-                        f"GET {path}: no answer after {attempts} attempts ({error!r})"
-                    ) from error
-                wait, reason = self._backoff(attempt), type(error).__name__
+                wait = self.retry.wait_after_failure(path, attempt, error)
             else:
                 if not response.is_error:
                     return response
-                retry_after = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if response.status_code in RETRY_AFTER_STATUSES
-                    else None
-                )
-                if (
-                    response.status_code not in RETRY_STATUSES
-                    or attempt == attempts
-                    or (retry_after is not None and retry_after > self.max_retry_wait)
-                ):
-                    raise error_from_response(response, retry_after)
-                wait = self._backoff(attempt) if retry_after is None else retry_after
-                reason = str(response.status_code)
-            logger.info(
-                "GET %s: %s, retrying in %.2f s (attempt %d of %d)",
-                path, reason, wait, attempt + 1, attempts,
-            )  # fmt: skip
+                wait = self.retry.wait_after_error(path, attempt, response)
             time.sleep(wait)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter: clients that failed together do not come back together.
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a GET is asked again, and after how long (shared by both clients)."""
+
+    max_retries: int = 3
+    max_retry_wait: float = 60.0
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
+
+    @property
+    def attempts(self) -> int:
+        return self.max_retries + 1
+
+    def wait_after_failure(self, path: str, attempt: int, error: Exception) -> float:
+        """The wait before asking again after no answer; raises after the last attempt."""
+        if attempt >= self.attempts:
+            raise ApiConnectionError(
+                f"GET {path}: no answer after {self.attempts} attempts ({error!r})"
+            ) from error
+        return self._logged(path, type(error).__name__, self.backoff(attempt), attempt)
+
+    def wait_after_error(self, path: str, attempt: int, response: httpx.Response) -> float:
+        """The wait before asking again after an error answer; raises the API's error when
+        it is not worth asking again (or no attempt is left, or Retry-After is past the
+        cap)."""
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code in RETRY_AFTER_STATUSES
+            else None
+        )
+        if (
+            response.status_code not in RETRY_STATUSES
+            or attempt >= self.attempts
+            or (retry_after is not None and retry_after > self.max_retry_wait)
+        ):
+            raise error_from_response(response, retry_after)
+        wait = self.backoff(attempt) if retry_after is None else retry_after
+        return self._logged(path, str(response.status_code), wait, attempt)
+
+    def backoff(self, attempt: int) -> float:
+        # Exponential, with jitter (half to all of the step) so that clients that failed
+        # together do not come back together.
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+    def _logged(self, path: str, reason: str, wait: float, attempt: int) -> float:
+        logger.info(
+            "GET %s: %s, retrying in %.2f s (attempt %d of %d)",
+            path, reason, wait, attempt + 1, self.attempts,
+        )  # fmt: skip
+        return wait
+
+
+def request_headers(api_key: str) -> dict[str, str]:
+    return {
+        "X-API-Key": api_key,
+        "Accept": "application/json",
+        "User-Agent": f"analytics-assets-client/{__version__}",
+    }
+
+
+def request_parts(
+    endpoint_name: str, path_params: dict[str, str], query: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """The path (its parameters escaped) and the query (`from_` sent as `from`, None left
+    out, dates as ISO text) of a call."""
+    path = ENDPOINTS[endpoint_name].format(
+        **{name: quote(str(value), safe="") for name, value in path_params.items()}
+    )
+    params = {
+        ("from" if name == "from_" else name): _query_value(value)
+        for name, value in query.items()
+        if value is not None
+    }
+    return path, params
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -323,11 +361,17 @@ def _query_value(value: Any) -> str:
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _adapter(response_type: type[Body]) -> TypeAdapter[Body]:
+def body_adapter(response_type: type[Body]) -> TypeAdapter[Body]:
     # Built once per type: a TypeAdapter compiles a validator.
     if response_type not in _ADAPTERS:
         _ADAPTERS[response_type] = TypeAdapter(response_type)
     return _ADAPTERS[response_type]
 
 
-__all__ = ["ENDPOINTS", "AnalyticsClient", "ConversationFilters", "parse_retry_after"]
+__all__ = [
+    "ENDPOINTS",
+    "AnalyticsClient",
+    "ConversationFilters",
+    "RetryPolicy",
+    "parse_retry_after",
+]
