@@ -1,0 +1,203 @@
+"""`AsyncAnalyticsClient`: the same methods as `AnalyticsClient`, awaited, with the same
+retries (`RetryPolicy`); `iter_conversations` and `iter_conversation_pages` are async
+iterators."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self, Unpack
+
+import httpx
+
+from analytics_assets_client.client import (
+    MAX_PAGE_SIZE,
+    RETRY_EXCEPTIONS,
+    Body,
+    ConversationFilters,
+    Day,
+    Dimension,
+    Grain,
+    RetryPolicy,
+    body_adapter,
+    request_headers,
+    request_parts,
+)
+from analytics_assets_client.models import (
+    ConversationDetail,
+    ConversationPage,
+    ConversationSummary,
+    Dashboard,
+    Health,
+    ModelComparison,
+    Report,
+    Series,
+    UserAnalytics,
+)
+
+
+class AsyncAnalyticsClient:
+    """An asyncio client; use it as an async context manager, or await `aclose()`.
+
+    >>> async with AsyncAnalyticsClient("http://127.0.0.1:8000", api_key) as client:
+    ...     async for summary in client.iter_conversations(topic="billing"):
+    ...         print(summary.conversation_id)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 60.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = RetryPolicy(max_retries, max_retry_wait, backoff_base, backoff_max)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=request_headers(api_key)
+        )
+
+    def __repr__(self) -> str:
+        return f"AsyncAnalyticsClient(base_url={self.base_url!r})"  # never the key
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # The service (no key needed).
+
+    async def health(self) -> Health:
+        return await self._get(Health, "health", {})
+
+    async def ready(self) -> Health:
+        """Raises `ServiceUnavailableError` (code `not_ready`) while MongoDB is unreachable."""
+        return await self._get(Health, "ready", {})
+
+    # Conversations.
+
+    async def get_conversation(
+        self, conversation_id: str, *, lang: str | None = None
+    ) -> ConversationDetail:
+        """One conversation and its messages; with `lang` (two letters) the messages' `text`
+        is the translation into it where one exists."""
+        return await self._get(
+            ConversationDetail, "get_conversation", {"conversation_id": conversation_id}, lang=lang
+        )
+
+    async def list_conversations(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        **filters: Unpack[ConversationFilters],
+    ) -> ConversationPage:
+        """One page, ordered by start time; pass its `next_cursor` as `cursor` for the next,
+        or let `iter_conversations` do that."""
+        return await self._get(
+            ConversationPage, "list_conversations", {}, limit=limit, cursor=cursor, **filters
+        )
+
+    async def iter_conversation_pages(
+        self, *, page_size: int = MAX_PAGE_SIZE, **filters: Unpack[ConversationFilters]
+    ) -> AsyncIterator[ConversationPage]:
+        """Every page of the filtered list, asked for one at a time as they are consumed."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_conversations(limit=page_size, cursor=cursor, **filters)
+            yield page
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def iter_conversations(
+        self, *, page_size: int = MAX_PAGE_SIZE, **filters: Unpack[ConversationFilters]
+    ) -> AsyncIterator[ConversationSummary]:
+        """Every conversation of the filtered list, across pages."""
+        async for page in self.iter_conversation_pages(page_size=page_size, **filters):
+            for summary in page.items:
+                yield summary
+
+    # Reports and analytics.
+
+    async def get_report(self, kind: Grain, period: str) -> Report:
+        """`period`: the day (`2026-11-02`), the week's Monday, or the month (`2026-11`)."""
+        return await self._get(Report, "get_report", {"kind": kind, "period": period})
+
+    async def list_reports(self, kind: Grain, from_: Day, to: Day) -> list[Report]:
+        """A kind's reports whose day lies in [from_, to], by period."""
+        return await self._get(list[Report], "list_reports", {"kind": kind}, from_=from_, to=to)
+
+    async def get_series(
+        self, dimension: Dimension, from_: Day, to: Day, *, grain: Grain = "daily"
+    ) -> Series:
+        return await self._get(
+            Series, "get_series", {"dimension": dimension}, from_=from_, to=to, grain=grain
+        )
+
+    async def compare_models(self, from_: Day, to: Day) -> ModelComparison:
+        return await self._get(ModelComparison, "compare_models", {}, from_=from_, to=to)
+
+    async def get_user_analytics(self, user_id: str) -> UserAnalytics:
+        """`user_id`: the user's pseudonym, as conversations carry it."""
+        return await self._get(UserAnalytics, "get_user_analytics", {"user_id": user_id})
+
+    async def get_dashboard_data(
+        self,
+        *,
+        from_: Day | None = None,
+        to: Day | None = None,
+        grain: Grain = "daily",
+        model: str | None = None,
+        channel: str | None = None,
+    ) -> Dashboard:
+        return await self._get(
+            Dashboard,
+            "get_dashboard_data",
+            {},
+            from_=from_,
+            to=to,
+            grain=grain,
+            model=model,
+            channel=channel,
+        )
+
+    # The requests.
+
+    async def _get(
+        self,
+        response_type: type[Body],
+        endpoint_name: str,
+        path_params: dict[str, str],
+        **query: Any,
+    ) -> Body:
+        path, params = request_parts(endpoint_name, path_params, query)
+        response = await self._send(path, params)
+        return body_adapter(response_type).validate_json(response.content)
+
+    async def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = await self._http.get(path, params=params)
+            except RETRY_EXCEPTIONS as error:
+                wait = self.retry.wait_after_failure(path, attempt, error)
+            else:
+                if not response.is_error:
+                    return response
+                wait = self.retry.wait_after_error(path, attempt, response)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
