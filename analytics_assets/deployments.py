@@ -5,7 +5,7 @@
 - `prod`: a real NocoDB, an `s3://` lake and a real MongoDB.
 Secrets are passed as `EnvVar`s, so Dagster resolves them at run time and never shows them;
 every other value is the resolved setting, visible on the UI's resources page. The executor
-(how a run executes its steps, Celery included) is chosen here too.
+(how a run executes its steps, Celery and Kubernetes included) is chosen here too.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from analytics_assets.defs.ingestion.resources import (
     SyncSettings,
 )
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.queues import STEP_RESOURCES
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
 from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
 from analytics_assets.defs.storage.resources import MongoResource
@@ -177,7 +178,26 @@ def executor_for(settings: Settings) -> ExecutorDefinition:
         return celery_executor.configured(
             {"broker": {"env": "ANALYTICS_CELERY_BROKER"}, "backend": {"env": backend}}
         )
+    if settings.runs_steps_on_k8s:
+        return k8s_executor()
     return in_process_executor if settings.runs_steps_in_process else multiprocess_executor
+
+
+def k8s_executor() -> ExecutorDefinition:
+    """Each step its own Kubernetes Job. An untagged step gets the `light` requests and
+    limits; heavy and model-tier steps override them with their op tags (defs/queues.py). The
+    cluster, namespace, image, service account and secrets come from the K8sRunLauncher of
+    deployments/k8s/values.yaml. Imported here only: dagster-k8s brings the Kubernetes client,
+    about 2 s of imports that every other executor's step processes would pay too."""
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG, name="k8s")
+
+
+# The k8s executor's config (test_k8s validates it against dagster-k8s's schema).
+K8S_EXECUTOR_CONFIG = {
+    "step_k8s_config": {"container_config": {"resources": STEP_RESOURCES["light"]}}
+}
 
 
 def resources_for(settings: Settings | None = None) -> dict[str, Any]:

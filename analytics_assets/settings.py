@@ -41,13 +41,20 @@ class Settings(BaseSettings):
 
     # -- where and what -----------------------------------------------------------------------
     deployment: Deployment = _env("ANALYTICS_DEPLOYMENT", default="local")
-    step_executor: Literal["auto", "in_process", "multiprocess", "celery"] = _env(
+    step_executor: Literal["auto", "in_process", "multiprocess", "celery", "k8s"] = _env(
         "ANALYTICS_STEP_EXECUTOR",
         default="auto",
         description="How a run executes its steps; auto: in one process locally (a step "
         "process costs seconds of imports), a process per step in prod (isolation); celery: "
         "each step a task on ANALYTICS_CELERY_BROKER, run by workers on any machine, the "
-        "model tier on the `gpu` queue (docs/scale-out.md).",
+        "model tier on the `gpu` queue; k8s: each step its own Kubernetes Job (dagster-k8s, "
+        "the `prod` extra), the model tier on the GPU node pool (docs/scale-out.md).",
+    )
+    k8s_gpu_image: str | None = _env(
+        "ANALYTICS_K8S_GPU_IMAGE",
+        default=None,
+        description="Under the k8s executor, the image of the model tier's step pods (the "
+        "release's `-gpu` image, CUDA PyTorch); None: the run's image.",
     )
     # Secrets: a broker URL carries the Redis password.
     celery_broker: SecretStr | None = _env(
@@ -222,6 +229,10 @@ class Settings(BaseSettings):
     @property
     def runs_steps_on_celery(self) -> bool:
         return self.step_executor == "celery"
+
+    @property
+    def runs_steps_on_k8s(self) -> bool:
+        return self.step_executor == "k8s"
 
     def local_path(self, *parts: str) -> Path:
         return Path(self.local_dir, *parts)

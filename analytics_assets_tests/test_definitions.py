@@ -116,6 +116,8 @@ def test_the_daily_schedule_builds_yesterday():
         ("prod", "auto", "multiprocess"),
         ("local", "multiprocess", "multiprocess"),
         ("prod", "in_process", "in_process"),
+        # Each step its own Kubernetes Job (deployments/k8s, test_k8s.py).
+        ("prod", "k8s", "k8s"),
     ],
 )
 def test_each_deployment_chooses_how_a_run_executes_its_steps(deployment, setting, executor):

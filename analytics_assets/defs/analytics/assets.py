@@ -40,6 +40,7 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
+from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo
@@ -52,6 +53,8 @@ from analytics_assets.transforms.records import MESSAGE_SCHEMA
     **lake_and_mongo("conversation_analytics"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
+    # A day of messages in memory: the `heavy` pod size under the k8s executor.
+    op_tags=HEAVY_STEP_TAGS,
     ins={
         tables.CONVERSATIONS: AssetIn(),
         tables.CONVERSATION_CATEGORIES: AssetIn(),
@@ -287,6 +290,8 @@ def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
     **lake_and_mongo("user_analytics"),
     group_name="analytics",
     kinds={"polars", "parquet", "mongodb"},
+    # A day of messages in memory: the `heavy` pod size under the k8s executor.
+    op_tags=HEAVY_STEP_TAGS,
     ins={
         # The day and the 30 before it, to tell returning users from new ones (a lazy scan:
         # only the columns used are read).

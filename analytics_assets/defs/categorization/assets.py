@@ -35,7 +35,7 @@ from analytics_assets.defs.partitions import (
     days_in,
     messages_of_conversations_started_that_day,
 )
-from analytics_assets.defs.queues import GPU_QUEUE_TAGS
+from analytics_assets.defs.queues import GPU_STEP_TAGS
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
 
@@ -82,7 +82,7 @@ def _json_values(metadata: dict) -> dict:
     kinds={"polars", "parquet", "mongodb"},
     # At most one run at a time holds the GPU (the pool's limit is set on the instance).
     pool="gpu",
-    op_tags=GPU_QUEUE_TAGS,
+    op_tags=GPU_STEP_TAGS,
     ins={
         tables.CONVERSATION_HEADERS: AssetIn(),
         tables.CONVERSATION_MESSAGES: messages_of_conversations_started_that_day(),
@@ -171,7 +171,7 @@ def conversation_categories(
     group_name="categorization",
     kinds={"pytorch", "polars"},
     pool="gpu",
-    op_tags=GPU_QUEUE_TAGS,
+    op_tags=GPU_STEP_TAGS,
     ins={
         tables.CONVERSATION_MESSAGES: AssetIn(
             partition_mapping=AllPartitionMapping(),
@@ -278,7 +278,7 @@ def message_signals_asset(
     group_name="categorization",
     kinds={"pytorch", "polars", "parquet"},
     pool="gpu",
-    op_tags=GPU_QUEUE_TAGS,
+    op_tags=GPU_STEP_TAGS,
     description="Conversations categorized `other`, clustered on their embeddings: each "
     "cluster's size, most distinctive terms and examples; new topics before they are named.",
 )

@@ -35,6 +35,7 @@ from analytics_assets.defs.partitions import (
     messages_of_conversations_started_that_day,
 )
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.operations.usage import StepUsage
@@ -212,6 +213,8 @@ def _previous_errors(lake: Lake, days: list) -> set[tuple]:
     ],
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
+    # A day of messages in memory: the `heavy` pod size under the k8s executor.
+    op_tags=HEAVY_STEP_TAGS,
 )
 def validated_records(
     context: AssetExecutionContext,
@@ -323,6 +326,8 @@ def validated_records(
     **lake_only(),
     group_name=GROUP,
     kinds={"polars", "parquet"},
+    # A day of messages in memory: the `heavy` pod size under the k8s executor.
+    op_tags=HEAVY_STEP_TAGS,
     ins={
         tables.CONVERSATION_HEADERS: AssetIn(),
         tables.CONVERSATION_MESSAGES: messages_of_conversations_started_that_day(),

@@ -24,6 +24,7 @@ from analytics_assets.defs.partitions import (
     messages_of_conversations_started_that_day,
 )
 from analytics_assets.defs.privacy.resources import PrivacyResource
+from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.defs.translation.resources import TranslationResource
@@ -82,6 +83,8 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
     ],
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
+    # A day of messages in memory: the `heavy` pod size under the k8s executor.
+    op_tags=HEAVY_STEP_TAGS,
 )
 def translations(
     context: AssetExecutionContext,
