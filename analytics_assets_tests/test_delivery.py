@@ -35,18 +35,23 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_HINT = "run `bash scripts/compose/install.sh` (`make test` runs it first)"
-STACK = {"nocodb", "mongo", "minio", "postgres", "code", "webserver", "daemon", "api"}
+STACK = {"nocodb", "mongo", "minio", "postgres", "redis", "code", "webserver", "daemon",
+         "worker", "worker-gpu", "api"}  # fmt: skip
+# The code location launches the runs, the workers execute their steps: they need the same.
+RUNS = {"code", "worker", "worker-gpu"}
 # Secrets only the services that use them may see.
 SECRETS = {
-    "NOCODB_API_TOKEN": {"code"},
-    "AWS_SECRET_ACCESS_KEY": {"code"},
+    "NOCODB_API_TOKEN": RUNS,
+    "AWS_SECRET_ACCESS_KEY": RUNS,
     "MINIO_ROOT_PASSWORD": {"minio", "create-bucket"},
-    "PRIVACY_PSEUDONYM_KEY": {"code"},
-    "DAGSTER_POSTGRES_PASSWORD": {"code", "webserver", "daemon"},
+    "PRIVACY_PSEUDONYM_KEY": RUNS,
+    "DAGSTER_POSTGRES_PASSWORD": {*RUNS, "webserver", "daemon"},
     "POSTGRES_PASSWORD": {"postgres"},
     "MONGO_INITDB_ROOT_PASSWORD": {"mongo"},
-    "MONGODB_URI": {"code", "api"},
+    "MONGODB_URI": {*RUNS, "api"},
     "NC_AUTH_JWT_SECRET": {"nocodb"},
+    "REDIS_PASSWORD": {"redis"},
+    "ANALYTICS_CELERY_BROKER": RUNS,
 }
 
 
@@ -160,6 +165,29 @@ def test_step_logs_heads_and_checkpoints_are_on_volumes(compose):
     assert code[storage] == mounts("webserver")[storage] == mounts("daemon")[storage]
     assert services["code"]["environment"]["ANALYTICS_HEADS_DIR"] in code
     assert {"dagster-storage", "heads"} <= set(compose["volumes"])
+
+
+def test_celery_workers_take_each_queue_with_the_runs_environment(compose):
+    """The code location sends each step to Redis (ANALYTICS_STEP_EXECUTOR=celery); a worker
+    per queue (`dagster`, and `gpu` for the model tier) executes it with the environment the
+    code location launches runs with, once Redis answers."""
+    services = compose["services"]
+    code = services["code"]["environment"]
+    assert code["ANALYTICS_STEP_EXECUTOR"] == "celery"
+    assert code["ANALYTICS_CELERY_BROKER"].endswith("@redis:6379/0")
+    queues = {}
+    for name in ("worker", "worker-gpu"):
+        worker = services[name]
+        command = worker["command"]
+        assert command[0] == "/opt/dagster/bin/celery-worker"
+        queues[command[1]] = name
+        assert worker["environment"] == code, f"{name} runs steps with another environment"
+        assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert f"{command[1]}-1@" in " ".join(worker["healthcheck"]["test"])
+    assert set(queues) == {"dagster", "gpu"}
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        text = (ROOT / "deployments" / dockerfile).read_text()
+        assert "COPY scripts/celery/worker.sh /opt/dagster/bin/celery-worker" in text
 
 
 # -- the images ---------------------------------------------------------------------------------
