@@ -365,12 +365,13 @@ def test_the_api_refuses_keys_without_the_scope_and_bad_subscriptions(api):
 
 
 def test_a_failed_check_in_a_real_run_is_enqueued_and_delivered_once(mongo, receivers):
+    """A run before any subscription moves the cursor and is told to nobody (also not to a
+    later subscriber); a failed check after subscribing is delivered once across two ticks."""
     import dagster as dg
 
     from analytics_assets.defs.webhooks.sensors import webhook_sensor
 
     receiver = receivers(200)
-    created = subscriptions.create(mongo.db(), receiver.url, [CHECK_FAILED])
 
     @dg.asset
     def tiny():
@@ -380,20 +381,26 @@ def test_a_failed_check_in_a_real_run_is_enqueued_and_delivered_once(mongo, rece
     def tiny_is_two():
         return dg.AssetCheckResult(passed=False, metadata={"value": 1, "note": "text"})
 
+    def tick(instance, cursor):
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"mongo": mongo}
+        ) as context:
+            webhook_sensor.evaluate_tick(context)
+            return context.cursor
+
     with dg.instance_for_test() as instance:
+        before = dg.materialize([tiny, tiny_is_two], instance=instance).run_id
+        cursor = tick(instance, None)
+        assert cursor is not None
+        created = subscriptions.create(mongo.db(), receiver.url, [CHECK_FAILED])
         run_id = dg.materialize([tiny, tiny_is_two], instance=instance).run_id
-        cursor = None
         for _ in range(2):
-            with dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources={"mongo": mongo}
-            ) as context:
-                webhook_sensor.evaluate_tick(context)
-                cursor = context.cursor
+            cursor = tick(instance, cursor)
     [(headers, body)] = receiver.received
     assert verify_signature(created.secret, body, headers[TIMESTAMP_HEADER],
                             headers[SIGNATURE_HEADER])  # fmt: skip
     payload = json.loads(body)
-    assert payload["type"] == CHECK_FAILED
+    assert payload["type"] == CHECK_FAILED and run_id != before
     assert payload["data"] == {"asset": "tiny", "check": "tiny_is_two", "severity": "ERROR",
                                "partitions": [], "run_id": run_id, "job": "__ephemeral_asset_job__",
                                "numbers": {"value": 1}}  # fmt: skip

@@ -157,10 +157,12 @@ def deliver_pending(
     A 2xx is delivered; anything else is retried on the backoff, and dead-lettered once
     `max_attempts` attempts failed."""
     now = _ms(now)
-    due = sorted(
-        db[DELIVERIES].find({"status": "pending", "next_attempt_at": {"$lte": now}}),
-        key=lambda d: (d["next_attempt_at"], d["_id"]),
-    )[:batch]
+    due = list(
+        db[DELIVERIES]
+        .find({"status": "pending", "next_attempt_at": {"$lte": now}})
+        .sort([("next_attempt_at", 1), ("_id", 1)])
+        .limit(batch)
+    )
     if not due:
         return PassOutcome()
     secrets = _secrets(db, {d["subscription_id"] for d in due})

@@ -142,6 +142,10 @@ def remove(db: Database, subscription_id: str, *, now: float | None = None) -> b
     return True
 
 
+def any_active(db: Database) -> bool:
+    return db[SUBSCRIPTIONS].find_one({"active": True}, projection={"_id": True}) is not None
+
+
 def subscribers(db: Database, event_type: str, occurred_at: float) -> list[dict]:
     """Active subscriptions to `event_type` that existed when it occurred (a new
     subscription gets what happens from then on, not the backlog), with their secrets."""

@@ -34,7 +34,7 @@ from analytics_assets.defs.alerts.sensors import _metadata_numbers
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.privacy.jobs import erase_user_job
 from analytics_assets.defs.storage.resources import MongoResource
-from analytics_assets.webhooks import delivery
+from analytics_assets.webhooks import delivery, subscriptions
 from analytics_assets.webhooks.events import (
     CHECK_FAILED,
     ERASURE_DONE,
@@ -160,6 +160,11 @@ def webhook_sensor(context: SensorEvaluationContext, mongo: MongoResource):
         limit=RUNS_PER_TICK,
     )
     enqueued = 0
+    if records and not subscriptions.any_active(db):
+        # Nobody to tell: the runs' event logs are not read, and nobody subscribing later
+        # gets them (a subscription gets what finishes after it was created).
+        context.update_cursor(records[-1].update_timestamp.isoformat())
+        records = []
     for record in records:
         finished_at = record.update_timestamp.timestamp()
         for event in events_for_run(context.instance, record.dagster_run, finished_at):
