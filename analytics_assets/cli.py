@@ -341,6 +341,64 @@ def run_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(epoch: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _print_webhook_log(db, args: argparse.Namespace) -> None:
+    from analytics_assets.webhooks import subscriptions
+
+    if args.action == "deliveries":
+        for delivery in subscriptions.deliveries(db, args.subscription_id, limit=args.limit):
+            print(f"{delivery['event_id']}  {delivery['event_type']}  {delivery['status']}  "
+                  f"next {_when(delivery.get('next_attempt_at'))}")  # fmt: skip
+            for attempt in delivery["attempts"]:
+                outcome = attempt["status_code"] or attempt["error"]
+                print(f"  #{attempt['number']}  {_when(attempt['at'])}  {outcome}  "
+                      f"{attempt['duration_ms']} ms")  # fmt: skip
+        return
+    for dead in subscriptions.dead_letters(db, args.subscription_id, limit=args.limit):
+        outcome = dead["last_status_code"] or dead["last_error"]
+        print(f"{dead['subscription_id']}  {dead['event_id']}  {dead['event_type']}  "
+              f"{dead['attempts']} attempts, last {outcome}  "
+              f"dead {_when(dead['dead_at'])}")  # fmt: skip
+
+
+def run_webhooks(args: argparse.Namespace) -> int:
+    """Webhook subscriptions: add (prints the secret once), list, remove, their deliveries
+    and the dead letters; see docs/webhooks.md."""
+    from analytics_assets.storage.connection import MongoConnection
+    from analytics_assets.webhooks import subscriptions
+
+    db = MongoConnection.from_settings(get_settings()).db()
+    if args.action == "add":
+        events = [event.strip() for event in args.events.split(",") if event.strip()]
+        try:
+            created = subscriptions.create(db, args.url, events, description=args.description)
+        except subscriptions.InvalidSubscription as error:
+            raise UsageError(str(error)) from None
+        subscription = created.subscription
+        print(f"{subscription['_id']}  {args.url}  {','.join(subscription['events'])}")
+        print(f"secret: {created.secret}\n(shown once: give it to the receiver to verify "
+              "signatures)")  # fmt: skip
+    elif args.action == "list":
+        for sub in subscriptions.list_subscriptions(db):
+            print(f"{sub['_id']}  {sub['url']}  {','.join(sub['events'])}  "
+                  f"created {_when(sub['created_at'])}")  # fmt: skip
+    elif args.action == "remove":
+        if not subscriptions.remove(db, args.subscription_id):
+            print(f"No webhook subscription {args.subscription_id!r}.")
+            return 1
+        print(f"removed {args.subscription_id}")
+    else:
+        _print_webhook_log(db, args)
+    return 0
+
+
 def write_api_spec(path: Path) -> None:
     import json
 
@@ -595,12 +653,38 @@ def _add_api_commands(commands: Subcommands) -> None:
         action="append",
         default=[],
         dest="scopes",
-        help="conversations:read, analytics:read, users:read (repeat; default all)",
+        help="conversations:read, analytics:read, users:read, webhooks:manage "
+        "(repeat; default all)",
     )
     key.add_argument("--rate-per-minute", type=int, default=600)
 
     spec = _add_command(commands, "api-spec", run_api_spec, "Write the API's OpenAPI spec.")
     spec.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
+
+    webhooks = _add_command(
+        commands,
+        "webhooks",
+        run_webhooks,
+        "Webhook subscriptions: add, list, remove, their delivery log and dead letters.",
+    )
+    actions = webhooks.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="Subscribe a URL; prints its signing secret once.")
+    add.add_argument("url")
+    add.add_argument(
+        "--events",
+        required=True,
+        help="Comma-separated: report.ready, check.failed, erasure.done, sync.completed",
+    )
+    add.add_argument("--description", default="")
+    actions.add_parser("list", help="The active subscriptions (never their secrets).")
+    remove = actions.add_parser("remove", help="Remove a subscription; cancels its pending.")
+    remove.add_argument("subscription_id")
+    deliveries = actions.add_parser("deliveries", help="A subscription's delivery log.")
+    deliveries.add_argument("subscription_id")
+    deliveries.add_argument("--limit", type=int, default=50)
+    dead = actions.add_parser("dead-letters", help="Deliveries that failed every attempt.")
+    dead.add_argument("subscription_id", nargs="?", default=None)
+    dead.add_argument("--limit", type=int, default=100)
 
 
 def _add_deployment_commands(commands: Subcommands) -> None:

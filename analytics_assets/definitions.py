@@ -20,13 +20,14 @@ from analytics_assets.defs.ingestion.jobs import daily_job_definitions
 from analytics_assets.defs.operations import definitions as operations
 from analytics_assets.defs.privacy import definitions as privacy
 from analytics_assets.defs.translation import definitions as translation
+from analytics_assets.defs.webhooks import definitions as webhooks
 from analytics_assets.deployments import executor_for, resources_for
 from analytics_assets.settings import Settings, get_settings
 
 # The domains' modules, not their Definitions: Dagster loads a module holding exactly one.
 DOMAINS = tuple(
     domain.defs
-    for domain in (ingestion, categorization, translation, analytics, privacy, operations)
+    for domain in (ingestion, categorization, translation, analytics, privacy, operations, webhooks)
 )
 
 

@@ -44,6 +44,7 @@ def test_the_pure_cores_and_the_api_load_without_dagster():
             "analytics_assets.api.main",
             "analytics_assets.storage.lake",
             "analytics_assets.privacy.erasure",
+            "analytics_assets.webhooks.delivery",
             "analytics_assets.settings",
         ]
     )

@@ -7,8 +7,6 @@ secret (no token, password or signing key), so callers may log it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import smtplib
 import time
@@ -18,8 +16,16 @@ from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
-SIGNATURE_HEADER = "X-Analytics-Signature"
-TIMESTAMP_HEADER = "X-Analytics-Timestamp"
+# One signature for every outgoing webhook, the subscriptions' (webhooks/) and this one;
+# re-exported here for the alerts' callers.
+from analytics_assets.webhooks.signing import (  # noqa: F401
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign_body,
+    signature_headers,
+    verify_signature,
+)
+
 SEVERITIES = ("WARN", "ERROR")
 
 
@@ -75,32 +81,11 @@ def build_message(alert: Alert) -> str:
     return "\n".join(lines)
 
 
-def sign_body(secret: str, body: bytes, timestamp: int) -> str:
-    """`sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<raw body>`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify_signature(
-    secret: str, body: bytes, timestamp: str, signature: str, *, tolerance_s: int = 300
-) -> bool:
-    """What a receiver does: a fresh timestamp and a matching signature (constant time)."""
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs(time.time() - ts) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign_body(secret, body, ts), signature)
-
-
 def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: float = 10) -> None:
     body = json.dumps(alert.to_dict(), sort_keys=True, default=str).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
-        ts = int(time.time())
-        headers[TIMESTAMP_HEADER] = str(ts)
-        headers[SIGNATURE_HEADER] = sign_body(secret, body, ts)
+        headers.update(signature_headers(secret, body, int(time.time())))
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:

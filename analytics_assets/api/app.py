@@ -39,6 +39,7 @@ from analytics_assets.api.routers import (
     health,
     reports,
     users,
+    webhooks,
 )
 from analytics_assets.api.security import MAX_REQUEST_BYTES
 
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(analytics.build_router(db_provider, require))
     app.include_router(users.build_router(db_provider, require))
     app.include_router(dashboard.build_router(db_provider, require))
+    app.include_router(webhooks.build_router(db_provider, require))
     return app
 
 
@@ -120,7 +122,9 @@ async def http_error(request: Request, error: HTTPException):
             }.get(error.status_code, "error")  # fmt: skip
     headers = dict(getattr(error, "headers", None) or {})
     if error.status_code == 405:
-        headers["Allow"] = security.ALLOWED_METHODS
+        headers["Allow"] = security.allowed_methods(request.app, request.scope) or (
+            security.ALLOWED_METHODS
+        )
     return error_response(error.status_code, code, str(error.detail), headers or None)
 
 

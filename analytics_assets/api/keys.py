@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pymongo.database import Database
 
 COLLECTION = "api_keys"
-SCOPES = ("conversations:read", "analytics:read", "users:read")
+SCOPES = ("conversations:read", "analytics:read", "users:read", "webhooks:manage")
 PREFIX = "aak"
 DEFAULT_RATE_PER_MINUTE = 600
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from analytics_assets.api.common import error_response
 
@@ -49,9 +49,26 @@ def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:
     )
 
 
-def _matches_a_route(app: FastAPI, scope: dict) -> bool:
-    probe = {**scope, "method": "GET"}
-    return any(route.matches(probe)[0] == Match.FULL for route in app.router.routes)
+def allowed_methods(app: FastAPI, scope: dict) -> str | None:
+    """The methods the path answers (`Allow`), None where no route serves it. The read
+    routes answer GET, HEAD and OPTIONS; /webhooks adds POST and DELETE. Each method is
+    probed (an included router does not list its routes' methods)."""
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    methods = {
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            # A mount (the static files) matches whatever the method; it serves GET.
+            for route in app.router.routes
+            if method == "GET" or not isinstance(route, Mount)
+        )
+    }
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(method for method in order if method in methods | {"OPTIONS"})
 
 
 def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
@@ -65,10 +82,11 @@ def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
             return _with_headers(refusal, request, page_csp)
         method = request.scope["method"]
         if method == "OPTIONS":
-            if not _matches_a_route(app, request.scope):
+            allowed = allowed_methods(app, request.scope)
+            if allowed is None:
                 response = error_response(404, "not_found", "Not Found")
             else:
-                response = Response(status_code=204, headers={"Allow": ALLOWED_METHODS})
+                response = Response(status_code=204, headers={"Allow": allowed})
             return _with_headers(response, request, page_csp)
         if method == "HEAD":
             # Answered as GET without the body: load balancers probe /health with HEAD.
