@@ -109,6 +109,52 @@ def test_conversations_filter_and_page_by_start_time(filled):
     assert topic and all(item["topic"] == "billing" for item in topic)
 
 
+def _all_pages(filled, **params) -> list[str]:
+    seen, cursor = [], None
+    while True:
+        page = get(filled, "/conversations", **params, **({"cursor": cursor} if cursor else {}))
+        assert page.status_code == 200, page.text
+        seen += [item["conversation_id"] for item in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if not cursor:
+            return seen
+
+
+def test_date_pages_come_from_the_day_key_lists_and_equal_the_query(filled):
+    """A date range alone is paged through the per-day key lists the asset wrote
+    (storage/day_index.py): the same conversations in the same order as the query, a
+    document gone since (erased) skipped, a day without a list answered by the query."""
+    db = filled["db"]
+    first, last = DAYS[0].isoformat(), DAYS[-1].isoformat()
+    expected = [
+        d["conversation_id"]
+        for d in db["conversation_analytics"]
+        .find({"day": {"$gte": first, "$lte": last}})
+        .sort([("started_at", 1), ("conversation_id", 1)])
+    ]
+    lists = {d["_id"]: d for d in db["day_index"].find({"collection": "conversation_analytics"})}
+    assert {f"conversation_analytics:{day.isoformat()}" for day in DAYS} <= set(lists)
+    assert sum(len(d["keys"]) for d in lists.values() if first <= d["day"] <= last) == len(
+        expected
+    )
+    assert _all_pages(filled, **{"from": first, "to": last, "limit": 13}) == expected
+
+    erased = db["conversation_analytics"].find_one({"_id": expected[5]})
+    db["conversation_analytics"].delete_one({"_id": erased["_id"]})
+    try:
+        pages = _all_pages(filled, **{"from": first, "to": last, "limit": 5})
+        assert pages == [c for c in expected if c != erased["_id"]]
+    finally:
+        db["conversation_analytics"].insert_one(erased)
+
+    unlisted = lists[f"conversation_analytics:{DAYS[1].isoformat()}"]
+    db["day_index"].delete_one({"_id": unlisted["_id"]})
+    try:
+        assert _all_pages(filled, **{"from": first, "to": last, "limit": 13}) == expected
+    finally:
+        db["day_index"].insert_one(unlisted)
+
+
 def test_reports_series_models_and_users(filled):
     db = filled["db"]
     day = DAYS[1].isoformat()

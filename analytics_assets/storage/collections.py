@@ -53,6 +53,10 @@ class CollectionSpec:
     # values, and fields whose (single) value is taken from the frame being written.
     slice_scope: dict[str, Any] = field(default_factory=dict)
     slice_by: tuple[str, ...] = ()
+    # (time field, id field): keep, per day, the documents' keys in that order in
+    # `DAY_INDEX_COLLECTION`, so a page of one or a few days is read by `_id` (see
+    # `storage/day_index.py`) instead of a range query the embedded server answers by scanning.
+    day_index: tuple[str, str] | None = None
 
     def document_id(self, document: dict[str, Any]) -> str:
         return ":".join(str(document[name]) for name in self.id_fields)
@@ -117,6 +121,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                     "satisfaction_score": _NULLABLE_SCORE,
                 },
             ),
+            day_index=("started_at", "conversation_id"),
             indexes=[
                 _index((DAY_FIELD, ASCENDING)),
                 _index(("user_id", ASCENDING), ("started_at", DESCENDING)),

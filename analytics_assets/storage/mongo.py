@@ -24,6 +24,7 @@ from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
 
 from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
+from analytics_assets.storage.day_index import write_day_index
 from analytics_assets.storage.validation import document_problems, size_problem, suspect_rows
 from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
@@ -254,6 +255,8 @@ def replace_days(
             backoff_s=backoff_s,
         )
         report.deleted += result.deleted_count
+    # After the documents, so a key never names a document not yet written.
+    write_day_index(collection.database, spec, valid, days, run_id)
     report.seconds = time.perf_counter() - started
     return report
 

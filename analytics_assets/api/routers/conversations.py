@@ -3,7 +3,7 @@ list paged by start time."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -27,6 +27,11 @@ from analytics_assets.api.common import (
     encode_cursor,
 )
 from analytics_assets.api.models import ConversationDetail, ConversationPage, ConversationSummary
+from analytics_assets.storage.day_index import page_by_day_index
+
+# A date range of at most this many days, and no other filter, is paged through the per-day
+# key lists (storage/day_index.py); anything else is one query.
+DAY_INDEX_MAX_DAYS = 31
 
 # What `encode_cursor` makes: unpadded base64url of `["dt", …` or `["s", …`. Published as is,
 # so a value like `0` is refused by the pattern the spec shows, not after it matched it.
@@ -92,30 +97,14 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
         ] = None,
     ) -> ConversationPage:
-        query: dict[str, Any] = {}
-        if from_ or to:
-            query["day"] = {
-                **({"$gte": from_.isoformat()} if from_ else {}),
-                **({"$lte": to.isoformat()} if to else {}),
-            }
-        for name, value in (("user_id", user_id), ("model", model), ("channel", channel),
-                            ("topic", topic), ("intent", intent), ("sentiment", sentiment),
-                            ("language", language)):  # fmt: skip
-            if value is not None:
-                # A plain string: pattern-checked above, never a document.
-                query[name] = value
-        if cursor:
-            started, conversation_id = decode_cursor(cursor)
-            query["$or"] = [
-                {"started_at": {"$gt": started}},
-                {"started_at": started, "conversation_id": {"$gt": conversation_id}},
-            ]
-        documents = list(
-            db_provider()[CONVERSATIONS]
-            .find(query)
-            .sort([("started_at", 1), ("conversation_id", 1)])
-            .limit(limit + 1)
-        )
+        filters = {"user_id": user_id, "model": model, "channel": channel, "topic": topic,
+                   "intent": intent, "sentiment": sentiment, "language": language}  # fmt: skip
+        after = decode_cursor(cursor) if cursor else None
+        documents = None
+        if from_ and to and all(value is None for value in filters.values()):
+            documents = _page_of_days(db_provider(), from_, to, after, limit + 1)
+        if documents is None:
+            documents = _page_by_query(db_provider(), from_, to, filters, after, limit + 1)
         page = documents[:limit]
         next_cursor = (
             encode_cursor(page[-1]["started_at"], page[-1]["conversation_id"])
@@ -127,3 +116,35 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         )
 
     return router
+
+
+def _page_of_days(db, first: date, last: date, after, count: int) -> list[dict] | None:
+    """The page from the days' key lists; None where they cannot answer it (a range too long,
+    a day without a list, a cursor not made from a stored datetime)."""
+    span = (last - first).days + 1
+    if not 0 < span <= DAY_INDEX_MAX_DAYS or (after and not isinstance(after[0], datetime)):
+        return None
+    days = [(first + timedelta(days=n)).isoformat() for n in range(span)]
+    return page_by_day_index(db, CONVERSATIONS, days, after, count)
+
+
+def _page_by_query(db, first, last, filters: dict[str, Any], after, count: int) -> list[dict]:
+    query: dict[str, Any] = {}
+    if first or last:
+        query["day"] = {
+            **({"$gte": first.isoformat()} if first else {}),
+            **({"$lte": last.isoformat()} if last else {}),
+        }
+    for name, value in filters.items():
+        if value is not None:
+            # A plain string: pattern-checked by the endpoint, never a document.
+            query[name] = value
+    if after:
+        started, conversation_id = after
+        query["$or"] = [
+            {"started_at": {"$gt": started}},
+            {"started_at": started, "conversation_id": {"$gt": conversation_id}},
+        ]
+    return list(
+        db[CONVERSATIONS].find(query).sort([("started_at", 1), ("conversation_id", 1)]).limit(count)
+    )

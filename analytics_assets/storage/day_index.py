@@ -1,0 +1,114 @@
+"""A per-day list of a collection's keys in page order, so that a page of one or a few days
+is read by `_id`.
+
+The read API pages conversations by (start time, id) within a day range. A real MongoDB
+answers that from its compound index; the embedded server (nx-27017) scans and sorts the
+whole range on every request (about 50 ms a day of conversations, whatever the indexes),
+while it answers `_id` lookups in about a millisecond. So when a day of a collection whose
+spec names a `day_index` is written, its keys are written too, sorted, as one document of
+`DAY_INDEX_COLLECTION` (`<collection>:<day>`); a page then reads those documents, walks the
+keys from the cursor, and fetches the page's documents by `_id`.
+
+Keys are (milliseconds since the epoch, id): BSON keeps datetimes to the millisecond, so a
+cursor made from a stored document compares exactly. The list is a hint that never decides
+what a page holds on its own: a key whose document has gone (erased, expired) is skipped,
+and a day written before the index existed has no list, so the caller falls back to its
+query.
+"""
+
+from __future__ import annotations
+
+import calendar
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
+
+DAY_INDEX_COLLECTION = "day_index"
+
+
+def epoch_ms(value: datetime) -> int:
+    """A naive-UTC or aware datetime as whole milliseconds since the epoch (what BSON keeps)."""
+    return calendar.timegm(value.utctimetuple()) * 1000 + value.microsecond // 1000
+
+
+def index_id(collection: str, day: str) -> str:
+    return f"{collection}:{day}"
+
+
+def write_day_index(
+    db: Database,
+    spec: CollectionSpec,
+    documents: Iterable[dict[str, Any]],
+    days: Sequence[str] | None,
+    run_id: str,
+) -> int:
+    """Writes the sorted keys of `documents` for each of `days` (None: each day they hold);
+    a day among `days` without documents gets an empty list. Returns the lists written."""
+    if spec.day_index is None:
+        return 0
+    time_field, id_field = spec.day_index
+    if spec.id_fields != (id_field,):
+        raise ValueError(f"{spec.name}: a day index's id field must be what `_id` is made of")
+    keys: dict[str, list[tuple[int, str]]] = {day: [] for day in days or ()}
+    for document in documents:
+        day, started = document.get(DAY_FIELD), document.get(time_field)
+        if day is None or not isinstance(started, datetime):
+            continue  # not pageable by time: the fallback query still finds it
+        keys.setdefault(day, []).append((epoch_ms(started), str(document[id_field])))
+    if not keys:
+        return 0
+    db[DAY_INDEX_COLLECTION].bulk_write(
+        [
+            UpdateOne(
+                {"_id": index_id(spec.name, day)},
+                {
+                    "$set": {
+                        "collection": spec.name,
+                        DAY_FIELD: day,
+                        "keys": [list(key) for key in sorted(day_keys)],
+                        RUN_FIELD: run_id,
+                    }
+                },
+                upsert=True,
+            )
+            for day, day_keys in keys.items()
+        ],
+        ordered=False,
+    )
+    return len(keys)
+
+
+def page_by_day_index(
+    db: Database,
+    collection: str,
+    days: Sequence[str],
+    after: tuple[datetime, str] | None,
+    count: int,
+    batch: int = 200,
+) -> list[dict[str, Any]] | None:
+    """Up to `count` documents of `collection` on `days`, in (time, id) order, after the
+    cursor `after`; None where a day has no key list (the caller queries instead)."""
+    lists = [db[DAY_INDEX_COLLECTION].find_one({"_id": index_id(collection, day)}) for day in days]
+    if any(found is None for found in lists):
+        return None
+    # Per day already sorted; merged, because a day's documents are filed by the filing
+    # rule, not strictly by their start time.
+    ordered: Iterator[list] = heapq.merge(*(found["keys"] for found in lists))
+    if after is not None:
+        cursor = [epoch_ms(after[0]), after[1]]
+        ordered = (key for key in ordered if key > cursor)
+    page: list[dict[str, Any]] = []
+    while len(page) < count:
+        wanted = [key[1] for key in itertools.islice(ordered, max(batch, count - len(page)))]
+        if not wanted:
+            break
+        found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": wanted}})}
+        page.extend(found[key] for key in wanted if key in found)
+    return page[:count]
