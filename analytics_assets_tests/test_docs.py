@@ -226,10 +226,10 @@ def site(tmp_path_factory) -> Path:
 def test_the_site_builds_strictly(site):
     for page in ["index", "guides/write-your-taxonomy", "reference/api", "operations"]:
         assert (site / f"{page}.html").is_file(), page
-    # Every Markdown page is in the nav: strict mode fails on none that is left out.
     built = {p.relative_to(site).with_suffix(".md") for p in site.rglob("*.html")}
     sources = {p.relative_to(DOCS) for p in DOCS.rglob("*.md")}
     assert sources <= built
+    assert (site / "openapi.json").is_file()  # the reference links the spec itself
 
 
 def test_the_site_loads_nothing_from_outside(site):
@@ -244,15 +244,17 @@ def test_the_site_loads_nothing_from_outside(site):
         assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", text), sheet.name
 
 
-def test_a_broken_link_fails_the_build(tmp_path):
-    """Strict mode is what catches them: a copy of the docs with one bad link and one bad
-    anchor must fail to build, naming both."""
+def test_a_broken_link_or_a_page_left_out_fails_the_build(tmp_path):
+    """Strict mode with mkdocs.yml's validation is what catches them: a copy of the docs with
+    a link to a missing page, one to a missing heading and a page the nav leaves out must
+    fail to build, naming all three."""
     import shutil
 
     docs = tmp_path / "docs"
     shutil.copytree(DOCS, docs)
     with (docs / "index.md").open("a", encoding="utf-8") as page:
         page.write("\n[gone](no-such-page.md) and [stale](operations.md#no-such-heading)\n")
+    (docs / "orphan-page.md").write_text("# In no nav\n", encoding="utf-8")
     config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     (tmp_path / "mkdocs.yml").write_text(config, encoding="utf-8")
     result = subprocess.run(
@@ -261,4 +263,5 @@ def test_a_broken_link_fails_the_build(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )  # fmt: skip
     assert result.returncode != 0
-    assert "no-such-page.md" in result.stderr and "no-such-heading" in result.stderr
+    for problem in ("no-such-page.md", "no-such-heading", "orphan-page.md"):
+        assert problem in result.stderr, problem
