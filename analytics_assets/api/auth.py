@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, params
 from fastapi.exceptions import RequestValidationError
@@ -90,7 +89,12 @@ def scope_dependency(
     verify: KeyVerifier, buckets: TokenBuckets, failures: FailedAuthLimiter
 ) -> RequireScope:
     def require(scope: str, allowed_params: tuple[str, ...] = ()) -> params.Depends:
-        def check(request: Request, api_key: Annotated[str | None, Security(API_KEY)]) -> None:
+        # The scope in the security requirement puts it in the OpenAPI spec (and so in the
+        # API reference, docs/reference/api.md); a default, not Annotated, because the
+        # annotation is text here and could not see `scope`.
+        def check(
+            request: Request, api_key: str | None = Security(API_KEY, scopes=[scope])
+        ) -> None:
             _refuse_unknown_params(request, allowed_params)
             key = _authenticate(request, api_key, verify, failures)
             if key is None:
