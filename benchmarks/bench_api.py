@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -135,6 +136,7 @@ def main() -> None:
             key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=10**9)
             conversation = db["conversation_analytics"].find_one({})["conversation_id"]
             day = spec.start.isoformat()
+            week_end = (spec.start + timedelta(days=6)).isoformat()
 
             env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DATABASE": "api_bench"}
             (root / "bare_app.py").write_text(BARE_APP)
@@ -154,23 +156,44 @@ def main() -> None:
                 ("GET /conversations?from=day&to=day",
                  f"http://127.0.0.1:{api_port}/conversations?from={day}&to={day}&limit=50",
                  headers),
+                ("GET /conversations?from=day&to=day+6",
+                 f"http://127.0.0.1:{api_port}/conversations?from={day}&to={week_end}&limit=50",
+                 headers),
                 ("GET /conversations?topic=billing",
                  f"http://127.0.0.1:{api_port}/conversations?topic=billing&limit=50", headers),
             ]  # fmt: skip
-            results = {}
-            for label, url, request_headers in targets:
-                load(url, request_headers, 2, args.connections)  # warm-up
-                results[label] = load(url, request_headers, args.seconds, args.connections)
-                rate, p50, p99 = results[label]
-                print(f"{label:<36} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
-            ceiling = results["bare FastAPI constant (ceiling)"][0]
-            for label, (rate, _, _) in list(results.items())[1:]:
-                print(f"{label:<36} {rate / ceiling:.2f} of the ceiling")
+            report(targets, db, args, load)
         finally:
             for server in servers:
                 server.terminate()
                 server.wait(timeout=10)
             stop_mongo(mongo_process)
+
+
+def report(targets: list[tuple[str, str, dict]], db, args: argparse.Namespace, load) -> None:
+    """Each target's rate and latency, then the date pages again by query (their baseline,
+    in the same run: what they were before the per-day key lists of storage/day_index.py,
+    and what the API falls back to without them), and the ratios."""
+    results = {}
+
+    def measure(label: str, url: str, request_headers: dict) -> None:
+        load(url, request_headers, 2, args.connections)  # warm-up
+        results[label] = load(url, request_headers, args.seconds, args.connections)
+        rate, p50, p99 = results[label]
+        print(f"{label:<44} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+
+    for target in targets:
+        measure(*target)
+    db["day_index"].drop()
+    for label, url, request_headers in targets:
+        if "from=" in url:
+            measure(f"{label} by query", url, request_headers)
+    ceiling = results["bare FastAPI constant (ceiling)"][0]
+    for label, (rate, _, _) in list(results.items())[1:]:
+        print(f"{label:<44} {rate / ceiling:.2f} of the ceiling")
+    for label in [label for label in results if label.endswith(" by query")]:
+        listed = label.removesuffix(" by query")
+        print(f"{listed:<44} {results[listed][0] / results[label][0]:.1f}x the query")
 
 
 if __name__ == "__main__":
