@@ -173,11 +173,10 @@ class Scaling:
     @classmethod
     def of(cls, rows: pl.DataFrame) -> Scaling:
         raw = _raw_features(rows)
-        if len(raw):
-            with np.errstate(all="ignore"):
-                fill = np.nan_to_num(np.nanmean(raw, axis=0), nan=0.0)
-        else:
-            fill = np.zeros(raw.shape[1])
+        # The mean of the present values; 0 for a feature no row has (e.g. no quality score).
+        present = ~np.isnan(raw)
+        counts = present.sum(axis=0)
+        fill = np.where(present, raw, 0.0).sum(axis=0) / np.maximum(counts, 1)
         filled = np.where(np.isnan(raw), fill, raw)
         scale = filled.std(axis=0)
         return cls(fill, filled.mean(axis=0), np.where(scale > 1e-9, scale, 1.0))
@@ -198,31 +197,56 @@ def _raw_features(rows: pl.DataFrame) -> np.ndarray:
     return np.column_stack(columns) if rows.height else np.empty((0, len(FEATURES)))
 
 
-def _newton(design, target, mean_and_weight, penalty: float, start: np.ndarray) -> np.ndarray:
+def _newton(design, target, family, penalty: float, start: np.ndarray) -> np.ndarray:
     """Penalized Newton-Raphson (IRLS) for a GLM with a canonical link; the intercept (the
-    first column) is not penalized."""
+    first column) is not penalized. A step that does not lower the penalized loss is halved
+    until it does: a full Newton step overshoots from the start on heavy-tailed counts."""
     ridge = np.full(design.shape[1], penalty)
     ridge[0] = 0.0
-    weights = start
-    for _ in range(50):
-        mean, weight = mean_and_weight(design @ weights)
+
+    def loss(weights: np.ndarray) -> float:
+        return family.loss(design @ weights, target) + 0.5 * float(ridge @ weights**2)
+
+    weights, current = start, loss(start)
+    for _ in range(100):
+        mean, weight = family.mean_and_weight(design @ weights)
         gradient = design.T @ (mean - target) + ridge * weights
-        hessian = design.T @ (design * weight[:, None]) + np.diag(ridge) + 1e-9 * np.eye(len(ridge))
-        step = np.linalg.solve(hessian, gradient)
-        weights = weights - step
+        hessian = design.T @ (design * weight[:, None]) + np.diag(ridge)
+        step = np.linalg.solve(hessian + 1e-9 * np.eye(len(ridge)), gradient)
+        for _ in range(30):
+            candidate = weights - step
+            candidate_loss = loss(candidate)
+            if candidate_loss <= current:
+                break
+            step = step / 2
+        else:
+            break  # no step lowers the loss: at the minimum (to numerical precision)
+        weights, current = candidate, candidate_loss
         if np.max(np.abs(step)) < 1e-8:
             break
     return weights
 
 
-def _logistic(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    probability = 1.0 / (1.0 + np.exp(-np.clip(linear, -30, 30)))
-    return probability, probability * (1 - probability)
+class _Logistic:
+    @staticmethod
+    def mean_and_weight(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probability = 1.0 / (1.0 + np.exp(-np.clip(linear, -30, 30)))
+        return probability, probability * (1 - probability)
+
+    @staticmethod
+    def loss(linear: np.ndarray, target: np.ndarray) -> float:
+        return float(np.sum(np.logaddexp(0.0, linear) - target * linear))
 
 
-def _poisson(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.exp(np.clip(linear, -20, 10))
-    return mean, mean
+class _Poisson:
+    @staticmethod
+    def mean_and_weight(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean = np.exp(np.clip(linear, -20, 20))
+        return mean, mean
+
+    @staticmethod
+    def loss(linear: np.ndarray, target: np.ndarray) -> float:
+        return float(np.sum(np.exp(np.clip(linear, -20, 20)) - target * linear))
 
 
 @dataclass(frozen=True)
@@ -247,13 +271,16 @@ class ReturnModel:
         start_count[0] = np.log(max(counts.mean(), 1e-3))
         return cls(
             scaling,
-            _newton(design, returned, _logistic, penalty, start_return),
-            _newton(design, counts, _poisson, penalty, start_count),
+            _newton(design, returned, _Logistic, penalty, start_return),
+            _newton(design, counts, _Poisson, penalty, start_count),
         )
 
     def predict(self, rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         design = self.scaling.design(rows)
-        return _logistic(design @ self.return_weights)[0], _poisson(design @ self.count_weights)[0]
+        return (
+            _Logistic.mean_and_weight(design @ self.return_weights)[0],
+            _Poisson.mean_and_weight(design @ self.count_weights)[0],
+        )
 
 
 def _buckets(conversations_7d: np.ndarray) -> np.ndarray:
