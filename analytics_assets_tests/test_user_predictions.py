@@ -129,6 +129,7 @@ def test_the_model_beats_the_last_week_baseline_on_a_known_process(simulated):
     active = simulated.filter(pl.col("day") > LAST - timedelta(days=28))["user_id"].unique()
     assert sorted(result.predictions["user_id"]) == sorted(active)
     assert (result.predictions["method"] == "model").all()
+    assert (result.predictions["count_method"] == "model").all()
     assert result.predictions["return_probability_7d"].is_between(0, 1).all()
 
 
@@ -165,6 +166,9 @@ def test_a_few_very_heavy_users_do_not_blow_up_the_count_model():
     model, baseline = result.evaluation.model, result.evaluation.baseline
     assert model.count_mae < baseline.count_mae
     assert model.count_poisson_deviance < baseline.count_poisson_deviance
+    # Each target is served by whichever wins on it: here the count comes from the model.
+    assert result.evaluation.count_method == "model"
+    assert (result.predictions["count_method"] == "model").all()
     expected = dict(result.predictions.select("user_id", "expected_conversations_7d").iter_rows())
     assert 200 < expected[f"u_{0:020x}"] < 330  # 266 a week
     assert max(expected.values()) < 330
@@ -178,6 +182,8 @@ def test_too_little_history_serves_the_baseline_and_says_so(simulated):
     assert result.evaluation.train_rows < MIN_TRAIN_ROWS and result.evaluation.model is None
     predictions = result.predictions
     assert predictions.height > 0 and (predictions["method"] == "baseline").all()
+    assert (predictions["count_method"] == "baseline").all()
+    assert result.evaluation.count_reason == result.evaluation.reason
     assert predictions["return_probability_7d"].equals(
         predictions["baseline_return_probability_7d"], check_names=False
     )
@@ -249,7 +255,7 @@ def test_the_asset_writes_the_days_predictions_and_its_evaluation(predicted, sim
         key: getattr(value, "value", value) for key, value in materialization.metadata.items()
     }
     assert metadata["users_scored"] == expected.height
-    assert metadata["method"] == "model"
+    assert metadata["method"] == metadata["count_method"] == "model"
     assert metadata["model_auc"] > metadata["baseline_auc"]
     assert metadata["model_brier"] < metadata["baseline_brier"]
     assert metadata["train_rows"] > 5000 and metadata["evaluation_rows"] > 1000
@@ -269,7 +275,7 @@ def test_the_endpoint_returns_a_users_predictions_by_pseudonym(predicted, simula
     [prediction] = body["predictions"]
     assert prediction["day"] == LAST.isoformat()
     assert prediction["return_probability_7d"] == user["return_probability_7d"]
-    assert prediction["method"] == "model"
+    assert prediction["method"] == prediction["count_method"] == "model"
     assert client.get(f"/users/u_{'f' * 20}/predictions", headers=headers).status_code == 404
     assert client.get("/users/user-00001/predictions", headers=headers).status_code == 422
     assert client.get(f"/users/{user['user_id']}/predictions").status_code == 401

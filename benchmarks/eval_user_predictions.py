@@ -116,7 +116,7 @@ def _row(name: str, evaluation: Evaluation) -> str:
         f"  {evaluation.as_of}  {name:<9} train {evaluation.train_rows:>6}  eval "
         f"{evaluation.evaluation_rows:>5}  rate {_number(evaluation.evaluation_return_rate)}  "
         + "  ".join(cells)
-        + f"  served: {evaluation.method}"
+        + f"  served: {evaluation.method}/{evaluation.count_method}"
     )
 
 

@@ -7,7 +7,8 @@ labels from the 7 days after it. A logistic regression (return) and a Poisson re
 (count), both L2-penalized and fitted by Newton's method (IRLS) in numpy, are trained on
 earlier days and evaluated on later days whose label windows are closed, against a baseline
 that knows only last week's activity. Where there is too little history, or the model does
-not beat the baseline on the evaluation days, the baseline's numbers are served and the
+not beat the baseline on the evaluation days (the Brier score for the probability, the
+Poisson deviance for the count, each on its own), the baseline's numbers are served and the
 evaluation says why.
 
 Pure: numpy and polars, no Dagster, no scikit-learn.
@@ -54,6 +55,7 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "baseline_return_probability_7d": pl.Float64(),
     "baseline_conversations_7d": pl.Float64(),
     "method": pl.String(),
+    "count_method": pl.String(),
     "conversations_7d": pl.UInt32(),
     "conversations_28d": pl.UInt32(),
     "active_days_28d": pl.UInt32(),
@@ -465,8 +467,12 @@ class Split:
 @dataclass(frozen=True)
 class Evaluation:
     as_of: date
-    method: str  # "model" or "baseline": whose numbers the day's predictions serve
+    # "model" or "baseline": whose return probabilities the day's predictions serve (chosen
+    # by the Brier score), and whose expected counts (chosen by the Poisson deviance).
+    method: str
     reason: str
+    count_method: str
+    count_reason: str
     train_rows: int
     train_returned: int
     evaluation_rows: int
@@ -484,6 +490,8 @@ class Evaluation:
             "as_of": self.as_of.isoformat(),
             "method": self.method,
             "reason": self.reason,
+            "count_method": self.count_method,
+            "count_reason": self.count_reason,
             "train_rows": self.train_rows,
             "train_returned": self.train_returned,
             "evaluation_rows": self.evaluation_rows,
@@ -495,6 +503,13 @@ class Evaluation:
             for metric, value in (asdict(scores) if scores else {}).items():
                 flat[f"{name}_{metric}"] = value
         return flat
+
+
+def _better(metric: str, model: float, baseline: float) -> tuple[str, str]:
+    """The model where its evaluation figure (lower is better) is at least as good."""
+    if model <= baseline:
+        return "model", f"the model's {metric} is at least as good as the baseline's"
+    return "baseline", f"the model's {metric} is worse than the baseline's"
 
 
 @dataclass(frozen=True)
@@ -532,18 +547,22 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
         model_scores = Scores.of(evaluation, probability, expected)
         model_bins = calibration(truth, probability)
     if too_little:
-        method, reason = "baseline", too_little
-    elif model_scores.brier > baseline_scores.brier:
-        method, reason = "baseline", "the model's Brier score is worse than the baseline's"
+        method, reason = count_method, count_reason = "baseline", too_little
     else:
-        method, reason = "model", "the model's Brier score is at least as good as the baseline's"
+        method, reason = _better("Brier score", model_scores.brier, baseline_scores.brier)
+        count_method, count_reason = _better(
+            "Poisson deviance",
+            model_scores.count_poisson_deviance,
+            baseline_scores.count_poisson_deviance,
+        )
     labelled = split.labelled(rows)
     today = rows.filter(pl.col("day") == as_of)
     baseline_probability, baseline_count = LastWeekBaseline.fit(labelled).predict(today)
-    if method == "model":
-        probability, expected = ReturnModel.fit(labelled).predict(today)
-    else:
-        probability, expected = baseline_probability, baseline_count
+    probability, expected = baseline_probability, baseline_count
+    if "model" in (method, count_method):
+        model_probability, model_expected = ReturnModel.fit(labelled).predict(today)
+        probability = model_probability if method == "model" else probability
+        expected = model_expected if count_method == "model" else expected
     predictions = (
         today.select(
             "user_id",
@@ -559,6 +578,7 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
             pl.Series("baseline_return_probability_7d", baseline_probability, pl.Float64).round(5),
             pl.Series("baseline_conversations_7d", baseline_count, pl.Float64),
             pl.lit(method).alias("method"),
+            pl.lit(count_method).alias("count_method"),
         )
         .select(list(PREDICTION_SCHEMA))
         .cast(PREDICTION_SCHEMA)
@@ -570,6 +590,8 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
             as_of=as_of,
             method=method,
             reason=reason,
+            count_method=count_method,
+            count_reason=count_reason,
             train_rows=train.height,
             train_returned=returned,
             evaluation_rows=evaluation.height,

@@ -244,6 +244,9 @@ class UserPrediction(BaseModel):
         description="`model`, or `baseline` where the model was not used (too little history, "
         "or it did not beat the baseline)"
     )
+    count_method: str | None = Field(
+        default=None, description="The same for `expected_conversations_7d`"
+    )
     conversations_7d: int | None = None
     conversations_28d: int | None = None
     active_days_28d: int | None = None

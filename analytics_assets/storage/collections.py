@@ -195,6 +195,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                     "return_probability_7d": {"bsonType": "double", "minimum": 0, "maximum": 1},
                     "expected_conversations_7d": {"bsonType": "double", "minimum": 0},
                     "method": {"enum": ["model", "baseline"]},
+                    "count_method": {"enum": ["model", "baseline"]},
                 },
             ),
             indexes=[

@@ -21,14 +21,14 @@ def prediction_metadata(result: Forecast, *, seconds: float) -> dict[str, Any]:
         "users_scored": predictions.height,
         "method": evaluation.method,
         "method_reason": evaluation.reason,
+        "count_method": evaluation.count_method,
+        "count_method_reason": evaluation.count_reason,
         "seconds": round(seconds, 3),
         # Every evaluation figure, also those of a day without any (None there).
         "evaluation": MetadataValue.json(summary),
     }
     if predictions.height:
-        metadata["mean_return_probability"] = round(
-            predictions["return_probability_7d"].mean(), 5
-        )
+        metadata["mean_return_probability"] = round(predictions["return_probability_7d"].mean(), 5)
         metadata["mean_expected_conversations"] = round(
             predictions["expected_conversations_7d"].mean(), 4
         )
@@ -53,9 +53,12 @@ def prediction_metadata(result: Forecast, *, seconds: float) -> dict[str, Any]:
     if curves:
         first, last = summary["evaluation_days"]
         title = f"Calibration {first}..{last}"
-        metadata["calibration"] = MetadataValue.md(
+        caption = (
             f"Evaluated on {evaluation.evaluation_rows} user-days ({first}..{last}), trained "
-            f"on {evaluation.train_rows}; served: {evaluation.method} "
-            f"({evaluation.reason}).\n\n" + png_markdown(calibration_png(curves, title), title)
+            f"on {evaluation.train_rows}; probabilities served: {evaluation.method} "
+            f"({evaluation.reason}); counts served: {evaluation.count_method} "
+            f"({evaluation.count_reason})."
         )
+        chart = png_markdown(calibration_png(curves, title), title)
+        metadata["calibration"] = MetadataValue.md(f"{caption}\n\n{chart}")
     return metadata
