@@ -31,6 +31,7 @@ TOPIC_DISCOVERY = "topic_discovery"
 # Analytics
 CONVERSATION_ANALYTICS = "conversation_analytics"
 USER_ANALYTICS = "user_analytics"
+USER_RETURN_PREDICTIONS = "user_return_predictions"
 DAILY_REPORT = "daily_report"
 WEEKLY_REPORT = "weekly_report"
 MONTHLY_REPORT = "monthly_report"

@@ -185,6 +185,11 @@ def test_reports_series_models_and_users(filled):
     periods = get(filled, f"/users/{user['user_id']}/analytics").json()["periods"]
     assert user["period"] in [p["period"] for p in periods]
     assert get(filled, f"/users/u_{'0' * 20}/analytics").status_code == 404
+    # Three days of history: the baseline's predictions, served for the last day.
+    predicted = db["user_return_predictions"].find_one({"day": DAYS[-1].isoformat()})
+    served = get(filled, f"/users/{predicted['user_id']}/predictions").json()["predictions"]
+    assert [(p["day"], p["method"]) for p in served][-1] == (DAYS[-1].isoformat(), "baseline")
+    assert get(filled, f"/users/u_{'0' * 20}/predictions").status_code == 404
 
 
 def test_the_dashboard_counts_what_the_daily_reports_count(filled):
@@ -315,7 +320,7 @@ def test_no_request_the_spec_allows_gets_a_5xx_or_breaks_the_schema(filled):
     schema = schemathesis.openapi.from_path(SPEC)
     schema.app = filled["app"]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    assert len(operations) == 15
     for operation in operations:
         _check_operation(operation, filled)
 
@@ -374,6 +379,8 @@ def test_each_endpoint_query_is_served_by_an_index(filled):
         "GET /analytics/reports/{kind}?from&to": ("analytics_reports",
                                                   {"kind": "daily", "day": {"$gte": day}}),
         "GET /users/{id}/analytics": ("user_analytics", {"user_id": conversation["user_id"]}),
+        "GET /users/{id}/predictions": ("user_return_predictions",
+                                        {"user_id": conversation["user_id"]}),
         "GET /dashboard/data?from&to&model": ("conversation_analytics",
                                               {"day": {"$gte": day, "$lte": day},
                                                "model": "gpt-4o"}),

@@ -36,6 +36,7 @@ def test_local_definitions_hold_the_whole_graph():
             "weekly_report",
             "monthly_report",
             "user_analytics",
+            "user_return_predictions",
             "user_pseudonyms",
             "privacy_retention",
             "processing_stats",

@@ -115,3 +115,40 @@ def report_vega_lite(reports: pl.DataFrame) -> dict:
             "color": {"field": "topic", "type": "nominal"},
         },
     }
+
+
+def calibration_png(curves: dict[str, list], title: str) -> bytes:
+    """A reliability diagram: per curve (name -> calibration bins with `mean_predicted`,
+    `observed_rate` and `rows`), the observed rate against the mean prediction of each bin,
+    beside the diagonal of perfect calibration, and how many rows each bin holds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (reliability, counts) = plt.subplots(1, 2, figsize=_FIGURE_INCHES, dpi=_DPI)
+    try:
+        reliability.plot([0, 1], [0, 1], color="lightgray", linestyle="--", label="perfect")
+        for offset, (name, bins) in enumerate(curves.items()):
+            filled = [b for b in bins if b.rows]
+            reliability.plot([b.mean_predicted for b in filled],
+                             [b.observed_rate for b in filled], marker="o", label=name)  # fmt: skip
+            width = 0.4 / max(len(bins), 1)
+            counts.bar([b.lower + (offset + 0.5) * width for b in bins], [b.rows for b in bins],
+                       width=width, label=name)  # fmt: skip
+        reliability.set_xlim(0, 1)
+        reliability.set_ylim(0, 1)
+        reliability.set_xlabel("predicted probability of returning within 7 days")
+        reliability.set_ylabel("observed return rate")
+        reliability.set_title(title)
+        reliability.legend(fontsize="small")
+        counts.set_xlim(0, 1)
+        counts.set_xlabel("predicted probability")
+        counts.set_ylabel("user-days")
+        counts.set_title("Predictions per bin")
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)

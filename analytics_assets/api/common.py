@@ -59,6 +59,7 @@ MESSAGES = COLLECTIONS["conversation_messages"].name
 TRANSLATIONS = COLLECTIONS["conversation_translations"].name
 REPORTS = COLLECTIONS["analytics_reports"].name
 USER_ANALYTICS = COLLECTIONS["user_analytics"].name
+USER_PREDICTIONS = COLLECTIONS["user_return_predictions"].name
 
 
 def error_response(

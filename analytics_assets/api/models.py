@@ -232,6 +232,42 @@ class UserAnalytics(BaseModel):
         )
 
 
+class UserPrediction(BaseModel):
+    day: str
+    return_probability_7d: float = Field(
+        description="P(at least one conversation in the 7 days after `day`)"
+    )
+    expected_conversations_7d: float
+    baseline_return_probability_7d: float | None = None
+    baseline_conversations_7d: float | None = None
+    method: str = Field(
+        description="`model`, or `baseline` where the model was not used (too little history, "
+        "or it did not beat the baseline)"
+    )
+    count_method: str | None = Field(
+        default=None, description="The same for `expected_conversations_7d`"
+    )
+    conversations_7d: int | None = None
+    conversations_28d: int | None = None
+    active_days_28d: int | None = None
+    days_since_last: int | None = None
+
+
+class UserPredictions(BaseModel):
+    user_id: str
+    predictions: list[UserPrediction]
+
+    @classmethod
+    def from_documents(cls, user_id: str, documents: list[dict]) -> UserPredictions:
+        fields = set(UserPrediction.model_fields)
+
+        def prediction(document: dict) -> UserPrediction:
+            shown = {k: v for k, v in document.items() if k in fields}
+            return UserPrediction(**shown | {"day": _text(document["day"])})
+
+        return cls(user_id=user_id, predictions=[prediction(d) for d in documents])
+
+
 class DashboardTotals(BaseModel):
     conversations: int
     messages: int

@@ -189,6 +189,27 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             ],
         ),
         CollectionSpec(
+            name="user_return_predictions",
+            id_fields=("user_id", DAY_FIELD),
+            description="Per user and day: the probability of returning within 7 days and "
+            "the expected conversations in them, with the last-week baseline's numbers.",
+            json_schema=_schema(
+                ["user_id", "return_probability_7d", "expected_conversations_7d", "method"],
+                {
+                    "user_id": _STRING,
+                    "return_probability_7d": {"bsonType": "double", "minimum": 0, "maximum": 1},
+                    "expected_conversations_7d": {"bsonType": "double", "minimum": 0},
+                    "method": {"enum": ["model", "baseline"]},
+                    "count_method": {"enum": ["model", "baseline"]},
+                },
+            ),
+            indexes=[
+                _index(("user_id", ASCENDING), (DAY_FIELD, ASCENDING)),
+                _index(("user_id", ASCENDING)),  # the API's user lookup (as above)
+                _index((DAY_FIELD, ASCENDING)),
+            ],
+        ),
+        CollectionSpec(
             name="conversation_translations",
             # message × target language × translator version: a re-run replaces its own
             # translation, a better translator adds one and the old one stays as history.

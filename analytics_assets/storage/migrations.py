@@ -69,6 +69,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "conversation_translations' final validator; indexes for the read API",
         _reapply_collections_and_indexes,
     ),
+    Migration(
+        5,
+        "user_return_predictions: its collection, validator and indexes",
+        _reapply_collections_and_indexes,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

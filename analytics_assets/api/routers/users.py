@@ -1,4 +1,5 @@
-"""/users/{user_id}/analytics: a user's analytics per period, found by their pseudonym."""
+"""/users/{user_id}/analytics and /users/{user_id}/predictions: a user's analytics per period
+and return predictions per day, found by their pseudonym."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from analytics_assets.api.common import (
     ERRORS,
     NOT_FOUND,
     USER_ANALYTICS,
+    USER_PREDICTIONS,
     DbProvider,
     PseudonymPath,
 )
-from analytics_assets.api.models import UserAnalytics
+from analytics_assets.api.models import UserAnalytics, UserPredictions
 
 
 def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
@@ -29,5 +31,19 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         if not documents:
             raise HTTPException(404, "no analytics for this user")
         return UserAnalytics.from_documents(user_id, documents)
+
+    @router.get(
+        "/users/{user_id}/predictions",
+        response_model=UserPredictions,
+        responses=NOT_FOUND,
+        dependencies=[require("users:read")],
+    )
+    def predictions(user_id: PseudonymPath) -> UserPredictions:
+        """Per day the user was scored: the probability of returning within 7 days and the
+        expected conversations in them (docs/metrics.md, "Return prediction")."""
+        documents = list(db_provider()[USER_PREDICTIONS].find({"user_id": user_id}).sort("day", 1))
+        if not documents:
+            raise HTTPException(404, "no predictions for this user")
+        return UserPredictions.from_documents(user_id, documents)
 
     return router

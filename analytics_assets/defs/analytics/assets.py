@@ -22,10 +22,18 @@ from analytics_assets.analytics.reports import (
     with_missing_inputs,
 )
 from analytics_assets.analytics.reports import daily_report as build_daily_report
+from analytics_assets.analytics.return_prediction import (
+    ACTIVITY_COLUMNS,
+    forecast,
+)
+from analytics_assets.analytics.return_prediction import (
+    HISTORY_DAYS as PREDICTION_HISTORY_DAYS,
+)
 from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
 from analytics_assets.analytics.scores import conversation_analytics as score_conversations
-from analytics_assets.analytics.users import HISTORY_DAYS
+from analytics_assets.analytics.users import HISTORY_DAYS, USER_SCHEMA
 from analytics_assets.analytics.users import user_analytics as build_user_analytics
+from analytics_assets.defs.analytics.prediction_metadata import prediction_metadata
 from analytics_assets.defs.analytics.report_metadata import report_metadata
 from analytics_assets.defs.day_metadata import (
     add_day_metadata,
@@ -317,3 +325,55 @@ def user_analytics(
     )
     add_day_metadata(context, users, users_metadata)
     return MaterializeResult(value=users, metadata=run_metadata(context))
+
+
+@asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    **lake_and_mongo("user_return_predictions"),
+    group_name="analytics",
+    kinds={"polars", "numpy", "parquet", "mongodb"},
+    ins={
+        # The day and the 89 before it: training, evaluation and the day's features (a lazy
+        # scan: only the activity columns are read; days not materialized are skipped).
+        tables.USER_ANALYTICS: AssetIn(
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-(PREDICTION_HISTORY_DAYS - 1),
+                end_offset=0,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+            metadata={"allow_missing_partitions": True},
+        ),
+    },
+    description="Per user active in the last 28 days, on each day: the probability of "
+    "returning within 7 days and the expected conversations in them, from a model trained "
+    "on the 90 days up to the day with a time-based split, and the last-week baseline's "
+    "numbers; the evaluation (AUC, Brier, calibration) is in the metadata (docs/metrics.md).",
+)
+def user_return_predictions(
+    context: AssetExecutionContext, user_analytics: pl.LazyFrame
+) -> MaterializeResult[pl.DataFrame]:
+    usage = StepUsage.start()
+    started = time.perf_counter()
+    schema = {name: USER_SCHEMA[name] for name in ACTIVITY_COLUMNS}
+    activity = _collect(user_analytics, schema, list(ACTIVITY_COLUMNS))
+    frames = []
+    for day in days_in(context.partition_time_window):
+        day_started = time.perf_counter()
+        result = forecast(activity, day)
+        frames.append(result.predictions)
+        context.add_asset_metadata(
+            prediction_metadata(result, seconds=time.perf_counter() - day_started),
+            partition_key=day.isoformat(),
+        )
+    predictions = pl.concat(frames)
+    seconds = time.perf_counter() - started
+    return MaterializeResult(
+        value=predictions,
+        metadata=run_metadata(
+            context,
+            activity_rows=activity.height,
+            predict_seconds=round(seconds, 3),
+            **usage.figures(predictions.height),
+        ),
+    )

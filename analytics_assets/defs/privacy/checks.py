@@ -143,6 +143,11 @@ privacy_checks = [
     *(_no_raw_pii_check(table) for table in TEXT_COLUMNS),
     *(
         _user_ids_pseudonymized_check(table)
-        for table in (tables.CONVERSATIONS, tables.CONVERSATION_ANALYTICS, tables.USER_ANALYTICS)
+        for table in (
+            tables.CONVERSATIONS,
+            tables.CONVERSATION_ANALYTICS,
+            tables.USER_ANALYTICS,
+            tables.USER_RETURN_PREDICTIONS,
+        )
     ),
 ]
