@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
 from analytics_assets.api.common import (
     ERRORS,
     NOT_FOUND,
-    USER_ANALYTICS,
     DbProvider,
     PseudonymPath,
 )
@@ -25,9 +25,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         dependencies=[require("users:read")],
     )
     def user(user_id: PseudonymPath) -> UserAnalytics:
-        documents = list(db_provider()[USER_ANALYTICS].find({"user_id": user_id}).sort("period", 1))
-        if not documents:
+        analytics = queries.user_analytics(db_provider(), user_id)
+        if analytics is None:
             raise HTTPException(404, "no analytics for this user")
-        return UserAnalytics.from_documents(user_id, documents)
+        return analytics
 
     return router
