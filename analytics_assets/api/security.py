@@ -41,6 +41,8 @@ SECURITY_HEADERS = {
     "Vary": "X-API-Key",
 }
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
+# What a path allows, in this order: every route is GET (and so HEAD) but /graphql (POST).
+METHOD_ORDER = ("GET", "HEAD", "POST", "OPTIONS")
 
 
 def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:
@@ -49,9 +51,22 @@ def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:
     )
 
 
-def _matches_a_route(app: FastAPI, scope: dict) -> bool:
-    probe = {**scope, "method": "GET"}
-    return any(route.matches(probe)[0] == Match.FULL for route in app.router.routes)
+def allowed_methods(app: FastAPI, scope: dict) -> str | None:
+    """The methods the routes at the request's path answer (`Allow`), None for no route.
+    Each method is probed (the app's routes include routers, which do not list methods)."""
+    methods = {
+        method
+        for method in ("GET", "POST")
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    }
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(method for method in METHOD_ORDER if method in methods | {"OPTIONS"})
 
 
 def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
@@ -65,10 +80,11 @@ def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
             return _with_headers(refusal, request, page_csp)
         method = request.scope["method"]
         if method == "OPTIONS":
-            if not _matches_a_route(app, request.scope):
+            allow = allowed_methods(app, request.scope)
+            if allow is None:
                 response = error_response(404, "not_found", "Not Found")
             else:
-                response = Response(status_code=204, headers={"Allow": ALLOWED_METHODS})
+                response = Response(status_code=204, headers={"Allow": allow})
             return _with_headers(response, request, page_csp)
         if method == "HEAD":
             # Answered as GET without the body: load balancers probe /health with HEAD.
@@ -94,9 +110,10 @@ def _refusal(request: Request, key_prefix: str) -> Response | None:
     raw = request.headers.raw
     if len(raw) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
         return error_response(
-            431, "headers_too_large",
+            431,
+            "headers_too_large",
             f"requests are limited to {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them",
-        )  # fmt: skip
+        )
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
         return error_response(
