@@ -136,6 +136,47 @@ def test_conversations_page_with_the_rest_cursor_and_nested_fields(filled):
     assert seen == expected and len(expected) > 7
 
 
+def test_a_pages_nested_fields_read_for_the_page_at_once_equal_each_conversations(filled):
+    """A page's categories and messages are read in one query for the page: the same as
+    each conversation's own, translated ones too, in the same order."""
+    db, day = filled["db"], DAYS[2].isoformat()
+    on_page = [
+        d["conversation_id"]
+        for d in db["conversation_analytics"]
+        .find({"day": day})
+        .sort([("started_at", 1), ("conversation_id", 1)])
+        .limit(12)
+    ]
+    # The sample runs no translator: French translations of a few messages, one of them
+    # superseded (not current, so never shown).
+    for number, conversation_id in enumerate(on_page[:3]):
+        message = db["conversation_messages"].find_one({"conversation_id": conversation_id})
+        for current in (True, False):
+            version = f"{number}-{current}"
+            db["conversation_translations"].insert_one({
+                "_id": f"{message['message_id']}:fr:test:{version}",
+                "message_id": message["message_id"], "conversation_id": conversation_id,
+                "target_language": "fr", "translator": "test", "translator_version": version,
+                "text": f"traduit {version}", "is_current": current,
+            })  # fmt: skip
+    query = f"""query($day: Date!) {{ conversations(from: $day, to: $day, first: 12) {{
+        items {{ conversation_id categories {{ {CATEGORY_FIELDS} }}
+                 messages {{ {MESSAGE_FIELDS} }}
+                 french: messages(lang: "fr") {{ {MESSAGE_FIELDS} }} }} }} }}"""
+    response = gql(filled, query, {"day": day})
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    items = response.json()["data"]["conversations"]["items"]
+    assert [item["conversation_id"] for item in items] == on_page
+    for item in items:
+        path = f"/conversations/{item['conversation_id']}"
+        assert item["categories"] == rest(filled, path).json()["categories"]
+        assert item["messages"] == rest(filled, path).json()["messages"]
+        assert item["french"] == rest(filled, path, lang="fr").json()["messages"]
+    translated = [m["text"] for item in items for m in item["french"] if m["translated"]]
+    assert sorted(translated) == ["traduit 0-True", "traduit 1-True", "traduit 2-True"]
+    filled["clock"].now += 60
+
+
 def test_reports_series_model_comparison_and_user_analytics(filled):
     span = {"from": DAYS[0].isoformat(), "to": DAYS[-1].isoformat()}
     day = DAYS[1].isoformat()

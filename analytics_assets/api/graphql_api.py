@@ -183,6 +183,26 @@ class Message:
     translator: str | None
 
 
+class PageLoads:
+    """A page's categories and messages, each read for the whole page in one query the
+    first time one conversation of the page asks (not one query a conversation)."""
+
+    def __init__(self, ids: list[str]):
+        self.ids = ids
+        self._categories: dict[str, models.Categories] | None = None
+        self._messages: dict[str | None, dict[str, list[models.Message]]] = {}
+
+    def categories(self, db) -> dict[str, models.Categories]:
+        if self._categories is None:
+            self._categories = queries.categories_by_conversation(db, self.ids)
+        return self._categories
+
+    def messages(self, db, lang: str | None) -> dict[str, list[models.Message]]:
+        if lang not in self._messages:
+            self._messages[lang] = queries.messages_by_conversation(db, self.ids, lang)
+        return self._messages[lang]
+
+
 @strawberry.type(description="A conversation's analytics; its categories and messages on demand.")
 class Conversation:
     conversation_id: str
@@ -204,11 +224,14 @@ class Conversation:
     quality_score: float | None
     satisfaction_score: float | None
     score_values: strawberry.Private[dict[str, float | None]]
+    page: strawberry.Private[PageLoads | None] = None
 
     @classmethod
-    def from_document(cls, document: dict) -> Conversation:
+    def from_document(cls, document: dict, page: PageLoads | None = None) -> Conversation:
         summary = models.ConversationSummary.from_document(document)
-        return cls(**_fields_of(cls, summary), score_values=models.score_fields(document))
+        return cls(
+            **_fields_of(cls, summary), score_values=models.score_fields(document), page=page
+        )
 
     @strawberry.field(description="Every score of the conversation, by name.")
     def scores(self) -> list[Score]:
@@ -216,19 +239,22 @@ class Conversation:
 
     @strawberry.field
     def categories(self, info: strawberry.Info) -> Categories:
-        model: models.Categories = queries.conversation_categories(
-            _db(info, "conversations:read"), self.conversation_id
-        )
+        db = _db(info, "conversations:read")
+        if self.page is None:
+            model = queries.conversation_categories(db, self.conversation_id)
+        else:
+            model = self.page.categories(db)[self.conversation_id]
         return Categories(**_fields_of(Categories, model))
 
     @strawberry.field(description="Oldest first; with `lang`, translated where possible.")
     def messages(self, info: strawberry.Info, lang: str | None = None) -> list[Message]:
         _checked("lang", lang, LANG_PATTERN)
         db = _db(info, "conversations:read")
-        return [
-            Message(**_fields_of(Message, message))
-            for message in queries.conversation_messages(db, self.conversation_id, lang)
-        ]
+        if self.page is None:
+            found = queries.conversation_messages(db, self.conversation_id, lang)
+        else:
+            found = self.page.messages(db, lang)[self.conversation_id]
+        return [Message(**_fields_of(Message, message)) for message in found]
 
 
 @strawberry.type
@@ -396,8 +422,10 @@ class Query:
                 "after: malformed cursor",
                 extensions={"code": "invalid_argument", "argument": "after"},
             ) from error
+        page = PageLoads([doc["conversation_id"] for doc in documents])
         return ConversationPage(
-            items=[Conversation.from_document(doc) for doc in documents], next_cursor=next_cursor
+            items=[Conversation.from_document(doc, page) for doc in documents],
+            next_cursor=next_cursor,
         )
 
     @strawberry.field(description="One report (`period`: YYYY-MM-DD, or YYYY-MM monthly).")

@@ -93,6 +93,42 @@ def conversation_messages(db: Database, conversation_id: str, lang: str | None) 
     return [Message.from_document(doc, translated) for doc in documents]
 
 
+def categories_by_conversation(db: Database, ids: list[str]) -> dict[str, Categories]:
+    """The categories of many conversations in one query (a page's, for GraphQL)."""
+    found = {doc["_id"]: doc for doc in db[CATEGORIES].find({"_id": {"$in": ids}})}
+    return {id_: Categories.from_document(found.get(id_) or {}) for id_ in ids}
+
+
+def messages_by_conversation(
+    db: Database, ids: list[str], lang: str | None
+) -> dict[str, list[Message]]:
+    """`conversation_messages` for many conversations in one query (two with `lang`)."""
+    by_conversation: dict[str, list[dict]] = {id_: [] for id_ in ids}
+    for doc in db[MESSAGES].find({"conversation_id": {"$in": ids}}):
+        by_conversation[doc["conversation_id"]].append(doc)
+    translated: dict[str, dict] = {}
+    if lang:
+        translated = {
+            doc["message_id"]: doc
+            for doc in db[TRANSLATIONS].find(
+                {"conversation_id": {"$in": ids}, "target_language": lang}
+            )
+            if doc.get("is_current")
+        }
+    return {
+        id_: [
+            Message.from_document(doc, translated)
+            for doc in sorted(docs, key=lambda d: (_sortable(d.get("created_at")), d["message_id"]))
+        ]
+        for id_, docs in by_conversation.items()
+    }
+
+
+def _sortable(value: Any) -> tuple[bool, str]:
+    # MongoDB's order for the one-conversation query: missing first, then by value.
+    return (value is not None, value.isoformat() if hasattr(value, "isoformat") else str(value))
+
+
 def conversation_detail(
     db: Database, conversation_id: str, lang: str | None
 ) -> ConversationDetail | None:
