@@ -414,6 +414,14 @@ def run_api_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_graphql_schema(args: argparse.Namespace) -> int:
+    from analytics_assets.api.graphql_api import write_schema
+
+    write_schema(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def run_pseudonym(args: argparse.Namespace) -> int:
     from analytics_assets.privacy.keys import pseudonymizer
 
@@ -660,6 +668,10 @@ def _add_api_commands(commands: Subcommands) -> None:
 
     spec = _add_command(commands, "api-spec", run_api_spec, "Write the API's OpenAPI spec.")
     spec.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
+    sdl = _add_command(
+        commands, "graphql-schema", run_graphql_schema, "Write the GraphQL schema (SDL)."
+    )
+    sdl.add_argument("--out", type=Path, default=Path("docs/schema.graphql"))
 
     webhooks = _add_command(
         commands,

@@ -28,8 +28,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from analytics_assets.api import keys, security
-from analytics_assets.api.auth import KEY_CACHE_S, FailedAuthLimiter, KeyVerifier, scope_dependency
+from analytics_assets.api import graphql_api, keys, security
+from analytics_assets.api.auth import (
+    KEY_CACHE_S,
+    FailedAuthLimiter,
+    KeyGate,
+    KeyVerifier,
+    scope_dependency,
+)
 from analytics_assets.api.common import DbProvider, error_response
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.api.routers import (
@@ -73,9 +79,10 @@ def create_app(
     security.install(app, key_prefix=keys.PREFIX, page_csp=page_csp)
 
     buckets = buckets or TokenBuckets(clock=clock)
-    require = scope_dependency(
+    gate = KeyGate(
         KeyVerifier(db_provider, clock), buckets, FailedAuthLimiter(TokenBuckets(clock=clock))
     )
+    require = scope_dependency(gate)
     # In this order: a router's fixed paths must be matched before another's path parameters.
     app.include_router(health.build_router(db_provider, ready))
     app.include_router(conversations.build_router(db_provider, require))
@@ -84,6 +91,7 @@ def create_app(
     app.include_router(users.build_router(db_provider, require))
     app.include_router(dashboard.build_router(db_provider, require))
     app.include_router(webhooks.build_router(db_provider, require))
+    app.include_router(graphql_api.build_router(db_provider, gate))
     return app
 
 

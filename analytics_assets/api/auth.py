@@ -85,9 +85,31 @@ class FailedAuthLimiter:
         self._buckets.take(f"auth:{address}", self.per_minute)
 
 
-def scope_dependency(
-    verify: KeyVerifier, buckets: TokenBuckets, failures: FailedAuthLimiter
-) -> RequireScope:
+class KeyGate:
+    """Who the caller is and whether it is within its rate: what every key-protected
+    request goes through, by REST dependency (`scope_dependency`) or at /graphql."""
+
+    def __init__(
+        self, verify: KeyVerifier, buckets: TokenBuckets, failures: FailedAuthLimiter
+    ) -> None:
+        self.verify = verify
+        self.buckets = buckets
+        self.failures = failures
+
+    def key(self, request: Request, api_key: str | None) -> keys.ApiKey:
+        """The caller's key; HTTPException 401 without a valid one, 429 when the client's
+        address has failed too often lately."""
+        key = _authenticate(request, api_key, self.verify, self.failures)
+        if key is None:
+            raise HTTPException(401, "a valid X-API-Key header is required")
+        return key
+
+    def take_token(self, request: Request, key: keys.ApiKey) -> None:
+        """One request off the key's bucket; HTTPException 429 when it is empty."""
+        _take_token(request, self.buckets, key)
+
+
+def scope_dependency(gate: KeyGate) -> RequireScope:
     def require(scope: str, allowed_params: tuple[str, ...] = ()) -> params.Depends:
         # The scope in the security requirement puts it in the OpenAPI spec (and so in the
         # API reference, docs/reference/api.md); a default, not Annotated, because the
@@ -96,12 +118,10 @@ def scope_dependency(
             request: Request, api_key: str | None = Security(API_KEY, scopes=[scope])
         ) -> None:
             _refuse_unknown_params(request, allowed_params)
-            key = _authenticate(request, api_key, verify, failures)
-            if key is None:
-                raise HTTPException(401, "a valid X-API-Key header is required")
+            key = gate.key(request, api_key)
             if scope not in key.scopes:
                 raise HTTPException(403, f"this key lacks the {scope} scope")
-            _take_token(request, buckets, key)
+            gate.take_token(request, key)
 
         return Depends(check)
 

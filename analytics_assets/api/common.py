@@ -24,6 +24,14 @@ MAX_PAGE_SIZE = 100
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 LABEL_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PERIOD_PATTERN = r"^\d{4}-\d{2}(-\d{2})?$"
+LANG_PATTERN = r"^[a-z]{2}$"  # a translation's target language
+LANGUAGE_PATTERN = r"^(?:[a-z]{2}|unknown)$"  # a conversation's detected language
+# What `encode_cursor` makes: unpadded base64url of `["dt", …` or `["s", …`. Published as is,
+# so a value like `0` is refused by the pattern the spec shows, not after it matched it.
+CURSOR_PATTERN = r"^WyJ(?:kdCIs|zIiw)[A-Za-z0-9_-]{4,500}$"
+CURSOR_DESCRIPTION = (
+    "Opaque: the `next_cursor` of the previous page. Any other value is refused (422)."
+)
 ERRORS = {
     401: {"model": ErrorBody, "description": "No valid API key"},
     403: {"model": ErrorBody, "description": "The key lacks the scope"},

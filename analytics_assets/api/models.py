@@ -89,6 +89,20 @@ class Message(BaseModel):
     translated: bool
     translator: str | None = None
 
+    @classmethod
+    def from_document(cls, doc: dict, translated: dict[str, dict]) -> Message:
+        """`translated`: the current translations of the conversation, by message id."""
+        translation = translated.get(doc["message_id"])
+        return cls(
+            message_id=doc["message_id"],
+            role=doc.get("role"),
+            created_at=_text(doc.get("created_at")),
+            content=doc.get("content"),
+            text=translation["text"] if translation else doc.get("content"),
+            translated=translation is not None,
+            translator=(translation or {}).get("translator"),
+        )
+
 
 class Categories(BaseModel):
     topic: str | None = None
@@ -101,6 +115,15 @@ class Categories(BaseModel):
     method: str | None = None
     model_version: str | None = None
 
+    @classmethod
+    def from_document(cls, doc: dict) -> Categories:
+        return cls(**{name: doc.get(name) for name in cls.model_fields})
+
+
+def score_fields(summary: dict) -> dict[str, float | None]:
+    """A conversation's scores: every `*_score` field of its summary document."""
+    return {name: _float(summary.get(name)) for name in sorted(summary) if name.endswith("_score")}
+
 
 class ConversationDetail(BaseModel):
     conversation: ConversationSummary
@@ -110,27 +133,15 @@ class ConversationDetail(BaseModel):
     messages: list[Message]
 
     @classmethod
-    def from_documents(cls, summary, categories, messages, translated, lang) -> ConversationDetail:
-        score_fields = [name for name in summary if name.endswith("_score")]
+    def from_parts(
+        cls, summary: dict, categories: Categories, messages: list[Message], lang: str | None
+    ) -> ConversationDetail:
         return cls(
             conversation=ConversationSummary.from_document(summary),
-            categories=Categories(**{k: categories.get(k) for k in Categories.model_fields}),
-            scores={name: _float(summary.get(name)) for name in sorted(score_fields)},
+            categories=categories,
+            scores=score_fields(summary),
             lang=lang,
-            messages=[
-                Message(
-                    message_id=doc["message_id"],
-                    role=doc.get("role"),
-                    created_at=_text(doc.get("created_at")),
-                    content=doc.get("content"),
-                    text=translated[doc["message_id"]]["text"]
-                    if doc["message_id"] in translated
-                    else doc.get("content"),
-                    translated=doc["message_id"] in translated,
-                    translator=translated.get(doc["message_id"], {}).get("translator"),
-                )
-                for doc in messages
-            ],
+            messages=messages,
         )
 
 

@@ -41,6 +41,8 @@ SECURITY_HEADERS = {
     "Vary": "X-API-Key",
 }
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
+# What a path allows, in this order: every route is GET (and so HEAD) but /graphql (POST).
+METHOD_ORDER = ("GET", "HEAD", "POST", "OPTIONS")
 
 
 def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:
@@ -112,9 +114,10 @@ def _refusal(request: Request, key_prefix: str) -> Response | None:
     raw = request.headers.raw
     if len(raw) > MAX_HEADERS or sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
         return error_response(
-            431, "headers_too_large",
+            431,
+            "headers_too_large",
             f"requests are limited to {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them",
-        )  # fmt: skip
+        )
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
         return error_response(

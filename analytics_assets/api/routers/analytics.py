@@ -8,14 +8,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from analytics_assets.analytics.reports import model_comparison
+from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
-from analytics_assets.api.common import ERRORS, REPORTS, DbProvider, Grain
+from analytics_assets.api.common import ERRORS, DbProvider, Grain
 from analytics_assets.api.models import ModelComparison, Series
-
-# The URL's dimension -> the report field that holds its counts.
-DIMENSIONS = {"topics": "topics", "intents": "intents", "sentiment": "sentiments",
-              "languages": "languages"}  # fmt: skip
 
 
 def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
@@ -30,18 +26,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     def models(
         from_: Annotated[date, Query(alias="from")], to: Annotated[date, Query()]
     ) -> ModelComparison:
-        totals: dict[str, dict] = {}
-        for document in db_provider()[REPORTS].find(
-            {"kind": "daily", "day": {"$gte": from_.isoformat(), "$lte": to.isoformat()}},
-            projection={"per_model": 1},
-        ):
-            for parts in document.get("per_model") or []:
-                merged = totals.setdefault(parts["model"], {"model": parts["model"]})
-                for name, value in parts.items():
-                    if name != "model":
-                        merged[name] = merged.get(name, 0) + (value or 0)
-        per_model = sorted(totals.values(), key=lambda parts: parts["model"])
-        return ModelComparison.from_parts(from_, to, per_model, model_comparison(per_model))
+        return queries.model_comparison(db_provider(), from_, to)
 
     @router.get(
         "/analytics/{dimension}",
@@ -54,25 +39,6 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         to: Annotated[date, Query()],
         grain: Grain = "daily",
     ) -> Series:
-        field = DIMENSIONS[dimension]
-        documents = (
-            db_provider()[REPORTS]
-            .find(
-                {"kind": grain, "day": {"$gte": from_.isoformat(), "$lte": to.isoformat()}},
-                projection={"period": 1, field: 1},
-            )
-            .sort("period", 1)
-        )
-        return Series(
-            dimension=dimension,
-            grain=grain,
-            points=[
-                {
-                    "period": doc["period"],
-                    "counts": {item["value"]: int(item["count"]) for item in doc.get(field) or []},
-                }
-                for doc in documents
-            ],
-        )
+        return queries.series(db_provider(), dimension, from_, to, grain)
 
     return router

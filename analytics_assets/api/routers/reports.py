@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
+from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
 from analytics_assets.api.common import (
     ERRORS,
     NOT_FOUND,
     PERIOD_PATTERN,
-    REPORTS,
     DbProvider,
     Grain,
 )
@@ -36,10 +36,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         kind: Grain,
         period: Annotated[str, Path(pattern=PERIOD_PATTERN)],
     ):
-        document = db_provider()[REPORTS].find_one({"_id": f"{kind}:{period}"})
-        if document is None:
+        body = queries.report(db_provider(), kind, period)
+        if body is None:
             raise HTTPException(404, f"no {kind} report for {period}")
-        body = Report.from_document(document)
         etag = '"' + hashlib.sha256(body.model_dump_json().encode()).hexdigest()[:32] + '"'
         # A closed period's report changes only when it is rebuilt: the caller may cache
         # it and revalidate; a shared cache may not (the answer depends on the key, and
@@ -64,12 +63,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
     ) -> list[Report]:
-        documents = (
-            db_provider()[REPORTS]
-            .find({"kind": kind, "day": {"$gte": from_.isoformat(), "$lte": to.isoformat()}})
-            .sort("period", 1)
-        )
-        return [Report.from_document(doc) for doc in documents]
+        return queries.reports(db_provider(), kind, from_, to)
 
     return router
 

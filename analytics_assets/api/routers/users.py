@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
 from analytics_assets.api.common import (
     ERRORS,
     NOT_FOUND,
-    USER_ANALYTICS,
-    USER_PREDICTIONS,
     DbProvider,
     PseudonymPath,
 )
@@ -27,10 +26,10 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         dependencies=[require("users:read")],
     )
     def user(user_id: PseudonymPath) -> UserAnalytics:
-        documents = list(db_provider()[USER_ANALYTICS].find({"user_id": user_id}).sort("period", 1))
-        if not documents:
+        analytics = queries.user_analytics(db_provider(), user_id)
+        if analytics is None:
             raise HTTPException(404, "no analytics for this user")
-        return UserAnalytics.from_documents(user_id, documents)
+        return analytics
 
     @router.get(
         "/users/{user_id}/predictions",
@@ -41,9 +40,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     def predictions(user_id: PseudonymPath) -> UserPredictions:
         """Per day the user was scored: the probability of returning within 7 days and the
         expected conversations in them (docs/metrics.md, "Return prediction")."""
-        documents = list(db_provider()[USER_PREDICTIONS].find({"user_id": user_id}).sort("day", 1))
-        if not documents:
+        predictions = queries.user_predictions(db_provider(), user_id)
+        if predictions is None:
             raise HTTPException(404, "no predictions for this user")
-        return UserPredictions.from_documents(user_id, documents)
+        return predictions
 
     return router
