@@ -91,13 +91,17 @@ def page_by_day_index(
     days: Sequence[str],
     after: tuple[datetime, str] | None,
     count: int,
-    batch: int = 200,
 ) -> list[dict[str, Any]] | None:
     """Up to `count` documents of `collection` on `days`, in (time, id) order, after the
     cursor `after`; None where a day has no key list (the caller queries instead)."""
-    lists = [db[DAY_INDEX_COLLECTION].find_one({"_id": index_id(collection, day)}) for day in days]
-    if any(found is None for found in lists):
+    wanted_lists = [index_id(collection, day) for day in days]
+    found_lists = {
+        found["_id"]: found
+        for found in db[DAY_INDEX_COLLECTION].find({"_id": {"$in": wanted_lists}})
+    }
+    if len(found_lists) < len(wanted_lists):
         return None
+    lists = [found_lists[key] for key in wanted_lists]
     # Per day already sorted; merged, because a day's documents are filed by the filing
     # rule, not strictly by their start time.
     ordered: Iterator[list] = heapq.merge(*(found["keys"] for found in lists))
@@ -106,7 +110,8 @@ def page_by_day_index(
         ordered = (key for key in ordered if key > cursor)
     page: list[dict[str, Any]] = []
     while len(page) < count:
-        wanted = [key[1] for key in itertools.islice(ordered, max(batch, count - len(page)))]
+        # Exactly what is missing: a key whose document has gone costs one more round.
+        wanted = [key[1] for key in itertools.islice(ordered, count - len(page))]
         if not wanted:
             break
         found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": wanted}})}
