@@ -1,10 +1,12 @@
-"""A typed client for the analytics-assets read API: `AnalyticsClient`, the response models
-(named as in the API's OpenAPI spec) and the errors it raises."""
+"""A typed client for the analytics-assets API: `AnalyticsClient` (and its async twin), the
+response models (named as in the API's OpenAPI spec), the errors it raises, and
+`verify_webhook_signature` for receivers of its webhooks."""
 
 from analytics_assets_client._version import __version__
 from analytics_assets_client.async_client import AsyncAnalyticsClient
 from analytics_assets_client.client import (
     ENDPOINTS,
+    HTTP_METHODS,
     AnalyticsClient,
     ConversationFilters,
     RetryPolicy,
@@ -44,7 +46,16 @@ from analytics_assets_client.models import (
     SeriesPoint,
     UserAnalytics,
     UserPeriod,
+    UserPrediction,
+    UserPredictions,
+    WebhookAttempt,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
+from analytics_assets_client.webhooks import verify_webhook_signature, webhook_signature
 
 # Shorter names for the bodies used most.
 Conversation = ConversationDetail
@@ -52,6 +63,7 @@ Error = ErrorBody
 
 __all__ = [
     "ENDPOINTS",
+    "HTTP_METHODS",
     "SCHEMAS",
     "AnalyticsClient",
     "AnalyticsClientError",
@@ -89,6 +101,16 @@ __all__ = [
     "ServiceUnavailableError",
     "UserAnalytics",
     "UserPeriod",
+    "UserPrediction",
+    "UserPredictions",
+    "WebhookAttempt",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "__version__",
     "parse_retry_after",
+    "verify_webhook_signature",
+    "webhook_signature",
 ]

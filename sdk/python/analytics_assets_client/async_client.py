@@ -1,11 +1,12 @@
 """`AsyncAnalyticsClient`: the same methods as `AnalyticsClient`, awaited, with the same
-retries (`RetryPolicy`); `iter_conversations` and `iter_conversation_pages` are async
-iterators."""
+retries (`RetryPolicy`, and POST /webhooks not repeated after no answer or a 5xx: see
+`analytics_assets_client.client`); `iter_conversations` and `iter_conversation_pages` are
+async iterators."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -13,6 +14,7 @@ import httpx
 
 from analytics_assets_client.client import (
     MAX_PAGE_SIZE,
+    NOT_IDEMPOTENT,
     RETRY_EXCEPTIONS,
     Body,
     ConversationFilters,
@@ -20,9 +22,12 @@ from analytics_assets_client.client import (
     Dimension,
     Grain,
     RetryPolicy,
+    already_deleted,
     body_adapter,
+    http_method,
     request_headers,
     request_parts,
+    webhook_create_body,
 )
 from analytics_assets_client.models import (
     ConversationDetail,
@@ -34,6 +39,11 @@ from analytics_assets_client.models import (
     Report,
     Series,
     UserAnalytics,
+    UserPredictions,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
 
 
@@ -176,6 +186,36 @@ class AsyncAnalyticsClient:
             channel=channel,
         )
 
+    async def user_predictions(self, user_id: str) -> UserPredictions:
+        """The user's return predictions, one per day scored, oldest first; `user_id`: the
+        pseudonym. `NotFoundError` for a user never scored. Needs `users:read`."""
+        return await self._get(UserPredictions, "user_predictions", {"user_id": user_id})
+
+    # Webhook subscriptions (the key needs `webhooks:manage`).
+
+    async def create_webhook(
+        self, url: str, events: Sequence[WebhookEvent], *, description: str = ""
+    ) -> WebhookCreated:
+        """Subscribes `url` to `events`. The answer's `secret` signs every delivery and is
+        shown only here. Not retried after no answer or a 5xx."""
+        body = webhook_create_body(url, events, description)
+        return await self._get(WebhookCreated, "create_webhook", {}, json_body=body)
+
+    async def list_webhooks(self) -> list[WebhookSubscription]:
+        """The active subscriptions, oldest first, without their secrets."""
+        return await self._get(list[WebhookSubscription], "list_webhooks", {})
+
+    async def delete_webhook(self, subscription_id: str) -> None:
+        """Removes the subscription. `NotFoundError` when there is no such active one."""
+        path, params = request_parts("delete_webhook", {"subscription_id": subscription_id}, {})
+        await self._send("DELETE", path, params)
+
+    async def webhook_deliveries(self, subscription_id: str) -> list[WebhookDelivery]:
+        """The subscription's delivery log, newest first (its latest 50, one list)."""
+        return await self._get(
+            list[WebhookDelivery], "webhook_deliveries", {"subscription_id": subscription_id}
+        )
+
     # The requests.
 
     async def _get(
@@ -183,21 +223,43 @@ class AsyncAnalyticsClient:
         response_type: type[Body],
         endpoint_name: str,
         path_params: dict[str, str],
+        *,
+        json_body: dict[str, Any] | None = None,
         **query: Any,
     ) -> Body:
         path, params = request_parts(endpoint_name, path_params, query)
-        response = await self._send(path, params)
+        response = await self._send(
+            http_method(endpoint_name),
+            path,
+            params,
+            json_body=json_body,
+            idempotent=endpoint_name not in NOT_IDEMPOTENT,
+        )
         return body_adapter(response_type).validate_json(response.content)
 
-    async def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        json_body: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        unanswered = False
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                response = await self._http.get(path, params=params)
+                response = await self._http.request(method, path, params=params, json=json_body)
             except RETRY_EXCEPTIONS as error:
-                wait = self.retry.wait_after_failure(path, attempt, error)
+                unanswered = True
+                wait = self.retry.wait_after_failure(
+                    path, attempt, error, method=method, idempotent=idempotent
+                )
             else:
-                if not response.is_error:
+                if not response.is_error or already_deleted(method, response, unanswered):
                     return response
-                wait = self.retry.wait_after_error(path, attempt, response)
+                wait = self.retry.wait_after_error(
+                    path, attempt, response, method=method, idempotent=idempotent
+                )
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # the last attempt returns or raises

@@ -1,12 +1,20 @@
 """`AnalyticsClient`: one method per endpoint of the read API, page iterators that follow its
 cursor, and retries.
 
-Retries: every endpoint is a GET, so a request is repeated, up to `max_retries` times, when
-the connection fails or times out, and when the API answers 429, 502, 503 or 504. A 429 or
-503 that says `Retry-After` (seconds or an HTTP date) is retried after that long; when the
-API asks for more than `max_retry_wait` seconds the error is raised at once instead (with
-its `retry_after`), so the caller decides. Otherwise the wait is an exponential backoff with
-jitter (`backoff_base` doubling per attempt, at most `backoff_max`).
+Retries: an idempotent request (every GET, and DELETE) is repeated, up to `max_retries`
+times, when the connection fails or times out, and when the API answers 429, 502, 503 or
+504. A 429 or 503 that says `Retry-After` (seconds or an HTTP date) is retried after that
+long; when the API asks for more than `max_retry_wait` seconds the error is raised at once
+instead (with its `retry_after`), so the caller decides. Otherwise the wait is an
+exponential backoff with jitter (`backoff_base` doubling per attempt, at most `backoff_max`).
+
+`POST /webhooks` is not idempotent (each call creates a subscription with a new id and
+secret): after no answer or a 5xx it may or may not have been carried out, so it is never
+repeated then; the error is raised for the caller to check with `list_webhooks`. Only a 429
+is retried: the API's rate limit and failed-authentication limit answer it in the route's
+dependencies, before its handler runs, so nothing was created. A DELETE retried after an
+attempt that got no answer may find the subscription already gone: that 404 counts as
+deleted.
 
 The API key is sent in the `X-API-Key` header and never logged, shown in `repr` or put in
 an error."""
@@ -16,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -39,6 +47,11 @@ from analytics_assets_client.models import (
     Report,
     Series,
     UserAnalytics,
+    UserPredictions,
+    WebhookCreated,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
 )
 
 logger = logging.getLogger("analytics_assets_client")
@@ -51,7 +64,11 @@ Day = date | str
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Only these two carry a Retry-After the API means.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-# Failures of the transport that a GET may be repeated after (not a bad URL or protocol).
+# Statuses worth asking again for a request that is not idempotent: only the refusals the
+# API answers before a handler runs (rate limit, failed-authentication limit).
+NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
+# Failures of the transport that an idempotent request may be repeated after (not a bad URL
+# or protocol).
 RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 # The API's largest page.
 MAX_PAGE_SIZE = 100
@@ -59,9 +76,10 @@ MAX_PAGE_SIZE = 100
 Body = TypeVar("Body")
 
 
-# Every documented path, by the method that calls it. The SDK's tests check this table
-# against the committed OpenAPI spec: the same paths, and each method's return annotation
-# is the schema the path answers.
+# Every documented path, by the method that calls it (with the HTTP method of
+# `HTTP_METHODS`, GET where not named there). The SDK's tests check these tables against the
+# committed OpenAPI spec: the same operations, and each method's return annotation is the
+# schema the operation answers (None for 204).
 ENDPOINTS: dict[str, str] = {
     "health": "/health",
     "ready": "/ready",
@@ -73,7 +91,19 @@ ENDPOINTS: dict[str, str] = {
     "get_series": "/analytics/{dimension}",
     "get_user_analytics": "/users/{user_id}/analytics",
     "get_dashboard_data": "/dashboard/data",
+    "user_predictions": "/users/{user_id}/predictions",
+    "create_webhook": "/webhooks",
+    "list_webhooks": "/webhooks",
+    "delete_webhook": "/webhooks/{subscription_id}",
+    "webhook_deliveries": "/webhooks/{subscription_id}/deliveries",
 }
+HTTP_METHODS: dict[str, str] = {"create_webhook": "POST", "delete_webhook": "DELETE"}
+# The calls that must not be repeated after no answer or a 5xx (see the module's docstring).
+NOT_IDEMPOTENT = frozenset({"create_webhook"})
+
+
+def http_method(endpoint_name: str) -> str:
+    return HTTP_METHODS.get(endpoint_name, "GET")
 
 
 class ConversationFilters(TypedDict, total=False):
@@ -227,6 +257,39 @@ class AnalyticsClient:
             channel=channel,
         )
 
+    def user_predictions(self, user_id: str) -> UserPredictions:
+        """The user's return predictions, one per day scored, oldest first; `user_id`: the
+        pseudonym. `NotFoundError` for a user never scored. Needs `users:read`."""
+        return self._get(UserPredictions, "user_predictions", {"user_id": user_id})
+
+    # Webhook subscriptions (the key needs `webhooks:manage`).
+
+    def create_webhook(
+        self, url: str, events: Sequence[WebhookEvent], *, description: str = ""
+    ) -> WebhookCreated:
+        """Subscribes `url` to `events`. The answer's `secret` signs every delivery and is
+        shown only here: hand it to the receiver (see `verify_webhook_signature`). Not
+        retried after no answer or a 5xx (see the module's docstring)."""
+        body = webhook_create_body(url, events, description)
+        return self._get(WebhookCreated, "create_webhook", {}, json_body=body)
+
+    def list_webhooks(self) -> list[WebhookSubscription]:
+        """The active subscriptions, oldest first, without their secrets."""
+        return self._get(list[WebhookSubscription], "list_webhooks", {})
+
+    def delete_webhook(self, subscription_id: str) -> None:
+        """Removes the subscription (its pending deliveries are cancelled, its log stays).
+        `NotFoundError` when there is no such active subscription."""
+        path, params = request_parts("delete_webhook", {"subscription_id": subscription_id}, {})
+        self._send("DELETE", path, params)
+
+    def webhook_deliveries(self, subscription_id: str) -> list[WebhookDelivery]:
+        """The subscription's delivery log, newest first (the API answers its latest 50,
+        in one list: there is no page to follow), each with its attempts."""
+        return self._get(
+            list[WebhookDelivery], "webhook_deliveries", {"subscription_id": subscription_id}
+        )
+
     # The requests.
 
     def _get(
@@ -234,29 +297,52 @@ class AnalyticsClient:
         response_type: type[Body],
         endpoint_name: str,
         path_params: dict[str, str],
+        *,
+        json_body: dict[str, Any] | None = None,
         **query: Any,
     ) -> Body:
         path, params = request_parts(endpoint_name, path_params, query)
-        response = self._send(path, params)
+        response = self._send(
+            http_method(endpoint_name),
+            path,
+            params,
+            json_body=json_body,
+            idempotent=endpoint_name not in NOT_IDEMPOTENT,
+        )
         return body_adapter(response_type).validate_json(response.content)
 
-    def _send(self, path: str, params: dict[str, str]) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        json_body: dict[str, Any] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        unanswered = False
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                response = self._http.get(path, params=params)
+                response = self._http.request(method, path, params=params, json=json_body)
             except RETRY_EXCEPTIONS as error:
-                wait = self.retry.wait_after_failure(path, attempt, error)
+                unanswered = True
+                wait = self.retry.wait_after_failure(
+                    path, attempt, error, method=method, idempotent=idempotent
+                )
             else:
-                if not response.is_error:
+                if not response.is_error or already_deleted(method, response, unanswered):
                     return response
-                wait = self.retry.wait_after_error(path, attempt, response)
+                wait = self.retry.wait_after_error(
+                    path, attempt, response, method=method, idempotent=idempotent
+                )
             time.sleep(wait)
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a GET is asked again, and after how long (shared by both clients)."""
+    """When a request is asked again, and after how long (shared by both clients). A request
+    that is not `idempotent` is asked again only after a 429."""
 
     max_retries: int = 3
     max_retry_wait: float = 60.0
@@ -271,15 +357,37 @@ class RetryPolicy:
     def attempts(self) -> int:
         return self.max_retries + 1
 
-    def wait_after_failure(self, path: str, attempt: int, error: Exception) -> float:
-        """The wait before asking again after no answer; raises after the last attempt."""
+    def wait_after_failure(
+        self,
+        path: str,
+        attempt: int,
+        error: Exception,
+        *,
+        method: str = "GET",
+        idempotent: bool = True,
+    ) -> float:
+        """The wait before asking again after no answer; raises after the last attempt, and
+        at once for a request that is not idempotent (it may have been carried out)."""
+        if not idempotent:
+            raise ApiConnectionError(
+                f"{method} {path}: no answer ({error!r}); not retried, as it may have been "
+                "carried out"
+            ) from error
         if attempt >= self.attempts:
             raise ApiConnectionError(
-                f"GET {path}: no answer after {self.attempts} attempts ({error!r})"
+                f"{method} {path}: no answer after {self.attempts} attempts ({error!r})"
             ) from error
-        return self._logged(path, type(error).__name__, self.backoff(attempt), attempt)
+        return self._logged(method, path, type(error).__name__, self.backoff(attempt), attempt)
 
-    def wait_after_error(self, path: str, attempt: int, response: httpx.Response) -> float:
+    def wait_after_error(
+        self,
+        path: str,
+        attempt: int,
+        response: httpx.Response,
+        *,
+        method: str = "GET",
+        idempotent: bool = True,
+    ) -> float:
         """The wait before asking again after an error answer; raises the API's error when
         it is not worth asking again (or no attempt is left, or Retry-After is past the
         cap)."""
@@ -288,14 +396,15 @@ class RetryPolicy:
             if response.status_code in RETRY_AFTER_STATUSES
             else None
         )
+        retried = RETRY_STATUSES if idempotent else NON_IDEMPOTENT_RETRY_STATUSES
         if (
-            response.status_code not in RETRY_STATUSES
+            response.status_code not in retried
             or attempt >= self.attempts
             or (retry_after is not None and retry_after > self.max_retry_wait)
         ):
             raise error_from_response(response, retry_after)
         wait = self.backoff(attempt) if retry_after is None else retry_after
-        return self._logged(path, str(response.status_code), wait, attempt)
+        return self._logged(method, path, str(response.status_code), wait, attempt)
 
     def backoff(self, attempt: int) -> float:
         # Exponential, with jitter (half to all of the step) so that clients that failed
@@ -303,12 +412,26 @@ class RetryPolicy:
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _logged(self, path: str, reason: str, wait: float, attempt: int) -> float:
+    def _logged(self, method: str, path: str, reason: str, wait: float, attempt: int) -> float:
         logger.info(
-            "GET %s: %s, retrying in %.2f s (attempt %d of %d)",
-            path, reason, wait, attempt + 1, self.attempts,
+            "%s %s: %s, retrying in %.2f s (attempt %d of %d)",
+            method, path, reason, wait, attempt + 1, self.attempts,
         )  # fmt: skip
         return wait
+
+
+def already_deleted(method: str, response: httpx.Response, unanswered: bool) -> bool:
+    """A DELETE's 404 after an attempt that got no answer: that attempt may have deleted
+    it, and DELETE is idempotent in effect, so the call succeeded."""
+    return method == "DELETE" and response.status_code == 404 and unanswered
+
+
+def webhook_create_body(url: str, events: Sequence[str], description: str) -> dict[str, Any]:
+    # Sent as given: the API validates it (and answers 422 `invalid_request` with the
+    # reason). A lone string is a Sequence of one-letter events: refused here.
+    if isinstance(events, str):
+        raise TypeError("events must be a list of event types, not a string")
+    return {"url": url, "events": list(events), "description": description}
 
 
 def request_headers(api_key: str) -> dict[str, str]:
@@ -370,6 +493,7 @@ def body_adapter(response_type: type[Body]) -> TypeAdapter[Body]:
 
 __all__ = [
     "ENDPOINTS",
+    "HTTP_METHODS",
     "AnalyticsClient",
     "ConversationFilters",
     "RetryPolicy",

@@ -10,7 +10,7 @@ is open (`Report`, `UserPeriod`): their extra fields are kept, as attributes and
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -173,6 +173,102 @@ class UserAnalytics(BaseModel):
     periods: list[UserPeriod]
 
 
+class UserPrediction(BaseModel):
+    """A user's return prediction for one day (docs/metrics.md, "Return prediction")."""
+
+    day: str
+    return_probability_7d: float = Field(
+        description="P(at least one conversation in the 7 days after `day`)"
+    )
+    expected_conversations_7d: float
+    baseline_return_probability_7d: float | None = None
+    baseline_conversations_7d: float | None = None
+    method: str = Field(
+        description="`model`, or `baseline` where the model was not used (too little history, "
+        "or it did not beat the baseline)"
+    )
+    count_method: str | None = Field(
+        default=None, description="The same for `expected_conversations_7d`"
+    )
+    conversations_7d: int | None = None
+    conversations_28d: int | None = None
+    active_days_28d: int | None = None
+    days_since_last: int | None = None
+
+
+class UserPredictions(BaseModel):
+    """`GET /users/{user_id}/predictions`: one prediction per day the user was scored."""
+
+    user_id: str
+    predictions: list[UserPrediction]
+
+
+# The events a webhook subscription can ask for.
+WebhookEvent = Literal["report.ready", "check.failed", "erasure.done", "sync.completed"]
+# What the API accepts as a subscription's URL (a subset of what it validates further).
+WEBHOOK_URL_PATTERN = (
+    r"^https?://[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*"
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+    r"(/[A-Za-z0-9._~!$&'()*+,;=:/?%-]*)?$"
+)
+
+
+class WebhookCreate(BaseModel):
+    """The body of `POST /webhooks`. `create_webhook` sends it unvalidated, so that the API's
+    own checks answer (as `InvalidRequestError`, code `invalid_request`); validate with this
+    model first to fail before the request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="An http(s) URL, without credentials or fragment.",
+    )
+    events: list[WebhookEvent] = Field(min_length=1, max_length=4)
+    description: str = Field(default="", max_length=200)
+
+
+class WebhookSubscription(BaseModel):
+    """A subscription as listed: never its secret."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    created_at: str
+
+
+class WebhookCreated(WebhookSubscription):
+    """The answer to `POST /webhooks`, the only one carrying the subscription's signing
+    secret: keep it where the receiver can read it. It is left out of `repr`, so that a
+    logged or printed subscription does not show it."""
+
+    secret: str = Field(description="Signs every delivery; shown only in this answer.", repr=False)
+
+
+class WebhookAttempt(BaseModel):
+    number: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDelivery(BaseModel):
+    """One event sent (or to be sent) to a subscription, with every attempt."""
+
+    id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "dead", "cancelled"]
+    created_at: str
+    next_attempt_at: str | None
+    delivered_at: str | None
+    attempts: list[WebhookAttempt]
+
+
 class DashboardTotals(BaseModel):
     conversations: int
     messages: int
@@ -228,6 +324,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
         Categories, ConversationDetail, ConversationPage, ConversationSummary, Count,
         Dashboard, DashboardCount, DashboardModelPeriod, DashboardTotals, DashboardVolume,
         ErrorBody, ErrorDetail, Health, Message, ModelComparison, ModelComparisonRow, Report,
-        Series, SeriesPoint, UserAnalytics, UserPeriod,
+        Series, SeriesPoint, UserAnalytics, UserPeriod, UserPrediction, UserPredictions,
+        WebhookAttempt, WebhookCreate, WebhookCreated, WebhookDelivery, WebhookSubscription,
     )
 }  # fmt: skip
