@@ -25,6 +25,7 @@ from pymongo.database import Database
 from analytics_assets import tables
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets.sources.schema import SourceSchema
+from analytics_assets.storage import day_index
 from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.lake import Lake
 
@@ -263,6 +264,7 @@ class Eraser:
                         self.db[name].delete_many({"conversation_id": {"$in": chunk}}).deleted_count
                     )
             result.mongo_documents[name] = removed
+        result.mongo_documents[day_index.DAY_INDEX_COLLECTION] = day_index.forget(self.db, ids)
 
     def _add_tombstones(self, identities: list[str]) -> None:
         """Keyed digests of the removed raw records: a pull drops them, the reconciliation

@@ -117,3 +117,20 @@ def page_by_day_index(
         found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": wanted}})}
         page.extend(found[key] for key in wanted if key in found)
     return page[:count]
+
+
+def forget(db: Database, ids: Iterable[str]) -> int:
+    """Removes `ids` from every key list (an erasure: a list must not keep naming an erased
+    conversation, even though a page would skip it). Returns the keys removed."""
+    unwanted = set(ids)
+    if not unwanted:
+        return 0
+    removed, updates = 0, []
+    for found in db[DAY_INDEX_COLLECTION].find({}):
+        kept = [key for key in found["keys"] if key[1] not in unwanted]
+        if len(kept) < len(found["keys"]):
+            removed += len(found["keys"]) - len(kept)
+            updates.append(UpdateOne({"_id": found["_id"]}, {"$set": {"keys": kept}}))
+    if updates:
+        db[DAY_INDEX_COLLECTION].bulk_write(updates, ordered=False)
+    return removed
