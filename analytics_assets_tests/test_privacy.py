@@ -315,8 +315,14 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
         db["conversation_messages"].update_one(
             {"_id": f"m-{day}"}, {"$set": {"day": day.isoformat()}}, upsert=True
         )
+        # A day's key list (storage/day_index.py) expires with its day.
+        db["day_index"].insert_one(
+            {"_id": f"conversation_messages:{day}", "collection": "conversation_messages",
+             "day": day.isoformat(), "keys": [[0, f"m-{day}"]]}
+        )  # fmt: skip
     today = days[-1]
     result = apply_retention(lake, db, {"conversation_messages": 2}, today, mirrors)
+    assert sorted(d["day"] for d in db["day_index"].find()) == [d.isoformat() for d in days[2:]]
     assert lake.days_present("conversation_messages") == days[2:]
     assert lake.days_present("conversations") == days  # not configured: keeps every day
     assert sorted(d["day"] for d in db["conversation_messages"].find()) == [

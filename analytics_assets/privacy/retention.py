@@ -18,6 +18,7 @@ from pymongo.errors import OperationFailure
 
 from analytics_assets import tables
 from analytics_assets.storage.collections import DAY_FIELD
+from analytics_assets.storage.day_index import DAY_INDEX_COLLECTION
 from analytics_assets.storage.lake import Lake
 from analytics_assets.storage.placement import MongoMirror, writers_of
 
@@ -99,6 +100,10 @@ def apply_retention(
         scope: dict[str, Any] = {**mirror.slice_scope, **_REPORT_SCOPE.get(table, {})}
         removed = db[collection].delete_many({DAY_FIELD: {"$lt": cutoff.isoformat()}, **scope})
         result.mongo_documents_removed[table] = removed.deleted_count
+        # The day lists of those days go with them (storage/day_index.py).
+        db[DAY_INDEX_COLLECTION].delete_many(
+            {"collection": collection, DAY_FIELD: {"$lt": cutoff.isoformat()}}
+        )
         if collection in TTL_FIELD and writers_of(mirrors, collection) == [table]:
             result.ttl_indexes[collection] = ensure_ttl_index(db, collection, keep_days)
     return result
