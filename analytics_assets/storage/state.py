@@ -23,7 +23,10 @@ HEADS_FOLDER = "heads"
 
 
 def is_url(location: str | Path | UPath) -> bool:
-    return isinstance(location, UPath) or "://" in str(location)
+    """An object-store location (not a local folder, whatever type names it)."""
+    if isinstance(location, UPath):
+        return location.protocol not in ("", "file", "local")
+    return "://" in str(location)
 
 
 def state_path(location: str | Path | UPath, storage_options: dict[str, Any] | None = None):
