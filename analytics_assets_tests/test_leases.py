@@ -160,6 +160,38 @@ def test_the_heartbeat_keeps_a_lease_alive_and_reports_it_lost(collection):
         time.sleep(0.4)
 
 
+# -- why: the run queue's tag limit does not see range runs ----------------------------------
+
+
+def test_the_queues_partition_limit_serializes_day_runs_but_not_range_runs():
+    """The prod instance's tag limit, applied by Dagster's own counter (what the queue daemon
+    uses): a second run of the same day waits, but a range run overlapping a running range
+    run, or a day run inside it, is let through. Hence the leases."""
+    from pathlib import Path
+
+    import yaml
+    from dagster import DagsterRun
+    # Private, but it is the queue daemon's own check; no public API applies the limits.
+    from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+    from analytics_assets_tests.conftest import range_tags
+
+    config = Path(__file__).resolve().parents[1] / "deployments/prod/dagster.yaml"
+    limits = yaml.safe_load(config.read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
+
+    def run(tags: dict[str, str]) -> DagsterRun:
+        return DagsterRun(job_name="ingestion_job", tags=tags)
+
+    day = run({"dagster/partition": "2026-11-02"})
+    assert TagConcurrencyLimitsCounter(limits, [day]).is_blocked(
+        run({"dagster/partition": "2026-11-02"})
+    )
+    running_range = run(range_tags("2026-11-01", "2026-11-03"))
+    counter = TagConcurrencyLimitsCounter(limits, [running_range])
+    assert not counter.is_blocked(run(range_tags("2026-11-02", "2026-11-04")))
+    assert not counter.is_blocked(run({"dagster/partition": "2026-11-02"}))
+
+
 # -- the resource in runs ------------------------------------------------------------------
 
 
