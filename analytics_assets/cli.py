@@ -67,6 +67,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from analytics_assets.definitions import defs
     from analytics_assets.defs.partitions import range_tags
     from analytics_assets.defs.run_progress import StepProgress
+    from analytics_assets.defs.storage.leases import release_after_run
     from analytics_assets.defs.storage.placement import mirrors_of
     from analytics_assets.summary import lake_summary
 
@@ -92,6 +93,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 raise_on_error=False,
                 run_config=_QUIET_RUN_CONFIG,
             )
+        # No daemon here to run the release sensors.
+        release_after_run(defs, run_id)
         success = result.success
         # Each ISO week of the range that has closed gets its report, from its days.
         weeks = _closed_weeks(first_day, last_day)

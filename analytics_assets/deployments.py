@@ -28,11 +28,13 @@ from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.queues import STEP_RESOURCES
 from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
 from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
+from analytics_assets.defs.storage.leases import PARTITION_LEASES, PartitionLeaseResource
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.privacy.keys import local_key_file
 from analytics_assets.settings import DEPLOYMENTS, Settings, get_settings
 from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER, LAKE_IO_MANAGER
+from analytics_assets.storage.state import CHECKPOINTS_FOLDER, HEADS_FOLDER
 
 
 def _secret(settings: Settings, field: str, variable: str) -> EnvVar | None:
@@ -58,6 +60,9 @@ def record_source_for(settings: Settings) -> RecordSourceResource:
             base_id=settings.nocodb_base_id,
             requests_per_second=settings.nocodb_requests_per_second,
             source_schema=source_schema(settings),
+            # In S3 with ANALYTICS_STATE_URL: a retry on another worker resumes the pull.
+            checkpoint_dir=settings.state_location(CHECKPOINTS_FOLDER),
+            checkpoint_s3=state_s3(settings),
         )
     return ExportSourceResource(
         export_dir=settings.export_dir or str(settings.sample_export_dir),
@@ -65,6 +70,11 @@ def record_source_for(settings: Settings) -> RecordSourceResource:
         generate_sample_if_missing=settings.export_dir is None,
         source_schema=source_schema(settings),
     )
+
+
+def state_s3(settings: Settings) -> S3Resource:
+    """The S3 endpoint and region of the state (checkpoints, heads): the lake's."""
+    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region)
 
 
 def lake_settings_for(settings: Settings) -> dict[str, Any]:
@@ -87,7 +97,9 @@ def mongo_for(settings: Settings) -> MongoResource:
     )
 
 
-def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> dict[str, Any]:
+def storage_resources(
+    lake_settings: dict[str, Any], mongo: MongoResource, steps_in_one_process: bool = True
+) -> dict[str, Any]:
     """The lake (as a resource and as the two IO managers of storage/placement.py) and
     MongoDB, on shared settings."""
     return {
@@ -97,6 +109,10 @@ def storage_resources(lake_settings: dict[str, Any], mongo: MongoResource) -> di
         # The same database for the steps that work on collections directly (retention,
         # erasure, the privacy checks).
         "mongo": mongo,
+        # Day leases in that database: one writer per day across machines.
+        PARTITION_LEASES: PartitionLeaseResource(
+            mongo=mongo, release_when_process_ends=steps_in_one_process
+        ),
     }
 
 
@@ -106,7 +122,10 @@ def categorization_for(settings: Settings) -> CategorizationResource:
         device=settings.device,
         encoder=settings.encoder,
         threshold=settings.categorization_threshold,
-        heads_dir=settings.heads_dir or str(settings.local_path("heads")),
+        heads_dir=settings.heads_dir
+        or settings.state_location(HEADS_FOLDER)
+        or str(settings.local_path("heads")),
+        heads_s3=state_s3(settings),
         feedback_table=settings.nocodb_feedback_table,
         # Locally, the sample export carries corrections for every fifth conversation.
         feedback_file=settings.feedback_file
@@ -212,5 +231,7 @@ def resources_for(settings: Settings | None = None) -> dict[str, Any]:
         "sync_settings": sync_settings_for(settings),
         "translation": translation_for(settings),
         "privacy": privacy_for(settings),
-        **storage_resources(lake_settings_for(settings), mongo_for(settings)),
+        **storage_resources(
+            lake_settings_for(settings), mongo_for(settings), settings.runs_steps_in_process
+        ),
     }

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
 
     # -- storage ------------------------------------------------------------------------------
     lake_url: str | None = _env("ANALYTICS_LAKE_URL", default=None)
+    state_url: str | None = _env(
+        "ANALYTICS_STATE_URL",
+        default=None,
+        description="Where resume checkpoints and trained heads live, e.g. s3://bucket/state "
+        "(shared by every worker); None: the local disk (as before).",
+    )
     s3_endpoint_url: str | None = _env("ANALYTICS_S3_ENDPOINT_URL", default=None)
     aws_region: str | None = _env("AWS_REGION", default=None)
     mongodb_uri: SecretStr | None = _env("MONGODB_URI", default=None)
@@ -244,6 +250,10 @@ class Settings(BaseSettings):
         if self.lake_url or self.deployment == "prod":
             return self.lake_url
         return str(self.local_path("lake"))
+
+    def state_location(self, folder: str) -> str | None:
+        """`folder` under ANALYTICS_STATE_URL; None without it (each caller's local default)."""
+        return f"{self.state_url.rstrip('/')}/{folder}" if self.state_url else None
 
     @property
     def embedded_mongo_dir(self) -> str:

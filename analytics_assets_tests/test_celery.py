@@ -222,6 +222,15 @@ def environments(tmp_path: Path, broker: str, mongo_uri: str) -> tuple[dict, dic
     return single, celery
 
 
+def release_like_the_daemon(mongo_uri: str, run_id: str) -> int:
+    """What the run-status sensor does when a run ends (there is no daemon here): gives its
+    day leases back. The single-process run gives its own back as it ends."""
+    from analytics_assets.storage.leases import LEASES_COLLECTION, PartitionLeases
+
+    with MongoClient(mongo_uri) as client:
+        return PartitionLeases(client["celery"][LEASES_COLLECTION]).release(run_id)
+
+
 def assert_equal_to_the_single_process_run(tmp_path: Path, mongo_uri: str, run_id: str):
     expected_lake = lake_contents(tmp_path / "single_lake")
     assert expected_lake
@@ -250,6 +259,8 @@ def test_a_backfill_through_celery_workers_equals_a_single_process_run(
             stop(process)
 
     run_id, ran_on = the_run_and_its_workers(Path(celery["DAGSTER_HOME"]))
+    # The run's first step leased its three days; they outlived that step's worker process.
+    assert release_like_the_daemon(mongo_server, run_id) == len(DAYS)
     (categories_worker,) = ran_on.pop("conversation_categories")
     assert categories_worker.startswith(f"{GPU_QUEUE}-")
     assert ran_on  # every other step went to the default queue's worker, once
@@ -284,6 +295,8 @@ def test_a_worker_killed_mid_step_loses_and_duplicates_no_day(redis_broker, mong
             stop(process)
 
     run_id, ran_on = the_run_and_its_workers(Path(celery["DAGSTER_HOME"]))
+    # The run's first step leased its three days; they outlived that step's worker process.
+    assert release_like_the_daemon(mongo_server, run_id) == len(DAYS)
     # The step the killed worker was running was run again, by the replacement.
     killed_name = f"{DEFAULT_QUEUE}-{killed.pid}@"
     replacement_name = f"{DEFAULT_QUEUE}-{workers['replacement'].pid}@"

@@ -117,6 +117,8 @@ def dagster_path(export_dir: str, queue) -> None:
     from analytics_assets.defs.ingestion.resources import ExportSourceResource
     from analytics_assets.defs.privacy.resources import PrivacyResource
     from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
+    from analytics_assets.defs.storage.leases import PartitionLeaseResource
+    from analytics_assets.defs.storage.resources import MongoResource
 
     with tempfile.TemporaryDirectory() as lake_dir:
         started = time.perf_counter()
@@ -142,6 +144,8 @@ def dagster_path(export_dir: str, queue) -> None:
                 "lake": LakeResource(base_url=lake_dir),
                 "lake_io_manager": ParquetLakeIOManager(base_url=lake_dir),
                 "lake_and_mongo_io_manager": ParquetLakeIOManager(base_url=lake_dir),
+                # One writer: no day leases (they live in MongoDB, which is not measured here).
+                "partition_leases": PartitionLeaseResource(mongo=MongoResource(), enabled=False),
             },
             partition_key=DAY.isoformat(),
             instance=DagsterInstance.ephemeral(),

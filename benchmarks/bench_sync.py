@@ -36,6 +36,8 @@ from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import NocoDBSourceResource, SyncSettings
 from analytics_assets.defs.sensor_ticks import evaluate
 from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
+from analytics_assets.defs.storage.leases import PartitionLeaseResource
+from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.sources.generator import SampleSpec, generate_sample, iter_for_nocodb
 from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
@@ -218,6 +220,9 @@ def backfill_benchmark(server, conversations: int) -> None:
                     "lake": LakeResource(base_url=folder),
                     "lake_io_manager": lake,
                     "lake_and_mongo_io_manager": lake,  # the lake alone: NocoDB is measured
+                    "partition_leases": PartitionLeaseResource(
+                        mongo=MongoResource(), enabled=False
+                    ),
                 }
             )  # fmt: skip
             job = defs.resolve_implicit_global_asset_job_def().get_subset(

@@ -17,6 +17,7 @@ from analytics_assets.categorization.model_tier import (
     train_head,
 )
 from analytics_assets.categorization.taxonomy import Taxonomy, canonical_label
+from analytics_assets.storage.state import state_path, write_text_atomically
 
 HEADS_INDEX = "current.json"
 TRAINED_DIMENSIONS = ("topic", "intent")
@@ -107,7 +108,8 @@ def train_and_choose(
                 adopted,
             )
         )
-    index_path.write_text(json.dumps(current, indent=2))
+    # Last, and whole: a worker loading heads meanwhile sees the old choice or the new.
+    write_text_atomically(index_path, json.dumps(current, indent=2))
     return decisions
 
 
@@ -124,16 +126,19 @@ def openings_from_messages(messages: pl.LazyFrame, conversation_ids: list[str]) 
     )
 
 
-def encoder_heads_dir(heads_dir: str | Path | None, encoder: str) -> Path | None:
-    """Where the heads trained on `encoder`'s embeddings live."""
-    return Path(heads_dir) / encoder if heads_dir else None
+def encoder_heads_dir(
+    heads_dir: str | Path | None, encoder: str, storage_options: dict | None = None
+) -> Path | None:
+    """Where the heads trained on `encoder`'s embeddings live: under a folder or an s3://
+    URL (ANALYTICS_STATE_URL/heads), so every worker loads the heads the training adopted."""
+    return state_path(heads_dir, storage_options) / encoder if heads_dir else None
 
 
 def current_heads(heads_dir: str | Path | None) -> dict[str, str]:
     """dimension -> head version chosen by the last training that beat its predecessor."""
     if not heads_dir:
         return {}
-    index = Path(heads_dir) / HEADS_INDEX
+    index = state_path(heads_dir) / HEADS_INDEX
     return json.loads(index.read_text()) if index.exists() else {}
 
 
@@ -145,6 +150,7 @@ def load_model_tier(
     threshold: float,
     heads_dir: str | Path | None = None,
     encoder: str | None = None,
+    heads_storage_options: dict | None = None,
 ):
     """The model tier on `device` ("auto" resolved here) with `encoder` (None: the default),
     the shipped heads that fit the taxonomy, and the adopted correction heads if any.
@@ -154,7 +160,7 @@ def load_model_tier(
     from analytics_assets.categorization.model_tier import Head, ModelTier
 
     embedder = shared_embedder(resolve_device(device), batch_size, encoder)
-    folder = encoder_heads_dir(heads_dir, embedder.name)
+    folder = encoder_heads_dir(heads_dir, embedder.name, heads_storage_options)
     heads = {
         dimension: Head.load(folder, version)
         for dimension, version in current_heads(folder).items()

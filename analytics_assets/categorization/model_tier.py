@@ -3,6 +3,7 @@ corrections exist. numpy here; torch only inside the embedder and the head's tra
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -155,7 +156,9 @@ class Head:
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.version}.npz"
-        np.savez(path, weights=self.weights, bias=self.bias)
+        # Through a file object: the folder may be an S3 location (storage/state.py).
+        with path.open("wb") as out:
+            np.savez(out, weights=self.weights, bias=self.bias)
         (folder / f"{self.version}.json").write_text(
             json.dumps({"names": self.names, "fallback": self.fallback, "metrics": self.metrics})
             + "\n"
@@ -164,7 +167,8 @@ class Head:
 
     @classmethod
     def load(cls, folder: Path, version: str) -> Head:
-        arrays = np.load(folder / f"{version}.npz")
+        with (folder / f"{version}.npz").open("rb") as stored:
+            arrays = np.load(io.BytesIO(stored.read()))
         meta = json.loads((folder / f"{version}.json").read_text())
         return cls(meta["names"], arrays["weights"], arrays["bias"], meta["fallback"], version,
                    meta["metrics"])  # fmt: skip

@@ -26,6 +26,8 @@ from dagster import (
     build_sensor_context,
 )
 
+from analytics_assets.defs.storage.leases import release_after_run
+
 RUN_KEY_TAG = "dagster/run_key"
 
 
@@ -106,6 +108,8 @@ def tick(
             tags=tags,
             raise_on_error=False,
         )
+        # No daemon here to run the release sensors.
+        release_after_run(defs, run.run_id)
         (outcome.ran if run.success else outcome.failed).append(request.partition_key)
         report({"event": "run_finished", "partition": request.partition_key,
                 "run_id": run.run_id, "success": run.success,

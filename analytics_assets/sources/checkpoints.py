@@ -5,27 +5,39 @@ Each completed page is spooled as Parquet with the last record id it held; a ret
 spooled pages and continues with `Id > last id` (keyset paging, sorted by id), which stays
 correct even if rows were inserted or deleted meanwhile. A spool older than `max_age_s` is
 stale (the records may have changed since) and is discarded; a finished pull removes its own.
+
+The root is a local folder or, in production, an S3 location (`ANALYTICS_STATE_URL`), so a
+retry that lands on another worker still finds the pages.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+from upath import UPath
+
+from analytics_assets.storage.state import remove_tree, state_path, write_text_atomically
 
 
 class PageSpool:
-    def __init__(self, root: Path, key: str, max_age_s: float):
+    def __init__(
+        self,
+        root: str | Path | UPath,
+        key: str,
+        max_age_s: float,
+        storage_options: dict[str, Any] | None = None,
+    ):
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-        self.folder = root / digest
+        self.folder = state_path(root, storage_options) / digest
         self.key = key
         self.max_age_s = max_age_s
 
-    def _state_path(self) -> Path:
+    def _state_path(self) -> Path | UPath:
         return self.folder / "state.json"
 
     def load(self) -> tuple[list[pl.DataFrame], str | None]:
@@ -39,17 +51,19 @@ class PageSpool:
         if state.get("key") != self.key or time.time() - state["updated"] > self.max_age_s:
             self.clear()
             return [], None
-        frames = [pl.read_parquet(self.folder / f"page-{n}.parquet") for n in range(state["pages"])]
+        frames = []
+        for n in range(state["pages"]):
+            with (self.folder / f"page-{n}.parquet").open("rb") as page:
+                frames.append(pl.read_parquet(page))
         return frames, state["last_id"]
 
     def save(self, index: int, frame: pl.DataFrame, last_id: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(self.folder / f"page-{index}.parquet")
-        # The state moves only after its page is on disk, and atomically.
+        with (self.folder / f"page-{index}.parquet").open("wb") as page:
+            frame.write_parquet(page)
+        # The state moves only after its page is stored, and atomically.
         state = {"key": self.key, "pages": index + 1, "last_id": last_id, "updated": time.time()}
-        partial = self.folder / "state.json.tmp"
-        partial.write_text(json.dumps(state))
-        partial.replace(self._state_path())
+        write_text_atomically(self._state_path(), json.dumps(state))
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_tree(self.folder)

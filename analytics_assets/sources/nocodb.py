@@ -94,6 +94,7 @@ class NocoDBSource(RecordSource):
         base_id: str | None = None,
         checkpoint_dir: str | Path | None = None,
         checkpoint_max_age_s: float = 3600.0,
+        checkpoint_storage_options: dict | None = None,
         first_day: date | None = None,
     ):
         self.client = client
@@ -105,6 +106,7 @@ class NocoDBSource(RecordSource):
         # Where completed pages wait until their day's pull finishes (None: no resuming).
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_max_age_s = checkpoint_max_age_s
+        self.checkpoint_storage_options = checkpoint_storage_options
 
     def describe(self) -> str:
         return f"nocodb:{self.client.base_url}"
@@ -281,7 +283,9 @@ class NocoDBSource(RecordSource):
         if self.checkpoint_dir is None:
             return None
         key = f"{self.client.base_url}|{table_id}|{kind}|{day}|{where}|{','.join(fields)}"
-        return PageSpool(Path(self.checkpoint_dir), key, self.checkpoint_max_age_s)
+        return PageSpool(
+            self.checkpoint_dir, key, self.checkpoint_max_age_s, self.checkpoint_storage_options
+        )
 
     # -- incremental sync --------------------------------------------------------------------
 

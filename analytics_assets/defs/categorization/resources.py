@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from analytics_assets.categorization.device import resolve_device
@@ -15,6 +16,7 @@ from analytics_assets.categorization.feedback import (
     load_model_tier,
 )
 from analytics_assets.categorization.taxonomy import Taxonomy, load_taxonomy
+from analytics_assets.defs.storage.lake import s3fs_options
 
 
 class CategorizationResource(ConfigurableResource):
@@ -37,7 +39,12 @@ class CategorizationResource(ConfigurableResource):
         default=None, description="The taxonomy YAML (ANALYTICS_TAXONOMY); None: the shipped one."
     )
     heads_dir: str | None = Field(
-        default=None, description="Folder of trained heads (written by category_heads)."
+        default=None,
+        description="Folder or s3:// URL of trained heads (written by category_heads; "
+        "production: ANALYTICS_STATE_URL/heads, shared by every worker).",
+    )
+    heads_s3: S3Resource | None = Field(
+        default=None, description="Endpoint, region or keys for an s3:// heads_dir."
     )
     batch_size: int = Field(default=128, description="Texts per embedding batch.")
     feedback_file: str | None = Field(
@@ -57,7 +64,10 @@ class CategorizationResource(ConfigurableResource):
 
     def encoder_heads_dir(self) -> Path | None:
         """The heads trained on this encoder's embeddings."""
-        return encoder_heads_dir(self.heads_dir, self.encoder)
+        return encoder_heads_dir(self.heads_dir, self.encoder, self.heads_storage_options())
+
+    def heads_storage_options(self) -> dict:
+        return s3fs_options(self.heads_dir or "", self.heads_s3)
 
     def current_heads(self) -> dict[str, str]:
         return current_heads(self.encoder_heads_dir())
@@ -73,6 +83,7 @@ class CategorizationResource(ConfigurableResource):
             threshold=self.threshold,
             heads_dir=self.heads_dir,
             encoder=self.encoder,
+            heads_storage_options=self.heads_storage_options(),
         )
 
 

@@ -37,6 +37,7 @@ from analytics_assets.defs.partitions import (
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.leases import PartitionLeaseResource
 from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.privacy.erasure import drop_tombstoned
@@ -79,8 +80,14 @@ def nocodb_raw_pages(
     record_source: RecordSourceResource,
     privacy: PrivacyResource,
     lake: LakeResource,
+    partition_leases: PartitionLeaseResource,
 ) -> MaterializeResult[pl.DataFrame]:
     days = days_in(context.partition_time_window)
+    # The run's first step: no other run writes these days until this run ends (a range run
+    # is not held back by the queue's per-partition limit; defs/storage/leases.py).
+    holding = partition_leases.hold(context.run_id, days)
+    if holding and holding.waited_s:
+        context.log.info(f"Waited {holding.waited_s:.1f} s for other runs' leases on {days}")
     jobs = [(day, kind) for day in days for kind in TABLE_KINDS]
     per_table: Counter[str] = Counter()
     pages = resumed = 0
@@ -137,6 +144,8 @@ def nocodb_raw_pages(
     # Records erased on request stay out, even while the source still holds them.
     raw, erased = drop_tombstoned(raw, lake.lake(), record_source.source_schema, privacy.digester)
     seconds = time.perf_counter() - started
+    # Still ours (a lease lost to expiry means another run may be writing these days).
+    partition_leases.confirm(context.run_id, days)
     counters = {
         name: round(stats_after[name] - stats_before.get(name, 0), 3)
         for name in ("requests", "hedged", "retries", "throttled", "retry_wait_s")
@@ -152,6 +161,8 @@ def nocodb_raw_pages(
             **counters,
             "records_per_table": MetadataValue.json(dict(per_table)),
             "erased_records_skipped": erased,
+            "lease_wait_s": holding.waited_s if holding else None,
+            "lease_acquired_at": holding.acquired_at if holding else None,
             "fetch_seconds": round(seconds, 3),
             "records_per_second": _throughput(raw.height, seconds),
             **frame_metadata(raw.drop("record"), days=len(days)),

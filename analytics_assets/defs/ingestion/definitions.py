@@ -8,9 +8,10 @@ from analytics_assets.defs.ingestion.sensors import (
     nocodb_changes_sensor,
     nocodb_reconciliation_sensor,
 )
+from analytics_assets.defs.storage.leases import lease_release_sensors
 
 defs = Definitions(
     assets=load_assets_from_modules([assets]),
     asset_checks=load_asset_checks_from_modules([checks]),
-    sensors=[nocodb_changes_sensor, nocodb_reconciliation_sensor],
+    sensors=[nocodb_changes_sensor, nocodb_reconciliation_sensor, *lease_release_sensors],
 )

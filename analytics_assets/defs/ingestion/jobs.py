@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from analytics_assets.defs.partitions import daily_partitions
+from analytics_assets.defs.storage.leases import lease_heartbeat_hook
 
 INGESTION_JOB = "ingestion_job"
 MODEL_TIER_KIND = "pytorch"
@@ -46,6 +47,9 @@ def daily_job_definitions(assets: Iterable[Any]) -> Definitions:
         partitions_def=daily_partitions,
         description="Pull a day (or a range of days) from the source and rebuild every daily "
         "asset of it.",
+        # Each step renews the run's day leases on whichever worker it ran (the first step
+        # takes them; defs/storage/leases.py).
+        hooks={lease_heartbeat_hook},
     )
     # Yesterday's partition early each morning (UTC). Off until an operator turns it on.
     return Definitions(

@@ -14,9 +14,11 @@ from typing import Literal
 
 import polars as pl
 from dagster import Config, ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from analytics_assets.defs.partitions import FIRST_DAY
+from analytics_assets.defs.storage.lake import s3fs_options
 from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
 from analytics_assets.nocodb.pacing import RequestPacer
 from analytics_assets.sources.base import RecordSource
@@ -122,8 +124,12 @@ class NocoDBSourceResource(RecordSourceResource):
     checkpoint_dir: str | None = Field(
         default=None,
         description="Where a day's completed pages are kept until its pull finishes, so a "
-        "retried pull resumes after its last page. Default: $DAGSTER_HOME/storage/"
-        "nocodb_pages (or the system temp folder); '' turns resuming off.",
+        "retried pull resumes after its last page: a folder or an s3:// URL (production: "
+        "ANALYTICS_STATE_URL/nocodb_pages, so a retry on another worker resumes too). Default: "
+        "$DAGSTER_HOME/storage/nocodb_pages (or the system temp folder); '' turns resuming off.",
+    )
+    checkpoint_s3: S3Resource | None = Field(
+        default=None, description="Endpoint, region or keys for an s3:// checkpoint_dir."
     )
     checkpoint_max_age_s: float = Field(
         default=3600.0, description="Older checkpoints are stale and the pull starts over."
@@ -155,6 +161,9 @@ class NocoDBSourceResource(RecordSourceResource):
                 base_id=self.base_id,
                 checkpoint_dir=self._checkpoint_dir(),
                 checkpoint_max_age_s=self.checkpoint_max_age_s,
+                checkpoint_storage_options=s3fs_options(
+                    self._checkpoint_dir() or "", self.checkpoint_s3
+                ),
                 first_day=FIRST_DAY,
             )
 

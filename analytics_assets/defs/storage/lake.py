@@ -38,6 +38,22 @@ from analytics_assets.storage.lake import (
 )
 
 
+def s3fs_options(url: str, s3: S3Resource | None) -> dict[str, Any]:
+    """An S3Resource's settings in s3fs's terms for `url` (secrets stay in memory, never
+    logged); nothing for a local path. Shared by the lake and the state (checkpoints, heads)."""
+    if not str(url).startswith("s3://") or s3 is None:
+        return {}
+    return s3_storage_options(
+        endpoint_url=s3.endpoint_url,
+        region_name=s3.region_name,
+        profile=s3.profile_name,
+        key=s3.aws_access_key_id,
+        secret=s3.aws_secret_access_key,
+        token=s3.aws_session_token,
+        anon=bool(s3.use_unsigned_session),
+    )
+
+
 class LakeConfig(Config):
     """Where the lake is and how it writes; shared by the resource and the IO managers."""
 
@@ -56,19 +72,7 @@ class LakeConfig(Config):
     )
 
     def storage_options(self) -> dict[str, Any]:
-        """The S3Resource's settings in s3fs's terms (secrets stay in memory, never logged)."""
-        if not self.base_url.startswith("s3://") or self.s3 is None:
-            return {}
-        s3 = self.s3
-        return s3_storage_options(
-            endpoint_url=s3.endpoint_url,
-            region_name=s3.region_name,
-            profile=s3.profile_name,
-            key=s3.aws_access_key_id,
-            secret=s3.aws_secret_access_key,
-            token=s3.aws_session_token,
-            anon=bool(s3.use_unsigned_session),
-        )
+        return s3fs_options(self.base_url, self.s3)
 
     def lake(self) -> Lake:
         return Lake(

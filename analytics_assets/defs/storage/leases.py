@@ -1,0 +1,146 @@
+"""Partition leases in Dagster: a run that writes days holds them in the shared MongoDB from
+its first step until it ends (`analytics_assets/storage/leases.py` has the why).
+
+- The first step of the daily job (`nocodb_raw_pages`) calls `hold` for the run's days (one
+  day, or a range run's all), waiting up to `wait_s` for another run to give them back, and
+  renews them from a heartbeat thread for as long as that step's process lives: the whole
+  run with the in-process executor, the step with multiprocess/Celery/Kubernetes.
+- Every later step renews them when it succeeds (`lease_heartbeat_hook`), in its own process
+  and on its own machine, so the leases outlive the first step whatever the executor.
+- The run-status sensors give them back when the run succeeds, fails or is cancelled; a run
+  whose worker was killed (no sensor event, no heartbeat) loses them after `ttl_s`. Where a
+  run's steps all execute in one process (`release_when_process_ends`: the local deployment,
+  `execute_in_process`, tests) they are given back when that process's resources are torn
+  down, at the run's end, so runs without a daemon (the CLI, a cron tick) free them too.
+
+Wait, not fail: a sync tick's day run and an operator's backfill over the same days are
+normal and would otherwise fail each other; the wait is bounded (then the step fails naming
+the other run) and recorded as the step's `lease_wait_s`.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import date
+
+from dagster import (
+    ConfigurableResource,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    HookContext,
+    InitResourceContext,
+    RunStatusSensorContext,
+    SkipReason,
+    run_status_sensor,
+    success_hook,
+)
+from pydantic import Field, PrivateAttr
+
+from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.storage.leases import (
+    LEASES_COLLECTION,
+    Holding,
+    LeaseLostError,
+    PartitionLeases,
+)
+
+PARTITION_LEASES = "partition_leases"
+
+
+class PartitionLeaseResource(ConfigurableResource):
+    """Day leases in the deployment's MongoDB (the one every worker already reaches)."""
+
+    mongo: MongoResource
+    enabled: bool = Field(default=True, description="Off: runs take no leases (one writer).")
+    ttl_s: float = Field(
+        default=900.0,
+        description="A lease not renewed for this long is free to take (a killed worker's).",
+    )
+    wait_s: float = Field(
+        default=3600.0,
+        description="How long a run waits for another run's lease on one of its days before "
+        "failing with that run's id.",
+    )
+    poll_s: float = Field(default=5.0, description="How often a waiting run tries again.")
+    release_when_process_ends: bool = Field(
+        default=False,
+        description="Give the leases back when this process's resources are torn down: right "
+        "where every step of a run executes in the process that took them (the in-process "
+        "executor, execute_in_process, materialize), so a run needs no daemon to free its "
+        "days; wrong with a process per step, where that is the first step's end.",
+    )
+    _heartbeats: ExitStack | None = PrivateAttr(default=None)
+
+    def leases(self) -> PartitionLeases:
+        return PartitionLeases(self.mongo.db()[LEASES_COLLECTION], ttl_s=self.ttl_s)
+
+    def hold(self, run_id: str, days: list[date]) -> Holding | None:
+        """Takes `days` for `run_id` (waiting for their holder, bounded) and keeps them
+        renewed while this process's resources live."""
+        if not self.enabled:
+            return None
+        leases = self.leases()
+        holding = leases.hold(run_id, days, wait_s=self.wait_s, poll_s=self.poll_s)
+        if self._heartbeats is None:
+            self._heartbeats = ExitStack()
+        self._heartbeats.enter_context(leases.heartbeat(run_id, days, self.ttl_s / 4))
+        return holding
+
+    def confirm(self, run_id: str, days: list[date]) -> None:
+        """Raises LeaseLostError unless `run_id` still holds every one of `days` (checked
+        before writing them)."""
+        if self.enabled:
+            self.leases().renew(run_id, days)
+
+    def release(self, run_id: str) -> int:
+        return self.leases().release(run_id) if self.enabled else 0
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._heartbeats is None:
+            return
+        try:
+            self._heartbeats.close()
+        except LeaseLostError as error:  # the step that wrote has confirmed already
+            context.log.warning(str(error))
+        self._heartbeats = None
+        if self.release_when_process_ends and context.run_id:
+            self.release(context.run_id)
+
+
+@success_hook(required_resource_keys={PARTITION_LEASES})
+def lease_heartbeat_hook(context: HookContext) -> None:
+    """Each step renews its run's leases when it succeeds, on whichever worker it ran."""
+    try:
+        getattr(context.resources, PARTITION_LEASES).leases().renew(context.run_id)
+    except Exception as error:  # a heartbeat that fails must not fail the step
+        context.log.warning(f"Could not renew the run's partition leases: {error}")
+
+
+def _release_sensor(status: DagsterRunStatus):
+    @run_status_sensor(
+        name=f"release_partition_leases_on_{status.value.lower()}",
+        run_status=status,
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
+        description="Gives back the days a run leased (a killed worker's expire by themselves).",
+    )
+    def release_leases(
+        context: RunStatusSensorContext, partition_leases: PartitionLeaseResource
+    ) -> SkipReason:
+        released = partition_leases.release(context.dagster_run.run_id)
+        return SkipReason(f"released {released} day lease(s) of run {context.dagster_run.run_id}")
+
+    return release_leases
+
+
+def release_after_run(defs, run_id: str) -> int:
+    """Gives back a run's leases right after `execute_in_process` returns, for callers that
+    run jobs without a daemon (the CLI, a cron tick) whatever the step executor setting."""
+    partition_leases = (defs.resources or {}).get(PARTITION_LEASES)
+    return partition_leases.release(run_id) if partition_leases is not None else 0
+
+
+lease_release_sensors = [
+    _release_sensor(status)
+    for status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+]
