@@ -93,6 +93,8 @@ def test_the_values_choose_the_k8s_launcher_postgres_s3_logs_and_limits_by_tag()
     code = VALUES["dagster-user-deployments"]["deployments"][0]
     assert code["includeConfigInLaunchedRuns"] == {"enabled": True}
     assert code["env"]["ANALYTICS_STEP_EXECUTOR"] == "k8s"
+    # Step pods share no disk: checkpoints and heads in S3 (ANALYTICS_STATE_URL).
+    assert code["env"]["ANALYTICS_STATE_URL"].startswith("s3://")
     assert code["dagsterApiGrpcArgs"] == ["-m", "analytics_assets.definitions"]
 
 
