@@ -134,9 +134,7 @@ def test_date_pages_come_from_the_day_key_lists_and_equal_the_query(filled):
     ]
     lists = {d["_id"]: d for d in db["day_index"].find({"collection": "conversation_analytics"})}
     assert {f"conversation_analytics:{day.isoformat()}" for day in DAYS} <= set(lists)
-    assert sum(len(d["keys"]) for d in lists.values() if first <= d["day"] <= last) == len(
-        expected
-    )
+    assert sum(len(d["keys"]) for d in lists.values() if first <= d["day"] <= last) == len(expected)
     assert _all_pages(filled, **{"from": first, "to": last, "limit": 13}) == expected
 
     erased = db["conversation_analytics"].find_one({"_id": expected[5]})

@@ -171,6 +171,7 @@ def test_the_queues_partition_limit_serializes_day_runs_but_not_range_runs():
 
     import yaml
     from dagster import DagsterRun
+
     # Private, but it is the queue daemon's own check; no public API applies the limits.
     from dagster._utils.tags import TagConcurrencyLimitsCounter
 
