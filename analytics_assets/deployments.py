@@ -111,7 +111,9 @@ def storage_resources(
         "mongo": mongo,
         # Day leases in that database: one writer per day across machines.
         PARTITION_LEASES: PartitionLeaseResource(
-            mongo=mongo, release_when_process_ends=steps_in_one_process
+            mongo=mongo,
+            release_when_process_ends=steps_in_one_process,
+            ttl_s=get_settings().lease_ttl_s,
         ),
     }
 

@@ -47,8 +47,16 @@ class Settings(BaseSettings):
         description="How a run executes its steps; auto: in one process locally (a step "
         "process costs seconds of imports), a process per step in prod (isolation); celery: "
         "each step a task on ANALYTICS_CELERY_BROKER, run by workers on any machine, the "
-        "model tier on the `gpu` queue; k8s: each step its own Kubernetes Job (dagster-k8s, "
-        "the `prod` extra), the model tier on the GPU node pool (docs/scale-out.md).",
+        "model tier on the `gpu` queue; k8s: each step its own Kubernetes Job (dagster-k8s), "
+        "the model tier on the GPU node pool (docs/scale-out.md).",
+    )
+    lease_ttl_s: float = _env(
+        "ANALYTICS_LEASE_TTL_S",
+        default=120.0,
+        description="A run's day leases expire this long after its last heartbeat (every "
+        "process executing one of its steps renews them every quarter of it): how long a "
+        "killed run keeps its days from the next. Longer than the gap between two steps "
+        "(a Kubernetes step pod waiting for a node: deployments/k8s sets 900).",
     )
     k8s_gpu_image: str | None = _env(
         "ANALYTICS_K8S_GPU_IMAGE",

@@ -139,6 +139,9 @@ def test_a_run_killed_halfway_and_run_again_converges(nocodb, source, mongo_serv
         "MONGODB_URI": mongo_server,
         "MONGODB_DATABASE": "killed_run",
         "ANALYTICS_HEADS_DIR": str(tmp_path / "heads"),
+        # The killed run's day leases expire this long after its last heartbeat; the run
+        # again waits for that (no daemon sees the kill to release them sooner).
+        "ANALYTICS_LEASE_TTL_S": "20",
     }
     Path(env["DAGSTER_HOME"]).mkdir()
     tags = json.dumps(range_tags(DAYS[0], DAYS[-1]))

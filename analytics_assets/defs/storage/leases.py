@@ -5,10 +5,13 @@ its first step until it ends (`analytics_assets/storage/leases.py` has the why).
   day, or a range run's all), waiting up to `wait_s` for another run to give them back, and
   renews them from a heartbeat thread for as long as that step's process lives: the whole
   run with the in-process executor, the step with multiprocess/Celery/Kubernetes.
-- Every later step renews them when it succeeds (`lease_heartbeat_hook`), in its own process
-  and on its own machine, so the leases outlive the first step whatever the executor.
+- Every process that executes one of the run's steps renews them every quarter TTL while it
+  lives (`setup_for_execution`), and every step once more when it succeeds
+  (`lease_heartbeat_hook`), on whichever machine it runs, so the leases outlive the first
+  step whatever the executor.
 - The run-status sensors give them back when the run succeeds, fails or is cancelled; a run
-  whose worker was killed (no sensor event, no heartbeat) loses them after `ttl_s`. Where a
+  whose worker was killed (no sensor event, no heartbeat) loses them one `ttl_s`
+  (ANALYTICS_LEASE_TTL_S, 2 min by default) after its last beat. Where a
   run's steps all execute in one process (`release_when_process_ends`: the local deployment,
   `execute_in_process`, tests) they are given back when that process's resources are torn
   down, at the run's end, so runs without a daemon (the CLI, a cron tick) free them too.
@@ -20,6 +23,7 @@ the other run) and recorded as the step's `lease_wait_s`.
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 from datetime import date
 
@@ -53,8 +57,9 @@ class PartitionLeaseResource(ConfigurableResource):
     mongo: MongoResource
     enabled: bool = Field(default=True, description="Off: runs take no leases (one writer).")
     ttl_s: float = Field(
-        default=900.0,
-        description="A lease not renewed for this long is free to take (a killed worker's).",
+        default=120.0,
+        description="A lease not renewed for this long is free to take (a killed worker's); "
+        "ANALYTICS_LEASE_TTL_S.",
     )
     wait_s: float = Field(
         default=3600.0,
@@ -70,6 +75,28 @@ class PartitionLeaseResource(ConfigurableResource):
         "days; wrong with a process per step, where that is the first step's end.",
     )
     _heartbeats: ExitStack | None = PrivateAttr(default=None)
+    _process_beat: threading.Event | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """In every process that executes a step of a run (one for the whole run in process,
+        one per step otherwise, on any machine), renews that run's leases every quarter TTL
+        while the process lives: a long step keeps its days, and a killed one lets them go
+        one TTL after its last beat."""
+        if not self.enabled or not context.run_id:
+            return  # sensors and schedules hold no days
+        stop, run_id = threading.Event(), context.run_id
+
+        def beat() -> None:
+            while not stop.wait(self.ttl_s / 4):
+                try:
+                    # Connected here, not at setup: a step must not fail because MongoDB is
+                    # down when its process starts (the writes retry; so does this).
+                    self.leases().renew(run_id)  # all of the run's days; none yet is fine
+                except Exception:  # a MongoDB blip: the next beat tries again
+                    continue
+
+        threading.Thread(target=beat, name=f"run-leases-{run_id[:8]}", daemon=True).start()
+        self._process_beat = stop
 
     def leases(self) -> PartitionLeases:
         return PartitionLeases(self.mongo.db()[LEASES_COLLECTION], ttl_s=self.ttl_s)
@@ -96,6 +123,9 @@ class PartitionLeaseResource(ConfigurableResource):
         return self.leases().release(run_id) if self.enabled else 0
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._process_beat is not None:
+            self._process_beat.set()
+            self._process_beat = None
         if self._heartbeats is None:
             return
         try:
