@@ -145,6 +145,16 @@ def test_date_pages_come_from_the_day_key_lists_and_equal_the_query(filled):
     finally:
         db["conversation_analytics"].insert_one(erased)
 
+    # Filed under another day since, and only that day rewritten: its old day's list still
+    # names it, but it is not on that day any more.
+    moved = db["conversation_analytics"].find_one({"_id": expected[3]})
+    db["conversation_analytics"].replace_one({"_id": moved["_id"]}, {**moved, "day": "2026-10-01"})
+    try:
+        pages = _all_pages(filled, **{"from": first, "to": last, "limit": 5})
+        assert pages == [c for c in expected if c != moved["_id"]]
+    finally:
+        db["conversation_analytics"].replace_one({"_id": moved["_id"]}, moved)
+
     unlisted = lists[f"conversation_analytics:{DAYS[1].isoformat()}"]
     db["day_index"].delete_one({"_id": unlisted["_id"]})
     try:

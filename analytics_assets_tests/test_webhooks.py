@@ -409,10 +409,10 @@ def test_a_failed_check_in_a_real_run_is_enqueued_and_delivered_once(mongo, rece
 DAY = date(2026, 11, 2)
 
 
-def test_a_sample_run_makes_report_ready_and_sync_completed_once_across_two_ticks(
+def test_a_sample_run_makes_report_ready_and_sync_completed_once_across_two_cron_ticks(
     mongo_server, tmp_path, receivers
 ):
-    from analytics_assets.defs.sensor_ticks import evaluate
+    from analytics_assets.defs.sensor_ticks import evaluate, tick
     from analytics_assets_tests.conftest import sample_definitions
 
     defs, _, mongo = sample_definitions(tmp_path, mongo_server, "webhooks_e2e")
@@ -426,10 +426,14 @@ def test_a_sample_run_makes_report_ready_and_sync_completed_once_across_two_tick
         instance=instance, partition_key=DAY.isoformat()
     )
     assert result.success
-    first = evaluate(defs, instance, "webhook_sensor", None)
-    cursor = first.cursor
-    second = evaluate(defs, instance, "webhook_sensor", cursor)
-    assert second.cursor == cursor
+    # Two ticks the way cron runs them (`analytics-assets sensor-tick webhook_sensor`): the
+    # sensor targets no job, and its cursor file moves once.
+    cursor_file = tmp_path / "webhook_sensor.cursor.json"
+    tick(defs, instance, "webhook_sensor", cursor_file)
+    cursor = json.loads(cursor_file.read_text())["cursor"]
+    assert cursor
+    tick(defs, instance, "webhook_sensor", cursor_file)
+    assert json.loads(cursor_file.read_text())["cursor"] == cursor
     payloads = [json.loads(body) for _, body in receiver.received]
     by_type = sorted((p["type"], p["data"].get("partition")) for p in payloads)
     assert by_type == [(REPORT_READY, DAY.isoformat()), (SYNC_COMPLETED, DAY.isoformat())]

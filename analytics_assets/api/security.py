@@ -41,8 +41,6 @@ SECURITY_HEADERS = {
     "Vary": "X-API-Key",
 }
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
-# What a path allows, in this order: every route is GET (and so HEAD) but /graphql (POST).
-METHOD_ORDER = ("GET", "HEAD", "POST", "OPTIONS")
 
 
 def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:

@@ -58,3 +58,14 @@ def frame_metadata(frame: pl.DataFrame, *, days: int = 1) -> dict[str, Any]:
     schema still lists every column."""
     preview = markdown_table(_previewable(frame))
     return {**shape_metadata(frame, days=days), "preview": MetadataValue.md(preview)}
+
+
+def numeric_metadata(metadata: dict | None) -> dict:
+    """Numbers only: the int/float values of a metadata dict, never texts or tables (what an
+    alert or a webhook payload may carry)."""
+    numbers = {}
+    for name, value in (metadata or {}).items():
+        raw = getattr(value, "value", value)
+        if isinstance(raw, bool | int | float):
+            numbers[name] = raw
+    return numbers

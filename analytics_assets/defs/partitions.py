@@ -59,8 +59,9 @@ def messages_of_conversations_started_that_day(
     )
 
 
-# Dagster's documented run tags for a run over a range of partitions (a single-run
-# backfill); the constants behind them live in a private module.
+# Dagster's documented run tags for a run of one partition, and for a run over a range of
+# partitions (a single-run backfill); the constants behind them live in a private module.
+PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 

@@ -95,8 +95,11 @@ def tick(
         return outcome
     for event in result.asset_events or []:
         instance.report_runless_asset_event(event)
-    job = defs.resolve_job_def(defs.resolve_sensor_def(sensor_name).job_name)
-    for request in result.run_requests or []:
+    # Only a sensor that asked for runs has a job: the webhook and alert sensors target none
+    # and act within their evaluation.
+    requests = result.run_requests or []
+    job = defs.resolve_job_def(defs.resolve_sensor_def(sensor_name).job_name) if requests else None
+    for request in requests:
         if _succeeded_before(instance, request.run_key):
             outcome.already_done.append(request.partition_key)
             continue

@@ -11,9 +11,9 @@ keys from the cursor, and fetches the page's documents by `_id`.
 
 Keys are (milliseconds since the epoch, id): BSON keeps datetimes to the millisecond, so a
 cursor made from a stored document compares exactly. The list is a hint that never decides
-what a page holds on its own: a key whose document has gone (erased, expired) is skipped,
-and a day written before the index existed has no list, so the caller falls back to its
-query.
+what a page holds on its own: a key whose document has gone (erased, expired) or moved to
+a day outside the page's is skipped, and a day written before the index existed has no
+list, so the caller falls back to its query.
 """
 
 from __future__ import annotations
@@ -109,13 +109,20 @@ def page_by_day_index(
         cursor = [epoch_ms(after[0]), after[1]]
         ordered = (key for key in ordered if key > cursor)
     page: list[dict[str, Any]] = []
+    # A list can be stale where a document moved to another day and only that day was
+    # rewritten: a document counts only on the day it is now filed under, and once.
+    wanted_days, seen = set(days), set()
     while len(page) < count:
         # Exactly what is missing: a key whose document has gone costs one more round.
         wanted = [key[1] for key in itertools.islice(ordered, count - len(page))]
         if not wanted:
             break
         found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": wanted}})}
-        page.extend(found[key] for key in wanted if key in found)
+        for key in wanted:
+            document = found.get(key)
+            if document is not None and key not in seen and document.get(DAY_FIELD) in wanted_days:
+                seen.add(key)
+                page.append(document)
     return page[:count]
 
 

@@ -1,5 +1,7 @@
-"""Partition leases in the shared MongoDB: at most one run writes a given day at a time,
-whichever machine it runs on.
+"""Partition leases in the shared MongoDB: at most one run of the daily job (the runs that
+pull from the source: sensor ticks, schedules, backfills) writes a given day at a time,
+whichever machine it runs on. Runs without the pull (a report job, a downstream-only
+materialization, a re-execution from failure) take no lease.
 
 Dagster's run queue limits runs per `dagster/partition` tag, but a range run (a single-run
 backfill) carries only `dagster/asset_partition_range_start`/`_end`, so two overlapping
@@ -22,6 +24,7 @@ Pure: no Dagster (the resource and the sensors that use it live in `defs/storage
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -64,6 +67,14 @@ class Holding:
     acquired_at: float
 
 
+_log = logging.getLogger(__name__)
+
+
+def log_failed_renewal(owner: str, error: Exception) -> None:
+    """A failed heartbeat is retried, but said: leases left unrenewed for a TTL are lost."""
+    _log.warning("Could not renew the day leases of run %s (%s)", owner, type(error).__name__)
+
+
 def day_key(day: date | str) -> str:
     return day.isoformat() if isinstance(day, date) else str(day)[:10]
 
@@ -76,7 +87,7 @@ class PartitionLeases:
         collection: Collection,
         *,
         scope: str = DAILY_SCOPE,
-        ttl_s: float = 900.0,
+        ttl_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ):
         self.collection = collection
@@ -200,7 +211,8 @@ class PartitionLeases:
                 except LeaseLostError as error:
                     lost.append(error)
                     return
-                except Exception:  # a MongoDB blip: the next beat tries again
+                except Exception as error:  # a MongoDB blip: the next beat tries again
+                    log_failed_renewal(owner, error)
                     continue
 
         thread = threading.Thread(target=beat, name=f"lease-heartbeat-{owner[:8]}", daemon=True)

@@ -1,5 +1,6 @@
 """Enqueueing events for their subscribers and delivering what is due: signed, with short
-timeouts, concurrently, retried on a fixed backoff and dead-lettered after the last attempt.
+timeouts, concurrently, retried on a deterministic exponential backoff (no jitter) and
+dead-lettered after the last attempt.
 
 One document per (subscription, event) in `webhook_deliveries` is the delivery log: its
 status (pending, delivered, dead, cancelled), when it is next due, and every attempt (time,

@@ -22,20 +22,12 @@ from dagster import (
 )
 
 from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
+from analytics_assets.defs.metadata import numeric_metadata
+from analytics_assets.defs.partitions import PARTITION_TAG
 
 Sink = Callable[[Alert], None]
 # The daily report's freshness check (defs/analytics/checks.py): a failure is a stale report.
 FRESHNESS_CHECK = "freshness_check"
-
-
-def _metadata_numbers(metadata: dict) -> dict:
-    """Numbers only: a check's metadata values that are int/float, never texts or tables."""
-    numbers = {}
-    for name, value in (metadata or {}).items():
-        raw = getattr(value, "value", value)
-        if isinstance(raw, bool | int | float):
-            numbers[name] = raw
-    return numbers
 
 
 def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> list[Alert]:
@@ -47,7 +39,7 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
                 kind="run_failed",
                 title=f"Run failed: {run.job_name}",
                 job=run.job_name,
-                partition=run.tags.get("dagster/partition"),
+                partition=run.tags.get(PARTITION_TAG),
                 run_id=run.run_id,
                 link=run_link(ui_url, run.run_id),
             )
@@ -74,12 +66,12 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
                 kind="stale_report" if stale else "asset_check_failed",
                 title=f"{what}: {asset} / {evaluation.check_name}",
                 asset=asset,
-                partition=_days_named(evaluations) or run.tags.get("dagster/partition"),
+                partition=_days_named(evaluations) or run.tags.get(PARTITION_TAG),
                 check=evaluation.check_name,
                 severity=evaluation.severity.value,
                 run_id=run.run_id,
                 job=run.job_name,
-                numbers=_metadata_numbers(evaluation.metadata),
+                numbers=numeric_metadata(evaluation.metadata),
                 link=run_link(ui_url, run.run_id),
             )
         )

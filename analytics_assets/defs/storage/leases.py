@@ -46,6 +46,7 @@ from analytics_assets.storage.leases import (
     Holding,
     LeaseLostError,
     PartitionLeases,
+    log_failed_renewal,
 )
 
 PARTITION_LEASES = "partition_leases"
@@ -92,7 +93,8 @@ class PartitionLeaseResource(ConfigurableResource):
                     # Connected here, not at setup: a step must not fail because MongoDB is
                     # down when its process starts (the writes retry; so does this).
                     self.leases().renew(run_id)  # all of the run's days; none yet is fine
-                except Exception:  # a MongoDB blip: the next beat tries again
+                except Exception as error:  # a MongoDB blip: the next beat tries again
+                    log_failed_renewal(run_id, error)
                     continue
 
         threading.Thread(target=beat, name=f"run-leases-{run_id[:8]}", daemon=True).start()

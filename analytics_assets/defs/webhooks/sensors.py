@@ -30,8 +30,9 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.alerts.sensors import _metadata_numbers
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
+from analytics_assets.defs.metadata import numeric_metadata
+from analytics_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from analytics_assets.defs.privacy.jobs import erase_user_job
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.webhooks import delivery, subscriptions
@@ -53,14 +54,11 @@ REPORT_KINDS = {
 REPORT_NUMBERS = ("conversations", "messages", "users", "new_users", "errors",
                   "quality_mean", "satisfaction_mean", "days")  # fmt: skip
 RUNS_PER_TICK = 50
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _numbers(metadata) -> dict[str, int | float]:
     """A metadata's counts and measures (no bools, texts, tables or charts)."""
-    return numbers_only(_metadata_numbers(metadata))
+    return numbers_only(numeric_metadata(metadata))
 
 
 def _run_data(run) -> dict:
