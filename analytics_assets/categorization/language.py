@@ -221,18 +221,20 @@ def _lingua(texts: list[str], indices: list[int]) -> list[tuple[int, tuple[str, 
     return found
 
 
-def _without_latin_where_another_script_is_written(distinct: pl.Series) -> list[str]:
+def _without_latin_where_another_script_is_written(
+    texts: pl.Series, letters: pl.Series
+) -> list[str]:
     """Each text as lingua should judge it: the Latin-script words dropped where at least
-    `MIXED_SCRIPT_SHARE` of its letters are Cyrillic, Arabic or Devanagari."""
-    letters = distinct.str.count_matches(r"\p{L}")
+    `MIXED_SCRIPT_SHARE` of its `letters` (counted by `_by_script`) are Cyrillic, Arabic or
+    Devanagari."""
     other = pl.max_horizontal(
-        *(distinct.str.count_matches(rf"\p{{{script}}}") for script in _MIXED_SCRIPTS)
+        *(texts.str.count_matches(rf"\p{{{script}}}") for script in _MIXED_SCRIPTS)
     )
     mixed = (other / letters.clip(1, None) >= MIXED_SCRIPT_SHARE) & (
-        distinct.str.count_matches(r"\p{Latin}") > 0
+        texts.str.count_matches(r"\p{Latin}") > 0
     )
-    stripped = distinct.str.replace_all(r"[\p{Latin}]+", " ").str.replace_all(r"\s+", " ")
-    return pl.select(pl.when(mixed).then(stripped).otherwise(distinct)).to_series().to_list()
+    stripped = texts.str.replace_all(r"[\p{Latin}]+", " ").str.replace_all(r"\s+", " ")
+    return pl.select(pl.when(mixed).then(stripped).otherwise(texts)).to_series().to_list()
 
 
 def detect_languages(texts: pl.Series) -> pl.DataFrame:
@@ -256,7 +258,16 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
             codes[index], confidences[index] = decided, round(share, 4)
         else:
             ask_lingua.append(index)
-    judged_as = _without_latin_where_another_script_is_written(distinct)
+    # Only the texts no script decided are judged, each as lingua should see it.
+    judged_as = dict(
+        zip(
+            ask_lingua,
+            _without_latin_where_another_script_is_written(
+                distinct.gather(ask_lingua), scripted["letters"].gather(ask_lingua)
+            ),
+            strict=True,
+        )
+    )
     by_cld2, ask_lingua = _cld2([judged_as[i] for i in ask_lingua], ask_lingua)
     lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua)
     for index, (code, confidence) in by_cld2 + lingua_found:
