@@ -9,19 +9,18 @@ already in the instance are read too, 50 a tick.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 from dagster import (
     DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     sensor,
 )
 
 from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
+from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after
 from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG
 
@@ -97,18 +96,7 @@ def build_check_alert_sensor(
     def asset_check_alert_sensor(context: SensorEvaluationContext):
         if not sinks:
             return SkipReason("no alert sink is configured")
-        # The cursor: the update time of the last finished run handled. Runs are read, not
-        # the event log by id, so it works on run-sharded SQLite storage too.
-        after = datetime.fromisoformat(context.cursor) if context.cursor else None
-        records = context.instance.get_run_records(
-            filters=RunsFilter(
-                statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
-                updated_after=after,
-            ),
-            order_by="update_timestamp",
-            ascending=True,
-            limit=50,
-        )
+        records = finished_runs_after(context.instance, context.cursor, limit=50)
         sent = 0
         for run_record in records:
             run = run_record.dagster_run
@@ -121,7 +109,7 @@ def build_check_alert_sensor(
                 context.log.warning(f"alert delivery failed, retrying next tick: {error}")
                 return SkipReason(f"delivery failed: {error}")
             sent += len(alerts)
-            context.update_cursor(run_record.update_timestamp.isoformat())
+            context.update_cursor(cursor_after(run_record))
         if not sent:
             return SkipReason("no new failures")
         return SkipReason(f"sent {sent} alert(s)")

@@ -17,19 +17,18 @@ never fail the tick: they are retried on the backoff by later ticks.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from dagster import (
     DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     sensor,
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
@@ -147,27 +146,18 @@ def _check_failed(run, asset: str, check: str, evaluations: list, finished_at: f
 )
 def webhook_sensor(context: SensorEvaluationContext, mongo: MongoResource):
     db = mongo.db()
-    after = datetime.fromisoformat(context.cursor) if context.cursor else None
-    records = context.instance.get_run_records(
-        filters=RunsFilter(
-            statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
-            updated_after=after,
-        ),
-        order_by="update_timestamp",
-        ascending=True,
-        limit=RUNS_PER_TICK,
-    )
+    records = finished_runs_after(context.instance, context.cursor, limit=RUNS_PER_TICK)
     enqueued = 0
     if records and not subscriptions.any_active(db):
         # Nobody to tell: the runs' event logs are not read, and nobody subscribing later
         # gets them (a subscription gets what finishes after it was created).
-        context.update_cursor(records[-1].update_timestamp.isoformat())
+        context.update_cursor(cursor_after(records[-1]))
         records = []
     for record in records:
         finished_at = record.update_timestamp.timestamp()
         for event in events_for_run(context.instance, record.dagster_run, finished_at):
             enqueued += delivery.enqueue(db, event, now=time.time())
-        context.update_cursor(record.update_timestamp.isoformat())
+        context.update_cursor(cursor_after(record))
     outcome = delivery.deliver_pending(db, time.time())
     summary = (
         f"{enqueued} enqueued; {outcome.delivered} delivered, {outcome.retrying} to retry, "
