@@ -19,6 +19,7 @@ from analytics_assets.defs.ingestion import definitions as ingestion
 from analytics_assets.defs.ingestion.jobs import daily_job_definitions
 from analytics_assets.defs.operations import definitions as operations
 from analytics_assets.defs.privacy import definitions as privacy
+from analytics_assets.defs.storage.mirror import mirror_definitions
 from analytics_assets.defs.translation import definitions as translation
 from analytics_assets.defs.webhooks import definitions as webhooks
 from analytics_assets.deployments import executor_for, resources_for
@@ -38,6 +39,8 @@ def build_definitions(
     environment, if None); `resources` replaces some of the deployment's."""
     settings = settings or get_settings()
     domains = Definitions.merge(*DOMAINS)
+    # After every mirrored daily asset, so built from the domains' assets, like the job.
+    mirror = mirror_definitions(domains.assets or [])
     deployment = Definitions(
         resources={**resources_for(settings), **(resources or {})},
         executor=executor_for(settings),
@@ -46,7 +49,8 @@ def build_definitions(
     )
     return Definitions.merge(
         domains,
-        daily_job_definitions(domains.assets or []),
+        mirror,
+        daily_job_definitions([*(domains.assets or []), *(mirror.assets or [])]),
         # Alerts are built from this settings object (the sinks are off while unset).
         build_alert_definitions(settings),
         deployment,

@@ -41,3 +41,6 @@ PRIVACY_RETENTION = "privacy_retention"
 
 # Operations
 PROCESSING_STATS = "processing_stats"
+
+# Storage: the run's MongoDB mirror, written behind the steps (defs/storage/mirror.py)
+MONGO_MIRROR = "mongo_mirror"

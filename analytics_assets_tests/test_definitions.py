@@ -40,6 +40,7 @@ def test_local_definitions_hold_the_whole_graph():
             "user_pseudonyms",
             "privacy_retention",
             "processing_stats",
+            "mongo_mirror",
         )
     }
     assert defs.resolve_job_def("ingestion_job").partitions_def is not None

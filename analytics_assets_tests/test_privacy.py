@@ -213,6 +213,7 @@ def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, m
     }
     for asset in ("conversation_messages", "processing_errors", "conversation_translations"):
         assert checks[(asset, "no_raw_pii")], asset
+    assert checks[("mongo_mirror", "no_raw_pii_in_collections")]
     for asset in ("conversations", "conversation_analytics", "user_analytics"):
         assert checks[(asset, "user_ids_pseudonymized")], asset
 
@@ -279,13 +280,22 @@ def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mong
     mongo.db()["conversation_messages"].update_one(
         {"_id": document["_id"]}, {"$set": {"content": f"call {PLANTED['PHONE']}"}}
     )
+    # The lake's check still passes (the lake is clean); the collections' check finds it.
     checks_job = job.get_subset(
-        asset_check_selection={AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii")},
+        asset_check_selection={
+            AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii"),
+            AssetCheckKey(AssetKey("mongo_mirror"), "no_raw_pii_in_collections"),
+        },
         asset_selection=set(),
     )
-    evaluation = checks_job.execute_in_process(
-        instance=instance, partition_key="2026-11-01", raise_on_error=False
-    ).get_asset_check_evaluations()[0]
+    evaluations = {
+        evaluation.check_name: evaluation
+        for evaluation in checks_job.execute_in_process(
+            instance=instance, partition_key="2026-11-01", raise_on_error=False
+        ).get_asset_check_evaluations()
+    }
+    assert evaluations["no_raw_pii"].passed
+    evaluation = evaluations["no_raw_pii_in_collections"]
     assert not evaluation.passed
     assert evaluation.metadata["raw_pii_by_type"].data == {"PHONE": 1}
     # The metadata says where, never what.

@@ -80,9 +80,9 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
     if span <= 0 or not activity.height:
         return _empty_rows()
     users = activity["user_id"].unique().sort()
-    user_index = {user: index for index, user in enumerate(users)}
-    rows = np.array([user_index[user] for user in activity["user_id"]])
-    columns = np.array([(day - first_day).days for day in activity["day"]])
+    # Positions by vectorized lookups: a Python loop over the rows was a quarter of the time.
+    rows = users.search_sorted(activity["user_id"]).to_numpy()
+    columns = (activity["day"] - first_day).dt.total_days().to_numpy()
 
     def grid(values) -> np.ndarray:
         matrix = np.zeros((len(users), span))
@@ -117,7 +117,7 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
     frame = pl.DataFrame(
         {
             "user_id": users.gather(user),
-            "day": [first_day + timedelta(days=int(offset)) for offset in day],
+            "day": np.datetime64(first_day, "D") + day.astype("timedelta64[D]"),
             "conversations_1d": conversations[user, day],
             "conversations_7d": window(conversations, 7)[user, day],
             "conversations_28d": conversations_28d[user, day],
@@ -631,7 +631,7 @@ def simulated_activity(
     return pl.DataFrame(
         {
             "user_id": [f"u_{number:020x}" for number in user],
-            "day": [first_day + timedelta(days=int(offset)) for offset in day],
+            "day": np.datetime64(first_day, "D") + day.astype("timedelta64[D]"),
             "conversations": count,
             "messages": count * (2 + rng.poisson(4, size=len(count))),
             "sentiment_end_mean": rng.uniform(-1, 1, size=len(count)),

@@ -38,6 +38,7 @@ from analytics_assets.defs.analytics.report_metadata import report_metadata
 from analytics_assets.defs.day_metadata import (
     add_day_metadata,
     analytics_metadata,
+    charted,
     run_metadata,
     users_metadata,
 )
@@ -201,7 +202,11 @@ def daily_report(
     seconds = time.perf_counter() - started
     # Each day's summary, chart and headline numbers are that day's report's.
     for report in reports:
-        context.add_asset_metadata(report_metadata(report), partition_key=report["period"][0])
+        key = report["period"][0]
+        context.add_asset_metadata(
+            report_metadata(report, with_chart=charted(context.partition_keys, key)),
+            partition_key=key,
+        )
     return MaterializeResult(
         value=frame,
         metadata=run_metadata(
@@ -363,7 +368,11 @@ def user_return_predictions(
         result = forecast(activity, day)
         frames.append(result.predictions)
         context.add_asset_metadata(
-            prediction_metadata(result, seconds=time.perf_counter() - day_started),
+            prediction_metadata(
+                result,
+                seconds=time.perf_counter() - day_started,
+                with_chart=charted(context.partition_keys, day.isoformat()),
+            ),
             partition_key=day.isoformat(),
         )
     predictions = pl.concat(frames)

@@ -13,7 +13,9 @@ from analytics_assets.analytics.return_prediction import Forecast
 from analytics_assets.defs.metadata import frame_metadata
 
 
-def prediction_metadata(result: Forecast, *, seconds: float) -> dict[str, Any]:
+def prediction_metadata(
+    result: Forecast, *, seconds: float, with_chart: bool = True
+) -> dict[str, Any]:
     predictions, evaluation = result.predictions, result.evaluation
     summary = evaluation.summary()
     metadata: dict[str, Any] = {
@@ -50,7 +52,7 @@ def prediction_metadata(result: Forecast, *, seconds: float) -> dict[str, Any]:
         )
         if bins
     }
-    if curves:
+    if curves and with_chart:
         first, last = summary["evaluation_days"]
         title = f"Calibration {first}..{last}"
         caption = (

@@ -7,16 +7,23 @@ import polars as pl
 from dagster import MetadataValue
 
 from analytics_assets.analytics.charts import png_markdown, report_png, report_vega_lite
+from analytics_assets.defs.day_metadata import CHARTED_DAYS
 from analytics_assets.defs.metadata import markdown_table
 
 
-def report_metadata(reports: pl.DataFrame) -> dict:
+def report_metadata(reports: pl.DataFrame, *, with_chart: bool = True) -> dict:
     # One report (a day's, a week's, a month's) per materialization: a multi-day run gives
     # each day its own (defs/day_metadata.py). Several reports make a table of them.
     summary = _one(reports.row(0, named=True)) if reports.height == 1 else _many(reports)
     title = f"{reports['kind'][0]} {reports['period'][0]}"
+    chart = (
+        png_markdown(report_png(reports), title)
+        if with_chart
+        else f"_Chart drawn for the last {CHARTED_DAYS} days of a run; materialize this day "
+        "alone to draw it._"
+    )
     metadata = {
-        "summary": MetadataValue.md(summary + "\n\n" + png_markdown(report_png(reports), title)),
+        "summary": MetadataValue.md(summary + "\n\n" + chart),
         "chart_vega_lite": MetadataValue.json(report_vega_lite(reports)),
         "reports": reports.height,
     }

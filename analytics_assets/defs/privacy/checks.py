@@ -39,6 +39,19 @@ def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, li
     return counts, rows
 
 
+def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[str, ...]):
+    mirror = code_location_mirrors().get(table)
+    if mirror is None:
+        return None
+    query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **mirror.slice_scope}
+    projection = {column: True for column in columns}
+    documents = list(mongo.db()[mirror.collection].find(query, projection=projection))
+    return pl.DataFrame(
+        [{c: d.get(c) for c in columns} for d in documents],
+        schema={c: pl.String() for c in columns},
+    )
+
+
 def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
     columns = TEXT_COLUMNS[table]
 
@@ -47,14 +60,11 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         asset=table,
         partitions_def=daily_partitions,
         blocking=True,
-        description=f"Scans {', '.join(columns)} in the lake and in the asset's MongoDB "
-        "collection for raw PII of a type the policy redacts.",
+        description=f"Scans {', '.join(columns)} in the lake for raw PII of a type the policy "
+        f"redacts (its MongoDB copy: mongo_mirror's no_raw_pii_in_collections).",
     )
     def no_raw_pii(
-        context: AssetCheckExecutionContext,
-        privacy: PrivacyResource,
-        mongo: MongoResource,
-        lake: LakeResource,
+        context: AssetCheckExecutionContext, privacy: PrivacyResource, lake: LakeResource
     ) -> CheckEvents:
         kinds = privacy.redacted_types(table)
         if not kinds:
@@ -62,39 +72,16 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
             yield from evaluations_per_day(context, kept)
             return
         days = days_in(context.partition_time_window)
+        stored, _ = lake.lake().read_days(table, days)
         total: Counter = Counter()
         where: list[str] = []
-        stored, _ = lake.lake().read_days(table, days)
-        texts = {"lake": stored} if stored is not None else {}
-        mirror = code_location_mirrors().get(table)
-        if mirror:
-            query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **mirror.slice_scope}
-            projection = {column: True for column in columns}
-            documents = list(mongo.db()[mirror.collection].find(query, projection=projection))
-            texts["mongo"] = pl.DataFrame(
-                [{c: d.get(c) for c in columns} for d in documents],
-                schema={c: pl.String() for c in columns},
-            )
-        scanned = skipped = 0
-        for column in columns:
-            lake_texts = None
-            for store, frame in texts.items():
-                if column not in frame.columns:
-                    continue
-                values = frame[column]
-                if store == "mongo" and lake_texts is not None:
-                    # A document whose text equals a lake text just scanned has the same
-                    # findings: only the texts that differ (none, unless something wrote
-                    # past the pipeline) are scanned again.
-                    differs = ~values.is_in(lake_texts.drop_nulls().implode()).fill_null(False)
-                    skipped += int(values.len() - differs.sum())
-                    values = values.filter(differs)
-                counts, rows = raw_pii_found(values, kinds)
-                scanned += values.len()
+        scanned = 0
+        for column in columns if stored is not None else ():
+            if column in stored.columns:
+                counts, rows = raw_pii_found(stored[column], kinds)
+                scanned += stored.height
                 total += counts
-                where += [f"{store}.{column} {row}" for row in rows]
-                if store == "lake":
-                    lake_texts = frame[column]
+                where += [f"lake.{column} {row}" for row in rows]
         # The run's days are scanned together; each day of the run records the verdict.
         yield from evaluations_per_day(
             context,
@@ -103,7 +90,6 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
                 severity=AssetCheckSeverity.ERROR,
                 metadata={
                     "texts_scanned": scanned,
-                    "mongo_texts_equal_to_scanned_lake_texts": skipped,
                     "raw_pii_by_type": MetadataValue.json(dict(total)),
                     "where": MetadataValue.json(where),
                     "policy": privacy.policy_for(table),
@@ -112,6 +98,58 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         )
 
     return no_raw_pii
+
+
+@asset_check(
+    name="no_raw_pii_in_collections",
+    asset=tables.MONGO_MIRROR,
+    partitions_def=daily_partitions,
+    description="Scans the MongoDB copies of the text tables (messages, translations, error "
+    "records) for raw PII of a type the policy redacts, once the run's mirror is written: "
+    "only texts that differ from the lake's, already scanned by each table's no_raw_pii.",
+)
+def no_raw_pii_in_collections(
+    context: AssetCheckExecutionContext,
+    privacy: PrivacyResource,
+    mongo: MongoResource,
+    lake: LakeResource,
+) -> CheckEvents:
+    days = days_in(context.partition_time_window)
+    total: Counter = Counter()
+    where: list[str] = []
+    scanned = skipped = 0
+    for table, columns in TEXT_COLUMNS.items():
+        kinds = privacy.redacted_types(table)
+        documents = _mongo_texts(mongo, table, days, columns) if kinds else None
+        if documents is None:
+            continue
+        stored, _ = lake.lake().read_days(table, days)
+        for column in columns:
+            values = documents[column]
+            if stored is not None and column in stored.columns:
+                # A document whose text equals the lake's has the same findings, and the
+                # table's own check scanned the lake: only the texts that differ (none,
+                # unless something wrote past the pipeline) are scanned here.
+                differs = ~values.is_in(stored[column].drop_nulls().implode()).fill_null(False)
+                skipped += int(values.len() - differs.sum())
+                values = values.filter(differs)
+            counts, rows = raw_pii_found(values, kinds)
+            scanned += values.len()
+            total += counts
+            where += [f"{table}.{column} {row}" for row in rows]
+    yield from evaluations_per_day(
+        context,
+        AssetCheckResult(
+            passed=not total,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "texts_scanned": scanned,
+                "mongo_texts_equal_to_scanned_lake_texts": skipped,
+                "raw_pii_by_type": MetadataValue.json(dict(total)),
+                "where": MetadataValue.json(where),
+            },
+        ),
+    )
 
 
 def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
@@ -141,6 +179,7 @@ def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
 
 privacy_checks = [
     *(_no_raw_pii_check(table) for table in TEXT_COLUMNS),
+    no_raw_pii_in_collections,
     *(
         _user_ids_pseudonymized_check(table)
         for table in (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     InputContext,
     IOManager,
     MetadataValue,
@@ -17,9 +19,11 @@ from dagster import (
 from pydantic import Field
 from pymongo import UpdateOne
 
+from analytics_assets import tables
 from analytics_assets.defs.storage.lake import ParquetLakeIOManager, PolarsParquetLake
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, CollectionSpec
+from analytics_assets.storage.deferred import DEFERRED_WRITES
 from analytics_assets.storage.mongo import (
     RejectedDocument,
     WriteReport,
@@ -30,6 +34,10 @@ from analytics_assets.storage.mongo import (
 from analytics_assets.storage.placement import mirror_from_metadata
 
 ERRORS_COLLECTION = "processing_errors"
+# The step that waits for a run's deferred MongoDB writes (defs/storage/mirror.py).
+MIRROR_STEP = tables.MONGO_MIRROR
+# Executors that run every step of a run in the run's own process.
+IN_PROCESS_EXECUTORS = frozenset({"in_process", "execute_in_process_executor"})
 
 
 def _collection_spec(context: InputContext | OutputContext) -> CollectionSpec:
@@ -57,18 +65,22 @@ class MongoWriter:
         self.batch_size = batch_size
 
     def write(self, context: OutputContext, frame: pl.DataFrame) -> dict[str, Any]:
-        spec = _collection_spec(context)
-        db = self.mongo.db()
-        report = replace_frame(
-            db[spec.name],
-            frame,
-            _days(context),
-            spec=spec,
-            run_id=context.run_id,
-            batch_size=self.batch_size,
-        )
-        self._record_rejections(db, spec, report.rejected)
-        return self._metadata(spec, report)
+        return self.writer_of(context)(frame)
+
+    def writer_of(self, context: OutputContext) -> Callable[[pl.DataFrame], dict[str, Any]]:
+        """The write of this output's slice, with everything it needs from `context` read
+        now: it may run on another thread after the step has ended."""
+        spec, days, run_id = _collection_spec(context), _days(context), context.run_id
+
+        def write(frame: pl.DataFrame) -> dict[str, Any]:
+            db = self.mongo.db()
+            report = replace_frame(
+                db[spec.name], frame, days, spec=spec, run_id=run_id, batch_size=self.batch_size
+            )
+            self._record_rejections(db, spec, report.rejected)
+            return self._metadata(spec, report)
+
+        return write
 
     @staticmethod
     def _record_rejections(db, spec: CollectionSpec, rejected: list[RejectedDocument]) -> None:
@@ -133,6 +145,19 @@ class MongoIOManager(ConfigurableIOManager):
         return MongoWriter(self.mongo, self.batch_size).load(context)
 
 
+def _defers_to_the_mirror_step(context: OutputContext) -> bool:
+    """Whether this run's `mongo_mirror` step will wait for a write handed to the process's
+    background thread: only when every step of the run shares this process."""
+    try:
+        step_context = context.step_context
+    except DagsterInvariantViolationError:  # an OutputContext built outside a run
+        return False
+    return (
+        step_context.job_def.executor_def.name in IN_PROCESS_EXECUTORS
+        and MIRROR_STEP in step_context.execution_plan.step_keys_to_execute
+    )
+
+
 class _Mirror(IOManager):
     def __init__(self, lake: IOManager, writer: MongoWriter):
         self.lake = lake
@@ -141,7 +166,20 @@ class _Mirror(IOManager):
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         # The lake first: it is the system of record that downstream assets read.
         self.lake.handle_output(context, obj)
-        context.add_output_metadata(self.writer.write(context, obj))
+        write = self.writer.writer_of(context)
+        if not _defers_to_the_mirror_step(context):
+            context.add_output_metadata(write(obj))
+            return
+        # The next steps go on while MongoDB stores this one; the run's mongo_mirror step
+        # waits for it, retries it if it failed, and reports its figures.
+        rows_by_day = {}
+        if DAY_FIELD in obj.columns:
+            counts = obj.group_by(DAY_FIELD).len()
+            rows_by_day = dict(counts.select(pl.col(DAY_FIELD).cast(pl.String), "len").iter_rows())
+        DEFERRED_WRITES.submit(
+            context.run_id, _collection_spec(context).name, lambda: write(obj), rows_by_day
+        )
+        context.add_output_metadata({"mongo_mirror": "written by the run's mongo_mirror step"})
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         return self.lake.load_input(context)
