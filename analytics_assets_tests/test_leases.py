@@ -498,3 +498,24 @@ if __name__ == "__main__":
     timeline = run_range(root, uri, database, first, last, float(go_at))
     with open(out, "w") as file:
         json.dump(timeline, file)
+
+
+def test_a_step_renews_only_when_its_process_has_not_lately(mongo_server):
+    """The success hook's renewal is skipped within a quarter TTL of the process's last one:
+    in a run whose steps share one process it waited behind the MongoDB mirror's writes."""
+    from datetime import date
+
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    mongo = MongoResource(uri=mongo_server, database="leases_recent")
+    resource = PartitionLeaseResource(mongo=mongo, ttl_s=0.8)
+    leases = resource.leases()
+    leases.hold("run-a", [date(2026, 11, 3)], wait_s=0, poll_s=0.1)
+    lease_id = leases._id("2026-11-03")
+    expiry = leases.collection.find_one({"_id": lease_id})["expires"]
+    assert resource.renew_unless_recent("run-a")  # never renewed here: renews
+    assert not resource.renew_unless_recent("run-a")  # just did
+    time.sleep(0.25)  # past a quarter TTL (0.2 s)
+    assert resource.renew_unless_recent("run-a")
+    assert leases.collection.find_one({"_id": lease_id})["expires"] > expiry
+    leases.release("run-a")

@@ -7,8 +7,8 @@ its first step until it ends (`analytics_assets/storage/leases.py` has the why).
   run with the in-process executor, the step with multiprocess/Celery/Kubernetes.
 - Every process that executes one of the run's steps renews them every quarter TTL while it
   lives (`setup_for_execution`), and every step once more when it succeeds
-  (`lease_heartbeat_hook`), on whichever machine it runs, so the leases outlive the first
-  step whatever the executor.
+  (`lease_heartbeat_hook`, unless its process renewed them in the last quarter TTL), on
+  whichever machine it runs, so the leases outlive the first step whatever the executor.
 - The run-status sensors give them back when the run succeeds, fails or is cancelled; a run
   whose worker was killed (no sensor event, no heartbeat) loses them one `ttl_s`
   (ANALYTICS_LEASE_TTL_S, 2 min by default) after its last beat. Where a
@@ -24,6 +24,7 @@ the other run) and recorded as the step's `lease_wait_s`.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import ExitStack
 from datetime import date
 
@@ -77,6 +78,8 @@ class PartitionLeaseResource(ConfigurableResource):
     )
     _heartbeats: ExitStack | None = PrivateAttr(default=None)
     _process_beat: threading.Event | None = PrivateAttr(default=None)
+    # When this process last renewed its run's leases (monotonic seconds).
+    _renewed_at: float | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """In every process that executes a step of a run (one for the whole run in process,
@@ -92,7 +95,7 @@ class PartitionLeaseResource(ConfigurableResource):
                 try:
                     # Connected here, not at setup: a step must not fail because MongoDB is
                     # down when its process starts (the writes retry; so does this).
-                    self.leases().renew(run_id)  # all of the run's days; none yet is fine
+                    self.renew(run_id)  # all of the run's days; none yet is fine
                 except Exception as error:  # a MongoDB blip: the next beat tries again
                     log_failed_renewal(run_id, error)
                     continue
@@ -103,6 +106,19 @@ class PartitionLeaseResource(ConfigurableResource):
     def leases(self) -> PartitionLeases:
         return PartitionLeases(self.mongo.db()[LEASES_COLLECTION], ttl_s=self.ttl_s)
 
+    def renew(self, run_id: str) -> None:
+        self.leases().renew(run_id)
+        self._renewed_at = time.monotonic()
+
+    def renew_unless_recent(self, run_id: str) -> bool:
+        """Renews unless this process did less than a quarter TTL ago (its heartbeat does
+        every quarter TTL): in a run whose steps share one process, a renewal after every
+        step waited behind the MongoDB mirror's writes, 3 s a step. Whether it renewed."""
+        if self._renewed_at is not None and time.monotonic() - self._renewed_at < self.ttl_s / 4:
+            return False
+        self.renew(run_id)
+        return True
+
     def hold(self, run_id: str, days: list[date]) -> Holding | None:
         """Takes `days` for `run_id` (waiting for their holder, bounded) and keeps them
         renewed while this process's resources live."""
@@ -110,6 +126,7 @@ class PartitionLeaseResource(ConfigurableResource):
             return None
         leases = self.leases()
         holding = leases.hold(run_id, days, wait_s=self.wait_s, poll_s=self.poll_s)
+        self._renewed_at = time.monotonic()
         if self._heartbeats is None:
             self._heartbeats = ExitStack()
         self._heartbeats.enter_context(leases.heartbeat(run_id, days, self.ttl_s / 4))
@@ -143,7 +160,7 @@ class PartitionLeaseResource(ConfigurableResource):
 def lease_heartbeat_hook(context: HookContext) -> None:
     """Each step renews its run's leases when it succeeds, on whichever worker it ran."""
     try:
-        getattr(context.resources, PARTITION_LEASES).leases().renew(context.run_id)
+        getattr(context.resources, PARTITION_LEASES).renew_unless_recent(context.run_id)
     except Exception as error:  # a heartbeat that fails must not fail the step
         context.log.warning(f"Could not renew the run's partition leases: {error}")
 
