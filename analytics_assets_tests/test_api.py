@@ -14,11 +14,12 @@ import pytest
 from dagster import DagsterInstance
 from fastapi.testclient import TestClient
 
-from analytics_assets.api import keys
+from analytics_assets.api import keys, queries
 from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.api.routers.dashboard import RANGE_CAP_MESSAGE
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
+from analytics_assets.storage.day_index import DayListCache, page_by_day_index
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.nocodb_server import free_port
 
@@ -157,10 +158,45 @@ def test_date_pages_come_from_the_day_key_lists_and_equal_the_query(filled):
 
     unlisted = lists[f"conversation_analytics:{DAYS[1].isoformat()}"]
     db["day_index"].delete_one({"_id": unlisted["_id"]})
+    queries.DAY_LISTS.clear()  # the API keeps lists for 5 s (see the next test)
     try:
         assert _all_pages(filled, **{"from": first, "to": last, "limit": 13}) == expected
     finally:
         db["day_index"].insert_one(unlisted)
+
+
+def test_the_api_keeps_day_lists_briefly_and_never_serves_a_gone_document(filled):
+    """The API process keeps the key lists it read for a few seconds (a week's page read 7
+    lists per request); the documents are read each time, so one deleted since is skipped at
+    once, and one added to a day appears once the day's list is read again."""
+    db, day = filled["db"], DAYS[0].isoformat()
+    now = [0.0]
+    cache = DayListCache(ttl_s=5.0, clock=lambda: now[0])
+    listed = cache.read(db, "conversation_analytics", [day])[day]
+    first = listed[0][1]
+    gone = db["conversation_analytics"].find_one({"_id": first})
+    db["conversation_analytics"].delete_one({"_id": first})
+    # The day rewritten with one more conversation (the list set whole, as the asset does:
+    # the loopback server keeps a pushed pair as text).
+    list_id = f"conversation_analytics:{day}"
+    added_key = [listed[-1][0] + 1, "conv-added-later"]
+    db["day_index"].update_one({"_id": list_id}, {"$set": {"keys": [*listed, added_key]}})
+    db["conversation_analytics"].insert_one(
+        {**gone, "_id": "conv-added-later", "conversation_id": "conv-added-later"}
+    )
+    try:
+        page = page_by_day_index(db, "conversation_analytics", [day], None, 1000, lists=cache)
+        ids = [d["_id"] for d in page]
+        assert first not in ids  # its list still names it: skipped all the same
+        assert "conv-added-later" not in ids  # the list kept is the one read before
+        now[0] = 5.1
+        page = page_by_day_index(db, "conversation_analytics", [day], None, 1000, lists=cache)
+        assert [d["_id"] for d in page][-1] == "conv-added-later"
+    finally:
+        db["conversation_analytics"].delete_one({"_id": "conv-added-later"})
+        db["day_index"].update_one({"_id": list_id}, {"$set": {"keys": listed}})
+        db["conversation_analytics"].insert_one(gone)
+        queries.DAY_LISTS.clear()
 
 
 def test_reports_series_models_and_users(filled):

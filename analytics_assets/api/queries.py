@@ -34,7 +34,10 @@ from analytics_assets.api.models import (
     UserAnalytics,
     UserPredictions,
 )
-from analytics_assets.storage.day_index import page_by_day_index
+from analytics_assets.storage.day_index import DayListCache, page_by_day_index
+
+# The API process's key lists of recent reads (storage/day_index.py says why it is safe).
+DAY_LISTS = DayListCache(ttl_s=5.0)
 
 # A date range of at most this many days, and no other filter, is paged through the per-day
 # key lists (storage/day_index.py); anything else is one query.
@@ -196,7 +199,7 @@ def _page_of_days(db: Database, first, last, after, count: int) -> list[dict] | 
     if not 0 < span <= DAY_INDEX_MAX_DAYS or (after and not isinstance(after[0], datetime)):
         return None
     days = [(first + timedelta(days=n)).isoformat() for n in range(span)]
-    return page_by_day_index(db, CONVERSATIONS, days, after, count)
+    return page_by_day_index(db, CONVERSATIONS, days, after, count, lists=DAY_LISTS)
 
 
 def conversation_page(

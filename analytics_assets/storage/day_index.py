@@ -21,6 +21,8 @@ from __future__ import annotations
 import calendar
 import heapq
 import itertools
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -85,26 +87,70 @@ def write_day_index(
     return len(keys)
 
 
+def read_day_lists(db: Database, collection: str, days: Sequence[str]) -> dict[str, list]:
+    """day -> its sorted keys, for the days of `collection` that have a list."""
+    wanted = {index_id(collection, day): day for day in days}
+    return {
+        wanted[found["_id"]]: found["keys"]
+        for found in db[DAY_INDEX_COLLECTION].find({"_id": {"$in": list(wanted)}})
+    }
+
+
+class DayListCache:
+    """Key lists kept in memory for `ttl_s` seconds, so a page of a week does not read its
+    7 lists on every request (11 ms of the embedded server's time, against 5 ms for the
+    page's 51 documents). Safe to serve stale: a list only points, and the documents are
+    read fresh, so a document erased or moved since is skipped; a conversation added to a
+    day shows up once its day's list is read again, within `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 5.0, clock=time.monotonic, max_lists: int = 4096):
+        self.ttl_s, self.clock, self.max_lists = ttl_s, clock, max_lists
+        self._lists: dict[tuple[str, str, str], tuple[float, list]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._lists.clear()
+
+    def read(self, db: Database, collection: str, days: Sequence[str]) -> dict[str, list]:
+        now, found, missing = self.clock(), {}, []
+        with self._lock:
+            for day in days:
+                kept = self._lists.get((db.name, collection, day))
+                if kept is not None and now - kept[0] < self.ttl_s:
+                    found[day] = kept[1]
+                else:
+                    missing.append(day)
+        if missing:
+            fresh = read_day_lists(db, collection, missing)
+            with self._lock:
+                if len(self._lists) + len(fresh) > self.max_lists:
+                    self._lists.clear()  # a bound, not an LRU: lists are cheap to read again
+                for day, keys in fresh.items():
+                    self._lists[(db.name, collection, day)] = (now, keys)
+            found.update(fresh)
+        return found
+
+
 def page_by_day_index(
     db: Database,
     collection: str,
     days: Sequence[str],
     after: tuple[datetime, str] | None,
     count: int,
+    lists: DayListCache | None = None,
 ) -> list[dict[str, Any]] | None:
     """Up to `count` documents of `collection` on `days`, in (time, id) order, after the
-    cursor `after`; None where a day has no key list (the caller queries instead)."""
-    wanted_lists = [index_id(collection, day) for day in days]
-    found_lists = {
-        found["_id"]: found
-        for found in db[DAY_INDEX_COLLECTION].find({"_id": {"$in": wanted_lists}})
-    }
-    if len(found_lists) < len(wanted_lists):
+    cursor `after`; None where a day has no key list (the caller queries instead). `lists`:
+    where the key lists come from (read from MongoDB each time without one)."""
+    found_lists = (
+        lists.read(db, collection, days) if lists else read_day_lists(db, collection, days)
+    )
+    if len(found_lists) < len(days):
         return None
-    lists = [found_lists[key] for key in wanted_lists]
     # Per day already sorted; merged, because a day's documents are filed by the filing
     # rule, not strictly by their start time.
-    ordered: Iterator[list] = heapq.merge(*(found["keys"] for found in lists))
+    ordered: Iterator[list] = heapq.merge(*(found_lists[day] for day in days))
     if after is not None:
         cursor = [epoch_ms(after[0]), after[1]]
         ordered = (key for key in ordered if key > cursor)
