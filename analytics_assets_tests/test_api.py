@@ -35,6 +35,12 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def fresh_day_lists():
+    """The API process keeps day lists for 5 s: each test reads what it wrote."""
+    queries.DAY_LISTS.clear()
+
+
 @pytest.fixture(scope="module")
 def filled(mongo_server, tmp_path_factory):
     defs, _, mongo = sample_definitions(tmp_path_factory.mktemp("api"), mongo_server, "api_test")

@@ -44,10 +44,10 @@ def test_deferred_writes_keep_their_order_and_hand_over_failures():
 
         return run
 
-    writes.submit("run-a", "first", write("first"), {"2026-11-01": 3})
+    writes.submit("run-a", "first", write("first"), rows_by_day={"2026-11-01": 3})
     writes.submit("run-b", "other run", write("other run"))
     writes.submit("run-a", "second", write("second", fail=True))
-    writes.submit("run-a", "third", write("third"), {"2026-11-01": 1, "2026-11-02": 2})
+    writes.submit("run-a", "third", write("third"), rows_by_day={"2026-11-01": 1, "2026-11-02": 2})
     # Submitting returned at once: nothing ran yet, the caller went on.
     assert done == [] and writes.pending("run-a") == 3
     release.set()
@@ -175,3 +175,68 @@ def test_a_run_without_the_mirror_step_writes_in_line(tmp_path, mongo_server):
     assert metadata["mongo_documents_written"].value == (
         mongo.db()["conversation_messages"].count_documents({})
     )
+
+
+def test_a_run_failing_before_the_mirror_step_still_finishes_its_writes(
+    tmp_path, mongo_server, monkeypatch
+):
+    """A step after the mirrored ones fails, so mongo_mirror never runs: the run's queued
+    writes (one of them failing once) still land before the run ends, none after."""
+    from analytics_assets.defs.analytics import assets as analytics_assets
+    from analytics_assets.storage.deferred import DEFERRED_WRITES
+
+    def broken_forecast(*args, **kwargs):
+        raise RuntimeError("injected: the model broke")
+
+    real = io_managers.replace_frame
+    failed: list[str] = []
+
+    def flaky(collection, *args, **kwargs):
+        if collection.name == "conversation_messages" and not failed:
+            failed.append(collection.name)
+            raise ConnectionError("injected: connection reset")
+        return real(collection, *args, **kwargs)
+
+    monkeypatch.setattr(analytics_assets, "forecast", broken_forecast)
+    monkeypatch.setattr(io_managers, "replace_frame", flaky)
+    defs, lake, mongo = sample_definitions(tmp_path, mongo_server, "mirror_run_failed")
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(*DAYS), raise_on_error=False
+    )
+    assert not result.success and failed
+    assert not result.asset_materializations_for_node("mongo_mirror")  # it never ran
+    assert DEFERRED_WRITES.pending(result.run_id) == 0
+    assert DEFERRED_WRITES.drain(result.run_id) == []  # finished by the run's teardown
+    db = mongo.db()
+    for table in ("conversation_messages", "conversation_analytics", "user_analytics"):
+        stored = lake.lake().scan_all(table).collect()
+        assert db[table].count_documents({}) == stored.height, table
+
+
+def test_the_slices_a_re_execution_does_not_rewrite_are_copied_from_the_lake(
+    tmp_path, mongo_server
+):
+    from datetime import date
+
+    from analytics_assets.defs.storage.mirror import _rewrite_from_lake
+
+    defs, lake, mongo = sample_definitions(tmp_path, mongo_server, "mirror_from_lake")
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(*DAYS)
+    )
+    assert result.success
+    db = mongo.db()
+    # The parent run's copies lost (its writes failed with it), the lake complete.
+    db["conversation_messages"].delete_many({})
+    db["processing_errors"].delete_many({"stage": "validate"})
+    copied = _rewrite_from_lake(
+        defs.resources["lake"],
+        mongo,
+        ["conversation_messages", "processing_errors"],
+        [date.fromisoformat(DAYS[0])],
+        "re-execution",
+    )
+    assert {item.label for item in copied} <= {"conversation_messages", "processing_errors"}
+    stored = lake.lake().scan_all("conversation_messages").collect()
+    first_day = stored.filter(stored["day"].cast(str) == DAYS[0])
+    assert db["conversation_messages"].count_documents({}) == first_day.height > 0

@@ -288,12 +288,11 @@ def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mong
         },
         asset_selection=set(),
     )
-    evaluations = {
-        evaluation.check_name: evaluation
-        for evaluation in checks_job.execute_in_process(
-            instance=instance, partition_key="2026-11-01", raise_on_error=False
-        ).get_asset_check_evaluations()
-    }
+    checked = checks_job.execute_in_process(
+        instance=instance, partition_key="2026-11-01", raise_on_error=False
+    )
+    assert not checked.success  # blocking: raw PII in a served copy fails the run
+    evaluations = {e.check_name: e for e in checked.get_asset_check_evaluations()}
     assert evaluations["no_raw_pii"].passed
     evaluation = evaluations["no_raw_pii_in_collections"]
     assert not evaluation.passed

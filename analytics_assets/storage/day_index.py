@@ -124,8 +124,11 @@ class DayListCache:
         if missing:
             fresh = read_day_lists(db, collection, missing)
             with self._lock:
+                # Expired lists go whenever new ones come; the count bound is a backstop.
+                for key in [k for k, (at, _) in self._lists.items() if now - at >= self.ttl_s]:
+                    del self._lists[key]
                 if len(self._lists) + len(fresh) > self.max_lists:
-                    self._lists.clear()  # a bound, not an LRU: lists are cheap to read again
+                    self._lists.clear()
                 for day, keys in fresh.items():
                     self._lists[(db.name, collection, day)] = (now, keys)
             found.update(fresh)

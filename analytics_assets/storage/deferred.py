@@ -25,9 +25,12 @@ from typing import Any
 
 @dataclass
 class DeferredWrite:
-    """One submitted write: what it stores, how many rows per day, and its outcome."""
+    """One submitted write: the asset it copies (`label`), its collection, the days whose
+    slice it replaces, how many rows per day, and its outcome."""
 
     label: str
+    collection: str
+    days: tuple[str, ...]
     rows_by_day: Mapping[str, int]
     write: Callable[[], Any] | None
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -58,9 +61,18 @@ class DeferredWrites:
         run_id: str,
         label: str,
         write: Callable[[], Any],
+        *,
+        collection: str = "",
+        days: tuple[str, ...] = (),
         rows_by_day: Mapping[str, int] | None = None,
     ) -> DeferredWrite:
-        item = DeferredWrite(label=label, rows_by_day=dict(rows_by_day or {}), write=write)
+        item = DeferredWrite(
+            label=label,
+            collection=collection or label,
+            days=tuple(days),
+            rows_by_day=dict(rows_by_day or {}),
+            write=write,
+        )
 
         def run() -> None:
             started = time.perf_counter()
@@ -69,7 +81,8 @@ class DeferredWrites:
                 # The frame the write closes over is only kept while a retry may need it.
                 item.write = None
             except BaseException as error:  # handed to whoever drains the run
-                item.error = error
+                # Without its traceback: its frames hold every document of the write.
+                item.error = error.with_traceback(None)
             finally:
                 item.seconds = time.perf_counter() - started
 
@@ -90,6 +103,39 @@ class DeferredWrites:
         for item in items:
             item.future.result()
         return items
+
+
+def write_failed_again(
+    items: list[DeferredWrite], warn: Callable[[str], None]
+) -> tuple[int, list[str]]:
+    """Writes each failed item once more, in line (each write is an idempotent slice
+    replace), unless a later item of the same run replaced the same slice (a step retried):
+    how many were written again, and those still failing."""
+    again, failed, newest = 0, [], set()
+    for item in reversed(items):
+        slice_key = (item.label, item.days)
+        superseded = slice_key in newest
+        newest.add(slice_key)
+        if item.error is None or superseded:
+            continue
+        again += 1
+        warn(f"The deferred write of {item.label} failed ({type(item.error).__name__}); "
+             "writing it again.")  # fmt: skip
+        started = time.perf_counter()
+        try:
+            item.result, item.error, item.write = item.write(), None, None
+        except Exception as error:  # reported to the caller, which fails or logs
+            item.error = error.with_traceback(None)
+            failed.append(f"{item.label}: {type(error).__name__}")
+        item.seconds += time.perf_counter() - started
+    return again, failed
+
+
+def finish_run(run_id: str, warn: Callable[[str], None]) -> list[str]:
+    """What a run's end does where its mirror step did not run (a step before it failed, the
+    run was stopped): waits for the run's writes, so none lands after the run has ended and
+    given its days back, and writes the failed ones once more. The writes still failing."""
+    return write_failed_again(DEFERRED_WRITES.drain(run_id), warn)[1]
 
 
 # The process's queue: the IO manager submits to it, the run's mirror step drains it.

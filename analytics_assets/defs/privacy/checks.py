@@ -104,9 +104,11 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
     name="no_raw_pii_in_collections",
     asset=tables.MONGO_MIRROR,
     partitions_def=daily_partitions,
+    # Blocking as the lake's checks are: raw PII in a served copy fails the run.
+    blocking=True,
     description="Scans the MongoDB copies of the text tables (messages, translations, error "
     "records) for raw PII of a type the policy redacts, once the run's mirror is written: "
-    "only texts that differ from the lake's, already scanned by each table's no_raw_pii.",
+    "only texts that differ from the lake's (each table's no_raw_pii scans the lake's).",
 )
 def no_raw_pii_in_collections(
     context: AssetCheckExecutionContext,

@@ -11,6 +11,7 @@ import polars as pl
 from dagster import (
     ConfigurableIOManager,
     DagsterInvariantViolationError,
+    InitResourceContext,
     InputContext,
     IOManager,
     MetadataValue,
@@ -23,7 +24,7 @@ from analytics_assets import tables
 from analytics_assets.defs.storage.lake import ParquetLakeIOManager, PolarsParquetLake
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, CollectionSpec
-from analytics_assets.storage.deferred import DEFERRED_WRITES
+from analytics_assets.storage.deferred import DEFERRED_WRITES, finish_run
 from analytics_assets.storage.mongo import (
     RejectedDocument,
     WriteReport,
@@ -177,7 +178,12 @@ class _Mirror(IOManager):
             counts = obj.group_by(DAY_FIELD).len()
             rows_by_day = dict(counts.select(pl.col(DAY_FIELD).cast(pl.String), "len").iter_rows())
         DEFERRED_WRITES.submit(
-            context.run_id, _collection_spec(context).name, lambda: write(obj), rows_by_day
+            context.run_id,
+            context.asset_key.path[-1],
+            lambda: write(obj),
+            collection=_collection_spec(context).name,
+            days=tuple(_days(context) or ()),
+            rows_by_day=rows_by_day,
         )
         context.add_output_metadata({"mongo_mirror": "written by the run's mongo_mirror step"})
 
@@ -193,3 +199,11 @@ class LakeAndMongoIOManager(ParquetLakeIOManager):
 
     def create_io_manager(self, context: Any) -> IOManager:
         return _Mirror(PolarsParquetLake(self.lake()), MongoWriter(self.mongo, self.batch_size))
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        # Where the run's mongo_mirror step did not run (a step before it failed, the run
+        # was stopped), its queued writes finish here, before the run ends and gives its days
+        # back; a re-execution's mongo_mirror rewrites from the lake what is still missing.
+        if context.run_id:
+            for failed in finish_run(context.run_id, context.log.warning):
+                context.log.error(f"MongoDB copy not written: {failed}")

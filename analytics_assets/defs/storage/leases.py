@@ -42,6 +42,7 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 
 from analytics_assets.defs.storage.resources import MongoResource
+from analytics_assets.storage.deferred import finish_run
 from analytics_assets.storage.leases import (
     LEASES_COLLECTION,
     Holding,
@@ -142,6 +143,12 @@ class PartitionLeaseResource(ConfigurableResource):
         return self.leases().release(run_id) if self.enabled else 0
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if context.run_id:
+            # The run's MongoDB writes still queued land before its days stop being renewed
+            # and are given back (whichever resource is torn down first finishes them;
+            # storage/deferred.py). None are queued where each step has its own process.
+            for failed in finish_run(context.run_id, context.log.warning):
+                context.log.error(f"MongoDB copy not written: {failed}")
         if self._process_beat is not None:
             self._process_beat.set()
             self._process_beat = None
