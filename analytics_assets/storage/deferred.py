@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -33,7 +33,6 @@ class DeferredWrite:
     days: tuple[str, ...]
     rows_by_day: Mapping[str, int]
     write: Callable[[], Any] | None
-    submitted_at: float = field(default_factory=time.perf_counter)
     future: Future | None = None
     seconds: float = 0.0
     result: Any = None

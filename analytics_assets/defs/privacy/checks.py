@@ -39,6 +39,33 @@ def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, li
     return counts, rows
 
 
+class _Tally:
+    """Raw PII found over several scans, and the check's verdict on it."""
+
+    def __init__(self) -> None:
+        self.total: Counter = Counter()
+        self.where: list[str] = []
+        self.scanned = 0
+
+    def scan(self, texts: pl.Series, kinds: tuple[str, ...], label: str) -> None:
+        counts, rows = raw_pii_found(texts, kinds)
+        self.scanned += texts.len()
+        self.total += counts
+        self.where += [f"{label} {row}" for row in rows]
+
+    def verdict(self, **metadata) -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=not self.total,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "texts_scanned": self.scanned,
+                **metadata,
+                "raw_pii_by_type": MetadataValue.json(dict(self.total)),
+                "where": MetadataValue.json(self.where),
+            },
+        )
+
+
 def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[str, ...]):
     mirror = code_location_mirrors().get(table)
     if mirror is None:
@@ -73,29 +100,12 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
             return
         days = days_in(context.partition_time_window)
         stored, _ = lake.lake().read_days(table, days)
-        total: Counter = Counter()
-        where: list[str] = []
-        scanned = 0
+        tally = _Tally()
         for column in columns if stored is not None else ():
             if column in stored.columns:
-                counts, rows = raw_pii_found(stored[column], kinds)
-                scanned += stored.height
-                total += counts
-                where += [f"lake.{column} {row}" for row in rows]
+                tally.scan(stored[column], kinds, f"lake.{column}")
         # The run's days are scanned together; each day of the run records the verdict.
-        yield from evaluations_per_day(
-            context,
-            AssetCheckResult(
-                passed=not total,
-                severity=AssetCheckSeverity.ERROR,
-                metadata={
-                    "texts_scanned": scanned,
-                    "raw_pii_by_type": MetadataValue.json(dict(total)),
-                    "where": MetadataValue.json(where),
-                    "policy": privacy.policy_for(table),
-                },
-            ),
-        )
+        yield from evaluations_per_day(context, tally.verdict(policy=privacy.policy_for(table)))
 
     return no_raw_pii
 
@@ -117,9 +127,7 @@ def no_raw_pii_in_collections(
     lake: LakeResource,
 ) -> CheckEvents:
     days = days_in(context.partition_time_window)
-    total: Counter = Counter()
-    where: list[str] = []
-    scanned = skipped = 0
+    tally, skipped = _Tally(), 0
     for table, columns in TEXT_COLUMNS.items():
         kinds = privacy.redacted_types(table)
         documents = _mongo_texts(mongo, table, days, columns) if kinds else None
@@ -135,22 +143,9 @@ def no_raw_pii_in_collections(
                 differs = ~values.is_in(stored[column].drop_nulls().implode()).fill_null(False)
                 skipped += int(values.len() - differs.sum())
                 values = values.filter(differs)
-            counts, rows = raw_pii_found(values, kinds)
-            scanned += values.len()
-            total += counts
-            where += [f"{table}.{column} {row}" for row in rows]
+            tally.scan(values, kinds, f"{table}.{column}")
     yield from evaluations_per_day(
-        context,
-        AssetCheckResult(
-            passed=not total,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "texts_scanned": scanned,
-                "mongo_texts_equal_to_scanned_lake_texts": skipped,
-                "raw_pii_by_type": MetadataValue.json(dict(total)),
-                "where": MetadataValue.json(where),
-            },
-        ),
+        context, tally.verdict(mongo_texts_equal_to_scanned_lake_texts=skipped)
     )
 
 

@@ -32,7 +32,7 @@ from analytics_assets.storage.mongo import (
     load_days,
     replace_frame,
 )
-from analytics_assets.storage.placement import mirror_from_metadata
+from analytics_assets.storage.placement import MongoMirror, mirror_from_metadata
 
 ERRORS_COLLECTION = "processing_errors"
 # The step that waits for a run's deferred MongoDB writes (defs/storage/mirror.py).
@@ -50,6 +50,11 @@ def _collection_spec(context: InputContext | OutputContext) -> CollectionSpec:
             f"Asset {context.asset_key.to_user_string()!r} names no MongoDB collection: spread "
             "`lake_and_mongo(collection)` into its decorator."
         )
+    return spec_of(mirror)
+
+
+def spec_of(mirror: MongoMirror) -> CollectionSpec:
+    """The collection spec of a mirror, narrowed to its slice where it shares a collection."""
     spec = COLLECTIONS[mirror.collection]
     return dataclasses.replace(spec, slice_scope=mirror.slice_scope) if mirror.slice_scope else spec
 

@@ -13,7 +13,6 @@ and this step has nothing to wait for (its metadata says `mode: in line`).
 
 # No `from __future__ import annotations`: Dagster reads the nested asset's context
 # annotation as a type, not a string.
-import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,10 +33,10 @@ from dagster import (
 
 from analytics_assets import tables
 from analytics_assets.defs.partitions import daily_partitions, days_in
+from analytics_assets.defs.storage.io_managers import spec_of
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
-from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.deferred import DEFERRED_WRITES, DeferredWrite, write_failed_again
 from analytics_assets.storage.mongo import replace_frame
 from analytics_assets.storage.placement import mirror_from_metadata
@@ -68,9 +67,7 @@ def _rewrite_from_lake(
         frame, _ = lake.lake().read_days(asset_name, days)
         if frame is None:
             continue
-        spec = COLLECTIONS[mirror.collection]
-        if mirror.slice_scope:
-            spec = dataclasses.replace(spec, slice_scope=mirror.slice_scope)
+        spec = spec_of(mirror)
         started = time.perf_counter()
         report = replace_frame(mongo.db()[spec.name], frame, keys, spec=spec, run_id=run_id)
         item = DeferredWrite(
