@@ -79,7 +79,7 @@ bench: setup nocodb
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
 stop:
-	-pkill -f "nx-27017 --data-dir $(CURDIR)/.local/mongo"
+	-pkill -f -- "--data-dir $(CURDIR)/.local/mongo"
 
 clean: stop
 	rm -rf .local

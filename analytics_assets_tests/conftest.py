@@ -83,9 +83,9 @@ def seeded_sample(nocodb: NocoDBServer) -> SeededSample:
 
 
 def start_mongo(data_dir, port: int):
-    """nx-27017 on loopback with its files in `data_dir`; returns the process once it answers.
-    Starting it again on the same folder and port is a restart with the data kept."""
-    import shutil
+    """The embedded server the deployment runs (nx-27017 through `storage/embedded_server.py`)
+    on loopback with its files in `data_dir`; returns the process once it answers. Starting
+    it again on the same folder and port is a restart with the data kept."""
     import subprocess
     import sys
     import time
@@ -93,9 +93,9 @@ def start_mongo(data_dir, port: int):
 
     from pymongo import MongoClient
 
-    executable = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
     process = subprocess.Popen(
-        [executable, "--data-dir", str(data_dir), "--port", str(port),
+        [sys.executable, "-m", "analytics_assets.storage.embedded_server",
+         "--data-dir", str(data_dir), "--port", str(port),
          "--log-file", str(Path(data_dir) / "log"), "--pid-file", str(Path(data_dir) / "pid")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -128,7 +128,8 @@ def stop_mongo(process) -> None:
 
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory) -> Iterator[str]:
-    """nx-27017, a MongoDB wire-protocol server on SQLite, on loopback; yields its URI."""
+    """The embedded server (nx-27017, MongoDB's wire protocol on SQLite) on loopback; yields
+    its URI."""
     port = free_port()
     process = start_mongo(tmp_path_factory.mktemp("mongo"), port)
     try:

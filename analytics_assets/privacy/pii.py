@@ -555,22 +555,42 @@ def find_in_text(
 _SIFT_PATTERNS = {kind: pattern.replace(r"\b", "") for kind, pattern in PATTERNS.items()}
 
 
+def _kind_masks(texts: pl.Series, kinds: tuple[str, ...]) -> pl.DataFrame:
+    """One column per type: True where its regex matches (vectorized). One regex per type,
+    not one alternation of all: each keeps the engine's literal prefilter and fast DFA, and
+    polars runs them in parallel (`benchmarks/bench_pii.py`: 2.3x faster on real chats)."""
+    column = texts.fill_null("")
+    return pl.DataFrame({kind: column.str.contains(_SIFT_PATTERNS[kind]) for kind in kinds})
+
+
 def candidate_mask(texts: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -> pl.Series:
     """True where any type's regex matches: the rows worth a closer look (vectorized)."""
-    combined = "|".join(f"(?:{_SIFT_PATTERNS[kind]})" for kind in kinds)
-    return texts.fill_null("").str.contains(combined)
+    if not kinds:
+        return pl.Series([False] * len(texts), dtype=pl.Boolean)
+    return _kind_masks(texts, kinds).select(pl.any_horizontal(kinds)).to_series()
 
 
 def _findings_by_row(
     texts: pl.Series, kinds: tuple[str, ...], regions: tuple[str, ...] | None
 ) -> dict[int, list[Finding]]:
     """Row index -> findings, for the rows that have any. The regexes sift the column in
-    polars; only candidate rows are checked and located in Python."""
+    polars; a candidate row is checked and located in Python for the types whose regex
+    matched it only (a type whose looser regex does not match cannot be found exactly)."""
     regions = configured_regions() if regions is None else regions
-    rows = candidate_mask(texts, kinds).arg_true().to_list()
-    candidates = zip(rows, texts.gather(rows).to_list(), strict=True)
-    found = {row: find_in_text(text, kinds, regions) for row, text in candidates}
-    return {row: findings for row, findings in found.items() if findings}
+    if not kinds or texts.is_empty():
+        return {}
+    candidates = (
+        _kind_masks(texts, kinds)
+        .with_row_index("row")
+        .with_columns(text=texts)
+        .filter(pl.any_horizontal(kinds))
+    )
+    found = {}
+    for row, text, *matched in candidates.select("row", "text", *kinds).iter_rows():
+        row_kinds = tuple(kind for kind, hit in zip(kinds, matched, strict=True) if hit)
+        if findings := find_in_text(text, row_kinds, regions):
+            found[row] = findings
+    return found
 
 
 def detect(

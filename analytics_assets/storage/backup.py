@@ -39,6 +39,7 @@ from pymongo.database import Database
 from upath import UPath
 
 from analytics_assets.storage.collections import COLLECTIONS
+from analytics_assets.storage.embedded import DAY_AS_DATE_INDEX_PREFIX
 from analytics_assets.storage.lake import Lake, write_bytes_atomically
 
 FORMAT_VERSION = 1
@@ -149,6 +150,8 @@ def _index_entries(db: Database, name: str) -> list[dict[str, Any]]:
     for index_name, info in sorted(db[name].index_information().items()):
         if index_name == "_id_":
             continue  # every collection has it
+        if index_name.startswith(DAY_AS_DATE_INDEX_PREFIX):
+            continue  # the embedded server's own, remade by every process that connects
         options = {key: value for key, value in info.items() if key not in _INDEX_BOOKKEEPING}
         keys = [[field_name, direction] for field_name, direction in info["key"]]
         entries.append({"name": index_name, "keys": keys, "options": _to_manifest(options)})

@@ -18,7 +18,12 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from analytics_assets.settings import Settings
-from analytics_assets.storage.embedded import _listening, ensure_embedded_mongo
+from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD
+from analytics_assets.storage.embedded import (
+    _listening,
+    ensure_embedded_mongo,
+    index_days_as_dates,
+)
 from analytics_assets.storage.migrations import migrate
 
 _clients: dict[str, MongoClient] = {}
@@ -136,6 +141,11 @@ class MongoConnection:
             with _clients_lock:
                 if key not in _migrated:
                     migrate(database, validation_action=self.validation_action)
+                    if not self.uri and self.embedded_data_dir:
+                        # Once per process: a restore drops and re-creates collections.
+                        index_days_as_dates(
+                            Path(self.embedded_data_dir), self.database, COLLECTIONS, DAY_FIELD
+                        )
                     _migrated.add(key)
         return database
 
