@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -96,12 +97,17 @@ def test_an_acknowledged_batch_survives_the_server_being_killed(tmp_path):
 
 class _Handler:
     """Just what `commit_once` uses of nx-27017's handler, on a real SQLite connection in
-    autocommit mode (as nx-27017 opens it)."""
+    autocommit mode (as nx-27017 opens it). The wrapped function plays nx-27017's command
+    handler: it writes rows and answers with a reply of nx-27017's shape."""
 
     def __init__(self, path: Path) -> None:
-        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # A short busy timeout: the test of a locked database waits for it.
+        self.connection = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=0.2
+        )
         self.connection.execute("CREATE TABLE documents (id INTEGER PRIMARY KEY)")
         self.lock = threading.RLock()
+        self.calls: list[bool] = []  # in a transaction, per call of the wrapped handler
 
     def _lock_for(self, db_name: str) -> threading.RLock:
         return self.lock
@@ -109,38 +115,95 @@ class _Handler:
     def get_database(self, db_name: str):
         return type("Database", (), {"db": self.connection})()
 
+    def _apply_write_concern(self, database, db_name: str, write_concern) -> None:
+        assert not self.connection.in_transaction  # a PRAGMA cannot change inside one
+
+    def stored(self) -> int:
+        return self.connection.execute("SELECT count(*) FROM documents").fetchone()[0]
+
 
 def _message(command: str, **fields) -> dict:
     return {"sections": [("body", {command: "documents", **fields, "$db": "db"})]}
 
 
-def test_commit_once_commits_a_batch_and_rolls_back_a_failure_whole(tmp_path):
-    handler = _Handler(tmp_path / "db.sqlite")
-    seen_in_transaction = []
+def _handler_writing(rows: int, *, write_errors=(), midway=None, fail=False):
+    """A stand-in for nx-27017's handler: writes `rows` rows (new ids on every call), running
+    `midway` half way through the first call, then replies with `write_errors` (or raises)."""
 
-    def insert_rows(self, msg, fail=False):
-        seen_in_transaction.append(self.connection.in_transaction)
-        for row in range(3):
+    def handle(self, msg):
+        msg["sections"][0][1].pop("$db")  # as nx-27017 does
+        self.calls.append(self.connection.in_transaction)
+        for row in range(rows):
+            if midway and row == rows // 2 and len(self.calls) == 1:  # the first try only
+                midway(self)
             self.connection.execute(
-                "INSERT INTO documents VALUES (?)", (len(seen_in_transaction) * 10 + row,)
+                "INSERT INTO documents VALUES (?)", (len(self.calls) * 100 + row,)
             )
         if fail:
             raise RuntimeError("the handler broke half way")
-        return "reply"
+        reply = {"ok": 1, "n": rows - len(write_errors)}
+        if write_errors:
+            reply["writeErrors"] = [{"index": 0, "code": code} for code in write_errors]
+        return 1, reply
 
-    wrapped = commit_once(insert_rows)
-    assert wrapped(handler, _message("insert")) == "reply"
+    return commit_once(handle)
+
+
+def test_a_batch_is_committed_once_with_the_reply_nx_made(tmp_path):
+    handler = _Handler(tmp_path / "db.sqlite")
+    assert _handler_writing(4)(handler, _message("insert"))[1]["n"] == 4
+    # Duplicate keys are per-document outcomes: still one transaction, committed.
+    _handler_writing(4, write_errors=[11000])(handler, _message("update"))
+    assert handler.calls == [True, True]
     assert not handler.connection.in_transaction
-    assert handler.connection.execute("SELECT count(*) FROM documents").fetchone() == (3,)
+    assert handler.stored() == 8
 
+
+def test_a_batch_that_raises_stores_nothing(tmp_path):
+    handler = _Handler(tmp_path / "db.sqlite")
     with pytest.raises(RuntimeError):
-        commit_once(lambda self, msg: insert_rows(self, msg, fail=True))(
-            handler, _message("update")
-        )
+        _handler_writing(4, fail=True)(handler, _message("insert"))
     assert not handler.connection.in_transaction
-    assert handler.connection.execute("SELECT count(*) FROM documents").fetchone() == (3,)
+    assert handler.stored() == 0
 
-    # Reads, other commands and a client's own transaction pass through untouched.
+
+def test_a_batch_sqlite_rolled_back_by_itself_is_handled_again_per_document(tmp_path):
+    # Disk full or an I/O error: SQLite ends the transaction itself, the handler carries on in
+    # autocommit and would report every document stored. The wrapper handles the command
+    # again, the way plain nx-27017 does, instead of sending that reply.
+    handler = _Handler(tmp_path / "db.sqlite")
+    reply = _handler_writing(4, midway=lambda self: self.connection.execute("ROLLBACK"))(
+        handler, _message("insert")
+    )
+    assert handler.calls == [True, False]
+    assert reply[1]["n"] == 4
+    assert handler.stored() == 2 + 4  # the second half of the first try, then all four
+
+
+def test_a_batch_with_another_failure_is_handled_again_per_document(tmp_path):
+    handler = _Handler(tmp_path / "db.sqlite")
+    _handler_writing(4, write_errors=[13])(handler, _message("insert"))
+    assert handler.calls == [True, False]
+    assert handler.stored() == 4  # the first try rolled back
+
+
+def test_a_locked_database_is_written_per_document(tmp_path):
+    handler = _Handler(tmp_path / "db.sqlite")
+    other = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process building an index
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            _handler_writing(4)(handler, _message("insert"))
+        assert handler.calls == [False]  # nx-27017's own path, which meets the lock itself
+    finally:
+        other.rollback()
+    _handler_writing(4)(handler, _message("insert"))
+    assert handler.calls == [False, True]
+
+
+def test_other_messages_and_client_transactions_pass_through(tmp_path):
+    handler = _Handler(tmp_path / "db.sqlite")
+    wrapped = _handler_writing(1)
     for message in (
         _message("find"),
         _message("delete"),
@@ -148,7 +211,42 @@ def test_commit_once_commits_a_batch_and_rolls_back_a_failure_whole(tmp_path):
         _message("insert", startTransaction=True, autocommit=False),
     ):
         wrapped(handler, message)
-    assert seen_in_transaction == [True, True, False, False, False, False]
+    assert handler.calls == [False] * 4
+
+
+def test_a_batch_the_server_dies_in_is_stored_whole_or_not_at_all(tmp_path):
+    # One insert command of 30,000 documents (under the 48 MB message limit): plain
+    # nx-27017 killed half way keeps the first part; this server keeps none of it, or all of
+    # it once it has replied.
+    documents = [{"_id": n, "text": "x" * 1000} for n in range(30_000)]
+    port = free_port()
+    process = start_mongo(tmp_path, port)
+    outcome: dict[str, object] = {}
+    try:
+        client = MongoClient(
+            f"mongodb://127.0.0.1:{port}", retryWrites=False, serverSelectionTimeoutMS=2000
+        )
+
+        def insert() -> None:
+            try:
+                client["db"]["documents"].insert_many(documents)
+                outcome["acknowledged"] = True
+            except Exception as error:  # the kill, whatever pymongo calls it
+                outcome["error"] = error
+
+        writer = threading.Thread(target=insert)
+        writer.start()
+        time.sleep(0.6)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        writer.join(timeout=30)
+        client.close()
+        process = start_mongo(tmp_path, port)
+        with MongoClient(f"mongodb://127.0.0.1:{port}") as reader:
+            stored = reader["db"]["documents"].count_documents({})
+        assert stored == (len(documents) if outcome.get("acknowledged") else 0), outcome
+    finally:
+        stop_mongo(process)
 
 
 def test_days_are_indexed_the_way_the_embedded_server_queries_them(tmp_path):
@@ -167,8 +265,18 @@ def test_days_are_indexed_the_way_the_embedded_server_queries_them(tmp_path):
                 for (name,) in sqlite.execute("SELECT name FROM sqlite_master WHERE type='index'")
             }
         assert {f"{DAY_AS_DATE_INDEX_PREFIX}{name}" for name in COLLECTIONS} <= indexes
-        # Idempotent; and a backup never carries the embedded server's own index.
+        # Made again where missing (a restore drops collections), once where present; and a
+        # backup never carries the embedded server's own index.
+        with sqlite3.connect(path) as sqlite:
+            sqlite.execute(f'DROP INDEX "{DAY_AS_DATE_INDEX_PREFIX}conversation_messages"')
         assert index_days_as_dates(tmp_path, "analytics", COLLECTIONS) == list(COLLECTIONS)
+        assert index_days_as_dates(tmp_path, "analytics", COLLECTIONS) == list(COLLECTIONS)
+        with sqlite3.connect(path) as sqlite:
+            again = [
+                name
+                for (name,) in sqlite.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            ]
+        assert sorted(again) == sorted(indexes)
         assert not any(
             entry["name"].startswith(DAY_AS_DATE_INDEX_PREFIX)
             for entry in _index_entries(db, "conversation_messages")
@@ -188,10 +296,17 @@ def test_days_are_indexed_the_way_the_embedded_server_queries_them(tmp_path):
             assert any(f"USING INDEX {DAY_AS_DATE_INDEX_PREFIX}" in str(step) for step in plan)
         reader.close()
     finally:
-        pid = int((tmp_path / "nx-27017.pid").read_text())
-        os.kill(pid, signal.SIGTERM)
+        pid_file = tmp_path / "nx-27017.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
 
 
 def test_no_index_is_made_where_the_server_keeps_no_file(tmp_path):
     assert index_days_as_dates(tmp_path, "analytics", COLLECTIONS) == []
     assert not (tmp_path / "analytics.db").exists()
+
+
+def test_a_file_sqlite_refuses_leaves_the_days_unindexed_and_says_so(tmp_path, caplog):
+    (tmp_path / "analytics.db").write_bytes(b"not a database " * 100)
+    assert index_days_as_dates(tmp_path, "analytics", COLLECTIONS) == []
+    assert "not indexed" in caplog.text

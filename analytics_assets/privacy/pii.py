@@ -567,6 +567,7 @@ def _kind_masks(texts: pl.Series, kinds: tuple[str, ...]) -> pl.DataFrame:
 
 def candidate_mask(texts: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -> pl.Series:
     """True where any type's regex matches: the rows worth a closer look (vectorized)."""
+    kinds = tuple(dict.fromkeys(kinds))  # a type named twice is sifted once
     if not kinds:
         return pl.Series([False] * len(texts), dtype=pl.Boolean)
     return _kind_masks(texts, kinds).select(pl.any_horizontal(kinds)).to_series()
@@ -579,6 +580,7 @@ def _findings_by_row(
     polars; a candidate row is checked and located in Python for the types whose regex
     matched it only (a type whose looser regex does not match cannot be found exactly)."""
     regions = configured_regions() if regions is None else regions
+    kinds = tuple(dict.fromkeys(kinds))  # a type named twice is sifted and checked once
     if not kinds or texts.is_empty():
         return {}
     candidates = (

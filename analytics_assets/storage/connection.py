@@ -138,15 +138,18 @@ class MongoConnection:
         database = self.client()[self.database]
         key = (self.resolved_uri(), self.database)
         if self.auto_migrate and key not in _migrated:
+            migrated_here = False
             with _clients_lock:
                 if key not in _migrated:
                     migrate(database, validation_action=self.validation_action)
-                    if not self.uri and self.embedded_data_dir:
-                        # Once per process: a restore drops and re-creates collections.
-                        index_days_as_dates(
-                            Path(self.embedded_data_dir), self.database, COLLECTIONS, DAY_FIELD
-                        )
                     _migrated.add(key)
+                    migrated_here = True
+            if migrated_here and not self.uri and self.embedded_data_dir:
+                # Once per process (a restore drops and re-creates collections), outside the
+                # lock: building an index on a large collection takes seconds.
+                index_days_as_dates(
+                    Path(self.embedded_data_dir), self.database, COLLECTIONS, DAY_FIELD
+                )
         return database
 
 

@@ -8,6 +8,7 @@ filters on fields other than `_id` scan, except by day once `index_days_as_dates
 
 from __future__ import annotations
 
+import logging
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +16,8 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def _listening(host: str, port: int) -> bool:
@@ -77,23 +80,28 @@ def index_days_as_dates(
     data_dir: Path, database: str, collections: Iterable[str], day_field: str = "day"
 ) -> list[str]:
     """Indexes `day_field` the way the embedded server queries it, in each of `collections`
-    that exists; returns those indexed. Idempotent; does nothing when the database's file is
-    not there (a server started on another folder, or not started)."""
+    that exists; returns those indexed. Idempotent. Does nothing when the database's file is
+    not there (a server started on another folder, or not started), and only logs when
+    SQLite refuses (the index speeds queries up; nothing depends on it)."""
     path = data_dir / f"{database}.db"
     if not path.exists():
         return []
-    # mode=rw: never create a file the server does not use.
-    connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=60)
     try:
-        listed = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        tables = {name for (name,) in listed}
-        indexed = [name for name in collections if name in tables]
-        for name in indexed:
-            connection.execute(
-                f'CREATE INDEX IF NOT EXISTS "{DAY_AS_DATE_INDEX_PREFIX}{name}" ON "{name}"'
-                f"({_DAY_AS_DATE.format(field=day_field)})"
-            )
-        connection.commit()
-    finally:
-        connection.close()
+        # mode=rw: never create a file the server does not use.
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=60)
+        try:
+            listed = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {name for (name,) in listed}
+            indexed = [name for name in collections if name in tables]
+            for name in indexed:
+                connection.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{DAY_AS_DATE_INDEX_PREFIX}{name}" ON "{name}"'
+                    f"({_DAY_AS_DATE.format(field=day_field)})"
+                )
+            connection.commit()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        logger.warning("embedded server's days not indexed (%s): queries by day scan", error)
+        return []
     return indexed

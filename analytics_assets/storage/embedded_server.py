@@ -9,42 +9,74 @@ Why: nx-27017 0.8.1 stores the documents of an `insert` command (and the replace
 its own transaction: its table page and one page per index are appended to the write-ahead
 log and committed, document after document. Here the whole command runs in one transaction,
 taken under the per-database lock nx-27017 itself holds while it handles a command, so no
-other client's command can fall inside it.
+other client's command on that database runs inside it.
 
-What a client sees does not change: each document still succeeds or fails on its own (a
-duplicate key is still a `writeErrors` entry, and an ordered insert still stops at it), and
-the reply is sent only after the commit. A server killed before the commit stored none of
-the command's documents and acknowledged none; the client retries, and our writes are
-idempotent (`storage/mongo.py`). A command inside a client's own transaction is left alone.
-`benchmarks/bench_mongo.py` measures it against plain nx-27017 in one run.
+When every document is stored or refused as a duplicate key (a `writeErrors` entry, where an
+ordered insert stops), the command is committed and its reply is the one nx-27017 made: the
+same outcome per document, sent only after the commit. A server killed before the commit
+stored none of the command and acknowledged none (the client retries; our writes are
+idempotent, `storage/mongo.py`). Anything else is rolled back and the command is handled
+again the way nx-27017 handles it, a document at a time: a document that failed for another
+reason (disk full, an I/O error: SQLite may have rolled the transaction back by itself, and
+a reply built on it would acknowledge documents it no longer holds), a transaction that
+could not start because another process holds the write lock (`index_days_as_dates`
+building an index), an exception. A command inside a client's own transaction, and every
+other message, passes through untouched. `benchmarks/bench_mongo.py` measures it against
+plain nx-27017 in one run; `test_embedded_server.py` shows the outcomes.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import sqlite3
 from typing import Any
 
 from nx_27017 import handler as nx_handler
 from nx_27017.nx_27017 import main as nx_main
+
+logger = logging.getLogger(__name__)
 
 # The write commands that store several documents one by one: `insert` (insert_many) and
 # `update` (a bulk of replaces). A delete is one SQL statement, already one transaction.
 _BATCHED_COMMANDS = ("insert", "update")
 # Fields a command carries only inside a client's transaction (MongoDB's wire protocol).
 _TRANSACTION_FIELDS = ("autocommit", "startTransaction")
+DUPLICATE_KEY = 11000
+
+
+def _body(msg: Any) -> dict[str, Any] | None:
+    if isinstance(msg, dict):
+        for section_type, body in msg.get("sections") or ():
+            if section_type == "body" and isinstance(body, dict):
+                return body
+    return None
 
 
 def _in_one_transaction(msg: Any) -> bool:
     """Whether the message is a batched write command outside any client transaction."""
-    if not isinstance(msg, dict):
+    body = _body(msg)
+    if not body:
         return False
-    for section_type, body in msg.get("sections") or ():
-        if section_type == "body" and isinstance(body, dict) and body:
-            command = next(iter(body))
-            return command in _BATCHED_COMMANDS and not any(
-                name in body for name in _TRANSACTION_FIELDS
-            )
-    return False
+    command = next(iter(body))
+    return command in _BATCHED_COMMANDS and not any(name in body for name in _TRANSACTION_FIELDS)
+
+
+def _copy(msg: dict[str, Any]) -> dict[str, Any]:
+    """The message as it came, for handling it again: nx-27017 pops `$db` from the body
+    (the documents themselves it copies before it changes them)."""
+    sections = [
+        (kind, dict(part) if kind == "body" and isinstance(part, dict) else part)
+        for kind, part in msg.get("sections") or ()
+    ]
+    return {**msg, "sections": sections}
+
+
+def _only_duplicates(reply: Any) -> bool:
+    response = reply[1] if isinstance(reply, tuple) and len(reply) == 2 else None
+    if not isinstance(response, dict) or response.get("ok") != 1:
+        return False
+    return all(error.get("code") == DUPLICATE_KEY for error in response.get("writeErrors", ()))
 
 
 def commit_once(handle):
@@ -56,21 +88,37 @@ def commit_once(handle):
         if not _in_one_transaction(msg):
             return handle(self, msg)
         db_name = nx_handler._msg_db_name(msg)
-        # The lock nx-27017's own `_serialize` takes (re-entrant): nothing else runs on this
-        # database's connection until the commit.
+        # The lock nx-27017's own `_serialize` takes (re-entrant): no other command on this
+        # database runs until the commit.
         with self._lock_for(db_name):
-            connection = self.get_database(db_name).db
+            database = self.get_database(db_name)
+            connection = database.db
             if connection.in_transaction:  # a client's open transaction decides for itself
                 return handle(self, msg)
-            connection.execute("BEGIN")
+            # A PRAGMA cannot change inside a transaction: the write concern goes first (nx
+            # applies it once per value, so its own call inside is then a no-op).
+            self._apply_write_concern(database, db_name, _body(msg).get("writeConcern"))
+            as_received = _copy(msg)
             try:
-                result = handle(self, msg)
+                # IMMEDIATE: the write lock now, waiting out a busy database, rather than a
+                # failure at the first write once a read has begun.
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                logger.warning("one transaction per batch not started (%s): per document", error)
+                return handle(self, as_received)
+            try:
+                reply = handle(self, msg)
+                if connection.in_transaction and _only_duplicates(reply):
+                    connection.commit()
+                    return reply
             except BaseException:
-                connection.rollback()
+                if connection.in_transaction:
+                    connection.rollback()
                 raise
             if connection.in_transaction:
-                connection.commit()
-            return result
+                connection.rollback()
+            logger.warning("a batch failed inside its transaction: handled again per document")
+            return handle(self, as_received)
 
     handle_in_one_transaction.commits_once = True
     return handle_in_one_transaction
