@@ -177,7 +177,9 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
     new = frame_to_documents(messages(day, 40, version=2), SPEC)
     with pytest.raises(RuntimeError, match="process died"):
         replace_days(
-            FlakyCollection(collection, crash_after_batches=2),
+            # Two batches of new documents: for each, the replaces (none matches), then the
+            # insert of what was not there.
+            FlakyCollection(collection, crash_after_batches=4),
             new,
             [day.isoformat()],
             spec=SPEC,
@@ -196,7 +198,9 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
         run_id="run-3",
         batch_size=10,
     )
-    assert report.retries == 4  # each batch of 10: its first attempt reset, the second landed
+    # Every first attempt is reset and the second lands: the replaces of each batch of 10,
+    # and the inserts of the two batches the crash left out (the first two were all there).
+    assert report.retries == 4 + 2
     documents = list(collection.find({"day": day.isoformat()}))
     assert sorted(doc["_id"] for doc in documents) == sorted(doc["_id"] for doc in new)
     assert {doc[RUN_FIELD] for doc in documents} == {"run-3"}

@@ -35,7 +35,7 @@ def ensure_embedded_mongo(data_dir: Path, port: int, host: str = "127.0.0.1") ->
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - handed to the server process
     subprocess.Popen(
         [
-            # nx-27017, each insert command committed once (see `embedded_server`).
+            # nx-27017, each batched write committed once (see `embedded_server`).
             sys.executable,
             "-m",
             "analytics_assets.storage.embedded_server",
