@@ -70,9 +70,18 @@ def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[st
     mirror = code_location_mirrors().get(table)
     if mirror is None:
         return None
-    query = {DAY_FIELD: {"$in": [day.isoformat() for day in days]}, **mirror.slice_scope}
     projection = {column: True for column in columns}
-    documents = list(mongo.db()[mirror.collection].find(query, projection=projection))
+    collection = mongo.db()[mirror.collection]
+    # A query per day, not one `$in` of days: the embedded server searches its day index for
+    # an equality but scans every document for `$in` (a daily run's check read the whole
+    # history; a diagnostic timing on 60,000 messages: 0.75 s against 0.025 s for one day).
+    documents = [
+        document
+        for day in days
+        for document in collection.find(
+            {DAY_FIELD: day.isoformat(), **mirror.slice_scope}, projection=projection
+        )
+    ]
     return pl.DataFrame(
         [{c: d.get(c) for c in columns} for d in documents],
         schema={c: pl.String() for c in columns},
