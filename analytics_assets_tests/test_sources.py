@@ -125,3 +125,45 @@ def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path
     result = validate_conversation_headers(raw)
     assert result.valid["conversation_id"].to_list() == ["c-1"]
     assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]
+
+
+def _conversation(number: int, **fields) -> dict:
+    return {
+        "Id": number,
+        "conversation_id": f"c-{number}",
+        "user_id": "u",
+        "model": "m",
+        "channel": "web",
+        "started_at": "2026-11-01 10:00:00+00:00",
+        "rating": 5,
+        "CreatedAt": None,
+        "UpdatedAt": None,
+    } | fields
+
+
+def test_a_json_export_in_the_apis_own_page_form_gives_its_records(tmp_path):
+    page = {"list": [_conversation(1), _conversation(2)], "pageInfo": {"totalRows": 2}}
+    (tmp_path / "conversations.json").write_text(json.dumps(page))
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    result = validate_conversation_headers(raw)
+    assert result.valid["conversation_id"].to_list() == ["c-1", "c-2"]
+    assert result.rejected.height == 0
+
+
+@pytest.mark.parametrize("suffix", [".json", ".ndjson"])
+def test_an_unpaired_surrogate_in_an_export_costs_only_that_character(tmp_path, suffix):
+    # Half an emoji (escaped by the JSON writer) used to fail the read of the whole file.
+    records = [_conversation(1, channel="we\udc00b"), _conversation(2)]
+    path = tmp_path / f"conversations{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(records))
+    else:
+        path.write_text("\n".join(json.dumps(record) for record in records))
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    result = validate_conversation_headers(raw)
+    assert result.valid["channel"].to_list() == ["web", "web"]
+    assert result.records_with_controls_removed == 1

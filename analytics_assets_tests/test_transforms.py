@@ -292,3 +292,81 @@ def test_control_characters_and_lone_surrogates_are_removed_from_text():
     assert validated.records_with_controls_removed == 1
     clean = validate_messages(raw("messages", [message(2, content="plain\ttext")]))
     assert clean.records_with_controls_removed == 0
+
+
+@pytest.mark.parametrize("code_point", [c for c in range(0x20) if chr(c) not in "\t\n\r"])
+@pytest.mark.parametrize("written_as", ["escape", "literal"])
+def test_every_control_character_is_removed_however_the_json_writes_it(code_point, written_as):
+    # Whether the JSON escapes the character (\u0001, \b, \f) or holds it as is (which
+    # polars' decoder refuses, so the record is written again first).
+    record = message(1, content=f"a{chr(code_point)}b", model=f"m{chr(code_point)}")
+    frame = raw("messages", [record, message(2, content="plain")])
+    if written_as == "literal":
+        frame = frame.with_columns(
+            pl.col("record").str.replace_all(
+                json.dumps(chr(code_point))[1:-1], chr(code_point), literal=True
+            )
+        )
+    validated = validate_messages(frame)
+    assert validated.valid["content"].to_list() == ["ab", "plain"]
+    assert validated.valid["model"].to_list() == ["m", None]
+    assert validated.records_with_controls_removed == 1
+
+
+def test_text_that_only_looks_like_an_escaped_control_character_is_kept():
+    validated = validate_messages(raw("messages", [message(1, content="C:\\bin\\u0001 \\f")]))
+    assert validated.valid["content"].to_list() == ["C:\\bin\\u0001 \\f"]
+    assert validated.records_with_controls_removed == 0
+
+
+@pytest.mark.parametrize(
+    ("broken", "kept"),
+    [
+        ("\udc00", ""),
+        ("x\ude00y", "xy"),
+        ("\ud800\ud800", ""),
+        # The two halves of an emoji, escaped apart, still make the emoji.
+        ("\udfff\ud83d\ude00", "😀"),
+        ("😀\ud83d", "😀"),
+    ],
+)
+def test_an_unpaired_surrogate_polars_refuses_costs_only_that_character(broken, kept):
+    # A lone low surrogate (half an emoji, escaped by JSON.stringify) used to fail the
+    # decode of the whole day.
+    records = [message(1, content=f"a{broken}b", model="\udc00gpt"), message(2, content="ok")]
+    validated = validate_messages(raw("messages", records))
+    assert validated.rejected.height == 0
+    assert validated.valid["content"].to_list() == [f"a{kept}b", "ok"]
+    assert validated.valid["model"].to_list() == ["gpt", None]
+    assert validated.records_with_controls_removed == 1
+
+
+def test_a_rejected_record_with_an_unpaired_surrogate_keeps_the_record_as_sent():
+    record = message(1, content="a\udc00b", role="bot")
+    validated = validate_messages(raw("messages", [record]))
+    assert validated.rejected["reason"].to_list() == ["invalid role 'bot'"]
+    assert "\\udc00" in validated.rejected["record"][0]
+
+
+def test_validated_timestamps_equal_parse_utc_timestamp_in_every_format():
+    # Validation parses NocoDB's format first and the rest only where it failed.
+    texts = [
+        "2026-11-01 10:00:00+00:00",
+        "2026-11-01T10:00:00.250Z",
+        "2026-11-01 10:00:00",
+        "2026-11-01 12:00:00+02:00",
+        "2026-11-01 10:00",
+        "2026-11-01 10:00:00.5+00:00",
+        " 2026-11-01T10:00:00+00:00 ",
+        "not a time",
+    ]
+    records = [
+        message(n, created_at=text, CreatedAt=text, UpdatedAt=text) for n, text in enumerate(texts)
+    ]
+    validated = validate_messages(raw("messages", records))
+    expected = pl.select(parse_utc_timestamp(pl.lit(pl.Series(texts)))).to_series().to_list()
+    by_id = {row["message_id"]: row for row in validated.valid.to_dicts()}
+    for number, value in enumerate(expected[:-1]):
+        row = by_id[f"m-{number}"]
+        assert row["created_at"] == row["source_created_at"] == row["source_updated_at"] == value
+    assert validated.rejected["reason"].to_list() == ["invalid created_at 'not a time'"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from datetime import UTC, date, datetime
@@ -12,7 +13,7 @@ import polars as pl
 from analytics_assets.sources.base import FetchResult, RecordSource
 from analytics_assets.sources.days import filing_day_expr
 from analytics_assets.sources.schema import EVENT_TIME_FIELD, SourceSchema, TableKind
-from analytics_assets.transforms.raw import RAW_SCHEMA
+from analytics_assets.transforms.raw import RAW_SCHEMA, lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
@@ -25,20 +26,35 @@ def _read_table(path: Path) -> pl.DataFrame:
         return pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
     try:
         if path.suffix == ".json":
-            return pl.read_json(path, infer_schema_length=None)
-        return pl.read_ndjson(path, infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        # A field holding mixed types (a number here, text there) defeats polars' reader;
-        # Python's json keeps every value as written.
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            payload = json.loads(text)
-            rows = payload["list"] if isinstance(payload, dict) else payload
+            table = pl.read_json(path, infer_schema_length=None)
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        return pl.DataFrame(
-            {"record": [json.dumps(row, ensure_ascii=False) for row in rows]}
-        ).select(pl.col("record").str.json_decode(infer_schema_length=None).struct.unnest())
+            table = pl.read_ndjson(path, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        table = _read_with_python(path)
+    if (
+        path.suffix == ".json"
+        and "list" in table.columns
+        and set(table.columns) <= {"list", "pageInfo"}
+        and table.height == 1
+        and isinstance(table.schema["list"], pl.List)
+    ):
+        # A page as the API returns it: {"list": [...records], "pageInfo": {...}}.
+        table = table.select(pl.col("list").explode()).unnest("list")
+    return table
+
+
+def _read_with_python(path: Path) -> pl.DataFrame:
+    """What polars' reader refuses: an unpaired surrogate (half an emoji, which UTF-8 cannot
+    hold). Python's json reads it; the records are handed back to polars with it as NUL,
+    which validation removes and counts."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        payload = json.loads(text)
+        rows = payload["list"] if isinstance(payload, dict) else payload
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rewritten = json.dumps(lone_surrogates_as_nul(rows), ensure_ascii=False).encode("utf-8")
+    return pl.read_json(io.BytesIO(rewritten), infer_schema_length=None)
 
 
 def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:

@@ -7,6 +7,7 @@ typed layer decides what is valid and sends the rest to `processing_errors`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -64,3 +65,22 @@ def raw_frame_from_records(
         },
         schema=RAW_SCHEMA,
     )
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogates_as_nul(value: Any) -> Any:
+    """`value` (JSON as Python decodes it) with every unpaired surrogate (half an emoji,
+    which UTF-8 cannot hold) as NUL, which validation removes and counts with the other
+    control characters. Python's json pairs the halves of a character itself, so what is
+    still a surrogate is unpaired."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\x00", value)
+    if isinstance(value, dict):
+        return {
+            lone_surrogates_as_nul(key): lone_surrogates_as_nul(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [lone_surrogates_as_nul(item) for item in value]
+    return value

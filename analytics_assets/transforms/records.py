@@ -1,17 +1,20 @@
 """Raw records -> typed, validated, de-duplicated rows; every rejected record keeps its reason.
 
-Pure polars: no Dagster, no I/O. Everything here is vectorized, so a day of a million
-messages validates in about a second.
+Pure polars: no Dagster, no I/O. Everything here is vectorized; decoding the records' JSON
+is about half the time (`benchmarks/bench_messages.py`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import polars as pl
 
 from analytics_assets.sources.schema import KEY_FIELD, SourceSchema, TableKind
-from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, parse_utc_timestamp
+from analytics_assets.transforms.raw import lone_surrogates_as_nul
+from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
 
 MESSAGE_ROLES = ("user", "assistant", "system")
 FEEDBACK_VALUES = ("up", "down")
@@ -78,7 +81,8 @@ _VERBATIM_FIELDS = frozenset({"content"})
 
 # C0 control characters other than tab, newline and carriage return: a NUL breaks MongoDB
 # drivers and downstream CSV exports, and none of them carries meaning in chat text.
-# Polars decodes an unpaired surrogate escape to NUL, so removing NUL also removes those.
+# An unpaired surrogate (half an emoji) decodes to NUL (`_with_decodable_json`), so removing
+# NUL also removes those.
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
@@ -86,36 +90,97 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     """The table's raw rows with every canonical field as text in `_text_<field>`."""
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
-    decoded = pl.col("record").str.json_decode(
-        pl.Struct({name: pl.String() for name in source_fields})
+    rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
+    try:
+        return _decode_rows(rows, field_map, source_fields, json_column="record")
+    except pl.exceptions.ComputeError:
+        # A record polars' decoder refuses (below): the day is decoded again from `_json`.
+        rewritten = _with_decodable_json(rows.collect(engine="streaming"))
+        return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
+
+
+# What polars' JSON decoder refuses, failing the decode of the whole day: an unpaired low
+# surrogate escape or two high ones in a row (it decodes a single high one to NUL), which a
+# source can send (JSON.stringify escapes half an emoji that a client cut in two), and a
+# control character written as is instead of escaped.
+_UNDECODABLE_CANDIDATE = r"[\x00-\x1f]|\\u[dD][89a-fA-F]"
+
+
+def _with_decodable_json(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with the JSON to decode in `_json`: the record, written again where it may
+    hold one of the above, with every unpaired surrogate as NUL, which the cleaning then
+    removes and counts, as it does for the unpaired high surrogates polars accepts. `record`
+    itself stays as the source sent it, for `processing_errors`."""
+    records = rows.get_column("record")
+    candidate = records.str.contains(_UNDECODABLE_CANDIDATE)
+    if not candidate.any():
+        return rows.with_columns(records.alias("_json"))
+    positions = candidate.arg_true()
+    rewritten = [_decodable_json(text) for text in records.gather(positions).to_list()]
+    return rows.with_columns(
+        records.clone().scatter(positions, pl.Series(rewritten, dtype=pl.String)).alias("_json")
     )
 
-    def text(canonical: str, source: str) -> pl.Expr:
-        value = pl.col("_fields").struct.field(source).str.replace_all(CONTROL_CHARACTERS, "")
+
+def _decodable_json(record: str) -> str:
+    try:
+        # Python pairs the halves of a character itself: what stays a surrogate is unpaired.
+        # strict=False accepts control characters written as is; dumps escapes them.
+        value = json.loads(record, strict=False)
+    except ValueError:
+        return record
+    return json.dumps(lone_surrogates_as_nul(value), ensure_ascii=False)
+
+
+def _decode_rows(
+    rows: pl.LazyFrame, field_map: dict[str, str], source_fields: list[str], *, json_column: str
+) -> pl.DataFrame:
+    decoded = pl.col(json_column).str.json_decode(
+        pl.Struct({name: pl.String() for name in source_fields})
+    )
+    texts = [f"_text_{canonical}" for canonical in field_map]
+
+    def text(canonical: str, source: str, *, clean: bool) -> pl.Expr:
+        value = pl.col("_fields").struct.field(source)
+        if clean:
+            value = value.str.replace_all(CONTROL_CHARACTERS, "")
         if canonical in _VERBATIM_FIELDS:
             return value.alias(f"_text_{canonical}")
         stripped = value.str.strip_chars()
         return pl.when(stripped == "").then(None).otherwise(stripped).alias(f"_text_{canonical}")
 
-    return (
-        raw.lazy()
-        .filter(pl.col("table") == kind)
-        .with_row_index("_row")
+    def fields(frame: pl.LazyFrame, *, clean: bool) -> pl.LazyFrame:
         # Decode once into a struct, then take its fields: decoding per field costs 10x.
-        .with_columns(decoded.alias("_fields"))
+        return frame.with_columns(decoded.alias("_fields")).with_columns(
+            text(canonical, source, clean=clean) for canonical, source in field_map.items()
+        )
+
+    decoded_rows = (
+        fields(rows, clean=False)
         .with_columns(
-            *(text(canonical, source) for canonical, source in field_map.items()),
             pl.any_horizontal(
                 pl.col("_fields")
                 .struct.field(source)
                 .str.contains(CONTROL_CHARACTERS)
                 .fill_null(False)
                 for source in source_fields
-            ).alias("_controls_removed"),
+            ).alias("_controls_removed")
         )
         .drop("_fields")
-        .collect()
+        # The streaming engine decodes slices of the day on every core; the in-memory one
+        # decoded the column on one.
+        .collect(engine="streaming")
     )
+    flagged = decoded_rows.get_column("_controls_removed")
+    if flagged.any():
+        # Removing them costs a regex per field of every record: only where one was found.
+        positions = flagged.arg_true()
+        cleaned = fields(decoded_rows[positions].lazy(), clean=True).select(texts).collect()
+        decoded_rows = decoded_rows.with_columns(
+            decoded_rows.get_column(name).scatter(positions, cleaned.get_column(name))
+            for name in texts
+        )
+    return decoded_rows.drop("_json", strict=False)
 
 
 def _text(name: str) -> pl.Expr:
@@ -127,63 +192,87 @@ def _integer(text: pl.Expr) -> pl.Expr:
     return pl.when(number == number.floor()).then(number).cast(pl.Int64, strict=False)
 
 
+class Rule(NamedTuple):
+    """Where a record breaks a rule, and what `processing_errors` says of it. Apart, so a
+    day's reasons are written only for the records that need one."""
+
+    broken: pl.Expr
+    reason: pl.Expr
+
+
 # Each rule reads the typed column `name` and its text `_text_<name>`, both computed once.
-def _required(name: str) -> pl.Expr:
-    return pl.when(_text(name).is_null()).then(pl.lit(f"missing {name}"))
+def _required(name: str) -> Rule:
+    return Rule(_text(name).is_null(), pl.lit(f"missing {name}"))
 
 
-def _parse_check(name: str) -> pl.Expr:
+def _parse_check(name: str) -> Rule:
     """'invalid <field> <value>' where the text is present but did not parse."""
-    return pl.when(_text(name).is_not_null() & pl.col(name).is_null()).then(
-        pl.format(f"invalid {name} '{{}}'", _text(name))
+    return Rule(
+        _text(name).is_not_null() & pl.col(name).is_null(),
+        pl.format(f"invalid {name} '{{}}'", _text(name)),
     )
 
 
-def _non_negative(name: str) -> pl.Expr:
-    return pl.when(pl.col(name) < 0).then(pl.format(f"negative {name} {{}}", pl.col(name)))
+def _non_negative(name: str) -> Rule:
+    return Rule(pl.col(name) < 0, pl.format(f"negative {name} {{}}", pl.col(name)))
 
 
-def _one_of(name: str, allowed: tuple[str, ...]) -> pl.Expr:
-    return pl.when(pl.col(name).is_not_null() & ~pl.col(name).is_in(allowed)).then(
-        pl.format(f"invalid {name} '{{}}'", _text(name))
+def _one_of(name: str, allowed: tuple[str, ...]) -> Rule:
+    return Rule(
+        pl.col(name).is_not_null() & ~pl.col(name).is_in(allowed),
+        pl.format(f"invalid {name} '{{}}'", _text(name)),
     )
 
 
-def _in_partition_day(name: str) -> pl.Expr:
-    return pl.when(pl.col(name).dt.date() != pl.col("day")).then(
-        pl.format(f"{name} {{}} is outside partition day {{}}", _text(name), pl.col("day"))
+def _in_partition_day(name: str) -> Rule:
+    return Rule(
+        pl.col(name).dt.date() != pl.col("day"),
+        pl.format(f"{name} {{}} is outside partition day {{}}", _text(name), pl.col("day")),
     )
 
 
 def _split(
     typed: pl.DataFrame,
-    reasons: list[pl.Expr],
+    rules: list[Rule],
     *,
     kind: TableKind,
     columns: dict[str, pl.DataType],
 ) -> Validated:
-    """Separates rows with any failed rule, then keeps the newest copy of each key."""
+    """Separates rows with any broken rule, then keeps the newest copy of each key."""
     key = KEY_FIELD[kind]
-    with_reasons = (
-        typed.lazy()
-        .with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("_reason"))
-        .collect()
+    broken = typed.select(
+        pl.any_horizontal(rule.broken.fill_null(False) for rule in rules)
+    ).to_series()
+    passing = typed.filter(~broken)
+    breaking = typed.filter(broken).with_columns(
+        pl.concat_str(
+            [pl.when(rule.broken).then(rule.reason) for rule in rules],
+            separator="; ",
+            ignore_nulls=True,
+        ).alias("_reason")
     )
-    passing = with_reasons.filter(pl.col("_reason") == "")
     # NocoDB can hold the same record twice (a re-delivery, an edit stored as a new row):
     # the most recently written copy wins and the older ones are reported, not dropped.
-    ordered = passing.sort(
+    # Only the copies need ordering; a key seen once is its own newest copy.
+    copies = passing.get_column(key).is_duplicated()
+    ordered = passing.filter(copies).sort(
         pl.coalesce("source_updated_at", "source_created_at"),
         pl.col("record_id").cast(pl.Int64, strict=False),
         "_row",
         nulls_last=False,
     )
-    newest = pl.col("_row") == pl.col("_row").last().over(key)
-    superseded = ordered.filter(~newest).with_columns(
-        pl.lit(f"duplicate {key}; superseded by a newer copy").alias("_reason")
+    is_newest = pl.col("_row") == pl.col("_row").last().over(key)
+    newest = pl.concat([passing.filter(~copies), ordered.filter(is_newest)])
+    superseded = ordered.filter(~is_newest)
+    valid = newest.select(list(columns)).cast(columns)
+    failed = pl.concat(
+        [
+            breaking,
+            superseded.with_columns(
+                pl.lit(f"duplicate {key}; superseded by a newer copy").alias("_reason")
+            ),
+        ]
     )
-    valid = ordered.filter(newest).select(list(columns)).cast(columns)
-    failed = pl.concat([with_reasons.filter(pl.col("_reason") != ""), superseded])
     rejected = failed.select(
         pl.col("day"),
         pl.lit(kind).alias("table"),
@@ -200,8 +289,15 @@ def _split(
     return Validated(valid=valid, rejected=rejected)
 
 
-def _typed(decoded: pl.DataFrame, columns: dict[str, pl.Expr]) -> pl.DataFrame:
-    return decoded.with_columns(expr.alias(name) for name, expr in columns.items())
+def _typed(
+    decoded: pl.DataFrame, columns: dict[str, pl.Expr], timestamps: dict[str, str]
+) -> pl.DataFrame:
+    """`columns` computed from the texts, and each of `timestamps` parsed from its field's
+    text (`with_utc_timestamps`)."""
+    return with_utc_timestamps(
+        decoded.lazy().with_columns(expr.alias(name) for name, expr in columns.items()),
+        {name: f"_text_{field}" for name, field in timestamps.items()},
+    )
 
 
 def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> Validated:
@@ -215,21 +311,23 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
             "role": _text("role").str.to_lowercase(),
             "content": _text("content"),
             "model": _text("model"),
-            "created_at": parse_utc_timestamp(_text("created_at")),
             "prompt_tokens": _integer(_text("prompt_tokens")),
             "completion_tokens": _integer(_text("completion_tokens")),
             "latency_ms": _text("latency_ms").cast(pl.Float64, strict=False),
             "feedback": _text("feedback").str.to_lowercase(),
-            "source_created_at": parse_utc_timestamp(_text("CreatedAt")),
-            "source_updated_at": parse_utc_timestamp(_text("UpdatedAt")),
+        },
+        {
+            "created_at": "created_at",
+            "source_created_at": "CreatedAt",
+            "source_updated_at": "UpdatedAt",
         },
     )
-    reasons = [
+    rules = [
         _required("message_id"),
         _required("conversation_id"),
         _required("role"),
         _one_of("role", MESSAGE_ROLES),
-        pl.when(_text("content").is_null()).then(pl.lit("missing content")),
+        Rule(_text("content").is_null(), pl.lit("missing content")),
         _required("created_at"),
         _parse_check("created_at"),
         _in_partition_day("created_at"),
@@ -241,7 +339,7 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _non_negative("latency_ms"),
         _one_of("feedback", FEEDBACK_VALUES),
     ]
-    validated = _split(typed, reasons, kind="messages", columns=MESSAGE_SCHEMA)
+    validated = _split(typed, rules, kind="messages", columns=MESSAGE_SCHEMA)
     return Validated(
         valid=validated.valid.sort("created_at", "message_id"),
         rejected=validated.rejected,
@@ -262,24 +360,27 @@ def validate_conversation_headers(
             "user_id": _text("user_id"),
             "model": _text("model"),
             "channel": _text("channel").str.to_lowercase(),
-            "started_at": parse_utc_timestamp(_text("started_at")),
             "rating": _integer(_text("rating")),
-            "source_created_at": parse_utc_timestamp(_text("CreatedAt")),
-            "source_updated_at": parse_utc_timestamp(_text("UpdatedAt")),
+        },
+        {
+            "started_at": "started_at",
+            "source_created_at": "CreatedAt",
+            "source_updated_at": "UpdatedAt",
         },
     )
-    reasons = [
+    rules = [
         _required("conversation_id"),
         _required("user_id"),
         _required("started_at"),
         _parse_check("started_at"),
         _in_partition_day("started_at"),
         _parse_check("rating"),
-        pl.when((pl.col("rating") < low) | (pl.col("rating") > high)).then(
-            pl.format(f"rating {{}} outside {low}-{high}", pl.col("rating"))
+        Rule(
+            (pl.col("rating") < low) | (pl.col("rating") > high),
+            pl.format(f"rating {{}} outside {low}-{high}", pl.col("rating")),
         ),
     ]
-    validated = _split(typed, reasons, kind="conversations", columns=CONVERSATION_HEADER_SCHEMA)
+    validated = _split(typed, rules, kind="conversations", columns=CONVERSATION_HEADER_SCHEMA)
     return Validated(
         valid=validated.valid.sort("started_at", "conversation_id"),
         rejected=validated.rejected,
