@@ -167,3 +167,38 @@ def test_an_unpaired_surrogate_in_an_export_costs_only_that_character(tmp_path, 
     result = validate_conversation_headers(raw)
     assert result.valid["channel"].to_list() == ["web", "web"]
     assert result.records_with_controls_removed == 1
+
+
+@pytest.mark.nocodb
+def test_half_an_emoji_sent_to_nocodb_arrives_as_the_replacement_character(nocodb):
+    """A client that cut an emoji in two sends its half as JSON.stringify writes it (an
+    escaped unpaired surrogate). The real NocoDB stores it as U+FFFD, so from NocoDB it
+    arrives as that (from an export, as the unpaired surrogate: above); a NUL arrives as
+    sent and validation removes it."""
+    import httpx
+
+    from analytics_assets.sources.nocodb import NocoDBSource
+    from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
+    from analytics_assets.transforms.records import validate_messages
+    from analytics_assets_tests.conftest import make_client
+
+    def sent(number: int, content: str) -> dict:
+        return {"message_id": f"m-{number}", "conversation_id": "c-1", "role": "user",
+                "content": content, "created_at": "2026-11-01 10:00:00"}  # fmt: skip
+
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "half_an_emoji")
+        table_id = create_table(client, base_id, "messages", TABLE_COLUMNS["messages"])
+        create_table(client, base_id, "conversations", TABLE_COLUMNS["conversations"])
+        body = json.dumps([sent(1, "a😀b"), sent(2, "a\ud83db"), sent(3, "a\ude00b\x00c")])
+        response = httpx.post(
+            f"{nocodb.url}/api/v2/tables/{table_id}/records",
+            content=body.encode("ascii"),
+            headers={"xc-token": nocodb.token, "content-type": "application/json"},
+        )
+        response.raise_for_status()
+        frame = NocoDBSource(client, base_id=base_id).fetch_day("messages", date(2026, 11, 1))
+    validated = validate_messages(frame.frame)
+    assert validated.rejected.height == 0
+    assert validated.valid["content"].to_list() == ["a😀b", "a\ufffdb", "a\ufffdbc"]
+    assert validated.records_with_controls_removed == 1
