@@ -108,3 +108,46 @@ def test_a_stalled_read_is_answered_by_its_twin_after_a_few_typical_answer_times
 def test_a_429_without_retry_after_is_retried_soon_then_less_often():
     policy = RetryPolicy()
     assert [policy.throttle_wait(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_a_request_waiting_to_retry_gives_its_place_to_another():
+    """Under `in_flight_limit(1)`, four readers: the page answered with a 429 (Retry-After:
+    1) waits its second out holding no place, so the three other pages are answered
+    meanwhile, one at a time. An in-process server: the schedule must be exact."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    lock, in_flight, most, answered = threading.Lock(), 0, 0, []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        page = request.url.params["page"]
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+            throttled = page == "a" and "a" not in answered
+            answered.append(page)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+        if throttled:
+            return httpx.Response(429, headers={"Retry-After": "1"}, json={})
+        return httpx.Response(200, json={"page": page})
+
+    with NocoDBClient(
+        "http://nocodb.test", "token", requests_per_second=0, transport=httpx.MockTransport(server)
+    ) as client:
+        with client.in_flight_limit(1), ThreadPoolExecutor(4) as pool:
+            first = pool.submit(client.request, "GET", "/records", params={"page": "a"})
+            time.sleep(0.02)  # page a is asked for first
+            others = pool.map(
+                lambda page: client.request("GET", "/records", params={"page": page}), "bcd"
+            )
+            assert [body["page"] for body in others] == ["b", "c", "d"]
+            assert first.result()["page"] == "a"
+        assert client._places is None  # the limit ends with its block
+    assert most == 1
+    assert answered[0] == "a" and answered[-1] == "a" and sorted(answered[1:-1]) == ["b", "c", "d"]

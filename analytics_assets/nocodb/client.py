@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -223,8 +224,33 @@ class NocoDBClient:
         )
         self._tables: dict[str, TableInfo] = {}
         self._tables_lock = threading.Lock()
-        # Twins of slow reads run here, so the thread that waits is never the one stuck.
-        self._hedges = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nocodb-hedge")
+        # Reads (and twins of slow ones) run here, so the thread that waits is never the one
+        # stuck. Enough threads that stalled reads, which keep one until their timeout, do
+        # not queue the others behind them (a queued read looks stalled and gets a twin).
+        self._hedges = ThreadPoolExecutor(max_workers=64, thread_name_prefix="nocodb-hedge")
+        # Places for requests in flight, while `in_flight_limit` holds (None: no limit).
+        self._places: threading.BoundedSemaphore | None = None
+
+    @contextmanager
+    def in_flight_limit(self, requests: int) -> Iterator[None]:
+        """While the block runs, at most `requests` of this client's requests (twins of slow
+        reads aside) are in flight, and a request waiting for its retry holds no place. A
+        reader can then keep more threads than places: a page that waits out a 429 or a
+        backoff lets another page go, and the server sees no more requests than before."""
+        self._places = threading.BoundedSemaphore(requests)
+        try:
+            yield
+        finally:
+            self._places = None
+
+    @contextmanager
+    def _place(self) -> Iterator[None]:
+        places = self._places
+        if places is None:
+            yield
+            return
+        with places:
+            yield
 
     def __enter__(self) -> NocoDBClient:
         return self
@@ -261,30 +287,36 @@ class NocoDBClient:
             self.pacer.wait()
             self.stats.add(requests=1)
             wait_s: float | None = None
-            try:
-                sent = time.perf_counter()
-                if method == "GET" and idempotent:
-                    response = self._send_hedged(path, params)
-                else:
-                    response = self._send(method, path, params, json_body)
-                body = response.content
-                if response.status_code < 300:
-                    self.read_timeout.observe(time.perf_counter() - sent)
-                self.stats.add(bytes_received=len(body))
-                if response.status_code < 300:
-                    return json.loads(body) if body else None
-                last_problem = f"HTTP {response.status_code}"
-                wait_s = self._wait_before_retrying(response, method, path, idempotent, attempt)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                last_problem = f"{type(error).__name__}: {error}"
-            except (httpx.TimeoutException, httpx.TransportError, json.JSONDecodeError) as error:
-                # Read timeouts, resets and truncated bodies: the request may have been applied.
-                last_problem = f"{type(error).__name__}: {error}"
-                if not idempotent:
-                    raise NocoDBError(
-                        f"{method} {path} failed mid-flight ({last_problem}); not retried "
-                        "because the request may have been applied."
-                    ) from error
+            # The place is given back before any wait to retry.
+            with self._place():
+                try:
+                    sent = time.perf_counter()
+                    if method == "GET" and idempotent:
+                        response = self._send_hedged(path, params)
+                    else:
+                        response = self._send(method, path, params, json_body)
+                    body = response.content
+                    if response.status_code < 300:
+                        self.read_timeout.observe(time.perf_counter() - sent)
+                    self.stats.add(bytes_received=len(body))
+                    if response.status_code < 300:
+                        return json.loads(body) if body else None
+                    last_problem = f"HTTP {response.status_code}"
+                    wait_s = self._wait_before_retrying(response, method, path, idempotent, attempt)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                    last_problem = f"{type(error).__name__}: {error}"
+                except (
+                    httpx.TimeoutException,
+                    httpx.TransportError,
+                    json.JSONDecodeError,
+                ) as error:
+                    # Read timeouts, resets and truncated bodies: the request may have been applied.
+                    last_problem = f"{type(error).__name__}: {error}"
+                    if not idempotent:
+                        raise NocoDBError(
+                            f"{method} {path} failed mid-flight ({last_problem}); not retried "
+                            "because the request may have been applied."
+                        ) from error
             if attempt + 1 == self.retry.max_attempts:
                 break
             delay = wait_s if wait_s is not None else self.retry.backoff(attempt)

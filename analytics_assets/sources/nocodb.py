@@ -54,6 +54,8 @@ RANGE_MIN_DAYS = 3
 # than workers the unlucky shard is a small one, and a worker done early takes the next.
 # Measured with benchmarks/bench_faults.py (30 % of requests faulted).
 SHARDS_PER_WORKER = 4
+# Reader threads per request in flight (`NocoDBClient.in_flight_limit`).
+READERS_PER_PLACE = 2
 
 
 def record_day(
@@ -274,7 +276,11 @@ class NocoDBSource(RecordSource):
                 results += results_of(page)
             return results
 
-        with ThreadPoolExecutor(max(1, min(workers, len(shards)))) as pool:
+        # Twice as many readers as requests in flight: a shard whose page waits to be retried
+        # holds no place, so another shard's page goes meanwhile (the server still sees at
+        # most `workers` at once).
+        readers = max(1, min(READERS_PER_PLACE * workers, len(shards)))
+        with self.client.in_flight_limit(workers), ThreadPoolExecutor(readers) as pool:
             return [result for part in pool.map(read, shards) for result in part]
 
     def _spool(
