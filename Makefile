@@ -78,8 +78,10 @@ bench: setup nocodb
 	$(BIN)/python benchmarks/bench_pii.py
 
 # Stops the embedded MongoDB-compatible server that `make demo` / `make ui` started.
+# The [o] keeps the pattern from matching the shell that runs pkill (its own command line
+# holds the pattern as written, which the regex does not match).
 stop:
-	-pkill -f -- "--data-dir $(CURDIR)/.local/mongo"
+	-pkill -f -- "--data-dir $(CURDIR)/.local/mong[o]"
 
 clean: stop
 	rm -rf .local

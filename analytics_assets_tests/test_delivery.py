@@ -332,3 +332,33 @@ def test_deploy_runs_helm_upgrade_with_the_reference_values():
     (job,) = workflow["jobs"].values()
     assert job["env"]["VALUES"] == "deployments/k8s/values.yaml"
     assert any("helm upgrade" in step.get("run", "") for step in job["steps"])
+
+
+def test_make_stop_ends_the_embedded_server_of_its_own_checkout_only(tmp_path):
+    """`make stop` in a checkout ends the embedded MongoDB server started on that checkout's
+    `.local/mongo`, leaves another checkout's running, and exits cleanly (its pattern once
+    matched the shell running pkill, which then killed itself)."""
+    from analytics_assets_tests.conftest import free_port, start_mongo
+
+    makefile = Path(__file__).resolve().parents[1] / "Makefile"
+    ours, other = tmp_path / "checkout", tmp_path / "checkout-other"
+    servers = []
+    try:
+        for checkout in (ours, other):
+            (checkout / ".local" / "mongo").mkdir(parents=True)
+            servers.append(start_mongo(checkout / ".local" / "mongo", free_port()))
+        stopped = subprocess.run(
+            ["make", "-f", str(makefile), "-C", str(ours), "stop"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert "Terminated" not in stopped.stderr + stopped.stdout
+        servers[0].wait(timeout=10)
+        assert servers[1].poll() is None
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
