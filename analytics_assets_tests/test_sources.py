@@ -93,40 +93,6 @@ def test_missing_export_file_names_what_was_looked_for(tmp_path):
         source.fetch_day("messages", date(2026, 11, 1))
 
 
-def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path):
-    records = [
-        {
-            "Id": 1,
-            "conversation_id": "c-1",
-            "user_id": "u",
-            "model": "m",
-            "channel": "web",
-            "started_at": "2026-11-01 10:00:00+00:00",
-            "rating": 5,
-            "CreatedAt": None,
-            "UpdatedAt": None,
-        },
-        {
-            "Id": 2,
-            "conversation_id": "c-2",
-            "user_id": "u",
-            "model": "m",
-            "channel": "web",
-            "started_at": "2026-11-01 11:00:00+00:00",
-            "rating": "five",
-            "CreatedAt": None,
-            "UpdatedAt": None,
-        },
-    ]
-    (tmp_path / "conversations.json").write_text(json.dumps(records))
-    from analytics_assets.transforms.records import validate_conversation_headers
-
-    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
-    result = validate_conversation_headers(raw)
-    assert result.valid["conversation_id"].to_list() == ["c-1"]
-    assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]
-
-
 def _conversation(number: int, **fields) -> dict:
     return {
         "Id": number,
@@ -139,6 +105,20 @@ def _conversation(number: int, **fields) -> dict:
         "CreatedAt": None,
         "UpdatedAt": None,
     } | fields
+
+
+def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path):
+    records = [
+        _conversation(1),
+        _conversation(2, started_at="2026-11-01 11:00:00+00:00", rating="five"),
+    ]
+    (tmp_path / "conversations.json").write_text(json.dumps(records))
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    result = validate_conversation_headers(raw)
+    assert result.valid["conversation_id"].to_list() == ["c-1"]
+    assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]
 
 
 def test_a_json_export_in_the_apis_own_page_form_gives_its_records(tmp_path):
