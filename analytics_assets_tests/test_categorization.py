@@ -82,9 +82,17 @@ def test_hard_inputs_fall_back_instead_of_guessing():
     assert long["language"] == "en"
 
 
-def test_below_the_threshold_the_label_is_the_fallback():
-    # One pricing hit and one billing hit: a tie, so no label is sure enough.
+def test_below_the_threshold_the_label_is_the_fallback(monkeypatch):
+    from analytics_assets.categorization import conversations
+
+    # One pricing hit and one billing hit: a tie, so no keyword label is sure enough; the
+    # n-gram head then fills in (it is sure: an invoice is billing).
     texts = pl.DataFrame({"id": ["tie"], "text": ["discount on the invoice"]})
+    row = categorize_texts(texts, TAXONOMY).row(0, named=True)
+    assert (row["topic"], row["topic_method"]) == ("billing", "ngram")
+    assert row["topic_confidence"] > 0.9
+    # The keywords alone (no heads): the fallback.
+    monkeypatch.setattr(conversations, "ngram_heads", lambda taxonomy: {})
     row = categorize_texts(texts, TAXONOMY).row(0, named=True)
     assert row["topic"] == "other"
     assert row["topic_method"] == "fallback"

@@ -121,7 +121,11 @@ TWO_TEXTS = pl.DataFrame(
 )
 
 
-def test_zero_shot_fills_in_only_where_rules_are_unsure(embedder):
+def test_zero_shot_fills_in_only_where_rules_are_unsure(embedder, monkeypatch):
+    from analytics_assets.categorization import conversations
+
+    # Without the rules tier's n-gram heads, which would fill in first (test_ngram_heads).
+    monkeypatch.setattr(conversations, "ngram_heads", lambda taxonomy: {})
     model = ModelTier.build(embedder, TAXONOMY, shipped=False)
     result = categorize_texts(TWO_TEXTS, TAXONOMY, model=model).to_dicts()
     assert (result[0]["topic"], result[0]["topic_method"]) == ("pricing", "rules")

@@ -48,8 +48,8 @@ def overall(result: pl.DataFrame, dimension: str) -> dict:
 
 
 def test_the_model_tier_on_independent_multilingual_support_chats(model_tier_result):
-    """Measured: topic 0.913 of the labels given (abstention 0.087), intent 0.887 (0.091),
-    sentiment macro-F1 0.851. Before: topic 0.241, intent 0.063, sentiment 0.169 (rules)."""
+    """Measured (with the n-gram heads filling in): topic 0.912 of the labels given
+    (abstention 0.055), intent 0.871 (0.020), sentiment macro-F1 0.857."""
     topic = overall(model_tier_result, "topic")
     intent = overall(model_tier_result, "intent")
     sentiment = overall(model_tier_result, "sentiment")
@@ -59,8 +59,8 @@ def test_the_model_tier_on_independent_multilingual_support_chats(model_tier_res
 
 
 def test_every_language_gets_usable_labels(model_tier_result):
-    """No language left behind: the weakest measured per language were topic 0.632 (ar),
-    intent 0.667 (it), sentiment macro-F1 0.737 (de), over every text of ~20."""
+    """No language left behind: the weakest measured per language were topic 0.75 (de),
+    intent 0.72 (it), sentiment macro-F1 0.71 (de), over every text of ~20."""
     per_language = model_tier_result.filter(pl.col("language") != "all")
     floors = {"topic": ("accuracy", 0.55), "intent": ("accuracy", 0.55),
               "sentiment": ("macro_f1", 0.65)}  # fmt: skip

@@ -56,7 +56,10 @@ def test_a_promoted_cluster_becomes_a_topic_the_rules_label():
     shipping = clusters().filter(pl.col("terms").list.contains("parcel")).row(0, named=True)
     before = load_taxonomy()
     texts = pl.DataFrame({"id": ["new"], "text": ["the courier lost my parcel again"]})
-    assert categorize_texts(texts, before)["topic"][0] == "other"
+    # No keyword decides it (the support topic head may guess, with a taxonomy that has no
+    # shipping topic; once the taxonomy changes, that head no longer fits and stays out).
+    unpromoted = categorize_texts(texts, before).row(0, named=True)
+    assert unpromoted["topic"] != "shipping" and unpromoted["topic_method"] != "rules"
 
     document = promote(
         taxonomy_document(None), name="shipping", terms=shipping["terms"],
@@ -65,7 +68,8 @@ def test_a_promoted_cluster_becomes_a_topic_the_rules_label():
     after = parse_taxonomy(document)
     assert "shipping" in after.names("topic")
     assert after.version == f"{before.version}+shipping"
-    assert categorize_texts(texts, after)["topic"][0] == "shipping"
+    promoted = categorize_texts(texts, after).row(0, named=True)
+    assert (promoted["topic"], promoted["topic_method"]) == ("shipping", "rules")
     with pytest.raises(ValueError, match="already has"):
         promote(document, name="Shipping", terms=["x"], examples=[], day=DAY)
 

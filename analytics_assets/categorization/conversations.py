@@ -6,6 +6,9 @@ import polars as pl
 
 from analytics_assets.categorization.language import detect_languages
 from analytics_assets.categorization.model_tier import ModelTier
+from analytics_assets.categorization.ngram_heads import FLOORS as NGRAM_FLOORS
+from analytics_assets.categorization.ngram_heads import METHOD as NGRAM_METHOD
+from analytics_assets.categorization.ngram_heads import NgramHead, ngram_heads
 from analytics_assets.categorization.rules import DEFAULT_THRESHOLD, classify, sentiment
 from analytics_assets.categorization.taxonomy import Taxonomy
 
@@ -14,15 +17,19 @@ RULES_MODEL_VERSION = "rules-1"
 LANGUAGE_SAMPLE_CHARS = 300
 
 
-def model_version(model: ModelTier | None) -> str:
-    """Which rules and model labelled a conversation, e.g. rules-1+topic:head-2026...;"""
+def model_version(model: ModelTier | None, heads: dict[str, NgramHead] | None = None) -> str:
+    """Which rules and models labelled a conversation, e.g.
+    rules-1+ngram-3fa9…+use-m3-…+topic:head-2026…"""
+    rules = RULES_MODEL_VERSION
+    if heads:
+        rules += "+" + next(iter(heads.values())).version
     if model is None:
-        return RULES_MODEL_VERSION
+        return rules
     parts = [
         f"{dimension}:{getattr(p, 'version', None) or f'zero-shot-T{p.temperature:.3f}'}"
         for dimension, p in model.predictors.items()
     ]
-    return "+".join([RULES_MODEL_VERSION, model.embedder.version, *parts])
+    return "+".join([rules, model.embedder.version, *parts])
 
 
 CATEGORY_SCHEMA: dict[str, pl.DataType] = {
@@ -62,6 +69,51 @@ def _replaced_where(
             (f"{prefix}_method", method),
         )
     ]
+
+
+def apply_ngram_heads(
+    frame: pl.DataFrame,
+    text: str,
+    heads: dict[str, NgramHead],
+    dimensions: tuple[str, ...],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    prefixes: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """The character n-gram heads' labels where the keyword rules and the lexicon left a
+    dimension undecided (method `fallback`) and the head is sure (at least `threshold`, and
+    at least the head's own floor, `ngram_heads.FLOORS`)."""
+    prefixes = prefixes or {}
+    for dimension in dimensions:
+        head = heads.get(dimension)
+        prefix = prefixes.get(dimension, dimension)
+        if head is None or frame.height == 0:
+            continue
+        undecided = frame.with_row_index("_row").filter(pl.col(f"{prefix}_method") == "fallback")
+        if undecided.height == 0:
+            continue
+        labels, probabilities = head.predict(undecided[text].to_list())
+        updates = pl.DataFrame(
+            {"_row": undecided["_row"], "_label": labels, "_confidence": probabilities},
+            schema={"_row": pl.UInt32, "_label": pl.String, "_confidence": pl.Float64},
+        )
+        frame = (
+            frame.with_row_index("_row")
+            .join(updates, on="_row", how="left")
+            .with_columns(
+                _replaced_where(
+                    pl.col("_confidence")
+                    .ge(max(threshold, NGRAM_FLOORS.get(dimension, 0.0)))
+                    .fill_null(False),
+                    prefix,
+                    pl.col("_label"),
+                    pl.col("_confidence").round(4),
+                    pl.lit(NGRAM_METHOD),
+                )
+            )
+            .drop("_row", "_label", "_confidence")
+        )
+    return frame
 
 
 def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) -> pl.DataFrame:
@@ -174,12 +226,15 @@ def categorize_texts(
 ) -> pl.DataFrame:
     """`id, text` -> language, topic, intent and sentiment, each with confidence and method.
     `llm`: an `LlmLabeler` for what the rules and the model leave undecided."""
+    heads = ngram_heads(taxonomy)
     frame = texts.with_columns(detect_languages(texts["text"]))
     frame = classify(frame, "text", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "text", "intent", taxonomy, threshold=threshold)
+    frame = apply_ngram_heads(frame, "text", heads, ("topic", "intent"), threshold=threshold)
     frame = apply_model_tier(frame, "text", model)
     frame, _ = apply_llm_tier(frame, "text", llm, taxonomy)
     frame = sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
+    frame = apply_ngram_heads(frame, "text", heads, ("sentiment",), threshold=threshold)
     return apply_model_sentiment(frame, "text", model)
 
 
@@ -216,8 +271,12 @@ def categorize_conversations(
     )
     frame = frame.with_columns(detect_languages(frame["all_text"]))
     frame = _through_translation(frame, taxonomy, translations)
+    heads = ngram_heads(taxonomy)
     frame = classify(frame, "category_text", "topic", taxonomy, threshold=threshold)
     frame = classify(frame, "category_text", "intent", taxonomy, threshold=threshold)
+    frame = apply_ngram_heads(
+        frame, "category_text", heads, ("topic", "intent"), threshold=threshold
+    )
     frame = apply_model_tier(frame, "category_text", model)
     frame, _ = apply_llm_tier(frame, "category_text", llm, taxonomy)
     frame = sentiment(
@@ -225,12 +284,17 @@ def categorize_conversations(
         threshold=threshold,
     )  # fmt: skip
     frame = sentiment(frame, "last", taxonomy, language="language", threshold=threshold)
+    frame = apply_ngram_heads(
+        frame, "opening", heads, ("sentiment",), threshold=threshold,
+        prefixes={"sentiment": "sentiment_opening"},
+    )  # fmt: skip
+    frame = apply_ngram_heads(frame, "last", heads, ("sentiment",), threshold=threshold)
     frame = apply_model_sentiment(frame, "opening", model, prefix="sentiment_opening")
     frame = apply_model_sentiment(frame, "last", model)
     return (
         frame.with_columns(
             pl.lit(taxonomy.version).alias("taxonomy_version"),
-            pl.lit(model_version(model)).alias("model_version"),
+            pl.lit(model_version(model, heads)).alias("model_version"),
         )
         .select(list(CATEGORY_SCHEMA))
         .cast(CATEGORY_SCHEMA)
@@ -293,4 +357,5 @@ def message_signals(messages: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
         pl.col("text").fill_null("").str.len_chars().alias("characters"),
     )
     frame = sentiment(frame, "text", taxonomy, language="language")
+    frame = apply_ngram_heads(frame, "text", ngram_heads(taxonomy), ("sentiment",))
     return frame.select(list(MESSAGE_SIGNAL_SCHEMA)).cast(MESSAGE_SIGNAL_SCHEMA)

@@ -1,0 +1,130 @@
+"""Character n-gram heads: the rules tier's classifiers for the languages its keywords miss.
+
+fastText's supervised classifier on character n-grams, trained by
+`scripts/train_ngram_heads.py` on the same helper-written support corpus as the encoder
+heads (12 languages) and shipped quantized in `heads/ngram/`. They need no encoder and no
+torch: fastText's predictor labels tens of thousands of short texts a second on one core,
+so they run wherever the rules tier runs, in every step that labels text.
+
+Like the encoder heads, a topic or intent head is used only when its labels are exactly the
+taxonomy's (the shipped ones fit `support`); the sentiment head fits every taxonomy, as
+sentiment is always negative, neutral or positive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from analytics_assets.categorization.model_tier import SENTIMENT_LABELS
+from analytics_assets.categorization.taxonomy import Taxonomy
+
+NGRAM_HEADS = Path(__file__).resolve().parent / "heads" / "ngram"
+METHOD = "ngram"
+# A head says nothing of a text with fewer letters than this ("ok", "???", "12345", an
+# emoji): fastText still answers, with a confident guess (`ok` was `integration` at 1.0). A
+# Han, kana or Hangul character counts three, as in language detection ("退款" is enough).
+MIN_LETTERS = 5
+# A head's own floor over the deployment's threshold. The topic head was trained on support
+# chats only and is confidently wrong on chats about anything else: on the dev half of the
+# ShareGPT openings (benchmarks/eval_open_domain.py), with the support taxonomy, it gave a
+# support topic to 21.6 % at 0.5, 12.8 % at 0.6, 7.8 % at 0.7, while on the support dev half
+# it still labelled 61.5 % of the texts at 0.7, right on 94 % of them (91 % on 78 % at 0.5).
+# 0.7 is the lowest floor of those tried (0.5 to 0.9) at which at most a tenth of off-topic
+# chats get a support topic. Sentiment has no such domain; intent's labels (information,
+# support, feedback…) fit open-domain chats too.
+FLOORS = {"topic": 0.7}
+_WHITESPACE = re.compile(r"\s+")
+_LETTER = re.compile(r"[^\W\d_]")
+_DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class NgramHead:
+    dimension: str
+    labels: frozenset[str]
+    path: Path
+    max_chars: int
+    version: str
+    # Probabilities are p ** (1 / temperature), renormalized (fitted on held-out folds).
+    temperature: float = 1.0
+
+    @property
+    def model(self):
+        return _load(self.path)
+
+    def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+        """The most probable label of each text and its calibrated probability; "" and 0 for
+        a text with too few letters to judge."""
+        model = self.model
+        labels, probabilities = [""] * len(texts), np.zeros(len(texts))
+        for index, text in enumerate(texts):
+            line = normalized(text, self.max_chars)
+            if letters(line) < MIN_LETTERS:
+                continue
+            found, probability = model.predict(line, k=-1)
+            if not found:
+                continue
+            scaled = np.maximum(np.asarray(probability, dtype=float), 1e-9) ** (
+                1 / self.temperature
+            )
+            labels[index] = found[0].removeprefix("__label__")
+            probabilities[index] = scaled[0] / scaled.sum()
+        return labels, probabilities
+
+
+def normalized(text: str | None, max_chars: int) -> str:
+    """What the heads were trained on: NFKC, lower case, one space between words (fastText
+    reads one line), the first `max_chars` characters."""
+    folded = unicodedata.normalize("NFKC", text or "").lower()
+    return _WHITESPACE.sub(" ", folded).strip()[:max_chars]
+
+
+def letters(text: str) -> int:
+    """Letters, a Han, kana or Hangul character counting three."""
+    return len(_LETTER.findall(text)) + 2 * len(_DENSE.findall(text))
+
+
+@cache
+def _load(path: Path):
+    with _lock:
+        import fasttext
+
+        return fasttext.load_model(str(path))
+
+
+@cache
+def _manifest() -> dict:
+    path = NGRAM_HEADS / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
+    """The shipped heads that fit `taxonomy`, by dimension (none when none fit)."""
+    manifest = _manifest()
+    heads = {}
+    for dimension, entry in manifest.get("heads", {}).items():
+        labels = frozenset(entry["labels"])
+        if dimension == "sentiment":
+            fits = labels <= set(SENTIMENT_LABELS)
+        else:
+            fits = labels == set(taxonomy.names(dimension))
+        if not fits:
+            continue
+        heads[dimension] = NgramHead(
+            dimension=dimension,
+            labels=labels,
+            path=NGRAM_HEADS / entry["file"],
+            max_chars=manifest["max_chars"],
+            version=f"ngram-{manifest['corpus_sha256']}",
+            temperature=float(entry.get("temperature", 1.0)),
+        )
+    return heads
