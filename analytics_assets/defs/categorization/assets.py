@@ -248,7 +248,8 @@ def _read_feedback(
     group_name="categorization",
     kinds={"polars", "parquet"},
     name=tables.MESSAGE_SIGNALS,
-    description="Language and sentiment of every user message (rules tier), for the reports.",
+    description="Language and sentiment of every user message (rules tier: taxonomy rules, "
+    "VADER for English, the n-gram sentiment head where both abstain), for the reports.",
 )
 def message_signals_asset(
     context: AssetExecutionContext,
@@ -266,6 +267,7 @@ def message_signals_asset(
             "messages_per_second": round(signals.height / seconds, 1) if seconds else None,
             "languages": MetadataValue.json(_distribution(signals, "language")),
             "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
+            "sentiment_methods": MetadataValue.json(_distribution(signals, "sentiment_method")),
             **frame_metadata(signals, days=len(days_in(context.partition_time_window))),
             **run_metadata(context, **usage.figures(conversation_messages.height)),
         },
