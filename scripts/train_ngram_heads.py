@@ -50,7 +50,7 @@ GRID = {
 FIXED = {"dim": 16, "bucket": 50_000, "loss": "softmax", "seed": 1, "verbose": 0}
 # What the heads see of a text (the manifest tells categorization/ngram_heads.py): the
 # corpus's texts are all shorter; an opening's first 300 characters tell its topic, and
-# fastText's time grows with the length (~6,000 real 460-character turns a second).
+# fastText's time grows with the length (benchmarks/bench_rules.py).
 MAX_CHARS = 300
 
 
