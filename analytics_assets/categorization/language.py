@@ -187,9 +187,7 @@ def _with_second_opinion(text: str, ranked) -> tuple[str, float]:
     if not combined or combined[0][0] <= 0:
         return UNKNOWN, 0.0
     first, code = combined[0]
-    siblings = SIBLINGS.get(code, frozenset())
-    second = next((value for value, other in combined[1:] if other not in siblings), 0.0)
-    return code, first / (first + second)
+    return code, _share_over_runner_up(code, first, ((c, v) for v, c in combined[1:]))
 
 
 def _clean(texts: pl.Series) -> pl.Series:
@@ -248,10 +246,19 @@ def _margin_confidence(ranked) -> float:
     than the winner got wrong."""
     if not ranked:
         return 0.0
-    first = ranked[0].value
-    siblings = SIBLINGS.get(_code(ranked[0].language), frozenset())
-    second = next((r.value for r in ranked[1:] if _code(r.language) not in siblings), 0.0)
-    return first / (first + second) if first > 0 else 0.0
+    return _share_over_runner_up(
+        _code(ranked[0].language),
+        ranked[0].value,
+        ((_code(r.language), r.value) for r in ranked[1:]),
+    )
+
+
+def _share_over_runner_up(code: str, value: float, others) -> float:
+    """`value`'s share of it and the best of `others` ((code, value), best first) that is
+    not a close sibling of `code`."""
+    siblings = SIBLINGS.get(code, frozenset())
+    second = next((other for other_code, other in others if other_code not in siblings), 0.0)
+    return value / (value + second) if value > 0 else 0.0
 
 
 @cache

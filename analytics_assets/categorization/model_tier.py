@@ -224,6 +224,15 @@ def zero_shot_temperature(encoder: str) -> dict[str, float]:
     return json.loads(index.read_text()).get("zero_shot_temperature", {})
 
 
+def head_fits(dimension: str, labels, taxonomy: Taxonomy) -> bool:
+    """Whether a shipped head's labels may label `taxonomy`: a sentiment head whose labels
+    are sentiments fits every taxonomy; a topic or intent head only one with exactly its
+    labels."""
+    if dimension == "sentiment":
+        return set(labels) <= set(SENTIMENT_LABELS)
+    return set(labels) == set(taxonomy.names(dimension))
+
+
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
     when its labels are exactly the taxonomy's, so a custom taxonomy falls back to
@@ -235,11 +244,7 @@ def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     for version in json.loads(index.read_text())["heads"]:
         head = Head.load(index.parent, version)
         dimension = head.metrics["dimension"]
-        if dimension == "sentiment":
-            fits = set(head.names) <= set(SENTIMENT_LABELS)
-        else:
-            fits = set(head.names) == set(taxonomy.names(dimension))
-        if fits and dimension not in heads:
+        if head_fits(dimension, head.names, taxonomy) and dimension not in heads:
             head.fallback = taxonomy.fallbacks[dimension]
             heads[dimension] = head
     return heads

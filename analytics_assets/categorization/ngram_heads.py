@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics_assets.categorization.model_tier import SENTIMENT_LABELS
+from analytics_assets.categorization.language import DENSE_SCRIPT_WEIGHT
+from analytics_assets.categorization.model_tier import head_fits
 from analytics_assets.categorization.taxonomy import Taxonomy
 
 NGRAM_HEADS = Path(__file__).resolve().parent / "heads" / "ngram"
@@ -44,7 +44,6 @@ FLOORS = {"topic": 0.7}
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 _DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -89,16 +88,16 @@ def normalized(text: str | None, max_chars: int) -> str:
 
 
 def letters(text: str) -> int:
-    """Letters, a Han, kana or Hangul character counting three."""
-    return len(_LETTER.findall(text)) + 2 * len(_DENSE.findall(text))
+    """Letters, a Han, kana or Hangul character counting `DENSE_SCRIPT_WEIGHT` (three)."""
+    return len(_LETTER.findall(text)) + (DENSE_SCRIPT_WEIGHT - 1) * len(_DENSE.findall(text))
 
 
 @cache
 def _load(path: Path):
-    with _lock:
-        import fasttext
+    # Two threads asking first may both load it; the cache keeps one, and nothing is lost.
+    import fasttext
 
-        return fasttext.load_model(str(path))
+    return fasttext.load_model(str(path))
 
 
 @cache
@@ -113,11 +112,7 @@ def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
     heads = {}
     for dimension, entry in manifest.get("heads", {}).items():
         labels = frozenset(entry["labels"])
-        if dimension == "sentiment":
-            fits = labels <= set(SENTIMENT_LABELS)
-        else:
-            fits = labels == set(taxonomy.names(dimension))
-        if not fits:
+        if not head_fits(dimension, labels, taxonomy):
             continue
         heads[dimension] = NgramHead(
             dimension=dimension,
