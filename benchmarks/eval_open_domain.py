@@ -126,6 +126,36 @@ def evaluate(
     }
 
 
+def ngram_topic_floors(frame: pl.DataFrame) -> None:
+    """Per candidate floor: the share of these off-topic openings the support topic head
+    gives a support topic, and on the support set's dev half the share it labels and how
+    many of those are right."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_multilingual import load as load_support
+
+    from analytics_assets.categorization.ngram_heads import ngram_heads
+
+    head = ngram_heads(load_taxonomy("support"))["topic"]
+    off_labels, off_probabilities = head.predict(frame["text"].to_list())
+    support = load_support("dev")
+    labels, probabilities = head.predict(support["text"].to_list())
+    for floor in (0.5, 0.6, 0.7, 0.8, 0.9):
+        off_topic = sum(
+            p >= floor and label != "other"
+            for label, p in zip(off_labels, off_probabilities, strict=True)
+        ) / len(off_labels)
+        sure = [
+            label == truth
+            for label, truth, p in zip(labels, support["topic"], probabilities, strict=True)
+            if p >= floor
+        ]
+        print(
+            f"floor {floor:.1f}: ShareGPT openings given a support topic {off_topic:.3f} | "
+            f"support dev labelled {len(sure) / support.height:.3f}, right "
+            f"{sum(sure) / max(len(sure), 1):.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="test")
@@ -133,7 +163,18 @@ def main() -> None:
         "--encoder", default=None, help="the model tier with this encoder (default: rules)"
     )
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--ngram-topic-floors",
+        action="store_true",
+        help="dev only: how the n-gram topic head's floor trades off-topic support labels "
+        "here against coverage on the support set's dev half (ngram_heads.FLOORS)",
+    )
     args = parser.parse_args()
+    if args.ngram_topic_floors:
+        if args.split != "dev":
+            raise SystemExit("--ngram-topic-floors chooses a floor: dev split only")
+        ngram_topic_floors(load("dev"))
+        return
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} real ShareGPT openings")
     print("labelled topics:", dict(frame.group_by("topic").len().sort("len").iter_rows()))

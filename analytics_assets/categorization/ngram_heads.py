@@ -34,7 +34,7 @@ METHOD = "ngram"
 MIN_LETTERS = 5
 # A head's own floor over the deployment's threshold. The topic head was trained on support
 # chats only and is confidently wrong on chats about anything else: on the dev half of the
-# ShareGPT openings (benchmarks/eval_open_domain.py), with the support taxonomy, it gave a
+# ShareGPT openings (benchmarks/eval_open_domain.py --split dev --ngram-topic-floors), it gave a
 # support topic to 21.6 % at 0.5, 12.8 % at 0.6, 7.8 % at 0.7, while on the support dev half
 # it still labelled 61.5 % of the texts at 0.7, right on 94 % of them (at 0.5: 78 %, 91 %).
 # 0.7 is the lowest floor of those tried (0.5 to 0.9) at which at most a tenth of off-topic
