@@ -255,6 +255,27 @@ def test_each_heavy_step_records_its_cost(two_runs_and_the_stats):
         assert seen == set(MEASURED)
 
 
+def test_message_signals_give_each_day_of_a_range_its_own_numbers(two_runs_and_the_stats):
+    """The three-day run: each day's user messages, languages and sentiment methods are that
+    day's rows in the lake, not the run's."""
+    _, runs, _, lake = two_runs_and_the_stats
+    stored = lake.lake()
+    days = {}
+    for event in runs[1].get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.to_user_string() == "message_signals":
+            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            days[materialization.partition] = metadata
+    assert len(days) == 3
+    for day, metadata in days.items():
+        rows = stored.read_path(
+            stored.base_path / "message_signals" / f"day={day}" / f"data{EXTENSION}"
+        )
+        assert metadata["user_messages"] == rows.height > 0
+        assert sum(metadata["sentiment_methods"].values()) == rows.height
+        assert sum(metadata["languages"].values()) == rows.height
+
+
 def test_processing_stats_has_a_row_per_run_and_a_prediction_between_them(
     two_runs_and_the_stats,
 ):

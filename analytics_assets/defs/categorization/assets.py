@@ -27,7 +27,7 @@ from analytics_assets.categorization.feedback import (
     train_and_choose,
 )
 from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
-from analytics_assets.defs.day_metadata import run_metadata
+from analytics_assets.defs.day_metadata import add_day_metadata, run_metadata
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -260,18 +260,29 @@ def message_signals_asset(
     started = time.perf_counter()
     signals = message_signals(conversation_messages, categorization.taxonomy())
     seconds = time.perf_counter() - started
+    # Each day its own languages and sentiments (a range run writes many days at once).
+    add_day_metadata(context, signals, _signals_of_day)
     return MaterializeResult(
         value=signals,
         metadata={
-            "signal_seconds": round(seconds, 3),
-            "messages_per_second": round(signals.height / seconds, 1) if seconds else None,
-            "languages": MetadataValue.json(_distribution(signals, "language")),
-            "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
-            "sentiment_methods": MetadataValue.json(_distribution(signals, "sentiment_method")),
             **frame_metadata(signals, days=len(days_in(context.partition_time_window))),
-            **run_metadata(context, **usage.figures(conversation_messages.height)),
+            **run_metadata(
+                context,
+                signal_seconds=round(seconds, 3),
+                messages_per_second=round(signals.height / seconds, 1) if seconds else None,
+                **usage.figures(conversation_messages.height),
+            ),
         },
     )
+
+
+def _signals_of_day(day, signals: pl.DataFrame) -> dict:
+    return {
+        "user_messages": signals.height,
+        "languages": MetadataValue.json(_distribution(signals, "language")),
+        "sentiments": MetadataValue.json(_distribution(signals, "sentiment")),
+        "sentiment_methods": MetadataValue.json(_distribution(signals, "sentiment_method")),
+    }
 
 
 @asset(
