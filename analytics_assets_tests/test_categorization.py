@@ -157,10 +157,23 @@ def test_conversation_categories_for_two_days_end_to_end(mongo, tmp_path):
     messages = pl.read_parquet(f"{root}/conversation_messages/day=*/data.parquet")
     assert signals.height == messages.filter(pl.col("role") == "user").height
     assert set(signals["sentiment"]) <= {"positive", "neutral", "negative", "uncertain"}
-    metadata = result.asset_materializations_for_node("conversation_categories")[0].metadata
-    assert metadata["taxonomy_version"].value == TAXONOMY.version
-    assert (metadata["device"].value, metadata["aggregation_engine"].value) == ("cpu", "cpu")
-    assert sum(metadata["topics"].value.values()) == categories.height
+    # Each day's materialization describes that day's rows, not the run's.
+    by_day = {}
+    for materialization in result.asset_materializations_for_node("conversation_categories"):
+        by_day[materialization.partition] = {
+            k: getattr(v, "value", v) for k, v in materialization.metadata.items()
+        }
+    assert set(by_day) == {"2026-11-03", "2026-11-04"}
+    for day, metadata in by_day.items():
+        rows = categories.filter(pl.col("day") == date.fromisoformat(day))
+        assert metadata["taxonomy_version"] == TAXONOMY.version
+        assert (metadata["device"], metadata["aggregation_engine"]) == ("cpu", "cpu")
+        assert metadata["conversations"] == rows.height > 0
+        assert metadata["topics"] == dict(rows.group_by("topic").len().iter_rows())
+        assert metadata["languages"] == dict(rows.group_by("language").len().iter_rows())
+        fallback = rows.filter(pl.col("intent_method") == "fallback").height
+        assert metadata["abstention_rate"]["intent"] == round(fallback / rows.height, 4)
+        assert metadata["run/days"] == 2
 
 
 def test_categorize_and_evaluate_commands(tmp_path, capsys):

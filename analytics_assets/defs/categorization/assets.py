@@ -27,7 +27,7 @@ from analytics_assets.categorization.feedback import (
     train_and_choose,
 )
 from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
-from analytics_assets.defs.day_metadata import add_day_metadata, run_metadata
+from analytics_assets.defs.day_metadata import add_day_metadata, rows_by_day, run_metadata
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -44,30 +44,59 @@ def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return dict(frame.group_by(column).len().sort("len", descending=True).iter_rows())
 
 
-def _distributions(
-    frame: pl.DataFrame, columns: list[str], device: str
-) -> tuple[dict[str, dict[str, int]], str]:
-    """Counts per value of each column in one query, on cuDF when the run holds a GPU
-    (polars' GPU engine), else or on refusal on the CPU engine; says which ran."""
+CATEGORY_DIMENSIONS = ("topic", "intent", "sentiment")
+_COUNTED = [*CATEGORY_DIMENSIONS, "language", *(f"{d}_method" for d in CATEGORY_DIMENSIONS)]
+
+
+def _day_counts(frame: pl.DataFrame, device: str) -> tuple[pl.DataFrame, str]:
+    """Per day, column and value of `_COUNTED`: how many rows, in one query, on cuDF when the
+    run holds a GPU (polars' GPU engine), else or on refusal on the CPU engine; says which
+    ran."""
     query = pl.concat(
         [
             frame.lazy()
-            .group_by(column)
+            .group_by("day", column)
             .len()
-            .select(pl.lit(column).alias("column"), pl.col(column).alias("value"), "len")
-            for column in columns
+            .select("day", pl.lit(column).alias("column"), pl.col(column).alias("value"), "len")
+            for column in _COUNTED
         ]
     )
-    counts, engine = collect(query, device=device)
-    return {
-        column: dict(
-            counts.filter(pl.col("column") == column)
-            .sort("len", descending=True)
-            .select("value", "len")
-            .iter_rows()
-        )
-        for column in columns
-    }, engine
+    return collect(query, device=device)
+
+
+def _categories_metadata(counts: pl.DataFrame):
+    """conversation_categories: the day's conversations, the count of each label and method
+    per dimension, and the share each dimension abstained on (its method is `fallback`)."""
+    by_day = rows_by_day(counts)
+
+    def of_day(day, categories: pl.DataFrame) -> dict:
+        day_counts = by_day.get(day, counts.clear())
+
+        def distribution(column: str) -> dict[str, int]:
+            rows = day_counts.filter(pl.col("column") == column).sort("len", descending=True)
+            return dict(rows.select("value", "len").iter_rows())
+
+        methods = {d: distribution(f"{d}_method") for d in CATEGORY_DIMENSIONS}
+        pairs = categories.group_by("topic", "intent").len().sort("len", descending=True)
+        return {
+            **frame_metadata(categories),
+            "conversations": categories.height,
+            "topics": MetadataValue.json(distribution("topic")),
+            "intents": MetadataValue.json(distribution("intent")),
+            "sentiments": MetadataValue.json(distribution("sentiment")),
+            "languages": MetadataValue.json(distribution("language")),
+            "methods": MetadataValue.json(methods),
+            "abstention_rate": MetadataValue.json(
+                {
+                    dimension: round(used.get("fallback", 0) / max(categories.height, 1), 4)
+                    for dimension, used in methods.items()
+                }
+            ),
+            "categorized_via_translation": int(categories["categorized_via_translation"].sum()),
+            "top_topic_intent_pairs": MetadataValue.md(markdown_table(pairs.head(15), rows=15)),
+        }
+
+    return of_day
 
 
 def _json_values(metadata: dict) -> dict:
@@ -122,21 +151,12 @@ def conversation_categories(
     llm_metadata = labeler.last_run.metadata() if labeler and labeler.last_run else {}
     seconds = time.perf_counter() - started
     device = model.embedder.device if model else "cpu"
-    distributions, engine = _distributions(
-        categories, ["topic", "intent", "sentiment", "language"], device
-    )
+    counts, engine = _day_counts(categories, device)
     context.log.info(
         f"categorized {categories.height} conversations on {device} ({categorization.tier} tier)"
     )
-    abstained = {
-        dimension: round(
-            categories.filter(pl.col(f"{dimension}_method") == "fallback").height
-            / max(categories.height, 1),
-            4,
-        )
-        for dimension in ("topic", "intent", "sentiment")
-    }
-    summary = categories.group_by("topic", "intent").len().sort("len", descending=True).head(15)
+    # Each day its own labels, methods and abstention (a range run writes many days at once).
+    add_day_metadata(context, categories, _categories_metadata(counts))
     return MaterializeResult(
         value=categories,
         metadata={
@@ -144,25 +164,14 @@ def conversation_categories(
             "tier": categorization.tier,
             "device": device,
             "aggregation_engine": engine,
-            "methods": MetadataValue.json(
-                {
-                    dimension: _distribution(categories, f"{dimension}_method")
-                    for dimension in ("topic", "intent", "sentiment")
-                }
-            ),
-            "categorize_seconds": round(seconds, 3),
-            "conversations_per_second": round(categories.height / seconds, 1) if seconds else None,
-            "topics": MetadataValue.json(distributions["topic"]),
-            "intents": MetadataValue.json(distributions["intent"]),
-            "sentiments": MetadataValue.json(distributions["sentiment"]),
-            "languages": MetadataValue.json(distributions["language"]),
-            "abstention_rate": MetadataValue.json(abstained),
-            "categorized_via_translation": int(categories["categorized_via_translation"].sum()),
-            "top_topic_intent_pairs": MetadataValue.md(markdown_table(summary, rows=15)),
             "llm_tier": llm.enabled,
             **_json_values(llm_metadata),
-            **frame_metadata(categories, days=len(days_in(context.partition_time_window))),
-            **run_metadata(context, **usage.figures(categories.height)),
+            **run_metadata(
+                context,
+                categorize_seconds=round(seconds, 3),
+                conversations_per_second=round(categories.height / seconds, 1) if seconds else None,
+                **usage.figures(categories.height),
+            ),
         },
     )
 
