@@ -23,3 +23,23 @@ def iter_records() -> Iterator[dict]:
         except json.JSONDecodeError:
             return
         yield record
+
+
+# What a conversation is judged by in the open-domain evaluation and the assistant heads'
+# corpus: its first user message, cut here.
+OPENING_CHARS = 600
+
+
+def openings() -> dict[str, str]:
+    """id -> the record's first user message (stripped, cut at `OPENING_CHARS`), for every
+    complete record that has one."""
+    found = {}
+    for record in iter_records():
+        turns = record.get("conversations") or []
+        first = next(
+            (t["value"] for t in turns if t.get("from") == "human" and t.get("value", "").strip()),
+            None,
+        )
+        if first:
+            found[record["id"]] = first.strip()[:OPENING_CHARS]
+    return found

@@ -174,6 +174,25 @@ def test_a_custom_taxonomy_gets_no_shipped_head_with_labels_it_lacks(embedder):
     assert model.predictors["topic"].__class__.__name__ == "ZeroShot"
 
 
+def test_the_assistant_taxonomy_gets_its_shipped_topic_head():
+    """use-m3's assistant topic head (scripts/train_shipped_heads.py --corpus assistant) fits
+    the assistant taxonomy, whose fallback `other` it learnt as a class, and was trained on
+    the shipped corpus as it is now."""
+    import hashlib
+
+    from analytics_assets.categorization.model_tier import SHIPPED_HEADS, shipped_heads
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    assistant = load_taxonomy("assistant")
+    heads = shipped_heads("use-m3", assistant)
+    assert set(heads) == {"topic", "sentiment"}
+    corpus = (SHIPPED_HEADS / "assistant_training.jsonl").read_bytes()
+    assert heads["topic"].metrics["corpus_sha256_12"] == hashlib.sha256(corpus).hexdigest()[:12]
+    assert set(heads["topic"].names) - {"other"} == set(assistant.names("topic"))
+    support = shipped_heads("use-m3", load_taxonomy("support"))
+    assert support["topic"].version.startswith("shipped-use-m3-support-")
+
+
 def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
     from analytics_assets.categorization.conversations import model_version
     from analytics_assets.categorization.feedback import train_and_choose

@@ -27,15 +27,34 @@ from analytics_assets_tests.conftest import import_benchmark
 SUPPORT = load_taxonomy(None)
 
 
-def test_the_shipped_heads_were_trained_on_the_shipped_corpus():
-    """Retrain (scripts/train_ngram_heads.py) whenever the corpus changes."""
-    manifest = json.loads((NGRAM_HEADS / "manifest.json").read_text())
-    corpora = sorted(NGRAM_HEADS.parent.glob("support_training*.jsonl"))
+@pytest.mark.parametrize(
+    ("folder", "pattern"),
+    [("", "support_training*.jsonl"), ("assistant", "assistant_training.jsonl")],
+)
+def test_the_shipped_heads_were_trained_on_the_shipped_corpus(folder, pattern):
+    """Retrain (scripts/train_ngram_heads.py --corpus ...) whenever a corpus changes."""
+    manifest = json.loads((NGRAM_HEADS / folder / "manifest.json").read_text())
+    corpora = sorted(NGRAM_HEADS.parent.glob(pattern))
+    assert manifest["name"] == (folder or "support")
     assert manifest["corpora"] == [corpus.name for corpus in corpora]
     digest = hashlib.sha256(b"".join(corpus.read_bytes() for corpus in corpora)).hexdigest()
     assert manifest["corpus_sha256"] == digest[:12]
     for entry in manifest["heads"].values():
-        assert (NGRAM_HEADS / entry["file"]).exists() and entry["temperature"] >= 1
+        assert (NGRAM_HEADS / folder / entry["file"]).exists() and entry["temperature"] >= 1
+
+
+def test_each_taxonomy_gets_the_topic_head_trained_for_it():
+    """The assistant taxonomy's topic head was trained on ShareGPT openings; the support
+    one keeps its own, with its higher floor; sentiment is shared."""
+    assistant = ngram_heads(load_taxonomy("assistant"))
+    support = ngram_heads(SUPPORT)
+    assert set(assistant) == {"topic", "sentiment"}
+    assert assistant["topic"].path.parent.name == "assistant"
+    assert assistant["topic"].floor == 0.0 and support["topic"].floor == 0.7
+    assert assistant["topic"].version != support["topic"].version
+    assert assistant["sentiment"] == support["sentiment"]
+    labels, _ = assistant["topic"].predict(["Write a python function that merges two sorted lists"])
+    assert labels == ["coding"]
 
 
 # Written for this test (none of them is in a training or evaluation set); the keywords

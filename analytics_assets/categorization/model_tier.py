@@ -227,10 +227,12 @@ def zero_shot_temperature(encoder: str) -> dict[str, float]:
 def head_fits(dimension: str, labels, taxonomy: Taxonomy) -> bool:
     """Whether a shipped head's labels may label `taxonomy`: a sentiment head whose labels
     are sentiments fits every taxonomy; a topic or intent head only one with exactly its
-    labels."""
+    labels, the dimension's fallback aside (a head may have learnt `other` as a class where
+    the taxonomy has it as its fallback only)."""
     if dimension == "sentiment":
         return set(labels) <= set(SENTIMENT_LABELS)
-    return set(labels) == set(taxonomy.names(dimension))
+    fallback = {taxonomy.fallbacks[dimension]}
+    return set(labels) - fallback == set(taxonomy.names(dimension)) - fallback
 
 
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:

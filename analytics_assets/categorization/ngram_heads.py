@@ -1,14 +1,16 @@
-"""Character n-gram heads: the rules tier's classifiers for the languages its keywords miss.
+"""Character n-gram heads: the rules tier's classifiers for what its keywords miss.
 
 fastText's supervised classifier on character n-grams, trained by
-`scripts/train_ngram_heads.py` on the same helper-written support corpus as the encoder
-heads (12 languages) and shipped quantized in `heads/ngram/`. They need no encoder and no
-torch: fastText's predictor labels about 40,000 short texts a second on one core,
-so they run wherever the rules tier runs, in every step that labels text.
+`scripts/train_ngram_heads.py` on the same corpora as the encoder heads and shipped
+quantized: `heads/ngram/` (the helper-written support corpus, 12 languages: topic, intent,
+sentiment) and `heads/ngram/assistant/` (real ShareGPT openings labelled by helpers: the
+assistant taxonomy's topic). They need no encoder and no torch: fastText's predictor labels
+about 40,000 short texts a second on one core, so they run wherever the rules tier runs, in
+every step that labels text.
 
 Like the encoder heads, a topic or intent head is used only when its labels are exactly the
-taxonomy's (the shipped ones fit `support`); the sentiment head fits every taxonomy, as
-sentiment is always negative, neutral or positive.
+taxonomy's; the sentiment head fits every taxonomy, as sentiment is always negative, neutral
+or positive.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ METHOD = "ngram"
 # emoji): fastText still answers, with a confident guess (`ok` was `integration` at 1.0). A
 # Han, kana or Hangul character counts three, as in language detection ("退款" is enough).
 MIN_LETTERS = 5
-# A head's own floor over the deployment's threshold. The topic head was trained on support
+# A head's own floor over the deployment's threshold, by corpus and dimension. The support
+# topic head was trained on support
 # chats only and is confidently wrong on chats about anything else: on the dev half of the
 # ShareGPT openings (benchmarks/eval_open_domain.py --split dev --ngram-topic-floors), it gave a
 # support topic to 21.6 % at 0.5, 12.8 % at 0.6, 7.8 % at 0.7, while on the support dev half
@@ -40,7 +43,7 @@ MIN_LETTERS = 5
 # 0.7 is the lowest floor of those tried (0.5 to 0.9) at which at most a tenth of off-topic
 # chats get a support topic. Sentiment has no such domain; intent's labels (information,
 # support, feedback…) fit open-domain chats too.
-FLOORS = {"topic": 0.7}
+FLOORS = {("support", "topic"): 0.7}
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
 _DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
@@ -55,6 +58,8 @@ class NgramHead:
     version: str
     # Probabilities are p ** (1 / temperature), renormalized (fitted on held-out folds).
     temperature: float = 1.0
+    # The least probability at which the head's label is used (`FLOORS`).
+    floor: float = 0.0
 
     @property
     def model(self):
@@ -101,25 +106,29 @@ def _load(path: Path):
 
 
 @cache
-def _manifest() -> dict:
-    path = NGRAM_HEADS / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _manifests() -> tuple[dict, ...]:
+    """Each shipped corpus's manifest, the support one first; a folder is one corpus."""
+    paths = [NGRAM_HEADS / "manifest.json", *sorted(NGRAM_HEADS.glob("*/manifest.json"))]
+    return tuple(json.loads(path.read_text()) for path in paths if path.exists())
 
 
 def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
-    """The shipped heads that fit `taxonomy`, by dimension (none when none fit)."""
-    manifest = _manifest()
-    heads = {}
-    for dimension, entry in manifest.get("heads", {}).items():
-        labels = frozenset(entry["labels"])
-        if not head_fits(dimension, labels, taxonomy):
-            continue
-        heads[dimension] = NgramHead(
-            dimension=dimension,
-            labels=labels,
-            path=NGRAM_HEADS / entry["file"],
-            max_chars=manifest["max_chars"],
-            version=f"ngram-{manifest['corpus_sha256']}",
-            temperature=float(entry.get("temperature", 1.0)),
-        )
+    """The shipped heads that fit `taxonomy`, by dimension (none when none fit); where two
+    fit one dimension, the first corpus's."""
+    heads: dict[str, NgramHead] = {}
+    for manifest in _manifests():
+        folder = NGRAM_HEADS if manifest["name"] == "support" else NGRAM_HEADS / manifest["name"]
+        for dimension, entry in manifest.get("heads", {}).items():
+            labels = frozenset(entry["labels"])
+            if dimension in heads or not head_fits(dimension, labels, taxonomy):
+                continue
+            heads[dimension] = NgramHead(
+                dimension=dimension,
+                labels=labels,
+                path=folder / entry["file"],
+                max_chars=manifest["max_chars"],
+                version=f"ngram-{manifest['corpus_sha256']}",
+                temperature=float(entry.get("temperature", 1.0)),
+                floor=FLOORS.get((manifest["name"], dimension), 0.0),
+            )
     return heads
