@@ -174,10 +174,11 @@ def test_a_custom_taxonomy_gets_no_shipped_head_with_labels_it_lacks(embedder):
     assert model.predictors["topic"].__class__.__name__ == "ZeroShot"
 
 
-def test_the_assistant_taxonomy_gets_its_shipped_topic_head():
-    """use-m3's assistant topic head (scripts/train_shipped_heads.py --corpus assistant) fits
-    the assistant taxonomy, whose fallback `other` it learnt as a class, and was trained on
-    the shipped corpus as it is now."""
+def test_the_assistant_taxonomy_gets_its_shipped_heads():
+    """use-m3's assistant topic and intent heads (scripts/train_shipped_heads.py --corpus
+    assistant) fit the assistant taxonomy, whose fallbacks they learnt as classes, and were
+    trained on the shipped corpus as it is now; its sentiment head learnt from that corpus
+    and the support one."""
     import hashlib
 
     from analytics_assets.categorization.model_tier import SHIPPED_HEADS, shipped_heads
@@ -185,12 +186,26 @@ def test_the_assistant_taxonomy_gets_its_shipped_topic_head():
 
     assistant = load_taxonomy("assistant")
     heads = shipped_heads("use-m3", assistant)
-    assert set(heads) == {"topic", "sentiment"}
+    assert set(heads) == {"topic", "intent", "sentiment"}
     corpus = (SHIPPED_HEADS / "assistant_training.jsonl").read_bytes()
-    assert heads["topic"].metrics["corpus_sha256_12"] == hashlib.sha256(corpus).hexdigest()[:12]
-    assert set(heads["topic"].names) - {"other"} == set(assistant.names("topic"))
+    for dimension in ("topic", "intent"):
+        metrics = heads[dimension].metrics
+        assert metrics["corpus_sha256_12"] == hashlib.sha256(corpus).hexdigest()[:12]
+        fallback = assistant.fallbacks[dimension]
+        assert set(heads[dimension].names) - {fallback} == set(assistant.names(dimension))
     support = shipped_heads("use-m3", load_taxonomy("support"))
     assert support["topic"].version.startswith("shipped-use-m3-support-")
+    # Each taxonomy gets the sentiment head of its own domain.
+    assert support["sentiment"].version.startswith("shipped-use-m3-support-sentiment-")
+    assert heads["sentiment"].metrics["domain"] == "assistant"
+    both = b"".join(
+        path.read_bytes()
+        for path in [
+            *sorted(SHIPPED_HEADS.glob("support_training*.jsonl")),
+            SHIPPED_HEADS / "assistant_training.jsonl",
+        ]
+    )
+    assert heads["sentiment"].version.endswith(hashlib.sha256(both).hexdigest()[:12])
 
 
 def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):

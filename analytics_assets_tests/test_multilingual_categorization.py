@@ -49,7 +49,7 @@ def overall(result: pl.DataFrame, dimension: str) -> dict:
 
 def test_the_model_tier_on_independent_multilingual_support_chats(model_tier_result):
     """Measured (with the n-gram heads filling in): topic 0.912 of the labels given
-    (abstention 0.055), intent 0.871 (0.020), sentiment macro-F1 0.857."""
+    (abstention 0.055), intent 0.871 (0.020), sentiment macro-F1 0.855."""
     topic = overall(model_tier_result, "topic")
     intent = overall(model_tier_result, "intent")
     sentiment = overall(model_tier_result, "sentiment")
@@ -72,9 +72,13 @@ def test_every_language_gets_usable_labels(model_tier_result):
 
 
 def test_open_domain_chats_leave_at_most_a_quarter_other():
-    """Measured on the frozen ShareGPT test half, assistant taxonomy, model tier: 21.4 %
-    `other`, topic accuracy 0.593 (the rules tier: 39.6 %, 0.451)."""
+    """Measured on the frozen ShareGPT test half, assistant taxonomy, model tier with its
+    own heads: 11.5 % `other`, topic accuracy 0.659, intent 0.692 (7.1 % abstained),
+    sentiment accuracy 0.989 (zero-shot and the support sentiment head before: 21.4 %,
+    0.593, 0.582 with 20.3 %, 0.703)."""
     open_domain = import_benchmark("eval_open_domain")
     result = open_domain.evaluate(open_domain.load("test"), "assistant", encoder="use-m3")
-    assert result["other_share"] <= 0.25
-    assert result["topic_accuracy"] >= 0.55
+    assert result["other_share"] <= 0.20
+    assert result["topic_accuracy"] >= 0.60
+    assert result["intent_accuracy"] >= 0.62 and result["intent_abstention"] <= 0.15
+    assert result["sentiment_accuracy"] >= 0.90

@@ -27,15 +27,22 @@ from analytics_assets_tests.conftest import import_benchmark
 SUPPORT = load_taxonomy(None)
 
 
+SUPPORT_CORPORA = sorted(NGRAM_HEADS.parent.glob("support_training*.jsonl"))
+ASSISTANT_CORPORA = [NGRAM_HEADS.parent / "assistant_training.jsonl"]
+
+
 @pytest.mark.parametrize(
-    ("folder", "pattern"),
-    [("", "support_training*.jsonl"), ("assistant", "assistant_training.jsonl")],
+    ("name", "folder", "corpora"),
+    [
+        ("support", "", SUPPORT_CORPORA),
+        ("assistant", "assistant", ASSISTANT_CORPORA),
+        ("combined", "combined", SUPPORT_CORPORA + ASSISTANT_CORPORA),
+    ],
 )
-def test_the_shipped_heads_were_trained_on_the_shipped_corpus(folder, pattern):
-    """Retrain (scripts/train_ngram_heads.py --corpus ...) whenever a corpus changes."""
+def test_the_shipped_heads_were_trained_on_the_shipped_corpus(name, folder, corpora):
+    """Retrain (scripts/train_ngram_heads.py --corpus <name>) whenever a corpus changes."""
     manifest = json.loads((NGRAM_HEADS / folder / "manifest.json").read_text())
-    corpora = sorted(NGRAM_HEADS.parent.glob(pattern))
-    assert manifest["name"] == (folder or "support")
+    assert manifest["name"] == name
     assert manifest["corpora"] == [corpus.name for corpus in corpora]
     digest = hashlib.sha256(b"".join(corpus.read_bytes() for corpus in corpora)).hexdigest()
     assert manifest["corpus_sha256"] == digest[:12]
@@ -43,16 +50,20 @@ def test_the_shipped_heads_were_trained_on_the_shipped_corpus(folder, pattern):
         assert (NGRAM_HEADS / folder / entry["file"]).exists() and entry["temperature"] >= 1
 
 
-def test_each_taxonomy_gets_the_topic_head_trained_for_it():
-    """The assistant taxonomy's topic head was trained on ShareGPT openings; the support
-    one keeps its own, with its higher floor; sentiment is shared."""
+def test_each_taxonomy_gets_the_heads_trained_for_it():
+    """The assistant taxonomy's topic and intent heads were trained on ShareGPT openings,
+    its sentiment head on those and the support corpus; the support taxonomy keeps its own,
+    the topic head with its higher floor."""
     assistant = ngram_heads(load_taxonomy("assistant"))
     support = ngram_heads(SUPPORT)
-    assert set(assistant) == {"topic", "sentiment"}
+    assert set(assistant) == set(support) == {"topic", "intent", "sentiment"}
+    assert assistant["topic"].path.parent.name == assistant["intent"].path.parent.name
     assert assistant["topic"].path.parent.name == "assistant"
+    # Each taxonomy's own domain's sentiment head; a custom taxonomy gets support's.
+    assert assistant["sentiment"].path.parent.name == "combined"
+    assert support["sentiment"].path.parent == NGRAM_HEADS
     assert assistant["topic"].floor == 0.0 and support["topic"].floor == 0.7
     assert assistant["topic"].version != support["topic"].version
-    assert assistant["sentiment"] == support["sentiment"]
     labels, _ = assistant["topic"].predict(["Write a python function that merges two sorted lists"])
     assert labels == ["coding"]
 
@@ -99,12 +110,16 @@ def test_a_custom_taxonomy_keeps_only_the_sentiment_head():
         }
     )
     assert set(ngram_heads(custom)) == {"sentiment"}
+    assert ngram_heads(custom)["sentiment"].path.parent == NGRAM_HEADS  # support's
     row = categorize_texts(
         pl.DataFrame({"id": ["1"], "text": ["Die Rechnung wurde zweimal abgebucht"]}), custom
     ).row(0, named=True)
     assert row["topic_method"] == "fallback" and row["sentiment_method"] == "ngram"
     assert model_version(None, ngram_heads(custom)).startswith("rules-1+ngram-")
     assert model_version(None, {}) == "rules-1"
+    # Every corpus whose heads label is named: for the assistant taxonomy, its own and the
+    # combined one (sentiment).
+    assert model_version(None, ngram_heads(load_taxonomy("assistant"))).count("+ngram-") == 2
 
 
 def test_message_signals_read_non_english_sentiment_from_the_head():
@@ -144,3 +159,27 @@ def test_the_rules_tier_on_the_frozen_multilingual_test_half():
     for dimension, (column, floor) in floors.items():
         rows = per_language.filter(pl.col("dimension") == dimension)
         assert rows.height == 12 and rows.filter(pl.col(column) < floor).height == 0
+
+
+def test_the_lexicon_leaves_one_mildly_polar_word_to_the_head():
+    """VADER calls "help" positive (compound 0.40): a plain request read as a happy user. The
+    lexicon decides only where it is clear (neutral, or polar from LEXICON_POLAR_BOUND); in
+    between the sentiment head does, and a plain request is neutral."""
+    from analytics_assets.categorization.rules import LEXICON_POLAR_BOUND, sentiment
+
+    texts = pl.DataFrame(
+        {
+            "text": [
+                "Can you help me write a cover letter for a data analyst job?",
+                "This is terrible, I hate it, the app is broken and useless",
+                "How do I sort a list in Python?",
+            ]
+        }
+    )
+    assistant = load_taxonomy("assistant")
+    by_lexicon = sentiment(texts, "text", assistant)
+    assert 0.05 < by_lexicon["sentiment_score"][0] < LEXICON_POLAR_BOUND
+    assert by_lexicon["sentiment_method"].to_list() == ["fallback", "lexicon", "lexicon"]
+    labelled = categorize_texts(texts.with_columns(pl.Series("id", ["1", "2", "3"])), assistant)
+    assert labelled["sentiment"].to_list() == ["neutral", "negative", "neutral"]
+    assert labelled["sentiment_method"].to_list() == ["ngram", "lexicon", "lexicon"]

