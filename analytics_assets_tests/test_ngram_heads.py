@@ -115,8 +115,8 @@ def test_a_custom_taxonomy_keeps_only_the_sentiment_head():
         pl.DataFrame({"id": ["1"], "text": ["Die Rechnung wurde zweimal abgebucht"]}), custom
     ).row(0, named=True)
     assert row["topic_method"] == "fallback" and row["sentiment_method"] == "ngram"
-    assert model_version(None, ngram_heads(custom)).startswith("rules-1+ngram-")
-    assert model_version(None, {}) == "rules-1"
+    assert model_version(None, ngram_heads(custom)).startswith("rules-2+ngram-")
+    assert model_version(None, {}) == "rules-2"
     # Every corpus whose heads label is named: for the assistant taxonomy, its own and the
     # combined one (sentiment).
     assert model_version(None, ngram_heads(load_taxonomy("assistant"))).count("+ngram-") == 2
@@ -183,3 +183,15 @@ def test_the_lexicon_leaves_one_mildly_polar_word_to_the_head():
     labelled = categorize_texts(texts.with_columns(pl.Series("id", ["1", "2", "3"])), assistant)
     assert labelled["sentiment"].to_list() == ["neutral", "negative", "neutral"]
     assert labelled["sentiment_method"].to_list() == ["ngram", "lexicon", "lexicon"]
+
+
+def test_a_sure_fallback_from_an_ngram_head_is_still_an_abstention():
+    """The assistant intent head learnt `uncertain` from bare follow-ups such as "continue";
+    sure of it or not, the row keeps the fallback method."""
+    head = ngram_heads(load_taxonomy("assistant"))["intent"]
+    labels, probabilities = head.predict(["continue please"])
+    assert labels == ["uncertain"] and probabilities[0] >= 0.5
+    row = categorize_texts(
+        pl.DataFrame({"id": ["1"], "text": ["continue please"]}), load_taxonomy("assistant")
+    ).row(0, named=True)
+    assert (row["intent"], row["intent_method"]) == ("uncertain", "fallback")

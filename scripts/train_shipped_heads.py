@@ -95,7 +95,8 @@ def main() -> None:
     digest = hashlib.sha256(b"".join(c.read_bytes() for c in CORPORA[args.corpus])).hexdigest()[:12]
     encoder = load_encoder(args.encoder, "cpu")
     x = encoder.embed([row["text"] for row in rows])
-    taxonomy = load_taxonomy("assistant" if args.corpus == "assistant" else "support")
+    # The domain's taxonomy gives the fallbacks (and, for topic and intent, the label set).
+    taxonomy = load_taxonomy(DOMAINS[args.corpus])
     folder = SHIPPED_HEADS / args.encoder
     index_path = folder / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"heads": []}

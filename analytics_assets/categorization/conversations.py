@@ -11,14 +11,15 @@ from analytics_assets.categorization.ngram_heads import NgramHead, ngram_heads
 from analytics_assets.categorization.rules import DEFAULT_THRESHOLD, classify, sentiment
 from analytics_assets.categorization.taxonomy import Taxonomy
 
-RULES_MODEL_VERSION = "rules-1"
+# 2: VADER's lexicon decides English sentiment only where it is clear (rules.LEXICON_POLAR_BOUND).
+RULES_MODEL_VERSION = "rules-2"
 # Enough of a conversation to tell its language; lingua slows with length.
 LANGUAGE_SAMPLE_CHARS = 300
 
 
 def model_version(model: ModelTier | None, heads: dict[str, NgramHead] | None = None) -> str:
     """Which rules and models labelled a conversation, e.g.
-    rules-1+ngram-3fa9…+use-m3-…+topic:head-2026…"""
+    rules-2+ngram-3fa9…+use-m3-…+topic:head-2026…"""
     rules = RULES_MODEL_VERSION
     if heads:
         rules += "".join(
@@ -83,7 +84,8 @@ def apply_ngram_heads(
 ) -> pl.DataFrame:
     """The character n-gram heads' labels where the keyword rules and the lexicon left a
     dimension undecided (method `fallback`) and the head is sure (at least `threshold`, and
-    at least the head's own floor, `NgramHead.floor`)."""
+    at least the head's own floor, `NgramHead.floor`), and its label is one of the
+    taxonomy's (`NgramHead.decisive`: a sure fallback stays an abstention)."""
     prefixes = prefixes or {}
     for dimension in dimensions:
         head = heads.get(dimension)
@@ -103,7 +105,8 @@ def apply_ngram_heads(
             .join(updates, on="_row", how="left")
             .with_columns(
                 _replaced_where(
-                    pl.col("_confidence").ge(max(threshold, head.floor)).fill_null(False),
+                    pl.col("_confidence").ge(max(threshold, head.floor)).fill_null(False)
+                    & pl.col("_label").is_in(head.decisive),
                     prefix,
                     pl.col("_label"),
                     pl.col("_confidence").round(4),
@@ -139,9 +142,12 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
         )
     merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
     for dimension in predictions:
-        # Sure: at or above the model's threshold. A sure `other` is a label (the topic
-        # exists in the taxonomy), not an abstention.
+        # Sure: at or above the model's threshold, and one of the taxonomy's labels (a sure
+        # `other` is a label where the taxonomy has that topic, as support does; where it is
+        # only the fallback, as in the assistant taxonomy, it is an abstention).
         model_sure = pl.col(f"_{dimension}_confidence").ge(model.threshold).fill_null(False)
+        if dimension in model.decisive:
+            model_sure = model_sure & pl.col(f"_{dimension}").is_in(model.decisive[dimension])
         rules_abstained = pl.col(f"{dimension}_method").eq("fallback")
         use_model = model_sure & (pl.lit(heads_win[dimension]) | rules_abstained)
         merged = merged.with_columns(

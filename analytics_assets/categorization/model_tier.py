@@ -18,6 +18,9 @@ from analytics_assets.categorization.taxonomy import Taxonomy
 # them, one folder per encoder: what the model tier uses before any correction exists.
 SHIPPED_HEADS = Path(__file__).resolve().parent / "heads"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
+# The domain of a shipped corpus whose heads say none (those trained before domains), and the
+# one whose sentiment head a taxonomy gets when none of its own ships: support's.
+DEFAULT_DOMAIN = "support"
 
 # Cosine similarities sit in a narrow band; dividing by a temperature before the softmax
 # spreads them so that a clear winner gets a confident probability. Each encoder's is fitted
@@ -237,11 +240,11 @@ def head_fits(dimension: str, labels, taxonomy: Taxonomy) -> bool:
 
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
-    when its labels are exactly the taxonomy's, so a custom taxonomy falls back to
+    when its labels are the taxonomy's (`head_fits`), so a custom taxonomy falls back to
     zero-shot instead of being labelled with names it does not have. A sentiment head fits
     every taxonomy; where several do, the one of the taxonomy's own domain (that of its
     topic head's corpus: support complaints and open-domain requests read differently),
-    else the first (support's)."""
+    else support's (`DEFAULT_DOMAIN`)."""
     index = SHIPPED_HEADS / encoder / "index.json"
     if not index.exists():
         return {}
@@ -250,12 +253,14 @@ def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
         head = Head.load(index.parent, version)
         dimension = head.metrics["dimension"]
         if head_fits(dimension, head.names, taxonomy):
-            fitting.append((dimension, head.metrics.get("domain", "support"), head))
-    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), None)
+            fitting.append((dimension, head.metrics.get("domain", DEFAULT_DOMAIN), head))
+    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), DEFAULT_DOMAIN)
     heads: dict[str, Head] = {}
-    for dimension, head_domain, head in fitting:
-        own = dimension == "sentiment" and head_domain == domain
-        if dimension not in heads or own:
+    # The taxonomy's own domain first, then support's, each in the shipped order (a stable sort).
+    for dimension, _, head in sorted(
+        fitting, key=lambda item: (item[1] != domain, item[1] != DEFAULT_DOMAIN)
+    ):
+        if dimension not in heads:
             head.fallback = taxonomy.fallbacks[dimension]
             heads[dimension] = head
     return heads
@@ -271,6 +276,10 @@ class ModelTier:
     threshold: float = DEFAULT_THRESHOLD
     # Whether a head's confident label replaces a keyword rule's (see `apply_model_tier`).
     heads_override_rules: bool = True
+    # Per dimension, the labels that are a decision: the taxonomy's names. A head may have
+    # learnt the fallback (`other`, `uncertain`) as a class; a sure fallback is still an
+    # abstention unless the taxonomy names it as a label too (support's `other`).
+    decisive: dict[str, frozenset[str]] = field(default_factory=dict)
     # The previous call's embeddings by text (see `_embed`).
     _last_batch: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
@@ -292,7 +301,8 @@ class ModelTier:
             predictors[dimension] = zero_shot
         if "sentiment" in heads:
             predictors["sentiment"] = heads["sentiment"]
-        return cls(embedder, predictors, threshold)
+        decisive = {d: frozenset(taxonomy.names(d)) for d in ("topic", "intent")}
+        return cls(embedder, predictors, threshold, decisive=decisive)
 
     def predict(
         self, texts: list[str], dimensions: Sequence[str] | None = None

@@ -27,7 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from analytics_assets.categorization.language import DENSE_SCRIPT_WEIGHT
-from analytics_assets.categorization.model_tier import head_fits
+from analytics_assets.categorization.model_tier import (
+    DEFAULT_DOMAIN,
+    SENTIMENT_LABELS,
+    head_fits,
+)
 from analytics_assets.categorization.taxonomy import Taxonomy
 
 NGRAM_HEADS = Path(__file__).resolve().parent / "heads" / "ngram"
@@ -37,14 +41,14 @@ METHOD = "ngram"
 # Han, kana or Hangul character counts three, as in language detection ("退款" is enough).
 MIN_LETTERS = 5
 # A head's own floor over the deployment's threshold, by corpus and dimension. The support
-# topic head was trained on support
-# chats only and is confidently wrong on chats about anything else: on the dev half of the
-# ShareGPT openings (benchmarks/eval_open_domain.py --split dev --ngram-topic-floors), it gave a
-# support topic to 21.6 % at 0.5, 12.8 % at 0.6, 7.8 % at 0.7, while on the support dev half
-# it still labelled 61.5 % of the texts at 0.7, right on 94 % of them (at 0.5: 78 %, 91 %).
+# topic head was trained on support chats only and is confidently wrong on chats about
+# anything else: on the dev half of the ShareGPT openings (benchmarks/eval_open_domain.py
+# --split dev --ngram-topic-floors), it gave a support topic to 21.6 % at 0.5, 12.8 % at
+# 0.6, 7.8 % at 0.7, while on the support dev half it still labelled 61.5 % of the texts at
+# 0.7, right on 94 % of them (at 0.5: 78 %, 91 %).
 # 0.7 is the lowest floor of those tried (0.5 to 0.9) at which at most a tenth of off-topic
-# chats get a support topic. Sentiment has no such domain; intent's labels (information,
-# support, feedback…) fit open-domain chats too.
+# chats get a support topic. Intent's labels (information, support, feedback…) fit
+# open-domain chats too; sentiment heads are chosen by the taxonomy's domain instead.
 FLOORS = {("support", "topic"): 0.7}
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -62,6 +66,10 @@ class NgramHead:
     temperature: float = 1.0
     # The least probability at which the head's label is used (`FLOORS`).
     floor: float = 0.0
+    # The labels that are a decision for the taxonomy: a head may have learnt the
+    # taxonomy's fallback (`other`, `uncertain`) as a class, and a sure fallback is still an
+    # abstention unless the taxonomy names it as a label too (support's `other`).
+    decisive: frozenset[str] = frozenset()
 
     @property
     def model(self):
@@ -117,13 +125,14 @@ def _manifests() -> tuple[tuple[Path, dict], ...]:
 def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
     """The shipped heads that fit `taxonomy`, by dimension (none when none fit). Sentiment
     fits every taxonomy; where several sentiment heads do, the one of the taxonomy's own
-    domain (that of the corpus whose topic head fits it), else the first (support's)."""
+    domain (that of the corpus whose topic head fits it), else support's."""
     fitting: list[tuple[str, str, NgramHead]] = []  # (dimension, domain, head)
     for folder, manifest in _manifests():
         for dimension, entry in manifest.get("heads", {}).items():
             labels = frozenset(entry["labels"])
             if not head_fits(dimension, labels, taxonomy):
                 continue
+            names = SENTIMENT_LABELS if dimension == "sentiment" else taxonomy.names(dimension)
             head = NgramHead(
                 dimension=dimension,
                 labels=labels,
@@ -132,12 +141,14 @@ def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
                 version=f"ngram-{manifest['corpus_sha256']}",
                 temperature=float(entry.get("temperature", 1.0)),
                 floor=FLOORS.get((manifest["name"], dimension), 0.0),
+                decisive=labels & frozenset(names),
             )
-            fitting.append((dimension, manifest.get("domain", manifest["name"]), head))
-    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), None)
+            fitting.append((dimension, manifest.get("domain", DEFAULT_DOMAIN), head))
+    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), DEFAULT_DOMAIN)
     heads: dict[str, NgramHead] = {}
-    for dimension, head_domain, head in fitting:
-        own = dimension == "sentiment" and head_domain == domain
-        if dimension not in heads or own:
-            heads[dimension] = head
+    # The taxonomy's own domain first, then support's, each in the shipped order (a stable sort).
+    for dimension, _, head in sorted(
+        fitting, key=lambda item: (item[1] != domain, item[1] != DEFAULT_DOMAIN)
+    ):
+        heads.setdefault(dimension, head)
     return heads

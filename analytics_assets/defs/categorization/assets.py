@@ -165,9 +165,10 @@ def conversation_categories(
             "device": device,
             "aggregation_engine": engine,
             "llm_tier": llm.enabled,
-            **_json_values(llm_metadata),
             **run_metadata(
                 context,
+                # The run's LLM requests, cache hits and cost: one budget per run, not per day.
+                **_json_values(llm_metadata),
                 categorize_seconds=round(seconds, 3),
                 conversations_per_second=round(categories.height / seconds, 1) if seconds else None,
                 **usage.figures(categories.height),
