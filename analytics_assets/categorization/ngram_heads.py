@@ -9,10 +9,11 @@ assistant taxonomy's sentiment). They need no encoder and no torch: fastText's p
 labels about 40,000 short texts a second on one core, so they run wherever the rules tier
 runs, in every step that labels text.
 
-Like the encoder heads, a topic or intent head is used only when its labels are exactly the
-taxonomy's; a sentiment head fits every taxonomy, as sentiment is always negative, neutral
-or positive, and a taxonomy gets the one of its own domain where there is one (support
-complaints and open-domain requests read differently; a custom taxonomy gets support's).
+Like the encoder heads, a topic or intent head is used only when its labels are the
+taxonomy's (`model_tier.head_fits`), and a sure fallback stays an abstention. A sentiment
+head fits every taxonomy, as sentiment is always negative, neutral or positive, and a
+taxonomy gets the one of its own domain where there is one (support complaints and
+open-domain requests read differently; a custom taxonomy gets support's).
 """
 
 from __future__ import annotations

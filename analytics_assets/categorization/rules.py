@@ -20,7 +20,8 @@ VADER_ALPHA = 15.0
 VADER_NEGATION_SCALE = -0.74
 VADER_NEUTRAL_BOUND = 0.05
 # Where the lexicon's polar call is trusted. One mildly polar word makes VADER's compound
-# 0.3-0.45 ("write a story about a happy dog"), which reads the content, not the user's tone:
+# 0.3-0.45 ("Can you help me write a cover letter?" is 0.40 on "help"), which reads the
+# request's words, not the user's tone:
 # with VADER's own 0.05, 57 % of the real ShareGPT dev openings (nearly all neutral) were
 # `positive`. Between the two bounds the lexicon abstains and the sentiment head decides.
 # Chosen on the dev halves of the ShareGPT and support sets (docs/categorization.md): at 0.5
