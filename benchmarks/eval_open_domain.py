@@ -76,24 +76,18 @@ def load(split: str | None = None) -> pl.DataFrame:
     return frame if split is None else frame.filter(pl.col("split") == split)
 
 
+def _test_digest(*columns: str) -> str:
+    """sha256 of the test half's `columns`, a tab-separated line per opening, by id."""
+    rows = load("test").sort("id").select(columns).iter_rows()
+    return hashlib.sha256("\n".join("\t".join(row) for row in rows).encode()).hexdigest()
+
+
 def test_split_digest() -> str:
-    test = load("test").sort("id")
-    payload = "\n".join(
-        f"{i}\t{lang}\t{topic}\t{text}"
-        for i, lang, topic, text in test.select("id", "language", "topic", "text").iter_rows()
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _test_digest("id", "language", "topic", "text")
 
 
 def intent_test_split_digest() -> str:
-    test = load("test").sort("id")
-    payload = "\n".join(
-        f"{i}\t{intent}\t{sentiment}\t{text}"
-        for i, intent, sentiment, text in test.select(
-            "id", "intent", "sentiment", "text"
-        ).iter_rows()
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _test_digest("id", "intent", "sentiment", "text")
 
 
 def evaluate(

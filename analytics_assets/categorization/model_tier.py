@@ -238,13 +238,28 @@ def head_fits(dimension: str, labels, taxonomy: Taxonomy) -> bool:
     return set(labels) - fallback == set(taxonomy.names(dimension)) - fallback
 
 
+def one_per_dimension(fitting: Sequence[tuple[str, str, object]]) -> dict[str, object]:
+    """From the shipped heads that fit a taxonomy, as (dimension, domain, head) in shipped
+    order, one per dimension: the taxonomy's own domain's (that of its topic head's corpus),
+    else support's (`DEFAULT_DOMAIN`), else the first. Only sentiment ever has a choice:
+    every sentiment head fits every taxonomy, and support complaints and open-domain
+    requests read differently. Shared by the encoder and the n-gram heads."""
+    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), DEFAULT_DOMAIN)
+    heads: dict[str, object] = {}
+    # A stable sort: within each rank, the shipped order.
+    for dimension, _, head in sorted(
+        fitting, key=lambda item: (item[1] != domain, item[1] != DEFAULT_DOMAIN)
+    ):
+        heads.setdefault(dimension, head)
+    return heads
+
+
 def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     """The shipped heads for `encoder` that fit `taxonomy`: a topic or intent head only
     when its labels are the taxonomy's (`head_fits`), so a custom taxonomy falls back to
     zero-shot instead of being labelled with names it does not have. A sentiment head fits
     every taxonomy; where several do, the one of the taxonomy's own domain (that of its
-    topic head's corpus: support complaints and open-domain requests read differently),
-    else support's (`DEFAULT_DOMAIN`)."""
+    topic head's corpus), else support's (`one_per_dimension`)."""
     index = SHIPPED_HEADS / encoder / "index.json"
     if not index.exists():
         return {}
@@ -254,15 +269,9 @@ def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
         dimension = head.metrics["dimension"]
         if head_fits(dimension, head.names, taxonomy):
             fitting.append((dimension, head.metrics.get("domain", DEFAULT_DOMAIN), head))
-    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), DEFAULT_DOMAIN)
-    heads: dict[str, Head] = {}
-    # The taxonomy's own domain first, then support's, each in the shipped order (a stable sort).
-    for dimension, _, head in sorted(
-        fitting, key=lambda item: (item[1] != domain, item[1] != DEFAULT_DOMAIN)
-    ):
-        if dimension not in heads:
-            head.fallback = taxonomy.fallbacks[dimension]
-            heads[dimension] = head
+    heads = one_per_dimension(fitting)
+    for dimension, head in heads.items():
+        head.fallback = taxonomy.fallbacks[dimension]
     return heads
 
 

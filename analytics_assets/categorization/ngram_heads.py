@@ -32,6 +32,7 @@ from analytics_assets.categorization.model_tier import (
     DEFAULT_DOMAIN,
     SENTIMENT_LABELS,
     head_fits,
+    one_per_dimension,
 )
 from analytics_assets.categorization.taxonomy import Taxonomy
 
@@ -126,7 +127,8 @@ def _manifests() -> tuple[tuple[Path, dict], ...]:
 def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
     """The shipped heads that fit `taxonomy`, by dimension (none when none fit). Sentiment
     fits every taxonomy; where several sentiment heads do, the one of the taxonomy's own
-    domain (that of the corpus whose topic head fits it), else support's."""
+    domain (that of the corpus whose topic head fits it), else support's
+    (`model_tier.one_per_dimension`)."""
     fitting: list[tuple[str, str, NgramHead]] = []  # (dimension, domain, head)
     for folder, manifest in _manifests():
         for dimension, entry in manifest.get("heads", {}).items():
@@ -145,11 +147,4 @@ def ngram_heads(taxonomy: Taxonomy) -> dict[str, NgramHead]:
                 decisive=labels & frozenset(names),
             )
             fitting.append((dimension, manifest.get("domain", DEFAULT_DOMAIN), head))
-    domain = next((d for dimension, d, _ in fitting if dimension == "topic"), DEFAULT_DOMAIN)
-    heads: dict[str, NgramHead] = {}
-    # The taxonomy's own domain first, then support's, each in the shipped order (a stable sort).
-    for dimension, _, head in sorted(
-        fitting, key=lambda item: (item[1] != domain, item[1] != DEFAULT_DOMAIN)
-    ):
-        heads.setdefault(dimension, head)
-    return heads
+    return one_per_dimension(fitting)
