@@ -81,52 +81,59 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
         return _empty_rows()
     users = activity["user_id"].unique().sort()
     # Positions by vectorized lookups: a Python loop over the rows was a quarter of the time.
-    rows = users.search_sorted(activity["user_id"]).to_numpy()
-    columns = (activity["day"] - first_day).dt.total_days().to_numpy()
+    cells = (
+        users.search_sorted(activity["user_id"]).to_numpy().astype(np.int64) * span
+        + (activity["day"] - first_day).dt.total_days().to_numpy()
+    )
 
     def grid(values) -> np.ndarray:
-        matrix = np.zeros((len(users), span))
-        np.add.at(matrix, (rows, columns), np.asarray(values, dtype=float))
-        return matrix
+        # bincount sums repeated cells like np.add.at, at a fraction of its cost.
+        weights = np.asarray(values, dtype=float)
+        return np.bincount(cells, weights, minlength=len(users) * span).reshape(len(users), span)
 
     conversations = grid(activity["conversations"].fill_null(0))
-    messages = grid(activity["messages"].fill_null(0))
     # Means per day weighted by the day's conversations, so that a busy day counts more.
     weights = activity["conversations"].fill_null(0).cast(pl.Float64)
     sentiment = activity["sentiment_end_mean"].cast(pl.Float64)
     quality = activity["quality_mean"].cast(pl.Float64)
-    sentiment_sum = grid((sentiment * weights).fill_null(0))
-    sentiment_weight = grid(weights * sentiment.is_not_null())
-    quality_sum = grid((quality * weights).fill_null(0))
-    quality_weight = grid(weights * quality.is_not_null())
 
     active = conversations > 0
     day_index = np.arange(span)
     last_active = np.maximum.accumulate(np.where(active, day_index, -1), axis=1)
-    first_active = np.where(active.any(axis=1), active.argmax(axis=1), span)[:, None]
+    first_active = np.where(active.any(axis=1), active.argmax(axis=1), span)
 
-    window = _window_sums
-    conversations_28d = window(conversations, ACTIVE_DAYS)
+    conversations_before = _cumulative(conversations)
+    conversations_28d = _window(conversations_before, ACTIVE_DAYS)
     user, day = np.nonzero(conversations_28d > 0)
-    after = _cumulative(conversations)
+
+    def window(matrix: np.ndarray, days: int, before: np.ndarray | None = None) -> np.ndarray:
+        """The window sums at the scored (user, day) cells only: a whole matrix of them per
+        feature was most of this function's time."""
+        before = _cumulative(matrix) if before is None else before
+        return before[user, day + 1] - before[user, np.maximum(day + 1 - days, 0)]
+
     next_end = np.minimum(day + 1 + HORIZON_DAYS, span)
-    conversations_next = after[user, next_end] - after[user, day + 1]
+    conversations_next = conversations_before[user, next_end] - conversations_before[user, day + 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        sentiment_28d = window(sentiment_sum, ACTIVE_DAYS) / window(sentiment_weight, ACTIVE_DAYS)
-        quality_28d = window(quality_sum, ACTIVE_DAYS) / window(quality_weight, ACTIVE_DAYS)
+        sentiment_28d = window(grid((sentiment * weights).fill_null(0)), ACTIVE_DAYS) / window(
+            grid(weights * sentiment.is_not_null()), ACTIVE_DAYS
+        )
+        quality_28d = window(grid((quality * weights).fill_null(0)), ACTIVE_DAYS) / window(
+            grid(weights * quality.is_not_null()), ACTIVE_DAYS
+        )
     frame = pl.DataFrame(
         {
             "user_id": users.gather(user),
             "day": np.datetime64(first_day, "D") + day.astype("timedelta64[D]"),
             "conversations_1d": conversations[user, day],
-            "conversations_7d": window(conversations, 7)[user, day],
+            "conversations_7d": window(conversations, 7, conversations_before),
             "conversations_28d": conversations_28d[user, day],
-            "active_days_28d": window(active.astype(float), ACTIVE_DAYS)[user, day],
-            "messages_28d": window(messages, ACTIVE_DAYS)[user, day],
+            "active_days_28d": window(active.astype(float), ACTIVE_DAYS),
+            "messages_28d": window(grid(activity["messages"].fill_null(0)), ACTIVE_DAYS),
             "days_since_last": (day - last_active[user, day]).astype(float),
-            "days_since_first": (day - first_active[user, 0]).astype(float),
-            "sentiment_28d": sentiment_28d[user, day],
-            "quality_28d": quality_28d[user, day],
+            "days_since_first": (day - first_active[user]).astype(float),
+            "sentiment_28d": sentiment_28d,
+            "quality_28d": quality_28d,
             "returned_7d": conversations_next > 0,
             "conversations_next_7d": conversations_next,
             "label_observed": day + HORIZON_DAYS <= span - 1,
@@ -153,11 +160,11 @@ def _cumulative(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros((matrix.shape[0], 1)), np.cumsum(matrix, axis=1)], axis=1)
 
 
-def _window_sums(matrix: np.ndarray, days: int) -> np.ndarray:
-    """Per day, the sum over that day and the `days - 1` before it (fewer at the start)."""
-    sums = _cumulative(matrix)
-    ends = np.arange(1, matrix.shape[1] + 1)
-    return sums[:, ends] - sums[:, np.maximum(ends - days, 0)]
+def _window(before: np.ndarray, days: int) -> np.ndarray:
+    """Per day, the sum over that day and the `days - 1` before it (fewer at the start), from
+    `_cumulative`'s sums."""
+    ends = np.arange(1, before.shape[1])
+    return before[:, ends] - before[:, np.maximum(ends - days, 0)]
 
 
 # --- models ------------------------------------------------------------------------------
@@ -174,7 +181,10 @@ class Scaling:
 
     @classmethod
     def of(cls, rows: pl.DataFrame) -> Scaling:
-        raw = _raw_features(rows)
+        return cls.of_features(_raw_features(rows))
+
+    @classmethod
+    def of_features(cls, raw: np.ndarray) -> Scaling:
         # The mean of the present values; 0 for a feature no row has (e.g. no quality score).
         present = ~np.isnan(raw)
         counts = present.sum(axis=0)
@@ -184,7 +194,9 @@ class Scaling:
         return cls(fill, filled.mean(axis=0), np.where(scale > 1e-9, scale, 1.0))
 
     def design(self, rows: pl.DataFrame) -> np.ndarray:
-        raw = _raw_features(rows)
+        return self.design_of_features(_raw_features(rows))
+
+    def design_of_features(self, raw: np.ndarray) -> np.ndarray:
         standardized = (np.where(np.isnan(raw), self.fill, raw) - self.mean) / self.scale
         return np.column_stack([np.ones(len(raw)), standardized])
 
@@ -206,24 +218,28 @@ def _newton(design, target, family, penalty: float, start: np.ndarray) -> np.nda
     ridge = np.full(design.shape[1], penalty)
     ridge[0] = 0.0
 
-    def loss(weights: np.ndarray) -> float:
-        return family.loss(design @ weights, target) + 0.5 * float(ridge @ weights**2)
+    def loss(linear: np.ndarray, weights: np.ndarray) -> float:
+        return family.loss(linear, target) + 0.5 * float(ridge @ weights**2)
 
-    weights, current = start, loss(start)
+    # The linear predictor of the accepted step is kept for the next iteration's mean and
+    # weights instead of being multiplied out again.
+    weights, linear = start, design @ start
+    current = loss(linear, weights)
     for _ in range(100):
-        mean, weight = family.mean_and_weight(design @ weights)
+        mean, weight = family.mean_and_weight(linear)
         gradient = design.T @ (mean - target) + ridge * weights
         hessian = design.T @ (design * weight[:, None]) + np.diag(ridge)
         step = np.linalg.solve(hessian + 1e-9 * np.eye(len(ridge)), gradient)
         for _ in range(30):
             candidate = weights - step
-            candidate_loss = loss(candidate)
+            candidate_linear = design @ candidate
+            candidate_loss = loss(candidate_linear, candidate)
             if candidate_loss <= current:
                 break
             step = step / 2
         else:
             break  # no step lowers the loss: at the minimum (to numerical precision)
-        weights, current = candidate, candidate_loss
+        weights, current, linear = candidate, candidate_loss, candidate_linear
         if np.max(np.abs(step)) < 1e-8:
             break
     return weights
@@ -261,8 +277,9 @@ class ReturnModel:
 
     @classmethod
     def fit(cls, rows: pl.DataFrame, penalty: float = L2_PENALTY) -> ReturnModel:
-        scaling = Scaling.of(rows)
-        design = scaling.design(rows)
+        raw = _raw_features(rows)  # once, for the scaling and the design
+        scaling = Scaling.of_features(raw)
+        design = scaling.design_of_features(raw)
         returned = rows["returned_7d"].to_numpy().astype(float)
         counts = rows["conversations_next_7d"].to_numpy().astype(float)
         start = np.zeros(design.shape[1])

@@ -24,6 +24,7 @@ from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.storage.collections import DAY_FIELD
 
 _EXAMPLES = 5
+_READ_BATCH = 5_000
 
 
 def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, list[str]]:
@@ -75,12 +76,15 @@ def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[st
     # A query per day, not one `$in` of days: the embedded server searches its day index for
     # an equality but scans every document for `$in` (a daily run's check read the whole
     # history; a diagnostic timing on 60,000 messages: 0.75 s against 0.025 s for one day).
+    # Batches of 5,000 instead of the driver's 101-document first batch and 16 MB after:
+    # fewer round trips to the embedded server (120,000 messages of ~400 characters over
+    # 60 days: 5.3-5.9 s -> 4.3 s, measured once with a scratch script).
     documents = [
         document
         for day in days
         for document in collection.find(
             {DAY_FIELD: day.isoformat(), **mirror.slice_scope}, projection=projection
-        )
+        ).batch_size(_READ_BATCH)
     ]
     return pl.DataFrame(
         [{c: d.get(c) for c in columns} for d in documents],

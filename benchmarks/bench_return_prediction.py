@@ -1,0 +1,77 @@
+"""Seconds for `user_return_predictions`' daily work: `forecast` on every day of a history,
+this checkout's `analytics/return_prediction.py` against another version of the file,
+in the same process, in turns (this, other, this, other), on the same activity.
+
+The activity is `simulated_activity` (a known process; no real per-user activity ships
+with the project): `--users` users over `--days` days, each day forecast from its own
+history as a daily run does. Both versions must serve the same predictions and the same
+evaluation on every day (checked), so the ratio is the cost of the same answers.
+
+    git show HEAD~1:analytics_assets/analytics/return_prediction.py > /tmp/rp_before.py
+    .venv/bin/python benchmarks/bench_return_prediction.py --against /tmp/rp_before.py
+        [--users 18000] [--days 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from polars.testing import assert_frame_equal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analytics_assets.analytics import return_prediction
+
+FIRST_DAY = date(2026, 9, 1)
+
+
+def _module_from(path: str):
+    spec = importlib.util.spec_from_file_location("return_prediction_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _every_day(module, activity, days: int) -> tuple[float, list]:
+    started = time.perf_counter()
+    forecasts = [module.forecast(activity, FIRST_DAY + timedelta(days=d)) for d in range(days)]
+    return time.perf_counter() - started, forecasts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--against", required=True, help="another return_prediction.py")
+    parser.add_argument("--users", type=int, default=18000)
+    parser.add_argument("--days", type=int, default=90)
+    args = parser.parse_args()
+    other = _module_from(args.against)
+    activity = return_prediction.simulated_activity(
+        users=args.users, days=args.days, first_day=FIRST_DAY
+    )
+    print(f"{args.users:,} simulated users, {args.days} days, {activity.height:,} active days")
+    seconds: dict[str, list[float]] = {"this": [], "other": []}
+    results = {}
+    for name, module in (("this", return_prediction), ("other", other)) * 2:
+        elapsed, results[name] = _every_day(module, activity, args.days)
+        seconds[name].append(elapsed)
+        print(f"  {name:<5} {elapsed:6.2f} s ({elapsed / args.days * 1000:.0f} ms a day)")
+    for ours, theirs in zip(results["this"], results["other"], strict=True):
+        assert_frame_equal(ours.predictions, theirs.predictions, check_exact=True)
+        assert ours.evaluation.summary() == theirs.evaluation.summary()
+    fits = sum(f.evaluation.model is not None for f in results["this"])
+    best = {name: min(values) for name, values in seconds.items()}
+    print(
+        f"same predictions and evaluations on all {args.days} days ({fits} with a model fit); "
+        f"best of two: this {best['this']:.2f} s, other {best['other']:.2f} s, "
+        f"ratio other/this {best['other'] / best['this']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
