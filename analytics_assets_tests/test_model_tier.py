@@ -352,3 +352,67 @@ def test_the_same_openings_are_embedded_once_for_topic_intent_and_sentiment(embe
     # last turns that differ from every opening.
     assert len(embedded) == len(openings) + sum(last not in set(openings) for last in lasts)
     assert len(embedded) < 2 * len(openings) + len(lasts)
+
+
+def test_pooling_the_encoder_head_with_the_ngram_head(embedder):
+    """Off by default (ENCODER_WEIGHTS: 1.0, measured no better on the frozen test half);
+    with a weight below 1, a dimension's probabilities are a weighted geometric mean of the
+    shipped encoder head's and the shipped n-gram head's, a text too short for the n-grams
+    keeps the encoder head's, the other dimensions stay alone, and the model version names
+    the n-gram head and the weight."""
+    from analytics_assets.categorization.conversations import model_version
+    from analytics_assets.categorization.model_tier import ENCODER_WEIGHTS, softmax
+
+    assert set(ENCODER_WEIGHTS.values()) == {1.0}
+    model = ModelTier.build(embedder, TAXONOMY)
+    head, ngram = model.predictors["sentiment"], model.companions["sentiment"]
+    texts = ["Der Export ist seit gestern kaputt und niemand antwortet",
+             "ok", "すぐに直してくれて本当に助かりました！"]  # fmt: skip
+    encoder = head.probabilities(embedder.embed(texts))
+    alone = model.predict(texts, ("sentiment",))["sentiment"]
+    assert np.allclose(alone.confidence, encoder.max(axis=1))
+    assert "&" not in model_version(model)
+
+    weight = 0.7
+    model.encoder_weights["sentiment"] = weight
+    grams, answered = ngram.distributions(texts, head.names)
+    assert answered.tolist() == [True, False, True]
+    assert np.allclose(grams[answered].sum(axis=1), 1.0)
+    expected = softmax(weight * np.log(encoder) + (1 - weight) * np.log(np.maximum(grams, 1e-9)))
+    expected[1] = encoder[1]
+    pooled = model.predict(texts, ("sentiment",))["sentiment"]
+    assert np.allclose(pooled.confidence, expected.max(axis=1), atol=1e-6)
+    assert pooled.labels[0] == "negative" and pooled.labels[2] == "positive"
+    assert pooled.method == "head"
+    topic = model.predict(texts, ("topic",))["topic"]
+    assert np.allclose(
+        topic.confidence, model.predictors["topic"].probabilities(embedder.embed(texts)).max(1)
+    )
+    version = model_version(model)
+    assert f"sentiment:{head.version}&{ngram.version}@{weight:g}" in version
+    assert version.count("&") == 1
+
+
+def test_a_head_adopted_from_corrections_is_not_pooled(embedder):
+    """A head trained on a team's corrections was measured alone when it was adopted, so it
+    stays alone; a custom taxonomy still pools support's sentiment heads."""
+    from analytics_assets.categorization.conversations import model_version
+    from analytics_assets.categorization.taxonomy import parse_taxonomy
+
+    corrected = train_head(
+        embedder.embed(["great, thanks", "this is broken", "what is the price"] * 4),
+        ["positive", "negative", "neutral"] * 4,
+        fallback="uncertain",
+        epochs=50,
+    )
+    model = ModelTier.build(embedder, TAXONOMY, {"sentiment": corrected})
+    assert "sentiment" not in model.companions
+    assert f"sentiment:{corrected.version}+" in model_version(model) + "+"
+    custom = parse_taxonomy(
+        {
+            "version": "custom-1",
+            "topics": {"parcels": {"description": "Parcels and couriers."}},
+            "intents": {"track": {"description": "Where is my parcel?"}},
+        }
+    )
+    assert set(ModelTier.build(embedder, custom).companions) == {"sentiment"}

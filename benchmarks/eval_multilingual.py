@@ -13,6 +13,7 @@ half of this set is trained on.
 
     .venv/bin/python benchmarks/eval_multilingual.py [--split dev|test] [--compare-encoders]
         [--encoders use-m3,e5-small] [--llm-oracle [--llm-budget 20]] [--rules-against-heads]
+        [--encoder-weight 1.0]
 
 Prints per language and overall, for the rules tier and the model tier: accuracy, macro-F1
 and abstention of topic, intent and sentiment, and language accuracy; `--compare-encoders`
@@ -254,6 +255,13 @@ def main() -> None:
     )
     parser.add_argument("--llm-budget", type=int, default=20)
     parser.add_argument("--rules-against-heads", action="store_true")
+    parser.add_argument(
+        "--encoder-weight",
+        type=float,
+        default=None,
+        help="the encoder head's weight where the model tier pools it with the n-gram head, "
+        "for every dimension (default: model_tier.ENCODER_WEIGHTS; 1.0: encoder heads alone)",
+    )
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} texts, {frame['language'].n_unique()} languages")
@@ -273,6 +281,8 @@ def main() -> None:
         model = load_model_tier(
             load_taxonomy(), device="cpu", batch_size=128, threshold=0.5, encoder=encoder
         )
+        if args.encoder_weight is not None:
+            model.encoder_weights = dict.fromkeys(model.encoder_weights, args.encoder_weight)
         seconds = time.perf_counter() - started
         print(f"model tier ({model.embedder.version}, loaded in {seconds:.1f} s)")
         print_table(evaluate(frame, model))

@@ -18,7 +18,7 @@ the share of plain requests not called positive or negative, not a test of catch
 unhappy user.
 
     .venv/bin/python benchmarks/eval_open_domain.py [--split dev|test] [--encoder use-m3]
-        [--threshold 0.5]
+        [--threshold 0.5] [--encoder-weight 1.0]
 """
 
 from __future__ import annotations
@@ -91,9 +91,15 @@ def intent_test_split_digest() -> str:
 
 
 def evaluate(
-    frame: pl.DataFrame, taxonomy_name: str, encoder: str | None = None, threshold: float = 0.5
+    frame: pl.DataFrame,
+    taxonomy_name: str,
+    encoder: str | None = None,
+    threshold: float = 0.5,
+    encoder_weight: float | None = None,
 ) -> dict:
-    """`encoder`: None for the rules tier, else the model tier with that encoder."""
+    """`encoder`: None for the rules tier, else the model tier with that encoder;
+    `encoder_weight`: the encoder head's weight in its pooling with the n-gram head, every
+    dimension (None: `model_tier.ENCODER_WEIGHTS`)."""
     taxonomy = load_taxonomy(taxonomy_name)
     model = None
     if encoder:
@@ -102,6 +108,8 @@ def evaluate(
         model = load_model_tier(
             taxonomy, device="cpu", batch_size=128, threshold=threshold, encoder=encoder
         )
+        if encoder_weight is not None:
+            model.encoder_weights = dict.fromkeys(model.encoder_weights, encoder_weight)
     predicted = categorize_texts(
         frame.select("id", "text"), taxonomy, threshold=threshold, model=model
     )
@@ -197,6 +205,13 @@ def main() -> None:
     )
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument(
+        "--encoder-weight",
+        type=float,
+        default=None,
+        help="the encoder head's weight where the model tier pools it with the n-gram head, "
+        "for every dimension (default: model_tier.ENCODER_WEIGHTS; 1.0: encoder heads alone)",
+    )
+    parser.add_argument(
         "--ngram-topic-floors",
         action="store_true",
         help="dev only: how the n-gram topic head's floor trades off-topic support labels "
@@ -212,7 +227,7 @@ def main() -> None:
     print(f"split {args.split}: {frame.height} real ShareGPT openings")
     print("labelled topics:", dict(frame.group_by("topic").len().sort("len").iter_rows()))
     for name in ("assistant", "support"):
-        result = evaluate(frame, name, args.encoder, args.threshold)
+        result = evaluate(frame, name, args.encoder, args.threshold, args.encoder_weight)
         print(
             f"{name:<10} other {result['other_share']:.3f}  topic accuracy "
             f"{result['topic_accuracy']:.3f}  right when labelled "

@@ -27,8 +27,10 @@ def model_version(model: ModelTier | None, heads: dict[str, NgramHead] | None = 
         )
     if model is None:
         return rules
+    companions = model.companion_versions()
     parts = [
         f"{dimension}:{getattr(p, 'version', None) or f'zero-shot-T{p.temperature:.3f}'}"
+        + (f"&{companions[dimension]}" if dimension in companions else "")
         for dimension, p in model.predictors.items()
     ]
     return "+".join([rules, model.embedder.version, *parts])

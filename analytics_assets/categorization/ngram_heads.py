@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -95,6 +96,33 @@ class NgramHead:
             labels[index] = found[0].removeprefix("__label__")
             probabilities[index] = scaled[0] / scaled.sum()
         return labels, probabilities
+
+    def distributions(
+        self, texts: list[str], names: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's calibrated probabilities over `names` (in that order; a name the head
+        never learnt gets none), and whether the head answered it at all (a text with too
+        few letters: no)."""
+        model = self.model
+        column = {f"__label__{name}": index for index, name in enumerate(names)}
+        rows = np.full((len(texts), len(names)), 1.0 / max(len(names), 1))
+        answered = np.zeros(len(texts), dtype=bool)
+        for index, text in enumerate(texts):
+            line = normalized(text, self.max_chars)
+            if letters(line) < MIN_LETTERS:
+                continue
+            found, probability = model.predict(line, k=-1)
+            if not found:
+                continue
+            scaled = np.maximum(np.asarray(probability, dtype=float), 1e-9) ** (
+                1 / self.temperature
+            )
+            row = np.zeros(len(names))
+            for label, share in zip(found, scaled / scaled.sum(), strict=True):
+                if label in column:
+                    row[column[label]] = share
+            rows[index], answered[index] = row, True
+        return rows, answered
 
 
 def normalized(text: str | None, max_chars: int) -> str:
