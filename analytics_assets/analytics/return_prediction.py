@@ -102,18 +102,21 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
     last_active = np.maximum.accumulate(np.where(active, day_index, -1), axis=1)
     first_active = np.where(active.any(axis=1), active.argmax(axis=1), span)
 
-    conversations_before = _cumulative(conversations)
-    conversations_28d = _window(conversations_before, ACTIVE_DAYS)
+    cumulative_conversations = _cumulative(conversations)
+    conversations_28d = _window(cumulative_conversations, ACTIVE_DAYS)
     user, day = np.nonzero(conversations_28d > 0)
 
-    def window(matrix: np.ndarray, days: int, before: np.ndarray | None = None) -> np.ndarray:
+    def window(matrix: np.ndarray, days: int, cumulative: np.ndarray | None = None) -> np.ndarray:
         """The window sums at the scored (user, day) cells only: a whole matrix of them per
-        feature was most of this function's time."""
-        before = _cumulative(matrix) if before is None else before
-        return before[user, day + 1] - before[user, np.maximum(day + 1 - days, 0)]
+        feature was most of this function's time. `cumulative`: `_cumulative(matrix)`, where
+        the caller has it already."""
+        cumulative = _cumulative(matrix) if cumulative is None else cumulative
+        return cumulative[user, day + 1] - cumulative[user, np.maximum(day + 1 - days, 0)]
 
     next_end = np.minimum(day + 1 + HORIZON_DAYS, span)
-    conversations_next = conversations_before[user, next_end] - conversations_before[user, day + 1]
+    conversations_next = (
+        cumulative_conversations[user, next_end] - cumulative_conversations[user, day + 1]
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         sentiment_28d = window(grid((sentiment * weights).fill_null(0)), ACTIVE_DAYS) / window(
             grid(weights * sentiment.is_not_null()), ACTIVE_DAYS
@@ -126,7 +129,7 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
             "user_id": users.gather(user),
             "day": np.datetime64(first_day, "D") + day.astype("timedelta64[D]"),
             "conversations_1d": conversations[user, day],
-            "conversations_7d": window(conversations, 7, conversations_before),
+            "conversations_7d": window(conversations, 7, cumulative_conversations),
             "conversations_28d": conversations_28d[user, day],
             "active_days_28d": window(active.astype(float), ACTIVE_DAYS),
             "messages_28d": window(grid(activity["messages"].fill_null(0)), ACTIVE_DAYS),
@@ -160,11 +163,11 @@ def _cumulative(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros((matrix.shape[0], 1)), np.cumsum(matrix, axis=1)], axis=1)
 
 
-def _window(before: np.ndarray, days: int) -> np.ndarray:
+def _window(cumulative: np.ndarray, days: int) -> np.ndarray:
     """Per day, the sum over that day and the `days - 1` before it (fewer at the start), from
     `_cumulative`'s sums."""
-    ends = np.arange(1, before.shape[1])
-    return before[:, ends] - before[:, np.maximum(ends - days, 0)]
+    ends = np.arange(1, cumulative.shape[1])
+    return cumulative[:, ends] - cumulative[:, np.maximum(ends - days, 0)]
 
 
 # --- models ------------------------------------------------------------------------------
@@ -178,10 +181,6 @@ class Scaling:
     fill: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
-
-    @classmethod
-    def of(cls, rows: pl.DataFrame) -> Scaling:
-        return cls.of_features(_raw_features(rows))
 
     @classmethod
     def of_features(cls, raw: np.ndarray) -> Scaling:

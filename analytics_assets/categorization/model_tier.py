@@ -9,10 +9,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analytics_assets.categorization.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from analytics_assets.categorization.ngram_heads import NgramHead
 
 # Heads trained by `scripts/train_shipped_heads.py` on the labelled corpus shipped beside
 # them, one folder per encoder: what the model tier uses before any correction exists.
@@ -34,7 +38,9 @@ DEFAULT_THRESHOLD = 0.5
 # dimension: pooling sentiment at 0.7 was chosen on the dev half of the support set
 # (macro-F1 0.853 -> 0.885) and did not hold on the frozen test half (0.855 -> 0.852), and
 # topic and intent gained nothing on dev (docs/categorization.md, "Two heads together").
-# `benchmarks/eval_multilingual.py --encoder-weight W` measures it again.
+# `benchmarks/eval_multilingual.py --encoder-weight W` measures it again. Pooling ignores the
+# n-gram heads' floors (`ngram_heads.FLOORS`: support's topic head must reach 0.7 alone,
+# because it is confidently wrong off its domain): measure that before pooling topic.
 ENCODER_WEIGHTS = {"topic": 1.0, "intent": 1.0, "sentiment": 1.0}
 
 
@@ -287,10 +293,13 @@ def shipped_heads(encoder: str, taxonomy: Taxonomy) -> dict[str, Head]:
     return heads
 
 
-def _companions(predictors: dict, shipped: dict[str, Head], taxonomy: Taxonomy) -> dict:
+def _companions(
+    predictors: dict, shipped: dict[str, Head], taxonomy: Taxonomy
+) -> dict[str, NgramHead]:
     """The shipped n-gram heads that may be pooled with the shipped encoder heads: only where the
     encoder head in use is the shipped one (a head adopted from a team's corrections was
     measured alone, and stays alone) and both have the same labels."""
+    # Here, not at the top: ngram_heads imports this module for `head_fits`.
     from analytics_assets.categorization.ngram_heads import ngram_heads
 
     companions = {}
@@ -317,7 +326,7 @@ class ModelTier:
     decisive: dict[str, frozenset[str]] = field(default_factory=dict)
     # Per dimension, the shipped n-gram head pooled with the shipped encoder head
     # (`ENCODER_WEIGHTS`); none for a correction-trained head or zero-shot.
-    companions: dict[str, object] = field(default_factory=dict)
+    companions: dict[str, NgramHead] = field(default_factory=dict)
     encoder_weights: dict[str, float] = field(default_factory=lambda: dict(ENCODER_WEIGHTS))
     # The previous call's embeddings by text (see `_embed`).
     _last_batch: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)

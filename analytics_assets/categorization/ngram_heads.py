@@ -81,32 +81,34 @@ class NgramHead:
     def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """The most probable label of each text and its calibrated probability; "" and 0 for
         a text with too few letters to judge."""
-        model = self.model
         labels, probabilities = [""] * len(texts), np.zeros(len(texts))
-        for index, text in enumerate(texts):
-            line = normalized(text, self.max_chars)
-            if letters(line) < MIN_LETTERS:
-                continue
-            found, probability = model.predict(line, k=-1)
-            if not found:
-                continue
-            scaled = np.maximum(np.asarray(probability, dtype=float), 1e-9) ** (
-                1 / self.temperature
-            )
+        for index, found, calibrated in self._calibrated(texts):
             labels[index] = found[0].removeprefix("__label__")
-            probabilities[index] = scaled[0] / scaled.sum()
+            probabilities[index] = calibrated[0]
         return labels, probabilities
 
     def distributions(
         self, texts: list[str], names: Sequence[str]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each text's calibrated probabilities over `names` (in that order; a name the head
-        never learnt gets none), and whether the head answered it at all (a text with too
-        few letters: no)."""
-        model = self.model
+        """Each text's calibrated probabilities over `names`, in that order (the head's own
+        labels: `model_tier._companions` pools only a head with the same labels), and
+        whether the head answered it at all (a text with too few letters: no; its row is
+        uniform)."""
         column = {f"__label__{name}": index for index, name in enumerate(names)}
         rows = np.full((len(texts), len(names)), 1.0 / max(len(names), 1))
         answered = np.zeros(len(texts), dtype=bool)
+        for index, found, calibrated in self._calibrated(texts):
+            row = np.zeros(len(names))
+            for label, share in zip(found, calibrated, strict=True):
+                if label in column:
+                    row[column[label]] = share
+            rows[index], answered[index] = row, True
+        return rows, answered
+
+    def _calibrated(self, texts: list[str]):
+        """(index, fastText's labels best first, their probabilities with the temperature)
+        for each text with enough letters to judge."""
+        model = self.model
         for index, text in enumerate(texts):
             line = normalized(text, self.max_chars)
             if letters(line) < MIN_LETTERS:
@@ -117,12 +119,7 @@ class NgramHead:
             scaled = np.maximum(np.asarray(probability, dtype=float), 1e-9) ** (
                 1 / self.temperature
             )
-            row = np.zeros(len(names))
-            for label, share in zip(found, scaled / scaled.sum(), strict=True):
-                if label in column:
-                    row[column[label]] = share
-            rows[index], answered[index] = row, True
-        return rows, answered
+            yield index, found, scaled / scaled.sum()
 
 
 def normalized(text: str | None, max_chars: int) -> str:
