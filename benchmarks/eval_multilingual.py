@@ -243,6 +243,24 @@ def compare_encoders(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     return pl.DataFrame(rows).with_columns(pl.selectors.float().round(3))
 
 
+def add_encoder_weight_option(parser: argparse.ArgumentParser) -> None:
+    """`--encoder-weight`, shared with eval_open_domain.py (see `pool_everywhere`)."""
+    parser.add_argument(
+        "--encoder-weight",
+        type=float,
+        default=None,
+        help="the encoder head's weight where the model tier pools it with the n-gram head, "
+        "for every dimension (default: model_tier.ENCODER_WEIGHTS; 1.0: encoder heads alone)",
+    )
+
+
+def pool_everywhere(model: ModelTier, encoder_weight: float | None) -> None:
+    """Every dimension's encoder head pooled at `encoder_weight` with its n-gram head (where
+    one fits); None keeps the shipped `model_tier.ENCODER_WEIGHTS`."""
+    if encoder_weight is not None:
+        model.encoder_weights = dict.fromkeys(model.encoder_weights, encoder_weight)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="test")
@@ -255,13 +273,7 @@ def main() -> None:
     )
     parser.add_argument("--llm-budget", type=int, default=20)
     parser.add_argument("--rules-against-heads", action="store_true")
-    parser.add_argument(
-        "--encoder-weight",
-        type=float,
-        default=None,
-        help="the encoder head's weight where the model tier pools it with the n-gram head, "
-        "for every dimension (default: model_tier.ENCODER_WEIGHTS; 1.0: encoder heads alone)",
-    )
+    add_encoder_weight_option(parser)
     args = parser.parse_args()
     frame = load(args.split)
     print(f"split {args.split}: {frame.height} texts, {frame['language'].n_unique()} languages")
@@ -281,8 +293,7 @@ def main() -> None:
         model = load_model_tier(
             load_taxonomy(), device="cpu", batch_size=128, threshold=0.5, encoder=encoder
         )
-        if args.encoder_weight is not None:
-            model.encoder_weights = dict.fromkeys(model.encoder_weights, args.encoder_weight)
+        pool_everywhere(model, args.encoder_weight)
         seconds = time.perf_counter() - started
         print(f"model tier ({model.embedder.version}, loaded in {seconds:.1f} s)")
         print_table(evaluate(frame, model))

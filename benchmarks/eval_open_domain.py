@@ -34,6 +34,9 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_multilingual import add_encoder_weight_option, pool_everywhere
 
 from analytics_assets.categorization.conversations import categorize_texts
 from analytics_assets.categorization.taxonomy import load_taxonomy
@@ -108,8 +111,7 @@ def evaluate(
         model = load_model_tier(
             taxonomy, device="cpu", batch_size=128, threshold=threshold, encoder=encoder
         )
-        if encoder_weight is not None:
-            model.encoder_weights = dict.fromkeys(model.encoder_weights, encoder_weight)
+        pool_everywhere(model, encoder_weight)
     predicted = categorize_texts(
         frame.select("id", "text"), taxonomy, threshold=threshold, model=model
     )
@@ -171,7 +173,6 @@ def ngram_topic_floors(frame: pl.DataFrame) -> None:
     """Per candidate floor: the share of these off-topic openings the support topic head
     gives a support topic, and on the support set's dev half the share it labels and how
     many of those are right."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eval_multilingual import load as load_support
 
     from analytics_assets.categorization.ngram_heads import ngram_heads
@@ -204,13 +205,7 @@ def main() -> None:
         "--encoder", default=None, help="the model tier with this encoder (default: rules)"
     )
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument(
-        "--encoder-weight",
-        type=float,
-        default=None,
-        help="the encoder head's weight where the model tier pools it with the n-gram head, "
-        "for every dimension (default: model_tier.ENCODER_WEIGHTS; 1.0: encoder heads alone)",
-    )
+    add_encoder_weight_option(parser)
     parser.add_argument(
         "--ngram-topic-floors",
         action="store_true",
