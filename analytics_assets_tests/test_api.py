@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,6 +171,70 @@ def test_date_pages_come_from_the_day_key_lists_and_equal_the_query(filled):
         db["day_index"].insert_one(unlisted)
 
 
+def test_label_pages_come_from_the_day_lists_and_equal_the_query(filled, monkeypatch):
+    """A filter on the fields the day lists keep (topic, intent, sentiment, language, model,
+    channel), with or without dates, is paged through the lists: the same conversations in
+    the same order as the query; one relabeled since is skipped; a day whose list was
+    written without labels sends the page to the query."""
+    db = filled["db"]
+    answered: list[bool] = []
+
+    def spy(*args, **kwargs):
+        page = real(*args, **kwargs)
+        answered.append(page is not None)
+        return page
+
+    real = queries.page_by_day_index
+    monkeypatch.setattr(queries, "page_by_day_index", spy)
+
+    def expected(**query) -> list[str]:
+        found = db["conversation_analytics"].find(query)
+        return [
+            d["conversation_id"] for d in found.sort([("started_at", 1), ("conversation_id", 1)])
+        ]
+
+    second, last = DAYS[1].isoformat(), DAYS[-1].isoformat()
+    labelled = {name: {"$ne": None} for name in ("intent", "sentiment", "language")}
+    some = db["conversation_analytics"].find_one({"day": second, **labelled})
+    billing = expected(topic="billing")
+    cases = [
+        ({"topic": "billing"}, billing),
+        ({"topic": "billing", "from": second, "to": last},
+         expected(topic="billing", day={"$gte": second, "$lte": last})),
+        ({"topic": "billing", "from": second}, expected(topic="billing", day={"$gte": second})),
+        ({"intent": some["intent"], "sentiment": some["sentiment"], "language": some["language"]},
+         expected(intent=some["intent"], sentiment=some["sentiment"], language=some["language"])),
+        ({"topic": "no-such-topic"}, []),
+    ]  # fmt: skip
+    assert len(billing) > 7
+    for params, want in cases:
+        answered.clear()
+        assert _all_pages(filled, limit=7, **params) == want, params
+        assert answered and all(answered), params
+
+    relabeled = billing[2]
+    db["conversation_analytics"].update_one({"_id": relabeled}, {"$set": {"topic": "bug"}})
+    try:
+        assert _all_pages(filled, topic="billing", limit=7) == [
+            c for c in billing if c != relabeled
+        ]
+    finally:
+        db["conversation_analytics"].update_one({"_id": relabeled}, {"$set": {"topic": "billing"}})
+
+    list_id = f"conversation_analytics:{second}"
+    written = db["day_index"].find_one({"_id": list_id})
+    db["day_index"].replace_one(
+        {"_id": list_id}, {k: v for k, v in written.items() if k != "labels"}
+    )
+    queries.DAY_LISTS.clear()
+    try:
+        answered.clear()
+        assert _all_pages(filled, topic="billing", limit=7) == billing
+        assert answered and not any(answered)  # the query answered every page
+    finally:
+        db["day_index"].replace_one({"_id": list_id}, written)
+
+
 def test_the_api_keeps_day_lists_briefly_and_never_serves_a_gone_document(filled):
     """The API process keeps the key lists it read for a few seconds (a week's page read 7
     lists per request); the documents are read each time, so one deleted since is skipped at
@@ -178,7 +242,7 @@ def test_the_api_keeps_day_lists_briefly_and_never_serves_a_gone_document(filled
     db, day = filled["db"], DAYS[0].isoformat()
     now = [0.0]
     cache = DayListCache(ttl_s=5.0, clock=lambda: now[0])
-    listed = cache.read(db, "conversation_analytics", [day])[day]
+    listed = cache.read(db, "conversation_analytics", [day])[day].keys
     first = listed[0][1]
     gone = db["conversation_analytics"].find_one({"_id": first})
     db["conversation_analytics"].delete_one({"_id": first})
@@ -187,9 +251,11 @@ def test_the_api_keeps_day_lists_briefly_and_never_serves_a_gone_document(filled
     list_id = f"conversation_analytics:{day}"
     added_key = [listed[-1][0] + 1, "conv-added-later"]
     db["day_index"].update_one({"_id": list_id}, {"$set": {"keys": [*listed, added_key]}})
+    added_at = datetime.fromtimestamp(added_key[0] / 1000, UTC).replace(tzinfo=None)
     db["conversation_analytics"].insert_one(
-        {**gone, "_id": "conv-added-later", "conversation_id": "conv-added-later"}
-    )
+        {**gone, "_id": "conv-added-later", "conversation_id": "conv-added-later",
+         "started_at": added_at}
+    )  # fmt: skip
     try:
         page = page_by_day_index(db, "conversation_analytics", [day], None, 1000, lists=cache)
         ids = [d["_id"] for d in page]

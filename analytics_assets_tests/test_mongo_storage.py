@@ -20,6 +20,7 @@ from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.io_managers import MongoIOManager
 from analytics_assets.storage import migrations
 from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
+from analytics_assets.storage.day_index import DAY_INDEX_COLLECTION, DayList, forget
 from analytics_assets.storage.mongo import (
     frame_to_documents,
     load_days,
@@ -400,3 +401,57 @@ def test_one_representation_per_type_whichever_path_wrote_it(mongo):
     check("moved")
     loaded = load_days(collection, [second.isoformat()], SPEC)
     assert loaded.schema["created_at"] == pl.Datetime("us", "UTC")
+
+
+def _conversations(day: date, topics: list[str], *, prefix: str = "c") -> list[dict]:
+    """conversation_analytics documents of `day`, one per topic, a minute apart."""
+    return [
+        {
+            "_id": f"{prefix}-{day}-{n}",
+            "conversation_id": f"{prefix}-{day}-{n}",
+            "user_id": f"u-{n}",
+            "started_at": datetime(day.year, day.month, day.day, 9, n),
+            "turns": 1,
+            "message_count": 2,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "total_tokens": 2,
+            "topic": topic,
+            "intent": "question",
+            "day": day.isoformat(),
+        }
+        for n, topic in enumerate(topics)
+    ]
+
+
+def test_a_day_list_keeps_each_keys_labels_and_a_failed_rewrite_leaves_no_list(mongo):
+    """The day index of conversation_analytics (storage/day_index.py) keeps each key's label
+    values in the keys' order; a rewrite removes the day's list before it writes documents,
+    so one that dies half-way leaves the day to the query instead of a list that disagrees
+    with the documents; an erasure keeps keys and labels aligned."""
+    db, spec = mongo.db(), COLLECTIONS["conversation_analytics"]
+    collection, day = db[spec.name], date(2026, 11, 5)
+    list_id = f"{spec.name}:{day}"
+    replace_days(collection, _conversations(day, ["billing", "bug", "billing"]),
+                 [day.isoformat()], spec=spec, run_id="run-1")  # fmt: skip
+    listed = DayList.of_document(db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}))
+    ids = [f"c-{day}-{n}" for n in range(3)]
+    assert [key[1] for key in listed.keys] == ids
+    assert listed.labels["topic"] == ["billing", "bug", "billing"]
+    assert [key[1] for key in listed.matching({"topic": "billing"})] == [ids[0], ids[2]]
+    assert listed.matching({"topic": "billing", "intent": "complaint"}) == []
+    assert DayList(keys=listed.keys).matching({"topic": "billing"}) is None  # an older list
+
+    relabeled = _conversations(day, ["bug", "billing", "bug"])
+    with pytest.raises(RuntimeError, match="process died"):
+        replace_days(FlakyCollection(collection, crash_after_batches=0), relabeled,
+                     [day.isoformat()], spec=spec, run_id="run-2")  # fmt: skip
+    assert db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}) is None
+    replace_days(collection, relabeled, [day.isoformat()], spec=spec, run_id="run-3")
+    listed = DayList.of_document(db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}))
+    assert [key[1] for key in listed.matching({"topic": "billing"})] == [ids[1]]
+
+    assert forget(db, [ids[0]]) == 1
+    listed = DayList.of_document(db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}))
+    assert [key[1] for key in listed.keys] == ids[1:]
+    assert listed.labels["topic"] == ["billing", "bug"]

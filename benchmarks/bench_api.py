@@ -5,7 +5,11 @@ It starts nx-27017, fills it by materializing the sample (14 days), serves the A
 uvicorn (one worker, as deployed) in a second process, and loads it from a third: `wrk` when
 it is installed (Debian's `wrk`), else an async httpx client.
 
-    .venv/bin/python benchmarks/bench_api.py [--seconds 10] [--connections 16]
+    .venv/bin/python benchmarks/bench_api.py [--seconds 10] [--connections 16] [--days 14]
+
+`--days` sizes the sample (the default's 14 days and ~230 conversations a day, kept per
+day, ending on the default's last day): the query's label pages slow down as the history
+grows, the key lists' do not.
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dagster import DagsterInstance
 
 from analytics_assets.api import keys
+from analytics_assets.api.queries import DAY_LISTS
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.deployments import storage_resources
-from analytics_assets.sources.generator import SampleSpec
+from analytics_assets.sources.generator import SampleSpec, ensure_sample_export
 from analytics_assets_tests.conftest import range_tags, start_mongo, stop_mongo
 from analytics_assets_tests.nocodb_server import free_port
+
+DAY_LISTS_TTL_S = DAY_LISTS.ttl_s
 
 BARE_APP = """
 from fastapi import FastAPI
@@ -105,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--days", type=int, default=SampleSpec().days)
     args = parser.parse_args()
     load = load_wrk if shutil.which("wrk") else load_httpx
     print(f"load generator: {'wrk' if load is load_wrk else 'httpx (async)'}, "
@@ -118,24 +126,36 @@ def main() -> None:
         try:
             uri = f"mongodb://127.0.0.1:{mongo_port}"
             mongo = MongoResource(uri=uri, database="api_bench")
+            default = SampleSpec()
+            spec = SampleSpec(
+                # Grown backwards: the default's last day stays the last (days must be past).
+                start=default.end - timedelta(days=args.days - 1),
+                days=args.days,
+                conversations=default.conversations * args.days // default.days,
+                users=default.users * args.days // default.days,
+            )
+            ensure_sample_export(root / "export", spec)
             defs = build_definitions(
                 resources={
-                    "record_source": ExportSourceResource(
-                        export_dir=str(root / "export"), generate_sample_if_missing=True
-                    ),
+                    "record_source": ExportSourceResource(export_dir=str(root / "export")),
                     **storage_resources({"base_url": str(root / "lake")}, mongo),
                 }
             )
-            spec = SampleSpec()
             started = time.perf_counter()
             defs.resolve_job_def("ingestion_job").execute_in_process(
                 instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
             )
-            print(f"sample materialized into nx-27017 in {time.perf_counter() - started:.0f} s")
+            print(f"sample ({spec.days} days, {spec.conversations:,} conversations) materialized "
+                  f"into nx-27017 in {time.perf_counter() - started:.0f} s")  # fmt: skip
             db = mongo.db()
             key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=10**9)
             conversation = db["conversation_analytics"].find_one({})["conversation_id"]
             day = spec.start.isoformat()
+            # The rarest topic: a label page the query answers only by reading far.
+            counts = db["conversation_analytics"].aggregate(
+                [{"$group": {"_id": "$topic", "n": {"$sum": 1}}}]
+            )
+            rare = min((c for c in counts if c["_id"]), key=lambda c: (c["n"], c["_id"]))["_id"]
             week_end = (spec.start + timedelta(days=6)).isoformat()
 
             env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DATABASE": "api_bench"}
@@ -161,6 +181,8 @@ def main() -> None:
                  headers),
                 ("GET /conversations?topic=billing",
                  f"http://127.0.0.1:{api_port}/conversations?topic=billing&limit=50", headers),
+                (f"GET /conversations?topic={rare} (rarest)",
+                 f"http://127.0.0.1:{api_port}/conversations?topic={rare}&limit=50", headers),
             ]  # fmt: skip
             report(targets, db, args, load)
         finally:
@@ -171,29 +193,30 @@ def main() -> None:
 
 
 def report(targets: list[tuple[str, str, dict]], db, args: argparse.Namespace, load) -> None:
-    """Each target's rate and latency, then the date pages again by query (their baseline,
-    in the same run: what they were before the per-day key lists of storage/day_index.py,
-    and what the API falls back to without them), and the ratios."""
+    """Each target's rate and latency, then the date and label pages again by query (their
+    baseline, in the same run: what they were before the per-day key lists of
+    storage/day_index.py, and what the API falls back to without them), and the ratios."""
     results = {}
 
     def measure(label: str, url: str, request_headers: dict) -> None:
         load(url, request_headers, 2, args.connections)  # warm-up
         results[label] = load(url, request_headers, args.seconds, args.connections)
         rate, p50, p99 = results[label]
-        print(f"{label:<44} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+        print(f"{label:<52} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
 
     for target in targets:
         measure(*target)
     db["day_index"].drop()
+    time.sleep(DAY_LISTS_TTL_S)  # the lists the API process keeps expire
     for label, url, request_headers in targets:
-        if "from=" in url:
+        if "from=" in url or "topic=" in url:
             measure(f"{label} by query", url, request_headers)
     ceiling = results["bare FastAPI constant (ceiling)"][0]
     for label, (rate, _, _) in list(results.items())[1:]:
-        print(f"{label:<44} {rate / ceiling:.2f} of the ceiling")
+        print(f"{label:<52} {rate / ceiling:.2f} of the ceiling")
     for label in [label for label in results if label.endswith(" by query")]:
         listed = label.removesuffix(" by query")
-        print(f"{listed:<44} {results[listed][0] / results[label][0]:.1f}x the query")
+        print(f"{listed:<52} {results[listed][0] / results[label][0]:.1f}x the query")
 
 
 if __name__ == "__main__":

@@ -34,14 +34,18 @@ from analytics_assets.api.models import (
     UserAnalytics,
     UserPredictions,
 )
+from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.day_index import DayListCache, page_by_day_index
 
 # The API process's key lists of recent reads (storage/day_index.py says why it is safe).
 DAY_LISTS = DayListCache(ttl_s=5.0)
 
 # A date range of at most this many days, and no other filter, is paged through the per-day
-# key lists (storage/day_index.py); anything else is one query.
+# key lists (storage/day_index.py); so is a filter on the fields the lists keep
+# (`LISTED_LABELS`) over at most LABEL_PAGE_MAX_DAYS days; anything else is one query.
 DAY_INDEX_MAX_DAYS = 31
+LABEL_PAGE_MAX_DAYS = 366
+LISTED_LABELS = COLLECTIONS["conversation_analytics"].day_index_labels
 # A series' dimension -> the report field that holds its counts.
 DIMENSIONS = {"topics": "topics", "intents": "intents", "sentiment": "sentiments",
               "languages": "languages"}  # fmt: skip
@@ -75,11 +79,23 @@ class ConversationFilters:
         return query
 
     def date_range_only(self) -> bool:
-        return bool(self.from_ and self.to) and all(
-            getattr(self, field.name) is None
+        return bool(self.from_ and self.to) and not self._set()
+
+    def labels(self) -> dict[str, str]:
+        """The filters on the fields the day lists keep (`LISTED_LABELS`) that are set."""
+        return {name: value for name, value in self._set().items() if name in LISTED_LABELS}
+
+    def labels_only(self) -> bool:
+        """Whether some filter besides the dates is set, and each is one the lists keep."""
+        return bool(self._set()) and self._set().keys() <= set(LISTED_LABELS)
+
+    def _set(self) -> dict[str, str]:
+        """The filters besides the dates that are set."""
+        return {
+            field.name: getattr(self, field.name)
             for field in fields(self)
-            if field.name not in ("from_", "to")
-        )
+            if field.name not in ("from_", "to") and getattr(self, field.name) is not None
+        }
 
 
 def conversation_summary(db: Database, conversation_id: str) -> dict | None:
@@ -166,9 +182,7 @@ def conversation_documents(
     the next page (None on the last). `cursor` is a previous page's; a malformed one raises
     RequestValidationError."""
     after = decode_cursor(cursor) if cursor else None
-    documents = None
-    if filters.date_range_only():
-        documents = _page_of_days(db, filters.from_, filters.to, after, limit + 1)
+    documents = _page_from_day_lists(db, filters, after, limit + 1)
     if documents is None:
         query = filters.query()
         if after:
@@ -192,14 +206,29 @@ def conversation_documents(
     return page, next_cursor
 
 
-def _page_of_days(db: Database, first, last, after, count: int) -> list[dict] | None:
-    """The page from the days' key lists; None where they cannot answer it (a range too long,
-    a day without a list, a cursor not made from a stored datetime)."""
-    span = (last - first).days + 1
-    if not 0 < span <= DAY_INDEX_MAX_DAYS or (after and not isinstance(after[0], datetime)):
+def _page_from_day_lists(
+    db: Database, filters: ConversationFilters, after, count: int
+) -> list[dict] | None:
+    """The page from the days' key lists; None where they cannot answer it (another filter,
+    a range too long, a day without a list, a cursor not made from a stored datetime)."""
+    if after and not isinstance(after[0], datetime):
         return None
-    days = [(first + timedelta(days=n)).isoformat() for n in range(span)]
-    return page_by_day_index(db, CONVERSATIONS, days, after, count, lists=DAY_LISTS)
+    labels = filters.labels()
+    if filters.date_range_only():
+        span = (filters.to - filters.from_).days + 1
+        if not 0 < span <= DAY_INDEX_MAX_DAYS:
+            return None
+        days = [(filters.from_ + timedelta(days=n)).isoformat() for n in range(span)]
+    elif filters.labels_only():
+        # Only the days that hold conversations: a label page has no range to walk.
+        first = filters.from_.isoformat() if filters.from_ else ""
+        last = filters.to.isoformat() if filters.to else "9999-12-31"
+        days = [day for day in DAY_LISTS.days(db, CONVERSATIONS) if first <= day <= last]
+        if len(days) > LABEL_PAGE_MAX_DAYS:
+            return None
+    else:
+        return None
+    return page_by_day_index(db, CONVERSATIONS, days, after, count, DAY_LISTS, labels)
 
 
 def conversation_page(

@@ -57,6 +57,9 @@ class CollectionSpec:
     # `DAY_INDEX_COLLECTION`, so a page of one or a few days is read by `_id` (see
     # `storage/day_index.py`) instead of a range query the embedded server answers by scanning.
     day_index: tuple[str, str] | None = None
+    # Fields whose values the day index keeps with each key, so a page filtered by them is
+    # read from the lists too (`storage/day_index.py`).
+    day_index_labels: tuple[str, ...] = ()
 
     def document_id(self, document: dict[str, Any]) -> str:
         return ":".join(str(document[name]) for name in self.id_fields)
@@ -122,6 +125,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                 },
             ),
             day_index=("started_at", "conversation_id"),
+            day_index_labels=("topic", "intent", "sentiment", "language", "model", "channel"),
             indexes=[
                 _index((DAY_FIELD, ASCENDING)),
                 _index(("user_id", ASCENDING), ("started_at", DESCENDING)),

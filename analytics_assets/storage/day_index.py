@@ -14,23 +14,36 @@ cursor made from a stored document compares exactly. The list is a hint that nev
 what a page holds on its own: a key whose document has gone (erased, expired) or moved to
 a day outside the page's is skipped, and a day written before the index existed has no
 list, so the caller falls back to its query.
+
+Where the spec names `day_index_labels` (a conversation's topic, intent, model, ...), each
+list also keeps every key's values of those fields, aligned with the keys, so a page
+filtered by them walks the matching keys instead of a query the embedded server answers by
+reading whole documents in start-time order and testing each. The values only narrow what is
+fetched: a fetched document must still hold the filter's values (one relabeled since is
+skipped). What they cannot show is a document relabeled *to* the filter's value behind the
+list's back; every write of a day goes through `storage/mongo.replace_days`, which removes
+the day's list before it writes the documents and writes it again after them, so a write
+that fails half-way leaves the day without a list (answered by the query), never with a
+list that disagrees with its documents.
 """
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import heapq
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
+from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, RUN_FIELD, CollectionSpec
 
 DAY_INDEX_COLLECTION = "day_index"
 
@@ -42,6 +55,62 @@ def epoch_ms(value: datetime) -> int:
 
 def index_id(collection: str, day: str) -> str:
     return f"{collection}:{day}"
+
+
+# Label combinations a day's list remembers the matching keys of (`DayList.matching`); past
+# it they are forgotten, so a client asking for many values cannot grow a list without end.
+MAX_REMEMBERED_FILTERS = 64
+
+
+@dataclass
+class DayList:
+    """One day's keys in page order ([ms, id] pairs) and, where the list was written with
+    them, each key's label values (field -> one value per key, in the keys' order)."""
+
+    keys: list[list]
+    labels: dict[str, list] | None = None
+    _matching: dict[tuple, list[list]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of_document(cls, document: Mapping[str, Any]) -> DayList:
+        labels = document.get("labels")
+        keys = document["keys"]
+        if labels is not None and any(len(values) != len(keys) for values in labels.values()):
+            labels = None  # not aligned with the keys: no use for a filter
+        return cls(keys=keys, labels=labels)
+
+    def matching(self, wanted: Mapping[str, str]) -> list[list] | None:
+        """The keys whose label values equal `wanted`'s, in order (every key without a
+        filter); None when the list was written without one of those fields."""
+        if not wanted:
+            return self.keys
+        if self.labels is None or any(name not in self.labels for name in wanted):
+            return None
+        remembered = tuple(sorted(wanted.items()))
+        found = self._matching.get(remembered)
+        if found is None:
+            columns = [(self.labels[name], value) for name, value in remembered]
+            found = [
+                key
+                for position, key in enumerate(self.keys)
+                if all(values[position] == value for values, value in columns)
+            ]
+            if len(self._matching) >= MAX_REMEMBERED_FILTERS:
+                self._matching.clear()
+            self._matching[remembered] = found
+        return found
+
+
+def remove_day_lists(db: Database, spec: CollectionSpec, days: Sequence[str] | None) -> None:
+    """Removes the lists of `days` (None: all the collection's) before they are rewritten,
+    so a write that stops half-way leaves those days to the query (module docstring)."""
+    if spec.day_index is None:
+        return
+    if days is None:
+        db[DAY_INDEX_COLLECTION].delete_many({"collection": spec.name})
+    elif days:
+        ids = [index_id(spec.name, day) for day in days]
+        db[DAY_INDEX_COLLECTION].delete_many({"_id": {"$in": ids}})
 
 
 def write_day_index(
@@ -58,40 +127,50 @@ def write_day_index(
     time_field, id_field = spec.day_index
     if spec.id_fields != (id_field,):
         raise ValueError(f"{spec.name}: a day index's id field must be what `_id` is made of")
-    keys: dict[str, list[tuple[int, str]]] = {day: [] for day in days or ()}
+    label_fields = spec.day_index_labels
+    # day -> (ms, id, (label values...)) per document
+    entries: dict[str, list[tuple[int, str, tuple]]] = {day: [] for day in days or ()}
     for document in documents:
         day, started = document.get(DAY_FIELD), document.get(time_field)
         if day is None or not isinstance(started, datetime):
             continue  # not pageable by time: the fallback query still finds it
-        keys.setdefault(day, []).append((epoch_ms(started), str(document[id_field])))
-    if not keys:
+        values = tuple(document.get(name) for name in label_fields)
+        entries.setdefault(day, []).append((epoch_ms(started), str(document[id_field]), values))
+    if not entries:
         return 0
+
+    def day_list(day: str, day_entries: list[tuple[int, str, tuple]]) -> dict[str, Any]:
+        day_entries.sort(key=lambda entry: (entry[0], entry[1]))
+        listed = {
+            "collection": spec.name,
+            DAY_FIELD: day,
+            "keys": [[started, key] for started, key, _ in day_entries],
+            RUN_FIELD: run_id,
+        }
+        if label_fields:
+            listed["labels"] = {
+                name: [values[position] for _, _, values in day_entries]
+                for position, name in enumerate(label_fields)
+            }
+        return listed
+
     db[DAY_INDEX_COLLECTION].bulk_write(
         [
             UpdateOne(
-                {"_id": index_id(spec.name, day)},
-                {
-                    "$set": {
-                        "collection": spec.name,
-                        DAY_FIELD: day,
-                        "keys": [list(key) for key in sorted(day_keys)],
-                        RUN_FIELD: run_id,
-                    }
-                },
-                upsert=True,
+                {"_id": index_id(spec.name, day)}, {"$set": day_list(day, day_entries)}, upsert=True
             )
-            for day, day_keys in keys.items()
+            for day, day_entries in entries.items()
         ],
         ordered=False,
     )
-    return len(keys)
+    return len(entries)
 
 
-def read_day_lists(db: Database, collection: str, days: Sequence[str]) -> dict[str, list]:
-    """day -> its sorted keys, for the days of `collection` that have a list."""
+def read_day_lists(db: Database, collection: str, days: Sequence[str]) -> dict[str, DayList]:
+    """day -> its list, for the days of `collection` that have one."""
     wanted = {index_id(collection, day): day for day in days}
     return {
-        wanted[found["_id"]]: found["keys"]
+        wanted[found["_id"]]: DayList.of_document(found)
         for found in db[DAY_INDEX_COLLECTION].find({"_id": {"$in": list(wanted)}})
     }
 
@@ -100,19 +179,68 @@ class DayListCache:
     """Key lists kept in memory for `ttl_s` seconds, so a page of a week does not read its
     7 lists on every request (11 ms of the embedded server's time, against 5 ms for the
     page's 51 documents). Safe to serve stale: a list only points, and the documents are
-    read fresh, so a document erased or moved since is skipped; a conversation added to a
-    day shows up once its day's list is read again, within `ttl_s`."""
+    read fresh, so a document erased, moved or relabeled since is skipped; a conversation
+    added to a day shows up once its day's list is read again, within `ttl_s`, and a day
+    written for the first time once the days are listed again (`days`), within `ttl_s`."""
 
     def __init__(self, ttl_s: float = 5.0, clock=time.monotonic, max_lists: int = 4096):
         self.ttl_s, self.clock, self.max_lists = ttl_s, clock, max_lists
-        self._lists: dict[tuple[str, str, str], tuple[float, list]] = {}
-        self._lock = threading.Lock()
+        self._lists: dict[tuple[str, str, str], tuple[float, DayList]] = {}
+        self._days: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()  # guards the two dicts
+        self._refreshing = threading.Lock()  # one read of expired lists at a time
 
     def clear(self) -> None:
         with self._lock:
             self._lists.clear()
+            self._days.clear()
 
-    def read(self, db: Database, collection: str, days: Sequence[str]) -> dict[str, list]:
+    def days(self, db: Database, collection: str) -> list[str]:
+        """The days `collection` holds documents of, in order: one `distinct`, which the
+        collection's `day` index answers (1.4 ms on the sample), kept like the lists."""
+        key = (db.name, collection)
+        kept = self._days.get(key)
+        if kept is not None and self.clock() - kept[0] < self.ttl_s:
+            return kept[1]
+        with self._refreshing:
+            kept = self._days.get(key)  # another request may have just read them
+            if kept is not None and self.clock() - kept[0] < self.ttl_s:
+                return kept[1]
+            now = self.clock()
+            days = db[collection].distinct(DAY_FIELD)
+            found = sorted(day for day in days if isinstance(day, str))
+            with self._lock:
+                self._days[key] = (now, found)
+            return found
+
+    def read(self, db: Database, collection: str, days: Sequence[str]) -> dict[str, DayList]:
+        found, missing = self._kept(db, collection, days)
+        if not missing:
+            return found
+        # One reader at a time: when the lists expire, the requests in flight wait for one
+        # read instead of each reading them all at once.
+        with self._refreshing:
+            again, missing = self._kept(db, collection, missing)
+            found.update(again)
+            if not missing:
+                return found
+            now = self.clock()
+            fresh = read_day_lists(db, collection, missing)
+            with self._lock:
+                # Expired lists go whenever new ones come; the count bound is a backstop.
+                for key in [k for k, (at, _) in self._lists.items() if now - at >= self.ttl_s]:
+                    del self._lists[key]
+                if len(self._lists) + len(fresh) > self.max_lists:
+                    self._lists.clear()
+                for day, listed in fresh.items():
+                    self._lists[(db.name, collection, day)] = (now, listed)
+        found.update(fresh)
+        return found
+
+    def _kept(
+        self, db: Database, collection: str, days: Sequence[str]
+    ) -> tuple[dict[str, DayList], list[str]]:
+        """The lists of `days` kept and fresh, and the days without one."""
         now, found, missing = self.clock(), {}, []
         with self._lock:
             for day in days:
@@ -121,18 +249,25 @@ class DayListCache:
                     found[day] = kept[1]
                 else:
                     missing.append(day)
-        if missing:
-            fresh = read_day_lists(db, collection, missing)
-            with self._lock:
-                # Expired lists go whenever new ones come; the count bound is a backstop.
-                for key in [k for k, (at, _) in self._lists.items() if now - at >= self.ttl_s]:
-                    del self._lists[key]
-                if len(self._lists) + len(fresh) > self.max_lists:
-                    self._lists.clear()
-                for day, keys in fresh.items():
-                    self._lists[(db.name, collection, day)] = (now, keys)
-            found.update(fresh)
-        return found
+        return found, missing
+
+
+def _ordered_keys(
+    day_lists: Sequence[DayList], labels: Mapping[str, str], after: tuple[datetime, str] | None
+) -> Iterator[list] | None:
+    """The keys of the lists matching `labels` after the cursor, in (time, id) order; None
+    where a list was written without one of the `labels` fields."""
+    cursor = [epoch_ms(after[0]), after[1]] if after is not None else None
+    per_day: list[Iterator[list]] = []
+    for listed in day_lists:
+        keys = listed.matching(labels)
+        if keys is None:
+            return None
+        start = bisect.bisect_right(keys, cursor) if cursor is not None else 0
+        per_day.append(itertools.islice(keys, start, None))
+    # Per day already sorted; merged, because a day's documents are filed by the filing
+    # rule, not strictly by their start time.
+    return heapq.merge(*per_day)
 
 
 def page_by_day_index(
@@ -142,35 +277,49 @@ def page_by_day_index(
     after: tuple[datetime, str] | None,
     count: int,
     lists: DayListCache | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]] | None:
-    """Up to `count` documents of `collection` on `days`, in (time, id) order, after the
-    cursor `after`; None where a day has no key list (the caller queries instead). `lists`:
-    where the key lists come from (read from MongoDB each time without one)."""
+    """Up to `count` documents of `collection` on `days` whose fields equal `labels`, in
+    (time, id) order, after the cursor `after`; None where a day has no list, or a list
+    without one of the `labels` fields (the caller queries instead). `lists`: where the
+    lists come from (read from MongoDB each time without one)."""
+    labels = dict(labels or {})
     found_lists = (
         lists.read(db, collection, days) if lists else read_day_lists(db, collection, days)
     )
     if len(found_lists) < len(days):
         return None
-    # Per day already sorted; merged, because a day's documents are filed by the filing
-    # rule, not strictly by their start time.
-    ordered: Iterator[list] = heapq.merge(*(found_lists[day] for day in days))
-    if after is not None:
-        cursor = [epoch_ms(after[0]), after[1]]
-        ordered = (key for key in ordered if key > cursor)
+    ordered = _ordered_keys([found_lists[day] for day in days], labels, after)
+    if ordered is None:
+        return None
     page: list[dict[str, Any]] = []
-    # A list can be stale where a document moved to another day and only that day was
-    # rewritten: a document counts only on the day it is now filed under, and once.
+    # A list can be stale where a document moved to another day or was relabeled and only
+    # that day was rewritten: a document counts only on the day it is now filed under, with
+    # the labels it now has, and once.
     wanted_days, seen = set(days), set()
+    spec = COLLECTIONS.get(collection)
+    time_field = spec.day_index[0] if spec and spec.day_index else None
+
+    def current(key: list, document: dict[str, Any] | None) -> bool:
+        if document is None or key[1] in seen or document.get(DAY_FIELD) not in wanted_days:
+            return False
+        if any(document.get(name) != value for name, value in labels.items()):
+            return False
+        # A key left from before the document's time changed is not where it belongs now.
+        started = document.get(time_field) if time_field else None
+        return not isinstance(started, datetime) or epoch_ms(started) == key[0]
+
     while len(page) < count:
         # Exactly what is missing: a key whose document has gone costs one more round.
-        wanted = [key[1] for key in itertools.islice(ordered, count - len(page))]
+        wanted = list(itertools.islice(ordered, count - len(page)))
         if not wanted:
             break
-        found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": wanted}})}
+        ids = [key[1] for key in wanted]
+        found = {doc["_id"]: doc for doc in db[collection].find({"_id": {"$in": ids}})}
         for key in wanted:
-            document = found.get(key)
-            if document is not None and key not in seen and document.get(DAY_FIELD) in wanted_days:
-                seen.add(key)
+            document = found.get(key[1])
+            if current(key, document):
+                seen.add(key[1])
                 page.append(document)
     return page[:count]
 
@@ -183,10 +332,18 @@ def forget(db: Database, ids: Iterable[str]) -> int:
         return 0
     removed, updates = 0, []
     for found in db[DAY_INDEX_COLLECTION].find({}):
-        kept = [key for key in found["keys"] if key[1] not in unwanted]
-        if len(kept) < len(found["keys"]):
-            removed += len(found["keys"]) - len(kept)
-            updates.append(UpdateOne({"_id": found["_id"]}, {"$set": {"keys": kept}}))
+        keep = [key[1] not in unwanted for key in found["keys"]]
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        # The label values go with their keys, so the two stay aligned.
+        change: dict[str, Any] = {"keys": list(itertools.compress(found["keys"], keep))}
+        if found.get("labels") is not None:
+            change["labels"] = {
+                name: list(itertools.compress(values, keep))
+                for name, values in found["labels"].items()
+            }
+        updates.append(UpdateOne({"_id": found["_id"]}, {"$set": change}))
     if updates:
         db[DAY_INDEX_COLLECTION].bulk_write(updates, ordered=False)
     return removed

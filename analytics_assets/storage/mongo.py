@@ -24,7 +24,7 @@ from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
 
 from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
-from analytics_assets.storage.day_index import write_day_index
+from analytics_assets.storage.day_index import remove_day_lists, write_day_index
 from analytics_assets.storage.validation import document_problems, size_problem, suspect_rows
 from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
@@ -227,6 +227,8 @@ def replace_days(
         if collection.find_one({DAY_FIELD: day, **spec.slice_scope}, projection={"_id": True})
         is None
     }
+    # The days' key lists go first and come back after the documents (storage/day_index.py).
+    remove_day_lists(collection.database, spec, days)
     fresh = [document for document in valid if document.get(DAY_FIELD) in empty_days]
     known = [document for document in valid if document.get(DAY_FIELD) not in empty_days]
     report.written = len(valid)
