@@ -20,7 +20,13 @@ from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.io_managers import MongoIOManager
 from analytics_assets.storage import migrations
 from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
-from analytics_assets.storage.day_index import DAY_INDEX_COLLECTION, DayList, forget
+from analytics_assets.storage.day_index import (
+    DAY_INDEX_COLLECTION,
+    MAX_REMEMBERED_FILTERS,
+    DayList,
+    _ordered_keys,
+    forget,
+)
 from analytics_assets.storage.mongo import (
     frame_to_documents,
     load_days,
@@ -455,3 +461,27 @@ def test_a_day_list_keeps_each_keys_labels_and_a_failed_rewrite_leaves_no_list(m
     listed = DayList.of_document(db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}))
     assert [key[1] for key in listed.keys] == ids[1:]
     assert listed.labels["topic"] == ["billing", "bug"]
+
+
+def test_day_lists_merge_days_in_key_order_from_a_cursor_and_trust_only_their_own_labels():
+    """Pure: keys of several days merged in (time, id) order, ties across days broken by id
+    as the query's sort does, the cursor excluded; labels count only when written with the
+    keys (same run) and aligned with them; a list remembers a bounded number of filters."""
+    monday = DayList(keys=[[1, "b"], [2, "a"], [3, "c"]], labels={"topic": ["x", "y", "x"]})
+    tuesday = DayList(keys=[[1, "a"], [2, "b"], [4, "d"]], labels={"topic": ["x", "x", "y"]})
+    everything = list(_ordered_keys([monday, tuesday], {}, None))
+    assert everything == [[1, "a"], [1, "b"], [2, "a"], [2, "b"], [3, "c"], [4, "d"]]
+    cursor = (datetime.fromtimestamp(0.002, UTC), "a")  # [2, "a"]
+    assert list(_ordered_keys([monday, tuesday], {"topic": "x"}, cursor)) == [[2, "b"], [3, "c"]]
+    assert _ordered_keys([monday, DayList(keys=tuesday.keys)], {"topic": "x"}, None) is None
+
+    stored = {"keys": [[1, "a"], [2, "b"]], "labels": {"topic": ["x", "y"]},
+              RUN_FIELD: "run-2", "labels_run": "run-2"}  # fmt: skip
+    assert DayList.of_document(stored).labels == {"topic": ["x", "y"]}
+    assert DayList.of_document({**stored, RUN_FIELD: "run-3"}).labels is None
+    assert DayList.of_document({**stored, "keys": [[1, "a"]]}).labels is None
+
+    for value in range(MAX_REMEMBERED_FILTERS + 5):
+        assert monday.matching({"topic": f"v{value}"}) == []
+    assert len(monday._matching) <= MAX_REMEMBERED_FILTERS
+    assert monday.matching({"topic": "x"}) == [[1, "b"], [3, "c"]]

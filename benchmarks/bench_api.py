@@ -194,8 +194,10 @@ def main() -> None:
 
 def report(targets: list[tuple[str, str, dict]], db, args: argparse.Namespace, load) -> None:
     """Each target's rate and latency, then the date and label pages again by query (their
-    baseline, in the same run: what they were before the per-day key lists of
-    storage/day_index.py, and what the API falls back to without them), and the ratios."""
+    baseline, in the same run: what the API falls back to without the per-day key lists of
+    storage/day_index.py, which was all it did before them; that the lists are missing is
+    remembered for as long as a list would be, so the fallback costs a lookup in memory
+    more than the old code), and the ratios."""
     results = {}
 
     def measure(label: str, url: str, request_headers: dict) -> None:

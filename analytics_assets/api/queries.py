@@ -87,7 +87,8 @@ class ConversationFilters:
 
     def labels_only(self) -> bool:
         """Whether some filter besides the dates is set, and each is one the lists keep."""
-        return bool(self._set()) and self._set().keys() <= set(LISTED_LABELS)
+        chosen = self._set()
+        return bool(chosen) and chosen.keys() <= set(LISTED_LABELS)
 
     def _set(self) -> dict[str, str]:
         """The filters besides the dates that are set."""

@@ -21,10 +21,17 @@ filtered by them walks the matching keys instead of a query the embedded server 
 reading whole documents in start-time order and testing each. The values only narrow what is
 fetched: a fetched document must still hold the filter's values (one relabeled since is
 skipped). What they cannot show is a document relabeled *to* the filter's value behind the
-list's back; every write of a day goes through `storage/mongo.replace_days`, which removes
-the day's list before it writes the documents and writes it again after them, so a write
-that fails half-way leaves the day without a list (answered by the query), never with a
-list that disagrees with its documents.
+list's back; every write that adds or changes a day's documents goes through
+`storage/mongo.replace_days`, which removes the day's list before it writes the documents
+and writes it again after them, so a write that fails half-way leaves the day without a
+stored list (answered by the query), never with one that disagrees with its documents.
+Labels count only when written by the run that wrote the keys (`labels_run`), so keys
+rewritten by a version that knew no labels do not pass with the old ones. The API keeps
+the lists it read for a few seconds (`DayListCache`): for that long a conversation
+relabeled *to* a filter's value may be missing from that filter's pages.
+
+A list is one document, so MongoDB's 16 MB document limit bounds a day at roughly 80,000
+conversations with the labels (about 200 bytes a key), 240,000 without.
 """
 
 from __future__ import annotations
@@ -69,14 +76,20 @@ class DayList:
 
     keys: list[list]
     labels: dict[str, list] | None = None
-    _matching: dict[tuple, list[list]] = field(default_factory=dict, repr=False)
+    # Filter -> its matching keys, worked out once per list read. Unlocked: under CPython a
+    # race costs at most the same work twice.
+    _matching: dict[tuple, list[list]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @classmethod
     def of_document(cls, document: Mapping[str, Any]) -> DayList:
-        labels = document.get("labels")
-        keys = document["keys"]
-        if labels is not None and any(len(values) != len(keys) for values in labels.values()):
-            labels = None  # not aligned with the keys: no use for a filter
+        labels, keys = document.get("labels"), document["keys"]
+        if labels is not None and (
+            document.get("labels_run") != document.get(RUN_FIELD)
+            or any(len(values) != len(keys) for values in labels.values())
+        ):
+            labels = None  # left by another writer of the keys, or not aligned with them
         return cls(keys=keys, labels=labels)
 
     def matching(self, wanted: Mapping[str, str]) -> list[list] | None:
@@ -152,6 +165,7 @@ def write_day_index(
                 name: [values[position] for _, _, values in day_entries]
                 for position, name in enumerate(label_fields)
             }
+            listed["labels_run"] = run_id
         return listed
 
     db[DAY_INDEX_COLLECTION].bulk_write(
@@ -180,12 +194,13 @@ class DayListCache:
     7 lists on every request (11 ms of the embedded server's time, against 5 ms for the
     page's 51 documents). Safe to serve stale: a list only points, and the documents are
     read fresh, so a document erased, moved or relabeled since is skipped; a conversation
-    added to a day shows up once its day's list is read again, within `ttl_s`, and a day
-    written for the first time once the days are listed again (`days`), within `ttl_s`."""
+    added to a day shows up once its day's list is read again, and a day written for the
+    first time once the days are listed again (`days`): within `ttl_s` and one read."""
 
     def __init__(self, ttl_s: float = 5.0, clock=time.monotonic, max_lists: int = 4096):
         self.ttl_s, self.clock, self.max_lists = ttl_s, clock, max_lists
-        self._lists: dict[tuple[str, str, str], tuple[float, DayList]] = {}
+        # (database, collection, day) -> (read at, its list; None: the day has none)
+        self._lists: dict[tuple[str, str, str], tuple[float, DayList | None]] = {}
         self._days: dict[tuple[str, str], tuple[float, list[str]]] = {}
         self._lock = threading.Lock()  # guards the two dicts
         self._refreshing = threading.Lock()  # one read of expired lists at a time
@@ -202,7 +217,9 @@ class DayListCache:
         kept = self._days.get(key)
         if kept is not None and self.clock() - kept[0] < self.ttl_s:
             return kept[1]
-        with self._refreshing:
+        if not self._start_refresh(expired_at_hand=kept is not None):
+            return kept[1]
+        try:
             kept = self._days.get(key)  # another request may have just read them
             if kept is not None and self.clock() - kept[0] < self.ttl_s:
                 return kept[1]
@@ -212,15 +229,19 @@ class DayListCache:
             with self._lock:
                 self._days[key] = (now, found)
             return found
+        finally:
+            self._refreshing.release()
 
     def read(self, db: Database, collection: str, days: Sequence[str]) -> dict[str, DayList]:
-        found, missing = self._kept(db, collection, days)
+        """day -> its list, for the days of `days` that have one."""
+        found, missing, expired = self._kept(db, collection, days)
         if not missing:
             return found
-        # One reader at a time: when the lists expire, the requests in flight wait for one
-        # read instead of each reading them all at once.
-        with self._refreshing:
-            again, missing = self._kept(db, collection, missing)
+        if not self._start_refresh(expired_at_hand=len(expired) == len(missing)):
+            found.update(expired)
+            return found
+        try:
+            again, missing, _ = self._kept(db, collection, missing)
             found.update(again)
             if not missing:
                 return found
@@ -230,37 +251,58 @@ class DayListCache:
                 # Expired lists go whenever new ones come; the count bound is a backstop.
                 for key in [k for k, (at, _) in self._lists.items() if now - at >= self.ttl_s]:
                     del self._lists[key]
-                if len(self._lists) + len(fresh) > self.max_lists:
+                if len(self._lists) + len(missing) > self.max_lists:
                     self._lists.clear()
-                for day, listed in fresh.items():
-                    self._lists[(db.name, collection, day)] = (now, listed)
+                # A day without a list is remembered too: its pages go to the query without
+                # asking again on every request.
+                for day in missing:
+                    self._lists[(db.name, collection, day)] = (now, fresh.get(day))
+        finally:
+            self._refreshing.release()
         found.update(fresh)
         return found
 
+    def _start_refresh(self, *, expired_at_hand: bool) -> bool:
+        """Whether this request is to read what has expired (holding `_refreshing`, which
+        it then releases). One reader at a time: when a read is under way, a request that
+        has the expired copies at hand serves those (a few milliseconds older) instead of
+        waiting; one that has nothing waits for the read, then reads what is still missing."""
+        if expired_at_hand:
+            return self._refreshing.acquire(blocking=False)
+        self._refreshing.acquire()
+        return True
+
     def _kept(
         self, db: Database, collection: str, days: Sequence[str]
-    ) -> tuple[dict[str, DayList], list[str]]:
-        """The lists of `days` kept and fresh, and the days without one."""
-        now, found, missing = self.clock(), {}, []
+    ) -> tuple[dict[str, DayList], list[str], dict[str, DayList]]:
+        """The lists of `days` kept and fresh, the days to read again (not kept or expired),
+        and the expired lists of those days that are still kept. A day known to have no
+        list is in none of them while that is fresh."""
+        now, found, missing, expired = self.clock(), {}, [], {}
         with self._lock:
             for day in days:
                 kept = self._lists.get((db.name, collection, day))
                 if kept is not None and now - kept[0] < self.ttl_s:
-                    found[day] = kept[1]
+                    if kept[1] is not None:
+                        found[day] = kept[1]
                 else:
                     missing.append(day)
-        return found, missing
+                    if kept is not None and kept[1] is not None:
+                        expired[day] = kept[1]
+        return found, missing, expired
 
 
 def _ordered_keys(
-    day_lists: Sequence[DayList], labels: Mapping[str, str], after: tuple[datetime, str] | None
+    day_lists: Sequence[DayList],
+    label_filter: Mapping[str, str],
+    after: tuple[datetime, str] | None,
 ) -> Iterator[list] | None:
-    """The keys of the lists matching `labels` after the cursor, in (time, id) order; None
-    where a list was written without one of the `labels` fields."""
+    """The keys of the lists matching `label_filter` after the cursor, in (time, id) order;
+    None where a list was written without one of its fields."""
     cursor = [epoch_ms(after[0]), after[1]] if after is not None else None
     per_day: list[Iterator[list]] = []
     for listed in day_lists:
-        keys = listed.matching(labels)
+        keys = listed.matching(label_filter)
         if keys is None:
             return None
         start = bisect.bisect_right(keys, cursor) if cursor is not None else 0
@@ -277,19 +319,19 @@ def page_by_day_index(
     after: tuple[datetime, str] | None,
     count: int,
     lists: DayListCache | None = None,
-    labels: Mapping[str, str] | None = None,
+    label_filter: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]] | None:
-    """Up to `count` documents of `collection` on `days` whose fields equal `labels`, in
-    (time, id) order, after the cursor `after`; None where a day has no list, or a list
-    without one of the `labels` fields (the caller queries instead). `lists`: where the
-    lists come from (read from MongoDB each time without one)."""
-    labels = dict(labels or {})
+    """Up to `count` documents of `collection` on `days` whose fields equal `label_filter`'s
+    values, in (time, id) order, after the cursor `after`; None where a day has no list, or
+    a list without one of the filter's fields (the caller queries instead). `lists`: where
+    the lists come from (read from MongoDB each time without one)."""
+    label_filter = dict(label_filter or {})
     found_lists = (
         lists.read(db, collection, days) if lists else read_day_lists(db, collection, days)
     )
     if len(found_lists) < len(days):
         return None
-    ordered = _ordered_keys([found_lists[day] for day in days], labels, after)
+    ordered = _ordered_keys([found_lists[day] for day in days], label_filter, after)
     if ordered is None:
         return None
     page: list[dict[str, Any]] = []
@@ -303,7 +345,7 @@ def page_by_day_index(
     def current(key: list, document: dict[str, Any] | None) -> bool:
         if document is None or key[1] in seen or document.get(DAY_FIELD) not in wanted_days:
             return False
-        if any(document.get(name) != value for name, value in labels.items()):
+        if any(document.get(name) != value for name, value in label_filter.items()):
             return False
         # A key left from before the document's time changed is not where it belongs now.
         started = document.get(time_field) if time_field else None
