@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from analytics_assets.api import keys, queries
 from analytics_assets.api.app import KEY_CACHE_S, create_app
+from analytics_assets.api.common import json_response
+from analytics_assets.api.models import ModelComparison, Series
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.api.routers.dashboard import RANGE_CAP_MESSAGE
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
@@ -298,6 +301,26 @@ def test_while_one_request_reads_expired_lists_the_others_serve_the_expired_copi
         db["day_index"].replace_one({"_id": list_id}, written)
 
 
+def test_bodies_serialized_by_the_endpoints_are_what_fastapi_would_send():
+    """The read endpoints serialize their models themselves (`common.json_response`) and
+    return a Response, so FastAPI neither validates nor serializes them again: the bytes
+    must be the ones FastAPI's own path makes (by alias, compact), for a model and a list."""
+    comparison = ModelComparison.model_validate(
+        {"from": "2026-11-01", "to": "2026-11-02", "models": [{"model": "m", "n": 1}],
+         "comparison": []}
+    )  # fmt: skip
+    assert json_response(comparison).body == TypeAdapter(ModelComparison).dump_json(
+        comparison, by_alias=True
+    )
+    assert b'"from":"2026-11-01"' in json_response(comparison).body
+    series = [Series(dimension="topics", grain="daily", points=[{"period": "p", "counts": {}}])]
+    assert json_response(series * 2).body == TypeAdapter(list[Series]).dump_json(
+        series * 2, by_alias=True
+    )
+    assert json_response([]).body == b"[]"
+    assert json_response(comparison).headers["content-type"] == "application/json"
+
+
 def test_reports_series_models_and_users(filled):
     db = filled["db"]
     day = DAYS[1].isoformat()
@@ -321,6 +344,7 @@ def test_reports_series_models_and_users(filled):
     series = get(filled, "/analytics/topics", **{"from": DAYS[0], "to": DAYS[-1]}).json()
     assert series["points"][1]["counts"] == {t["value"]: t["count"] for t in stored["topics"]}
     models = get(filled, "/analytics/models", **{"from": DAYS[0], "to": DAYS[-1]}).json()
+    assert (models["from"], models["to"]) == (DAYS[0].isoformat(), DAYS[-1].isoformat())
     assert sum(m["conversations"] for m in models["models"]) == sum(r["conversations"]
                                                                     for r in listed)  # fmt: skip
     assert {row["metric"] for row in models["comparison"]} >= {"quality", "thumbs_up_rate"}

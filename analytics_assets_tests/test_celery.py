@@ -25,6 +25,7 @@ from pymongo import MongoClient
 from analytics_assets.defs.queues import DEFAULT_QUEUE, GPU_QUEUE
 from analytics_assets.sources.generator import SAMPLE_START, ensure_sample_export
 from analytics_assets.storage.collections import RUN_FIELD
+from analytics_assets.storage.day_index import LABELS_RUN_FIELD
 from analytics_assets_tests.conftest import range_tags
 from analytics_assets_tests.nocodb_server import free_port
 
@@ -105,9 +106,12 @@ def wait_for(run: subprocess.Popen, workers: dict[str, subprocess.Popen], log: P
 # floats are compared to 12 digits, everything else exactly.
 FLOAT_DIGITS = 12
 # What two runs of the same days differ in by design: when the source was read, when a
-# MongoDB migration was applied, the run that wrote a document and MongoDB's own id.
+# MongoDB migration was applied, the run that wrote a document (or a day list's labels) and
+# MongoDB's own id.
 WALL_CLOCK_COLUMNS = ["fetched_at", "applied_at"]
-NOT_COMPARED = {"_id": 0, RUN_FIELD: 0, **dict.fromkeys(WALL_CLOCK_COLUMNS, 0)}
+NOT_COMPARED = {
+    "_id": 0, RUN_FIELD: 0, LABELS_RUN_FIELD: 0, **dict.fromkeys(WALL_CLOCK_COLUMNS, 0)
+}  # fmt: skip
 
 
 def lake_contents(root: Path) -> dict[str, pl.DataFrame]:

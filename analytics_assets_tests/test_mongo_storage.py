@@ -22,6 +22,7 @@ from analytics_assets.storage import migrations
 from analytics_assets.storage.collections import COLLECTIONS, RUN_FIELD
 from analytics_assets.storage.day_index import (
     DAY_INDEX_COLLECTION,
+    LABELS_RUN_FIELD,
     MAX_REMEMBERED_FILTERS,
     DayList,
     _ordered_keys,
@@ -476,7 +477,7 @@ def test_day_lists_merge_days_in_key_order_from_a_cursor_and_trust_only_their_ow
     assert _ordered_keys([monday, DayList(keys=tuesday.keys)], {"topic": "x"}, None) is None
 
     stored = {"keys": [[1, "a"], [2, "b"]], "labels": {"topic": ["x", "y"]},
-              RUN_FIELD: "run-2", "labels_run": "run-2"}  # fmt: skip
+              RUN_FIELD: "run-2", LABELS_RUN_FIELD: "run-2"}  # fmt: skip
     assert DayList.of_document(stored).labels == {"topic": ["x", "y"]}
     assert DayList.of_document({**stored, RUN_FIELD: "run-3"}).labels is None
     assert DayList.of_document({**stored, "keys": [[1, "a"]]}).labels is None

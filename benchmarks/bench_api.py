@@ -6,10 +6,19 @@ uvicorn (one worker, as deployed) in a second process, and loads it from a third
 it is installed (Debian's `wrk`), else an async httpx client.
 
     .venv/bin/python benchmarks/bench_api.py [--seconds 10] [--connections 16] [--days 14]
+        [--against CHECKOUT]
 
 `--days` sizes the sample (the default's 14 days and ~230 conversations a day, kept per
 day, ending on the default's last day): the query's label pages slow down as the history
 grows, the key lists' do not.
+
+`--against` serves a second API from another checkout of this repository (`git worktree add
+/tmp/before <commit>`) on the same database, measures each of its endpoints right beside
+this one's (alternating which goes first) and prints the ratios: a change to the API
+process compared with the code before it, in one run. Besides requests/s (which the
+embedded server's share of the 2 cores bounds as much as the API does, and which varies
+±15 % between runs here), each line gives the API process's own CPU time per request,
+read from /proc: the steadier measure of a change to the API process.
 """
 
 from __future__ import annotations
@@ -70,6 +79,12 @@ def serve(module: str, port: int, env: dict, cwd: str) -> subprocess.Popen:
     raise RuntimeError(f"{module} did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_wrk(url: str, headers: dict, seconds: int, connections: int) -> tuple[float, float, float]:
     command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
     for name, value in headers.items():
@@ -108,11 +123,38 @@ def load_httpx(url: str, headers: dict, seconds: int, connections: int):
     return len(latencies) / seconds, cuts[49], cuts[98]
 
 
+def materialize_sample(root: Path, mongo: MongoResource, days: int) -> SampleSpec:
+    """The sample of `days` days (the default's conversations a day, ending on its last
+    day: days must be past) materialized into `mongo` through the ingestion job."""
+    default = SampleSpec()
+    spec = SampleSpec(
+        start=default.end - timedelta(days=days - 1),
+        days=days,
+        conversations=default.conversations * days // default.days,
+        users=default.users * days // default.days,
+    )
+    ensure_sample_export(root / "export", spec)
+    defs = build_definitions(
+        resources={
+            "record_source": ExportSourceResource(export_dir=str(root / "export")),
+            **storage_resources({"base_url": str(root / "lake")}, mongo),
+        }
+    )
+    started = time.perf_counter()
+    defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+    )
+    print(f"sample ({spec.days} days, {spec.conversations:,} conversations) materialized "
+          f"into nx-27017 in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    return spec
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--days", type=int, default=SampleSpec().days)
+    parser.add_argument("--against", help="another checkout's root, served beside this one")
     args = parser.parse_args()
     load = load_wrk if shutil.which("wrk") else load_httpx
     print(f"load generator: {'wrk' if load is load_wrk else 'httpx (async)'}, "
@@ -126,27 +168,7 @@ def main() -> None:
         try:
             uri = f"mongodb://127.0.0.1:{mongo_port}"
             mongo = MongoResource(uri=uri, database="api_bench")
-            default = SampleSpec()
-            spec = SampleSpec(
-                # Grown backwards: the default's last day stays the last (days must be past).
-                start=default.end - timedelta(days=args.days - 1),
-                days=args.days,
-                conversations=default.conversations * args.days // default.days,
-                users=default.users * args.days // default.days,
-            )
-            ensure_sample_export(root / "export", spec)
-            defs = build_definitions(
-                resources={
-                    "record_source": ExportSourceResource(export_dir=str(root / "export")),
-                    **storage_resources({"base_url": str(root / "lake")}, mongo),
-                }
-            )
-            started = time.perf_counter()
-            defs.resolve_job_def("ingestion_job").execute_in_process(
-                instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
-            )
-            print(f"sample ({spec.days} days, {spec.conversations:,} conversations) materialized "
-                  f"into nx-27017 in {time.perf_counter() - started:.0f} s")  # fmt: skip
+            spec = materialize_sample(root, mongo, args.days)
             db = mongo.db()
             key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=10**9)
             conversation = db["conversation_analytics"].find_one({})["conversation_id"]
@@ -164,6 +186,13 @@ def main() -> None:
             servers.append(serve("analytics_assets.api.main:app", api_port, env,
                                  str(Path(__file__).resolve().parents[1])))  # fmt: skip
             servers.append(serve("bare_app:app", bare_port, env, folder))
+            ports = [api_port, bare_port]
+            other_port = None
+            if args.against:
+                other_port = free_port()
+                servers.append(serve("analytics_assets.api.main:app", other_port, env,
+                                     str(Path(args.against).resolve())))  # fmt: skip
+                ports.append(other_port)
             headers = {"X-API-Key": key}
             targets = [
                 ("bare FastAPI constant (ceiling)", f"http://127.0.0.1:{bare_port}/constant", {}),
@@ -184,7 +213,8 @@ def main() -> None:
                 (f"GET /conversations?topic={rare} (rarest)",
                  f"http://127.0.0.1:{api_port}/conversations?topic={rare}&limit=50", headers),
             ]  # fmt: skip
-            report(targets, db, args, load)
+            processes = {port: server.pid for port, server in zip(ports, servers, strict=True)}
+            report(targets, db, args, load, api_port, other_port, processes)
         finally:
             for server in servers:
                 server.terminate()
@@ -192,27 +222,54 @@ def main() -> None:
             stop_mongo(mongo_process)
 
 
-def report(targets: list[tuple[str, str, dict]], db, args: argparse.Namespace, load) -> None:
-    """Each target's rate and latency, then the date and label pages again by query (their
+def report(
+    targets: list[tuple[str, str, dict]],
+    db,
+    args: argparse.Namespace,
+    load,
+    api_port: int,
+    other_port: int | None,
+    processes: dict[int, int],
+) -> None:
+    """Each target's rate, latency and server CPU per request (`processes`: port -> pid;
+    with `other_port`, the other checkout's beside it),
+    then the date and label pages again by query (their
     baseline, in the same run: what the API falls back to without the per-day key lists of
     storage/day_index.py, which was all it did before them; that the lists are missing is
     remembered for as long as a list would be, so the fallback costs a lookup in memory
     more than the old code), and the ratios."""
-    results = {}
+    results, cpu_per_request = {}, {}
 
     def measure(label: str, url: str, request_headers: dict) -> None:
         load(url, request_headers, 2, args.connections)  # warm-up
+        pid = processes[int(re.search(r":(\d+)/", url).group(1))]
+        started = cpu_seconds(pid)
         results[label] = load(url, request_headers, args.seconds, args.connections)
         rate, p50, p99 = results[label]
-        print(f"{label:<52} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+        cpu_per_request[label] = (cpu_seconds(pid) - started) / (rate * args.seconds) * 1000
+        print(f"{label:<52} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
+              f"server CPU {cpu_per_request[label]:5.2f} ms/request")  # fmt: skip
 
-    for target in targets:
-        measure(*target)
+    for number, (label, url, request_headers) in enumerate(targets):
+        if other_port is None or f":{api_port}/" not in url:
+            measure(label, url, request_headers)
+            continue
+        pair = [
+            (label, url),
+            (f"{label} [against]", url.replace(f":{api_port}/", f":{other_port}/")),
+        ]
+        for paired_label, paired_url in pair[:: 1 if number % 2 else -1]:
+            measure(paired_label, paired_url, request_headers)
     db["day_index"].drop()
     time.sleep(DAY_LISTS_TTL_S)  # the lists the API process keeps expire
     for label, url, request_headers in targets:
         if "from=" in url or "topic=" in url:
             measure(f"{label} by query", url, request_headers)
+    for label in [label for label in results if label.endswith(" [against]")]:
+        mine = label.removesuffix(" [against]")
+        print(f"{mine:<52} {results[mine][0] / results[label][0]:.2f}x the other checkout's "
+              f"requests/s, {cpu_per_request[mine] / cpu_per_request[label]:.2f}x its CPU per "
+              "request")  # fmt: skip
     ceiling = results["bare FastAPI constant (ceiling)"][0]
     for label, (rate, _, _) in list(results.items())[1:]:
         print(f"{label:<52} {rate / ceiling:.2f} of the ceiling")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, Request, Security, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from analytics_assets.api import keys
 from analytics_assets.api.common import DbProvider
@@ -114,11 +115,16 @@ def scope_dependency(gate: KeyGate) -> RequireScope:
         # The scope in the security requirement puts it in the OpenAPI spec (and so in the
         # API reference, docs/reference/api.md); a default, not Annotated, because the
         # annotation is text here and could not see `scope`.
-        def check(
+        async def check(
             request: Request, api_key: str | None = Security(API_KEY, scopes=[scope])
         ) -> None:
+            # Async, so a request whose key is known (cached) is checked on the event loop
+            # instead of in a trip through the thread pool; only a MongoDB lookup goes there.
             _refuse_unknown_params(request, allowed_params)
-            key = gate.key(request, api_key)
+            if gate.verify.cached(api_key)[0]:
+                key = gate.key(request, api_key)
+            else:
+                key = await run_in_threadpool(gate.key, request, api_key)
             if scope not in key.scopes:
                 raise HTTPException(403, f"this key lacks the {scope} scope")
             gate.take_token(request, key)

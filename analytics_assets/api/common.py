@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from pymongo.database import Database
 
 from analytics_assets.api.models import ErrorBody
@@ -68,6 +69,20 @@ TRANSLATIONS = COLLECTIONS["conversation_translations"].name
 REPORTS = COLLECTIONS["analytics_reports"].name
 USER_ANALYTICS = COLLECTIONS["user_analytics"].name
 USER_PREDICTIONS = COLLECTIONS["user_return_predictions"].name
+
+
+def json_response(body: BaseModel | list[BaseModel], headers: dict | None = None) -> Response:
+    """`body` as the JSON FastAPI would send for it (by alias, as `response_model_by_alias`
+    does by default), serialized once, here. Returned as a Response, it is not validated a
+    second time against the route's `response_model`, which FastAPI does for a sync
+    endpoint in another trip through the thread pool (`benchmarks/bench_api.py`); the
+    documented schema still comes from `response_model`. For bodies built as the route's
+    models only: nothing checks them afterwards."""
+    if isinstance(body, BaseModel):
+        content = body.model_dump_json(by_alias=True)
+    else:
+        content = "[" + ",".join(item.model_dump_json(by_alias=True) for item in body) + "]"
+    return Response(content=content, media_type="application/json", headers=headers)
 
 
 def error_response(

@@ -25,9 +25,9 @@ list's back; every write that adds or changes a day's documents goes through
 `storage/mongo.replace_days`, which removes the day's list before it writes the documents
 and writes it again after them, so a write that fails half-way leaves the day without a
 stored list (answered by the query), never with one that disagrees with its documents.
-Labels count only when written by the run that wrote the keys (`labels_run`), so keys
-rewritten by a version that knew no labels do not pass with the old ones. The API keeps
-the lists it read for a few seconds (`DayListCache`): for that long a conversation
+Labels count only when written by the run that wrote the keys (`LABELS_RUN_FIELD`), so
+keys rewritten by a version that knew no labels do not pass with the old ones. The API
+keeps the lists it read for a few seconds (`DayListCache`): for that long a conversation
 relabeled *to* a filter's value may be missing from that filter's pages.
 
 A list is one document, so MongoDB's 16 MB document limit bounds a day at roughly 80,000
@@ -53,6 +53,8 @@ from pymongo.database import Database
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD, RUN_FIELD, CollectionSpec
 
 DAY_INDEX_COLLECTION = "day_index"
+# The run that wrote a list's labels; they count only beside keys of the same run.
+LABELS_RUN_FIELD = "labels_run"
 
 
 def epoch_ms(value: datetime) -> int:
@@ -86,7 +88,7 @@ class DayList:
     def of_document(cls, document: Mapping[str, Any]) -> DayList:
         labels, keys = document.get("labels"), document["keys"]
         if labels is not None and (
-            document.get("labels_run") != document.get(RUN_FIELD)
+            document.get(LABELS_RUN_FIELD) != document.get(RUN_FIELD)
             or any(len(values) != len(keys) for values in labels.values())
         ):
             labels = None  # left by another writer of the keys, or not aligned with them
@@ -165,7 +167,7 @@ def write_day_index(
                 name: [values[position] for _, _, values in day_entries]
                 for position, name in enumerate(label_fields)
             }
-            listed["labels_run"] = run_id
+            listed[LABELS_RUN_FIELD] = run_id
         return listed
 
     db[DAY_INDEX_COLLECTION].bulk_write(

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
-from analytics_assets.api.common import ERRORS, DbProvider, Grain
+from analytics_assets.api.common import ERRORS, DbProvider, Grain, json_response
 from analytics_assets.api.models import ModelComparison, Series
 
 
@@ -25,8 +25,8 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     )
     def models(
         from_: Annotated[date, Query(alias="from")], to: Annotated[date, Query()]
-    ) -> ModelComparison:
-        return queries.model_comparison(db_provider(), from_, to)
+    ) -> Response:
+        return json_response(queries.model_comparison(db_provider(), from_, to))
 
     @router.get(
         "/analytics/{dimension}",
@@ -38,7 +38,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
         grain: Grain = "daily",
-    ) -> Series:
-        return queries.series(db_provider(), dimension, from_, to, grain)
+    ) -> Response:
+        return json_response(queries.series(db_provider(), dimension, from_, to, grain))
 
     return router

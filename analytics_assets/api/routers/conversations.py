@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
@@ -24,6 +24,7 @@ from analytics_assets.api.common import (
     IdPath,
     Label,
     PseudonymQuery,
+    json_response,
 )
 from analytics_assets.api.models import ConversationDetail, ConversationPage
 
@@ -43,11 +44,11 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     def conversation(
         conversation_id: IdPath,
         lang: Annotated[str | None, Query(pattern=LANG_PATTERN)] = None,
-    ) -> ConversationDetail:
+    ) -> Response:
         detail = queries.conversation_detail(db_provider(), conversation_id, lang)
         if detail is None:
             raise HTTPException(404, f"no conversation {conversation_id}")
-        return detail
+        return json_response(detail)
 
     @router.get(
         "/conversations",
@@ -68,11 +69,11 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         cursor: Annotated[
             str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
         ] = None,
-    ) -> ConversationPage:
+    ) -> Response:
         filters = queries.ConversationFilters(
             from_=from_, to=to, user_id=user_id, model=model, channel=channel, topic=topic,
             intent=intent, sentiment=sentiment, language=language,
         )  # fmt: skip
-        return queries.conversation_page(db_provider(), filters, limit, cursor)
+        return json_response(queries.conversation_page(db_provider(), filters, limit, cursor))
 
     return router

@@ -17,6 +17,7 @@ from analytics_assets.api.common import (
     PERIOD_PATTERN,
     DbProvider,
     Grain,
+    json_response,
 )
 from analytics_assets.api.models import Report
 
@@ -32,10 +33,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     )
     def report(
         request: Request,
-        response: Response,
         kind: Grain,
         period: Annotated[str, Path(pattern=PERIOD_PATTERN)],
-    ):
+    ) -> Response:
         body = queries.report(db_provider(), kind, period)
         if body is None:
             raise HTTPException(404, f"no {kind} report for {period}")
@@ -50,8 +50,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         }
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        response.headers.update(headers)
-        return body
+        return json_response(body, headers)
 
     @router.get(
         "/analytics/reports/{kind}",
@@ -62,8 +61,8 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         kind: Grain,
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
-    ) -> list[Report]:
-        return queries.reports(db_provider(), kind, from_, to)
+    ) -> Response:
+        return json_response(queries.reports(db_provider(), kind, from_, to))
 
     return router
 

@@ -3,7 +3,7 @@ and return predictions per day, found by their pseudonym."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
@@ -12,6 +12,7 @@ from analytics_assets.api.common import (
     NOT_FOUND,
     DbProvider,
     PseudonymPath,
+    json_response,
 )
 from analytics_assets.api.models import UserAnalytics, UserPredictions
 
@@ -25,11 +26,11 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         responses=NOT_FOUND,
         dependencies=[require("users:read")],
     )
-    def user(user_id: PseudonymPath) -> UserAnalytics:
+    def user(user_id: PseudonymPath) -> Response:
         analytics = queries.user_analytics(db_provider(), user_id)
         if analytics is None:
             raise HTTPException(404, "no analytics for this user")
-        return analytics
+        return json_response(analytics)
 
     @router.get(
         "/users/{user_id}/predictions",
@@ -37,12 +38,12 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         responses=NOT_FOUND,
         dependencies=[require("users:read")],
     )
-    def predictions(user_id: PseudonymPath) -> UserPredictions:
+    def predictions(user_id: PseudonymPath) -> Response:
         """Per day the user was scored: the probability of returning within 7 days and the
         expected conversations in them (docs/metrics.md, "Return prediction")."""
         predictions = queries.user_predictions(db_provider(), user_id)
         if predictions is None:
             raise HTTPException(404, "no predictions for this user")
-        return predictions
+        return json_response(predictions)
 
     return router
