@@ -15,10 +15,16 @@ from dagster import DagsterInstance
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
-from analytics_assets.api import keys, queries
+from analytics_assets.api import auth, keys, queries
 from analytics_assets.api.app import KEY_CACHE_S, create_app
 from analytics_assets.api.common import json_response
-from analytics_assets.api.models import ModelComparison, Series
+from analytics_assets.api.models import (
+    ConversationDetail,
+    ConversationPage,
+    ModelComparison,
+    Report,
+    Series,
+)
 from analytics_assets.api.ratelimit import TokenBuckets
 from analytics_assets.api.routers.dashboard import RANGE_CAP_MESSAGE
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
@@ -301,24 +307,58 @@ def test_while_one_request_reads_expired_lists_the_others_serve_the_expired_copi
         db["day_index"].replace_one({"_id": list_id}, written)
 
 
-def test_bodies_serialized_by_the_endpoints_are_what_fastapi_would_send():
+def test_bodies_the_endpoints_serialize_are_what_fastapi_would_send(filled):
     """The read endpoints serialize their models themselves (`common.json_response`) and
-    return a Response, so FastAPI neither validates nor serializes them again: the bytes
-    must be the ones FastAPI's own path makes (by alias, compact), for a model and a list."""
-    comparison = ModelComparison.model_validate(
-        {"from": "2026-11-01", "to": "2026-11-02", "models": [{"model": "m", "n": 1}],
-         "comparison": []}
-    )  # fmt: skip
-    assert json_response(comparison).body == TypeAdapter(ModelComparison).dump_json(
-        comparison, by_alias=True
+    return a Response, so FastAPI does not pass over them again: what they serve must be
+    FastAPI's own serialization of the route's `response_model` (by alias, compact), and a
+    subclass's extra field must stay out as FastAPI would leave it."""
+    db, first, last = filled["db"], DAYS[0], DAYS[-1]
+    conversation = db["conversation_analytics"].find_one({"day": DAYS[1].isoformat()})["_id"]
+    served_and_expected = [
+        (get(filled, "/conversations", topic="billing", limit=5),
+         ConversationPage,
+         queries.conversation_page(db, queries.ConversationFilters(topic="billing"), 5, None)),
+        (get(filled, f"/conversations/{conversation}"),
+         ConversationDetail, queries.conversation_detail(db, conversation, None)),
+        (get(filled, "/analytics/reports/daily", **{"from": first, "to": last}),
+         list[Report], queries.reports(db, "daily", first, last)),
+        (get(filled, "/analytics/models", **{"from": first, "to": last}),
+         ModelComparison, queries.model_comparison(db, first, last)),
+    ]  # fmt: skip
+    for served, body_type, expected in served_and_expected:
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "application/json"
+        assert served.content == TypeAdapter(body_type).dump_json(expected, by_alias=True)
+    assert served.json()["from"] == first.isoformat()  # by alias
+
+    class WithMore(Series):
+        internal: str = "not for clients"
+
+    body = WithMore(dimension="topics", grain="daily", points=[])
+    assert (
+        json_response(body, Series).body == Series(**body.model_dump()).model_dump_json().encode()
     )
-    assert b'"from":"2026-11-01"' in json_response(comparison).body
-    series = [Series(dimension="topics", grain="daily", points=[{"period": "p", "counts": {}}])]
-    assert json_response(series * 2).body == TypeAdapter(list[Series]).dump_json(
-        series * 2, by_alias=True
-    )
-    assert json_response([]).body == b"[]"
-    assert json_response(comparison).headers["content-type"] == "application/json"
+
+
+def test_a_recently_verified_key_is_checked_without_the_thread_pool(filled, monkeypatch):
+    """The key check runs on the event loop for a key verified lately; a MongoDB lookup
+    (a key not seen yet) goes to the thread pool, never onto the loop."""
+    trips: list[str] = []
+    real = auth.run_in_threadpool
+
+    async def counted(function, *args, **kwargs):
+        trips.append(function.__name__)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(auth, "run_in_threadpool", counted)
+    lookups, verify = [], keys.verify
+    monkeypatch.setattr(keys, "verify", lambda db, key: lookups.append(key) or verify(db, key))
+    fresh = {"X-API-Key": keys.create_key(filled["db"], ["analytics:read"])}
+    day = f"/analytics/reports/daily/{DAYS[1].isoformat()}"
+    assert filled["client"].get(day, headers=fresh).status_code == 200
+    assert trips == ["key"] and len(lookups) == 1  # the lookup, in the thread pool
+    assert filled["client"].get(day, headers=fresh).status_code == 200
+    assert trips == ["key"] and len(lookups) == 1  # known now: checked on the loop
 
 
 def test_reports_series_models_and_users(filled):

@@ -118,12 +118,13 @@ def scope_dependency(gate: KeyGate) -> RequireScope:
         async def check(
             request: Request, api_key: str | None = Security(API_KEY, scopes=[scope])
         ) -> None:
-            # Async, so a request whose key is known (cached) is checked on the event loop
-            # instead of in a trip through the thread pool; only a MongoDB lookup goes there.
+            # Async, so a request whose key was verified lately is checked on the event loop
+            # instead of in a trip through the thread pool. Decided once: anything else (a
+            # MongoDB lookup, a refusal) goes to the thread pool, so no lookup ever blocks
+            # the loop, even when the cached answer expires in between.
             _refuse_unknown_params(request, allowed_params)
-            if gate.verify.cached(api_key)[0]:
-                key = gate.key(request, api_key)
-            else:
+            known, key = gate.verify.cached(api_key)
+            if not known or key is None:
                 key = await run_in_threadpool(gate.key, request, api_key)
             if scope not in key.scopes:
                 raise HTTPException(403, f"this key lacks the {scope} scope")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable
 from datetime import date, datetime
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from pymongo.database import Database
 
 from analytics_assets.api.models import ErrorBody
@@ -71,18 +72,20 @@ USER_ANALYTICS = COLLECTIONS["user_analytics"].name
 USER_PREDICTIONS = COLLECTIONS["user_return_predictions"].name
 
 
-def json_response(body: BaseModel | list[BaseModel], headers: dict | None = None) -> Response:
-    """`body` as the JSON FastAPI would send for it (by alias, as `response_model_by_alias`
-    does by default), serialized once, here. Returned as a Response, it is not validated a
-    second time against the route's `response_model`, which FastAPI does for a sync
-    endpoint in another trip through the thread pool (`benchmarks/bench_api.py`); the
-    documented schema still comes from `response_model`. For bodies built as the route's
-    models only: nothing checks them afterwards."""
-    if isinstance(body, BaseModel):
-        content = body.model_dump_json(by_alias=True)
-    else:
-        content = "[" + ",".join(item.model_dump_json(by_alias=True) for item in body) + "]"
+def json_response(body: Any, body_type: Any, headers: dict | None = None) -> Response:
+    """`body` as the JSON FastAPI sends for a route whose `response_model` is `body_type`:
+    the same serializer (a TypeAdapter of that type, by alias, as `response_model_by_alias`
+    does by default), so a subclass's extra fields are left out as FastAPI would. Returned
+    as a Response, it skips FastAPI's own pass over the body, which for a sync endpoint is
+    a second trip through the thread pool (`benchmarks/bench_api.py --against`); the
+    documented schema still comes from `response_model`."""
+    content = _adapter(body_type).dump_json(body, by_alias=True)
     return Response(content=content, media_type="application/json", headers=headers)
+
+
+@functools.cache
+def _adapter(body_type: Any) -> TypeAdapter:
+    return TypeAdapter(body_type)
 
 
 def error_response(

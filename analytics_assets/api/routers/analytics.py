@@ -26,7 +26,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     def models(
         from_: Annotated[date, Query(alias="from")], to: Annotated[date, Query()]
     ) -> Response:
-        return json_response(queries.model_comparison(db_provider(), from_, to))
+        return json_response(queries.model_comparison(db_provider(), from_, to), ModelComparison)
 
     @router.get(
         "/analytics/{dimension}",
@@ -39,6 +39,6 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         to: Annotated[date, Query()],
         grain: Grain = "daily",
     ) -> Response:
-        return json_response(queries.series(db_provider(), dimension, from_, to, grain))
+        return json_response(queries.series(db_provider(), dimension, from_, to, grain), Series)
 
     return router

@@ -48,7 +48,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         detail = queries.conversation_detail(db_provider(), conversation_id, lang)
         if detail is None:
             raise HTTPException(404, f"no conversation {conversation_id}")
-        return json_response(detail)
+        return json_response(detail, ConversationDetail)
 
     @router.get(
         "/conversations",
@@ -74,6 +74,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             from_=from_, to=to, user_id=user_id, model=model, channel=channel, topic=topic,
             intent=intent, sentiment=sentiment, language=language,
         )  # fmt: skip
-        return json_response(queries.conversation_page(db_provider(), filters, limit, cursor))
+        page = queries.conversation_page(db_provider(), filters, limit, cursor)
+        return json_response(page, ConversationPage)
 
     return router

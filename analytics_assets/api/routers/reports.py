@@ -50,7 +50,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         }
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        return json_response(body, headers)
+        return json_response(body, Report, headers)
 
     @router.get(
         "/analytics/reports/{kind}",
@@ -62,7 +62,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
     ) -> Response:
-        return json_response(queries.reports(db_provider(), kind, from_, to))
+        return json_response(queries.reports(db_provider(), kind, from_, to), list[Report])
 
     return router
 

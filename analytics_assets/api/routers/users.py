@@ -30,7 +30,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         analytics = queries.user_analytics(db_provider(), user_id)
         if analytics is None:
             raise HTTPException(404, "no analytics for this user")
-        return json_response(analytics)
+        return json_response(analytics, UserAnalytics)
 
     @router.get(
         "/users/{user_id}/predictions",
@@ -44,6 +44,6 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         predictions = queries.user_predictions(db_provider(), user_id)
         if predictions is None:
             raise HTTPException(404, "no predictions for this user")
-        return json_response(predictions)
+        return json_response(predictions, UserPredictions)
 
     return router
