@@ -82,10 +82,11 @@ def seeded_sample(nocodb: NocoDBServer) -> SeededSample:
     return SeededSample(data=data, base=base)
 
 
-def start_mongo(data_dir, port: int):
+def start_mongo(data_dir, port: int, *, plain_nx: bool = False):
     """The embedded server the deployment runs (nx-27017 through `storage/embedded_server.py`)
     on loopback with its files in `data_dir`; returns the process once it answers. Starting
-    it again on the same folder and port is a restart with the data kept."""
+    it again on the same folder and port is a restart with the data kept. `plain_nx`: plain
+    nx-27017 instead, on the same files (a benchmark's baseline)."""
     import subprocess
     import sys
     import time
@@ -93,8 +94,13 @@ def start_mongo(data_dir, port: int):
 
     from pymongo import MongoClient
 
+    entry_point = (
+        [str(Path(sys.executable).parent / "nx-27017")]
+        if plain_nx
+        else [sys.executable, "-m", "analytics_assets.storage.embedded_server"]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "analytics_assets.storage.embedded_server",
+        [*entry_point,
          "--data-dir", str(data_dir), "--port", str(port),
          "--log-file", str(Path(data_dir) / "log"), "--pid-file", str(Path(data_dir) / "pid")],
         stdout=subprocess.DEVNULL,

@@ -5,21 +5,31 @@ what the server's own file holds."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
+import bson
 import pytest
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from neosqlite.objectid import ObjectId as NeoObjectId
+from nx_27017.utils import convert_neo_to_bson_objectids
 from pymongo import InsertOne, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError
 
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD
 from analytics_assets.storage.connection import MongoConnection
 from analytics_assets.storage.embedded import DAY_AS_DATE_INDEX_PREFIX, index_days_as_dates
-from analytics_assets.storage.embedded_server import commit_once
+from analytics_assets.storage.embedded_server import bson_ready, commit_once
 from analytics_assets_tests.conftest import start_mongo, stop_mongo
 from analytics_assets_tests.nocodb_server import free_port
 
@@ -310,3 +320,78 @@ def test_a_file_sqlite_refuses_leaves_the_days_unindexed_and_says_so(tmp_path, c
     (tmp_path / "analytics.db").write_bytes(b"not a database " * 100)
     assert index_days_as_dates(tmp_path, "analytics", COLLECTIONS) == []
     assert "not indexed" in caplog.text
+
+
+# What a reply can hold: what nx-27017 loads from its file (its own ObjectIds, Decimals,
+# datetimes, text, numbers) and what a command's reply adds, nested in documents and lists;
+# keys include `id`, whose 0 nx-27017 sends as an Int64.
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+    | st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1))
+    | st.decimals(
+        allow_nan=False, allow_infinity=False, places=4, max_value=10**12, min_value=-(10**12)
+    )
+    | st.binary(min_size=12, max_size=12).map(NeoObjectId)
+    | st.sampled_from([0, 0.0, False, Decimal("0"), Int64(0), Int64(7)])
+)
+_KEYS = st.sampled_from(["id", "_id", "a", "b", "cursor", "firstBatch"]) | st.text(max_size=4)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=6))
+def test_a_reply_is_encoded_to_the_bytes_nx_27017_makes_and_left_as_it_was(document):
+    before = copy.deepcopy(document)
+    assert _encoded(bson_ready, document) == _encoded(convert_neo_to_bson_objectids, document)
+    assert repr(document) == repr(before)  # nothing converted in place
+
+
+def _encoded(convert, document) -> bytes | str:
+    """The reply's bytes, or the error encoding it ends in (a key with a NUL, half an emoji)."""
+    try:
+        return bson.encode(convert(document))
+    except Exception as error:  # the same failure is the same outcome
+        return f"{type(error).__name__}: {error}"
+
+
+def test_a_plain_reply_is_sent_as_it_is_and_only_what_changes_is_copied():
+    plain = {"cursor": {"firstBatch": [{"_id": "c1", "n": 1}], "id": 5}, "ok": 1.0}
+    assert bson_ready(plain) is plain
+    neo = NeoObjectId(b"\x01" * 12)
+    reply = {"cursor": {"firstBatch": [{"_id": neo}, {"_id": "c2"}], "id": 0}, "ok": 1.0}
+    ready = bson_ready(reply)
+    batch = ready["cursor"]["firstBatch"]
+    assert (
+        batch[0]["_id"] == ObjectId(b"\x01" * 12) and batch[1] is reply["cursor"]["firstBatch"][1]
+    )
+    assert type(ready["cursor"]["id"]) is Int64
+    assert reply["cursor"]["firstBatch"][0]["_id"] is neo and reply["cursor"]["id"] == 0
+
+
+def test_what_a_client_writes_it_reads_back_through_the_server(collection):
+    # (nx-27017 cannot store a Decimal128 at all: the conversion's Decimal case is the
+    # property test's alone.)
+    written = {
+        "_id": ObjectId(),
+        "oid": ObjectId(),
+        "at": datetime(2026, 11, 1, 9, 30, tzinfo=UTC),
+        "id": 0,
+        "nested": [{"oid": ObjectId(), "id": 0}, [1, "two", None]],
+    }
+    collection.insert_one(dict(written))
+    for found in (collection.find_one({"_id": written["_id"]}), *collection.find({})):
+        assert (
+            found["oid"] == written["oid"]
+            and found["nested"][0]["oid"] == written["nested"][0]["oid"]
+        )
+        assert found["nested"][1] == [1, "two", None]
+        assert found["at"].replace(tzinfo=UTC) == written["at"] and found["id"] == 0

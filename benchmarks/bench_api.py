@@ -6,11 +6,15 @@ uvicorn (one worker, as deployed) in a second process, and loads it from a third
 it is installed (Debian's `wrk`), else an async httpx client.
 
     .venv/bin/python benchmarks/bench_api.py [--seconds 10] [--connections 16] [--days 14]
-        [--against CHECKOUT]
+        [--against CHECKOUT] [--plain-server]
 
 `--days` sizes the sample (the default's 14 days and ~230 conversations a day, kept per
 day, ending on the default's last day): the query's label pages slow down as the history
 grows, the key lists' do not.
+
+`--plain-server` measures each API endpoint again, right beside, with plain nx-27017 serving
+the same files instead of the deployment's embedded server (`storage/embedded_server.py`):
+a change to the embedded server compared with the server before it, in one run.
 
 `--against` serves a second API from another checkout of this repository (`git worktree add
 /tmp/before <commit>`) on the same database, measures each of its endpoints right beside
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -149,13 +154,23 @@ def materialize_sample(root: Path, mongo: MongoResource, days: int) -> SampleSpe
     return spec
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--days", type=int, default=SampleSpec().days)
     parser.add_argument("--against", help="another checkout's root, served beside this one")
+    parser.add_argument(
+        "--plain-server", action="store_true", help="each API endpoint again on plain nx-27017"
+    )
     args = parser.parse_args()
+    if args.against and args.plain_server:
+        parser.error("--against and --plain-server: one comparison at a time")
+    return args
+
+
+def main() -> None:
+    args = arguments()
     load = load_wrk if shutil.which("wrk") else load_httpx
     print(f"load generator: {'wrk' if load is load_wrk else 'httpx (async)'}, "
           f"{args.connections} connections, {args.seconds} s per endpoint")  # fmt: skip
@@ -214,7 +229,22 @@ def main() -> None:
                  f"http://127.0.0.1:{api_port}/conversations?topic={rare}&limit=50", headers),
             ]  # fmt: skip
             processes = {port: server.pid for port, server in zip(ports, servers, strict=True)}
-            report(targets, db, args, load, api_port, other_port, processes)
+
+            def switch_server(plain: bool) -> None:
+                """The same files served by plain nx-27017 or the deployment's server."""
+                nonlocal mongo_process
+                stop_mongo(mongo_process)
+                mongo_process = start_mongo(root / "mongo", mongo_port, plain_nx=plain)
+                # The API's client reconnects on its next request.
+                for _ in range(50):
+                    with contextlib.suppress(httpx.TransportError):
+                        if httpx.get(targets[1][1], headers=headers, timeout=5).status_code < 500:
+                            return
+                    time.sleep(0.2)
+                raise RuntimeError("the API did not reconnect")
+
+            report(targets, db, args, load, api_port, other_port, processes,
+                   switch_server if args.plain_server else None)  # fmt: skip
         finally:
             for server in servers:
                 server.terminate()
@@ -230,9 +260,11 @@ def report(
     api_port: int,
     other_port: int | None,
     processes: dict[int, int],
+    switch_server=None,
 ) -> None:
     """Each target's rate, latency and server CPU per request (`processes`: port -> pid;
-    with `other_port`, the other checkout's beside it),
+    with `other_port`, the other checkout's beside it; with `switch_server`, the same on
+    plain nx-27017 beside it),
     then the date and label pages again by query (their
     baseline, in the same run: what the API falls back to without the per-day key lists of
     storage/day_index.py, which was all it did before them; that the lists are missing is
@@ -251,25 +283,48 @@ def report(
               f"server CPU {cpu_per_request[label]:5.2f} ms/request")  # fmt: skip
 
     for number, (label, url, request_headers) in enumerate(targets):
-        if other_port is None or f":{api_port}/" not in url:
+        if f":{api_port}/" not in url:
             measure(label, url, request_headers)
-            continue
-        pair = [
-            (label, url),
-            (f"{label} [against]", url.replace(f":{api_port}/", f":{other_port}/")),
-        ]
-        for paired_label, paired_url in pair[:: 1 if number % 2 else -1]:
-            measure(paired_label, paired_url, request_headers)
+        elif switch_server:
+            measure_beside_plain_server(number, label, url, request_headers, measure, switch_server)
+        elif other_port is not None:
+            pair = [
+                (label, url),
+                (f"{label} [against]", url.replace(f":{api_port}/", f":{other_port}/")),
+            ]
+            for paired_label, paired_url in pair[:: 1 if number % 2 else -1]:
+                measure(paired_label, paired_url, request_headers)
+        else:
+            measure(label, url, request_headers)
     db["day_index"].drop()
     time.sleep(DAY_LISTS_TTL_S)  # the lists the API process keeps expire
     for label, url, request_headers in targets:
         if "from=" in url or "topic=" in url:
             measure(f"{label} by query", url, request_headers)
+    print_ratios(results, cpu_per_request)
+
+
+def measure_beside_plain_server(number, label, url, request_headers, measure, switch_server):
+    """The endpoint on the deployment's server and on plain nx-27017 over the same files,
+    alternating which goes first."""
+    for plain in (False, True) if number % 2 else (True, False):
+        if plain:
+            switch_server(True)
+        measure(f"{label} [plain nx-27017]" if plain else label, url, request_headers)
+        if plain:
+            switch_server(False)
+
+
+def print_ratios(results: dict, cpu_per_request: dict) -> None:
     for label in [label for label in results if label.endswith(" [against]")]:
         mine = label.removesuffix(" [against]")
         print(f"{mine:<52} {results[mine][0] / results[label][0]:.2f}x the other checkout's "
               f"requests/s, {cpu_per_request[mine] / cpu_per_request[label]:.2f}x its CPU per "
               "request")  # fmt: skip
+    for label in [label for label in results if label.endswith(" [plain nx-27017]")]:
+        mine = label.removesuffix(" [plain nx-27017]")
+        print(f"{mine:<52} {results[mine][0] / results[label][0]:.2f}x the requests/s on plain "
+              "nx-27017")  # fmt: skip
     ceiling = results["bare FastAPI constant (ceiling)"][0]
     for label, (rate, _, _) in list(results.items())[1:]:
         print(f"{label:<52} {rate / ceiling:.2f} of the ceiling")

@@ -13,14 +13,21 @@
    - plain nx-27017 with the day index;
    - the deployment's server with the day index.
    Prints documents/s and the ratio against the baseline.
+3. Reads, on the same messages (day-indexed on both servers, so only the server differs):
+   - a page: 51 documents by `_id` (`$in`), as the read API fetches a page of conversations;
+   - a day: every document of one day, in batches of 5,000, as the PII check of the copies
+     reads them;
+   plain nx-27017 (baseline) against the deployment's server, which sends replies without
+   rebuilding them (`embedded_server.bson_ready`). Prints reads/s and the ratio.
 
-    .venv/bin/python benchmarks/bench_mongo.py [--messages 100000] [--days 60]
+    .venv/bin/python benchmarks/bench_mongo.py [--messages 100000] [--days 60] [--reads-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import shutil
 import subprocess
 import sys
@@ -162,13 +169,51 @@ def day_by_day(messages: int, days: int) -> None:
         print(f"  {label:<40}: {rate:,.0f} documents/s, ratio {rate / baseline:.2f}")
 
 
+def reads(messages: int, days: int, seconds: float = 8.0) -> None:
+    documents = frame_to_documents(message_frame(messages, days), SPEC)
+    ids = [document["_id"] for document in documents]
+    day_names = sorted({document[DAY_FIELD] for document in documents})
+    pages = [random.Random(seed).sample(ids, 51) for seed in range(50)]
+    rates: dict[str, tuple[float, float]] = {}
+    for label, deployment in (
+        ("plain nx-27017 (baseline)", False),
+        ("the deployment's server", True),
+    ):
+        with server(deployment=deployment) as (db, data_dir):
+            make_collection(db, SPEC.name, data_dir, day_indexed=True)
+            db[SPEC.name].insert_many(documents, ordered=False)
+            collection = db[SPEC.name]
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                found = list(collection.find({"_id": {"$in": pages[count % len(pages)]}}))
+                assert len(found) == 51
+                count += 1
+            page_rate = count / (time.perf_counter() - started)
+            read, started = 0, time.perf_counter()
+            for day in day_names:
+                read += sum(1 for _ in collection.find({DAY_FIELD: day}).batch_size(5_000))
+            assert read == messages
+            rates[label] = (page_rate, read / (time.perf_counter() - started))
+    print(f"reads of {messages:,} messages over {days} days, both servers day-indexed:")
+    (base_pages, base_days), *_ = rates.values()
+    for label, (page_rate, day_rate) in rates.items():
+        print(
+            f"  {label:<27}: a page of 51 by _id {page_rate:,.0f}/s (ratio "
+            f"{page_rate / base_pages:.2f}); each day whole {day_rate:,.0f} documents/s "
+            f"(ratio {day_rate / base_days:.2f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--reads-only", action="store_true")
     args = parser.parse_args()
-    partition_replace(args.messages)
-    day_by_day(args.messages, args.days)
+    if not args.reads_only:
+        partition_replace(args.messages)
+        day_by_day(args.messages, args.days)
+    reads(args.messages, args.days)
 
 
 if __name__ == "__main__":

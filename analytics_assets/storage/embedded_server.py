@@ -23,6 +23,12 @@ could not start because another process holds the write lock (`index_days_as_dat
 building an index), an exception. A command inside a client's own transaction, and every
 other message, passes through untouched. `benchmarks/bench_mongo.py` measures it against
 plain nx-27017 in one run; `test_embedded_server.py` shows the outcomes.
+
+Replies are made ready for BSON without copying what needs no change (`bson_ready`):
+nx-27017 rebuilds every reply, document by document and value by value, to swap its own
+ObjectIds and Decimals for BSON's. That walk was the largest part of the server's time to
+answer a read (the API's pages, the PII check's scan of the copies); the bytes sent are the
+same.
 """
 
 from __future__ import annotations
@@ -30,10 +36,18 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from bson import Int64
+from bson.decimal128 import Decimal128
+from bson.objectid import ObjectId as BsonObjectId
+from neosqlite.objectid import ObjectId as NeoObjectId
 from nx_27017 import handler as nx_handler
+from nx_27017 import wire_protocol as nx_wire_protocol
 from nx_27017.nx_27017 import main as nx_main
+from nx_27017.utils import convert_neo_to_bson_objectids
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +138,72 @@ def commit_once(handle):
     return handle_in_one_transaction
 
 
+# Values BSON encodes as they are, which nx-27017's conversion leaves alone (exact types:
+# a subclass takes nx-27017's own path).
+_AS_THEY_ARE = frozenset({str, int, float, bool, type(None), datetime, bytes})
+
+
+def bson_ready(document: Any) -> Any:
+    """What nx-27017's `convert_neo_to_bson_objectids` makes of `document` (its ObjectIds and
+    Decimals as BSON's, an `id` equal to 0 as an Int64, as nx-27017 sends a cursor's id),
+    encoded to the same bytes, but a container is copied only where something in it
+    changes: a reply of plain documents is sent as it is."""
+    if type(document) is dict:
+        converted = None
+        for key, value in document.items():
+            if key == "id" and value == 0:  # nx-27017's rule, tested first as it does
+                new = Int64(0)
+            elif type(value) in _AS_THEY_ARE:
+                continue
+            else:
+                new = _bson_ready_value(value)
+                if new is value:
+                    continue
+            if converted is None:
+                converted = dict(document)
+            converted[key] = new
+        return document if converted is None else converted
+    if type(document) is list:
+        return _bson_ready_list(document)
+    return convert_neo_to_bson_objectids(document)
+
+
+def _bson_ready_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return bson_ready(value)
+    if kind is list:
+        return _bson_ready_list(value)
+    if isinstance(value, NeoObjectId):
+        return BsonObjectId(value.binary)
+    if isinstance(value, Decimal):
+        return Decimal128(value)
+    if isinstance(value, dict):
+        return convert_neo_to_bson_objectids(value)
+    if isinstance(value, list):
+        return [_bson_ready_value(item) for item in value]
+    return value
+
+
+def _bson_ready_list(items: list) -> list:
+    converted = None
+    for index, item in enumerate(items):
+        new = item if type(item) in _AS_THEY_ARE else _bson_ready_value(item)
+        if new is not item:
+            if converted is None:
+                converted = list(items)
+            converted[index] = new
+    return items if converted is None else converted
+
+
 def install() -> None:
-    """Idempotent: patches nx-27017's handler class in this process."""
+    """Idempotent: patches nx-27017's handler class and reply conversion in this process."""
     handler = nx_handler.NeoSQLiteHandler
     for name in ("handle_insert", "handle_command"):
         method = getattr(handler, name)
         if not getattr(method, "commits_once", False):
             setattr(handler, name, commit_once(method))
+    nx_wire_protocol._convert_objectids = bson_ready
 
 
 if __name__ == "__main__":
