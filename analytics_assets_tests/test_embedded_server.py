@@ -11,21 +11,27 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import bson
 import pytest
+from bson.binary import Binary
 from bson.int64 import Int64
 from bson.objectid import ObjectId
+from bson.son import SON
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from neosqlite.objectid import ObjectId as NeoObjectId
+from nx_27017 import handler as nx_handler
+from nx_27017 import wire_protocol
 from nx_27017.utils import convert_neo_to_bson_objectids
 from pymongo import InsertOne, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError
 
+from analytics_assets.storage import embedded_server
 from analytics_assets.storage.collections import COLLECTIONS, DAY_FIELD
 from analytics_assets.storage.connection import MongoConnection
 from analytics_assets.storage.embedded import DAY_AS_DATE_INDEX_PREFIX, index_days_as_dates
@@ -337,12 +343,30 @@ _SCALARS = (
         allow_nan=False, allow_infinity=False, places=4, max_value=10**12, min_value=-(10**12)
     )
     | st.binary(min_size=12, max_size=12).map(NeoObjectId)
-    | st.sampled_from([0, 0.0, False, Decimal("0"), Int64(0), Int64(7)])
+    | st.sampled_from([0, 0.0, False, Decimal("0"), Decimal("-0"), Int64(0), Int64(7)])
+    # What BSON knows that nx-27017 leaves alone: its ObjectIds, binaries, 64-bit integers.
+    | st.binary(min_size=12, max_size=12).map(ObjectId)
+    | st.binary(max_size=4).map(lambda data: Binary(data, 5))
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1).map(Int64)
 )
 _KEYS = st.sampled_from(["id", "_id", "a", "b", "cursor", "firstBatch"]) | st.text(max_size=4)
+
+
+class _ListSubclass(list):
+    pass
+
+
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(_KEYS, inner, max_size=4)
+        # Subclasses and tuples take nx-27017's own path (or none): still the same bytes.
+        | st.lists(inner, max_size=3).map(_ListSubclass)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(_KEYS, inner, max_size=3).map(SON)
+        | st.dictionaries(_KEYS, inner, max_size=3).map(OrderedDict)
+    ),
     max_leaves=30,
 )
 
@@ -363,9 +387,36 @@ def _encoded(convert, document) -> bytes | str:
         return f"{type(error).__name__}: {error}"
 
 
+def test_the_server_module_puts_its_conversion_where_nx_27017_encodes_replies(monkeypatch):
+    # What install() patches in this process is put back afterwards.
+    monkeypatch.setattr(wire_protocol, "_convert_objectids", wire_protocol._convert_objectids)
+    for name in ("handle_insert", "handle_command"):
+        monkeypatch.setattr(
+            nx_handler.NeoSQLiteHandler, name, getattr(nx_handler.NeoSQLiteHandler, name)
+        )
+    embedded_server.install()
+    assert wire_protocol._convert_objectids is bson_ready
+    # The name is looked up in the module each time a reply is built.
+    for build in (wire_protocol.ResponseBuilder.build_op_msg_reply,
+                  wire_protocol.ResponseBuilder.build_reply):  # fmt: skip
+        assert build.__globals__ is vars(wire_protocol)
+        assert "_convert_objectids" in _global_names(build.__code__)
+
+
+def _global_names(code) -> set[str]:
+    """The names a function's code looks up, its generator expressions' included."""
+    nested = (const for const in code.co_consts if hasattr(const, "co_names"))
+    return set(code.co_names).union(*(_global_names(inner) for inner in nested))
+
+
 def test_a_plain_reply_is_sent_as_it_is_and_only_what_changes_is_copied():
     plain = {"cursor": {"firstBatch": [{"_id": "c1", "n": 1}], "id": 5}, "ok": 1.0}
     assert bson_ready(plain) is plain
+    # A last batch's cursor id is 0: only the cursor around the documents is copied.
+    documents = [{"_id": "c1", "n": 1}]
+    last = {"cursor": {"firstBatch": documents, "id": 0}, "ok": 1.0}
+    ready = bson_ready(last)
+    assert ready["cursor"]["firstBatch"] is documents and type(ready["cursor"]["id"]) is Int64
     neo = NeoObjectId(b"\x01" * 12)
     reply = {"cursor": {"firstBatch": [{"_id": neo}, {"_id": "c2"}], "id": 0}, "ok": 1.0}
     ready = bson_ready(reply)

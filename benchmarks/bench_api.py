@@ -262,7 +262,7 @@ def report(
     processes: dict[int, int],
     switch_server=None,
 ) -> None:
-    """Each target's rate, latency and server CPU per request (`processes`: port -> pid;
+    """Each target's rate, latency and API process CPU per request (`processes`: port -> pid;
     with `other_port`, the other checkout's beside it; with `switch_server`, the same on
     plain nx-27017 beside it),
     then the date and label pages again by query (their
@@ -280,7 +280,7 @@ def report(
         rate, p50, p99 = results[label]
         cpu_per_request[label] = (cpu_seconds(pid) - started) / (rate * args.seconds) * 1000
         print(f"{label:<52} {rate:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
-              f"server CPU {cpu_per_request[label]:5.2f} ms/request")  # fmt: skip
+              f"API CPU {cpu_per_request[label]:5.2f} ms/request")  # fmt: skip
 
     for number, (label, url, request_headers) in enumerate(targets):
         if f":{api_port}/" not in url:
@@ -306,13 +306,14 @@ def report(
 
 def measure_beside_plain_server(number, label, url, request_headers, measure, switch_server):
     """The endpoint on the deployment's server and on plain nx-27017 over the same files,
-    alternating which goes first."""
-    for plain in (False, True) if number % 2 else (True, False):
-        if plain:
-            switch_server(True)
+    alternating which goes first, each started afresh just before (the same cold start for
+    both); the deployment's server is left running."""
+    order = (False, True) if number % 2 else (True, False)
+    for plain in order:
+        switch_server(plain)
         measure(f"{label} [plain nx-27017]" if plain else label, url, request_headers)
-        if plain:
-            switch_server(False)
+    if order[-1]:
+        switch_server(False)
 
 
 def print_ratios(results: dict, cpu_per_request: dict) -> None:

@@ -13,7 +13,8 @@
    - plain nx-27017 with the day index;
    - the deployment's server with the day index.
    Prints documents/s and the ratio against the baseline.
-3. Reads, on the same messages (day-indexed on both servers, so only the server differs):
+3. Reads of the same messages from the same files (written once, day-indexed), by each
+   server started afresh on them, in alternating order, twice each:
    - a page: 51 documents by `_id` (`$in`), as the read API fetches a page of conversations;
    - a day: every document of one day, in batches of 5,000, as the PII check of the copies
      reads them;
@@ -29,6 +30,7 @@ import argparse
 import contextlib
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,9 +76,11 @@ def message_frame(count: int, days: int = 1) -> pl.DataFrame:
 
 
 @contextlib.contextmanager
-def server(*, deployment: bool) -> Iterator[tuple[Database, Path]]:
-    """A fresh server on loopback: the deployment's entry point, or plain nx-27017."""
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-mongo-"))
+def server(*, deployment: bool, data_dir: Path | None = None) -> Iterator[tuple[Database, Path]]:
+    """A server on loopback: the deployment's entry point, or plain nx-27017; on fresh files
+    (removed afterwards), or on `data_dir`'s (kept)."""
+    keep = data_dir is not None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bench-mongo-"))
     port = free_port()
     if deployment:
         command = [sys.executable, "-m", "analytics_assets.storage.embedded_server"]
@@ -102,7 +106,8 @@ def server(*, deployment: bool) -> Iterator[tuple[Database, Path]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def make_collection(db: Database, name: str, data_dir: Path, *, day_indexed: bool) -> None:
@@ -169,39 +174,56 @@ def day_by_day(messages: int, days: int) -> None:
         print(f"  {label:<40}: {rate:,.0f} documents/s, ratio {rate / baseline:.2f}")
 
 
-def reads(messages: int, days: int, seconds: float = 8.0) -> None:
+def reads(messages: int, days: int, seconds: float = 5.0, rounds: int = 2) -> None:
+    """Both servers on the very same files (written once, by the deployment's server), each
+    started afresh for every measurement, in alternating order, `rounds` times each."""
     documents = frame_to_documents(message_frame(messages, days), SPEC)
     ids = [document["_id"] for document in documents]
     day_names = sorted({document[DAY_FIELD] for document in documents})
     pages = [random.Random(seed).sample(ids, 51) for seed in range(50)]
-    rates: dict[str, tuple[float, float]] = {}
-    for label, deployment in (
-        ("plain nx-27017 (baseline)", False),
-        ("the deployment's server", True),
-    ):
-        with server(deployment=deployment) as (db, data_dir):
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-mongo-reads-"))
+    labels = {False: "plain nx-27017 (baseline)", True: "the deployment's server"}
+    measured: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    try:
+        with server(deployment=True, data_dir=data_dir) as (db, _):
             make_collection(db, SPEC.name, data_dir, day_indexed=True)
             db[SPEC.name].insert_many(documents, ordered=False)
-            collection = db[SPEC.name]
-            count, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                found = list(collection.find({"_id": {"$in": pages[count % len(pages)]}}))
-                assert len(found) == 51
-                count += 1
-            page_rate = count / (time.perf_counter() - started)
-            read, started = 0, time.perf_counter()
-            for day in day_names:
-                read += sum(1 for _ in collection.find({DAY_FIELD: day}).batch_size(5_000))
-            assert read == messages
-            rates[label] = (page_rate, read / (time.perf_counter() - started))
-    print(f"reads of {messages:,} messages over {days} days, both servers day-indexed:")
-    (base_pages, base_days), *_ = rates.values()
-    for label, (page_rate, day_rate) in rates.items():
+        for round_number in range(rounds):
+            for deployment in (False, True) if round_number % 2 == 0 else (True, False):
+                with server(deployment=deployment, data_dir=data_dir) as (db, _):
+                    measured[deployment].append(
+                        read_rates(db[SPEC.name], pages, day_names, messages, seconds)
+                    )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"reads of {messages:,} messages over {days} days, both servers on the same files "
+          f"({rounds} alternating rounds each, a fresh start each):")  # fmt: skip
+    means = {
+        deployment: tuple(statistics.fmean(values) for values in zip(*rates, strict=True))
+        for deployment, rates in measured.items()
+    }
+    base_pages, base_days = means[False]
+    for deployment, (page_rate, day_rate) in means.items():
+        each = ", ".join(f"{page:,.0f}" for page, _ in measured[deployment])
         print(
-            f"  {label:<27}: a page of 51 by _id {page_rate:,.0f}/s (ratio "
+            f"  {labels[deployment]:<27}: a page of 51 by _id {page_rate:,.0f}/s ({each}; ratio "
             f"{page_rate / base_pages:.2f}); each day whole {day_rate:,.0f} documents/s "
             f"(ratio {day_rate / base_days:.2f})"
         )
+
+
+def read_rates(collection, pages, day_names, messages: int, seconds: float):
+    """(pages of 51 by `_id` per second, documents per second reading each day whole)."""
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        assert len(list(collection.find({"_id": {"$in": pages[count % len(pages)]}}))) == 51
+        count += 1
+    page_rate = count / (time.perf_counter() - started)
+    read, started = 0, time.perf_counter()
+    for day in day_names:
+        read += sum(1 for _ in collection.find({DAY_FIELD: day}).batch_size(5_000))
+    assert read == messages
+    return page_rate, read / (time.perf_counter() - started)
 
 
 def main() -> None:

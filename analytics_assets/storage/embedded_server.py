@@ -26,9 +26,9 @@ plain nx-27017 in one run; `test_embedded_server.py` shows the outcomes.
 
 Replies are made ready for BSON without copying what needs no change (`bson_ready`):
 nx-27017 rebuilds every reply, document by document and value by value, to swap its own
-ObjectIds and Decimals for BSON's. That walk was the largest part of the server's time to
-answer a read (the API's pages, the PII check's scan of the copies); the bytes sent are the
-same.
+ObjectIds and Decimals for BSON's. That copying was a large part of the server's time to
+answer a read (a py-spy profile of the API's pages; `bench_api.py --plain-server` measures
+the difference); the bytes sent are the same.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ from neosqlite.objectid import ObjectId as NeoObjectId
 from nx_27017 import handler as nx_handler
 from nx_27017 import wire_protocol as nx_wire_protocol
 from nx_27017.nx_27017 import main as nx_main
+
+# nx-27017's own conversion, for what `bson_ready` leaves to it: imported from `utils`, where
+# it is defined, since `wire_protocol`'s name for it is the one `install()` replaces.
 from nx_27017.utils import convert_neo_to_bson_objectids
 
 logger = logging.getLogger(__name__)
@@ -138,19 +141,22 @@ def commit_once(handle):
     return handle_in_one_transaction
 
 
-# Values BSON encodes as they are, which nx-27017's conversion leaves alone (exact types:
-# a subclass takes nx-27017's own path).
+# Values BSON encodes as they are, which nx-27017's conversion leaves alone; the exact types,
+# checked first because they are nearly every value. Anything else is looked at in
+# `_bson_ready_value` (a dict or list subclass is left to nx-27017's own function).
 _AS_THEY_ARE = frozenset({str, int, float, bool, type(None), datetime, bytes})
 
 
-def bson_ready(document: Any) -> Any:
-    """What nx-27017's `convert_neo_to_bson_objectids` makes of `document` (its ObjectIds and
-    Decimals as BSON's, an `id` equal to 0 as an Int64, as nx-27017 sends a cursor's id),
-    encoded to the same bytes, but a container is copied only where something in it
-    changes: a reply of plain documents is sent as it is."""
-    if type(document) is dict:
+def bson_ready(reply: Any) -> Any:
+    """What nx-27017's `convert_neo_to_bson_objectids` makes of `reply`, encoded to the same
+    bytes: its ObjectIds and Decimals as BSON's, and any value equal to 0 under a key `id`,
+    at any depth, as an Int64 (nx-27017 means a cursor's id, but applies it to stored fields
+    too, and so does this). Every value is still visited, but a document or list is copied
+    only where something in it changes, where nx-27017 copied them all: a find's documents
+    are sent as they were loaded, and only the cursor around them is copied for its id."""
+    if type(reply) is dict:
         converted = None
-        for key, value in document.items():
+        for key, value in reply.items():
             if key == "id" and value == 0:  # nx-27017's rule, tested first as it does
                 new = Int64(0)
             elif type(value) in _AS_THEY_ARE:
@@ -160,12 +166,12 @@ def bson_ready(document: Any) -> Any:
                 if new is value:
                     continue
             if converted is None:
-                converted = dict(document)
+                converted = dict(reply)
             converted[key] = new
-        return document if converted is None else converted
-    if type(document) is list:
-        return _bson_ready_list(document)
-    return convert_neo_to_bson_objectids(document)
+        return reply if converted is None else converted
+    if type(reply) is list:
+        return _bson_ready_list(reply)
+    return convert_neo_to_bson_objectids(reply)
 
 
 def _bson_ready_value(value: Any) -> Any:
