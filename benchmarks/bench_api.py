@@ -262,14 +262,13 @@ def report(
     processes: dict[int, int],
     switch_server=None,
 ) -> None:
-    """Each target's rate, latency and API process CPU per request (`processes`: port -> pid;
-    with `other_port`, the other checkout's beside it; with `switch_server`, the same on
-    plain nx-27017 beside it),
-    then the date and label pages again by query (their
-    baseline, in the same run: what the API falls back to without the per-day key lists of
+    """Each target's rate, latency and API process CPU per request (`processes`: port ->
+    pid), with `other_port` the other checkout's beside it, with `switch_server` the same on
+    plain nx-27017 beside it; then the date and label pages again by query (their baseline,
+    in the same run: what the API falls back to without the per-day key lists of
     storage/day_index.py, which was all it did before them; that the lists are missing is
-    remembered for as long as a list would be, so the fallback costs a lookup in memory
-    more than the old code), and the ratios."""
+    remembered for as long as a list would be, so the fallback costs a lookup in memory more
+    than the old code), and the ratios."""
     results, cpu_per_request = {}, {}
 
     def measure(label: str, url: str, request_headers: dict) -> None:
@@ -288,12 +287,8 @@ def report(
         elif switch_server:
             measure_beside_plain_server(number, label, url, request_headers, measure, switch_server)
         elif other_port is not None:
-            pair = [
-                (label, url),
-                (f"{label} [against]", url.replace(f":{api_port}/", f":{other_port}/")),
-            ]
-            for paired_label, paired_url in pair[:: 1 if number % 2 else -1]:
-                measure(paired_label, paired_url, request_headers)
+            other_url = url.replace(f":{api_port}/", f":{other_port}/")
+            measure_beside_other_checkout(number, label, url, other_url, request_headers, measure)
         else:
             measure(label, url, request_headers)
     db["day_index"].drop()
@@ -302,6 +297,13 @@ def report(
         if "from=" in url or "topic=" in url:
             measure(f"{label} by query", url, request_headers)
     print_ratios(results, cpu_per_request)
+
+
+def measure_beside_other_checkout(number, label, url, other_url, request_headers, measure):
+    """The endpoint on this checkout's API and on the other's, alternating which goes first."""
+    pair = [(label, url), (f"{label} [against]", other_url)]
+    for paired_label, paired_url in pair[:: 1 if number % 2 else -1]:
+        measure(paired_label, paired_url, request_headers)
 
 
 def measure_beside_plain_server(number, label, url, request_headers, measure, switch_server):
