@@ -121,6 +121,27 @@ def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path
     assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]
 
 
+def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_crashed(tmp_path):
+    # A NocoDB JSON or link column mapped to a field: no frame holds text and objects in one
+    # column, which failed the read of the whole table. Each record is kept as written.
+    records = [
+        _conversation(1),
+        _conversation(2, user_id={"Id": 7, "Title": "u7"}),
+        _conversation(3, channel=["web", "app"]),
+    ]
+    (tmp_path / "conversations.json").write_text(json.dumps({"list": records}))
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    assert [json.loads(record) for record in raw["record"]] == records
+    result = validate_conversation_headers(raw)
+    assert result.valid["conversation_id"].to_list() == ["c-1"]
+    assert result.rejected.select("key", "reason").rows() == [
+        ("c-2", "user_id holds a JSON object, not a single value"),
+        ("c-3", "channel holds a JSON array, not a single value"),
+    ]
+
+
 def test_a_json_export_in_the_apis_own_page_form_gives_its_records(tmp_path):
     page = {"list": [_conversation(1), _conversation(2)], "pageInfo": {"totalRows": 2}}
     (tmp_path / "conversations.json").write_text(json.dumps(page))
@@ -182,3 +203,38 @@ def test_half_an_emoji_sent_to_nocodb_arrives_as_the_replacement_character(nocod
     assert validated.rejected.height == 0
     assert validated.valid["content"].to_list() == ["a😀b", "a\ufffdb", "a\ufffdbc"]
     assert validated.records_with_controls_removed == 1
+
+
+@pytest.mark.nocodb
+def test_an_attachment_column_from_nocodb_rejects_only_the_records_it_makes_unreadable(nocodb):
+    """The real NocoDB returns an attachment column as an array of objects. Mapped to a
+    field read as text, such a value used to fail the decode of the whole day; now only its
+    record is rejected, with the reason. (A column the pipeline does not map is not asked
+    for.)"""
+    from analytics_assets.sources.nocodb import NocoDBSource
+    from analytics_assets.sources.schema import SourceSchema
+    from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
+    from analytics_assets.transforms.records import validate_messages
+    from analytics_assets_tests.conftest import make_client
+
+    def sent(number: int, **fields) -> dict:
+        return {"message_id": f"m-{number}", "conversation_id": "c-1", "role": "user",
+                "content": "hi", "created_at": "2026-11-01 10:00:00"} | fields  # fmt: skip
+
+    schema = SourceSchema(message_fields={"model": "screenshot"})
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "attachment_column")
+        columns = [*TABLE_COLUMNS["messages"], ("screenshot", "Attachment")]
+        table_id = create_table(client, base_id, "messages", columns)
+        create_table(client, base_id, "conversations", TABLE_COLUMNS["conversations"])
+        image = {"url": "https://example.com/a.png", "title": "a.png"}
+        client.insert_records(table_id, [sent(1, screenshot=[image]), sent(2), sent(3)])
+        source = NocoDBSource(client, schema, base_id=base_id)
+        raw = source.fetch_day("messages", date(2026, 11, 1)).frame
+    first = json.loads(raw.filter(pl.col("record_id") == "1")["record"][0])
+    assert first["screenshot"][0]["url"] == image["url"]
+    validated = validate_messages(raw, schema)
+    assert validated.valid["message_id"].to_list() == ["m-2", "m-3"]
+    assert validated.rejected.select("key", "reason").rows() == [
+        ("m-1", "screenshot holds a JSON array, not a single value")
+    ]

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.transforms.conversations import build_conversations
@@ -346,6 +348,132 @@ def test_a_rejected_record_with_an_unpaired_surrogate_keeps_the_record_as_sent()
     validated = validate_messages(raw("messages", [record]))
     assert validated.rejected["reason"].to_list() == ["invalid role 'bot'"]
     assert "\\udc00" in validated.rejected["record"][0]
+
+
+def _with_record_text(frame: pl.DataFrame, position: int, text: str) -> pl.DataFrame:
+    """`frame` with the record at `position` replaced by `text`, as a source could send it."""
+    return frame.with_columns(frame["record"].scatter(position, text))
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"content": ["a", "b"]}, "content holds a JSON array, not a single value"),
+        (
+            {"content": {"type": "text", "text": "hi"}},
+            "content holds a JSON object, not a single value",
+        ),
+        ({"role": []}, "role holds a JSON array, not a single value"),
+        ({"prompt_tokens": {}}, "prompt_tokens holds a JSON object, not a single value"),
+        (
+            {"model": ["gpt-4o"], "feedback": {"up": True}},
+            "model holds a JSON array, not a single value; "
+            "feedback holds a JSON object, not a single value",
+        ),
+        # Python writes these as Infinity and NaN, which JSON lacks.
+        ({"latency_ms": float("inf")}, "latency_ms is not a finite number"),
+        ({"completion_tokens": float("nan")}, "completion_tokens is not a finite number"),
+    ],
+)
+def test_a_field_that_is_not_a_single_value_rejects_only_its_record(fields, reason):
+    # One such record used to fail the decode of the whole day, so no record of it landed.
+    validated = validate_messages(raw("messages", [message(1, **fields), message(2)]))
+    assert validated.valid["message_id"].to_list() == ["m-2"]
+    assert validated.rejected.select("key", "reason").rows() == [("m-1", reason)]
+    # processing_errors keeps the record as the source sent it.
+    assert validated.rejected["record"][0] == raw("messages", [message(1, **fields)])["record"][0]
+
+
+def test_a_number_no_double_holds_rejects_its_record_and_is_ignored_outside_the_fields():
+    frame = raw("messages", [message(1), message(2), message(3)])
+    frame = _with_record_text(
+        frame, 0, frame["record"][0].replace('"latency_ms": null', '"latency_ms": 1e400')
+    )
+    frame = _with_record_text(
+        frame, 1, frame["record"][1].replace('{"Id"', '{"score": -1e999, "Id"')
+    )
+    validated = validate_messages(frame)
+    assert validated.valid["message_id"].to_list() == ["m-2", "m-3"]
+    assert validated.rejected["reason"].to_list() == ["latency_ms is not a finite number"]
+    assert "1e400" in validated.rejected["record"][0]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[1, 2]", "the record is a JSON array, not an object"),
+        ('"hello"', "the record is a JSON string, not an object"),
+        ("42", "the record is a JSON number, not an object"),
+        (
+            '{"message_id": "m-1"',
+            "the record is not valid JSON (Expecting ',' delimiter at character 20)",
+        ),
+        ("", "the record is not valid JSON (Expecting value at character 0)"),
+        ("not json", "the record is not valid JSON (Expecting value at character 0)"),
+    ],
+)
+def test_a_record_that_is_not_a_json_object_is_rejected_as_it_was_sent(text, reason):
+    frame = _with_record_text(raw("messages", [message(1), message(2)]), 0, text)
+    validated = validate_messages(frame)
+    assert validated.valid["message_id"].to_list() == ["m-2"]
+    assert validated.rejected.select("record_id", "reason", "record").rows() == [
+        ("1", reason, text)
+    ]
+
+
+def test_arrays_objects_and_huge_numbers_outside_the_mapped_fields_are_ignored():
+    # A NocoDB table can hold attachment, link or JSON columns the pipeline never reads.
+    extra = {"attachments": [{"url": "https://x/a.png"}], "meta": {"a": [1, {"b": 2}]}}
+    plain = validate_messages(raw("messages", [message(1), message(2, content="x")]))
+    frame = raw("messages", [message(1, **extra), message(2, content="x")])
+    frame = _with_record_text(frame, 1, frame["record"][1].replace('{"Id"', '{"big": 1e400, "Id"'))
+    validated = validate_messages(frame)
+    assert validated.rejected.height == 0
+    assert validated.valid.drop("record_id").equals(plain.valid.drop("record_id"))
+
+
+def test_a_conversation_whose_user_is_a_link_object_is_rejected_with_its_reason():
+    # NocoDB returns a link to another table's record as an object.
+    records = [header("c-1", user_id={"Id": 7, "Title": "u7"}), header("c-2")]
+    validated = validate_conversation_headers(raw("conversations", records))
+    assert validated.valid["conversation_id"].to_list() == ["c-2"]
+    assert validated.rejected.select("key", "reason").rows() == [
+        ("c-1", "user_id holds a JSON object, not a single value")
+    ]
+
+
+_HOSTILE_FIELDS = [
+    {"content": ["x"]},
+    {"role": {"name": "user"}},
+    {"latency_ms": float("inf")},
+]
+_HARMLESS_FIELDS = [{"attachments": [{"url": "u"}]}, {"meta": {}}, {"score": float("nan")}]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["clean", "hostile", "harmless", "not json"]), max_size=14))
+def test_hostile_records_cost_only_themselves(kinds):
+    """However hostile records mix with clean ones, every other record validates exactly as
+    it does alone, and each hostile one is rejected with a reason."""
+    changes = {"hostile": _HOSTILE_FIELDS, "harmless": _HARMLESS_FIELDS}
+    records = [
+        message(number, content=f"text {number}")
+        | (changes[kind][number % 3] if kind in changes else {})
+        for number, kind in enumerate(kinds)
+    ]
+    frame = raw("messages", records)
+    for number, kind in enumerate(kinds):
+        if kind == "not json":
+            frame = _with_record_text(frame, number, f"{{broken {number}")
+    validated = validate_messages(frame)
+    kept = [
+        message(n, content=f"text {n}") for n, k in enumerate(kinds) if k in ("clean", "harmless")
+    ]
+    alone = validate_messages(raw("messages", kept))
+    assert validated.valid.drop("record_id").equals(alone.valid.drop("record_id"))
+    rejected = sorted(int(i) for i in validated.rejected["record_id"])
+    assert rejected == [n for n, k in enumerate(kinds) if k in ("hostile", "not json")]
+    assert validated.rejected["reason"].is_not_null().all()
 
 
 def test_validated_timestamps_equal_parse_utc_timestamp_in_every_format():

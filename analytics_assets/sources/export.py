@@ -47,14 +47,40 @@ def _read_with_python(path: Path) -> pl.DataFrame:
     """What polars' reader refuses: an unpaired surrogate (half an emoji, which UTF-8 cannot
     hold). Python's json reads it; the records are handed back to polars with it as NUL,
     which validation removes and counts."""
+    rewritten = json.dumps(_python_rows(path), ensure_ascii=False).encode("utf-8")
+    return pl.read_json(io.BytesIO(rewritten), infer_schema_length=None)
+
+
+# The column of `_records_with_python`'s frame that holds each record's JSON.
+_RECORD = "_record_as_json"
+
+
+def _records_with_python(path: Path, fields: list[str]) -> pl.DataFrame:
+    """Each record as JSON (`_RECORD`) beside `fields` as text, for a file no frame can hold:
+    a field that is text in one record and an array or object in another. Validation then
+    rejects each record whose mapped field is not a single value, with that reason."""
+    rows = _python_rows(path)
+
+    def text(row: object, name: str) -> str | None:
+        value = row.get(name) if isinstance(row, dict) else None
+        if value is None or isinstance(value, list | dict):
+            return None
+        return value if isinstance(value, str) else json.dumps(value)
+
+    columns = {name: [text(row, name) for row in rows] for name in dict.fromkeys(fields)}
+    columns[_RECORD] = [json.dumps(row, ensure_ascii=False) for row in rows]
+    return pl.DataFrame(columns, schema={name: pl.String() for name in columns})
+
+
+def _python_rows(path: Path) -> list:
+    """The file's records as Python reads them, each unpaired surrogate as NUL."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         payload = json.loads(text)
         rows = payload["list"] if isinstance(payload, dict) else payload
     else:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    rewritten = json.dumps(lone_surrogates_as_nul(rows), ensure_ascii=False).encode("utf-8")
-    return pl.read_json(io.BytesIO(rewritten), infer_schema_length=None)
+    return lone_surrogates_as_nul(rows)
 
 
 def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
@@ -100,11 +126,16 @@ class ExportSource(RecordSource):
             cached = self._cache.get(kind)
             if cached and cached[0] == signature:
                 return cached[1]
-        table = _read_table(path)
         event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
         created_field = self.schema.source_field(kind, "CreatedAt")
+        try:
+            table = _read_table(path)
+            record = pl.struct(pl.all()).struct.json_encode()
+        except pl.exceptions.PolarsError:
+            table = _records_with_python(path, ["Id", event_field, created_field])
+            record = pl.col(_RECORD)
         indexed = table.select(
-            pl.struct(pl.all()).struct.json_encode().alias("record"),
+            record.alias("record"),
             _as_text(table, "Id").alias("record_id"),
             filing_day_expr(
                 parse_utc_timestamp(_as_text(table, event_field)),

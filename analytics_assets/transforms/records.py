@@ -7,6 +7,7 @@ is about half the time (`benchmarks/bench_messages.py`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -87,57 +88,157 @@ CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
 def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.DataFrame:
-    """The table's raw rows with every canonical field as text in `_text_<field>`."""
+    """The table's raw rows with every canonical field as text in `_text_<field>`, and in
+    `_decode_problem` why a record could not be read (null where it could)."""
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
     rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
     try:
-        return _decode_rows(rows, field_map, source_fields, json_column="record")
-    except pl.exceptions.ComputeError:
-        # A record polars' decoder refuses (below): the day is decoded again from `_json`.
-        rewritten = _with_decodable_json(rows.collect(engine="streaming"))
+        decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
+        return decoded.with_columns(pl.lit(None, pl.String).alias("_decode_problem"))
+    except _REFUSED:
+        # A record polars' decoder refuses (below) fails the decode of the whole day: the
+        # day is decoded again from `_json`, where every such record is written again.
+        rewritten = _with_decodable_json(rows.collect(engine="streaming"), source_fields)
         return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
 
+
+# How polars' decoder refuses a record: most often a ComputeError; an empty text among
+# others, a ShapeError.
+_REFUSED = (pl.exceptions.ComputeError, pl.exceptions.ShapeError)
 
 # What polars' JSON decoder refuses, failing the decode of the whole day: an unpaired low
 # surrogate escape or two high ones in a row (it decodes a single high one to NUL), which a
 # source can send (JSON.stringify escapes half an emoji that a client cut in two), and a
-# control character written as is instead of escaped.
+# control character written as is instead of escaped. Found by this pattern, in one pass.
 _UNDECODABLE_CANDIDATE = r"[\x00-\x1f]|\\u[dD][89a-fA-F]"
+# It also refuses an array or an object where a field is read as text (a NocoDB JSON,
+# attachment or link column mapped to a field), a number outside a double's range (1e400)
+# and anything that is not a JSON object. A record holding one is found by halving the day
+# (`_refused_positions`); a pattern finds the fields' arrays and objects in one pass first,
+# as a table whose mapped column holds JSON would otherwise halve down to every record.
 
 
-def _with_decodable_json(rows: pl.DataFrame) -> pl.DataFrame:
-    """`rows` with the JSON to decode in `_json`: the record, written again where it may
-    hold one of the above, with every unpaired surrogate as NUL, which the cleaning then
-    removes and counts, as it does for the unpaired high surrogates polars accepts. `record`
-    itself stays as the source sent it, for `processing_errors`."""
+def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.DataFrame:
+    """`rows` with the JSON to decode in `_json` and why a record could not be read in
+    `_decode_problem`. A record polars refuses is written again by `_readable_json`;
+    every other record is decoded as the source sent it. `record` itself stays as the
+    source sent it, for `processing_errors`."""
     records = rows.get_column("record")
-    candidate = records.str.contains(_UNDECODABLE_CANDIDATE)
-    if not candidate.any():
-        return rows.with_columns(records.alias("_json"))
-    positions = candidate.arg_true()
-    rewritten = [_decodable_json(text) for text in records.gather(positions).to_list()]
+    structured_field = "|".join(pl.escape_regex(name) for name in source_fields)
+    candidate = records.str.contains(_UNDECODABLE_CANDIDATE) | records.str.contains(
+        f'"(?:{structured_field})"\\s*:\\s*[\\[{{]'
+    )
+    problems: list[str | None] = [None] * records.len()
+    json_texts = records.clone()
+
+    def rewrite(positions: list[int]) -> None:
+        nonlocal json_texts
+        if not positions:
+            return
+        rewritten = []
+        for position, record in zip(positions, records.gather(positions), strict=True):
+            text, problems[position] = _readable_json(record, source_fields)
+            rewritten.append(text)
+        json_texts = json_texts.scatter(positions, pl.Series(rewritten, dtype=pl.String))
+
+    rewrite(candidate.arg_true().to_list())
+    dtype = _fields_dtype(source_fields)
+    refused = _refused_positions(json_texts, dtype)
+    if refused:
+        rewrite(refused)
+        # What polars still refuses once written again, no field of it can be read.
+        for position in _refused_positions(json_texts, dtype):
+            json_texts = json_texts.scatter(position, "{}")
+            problems[position] = "the record could not be decoded"
     return rows.with_columns(
-        records.clone().scatter(positions, pl.Series(rewritten, dtype=pl.String)).alias("_json")
+        json_texts.alias("_json"), pl.Series("_decode_problem", problems, dtype=pl.String)
     )
 
 
-def _decodable_json(record: str) -> str:
+def _fields_dtype(source_fields: list[str]) -> pl.Struct:
+    return pl.Struct({name: pl.String() for name in source_fields})
+
+
+# Below this many records the streaming engine's start costs more than it saves.
+_STREAMED_FROM = 50_000
+
+
+def _refused_positions(texts: pl.Series, dtype: pl.DataType) -> list[int]:
+    """The positions of the records polars' decoder refuses. Its error does not say which,
+    so the day is halved until each is alone: with one such record, about twice the cost
+    of decoding the day once."""
+    if _decodes(texts, dtype):
+        return []
+    if texts.len() == 1:
+        return [0]
+    middle = texts.len() // 2
+    head = _refused_positions(texts.head(middle), dtype)
+    tail = _refused_positions(texts.tail(texts.len() - middle), dtype)
+    return head + [middle + position for position in tail]
+
+
+def _decodes(texts: pl.Series, dtype: pl.DataType) -> bool:
     try:
-        # Python pairs the halves of a character itself: what stays a surrogate is unpaired.
-        # strict=False accepts control characters written as is; dumps escapes them.
+        if texts.len() >= _STREAMED_FROM:
+            # The streaming engine decodes on every core (`_decode_rows`).
+            decoded = (
+                pl.LazyFrame({"json": texts})
+                .select(pl.col("json").str.json_decode(dtype))
+                .collect(engine="streaming")
+                .to_series()
+            )
+        else:
+            decoded = texts.str.json_decode(dtype)
+    except _REFUSED:
+        return False
+    # An empty text alone decodes to no row at all.
+    return decoded.len() == texts.len()
+
+
+def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | None]:
+    """The record's fields written again as JSON polars decodes, and what could not be kept.
+
+    Python pairs the halves of a character itself: what stays a surrogate is unpaired and
+    becomes NUL, which the cleaning then removes and counts, as it does for the unpaired
+    high surrogates polars accepts. strict=False accepts control characters written as is;
+    dumps escapes them. A field holding an array, an object or a number no double holds is
+    left out and named; a record that is not a JSON object keeps no field."""
+    try:
         value = json.loads(record, strict=False)
-    except ValueError:
-        return record
-    return json.dumps(lone_surrogates_as_nul(value), ensure_ascii=False)
+    except ValueError as error:
+        return "{}", f"the record is not valid JSON ({error.msg} at character {error.pos})"
+    if not isinstance(value, dict):
+        return "{}", f"the record is a JSON {_json_kind(value)}, not an object"
+    fields, problems = {}, []
+    for name in source_fields:
+        field = value.get(name)
+        if isinstance(field, list | dict):
+            problems.append(f"{name} holds a JSON {_json_kind(field)}, not a single value")
+        elif isinstance(field, float) and not math.isfinite(field):
+            problems.append(f"{name} is not a finite number")
+        elif name in value:
+            fields[name] = field
+    text = json.dumps(lone_surrogates_as_nul(fields), ensure_ascii=False)
+    return text, "; ".join(problems) or None
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool) or value is None:
+        return "literal"
+    return "number"
 
 
 def _decode_rows(
     rows: pl.LazyFrame, field_map: dict[str, str], source_fields: list[str], *, json_column: str
 ) -> pl.DataFrame:
-    decoded = pl.col(json_column).str.json_decode(
-        pl.Struct({name: pl.String() for name in source_fields})
-    )
+    decoded = pl.col(json_column).str.json_decode(_fields_dtype(source_fields))
     texts = [f"_text_{canonical}" for canonical in field_map]
 
     def text(canonical: str, source: str, *, clean: bool) -> pl.Expr:
@@ -238,17 +339,23 @@ def _split(
     kind: TableKind,
     columns: dict[str, pl.DataType],
 ) -> Validated:
-    """Separates rows with any broken rule, then keeps the newest copy of each key."""
+    """Separates rows that could not be read or break a rule, then keeps the newest copy of
+    each key."""
     key = KEY_FIELD[kind]
+    unreadable = pl.col("_decode_problem").is_not_null()
     broken = typed.select(
-        pl.any_horizontal(rule.broken.fill_null(False) for rule in rules)
+        pl.any_horizontal(unreadable, *(rule.broken.fill_null(False) for rule in rules))
     ).to_series()
     passing = typed.filter(~broken)
     breaking = typed.filter(broken).with_columns(
-        pl.concat_str(
-            [pl.when(rule.broken).then(rule.reason) for rule in rules],
-            separator="; ",
-            ignore_nulls=True,
+        # What could not be read explains the fields it left missing: said alone.
+        pl.coalesce(
+            "_decode_problem",
+            pl.concat_str(
+                [pl.when(rule.broken).then(rule.reason) for rule in rules],
+                separator="; ",
+                ignore_nulls=True,
+            ),
         ).alias("_reason")
     )
     # NocoDB can hold the same record twice (a re-delivery, an edit stored as a new row):
