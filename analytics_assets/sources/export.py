@@ -58,7 +58,8 @@ _RECORD = "_record_as_json"
 def _records_with_python(path: Path, fields: list[str]) -> pl.DataFrame:
     """Each record as JSON (`_RECORD`) beside `fields` as text, for a file no frame can hold:
     a field that is text in one record and an array or object in another. Validation then
-    rejects each record whose mapped field is not a single value, with that reason."""
+    rejects each record whose mapped field is not a single value, with that reason. (A
+    number no double holds is written back as Infinity here, which validation also names.)"""
     rows = _python_rows(path)
 
     def text(row: object, name: str) -> str | None:
@@ -70,6 +71,20 @@ def _records_with_python(path: Path, fields: list[str]) -> pl.DataFrame:
     columns = {name: [text(row, name) for row in rows] for name in dict.fromkeys(fields)}
     columns[_RECORD] = [json.dumps(row, ensure_ascii=False) for row in rows]
     return pl.DataFrame(columns, schema={name: pl.String() for name in columns})
+
+
+def _table_with_python(path: Path) -> pl.DataFrame:
+    """The file as a frame where no frame holds it as written (above): an array or object
+    as its JSON text, a column of mixed kinds as text."""
+    rows = [
+        {
+            name: json.dumps(value) if isinstance(value, list | dict) else value
+            for name, value in row.items()
+        }
+        for row in _python_rows(path)
+        if isinstance(row, dict)
+    ]
+    return pl.DataFrame(rows, infer_schema_length=None, strict=False)
 
 
 def _python_rows(path: Path) -> list:
@@ -130,10 +145,15 @@ class ExportSource(RecordSource):
         created_field = self.schema.source_field(kind, "CreatedAt")
         try:
             table = _read_table(path)
-            record = pl.struct(pl.all()).struct.json_encode()
         except pl.exceptions.PolarsError:
+            if path.suffix == ".csv":
+                raise
             table = _records_with_python(path, ["Id", event_field, created_field])
-            record = pl.col(_RECORD)
+        record = (
+            pl.col(_RECORD)
+            if _RECORD in table.columns
+            else pl.struct(pl.all()).struct.json_encode()
+        )
         indexed = table.select(
             record.alias("record"),
             _as_text(table, "Id").alias("record_id"),
@@ -152,7 +172,13 @@ class ExportSource(RecordSource):
         return indexed
 
     def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
-        table = _read_table(self._file_of(name))
+        path = self._file_of(name)
+        try:
+            table = _read_table(path)
+        except pl.exceptions.PolarsError:
+            if path.suffix == ".csv":
+                raise
+            table = _table_with_python(path)
         return table.select([f for f in fields if f in table.columns]) if fields else table
 
     def fetch_day(self, kind: TableKind, day: date) -> FetchResult:

@@ -93,42 +93,66 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
     rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
-    try:
-        decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
-        return decoded.with_columns(pl.lit(None, pl.String).alias("_decode_problem"))
-    except _REFUSED:
-        # A record polars' decoder refuses (below) fails the decode of the whole day: the
-        # day is decoded again from `_json`, where every such record is written again.
-        rewritten = _with_decodable_json(rows.collect(engine="streaming"), source_fields)
-        return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
+    deep = rows.select((_openers(pl.col("record")) >= _DEEP_FROM).any()).collect().item()
+    if not deep:
+        try:
+            decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
+            return decoded.with_columns(pl.lit(None, pl.String).alias("_decode_problem"))
+        except _REFUSED:
+            pass
+    # A record polars' decoder refuses (below) fails the decode of the whole day: the day is
+    # decoded again from `_json`, where every such record is written again.
+    rewritten = _with_decodable_json(rows.collect(engine="streaming"), source_fields)
+    return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
 
 
-# How polars' decoder refuses a record: most often a ComputeError; an empty text among
-# others, a ShapeError.
+# polars' decoder crashes the process (a segfault, not an error) on a record nested a few
+# thousand levels deep when it decodes on worker threads, as the streaming engine does; at
+# about 100,000 levels, on any thread. A record with this many brackets or braces, inside
+# strings or not, is never given to it: Python reads it first (`_readable_json`), and at
+# Python's own limit (about 1,000 levels) it is rejected.
+_DEEP_FROM = 1_000
+
+
+def _openers(record: pl.Expr) -> pl.Expr:
+    return record.str.count_matches(r"[\[{]")
+
+
+# How polars' decoder refuses a record: a ComputeError; a ShapeError where every text of
+# the day is empty.
 _REFUSED = (pl.exceptions.ComputeError, pl.exceptions.ShapeError)
 
-# What polars' JSON decoder refuses, failing the decode of the whole day: an unpaired low
-# surrogate escape or two high ones in a row (it decodes a single high one to NUL), which a
-# source can send (JSON.stringify escapes half an emoji that a client cut in two), and a
-# control character written as is instead of escaped. Found by this pattern, in one pass.
-_UNDECODABLE_CANDIDATE = r"[\x00-\x1f]|\\u[dD][89a-fA-F]"
-# It also refuses an array or an object where a field is read as text (a NocoDB JSON,
-# attachment or link column mapped to a field), a number outside a double's range (1e400)
-# and anything that is not a JSON object. A record holding one is found by halving the day
-# (`_refused_positions`); a pattern finds the fields' arrays and objects in one pass first,
-# as a table whose mapped column holds JSON would otherwise halve down to every record.
+# What polars' JSON decoder refuses, failing the decode of the whole day:
+# - an unpaired low surrogate escape or two high ones in a row (it decodes a single high one
+#   to NUL), which a source can send (JSON.stringify escapes half an emoji that a client cut
+#   in two), and a control character written as is instead of escaped;
+# - an array or an object where a field is read as text (a NocoDB attachment or link column
+#   mapped to a field, a JSON column in an export);
+# - a number outside a double's range (1e400, anywhere in the record), NaN and Infinity;
+# - a record that is not a JSON object, or is empty.
+# Its error does not say which record, so each is found by halving the day
+# (`_refused_positions`). These patterns find the likely ones in one pass first, so a day
+# where many records hold one (a mapped column that is always an array) is not halved down
+# to every record. Where the candidates decode together, they are kept as sent.
+_UNDECODABLE_CANDIDATES = (
+    r"[\x00-\x1f]",
+    r"\\u[dD][89a-fA-F]",
+    r"[eE]\+?\d{3,}|NaN|Infinity",
+    r"^\s*(?:[^\s{]|$)",
+)
 
 
 def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.DataFrame:
     """`rows` with the JSON to decode in `_json` and why a record could not be read in
-    `_decode_problem`. A record polars refuses is written again by `_readable_json`;
+    `_decode_problem`. Each record polars refuses is written again by `_readable_json`;
     every other record is decoded as the source sent it. `record` itself stays as the
     source sent it, for `processing_errors`."""
     records = rows.get_column("record")
+    dtype = _fields_dtype(source_fields)
     structured_field = "|".join(pl.escape_regex(name) for name in source_fields)
-    candidate = records.str.contains(_UNDECODABLE_CANDIDATE) | records.str.contains(
-        f'"(?:{structured_field})"\\s*:\\s*[\\[{{]'
-    )
+    patterns = (*_UNDECODABLE_CANDIDATES, f'"(?:{structured_field})"\\s*:\\s*[\\[{{]')
+    candidates = records.str.contains("|".join(f"(?:{p})" for p in patterns)).arg_true()
+    deep = records.to_frame().select(_openers(pl.col("record")) >= _DEEP_FROM).to_series()
     problems: list[str | None] = [None] * records.len()
     json_texts = records.clone()
 
@@ -142,15 +166,19 @@ def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.Dat
             rewritten.append(text)
         json_texts = json_texts.scatter(positions, pl.Series(rewritten, dtype=pl.String))
 
-    rewrite(candidate.arg_true().to_list())
-    dtype = _fields_dtype(source_fields)
-    refused = _refused_positions(json_texts, dtype)
-    if refused:
-        rewrite(refused)
-        # What polars still refuses once written again, no field of it can be read.
-        for position in _refused_positions(json_texts, dtype):
-            json_texts = json_texts.scatter(position, "{}")
-            problems[position] = "the record could not be decoded"
+    # First, before polars reads any of them, those it could crash on (`_DEEP_FROM`).
+    rewrite(deep.arg_true().to_list())
+    if not _decodes(json_texts.gather(candidates), dtype):
+        # Written again, a record polars decodes gives the same texts, so the candidates are
+        # not halved: a day where every record is one would halve down to each.
+        rewrite(candidates.to_list())
+    # What the patterns missed.
+    rewrite(_refused_positions(json_texts, dtype))
+    # `_readable_json` writes scalars only, which polars decodes; should it still refuse
+    # one, that record keeps no field, so the day's second decode cannot fail.
+    for position in _refused_positions(json_texts, dtype):
+        json_texts = json_texts.scatter(position, "{}")
+        problems[position] = "the record could not be decoded"
     return rows.with_columns(
         json_texts.alias("_json"), pl.Series("_decode_problem", problems, dtype=pl.String)
     )
@@ -166,8 +194,8 @@ _STREAMED_FROM = 50_000
 
 def _refused_positions(texts: pl.Series, dtype: pl.DataType) -> list[int]:
     """The positions of the records polars' decoder refuses. Its error does not say which,
-    so the day is halved until each is alone: with one such record, about twice the cost
-    of decoding the day once."""
+    so the day is halved until each is alone: with one such record, about three decodes of
+    the day."""
     if _decodes(texts, dtype):
         return []
     if texts.len() == 1:
@@ -205,9 +233,12 @@ def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | No
     dumps escapes them. A field holding an array, an object or a number no double holds is
     left out and named; a record that is not a JSON object keeps no field."""
     try:
-        value = json.loads(record, strict=False)
+        # The first of a repeated key wins, as in polars' decoder.
+        value = json.loads(record, strict=False, object_pairs_hook=_first_of_each_key)
     except ValueError as error:
         return "{}", f"the record is not valid JSON ({error.msg} at character {error.pos})"
+    except RecursionError:
+        return "{}", "the record is nested too deeply to read"
     if not isinstance(value, dict):
         return "{}", f"the record is a JSON {_json_kind(value)}, not an object"
     fields, problems = {}, []
@@ -221,6 +252,13 @@ def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | No
             fields[name] = field
     text = json.dumps(lone_surrogates_as_nul(fields), ensure_ascii=False)
     return text, "; ".join(problems) or None
+
+
+def _first_of_each_key(pairs: list[tuple[str, object]]) -> dict:
+    kept: dict = {}
+    for key, value in pairs:
+        kept.setdefault(key, value)
+    return kept
 
 
 def _json_kind(value: object) -> str:
