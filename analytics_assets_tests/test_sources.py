@@ -140,6 +140,9 @@ def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_cra
         ("c-2", "user_id holds a JSON object, not a single value"),
         ("c-3", "channel holds a JSON array, not a single value"),
     ]
+    # What reads the table whole (the freshness check's last day, feedback, translations).
+    table = ExportSource(tmp_path).read_table("conversations", ["conversation_id", "user_id"])
+    assert table.rows() == [("c-1", "u"), ("c-2", '{"Id": 7, "Title": "u7"}'), ("c-3", "u")]
 
 
 def test_a_json_export_in_the_apis_own_page_form_gives_its_records(tmp_path):

@@ -350,6 +350,23 @@ def test_a_rejected_record_with_an_unpaired_surrogate_keeps_the_record_as_sent()
     assert "\\udc00" in validated.rejected["record"][0]
 
 
+def test_token_counts_and_latencies_no_model_produces_are_rejected():
+    # 9e18 tokens in two messages wrapped a conversation's and a day's totals negative.
+    records = [
+        message(1, prompt_tokens=9_000_000_000_000_000_000),
+        message(2, completion_tokens=1_000_000_001),
+        message(3, latency_ms=1.7e308),
+        message(4, prompt_tokens=1_000_000_000, completion_tokens=0, latency_ms=86_400_000),
+    ]
+    validated = validate_messages(raw("messages", records))
+    assert validated.valid["message_id"].to_list() == ["m-4"]
+    assert validated.rejected.select("key", "reason").rows() == [
+        ("m-1", "prompt_tokens 9000000000000000000 is over a billion"),
+        ("m-2", "completion_tokens 1000000001 is over a billion"),
+        ("m-3", "latency_ms 1.7e+308 is over a day"),
+    ]
+
+
 def _with_record_text(frame: pl.DataFrame, position: int, text: str) -> pl.DataFrame:
     """`frame` with the record at `position` replaced by `text`, as a source could send it."""
     return frame.with_columns(frame["record"].scatter(position, text))

@@ -20,6 +20,11 @@ from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_tim
 MESSAGE_ROLES = ("user", "assistant", "system")
 FEEDBACK_VALUES = ("up", "down")
 RATING_RANGE = (1, 5)
+# Above these a value is a bug or an attack, not a measurement. No model reads or writes a
+# billion tokens in one message; a reply does not take a day. Bounded so, a day's sums stay
+# far inside 64 bits: 9e18 tokens in two messages wrapped a conversation's total negative.
+MAX_TOKENS = 1_000_000_000
+MAX_LATENCY_MS = 24 * 60 * 60 * 1000
 
 MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "message_id": pl.String(),
@@ -356,6 +361,10 @@ def _non_negative(name: str) -> Rule:
     return Rule(pl.col(name) < 0, pl.format(f"negative {name} {{}}", pl.col(name)))
 
 
+def _at_most(name: str, limit: int, what: str) -> Rule:
+    return Rule(pl.col(name) > limit, pl.format(f"{name} {{}} is over {what}", pl.col(name)))
+
+
 def _one_of(name: str, allowed: tuple[str, ...]) -> Rule:
     return Rule(
         pl.col(name).is_not_null() & ~pl.col(name).is_in(allowed),
@@ -478,10 +487,13 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _in_partition_day("created_at"),
         _parse_check("prompt_tokens"),
         _non_negative("prompt_tokens"),
+        _at_most("prompt_tokens", MAX_TOKENS, "a billion"),
         _parse_check("completion_tokens"),
         _non_negative("completion_tokens"),
+        _at_most("completion_tokens", MAX_TOKENS, "a billion"),
         _parse_check("latency_ms"),
         _non_negative("latency_ms"),
+        _at_most("latency_ms", MAX_LATENCY_MS, "a day"),
         _one_of("feedback", FEEDBACK_VALUES),
     ]
     validated = _split(typed, rules, kind="messages", columns=MESSAGE_SCHEMA)
