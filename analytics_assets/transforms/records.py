@@ -98,7 +98,13 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
     rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
-    deep = rows.select((_openers(pl.col("record")) >= _DEEP_FROM).any()).collect().item()
+    # Only a record at least that long can hold that many, and most records are short.
+    deep = (
+        rows.filter(pl.col("record").str.len_bytes() >= _DEEP_FROM)
+        .select((_openers(pl.col("record")) >= _DEEP_FROM).any())
+        .collect()
+        .item()
+    )
     if not deep:
         try:
             decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
