@@ -357,6 +357,9 @@ def test_token_counts_and_latencies_no_model_produces_are_rejected():
         message(2, completion_tokens=1_000_000_001),
         message(3, latency_ms=1.7e308),
         message(4, prompt_tokens=1_000_000_000, completion_tokens=0, latency_ms=86_400_000),
+        # As text, these parse as floats.
+        message(5, latency_ms="NaN"),
+        message(6, latency_ms="inf"),
     ]
     validated = validate_messages(raw("messages", records))
     assert validated.valid["message_id"].to_list() == ["m-4"]
@@ -364,6 +367,8 @@ def test_token_counts_and_latencies_no_model_produces_are_rejected():
         ("m-1", "prompt_tokens 9000000000000000000 is over a billion"),
         ("m-2", "completion_tokens 1000000001 is over a billion"),
         ("m-3", "latency_ms 1.7e+308 is over a day"),
+        ("m-5", "latency_ms is not a finite number"),
+        ("m-6", "latency_ms is not a finite number"),
     ]
 
 

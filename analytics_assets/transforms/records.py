@@ -184,12 +184,14 @@ def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.Dat
         # not halved: a day where every record is one would halve down to each.
         rewrite(candidates.to_list())
     # What the patterns missed.
-    rewrite(_refused_positions(json_texts, dtype))
-    # `_readable_json` writes scalars only, which polars decodes; should it still refuse
-    # one, that record keeps no field, so the day's second decode cannot fail.
-    for position in _refused_positions(json_texts, dtype):
-        json_texts = json_texts.scatter(position, "{}")
-        problems[position] = "the record could not be decoded"
+    missed = _refused_positions(json_texts, dtype)
+    if missed:
+        rewrite(missed)
+        # `_readable_json` writes scalars only, which polars decodes; should it still refuse
+        # one, that record keeps no field, so the day's second decode cannot fail.
+        for position in _refused_positions(json_texts, dtype):
+            json_texts = json_texts.scatter(position, "{}")
+            problems[position] = "the record could not be decoded"
     return rows.with_columns(
         json_texts.alias("_json"), pl.Series("_decode_problem", problems, dtype=pl.String)
     )
@@ -368,7 +370,17 @@ def _non_negative(name: str) -> Rule:
 
 
 def _at_most(name: str, limit: int, what: str) -> Rule:
-    return Rule(pl.col(name) > limit, pl.format(f"{name} {{}} is over {what}", pl.col(name)))
+    # NaN compares above every number in polars, and infinity is not a measurement either:
+    # `_finite` names them instead.
+    value = pl.col(name)
+    over = (value > limit) & value.cast(pl.Float64).is_finite()
+    return Rule(over, pl.format(f"{name} {{}} is over {what}", value))
+
+
+def _finite(name: str) -> Rule:
+    """A text "NaN" or "inf" parses as a float; neither is a measurement."""
+    value = pl.col(name)
+    return Rule(~value.is_finite(), pl.lit(f"{name} is not a finite number"))
 
 
 def _one_of(name: str, allowed: tuple[str, ...]) -> Rule:
@@ -499,6 +511,7 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _at_most("completion_tokens", MAX_TOKENS, "a billion"),
         _parse_check("latency_ms"),
         _non_negative("latency_ms"),
+        _finite("latency_ms"),
         _at_most("latency_ms", MAX_LATENCY_MS, "a day"),
         _one_of("feedback", FEEDBACK_VALUES),
     ]
