@@ -529,18 +529,23 @@ _HOSTILE_FIELDS = [
     {"role": {"name": "user"}},
     {"latency_ms": float("inf")},
     {"feedback": [[[["up"]]]]},
+    {"model": json.loads("[" * 900 + "]" * 900)},
 ]
 _HARMLESS_FIELDS = [
     {"attachments": [{"url": "u"}]},
     {"meta": {"content": ["x"]}},
     {"score": float("nan")},
     {"big": 10**40},
+    # Read by Python first for its brackets, with the same values.
+    {"pasted": "[{" * 600},
 ]
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.lists(st.sampled_from(["clean", "hostile", "harmless", "not json"]), max_size=40),
+    st.lists(
+        st.sampled_from(["clean", "hostile", "harmless", "not json", "too deep"]), max_size=40
+    ),
     st.sampled_from([2, 50_000]),
 )
 def test_hostile_records_cost_only_themselves(kinds, streamed_from):
@@ -560,13 +565,18 @@ def _hostile_records_cost_only_themselves(kinds: list[str]) -> None:
     changes = {"hostile": _HOSTILE_FIELDS, "harmless": _HARMLESS_FIELDS}
     records = [
         message(number, content=f"text {number}")
-        | (changes[kind][number % 4] if kind in changes else {})
+        | (changes[kind][number % 5] if kind in changes else {})
         for number, kind in enumerate(kinds)
     ]
     frame = raw("messages", records)
+    # Deeper than Python reads, and than polars' streaming decoder survives.
+    deep = "[" * 6000 + "]" * 6000
     for number, kind in enumerate(kinds):
         if kind == "not json":
             frame = _with_record_text(frame, number, f"{{broken {number}")
+        if kind == "too deep":
+            text = frame["record"][number].replace(f'"text {number}"', deep)
+            frame = _with_record_text(frame, number, text)
     validated = validate_messages(frame)
     kept = [
         message(n, content=f"text {n}") for n, k in enumerate(kinds) if k in ("clean", "harmless")
@@ -574,7 +584,7 @@ def _hostile_records_cost_only_themselves(kinds: list[str]) -> None:
     alone = validate_messages(raw("messages", kept))
     assert validated.valid.drop("record_id").equals(alone.valid.drop("record_id"))
     rejected = sorted(int(i) for i in validated.rejected["record_id"])
-    assert rejected == [n for n, k in enumerate(kinds) if k in ("hostile", "not json")]
+    assert rejected == [n for n, k in enumerate(kinds) if k in ("hostile", "not json", "too deep")]
     assert validated.rejected["reason"].is_not_null().all()
 
 

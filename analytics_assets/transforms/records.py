@@ -101,16 +101,22 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     # Only a record at least that long can hold that many, and most records are short.
     deep = (
         rows.filter(pl.col("record").str.len_bytes() >= _DEEP_FROM)
-        .select((_openers(pl.col("record")) >= _DEEP_FROM).any())
+        .filter(_openers(pl.col("record")) >= _DEEP_FROM)
+        .select("_row")
         .collect()
-        .item()
+        .to_series()
     )
-    if not deep:
-        try:
+    try:
+        if deep.is_empty():
             decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
             return decoded.with_columns(pl.lit(None, pl.String).alias("_decode_problem"))
-        except _REFUSED:
-            pass
+        # Those alone are written again first (real text can hold that many brackets: a
+        # pasted JSON document), and the day is decoded once, as a clean day is.
+        rewrites = _Rewrites(rows.collect(), source_fields)
+        rewrites.rewrite(deep.to_list())
+        return _decode_rows(rewrites.frame().lazy(), field_map, source_fields, json_column="_json")
+    except _REFUSED:
+        pass
     # A record polars' decoder refuses (below) fails the decode of the whole day: the day is
     # decoded again from `_json`, where every such record is written again.
     rewritten = _with_decodable_json(rows.collect(engine="streaming"), source_fields)
@@ -127,6 +133,33 @@ _DEEP_FROM = 1_000
 
 def _openers(record: pl.Expr) -> pl.Expr:
     return record.str.count_matches(r"[\[{]")
+
+
+class _Rewrites:
+    """A day's records as polars is to decode them (`_json`), the ones written again by
+    `_readable_json`, and why each of those could not be read (`_decode_problem`)."""
+
+    def __init__(self, rows: pl.DataFrame, source_fields: list[str]):
+        self.rows = rows
+        self.records = rows.get_column("record")
+        self.source_fields = source_fields
+        self.json = self.records.clone()
+        self.problems: list[str | None] = [None] * self.records.len()
+
+    def rewrite(self, positions: list[int]) -> None:
+        if not positions:
+            return
+        rewritten = []
+        for position, record in zip(positions, self.records.gather(positions), strict=True):
+            text, self.problems[position] = _readable_json(record, self.source_fields)
+            rewritten.append(text)
+        self.json = self.json.scatter(positions, pl.Series(rewritten, dtype=pl.String))
+
+    def frame(self) -> pl.DataFrame:
+        return self.rows.with_columns(
+            self.json.alias("_json"),
+            pl.Series("_decode_problem", self.problems, dtype=pl.String),
+        )
 
 
 # How polars' decoder refuses a record: a ComputeError; a ShapeError where every text of
@@ -164,37 +197,23 @@ def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.Dat
     patterns = (*_UNDECODABLE_CANDIDATES, f'"(?:{structured_field})"\\s*:\\s*[\\[{{]')
     candidates = records.str.contains("|".join(f"(?:{p})" for p in patterns)).arg_true()
     deep = records.to_frame().select(_openers(pl.col("record")) >= _DEEP_FROM).to_series()
-    problems: list[str | None] = [None] * records.len()
-    json_texts = records.clone()
-
-    def rewrite(positions: list[int]) -> None:
-        nonlocal json_texts
-        if not positions:
-            return
-        rewritten = []
-        for position, record in zip(positions, records.gather(positions), strict=True):
-            text, problems[position] = _readable_json(record, source_fields)
-            rewritten.append(text)
-        json_texts = json_texts.scatter(positions, pl.Series(rewritten, dtype=pl.String))
-
+    rewrites = _Rewrites(rows, source_fields)
     # First, before polars reads any of them, those it could crash on (`_DEEP_FROM`).
-    rewrite(deep.arg_true().to_list())
-    if not _decodes(json_texts.gather(candidates), dtype):
+    rewrites.rewrite(deep.arg_true().to_list())
+    if not _decodes(rewrites.json.gather(candidates), dtype):
         # Written again, a record polars decodes gives the same texts, so the candidates are
         # not halved: a day where every record is one would halve down to each.
-        rewrite(candidates.to_list())
+        rewrites.rewrite(candidates.to_list())
     # What the patterns missed.
-    missed = _refused_positions(json_texts, dtype)
+    missed = _refused_positions(rewrites.json, dtype)
     if missed:
-        rewrite(missed)
+        rewrites.rewrite(missed)
         # `_readable_json` writes scalars only, which polars decodes; should it still refuse
         # one, that record keeps no field, so the day's second decode cannot fail.
-        for position in _refused_positions(json_texts, dtype):
-            json_texts = json_texts.scatter(position, "{}")
-            problems[position] = "the record could not be decoded"
-    return rows.with_columns(
-        json_texts.alias("_json"), pl.Series("_decode_problem", problems, dtype=pl.String)
-    )
+        for position in _refused_positions(rewrites.json, dtype):
+            rewrites.json = rewrites.json.scatter(position, "{}")
+            rewrites.problems[position] = "the record could not be decoded"
+    return rewrites.frame()
 
 
 def _fields_dtype(source_fields: list[str]) -> pl.Struct:
