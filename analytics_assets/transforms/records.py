@@ -1,7 +1,8 @@
 """Raw records -> typed, validated, de-duplicated rows; every rejected record keeps its reason.
 
-Pure polars: no Dagster, no I/O. Everything here is vectorized; decoding the records' JSON
-is about half the time (`benchmarks/bench_messages.py`).
+Pure polars: no Dagster, no I/O. Everything here is vectorized, except reading again, one by
+one in Python, the few records polars' JSON decoder refuses (`_with_decodable_json`);
+decoding the records' JSON is about half the time (`benchmarks/bench_messages.py`).
 """
 
 from __future__ import annotations
