@@ -343,7 +343,10 @@ def main() -> None:
     if args.hostile:
         rows = run_in_child(hostile_path, str(export_dir))["rows"]
         clean_s = rows[0][1]
-        print("validate_messages with hostile records mixed in (best of two; same process):")
+        print(
+            "validate_messages with hostile records mixed in (best of two, the clean day of "
+            "three; same process):"
+        )
         for name, seconds, rejected in rows:
             print(
                 f"  {name:55s} {seconds:6.2f} s ({seconds / clean_s:4.1f}x the clean day), "
