@@ -122,8 +122,9 @@ def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path
 
 
 def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_crashed(tmp_path):
-    # A NocoDB JSON or link column mapped to a field: no frame holds text and objects in one
-    # column, which failed the read of the whole table. Each record is kept as written.
+    # An export whose mapped field holds JSON in some records (a link object, a list): no
+    # frame holds text and objects in one column, which failed the read of the whole table.
+    # Each record is kept as written.
     records = [
         _conversation(1),
         _conversation(2, user_id={"Id": 7, "Title": "u7"}),
