@@ -120,7 +120,9 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
         pass
     # A record polars' decoder refuses (below) fails the decode of the whole day: the day is
     # decoded again from `_json`, where every such record is written again.
-    rewritten = _with_decodable_json(rows.collect(engine="streaming"), source_fields)
+    rewritten = _with_decodable_json(
+        rows.collect(engine="streaming"), source_fields, deep.to_list()
+    )
     return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
 
 
@@ -156,6 +158,13 @@ class _Rewrites:
             rewritten.append(text)
         self.json = self.json.scatter(positions, pl.Series(rewritten, dtype=pl.String))
 
+    def keep_no_field(self, positions: list[int], problem: str) -> None:
+        if not positions:
+            return
+        self.json = self.json.scatter(positions, "{}")
+        for position in positions:
+            self.problems[position] = problem
+
     def frame(self) -> pl.DataFrame:
         return self.rows.with_columns(
             self.json.alias("_json"),
@@ -187,20 +196,22 @@ _UNDECODABLE_CANDIDATES = (
 )
 
 
-def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.DataFrame:
+def _with_decodable_json(
+    rows: pl.DataFrame, source_fields: list[str], deep: list[int]
+) -> pl.DataFrame:
     """`rows` with the JSON to decode in `_json` and why a record could not be read in
-    `_decode_problem`. Each record polars refuses is written again by `_readable_json`;
-    every other record is decoded as the source sent it. `record` itself stays as the
-    source sent it, for `processing_errors`."""
+    `_decode_problem`. Each record polars refuses, and each of `deep` (the positions of
+    those it could crash on, `_DEEP_FROM`), is written again by `_readable_json`; every
+    other record is decoded as the source sent it. `record` itself stays as the source sent
+    it, for `processing_errors`."""
     records = rows.get_column("record")
     dtype = _fields_dtype(source_fields)
     structured_field = "|".join(pl.escape_regex(name) for name in source_fields)
     patterns = (*_UNDECODABLE_CANDIDATES, f'"(?:{structured_field})"\\s*:\\s*[\\[{{]')
     candidates = records.str.contains("|".join(f"(?:{p})" for p in patterns)).arg_true()
-    deep = records.to_frame().select(_openers(pl.col("record")) >= _DEEP_FROM).to_series()
     rewrites = _Rewrites(rows, source_fields)
-    # First, before polars reads any of them, those it could crash on (`_DEEP_FROM`).
-    rewrites.rewrite(deep.arg_true().to_list())
+    # First, before polars reads any of them, those it could crash on.
+    rewrites.rewrite(deep)
     if not _decodes(rewrites.json.gather(candidates), dtype):
         # Written again, a record polars decodes gives the same texts, so the candidates are
         # not halved: a day where every record is one would halve down to each.
@@ -211,9 +222,8 @@ def _with_decodable_json(rows: pl.DataFrame, source_fields: list[str]) -> pl.Dat
         rewrites.rewrite(missed)
         # `_readable_json` writes scalars only, which polars decodes; should it still refuse
         # one, that record keeps no field, so the day's second decode cannot fail.
-        for position in _refused_positions(rewrites.json, dtype):
-            rewrites.json = rewrites.json.scatter(position, "{}")
-            rewrites.problems[position] = "the record could not be decoded"
+        still_refused = _refused_positions(rewrites.json, dtype)
+        rewrites.keep_no_field(still_refused, "the record could not be decoded")
     return rewrites.frame()
 
 
