@@ -9,6 +9,8 @@ import json
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics_assets.categorization.conversations import (
     categorize_texts,
@@ -18,8 +20,11 @@ from analytics_assets.categorization.conversations import (
 from analytics_assets.categorization.ngram_heads import (
     MIN_LETTERS,
     NGRAM_HEADS,
+    _has_letters,
+    _normalized_whole,
     letters,
     ngram_heads,
+    normalized,
 )
 from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
 from analytics_assets_tests.conftest import import_benchmark
@@ -99,6 +104,38 @@ def test_too_few_letters_no_opinion(text):
 def test_letters_count_dense_scripts_three_times():
     assert letters("ok") == 2 < MIN_LETTERS <= letters("退款") == 6
     assert letters("refund 42!") == 6
+
+
+# Pieces of text where normalizing part of a text could differ from normalizing all of it:
+# what NFKC composes with what precedes it (combining marks, Hangul vowels), expands (ﬁ, ㍿)
+# or folds to a space (U+3000); sigma, whose lower case depends on what follows; runs of
+# whitespace of every kind, which fold to one space, so that a cut far into the text can
+# still fall inside the first `max_chars` characters of the line.
+_PIECES = [
+    "a", "e", "Σ", "σ", "İ", "ﬁ", "㍿", "\u0301", "\u0327", "\u0345", "e\u0301", "\u1100",
+    "\u1161", "ᾈ", "Ǆ", "ｱ", "\uff9e", "가", "・", "退", " ", "\n", "\u3000", "\u00a0",
+    "\t", "\r\n", "\x1c", "\u2028", "      ", "\n\n\n\n", "\u3000" * 5, "\u0301" * 6,
+]  # fmt: skip
+_TRICKY = "".join(dict.fromkeys("".join(_PIECES)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=120),
+    max_chars=st.sampled_from([2, 5, 12]),
+)
+def test_a_long_text_normalizes_as_if_read_whole(pieces, max_chars):
+    """`normalized` reads a long text only up to a space or line break past 2 x max_chars:
+    the same line as normalizing the whole text, whatever surrounds the cut."""
+    text = "".join(pieces)
+    assert normalized(text, max_chars) == _normalized_whole(text)[:max_chars]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(_TRICKY + "1_!😀"), max_size=12))
+def test_has_letters_stops_early_and_agrees_with_letters(text):
+    for at_least in (1, 3, MIN_LETTERS, 8):
+        assert _has_letters(text, at_least) == (letters(text) >= at_least)
 
 
 def test_a_custom_taxonomy_keeps_only_the_sentiment_head():

