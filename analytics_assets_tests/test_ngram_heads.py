@@ -138,6 +138,32 @@ def test_has_letters_stops_early_and_agrees_with_letters(text):
         assert _has_letters(text, at_least) == (letters(text) >= at_least)
 
 
+def test_rows_of_different_lengths_are_each_scaled_on_their_own():
+    """The temperature scales all rows at once when fastText gives every label; should a row
+    ever lack one, each row is scaled alone, with the same result as for that row alone."""
+    shipped = ngram_heads(SUPPORT)["sentiment"]
+    rows = {"text one": (["__label__neutral", "__label__positive", "__label__negative"],
+                         [0.6, 0.3, 0.1]),
+            "text two": (["__label__negative", "__label__neutral"], [0.9, 0.1])}  # fmt: skip
+
+    class _Model:
+        def predict(self, line, k):
+            return rows[line]
+
+    class _Head(type(shipped)):
+        @property
+        def model(self):
+            return _Model()
+
+    head = _Head(**{name: getattr(shipped, name) for name in shipped.__dataclass_fields__})
+    labels, probabilities = head.predict(["text one", "text two", "ok"])
+    assert labels == ["neutral", "negative", ""]
+    alone = [head.predict([text])[1][0] for text in ("text one", "text two")]
+    assert list(probabilities[:2]) == alone and probabilities[2] == 0.0
+    scaled = 0.9 ** (1 / head.temperature)
+    assert probabilities[1] == pytest.approx(scaled / (scaled + 0.1 ** (1 / head.temperature)))
+
+
 def test_a_custom_taxonomy_keeps_only_the_sentiment_head():
     custom = parse_taxonomy(
         {

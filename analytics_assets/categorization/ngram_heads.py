@@ -110,9 +110,9 @@ class NgramHead:
             rows[index], answered[index] = row, True
         return rows, answered
 
-    def _calibrated(self, texts: list[str]) -> tuple[list[int], list, np.ndarray]:
+    def _calibrated(self, texts: list[str]) -> tuple[list[int], list, list[np.ndarray]]:
         """For each text with enough letters to judge: its index, fastText's labels best
-        first, and their probabilities with the temperature (a row each)."""
+        first, and their probabilities with the temperature."""
         model = self.model
         indices, found, probabilities = [], [], []
         for index, text in enumerate(texts):
@@ -126,10 +126,18 @@ class NgramHead:
             found.append(text_labels)
             probabilities.append(text_probabilities)
         if not indices:
-            return [], [], np.zeros((0, 0))
-        # k=-1: every label, so every row is as long; scaled in one go, not a text at a time.
+            return [], [], []
+        if len({len(row) for row in probabilities}) == 1:
+            # k=-1 gives every label, so the rows are as long: scaled in one go.
+            rows = np.asarray(probabilities, dtype=float)
+            scaled = np.maximum(rows, 1e-9) ** (1 / self.temperature)
+            return indices, found, list(scaled / scaled.sum(axis=1, keepdims=True))
+        # Should fastText ever leave a label out of a row, each row on its own.
+        return indices, found, [self._with_temperature(row) for row in probabilities]
+
+    def _with_temperature(self, probabilities) -> np.ndarray:
         scaled = np.maximum(np.asarray(probabilities, dtype=float), 1e-9) ** (1 / self.temperature)
-        return indices, found, scaled / scaled.sum(axis=1, keepdims=True)
+        return scaled / scaled.sum()
 
 
 def normalized(text: str | None, max_chars: int) -> str:
