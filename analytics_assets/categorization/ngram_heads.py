@@ -145,10 +145,11 @@ def normalized(text: str | None, max_chars: int) -> str:
     reads one line), the first `max_chars` characters."""
     text = text or ""
     # A long text (a pasted document, 20,000 characters) is normalized only as far as needed:
-    # up to a space or line break past twice `max_chars`. Both are characters nothing
-    # composes with, that end a final sigma's word and that whitespace folding keeps apart,
-    # so the part before one normalizes exactly as it does inside the whole text; once it
-    # gives `max_chars` characters, they are the whole text's first `max_chars`.
+    # up to a space or line break past twice `max_chars`. NFKC composes nothing across
+    # either, and either ends a final sigma's word as the end of the text does, so the part
+    # before one normalizes to the start of the whole text's line; whitespace left at its
+    # end is stripped, and once that gives `max_chars` characters, they are the whole
+    # text's first `max_chars` (checked over every code point, and property-tested).
     if len(text) > _CUT_BEFORE * max_chars:
         cut = _SAFE_CUT.search(text, 2 * max_chars, _CUT_BEFORE * max_chars)
         if cut is not None:
@@ -175,7 +176,8 @@ def letters(text: str) -> int:
 
 
 def _has_letters(text: str, at_least: int) -> bool:
-    """`letters(text) >= at_least`, reading only as far as it takes (most texts: a word)."""
+    """`letters(text) >= at_least` for `at_least` of 1 or more, reading only as far as it
+    takes (most texts: a word)."""
     count = 0
     for match in _LETTER_OR_DENSE.finditer(text):
         if match.lastindex is None:
