@@ -122,6 +122,94 @@ def test_checksums():
     )
 
 
+# Found in real ShareGPT turns (benchmarks/bench_pii.py --corpus sharegpt): after the step's
+# anonymization the blocking no_raw_pii check still found "phone numbers" in both.
+_EMAILS_IN_A_MARKDOWN_TABLE = (
+    "| Kansas | [jade.piros@ks.gov](mailto:jade.piros@ks.gov) |\n"
+    "| Kentucky | [meghan.sandfoss@ky.gov](mailto:meghan.sandfoss@ky.gov) |\n"
+    "| Louisiana | [veneeth.iyengar@la.gov](mailto:veneeth.iyengar@la.gov) |"
+)
+_PHONES_IN_A_ROW = (
+    "Kyiv, Ukraine; Mon-Fri: from 9:00 to 18:00. +380 (99) 220 72 42 +380 (44) 364 55 85 "
+    "+380 (44) 364 61 18 For emails: support@example.com"
+)
+
+
+@pytest.mark.parametrize("key", [None, b"k1"])
+def test_placeholders_are_never_read_as_pii(key):
+    """A pseudonym's digest holds digits: two placeholders a few characters apart read as one
+    phone number (`<EMAIL:0db39313de0e>),[<EMAIL:039380540223>`), and a day's blocking check
+    failed on text that held no PII. Placeholders are skipped, so anonymizing is idempotent."""
+    once, counts = anonymize(pl.Series([_EMAILS_IN_A_MARKDOWN_TABLE] * 2), key=key)
+    assert counts == Counter({EMAIL: 12})
+    assert detect(once) == [[], []]
+    twice, counts_again = anonymize(once, key=key)
+    assert twice.to_list() == once.to_list() and not counts_again
+    # The placeholders of the real case: 039380540223 read as a phone number.
+    placeholders = (
+        "[<EMAIL:0db39313de0e>](mailto:<EMAIL:0db39313de0e>),\n"
+        "[<EMAIL:039380540223>](mailto:<EMAIL:039380540223>),\n<PHONE:301234567890>"
+    )
+    assert find_in_text(placeholders) == []
+    # Only a placeholder's own shape is skipped: a card number in brackets is still one.
+    assert [f.kind for f in find_in_text("<CARD:4111111111111111>")] == [CARD]
+
+
+def test_every_phone_number_of_a_run_is_redacted():
+    """Three numbers one after another: the matcher read them as one stretch and found only
+    the last, so two stayed raw (the check found them). Rows that were rewritten are searched
+    again until nothing more is found."""
+    redacted, counts = anonymize(pl.Series([_PHONES_IN_A_ROW]))
+    assert counts == Counter({PHONE: 3, EMAIL: 1})
+    assert redacted[0].count("<PHONE>") == 3 and "+380" not in redacted[0]
+    assert detect(redacted) == [[]]
+
+
+def test_the_check_after_the_step_searches_only_what_changed(monkeypatch):
+    """A text the step found clean is not searched again by the check that scans the step's
+    output in the same process; searched in other regions, it is."""
+    from analytics_assets.privacy import pii
+
+    searched: list[str] = []
+    search = pii.find_in_text
+
+    def counting(text, kinds=tuple(pii.PATTERNS), regions=None):
+        searched.append(text)
+        return search(text, kinds, regions)
+
+    monkeypatch.setattr(pii, "find_in_text", counting)
+    pii.forget_clean_texts()
+    clean = "build 20231105 failed at step 4471234 of 9001234"  # digit runs: candidates
+    texts = pl.Series([clean, "ana@example.com: build 20231106 failed", clean])
+    redacted, _ = anonymize(texts)
+    # The step: each distinct text searched once, and the rewritten one again (still a
+    # candidate: digits), found clean then.
+    rewritten = "<EMAIL>: build 20231106 failed"
+    assert searched == [clean, texts[1], rewritten] and redacted[1] == rewritten
+    searched.clear()
+    # The check on the step's output, in the same process: nothing left to search.
+    assert detect(redacted) == [[], [], []]
+    assert searched == []
+    # The same text searched in other regions is another search.
+    detect(redacted, regions=("JP",))
+    assert searched == [clean, rewritten]
+    searched.clear()
+    pii.forget_clean_texts()
+    searched.clear()
+    detect(redacted)
+    assert searched == [clean, rewritten]
+
+
+def test_remembered_clean_texts_are_bounded(monkeypatch):
+    from analytics_assets.privacy import pii
+
+    monkeypatch.setattr(pii, "_CLEAN_TEXTS_KEPT", 3)
+    pii.forget_clean_texts()
+    detect(pl.Series([f"order 2023110{n} shipped on 2023-11-0{n}" for n in range(5)]))
+    assert 1 <= len(pii._CLEAN_TEXTS) <= 3
+    pii.forget_clean_texts()
+
+
 def test_redact_and_pseudonymize():
     texts = pl.Series(["mail me at ana@example.com or ana@example.com", None, "nothing here"])
     redacted, counts = anonymize(texts)
