@@ -145,13 +145,22 @@ _NOT_PHONE_SHAPE = re.compile(
 # a path, or the digits of a longer number (a decimal, a time); in a sum (800 - 1000 - 500);
 # after a word naming another kind of number (ISSN 0967-0661, Meeting ID: 3903 03 5809).
 _LETTER = r"[0-9A-Za-z_\u00c0-\u024f]"
+# `\Z`, not `$`: `$` also matches before a final line break, so a number at the start of a
+# line read as glued to the end of the line before ("…5678\n+44 20 7946 0958").
 _NOT_PHONE_BEFORE = re.compile(
-    rf"(?:{_LETTER}|[0-9][.,:]|{_LETTER}[-_.]|[-−/\\]|\d\s*[-+*×=]\s*)$"
+    rf"(?:{_LETTER}|[0-9][.,:]|{_LETTER}[-_.]|[-−/\\]|\d\s*[-+*×=]\s*)\Z"
     r"|\b(?:ISSN|ISBN(?:-1[03])?|DOI|EIN|SKU|IDs?|order|invoice|ticket|folio|serial|"
-    r"part (?:number|no\.?)|doc|version|ver\.?|release|build|v)\W{0,8}$",
+    r"part (?:number|no\.?)|doc|version|ver\.?|release|build|v)\W{0,8}\Z",
     re.IGNORECASE,
 )
-_NOT_PHONE_AFTER = re.compile(rf"{_LETTER}|[.,:/\\-]{_LETTER}|\s*[-+*×=]\s*\d")
+# A sum is on one line, with its `+` spaced as its operands are ("12345678 + 4420794",
+# "12345678+4420794"): a number followed by a line break and `+44…`, or by a space and
+# `+44…`, is the first of a list of numbers.
+_SPACE_ON_A_LINE = r"[^\S\n\r\v\f\u2028\u2029]"
+_NOT_PHONE_AFTER = re.compile(
+    rf"{_LETTER}|[.,:/\\-]{_LETTER}|{_SPACE_ON_A_LINE}*[-*×=]\s*\d|\+\s*\d"
+    rf"|{_SPACE_ON_A_LINE}+\+\s+\d"
+)
 
 
 def language_regions(languages: Iterable[str] | None) -> tuple[str, ...]:
@@ -339,11 +348,29 @@ def phone_spans(
     for start, end in taken:
         masked = masked[:start] + _MASK * (end - start) + masked[end:]
     plans = _regions(regions)
-    for low, high in _phone_windows(masked):
-        for match in _RegionsMatcher(masked[low:high], plans):
-            start, end = low + match.start, low + match.end
-            if _phone_context_ok(masked, start, end):
-                yield start, end
+    for window_low, window_high in _phone_windows(masked):
+        for low, high in _phone_segments(masked, window_low, window_high):
+            for match in _RegionsMatcher(masked[low:high], plans):
+                start, end = low + match.start, low + match.end
+                if _phone_context_ok(masked, start, end):
+                    yield start, end
+
+
+# Where one phone number ends for sure: a line break, or white space before a `+` (a number
+# has its `+` only in front). libphonenumber read numbers one per line, or one after another
+# on a line, as one stretch: of "+49 30 12345678\n+44 20 7946 0958" it found neither, of
+# three in a row only the last.
+_PHONE_SEGMENT_END = re.compile(r"[\n\r\v\f\u2028\u2029]+|\s+(?=[+＋])")
+
+
+def _phone_segments(text: str, low: int, high: int) -> Iterator[tuple[int, int]]:
+    """[low, high) of `text` cut where one number ends for sure (`_PHONE_SEGMENT_END`)."""
+    for boundary in _PHONE_SEGMENT_END.finditer(text, low, high):
+        if boundary.start() > low:
+            yield low, boundary.start()
+        low = boundary.end()
+    if high > low:
+        yield low, high
 
 
 def _phone_windows(text: str) -> list[tuple[int, int]]:
@@ -537,8 +564,8 @@ def find_in_text(
     where national phone numbers are read; None: the configured languages' regions."""
     findings: list[Finding] = []
     # What this module wrote in place of a finding is never one: a pseudonym's digest holds
-    # digits, and two placeholders a few characters apart read as a phone number
-    # (`<EMAIL:0db39313de0e>),[<EMAIL:039380540223>`).
+    # digits, and one of digits only that starts with 0 read as a national phone number
+    # (`<EMAIL:039380540223>`; about 1 digest in 280 is all digits).
     taken: list[tuple[int, int]] = [match.span() for match in _PLACEHOLDER.finditer(text)]
     for kind in kinds:
         if kind == PHONE:
@@ -614,7 +641,8 @@ def _findings_by_row(
 # not twice (the exact checks in Python are most of a scan's time: a run of digits read as
 # a phone number in every region that could hold it). A text with a finding is not kept: it
 # comes back rewritten, and is searched again. Only 16-byte digests are kept, never text,
-# and at most `_CLEAN_TEXTS_KEPT` of them (then they are forgotten all at once).
+# and at most `_CLEAN_TEXTS_KEPT` of them (about 80 MB with the set's own overhead; then
+# they are forgotten all at once).
 _CLEAN_TEXTS: set[bytes] = set()
 _CLEAN_TEXTS_KEPT = 1_000_000
 
@@ -657,8 +685,8 @@ def _token(kind: str, value: str, key: bytes | None) -> str:
 _TOKEN_DIGEST_CHARS = 12
 # A placeholder `_token` writes: `<EMAIL>`, or `<EMAIL:3fa9c1d2e4b5>` with a key.
 _PLACEHOLDER = re.compile(rf"<(?:{'|'.join(PATTERNS)})(?::[0-9a-f]{{{_TOKEN_DIGEST_CHARS}}})?>")
-# How many times `anonymize` searches a rewritten text again (see there); a text with more
-# left to find after that is left to the table's no_raw_pii check, which blocks the day.
+# How many times `anonymize` searches a rewritten text again (see there); what is still
+# found after that stays raw, and the table's no_raw_pii check finds it and blocks the day.
 _SEARCHES = 5
 
 
@@ -689,8 +717,9 @@ def anonymize(
                 counts[finding.kind] += 1
             rewritten.append("".join(pieces) + text[position:])
         result = result.scatter(rows, rewritten)
-        # A rewritten text is searched again: libphonenumber read three numbers in a row
-        # as one stretch and found only the last; with it replaced, it finds the others.
+        # A rewritten text is searched again: where libphonenumber reads several numbers as
+        # one stretch it finds only the last (`_phone_segments` cuts the stretches it can
+        # tell apart), and with that one replaced it finds the one before.
         again = _findings_by_row(pl.Series(rewritten, dtype=pl.String), kinds, regions)
         found = {rows[index]: findings for index, findings in again.items()}
     return result, counts
