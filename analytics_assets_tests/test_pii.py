@@ -188,6 +188,22 @@ def test_every_phone_number_of_a_list_is_found(text):
     assert detect(redacted) == [[]]
 
 
+def test_a_rewritten_text_is_searched_again_up_to_the_limit(monkeypatch):
+    """The backstop: a search that finds only the last of several values (as libphonenumber
+    did) still gets each one redacted by searching the rewritten text again, and every
+    value any search found is redacted, up to `_SEARCHES` searches."""
+    from analytics_assets.privacy import pii
+
+    search = pii.find_in_text
+    monkeypatch.setattr(pii, "find_in_text", lambda *args: search(*args)[-1:])
+    texts = pl.Series(["a@example.com b@example.com c@example.com"])
+    redacted, counts = anonymize(texts)
+    assert redacted[0] == "<EMAIL> <EMAIL> <EMAIL>" and counts == Counter({EMAIL: 3})
+    monkeypatch.setattr(pii, "_SEARCHES", 2)
+    redacted, counts = anonymize(texts)
+    assert redacted[0] == "a@example.com <EMAIL> <EMAIL>" and counts == Counter({EMAIL: 2})
+
+
 @pytest.mark.parametrize("text", ["12345678 + 44207946", "12345678+44207946", "8 - 030 1234567"])
 def test_a_sum_on_one_line_is_not_a_list_of_numbers(text):
     assert [f for f in find_in_text(text) if f.kind == PHONE] == []

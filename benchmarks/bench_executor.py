@@ -10,8 +10,10 @@ the ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,16 +56,27 @@ def run(executor: str, days: int, folder: Path) -> float:
     return seconds
 
 
+def stop_embedded_servers(folder: Path) -> None:
+    """The runs started an embedded MongoDB server each (it outlives the command that started
+    it, as a database should): stopped here, with their folder."""
+    for pid_file in folder.glob("*/local/mongo/nx-27017.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        # The first run also writes the sample export; both runs get their own folder.
-        timings = {
-            executor: run(executor, args.days, Path(tmp) / executor)
-            for executor in ("in_process", "multiprocess")
-        }
+        try:
+            # The first run also writes the sample export; both runs get their own folder.
+            timings = {
+                executor: run(executor, args.days, Path(tmp) / executor)
+                for executor in ("in_process", "multiprocess")
+            }
+        finally:
+            stop_embedded_servers(Path(tmp))
     for executor, seconds in timings.items():
         print(f"{executor:<13} {args.days}-day ingestion_job run: {seconds:.1f} s")
     ratio = timings["multiprocess"] / timings["in_process"]

@@ -357,9 +357,8 @@ def phone_spans(
 
 
 # Where one phone number ends for sure: a line break, or white space before a `+` (a number
-# has its `+` only in front). libphonenumber read numbers one per line, or one after another
-# on a line, as one stretch: of "+49 30 12345678\n+44 20 7946 0958" it found neither, of
-# three in a row only the last.
+# has its `+` only in front). libphonenumber reads numbers one after another as one stretch
+# and finds only the last: of three `+380` numbers in a row, the third.
 _PHONE_SEGMENT_END = re.compile(r"[\n\r\v\f\u2028\u2029]+|\s+(?=[+＋])")
 
 
@@ -685,8 +684,8 @@ def _token(kind: str, value: str, key: bytes | None) -> str:
 _TOKEN_DIGEST_CHARS = 12
 # A placeholder `_token` writes: `<EMAIL>`, or `<EMAIL:3fa9c1d2e4b5>` with a key.
 _PLACEHOLDER = re.compile(rf"<(?:{'|'.join(PATTERNS)})(?::[0-9a-f]{{{_TOKEN_DIGEST_CHARS}}})?>")
-# How many times `anonymize` searches a rewritten text again (see there); what is still
-# found after that stays raw, and the table's no_raw_pii check finds it and blocks the day.
+# How many times `anonymize` searches a text at most (see there); what a last search would
+# still find stays raw, and the table's no_raw_pii check finds it and blocks the day.
 _SEARCHES = 5
 
 
@@ -700,13 +699,12 @@ def anonymize(
     """Texts with every finding replaced: `<EMAIL>` (redact) or, with a key, `<EMAIL:3fa9…>`
     (pseudonymize: the same value and key give the same token). Returns the counts by type.
     Only the rows with findings are rebuilt, and searched again until nothing more is found
-    (`_SEARCHES`); the rest (and missing texts) stay as they are."""
+    or they were searched `_SEARCHES` times; the rest (and missing texts) stay as they
+    are."""
     counts: Counter = Counter()
     result = texts.clone()
-    found = _findings_by_row(texts, kinds, regions)
-    for _ in range(_SEARCHES):
-        if not found:
-            break
+    found, searches = _findings_by_row(texts, kinds, regions), 1
+    while found:
         rows, rewritten = list(found), []
         for row, findings in found.items():
             text, pieces, position = result[row], [], 0
@@ -717,11 +715,13 @@ def anonymize(
                 counts[finding.kind] += 1
             rewritten.append("".join(pieces) + text[position:])
         result = result.scatter(rows, rewritten)
+        if searches == _SEARCHES:
+            break
         # A rewritten text is searched again: where libphonenumber reads several numbers as
         # one stretch it finds only the last (`_phone_segments` cuts the stretches it can
         # tell apart), and with that one replaced it finds the one before.
         again = _findings_by_row(pl.Series(rewritten, dtype=pl.String), kinds, regions)
-        found = {rows[index]: findings for index, findings in again.items()}
+        found, searches = {rows[index]: findings for index, findings in again.items()}, searches + 1
     return result, counts
 
 
