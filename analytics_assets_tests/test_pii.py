@@ -133,16 +133,17 @@ def _nothing_remembered_clean():
     pii.forget_clean_texts()
 
 
-# Found in real ShareGPT turns (benchmarks/bench_pii.py --corpus sharegpt): after the step's
-# anonymization the blocking no_raw_pii check still found "phone numbers" in both.
+# The shapes of two real ShareGPT turns (benchmarks/bench_pii.py --corpus sharegpt) where,
+# after the step's anonymization, the blocking no_raw_pii check still found phone numbers;
+# the addresses and numbers here are made up.
 _EMAILS_IN_A_MARKDOWN_TABLE = (
-    "| Kansas | [jade.piros@ks.gov](mailto:jade.piros@ks.gov) |\n"
-    "| Kentucky | [meghan.sandfoss@ky.gov](mailto:meghan.sandfoss@ky.gov) |\n"
-    "| Louisiana | [veneeth.iyengar@la.gov](mailto:veneeth.iyengar@la.gov) |"
+    "| Kansas | [ana.ruiz@example.gov](mailto:ana.ruiz@example.gov) |\n"
+    "| Kentucky | [li.wei@example.gov](mailto:li.wei@example.gov) |\n"
+    "| Louisiana | [sam.okafor@example.gov](mailto:sam.okafor@example.gov) |"
 )
 _PHONES_IN_A_ROW = (
-    "Kyiv, Ukraine; Mon-Fri: from 9:00 to 18:00. +380 (99) 220 72 42 +380 (44) 364 55 85 "
-    "+380 (44) 364 61 18 For emails: support@example.com"
+    "Kyiv, Ukraine; Mon-Fri: from 9:00 to 18:00. +380 (99) 123 45 67 +380 (44) 123 45 68 "
+    "+380 (44) 765 43 21 For emails: support@example.com"
 )
 
 
@@ -156,8 +157,8 @@ def test_placeholders_are_never_read_as_pii(key):
     assert detect(once) == [[], []]
     twice, counts_again = anonymize(once, key=key)
     assert twice.to_list() == once.to_list() and not counts_again
-    # The placeholders of the real case (one of the table's rows): 039380540223 read as a
-    # phone number.
+    # The placeholders of the real case (one of the table's rows, pseudonymized with the
+    # benchmark's key): 039380540223 read as a phone number.
     placeholders = (
         "[<EMAIL:0db39313de0e>](mailto:<EMAIL:0db39313de0e>),\n"
         "[<EMAIL:039380540223>](mailto:<EMAIL:039380540223>),\n<PHONE:301234567890>"
@@ -173,7 +174,7 @@ def test_placeholders_are_never_read_as_pii(key):
         _PHONES_IN_A_ROW,
         "Tel:\n+49 30 12345678\n+44 20 7946 0958\n+380 44 364 61 18",  # one per line
         " ".join(f"+49 30 1234567{n}" for n in range(7)),  # more than `_SEARCHES`
-        "John Doe\nwww.example.com\n305-414-9199\nEXPERIENCE",  # a resume's header
+        "John Doe\nwww.example.com\n305-555-0142\nEXPERIENCE",  # a resume's header
     ],
 )
 def test_every_phone_number_of_a_list_is_found(text):
@@ -222,7 +223,6 @@ def test_the_check_after_the_step_searches_only_what_changed(monkeypatch):
         return search(text, kinds, regions)
 
     monkeypatch.setattr(pii, "find_in_text", counting)
-    pii.forget_clean_texts()
     clean = "build 20231105 failed at step 4471234 of 9001234"  # digit runs: candidates
     texts = pl.Series([clean, "ana@example.com: build 20231106 failed", clean])
     redacted, _ = anonymize(texts)
@@ -237,7 +237,7 @@ def test_the_check_after_the_step_searches_only_what_changed(monkeypatch):
     # The same text searched in other regions is another search.
     detect(redacted, regions=("JP",))
     assert searched == [clean, rewritten]
-    searched.clear()
+    # Forgotten, everything is searched again.
     pii.forget_clean_texts()
     searched.clear()
     detect(redacted)
@@ -248,10 +248,8 @@ def test_remembered_clean_texts_are_bounded(monkeypatch):
     from analytics_assets.privacy import pii
 
     monkeypatch.setattr(pii, "_CLEAN_TEXTS_KEPT", 3)
-    pii.forget_clean_texts()
     detect(pl.Series([f"order 2023110{n} shipped on 2023-11-0{n}" for n in range(5)]))
     assert 1 <= len(pii._CLEAN_TEXTS) <= 3
-    pii.forget_clean_texts()
 
 
 def test_redact_and_pseudonymize():
