@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import phonenumbers
 import polars as pl
@@ -332,6 +333,17 @@ def _phone_shape_ok(value: str) -> bool:
         or sum(len(group) == 1 for group in groups) > 1
         # 9131-9137: pages, a range
         or (len(groups) == 2 and len(groups[0]) == len(groups[1]) and groups[0] < groups[1])
+        # 028 029 030 031: a row of a grid of counters, not a number's digit groups
+        or _counts_up(groups)
+    )
+
+
+def _counts_up(groups: list[str]) -> bool:
+    """Three or more groups of one length, each one more than the one before."""
+    return (
+        len(groups) >= 3
+        and len({len(group) for group in groups}) == 1
+        and all(int(b) == int(a) + 1 for a, b in pairwise(groups))
     )
 
 
