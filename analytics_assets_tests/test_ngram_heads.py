@@ -104,6 +104,8 @@ def test_too_few_letters_no_opinion(text):
 def test_letters_count_dense_scripts_three_times():
     assert letters("ok") == 2 < MIN_LETTERS <= letters("退款") == 6
     assert letters("refund 42!") == 6
+    # A mark in a dense block that is not a letter counts two.
+    assert letters("・") == 2 and letters("退款・") == 8
 
 
 # Pieces of text where normalizing part of a text could differ from normalizing all of it:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -55,10 +55,9 @@ MIN_LETTERS = 5
 FLOORS = {("support", "topic"): 0.7}
 _WHITESPACE = re.compile(r"\s+")
 _LETTER = re.compile(r"[^\W\d_]")
-_DENSE_CHARACTERS = r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
-_DENSE = re.compile(_DENSE_CHARACTERS)
+_DENSE = r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
 # A dense character is the group, so `lastindex` tells it from a letter.
-_LETTER_OR_DENSE = re.compile(f"({_DENSE_CHARACTERS})|[^\\W\\d_]")
+_LETTER_OR_DENSE = re.compile(f"({_DENSE})|[^\\W\\d_]")
 
 
 @dataclass(frozen=True)
@@ -129,15 +128,15 @@ class NgramHead:
             return [], [], []
         if len({len(row) for row in probabilities}) == 1:
             # k=-1 gives every label, so the rows are as long: scaled in one go.
-            rows = np.asarray(probabilities, dtype=float)
-            scaled = np.maximum(rows, 1e-9) ** (1 / self.temperature)
-            return indices, found, list(scaled / scaled.sum(axis=1, keepdims=True))
+            return indices, found, list(self._with_temperature(probabilities))
         # Should fastText ever leave a label out of a row, each row on its own.
         return indices, found, [self._with_temperature(row) for row in probabilities]
 
     def _with_temperature(self, probabilities) -> np.ndarray:
+        """Probabilities (a row, or rows of one length) as p ** (1 / temperature), each row
+        renormalized."""
         scaled = np.maximum(np.asarray(probabilities, dtype=float), 1e-9) ** (1 / self.temperature)
-        return scaled / scaled.sum()
+        return scaled / scaled.sum(axis=-1, keepdims=True)
 
 
 def normalized(text: str | None, max_chars: int) -> str:
@@ -172,23 +171,28 @@ _SAFE_CUT = re.compile(r"[ \n]")
 
 def letters(text: str) -> int:
     """Letters, a Han, kana or Hangul character counting `DENSE_SCRIPT_WEIGHT` (three)."""
-    return len(_LETTER.findall(text)) + (DENSE_SCRIPT_WEIGHT - 1) * len(_DENSE.findall(text))
+    return sum(_letter_weights(text))
 
 
 def _has_letters(text: str, at_least: int) -> bool:
-    """`letters(text) >= at_least` for `at_least` of 1 or more, reading only as far as it
-    takes (most texts: a word)."""
+    """`letters(text) >= at_least`, reading only as far as it takes (most texts: a word)."""
     count = 0
-    for match in _LETTER_OR_DENSE.finditer(text):
-        if match.lastindex is None:
-            count += 1
-        else:
-            # As in `letters`: a dense character adds two, and one more if it is a letter
-            # (most are; "・" and a few other marks in those blocks are not).
-            count += DENSE_SCRIPT_WEIGHT - 1 + (_LETTER.match(match.group()) is not None)
+    for weight in _letter_weights(text):
+        count += weight
         if count >= at_least:
             return True
-    return False
+    return at_least <= 0
+
+
+def _letter_weights(text: str) -> Iterator[int]:
+    """What each letter of `text` adds to `letters`, in order: one; a dense character two,
+    and one more if it is a letter (most are; "・" and a few other marks in those blocks
+    are not)."""
+    for match in _LETTER_OR_DENSE.finditer(text):
+        if match.lastindex is None:
+            yield 1
+        else:
+            yield DENSE_SCRIPT_WEIGHT - 1 + (_LETTER.match(match.group()) is not None)
 
 
 @cache
