@@ -14,6 +14,7 @@ import json
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -281,6 +282,10 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "<set>"
+            elif name.endswith("_url") and isinstance(value, str):
+                # A URL can carry a secret: a webhook's token in its path, a password before
+                # the host, an API key in the query. Where it points is enough here.
+                value = url_origin(value)
             elif isinstance(value, Path):
                 value = str(value)
             view[name] = value
@@ -288,6 +293,26 @@ class Settings(BaseSettings):
 
     def public_json(self) -> str:
         return json.dumps(self.public_view(), indent=2, sort_keys=True, default=str)
+
+
+def url_without_credentials(url: str) -> str:
+    """`url` without a user or password before the host, a query or a fragment."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def url_origin(url: str) -> str:
+    """Where an HTTP `url` points (scheme, host and port), and "/…" where it held more;
+    another URL (a bucket and its prefix, a local path) without credentials or query."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return url_without_credentials(url)
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    more = parts.path.strip("/") or parts.query or parts.fragment
+    return f"{origin}/…" if more else origin
 
 
 @cache

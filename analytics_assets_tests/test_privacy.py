@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from datetime import date, timedelta
 
@@ -19,6 +20,7 @@ from dagster import (
     materialize,
 )
 
+from analytics_assets import tables
 from analytics_assets.analytics.checks import reconciliation_verdict
 from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.defs.privacy.assets import privacy_retention
@@ -27,12 +29,19 @@ from analytics_assets.defs.privacy.jobs import (
     report_run_requests,
     run_erasure,
 )
-from analytics_assets.defs.privacy.resources import RESTRICTED_TABLES, PrivacyResource
+from analytics_assets.defs.privacy.resources import (
+    RESTRICTED_TABLES,
+    PrivacyResource,
+    searchable_texts,
+)
 from analytics_assets.defs.storage.placement import mirrors_of
 from analytics_assets.privacy.erasure import AUDIT_COLLECTION, REQUESTS_COLLECTION, submit_request
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.privacy.retention import apply_retention
+from analytics_assets.settings import Settings
 from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+from analytics_assets.transforms.records import reason_without_values
+from analytics_assets.translation.translators import HttpTranslator
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.test_assets import read_asset
 
@@ -151,6 +160,98 @@ def test_rejected_records_keep_their_json_with_a_pseudonymous_user():
     assert swapped["record"][1] == errors["record"][1]  # a message record has no user
 
 
+def test_pii_on_the_line_after_a_break_is_found_in_a_rejected_records_json():
+    """In a record's JSON a line break is the two characters `\\n`: the value after it is
+    glued to the `n` and no word boundary finds it. The record's values are searched and
+    anonymized instead, and the check reads the same values. (Made-up test numbers.)"""
+    content = (
+        "My new card:\n4111 1111 1111 1111\ncall me\n+44 20 7946 0958\n"
+        "IBAN\tDE89 3704 0044 0532 0130 00"
+    )
+    record = json.dumps({"content": content, "feedback": "up", "latency_ms": 12})
+    errors = pl.DataFrame(
+        {
+            "table": ["messages", "messages"],
+            "reason": ["duplicate message_id; superseded by a newer copy"] * 2,
+            "record": [record, '{"content": "nothing to see", "latency_ms": 3}'],
+        }
+    )
+    kinds = ("CARD", "PHONE", "IBAN")
+    # What the check read before: the JSON text, where nothing is found.
+    assert not any(detect(errors["record"], kinds))
+    found = detect(searchable_texts(tables.PROCESSING_ERRORS, "record", errors["record"]), kinds)
+    assert sorted(f.kind for f in found[0]) == ["CARD", "IBAN", "PHONE"]
+
+    anonymized, counts = PrivacyResource(pseudonym_key=KEY).anonymize_table(
+        tables.PROCESSING_ERRORS, errors
+    )
+    assert counts == {"CARD": 1, "PHONE": 1, "IBAN": 1}
+    assert json.loads(anonymized["record"][0]) == {
+        "content": "My new card:\n<CARD>\ncall me\n<PHONE>\nIBAN\t<IBAN>",
+        "feedback": "up",
+        "latency_ms": 12,
+    }
+    # A record with nothing to replace stays exactly as the source sent it.
+    assert anonymized["record"][1] == errors["record"][1]
+    texts = searchable_texts(tables.PROCESSING_ERRORS, "record", anonymized["record"])
+    assert not any(detect(texts, kinds))
+
+
+def test_a_record_that_is_not_json_is_searched_with_its_escapes_read():
+    cut_short = '{"content": "call me\\n+44 20 7946 0958 or card\\n4111 1111 1111 1111'
+    errors = pl.DataFrame({"table": ["messages"], "reason": ["not JSON"], "record": [cut_short]})
+    anonymized, counts = PrivacyResource().anonymize_table(tables.PROCESSING_ERRORS, errors)
+    assert counts == {"PHONE": 1, "CARD": 1}
+    assert "7946" not in anonymized["record"][0] and "4111" not in anonymized["record"][0]
+
+
+def test_a_rejections_reason_is_anonymized_and_kept_out_of_metadata():
+    """The reason quotes the value it could not read: anything typed into a mapped field."""
+    reason = "invalid feedback 'mail jane.doe@example.com or 4111 1111 1111 1111'; missing role"
+    errors = pl.DataFrame({"table": ["messages"], "reason": [reason], "record": ["{}"]})
+    anonymized, _ = PrivacyResource().anonymize_table(tables.PROCESSING_ERRORS, errors)
+    assert anonymized["reason"][0] == "invalid feedback 'mail <EMAIL> or <CARD>'; missing role"
+    shown = anonymized.select(reason_without_values(pl.col("reason"))).item()
+    assert shown == "invalid feedback '…'; missing role"
+
+
+@pytest.mark.parametrize(
+    ("written", "read_as"),
+    [('"u-17"', "u-17"), ('"  u-17 "', "u-17"), ("4711", "4711"), ('["u-1", "u-2"]', None)],
+)
+def test_a_rejected_records_user_id_is_a_pseudonym_whatever_it_holds(written, read_as):
+    """A Number column's id (4711) and an id with spaces get the conversation's pseudonym
+    (the headers read the id stripped, a number as written); an array is never left raw."""
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    record = f'{{"customer": {written}, "rating": 9}}'
+    errors = pl.DataFrame({"table": ["conversations"], "record": [record]})
+    swapped = json.loads(privacy.pseudonymize_records(errors, user_field="customer")["record"][0])
+    assert swapped["rating"] == 9
+    assert re.fullmatch(USER_PSEUDONYM_PATTERN, swapped["customer"])
+    if read_as is not None:
+        assert swapped["customer"] == privacy.pseudonym(read_as)
+
+
+def test_a_user_id_in_a_record_that_is_not_json_is_a_pseudonym():
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    cut_short = '{"rating": 9, "customer": "u-17", "started_at": "2026-11-0'
+    errors = pl.DataFrame({"table": ["conversations"], "record": [cut_short]})
+    swapped = privacy.pseudonymize_records(errors, user_field="customer")["record"][0]
+    assert "u-17" not in swapped and privacy.pseudonym("u-17") in swapped
+
+
+def test_settings_shown_to_people_carry_no_secret_in_a_url():
+    settings = Settings(
+        alert_webhook_url="https://hooks.slack.com/services/T000/B000/XXXXSECRET",
+        translation_http_url="https://translator:hunter2@mt.example.com:5000/?api_key=abc",
+    )
+    shown = json.dumps(settings.public_view())
+    assert "XXXXSECRET" not in shown and "hunter2" not in shown and "abc" not in shown
+    assert settings.public_view()["alert_webhook_url"] == "https://hooks.slack.com/…"
+    translator = HttpTranslator(settings.translation_http_url)
+    assert translator.version == "libretranslate@https://mt.example.com:5000/"
+
+
 def test_local_key_file_is_created_once_and_private(tmp_path):
     path = tmp_path / "keys" / "pseudonym.key"
     first = PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1")
@@ -158,6 +259,12 @@ def test_local_key_file_is_created_once_and_private(tmp_path):
     assert PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1") == first
     with pytest.raises(ValueError, match="PRIVACY_PSEUDONYM_KEY"):
         PrivacyResource().pseudonym("user-1")
+    assert [p.name for p in path.parent.iterdir()] == ["pseudonym.key"]  # no partial left
+    # An empty key file (a crash between create and write, before the key was written in
+    # full first) would make every pseudonym anyone's to compute: refused.
+    path.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1")
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue
 
 from analytics_assets.defs.metadata import frame_metadata
+from analytics_assets.transforms.records import reason_without_values
 
 DayMetadata = Callable[[date, pl.DataFrame], Mapping[str, Any]]
 
@@ -103,7 +104,11 @@ def errors_metadata(accepted_by_day: Mapping[date, int]) -> DayMetadata:
 
     def of_day(day: date, errors: pl.DataFrame) -> dict[str, Any]:
         return {
-            **frame_metadata(errors.drop("record", strict=False)),
+            **frame_metadata(
+                errors.drop("record", strict=False).with_columns(
+                    reason_without_values(pl.col("reason"))
+                )
+            ),
             "errors": errors.height,
             "error_rate": _rate(errors.height, errors.height + accepted_by_day.get(day, 0)),
         }

@@ -6,6 +6,7 @@ Pure (no Dagster): the read API turns a user's own id into their pseudonym with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -25,12 +26,36 @@ def load_pseudonym_key(configured: str | None, key_file: str | None) -> bytes:
     if key_file:
         path = Path(key_file)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+            _create_key_file(path)
+        key = path.read_text().strip().encode()
+        if not key:
+            # Pseudonyms under an empty key are anyone's to compute.
+            raise ValueError(
+                f"The pseudonym key file {path} is empty. Restore it from a backup (a new key "
+                "changes every pseudonym), or delete it to have a new key created."
+            )
+        return key
     raise ValueError("Pseudonyms need a key: set PRIVACY_PSEUDONYM_KEY (or pseudonym_key_file).")
+
+
+def _create_key_file(path: Path) -> None:
+    """A new random key at `path`, readable by its owner only. Written in full to a file of
+    its own first, then linked into place: another process reads either no file or the
+    whole key, never an empty file (a crash or a race between create and write), and of two
+    processes creating it at once, one key wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Another process that created it first wins: its key is the key.
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def local_key_file(settings: Settings) -> str | None:

@@ -369,6 +369,18 @@ def _text(name: str) -> pl.Expr:
     return pl.col(f"_text_{name}")
 
 
+# A reason quotes the text it could not read ("invalid feedback 'email me at …'"; several
+# reasons are joined by "; "). What a person typed belongs in processing_errors, anonymized,
+# not in run metadata, which an erasure cannot reach.
+_QUOTED_VALUE = r"'.*?'(; |$)"
+
+
+def reason_without_values(reason: pl.Expr) -> pl.Expr:
+    """The reason with every quoted value shown as '…': what went wrong, not what was
+    written."""
+    return reason.str.replace_all(_QUOTED_VALUE, "'…'${1}")
+
+
 def _integer(text: pl.Expr) -> pl.Expr:
     number = text.cast(pl.Float64, strict=False)
     return pl.when(number == number.floor()).then(number).cast(pl.Int64, strict=False)

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from analytics_assets.nocodb.client import RetryPolicy
+from analytics_assets.settings import url_without_credentials
 
 
 class TranslationError(Exception):
@@ -95,7 +96,8 @@ class HttpTranslator(Translator):
         self._pairs: dict[str, set[str]] | None = None
         self._lock = threading.Lock()
         self.retries = 0
-        self.version = f"libretranslate@{self.url}"
+        # Stored with every translation: where it came from, never a credential in the URL.
+        self.version = f"libretranslate@{url_without_credentials(self.url)}"
 
     def __repr__(self) -> str:  # never the API key
         return f"HttpTranslator({self.url!r})"

@@ -329,9 +329,11 @@ def topic_discovery(
     clusters = discover(texts, embedder.embed(texts) if texts else None)
     day = days_in(context.partition_time_window)[0]
     clusters = clusters.with_columns(pl.lit(day).alias("day"))
-    table = clusters.with_columns(
-        pl.col("terms").list.join(", "), pl.col("examples").list.first().alias("example")
-    ).select("cluster", "name", "size", "terms", "example")
+    # Names, sizes and terms only: an example is what a person wrote, and run storage is
+    # beyond an erasure's reach (defs/metadata.py). The examples are in the lake table.
+    table = clusters.with_columns(pl.col("terms").list.join(", ")).select(
+        "cluster", "name", "size", "terms"
+    )
     return MaterializeResult(
         value=clusters,
         metadata={

@@ -47,6 +47,7 @@ from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.conversations import build_conversations
 from analytics_assets.transforms.raw import empty_raw_frame
 from analytics_assets.transforms.records import (
+    reason_without_values,
     validate_conversation_headers,
     validate_messages,
 )
@@ -307,7 +308,11 @@ def validated_records(
         yield MaterializeResult(
             asset_key=tables.USER_PSEUDONYMS, value=mapping, metadata={"rows": mapping.height}
         )
-    reasons = errors.group_by("table", "reason").len().sort("len", descending=True)
+    reasons = (
+        errors.group_by("table", reason_without_values(pl.col("reason")))
+        .len()
+        .sort("len", descending=True)
+    )
     now_failing = _error_keys(errors)
     recovered = sorted(previous_errors - now_failing)
     if recovered:

@@ -16,7 +16,11 @@ from dagster import (
 from analytics_assets import tables
 from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import daily_partitions, days_in
-from analytics_assets.defs.privacy.resources import TEXT_COLUMNS, PrivacyResource
+from analytics_assets.defs.privacy.resources import (
+    TEXT_COLUMNS,
+    PrivacyResource,
+    searchable_texts,
+)
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
@@ -116,7 +120,8 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
         tally = _Tally()
         for column in columns if stored is not None else ():
             if column in stored.columns:
-                tally.scan(stored[column], kinds, f"lake.{column}")
+                texts = searchable_texts(table, column, stored[column])
+                tally.scan(texts, kinds, f"lake.{column}")
         # The run's days are scanned together; each day of the run records the verdict.
         yield from evaluations_per_day(context, tally.verdict(policy=privacy.policy_for(table)))
 
@@ -156,7 +161,7 @@ def no_raw_pii_in_collections(
                 differs = ~values.is_in(stored[column].drop_nulls().implode()).fill_null(False)
                 skipped += int(values.len() - differs.sum())
                 values = values.filter(differs)
-            tally.scan(values, kinds, f"{table}.{column}")
+            tally.scan(searchable_texts(table, column, values), kinds, f"{table}.{column}")
     yield from evaluations_per_day(
         context, tally.verdict(mongo_texts_equal_to_scanned_lake_texts=skipped)
     )

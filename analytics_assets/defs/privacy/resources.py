@@ -3,7 +3,6 @@ analytics table, which tables are restricted, how long each table keeps its days
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Literal
@@ -15,6 +14,11 @@ from pydantic import Field
 from analytics_assets import tables
 from analytics_assets.privacy.keys import load_pseudonym_key
 from analytics_assets.privacy.pii import PATTERNS, anonymize, keyed_digest, pseudonymize_id
+from analytics_assets.privacy.records import (
+    anonymize_records,
+    pseudonymize_user_field,
+    record_texts,
+)
 
 TextPolicy = Literal["redact", "pseudonymize", "keep"]
 TEXT_POLICIES = ("redact", "pseudonymize", "keep")
@@ -25,9 +29,24 @@ TEXT_POLICIES = ("redact", "pseudonymize", "keep")
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     tables.CONVERSATION_MESSAGES: ("content",),
     tables.CONVERSATION_TRANSLATIONS: ("text", "source_text"),
-    tables.PROCESSING_ERRORS: ("record",),
+    # A rejection's reason quotes the value it could not read ("invalid feedback '…'"),
+    # which can be anything a person typed into a mapped field.
+    tables.PROCESSING_ERRORS: ("record", "reason"),
     tables.TRANSLATION_ERRORS: ("record",),
 }
+# Text columns that hold a record as JSON: searched and anonymized in the values the record
+# holds (`privacy/records.py`), not in its JSON text, where a value after a line break is
+# glued to the escape's letter.
+JSON_RECORD_COLUMNS = frozenset(
+    {(tables.PROCESSING_ERRORS, "record"), (tables.TRANSLATION_ERRORS, "record")}
+)
+
+
+def searchable_texts(table: str, column: str, values: pl.Series) -> pl.Series:
+    """What a PII search reads of `values`, a text column of `table`."""
+    return record_texts(values) if (table, column) in JSON_RECORD_COLUMNS else values
+
+
 # Restricted by design, whatever the deployment says: the raw records as the source gave them,
 # and the user-id mapping. They are never served and are the only tables that may hold raw
 # PII; everything else is an analytics table.
@@ -126,7 +145,10 @@ class PrivacyResource(ConfigurableResource):
         counts: Counter = Counter()
         replaced = []
         for column in columns:
-            text, found = anonymize(frame[column], key=key, kinds=tuple(self.types))
+            if (table, column) in JSON_RECORD_COLUMNS:
+                text, found = anonymize_records(frame[column], key=key, kinds=tuple(self.types))
+            else:
+                text, found = anonymize(frame[column], key=key, kinds=tuple(self.types))
             replaced.append(text.alias(column))
             counts += found
         return frame.with_columns(replaced), dict(counts)
@@ -149,27 +171,11 @@ class PrivacyResource(ConfigurableResource):
         return self.pseudonymize_users(mapping, "user_pseudonym").sort("day", "user_pseudonym")
 
     def pseudonymize_records(self, errors: pl.DataFrame, user_field: str) -> pl.DataFrame:
-        """Rejected conversation records keep their JSON for debugging, with the user id
-        field (the source's name for it) replaced by its pseudonym."""
+        """Rejected records keep their JSON for debugging, with the user id field (the
+        source's name for it) replaced by its pseudonym whatever value it holds (a number
+        from a Number column too), the same pseudonym as the conversation's."""
         if errors.is_empty():
             return errors
-        pseudonym = self.pseudonymizer()
-
-        def swap(text: str | None) -> str | None:
-            try:
-                record = json.loads(text) if text else None
-            except ValueError:
-                return text
-            if not isinstance(record, dict) or not isinstance(record.get(user_field), str):
-                return text
-            record[user_field] = pseudonym(record[user_field])
-            return json.dumps(record, ensure_ascii=False)
-
-        conversations = pl.col("table") == "conversations"
-        swapped = [
-            swap(text) if is_conversation else text
-            for text, is_conversation in zip(
-                errors["record"], errors.select(conversations).to_series(), strict=True
-            )
-        ]
-        return errors.with_columns(pl.Series("record", swapped, dtype=pl.String()))
+        return errors.with_columns(
+            pseudonymize_user_field(errors["record"], user_field, self.pseudonymizer())
+        )
