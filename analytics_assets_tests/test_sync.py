@@ -18,6 +18,7 @@ from analytics_assets.defs.storage.lake import ParquetLakeIOManager
 from analytics_assets.deployments import storage_resources
 from analytics_assets.sources.base import Change
 from analytics_assets.sources.generator import SampleSpec, generate_sample
+from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets.sources.seed import create_base, create_table, seed_nocodb
 from analytics_assets.sources.sync_cursor import SyncCursor, TableCursor
 from analytics_assets_tests.conftest import make_client, range_tags
@@ -183,6 +184,11 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
     # The delete is seen too: the record was in the overlap window the last tick hashed.
     assert sorted(r.partition_key for r in second.run_requests) == [d.isoformat() for d in DAYS]
     assert all(r.run_key and r.tags["analytics/trigger"] for r in second.run_requests)
+    # The same tick evaluated again later (a failed cron tick, a daemon restarted while
+    # submitting) names the same runs: their keys do not hold the sensor's clock.
+    time.sleep(0.01)
+    again = tick(defs, instance, "nocodb_changes_sensor", cursor)
+    assert {r.run_key for r in again.run_requests} == {r.run_key for r in second.run_requests}
     observed = {e.partition: e.metadata for e in second.asset_events}
     assert observed[DAYS[0].isoformat()]["changed_messages"].value == 1
     assert observed[DAYS[2].isoformat()]["changed_messages"].value == 0
@@ -201,6 +207,21 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
     assert mismatch["deleted_messages"].value == 1
     run_days(defs, instance, [DAYS[2].isoformat()])
     assert tick(defs, instance, "nocodb_reconciliation_sensor").run_requests == []
+
+    # A record the change feed did not see, then another on the same day: two runs. (The
+    # run key held how many were missing, not which: the second was never loaded.)
+    keys = []
+    for number in (1, 2):
+        with make_client(nocodb) as client:
+            client.insert_records(messages_table, [{
+                "message_id": f"unseen-message-{number}", "role": "user", "content": "unseen",
+                "conversation_id": by_day[DAYS[1]][0]["conversation_id"],
+                "created_at": f"{DAYS[1].isoformat()} 12:00:0{number}",
+            }])  # fmt: skip
+        (request,) = tick(defs, instance, "nocodb_reconciliation_sensor").run_requests
+        keys.append(request.run_key)
+        run_days(defs, instance, [request.partition_key])
+    assert keys[0] != keys[1]
 
     # The lake and MongoDB now hold exactly what NocoDB holds.
     source = source_messages(nocodb, base)
@@ -376,3 +397,37 @@ def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, 
     assert again.requested == [] and again.skip_reason
     args = build_parser().parse_args(["sensor-tick", "nocodb_reconciliation_sensor", "--dry-run"])
     assert args.dry_run and args.handler.__name__ == "run_sensor_tick"
+
+
+def test_a_record_deleted_between_two_pages_hides_no_other_from_the_change_scan(nocodb, synced):
+    """The change scan paged by offset: a matching record deleted after its page was read
+    moved every later record back by one, so the next page started one too far and skipped
+    a record, and an edit skipped so was lost once the watermark passed it. Paged by key,
+    nothing is skipped. (Deleting mid-scan is the fault injected here, on
+    the real NocoDB; this test runs last, as it changes the source.)"""
+    _, _, base, _, _ = synced
+    table = base.table_ids["messages"]
+    everything = datetime(2000, 1, 1, tzinfo=UTC)
+    with make_client(nocodb, page_size=5) as client:
+        source = NocoDBSource(client, base_id=base.base_id)
+        before = {
+            change.record_id for change in source.changes_since("messages", everything).changes
+        }
+        read = client.request
+        deleted: list[str] = []
+
+        def request(method, path, **options):
+            body = read(method, path, **options)
+            if method == "GET" and path.endswith("/records") and not deleted:
+                # The first record of the first page, once that page has been read.
+                deleted.append(str(body["list"][0]["Id"]))
+                with make_client(nocodb) as other:
+                    other.delete_records(table, [int(deleted[0])])
+            return body
+
+        client.request = request
+        after = {
+            change.record_id for change in source.changes_since("messages", everything).changes
+        }
+    # The deleted record was read before it went; every other one is read too.
+    assert deleted and after == before

@@ -506,20 +506,24 @@ class NocoDBClient:
         up_to: int,
         fields: Sequence[str] | None = None,
         page_size: int | None = None,
+        where: str | None = None,
     ) -> Iterator[Page]:
-        """Pages of the rows with `after < key <= up_to`, in key order, each page asked for
-        as `key > last key seen`: every request is an index range at offset 0, so a page
-        costs the same at the end of a table as at its start (an offset makes the server
-        count past every earlier row), and shards of the key range can be read at once."""
+        """Pages of the rows with `after < key <= up_to` (and `where`, when given), in key
+        order, each page asked for as `key > last key seen`: every request is an index range
+        at offset 0, so a page costs the same at the end of a table as at its start (an
+        offset makes the server count past every earlier row), shards of the key range can
+        be read at once, and a row deleted or moved out of `where` between two pages does
+        not shift the next page past a row it should have held."""
         limit = min(page_size or self.page_size, MAX_PAGE_SIZE)
         path = f"/api/v2/tables/{table_id}/records"
         index, cursor = 0, after
         while True:
+            condition = f"({key},gt,{cursor})~and({key},le,{up_to})"
             params: dict[str, Any] = {
                 "limit": limit,
                 "offset": 0,
                 "sort": key,
-                "where": f"({key},gt,{cursor})~and({key},le,{up_to})",
+                "where": f"{condition}~and({where})" if where else condition,
             }
             if fields:
                 params["fields"] = ",".join(fields)

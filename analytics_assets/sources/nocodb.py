@@ -21,6 +21,7 @@ from analytics_assets.nocodb.client import (
     day_filter,
 )
 from analytics_assets.nocodb.errors import NocoDBNotFoundError
+from analytics_assets.settings import url_without_credentials
 from analytics_assets.sources.base import Change, ChangeScan, FetchResult, IdsByDay, RecordSource
 from analytics_assets.sources.checkpoints import PageSpool
 from analytics_assets.sources.days import filing_day
@@ -85,6 +86,12 @@ def _key_shards(bounds: tuple[int, int], count: int) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(count) if edges[i + 1] > edges[i]]
 
 
+# The key range of a scan over a whole table (NocoDB's Id is an auto-increment integer; the
+# upper bound stays within what a JavaScript number holds exactly).
+_BEFORE_ANY_KEY = -1
+_AFTER_ANY_KEY = 2**53 - 1
+
+
 class NocoDBSource(RecordSource):
     supports_changes = True
 
@@ -111,7 +118,9 @@ class NocoDBSource(RecordSource):
         self.checkpoint_storage_options = checkpoint_storage_options
 
     def describe(self) -> str:
-        return f"nocodb:{self.client.base_url}"
+        # Written into every raw record's `source` and into metadata: never a credential that
+        # NOCODB_URL itself may carry.
+        return f"nocodb:{url_without_credentials(str(self.client.base_url))}"
 
     def stats(self) -> dict[str, float]:
         return self.client.stats.as_dict()
@@ -345,7 +354,15 @@ class NocoDBSource(RecordSource):
         requests_before = self.client.stats.requests
         started = time.perf_counter()
         changes = []
-        for page in self.client.iter_pages(info.id, where=where, sort=primary_key, fields=fields):
+        # Paged by key (`Id > last`), not by offset: a matching record deleted between two
+        # pages shifted every later one back by one, so the next page skipped one, and an
+        # edit skipped so was lost once the watermark passed it. No upper bound from the
+        # table's current largest key: a record added while the scan runs is read too.
+        pages = self.client.iter_keyset(
+            info.id, primary_key, after=_BEFORE_ANY_KEY, up_to=_AFTER_ANY_KEY, where=where,
+            fields=fields,
+        )  # fmt: skip
+        for page in pages:
             for record in page.records:
                 created = _source_time(record.get(created_field))
                 version = _source_time(record.get(updated_field)) or created

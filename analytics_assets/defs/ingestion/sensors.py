@@ -30,7 +30,7 @@ from analytics_assets.defs.partitions import daily_partitions
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.privacy.erasure import is_tombstoned, tombstones
-from analytics_assets.sources.sync_cursor import SyncCursor
+from analytics_assets.sources.sync_cursor import SyncCursor, window_fingerprints
 from analytics_assets.storage.lake import Lake
 
 SYNC_TABLES = ("conversations", "messages")
@@ -71,6 +71,10 @@ def nocodb_changes_sensor(
     # The sensor's clock only measures how long a watermark has stood (sync_cursor.py).
     now = datetime.now(UTC)
     touched: dict[date, Counter] = {}
+    # Per day, what the scans returned for it (a fingerprint per table): with the cursor
+    # the tick started from, it names the runs, so evaluating the same tick again (a
+    # failed cron tick, a daemon that died while submitting) asks for the same run keys.
+    returned: dict[date, dict[str, str]] = {}
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} has no change feed; use the daily schedule.")
@@ -89,6 +93,8 @@ def nocodb_changes_sensor(
                 if settings.bootstrap == "latest":
                     continue
             scan = source.changes_since(kind, table.since(overlap))
+            for day, fingerprint in window_fingerprints(scan.changes).items():
+                returned.setdefault(date.fromisoformat(day), {})[kind] = fingerprint
             changed_days = table.advance(scan.changes, overlap, now)
             for day, count in changed_days.items():
                 touched.setdefault(day, Counter())[kind] += count
@@ -107,10 +113,16 @@ def nocodb_changes_sensor(
             f"{len(before_start)} changed day(s) before the first partition ({first_day}) are "
             f"ignored: {[d.isoformat() for d in before_start[:10]]}"
         )
-    tick = hashlib.sha256(cursor.to_json().encode()).hexdigest()[:12]
+
+    def run_key(day: date) -> str:
+        # Not the new cursor: it holds the sensor's clock, so the same tick evaluated twice
+        # named its runs differently and every day ran again.
+        what = json.dumps([context.cursor, day.isoformat(), returned.get(day, {})], sort_keys=True)
+        return f"nocodb-changes:{day.isoformat()}:{hashlib.sha256(what.encode()).hexdigest()[:12]}"
+
     run_requests = [
         RunRequest(
-            run_key=f"nocodb-changes:{day.isoformat()}:{tick}",
+            run_key=run_key(day),
             partition_key=day.isoformat(),
             tags={TRIGGER_TAG: "nocodb_changes_sensor"},
         )
@@ -205,6 +217,7 @@ def nocodb_reconciliation_sensor(
     for day in days:
         deleted: dict[str, list[str]] = {}
         added: dict[str, int] = {}
+        missing_ids: dict[str, list[str]] = {}
         for kind in SYNC_TABLES:
             lake_ids, source_ids = in_lake[kind][day], in_source[kind][day]
             # Records erased on request are meant to be missing from the lake.
@@ -217,6 +230,7 @@ def nocodb_reconciliation_sensor(
             if missing or lake_ids - source_ids:
                 deleted[kind] = sorted(lake_ids - source_ids)
                 added[kind] = len(missing)
+                missing_ids[kind] = sorted(missing)
         if not deleted:
             continue
         found = {
@@ -236,9 +250,11 @@ def nocodb_reconciliation_sensor(
             )
         )
         if settings.deletions == "remove" or any(added.values()):
-            digest = hashlib.sha256(
-                json.dumps([deleted, added], sort_keys=True).encode()
-            ).hexdigest()[:12]
+            # The ids themselves, not how many: another record missing on the same day later
+            # is another run (Dagster never runs a run key twice). The day of the tick too,
+            # so a rebuild that failed is tried again the next day.
+            mismatch = [deleted, missing_ids, datetime.now(UTC).date().isoformat()]
+            digest = hashlib.sha256(json.dumps(mismatch, sort_keys=True).encode()).hexdigest()[:12]
             run_requests.append(
                 RunRequest(
                     run_key=f"nocodb-reconcile:{day.isoformat()}:{digest}",
