@@ -110,6 +110,8 @@ def tick(
             partition_key=request.partition_key,
             tags=tags,
             raise_on_error=False,
+            # A request for part of the job (the day's per-conversation assets) runs that part.
+            asset_selection=request.asset_selection,
         )
         # No daemon here to run the release sensors.
         release_after_run(defs, run.run_id)

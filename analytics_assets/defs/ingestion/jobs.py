@@ -20,6 +20,7 @@ from dagster import (
     define_asset_job,
 )
 
+from analytics_assets.defs.ingestion.across_midnight import across_midnight_sensor
 from analytics_assets.defs.partitions import daily_partitions
 from analytics_assets.defs.storage.leases import lease_heartbeat_hook
 
@@ -40,10 +41,13 @@ def daily_asset_keys(assets: Iterable[Any]) -> list[AssetKey]:
 
 
 def daily_job_definitions(assets: Iterable[Any]) -> Definitions:
-    """`ingestion_job` over `assets`' daily ones, and its schedule."""
+    """`ingestion_job` over `assets`' daily ones, its schedule, and the sensor that builds
+    a day again once the conversations it started have gone on past midnight."""
+    assets = list(assets)
+    daily_keys = daily_asset_keys(assets)
     job = define_asset_job(
         INGESTION_JOB,
-        selection=AssetSelection.assets(*daily_asset_keys(assets)),
+        selection=AssetSelection.assets(*daily_keys),
         partitions_def=daily_partitions,
         description="Pull a day (or a range of days) from the source and rebuild every daily "
         "asset of it.",
@@ -53,5 +57,7 @@ def daily_job_definitions(assets: Iterable[Any]) -> Definitions:
     )
     # Yesterday's partition early each morning (UTC). Off until an operator turns it on.
     return Definitions(
-        jobs=[job], schedules=[build_schedule_from_partitioned_job(job, hour_of_day=2)]
+        jobs=[job],
+        schedules=[build_schedule_from_partitioned_job(job, hour_of_day=2)],
+        sensors=[across_midnight_sensor(INGESTION_JOB, assets, daily_keys)],
     )

@@ -1,0 +1,121 @@
+"""A conversation that goes on past midnight: its day, built before the next day existed,
+is built again by `conversations_across_midnight_sensor` once the next day's messages are
+in, on the sample export, a real embedded MongoDB-compatible server and a local lake."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import polars as pl
+from dagster import DagsterInstance, build_sensor_context
+
+from analytics_assets.defs.ingestion.across_midnight import SENSOR_NAME
+from analytics_assets.defs.ingestion.resources import ExportSourceResource
+from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+from analytics_assets_tests.conftest import range_tags, sample_definitions
+from analytics_assets_tests.test_assets import read_asset
+
+SPEC = SampleSpec(days=2, conversations=240, users=40, seed=7, with_bad_records=False)
+DAY, NEXT = SPEC.start, SPEC.start + timedelta(days=1)
+
+
+def _day(text: str) -> date:
+    return datetime.fromisoformat(text).astimezone(UTC).date()
+
+
+def _sample_with_a_conversation_past_midnight():
+    """The sample with its first conversation of DAY moved to start at 23:58, a message a
+    minute: its later messages fall on NEXT."""
+    data = generate_sample(SPEC)
+    moved = next(
+        c for c in data.conversations
+        if _day(c["started_at"]) == DAY
+        and sum(m["conversation_id"] == c["conversation_id"] for m in data.messages) >= 4
+    )  # fmt: skip
+    start = datetime.combine(DAY, time(23, 58), tzinfo=UTC)
+    for field in ("started_at", "CreatedAt"):
+        moved[field] = str(start)
+    moved["UpdatedAt"] = None
+    owned = [m for m in data.messages if m["conversation_id"] == moved["conversation_id"]]
+    for position, message in enumerate(owned):
+        message["created_at"] = message["CreatedAt"] = str(start + timedelta(minutes=position))
+    return data
+
+
+def _across_midnight(data) -> dict[str, int]:
+    """Conversations started on DAY with messages on NEXT: their true message counts."""
+    started = {c["conversation_id"] for c in data.conversations if _day(c["started_at"]) == DAY}
+    counts: dict[str, int] = {}
+    late = set()
+    for message in data.messages:
+        if message["conversation_id"] in started:
+            counts[message["conversation_id"]] = counts.get(message["conversation_id"], 0) + 1
+            if _day(message["created_at"]) == NEXT:
+                late.add(message["conversation_id"])
+    return {conversation: counts[conversation] for conversation in late}
+
+
+def _definitions(root, mongo_server, database):
+    # This export, not the bundled sample generated where none is found.
+    source = ExportSourceResource(export_dir=str(root / "export"))
+    return sample_definitions(root, mongo_server, database, record_source=source)
+
+
+def _evaluate(defs, instance, cursor=None):
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    resources = {"lake": defs.resources["lake"]}
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return sensor(context)
+
+
+def _counts(lake, asset: str, conversations) -> dict[str, int]:
+    frame = read_asset(lake, asset).filter(pl.col("conversation_id").is_in(list(conversations)))
+    return dict(frame.select("conversation_id", "message_count").iter_rows())
+
+
+def test_a_day_is_built_again_once_its_conversations_past_midnight_are_in(tmp_path, mongo_server):
+    data = _sample_with_a_conversation_past_midnight()
+    write_export(data, tmp_path / "export")
+    late = _across_midnight(data)
+    assert late, "the sample must have a conversation that goes on past midnight"
+    defs, lake, _ = _definitions(tmp_path, mongo_server, "across_midnight")
+    job = defs.resolve_job_def("ingestion_job")
+    instance = DagsterInstance.ephemeral()
+    # As the daily schedule does: each day once it has closed, one run each.
+    for day in (DAY, NEXT):
+        assert job.execute_in_process(instance=instance, partition_key=day.isoformat()).success
+    cut = _counts(lake, "conversation_analytics", late)
+    assert all(cut[c] < late[c] for c in late), "built before NEXT, cut at midnight"
+
+    result = _evaluate(defs, instance)
+    (request,) = result.run_requests
+    assert request.partition_key == DAY.isoformat()
+    rebuilt = {key.to_user_string() for key in request.asset_selection}
+    assert {"conversations", "conversation_analytics", "daily_report"} <= rebuilt
+    # Not the day's pull and validation, which did not change.
+    assert not rebuilt & {"nocodb_raw_pages", "conversation_messages", "message_signals"}
+    assert job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    ).success
+    assert _counts(lake, "conversation_analytics", late) == late
+    assert _counts(lake, "conversations", late) == late
+
+    # Done: nothing more until NEXT's messages are built again.
+    again = _evaluate(defs, instance, cursor=result.cursor)
+    assert not again.run_requests
+    assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
+    after_rebuild = _evaluate(defs, instance, cursor=again.cursor)
+    assert [r.partition_key for r in after_rebuild.run_requests] == [DAY.isoformat()]
+
+
+def test_a_range_run_needs_nothing_built_again(tmp_path, mongo_server):
+    write_export(_sample_with_a_conversation_past_midnight(), tmp_path / "export")
+    defs, _, _ = _definitions(tmp_path, mongo_server, "across_midnight_range")
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingestion_job")
+    assert job.execute_in_process(instance=instance, tags=range_tags(DAY, NEXT)).success
+    result = _evaluate(defs, instance)
+    assert not result.run_requests
