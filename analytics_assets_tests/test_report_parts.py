@@ -4,7 +4,7 @@ the charts and summary a materialization shows."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -15,7 +15,9 @@ from analytics_assets.analytics.reports import (
     combine,
     daily_report,
     model_comparison,
+    period_report,
     with_changes,
+    with_missing_inputs,
 )
 from analytics_assets.defs.analytics.report_metadata import report_metadata
 
@@ -187,3 +189,68 @@ def test_a_week_combines_days_reported_before_a_field_existed():
         3, 6, 0,
     )  # fmt: skip
     assert week["new_user_ids"] == []
+
+
+def _days(first: date, count: int, conversations: int = 10) -> list[pl.DataFrame]:
+    return [
+        daily_report(first + timedelta(days=k), analytics([{}] * conversations),
+                     messages=2 * conversations, errors=0)
+        for k in range(count)
+    ]  # fmt: skip
+
+
+def _week(rows: list[pl.DataFrame], today: date) -> dict:
+    return period_report(
+        "weekly", date(2026, 11, 9), date(2026, 11, 16), date(2026, 11, 2), pl.concat(rows),
+        period_of=date.isoformat, today=today,
+    ).row(0, named=True)  # fmt: skip
+
+
+def _volume_change(report: dict, name: str) -> float:
+    return next(c["count_change"] for c in report["changes"] if c["value"] == name)
+
+
+def test_a_week_in_progress_is_compared_with_the_same_days_of_the_week_before():
+    """Monday to Wednesday at 10 a day against a whole week at 10 a day read as a 57 % fall;
+    against Monday to Wednesday of the week before it is no change, and the week says it is
+    in progress."""
+    week = _week(
+        _days(date(2026, 11, 2), 7) + _days(date(2026, 11, 9), 3), today=date(2026, 11, 12)
+    )
+    assert _volume_change(week, "conversations") == 0.0
+    assert _volume_change(week, "messages") == 0.0
+    assert week["previous_period"] == "2026-11-02 (the same 3 days)"
+    assert not week["complete"]
+    assert week["missing_inputs"] == ["in progress: 3 of 7 days reported"]
+
+
+def test_a_closed_week_with_a_missing_day_is_incomplete_and_compared_like_for_like():
+    held = [row for row in _days(date(2026, 11, 9), 7) if row["day"][0] != date(2026, 11, 11)]
+    week = _week(_days(date(2026, 11, 2), 7) + held, today=date(2026, 11, 20))
+    assert week["missing_inputs"] == ["daily_report 2026-11-11"] and not week["complete"]
+    assert week["previous_period"] == "2026-11-02 (the same 6 days)"
+    assert _volume_change(week, "conversations") == 0.0
+
+
+def test_a_week_carries_its_days_missing_inputs_and_a_whole_week_compares_whole():
+    days = _days(date(2026, 11, 9), 7)
+    days[2] = with_missing_inputs(days[2], ["conversation_messages 2026-11-10"])
+    week = _week(_days(date(2026, 11, 2), 7, conversations=5) + days, today=date(2026, 11, 16))
+    assert week["missing_inputs"] == ["conversation_messages 2026-11-10"]
+    assert not week["complete"]
+    complete = _week(
+        _days(date(2026, 11, 2), 7, 5) + _days(date(2026, 11, 9), 7), date(2026, 11, 16)
+    )
+    assert complete["complete"] and complete["missing_inputs"] == []
+    assert complete["previous_period"] == "2026-11-02"
+    assert _volume_change(complete, "conversations") == 1.0  # 70 against 35
+
+
+def test_a_day_without_a_histogram_adds_nothing_to_the_weeks():
+    first, second, older = _days(date(2026, 11, 9), 3, conversations=1)
+    first = first.with_columns(pl.Series("quality_histogram", [[1] + [0] * 9]))
+    second = second.with_columns(pl.Series("quality_histogram", [[0] * 9 + [1]]))
+    older = older.with_columns(pl.lit(None, pl.List(pl.Int64)).alias("quality_histogram"))
+    days = pl.concat([first, second, older], how="vertical_relaxed")
+    week = combine("weekly", "2026-11-09", date(2026, 11, 9), days).row(0, named=True)
+    assert week["quality_histogram"] == [1] + [0] * 8 + [1]

@@ -96,8 +96,82 @@ def test_every_signal_and_score_is_what_the_formulas_give():
     assert second["abandoned_after_reply"] and second["complaint"]
     assert second["thumbs_score"] is None and second["rating_score"] is None
     assert second["quality_score"] == pytest.approx(1.0)
-    # satisfaction without rating or thumbs: (0 + 0.5 x 0 + 0 + 1) / 3.5
-    assert second["satisfaction_score"] == pytest.approx(1 / 3.5)
+    # One user turn: no change of sentiment to measure.
+    assert second["sentiment_change_score"] is None
+    # satisfaction without rating, thumbs or change: (0 + 0 + 1) / 3
+    assert second["satisfaction_score"] == pytest.approx(1 / 3)
+
+
+def _one_conversation(turns: list[tuple[str, str]], **header) -> dict:
+    """The analytics row of one conversation of (role, text) turns, a second apart."""
+    frame = (
+        conversations()
+        .head(1)
+        .with_columns(*(pl.lit(value).alias(name) for name, value in header.items()))
+    )
+    rows = (
+        messages()
+        .head(0)
+        .vstack(
+            pl.DataFrame(
+                {
+                    "message_id": [f"x{i}" for i in range(len(turns))],
+                    "conversation_id": ["c-1"] * len(turns),
+                    "role": [role for role, _ in turns],
+                    "content": [text for _, text in turns],
+                    "created_at": [T0 + timedelta(seconds=i) for i in range(len(turns))],
+                    "latency_ms": [500.0 if role == "assistant" else None for role, _ in turns],
+                }
+            )
+        )
+    )
+    return conversation_analytics(frame, rows, categories().head(1)).row(0, named=True)
+
+
+def test_a_conversation_without_a_user_turn_is_not_scored_as_a_perfect_one():
+    """No messages (they are not there yet), or only the bot's greeting: nothing was asked,
+    so answered, no repeat, no escalation, no complaint, latency and sentiment are absent,
+    and quality is null without thumbs. A rating still scores satisfaction."""
+    absent = (
+        "answered_score", "no_repeat_score", "no_escalation_score", "no_complaint_score",
+        "latency_score", "sentiment_end_score", "sentiment_change_score",
+    )  # fmt: skip
+    for turns in ([], [("assistant", "Hi! How can I help?")]):
+        row = _one_conversation(turns, feedback_up=0, feedback_down=0)
+        assert {name: row[name] for name in absent} == dict.fromkeys(absent)
+        assert row["quality_score"] is None
+        assert row["satisfaction_score"] == pytest.approx(0.75)  # rated 4 of 5
+
+
+def test_thanks_and_emoji_said_twice_are_not_a_repeated_question():
+    for first, again in (("👍", "🙏"), ("thanks!", "Thanks"), ("ok", "OK."), ("谢谢", "谢谢")):
+        turns = [("user", "How do I export my data?"), ("assistant", "Use Export."),
+                 ("user", first), ("assistant", "You are welcome."), ("user", again),
+                 ("assistant", ":)")]  # fmt: skip
+        assert not _one_conversation(turns)["repeated_question"], (first, again)
+    turns = [("user", "¿Cómo exporto mis datos?"), ("assistant", "Con Exportar."),
+             ("user", "cómo exporto mis datos"), ("assistant", "Con Exportar.")]  # fmt: skip
+    assert _one_conversation(turns)["repeated_question"]
+
+
+@pytest.mark.parametrize(
+    ("text", "escalates"),
+    [
+        ("does the password manager sync across devices?", False),
+        ("I am the office manager, how do I add seats?", False),
+        ("I'm a lawyer drafting a contract, can you check clause 3?", False),
+        ("my supervisor asked me to export the report", False),
+        ("I want to speak to your manager", True),
+        ("get me a human please", True),
+        ("can I talk with someone?", True),
+        ("cancel my subscription now", True),
+        ("my lawyer will hear about this", True),
+        ("quiero hablar con un agente", True),
+    ],
+)
+def test_escalation_is_a_request_to_leave_the_bot_not_the_word_manager(text, escalates):
+    turns = [("user", text), ("assistant", "Sure.")]
+    assert _one_conversation(turns)["escalation"] is escalates
 
 
 def test_a_day_without_conversations_gives_an_empty_valid_frame():

@@ -9,11 +9,12 @@ topics) is computed after combining, never summed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
 
 import polars as pl
 
+from analytics_assets import tables
 from analytics_assets.analytics.comparison import SIGNIFICANCE, two_proportion_z, welch_z
 
 DISTRIBUTIONS = {"topics": "topic", "intents": "intent", "sentiments": "sentiment",
@@ -232,7 +233,9 @@ def combine(kind: str, period: str, start: date, days: pl.DataFrame) -> pl.DataF
     def histogram(column: str) -> list[int]:
         bins = [0] * HISTOGRAM_BINS
         for day_bins in days[column].to_list():
-            bins = [total + count for total, count in zip(bins, day_bins or bins, strict=True)]
+            # A day reported before histograms existed has none: it adds nothing.
+            added = day_bins or [0] * HISTOGRAM_BINS
+            bins = [total + count for total, count in zip(bins, added, strict=True)]
         return bins
 
     models = days.select(pl.col("per_model").explode()).unnest("per_model").drop_nulls("model")
@@ -256,6 +259,67 @@ def combine(kind: str, period: str, start: date, days: pl.DataFrame) -> pl.DataF
         "per_model": per_model,
     }
     return _finish(row)
+
+
+def period_report(
+    kind: str,
+    start: date,
+    end: date,
+    previous_start: date,
+    daily_rows: pl.DataFrame,
+    *,
+    period_of: Callable[[date], str],
+    today: date,
+) -> pl.DataFrame:
+    """The week or month [start, end) from its daily reports (`daily_rows` may hold the
+    previous period's too), with its change against the previous period [previous_start,
+    start).
+
+    Complete only when every day of it has passed and has a complete daily report; otherwise
+    `missing_inputs` names each missing day, the days' own missing inputs, and a period still
+    in progress. Like is compared with like: a complete period with the whole previous one
+    (when that is complete too), a period in progress or with a gap with the same days of
+    the previous one (Monday to Wednesday against Monday to Wednesday), never three days
+    against seven, which would read as a fall in every count."""
+    period_days = [start + timedelta(days=offset) for offset in range((end - start).days)]
+    current = daily_rows.filter(pl.col("day").is_between(start, end, closed="left"))
+    held = set(current["day"].to_list())
+    gaps = [
+        f"{tables.DAILY_REPORT} {day.isoformat()}"
+        for day in period_days
+        if day < today and day not in held
+    ]
+    carried = sorted(set(current["missing_inputs"].explode().drop_nulls().to_list()))
+    due = sum(day < today for day in period_days)
+    in_progress = due < len(period_days)
+    notes = [*gaps, *carried]
+    if in_progress:
+        notes.append(f"in progress: {len(held)} of {len(period_days)} days reported")
+
+    previous_rows = daily_rows.filter(
+        pl.col("day").is_between(previous_start, start, closed="left")
+    )
+    previous_held = set(previous_rows["day"].to_list())
+    whole = not (gaps or in_progress)
+    if whole:
+        wanted = [previous_start + timedelta(days=k) for k in range((start - previous_start).days)]
+    else:
+        offsets = sorted((day - start).days for day in held)
+        wanted = [
+            previous_start + timedelta(days=offset)
+            for offset in offsets
+            if previous_start + timedelta(days=offset) < start
+        ]
+    previous = None
+    if wanted and all(day in previous_held for day in wanted):
+        label = period_of(previous_start)
+        if not whole:
+            label = f"{label} (the same {len(wanted)} days)"
+        previous = combine(
+            kind, label, previous_start, previous_rows.filter(pl.col("day").is_in(wanted))
+        )
+    report = with_changes(combine(kind, period_of(start), start, current), previous)
+    return with_missing_inputs(report, notes)
 
 
 def _finish(row: dict) -> pl.DataFrame:

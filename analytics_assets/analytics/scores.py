@@ -7,12 +7,35 @@ import polars as pl
 
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
-# Phrases of a user who wants out of the bot (lower-cased, matched anywhere in a user turn).
+# Phrases of a user who wants out of the bot (lower-cased, matched in a user turn, whole
+# words). A bare "manager" or "lawyer" is not one: "does the password manager sync?" and
+# "I am a lawyer" are questions to the bot, not requests to leave it.
 ESCALATION_PATTERN = (
-    r"human agent|real person|talk to (?:a |an )?(?:human|person|agent)|speak to (?:a |an )?"
-    r"(?:human|person|agent|manager)|supervisor|manager|cancel my (?:subscription|account)|"
-    r"lawyer|hablar con (?:una persona|un agente)|mit einem menschen|parler à un humain"
+    r"\b(?:human agent|live agent|real person|"
+    r"(?:talk|speak|chat) (?:to|with) (?:a |an |the |your |some )?"
+    r"(?:human|person|agent|manager|supervisor|someone|somebody)|"
+    r"(?:want|need|get me|give me|put me through to|escalate (?:this |it )?to) "
+    r"(?:a |an |the |your )?(?:human|real person|manager|supervisor)|"
+    r"cancel my (?:subscription|account)|(?:my|our) lawyers?|legal action|"
+    r"hablar con (?:una persona|un agente|un humano)|mit einem menschen|parler à un humain)\b"
 )
+# A user turn made only of these words (after normalizing) asks nothing: "thanks" or "ok"
+# twice, or two emoji (which normalize to nothing), is not the same question asked again.
+SMALL_TALK_WORDS = frozenset({
+    "ok", "okay", "k", "kk", "yes", "yeah", "yep", "yup", "no", "nope", "sure", "thanks",
+    "thank", "thx", "ty", "you", "so", "much", "very", "many", "hi", "hello", "hey", "bye",
+    "goodbye", "cool", "great", "nice", "perfect", "awesome", "got", "it", "please", "lol",
+    "haha", "gracias", "muchas", "si", "sí", "vale", "hola", "adiós", "adios", "danke", "vielen",
+    "dank", "ja", "nein", "hallo", "tschüss", "merci", "beaucoup", "oui", "non", "bonjour",
+    "salut", "obrigado", "obrigada", "sim", "não", "nao", "olá", "ola", "oi", "grazie", "mille",
+    "ciao", "спасибо", "большое", "да", "нет", "привет", "пока", "谢谢", "谢谢你", "好的", "好",
+    "是", "嗯", "对", "ありがとう", "ありがとうございます", "はい", "いいえ", "うん", "감사합니다",
+    "고맙습니다", "네", "아니요", "شكرا", "نعم", "لا", "teşekkürler", "tesekkurler", "evet",
+    "hayır",
+    "merhaba",
+})  # fmt: skip
+# Shorter than this after normalizing ("?", "1", "ya"), a turn is not a question either.
+MIN_REPEATED_CHARS = 3
 # Latency that users do not notice, and latency after which a reply feels broken (ms, p95).
 LATENCY_GOOD_MS = 2_000.0
 LATENCY_BAD_MS = 10_000.0
@@ -106,6 +129,10 @@ def conversation_analytics(
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
     )
+    asks_something = (normalized.str.len_chars() >= MIN_REPEATED_CHARS) & ~normalized.str.split(
+        " "
+    ).list.eval(pl.element().is_in(SMALL_TALK_WORDS)).list.all()
+    is_user = pl.col("role") == "user"
     signals = (
         owned.sort("created_at", "message_id")
         .group_by("conversation_id", maintain_order=True)
@@ -115,10 +142,11 @@ def conversation_analytics(
             pl.col("latency_ms").filter(pl.col("role") == "assistant").quantile(0.95, "linear")
             .alias("latency_p95_ms"),
             # The same question again (after normalizing case and punctuation).
-            (normalized.filter(pl.col("role") == "user").is_duplicated().any())
+            (normalized.filter(is_user & asks_something).is_duplicated().any())
             .alias("repeated_question"),
+            is_user.sum().alias("_user_turns"),
             pl.col("role").filter(pl.col("role") != "system").last().alias("_last_role"),
-            pl.col("content").filter(pl.col("role") == "user").str.to_lowercase()
+            pl.col("content").filter(is_user).str.to_lowercase()
             .str.contains(ESCALATION_PATTERN).any().alias("escalation"),
         )
     )  # fmt: skip
@@ -151,20 +179,31 @@ def conversation_analytics(
     feedback_total = pl.col("feedback_up") + pl.col("feedback_down")
     opening_value = pl.col("sentiment_opening").replace_strict(SENTIMENT_VALUE, default=None)
     end_value = pl.col("sentiment").replace_strict(SENTIMENT_VALUE, default=None)
+    # Without a user turn (a conversation whose messages are not there, or only the bot's)
+    # there was no question to answer, repeat, complain in or wait for: those components are
+    # absent, not perfect. The change of sentiment needs two user turns.
+    asked = pl.col("_user_turns").fill_null(0) > 0
+
+    def where_asked(component: pl.Expr) -> pl.Expr:
+        return pl.when(asked).then(component)
+
     frame = frame.with_columns(
-        (1.0 - pl.col("unanswered_last_turn").cast(pl.Float64)).alias("answered_score"),
-        (1.0 - pl.col("repeated_question").cast(pl.Float64)).alias("no_repeat_score"),
-        (1.0 - pl.col("escalation").cast(pl.Float64)).alias("no_escalation_score"),
-        (1.0 - pl.col("complaint").cast(pl.Float64)).alias("no_complaint_score"),
+        where_asked(1.0 - pl.col("unanswered_last_turn").cast(pl.Float64)).alias("answered_score"),
+        where_asked(1.0 - pl.col("repeated_question").cast(pl.Float64)).alias("no_repeat_score"),
+        where_asked(1.0 - pl.col("escalation").cast(pl.Float64)).alias("no_escalation_score"),
+        where_asked(1.0 - pl.col("complaint").cast(pl.Float64)).alias("no_complaint_score"),
         pl.when(feedback_total > 0)
         .then(pl.col("feedback_up") / feedback_total)
         .alias("thumbs_score"),
-        (1.0 - (pl.col("latency_p95_ms") - LATENCY_GOOD_MS) / (LATENCY_BAD_MS - LATENCY_GOOD_MS))
-        .clip(0.0, 1.0).alias("latency_score"),
+        where_asked(
+            1.0 - (pl.col("latency_p95_ms") - LATENCY_GOOD_MS) / (LATENCY_BAD_MS - LATENCY_GOOD_MS)
+        ).clip(0.0, 1.0).alias("latency_score"),
         ((pl.col("rating").cast(pl.Float64) - 1.0) / 4.0).alias("rating_score"),
-        end_value.alias("sentiment_end_score"),
+        where_asked(end_value).alias("sentiment_end_score"),
         # -1..1 change from the first to the last user turn, mapped to 0..1.
-        ((end_value - opening_value + 1.0) / 2.0).alias("sentiment_change_score"),
+        pl.when(pl.col("_user_turns") >= 2)
+        .then((end_value - opening_value + 1.0) / 2.0)
+        .alias("sentiment_change_score"),
     )  # fmt: skip
     return (
         frame.with_columns(

@@ -1,7 +1,7 @@
 """Analytics: per-conversation quality and satisfaction (reports build on it)."""
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -17,11 +17,11 @@ from analytics_assets import tables
 from analytics_assets.analytics.reports import (
     REPORT_COLUMNS,
     REPORT_SCHEMA,
-    combine,
     with_changes,
     with_missing_inputs,
 )
 from analytics_assets.analytics.reports import daily_report as build_daily_report
+from analytics_assets.analytics.reports import period_report as build_period_report
 from analytics_assets.analytics.return_prediction import (
     ACTIVITY_COLUMNS,
     forecast,
@@ -243,16 +243,20 @@ def _period_report(
     def period_report(
         context: AssetExecutionContext, daily_report: pl.DataFrame
     ) -> MaterializeResult[pl.DataFrame]:
-        start = context.partition_time_window.start.date()
+        window = context.partition_time_window
+        start, end = window.start.date(), window.end.date()
         days = _daily_rows(daily_report)
+        report = build_period_report(
+            kind,
+            start,
+            end,
+            previous_start(start),
+            days,
+            period_of=period_of,
+            today=datetime.now(UTC).date(),
+        )
         current = days.filter(pl.col("day") >= start)
-        before = previous_start(start)
         previous_days = days.filter(pl.col("day") < start)
-        # Against a previous period with days missing, every change would be an artefact of
-        # the gap: compare only with a complete one (a quiet day still has its report).
-        complete = previous_days["day"].n_unique() == (start - before).days
-        previous = combine(kind, period_of(before), before, previous_days) if complete else None
-        report = with_changes(combine(kind, period_of(start), start, current), previous)
         return MaterializeResult(
             value=report,
             metadata={
