@@ -8,7 +8,7 @@ import json
 import os
 import re
 import stat
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -40,7 +40,8 @@ from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
 from analytics_assets.privacy.retention import apply_retention
 from analytics_assets.settings import Settings
 from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
-from analytics_assets.transforms.records import reason_without_values
+from analytics_assets.transforms.raw import raw_frame_from_records
+from analytics_assets.transforms.records import reason_without_values, validate_messages
 from analytics_assets.translation.translators import HttpTranslator
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.test_assets import read_asset
@@ -205,6 +206,39 @@ def test_a_record_that_is_not_json_is_searched_with_its_escapes_read():
     assert "7946" not in anonymized["record"][0] and "4111" not in anonymized["record"][0]
 
 
+def test_records_that_do_not_decode_mixed_with_those_that_do_each_keep_their_own_text():
+    """Each record takes back its own values, however the JSON and non-JSON ones are mixed
+    (a record nested too deep to read, then a plain one); a number is searched as written
+    (a card in a Number column), and a key written twice keeps both values, both searched."""
+    too_deep = "[" * 5000 + "]" * 5000
+    records = pl.Series(
+        "record",
+        [
+            '{"content": "hi"',  # cut short
+            '{"content": "mail bob@example.com"}',
+            too_deep,
+            '{"card": 4111111111111111, "tokens": 3, "latency": 1.5, "flag": true}',
+            '{"content": "bob@example.com", "content": "x"}',
+            None,
+        ],
+    )
+    errors = pl.DataFrame({"table": ["messages"] * 6, "reason": ["r"] * 6, "record": records})
+    anonymized, counts = PrivacyResource().anonymize_table(tables.PROCESSING_ERRORS, errors)
+    assert anonymized["record"].to_list() == [
+        '{"content": "hi"',
+        '{"content": "mail <EMAIL>"}',
+        too_deep,
+        '{"card": "<CARD>", "tokens": 3, "latency": 1.5, "flag": true}',
+        '{"content": "<EMAIL>", "content": "x"}',
+        None,
+    ]
+    assert counts == {"EMAIL": 2, "CARD": 1}
+    texts = searchable_texts(tables.PROCESSING_ERRORS, "record", records)
+    assert [bool(found) for found in detect(texts, ("EMAIL", "CARD"))] == [
+        False, True, False, True, True, False,
+    ]  # fmt: skip
+
+
 def test_a_rejections_reason_is_anonymized_and_kept_out_of_metadata():
     """The reason quotes the value it could not read: anything typed into a mapped field."""
     reason = "invalid feedback 'mail jane.doe@example.com or 4111 1111 1111 1111'; missing role"
@@ -213,11 +247,30 @@ def test_a_rejections_reason_is_anonymized_and_kept_out_of_metadata():
     assert anonymized["reason"][0] == "invalid feedback 'mail <EMAIL> or <CARD>'; missing role"
     shown = anonymized.select(reason_without_values(pl.col("reason"))).item()
     assert shown == "invalid feedback '…'; missing role"
+    # A value with quotes, "; " or line breaks in it is quoted escaped: none of it is shown.
+    rejected = validate_messages(
+        raw_frame_from_records(
+            [{"message_id": "m1", "conversation_id": "c1", "role": "user", "content": "x",
+              "created_at": "2026-11-01 10:00:00", "feedback": "x'; call Jane Doe\nat home"}],
+            table="messages", day=date(2026, 11, 1), page=0, fetched_at=datetime.now(UTC),
+            source="test",
+        )
+    ).rejected  # fmt: skip
+    assert rejected["reason"][0] == "invalid feedback 'x\\'; call Jane Doe\\nat home'"
+    assert rejected.select(reason_without_values(pl.col("reason"))).item() == (
+        "invalid feedback '…'"
+    )
 
 
 @pytest.mark.parametrize(
     ("written", "read_as"),
-    [('"u-17"', "u-17"), ('"  u-17 "', "u-17"), ("4711", "4711"), ('["u-1", "u-2"]', None)],
+    [
+        ('"u-17"', "u-17"),
+        ('"  u-17 "', "u-17"),
+        ("4711", "4711"),
+        ("1e5", "100000"),
+        ('["u-1", "u-2"]', None),
+    ],
 )
 def test_a_rejected_records_user_id_is_a_pseudonym_whatever_it_holds(written, read_as):
     """A Number column's id (4711) and an id with spaces get the conversation's pseudonym
@@ -238,6 +291,14 @@ def test_a_user_id_in_a_record_that_is_not_json_is_a_pseudonym():
     errors = pl.DataFrame({"table": ["conversations"], "record": [cut_short]})
     swapped = privacy.pseudonymize_records(errors, user_field="customer")["record"][0]
     assert "u-17" not in swapped and privacy.pseudonym("u-17") in swapped
+    # Cut inside the id: what is there of it, all of it, becomes the pseudonym.
+    for cut_in_the_id, what_is_there in (
+        ('{"customer": "u-1', "u-1"),
+        ('{"customer": "u 1', "u 1"),
+    ):
+        errors = pl.DataFrame({"table": ["conversations"], "record": [cut_in_the_id]})
+        swapped = privacy.pseudonymize_records(errors, user_field="customer")["record"][0]
+        assert swapped == f'{{"customer": "{privacy.pseudonym(what_is_there)}"'
 
 
 def test_settings_shown_to_people_carry_no_secret_in_a_url():

@@ -254,3 +254,17 @@ def test_a_day_without_a_histogram_adds_nothing_to_the_weeks():
     days = pl.concat([first, second, older], how="vertical_relaxed")
     week = combine("weekly", "2026-11-09", date(2026, 11, 9), days).row(0, named=True)
     assert week["quality_histogram"] == [1] + [0] * 8 + [1]
+
+
+def test_a_month_in_progress_past_the_previous_months_length_compares_the_same_days():
+    """March 1-30 at 10 a day against February's 28: the comparison holds March 1-28 on
+    this side too (it read +7 % on flat traffic), the report still all 30 days."""
+    days = _days(date(2026, 2, 1), 28) + _days(date(2026, 3, 1), 30)
+    month = period_report(
+        "monthly", date(2026, 3, 1), date(2026, 4, 1), date(2026, 2, 1), pl.concat(days),
+        period_of=lambda day: day.strftime("%Y-%m"), today=date(2026, 3, 31),
+    ).row(0, named=True)  # fmt: skip
+    assert month["conversations"] == 300
+    assert month["previous_period"] == "2026-02 (the same 28 days)"
+    assert _volume_change(month, "conversations") == 0.0
+    assert month["missing_inputs"] == ["in progress: 30 of 31 days reported"]

@@ -152,6 +152,9 @@ def test_thanks_and_emoji_said_twice_are_not_a_repeated_question():
     turns = [("user", "¿Cómo exporto mis datos?"), ("assistant", "Con Exportar."),
              ("user", "cómo exporto mis datos"), ("assistant", "Con Exportar.")]  # fmt: skip
     assert _one_conversation(turns)["repeated_question"]
+    # Two Han characters are a question: 退款 ("refund") asked again is a repeat.
+    turns = [("user", "退款"), ("assistant", "好的。"), ("user", "退款！"), ("assistant", "…")]
+    assert _one_conversation(turns)["repeated_question"]
 
 
 @pytest.mark.parametrize(
@@ -164,6 +167,7 @@ def test_thanks_and_emoji_said_twice_are_not_a_repeated_question():
         ("I want to speak to your manager", True),
         ("get me a human please", True),
         ("can I talk with someone?", True),
+        ("please transfer me to a representative", True),
         ("cancel my subscription now", True),
         ("my lawyer will hear about this", True),
         ("quiero hablar con un agente", True),

@@ -310,15 +310,23 @@ def period_report(
             for offset in offsets
             if previous_start + timedelta(days=offset) < start
         ]
-    previous = None
+    report = combine(kind, period_of(start), start, current)
     if wanted and all(day in previous_held for day in wanted):
         label = period_of(previous_start)
+        compared = report
         if not whole:
             label = f"{label} (the same {len(wanted)} days)"
+            # This period's side holds the same days too: March 29-31 have no February
+            # day to stand against, and are left out of the comparison (not the report).
+            same = [start + (day - previous_start) for day in wanted]
+            compared = combine(
+                kind, period_of(start), start, current.filter(pl.col("day").is_in(same))
+            )
         previous = combine(
             kind, label, previous_start, previous_rows.filter(pl.col("day").is_in(wanted))
         )
-    report = with_changes(combine(kind, period_of(start), start, current), previous)
+        changed = with_changes(compared, previous)
+        report = report.with_columns(changed.select("previous_period", "changes", "rising_topics"))
     return with_missing_inputs(report, notes)
 
 

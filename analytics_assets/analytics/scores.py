@@ -14,7 +14,9 @@ ESCALATION_PATTERN = (
     r"\b(?:human agent|live agent|real person|"
     r"(?:talk|speak|chat) (?:to|with) (?:a |an |the |your |some )?"
     r"(?:human|person|agent|manager|supervisor|someone|somebody)|"
-    r"(?:want|need|get me|give me|put me through to|escalate (?:this |it )?to) "
+    r"(?:(?:transfer|connect|put) me (?:through )?(?:to|with) (?:a |an |the |your )?"
+    r"(?:human|person|agent|manager|supervisor|someone|somebody|representative))|"
+    r"(?:want|need|get me|give me|escalate (?:this |it )?to) "
     r"(?:a |an |the |your )?(?:human|real person|manager|supervisor)|"
     r"cancel my (?:subscription|account)|(?:my|our) lawyers?|legal action|"
     r"hablar con (?:una persona|un agente|un humano)|mit einem menschen|parler à un humain)\b"
@@ -34,8 +36,10 @@ SMALL_TALK_WORDS = frozenset({
     "hayır",
     "merhaba",
 })  # fmt: skip
-# Shorter than this after normalizing ("?", "1", "ya"), a turn is not a question either.
+# Shorter than this after normalizing ("?", "1", "ya"), a turn is not a question either,
+# unless it is written in a script where two characters make a word.
 MIN_REPEATED_CHARS = 3
+_DENSE_SCRIPT = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
 # Latency that users do not notice, and latency after which a reply feels broken (ms, p95).
 LATENCY_GOOD_MS = 2_000.0
 LATENCY_BAD_MS = 10_000.0
@@ -129,9 +133,12 @@ def conversation_analytics(
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
     )
-    asks_something = (normalized.str.len_chars() >= MIN_REPEATED_CHARS) & ~normalized.str.split(
-        " "
-    ).list.eval(pl.element().is_in(SMALL_TALK_WORDS)).list.all()
+    # Two Han, Kana or Hangul characters are a question (退款, "refund"); two Latin ones not.
+    long_enough = (normalized.str.len_chars() >= MIN_REPEATED_CHARS) | (
+        normalized.str.contains(_DENSE_SCRIPT) & (normalized.str.len_chars() >= 2)
+    )
+    small_talk = normalized.str.split(" ").list.eval(pl.element().is_in(SMALL_TALK_WORDS))
+    asks_something = long_enough & ~small_talk.list.all()
     is_user = pl.col("role") == "user"
     signals = (
         owned.sort("created_at", "message_id")

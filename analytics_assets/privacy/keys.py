@@ -53,7 +53,13 @@ def _create_key_file(path: Path) -> None:
             os.fsync(handle.fileno())
         # Another process that created it first wins: its key is the key.
         with contextlib.suppress(FileExistsError):
-            os.link(partial, path)
+            try:
+                os.link(partial, path)
+            except OSError:
+                # A filesystem without hard links: create it in place, exclusively.
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(partial.read_text())
     finally:
         partial.unlink(missing_ok=True)
 

@@ -41,128 +41,168 @@ def _unescaped(text: str) -> str:
     return unescaped.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+class _Object(list):
+    """A JSON object as the (key, value) pairs it was written with: a key written twice
+    keeps both values, so neither escapes the search, and the record is written again as
+    it was."""
+
+
 def _decoded(text: str | None) -> object:
     if text is None:
         return _NOT_DECODED
     try:
-        # Python pairs the halves of a character itself; an unpaired one becomes NUL, as
-        # validation reads it (`lone_surrogates_as_nul`).
-        return lone_surrogates_as_nul(json.loads(text, strict=False))
+        return json.loads(text, strict=False, object_pairs_hook=_Object)
     except (ValueError, RecursionError):
         return _NOT_DECODED
 
 
-def _strings(value: object, found: list[str]) -> None:
-    """Every string in `value`, depth first (values only: keys are the source's field
-    names)."""
+def _leaves(value: object, found: list[str]) -> None:
+    """The text of every string and number in `value`, depth first (values only: keys are
+    the source's field names). A number is searched as written: a card number in a Number
+    column is a card number."""
     if isinstance(value, str):
-        found.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _strings(item, found)
+        # Python pairs the halves of a character itself; an unpaired one becomes NUL, as
+        # validation reads it (`lone_surrogates_as_nul`).
+        found.append(lone_surrogates_as_nul(value))
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        found.append(json.dumps(value))
+    elif isinstance(value, _Object):
+        for _, item in value:
+            _leaves(item, found)
     elif isinstance(value, list):
         for item in value:
-            _strings(item, found)
+            _leaves(item, found)
 
 
-def _replaced(value: object, replacements: Iterator[str]) -> object:
-    """`value` with its strings taken in turn from `replacements` (in `_strings`' order)."""
-    if isinstance(value, str):
-        return next(replacements)
-    if isinstance(value, dict):
-        return {key: _replaced(item, replacements) for key, item in value.items()}
+def _dump(value: object, replacements: Iterator[tuple[str, bool]]) -> str:
+    """`value` written as JSON with its leaves taken in turn from `replacements` (text,
+    changed), in `_leaves`' order; a number left unchanged stays a number."""
+    if isinstance(value, _Object):
+        pairs = (
+            f"{json.dumps(lone_surrogates_as_nul(key), ensure_ascii=False)}: "
+            f"{_dump(item, replacements)}"
+            for key, item in value
+        )
+        return "{" + ", ".join(pairs) + "}"
     if isinstance(value, list):
-        return [_replaced(item, replacements) for item in value]
-    return value
+        return "[" + ", ".join(_dump(item, replacements) for item in value) + "]"
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        text, changed = next(replacements)
+        if isinstance(value, str) or changed:
+            return json.dumps(text, ensure_ascii=False)
+    return json.dumps(value)
+
+
+def _record_leaves(record: str | None) -> tuple[object, list[str]]:
+    """The record decoded, and what a search reads of it: its leaves, or, for a record
+    that is not JSON (or too deep to walk), its text with the escapes read."""
+    value = _decoded(record)
+    if value is not _NOT_DECODED:
+        leaves: list[str] = []
+        try:
+            _leaves(value, leaves)
+            return value, leaves
+        except RecursionError:
+            pass
+    return _NOT_DECODED, [] if record is None else [_unescaped(record)]
 
 
 def record_texts(records: pl.Series) -> pl.Series:
-    """What a PII search reads of each record: the strings it holds, one per line (a record
-    that is not JSON: its text with the escapes turned back)."""
+    """What a PII search reads of each record: the strings and numbers it holds, one per
+    line (a record that is not JSON: its text with the escapes read)."""
     texts = []
     for record in records:
-        value = _decoded(record)
-        if value is _NOT_DECODED:
-            texts.append(None if record is None else _unescaped(record))
-            continue
-        strings: list[str] = []
-        _strings(value, strings)
-        texts.append("\n".join(strings))
+        _, leaves = _record_leaves(record)
+        texts.append("\n".join(leaves) if record is not None else None)
     return pl.Series(records.name, texts, dtype=pl.String())
 
 
 def user_id_text(value: object) -> str:
-    """A user id as the validated headers read it (and pseudonymize it): a string stripped,
-    any other JSON value as its JSON text (a number as written)."""
+    """A user id as the validated headers read it, and so pseudonymize it: a string
+    stripped; a number as polars writes it as text (1e5 and 1.0 as "100000" and "1"); any
+    other JSON value as its JSON text."""
     if isinstance(value, str):
         return value.strip()
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, _Object):
+        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True, default=str)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def anonymize_records(
     records: pl.Series, *, key: bytes | None, kinds: tuple[str, ...]
 ) -> tuple[pl.Series, Counter]:
-    """`records` with every string they hold anonymized (`pii.anonymize`, one search over
-    all of them), written again as JSON, and the findings counted by type. A record that is
-    not JSON is anonymized as text, its escapes turned back first."""
-    decoded = [_decoded(record) for record in records]
-    strings: list[str] = []
-    undecodable: list[str] = []
-    for record, value in zip(records, decoded, strict=True):
-        if value is not _NOT_DECODED:
-            _strings(value, strings)
-        elif record is not None:
-            undecodable.append(_unescaped(record))
-    searched = pl.Series([*strings, *undecodable], dtype=pl.String())
+    """`records` with every string and number they hold anonymized (`pii.anonymize`, one
+    search over all of them), written again as JSON, and the findings counted by type. A
+    record with nothing to replace stays exactly as it was; one that is not JSON is
+    anonymized as text, its escapes read first."""
+    decoded = [_record_leaves(record) for record in records]
+    # In record order: each record takes back its own leaves.
+    searched = pl.Series([leaf for _, leaves in decoded for leaf in leaves], dtype=pl.String())
     if not searched.len():
         return records, Counter()
     anonymized, counts = anonymize(searched, key=key, kinds=kinds)
     changed = (anonymized != searched).fill_null(False).to_list()
-    replacements = iter(anonymized.to_list())
-    changes = iter(changed)
-    result = []
-    for record, value in zip(records, decoded, strict=True):
-        if value is _NOT_DECODED:
-            if record is not None:
-                text, record_changed = next(replacements), next(changes)
-                # Nothing found: the record stays exactly as the source sent it.
-                record = text if record_changed else record
-            result.append(record)
-            continue
-        count: list[str] = []
-        _strings(value, count)
-        if any([next(changes) for _ in count]):
-            mine = iter([next(replacements) for _ in count])
-            record = json.dumps(_replaced(value, mine), ensure_ascii=False)
+    results = iter(zip(anonymized.to_list(), changed, strict=True))
+    rewritten = []
+    for record, (value, leaves) in zip(records, decoded, strict=True):
+        mine = [next(results) for _ in leaves]
+        if not any(was_changed for _, was_changed in mine):
+            rewritten.append(record)  # nothing found: as the source sent it
+        elif value is _NOT_DECODED:
+            rewritten.append(mine[0][0])
         else:
-            for _ in count:
-                next(replacements)
-        result.append(record)
-    return pl.Series(records.name, result, dtype=pl.String()), counts
+            rewritten.append(_dump(value, iter(mine)))
+    return pl.Series(records.name, rewritten, dtype=pl.String()), counts
+
+
+# A user id field in a record that does not decode (cut short, say): its value to the next
+# comma or brace, or a string to its closing quote or to the end of the record.
+def _written_field(name: str) -> re.Pattern:
+    return re.compile(rf'("{re.escape(name)}"\s*:\s*)("(?:[^"\\]|\\.)*(?:"|\Z)|[^,}}\]]+)')
 
 
 def pseudonymize_user_field(
     records: pl.Series, user_field: str, pseudonym: Callable[[str], str]
 ) -> pl.Series:
-    """`records` with `user_field`, whatever JSON value it holds, replaced by `pseudonym` of
-    it as the validated headers read it (`user_id_text`), so a rejected record and its
-    conversation carry the same pseudonym. Records without it stay as they are."""
-    # In a record that does not decode (cut short, say), the field is found by its shape.
-    written = re.compile(rf'("{re.escape(user_field)}"\s*:\s*)("(?:[^"\\]|\\.)*"|[^\s,}}\]]+)')
+    """`records` with `user_field`, whatever JSON value it holds (each time the record
+    writes it), replaced by `pseudonym` of it as the validated headers read it
+    (`user_id_text`), so a rejected record and its conversation carry the same pseudonym.
+    Records without it stay as they are."""
+    written = _written_field(user_field)
 
     def swap_written(match: re.Match) -> str:
         value = match.group(2)
-        text = _unescaped(value[1:-1]) if value.startswith('"') else value
+        if value.startswith('"'):
+            closed = len(value) > 1 and value.endswith('"')
+            text = _unescaped(value[1:-1] if closed else value[1:])
+        else:
+            text = value
         return match.group(1) + json.dumps(pseudonym(text.strip()))
 
     swapped = []
     for record in records:
         value = _decoded(record)
-        if isinstance(value, dict):
-            if value.get(user_field) is not None:
-                value[user_field] = pseudonym(user_id_text(value[user_field]))
-                record = json.dumps(value, ensure_ascii=False)
-        elif record is not None:
+        if isinstance(value, _Object):
+            if any(name == user_field and item is not None for name, item in value):
+                pairs = _Object(
+                    (name, pseudonym(user_id_text(item)))
+                    if name == user_field and item is not None
+                    else (name, item)
+                    for name, item in value
+                )
+                record = _dump(pairs, _unchanged(pairs))
+        elif value is _NOT_DECODED and record is not None:
             record = written.sub(swap_written, record)
         swapped.append(record)
     return pl.Series(records.name, swapped, dtype=pl.String())
+
+
+def _unchanged(value: object) -> Iterator[tuple[str, bool]]:
+    """`_dump`'s replacements that leave every leaf as it is."""
+    leaves: list[str] = []
+    _leaves(value, leaves)
+    return iter((leaf, False) for leaf in leaves)

@@ -371,14 +371,22 @@ def _text(name: str) -> pl.Expr:
 
 # A reason quotes the text it could not read ("invalid feedback 'email me at …'"; several
 # reasons are joined by "; "). What a person typed belongs in processing_errors, anonymized,
-# not in run metadata, which an erasure cannot reach.
-_QUOTED_VALUE = r"'.*?'(; |$)"
+# not in run metadata, which an erasure cannot reach. Quoted with its backslashes, quotes
+# and line breaks escaped, a value ends at the first unescaped quote, whatever it holds.
+_QUOTED_VALUE = r"'(?:[^'\\]|\\.)*'"
+
+
+def _quoted(text: pl.Expr) -> pl.Expr:
+    escaped = text.str.replace_all("\\", "\\\\", literal=True)
+    for character, escape in (("'", "\\'"), ("\n", "\\n"), ("\r", "\\r")):
+        escaped = escaped.str.replace_all(character, escape, literal=True)
+    return pl.concat_str(pl.lit("'"), escaped, pl.lit("'"))
 
 
 def reason_without_values(reason: pl.Expr) -> pl.Expr:
     """The reason with every quoted value shown as '…': what went wrong, not what was
     written."""
-    return reason.str.replace_all(_QUOTED_VALUE, "'…'${1}")
+    return reason.str.replace_all(_QUOTED_VALUE, "'…'")
 
 
 def _integer(text: pl.Expr) -> pl.Expr:
@@ -403,7 +411,7 @@ def _parse_check(name: str) -> Rule:
     """'invalid <field> <value>' where the text is present but did not parse."""
     return Rule(
         _text(name).is_not_null() & pl.col(name).is_null(),
-        pl.format(f"invalid {name} '{{}}'", _text(name)),
+        pl.format(f"invalid {name} {{}}", _quoted(_text(name))),
     )
 
 
@@ -428,7 +436,7 @@ def _finite(name: str) -> Rule:
 def _one_of(name: str, allowed: tuple[str, ...]) -> Rule:
     return Rule(
         pl.col(name).is_not_null() & ~pl.col(name).is_in(allowed),
-        pl.format(f"invalid {name} '{{}}'", _text(name)),
+        pl.format(f"invalid {name} {{}}", _quoted(_text(name))),
     )
 
 

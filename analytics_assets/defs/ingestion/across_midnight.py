@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -45,21 +45,34 @@ SENSOR_NAME = "conversations_across_midnight_sensor"
 TRIGGER_TAG = "analytics/trigger"
 # Materializations read per tick; the rest wait for the next tick (the cursor says where).
 _EVENTS_PER_TICK = 200
+# How far back the first tick looks.
+_FIRST_LOOK_BACK = timedelta(days=2)
 
 
-def reads_the_next_day(assets: Iterable[Any]) -> list[AssetKey]:
-    """The assets of day D that read a later day of an upstream asset (D+1's messages)."""
-    keys = []
+def _next_day_inputs(assets: Iterable[Any]) -> dict[AssetKey, set[AssetKey]]:
+    """Per asset of day D that reads a later day of an upstream asset, those upstream
+    assets (D+1's messages, D+1's message signals)."""
+    readers: dict[AssetKey, set[AssetKey]] = {}
     for definition in assets:
         if not isinstance(definition, AssetsDefinition) or not definition.is_materializable:
             continue
         for key in definition.keys:
-            mappings = [definition.get_partition_mapping(dep) for dep in definition.asset_deps[key]]
-            if any(
-                isinstance(m, TimeWindowPartitionMapping) and m.end_offset > 0 for m in mappings
-            ):
-                keys.append(key)
-    return sorted(keys, key=lambda key: key.to_user_string())
+            for dep in definition.asset_deps[key]:
+                mapping = definition.get_partition_mapping(dep)
+                if isinstance(mapping, TimeWindowPartitionMapping) and mapping.end_offset > 0:
+                    readers.setdefault(key, set()).add(dep)
+    return readers
+
+
+def reads_the_next_day(assets: Iterable[Any]) -> list[AssetKey]:
+    """The assets of day D that read a later day of an upstream asset (D+1's messages)."""
+    return sorted(_next_day_inputs(assets), key=lambda key: key.to_user_string())
+
+
+def next_day_inputs(assets: Iterable[Any]) -> list[AssetKey]:
+    """What those assets read of day D+1."""
+    inputs = set().union(*_next_day_inputs(assets).values())
+    return sorted(inputs, key=lambda key: key.to_user_string())
 
 
 def rebuilt_keys(assets: Sequence[Any], daily_keys: Iterable[AssetKey]) -> list[AssetKey]:
@@ -94,11 +107,54 @@ def _latest_storage_id(instance, key: AssetKey, partition: str) -> int | None:
     return records[0].storage_id if records else None
 
 
+def _days_before_new_inputs(
+    instance, inputs: list[AssetKey], after: int | None, since: float | None
+) -> tuple[set[date], int | None]:
+    """The days before the days of the inputs' materializations after `after` (and since
+    `since`), and where the next tick starts."""
+    candidates: set[date] = set()
+    newest, bounded = after, None
+    for key in inputs:
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, after_storage_id=after, after_timestamp=since),
+            limit=_EVENTS_PER_TICK,
+            ascending=True,
+        )
+        for record in page.records:
+            if record.partition_key:
+                candidates.add(date.fromisoformat(record.partition_key) - timedelta(days=1))
+        if page.records:
+            last = page.records[-1].storage_id
+            newest = max(newest or 0, last)
+            if page.has_more:
+                # What this asset has beyond `last` is read next tick.
+                bounded = last if bounded is None else min(bounded, last)
+    return candidates, bounded if bounded is not None else newest
+
+
+def _built_without_next_day(
+    instance, readers: list[AssetKey], inputs: list[AssetKey], day_before: date
+) -> int | None:
+    """Where D's readers were built before D+1's inputs, the newest of those inputs'
+    storage ids (it names the run); None where D needs nothing."""
+    built = [_latest_storage_id(instance, key, day_before.isoformat()) for key in readers]
+    built = [storage for storage in built if storage is not None]
+    next_day = (day_before + timedelta(days=1)).isoformat()
+    read = [_latest_storage_id(instance, key, next_day) for key in inputs]
+    # Never built: its first build reads both days anyway. Every input of D+1 must be newer
+    # than D's build: D+1's messages alone are in before its run has built the signals D
+    # reads too, and a D rebuilt then would read them stale and stay so.
+    if not built or None in read or min(read) < min(built):
+        return None
+    return max(read)
+
+
 def across_midnight_sensor(
     job_name: str, assets: Sequence[Any], daily_keys: Iterable[AssetKey]
 ) -> SensorDefinition:
     rebuilt = rebuilt_keys(assets, daily_keys)
     readers = reads_the_next_day(assets)
+    inputs = next_day_inputs(assets)
 
     @sensor(
         name=SENSOR_NAME,
@@ -108,58 +164,45 @@ def across_midnight_sensor(
         # midnight after the day was built, and without it those stay cut at midnight.
         default_status=DefaultSensorStatus.RUNNING,
         description="Builds day D's per-conversation assets again once day D+1's messages "
-        "are in and hold messages of conversations that started on D (a conversation that "
-        "goes on past midnight), if D was built before them.",
+        "and message signals are in and hold messages of conversations that started on D (a "
+        "conversation that goes on past midnight), if D was built before them.",
     )
     def conversations_across_midnight(
         context: SensorEvaluationContext, lake: LakeResource
     ) -> SensorResult:
-        after = json.loads(context.cursor)["after_storage_id"] if context.cursor else None
-        page = context.instance.fetch_materializations(
-            AssetRecordsFilter(
-                asset_key=AssetKey(tables.CONVERSATION_MESSAGES), after_storage_id=after
-            ),
-            limit=_EVENTS_PER_TICK,
-            ascending=True,
+        # Until the sensor has seen a materialization: the two days before it was turned
+        # on, not every day of the history at once (days built one at a time before then
+        # want a backfill; a range run builds each day with the next).
+        first_look = (datetime.now(UTC) - _FIRST_LOOK_BACK).timestamp()
+        state = json.loads(context.cursor) if context.cursor else {"since": first_look}
+        after, since = state.get("after_storage_id"), state.get("since")
+        candidates, cursor = _days_before_new_inputs(
+            context.instance, inputs, after, since if after is None else None
         )
-        # Per day before, the newest materialization of its next day.
-        newest: dict[date, int] = {}
-        for record in page.records:
-            if not record.partition_key:
-                continue
-            day_before = date.fromisoformat(record.partition_key) - timedelta(days=1)
-            if day_before >= FIRST_DAY:
-                newest[day_before] = max(newest.get(day_before, 0), record.storage_id)
         stored = lake.lake()
         requests, looked_at = [], {}
-        for day_before, storage_id in sorted(newest.items()):
-            built = [
-                storage
-                for key in readers
-                if (storage := _latest_storage_id(context.instance, key, day_before.isoformat()))
-                is not None
-            ]
-            # Never built: its first build reads both days anyway. Built after these messages
-            # (in the same range run, or rebuilt since): it has them already.
-            if not built or min(built) > storage_id:
+        for day_before in sorted(day for day in candidates if day >= FIRST_DAY):
+            inputs_built = _built_without_next_day(context.instance, readers, inputs, day_before)
+            if inputs_built is None:
                 continue
             carried = conversations_from_the_day_before(stored, day_before + timedelta(days=1))
             looked_at[day_before.isoformat()] = carried
             if carried:
                 requests.append(
                     RunRequest(
-                        run_key=f"across-midnight:{day_before.isoformat()}:{storage_id}",
+                        run_key=f"across-midnight:{day_before.isoformat()}:{inputs_built}",
                         partition_key=day_before.isoformat(),
                         asset_selection=rebuilt,
                         tags={TRIGGER_TAG: SENSOR_NAME},
                     )
                 )
-        last = page.records[-1].storage_id if page.records else after
         if looked_at:
             context.log.info(json.dumps({"event": "across_midnight", "days": looked_at}))
         return SensorResult(
             run_requests=requests,
-            cursor=json.dumps({"after_storage_id": last}),
+            cursor=json.dumps(
+                {"after_storage_id": cursor} if cursor is not None else {"since": since}
+            ),
             skip_reason=None
             if requests
             else "No day holds messages of a conversation its day before was built without",
