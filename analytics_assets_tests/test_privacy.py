@@ -795,3 +795,32 @@ def test_erasure_scrubs_cluster_examples_and_finds_days_built_before_pseudonyms(
     assert lake.scan_all("conversations").collect()["conversation_id"].to_list() == ["c-2"]
     assert lake.scan_all("user_analytics").collect()["user_id"].to_list() == ["u_other"]
     assert lake.scan_all("nocodb_raw_pages").collect().is_empty()
+
+
+def test_a_rejected_record_is_read_as_written_whatever_it_holds():
+    """A number too long for a double is searched as written (a card number in a float
+    column read as 6.011e+18 was not found); a JSON column's keys are searched too; an
+    unpaired surrogate in a user id (sent as a \\ud800 escape) is a pseudonym, not a crash,
+    the same as its conversation's; a record nested deeper than it can be written again is
+    anonymized as text."""
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    nested = '{"a": ' * 400 + '"mail me bob@example.com"' + "}" * 400
+    records = pl.Series(
+        "record",
+        [
+            '{"card": 6011111111111111110.0, "big": 1e400, "written": 1E5, "n": NaN}',
+            '{"attachments": {"bob@example.com": true}}',
+            nested,
+        ],
+    )
+    errors = pl.DataFrame({"table": ["messages"] * 3, "reason": ["r"] * 3, "record": records})
+    anonymized, counts = privacy.anonymize_table(tables.PROCESSING_ERRORS, errors)
+    first, second, third = anonymized["record"].to_list()
+    assert "6011111111111111110" not in first and '"big": 1e400, "written": 1E5' in first
+    assert second == '{"attachments": {"<EMAIL>": true}}'
+    assert "bob@example.com" not in third
+    assert counts == {"CARD": 1, "EMAIL": 2}
+
+    cut = pl.DataFrame({"table": ["conversations"], "record": ['{"customer": "u-17\\ud800 "}']})
+    swapped = json.loads(privacy.pseudonymize_records(cut, user_field="customer")["record"][0])
+    assert swapped["customer"] == privacy.pseudonym("u-17")

@@ -47,62 +47,91 @@ class _Object(list):
     it was."""
 
 
+class _Number(str):
+    """A JSON number as it was written (`6011111111111111110.0`, `1e400`, `NaN`): searched
+    and, where nothing in it is replaced, written again as it was, not as Python reads it."""
+
+
 def _decoded(text: str | None) -> object:
     if text is None:
         return _NOT_DECODED
     try:
-        return json.loads(text, strict=False, object_pairs_hook=_Object)
+        return json.loads(
+            text,
+            strict=False,
+            object_pairs_hook=_Object,
+            parse_int=_Number,
+            parse_float=_Number,
+            parse_constant=_Number,
+        )
     except (ValueError, RecursionError):
         return _NOT_DECODED
 
 
-def _leaves(value: object, found: list[str]) -> None:
-    """The text of every string and number in `value`, depth first (values only: keys are
-    the source's field names). A number is searched as written: a card number in a Number
+def _text_of(value: str) -> str:
+    # Python pairs the halves of a character itself; an unpaired one becomes NUL, as
+    # validation reads it (`lone_surrogates_as_nul`), and as polars can hold it.
+    return lone_surrogates_as_nul(str(value))
+
+
+def _leaves(value: object, found: list[str], depth: int = 0) -> None:
+    """The text of every string and number in `value`, depth first, and of the keys of
+    every object inside it (a JSON column's keys are data; the record's own keys are the
+    source's field names). A number is searched as written: a card number in a Number
     column is a card number."""
     if isinstance(value, str):
-        # Python pairs the halves of a character itself; an unpaired one becomes NUL, as
-        # validation reads it (`lone_surrogates_as_nul`).
-        found.append(lone_surrogates_as_nul(value))
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int | float):
-        found.append(json.dumps(value))
+        found.append(_text_of(value))
     elif isinstance(value, _Object):
-        for _, item in value:
-            _leaves(item, found)
+        for key, item in value:
+            if depth:
+                found.append(_text_of(key))
+            _leaves(item, found, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _leaves(item, found)
+            _leaves(item, found, depth + 1)
 
 
-def _dump(value: object, replacements: Iterator[tuple[str, bool]]) -> str:
+def _dump(value: object, replacements: Iterator[tuple[str, bool]], depth: int = 0) -> str:
     """`value` written as JSON with its leaves taken in turn from `replacements` (text,
-    changed), in `_leaves`' order; a number left unchanged stays a number."""
+    changed), in `_leaves`' order; a number left unchanged stays the number as written."""
     if isinstance(value, _Object):
-        pairs = (
-            f"{json.dumps(lone_surrogates_as_nul(key), ensure_ascii=False)}: "
-            f"{_dump(item, replacements)}"
-            for key, item in value
-        )
+        pairs = []
+        for key, item in value:
+            written_key = next(replacements)[0] if depth else _text_of(key)
+            pairs.append(
+                f"{json.dumps(written_key, ensure_ascii=False)}: "
+                f"{_dump(item, replacements, depth + 1)}"
+            )
         return "{" + ", ".join(pairs) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(_dump(item, replacements) for item in value) + "]"
-    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return "[" + ", ".join(_dump(item, replacements, depth + 1) for item in value) + "]"
+    if isinstance(value, _Number):
         text, changed = next(replacements)
-        if isinstance(value, str) or changed:
-            return json.dumps(text, ensure_ascii=False)
+        return json.dumps(text, ensure_ascii=False) if changed else str(value)
+    if isinstance(value, str):
+        return json.dumps(next(replacements)[0], ensure_ascii=False)
     return json.dumps(value)
+
+
+def _unchanged(value: object) -> Iterator[tuple[str, bool]]:
+    """`_dump`'s replacements that leave every leaf as it is."""
+    leaves: list[str] = []
+    _leaves(value, leaves)
+    return iter((leaf, False) for leaf in leaves)
 
 
 def _record_leaves(record: str | None) -> tuple[object, list[str]]:
     """The record decoded, and what a search reads of it: its leaves, or, for a record
-    that is not JSON (or too deep to walk), its text with the escapes read."""
+    that is not JSON (or too deep to walk and write again), its text with the escapes
+    read."""
     value = _decoded(record)
     if value is not _NOT_DECODED:
         leaves: list[str] = []
         try:
             _leaves(value, leaves)
+            # Written again once here, where a failure falls back to the text: writing
+            # takes more stack per level than reading.
+            _dump(value, _unchanged(value))
             return value, leaves
         except RecursionError:
             pass
@@ -119,17 +148,24 @@ def record_texts(records: pl.Series) -> pl.Series:
     return pl.Series(records.name, texts, dtype=pl.String())
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def user_id_text(value: object) -> str:
-    """A user id as the validated headers read it, and so pseudonymize it: a string
-    stripped; a number as polars writes it as text (1e5 and 1.0 as "100000" and "1"); any
-    other JSON value as its JSON text."""
+    """A user id as the validated headers read it, and so pseudonymize it: a string without
+    control characters (an unpaired surrogate is one), stripped; a number as polars writes
+    it (1e5 and 1.0 as "100000" and "1"); any other JSON value as its JSON text."""
+    if isinstance(value, _Number):
+        try:
+            number = float(value)
+        except ValueError:
+            return str(value)
+        if number.is_integer() and abs(number) < 2**53:
+            return str(int(number))
+        return str(value)
     if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, _Object):
-        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True, default=str)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        return _CONTROL_CHARACTERS.sub("", _text_of(value)).strip()
+    return _dump(value, _unchanged(value))
 
 
 def anonymize_records(
@@ -185,7 +221,7 @@ def pseudonymize_user_field(
 
     swapped = []
     for record in records:
-        value = _decoded(record)
+        value, _ = _record_leaves(record)
         if isinstance(value, _Object):
             if any(name == user_field and item is not None for name, item in value):
                 pairs = _Object(
@@ -199,10 +235,3 @@ def pseudonymize_user_field(
             record = written.sub(swap_written, record)
         swapped.append(record)
     return pl.Series(records.name, swapped, dtype=pl.String())
-
-
-def _unchanged(value: object) -> Iterator[tuple[str, bool]]:
-    """`_dump`'s replacements that leave every leaf as it is."""
-    leaves: list[str] = []
-    _leaves(value, leaves)
-    return iter((leaf, False) for leaf in leaves)

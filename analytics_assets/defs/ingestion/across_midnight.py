@@ -142,9 +142,13 @@ def _built_without_next_day(
     next_day = (day_before + timedelta(days=1)).isoformat()
     read = [_latest_storage_id(instance, key, next_day) for key in inputs]
     # Never built: its first build reads both days anyway. Every input of D+1 must be newer
-    # than D's build: D+1's messages alone are in before its run has built the signals D
-    # reads too, and a D rebuilt then would read them stale and stay so.
+    # than D's build, and built from D+1's newest messages (as new as they are, or newer):
+    # D+1's messages are in before its run has built the signals D reads too, and a D
+    # rebuilt then would read them stale and stay so.
     if not built or None in read or min(read) < min(built):
+        return None
+    messages = AssetKey(tables.CONVERSATION_MESSAGES)
+    if messages in inputs and min(read) < read[inputs.index(messages)]:
         return None
     return max(read)
 
