@@ -3,6 +3,8 @@ scores in [0, 1] with the components that made them. Formulas: docs/metrics.md."
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
@@ -36,6 +38,9 @@ SMALL_TALK_WORDS = frozenset({
     "hayır",
     "merhaba",
 })  # fmt: skip
+# One pattern, not a split per message: the whole normalized turn is small-talk words.
+_SMALL_TALK_WORD = "|".join(sorted(map(re.escape, SMALL_TALK_WORDS), key=len, reverse=True))
+_ONLY_SMALL_TALK = rf"^(?:{_SMALL_TALK_WORD})(?: (?:{_SMALL_TALK_WORD}))*$"
 # Shorter than this after normalizing ("?", "1", "ya"), a turn is not a question either,
 # unless it is written in a script where two characters make a word.
 MIN_REPEATED_CHARS = 3
@@ -137,8 +142,7 @@ def conversation_analytics(
     long_enough = (normalized.str.len_chars() >= MIN_REPEATED_CHARS) | (
         normalized.str.contains(_DENSE_SCRIPT) & (normalized.str.len_chars() >= 2)
     )
-    small_talk = normalized.str.split(" ").list.eval(pl.element().is_in(SMALL_TALK_WORDS))
-    asks_something = long_enough & ~small_talk.list.all()
+    asks_something = long_enough & ~normalized.str.contains(_ONLY_SMALL_TALK)
     is_user = pl.col("role") == "user"
     signals = (
         owned.sort("created_at", "message_id")
