@@ -64,6 +64,8 @@ def messages_of_conversations_started_that_day(
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Our own run tag: which sensor requested a run (the sync sensors, the across-midnight one).
+TRIGGER_TAG = "analytics/trigger"
 
 
 def range_tags(first: date | str, last: date | str) -> dict[str, str]:

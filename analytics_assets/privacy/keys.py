@@ -51,12 +51,14 @@ def _create_key_file(path: Path) -> None:
             handle.write(secrets.token_hex(32))
             handle.flush()
             os.fsync(handle.fileno())
-        # Another process that created it first wins: its key is the key.
-        with contextlib.suppress(FileExistsError):
-            try:
-                os.link(partial, path)
-            except OSError:
-                # A filesystem without hard links: create it in place, exclusively.
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another process created it first: its key is the key
+        except OSError:
+            # A filesystem without hard links: create it in place, exclusively (and here
+            # too, a process that created it first wins).
+            with contextlib.suppress(FileExistsError):
                 descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(descriptor, "w") as handle:
                     handle.write(partial.read_text())

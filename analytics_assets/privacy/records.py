@@ -3,9 +3,10 @@ found and replaced in the values they hold, not in their JSON text.
 
 In the JSON text a line break inside a value is the two characters `\\n`, so a card number,
 IBAN or phone number on the line after one is glued to the letter `n` and no word boundary
-finds it (`"card:\\n4111 1111 1111 1111"`). Each record is decoded, every string in it is
-anonymized as text, and the record is written again. A record that is not JSON is read as
-text with its escapes turned back into the characters they stand for.
+finds it (`"card:\\n4111 1111 1111 1111"`). Each record is decoded; every string and number
+in it, and every key of a JSON column inside it, is anonymized as text; and the record is
+written again where something was replaced. A record that is not JSON is read as text with
+its escapes turned back into the characters they stand for.
 
 Pure: polars and the standard library, no Dagster.
 """
@@ -21,6 +22,7 @@ import polars as pl
 
 from analytics_assets.privacy.pii import anonymize
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
+from analytics_assets.transforms.records import CONTROL_CHARACTERS
 
 # What a JSON escape stands for, for a record that does not decode (an escape `json` could
 # not read is kept as written).
@@ -148,7 +150,8 @@ def record_texts(records: pl.Series) -> pl.Series:
     return pl.Series(records.name, texts, dtype=pl.String())
 
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# What validation removes from a field before it strips it.
+_CONTROL_CHARACTERS = re.compile(CONTROL_CHARACTERS)
 
 
 def user_id_text(value: object) -> str:

@@ -8,11 +8,12 @@ does not exist yet: the daily schedule builds yesterday, the change sensor the d
 changed. So a conversation that starts at 23:50 would stay cut at midnight (its end,
 message count, tokens, last turn, sentiment) and nothing would ever read D+1 for it.
 
-This sensor watches `conversation_messages`. For each day X materialized, when X holds
-messages of conversations that started on X-1, and X-1's per-conversation assets were
-last built before those messages were, it requests X-1 again, only those assets and what
-is built from them (not the day's pull and validation, which did not change). A range
-backfill builds X-1 in the same run as X, after it: nothing to do.
+This sensor watches what those assets read of D+1 (`conversation_messages` and
+`message_signals`, found from the partition mappings). Once both are built for D+1, newer
+than D's build and from D+1's newest messages, and D+1 holds messages of conversations that
+started on D, it requests D again: only those assets and the daily assets built from them,
+not the day's pull and validation, which did not change. A range backfill builds D in the
+same run as D+1, after it: nothing to do.
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.partitions import FIRST_DAY
+from analytics_assets.defs.partitions import FIRST_DAY, TRIGGER_TAG
 from analytics_assets.defs.storage.lake import LakeResource
 
 SENSOR_NAME = "conversations_across_midnight_sensor"
-TRIGGER_TAG = "analytics/trigger"
 # Materializations read per tick; the rest wait for the next tick (the cursor says where).
 _EVENTS_PER_TICK = 200
 # How far back the first tick looks.
@@ -64,26 +64,17 @@ def _next_day_inputs(assets: Iterable[Any]) -> dict[AssetKey, set[AssetKey]]:
     return readers
 
 
-def reads_the_next_day(assets: Iterable[Any]) -> list[AssetKey]:
-    """The assets of day D that read a later day of an upstream asset (D+1's messages)."""
-    return sorted(_next_day_inputs(assets), key=lambda key: key.to_user_string())
-
-
-def next_day_inputs(assets: Iterable[Any]) -> list[AssetKey]:
-    """What those assets read of day D+1."""
-    inputs = set().union(*_next_day_inputs(assets).values())
-    return sorted(inputs, key=lambda key: key.to_user_string())
-
-
-def rebuilt_keys(assets: Sequence[Any], daily_keys: Iterable[AssetKey]) -> list[AssetKey]:
-    """What a day is built again with: the assets that read the next day's messages and
-    every daily asset built from them (the day's report, user analytics, the mirror…)."""
-    starts = reads_the_next_day(assets)
-    if not starts:
+def rebuilt_keys(
+    assets: Sequence[Any], readers: Iterable[AssetKey], daily_keys: Iterable[AssetKey]
+) -> list[AssetKey]:
+    """What a day is built again with: the assets that read the next day's messages
+    (`readers`) and every daily asset built from them (the day's report, user analytics,
+    the mirror…)."""
+    readers = list(readers)
+    if not readers:
         return []
-    downstream = AssetSelection.assets(*starts).downstream().resolve(assets)
-    daily = set(daily_keys)
-    return sorted(downstream & daily, key=lambda key: key.to_user_string())
+    downstream = AssetSelection.assets(*readers).downstream().resolve(assets)
+    return sorted(downstream & set(daily_keys), key=lambda key: key.to_user_string())
 
 
 def conversations_from_the_day_before(lake, day: date) -> int:
@@ -156,9 +147,10 @@ def _built_without_next_day(
 def across_midnight_sensor(
     job_name: str, assets: Sequence[Any], daily_keys: Iterable[AssetKey]
 ) -> SensorDefinition:
-    rebuilt = rebuilt_keys(assets, daily_keys)
-    readers = reads_the_next_day(assets)
-    inputs = next_day_inputs(assets)
+    next_day = _next_day_inputs(assets)
+    readers = sorted(next_day, key=lambda key: key.to_user_string())
+    inputs = sorted(set().union(*next_day.values()), key=lambda key: key.to_user_string())
+    rebuilt = rebuilt_keys(assets, readers, daily_keys)
 
     @sensor(
         name=SENSOR_NAME,

@@ -26,7 +26,7 @@ from dagster import (
 from analytics_assets import tables
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
-from analytics_assets.defs.partitions import daily_partitions
+from analytics_assets.defs.partitions import TRIGGER_TAG, daily_partitions
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.privacy.erasure import is_tombstoned, tombstones
@@ -36,7 +36,6 @@ from analytics_assets.storage.lake import Lake
 SYNC_TABLES = ("conversations", "messages")
 # A table found empty on the first tick: everything that appears later is a change.
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
-TRIGGER_TAG = "analytics/trigger"
 _IDS_SHOWN = 50
 
 
