@@ -364,6 +364,138 @@ def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synce
     assert days <= {r.partition_key for r in forgotten.run_requests}
 
 
+def test_the_reconciliation_tells_moved_stale_and_deleted_records_apart():
+    from analytics_assets.sources.reconcile import compare_day
+
+    lake = {"1": "v1", "2": "v1", "3": "v1", "4": "v1"}
+    source = {"1": "v1", "2": "v2", "5": "v1"}
+    difference = compare_day(lake, source, source_ids={"1", "2", "3", "5"})
+    assert difference.missing == ("5",)
+    assert difference.stale == ("2",)
+    assert difference.moved == ("3",)
+    assert difference.deleted == ("4",)
+    # A deployment that keeps deletions for review still repairs the rest.
+    assert difference.needs_rebuild(remove_deleted=False)
+    only_deleted = compare_day({"4": "v1"}, {}, source_ids=set())
+    assert only_deleted and not only_deleted.needs_rebuild(remove_deleted=False)
+    assert not compare_day(source, source, source_ids=set(source))
+
+
+def test_the_lake_version_is_read_as_the_source_writes_it():
+    """A version is parsed on both sides: the same moment written another way is no edit."""
+    from analytics_assets.sources.reconcile import lake_versions
+
+    raw = pl.LazyFrame(
+        {
+            "day": [date(2026, 11, 2)] * 3,
+            "record_id": ["1", "2", "3"],
+            "record": [
+                '{"Updated At": "2026-11-02 10:00:00+00:00", "CreatedAt": "2026-11-02 09:00:00"}',
+                '{"Updated At": null, "CreatedAt": "2026-11-02T09:00:00.000Z"}',
+                "not json",
+            ],
+        }
+    )
+    assert lake_versions(raw, ("Updated At", "CreatedAt")) == {
+        date(2026, 11, 2): {
+            "1": "2026-11-02T10:00:00+00:00",
+            "2": "2026-11-02T09:00:00+00:00",
+            "3": None,
+        }
+    }
+
+
+def _first_message_on(nocodb, table: str, day: date) -> dict:
+    """The day's first message never edited: an edit within the change sensor's overlap
+    would have its day requested anyway, whatever this test is about."""
+    with make_client(nocodb) as client:
+        records = client.iter_records(
+            table, sort="Id", fields=["Id", "message_id", "content", "created_at", "UpdatedAt"]
+        )
+        return next(
+            r
+            for r in records
+            if r["created_at"].startswith(day.isoformat()) and r["UpdatedAt"] is None
+        )
+
+
+def _days_holding(lake, message_id: str) -> list[date]:
+    messages = read_asset(lake, "conversation_messages")
+    return sorted(messages.filter(pl.col("message_id") == message_id)["day"].to_list())
+
+
+def test_a_record_moved_to_another_day_or_edited_unseen_is_repaired(nocodb, synced):
+    """Three ways the lake could keep an old copy: a record whose event time is edited onto
+    another day stayed on its old day too (the change sensor requested only the new one); an
+    edit whose run failed through all its retries was lost (the change cursor had moved on,
+    and the reconciliation compared ids only); and a moved record read as deleted, so a
+    deployment that keeps deletions for review kept it on its old day."""
+    defs, instance, base, lake, _ = synced
+    table = base.table_ids["messages"]
+    # What earlier tests in this module left for the reconciliation is settled first.
+    settle = tick(defs, instance, "nocodb_reconciliation_sensor").run_requests
+    run_days(defs, instance, sorted({r.partition_key for r in settle}))
+    assert tick(defs, instance, "nocodb_reconciliation_sensor").run_requests == []
+
+    # 1. Moved: the change sensor asks for the record's old day as well as its new one.
+    cursor = tick(defs, instance, "nocodb_changes_sensor").cursor
+    moved = _first_message_on(nocodb, table, DAYS[0])
+    time.sleep(1.1)  # NocoDB's filters compare to the second
+    with make_client(nocodb) as client:
+        client.update_records(
+            table, [{"Id": moved["Id"], "created_at": f"{DAYS[2].isoformat()} 10:00:00"}]
+        )
+    result = tick(defs, instance, "nocodb_changes_sensor", cursor)
+    assert sorted(r.partition_key for r in result.run_requests) == [
+        DAYS[0].isoformat(),
+        DAYS[2].isoformat(),
+    ]
+    observed = {e.partition: e.metadata for e in result.asset_events}
+    # Asked for because the record left it. (Within the overlap window a record gone from a
+    # day's window fingerprint asked for it too, with 0 changes; outside it nothing did.)
+    assert observed[DAYS[0].isoformat()]["changed_messages"].value == 1
+    run_days(defs, instance, [r.partition_key for r in result.run_requests])
+    assert _days_holding(lake, moved["message_id"]) == [DAYS[2]]
+
+    # 2. An edit whose run never succeeded: the cursor moved on, the reconciliation sees it.
+    edited = _first_message_on(nocodb, table, DAYS[1])
+    time.sleep(1.1)
+    with make_client(nocodb) as client:
+        client.update_records(table, [{"Id": edited["Id"], "content": "edited, run failed"}])
+    lost = tick(defs, instance, "nocodb_changes_sensor", result.cursor)
+    assert [r.partition_key for r in lost.run_requests] == [DAYS[1].isoformat()]
+    assert tick(defs, instance, "nocodb_changes_sensor", lost.cursor).run_requests == []
+    reconcile = tick(defs, instance, "nocodb_reconciliation_sensor")
+    assert [r.partition_key for r in reconcile.run_requests] == [DAYS[1].isoformat()]
+    assert reconcile.asset_events[0].metadata["stale_messages"].value == 1
+    run_days(defs, instance, [DAYS[1].isoformat()])
+    contents = lake_messages(lake).filter(pl.col("message_id") == edited["message_id"])
+    assert contents["content"].to_list() == ["edited, run failed"]
+
+    # 3. Moved with no change sensor at all, in a deployment that keeps deletions: moved is
+    # not deleted, so both days are rebuilt.
+    marking = build_definitions(
+        resources={**defs.resources, "sync_settings": SyncSettings(deletions="mark")}
+    )
+    moved_again = _first_message_on(nocodb, table, DAYS[1])
+    with make_client(nocodb) as client:
+        client.update_records(
+            table, [{"Id": moved_again["Id"], "created_at": f"{DAYS[0].isoformat()} 11:00:00"}]
+        )
+    reconcile = tick(marking, instance, "nocodb_reconciliation_sensor")
+    assert sorted(r.partition_key for r in reconcile.run_requests) == [
+        DAYS[0].isoformat(),
+        DAYS[1].isoformat(),
+    ]
+    found = {e.partition: e.metadata for e in reconcile.asset_events}
+    assert found[DAYS[1].isoformat()]["moved_messages"].value == 1
+    assert "deleted_messages" not in found[DAYS[1].isoformat()]
+    assert found[DAYS[0].isoformat()]["missing_messages"].value == 1
+    run_days(marking, instance, [r.partition_key for r in reconcile.run_requests])
+    assert _days_holding(lake, moved_again["message_id"]) == [DAYS[0]]
+    assert tick(marking, instance, "nocodb_reconciliation_sensor").run_requests == []
+
+
 def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, synced, tmp_path):
     """`analytics-assets sensor-tick` (defs/sensor_ticks.py): the same sensors from cron."""
     from analytics_assets.cli import build_parser

@@ -8,9 +8,10 @@
 3. A single-run backfill of the ingestion assets (NocoDB pages -> validated messages ->
    conversations) from a NocoDB seeded with >= 100,000 messages over 30 days: messages/s for
    1, 7 and 30 days, to show how it scales with the number of days.
-4. The reconciliation over every day of that backfill: the sensor's id sweep (each table
-   read once by key range, three fields) against the per-day date-filtered counts it used
-   to start with (3 queries per day and table, each a scan in NocoDB).
+4. The reconciliation over every day of that backfill: the sensor's sweep of ids and
+   versions (each table read once by key range, four fields, and the lake's copies read
+   for theirs) against the per-day date-filtered counts it used to start with (3 queries
+   per day and table, each a scan in NocoDB).
 
 The big tables are written straight into NocoDB's SQLite file (the API would take many minutes
 to insert a million rows); the changes go through the API, so NocoDB stamps them itself.
@@ -255,7 +256,8 @@ def backfill_benchmark(server, conversations: int) -> None:
 
 
 def reconcile_benchmark(server, base_id: str, lake_folder: str) -> None:
-    from analytics_assets.defs.ingestion.sensors import _lake_ids
+    from analytics_assets.defs.ingestion.sensors import _lake_versions
+    from analytics_assets.sources.reconcile import compare_day
 
     days = [START + timedelta(days=n) for n in range(DAYS)]
     lake = LakeResource(base_url=lake_folder).lake()
@@ -264,10 +266,18 @@ def reconcile_benchmark(server, base_id: str, lake_folder: str) -> None:
         for kind in ("conversations", "messages"):
             client.table_info(kind, base_id=base_id)  # metadata cached, as in the sensor
         before, began = client.stats.requests, time.perf_counter()
-        in_lake = _lake_ids(lake, days)
-        in_source = {kind: source.ids_by_day(kind, days, 8) for kind in in_lake}
+        kinds = ("conversations", "messages")
+        in_source = {kind: source.versions_by_day(kind, days, 8) for kind in kinds}
+        in_lake = {
+            kind: _lake_versions(lake, kind, days, in_source[kind].version_fields) for kind in kinds
+        }
         sweep_s, sweep_requests = time.perf_counter() - began, client.stats.requests - before
-        differing = sum(in_lake[k][d] != in_source[k][d] for k in in_lake for d in days)
+        differing = sum(
+            bool(compare_day(in_lake[k].get(d, {}), in_source[k].by_day[d],
+                             in_source[k].all_ids))
+            for k in kinds
+            for d in days
+        )  # fmt: skip
         before, began = client.stats.requests, time.perf_counter()
         for kind in ("conversations", "messages"):
             info = client.table_info(kind, base_id=base_id)

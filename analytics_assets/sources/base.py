@@ -26,10 +26,23 @@ class Change:
     record_id: str
     version: datetime
     day: date
+    # Edited since it was created (the source set its `UpdatedAt`): it may have left the day
+    # an earlier pull filed it under.
+    edited: bool = False
 
 
-# Record ids per day partition.
-IdsByDay = dict[date, set[str]]
+@dataclass
+class DayVersions:
+    """What the reconciliation compares with the lake: per day asked, each record the source
+    files there with its version (ISO, UTC; the source's `UpdatedAt`, else `CreatedAt`), and
+    every id the source holds, whatever its day (so a record the lake holds on one day and the
+    source on another reads as moved, not deleted)."""
+
+    by_day: dict[date, dict[str, str | None]]
+    all_ids: set[str]
+    # The record fields a version is read from (updated, created): the lake's copies of the
+    # records are read the same way.
+    version_fields: tuple[str, str]
 
 
 @dataclass
@@ -82,6 +95,6 @@ class RecordSource(ABC):
         """The newest `UpdatedAt`/`CreatedAt` of the table; None when it is empty."""
         raise NotImplementedError(f"{self.describe()} cannot list changes")
 
-    def ids_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> IdsByDay:
-        """The record ids `fetch_day` would return for each of `days` (ids only)."""
+    def versions_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> DayVersions:
+        """The records `fetch_day` would return for each of `days`: ids and versions only."""
         raise NotImplementedError(f"{self.describe()} cannot list a day's ids")

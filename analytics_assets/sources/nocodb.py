@@ -22,7 +22,13 @@ from analytics_assets.nocodb.client import (
 )
 from analytics_assets.nocodb.errors import NocoDBNotFoundError
 from analytics_assets.settings import url_without_credentials
-from analytics_assets.sources.base import Change, ChangeScan, FetchResult, IdsByDay, RecordSource
+from analytics_assets.sources.base import (
+    Change,
+    ChangeScan,
+    DayVersions,
+    FetchResult,
+    RecordSource,
+)
 from analytics_assets.sources.checkpoints import PageSpool
 from analytics_assets.sources.days import filing_day
 from analytics_assets.sources.schema import (
@@ -69,6 +75,14 @@ def record_day(
     return filing_day(
         _source_time(record.get(event_field)), _source_time(record.get(created_field)), first_day
     )
+
+
+def record_version(record: dict, updated_field: str, created_field: str) -> str | None:
+    """A record's version as the reconciliation compares it (ISO, UTC): when NocoDB last
+    edited it, else when it stored it. Parsed, so a change in how the server writes a time
+    does not read as an edit of every record."""
+    version = _source_time(record.get(updated_field)) or _source_time(record.get(created_field))
+    return version.isoformat() if version else None
 
 
 def _filter_time(moment: datetime) -> str:
@@ -365,11 +379,12 @@ class NocoDBSource(RecordSource):
         for page in pages:
             for record in page.records:
                 created = _source_time(record.get(created_field))
-                version = _source_time(record.get(updated_field)) or created
+                updated = _source_time(record.get(updated_field))
+                version = updated or created
                 day = record_day(record, event_field, created_field, self.first_day)
                 if version is None or day is None:
                     continue  # not written yet as far as NocoDB says; the next tick sees it
-                changes.append(Change(str(record[primary_key]), version, day))
+                changes.append(Change(str(record[primary_key]), version, day, updated is not None))
         return ChangeScan(
             changes=changes,
             requests=self.client.stats.requests - requests_before,
@@ -397,27 +412,43 @@ class NocoDBSource(RecordSource):
         present = [moment for moment in newest if moment is not None]
         return max(present) if present else None
 
-    def ids_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> IdsByDay:
-        """The record ids filed on each of `days`: the whole table read once by key range,
-        three narrow fields per record (id, event time, stored time), filed locally. NocoDB
-        cannot count per day of a DateTime in one grouped request, and a date-filtered count
-        per day scans the table each time: this costs what one lean read of the table does."""
+    def versions_by_day(self, kind: TableKind, days: list[date], workers: int = 4) -> DayVersions:
+        """The records filed on each of `days`, with their versions: the whole table read once
+        by key range, four narrow fields per record (id, event time, stored and edited time),
+        filed locally. NocoDB cannot count per day of a DateTime in one grouped request, and a
+        date-filtered count per day scans the table each time: this costs what one lean read
+        of the table does."""
         info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
         primary_key = self._require_id(kind, info.primary_key)
         event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
         created_field = self.schema.source_field(kind, "CreatedAt")
-        fields = [primary_key, *(f for f in (event_field, created_field) if f in info.columns)]
+        updated_field = self.schema.source_field(kind, "UpdatedAt")
+        fields = [
+            primary_key,
+            *(f for f in dict.fromkeys((event_field, created_field, updated_field))
+              if f in info.columns),
+        ]  # fmt: skip
         wanted = set(days)
 
-        def filed(page: Page) -> list[tuple[date, str]]:
-            pairs = []
-            for record in page.records:
-                day = record_day(record, event_field, created_field, self.first_day)
-                if day in wanted:
-                    pairs.append((day, str(record[primary_key])))
-            return pairs
+        def filed(page: Page) -> list[tuple[date | None, str, str | None]]:
+            return [
+                (
+                    record_day(record, event_field, created_field, self.first_day),
+                    str(record[primary_key]),
+                    record_version(record, updated_field, created_field),
+                )
+                for record in page.records
+            ]
 
-        ids: IdsByDay = {day: set() for day in days}
-        for day, record_id in self._scan_by_key(info.id, primary_key, fields, workers, filed):
-            ids[day].add(record_id)
-        return ids
+        versions = DayVersions(
+            by_day={day: {} for day in days},
+            all_ids=set(),
+            version_fields=(updated_field, created_field),
+        )
+        for day, record_id, version in self._scan_by_key(
+            info.id, primary_key, fields, workers, filed
+        ):
+            versions.all_ids.add(record_id)
+            if day in wanted:
+                versions.by_day[day][record_id] = version
+        return versions

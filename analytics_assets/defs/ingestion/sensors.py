@@ -1,6 +1,6 @@
 """Incremental sync: a sensor that materializes the days NocoDB changed, and a periodic
 reconciliation that catches what a change feed cannot see (deletes, records older than the
-overlap window). Both request `ingestion_job` runs for whole days: a day is always rebuilt
+overlap window, edits whose run failed after the cursor moved on). Both request `ingestion_job` runs for whole days: a day is always rebuilt
 from the source, so a re-run converges to the same result and a deleted record disappears.
 """
 
@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -30,6 +31,7 @@ from analytics_assets.defs.partitions import TRIGGER_TAG, daily_partitions
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.privacy.erasure import is_tombstoned, tombstones
+from analytics_assets.sources.reconcile import DayDifference, compare_day, lake_versions
 from analytics_assets.sources.sync_cursor import SyncCursor, window_fingerprints
 from analytics_assets.storage.lake import Lake
 
@@ -50,6 +52,43 @@ def _partition_days() -> tuple[date, date | None]:
     return first, date.fromisoformat(last_key) if last_key else None
 
 
+def _days_left_behind(
+    lake: Lake, edited: dict[str, dict[str, date]]
+) -> dict[date, dict[str, list[str]]]:
+    """Per day, the edited records the lake holds on it that the source now files on another
+    day. One scan of three narrow columns, only on a tick that saw an edit."""
+    wanted = [record_id for records in edited.values() for record_id in records]
+    days = lake.days_present(tables.NOCODB_RAW_PAGES) if wanted else []
+    if not days:
+        return {}
+    frame = (
+        lake.scan_days(tables.NOCODB_RAW_PAGES, days)
+        .filter(pl.col("record_id").is_in(wanted))
+        .select("table", "day", "record_id")
+        .collect()
+    )
+    left: dict[date, dict[str, list[str]]] = {}
+    for kind, day, record_id in frame.iter_rows():
+        filed_now = edited.get(kind, {}).get(record_id)
+        if filed_now is not None and filed_now != day:
+            left.setdefault(day, {}).setdefault(kind, []).append(record_id)
+    return left
+
+
+def _add_days_left_behind(
+    lake: Lake,
+    edited: dict[str, dict[str, date]],
+    touched: dict[date, Counter],
+    returned: dict[date, dict[str, str]],
+) -> None:
+    """Counts the days edited records left as changed, and names what left them in the
+    run key's part of `returned`."""
+    for day, kinds in _days_left_behind(lake, edited).items():
+        for kind, record_ids in kinds.items():
+            touched.setdefault(day, Counter())[kind] += len(record_ids)
+            returned.setdefault(day, {})[f"{kind}:moved_away"] = ",".join(sorted(record_ids))
+
+
 @sensor(
     name="nocodb_changes_sensor",
     job_name=INGESTION_JOB,
@@ -63,6 +102,7 @@ def nocodb_changes_sensor(
     context: SensorEvaluationContext,
     record_source: RecordSourceResource,
     sync_settings: SyncSettings,
+    lake: LakeResource,
 ) -> SensorResult | SkipReason:
     settings = sync_settings
     overlap = timedelta(minutes=settings.overlap_minutes)
@@ -74,6 +114,8 @@ def nocodb_changes_sensor(
     # the tick started from, it names the runs, so evaluating the same tick again (a
     # failed cron tick, a daemon that died while submitting) asks for the same run keys.
     returned: dict[date, dict[str, str]] = {}
+    # Per table, the records edited since the last tick, with the day each is filed on now.
+    edited: dict[str, dict[str, date]] = {}
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} has no change feed; use the daily schedule.")
@@ -94,6 +136,11 @@ def nocodb_changes_sensor(
             scan = source.changes_since(kind, table.since(overlap))
             for day, fingerprint in window_fingerprints(scan.changes).items():
                 returned.setdefault(date.fromisoformat(day), {})[kind] = fingerprint
+            edited[kind] = {
+                change.record_id: change.day
+                for change in scan.changes
+                if change.edited and (table.watermark is None or change.version > table.watermark)
+            }
             changed_days = table.advance(scan.changes, overlap, now)
             for day, count in changed_days.items():
                 touched.setdefault(day, Counter())[kind] += count
@@ -101,6 +148,10 @@ def nocodb_changes_sensor(
                  fresh=sum(changed_days.values()), days=len(changed_days),
                  requests=scan.requests, seconds=round(scan.seconds, 3),
                  watermark=table.watermark)  # fmt: skip
+
+    # A record whose event time was edited onto another day is new on that day, and its old
+    # day still holds it: that day is rebuilt too, or the record counts on both.
+    _add_days_left_behind(lake.lake(), edited, touched, returned)
 
     first_day, last_day = _partition_days()
     candidates = set(touched) | cursor.pending_days
@@ -149,23 +200,14 @@ def nocodb_changes_sensor(
     )
 
 
-def _lake_ids(lake: Lake, days: list[date]) -> dict[str, dict[date, set[str]]]:
-    """Per table, the record ids the lake holds for each day: one scan of two columns."""
-    ids: dict[str, dict[date, set[str]]] = {
-        kind: {day: set() for day in days} for kind in SYNC_TABLES
-    }
+def _lake_versions(
+    lake: Lake, kind: str, days: list[date], version_fields: tuple[str, str]
+) -> dict[date, dict[str, str | None]]:
+    """Per day, record id -> version of the table's raw records in the lake."""
     if not days:
-        return ids
-    frame = (
-        lake.scan_days(tables.NOCODB_RAW_PAGES, days)
-        .filter(pl.col("record_id").is_not_null())
-        .select("table", "day", "record_id")
-        .collect()
-    )
-    for (kind, day), group in frame.group_by("table", "day"):
-        if kind in ids:
-            ids[kind][day] = set(group["record_id"].to_list())
-    return ids
+        return {}
+    raw = lake.scan_days(tables.NOCODB_RAW_PAGES, days).filter(pl.col("table") == kind)
+    return lake_versions(raw, version_fields)
 
 
 @sensor(
@@ -173,9 +215,10 @@ def _lake_ids(lake: Lake, days: list[date]) -> dict[str, dict[date, set[str]]]:
     job_name=INGESTION_JOB,
     minimum_interval_seconds=6 * 3600,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Compares the record ids of every materialized day in NocoDB with the lake (one "
-    "lean read of each table, ids and times only) and rebuilds the days that differ: deletes, "
-    "and anything the change sensor missed.",
+    description="Compares the records of every materialized day in NocoDB with the lake, by id "
+    "and version (one lean read of each table, ids and times only), and rebuilds the days that "
+    "differ: deletes, edits that never reached the lake, records whose day was edited, and "
+    "anything the change sensor missed.",
 )
 def nocodb_reconciliation_sensor(
     context: SensorEvaluationContext,
@@ -204,37 +247,42 @@ def nocodb_reconciliation_sensor(
     erased = tombstones(stored)
     # The key is read only where records were erased.
     erased_digest = privacy.digester() if erased else None
-    in_lake = _lake_ids(stored, days)
     with record_source.open() as source:
         if not source.supports_changes:
             return SkipReason(f"{source.describe()} cannot be reconciled; use full daily pulls.")
         requests_before = source.stats().get("requests", 0)
         in_source = {
-            kind: source.ids_by_day(kind, days, record_source.fetch_workers) for kind in SYNC_TABLES
+            kind: source.versions_by_day(kind, days, record_source.fetch_workers)
+            for kind in SYNC_TABLES
         }
         requests = source.stats().get("requests", 0) - requests_before
+    in_lake = {
+        kind: _lake_versions(stored, kind, days, in_source[kind].version_fields)
+        for kind in SYNC_TABLES
+    }
+    remove_deleted = settings.deletions == "remove"
     for day in days:
-        deleted: dict[str, list[str]] = {}
-        added: dict[str, int] = {}
-        missing_ids: dict[str, list[str]] = {}
+        differences: dict[str, DayDifference] = {}
         for kind in SYNC_TABLES:
-            lake_ids, source_ids = in_lake[kind][day], in_source[kind][day]
-            # Records erased on request are meant to be missing from the lake.
-            missing = {
-                record_id
-                for record_id in source_ids - lake_ids
-                if erased_digest is None
-                or not is_tombstoned(erased, erased_digest, kind, record_id)
-            }
-            if missing or lake_ids - source_ids:
-                deleted[kind] = sorted(lake_ids - source_ids)
-                added[kind] = len(missing)
-                missing_ids[kind] = sorted(missing)
-        if not deleted:
+            source_versions = in_source[kind].by_day[day]
+            if erased_digest is not None:
+                # Records erased on request are meant to be missing from the lake.
+                source_versions = {
+                    record_id: version
+                    for record_id, version in source_versions.items()
+                    if not is_tombstoned(erased, erased_digest, kind, record_id)
+                }
+            difference = compare_day(
+                in_lake[kind].get(day, {}), source_versions, in_source[kind].all_ids
+            )
+            if difference:
+                differences[kind] = difference
+        if not differences:
             continue
         found = {
-            **{f"deleted_{k}": len(v) for k, v in deleted.items()},
-            **{f"missing_{k}": n for k, n in added.items()},
+            name: count
+            for kind, difference in differences.items()
+            for name, count in difference.counts(kind).items()
         }
         _log(context, "reconcile_mismatch", day=day, **found)
         observations.append(
@@ -243,16 +291,23 @@ def nocodb_reconciliation_sensor(
                 partition=day.isoformat(),
                 metadata={
                     **found,
-                    "deleted_ids": {k: v[:_IDS_SHOWN] for k, v in deleted.items()},
+                    "deleted_ids": {
+                        kind: list(difference.deleted[:_IDS_SHOWN])
+                        for kind, difference in differences.items()
+                        if difference.deleted
+                    },
                     "action": settings.deletions,
                 },
             )
         )
-        if settings.deletions == "remove" or any(added.values()):
+        if any(d.needs_rebuild(remove_deleted=remove_deleted) for d in differences.values()):
             # The ids themselves, not how many: another record missing on the same day later
             # is another run (Dagster never runs a run key twice). The day of the tick too,
             # so a rebuild that failed is tried again the next day.
-            mismatch = [deleted, missing_ids, datetime.now(UTC).date().isoformat()]
+            mismatch = [
+                {kind: asdict(difference) for kind, difference in sorted(differences.items())},
+                datetime.now(UTC).date().isoformat(),
+            ]
             digest = hashlib.sha256(json.dumps(mismatch, sort_keys=True).encode()).hexdigest()[:12]
             run_requests.append(
                 RunRequest(
