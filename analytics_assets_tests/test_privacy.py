@@ -577,6 +577,16 @@ def test_erasure_removes_a_user_everywhere_and_the_reports_reconcile(tmp_path, m
     ids = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
     before = read_asset(lake, "daily_report").select("day", "conversations")
     assert pseudonym in read_asset(lake, "conversations")["user_id"].to_list()
+    # One of their conversations rejected for a blank conversation id, as the mirror writes
+    # it: nothing but the record names them (it stayed in MongoDB after an erasure).
+    rejected = {
+        "table": "conversations", "stage": "validate", "record_key": "9999", "day": "2026-11-03",
+        "conversation_id": None, "reason": "missing conversation_id",
+        "record": json.dumps({"conversation_id": " ", "user_id": pseudonym, "Id": 9999}),
+    }  # fmt: skip
+    mongo.db()["processing_errors"].insert_one(
+        {"_id": "conversations:validate:9999:2026-11-03", **rejected}
+    )
 
     audit = run_erasure(defs, instance, pseudonym, requested_by="privacy-team", reason="T-1")
 

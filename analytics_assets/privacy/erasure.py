@@ -263,8 +263,27 @@ class Eraser:
                     removed += (
                         self.db[name].delete_many({"conversation_id": {"$in": chunk}}).deleted_count
                     )
+            if name == tables.PROCESSING_ERRORS:
+                removed += self._erase_rejected_records(name, pseudonym)
             result.mongo_documents[name] = removed
         result.mongo_documents[day_index.DAY_INDEX_COLLECTION] = day_index.forget(self.db, ids)
+
+    def _erase_rejected_records(self, name: str, pseudonym: str) -> int:
+        """A rejected record is mirrored whole, and it keeps its (pseudonymized) user id
+        where it has no conversation id to match (a conversation rejected for a blank one):
+        the lake's rows go by their record, so the documents must too. Read in Python, not
+        with a server-side `$regex`: the embedded server scans either way, and rejections
+        are a few records a day."""
+        their_ids = [
+            document["_id"]
+            for document in self.db[name].find({}, projection={"record": True})
+            if isinstance(document.get("record"), str) and pseudonym in document["record"]
+        ]
+        removed = 0
+        for start in range(0, len(their_ids), _IN_CHUNK):
+            chunk = their_ids[start : start + _IN_CHUNK]
+            removed += self.db[name].delete_many({"_id": {"$in": chunk}}).deleted_count
+        return removed
 
     def _add_tombstones(self, identities: list[str]) -> None:
         """Keyed digests of the removed raw records: a pull drops them, the reconciliation
