@@ -4,6 +4,7 @@ rate limits; the committed OpenAPI spec matches the code."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -476,7 +477,14 @@ def test_injection_attempts_are_rejected_in_every_filter(filled, parameter):
 def test_oversized_pages_and_malformed_cursors(filled):
     assert get(filled, "/conversations", limit=101).status_code == 422
     assert get(filled, "/conversations", limit=0).status_code == 422
-    for cursor in ("not-base64!!", "eyJhIjoxfQ", "W10", "WyJkdCIsIm5vdCBhIGRhdGUiLCJ4Il0", "0"):
+    # The last two are times at the calendar's edge that overflow in UTC (a 500 before).
+    edges = [
+        base64.urlsafe_b64encode(json.dumps(["dt", moment, "x"]).encode()).decode().rstrip("=")
+        for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+    ]
+    for cursor in (
+        "not-base64!!", "eyJhIjoxfQ", "W10", "WyJkdCIsIm5vdCBhIGRhdGUiLCJ4Il0", "0", *edges
+    ):  # fmt: skip
         response = get(filled, "/conversations", cursor=cursor)
         assert response.status_code == 422, cursor
         assert "cursor" in response.json()["error"]["message"]
@@ -720,12 +728,20 @@ def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(fille
         httpx.get(f"{base}/conversations", params={"topic": "billing-secret-topic"},
                   headers=filled["headers"])  # fmt: skip
         httpx.get(f"{base}/no-such/user-00042")
+        # A key as a bare parameter name or as a path segment is refused, and not logged.
+        assert httpx.get(f"{base}/conversations?{key}").status_code == 400
+        assert httpx.get(f"{base}/{key}").status_code == 400
+        # A chunked body has no length to check before it is read: refused unread.
+        endless = httpx.post(
+            f"{base}/graphql", content=iter([b"{" * 1024] * 64), headers=filled["headers"]
+        )
+        assert endless.status_code == 411
     finally:
         server.should_exit = True
         thread.join(10)
         logging.getLogger("uvicorn.access").removeHandler(handler)
     logged = "\n".join(lines)
-    assert len(lines) == 5, lines
+    assert len(lines) == 8, lines
     for secret in (key, key.split("_")[1], conversation["_id"], "billing-secret-topic",
                    "user-00042"):  # fmt: skip
         assert secret not in logged, secret

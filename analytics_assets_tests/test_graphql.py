@@ -319,6 +319,19 @@ def test_malformed_cursors_and_page_sizes(filled):
         assert code_of(gql(filled, query, {"n": size})) == "invalid_argument"
 
 
+def test_hostile_bodies_literals_and_variables_are_client_errors(filled):
+    """Each of these was a 500 or an `internal_error`."""
+    client = filled["client"]
+    nested = b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    deep = client.post("/graphql", content=nested, headers={
+        **filled["headers"], "Content-Type": "application/json"})  # fmt: skip
+    assert deep.status_code == 400 and code_of(deep) == "bad_request"
+    huge = gql(filled, "{ conversations(first: " + "9" * 4400 + ") { next_cursor } }")
+    assert huge.status_code == 400 and code_of(huge) == "invalid_query"
+    typed = gql(filled, "query($d: Date) { conversations(from: $d) { next_cursor } }", {"d": 123})
+    assert code_of(typed) == "invalid_query"
+
+
 def test_http_rules_get_refused_options_and_errors_without_stack_traces(filled, caplog):
     client = filled["client"]
     get = client.get("/graphql", params={"query": "{ __typename }"}, headers=filled["headers"])

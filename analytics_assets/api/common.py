@@ -7,7 +7,7 @@ import binascii
 import functools
 import json
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
@@ -109,8 +109,15 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
             raise ValueError(kind)
         if not isinstance(conversation_id, str):
             raise ValueError("id")
-        return (datetime.fromisoformat(value) if kind == "dt" else value), conversation_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+        if kind == "s":
+            return value, conversation_id
+        moment = datetime.fromisoformat(value)
+        # A forged time at the calendar's edge (0001-01-01 at +01:00) overflows once taken
+        # to UTC, where the query encodes it: refused here, as any other malformed cursor.
+        if moment.tzinfo is not None:
+            moment.astimezone(UTC)
+        return moment, conversation_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as error:
         raise RequestValidationError(
             [{"loc": ("query", "cursor"), "msg": "malformed cursor"}]
         ) from error

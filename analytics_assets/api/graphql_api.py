@@ -488,6 +488,10 @@ class _Schema(strawberry.Schema):
 
 
 def _unexpected(error: GraphQLError) -> bool:
+    if error.message.startswith("Variable '$"):
+        # A variable's value refused by its type's parser (a number for a Date raises
+        # TypeError there): the client's error, not ours.
+        return False
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
@@ -536,7 +540,12 @@ class _Measurer:
         if isinstance(node, VariableNode):
             return self.variables.get(node.name.value)
         if isinstance(node, IntValueNode):
-            return int(node.value)
+            try:
+                return int(node.value)
+            except ValueError:
+                # Over Python's 4,300 digits: unreadable, so the worst case; GraphQL's own
+                # validation then refuses it as no 32-bit Int.
+                return None
         if isinstance(node, StringValueNode):
             return node.value
         return None if node is None else getattr(node, "value", None)
@@ -661,7 +670,8 @@ def _refusal(refused: Refused) -> JSONResponse:
 def _request_body(raw: bytes) -> tuple[str, dict, str | None]:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: arrays nested thousands deep, which fit in the body's 16 KiB.
         raise Refused(400, "bad_request", "the body must be JSON") from error
     if isinstance(body, list):
         raise Refused(400, "batching_not_supported", "one query a request, not a list")

@@ -44,8 +44,11 @@ ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 
 
 def _looks_like_key_parameter(name: str, value: str, key_prefix: str) -> bool:
-    return re.sub(r"[-_]", "", name.lower()) in KEY_PARAMETER_NAMES or value.startswith(
-        f"{key_prefix}_"
+    # A bare `?aak_…` parses as a name with an empty value: names are searched too.
+    return (
+        re.sub(r"[-_]", "", name.lower()) in KEY_PARAMETER_NAMES
+        or value.startswith(f"{key_prefix}_")
+        or name.startswith(f"{key_prefix}_")
     )
 
 
@@ -121,8 +124,16 @@ def _refusal(request: Request, key_prefix: str) -> Response | None:
         return error_response(
             413, "too_large", f"requests are limited to {MAX_REQUEST_BYTES} bytes"
         )
+    if "transfer-encoding" in request.headers:
+        # A chunked body has no length to check before it is read (whole, by /graphql and
+        # the webhook endpoint): every client this API documents sends Content-Length.
+        return error_response(
+            411, "length_required", "send the body with a Content-Length (no chunked bodies)"
+        )
     query = parse_qsl(request.url.query, keep_blank_values=True)
-    if any(_looks_like_key_parameter(name, value, key_prefix) for name, value in query):
+    if any(_looks_like_key_parameter(name, value, key_prefix) for name, value in query) or any(
+        segment.startswith(f"{key_prefix}_") for segment in request.url.path.split("/")
+    ):
         return error_response(400, "key_in_url", KEY_IN_URL_MESSAGE)
     return None
 
@@ -154,6 +165,28 @@ class AccessLogRedactor(logging.Filter):
         self.app = app
 
     @cached_property
+    def known(self) -> tuple[set[str], set[str]]:
+        """The first path segments and the query parameter names the spec documents: only
+        those are logged as written (a request may put a key anywhere else)."""
+        spec = self.app.openapi()["paths"]
+        segments = {path.lstrip("/").partition("/")[0] for path in spec}
+        names = {
+            parameter["name"]
+            for operations in spec.values()
+            for operation in operations.values()
+            if isinstance(operation, dict)
+            for parameter in operation.get("parameters", [])
+            if parameter.get("in") == "query"
+        }
+        return {s for s in segments if "{" not in s}, names
+
+    def _shown(self, name: str) -> str:
+        # A key parameter's name is shown (`api_key=…`): it says what the caller did wrong.
+        documented = name in self.known[1]
+        key_like = re.sub(r"[-_]", "", name.lower()) in KEY_PARAMETER_NAMES
+        return quote(name, safe="") if documented or key_like else "…"
+
+    @cached_property
     def templates(self) -> list[tuple[re.Pattern, str]]:
         """The documented paths (the OpenAPI spec's, e.g. `/users/{user_id}/analytics`),
         fixed paths first, each with the pattern of the paths it serves."""
@@ -165,12 +198,14 @@ class AccessLogRedactor(logging.Filter):
     def redact(self, path_and_query: str) -> str:
         path, _, query = path_and_query.partition("?")
         template = next((t for pattern, t in self.templates if pattern.match(path)), None)
+        segments = self.known[0]
         if template is None:
             first, _, rest = path.lstrip("/").partition("/")
+            first = first if first in segments else "…"
             template = f"/{first}/…" if rest else f"/{first}"
         if query:
             names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
-            template += "?" + "&".join(f"{quote(name, safe='')}=…" for name in names)
+            template += "?" + "&".join(f"{self._shown(name)}=…" for name in names)
         return template
 
     def filter(self, record: logging.LogRecord) -> bool:

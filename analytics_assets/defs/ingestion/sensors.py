@@ -1,7 +1,8 @@
 """Incremental sync: a sensor that materializes the days NocoDB changed, and a periodic
 reconciliation that catches what a change feed cannot see (deletes, records older than the
-overlap window, edits whose run failed after the cursor moved on). Both request `ingestion_job` runs for whole days: a day is always rebuilt
-from the source, so a re-run converges to the same result and a deleted record disappears.
+overlap window, edits whose run failed after the cursor moved on). Both request
+`ingestion_job` runs for whole days: a day is always rebuilt from the source, so a re-run
+converges to the same result and a deleted record disappears.
 """
 
 from __future__ import annotations
