@@ -178,7 +178,7 @@ def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp
     base, _ = source
     day = DAYS[1]
 
-    def pull(fail_at_page: int | None = None):
+    def pull(fail_at_page: int | None = None, run: str = "run-1"):
         with make_client(nocodb, page_size=20) as client:
             pages = 0
             send = client.request
@@ -192,7 +192,10 @@ def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp
                 return send(method, path, **kwargs)
 
             client.request = request
-            source = NocoDBSource(client, base_id=base.base_id, checkpoint_dir=tmp_path / "spool")
+            source = NocoDBSource(
+                client, base_id=base.base_id, checkpoint_dir=tmp_path / "spool",
+                checkpoint_scope=run,
+            )  # fmt: skip
             return source.fetch_day("messages", day), pages
 
     with make_client(nocodb) as client:
@@ -202,6 +205,10 @@ def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp
 
     with pytest.raises(NocoDBRetriesExhaustedError):
         pull(fail_at_page=4)  # three pages done, the fourth fails
+    # Another run (the change sensor's, after an edit) reads every page again: the failed
+    # run's pages may predate the edit. They stay for that run's re-execution.
+    other, _ = pull(run="run-2")
+    assert other.stats["resumed_pages"] == 0
     resumed, requests = pull()
     assert resumed.stats["resumed_pages"] == 3
     # Only what was left was asked for: the remaining pages plus the blank-time and the
@@ -211,6 +218,19 @@ def test_a_failed_pull_resumes_after_its_last_completed_page(nocodb, source, tmp
     assert resumed.frame["record"].to_list() == clean.frame["record"].to_list()
     # A finished pull leaves no checkpoint behind; the next one starts from zero.
     assert not any((tmp_path / "spool").iterdir())
+
+
+def test_the_spools_of_runs_that_never_came_back_are_swept(tmp_path):
+    from analytics_assets.sources.checkpoints import PageSpool, sweep_stale
+    from analytics_assets.transforms.raw import empty_raw_frame
+
+    for run in ("failed-run-a", "failed-run-b"):
+        PageSpool(tmp_path, f"messages|2026-11-01|{run}", 3600).save(0, empty_raw_frame(), "7")
+    (tmp_path / "not-a-spool").mkdir()
+    assert sweep_stale(tmp_path, 3600) == 0
+    time.sleep(0.05)
+    assert sweep_stale(tmp_path, 0.01) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["not-a-spool"]
 
 
 def test_an_s3_restart_mid_run_loses_and_duplicates_nothing(nocodb, source, mongo_server):

@@ -5,6 +5,9 @@ Each completed page is spooled as Parquet with the last record id it held; a ret
 spooled pages and continues with `Id > last id` (keyset paging, sorted by id), which stays
 correct even if rows were inserted or deleted meanwhile. A spool older than `max_age_s` is
 stale (the records may have changed since) and is discarded; a finished pull removes its own.
+A spool belongs to one run and its re-executions (its key holds the root run's id): a new
+run never resumes another's pages, which may predate the edit it was requested for.
+`sweep_stale` removes the stale spools of runs that never came back.
 
 The root is a local folder or, in production, an S3 location (`ANALYTICS_STATE_URL`), so a
 retry that lands on another worker still finds the pages.
@@ -67,3 +70,23 @@ class PageSpool:
 
     def clear(self) -> None:
         remove_tree(self.folder)
+
+
+def sweep_stale(
+    root: str | Path | UPath, max_age_s: float, storage_options: dict[str, Any] | None = None
+) -> int:
+    """Removes the spools under `root` last saved more than `max_age_s` ago (those of runs
+    that failed and were never re-executed); returns how many."""
+    base = state_path(root, storage_options)
+    if not base.exists():
+        return 0
+    removed = 0
+    for folder in base.iterdir():
+        try:
+            updated = json.loads((folder / "state.json").read_text())["updated"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or not a spool: a pull's own load decides
+        if time.time() - updated > max_age_s:
+            remove_tree(folder)
+            removed += 1
+    return removed

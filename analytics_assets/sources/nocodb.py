@@ -29,7 +29,7 @@ from analytics_assets.sources.base import (
     FetchResult,
     RecordSource,
 )
-from analytics_assets.sources.checkpoints import PageSpool
+from analytics_assets.sources.checkpoints import PageSpool, sweep_stale
 from analytics_assets.sources.days import filing_day
 from analytics_assets.sources.schema import (
     EVENT_TIME_FIELD,
@@ -119,6 +119,7 @@ class NocoDBSource(RecordSource):
         checkpoint_max_age_s: float = 3600.0,
         checkpoint_storage_options: dict | None = None,
         first_day: date | None = None,
+        checkpoint_scope: str = "",
     ):
         self.client = client
         self.schema = schema or SourceSchema()
@@ -130,6 +131,10 @@ class NocoDBSource(RecordSource):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_max_age_s = checkpoint_max_age_s
         self.checkpoint_storage_options = checkpoint_storage_options
+        # Whose pages a pull resumes: a run's retries and re-executions share them, and a new
+        # run (a change sensor's, after an edit) does not resume a failed run's older pages.
+        self.checkpoint_scope = checkpoint_scope
+        self._swept = False
 
     def describe(self) -> str:
         # Written into every raw record's `source` and into metadata: never a credential that
@@ -205,6 +210,12 @@ class NocoDBSource(RecordSource):
                 pages += 1
         for spool in spools:
             spool.clear()
+        if spools and not self._swept:
+            # Once per source: the spools of runs that failed and never came back.
+            sweep_stale(
+                self.checkpoint_dir, self.checkpoint_max_age_s, self.checkpoint_storage_options
+            )
+            self._swept = True
         frame = pl.concat(frames)
         return FetchResult(
             frame=frame,
@@ -311,7 +322,10 @@ class NocoDBSource(RecordSource):
     ) -> PageSpool | None:
         if self.checkpoint_dir is None:
             return None
-        key = f"{self.client.base_url}|{table_id}|{kind}|{day}|{where}|{','.join(fields)}"
+        key = (
+            f"{self.client.base_url}|{table_id}|{kind}|{day}|{where}|{','.join(fields)}"
+            f"|{self.checkpoint_scope}"
+        )
         return PageSpool(
             self.checkpoint_dir, key, self.checkpoint_max_age_s, self.checkpoint_storage_options
         )

@@ -95,7 +95,9 @@ def nocodb_raw_pages(
     results: dict[tuple, pl.DataFrame] = {}
     usage = StepUsage.start()
     started = time.perf_counter()
-    with record_source.open() as source:
+    # Saved pages are resumed by this run's retries and re-executions only: a new run (the
+    # change sensor's, after an edit) reading a failed run's pages would miss the edit.
+    with record_source.open(context.run.root_run_id or context.run_id) as source:
         stats_before = source.stats()
         # A long range: each table read once by key range and split by day locally.
         for kind in TABLE_KINDS:

@@ -53,8 +53,10 @@ class RecordSourceResource(ConfigurableResource):
         default=1, description="Days and tables fetched at once within a run."
     )
 
-    def open(self) -> AbstractContextManager[RecordSource]:
-        """The source, open for the duration of one step (connections closed after)."""
+    def open(self, checkpoint_scope: str = "") -> AbstractContextManager[RecordSource]:
+        """The source, open for the duration of one step (connections closed after).
+        `checkpoint_scope`: whose saved pages a pull may resume (a run and its
+        re-executions); a source without page checkpoints ignores it."""
         raise NotImplementedError(f"{type(self).__name__} must implement open()")
 
     def data_end(self) -> date | None:
@@ -74,7 +76,7 @@ class ExportSourceResource(RecordSourceResource):
     _source: ExportSource | None = PrivateAttr(default=None)
 
     @contextmanager
-    def open(self) -> Iterator[RecordSource]:
+    def open(self, checkpoint_scope: str = "") -> Iterator[RecordSource]:
         folder = Path(self.export_dir)
         if self.generate_sample_if_missing:
             ensure_sample_export(folder)
@@ -153,13 +155,14 @@ class NocoDBSourceResource(RecordSourceResource):
         )
 
     @contextmanager
-    def open(self) -> Iterator[RecordSource]:
+    def open(self, checkpoint_scope: str = "") -> Iterator[RecordSource]:
         with self.client() as client:
             yield NocoDBSource(
                 client,
                 self.source_schema,
                 base_id=self.base_id,
                 checkpoint_dir=self._checkpoint_dir(),
+                checkpoint_scope=checkpoint_scope,
                 checkpoint_max_age_s=self.checkpoint_max_age_s,
                 checkpoint_storage_options=s3fs_options(
                     self._checkpoint_dir() or "", self.checkpoint_s3
