@@ -54,6 +54,29 @@ def test_error_rate_trips_above_two_percent():
     assert error_rate_verdict(0, 0).passed
 
 
+def test_older_copies_of_a_record_are_shown_not_counted_as_lost():
+    """3 of 100 messages delivered twice by NocoDB: the newest copies were kept, nothing was
+    lost, and the blocking check failed the day at 2.9 %."""
+    from analytics_assets.transforms.records import is_superseded, validate_messages
+    from analytics_assets_tests.test_transforms import message, raw
+
+    copies = [message(n, message_id=f"m-{n % 100}") for n in range(103)]
+    validated = validate_messages(raw("messages", copies))
+    assert (validated.valid.height, validated.rejected.height) == (100, 3)
+    superseded = validated.rejected.filter(is_superseded(pl.col("reason"))).height
+    assert superseded == 3
+    lost = validated.rejected.height - superseded
+    verdict = error_rate_verdict(lost, validated.valid.height, superseded)
+    assert verdict.passed and verdict.metadata["superseded_copies"] == 3
+    assert not error_rate_verdict(validated.rejected.height, validated.valid.height).passed
+    assert (
+        not pl.Series([None, "missing role"])
+        .to_frame("reason")
+        .select(is_superseded(pl.col("reason")))["reason"]
+        .any()
+    )
+
+
 def test_reconciliation_trips_when_a_period_disagrees_with_its_days():
     days = [
         daily_report(date(2026, 11, 2), frame, messages=5, errors=1, new_user_ids={"a"}).row(

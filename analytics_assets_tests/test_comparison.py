@@ -60,3 +60,13 @@ def test_a_real_difference_is_significant_and_noise_is_not():
 def test_an_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match="No conversations for model"):
         compare(analytics(0.7, 0.1), "model", "a", "zeta")
+
+
+def test_a_rate_without_trials_is_absent_not_nan():
+    """No thumbs given by either model: the rate is no number (it was NaN)."""
+    thumbless = analytics(0.7, 0.1).with_columns(feedback_up=pl.lit(0), feedback_down=pl.lit(0))
+    rows = {row["metric"]: row for row in compare(thumbless, "model", "a", "b").iter_rows(
+        named=True)}  # fmt: skip
+    thumbs = rows["thumbs_up_rate"]
+    assert (thumbs["a"], thumbs["b"], thumbs["difference"]) == (None, None, None)
+    assert not thumbs["significant"]

@@ -123,6 +123,18 @@ def test_period_over_period_change_and_rising_topics():
     assert [t["value"] for t in row["rising_topics"]] == ["billing"]
 
 
+def test_uncategorized_conversations_count_in_the_shares_not_as_a_rise():
+    """Half a day without categories (not built yet when the report was) read as billing's
+    share doubling, significant and rising: its count had not changed."""
+    previous = report_with_topics("2026-11-09", date(2026, 11, 9), {"billing": 50, "bug": 50})
+    current = report_with_topics("2026-11-10", DAY, {"billing": 50, None: 50})
+    row = with_changes(current, previous).row(0, named=True)
+    assert {t["value"]: t["count"] for t in row["topics"]} == {"billing": 50, "unknown": 50}
+    billing = {(c["dimension"], c["value"]): c for c in row["changes"]}[("topics", "billing")]
+    assert billing["share"] == pytest.approx(0.5) and billing["share_change"] == 0
+    assert row["rising_topics"] == []
+
+
 def test_a_small_rise_is_not_called_rising():
     previous = report_with_topics("2026-11-09", date(2026, 11, 9), {"billing": 10, "bug": 10})
     # 30/40 vs 10/20: z = 1.94, p = 0.053, just short of significance.

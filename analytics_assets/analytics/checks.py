@@ -62,13 +62,15 @@ def volume_verdict(today: int, history: Sequence[int]) -> Verdict:
     )  # fmt: skip
 
 
-def error_rate_verdict(errors: int, accepted: int) -> Verdict:
+def error_rate_verdict(errors: int, accepted: int, superseded: int = 0) -> Verdict:
+    """`errors`: records lost to validation; `superseded`: older copies of records kept in
+    their newest copy, shown but neither lost nor counted."""
     total = errors + accepted
     rate = errors / total if total else 0.0
     return Verdict(
         rate <= ERROR_RATE_ALERT,
         {"errors": errors, "records": total, "error_rate": round(rate, 5),
-         "threshold": ERROR_RATE_ALERT},
+         "threshold": ERROR_RATE_ALERT, "superseded_copies": superseded},
     )  # fmt: skip
 
 

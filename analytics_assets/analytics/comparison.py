@@ -57,7 +57,11 @@ def group_stats(analytics: pl.DataFrame, by: str) -> pl.DataFrame:
     for metric, (successes, trials) in RATE_METRICS.items():
         aggregations += [successes.alias(f"{metric}_x"), trials.alias(f"{metric}_n")]
     stats = analytics.group_by(by).agg(aggregations).sort(by)
-    return stats.with_columns((pl.col(f"{m}_x") / pl.col(f"{m}_n")).alias(m) for m in RATE_METRICS)
+    # No trials (no thumbs given) is no rate, not NaN.
+    return stats.with_columns(
+        pl.when(pl.col(f"{m}_n") > 0).then(pl.col(f"{m}_x") / pl.col(f"{m}_n")).alias(m)
+        for m in RATE_METRICS
+    )
 
 
 def compare(analytics: pl.DataFrame, by: str, a: str, b: str) -> pl.DataFrame:

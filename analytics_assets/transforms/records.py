@@ -71,6 +71,15 @@ ERROR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# The reason's ending for an older copy of a record NocoDB holds twice: reported, but nothing
+# was lost (the newest copy was kept), so the error rate leaves it out.
+SUPERSEDED = "superseded by a newer copy"
+
+
+def is_superseded(reason: pl.Expr) -> pl.Expr:
+    return reason.str.ends_with(SUPERSEDED).fill_null(False)
+
+
 @dataclass(frozen=True)
 class Validated:
     valid: pl.DataFrame
@@ -490,9 +499,7 @@ def _split(
     failed = pl.concat(
         [
             breaking,
-            superseded.with_columns(
-                pl.lit(f"duplicate {key}; superseded by a newer copy").alias("_reason")
-            ),
+            superseded.with_columns(pl.lit(f"duplicate {key}; {SUPERSEDED}").alias("_reason")),
         ]
     )
     rejected = failed.select(

@@ -35,6 +35,7 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
+from analytics_assets.transforms.records import is_superseded
 
 LAKE = "lake"
 
@@ -112,7 +113,8 @@ def message_volume_within_trailing_range(
         tables.CONVERSATION_HEADERS: AssetIn(),
     },
     description="Share of each day's records rejected (ERROR, blocking: reports built on a "
-    "day that lost more than 2 % of its records would be wrong).",
+    "day that lost more than 2 % of its records would be wrong). Older copies of a record "
+    "NocoDB holds twice are shown, not counted: their newest copy was kept.",
 )
 def error_rate_below_threshold(
     context: AssetCheckExecutionContext,
@@ -123,9 +125,13 @@ def error_rate_below_threshold(
     def count(frame: pl.DataFrame, day: date) -> int:
         return frame.filter(pl.col("day") == day).height
 
+    superseded = is_superseded(pl.col("reason"))
+
     def judge(day: date):
         accepted = count(conversation_messages, day) + count(conversation_headers, day)
-        return error_rate_verdict(count(processing_errors, day), accepted)
+        errors = processing_errors.filter(pl.col("day") == day)
+        copies = errors.filter(superseded).height
+        return error_rate_verdict(errors.height - copies, accepted, copies)
 
     yield from _per_day(context, judge, AssetCheckSeverity.ERROR)
 
