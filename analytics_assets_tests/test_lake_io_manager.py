@@ -251,6 +251,22 @@ def test_a_write_failing_half_way_leaves_the_previous_day_readable(lake, monkeyp
     assert [child.name for child in folder.iterdir()] == ["data.parquet"]
 
 
+def test_a_first_write_of_a_day_killed_before_its_file_leaves_no_day(tmp_path):
+    """The day's folder is made before its file: a write killed in between left a folder
+    that counted as a day, and every read over it failed with FileNotFoundError."""
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
+    assert materialize([events], resources={"io_manager": lake},
+                       partition_key="2026-11-10").success  # fmt: skip
+    manager = lake.lake()
+    orphan = manager.day_file("events", date(2026, 11, 11)).parent
+    orphan.mkdir(parents=True)
+    (orphan / ".data.parquet.dead.tmp").write_bytes(b"PAR1 half")
+    assert manager.days_present("events") == [date(2026, 11, 10)]
+    frame, days = manager.read_days("events", [date(2026, 11, 10), date(2026, 11, 11)])
+    assert days == [date(2026, 11, 10)] and frame.height == 3
+    assert manager.scan_days("events", [date(2026, 11, 11)]).collect().height == 0
+
+
 def test_an_unreadable_day_file_is_named_with_how_to_rebuild_it(tmp_path):
     from analytics_assets.storage.lake import UnreadableLakeFileError
 

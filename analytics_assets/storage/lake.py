@@ -138,10 +138,16 @@ class Lake:
         root = self.base_path / table
         if not root.exists():
             return []
+        # A local day's folder is made before its file is written: a write killed in
+        # between left a folder without a file, which every read over the day then failed
+        # on. An object store has no folders of its own (one PUT makes the file and its
+        # prefix), so there a listed day always has its file.
+        local = is_local(root)
         return sorted(
             date.fromisoformat(child.name.removeprefix("day="))
             for child in root.iterdir()
             if child.name.startswith("day=")
+            and (not local or (child / f"data{EXTENSION}").exists())
         )
 
     def present_among(self, table: str, days: Iterable[date]) -> list[date]:
