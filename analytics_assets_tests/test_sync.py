@@ -563,3 +563,30 @@ def test_a_record_deleted_between_two_pages_hides_no_other_from_the_change_scan(
         }
     # The deleted record was read before it went; every other one is read too.
     assert deleted and after == before
+
+
+def test_a_record_deleted_during_a_days_pull_hides_no_other(nocodb, synced):
+    """The day's pull paged by offset too: a record deleted after its page was read moved
+    every later one back, so the next page skipped one, and that day lacked it until the
+    reconciliation ran. Paged by key, only the deleted record is missing."""
+    _, _, base, _, _ = synced
+    table = base.table_ids["messages"]
+    with make_client(nocodb, page_size=5) as client:
+        source = NocoDBSource(client, base_id=base.base_id)
+        before = source.fetch_day("messages", DAYS[1]).frame["record_id"].to_list()
+        read = client.request
+        deleted: list[str] = []
+
+        def request(method, path, **options):
+            body = read(method, path, **options)
+            if method == "GET" and path.endswith("/records") and not deleted and body["list"]:
+                deleted.append(str(body["list"][0]["Id"]))
+                with make_client(nocodb) as other:
+                    other.delete_records(table, [int(deleted[0])])
+            return body
+
+        client.request = request
+        after = source.fetch_day("messages", DAYS[1]).frame["record_id"].to_list()
+    assert len(before) > 10 and deleted
+    # The deleted record was read before it went; every other one is read too.
+    assert after == before

@@ -178,17 +178,28 @@ class NocoDBSource(RecordSource):
         spools = []
         for where in queries:
             spool = self._spool(info.id, kind, day, where, fields) if primary_key else None
-            query = where
+            last_id = None
             if spool:
                 spools.append(spool)
                 done, last_id = spool.load()
                 frames += done
                 pages += len(done)
                 resumed += len(done)
-                if last_id is not None:
-                    query = and_filters(where, f"({primary_key},gt,{last_id})")
                 spooled = len(done)
-            for page in self.client.iter_pages(info.id, where=query, sort=sort_key, fields=fields):
+            if primary_key:
+                # By key (`Id > last`), not by offset: a record deleted or edited off the
+                # day between two pages moved every later one back by one, so the next
+                # page skipped a record. A resumed pull starts after its last saved page.
+                day_pages = self.client.iter_keyset(
+                    info.id, primary_key, fields=fields, where=where,
+                    after=_BEFORE_ANY_KEY if last_id is None else int(last_id),
+                    up_to=_AFTER_ANY_KEY,
+                )  # fmt: skip
+            else:
+                day_pages = self.client.iter_pages(
+                    info.id, where=where, sort=sort_key, fields=fields
+                )
+            for page in day_pages:
                 # The date filters select candidates; the filing rule decides (an event on
                 # this day logged long before NocoDB stored it belongs to the stored day).
                 records = [record for record in page.records if files_here(record)]
