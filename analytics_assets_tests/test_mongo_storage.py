@@ -265,6 +265,53 @@ def test_bad_documents_are_rejected_by_field_and_the_rest_lands(mongo):
     assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 1
 
 
+class ValidatingCollection:
+    """The real collection behind a validator that refuses documents whose content says so,
+    as a real MongoDB enforcing `$jsonSchema` does (the embedded server does not enforce
+    it): fault injection only."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    def bulk_write(self, operations, ordered):
+        from pymongo.errors import BulkWriteError
+
+        refused = [i for i, op in enumerate(operations) if op._doc.get("content") == "refuse"]
+        kept = [op for i, op in enumerate(operations) if i not in refused]
+        result = self.collection.bulk_write(kept, ordered=ordered) if kept else None
+        if not refused:
+            return result
+        raise BulkWriteError({
+            "writeErrors": [{"index": i, "code": 121, "errmsg": "Document failed validation"}
+                            for i in refused],
+            "nMatched": result.matched_count if result else 0,
+        })  # fmt: skip
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_a_document_refused_while_a_day_is_rewritten_does_not_fail_the_day(mongo):
+    """The rewrite path let the server's refusal escape: the day failed before its stale
+    delete and its key list, on every retry, so it never converged."""
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 9)
+    first = frame_to_documents(messages(day, 5), SPEC)
+    replace_days(collection, first, [day.isoformat()], spec=SPEC, run_id="run-1")
+    again = frame_to_documents(messages(day, 4, version=2), SPEC)
+    again[1]["content"] = "refuse"
+    report = replace_days(
+        ValidatingCollection(collection), again, [day.isoformat()], spec=SPEC, run_id="run-2"
+    )
+    assert [item.document_id for item in report.rejected] == [again[1]["_id"]]
+    assert "refused by MongoDB: Document failed validation" in report.rejected[0].reason
+    assert report.written == 3
+    stored = {doc["_id"]: doc for doc in collection.find({"day": day.isoformat()})}
+    # The rest of the day is the new version; the record gone from the source is gone.
+    assert sorted(stored) == sorted(d["_id"] for i, d in enumerate(again) if i != 1)
+    assert {doc[RUN_FIELD] for doc in stored.values()} == {"run-2"}
+
+
 def test_oversized_documents_are_caught_before_the_server(mongo):
     from analytics_assets.storage.validation import size_problem
 

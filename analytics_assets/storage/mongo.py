@@ -124,22 +124,37 @@ def _bulk(
             backoff_s=backoff_s,
         )
     except BulkWriteError as error:
-        for write_error in error.details.get("writeErrors", []):
-            document = batch[write_error["index"]]
-            if write_error.get("code") == DUPLICATE_KEY:
-                duplicates.append(document)
-                continue
-            # A server that enforces the validator refuses single documents; the rest land.
-            report.rejected.append(
-                RejectedDocument(
-                    document["_id"],
-                    document.get("conversation_id"),
-                    document.get(DAY_FIELD),
-                    f"refused by MongoDB: {write_error.get('errmsg')}",
-                )
-            )
-            report.written -= 1
+        duplicates += [
+            batch[write_error["index"]]
+            for write_error in error.details.get("writeErrors", [])
+            if write_error.get("code") == DUPLICATE_KEY
+        ]
+        _refused(error, batch, report)
     return duplicates
+
+
+def _refused(
+    error: BulkWriteError, batch: Sequence[dict[str, Any]], report: WriteReport
+) -> set[int]:
+    """Records the documents a bulk write refused for another reason than a duplicate key
+    (a server that enforces the validator refuses single documents; the rest land); returns
+    their indices in `batch`."""
+    refused = set()
+    for write_error in error.details.get("writeErrors", []):
+        if write_error.get("code") == DUPLICATE_KEY:
+            continue
+        document = batch[write_error["index"]]
+        report.rejected.append(
+            RejectedDocument(
+                document["_id"],
+                document.get("conversation_id"),
+                document.get(DAY_FIELD),
+                f"refused by MongoDB: {write_error.get('errmsg')}",
+            )
+        )
+        report.written -= 1
+        refused.add(write_error["index"])
+    return refused
 
 
 def _replace_or_insert(
@@ -159,16 +174,26 @@ def _replace_or_insert(
     Replaced first, looked up only if some were not there: a day written again mostly holds
     the same documents, and the lookup is the costly part on the embedded server (it reads
     each whole document to project its `_id`; `benchmarks/bench_mongo.py`)."""
-    result = _with_retries(
-        lambda: collection.bulk_write(
-            [ReplaceOne({"_id": document["_id"]}, document) for document in batch],
-            ordered=False,
-        ),
-        report,
-        attempts=attempts,
-        backoff_s=backoff_s,
-    )
-    if result.matched_count == len(batch):
+    try:
+        result = _with_retries(
+            lambda: collection.bulk_write(
+                [ReplaceOne({"_id": document["_id"]}, document) for document in batch],
+                ordered=False,
+            ),
+            report,
+            attempts=attempts,
+            backoff_s=backoff_s,
+        )
+        matched = result.matched_count
+    except BulkWriteError as error:
+        # A server that enforces the validator refuses single documents here too: they
+        # become rejections, as on the insert path, and the rest of the day is written.
+        # (Uncaught, the day failed before its stale delete and its key list, on every
+        # retry: it never converged.)
+        refused = _refused(error, batch, report)
+        matched = error.details.get("nMatched", 0)
+        batch = [document for index, document in enumerate(batch) if index not in refused]
+    if matched == len(batch):
         return
     ids = [document["_id"] for document in batch]
     stored = {
