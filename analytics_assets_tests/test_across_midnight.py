@@ -119,3 +119,37 @@ def test_a_range_run_needs_nothing_built_again(tmp_path, mongo_server):
     assert job.execute_in_process(instance=instance, tags=range_tags(DAY, NEXT)).success
     result = _evaluate(defs, instance)
     assert not result.run_requests
+
+
+def test_a_day_another_run_is_writing_waits_for_it(tmp_path, mongo_server):
+    """A range backfill over days built before builds D+1's messages before D's
+    conversations: the sensor asked for D then, and its run wrote D's slices while the
+    backfill did (two writers of one day can leave a MongoDB day empty)."""
+    import uuid
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    write_export(_sample_with_a_conversation_past_midnight(), tmp_path / "export")
+    defs, _, _ = _definitions(tmp_path, mongo_server, "across_midnight_busy")
+    job = defs.resolve_job_def("ingestion_job")
+    instance = DagsterInstance.ephemeral()
+    for day in (DAY, NEXT):
+        assert job.execute_in_process(instance=instance, partition_key=day.isoformat()).success
+    first = _evaluate(defs, instance)
+    assert [r.partition_key for r in first.run_requests] == [DAY.isoformat()]
+    # A backfill of both days is under way, and has built NEXT's inputs again.
+    backfill = DagsterRun(
+        job_name="ingestion_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+        tags=range_tags(DAY, NEXT),
+    )  # fmt: skip
+    instance.add_run(backfill)
+    assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
+    waiting = _evaluate(defs, instance, cursor=first.cursor)
+    assert waiting.run_requests == []
+    assert DAY.isoformat() in waiting.skip_reason.skip_message
+    assert waiting.cursor == first.cursor
+    # Once it has finished, the day is looked at again (here the backfill never rebuilt DAY,
+    # so DAY is asked for; a real one would have, and nothing would be).
+    instance.report_run_canceled(backfill)
+    after = _evaluate(defs, instance, cursor=waiting.cursor)
+    assert [r.partition_key for r in after.run_requests] == [DAY.isoformat()]

@@ -29,8 +29,10 @@ from dagster import (
     AssetRecordsFilter,
     AssetsDefinition,
     AssetSelection,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -144,6 +146,32 @@ def _built_without_next_day(
     return max(read)
 
 
+_IN_PROGRESS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+PARTITION_TAG = "dagster/partition"
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def days_being_built(instance) -> set[date]:
+    """The days runs not finished yet may write: each one's partition, or its range."""
+    days: set[date] = set()
+    for run in instance.get_runs(filters=RunsFilter(statuses=_IN_PROGRESS)):
+        try:
+            if PARTITION_TAG in run.tags:
+                days.add(date.fromisoformat(run.tags[PARTITION_TAG]))
+            elif all(tag in run.tags for tag in RANGE_TAGS):
+                first, last = (date.fromisoformat(run.tags[tag]) for tag in RANGE_TAGS)
+                days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+        except ValueError:
+            continue  # not a daily partition key
+    return days
+
+
 def across_midnight_sensor(
     job_name: str, assets: Sequence[Any], daily_keys: Iterable[AssetKey]
 ) -> SensorDefinition:
@@ -177,7 +205,14 @@ def across_midnight_sensor(
         )
         stored = lake.lake()
         requests, looked_at = [], {}
-        for day_before in sorted(day for day in candidates if day >= FIRST_DAY):
+        # A day another run is still writing waits: a range backfill over days built before
+        # builds D+1's inputs before D's conversations, and a rebuild of D requested then
+        # wrote D's slices at the same time as the backfill (two writers of one day), for
+        # nothing: the backfill builds D with D+1 itself. The cursor stays, so the day is
+        # looked at again once the run has finished.
+        busy = days_being_built(context.instance) if candidates else set()
+        deferred = sorted(day for day in candidates if day in busy)
+        for day_before in sorted(day for day in candidates if day >= FIRST_DAY and day not in busy):
             inputs_built = _built_without_next_day(context.instance, readers, inputs, day_before)
             if inputs_built is None:
                 continue
@@ -192,8 +227,15 @@ def across_midnight_sensor(
                         tags={TRIGGER_TAG: SENSOR_NAME},
                     )
                 )
-        if looked_at:
-            context.log.info(json.dumps({"event": "across_midnight", "days": looked_at}))
+        waiting = [day.isoformat() for day in deferred]
+        if looked_at or deferred:
+            context.log.info(
+                json.dumps({"event": "across_midnight", "days": looked_at, "deferred": waiting})
+            )
+        if deferred:
+            # Read again next tick; the run keys name what was built, so a day requested
+            # now is not requested twice.
+            cursor = after
         return SensorResult(
             run_requests=requests,
             cursor=json.dumps(
@@ -201,7 +243,11 @@ def across_midnight_sensor(
             ),
             skip_reason=None
             if requests
-            else "No day holds messages of a conversation its day before was built without",
+            else (
+                f"Waiting for the runs writing {waiting}"
+                if deferred
+                else "No day holds messages of a conversation its day before was built without"
+            ),
         )
 
     return conversations_across_midnight
