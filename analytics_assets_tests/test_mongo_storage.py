@@ -344,6 +344,22 @@ def test_store_rejections_become_processing_errors(mongo):
     assert all("field 'role'" in error["reason"] for error in errors)
     assert {error["conversation_id"] for error in errors} == {"c-2026-11-07-0"}
 
+    # Fixed and written again: the day's refusals go with it (they stayed, and MongoDB's
+    # error count drifted from the lake's).
+    @asset(
+        partitions_def=daily_partitions,
+        name="conversation_messages",
+        metadata=mirror_metadata("conversation_messages"),
+    )
+    def fixed() -> pl.DataFrame:
+        return messages(date(2026, 11, 7), 3)
+
+    assert materialize(
+        [fixed], resources={"io_manager": MongoIOManager(mongo=mongo)}, partition_key="2026-11-07"
+    ).success
+    assert list(mongo.db()["processing_errors"].find({"stage": "store"})) == []
+    assert mongo.db()["conversation_messages"].count_documents({"day": "2026-11-07"}) == 3
+
 
 def test_migrations_apply_reapply_and_upgrade(mongo_server):
     from pymongo import MongoClient

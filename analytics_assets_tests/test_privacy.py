@@ -514,6 +514,20 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
     assert _ttl_seconds(db) == [30 * 86400]  # follows the configuration, one index
     with pytest.raises(ValueError, match="at least 1 day"):
         apply_retention(lake, db, {"conversation_messages": 0}, today, mirrors)
+    # The errors expire whoever wrote them: the asset (stage validate) or the IO manager,
+    # for a document MongoDB refused (stage store, which never expired).
+    for day in days:
+        lake.write_day("processing_errors", day, pl.DataFrame({"record_key": ["1"], "day": [day]}))
+        for stage in ("validate", "store"):
+            db["processing_errors"].insert_one(
+                {"_id": f"messages:{stage}:1:{day}", "stage": stage, "day": day.isoformat(),
+                 "conversation_id": "c-1", "table": "messages"}
+            )  # fmt: skip
+    errors = apply_retention(lake, db, {"processing_errors": 2}, today, mirrors)
+    assert errors.mongo_documents_removed == {"processing_errors": 4}
+    assert sorted(d["day"] for d in db["processing_errors"].find()) == sorted(
+        [d.isoformat() for d in days[2:]] * 2
+    )
 
     # The scheduled asset applies the deployment's retention (relative to today: all of the
     # sample's days are older than a day).

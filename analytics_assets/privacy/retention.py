@@ -100,6 +100,13 @@ def apply_retention(
         scope: dict[str, Any] = {**mirror.slice_scope, **_REPORT_SCOPE.get(table, {})}
         removed = db[collection].delete_many({DAY_FIELD: {"$lt": cutoff.isoformat()}, **scope})
         result.mongo_documents_removed[table] = removed.deleted_count
+        if table == tables.PROCESSING_ERRORS:
+            # The documents MongoDB refused (stage `store`, written by the IO manager, not
+            # by the asset) name conversations too, and expire with the errors.
+            refused = db[collection].delete_many(
+                {DAY_FIELD: {"$lt": cutoff.isoformat()}, "stage": "store"}
+            )
+            result.mongo_documents_removed[table] += refused.deleted_count
         # The day lists of those days go with them (storage/day_index.py).
         db[DAY_INDEX_COLLECTION].delete_many(
             {"collection": collection, DAY_FIELD: {"$lt": cutoff.isoformat()}}

@@ -63,6 +63,40 @@ def _days(context: InputContext | OutputContext) -> list[str] | None:
     return day_keys(context.asset_partition_keys) if context.has_asset_partitions else None
 
 
+def record_store_rejections(
+    db, spec: CollectionSpec, days: list[str] | None, rejected: list[RejectedDocument]
+) -> None:
+    """A document the collection refused becomes an error document (stage `store`), never a
+    silent loss; the slice's older ones the write no longer refused go (they stayed after
+    the document was accepted, so MongoDB's error count drifted from the lake's)."""
+    errors = COLLECTIONS[ERRORS_COLLECTION]
+    resolved: dict[str, Any] = {"stage": "store", "table": spec.name}
+    if days is not None:
+        resolved[DAY_FIELD] = {"$in": list(days)}
+    still = [str(item.document_id) for item in rejected]
+    db[ERRORS_COLLECTION].delete_many({**resolved, "record_key": {"$nin": still}})
+    if not rejected:
+        return
+    documents = [
+        {
+            DAY_FIELD: item.day or datetime.now(UTC).date().isoformat(),
+            "table": spec.name,
+            "stage": "store",
+            "record_key": str(item.document_id),
+            "conversation_id": item.conversation_id,
+            "reason": item.reason,
+        }
+        for item in rejected
+    ]
+    db[ERRORS_COLLECTION].bulk_write(
+        [
+            UpdateOne({"_id": errors.document_id(document)}, {"$set": document}, upsert=True)
+            for document in documents
+        ],
+        ordered=False,
+    )
+
+
 class MongoWriter:
     """Writes an output's partition slice to its collection; shared by both IO managers."""
 
@@ -83,35 +117,10 @@ class MongoWriter:
             report = replace_frame(
                 db[spec.name], frame, days, spec=spec, run_id=run_id, batch_size=self.batch_size
             )
-            self._record_rejections(db, spec, report.rejected)
+            record_store_rejections(db, spec, days, report.rejected)
             return self._metadata(spec, report)
 
         return write
-
-    @staticmethod
-    def _record_rejections(db, spec: CollectionSpec, rejected: list[RejectedDocument]) -> None:
-        """A document the collection refuses becomes an error document, never a silent loss."""
-        if not rejected:
-            return
-        errors = COLLECTIONS[ERRORS_COLLECTION]
-        documents = [
-            {
-                DAY_FIELD: item.day or datetime.now(UTC).date().isoformat(),
-                "table": spec.name,
-                "stage": "store",
-                "record_key": str(item.document_id),
-                "conversation_id": item.conversation_id,
-                "reason": item.reason,
-            }
-            for item in rejected
-        ]
-        db[ERRORS_COLLECTION].bulk_write(
-            [
-                UpdateOne({"_id": errors.document_id(document)}, {"$set": document}, upsert=True)
-                for document in documents
-            ],
-            ordered=False,
-        )
 
     @staticmethod
     def _metadata(spec: CollectionSpec, report: WriteReport) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from dagster import (
 
 from analytics_assets import tables
 from analytics_assets.defs.partitions import daily_partitions, days_in
-from analytics_assets.defs.storage.io_managers import spec_of
+from analytics_assets.defs.storage.io_managers import record_store_rejections, spec_of
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
@@ -70,6 +70,7 @@ def _rewrite_from_lake(
         spec = spec_of(mirror)
         started = time.perf_counter()
         report = replace_frame(mongo.db()[spec.name], frame, keys, spec=spec, run_id=run_id)
+        record_store_rejections(mongo.db(), spec, keys, report.rejected)
         item = DeferredWrite(
             label=asset_name, collection=spec.name, days=tuple(keys), rows_by_day={},
             write=None, seconds=time.perf_counter() - started,
