@@ -100,3 +100,33 @@ def test_reconciliation_trips_when_a_period_disagrees_with_its_days():
     }
     # A day left out of the combination is caught too.
     assert not reconciliation_verdict(week, days[:1]).passed
+
+
+def test_reconciliation_catches_a_mean_of_means_and_every_distribution_and_model():
+    """It compared counts, users and topics only: a week whose quality was the mean of its
+    daily means (0.5 instead of the pooled 0.1), or whose intents or per-model parts
+    disagreed with its days, passed."""
+    low = analytics([{"quality_score": 0.0, "intent": "question"}] * 9)
+    high = analytics([{"quality_score": 1.0, "intent": "complaint", "model": "b"}])
+    days = [
+        daily_report(date(2026, 11, 2 + n), frame, messages=2, errors=0).row(0, named=True)
+        for n, frame in enumerate((low, high))
+    ]
+    week = combine("weekly", "2026-11-02", date(2026, 11, 2), pl.DataFrame(days)).row(0, named=True)
+    assert reconciliation_verdict(week, days).passed
+    assert week["quality_mean"] == pytest.approx(0.1)
+
+    mean_of_means = {**week, "quality_mean": 0.5}
+    assert reconciliation_verdict(mean_of_means, days).metadata["mismatches"] == {
+        "quality_mean": {"period": 0.5, "days": pytest.approx(0.1)}
+    }
+    inflated = {**week, "quality_sum": week["quality_sum"] + 1, "quality_mean": 0.2}
+    assert set(reconciliation_verdict(inflated, days).metadata["mismatches"]) == {
+        "quality_sum", "quality_mean"
+    }  # fmt: skip
+    intents = {**week, "intents": [{"value": "question", "count": 10}]}
+    assert set(reconciliation_verdict(intents, days).metadata["mismatches"]) == {"intents"}
+    models = [{**m, "conversations": m["conversations"] + 1} if m["model"] == "b" else m
+              for m in week["per_model"]]  # fmt: skip
+    assert set(reconciliation_verdict({**week, "per_model": models}, days).metadata[
+        "mismatches"]) == {"per_model"}  # fmt: skip

@@ -75,27 +75,77 @@ def error_rate_verdict(errors: int, accepted: int, superseded: int = 0) -> Verdi
 
 
 RECONCILED_TOTALS = ("conversations", "messages", "prompt_tokens", "completion_tokens",
-                     "total_tokens", "errors", "quality_count", "satisfaction_count")  # fmt: skip
+                     "total_tokens", "errors", "quality_count", "satisfaction_count",
+                     "latency_count", "categorized_via_translation")  # fmt: skip
+# Sums of scores: equal to float precision, not to the bit (the order of the additions).
+RECONCILED_SUMS = ("quality_sum", "satisfaction_sum", "latency_p50_sum")
+# Each mean of a period is its pooled mean: its sum over its count, not a mean of daily means.
+POOLED_MEANS = {
+    "quality_mean": ("quality_sum", "quality_count"),
+    "satisfaction_mean": ("satisfaction_sum", "satisfaction_count"),
+    "latency_p50_mean": ("latency_p50_sum", "latency_count"),
+}
+RECONCILED_DISTRIBUTIONS = ("topics", "intents", "sentiments", "languages")
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    return a == b
+
+
+def _models(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
+    """Per model, every part of `per_model` summed over `rows`."""
+    models: dict[str, dict[str, float]] = {}
+    for row in rows:
+        for part in row.get("per_model") or []:
+            summed = models.setdefault(part["model"], {})
+            for key, value in part.items():
+                if key != "model":
+                    summed[key] = summed.get(key, 0) + (value or 0)
+    return models
 
 
 def reconciliation_verdict(period: Mapping, days: Sequence[Mapping]) -> Verdict:
-    """A week's or month's report against its daily reports: every total equals the sum of
-    the days, its users the union of theirs, its topic counts the sum of theirs."""
+    """A week's or month's report against its daily reports: every total and sum equals the
+    sum of the days', its users the union of theirs, each distribution's counts and each
+    model's parts the sum of theirs, and each mean the pooled one (its sum over its count).
+    A field a day was reported without counts as nothing."""
     expected: dict[str, object] = {
-        name: sum(day[name] for day in days) for name in RECONCILED_TOTALS
+        name: sum(day.get(name) or 0 for day in days) for name in RECONCILED_TOTALS
     }
+    expected |= {name: sum(day.get(name) or 0.0 for day in days) for name in RECONCILED_SUMS}
     expected["users"] = len({user for day in days for user in day["user_ids"]})
     expected["new_users"] = len({user for day in days for user in day["new_user_ids"]})
-    topics: dict[str, int] = {}
-    for day in days:
-        for topic in day["topics"]:
-            topics[topic["value"]] = topics.get(topic["value"], 0) + topic["count"]
-    expected["topics"] = topics
-    actual = {name: period[name] for name in expected if name != "topics"}
-    actual["topics"] = {topic["value"]: topic["count"] for topic in period["topics"]}
+    for name in RECONCILED_DISTRIBUTIONS:
+        counts: dict[str, int] = {}
+        for day in days:
+            for item in day.get(name) or []:
+                counts[item["value"]] = counts.get(item["value"], 0) + item["count"]
+        expected[name] = counts
+    expected["per_model"] = _models(days)
+    actual: dict[str, object] = {
+        name: period.get(name) or 0 for name in (*RECONCILED_TOTALS, *RECONCILED_SUMS)
+    }
+    actual["users"], actual["new_users"] = period["users"], period["new_users"]
+    for name in RECONCILED_DISTRIBUTIONS:
+        actual[name] = {item["value"]: item["count"] for item in period.get(name) or []}
+    actual["per_model"] = _models([period])
     mismatches = {
         name: {"period": actual[name], "days": value}
         for name, value in expected.items()
-        if actual[name] != value
+        if not _same(actual[name], value)
     }
+    for name, (total, count) in POOLED_MEANS.items():
+        pooled = expected[total] / expected[count] if expected[count] else None
+        stated = period.get(name)
+        if (stated is None) != (pooled is None) or not _close(stated or 0.0, pooled or 0.0):
+            mismatches[name] = {"period": stated, "days": pooled}
     return Verdict(not mismatches, {"mismatches": mismatches, "days": len(days)})
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, floats to their precision, dictionaries key by key."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    return _close(a, b)
