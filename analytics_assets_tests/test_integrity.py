@@ -212,9 +212,10 @@ def test_a_report_built_over_a_missing_day_says_so_and_its_check_fails(tmp_path,
     defs, lake, _ = sample_definitions(tmp_path, mongo_server, "integrity_missing_day")
     instance = DagsterInstance.ephemeral()
     first, removed, last = date(2026, 11, 8), date(2026, 11, 9), date(2026, 11, 10)
+    later = date(2026, 11, 11)
     assert (
         defs.resolve_job_def("ingestion_job")
-        .execute_in_process(instance=instance, tags=range_tags(first, last))
+        .execute_in_process(instance=instance, tags=range_tags(first, later))
         .success
     )
     before = read_asset(lake, "daily_report").filter(pl.col("day") == last)
@@ -235,3 +236,14 @@ def test_a_report_built_over_a_missing_day_says_so_and_its_check_fails(tmp_path,
     ]  # fmt: skip
     assert not check.passed and check.severity.value == "ERROR"
     assert check.metadata["missing_inputs"].value == ["conversation_analytics 2026-11-09"]
+    # Two days on, its neighbours are there, but the day is still among the 30 its new
+    # users were told from: a returning user seen only then counts as new.
+    assert (
+        defs.resolve_job_def("daily_report_job")
+        .execute_in_process(instance=instance, partition_key=later.isoformat())
+        .success
+    )
+    report = read_asset(lake, "daily_report").filter(pl.col("day") == later)
+    assert report["missing_inputs"].to_list() == [
+        ["conversation_analytics 2026-11-09 (new users' look-back)"]
+    ]

@@ -190,13 +190,27 @@ def daily_report(
             if present and day >= present[0] and day not in held_set[table]
         ]
 
+    analytics_held = held[tables.CONVERSATION_ANALYTICS]
+
+    def look_back_gaps(day) -> list[str]:
+        # A user is new when not seen in the 30 days before: with one of them missing, a
+        # returning user counts as new, and the report would say so without a word.
+        return [
+            f"{tables.CONVERSATION_ANALYTICS} {earlier.isoformat()} (new users' look-back)"
+            for earlier in (day - timedelta(days=n) for n in range(HISTORY_DAYS, 1, -1))
+            if analytics_held
+            and earlier >= analytics_held[0]
+            and earlier not in held_set[tables.CONVERSATION_ANALYTICS]
+        ]
+
     previous = report_of(wanted[0])
     reports = []
     for day in days:
         gaps_before = missing_for(day - timedelta(days=1))
         # Against a missing day before, every change would be an artefact of the gap.
         report = with_changes(report_of(day), None if gaps_before else previous)
-        reports.append(with_missing_inputs(report, missing_for(day) + gaps_before))
+        notes = look_back_gaps(day) + missing_for(day) + gaps_before
+        reports.append(with_missing_inputs(report, notes))
         previous = report
     frame = pl.concat(reports)
     seconds = time.perf_counter() - started
