@@ -121,6 +121,18 @@ def test_without_a_range_the_four_weeks_up_to_the_latest_day_are_shown(seeded):
     assert earliest["totals"]["conversations"] == 0
 
 
+def test_a_weekly_or_monthly_default_range_starts_with_its_first_period(seeded):
+    """The four weeks before a Wednesday began on a Thursday: the first weekly bar held four
+    days against the others' seven, and read as a fall."""
+    weekly = data(seeded, grain="weekly", to="2026-11-11")
+    assert weekly["from"] == "2026-10-12"  # the Monday of 2026-10-15, 27 days before
+    monthly = data(seeded, grain="monthly")
+    assert monthly["from"] == "2026-10-01"
+    assert data(seeded, grain="daily", to="2026-11-11")["from"] == "2026-10-15"
+    # An explicit `from` is kept as asked.
+    assert data(seeded, grain="weekly", **{"from": "2026-10-20"})["from"] == "2026-10-20"
+
+
 def test_the_data_needs_an_analytics_key_and_refuses_what_is_not_a_filter(seeded):
     client, db = seeded["client"], seeded["db"]
     assert client.get("/dashboard/data").status_code == 401

@@ -34,6 +34,15 @@ def period_of(day: str, grain: Grain) -> str:
     return day[:7]
 
 
+def period_start(day: date, grain: Grain) -> date:
+    """The first day of the period `day` falls in."""
+    if grain == "daily":
+        return day
+    if grain == "weekly":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
 @dataclass
 class _Mean:
     total: float = 0.0

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from analytics_assets.analytics.dashboard import FIELDS, aggregate
+from analytics_assets.analytics.dashboard import FIELDS, aggregate, period_start
 from analytics_assets.api.auth import RequireScope
 from analytics_assets.api.common import CONVERSATIONS, ERRORS, ID_PATTERN, DbProvider, Grain, Label
 from analytics_assets.api.models import Dashboard
@@ -63,8 +63,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             date | None,
             Query(
                 alias="from",
-                description=f"Default: `to` less 27 days. At most {MAX_DAYS} days before "
-                "`to` (422 beyond).",
+                description=f"Default: `to` less 27 days, for the weekly and monthly grain "
+                "back to the start of that week or month (the first bar a whole period). At "
+                f"most {MAX_DAYS} days before `to` (422 beyond).",
             ),
         ] = None,
         to: Annotated[
@@ -76,8 +77,14 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     ) -> Dashboard:
         collection = db_provider()[CONVERSATIONS]
         to = to or _latest_day(collection)
-        # Never before the first day a date can name (`to=0001-01-01` must not overflow).
-        from_ = from_ or to - min(timedelta(days=DEFAULT_DAYS - 1), to - date.min)
+        if from_ is None:
+            # Never before the first day a date can name (`to=0001-01-01` must not overflow).
+            from_ = to - min(timedelta(days=DEFAULT_DAYS - 1), to - date.min)
+            # A week or month cut by the default window read as a fall in its first bar
+            # (4 days against 7): the window starts with the period instead.
+            start = period_start(from_, grain)
+            if (to - start).days < MAX_DAYS:
+                from_ = start
         if (to - from_).days >= MAX_DAYS:
             raise RequestValidationError([{"loc": ("query", "from"), "msg": RANGE_CAP_MESSAGE}])
         in_range: dict[str, Any] = {"day": {"$gte": from_.isoformat(), "$lte": to.isoformat()}}
