@@ -276,6 +276,42 @@ def test_build_conversations_exact_numbers():
     assert first["rating"] is None
 
 
+def test_a_message_held_on_two_days_counts_once_and_none_ends_before_its_start():
+    """NocoDB holding m-1 on D at 23:59 and again on D+1 (a re-delivery): each day kept
+    its own copy, and the conversation read over both counted 3 messages and 2 turns. A
+    message stamped before its conversation began gave a negative duration."""
+    from analytics_assets.transforms.records import newest_copies
+
+    headers = validate_conversation_headers(
+        raw("conversations", [header("c-1", started_at="2026-11-01 23:59:00+00:00"),
+                              header("c-2", started_at="2026-11-01 10:00:00+00:00")])
+    ).valid  # fmt: skip
+    day_one = [
+        message(1, message_id="m-1", conversation_id="c-1", created_at="2026-11-01 23:59:00+00:00"),
+        message(2, conversation_id="c-1", role="assistant", created_at="2026-11-01 23:59:30+00:00"),
+        message(5, conversation_id="c-2", created_at="2026-11-01 08:00:00+00:00"),
+    ]
+    again = message(
+        3, message_id="m-1", conversation_id="c-1", content="edited copy",
+        created_at="2026-11-02 00:00:10+00:00", UpdatedAt="2026-11-02 00:00:11+00:00",
+    )  # fmt: skip
+    messages = pl.concat(
+        [
+            validate_messages(raw("messages", day_one)).valid,
+            validate_messages(raw("messages", [again], day=date(2026, 11, 2))).valid,
+        ]
+    )
+    kept = newest_copies(messages).filter(pl.col("message_id") == "m-1")
+    assert kept["content"].to_list() == ["edited copy"]
+    assert newest_copies(messages.lazy()).collect().height == 3
+    summary = {
+        row["conversation_id"]: row for row in build_conversations(headers, messages).to_dicts()
+    }
+    assert (summary["c-1"]["message_count"], summary["c-1"]["turns"]) == (2, 1)
+    assert summary["c-2"]["duration_s"] == 0.0
+    assert summary["c-2"]["ended_at"] == summary["c-2"]["started_at"]
+
+
 def test_empty_inputs_give_empty_frames_with_schemas():
     empty = raw("messages", [])
     assert validate_messages(empty).valid.schema == pl.Schema(MESSAGE_SCHEMA)

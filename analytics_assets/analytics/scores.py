@@ -7,6 +7,7 @@ import re
 
 import polars as pl
 
+from analytics_assets.transforms.records import newest_copies
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
 # Phrases of a user who wants out of the bot (lower-cased, matched in a user turn, whole
@@ -134,7 +135,11 @@ def conversation_analytics(
     if "categorized_via_translation" not in categories.collect_schema():
         # Categories written before translations existed were all read in the original.
         categories = categories.with_columns(pl.lit(False).alias("categorized_via_translation"))
-    owned = messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
+    # Over D and D+1 a message NocoDB holds on both days (a re-delivery after midnight) is
+    # one message, not a repeated question.
+    owned = newest_copies(
+        messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
+    )
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from analytics_assets.transforms.records import newest_copies
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
 CONVERSATION_SCHEMA: dict[str, pl.DataType] = {
@@ -48,7 +49,8 @@ def build_conversations(headers: pl.DataFrame, messages: pl.DataFrame) -> pl.Dat
     """
     role = pl.col("role")
     per_conversation = (
-        messages.join(headers.select("conversation_id"), on="conversation_id", how="semi")
+        newest_copies(messages)
+        .join(headers.select("conversation_id"), on="conversation_id", how="semi")
         .group_by("conversation_id")
         .agg(
             pl.col("created_at").max().alias("ended_at"),
@@ -70,7 +72,9 @@ def build_conversations(headers: pl.DataFrame, messages: pl.DataFrame) -> pl.Dat
         headers.join(per_conversation, on="conversation_id", how="left")
         .with_columns(
             pl.coalesce("model", "answering_model").alias("model"),
-            pl.coalesce("ended_at", "started_at").alias("ended_at"),
+            # A message stamped before its conversation started (a client's clock) would
+            # make the conversation end before it began: a negative duration.
+            pl.max_horizontal("ended_at", "started_at").alias("ended_at"),
             *[pl.col(name).fill_null(0) for name in _COUNT_COLUMNS],
             pl.col("prompt_tokens").fill_null(0),
             pl.col("completion_tokens").fill_null(0),

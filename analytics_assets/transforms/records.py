@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import polars as pl
 
@@ -78,6 +78,32 @@ SUPERSEDED = "superseded by a newer copy"
 
 def is_superseded(reason: pl.Expr) -> pl.Expr:
     return reason.str.ends_with(SUPERSEDED).fill_null(False)
+
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def newest_copies(messages: Frame) -> Frame:
+    """One row per `message_id` of messages read over several days, the newest copy (as
+    validation picks it within a day), in their order. NocoDB may hold a message twice on
+    two days (a re-delivery stamped after midnight): each day keeps its own copy, and a
+    conversation read over D and D+1 counted the message twice."""
+    if isinstance(messages, pl.DataFrame) and (
+        messages.height < 2 or not messages["message_id"].is_duplicated().any()
+    ):
+        return messages
+    columns = messages.collect_schema().names()
+    versions = [c for c in ("source_updated_at", "source_created_at") if c in columns]
+    order = [pl.coalesce(versions)] if versions else []
+    if "record_id" in columns:
+        order.append(pl.col("record_id").cast(pl.Int64, strict=False))
+    return (
+        messages.with_row_index("_order")
+        .sort([*order, "_order"], nulls_last=False)
+        .unique("message_id", keep="last")
+        .sort("_order")
+        .drop("_order")
+    )
 
 
 @dataclass(frozen=True)
