@@ -65,6 +65,31 @@ def test_requested_limit_above_the_cap_still_pages_correctly(nocodb_client, tabl
     assert len({record["Id"] for page in pages for record in page.records}) == ROWS
 
 
+def test_keyset_pages_go_on_past_a_server_that_caps_the_page_size(nocodb_client, tables):
+    """A page shorter than asked was taken for the last one: on a server whose page cap is
+    below the limit asked (DB_QUERY_LIMIT_MAX, here 300 as the server applies it), every
+    day's pull stopped after its first page. NocoDB's `isLastPage` says when to stop."""
+    send = nocodb_client.request
+
+    def capped(method, path, **options):
+        params = dict(options.get("params") or {})
+        if "limit" in params:
+            params["limit"] = min(int(params["limit"]), 300)
+        return send(method, path, **{**options, "params": params})
+
+    nocodb_client.request = capped
+    try:
+        pages = list(nocodb_client.iter_keyset(
+            tables["numbers"], "Id", after=-1, up_to=2**53 - 1, page_size=1000,
+            where="(n,ge,100)",
+        ))  # fmt: skip
+    finally:
+        nocodb_client.request = send
+    ids = [record["Id"] for page in pages for record in page.records]
+    assert len(ids) == ROWS - 100 == len(set(ids))
+    assert [page.is_last for page in pages][-1] and len(pages) == -(-(ROWS - 100) // 300)
+
+
 def test_where_sort_and_fields(nocodb_client, tables):
     from datetime import date
 

@@ -382,26 +382,47 @@ def test_the_reconciliation_tells_moved_stale_and_deleted_records_apart():
 
 
 def test_the_lake_version_is_read_as_the_source_writes_it():
-    """A version is parsed on both sides: the same moment written another way is no edit."""
+    """A version is parsed on both sides: the same moment written another way is no edit. A
+    record polars' JSON path cannot read (an unpaired surrogate, stored as its escape) is
+    read in Python: its version read as missing, and its day was rebuilt every day."""
     from analytics_assets.sources.reconcile import lake_versions
+    from analytics_assets.transforms.raw import raw_frame_from_records
 
-    raw = pl.LazyFrame(
-        {
-            "day": [date(2026, 11, 2)] * 3,
-            "record_id": ["1", "2", "3"],
-            "record": [
-                '{"Updated At": "2026-11-02 10:00:00+00:00", "CreatedAt": "2026-11-02 09:00:00"}',
-                '{"Updated At": null, "CreatedAt": "2026-11-02T09:00:00.000Z"}',
-                "not json",
-            ],
-        }
-    )
-    assert lake_versions(raw, ("Updated At", "CreatedAt")) == {
-        date(2026, 11, 2): {
-            "1": "2026-11-02T10:00:00+00:00",
-            "2": "2026-11-02T09:00:00+00:00",
-            "3": None,
-        }
+    day = date(2026, 11, 2)
+    surrogate = raw_frame_from_records(
+        [{"Id": 4, "content": "broken \ud800 text", "Updated At": "2026-11-02 11:00:00+00:00"}],
+        table="messages", day=day, page=0, fetched_at=T0, source="test",
+    )  # fmt: skip
+    raw = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "table": ["messages", "messages", "messages", "conversations"],
+                    "day": [day] * 4,
+                    "record_id": ["1", "2", "3", "1"],
+                    "record": [
+                        '{"Updated At": "2026-11-02 10:00:00+00:00", '
+                        '"CreatedAt": "2026-11-02 09:00:00"}',
+                        '{"Updated At": null, "CreatedAt": "2026-11-02T09:00:00.000Z"}',
+                        "not json",
+                        '{"edited": "2026-11-02 08:00:00+00:00"}',
+                    ],
+                }
+            ),
+            surrogate.select("table", "day", "record_id", "record"),
+        ]
+    ).lazy()
+    fields = {"messages": ("Updated At", "CreatedAt"), "conversations": ("edited", "made")}
+    assert lake_versions(raw, fields) == {
+        "messages": {
+            day: {
+                "1": "2026-11-02T10:00:00+00:00",
+                "2": "2026-11-02T09:00:00+00:00",
+                "3": None,
+                "4": "2026-11-02T11:00:00+00:00",
+            }
+        },
+        "conversations": {day: {"1": "2026-11-02T08:00:00+00:00"}},
     }
 
 

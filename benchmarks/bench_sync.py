@@ -268,9 +268,9 @@ def reconcile_benchmark(server, base_id: str, lake_folder: str) -> None:
         before, began = client.stats.requests, time.perf_counter()
         kinds = ("conversations", "messages")
         in_source = {kind: source.versions_by_day(kind, days, 8) for kind in kinds}
-        in_lake = {
-            kind: _lake_versions(lake, kind, days, in_source[kind].version_fields) for kind in kinds
-        }
+        in_lake = _lake_versions(
+            lake, days, {kind: in_source[kind].version_fields for kind in kinds}
+        )
         sweep_s, sweep_requests = time.perf_counter() - began, client.stats.requests - before
         differing = sum(
             bool(compare_day(in_lake[k].get(d, {}), in_source[k].by_day[d],

@@ -530,7 +530,11 @@ class NocoDBClient:
             body = self.request("GET", path, params=params)
             records = body.get("list", [])
             self.stats.add(pages=1, records=len(records))
-            is_last = len(records) < limit
+            # NocoDB says whether more rows match; a short page alone is no proof of the
+            # end, since a server may cap `limit` below the one asked for (its
+            # DB_QUERY_LIMIT_MAX) without saying so, and every later page was lost.
+            said = body.get("pageInfo", {}).get("isLastPage")
+            is_last = not records or (said if isinstance(said, bool) else len(records) < limit)
             yield Page(records=records, index=index, offset=0, is_last=is_last, total_rows=None)
             if is_last or not records:
                 return

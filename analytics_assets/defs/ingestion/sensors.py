@@ -37,6 +37,9 @@ from analytics_assets.sources.sync_cursor import SyncCursor, window_fingerprints
 from analytics_assets.storage.lake import Lake
 
 SYNC_TABLES = ("conversations", "messages")
+# How far from its new day the change sensor looks for an edited record's old day.
+MOVE_WINDOW_DAYS = 31
+MOVE_WINDOW = timedelta(days=MOVE_WINDOW_DAYS)
 # A table found empty on the first tick: everything that appears later is a change.
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _IDS_SHOWN = 50
@@ -57,9 +60,17 @@ def _days_left_behind(
     lake: Lake, edited: dict[str, dict[str, date]]
 ) -> dict[date, dict[str, list[str]]]:
     """Per day, the edited records the lake holds on it that the source now files on another
-    day. One scan of three narrow columns, only on a tick that saw an edit."""
+    day. One scan of three narrow columns, only on a tick that saw an edit, over the days
+    within `MOVE_WINDOW_DAYS` of the edited records' days (a correction of a time zone or a
+    clock moves a record by hours, not months): an edit on every tick (a thumbs-up is one)
+    must not read the whole history each time. A record moved further is the
+    reconciliation's (`moved`)."""
     wanted = [record_id for records in edited.values() for record_id in records]
-    days = lake.days_present(tables.NOCODB_RAW_PAGES) if wanted else []
+    filed = [day for records in edited.values() for day in records.values()]
+    if not wanted:
+        return {}
+    low, high = min(filed) - MOVE_WINDOW, max(filed) + MOVE_WINDOW
+    days = [d for d in lake.days_present(tables.NOCODB_RAW_PAGES) if low <= d <= high]
     if not days:
         return {}
     frame = (
@@ -137,10 +148,10 @@ def nocodb_changes_sensor(
             scan = source.changes_since(kind, table.since(overlap))
             for day, fingerprint in window_fingerprints(scan.changes).items():
                 returned.setdefault(date.fromisoformat(day), {})[kind] = fingerprint
+            # Every edit the scan returned, those the overlap finds late included: a record
+            # no longer on a day the lake holds it on is found whenever its edit is seen.
             edited[kind] = {
-                change.record_id: change.day
-                for change in scan.changes
-                if change.edited and (table.watermark is None or change.version > table.watermark)
+                change.record_id: change.day for change in scan.changes if change.edited
             }
             changed_days = table.advance(scan.changes, overlap, now)
             for day, count in changed_days.items():
@@ -202,13 +213,12 @@ def nocodb_changes_sensor(
 
 
 def _lake_versions(
-    lake: Lake, kind: str, days: list[date], version_fields: tuple[str, str]
-) -> dict[date, dict[str, str | None]]:
-    """Per day, record id -> version of the table's raw records in the lake."""
-    if not days:
-        return {}
-    raw = lake.scan_days(tables.NOCODB_RAW_PAGES, days).filter(pl.col("table") == kind)
-    return lake_versions(raw, version_fields)
+    lake: Lake, days: list[date], version_fields: dict[str, tuple[str, str]]
+) -> dict[str, dict[date, dict[str, str | None]]]:
+    """Per table, per day, record id -> version of the raw records in the lake."""
+    if not days or not lake.present_among(tables.NOCODB_RAW_PAGES, days):
+        return {kind: {} for kind in version_fields}
+    return lake_versions(lake.scan_days(tables.NOCODB_RAW_PAGES, days), version_fields)
 
 
 @sensor(
@@ -257,10 +267,9 @@ def nocodb_reconciliation_sensor(
             for kind in SYNC_TABLES
         }
         requests = source.stats().get("requests", 0) - requests_before
-    in_lake = {
-        kind: _lake_versions(stored, kind, days, in_source[kind].version_fields)
-        for kind in SYNC_TABLES
-    }
+    in_lake = _lake_versions(
+        stored, days, {kind: in_source[kind].version_fields for kind in SYNC_TABLES}
+    )
     remove_deleted = settings.deletions == "remove"
     for day in days:
         differences: dict[str, DayDifference] = {}
