@@ -203,13 +203,15 @@ def across_midnight_sensor(
         candidates, cursor = _days_before_new_inputs(
             context.instance, inputs, after, since if after is None else None
         )
-        stored = lake.lake()
-        requests, looked_at = [], {}
         # A day another run is still writing waits: a range backfill over days built before
         # builds D+1's inputs before D's conversations, and a rebuild of D requested then
         # wrote D's slices at the same time as the backfill (two writers of one day), for
-        # nothing: the backfill builds D with D+1 itself. The cursor stays, so the day is
-        # looked at again once the run has finished.
+        # nothing: the backfill builds D with D+1 itself. It waits in the cursor, looked at
+        # again each tick, while the cursor moves on (a run that never ends holds back its
+        # own day only).
+        candidates |= {date.fromisoformat(day) for day in state.get("deferred", [])}
+        stored = lake.lake()
+        requests, looked_at = [], {}
         busy = days_being_built(context.instance) if candidates else set()
         deferred = sorted(day for day in candidates if day in busy)
         for day_before in sorted(day for day in candidates if day >= FIRST_DAY and day not in busy):
@@ -232,15 +234,12 @@ def across_midnight_sensor(
             context.log.info(
                 json.dumps({"event": "across_midnight", "days": looked_at, "deferred": waiting})
             )
+        next_state: dict = {"after_storage_id": cursor} if cursor is not None else {"since": since}
         if deferred:
-            # Read again next tick; the run keys name what was built, so a day requested
-            # now is not requested twice.
-            cursor = after
+            next_state["deferred"] = waiting
         return SensorResult(
             run_requests=requests,
-            cursor=json.dumps(
-                {"after_storage_id": cursor} if cursor is not None else {"since": since}
-            ),
+            cursor=json.dumps(next_state),
             skip_reason=None
             if requests
             else (
