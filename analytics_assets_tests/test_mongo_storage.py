@@ -361,6 +361,26 @@ def test_store_rejections_become_processing_errors(mongo):
     assert mongo.db()["conversation_messages"].count_documents({"day": "2026-11-07"}) == 3
 
 
+def test_a_write_clears_only_the_refusals_of_the_documents_it_stored(mongo):
+    """A collection split in slices (reports by kind, errors by stage): writing one slice
+    removed every refusal of the table's day, the other slices' too."""
+    from analytics_assets.defs.storage.io_managers import record_store_rejections
+    from analytics_assets.storage.mongo import RejectedDocument
+
+    db, day = mongo.db(), date(2026, 11, 7)
+    frame = messages(day, 3)
+    ids = [SPEC.document_id(d) for d in frame_to_documents(frame, SPEC)]
+    other_slice = RejectedDocument("weekly:2026-11-02", None, day.isoformat(), "refused")
+    record_store_rejections(db, SPEC, [day.isoformat()], [
+        RejectedDocument(ids[0], "c", day.isoformat(), "refused"), other_slice], frame)  # fmt: skip
+    assert db["processing_errors"].count_documents({"stage": "store"}) == 2
+    # The same slice written again, its first document stored this time, its second refused.
+    record_store_rejections(db, SPEC, [day.isoformat()], [
+        RejectedDocument(ids[1], "c", day.isoformat(), "refused")], frame)  # fmt: skip
+    left = sorted(d["record_key"] for d in db["processing_errors"].find({"stage": "store"}))
+    assert left == sorted([ids[1], "weekly:2026-11-02"])
+
+
 def test_migrations_apply_reapply_and_upgrade(mongo_server):
     from pymongo import MongoClient
 

@@ -64,17 +64,34 @@ def _days(context: InputContext | OutputContext) -> list[str] | None:
 
 
 def record_store_rejections(
-    db, spec: CollectionSpec, days: list[str] | None, rejected: list[RejectedDocument]
+    db,
+    spec: CollectionSpec,
+    days: list[str] | None,
+    rejected: list[RejectedDocument],
+    frame: pl.DataFrame,
 ) -> None:
     """A document the collection refused becomes an error document (stage `store`), never a
-    silent loss; the slice's older ones the write no longer refused go (they stayed after
-    the document was accepted, so MongoDB's error count drifted from the lake's)."""
+    silent loss; an earlier refusal of a document this write (`frame`) stored goes (it stayed
+    after the document was accepted, and MongoDB's error count drifted from the lake's).
+    Only this slice's documents: a collection split in slices (reports by kind, errors by
+    stage) keeps the other slices' refusals."""
     errors = COLLECTIONS[ERRORS_COLLECTION]
-    resolved: dict[str, Any] = {"stage": "store", "table": spec.name}
+    earlier: dict[str, Any] = {"stage": "store", "table": spec.name}
     if days is not None:
-        resolved[DAY_FIELD] = {"$in": list(days)}
-    still = [str(item.document_id) for item in rejected]
-    db[ERRORS_COLLECTION].delete_many({**resolved, "record_key": {"$nin": still}})
+        earlier[DAY_FIELD] = {"$in": list(days)}
+    refused_before = {
+        document["record_key"]: document["_id"]
+        for document in db[ERRORS_COLLECTION].find(earlier, projection={"record_key": True})
+    }
+    if refused_before:
+        # Rare (a refusal is), so the write's document ids are made only then.
+        keys = frame.select(spec.id_fields).with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+        stored = {spec.document_id(row) for row in keys.to_dicts()} - {
+            str(item.document_id) for item in rejected
+        }
+        resolved = [refused_before[key] for key in refused_before.keys() & stored]
+        if resolved:
+            db[ERRORS_COLLECTION].delete_many({"_id": {"$in": resolved}})
     if not rejected:
         return
     documents = [
@@ -117,7 +134,7 @@ class MongoWriter:
             report = replace_frame(
                 db[spec.name], frame, days, spec=spec, run_id=run_id, batch_size=self.batch_size
             )
-            record_store_rejections(db, spec, days, report.rejected)
+            record_store_rejections(db, spec, days, report.rejected, frame)
             return self._metadata(spec, report)
 
         return write

@@ -70,7 +70,7 @@ def _rewrite_from_lake(
         spec = spec_of(mirror)
         started = time.perf_counter()
         report = replace_frame(mongo.db()[spec.name], frame, keys, spec=spec, run_id=run_id)
-        record_store_rejections(mongo.db(), spec, keys, report.rejected)
+        record_store_rejections(mongo.db(), spec, keys, report.rejected, frame)
         item = DeferredWrite(
             label=asset_name, collection=spec.name, days=tuple(keys), rows_by_day={},
             write=None, seconds=time.perf_counter() - started,
