@@ -153,6 +153,28 @@ def test_duplicate_message_keeps_the_newest_copy_and_reports_the_other():
     assert result.rejected["record_id"].to_list() == ["4"]
 
 
+def test_ids_that_differ_only_once_cleaned_are_errors_not_copies():
+    """ "m-1", "m-1\x01" and " m-1 " read as one message once cleaned: the older two were
+    called superseded copies, which the error rate leaves out, so two real messages went
+    without a word."""
+    from analytics_assets.transforms.records import is_superseded
+
+    records = [
+        message(1, message_id="m-1", content="first"),
+        message(2, message_id="m-1\x01", content="second"),
+        message(3, message_id="\u00a0m-1\u2003", content="third"),
+        message(4, message_id="m-1", content="first, sent again"),
+    ]
+    result = validate_messages(raw("messages", records))
+    assert result.valid["content"].to_list() == ["first, sent again"]
+    reasons = dict(zip(result.rejected["record_id"], result.rejected["reason"], strict=True))
+    assert reasons["1"] == "duplicate message_id; superseded by a newer copy"
+    assert reasons["2"] == "message_id 'm-1\x01' is another record's message_id once cleaned"
+    assert "is another record's message_id once cleaned" in reasons["3"]
+    superseded = result.rejected.filter(is_superseded(pl.col("reason")))
+    assert superseded["record_id"].to_list() == ["1"]
+
+
 def test_renamed_source_fields_are_mapped():
     schema = SourceSchema(message_fields={"content": "text", "conversation_id": "thread"})
     record = message(1)

@@ -488,9 +488,10 @@ def _split(
     *,
     kind: TableKind,
     columns: dict[str, pl.DataType],
+    key_source: str,
 ) -> Validated:
     """Separates rows that could not be read or break a rule, then keeps the newest copy of
-    each key."""
+    each key. `key_source`: the key's field in the records as sent."""
     key = KEY_FIELD[kind]
     unreadable = pl.col("_decode_problem").is_not_null()
     broken = typed.select(
@@ -522,12 +523,24 @@ def _split(
     newest = pl.concat([passing.filter(~copies), ordered.filter(is_newest)])
     superseded = ordered.filter(~is_newest)
     valid = newest.select(list(columns)).cast(columns)
-    failed = pl.concat(
-        [
-            breaking,
-            superseded.with_columns(pl.lit(f"duplicate {key}; {SUPERSEDED}").alias("_reason")),
-        ]
+    # A key is compared once cleaned (control characters removed, stripped): two records
+    # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
+    # the older one is an error, not a copy whose newest was kept.
+    as_sent = pl.col("record").str.json_path_match(f"$[{json.dumps(key_source)}]")
+    newest_as_sent = (
+        ordered.filter(is_newest).select(key, as_sent.alias("_newest_as_sent"))
+        if superseded.height
+        else pl.DataFrame(schema={key: pl.String, "_newest_as_sent": pl.String})
     )
+    superseded = superseded.join(newest_as_sent, on=key, how="left").with_columns(
+        pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
+                & (as_sent != pl.col("_newest_as_sent")))
+        .then(pl.format(f"{key} {{}} is another record's {key} once cleaned",
+                        _quoted(as_sent)))
+        .otherwise(pl.lit(f"duplicate {key}; {SUPERSEDED}"))
+        .alias("_reason")
+    ).drop("_newest_as_sent")  # fmt: skip
+    failed = pl.concat([breaking, superseded], how="diagonal_relaxed")
     rejected = failed.select(
         pl.col("day"),
         pl.lit(kind).alias("table"),
@@ -598,7 +611,10 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _at_most("latency_ms", MAX_LATENCY_MS, "a day"),
         _one_of("feedback", FEEDBACK_VALUES),
     ]
-    validated = _split(typed, rules, kind="messages", columns=MESSAGE_SCHEMA)
+    validated = _split(
+        typed, rules, kind="messages", columns=MESSAGE_SCHEMA,
+        key_source=schema.source_field("messages", KEY_FIELD["messages"]),
+    )  # fmt: skip
     return Validated(
         valid=validated.valid.sort("created_at", "message_id"),
         rejected=validated.rejected,
@@ -639,7 +655,10 @@ def validate_conversation_headers(
             pl.format(f"rating {{}} outside {low}-{high}", pl.col("rating")),
         ),
     ]
-    validated = _split(typed, rules, kind="conversations", columns=CONVERSATION_HEADER_SCHEMA)
+    validated = _split(
+        typed, rules, kind="conversations", columns=CONVERSATION_HEADER_SCHEMA,
+        key_source=schema.source_field("conversations", KEY_FIELD["conversations"]),
+    )  # fmt: skip
     return Validated(
         valid=validated.valid.sort("started_at", "conversation_id"),
         rejected=validated.rejected,
