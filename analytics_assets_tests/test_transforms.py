@@ -119,6 +119,8 @@ def test_valid_messages_are_typed_and_sorted():
         ),
         ({"prompt_tokens": "many"}, "invalid prompt_tokens 'many'"),
         ({"prompt_tokens": 1.5}, "invalid prompt_tokens '1.5'"),
+        # Read through a double, it was 3.
+        ({"prompt_tokens": "2.9999999999999999"}, "invalid prompt_tokens '2.9999999999999999'"),
         ({"completion_tokens": -5}, "negative completion_tokens -5"),
         ({"latency_ms": -1.5}, "negative latency_ms -1.5"),
         ({"feedback": "meh"}, "invalid feedback 'meh'"),

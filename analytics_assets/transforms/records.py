@@ -424,9 +424,16 @@ def reason_without_values(reason: pl.Expr) -> pl.Expr:
     return reason.str.replace_all(_QUOTED_VALUE, "'…'")
 
 
+# An integer as written: "4", "+4", "4.0". Read through a double, "0.99999999999999999"
+# became 1 and a rating outside 1-5 passed; a JSON number comes here already read so
+# (polars writes 4.0 as "4"), as JSON readers read numbers.
+_WHOLE_NUMBER = r"^[+-]?\d+(?:\.0*)?$"
+
+
 def _integer(text: pl.Expr) -> pl.Expr:
-    number = text.cast(pl.Float64, strict=False)
-    return pl.when(number == number.floor()).then(number).cast(pl.Int64, strict=False)
+    # Read as an integer, digit for digit (through a double, 17 digits lost the last one).
+    digits = text.str.replace(r"\.0*$", "").str.strip_prefix("+")
+    return pl.when(text.str.contains(_WHOLE_NUMBER)).then(digits.cast(pl.Int64, strict=False))
 
 
 class Rule(NamedTuple):
