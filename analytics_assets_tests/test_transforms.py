@@ -452,6 +452,9 @@ def _with_record_text(frame: pl.DataFrame, position: int, text: str) -> pl.DataF
             "model holds a JSON array, not a single value; "
             "feedback holds a JSON object, not a single value",
         ),
+        # Decoded as the texts "true" and "false", they were a message and a conversation.
+        ({"content": True}, "content holds JSON true, not a text or a number"),
+        ({"conversation_id": False}, "conversation_id holds JSON false, not a text or a number"),
         # Python writes these as Infinity and NaN, which JSON lacks.
         ({"latency_ms": float("inf")}, "latency_ms is not a finite number"),
         ({"completion_tokens": float("nan")}, "completion_tokens is not a finite number"),

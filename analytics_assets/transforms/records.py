@@ -134,6 +134,12 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
     rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
+    # A JSON true or false in a field decodes as the text "true" (content `true`; every
+    # conversation_id `false` one conversation): only Python tells them apart, so those
+    # records are written again first, as the deep ones are. A key's quote is not escaped;
+    # inside a string every quote is.
+    fields = "|".join(pl.escape_regex(name) for name in source_fields)
+    literal = f'(?:^|[^\\\\])"(?:{fields})"\\s*:\\s*(?:true|false)\\b'
     # Only a record at least that long can hold that many, and most records are short.
     deep = (
         rows.filter(pl.col("record").str.len_bytes() >= _DEEP_FROM)
@@ -142,6 +148,19 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
         .collect()
         .to_series()
     )
+    # The words first (a substring search), the pattern only where they are: the pattern
+    # over every record cost as much as the whole validation.
+    with_a_literal = (
+        rows.filter(
+            pl.col("record").str.contains("true", literal=True)
+            | pl.col("record").str.contains("false", literal=True)
+        )
+        .select("_row", "record")
+        .collect()
+    )
+    literal_rows = with_a_literal.filter(pl.col("record").str.contains(literal))["_row"]
+    if literal_rows.len():
+        deep = pl.concat([deep, literal_rows]).unique().sort()
     try:
         if deep.is_empty():
             decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
@@ -247,6 +266,7 @@ def _with_decodable_json(
     rewrites = _Rewrites(rows, source_fields)
     # First, before polars reads any of them, those it could crash on.
     rewrites.rewrite(deep)
+
     if not _decodes(rewrites.json.gather(candidates), dtype):
         # Written again, a record polars decodes gives the same texts, so the candidates are
         # not halved: a day where every record is one would halve down to each.
@@ -324,6 +344,8 @@ def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | No
         field = value.get(name)
         if isinstance(field, list | dict):
             problems.append(f"{name} holds a JSON {_json_kind(field)}, not a single value")
+        elif isinstance(field, bool):
+            problems.append(f"{name} holds JSON {str(field).lower()}, not a text or a number")
         elif isinstance(field, float) and not math.isfinite(field):
             problems.append(f"{name} is not a finite number")
         elif name in value:
