@@ -174,6 +174,28 @@ def test_an_unpaired_surrogate_in_an_export_costs_only_that_character(tmp_path, 
     assert result.records_with_controls_removed == 1
 
 
+@pytest.mark.parametrize("suffix", [".json", ".ndjson", ".csv"])
+def test_a_byte_that_is_not_utf8_in_an_export_costs_only_that_character(tmp_path, suffix):
+    """A Latin-1 "é" in one record (a file saved by a spreadsheet) made the whole table
+    unreadable: every day's pull of it failed."""
+    from analytics_assets.transforms.records import validate_conversation_headers
+
+    records = [_conversation(1, channel="web"), _conversation(2, channel="caf\u00e9")]
+    path = tmp_path / f"conversations{suffix}"
+    if suffix == ".csv":
+        pl.DataFrame(records).write_csv(path)
+    elif suffix == ".json":
+        path.write_text(json.dumps(records, ensure_ascii=False))
+    else:
+        path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
+    path.write_bytes(path.read_bytes().replace("é".encode(), "é".encode("latin-1")))
+    raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
+    result = validate_conversation_headers(raw)
+    assert result.valid["conversation_id"].to_list() == ["c-1", "c-2"]
+    assert result.valid["channel"][0] == "web"
+    assert result.valid["channel"][1] in ("caf", "caf\ufffd")
+
+
 @pytest.mark.nocodb
 def test_half_an_emoji_sent_to_nocodb_arrives_as_the_replacement_character(nocodb):
     """A client that cut an emoji in two sends its half as JSON.stringify writes it (an

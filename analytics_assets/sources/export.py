@@ -23,7 +23,11 @@ def _read_table(path: Path) -> pl.DataFrame:
     """The file's records as a frame, in file order, one column per field."""
     if path.suffix == ".csv":
         # NocoDB's CSV download writes every value as text and an empty cell for null.
-        return pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+        # utf8-lossy: a byte that is not UTF-8 (a Latin-1 "é" from a spreadsheet) becomes
+        # U+FFFD in its record; read strictly, it made the whole table unreadable.
+        return pl.read_csv(
+            path, infer_schema=False, missing_utf8_is_empty_string=False, encoding="utf8-lossy"
+        )
     try:
         if path.suffix == ".json":
             table = pl.read_json(path, infer_schema_length=None)
@@ -88,8 +92,11 @@ def _table_with_python(path: Path) -> pl.DataFrame:
 
 
 def _python_rows(path: Path) -> list:
-    """The file's records as Python reads them, each unpaired surrogate as NUL."""
-    text = path.read_text(encoding="utf-8")
+    """The file's records as Python reads them, each unpaired surrogate as NUL. A byte that
+    is not UTF-8 (a Latin-1 "é") is read as a lone surrogate too (`surrogateescape`), so it
+    costs its record that character, removed and counted by validation, not the whole
+    table its read."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     if path.suffix == ".json":
         payload = json.loads(text)
         rows = payload["list"] if isinstance(payload, dict) else payload

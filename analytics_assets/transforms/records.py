@@ -266,7 +266,6 @@ def _with_decodable_json(
     rewrites = _Rewrites(rows, source_fields)
     # First, before polars reads any of them, those it could crash on.
     rewrites.rewrite(deep)
-
     if not _decodes(rewrites.json.gather(candidates), dtype):
         # Written again, a record polars decodes gives the same texts, so the candidates are
         # not halved: a day where every record is one would halve down to each.
