@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import date
 from statistics import mean
 
 import pytest
@@ -58,8 +59,16 @@ def test_sums_per_period_with_means_over_the_conversations_that_have_a_score():
     assert weekly["totals"] == {"conversations": 3, "messages": 6, "quality_mean": 0.6,
                                 "satisfaction_mean": 0.9}  # fmt: skip
     assert weekly["volumes"] == [
-        {"period": "2026-11-02", "conversations": 2, "messages": 6},
-        {"period": "2026-11-09", "conversations": 1, "messages": 0},
+        {"period": "2026-11-02", "conversations": 2, "messages": 6, "days": 7, "whole": True},
+        {"period": "2026-11-09", "conversations": 1, "messages": 0, "days": 7, "whole": True},
+    ]
+    # A range that ends on Tuesday 2026-11-10 holds two days of the second week: it is no
+    # whole week, and its lower count must not read as a fall.
+    cut = aggregate(conversations, "weekly", (date(2026, 11, 2), date(2026, 11, 10)))
+    assert [(v["days"], v["whole"]) for v in cut["volumes"]] == [(7, True), (2, False)]
+    monthly = aggregate(conversations, "monthly", (date(2026, 11, 2), date(2026, 11, 30)))
+    assert [(v["period"], v["days"], v["whole"]) for v in monthly["volumes"]] == [
+        ("2026-11", 29, False)
     ]
     # Not yet categorized, no model: counted, under "unknown", not dropped.
     assert weekly["topics"] == [
@@ -107,7 +116,11 @@ def test_each_filter_narrows_the_sums_on_the_server(seeded):
     weekly = data(seeded, **week, grain="weekly")
     assert weekly["volumes"] == [{"period": DAYS[0].isoformat(),
                                   "conversations": len(documents),
-                                  "messages": everything["totals"]["messages"]}]  # fmt: skip
+                                  "messages": everything["totals"]["messages"],
+                                  "days": 7, "whole": True}]  # fmt: skip
+    # Two days of that week: marked as such, so the bar does not read as a fall.
+    part = data(seeded, grain="weekly", **{"from": DAYS[1].isoformat(), "to": DAYS[2].isoformat()})
+    assert [(v["days"], v["whole"]) for v in part["volumes"]] == [(2, False)]
 
 
 def test_without_a_range_the_four_weeks_up_to_the_latest_day_are_shown(seeded):

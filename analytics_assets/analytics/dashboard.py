@@ -5,6 +5,7 @@ documents in."""
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,17 @@ def period_start(day: date, grain: Grain) -> date:
     return day.replace(day=1)
 
 
+def period_days(period: str, grain: Grain, window: tuple[date, date] | None = None) -> int:
+    """How many days of the period (named as `period_of` names it) lie in `window` (first,
+    last), all of them without one."""
+    start = date.fromisoformat(period if grain != "monthly" else f"{period}-01")
+    length = {"daily": 1, "weekly": 7}.get(grain) or calendar.monthrange(start.year, start.month)[1]
+    end = start + timedelta(days=length - 1)
+    if window is not None:
+        start, end = max(start, window[0]), min(end, window[1])
+    return max(0, (end - start).days + 1)
+
+
 @dataclass
 class _Mean:
     total: float = 0.0
@@ -64,9 +76,14 @@ class _ModelPeriod:
     scores: dict[str, _Mean] = field(default_factory=lambda: {name: _Mean() for name in SCORES})
 
 
-def aggregate(conversations: Iterable[Mapping], grain: Grain) -> dict:
+def aggregate(
+    conversations: Iterable[Mapping], grain: Grain, window: tuple[date, date] | None = None
+) -> dict:
     """Totals, and per period (sorted): volumes, each dimension's counts, and each model's
-    conversations and mean scores (a mean over the conversations that have the score)."""
+    conversations and mean scores (a mean over the conversations that have the score).
+    Each volume says how many days of its period the date range `window` holds (`days`),
+    and whether that is all of them (`whole`): a week in progress has fewer conversations
+    than a whole one, and its bar must not read as a fall."""
     volumes: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     counts = {name: defaultdict(int) for name in DIMENSIONS}
     per_model: dict[tuple[str, str], _ModelPeriod] = defaultdict(_ModelPeriod)
@@ -92,7 +109,13 @@ def aggregate(conversations: Iterable[Mapping], grain: Grain) -> dict:
             "satisfaction_mean": overall["satisfaction_score"].value,
         },
         "volumes": [
-            {"period": period, "conversations": v[0], "messages": v[1]}
+            {
+                "period": period,
+                "conversations": v[0],
+                "messages": v[1],
+                "days": period_days(period, grain, window),
+                "whole": period_days(period, grain, window) == period_days(period, grain),
+            }
             for period, v in sorted(volumes.items())
         ],
         **{

@@ -290,6 +290,10 @@ class DashboardVolume(BaseModel):
     period: str
     conversations: int
     messages: int
+    # Days of the period inside the date range, and whether that is all of them (a week or
+    # month in progress, or cut by the range, is not).
+    days: int
+    whole: bool
 
 
 class DashboardCount(BaseModel):

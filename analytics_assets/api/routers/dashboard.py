@@ -103,7 +103,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             channel=channel,
             models=_choices(collection, "model", in_range),
             channels=_choices(collection, "channel", in_range),
-            **aggregate(documents, grain),
+            **aggregate(documents, grain, (from_, to)),
         )
 
     return router

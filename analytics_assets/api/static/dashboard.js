@@ -57,7 +57,9 @@
         x: period,
         y: { field: 'count', type: 'quantitative', title: null },
         color: { field: 'measure', type: 'nominal', title: null },
-        tooltip: [{ field: 'period' }, { field: 'measure' }, { field: 'count' }],
+        // How many days of its period a point holds: a week in progress has fewer.
+        tooltip: [{ field: 'period' }, { field: 'measure' }, { field: 'count' },
+          { field: 'days', title: 'days in range' }],
       },
     };
   }
