@@ -547,6 +547,50 @@ def test_a_day_list_keeps_each_keys_labels_and_a_failed_rewrite_leaves_no_list(m
     assert listed.labels["topic"] == ["billing", "bug"]
 
 
+def test_an_erasure_during_a_write_keeps_the_lists_new_keys(mongo):
+    """`forget` set a list to the keys it had read, less the erased: a write that replaced
+    the list in between lost its new keys, and the day's page hid its new conversations."""
+    db, spec = mongo.db(), COLLECTIONS["conversation_analytics"]
+    day = date(2026, 11, 6)
+    list_id = f"{spec.name}:{day}"
+    replace_days(db[spec.name], _conversations(day, ["billing", "bug"]), [day.isoformat()],
+                 spec=spec, run_id="run-1")  # fmt: skip
+    erased, kept = f"c-{day}-0", f"c-{day}-1"
+
+    class WriteInBetween:
+        """The day-index collection, with a write of the day landing just before the
+        erasure's update (fault injection only)."""
+
+        def __init__(self, collection):
+            self.collection = collection
+            self.raced = False
+
+        def bulk_write(self, operations, ordered):
+            if not self.raced:
+                self.raced = True
+                replace_days(db[spec.name], _conversations(day, ["billing", "bug", "bug"]),
+                             [day.isoformat()], spec=spec, run_id="run-2")  # fmt: skip
+            return self.collection.bulk_write(operations, ordered=ordered)
+
+        def __getattr__(self, name):
+            return getattr(self.collection, name)
+
+    class Database:
+        def __init__(self):
+            self.index = WriteInBetween(db[DAY_INDEX_COLLECTION])
+
+        def __getitem__(self, name):
+            return self.index if name == DAY_INDEX_COLLECTION else db[name]
+
+    racing = Database()
+    assert forget(racing, [erased]) == 1
+    assert racing.index.raced
+    listed = DayList.of_document(db[DAY_INDEX_COLLECTION].find_one({"_id": list_id}))
+    # The second write's keys, the erased one removed again: its third conversation stays.
+    assert [key[1] for key in listed.keys] == [kept, f"c-{day}-2"]
+    assert listed.labels["topic"] == ["bug", "bug"]
+
+
 def test_day_lists_merge_days_in_key_order_from_a_cursor_and_trust_only_their_own_labels():
     """Pure: keys of several days merged in (time, id) order, ties across days broken by id
     as the query's sort does, the cursor excluded; labels count only when written with the

@@ -368,26 +368,49 @@ def page_by_day_index(
     return page[:count]
 
 
+# How often `forget` reads again a list a write replaced while it was being edited.
+_FORGET_ATTEMPTS = 5
+
+
 def forget(db: Database, ids: Iterable[str]) -> int:
     """Removes `ids` from every key list (an erasure: a list must not keep naming an erased
-    conversation, even though a page would skip it). Returns the keys removed."""
+    conversation, even though a page would skip it). Returns the keys removed.
+
+    Each list is changed only if it is still the one read (same writing run): a write that
+    replaced it meanwhile would otherwise have its new keys overwritten by the old ones
+    less the erased, and the day's page would hide its new conversations. Such a list is
+    read again and edited again."""
     unwanted = set(ids)
     if not unwanted:
         return 0
-    removed, updates = 0, []
-    for found in db[DAY_INDEX_COLLECTION].find({}):
-        keep = [key[1] not in unwanted for key in found["keys"]]
-        if all(keep):
-            continue
-        removed += keep.count(False)
-        # The label values go with their keys, so the two stay aligned.
-        change: dict[str, Any] = {"keys": list(itertools.compress(found["keys"], keep))}
-        if found.get("labels") is not None:
-            change["labels"] = {
-                name: list(itertools.compress(values, keep))
-                for name, values in found["labels"].items()
-            }
-        updates.append(UpdateOne({"_id": found["_id"]}, {"$set": change}))
-    if updates:
+    removed, query = 0, {}
+    for _ in range(_FORGET_ATTEMPTS):
+        updates, edited = [], {}
+        for found in db[DAY_INDEX_COLLECTION].find(query):
+            keep = [key[1] not in unwanted for key in found["keys"]]
+            if all(keep):
+                continue
+            edited[found["_id"]] = keep.count(False)
+            # The label values go with their keys, so the two stay aligned.
+            change: dict[str, Any] = {"keys": list(itertools.compress(found["keys"], keep))}
+            if found.get("labels") is not None:
+                change["labels"] = {
+                    name: list(itertools.compress(values, keep))
+                    for name, values in found["labels"].items()
+                }
+            still = {"_id": found["_id"], RUN_FIELD: found.get(RUN_FIELD)}
+            updates.append(UpdateOne(still, {"$set": change}))
+        if not updates:
+            break
         db[DAY_INDEX_COLLECTION].bulk_write(updates, ordered=False)
+        # The lists a write replaced meanwhile: read again by id.
+        unchanged = {
+            found["_id"]
+            for found in db[DAY_INDEX_COLLECTION].find({"_id": {"$in": list(edited)}})
+            if any(key[1] in unwanted for key in found["keys"])
+        }
+        removed += sum(n for list_id, n in edited.items() if list_id not in unchanged)
+        if not unchanged:
+            break
+        query = {"_id": {"$in": sorted(unchanged)}}
     return removed
