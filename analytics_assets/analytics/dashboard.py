@@ -30,8 +30,7 @@ def period_of(day: str, grain: Grain) -> str:
     if grain == "daily":
         return day
     if grain == "weekly":
-        start = date.fromisoformat(day)
-        return (start - timedelta(days=start.weekday())).isoformat()
+        return period_start(date.fromisoformat(day), grain).isoformat()
     return day[:7]
 
 
@@ -113,10 +112,11 @@ def aggregate(
                 "period": period,
                 "conversations": v[0],
                 "messages": v[1],
-                "days": period_days(period, grain, window),
-                "whole": period_days(period, grain, window) == period_days(period, grain),
+                "days": days,
+                "whole": days == period_days(period, grain),
             }
             for period, v in sorted(volumes.items())
+            for days in [period_days(period, grain, window)]
         ],
         **{
             name: [

@@ -83,6 +83,16 @@ def is_superseded(reason: pl.Expr) -> pl.Expr:
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
+def _copy_order(columns: list[str]) -> list[pl.Expr]:
+    """What orders copies of one record oldest first (the last is the one kept): when
+    NocoDB last wrote it, then its NocoDB Id; each only where the frame has it."""
+    versions = [c for c in ("source_updated_at", "source_created_at") if c in columns]
+    order = [pl.coalesce(versions)] if versions else []
+    if "record_id" in columns:
+        order.append(pl.col("record_id").cast(pl.Int64, strict=False))
+    return order
+
+
 def newest_copies(messages: Frame) -> Frame:
     """One row per `message_id` of messages read over several days, the newest copy (as
     validation picks it within a day), in their order. NocoDB may hold a message twice on
@@ -92,14 +102,9 @@ def newest_copies(messages: Frame) -> Frame:
         messages.height < 2 or not messages["message_id"].is_duplicated().any()
     ):
         return messages
-    columns = messages.collect_schema().names()
-    versions = [c for c in ("source_updated_at", "source_created_at") if c in columns]
-    order = [pl.coalesce(versions)] if versions else []
-    if "record_id" in columns:
-        order.append(pl.col("record_id").cast(pl.Int64, strict=False))
     return (
         messages.with_row_index("_order")
-        .sort([*order, "_order"], nulls_last=False)
+        .sort([*_copy_order(messages.collect_schema().names()), "_order"], nulls_last=False)
         .unique("message_id", keep="last")
         .sort("_order")
         .drop("_order")
@@ -541,12 +546,7 @@ def _split(
     # the most recently written copy wins and the older ones are reported, not dropped.
     # Only the copies need ordering; a key seen once is its own newest copy.
     copies = passing.get_column(key).is_duplicated()
-    ordered = passing.filter(copies).sort(
-        pl.coalesce("source_updated_at", "source_created_at"),
-        pl.col("record_id").cast(pl.Int64, strict=False),
-        "_row",
-        nulls_last=False,
-    )
+    ordered = passing.filter(copies).sort([*_copy_order(passing.columns), "_row"], nulls_last=False)
     is_newest = pl.col("_row") == pl.col("_row").last().over(key)
     newest = pl.concat([passing.filter(~copies), ordered.filter(is_newest)])
     superseded = ordered.filter(~is_newest)
@@ -555,11 +555,7 @@ def _split(
     # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
     # the older one is an error, not a copy whose newest was kept.
     as_sent = pl.col("record").str.json_path_match(f"$[{json.dumps(key_source)}]")
-    newest_as_sent = (
-        ordered.filter(is_newest).select(key, as_sent.alias("_newest_as_sent"))
-        if superseded.height
-        else pl.DataFrame(schema={key: pl.String, "_newest_as_sent": pl.String})
-    )
+    newest_as_sent = ordered.filter(is_newest).select(key, as_sent.alias("_newest_as_sent"))
     superseded = superseded.join(newest_as_sent, on=key, how="left").with_columns(
         pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
                 & (as_sent != pl.col("_newest_as_sent")))
