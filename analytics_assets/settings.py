@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     def _empty_means_default(cls, value: list[str] | None) -> list[str] | None:
         return value or None
 
+    @field_validator("translation_targets", mode="after")
+    @classmethod
+    def _language_codes(cls, value: list[str]) -> list[str]:
+        # Compared with the detector's lowercase ISO codes: "EN" would send every English
+        # message for translation, and "en,en" store each translation twice.
+        return list(dict.fromkeys(code.lower() for code in value))
+
     # -- derived ------------------------------------------------------------------------------
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import threading
 import time
@@ -182,15 +183,21 @@ def and_filters(*clauses: str | None) -> str | None:
     return "~and".join(present) if present else None
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The wait a response's Retry-After asks for (seconds or an HTTP date); None where it
+    asks for none or cannot be read (then the caller's own backoff applies)."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class NocoDBClient:
@@ -370,7 +377,7 @@ class NocoDBClient:
             raise self._error_for(response, path)
         if status == 429:
             self.stats.add(throttled=1)
-            wait_s = _retry_after_seconds(response)
+            wait_s = retry_after_seconds(response)
             if wait_s is None:
                 wait_s = self.retry.throttle_wait(attempt)
             # Only this request waits: the others (other pages, other shards) go on, and
@@ -382,7 +389,7 @@ class NocoDBClient:
                 "request may have been applied.",
                 status_code=status,
             )
-        return _retry_after_seconds(response)
+        return retry_after_seconds(response)
 
     @staticmethod
     def _error_for(response: httpx.Response, path: str) -> NocoDBError:

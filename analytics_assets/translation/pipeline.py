@@ -48,7 +48,9 @@ class TranslationRun:
     counts: Counter = field(default_factory=Counter)
 
 
-def _error_rows(items: list[Item], messages: dict[str, dict], reason: str) -> list[dict]:
+def _error_rows(
+    items: list[Item], messages: dict[str, dict], target: str, reason: str
+) -> list[dict]:
     return [
         {
             "day": messages[item.message_id]["day"],
@@ -56,7 +58,9 @@ def _error_rows(items: list[Item], messages: dict[str, dict], reason: str) -> li
             "stage": STAGE,
             "record_id": None,
             "key": item.message_id,
-            "record_key": item.message_id,
+            # One error per message and target: with several targets, one message's errors
+            # are several documents, not one whose reason the last target overwrote.
+            "record_key": f"{item.message_id} to {target}",
             "conversation_id": messages[item.message_id]["conversation_id"],
             "reason": reason,
             "record": None,
@@ -82,12 +86,16 @@ def translate_messages(
     new_rows: list[dict] = []
     error_rows: list[dict] = []
     text = pl.col("content").fill_null("").str.strip_chars()
-    for target in targets:
-        counts["empty"] += messages.filter(text == "").height
-        counts["unknown_language"] += messages.filter(
-            (text != "") & (pl.col("language") == UNKNOWN)
+    # Counted once per message, not once per target.
+    counts["empty"] += messages.filter(text == "").height
+    counts["unknown_language"] += messages.filter(
+        (text != "") & (pl.col("language") == UNKNOWN)
+    ).height
+    # A target named twice, or in capitals, is one target (the detector's codes are lowercase).
+    for target in dict.fromkeys(target.lower() for target in targets):
+        counts[f"already_{target}"] += messages.filter(
+            (text != "") & (pl.col("language") == target)
         ).height
-        counts[f"already_{target}"] += messages.filter(pl.col("language") == target).height
         wanted = messages.filter(
             (text != "") & (pl.col("language") != UNKNOWN) & (pl.col("language") != target)
         )
@@ -96,19 +104,31 @@ def translate_messages(
                 Item(message_id, content, source)
                 for message_id, content in group.select("message_id", "content").iter_rows()
             ]
-            if not translator.supports(source, target):
+            try:
+                supported = translator.supports(source, target)
+            except TranslationError as error:
+                # The service could not say which pairs it has (its /languages failed).
+                counts["failed"] += len(items)
+                error_rows += _error_rows(items, by_id, target, f"{translator.name}: {error}")
+                continue
+            if not supported:
                 counts["unsupported"] += len(items)
                 reason = f"unsupported language pair {source}->{target} ({translator.name})"
-                error_rows += _error_rows(items, by_id, reason)
+                error_rows += _error_rows(items, by_id, target, reason)
                 continue
-            try:
-                translated = translator.translate(items, target)
-            except TranslationError as error:
-                counts["failed"] += len(items)
-                error_rows += _error_rows(items, by_id, f"{translator.name}: {error}")
-                continue
-            # The source translator only has what the chatbot stored: a gap is not an error.
-            counts["not_provided"] += len(items) - len(translated)
+            translated: dict[str, str] = {}
+            # Batch by batch: a batch that fails after its retries costs its own messages,
+            # not the batches translated (and paid for) before or after it.
+            for batch in translator.batches(items):
+                try:
+                    translated.update(translator.translate(batch, target))
+                except TranslationError as error:
+                    counts["failed"] += len(batch)
+                    error_rows += _error_rows(batch, by_id, target, f"{translator.name}: {error}")
+                    continue
+                # The source translator only has what the chatbot stored: a gap is not an
+                # error.
+                counts["not_provided"] += sum(item.message_id not in translated for item in batch)
             counts["translated"] += len(translated)
             new_rows += [
                 {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analytics_assets.categorization.language import detect_languages
+from analytics_assets.categorization.language import UNKNOWN, detect_languages
 
 # Scripts that pack a word into one or two characters: a translation between them and an
 # alphabetic language changes length by a factor of about 2-4.
@@ -58,7 +58,10 @@ def score_translations(frame: pl.DataFrame, references: dict[tuple[str, str], st
     ]
     return frame.with_columns(
         detected.alias("detected_language"),
-        (detected == frame["target_language"]).alias("target_language_ok"),
+        # Text too short to tell (`unknown`) says nothing either way.
+        pl.when(detected != UNKNOWN)
+        .then(detected == frame["target_language"])
+        .alias("target_language_ok"),
         ratio.round(3).alias("length_ratio"),
         pl.Series("length_ratio_ok", ratio_ok, dtype=pl.Boolean),
         pl.Series("chrf", scores, dtype=pl.Float64),

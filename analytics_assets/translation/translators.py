@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from analytics_assets.nocodb.client import RetryPolicy
+from analytics_assets.nocodb.client import RetryPolicy, retry_after_seconds
 from analytics_assets.settings import url_without_credentials
 
 
@@ -48,6 +48,11 @@ class Translator(ABC):
     def translate(self, items: Sequence[Item], target_language: str) -> dict[str, str]:
         """message_id -> translated text, for the items it could translate (all from one
         source language). Raises TranslationError when the batch failed."""
+
+    def batches(self, items: Sequence[Item]) -> list[list[Item]]:
+        """`items` in the batches `translate` is called with: a failed batch costs only its
+        own messages, never those translated (and paid for) before it."""
+        return [list(items)] if items else []
 
 
 class SourceTranslator(Translator):
@@ -99,12 +104,13 @@ class HttpTranslator(Translator):
         # Stored with every translation: where it came from, never a credential in the URL.
         self.version = f"libretranslate@{url_without_credentials(self.url)}"
 
-    def __repr__(self) -> str:  # never the API key
-        return f"HttpTranslator({self.url!r})"
+    def __repr__(self) -> str:  # never the API key, nor credentials in the URL
+        return f"HttpTranslator({url_without_credentials(self.url)!r})"
 
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
         last: Exception | None = None
         for attempt in range(self.max_attempts):
+            wait_s = None
             try:
                 response = self._http.request(method, path, **kwargs)
                 if response.status_code == 429 or response.status_code >= 500:
@@ -117,24 +123,36 @@ class HttpTranslator(Translator):
                 status = getattr(getattr(error, "response", None), "status_code", None)
                 if status is not None and status < 500 and status != 429:
                     raise TranslationError(f"{path} answered {status}") from error
+                if status == 429:
+                    # LibreTranslate limits requests per minute: a retry before the wait it
+                    # asks for is refused again, so its Retry-After is honoured (capped).
+                    asked = retry_after_seconds(error.response)
+                    wait_s = None if asked is None else min(asked, MAX_RETRY_AFTER_S)
                 last = error
-                if attempt + 1 < self.max_attempts:
-                    self.retries += 1
-                    time.sleep(self.retry_policy.backoff(attempt))
+            if attempt + 1 < self.max_attempts:
+                self.retries += 1
+                time.sleep(wait_s if wait_s is not None else self.retry_policy.backoff(attempt))
         reason = "timed out" if isinstance(last, httpx.TimeoutException) else f"failed ({last})"
         raise TranslationError(f"{path} {reason} after {self.max_attempts} attempts")
 
     def supports(self, source_language: str, target_language: str) -> bool:
         with self._lock:
             if self._pairs is None:
-                languages = self._call("GET", "/languages").json()
-                self._pairs = {entry["code"]: set(entry.get("targets", [])) for entry in languages}
+                languages = _json_answer(self._call("GET", "/languages"), "/languages")
+                try:
+                    self._pairs = {
+                        entry["code"]: set(entry.get("targets", [])) for entry in languages
+                    }
+                except (TypeError, KeyError, AttributeError) as error:
+                    raise TranslationError("/languages answered no list of languages") from error
         return target_language in self._pairs.get(source_language, set())
+
+    def batches(self, items: Sequence[Item]) -> list[list[Item]]:
+        return [list(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
 
     def translate(self, items: Sequence[Item], target_language: str) -> dict[str, str]:
         translated: dict[str, str] = {}
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
+        for batch in self.batches(items):
             body = {
                 "q": [item.text for item in batch],
                 "source": batch[0].source_language,
@@ -143,13 +161,31 @@ class HttpTranslator(Translator):
             }
             if self._api_key:
                 body["api_key"] = self._api_key
-            texts = self._call("POST", "/translate", json=body).json()["translatedText"]
+            answer = _json_answer(self._call("POST", "/translate", json=body), "/translate")
+            texts = answer.get("translatedText") if isinstance(answer, dict) else None
+            if isinstance(texts, str) and len(batch) == 1:
+                texts = [texts]  # some servers answer a one-text list with a text
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise TranslationError("/translate answered no list of translated texts")
             if len(texts) != len(batch):
                 raise TranslationError(f"{len(batch)} texts sent, {len(texts)} returned")
             translated.update(
                 {item.message_id: text for item, text in zip(batch, texts, strict=True)}
             )
         return translated
+
+
+# The longest Retry-After honoured: a server asking for more is retried on the backoff
+# schedule, and the batch fails as any other after its attempts.
+MAX_RETRY_AFTER_S = 60.0
+
+
+def _json_answer(response: httpx.Response, path: str):
+    """The answer's JSON; an answer that is not JSON (a proxy's HTML page) fails the batch."""
+    try:
+        return response.json()
+    except ValueError as error:
+        raise TranslationError(f"{path} answered something that is not JSON") from error
 
 
 class LocalSeq2SeqTranslator(Translator):
@@ -177,11 +213,16 @@ class LocalSeq2SeqTranslator(Translator):
         digest = hashlib.sha256()
         for pair in pairs:
             digest.update(pair.encode())
-            digest.update((self.root / pair / "config.json").read_bytes())
+            _digest_folder(digest, self.root / pair)
         self.version = f"local:{digest.hexdigest()[:12]}"
 
     def supports(self, source_language: str, target_language: str) -> bool:
         return f"{source_language}-{target_language}" in self.pairs
+
+    def batches(self, items: Sequence[Item]) -> list[list[Item]]:
+        # Sorted by length so that padding stays small.
+        ordered = sorted(items, key=lambda item: len(item.text))
+        return [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
 
     @property
     def device(self) -> str:
@@ -200,8 +241,13 @@ class LocalSeq2SeqTranslator(Translator):
                 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
                 folder = self.root / pair
-                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-                model = AutoModelForSeq2SeqLM.from_pretrained(folder, local_files_only=True)
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                    model = AutoModelForSeq2SeqLM.from_pretrained(folder, local_files_only=True)
+                except (OSError, ValueError, RuntimeError) as error:
+                    # A folder with its config but not its weights, or weights of another
+                    # architecture: that pair's messages are recorded, the run goes on.
+                    raise TranslationError(f"model {pair} could not be loaded: {error}") from error
                 model.to(self.device).eval()
                 if self.device == "cuda":
                     model.half()
@@ -214,11 +260,9 @@ class LocalSeq2SeqTranslator(Translator):
         if not items:
             return {}
         tokenizer, model = self._model(f"{items[0].source_language}-{target_language}")
-        ordered = sorted(items, key=lambda item: len(item.text))
         translated: dict[str, str] = {}
         try:
-            for start in range(0, len(ordered), self.batch_size):
-                batch = ordered[start : start + self.batch_size]
+            for batch in self.batches(items):
                 encoded = tokenizer(
                     [item.text for item in batch],
                     return_tensors="pt",
@@ -235,3 +279,21 @@ class LocalSeq2SeqTranslator(Translator):
         except (RuntimeError, ValueError) as error:
             raise TranslationError(f"local model failed: {error}") from error
         return translated
+
+
+# Of each weight or tokenizer file, its name, size and first and last MiB go into the
+# version: fine-tuned weights keep the config (and often the size) of the model they came
+# from, and hashing whole checkpoints (hundreds of MB a pair) would cost seconds a run.
+_SAMPLED_BYTES = 1 << 20
+
+
+def _digest_folder(digest, folder: Path) -> None:
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        size = path.stat().st_size
+        digest.update(size.to_bytes(8, "little"))
+        with path.open("rb") as file:
+            digest.update(file.read(_SAMPLED_BYTES))
+            if size > 2 * _SAMPLED_BYTES:
+                file.seek(size - _SAMPLED_BYTES)
+                digest.update(file.read(_SAMPLED_BYTES))

@@ -103,7 +103,7 @@ def translations(
     if translator is None:
         # Detect-only: nothing is translated, so nothing is detected either; the count of
         # what a translator would have to do comes from message_signals' user messages.
-        detected = started
+        detect_seconds, detected_messages = 0.0, 0
         messages = message_signals
         kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
@@ -113,11 +113,16 @@ def translations(
     else:
         # User messages keep the language message_signals detected; only the assistant's
         # are detected here.
+        detect_started = time.perf_counter()
         messages = message_languages(
             conversation_messages.select("message_id", "conversation_id", "role", "content", "day"),
             known=message_signals,
         )
-        detected = time.perf_counter()
+        detect_seconds = time.perf_counter() - detect_started
+        # Only the messages message_signals had not detected (the assistant's) are detected.
+        detected_messages = conversation_messages.filter(
+            ~pl.col("message_id").is_in(message_signals["message_id"].implode())
+        ).height
         run = translate_messages(
             messages,
             translation.target_languages,
@@ -145,8 +150,9 @@ def translations(
             "outcomes": MetadataValue.json(counts),
             "quality_by_pair": MetadataValue.md(markdown_table(pairs, rows=50)),
             "seconds": round(seconds, 3),
-            "detection_messages_per_second": round(messages.height / (detected - started))
-            if detected > started
+            "detected_messages": detected_messages,
+            "detection_messages_per_second": round(detected_messages / detect_seconds)
+            if detected_messages > 0 and detect_seconds > 0
             else None,
             "pii_findings": MetadataValue.json(pii_findings),
             **frame_metadata(translated.drop("source_text"), days=len(days)),
