@@ -265,3 +265,78 @@ def test_corrections_are_read_from_a_nocodb_table(nocodb):
     assert set(rows) == {"conv-1", "conv-2"}
     assert (rows["conv-1"]["topic"], rows["conv-1"]["intent"]) == ("billing", "complaint")
     assert rows["conv-2"]["intent"] is None
+
+
+def _conversation(conversation_id: str, turns: list[tuple[str, str]]) -> list[dict]:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    return [
+        {"conversation_id": conversation_id, "message_id": f"{conversation_id}-{n}",
+         "role": role, "content": text, "created_at": start + timedelta(minutes=n)}
+        for n, (role, text) in enumerate(turns)
+    ]  # fmt: skip
+
+
+def test_the_last_turn_is_read_in_its_own_language():
+    """An English opening and a Spanish complaint at the end: the English lexicon, gated on
+    the conversation's language, found no word it knew in the complaint and called the user
+    calm (neutral, confidence 1.0)."""
+    from analytics_assets.categorization.conversations import categorize_conversations
+
+    messages = pl.DataFrame(
+        _conversation("c1", [
+            ("user", "How do I export my dashboard to a PDF file every Monday morning?"),
+            ("assistant", "Open the dashboard, then Share > Schedule export."),
+            ("user", "Esto es una basura, nada funciona y nadie responde. Quiero cancelar ya."),
+        ])
+    )  # fmt: skip
+    headers = pl.DataFrame({"conversation_id": ["c1"], "day": [date(2026, 11, 3)]})
+    row = categorize_conversations(headers, messages, TAXONOMY).row(0, named=True)
+    assert row["language"] == "en"
+    assert row["sentiment_method"] != "lexicon"
+    assert row["sentiment"] == "negative"
+
+
+def test_a_conversation_without_user_text_gets_no_label():
+    from analytics_assets.categorization.conversations import categorize_conversations
+
+    messages = pl.DataFrame(
+        _conversation("bot-only", [("assistant", "Hi! How can I help you today?")])
+        + _conversation("blank", [("user", "   "), ("assistant", "Hello?")])
+    )
+    headers = pl.DataFrame(
+        {"conversation_id": ["bot-only", "blank", "none"], "day": [date(2026, 11, 3)] * 3}
+    )
+    rows = categorize_conversations(headers, messages, TAXONOMY)
+    fallbacks = {"topic": "other", "intent": "uncertain", "sentiment_opening": "uncertain",
+                 "sentiment": "uncertain"}  # fmt: skip
+    for prefix, fallback in fallbacks.items():
+        assert rows[prefix].to_list() == [fallback] * 3, prefix
+        assert (rows[f"{prefix}_method"] == "fallback").all()
+        assert (rows[f"{prefix}_confidence"] == 0).all()
+
+
+def test_evaluate_leaves_out_blank_labels_and_reads_language_tags(tmp_path, capsys):
+    """A blank label cell crashed `evaluate` (TypeError in sorting None); `EN` and `pt-BR`
+    were scored as wrong against the detector's `en` and `pt`."""
+    from analytics_assets.cli import main
+
+    labelled = tmp_path / "labelled.csv"
+    pl.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "text": [
+                EXAMPLES[0][0],
+                EXAMPLES[1][0],
+                "Como faço para alterar o cartão de crédito da minha assinatura?",
+                EXAMPLES[2][0],
+            ],
+            "topic": [EXAMPLES[0][2], "", "billing", EXAMPLES[2][2]],
+            "language": ["EN", "en", "pt-BR", None],
+        }
+    ).write_csv(labelled)
+    assert main(["evaluate", str(labelled)]) == 0
+    printed = capsys.readouterr().out
+    assert "topic: accuracy" in printed and "(n=3)" in printed
+    assert "language: accuracy 1.000  macro-F1 1.000  abstention 0.000  (n=3)" in printed

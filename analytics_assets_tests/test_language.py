@@ -198,3 +198,11 @@ def test_accuracy_floors_on_the_frozen_test_split(evaluation):
     assert result["short_accuracy"] >= 0.94
     assert result["labelled_precision"] >= 0.96
     assert result["unknown_rate"] <= 0.05
+
+
+def test_one_han_or_hangul_character_is_a_word():
+    """"왜?" (why?) and "好" (ok) are whole words: a Han, kana or Hangul character counts
+    three letters towards the minimum, as it does towards the script's share. They were
+    `unknown`, as a text of one Latin letter is."""
+    judged = detect_languages(pl.Series(["왜?", "好", "は?", "a", "👍"]))
+    assert judged["language"].to_list() == ["ko", "zh", "ja", "unknown", "unknown"]

@@ -11,10 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pytest
+import yaml
 
 from analytics_assets.categorization.conversations import categorize_texts
 from analytics_assets.categorization.llm import LlmLabeler
-from analytics_assets.categorization.taxonomy import load_taxonomy
+from analytics_assets.categorization.taxonomy import (
+    DEFAULT_TAXONOMY as TAXONOMY_PATH,
+)
+from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
 
 TAXONOMY = load_taxonomy()
 
@@ -134,3 +138,57 @@ def test_only_what_the_rules_left_undecided_reaches_the_llm(server):
     assert asked == ["bitte hilfe, die Abbuchung kam doppelt"]
     assert (result[0]["topic"], result[0]["topic_method"]) == ("pricing", "rules")
     assert (result[1]["topic"], result[1]["topic_method"]) == ("billing", "llm")
+
+
+class RawOpenAI(FakeOpenAI):
+    """Answers every request with the body `payloads` gives next, as it is."""
+
+    def __init__(self, payloads: list):
+        super().__init__(lambda text: "")
+        bodies = iter(payloads)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                data = json.dumps(next(bodies)).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server.RequestHandlerClass = Handler
+
+
+def test_an_answer_of_the_wrong_shape_is_an_abstention_not_a_failed_run():
+    good = json.dumps({"topic": "billing", "intent": "support", "sentiment": "neutral"})
+    choices = [{"message": {"content": good}}]
+    server = RawOpenAI([
+        [],
+        "rate limited",
+        {"choices": choices, "usage": ["not", "a", "mapping"]},
+        {"choices": choices, "usage": {"prompt_tokens": "many", "completion_tokens": 1e400}},
+    ])  # fmt: skip
+    try:
+        labeler = LlmLabeler(server.url, "fake-model", budget=10)
+        answers, run = labeler.label([f"text {n}" for n in range(4)], TAXONOMY)
+    finally:
+        server.close()
+    assert [a.reason for a in answers[:2]] == ["malformed output", "malformed output"]
+    assert [a.labels["topic"] for a in answers[2:]] == ["billing", "billing"]
+    assert run.prompt_tokens == 0 and run.completion_tokens == 0
+
+
+def test_a_cached_label_the_taxonomy_no_longer_has_is_asked_again(server, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    LlmLabeler(server.url, "fake-model", budget=5, cache_path=cache).label(["refund?"], TAXONOMY)
+    document = yaml.safe_load(TAXONOMY_PATH.read_text())
+    del document["topics"]["billing"]
+    without_billing = parse_taxonomy(document)
+    assert without_billing.version == TAXONOMY.version
+    answers, run = LlmLabeler(server.url, "fake-model", budget=5, cache_path=cache).label(
+        ["refund?"], without_billing
+    )
+    assert run.cache_hits == 0 and answers[0].reason == "unknown topic label"

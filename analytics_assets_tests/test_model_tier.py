@@ -416,3 +416,21 @@ def test_a_head_adopted_from_corrections_is_not_pooled(embedder):
         }
     )
     assert set(ModelTier.build(embedder, custom).companions) == {"sentiment"}
+
+
+def test_a_conversation_without_user_text_gets_no_label_from_the_model(embedder):
+    """The model tier's heads gave an assistant-only conversation a sure `chit_chat`."""
+    from datetime import UTC, datetime
+
+    from analytics_assets.categorization.conversations import categorize_conversations
+
+    at = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    messages = pl.DataFrame(
+        {"conversation_id": ["bot-only"], "message_id": ["m1"], "role": ["assistant"],
+         "content": ["Hi! How can I help you today?"], "created_at": [at]}
+    )  # fmt: skip
+    headers = pl.DataFrame({"conversation_id": ["bot-only"], "day": [at.date()]})
+    model = ModelTier.build(embedder, TAXONOMY)
+    row = categorize_conversations(headers, messages, TAXONOMY, model=model).row(0, named=True)
+    for prefix in ("topic", "intent", "sentiment_opening", "sentiment"):
+        assert row[f"{prefix}_method"] == "fallback" and row[f"{prefix}_confidence"] == 0

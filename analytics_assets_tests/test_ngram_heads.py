@@ -264,3 +264,15 @@ def test_a_sure_fallback_from_an_ngram_head_is_still_an_abstention():
         pl.DataFrame({"id": ["1"], "text": ["continue please"]}), load_taxonomy("assistant")
     ).row(0, named=True)
     assert (row["intent"], row["intent_method"]) == ("uncertain", "fallback")
+
+
+def test_a_privacy_placeholder_alone_is_not_a_text_to_label():
+    """`<PHONE>` alone was a sure `bug`, `troubleshooting` and `negative`: the letters of
+    the placeholder's name counted as the user's words."""
+    from analytics_assets.categorization.conversations import categorize_texts
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    texts = pl.DataFrame({"id": ["a", "b", "c"], "text": ["<PHONE>", "<EMAIL:3fa9c0>", "<GOV_ID>"]})
+    labelled = categorize_texts(texts, load_taxonomy())
+    for dimension in ("topic", "intent", "sentiment"):
+        assert (labelled[f"{dimension}_method"] == "fallback").all(), dimension

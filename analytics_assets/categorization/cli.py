@@ -79,14 +79,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.input} has no label column ({', '.join(LABELLED)})")
     taxonomy = load_taxonomy(args.taxonomy or get_settings().taxonomy)
     predicted = _categorize(args, frame)
+    truths = {name: _truth(frame[name], name) for name in labelled}
     for name in labelled:
-        # Labelled data may spell a label its own way (`How to`, `how-to`): one spelling.
-        truth = frame[name].to_list()
-        if name != "language":
-            truth = [canonical_label(label) for label in truth]
+        # A row whose label is blank was not labelled on that dimension: it is left out.
+        rows = [i for i, label in enumerate(truths[name]) if label is not None]
+        truth = [truths[name][i] for i in rows]
         scores = score(
             truth,
-            predicted[name].to_list(),
+            [predicted[name][i] for i in rows],
             fallbacks=[taxonomy.fallbacks.get(name, "unknown"), "unknown"],
         )
         print(
@@ -101,29 +101,45 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cells = "".join(f"{row.get(label, 0):>10}" for label in columns)
             print(f"  {truth_label:<{width}}{cells}")
     if "language" in frame.columns:
-        print_per_language(frame, predicted, labelled, taxonomy)
+        print_per_language(truths, predicted, labelled, taxonomy)
     return 0
 
 
+def _truth(column: pl.Series, name: str) -> list[str | None]:
+    """A labelled column as the predictions spell it, None where it is blank. Labels may be
+    spelled their own way (`How to`, `how-to`); languages as tags (`EN`, `pt-BR`: `pt`)."""
+    labels = []
+    for value in column.cast(pl.String).to_list():
+        value = (value or "").strip()
+        if not value:
+            labels.append(None)
+        elif name == "language":
+            labels.append(value.replace("_", "-").split("-")[0].lower())
+        else:
+            labels.append(canonical_label(value))
+    return labels
+
+
 def print_per_language(
-    frame: pl.DataFrame, predicted: pl.DataFrame, labelled: list[str], taxonomy
+    truths: dict[str, list[str | None]], predicted: pl.DataFrame, labelled: list[str], taxonomy
 ) -> None:
     """Accuracy, macro-F1 and abstention per dimension for each labelled language: a
     label that only works in English shows here, not in the overall figure."""
     dimensions = [name for name in labelled if name != "language"] + ["language"]
     print("per language (accuracy / macro-F1 / abstention):")
     print(f"  {'language':<9}{'n':>5}" + "".join(f"{d:>22}" for d in dimensions))
-    languages = frame["language"].to_list()
-    for language in sorted(set(languages)):
+    languages = truths["language"]
+    for language in sorted({value for value in languages if value is not None}):
         rows = [i for i, value in enumerate(languages) if value == language]
         cells = []
         for name in dimensions:
-            truth = [frame[name][i] for i in rows]
-            if name != "language":
-                truth = [canonical_label(label) for label in truth]
+            labelled_rows = [i for i in rows if truths[name][i] is not None]
+            if not labelled_rows:
+                cells.append("—")
+                continue
             scores = score(
-                truth,
-                [predicted[name][i] for i in rows],
+                [truths[name][i] for i in labelled_rows],
+                [predicted[name][i] for i in labelled_rows],
                 fallbacks=[taxonomy.fallbacks.get(name, "unknown"), "unknown"],
             )
             cells.append(f"{scores.accuracy:.2f} / {scores.macro_f1:.2f} / {scores.abstention:.2f}")

@@ -200,7 +200,10 @@ def apply_llm_tier(frame: pl.DataFrame, text: str, labeler, taxonomy: Taxonomy):
     from analytics_assets.categorization.llm import LLM_CONFIDENCE, LlmRun
 
     undecided = pl.col("topic_method").eq("fallback") | pl.col("intent_method").eq("fallback")
-    rows = frame.with_row_index("_row").filter(undecided)
+    # A blank text has nothing to label: the endpoint would have to pick one of the enum's
+    # labels anyway, and that guess would be cached for every blank text after it.
+    has_text = pl.col(text).fill_null("").str.strip_chars() != ""
+    rows = frame.with_row_index("_row").filter(undecided & has_text)
     if labeler is None or rows.height == 0:
         return frame, LlmRun()
     answers, run = labeler.label(rows[text].fill_null("").to_list(), taxonomy)
@@ -270,6 +273,7 @@ def categorize_conversations(
             pl.col("content").first().alias("opening"),
             pl.col("message_id").first().alias("opening_id"),
             pl.col("content").last().alias("last"),
+            pl.col("message_id").last().alias("last_id"),
             pl.col("content").str.join(" ").str.slice(0, LANGUAGE_SAMPLE_CHARS).alias("all_text"),
         )
     )
@@ -277,6 +281,7 @@ def categorize_conversations(
         user_turns, on="conversation_id", how="left"
     )
     frame = frame.with_columns(detect_languages(frame["all_text"]))
+    frame = _with_last_turn_language(frame)
     frame = _through_translation(frame, taxonomy, translations)
     heads = ngram_heads(taxonomy)
     frame = classify(frame, "category_text", "topic", taxonomy, threshold=threshold)
@@ -290,7 +295,7 @@ def categorize_conversations(
         frame, "opening", taxonomy, prefix="sentiment_opening", language="language",
         threshold=threshold,
     )  # fmt: skip
-    frame = sentiment(frame, "last", taxonomy, language="language", threshold=threshold)
+    frame = sentiment(frame, "last", taxonomy, language="last_language", threshold=threshold)
     frame = apply_ngram_heads(
         frame, "opening", heads, ("sentiment",), threshold=threshold,
         prefixes={"sentiment": "sentiment_opening"},
@@ -298,6 +303,7 @@ def categorize_conversations(
     frame = apply_ngram_heads(frame, "last", heads, ("sentiment",), threshold=threshold)
     frame = apply_model_sentiment(frame, "opening", model, prefix="sentiment_opening")
     frame = apply_model_sentiment(frame, "last", model)
+    frame = _abstain_without_user_text(frame, taxonomy)
     return (
         frame.with_columns(
             pl.lit(taxonomy.version).alias("taxonomy_version"),
@@ -307,6 +313,54 @@ def categorize_conversations(
         .cast(CATEGORY_SCHEMA)
         .sort("conversation_id")
     )
+
+
+def _with_last_turn_language(frame: pl.DataFrame) -> pl.DataFrame:
+    """`last_language`: the language of the last user turn, which the English lexicon is
+    gated on. It is the conversation's language, except where that is English and the last
+    turn is another message: an English opening followed by "Esto es una basura, quiero
+    cancelar" read the complaint with the English lexicon, found no word it knows, and
+    called the user calm. Only those last turns are detected again; a lexicon gated out
+    leaves the sentiment to the language-independent heads."""
+    again = (
+        (pl.col("language") == "en")
+        & pl.col("last").is_not_null()
+        & (pl.col("last_id") != pl.col("opening_id"))
+    )
+    rows = frame.select(again.fill_null(False)).to_series().arg_true()
+    last_language = frame.get_column("language").clone().alias("last_language")
+    if rows.len():
+        detected = detect_languages(frame.get_column("last").gather(rows))["language"]
+        last_language = last_language.scatter(rows, detected)
+    return frame.with_columns(last_language)
+
+
+# Each label's columns: a conversation with no user text (only the bot's greeting, or its
+# user's messages not in yet) says nothing of why its user came or how they felt.
+_LABEL_COLUMNS = (
+    ("topic", "opening", "topic"),
+    ("intent", "opening", "intent"),
+    ("sentiment_opening", "opening", "sentiment"),
+    ("sentiment", "last", "sentiment"),
+)
+
+
+def _abstain_without_user_text(frame: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
+    """The fallback (confidence 0, method `fallback`) wherever the text a label is read from
+    is missing or blank: the model tier's heads and the LLM gave such rows a confident
+    label (an assistant-only conversation was `chit_chat` at 0.95)."""
+    columns = []
+    for prefix, text, dimension in _LABEL_COLUMNS:
+        blank = pl.col(text).fill_null("").str.strip_chars() == ""
+        columns += [
+            pl.when(blank).then(pl.lit(taxonomy.fallbacks[dimension]))
+            .otherwise(pl.col(prefix)).alias(prefix),
+            pl.when(blank).then(0.0).otherwise(pl.col(f"{prefix}_confidence"))
+            .alias(f"{prefix}_confidence"),
+            pl.when(blank).then(pl.lit("fallback")).otherwise(pl.col(f"{prefix}_method"))
+            .alias(f"{prefix}_method"),
+        ]  # fmt: skip
+    return frame.with_columns(columns)
 
 
 def _through_translation(

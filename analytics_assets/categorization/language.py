@@ -228,6 +228,9 @@ def _by_script(distinct: pl.Series) -> pl.DataFrame:
     scripts = [pl.col("kana") + pl.col("han"), pl.col("han"), *map(pl.col, SCRIPT_LANGUAGE)]
     return frame.select(
         pl.col("letters"),
+        # A Han, kana or Hangul character is a word or a syllable ("好", "왜?"): it counts as
+        # three letters towards `MIN_LETTERS`, as it does towards the script's share.
+        pl.col("_w").alias("weighted_letters"),
         decided.otherwise(None).alias("by_script"),
         (pl.max_horizontal(scripts) / share).clip(0, 1).alias("script_share"),
     )
@@ -339,7 +342,7 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
     confidences = [0.0] * len(values)
     ask_lingua = []
     for index, (letters, decided, share) in enumerate(
-        zip(scripted["letters"], by_script, scripted["script_share"], strict=True)
+        zip(scripted["weighted_letters"], by_script, scripted["script_share"], strict=True)
     ):
         if letters < MIN_LETTERS:
             continue

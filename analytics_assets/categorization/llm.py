@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -145,6 +146,10 @@ class LlmLabeler:
             text = (text or "")[:MAX_TEXT_CHARS]
             key = hashlib.sha256(f"{self.model}\0{taxonomy.version}\0{text}".encode()).hexdigest()
             cached = self.cache.get(key)
+            if cached is not None and _validated(cached, taxonomy).labels is None:
+                # A label the taxonomy no longer has (a custom taxonomy edited without a new
+                # version): asked again, never served from the cache.
+                cached = None
             if cached is not None:
                 run.cache_hits += 1
                 results.append(LlmLabel(cached, cached=True))
@@ -183,15 +188,29 @@ class LlmLabeler:
             body = response.json()
         except (httpx.HTTPError, ValueError) as error:
             return LlmLabel(None, f"request failed: {type(error).__name__}")
-        usage = body.get("usage") or {}
-        run.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        run.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if not isinstance(body, dict):
+            # `[]` or a text: an abstention, not an AttributeError that fails the whole run.
+            return LlmLabel(None, "malformed output")
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        run.prompt_tokens += _token_count(usage.get("prompt_tokens"))
+        run.completion_tokens += _token_count(usage.get("completion_tokens"))
         try:
             content = body["choices"][0]["message"]["content"]
             answer = json.loads(content)
         except (KeyError, IndexError, TypeError, ValueError):
             return LlmLabel(None, "malformed output")
         return _validated(answer, taxonomy)
+
+
+def _token_count(value: object) -> int:
+    """A usage figure as a whole number of tokens; what is not one counts as none."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        count = float(value)
+    except ValueError:
+        return 0
+    return int(count) if math.isfinite(count) and count > 0 else 0
 
 
 def _validated(answer: object, taxonomy: Taxonomy) -> LlmLabel:

@@ -116,7 +116,9 @@ class NgramHead:
         indices, found, probabilities = [], [], []
         for index, text in enumerate(texts):
             line = normalized(text, self.max_chars)
-            if not _has_letters(line, MIN_LETTERS):
+            # A privacy placeholder is not the user's words: "<PHONE>" alone was a sure
+            # `bug` and a sure `negative` (its letters "phone" counted as a text).
+            if not _has_letters(_PLACEHOLDER.sub(" ", line), MIN_LETTERS):
                 continue
             text_labels, text_probabilities = model.predict(line, k=-1)
             if not text_labels:
@@ -167,6 +169,8 @@ def _normalized_whole(text: str) -> str:
 # break between twice and this many times `max_chars` (none there: it reads the whole text).
 _CUT_BEFORE = 4
 _SAFE_CUT = re.compile(r"[ \n]")
+# The anonymizer's placeholders (`<EMAIL>`, `<PHONE:3fa9…>`), as `normalized` writes them.
+_PLACEHOLDER = re.compile(r"<[a-z_]+(?::[0-9a-f]+)?>")
 
 
 def letters(text: str) -> int:
