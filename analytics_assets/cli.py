@@ -204,7 +204,10 @@ def run_compare(args: argparse.Namespace) -> int:
     with pl.Config(tbl_rows=20, tbl_width_chars=140, float_precision=4):
         print(result)
     real = result.filter(pl.col("significant"))["metric"].to_list()
-    print(f"Significant at p < {SIGNIFICANCE}: {', '.join(real) if real else 'none'}")
+    print(
+        f"Significant at p < {SIGNIFICANCE}, Holm-corrected over the {result.height} metrics: "
+        f"{', '.join(real) if real else 'none'}"
+    )
     return 0
 
 

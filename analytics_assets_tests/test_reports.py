@@ -200,3 +200,13 @@ def test_each_period_reports_its_change_since_the_one_before(materialized):
     # and no topic rises significantly.
     assert second["returning_users"] > second["new_users"]
     assert second["rising_topics"] == []
+
+
+def test_a_score_on_a_bin_edge_lands_in_the_bin_it_opens():
+    """0.4 computed as 0.39999999999999997 (thumbs 1 of 5 with weight 2, no escalation and
+    no change of sentiment) landed in [0.3, 0.4)."""
+    from analytics_assets.analytics.reports import _histogram
+
+    just_under = (2 * 0.2 + 1.0 * 1 + 0.5 * 0.5 - 0.25) / 3.5  # 0.39999999999999997
+    assert just_under < 0.4
+    assert _histogram(pl.Series([just_under, 1.0, 0.0])) == [1, 0, 0, 0, 1, 0, 0, 0, 0, 1]

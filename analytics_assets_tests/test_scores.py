@@ -184,3 +184,34 @@ def test_a_day_without_conversations_gives_an_empty_valid_frame():
     )
     assert empty.height == 0
     assert empty.schema == pl.Schema(ANALYTICS_SCHEMA)
+
+
+def test_a_conversation_not_categorized_yet_is_not_scored_complaint_free():
+    """No categories (not built yet, or built before the conversation came in): whether it
+    was a complaint is unknown, so that component is absent. It was 1.0, and with no rating,
+    thumbs or sentiment the satisfaction score came out a perfect 1.0."""
+    turns = [("user", "this is useless, nothing works"), ("assistant", "Sorry to hear that.")]
+    frame = (
+        conversations()
+        .head(1)
+        .with_columns(
+            pl.lit(None, pl.Int8).alias("rating"),
+            pl.lit(0, pl.UInt32).alias("feedback_up"),
+            pl.lit(0, pl.UInt32).alias("feedback_down"),
+        )
+    )
+    rows = pl.DataFrame(
+        {
+            "message_id": ["x0", "x1"],
+            "conversation_id": ["c-1", "c-1"],
+            "role": [role for role, _ in turns],
+            "content": [text for _, text in turns],
+            "created_at": [T0, T0 + timedelta(seconds=1)],
+            "latency_ms": [None, 500.0],
+        }
+    )
+    uncategorized = categories().head(0)
+    row = conversation_analytics(frame, rows, uncategorized).row(0, named=True)
+    assert row["complaint"] is None and row["no_complaint_score"] is None
+    # Only "no escalation" is known, which says nothing of satisfaction: no score.
+    assert row["sentiment_end_score"] is None and row["satisfaction_score"] is None

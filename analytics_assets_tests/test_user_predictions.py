@@ -279,3 +279,13 @@ def test_the_endpoint_returns_a_users_predictions_by_pseudonym(predicted, simula
     assert client.get(f"/users/u_{'f' * 20}/predictions", headers=headers).status_code == 404
     assert client.get("/users/user-00001/predictions", headers=headers).status_code == 422
     assert client.get(f"/users/{user['user_id']}/predictions").status_code == 401
+
+
+def test_the_count_floor_applies_to_a_zero_expectation_only():
+    """The baseline's 0 is taken as 0.1 so that a return keeps the deviance finite; a model's
+    0.02 for a quiet user is taken as it is (it was raised to 0.1 too, hiding its lead)."""
+    from analytics_assets.analytics.return_prediction import poisson_deviance
+
+    quiet = np.zeros(4)
+    assert poisson_deviance(quiet, np.full(4, 0.02)) == pytest.approx(0.04)
+    assert poisson_deviance(quiet, np.zeros(4)) == pytest.approx(0.2)

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from analytics_assets import tables
-from analytics_assets.analytics.comparison import SIGNIFICANCE, two_proportion_z, welch_z
+from analytics_assets.analytics.comparison import SIGNIFICANCE, holm, two_proportion_z, welch_z
 
 DISTRIBUTIONS = {"topics": "topic", "intents": "intent", "sentiments": "sentiment",
                  "languages": "language"}  # fmt: skip
@@ -162,7 +162,9 @@ def _counts(frame: pl.DataFrame, column: str) -> list[dict]:
 
 
 def _histogram(scores: pl.Series) -> list[int]:
-    bins = (scores.drop_nulls() * HISTOGRAM_BINS).floor().clip(0, HISTOGRAM_BINS - 1)
+    # Rounded before the floor: a score of exactly 0.4 computed as 0.39999999999999997
+    # belongs in [0.4, 0.5), not one bin down.
+    bins = (scores.drop_nulls() * HISTOGRAM_BINS).round(9).floor().clip(0, HISTOGRAM_BINS - 1)
     counts = dict(bins.cast(pl.Int32).value_counts().iter_rows())
     return [counts.get(index, 0) for index in range(HISTOGRAM_BINS)]
 
@@ -378,7 +380,9 @@ def _mean_and_variance(total: float, squares: float, count: int) -> tuple[float,
 
 def model_comparison(per_model: list[dict]) -> list[dict]:
     """Each model against all the others together, per metric, with a two-sided test: Welch's
-    z for means, the two-proportion z-test for rates. `significant` only when p < 0.05."""
+    z for means, the two-proportion z-test for rates. `significant` only where the p-value
+    stays under 0.05 once corrected for the report's number of tests (Holm): uncorrected,
+    three identical models were "significantly" different on 59 % of days."""
     if len(per_model) < 2:
         return []
     totals = {key: sum(m[key] or 0 for m in per_model) for key in per_model[0] if key != "model"}
@@ -403,6 +407,24 @@ def model_comparison(per_model: list[dict]) -> list[dict]:
             _, p = two_proportion_z(x, n, others_x, others_n)
             rows.append(_comparison_row(model["model"], name, x / n, others_x / others_n, n,
                                         others_n, p))  # fmt: skip
+    # With two models, the second's tests are the first's mirrored: one family, not two.
+    family = (
+        [row for row in rows if row["model"] == per_model[0]["model"]]
+        if len(per_model) == 2
+        else rows
+    )
+    verdicts = dict(
+        zip(
+            ((row["model"], row["metric"]) for row in family),
+            holm([row["p_value"] for row in family]),
+            strict=True,
+        )
+    )
+    for row in rows:
+        row["significant"] = verdicts.get(
+            (row["model"], row["metric"]),
+            verdicts.get((per_model[0]["model"], row["metric"]), False),
+        )
     return rows
 
 

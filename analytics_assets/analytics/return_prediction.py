@@ -362,8 +362,11 @@ def log_loss(returned: np.ndarray, probability: np.ndarray) -> float:
 
 
 def poisson_deviance(counts: np.ndarray, expected: np.ndarray) -> float:
-    """Mean Poisson deviance (0 for a perfect prediction)."""
-    mean = np.maximum(expected, COUNT_FLOOR)
+    """Mean Poisson deviance (0 for a perfect prediction). An expected count of exactly 0
+    (the baseline's last week without a conversation) is taken as `COUNT_FLOOR`, so that a
+    return keeps the deviance finite; a positive prediction (the model's) is taken as it is:
+    raised to the floor too, a model's 0.02 for a quiet user scored as the baseline's 0."""
+    mean = np.where(expected > 0, expected, COUNT_FLOOR)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio_term = np.where(counts > 0, counts * np.log(counts / mean), 0.0)
     return float(np.mean(2 * (ratio_term - (counts - mean))))

@@ -65,6 +65,8 @@ SATISFACTION_WEIGHTS = {
     "no_complaint_score": 1.0,
     "no_escalation_score": 1.0,
 }
+# Satisfaction is scored only where at least one of these is known.
+SATISFACTION_SIGNALS = [name for name in SATISFACTION_WEIGHTS if name != "no_escalation_score"]
 SENTIMENT_VALUE = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
 
 ANALYTICS_SCHEMA: dict[str, pl.DataType] = {
@@ -188,7 +190,8 @@ def conversation_analytics(
             ((pl.col("_last_role") == "assistant") & (pl.col("sentiment") == "negative"))
             .fill_null(False)
             .alias("abandoned_after_reply"),
-            (pl.col("intent") == "complaint").fill_null(False).alias("complaint"),
+            # Null where the conversation is not categorized (yet): not a complaint-free one.
+            (pl.col("intent") == "complaint").alias("complaint"),
             pl.col("categorized_via_translation").fill_null(False),
         )
     )
@@ -224,7 +227,11 @@ def conversation_analytics(
     return (
         frame.with_columns(
             weighted_mean(QUALITY_WEIGHTS).alias("quality_score"),
-            weighted_mean(SATISFACTION_WEIGHTS).alias("satisfaction_score"),
+            # "Did not ask for a human" alone says nothing of how satisfied a user was: a
+            # conversation with no rating, thumb, sentiment or categorized intent scored 1.0.
+            pl.when(pl.any_horizontal(pl.col(SATISFACTION_SIGNALS).is_not_null()))
+            .then(weighted_mean(SATISFACTION_WEIGHTS))
+            .alias("satisfaction_score"),
         )
         .select(list(ANALYTICS_SCHEMA))
         .cast(ANALYTICS_SCHEMA)
