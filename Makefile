@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME ?= $(CURDIR)/.local/dagster_home
+# The demo's own instance, whatever DAGSTER_HOME the shell has: `?=` let an operator's
+# DAGSTER_HOME win, and `make demo` copied the local SQLite config over that instance's
+# dagster.yaml. Another one is chosen on the command line: make ui DAGSTER_HOME=/path.
+export DAGSTER_HOME := $(CURDIR)/.local/dagster_home
 
 .PHONY: setup demo test ui lint bench nocodb browser redis compose actionlint iac stop clean docs docs-serve
 

@@ -11,6 +11,7 @@ Pure: no Dagster here, so the read API and the CLI load settings without loading
 from __future__ import annotations
 
 import json
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     lease_ttl_s: float = _env(
         "ANALYTICS_LEASE_TTL_S",
         default=120.0,
+        gt=0,
         description="A run's day leases expire this long after its last heartbeat (every "
         "process executing one of its steps renews them every quarter of it): how long a "
         "killed run keeps its days from the next. Longer than the gap between two steps "
@@ -89,7 +91,8 @@ class Settings(BaseSettings):
     nocodb_url: str | None = _env("NOCODB_URL", default=None)
     nocodb_api_token: SecretStr | None = _env("NOCODB_API_TOKEN", default=None)
     nocodb_base_id: str | None = _env("NOCODB_BASE_ID", default=None)
-    nocodb_requests_per_second: float = _env("NOCODB_REQUESTS_PER_SECOND", default=5.0)
+    # 0 would turn the pacing off without a word: a positive rate, or the default.
+    nocodb_requests_per_second: float = _env("NOCODB_REQUESTS_PER_SECOND", default=5.0, gt=0)
     nocodb_conversations_table: str = _env("NOCODB_CONVERSATIONS_TABLE", default="conversations")
     nocodb_messages_table: str = _env("NOCODB_MESSAGES_TABLE", default="messages")
     nocodb_field_map: dict[str, dict[str, str]] = _env(
@@ -199,6 +202,11 @@ class Settings(BaseSettings):
     alert_smtp_password: SecretStr | None = _env("ANALYTICS_ALERT_SMTP_PASSWORD", default=None)
     alert_smtp_from: str | None = _env("ANALYTICS_ALERT_SMTP_FROM", default=None)
     alert_smtp_to: CommaList = _env("ANALYTICS_ALERT_SMTP_TO", default_factory=list)
+    # auto: STARTTLS where a user and password are set (never a password in plain text),
+    # TLS from the start on port 465, else plain (a relay on a trusted network).
+    alert_smtp_security: Literal["auto", "starttls", "ssl", "none"] = _env(
+        "ANALYTICS_ALERT_SMTP_SECURITY", default="auto"
+    )
     alert_webhook_url: str | None = _env("ANALYTICS_ALERT_WEBHOOK_URL", default=None)
     alert_webhook_secret: SecretStr | None = _env("ANALYTICS_ALERT_WEBHOOK_SECRET", default=None)
     alert_min_severity: Literal["ERROR", "WARN"] = _env(
@@ -223,6 +231,24 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_means_default(cls, value: list[str] | None) -> list[str] | None:
         return value or None
+
+    @field_validator("partitions_start", mode="after")
+    @classmethod
+    def _a_day(cls, value: str) -> str:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a day, YYYY-MM-DD") from None
+        if len(value) != 10:
+            raise ValueError("must be a day, YYYY-MM-DD (no time)")
+        return value
+
+    @field_validator("ui_url", mode="after")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (it is the base of links)")
+        return value
 
     @field_validator("translation_targets", mode="after")
     @classmethod

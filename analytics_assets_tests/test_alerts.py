@@ -237,3 +237,83 @@ def test_sinks_follow_the_settings():
     )
     assert len(sinks_for(configured)) == 3
     assert "xoxb-x" not in configured.public_json()
+
+
+def test_a_failing_sink_neither_blocks_the_others_nor_makes_them_send_again():
+    """The webhook works and e-mail always fails: the webhook got the same alerts again on
+    every tick (1, 2, then 3 times), and a third sink after e-mail got nothing."""
+    import dagster as dg
+
+    from analytics_assets.alerts.core import DeliveryError
+    from analytics_assets.defs.alerts.sensors import MAX_TRIES, build_check_alert_sensor, named_sink
+
+    received: dict[str, list] = {"webhook": [], "slack": []}
+    tries = {"email": 0}
+
+    def failing_email(alert):
+        tries["email"] += 1
+        raise DeliveryError("SMTP delivery failed (SMTPNotSupportedError)")
+
+    sinks = [
+        named_sink("webhook", received["webhook"].append),
+        named_sink("email", failing_email),
+        named_sink("slack", received["slack"].append),
+    ]
+    check_sensor = build_check_alert_sensor(sinks)
+    with dg.instance_for_test() as instance:
+        _materialize_with_failing_check(instance)
+        cursor = None
+        for _ in range(MAX_TRIES + 2):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            check_sensor.evaluate_tick(context)
+            cursor = context.cursor
+    # The check and the run, once each, to each working sink.
+    assert len(received["webhook"]) == 2 and len(received["slack"]) == 2
+    # E-mail was tried on MAX_TRIES ticks (its first alert failing each time), then dropped.
+    assert tries["email"] == MAX_TRIES
+    assert json.loads(cursor)["pending"] == []
+
+
+def test_a_run_tagged_after_its_alert_is_not_alerted_again():
+    """Tagging a run (the run-retry daemon does) moves its update time past the cursor."""
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    received = []
+    check_sensor = build_check_alert_sensor([received.append])
+    with dg.instance_for_test() as instance:
+        run_id = _materialize_with_failing_check(instance)
+        context = dg.build_sensor_context(instance=instance)
+        check_sensor.evaluate_tick(context)
+        instance.add_run_tags(run_id, {"dagster/retry_number": "0", "team": "analytics"})
+        second = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        check_sensor.evaluate_tick(second)
+    assert len(received) == 2
+
+
+def test_a_webhook_url_that_is_not_usable_fails_without_quoting_it():
+    url = "hooks.example.com/services/T0/B0/SECRETNOSCHEME"
+    with pytest.raises(DeliveryError) as raised:
+        deliver_webhook(url, None, _alert())
+    assert "SECRET" not in str(raised.value)
+
+
+def test_smtp_with_a_login_is_upgraded_to_tls(monkeypatch):
+    from analytics_assets.defs.alerts import definitions
+    from analytics_assets.settings import Settings
+
+    calls = []
+    monkeypatch.setattr(definitions, "deliver_email", lambda **kwargs: calls.append(kwargs))
+    base = {"alert_smtp_host": "smtp.example.com", "alert_smtp_from": "a@example.com",
+            "alert_smtp_to": "b@example.com"}  # fmt: skip
+    for extra, expected in (
+        ({"alert_smtp_port": 587, "alert_smtp_user": "u", "alert_smtp_password": "p"},
+         (True, False)),
+        ({"alert_smtp_port": 465, "alert_smtp_user": "u", "alert_smtp_password": "p"},
+         (False, True)),
+        ({"alert_smtp_port": 25}, (False, False)),
+    ):  # fmt: skip
+        [sink] = definitions.sinks_for(Settings(**base, **extra))
+        sink(_alert())
+        assert (calls[-1]["starttls"], calls[-1]["ssl"]) == expected

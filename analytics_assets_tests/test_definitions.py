@@ -139,3 +139,23 @@ def test_a_range_before_the_first_partition_is_refused_naming_the_setting():
     with pytest.raises(ValueError, match="ANALYTICS_PARTITIONS_START"):
         range_tags("2020-03-01", "2020-03-05")
     assert range_tags(PARTITIONS_START[:10], "2026-11-05")
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"lease_ttl_s": -5},  # the heartbeat loop spun and leases expired at once
+        {"lease_ttl_s": 0},
+        {"nocodb_requests_per_second": 0},  # silently no pacing
+        {"partitions_start": "2026-13-45"},  # failed later, at import, without the name
+        {"partitions_start": "2026-01-01T00:00"},
+        {"ui_url": "dagster.example.com"},  # links without a scheme
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused_when_read(setting):
+    from pydantic import ValidationError
+
+    from analytics_assets.settings import Settings
+
+    with pytest.raises(ValidationError, match=next(iter(setting))):
+        Settings(**setting)

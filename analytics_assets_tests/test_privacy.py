@@ -848,3 +848,21 @@ def test_a_rejected_record_is_read_as_written_whatever_it_holds():
     cut = pl.DataFrame({"table": ["conversations"], "record": ['{"customer": "u-17\\ud800 "}']})
     swapped = json.loads(privacy.pseudonymize_records(cut, user_field="customer")["record"][0])
     assert swapped["customer"] == privacy.pseudonym("u-17")
+
+
+def test_an_erasure_is_never_retried_by_the_run_retry_daemon():
+    """A second attempt finds the lake rows the first deleted gone, and would close the
+    request as done with the user's MongoDB messages and raw records left behind."""
+    from analytics_assets.definitions import defs
+
+    job = defs.resolve_job_def("erase_user_job")
+    assert job.tags["dagster/max_retries"] == "0"
+
+
+def test_the_freshness_sensor_runs_without_being_turned_on():
+    from dagster import DefaultSensorStatus
+
+    from analytics_assets.definitions import defs
+
+    sensor = defs.resolve_sensor_def("freshness_checks_sensor")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING

@@ -86,14 +86,18 @@ def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: fl
     headers = {"Content-Type": "application/json"}
     if secret:
         headers.update(signature_headers(secret, body, int(time.time())))
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as error:
         raise DeliveryError(f"webhook answered HTTP {error.code}") from None
     except (urllib.error.URLError, OSError) as error:
         raise DeliveryError(f"webhook unreachable ({type(error).__name__})") from None
+    except ValueError as error:
+        # A URL without a scheme, or with a space: urllib's message quotes the URL, whose
+        # path holds the token. Only the kind of error is said.
+        raise DeliveryError(f"webhook URL is not usable ({type(error).__name__})") from None
 
 
 def deliver_email(
@@ -106,16 +110,20 @@ def deliver_email(
     user: str | None = None,
     password: str | None = None,
     starttls: bool = False,
+    ssl: bool = False,
     timeout_s: float = 10,
 ) -> None:
+    """`ssl`: TLS from the first byte (port 465); `starttls`: upgraded before the login
+    (port 587); neither: plain, for a relay on a trusted network."""
     message = EmailMessage()
     message["Subject"] = alert.title
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message.set_content(build_message(alert))
+    connect = smtplib.SMTP_SSL if ssl else smtplib.SMTP
     try:
-        with smtplib.SMTP(host, port, timeout=timeout_s) as smtp:
-            if starttls:
+        with connect(host, port, timeout=timeout_s) as smtp:
+            if starttls and not ssl:
                 smtp.starttls()
             if user and password:
                 smtp.login(user, password)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from analytics_assets.alerts.core import Alert, deliver_email, deliver_slack, deliver_webhook
-from analytics_assets.defs.alerts.sensors import Sink, build_check_alert_sensor
+from analytics_assets.defs.alerts.sensors import Sink, build_check_alert_sensor, named_sink
 from analytics_assets.settings import Settings, get_settings
 
 
@@ -16,12 +16,23 @@ def _secret(value) -> str | None:
 
 
 def sinks_for(settings: Settings) -> list[Sink]:
-    """The configured sinks; secrets are read here and never logged or put in metadata."""
+    """The configured sinks, each named; secrets are read here and never logged or put in
+    metadata."""
     sinks: list[Sink] = []
     if settings.alert_webhook_url:
         url, secret = settings.alert_webhook_url, _secret(settings.alert_webhook_secret)
-        sinks.append(lambda alert: deliver_webhook(url, secret, alert))
+        sinks.append(named_sink("webhook", lambda alert: deliver_webhook(url, secret, alert)))
     if settings.alert_smtp_host and settings.alert_smtp_from and settings.alert_smtp_to:
+        user, password = settings.alert_smtp_user, _secret(settings.alert_smtp_password)
+        security = settings.alert_smtp_security
+        if security == "auto":
+            security = (
+                "ssl"
+                if settings.alert_smtp_port == 465
+                else "starttls"
+                if user and password
+                else "none"
+            )
 
         def email(alert: Alert) -> None:
             deliver_email(
@@ -29,15 +40,17 @@ def sinks_for(settings: Settings) -> list[Sink]:
                 port=settings.alert_smtp_port,
                 sender=settings.alert_smtp_from,
                 recipients=settings.alert_smtp_to,
-                user=settings.alert_smtp_user,
-                password=_secret(settings.alert_smtp_password),
+                user=user,
+                password=password,
+                starttls=security == "starttls",
+                ssl=security == "ssl",
                 alert=alert,
             )
 
-        sinks.append(email)
+        sinks.append(named_sink("email", email))
     if settings.alert_slack_token and settings.alert_slack_channel:
         token, channel = _secret(settings.alert_slack_token), settings.alert_slack_channel
-        sinks.append(lambda alert: deliver_slack(token, channel, alert))
+        sinks.append(named_sink("slack", lambda alert: deliver_slack(token, channel, alert)))
     return sinks
 
 

@@ -1,13 +1,19 @@
 """A sensor that sends failed runs and failed asset checks to the configured sinks, once each.
 
-The cursor is the update time of the last finished run handled; it only moves past a run
-once every configured sink took its alerts, so a failed delivery is retried on the next
-tick and never crashes the sensor. Without a cursor (the first tick) the finished runs
+Each sink is delivered to on its own: a sink that fails (an SMTP server refusing the login)
+neither holds back the others nor makes them send their alerts again. Its alerts are kept in
+the cursor and retried on the next ticks, up to `MAX_TRIES`, then dropped with a warning.
+The cursor's position is the update time of the last finished run handled; the runs handled
+recently are remembered too, because tagging a run (the run-retry daemon does, when it
+retries it) moves its update time and would bring it back. A failure that Dagster will retry
+is not sent: its retry's outcome is. Without a cursor (the first tick) the finished runs
 already in the instance are read too, 50 a tick.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 
 from dagster import (
@@ -25,6 +31,30 @@ from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG
 
 Sink = Callable[[Alert], None]
+# How many ticks a sink's undelivered alerts are retried on before they are dropped.
+MAX_TRIES = 10
+# How many handled run ids the cursor remembers (a run comes back when it is tagged).
+REMEMBERED_RUNS = 500
+# A tick stops taking new runs after this long, so it ends well within the sensor's limit.
+TICK_BUDGET_S = 30.0
+# Dagster's tag on a failed run that its run-retry daemon will retry.
+WILL_RETRY_TAG = "dagster/will_retry"
+
+
+def named_sink(name: str, deliver: Sink) -> Sink:
+    """`deliver`, named in the sensor's logs and cursor (never its URL or its secret)."""
+
+    def named(alert: Alert) -> None:
+        deliver(alert)
+
+    named.sink_name = name  # type: ignore[attr-defined]
+    return named
+
+
+def _sink_name(sink: Sink, position: int) -> str:
+    return getattr(sink, "sink_name", None) or f"sink {position + 1}"
+
+
 # The daily report's freshness check (defs/analytics/checks.py): a failure is a stale report.
 FRESHNESS_CHECK = "freshness_check"
 
@@ -85,9 +115,78 @@ def _days_named(evaluations: list) -> str | None:
     return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
+def _read_cursor(cursor: str | None) -> dict:
+    """{"after": position, "handled": [run ids], "pending": [{run_id, sinks, tries}]}; a
+    cursor of an earlier version is the position alone."""
+    if not cursor:
+        return {"after": None, "handled": [], "pending": []}
+    if not cursor.startswith("{"):
+        return {"after": cursor, "handled": [], "pending": []}
+    state = json.loads(cursor)
+    return {"after": state.get("after"), "handled": state.get("handled", []),
+            "pending": state.get("pending", [])}  # fmt: skip
+
+
+class _Delivery:
+    """One tick's deliveries: each alert to each sink on its own, what failed kept for the
+    next ticks (`pending`), and the runs handled."""
+
+    def __init__(self, context, sinks: dict[str, Sink], min_severity: str, ui_url: str | None):
+        self.context, self.sinks = context, sinks
+        self.min_severity, self.ui_url = min_severity, ui_url
+        self.sent = 0
+        self.pending: list[dict] = []
+
+    def alerts(self, run) -> list[Alert]:
+        return _alerts_for_run(self.context.instance, run, self.min_severity, self.ui_url)
+
+    def deliver(self, alerts: list[Alert], names: list[str]) -> list[str]:
+        """Each alert to each sink of `names`; the names of the sinks that failed."""
+        failed = []
+        for name in names:
+            try:
+                for alert in alerts:
+                    self.sinks[name](alert)
+            except DeliveryError as error:
+                self.context.log.warning(f"alert delivery to {name} failed: {error}")
+                failed.append(name)
+            except Exception as error:
+                # A sink's bug must not stop the others. Only the kind of error is logged:
+                # its message could quote a URL holding a token.
+                self.context.log.warning(
+                    f"alert delivery to {name} failed ({type(error).__name__})"
+                )
+                failed.append(name)
+        self.sent += len(alerts) * (len(names) - len(failed))
+        return failed
+
+    def retry(self, entry: dict) -> None:
+        """What some sinks did not take on an earlier tick, to those sinks only."""
+        run = self.context.instance.get_run_by_id(entry["run_id"])
+        names = [name for name in entry["sinks"] if name in self.sinks]
+        if run is None or not names:
+            return
+        failed = self.deliver(self.alerts(run), names)
+        if failed and entry["tries"] + 1 < MAX_TRIES:
+            self.pending.append({**entry, "sinks": failed, "tries": entry["tries"] + 1})
+        elif failed:
+            self.context.log.warning(
+                f"alerts of run {run.run_id} dropped for {', '.join(failed)} after "
+                f"{MAX_TRIES} tries"
+            )
+
+    def send(self, run) -> None:
+        alerts = self.alerts(run)
+        failed = self.deliver(alerts, list(self.sinks)) if alerts else []
+        if failed:
+            self.pending.append({"run_id": run.run_id, "sinks": failed, "tries": 1})
+
+
 def build_check_alert_sensor(
     sinks: list[Sink], *, min_severity: str = "ERROR", ui_url: str | None = None
 ):
+    named = {_sink_name(sink, position): sink for position, sink in enumerate(sinks)}
+
     @sensor(
         name="asset_check_alert_sensor",
         minimum_interval_seconds=60,
@@ -96,22 +195,27 @@ def build_check_alert_sensor(
     def asset_check_alert_sensor(context: SensorEvaluationContext):
         if not sinks:
             return SkipReason("no alert sink is configured")
-        records = finished_runs_after(context.instance, context.cursor, limit=50)
-        sent = 0
-        for run_record in records:
+        started = time.monotonic()
+        state = _read_cursor(context.cursor)
+        delivery = _Delivery(context, named, min_severity, ui_url)
+        for entry in state["pending"]:
+            delivery.retry(entry)
+        handled, after = list(state["handled"]), state["after"]
+        for run_record in finished_runs_after(context.instance, after, limit=50):
+            if time.monotonic() - started > TICK_BUDGET_S:
+                break
             run = run_record.dagster_run
-            alerts = _alerts_for_run(context.instance, run, min_severity, ui_url)
-            try:
-                for alert in alerts:
-                    for deliver in sinks:
-                        deliver(alert)
-            except DeliveryError as error:
-                context.log.warning(f"alert delivery failed, retrying next tick: {error}")
-                return SkipReason(f"delivery failed: {error}")
-            sent += len(alerts)
-            context.update_cursor(cursor_after(run_record))
-        if not sent:
-            return SkipReason("no new failures")
-        return SkipReason(f"sent {sent} alert(s)")
+            after = cursor_after(run_record)
+            if run.run_id not in handled and run.tags.get(WILL_RETRY_TAG) != "true":
+                delivery.send(run)
+                handled.append(run.run_id)
+        context.update_cursor(
+            json.dumps(
+                {"after": after, "handled": handled[-REMEMBERED_RUNS:], "pending": delivery.pending}
+            )
+        )
+        if delivery.pending:
+            return SkipReason(f"sent {delivery.sent} alert(s); {len(delivery.pending)} to retry")
+        return SkipReason(f"sent {delivery.sent} alert(s)" if delivery.sent else "no new failures")
 
     return asset_check_alert_sensor

@@ -12,6 +12,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetRecordsFilter,
+    DefaultSensorStatus,
     MetadataValue,
     asset_check,
     build_sensor_for_freshness_checks,
@@ -255,4 +256,8 @@ def freshness_check(
 # Runs the freshness check when it can have become overdue (after each deadline, or once
 # the report has been materialized since it failed).
 freshness_checks = [freshness_check]
-freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=freshness_checks)
+# On by default: inside the runs alone the check would only be evaluated by the runs whose
+# absence it is meant to catch, and a stalled pipeline would never say its report is stale.
+freshness_sensor = build_sensor_for_freshness_checks(
+    freshness_checks=freshness_checks, default_status=DefaultSensorStatus.RUNNING
+)

@@ -112,7 +112,11 @@ def erase_user_data(
     description="Right to erasure: one user's messages, conversations, categories, "
     "translations and analytics leave MongoDB and the lake; the reports they counted in are "
     "rebuilt by `erasure_report_rebuild_sensor`.",
-    tags={"privacy": "erasure"},
+    # Never re-run by the run-retry daemon (`run_retries` in prod): a second attempt finds
+    # the lake rows the first one deleted gone, so it would neither find the conversations
+    # to delete from MongoDB nor tombstone their records, and close the request as done. A
+    # failed erasure is re-submitted by a person, who reads the audit record first.
+    tags={"privacy": "erasure", "dagster/max_retries": "0"},
 )
 def erase_user_job():
     erase_user_data()

@@ -1,11 +1,15 @@
 # One role per workload, assumed by its Kubernetes service account (IRSA), each allowed
 # only what that workload does. No wildcard actions: every action is named.
-#   - code location / run pods: read and write the lake prefix, read the pipeline's secrets;
+#   - code location / run pods: read and write the lake and state prefixes, read the
+#     pipeline's secrets;
 #   - API: read the lake prefix only, read the API's secrets;
 #   - webserver / daemon: the Dagster instance lives in Postgres, so only its password.
 
 locals {
   lake_objects = "${var.lake_bucket_arn}/${var.lake_prefix}/*"
+  # Resume checkpoints and trained heads (ANALYTICS_STATE_URL): without it every daily
+  # pull of a step pod failed on its first checkpoint.
+  state_objects = "${var.lake_bucket_arn}/${var.state_prefix}/*"
   oidc_host    = replace(var.oidc_provider_url, "https://", "")
 }
 
@@ -66,7 +70,17 @@ data "aws_iam_policy_document" "pipeline" {
   statement {
     sid       = "ReadWriteLake"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = [local.lake_objects]
+    resources = [local.lake_objects, local.state_objects]
+  }
+  statement {
+    sid       = "ListStatePrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.state_prefix}/*"]
+    }
   }
   statement {
     sid       = "UseLakeKey"

@@ -43,6 +43,12 @@ variable "lake_prefix" {
   type        = string
 }
 
+variable "state_prefix" {
+  description = "The pipeline's state prefix in the lake bucket (ANALYTICS_STATE_URL: resume checkpoints, trained heads); only the pipeline reaches it."
+  type        = string
+  default     = "state"
+}
+
 variable "lake_kms_key_arn" {
   description = "The lake's encryption key."
   type        = string

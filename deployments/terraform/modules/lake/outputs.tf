@@ -14,6 +14,6 @@ output "kms_key_arn" {
 }
 
 output "lake_base_url" {
-  description = "ANALYTICS_LAKE_BASE_URL for the deployment."
+  description = "ANALYTICS_LAKE_URL for the deployment."
   value       = "s3://${aws_s3_bucket.lake.id}/${var.prefix}"
 }

@@ -9,7 +9,7 @@ variable "region" {
 }
 
 variable "bucket_name" {
-  description = "The lake bucket (ANALYTICS_LAKE_BASE_URL is s3://<bucket>/<prefix>)."
+  description = "The lake bucket (ANALYTICS_LAKE_URL is s3://<bucket>/<prefix>)."
   type        = string
 }
 
