@@ -673,3 +673,20 @@ def test_validated_timestamps_equal_parse_utc_timestamp_in_every_format():
         row = by_id[f"m-{number}"]
         assert row["created_at"] == row["source_created_at"] == row["source_updated_at"] == value
     assert validated.rejected["reason"].to_list() == ["invalid created_at 'not a time'"]
+
+
+def test_a_range_run_gives_each_day_what_a_run_of_that_day_gives_it():
+    """A message NocoDB holds on D and D+1 (a re-delivery stamped after midnight): validated
+    day by day, each day keeps its copy; validated as one range, D's copy was rejected as
+    superseded, and D's figures depended on how the day was built."""
+    from datetime import timedelta
+
+    next_day = DAY + timedelta(days=1)
+    on_day = message(1, content="late answer", created_at="2026-11-01 23:59:59+00:00")
+    again = message(2, message_id="m-1", content="late answer",
+                    created_at="2026-11-02 00:00:01+00:00", CreatedAt="2026-11-02 00:00:02+00:00")  # fmt: skip
+    first, second = raw("messages", [on_day]), raw("messages", [again], next_day)
+    by_day = [validate_messages(first), validate_messages(second)]
+    as_range = validate_messages(pl.concat([first, second]))
+    assert as_range.rejected.is_empty() and all(day.rejected.is_empty() for day in by_day)
+    assert as_range.valid.equals(pl.concat([day.valid for day in by_day]))

@@ -544,10 +544,15 @@ def _split(
     )
     # NocoDB can hold the same record twice (a re-delivery, an edit stored as a new row):
     # the most recently written copy wins and the older ones are reported, not dropped.
-    # Only the copies need ordering; a key seen once is its own newest copy.
-    copies = passing.get_column(key).is_duplicated()
+    # Only the copies need ordering; a key seen once is its own newest copy. Copies are
+    # copies within a day: a range run validates several days at once, and must give each
+    # day what a run of that day alone gives it (a message held on D1 and D2 was rejected
+    # on D1 as superseded in a range run, kept there in a run of D1). Copies on two days
+    # are counted once downstream (`newest_copies`).
+    within_day = [key, "day"]
+    copies = passing.select(pl.struct(within_day).is_duplicated()).to_series()
     ordered = passing.filter(copies).sort([*_copy_order(passing.columns), "_row"], nulls_last=False)
-    is_newest = pl.col("_row") == pl.col("_row").last().over(key)
+    is_newest = pl.col("_row") == pl.col("_row").last().over(within_day)
     newest = pl.concat([passing.filter(~copies), ordered.filter(is_newest)])
     superseded = ordered.filter(~is_newest)
     valid = newest.select(list(columns)).cast(columns)
@@ -555,8 +560,10 @@ def _split(
     # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
     # the older one is an error, not a copy whose newest was kept.
     as_sent = pl.col("record").str.json_path_match(f"$[{json.dumps(key_source)}]")
-    newest_as_sent = ordered.filter(is_newest).select(key, as_sent.alias("_newest_as_sent"))
-    superseded = superseded.join(newest_as_sent, on=key, how="left").with_columns(
+    newest_as_sent = ordered.filter(is_newest).select(
+        *within_day, as_sent.alias("_newest_as_sent")
+    )
+    superseded = superseded.join(newest_as_sent, on=within_day, how="left").with_columns(
         pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
                 & (as_sent != pl.col("_newest_as_sent")))
         .then(pl.format(f"{key} {{}} is another record's {key} once cleaned",
