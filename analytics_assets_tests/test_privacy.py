@@ -866,3 +866,60 @@ def test_the_freshness_sensor_runs_without_being_turned_on():
 
     sensor = defs.resolve_sensor_def("freshness_checks_sensor")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
+
+
+def test_the_change_sensor_builds_no_day_retention_removed():
+    """An edit of an old record (a late thumbs-up) rebuilt a day past retention, and its raw
+    records came back until retention's next run. The sensor's earliest day is the one the
+    shortest retention still keeps."""
+    from datetime import date
+
+    from analytics_assets.defs.ingestion.sensors import nocodb_changes_sensor, oldest_day_kept
+
+    today = date(2026, 12, 6)
+    assert oldest_day_kept({}, today) is None
+    retention = {"nocodb_raw_pages": 30, "conversation_messages": 90}
+    assert oldest_day_kept(retention, today) == date(2026, 11, 6)
+    assert "privacy" in nocodb_changes_sensor.required_resource_keys
+
+
+def test_an_erasures_weeks_and_months_wait_for_all_its_days(mongo_server):
+    """Requested with the days, a week's quick rebuild ran beside them and read the old
+    daily reports, which still held the erased pseudonym."""
+    from dagster import DagsterRun, DagsterRunStatus, instance_for_test
+    from pymongo import MongoClient
+
+    from analytics_assets.defs.privacy.jobs import (
+        AUDIT_COLLECTION,
+        ERASURE_TAG,
+        RUN_KEY_TAG,
+        period_rebuild_requests,
+    )
+
+    reports = {
+        "daily_report": ["2026-11-02", "2026-11-03", "2026-11-09"],
+        "weekly_report": ["2026-11-02"],
+        "monthly_report": ["2026-11-01"],
+    }
+    days = report_run_requests("erasure-1", reports, stage="days")
+    assert [r.job_name for r in days] == ["daily_report_job", "daily_report_job"]
+    assert all(r.tags[ERASURE_TAG] == "erasure-1" for r in days)
+    db = MongoClient(mongo_server)["privacy_period_rebuilds"]
+    db[AUDIT_COLLECTION].insert_one({"_id": "erasure-1", "reports_to_rebuild": reports})
+    with instance_for_test() as instance:
+
+        def succeeded(request, number):
+            instance.add_run(DagsterRun(
+                job_name=request.job_name, run_id=f"run-{number}", status=DagsterRunStatus.SUCCESS,
+                tags={**request.tags, RUN_KEY_TAG: request.run_key},
+            ))  # fmt: skip
+
+        succeeded(days[0], 1)
+        waiting = period_rebuild_requests(instance, db, "erasure-1")
+        assert "1 day rebuild(s) to go" in waiting.skip_message
+        succeeded(days[1], 2)
+        periods = period_rebuild_requests(instance, db, "erasure-1")
+    assert [(r.job_name, r.partition_key) for r in periods] == [
+        ("weekly_report_job", "2026-11-02"),
+        ("monthly_report_job", "2026-11-01"),
+    ]

@@ -50,6 +50,14 @@ def _log(context: SensorEvaluationContext, event: str, **fields: object) -> None
     context.log.info(json.dumps({"event": event, **fields}, default=str, sort_keys=True))
 
 
+def oldest_day_kept(retention_days: dict[str, int], today: date) -> date | None:
+    """The first day every table's retention still keeps (`apply_retention` removes the
+    days before today - its days); None without retention."""
+    if not retention_days:
+        return None
+    return today - timedelta(days=min(retention_days.values()))
+
+
 def _partition_days() -> tuple[date, date | None]:
     first = date.fromisoformat(daily_partitions.get_first_partition_key())
     last_key = daily_partitions.get_last_partition_key()
@@ -115,6 +123,7 @@ def nocodb_changes_sensor(
     record_source: RecordSourceResource,
     sync_settings: SyncSettings,
     lake: LakeResource,
+    privacy: PrivacyResource,
 ) -> SensorResult | SkipReason:
     settings = sync_settings
     overlap = timedelta(minutes=settings.overlap_minutes)
@@ -166,14 +175,18 @@ def nocodb_changes_sensor(
     _add_days_left_behind(lake.lake(), edited, touched, returned)
 
     first_day, last_day = _partition_days()
+    # A day past a table's retention is not built again: an edit of an old record (a late
+    # thumbs-up) brought back raw records retention had removed, until its next run.
+    kept_from = oldest_day_kept(privacy.retention_days, now.date())
+    earliest = max(first_day, kept_from) if kept_from else first_day
     candidates = set(touched) | cursor.pending_days
-    ready = sorted(d for d in candidates if last_day and first_day <= d <= last_day)
+    ready = sorted(d for d in candidates if last_day and earliest <= d <= last_day)
     cursor.pending_days = {d for d in candidates if last_day is None or d > last_day}
-    before_start = sorted(d for d in candidates if d < first_day)
+    before_start = sorted(d for d in candidates if d < earliest)
     if before_start:
         context.log.warning(
-            f"{len(before_start)} changed day(s) before the first partition ({first_day}) are "
-            f"ignored: {[d.isoformat() for d in before_start[:10]]}"
+            f"{len(before_start)} changed day(s) before {earliest} (the first partition, or "
+            f"the shortest retention) are ignored: {[d.isoformat() for d in before_start[:10]]}"
         )
 
     def run_key(day: date) -> str:

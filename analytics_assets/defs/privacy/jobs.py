@@ -15,6 +15,7 @@ from dagster import (
     OpExecutionContext,
     Output,
     RunRequest,
+    RunsFilter,
     RunStatusSensorContext,
     ScheduleDefinition,
     SkipReason,
@@ -122,10 +123,19 @@ def erase_user_job():
     erase_user_data()
 
 
-def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[RunRequest]:
+# On each report rebuild an erasure asks for: the erasure's run id.
+ERASURE_TAG = "privacy/erasure"
+# Dagster's tag with the run key of a run a sensor requested.
+RUN_KEY_TAG = "dagster/run_key"
+
+
+def report_run_requests(
+    erasure_id: str, reports: dict[str, list[str]], *, stage: str = "all"
+) -> list[RunRequest]:
     """Days first, then weeks and months: the periods read the rebuilt days. Contiguous
-    days go in one single-run backfill."""
+    days go in one single-run backfill. `stage`: "days", "periods" or "all" (in order)."""
     requests = []
+    rebuild_tags = {"privacy": "erasure-rebuild", ERASURE_TAG: erasure_id}
     days = [date.fromisoformat(day) for day in reports.get(tables.DAILY_REPORT, [])]
     ranges: list[list[date]] = []
     for day in days:
@@ -133,23 +143,23 @@ def report_run_requests(erasure_id: str, reports: dict[str, list[str]]) -> list[
             ranges[-1].append(day)
         else:
             ranges.append([day])
-    for days_range in ranges:
+    for days_range in ranges if stage in ("days", "all") else []:
         first, last = days_range[0].isoformat(), days_range[-1].isoformat()
         requests.append(
             RunRequest(
                 run_key=f"erasure:{erasure_id}:daily:{first}",
                 job_name=daily_report_job.name,
-                tags={**range_tags(first, last), "privacy": "erasure-rebuild"},
+                tags={**range_tags(first, last), **rebuild_tags},
             )
         )
     for asset in (tables.WEEKLY_REPORT, tables.MONTHLY_REPORT):
-        for key in reports.get(asset, []):
+        for key in reports.get(asset, []) if stage in ("periods", "all") else []:
             requests.append(
                 RunRequest(
                     run_key=f"erasure:{erasure_id}:{asset}:{key}",
                     job_name=REPORT_JOBS[asset].name,
                     partition_key=key,
-                    tags={"privacy": "erasure-rebuild"},
+                    tags=rebuild_tags,
                 )
             )
     return requests
@@ -168,8 +178,54 @@ def erasure_report_rebuild_sensor(context: RunStatusSensorContext, mongo: MongoR
         return SkipReason(f"erasure {run_id} rebuilt its reports itself")
     audit = mongo.db()[AUDIT_COLLECTION].find_one({"_id": run_id})
     reports = (audit or {}).get("reports_to_rebuild") or {}
-    requests = report_run_requests(run_id, reports)
+    # The days only: requested together with them, a week's quick rebuild ran beside the
+    # days' and read the old daily reports, which still held the erased pseudonym. The
+    # weeks and months follow once every day is rebuilt (erasure_period_rebuild_sensor).
+    requests = report_run_requests(run_id, reports, stage="days") or report_run_requests(
+        run_id, reports, stage="periods"
+    )
     return requests or SkipReason(f"erasure {run_id} changed no report")
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[daily_report_job],
+    request_jobs=[REPORT_JOBS[tables.WEEKLY_REPORT], REPORT_JOBS[tables.MONTHLY_REPORT]],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After the daily reports an erasure asked for are all rebuilt, rebuilds its "
+    "weeks and months.",
+)
+def erasure_period_rebuild_sensor(context: RunStatusSensorContext, mongo: MongoResource):
+    erasure_id = context.dagster_run.tags.get(ERASURE_TAG)
+    if not erasure_id:
+        return SkipReason("not an erasure's rebuild")
+    return period_rebuild_requests(context.instance, mongo.db(), erasure_id)
+
+
+def period_rebuild_requests(
+    instance: DagsterInstance, db, erasure_id: str
+) -> list[RunRequest] | SkipReason:
+    """The erasure's week and month rebuilds once every day rebuild it asked for has
+    succeeded; a reason to wait otherwise."""
+    audit = db[AUDIT_COLLECTION].find_one({"_id": erasure_id})
+    reports = (audit or {}).get("reports_to_rebuild") or {}
+    wanted = {r.run_key for r in report_run_requests(erasure_id, reports, stage="days")}
+    done = {
+        record.dagster_run.tags.get(RUN_KEY_TAG)
+        for record in instance.get_run_records(
+            filters=RunsFilter(
+                job_name=daily_report_job.name,
+                tags={ERASURE_TAG: erasure_id},
+                statuses=[DagsterRunStatus.SUCCESS],
+            )
+        )
+    }
+    if not wanted <= done:
+        return SkipReason(f"erasure {erasure_id}: {len(wanted - done)} day rebuild(s) to go")
+    # Run keys make these once each, whichever day rebuild finished last.
+    return report_run_requests(erasure_id, reports, stage="periods") or SkipReason(
+        f"erasure {erasure_id} changed no week or month"
+    )
 
 
 privacy_retention_job = define_asset_job(
