@@ -210,12 +210,16 @@ def test_a_sure_fallback_from_a_head_is_still_an_abstention():
     """The assistant heads learnt `other` and `uncertain` as classes; where one is sure of
     the fallback, the row keeps the fallback method (the LLM tier and the abstention rate
     see it), and it never replaces a label the keywords gave."""
+    from types import SimpleNamespace
+
     from analytics_assets.categorization.conversations import apply_model_tier
     from analytics_assets.categorization.model_tier import Prediction
 
     class SureOfOther:
         threshold = 0.5
         decisive = {"topic": frozenset({"coding"})}
+        # The head's own labels: it overrides a keyword's label only where it knows it.
+        predictors = {"topic": SimpleNamespace(names=["coding", "other"])}
 
         def head_overrides_rules(self, dimension):
             return True

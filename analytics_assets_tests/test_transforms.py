@@ -683,8 +683,8 @@ def test_a_range_run_gives_each_day_what_a_run_of_that_day_gives_it():
 
     next_day = DAY + timedelta(days=1)
     on_day = message(1, content="late answer", created_at="2026-11-01 23:59:59+00:00")
-    again = message(2, message_id="m-1", content="late answer",
-                    created_at="2026-11-02 00:00:01+00:00", CreatedAt="2026-11-02 00:00:02+00:00")  # fmt: skip
+    late = {"created_at": "2026-11-02 00:00:01+00:00", "CreatedAt": "2026-11-02 00:00:02+00:00"}
+    again = message(2, message_id="m-1", content="late answer", **late)
     first, second = raw("messages", [on_day]), raw("messages", [again], next_day)
     by_day = [validate_messages(first), validate_messages(second)]
     as_range = validate_messages(pl.concat([first, second]))

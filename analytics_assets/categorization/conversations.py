@@ -151,7 +151,11 @@ def apply_model_tier(frame: pl.DataFrame, text: str, model: ModelTier | None) ->
         if dimension in model.decisive:
             model_sure = model_sure & pl.col(f"_{dimension}").is_in(model.decisive[dimension])
         rules_abstained = pl.col(f"{dimension}_method").eq("fallback")
-        use_model = model_sure & (pl.lit(heads_win[dimension]) | rules_abstained)
+        # A head overrides only labels it knows: a topic the taxonomy has and the head was
+        # never trained on (one promoted from discovery) is found by its own keywords, and a
+        # sure head cannot name it.
+        head_knows_it = pl.col(dimension).is_in(list(model.predictors[dimension].names))
+        use_model = model_sure & ((pl.lit(heads_win[dimension]) & head_knows_it) | rules_abstained)
         merged = merged.with_columns(
             _replaced_where(
                 use_model,
