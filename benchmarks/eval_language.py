@@ -8,7 +8,12 @@ split once, by a hash of each id, into dev (tune here) and test (frozen: its has
 texts, per language, the `unknown` rate and the worst confusions, for ours and, as the
 baseline measured in the same run, lingua limited to the old 12-language default.
 
-    .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--sweep]
+`--data short` scores the same way a second set, `short_language_labelled.jsonl`: 360
+messages of at most 30 characters (greetings, thanks, one-word commands and follow-ups) in
+24 languages, 15 each, written by another helper that never saw the detector or the first
+set, split and frozen the same way (`short_language_labelled.test.sha256`).
+
+    .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--data chat|short] [--sweep]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from analytics_assets.categorization import language
 
 DATA = Path(__file__).resolve().parents[1] / "analytics_assets_tests" / "data"
 LABELLED = DATA / "language_labelled.jsonl"
+SETS = {"chat": LABELLED, "short": DATA / "short_language_labelled.jsonl"}
 OLD_DEFAULT = ("en", "es", "de", "fr", "pt", "it", "nl", "zh", "ja", "ko", "ru", "ar")
 
 
@@ -37,17 +43,17 @@ def split_of(item_id: str) -> str:
     return "test" if hashlib.sha256(item_id.encode()).digest()[0] % 2 else "dev"
 
 
-def load(split: str | None = None) -> pl.DataFrame:
-    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+def load(split: str | None = None, data: str = "chat") -> pl.DataFrame:
+    rows = [json.loads(line) for line in SETS[data].read_text(encoding="utf-8").splitlines()]
     frame = pl.DataFrame(rows).with_columns(
         pl.col("id").map_elements(split_of, return_dtype=pl.String).alias("split")
     )
     return frame if split is None else frame.filter(pl.col("split") == split)
 
 
-def test_split_digest() -> str:
-    """What `language_labelled.test.sha256` holds: the test split's ids, texts and labels."""
-    test = load("test").sort("id")
+def test_split_digest(data: str = "chat") -> str:
+    """What `<set>.test.sha256` holds: the test split's ids, texts and labels."""
+    test = load("test", data).sort("id")
     payload = "\n".join(
         f"{i}\t{t}\t{lang}" for i, t, lang in test.select("id", "text", "language").iter_rows()
     )
@@ -106,11 +112,12 @@ def report(name: str, result: dict, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument("--data", choices=list(SETS), default="chat")
     parser.add_argument(
         "--sweep", action="store_true", help="accuracy per confidence floor (dev only)"
     )
     args = parser.parse_args()
-    frame = load(args.split)
+    frame = load(args.split, args.data)
     texts = frame["text"].to_list()
     language.detector()  # built (and its models loaded) outside the timings
     ours(texts)
