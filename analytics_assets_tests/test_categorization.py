@@ -340,3 +340,19 @@ def test_evaluate_leaves_out_blank_labels_and_reads_language_tags(tmp_path, caps
     printed = capsys.readouterr().out
     assert "topic: accuracy" in printed and "(n=3)" in printed
     assert "language: accuracy 1.000  macro-F1 1.000  abstention 0.000  (n=3)" in printed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am not very happy with the new dashboard",
+        "The new dashboard is not really great",
+        "I don\u2019t love the new dashboard",  # a phone's apostrophe
+    ],
+)
+def test_a_negation_up_to_three_words_back_turns_the_lexicon_around(text):
+    """Only the word right before was read, and a curly apostrophe split "don’t": all three
+    were positive (0.79-0.82). VADER looks three words back; so does the lexicon now."""
+    from analytics_assets.categorization.rules import lexicon_compound
+
+    assert lexicon_compound(pl.DataFrame({"text": [text]}), "text")[0] < -0.4

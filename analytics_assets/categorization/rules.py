@@ -111,23 +111,42 @@ def lexicon_compound(frame: pl.DataFrame, text: str) -> pl.Series:
     """
     tokens = (
         frame.select(
-            pl.col(text).fill_null("").str.to_lowercase().str.extract_all(r"[\w']+|[:;]-?[()dp]")
+            pl.col(text)
+            .fill_null("")
+            .str.to_lowercase()
+            # "don’t" (a phone's apostrophe) is "don't": split at the curly one, its "t"
+            # negated nothing and "I don’t love it" read as love.
+            .str.replace_all("\u2019", "'", literal=True)
+            .str.extract_all(r"[\w']+|[:;]-?[()dp]")
         )
         .with_row_index("_row")
         .explode(text)
         .rename({text: "token"})
-        # The previous token of the same text (a global shift is far cheaper than `over`).
         .with_columns(
-            pl.when(pl.col("_row") == pl.col("_row").shift(1))
-            .then(pl.col("token").shift(1))
-            .alias("_previous")
+            (pl.col("token").is_in(NEGATIONS) | pl.col("token").str.ends_with("n't"))
+            .fill_null(False)
+            .alias("_negation")
         )
     )
-    scored = tokens.join(vader_lexicon(), on="token", how="inner").with_columns(
-        pl.when(pl.col("_previous").is_in(NEGATIONS))
-        .then(pl.col("valence") * VADER_NEGATION_SCALE)
-        .otherwise(pl.col("valence"))
-        .alias("valence")
+    # As VADER: each negation among the three tokens before a word scales its valence by
+    # -0.74 ("not very happy", "not really great"; only the token right before was read,
+    # and both were positive). The shifts stay within a text (a global shift is far
+    # cheaper than `over`).
+    negations = sum(
+        (
+            (pl.col("_row") == pl.col("_row").shift(distance))
+            & pl.col("_negation").shift(distance).fill_null(False)
+        ).cast(pl.Int32)
+        for distance in (1, 2, 3)
+    )
+    scored = (
+        tokens.with_columns(negations.alias("_negations"))
+        .join(vader_lexicon(), on="token", how="inner")
+        .with_columns(
+            (pl.col("valence") * pl.lit(VADER_NEGATION_SCALE).pow(pl.col("_negations"))).alias(
+                "valence"
+            )
+        )
     )
     sums = scored.group_by("_row").agg(pl.col("valence").sum())
     return (
