@@ -283,3 +283,13 @@ def test_a_month_in_progress_past_the_previous_months_length_compares_the_same_d
     assert month["previous_period"] == "2026-02 (the same 28 days)"
     assert _volume_change(month, "conversations") == 0.0
     assert month["missing_inputs"] == ["in progress: 30 of 31 days reported"]
+
+
+def test_conversations_without_a_model_count_under_unknown():
+    """Mostly the conversations the bot never answered: left out, the per-model parts did
+    not add up to the day and every model looked better than the day."""
+    rows = [{"model": "a"}, {"model": "a"}, {"model": None}]
+    report = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
+    counts = {m["model"]: m["conversations"] for m in report["per_model"]}
+    assert counts == {"a": 2, "unknown": 1}
+    assert sum(counts.values()) == report["conversations"]

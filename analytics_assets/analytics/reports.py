@@ -184,7 +184,14 @@ def _per_model(analytics: pl.DataFrame) -> list[dict]:
         (pl.col("intent") == "complaint").sum().cast(pl.UInt32).alias("complaints"),
         (pl.col("intent") == "troubleshooting").sum().cast(pl.UInt32).alias("troubleshooting"),
     ]
-    per_model = analytics.drop_nulls("model").group_by("model").agg(aggregations)
+    # A conversation without a model (no model on its record and no reply to take one from:
+    # mostly the ones the bot never answered) counts under `unknown`, as on the dashboard;
+    # left out, the per-model parts did not add up to the day and flattered every model.
+    per_model = (
+        analytics.with_columns(pl.col("model").fill_null(UNLABELLED))
+        .group_by("model")
+        .agg(aggregations)
+    )
     return per_model.sort("model").to_dicts()
 
 
