@@ -356,3 +356,19 @@ def test_a_negation_up_to_three_words_back_turns_the_lexicon_around(text):
     from analytics_assets.categorization.rules import lexicon_compound
 
     assert lexicon_compound(pl.DataFrame({"text": [text]}), "text")[0] < -0.4
+
+
+def test_message_signals_use_the_deployments_threshold():
+    """At 0.8, a message the n-gram head is 0.63 sure of was `uncertain` in
+    conversation_categories and `neutral` in message_signals."""
+    from analytics_assets.categorization.conversations import message_signals
+
+    messages = pl.DataFrame(
+        {"message_id": ["m1"], "conversation_id": ["c1"], "role": ["user"],
+         "content": ["Merhaba, fatura adresimi nasıl değiştirebilirim?"],
+         "day": [date(2026, 11, 3)]}
+    )  # fmt: skip
+    relaxed = message_signals(messages, TAXONOMY, threshold=0.5).row(0, named=True)
+    strict = message_signals(messages, TAXONOMY, threshold=0.999).row(0, named=True)
+    assert relaxed["sentiment_method"] != "fallback"
+    assert strict["sentiment"] == "uncertain" and strict["sentiment_method"] == "fallback"

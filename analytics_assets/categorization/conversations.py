@@ -412,8 +412,12 @@ MESSAGE_SIGNAL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def message_signals(messages: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
-    """Language and sentiment of every user message, for the reports' trends."""
+def message_signals(
+    messages: pl.DataFrame, taxonomy: Taxonomy, *, threshold: float = DEFAULT_THRESHOLD
+) -> pl.DataFrame:
+    """Language and sentiment of every user message, for the reports' trends, at the
+    deployment's threshold (as `conversation_categories`: at 0.8 a message was `uncertain`
+    there and `neutral` at 0.63 here)."""
     user = messages.filter(pl.col("role") == "user").select(
         "message_id", "conversation_id", pl.col("content").alias("text"), "day"
     )
@@ -421,6 +425,8 @@ def message_signals(messages: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
         *detect_languages(user["text"]).get_columns(),
         pl.col("text").fill_null("").str.len_chars().alias("characters"),
     )
-    frame = sentiment(frame, "text", taxonomy, language="language")
-    frame = apply_ngram_heads(frame, "text", ngram_heads(taxonomy), ("sentiment",))
+    frame = sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
+    frame = apply_ngram_heads(
+        frame, "text", ngram_heads(taxonomy), ("sentiment",), threshold=threshold
+    )
     return frame.select(list(MESSAGE_SIGNAL_SCHEMA)).cast(MESSAGE_SIGNAL_SCHEMA)

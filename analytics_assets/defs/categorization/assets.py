@@ -270,7 +270,9 @@ def message_signals_asset(
 ) -> MaterializeResult[pl.DataFrame]:
     usage = StepUsage.start()
     started = time.perf_counter()
-    signals = message_signals(conversation_messages, categorization.taxonomy())
+    signals = message_signals(
+        conversation_messages, categorization.taxonomy(), threshold=categorization.threshold
+    )
     seconds = time.perf_counter() - started
     # Each day its own languages and sentiments (a range run writes many days at once).
     add_day_metadata(context, signals, _signals_of_day)
