@@ -76,11 +76,12 @@ def test_unknown_deployment_is_refused(monkeypatch):
 @pytest.mark.parametrize(
     ("schedule_name", "tick", "partition_key"),
     [
-        # Monday 04:00: the week that closed at midnight, not the one just begun.
-        ("weekly_report_job_schedule", datetime(2026, 11, 30, 4, tzinfo=UTC), "2026-11-23"),
-        # The 1st at 05:00: last month.
-        ("monthly_report_job_schedule", datetime(2026, 12, 1, 5, tzinfo=UTC), "2026-11-01"),
-        ("monthly_report_job_schedule", datetime(2027, 1, 1, 5, tzinfo=UTC), "2026-12-01"),
+        # Tuesday 04:00: the week that closed on Sunday night, once Sunday is final (its
+        # conversations past midnight are complete when Monday is built), not this week.
+        ("weekly_report_job_schedule", datetime(2026, 12, 1, 4, tzinfo=UTC), "2026-11-23"),
+        # The 2nd at 05:00: last month.
+        ("monthly_report_job_schedule", datetime(2026, 12, 2, 5, tzinfo=UTC), "2026-11-01"),
+        ("monthly_report_job_schedule", datetime(2027, 1, 2, 5, tzinfo=UTC), "2026-12-01"),
     ],
 )
 def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick, partition_key):

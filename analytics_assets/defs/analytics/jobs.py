@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from dagster import (
     AssetSelection,
@@ -59,18 +59,24 @@ def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinitio
         job=job,
         cron_schedule=cron,
         execution_timezone="UTC",
-        description=f"Materializes {job.name}'s period that closed at midnight UTC.",
+        description=f"Materializes {job.name}'s period once its last day is final: a day "
+        "after it closed at midnight UTC.",
     )
     def closed_period(context: ScheduleEvaluationContext) -> RunRequest:
         tick = context.scheduled_execution_time.astimezone(UTC)
-        midnight = datetime.combine(tick.date(), time(), tzinfo=UTC)
-        key = partitions_def.get_partition_key_for_timestamp(midnight.timestamp() - 1)
+        # The tick is a day after the period closed: its last day's conversations that ran
+        # past midnight are only final once the next day is built (the across-midnight
+        # sensor, after the 02:00 ingestion), and a period built at the first morning kept
+        # its last day short for good. The key is the period that closed the midnight before.
+        closed = datetime.combine(tick.date() - timedelta(days=1), time(), tzinfo=UTC)
+        key = partitions_def.get_partition_key_for_timestamp(closed.timestamp() - 1)
         return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
 
     return closed_period
 
 
-weekly_report_schedule = _closed_period_schedule(weekly_report_job, weekly_partitions, "0 4 * * 1")
+# Tuesday 04:00 and the 2nd at 05:00: a day after each period closed (`closed_period`).
+weekly_report_schedule = _closed_period_schedule(weekly_report_job, weekly_partitions, "0 4 * * 2")
 monthly_report_schedule = _closed_period_schedule(
-    monthly_report_job, monthly_partitions, "0 5 1 * *"
+    monthly_report_job, monthly_partitions, "0 5 2 * *"
 )
