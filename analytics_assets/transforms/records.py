@@ -560,9 +560,7 @@ def _split(
     # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
     # the older one is an error, not a copy whose newest was kept.
     as_sent = pl.col("record").str.json_path_match(f"$[{json.dumps(key_source)}]")
-    newest_as_sent = ordered.filter(is_newest).select(
-        *within_day, as_sent.alias("_newest_as_sent")
-    )
+    newest_as_sent = ordered.filter(is_newest).select(*within_day, as_sent.alias("_newest_as_sent"))
     superseded = superseded.join(newest_as_sent, on=within_day, how="left").with_columns(
         pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
                 & (as_sent != pl.col("_newest_as_sent")))
