@@ -317,3 +317,32 @@ def test_smtp_with_a_login_is_upgraded_to_tls(monkeypatch):
         [sink] = definitions.sinks_for(Settings(**base, **extra))
         sink(_alert())
         assert (calls[-1]["starttls"], calls[-1]["ssl"]) == expected
+
+
+def test_a_failing_sink_is_called_once_a_tick_however_many_alerts_wait():
+    """A mail server that times out after 10 s cost 10 s per waiting run on every tick, and
+    the retries alone outlasted the tick: the working sinks got new runs' alerts late."""
+    import dagster as dg
+
+    from analytics_assets.alerts.core import DeliveryError
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor, named_sink
+
+    calls, received = [], []
+
+    def timing_out(alert):
+        calls.append(alert)
+        raise DeliveryError("SMTP delivery failed (TimeoutError)")
+
+    check_sensor = build_check_alert_sensor(
+        [named_sink("email", timing_out), named_sink("webhook", received.append)]
+    )
+    with dg.instance_for_test() as instance:
+        for _ in range(3):
+            _materialize_with_failing_check(instance)
+        context = dg.build_sensor_context(instance=instance)
+        check_sensor.evaluate_tick(context)
+        assert len(calls) == 1 and len(received) == 6  # 3 runs, a check and a run alert each
+        second = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        check_sensor.evaluate_tick(second)
+    assert len(calls) == 2
+    assert len(json.loads(second.cursor)["pending"]) == 3

@@ -334,10 +334,12 @@ def test_evaluate_leaves_out_blank_labels_and_reads_language_tags(tmp_path, caps
             ],
             "topic": [EXAMPLES[0][2], "", "billing", EXAMPLES[2][2]],
             "language": ["EN", "en", "pt-BR", None],
+            "sentiment": [None] * 4,  # a column nobody filled in
         }
     ).write_csv(labelled)
     assert main(["evaluate", str(labelled)]) == 0
     printed = capsys.readouterr().out
+    assert "sentiment: no labelled rows" in printed
     assert "topic: accuracy" in printed and "(n=3)" in printed
     assert "language: accuracy 1.000  macro-F1 1.000  abstention 0.000  (n=3)" in printed
 
@@ -372,3 +374,31 @@ def test_message_signals_use_the_deployments_threshold():
     strict = message_signals(messages, TAXONOMY, threshold=0.999).row(0, named=True)
     assert relaxed["sentiment_method"] != "fallback"
     assert strict["sentiment"] == "uncertain" and strict["sentiment_method"] == "fallback"
+
+
+@pytest.mark.parametrize(
+    "text", ["No, it works great now", "Not bad. Great support!", "No problem, thanks!"]
+)
+def test_a_negation_does_not_reach_past_the_end_of_its_clause(text):
+    """Three words back across a comma or a full stop, "No, it works great now" was a sure
+    negative (0.83)."""
+    from analytics_assets.categorization.rules import lexicon_compound
+
+    assert lexicon_compound(pl.DataFrame({"text": [text]}), "text")[0] > 0.4
+
+
+def test_a_one_word_english_last_turn_keeps_the_english_lexicon():
+    """ "wow" is Yoruba to the detector at 0.62: read again in its own language, the last
+    turn of an English conversation lost the lexicon, and its sentiment."""
+    from analytics_assets.categorization.conversations import categorize_conversations
+
+    messages = pl.DataFrame(
+        _conversation("c1", [
+            ("user", "How do I export my dashboard to a PDF file every Monday morning?"),
+            ("assistant", "Open the dashboard, then Share > Schedule export."),
+            ("user", "wow"),
+        ])
+    )  # fmt: skip
+    headers = pl.DataFrame({"conversation_id": ["c1"], "day": [date(2026, 11, 3)]})
+    row = categorize_conversations(headers, messages, TAXONOMY).row(0, named=True)
+    assert row["sentiment_method"] == "lexicon" and row["sentiment"] == "positive"

@@ -293,3 +293,14 @@ def test_conversations_without_a_model_count_under_unknown():
     counts = {m["model"]: m["conversations"] for m in report["per_model"]}
     assert counts == {"a": 2, "unknown": 1}
     assert sum(counts.values()) == report["conversations"]
+
+
+def test_conversations_without_a_model_are_not_compared_as_a_model():
+    """Against one real model, `unknown` (unanswered conversations) made a "significant"
+    difference of every figure."""
+    rows = [{"model": "a", "quality_score": 0.9}] * 40 + [
+        {"model": None, "quality_score": 0.1}
+    ] * 40
+    report = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
+    assert {m["model"] for m in report["per_model"]} == {"a", "unknown"}
+    assert report["model_comparison"] == []

@@ -215,3 +215,32 @@ def test_a_conversation_not_categorized_yet_is_not_scored_complaint_free():
     assert row["complaint"] is None and row["no_complaint_score"] is None
     # Only "no escalation" is known, which says nothing of satisfaction: no score.
     assert row["sentiment_end_score"] is None and row["satisfaction_score"] is None
+
+
+def test_an_abstained_intent_is_not_a_complaint_free_conversation():
+    turns = [("user", "hmm"), ("assistant", "How can I help?")]
+    frame = (
+        conversations()
+        .head(1)
+        .with_columns(
+            pl.lit(None, pl.Int8).alias("rating"),
+            pl.lit(0, pl.UInt32).alias("feedback_up"),
+            pl.lit(0, pl.UInt32).alias("feedback_down"),
+        )
+    )
+    rows = pl.DataFrame(
+        {
+            "message_id": ["x0", "x1"],
+            "conversation_id": ["c-1", "c-1"],
+            "role": [role for role, _ in turns],
+            "content": [text for _, text in turns],
+            "created_at": [T0, T0 + timedelta(seconds=1)],
+            "latency_ms": [None, 500.0],
+        }
+    )
+    abstained = categories().head(1).with_columns(
+        pl.lit("uncertain").alias("intent"), pl.lit("uncertain").alias("sentiment"),
+        pl.lit("uncertain").alias("sentiment_opening"),
+    )  # fmt: skip
+    row = conversation_analytics(frame, rows, abstained).row(0, named=True)
+    assert row["no_complaint_score"] is None and row["satisfaction_score"] is None

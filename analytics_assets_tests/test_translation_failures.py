@@ -32,6 +32,7 @@ class Service:
         self.languages: int | list = [{"code": "es", "targets": ["en", "de"]}]
         self.translate = self.translated
         self.requests: list[dict] = []
+        self.language_requests = 0
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +48,7 @@ class Service:
                 self.wfile.write(body)
 
             def do_GET(self):
+                service.language_requests += 1
                 if isinstance(service.languages, int):
                     self._reply(service.languages, b"")
                 else:
@@ -197,3 +199,26 @@ def test_a_translation_too_short_to_tell_is_not_called_wrong():
     )
     scored = score_translations(frame, {})
     assert scored["target_language_ok"].to_list() == [None, True]
+
+
+def test_a_service_that_stays_down_is_not_asked_for_every_batch(service, monkeypatch):
+    """Throttled for an hour: each batch used to wait its full retries (capped at 60 s
+    each), and 960 messages slept 90 minutes. A wait longer than a minute fails the batch
+    at once, and after three failed batches in a row the rest is recorded unsent."""
+    service.translate = lambda body: (429, {"Retry-After": "3600"}, b"")
+    waits: list[float] = []
+    monkeypatch.setattr(translators.time, "sleep", waits.append)
+    run = translate_messages(spanish(320), ["en"], translator_for(service, batch_size=32))
+    assert waits == [] and len(service.requests) == 3
+    assert run.counts["failed"] == 320 and run.translations.is_empty()
+    unsent = run.errors.filter(pl.col("reason").str.contains("not sent after 3 failed"))
+    assert unsent.height == 320 - 3 * 32
+
+
+def test_the_list_of_languages_is_asked_for_once_a_run(service):
+    service.languages = 503
+    messages = pl.concat([spanish(2), spanish(2).with_columns(
+        pl.col("message_id") + "-fr", pl.lit("fr").alias("language"))])  # fmt: skip
+    run = translate_messages(messages, ["en"], translator_for(service))
+    assert run.counts["failed"] == 4
+    assert service.language_requests == 2  # one call, its two attempts

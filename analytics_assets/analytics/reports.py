@@ -390,6 +390,10 @@ def model_comparison(per_model: list[dict]) -> list[dict]:
     z for means, the two-proportion z-test for rates. `significant` only where the p-value
     stays under 0.05 once corrected for the report's number of tests (Holm): uncorrected,
     three identical models were "significantly" different on 59 % of days."""
+    # Conversations without a model (`unknown`: mostly unanswered ones) count in the day's
+    # parts, not as a model to compare: against one real model they made a "significant"
+    # difference of every figure.
+    per_model = [m for m in per_model if m["model"] != UNLABELLED]
     if len(per_model) < 2:
         return []
     totals = {key: sum(m[key] or 0 for m in per_model) for key in per_model[0] if key != "model"}

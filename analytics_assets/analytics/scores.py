@@ -65,6 +65,8 @@ SATISFACTION_WEIGHTS = {
     "no_complaint_score": 1.0,
     "no_escalation_score": 1.0,
 }
+# The intents that say the categorizer abstained (the shipped taxonomies' fallback).
+INTENT_FALLBACKS = ["uncertain"]
 # Satisfaction is scored only where at least one of these is known.
 SATISFACTION_SIGNALS = [name for name in SATISFACTION_WEIGHTS if name != "no_escalation_score"]
 SENTIMENT_VALUE = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
@@ -190,8 +192,11 @@ def conversation_analytics(
             ((pl.col("_last_role") == "assistant") & (pl.col("sentiment") == "negative"))
             .fill_null(False)
             .alias("abandoned_after_reply"),
-            # Null where the conversation is not categorized (yet): not a complaint-free one.
-            (pl.col("intent") == "complaint").alias("complaint"),
+            # Null where the intent is not known: the conversation is not categorized (yet),
+            # or its intent is the fallback (an abstention). Neither is a complaint-free one.
+            pl.when(pl.col("intent").is_not_null() & ~pl.col("intent").is_in(INTENT_FALLBACKS))
+            .then(pl.col("intent") == "complaint")
+            .alias("complaint"),
             pl.col("categorized_via_translation").fill_null(False),
         )
     )

@@ -83,6 +83,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for name in labelled:
         # A row whose label is blank was not labelled on that dimension: it is left out.
         rows = [i for i, label in enumerate(truths[name]) if label is not None]
+        if not rows:
+            print(f"{name}: no labelled rows")
+            continue
         truth = [truths[name][i] for i in rows]
         scores = score(
             truth,

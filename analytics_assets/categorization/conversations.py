@@ -334,9 +334,21 @@ def _with_last_turn_language(frame: pl.DataFrame) -> pl.DataFrame:
     rows = frame.select(again.fill_null(False)).to_series().arg_true()
     last_language = frame.get_column("language").clone().alias("last_language")
     if rows.len():
-        detected = detect_languages(frame.get_column("last").gather(rows))["language"]
-        last_language = last_language.scatter(rows, detected)
+        detected = detect_languages(frame.get_column("last").gather(rows))
+        # Only where the detector is sure: one English word ("wow", "perfect") is often
+        # given to another language at 0.62-0.63, which would gate the lexicon out of a
+        # plain English turn; a sentence in another language comes out at 0.79-0.98.
+        sure = detected.select(
+            pl.when(pl.col("language_confidence") >= LAST_TURN_LANGUAGE_CONFIDENCE)
+            .then(pl.col("language"))
+            .otherwise(pl.lit("en"))
+        ).to_series()
+        last_language = last_language.scatter(rows, sure)
     return frame.with_columns(last_language)
+
+
+# How sure the detector must be of a last turn's language to gate the English lexicon out.
+LAST_TURN_LANGUAGE_CONFIDENCE = 0.75
 
 
 # Each label's columns: a conversation with no user text (only the bot's greeting, or its

@@ -117,7 +117,9 @@ def lexicon_compound(frame: pl.DataFrame, text: str) -> pl.Series:
             # "don’t" (a phone's apostrophe) is "don't": split at the curly one, its "t"
             # negated nothing and "I don’t love it" read as love.
             .str.replace_all("\u2019", "'", literal=True)
-            .str.extract_all(r"[\w']+|[:;]-?[()dp]")
+            # Punctuation that ends a clause is kept as a token: a negation does not
+            # reach past it ("No, it works great now" is not "not great").
+            .str.extract_all(r"[\w']+|[:;]-?[()dp]|[.,!?;]")
         )
         .with_row_index("_row")
         .explode(text)
@@ -125,17 +127,22 @@ def lexicon_compound(frame: pl.DataFrame, text: str) -> pl.Series:
         .with_columns(
             (pl.col("token").is_in(NEGATIONS) | pl.col("token").str.ends_with("n't"))
             .fill_null(False)
-            .alias("_negation")
+            .alias("_negation"),
+            pl.col("token").is_in([".", ",", "!", "?", ";"]).fill_null(False).alias("_break"),
         )
+        .with_columns(pl.col("_break").cum_sum().alias("_clause"))
     )
-    # As VADER: each negation among the three tokens before a word scales its valence by
-    # -0.74 ("not very happy", "not really great"; only the token right before was read,
-    # and both were positive). The shifts stay within a text (a global shift is far
-    # cheaper than `over`).
+    # As VADER: each negation among the three tokens before a word, in the same clause,
+    # scales its valence by -0.74 ("not very happy", "not really great"; only the token
+    # right before was read, and both were positive). "no" reaches only the next word ("no
+    # problem"), as in VADER. The shifts stay within a text and a clause (a global shift is
+    # far cheaper than `over`).
     negations = sum(
         (
             (pl.col("_row") == pl.col("_row").shift(distance))
+            & (pl.col("_clause") == pl.col("_clause").shift(distance))
             & pl.col("_negation").shift(distance).fill_null(False)
+            & ((distance == 1) | (pl.col("token").shift(distance) != "no"))
         ).cast(pl.Int32)
         for distance in (1, 2, 3)
     )

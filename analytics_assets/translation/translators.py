@@ -99,6 +99,7 @@ class HttpTranslator(Translator):
         self.batch_size = batch_size
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
         self._pairs: dict[str, set[str]] | None = None
+        self._pairs_error: TranslationError | None = None
         self._lock = threading.Lock()
         self.retries = 0
         # Stored with every translation: where it came from, never a credential in the URL.
@@ -125,9 +126,15 @@ class HttpTranslator(Translator):
                     raise TranslationError(f"{path} answered {status}") from error
                 if status == 429:
                     # LibreTranslate limits requests per minute: a retry before the wait it
-                    # asks for is refused again, so its Retry-After is honoured (capped).
+                    # asks for is refused again, so its Retry-After is honoured. A longer
+                    # wait than `MAX_RETRY_AFTER_S` fails the batch at once: the run does
+                    # not sleep for an hour (nor retry early, to be refused again).
                     asked = retry_after_seconds(error.response)
-                    wait_s = None if asked is None else min(asked, MAX_RETRY_AFTER_S)
+                    if asked is not None and asked > MAX_RETRY_AFTER_S:
+                        raise TranslationError(
+                            f"{path} throttled: asked to wait {asked:.0f} s"
+                        ) from error
+                    wait_s = asked
                 last = error
             if attempt + 1 < self.max_attempts:
                 self.retries += 1
@@ -137,14 +144,24 @@ class HttpTranslator(Translator):
 
     def supports(self, source_language: str, target_language: str) -> bool:
         with self._lock:
+            if self._pairs_error is not None:
+                # Asked once a run: every language group asking again, with its retries,
+                # multiplied one outage by the number of groups.
+                raise self._pairs_error
             if self._pairs is None:
-                languages = _json_answer(self._call("GET", "/languages"), "/languages")
                 try:
-                    self._pairs = {
-                        entry["code"]: set(entry.get("targets", [])) for entry in languages
-                    }
-                except (TypeError, KeyError, AttributeError) as error:
-                    raise TranslationError("/languages answered no list of languages") from error
+                    languages = _json_answer(self._call("GET", "/languages"), "/languages")
+                    try:
+                        self._pairs = {
+                            entry["code"]: set(entry.get("targets", [])) for entry in languages
+                        }
+                    except (TypeError, KeyError, AttributeError) as error:
+                        raise TranslationError(
+                            "/languages answered no list of languages"
+                        ) from error
+                except TranslationError as error:
+                    self._pairs_error = error
+                    raise
         return target_language in self._pairs.get(source_language, set())
 
     def batches(self, items: Sequence[Item]) -> list[list[Item]]:
@@ -175,8 +192,7 @@ class HttpTranslator(Translator):
         return translated
 
 
-# The longest Retry-After honoured: a server asking for more is retried on the backoff
-# schedule, and the batch fails as any other after its attempts.
+# The longest Retry-After waited for: a server asking for more fails the batch at once.
 MAX_RETRY_AFTER_S = 60.0
 
 
@@ -236,6 +252,8 @@ class LocalSeq2SeqTranslator(Translator):
 
     def _model(self, pair: str):
         with self._lock:
+            if isinstance(self._models.get(pair), TranslationError):
+                raise self._models[pair]  # loaded once a run, failed or not
             if pair not in self._models:
                 # transformers costs seconds to import: only the local translator pays it.
                 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -247,7 +265,9 @@ class LocalSeq2SeqTranslator(Translator):
                 except (OSError, ValueError, RuntimeError) as error:
                     # A folder with its config but not its weights, or weights of another
                     # architecture: that pair's messages are recorded, the run goes on.
-                    raise TranslationError(f"model {pair} could not be loaded: {error}") from error
+                    failed = TranslationError(f"model {pair} could not be loaded: {error}")
+                    self._models[pair] = failed
+                    raise failed from error
                 model.to(self.device).eval()
                 if self.device == "cuda":
                     model.half()

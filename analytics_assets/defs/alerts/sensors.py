@@ -136,6 +136,9 @@ class _Delivery:
         self.min_severity, self.ui_url = min_severity, ui_url
         self.sent = 0
         self.pending: list[dict] = []
+        # Sinks that failed on this tick are not called again on it: a mail server that
+        # times out after 10 s would otherwise cost 10 s per alert and starve the others.
+        self.down: set[str] = set()
 
     def alerts(self, run) -> list[Alert]:
         return _alerts_for_run(self.context.instance, run, self.min_severity, self.ui_url)
@@ -150,6 +153,7 @@ class _Delivery:
             except DeliveryError as error:
                 self.context.log.warning(f"alert delivery to {name} failed: {error}")
                 failed.append(name)
+                self.down.add(name)
             except Exception as error:
                 # A sink's bug must not stop the others. Only the kind of error is logged:
                 # its message could quote a URL holding a token.
@@ -157,6 +161,7 @@ class _Delivery:
                     f"alert delivery to {name} failed ({type(error).__name__})"
                 )
                 failed.append(name)
+                self.down.add(name)
         self.sent += len(alerts) * (len(names) - len(failed))
         return failed
 
@@ -166,7 +171,12 @@ class _Delivery:
         names = [name for name in entry["sinks"] if name in self.sinks]
         if run is None or not names:
             return
-        failed = self.deliver(self.alerts(run), names)
+        waiting = [name for name in names if name in self.down]
+        tried = [name for name in names if name not in self.down]
+        if not tried:
+            self.pending.append(entry)  # not tried on this tick: no try spent
+            return
+        failed = self.deliver(self.alerts(run), tried) + waiting
         if failed and entry["tries"] + 1 < MAX_TRIES:
             self.pending.append({**entry, "sinks": failed, "tries": entry["tries"] + 1})
         elif failed:
@@ -177,9 +187,14 @@ class _Delivery:
 
     def send(self, run) -> None:
         alerts = self.alerts(run)
-        failed = self.deliver(alerts, list(self.sinks)) if alerts else []
-        if failed:
-            self.pending.append({"run_id": run.run_id, "sinks": failed, "tries": 1})
+        if not alerts:
+            return
+        waiting = [name for name in self.sinks if name in self.down]
+        failed = self.deliver(alerts, [name for name in self.sinks if name not in self.down])
+        if failed or waiting:
+            self.pending.append(
+                {"run_id": run.run_id, "sinks": failed + waiting, "tries": 1 if failed else 0}
+            )
 
 
 def build_check_alert_sensor(
@@ -198,7 +213,12 @@ def build_check_alert_sensor(
         started = time.monotonic()
         state = _read_cursor(context.cursor)
         delivery = _Delivery(context, named, min_severity, ui_url)
-        for entry in state["pending"]:
+        for position, entry in enumerate(state["pending"]):
+            if time.monotonic() - started > TICK_BUDGET_S:
+                # Under the same budget as new runs: a slow failing sink's retries must not
+                # take the whole tick. What was not tried waits as it was.
+                delivery.pending += state["pending"][position:]
+                break
             delivery.retry(entry)
         handled, after = list(state["handled"]), state["after"]
         for run_record in finished_runs_after(context.instance, after, limit=50):
