@@ -147,7 +147,7 @@ def test_a_range_before_the_first_partition_is_refused_naming_the_setting():
     [
         {"lease_ttl_s": -5},  # the heartbeat loop spun and leases expired at once
         {"lease_ttl_s": 0},
-        {"nocodb_requests_per_second": 0},  # silently no pacing
+        {"nocodb_requests_per_second": -1},  # 0 is no pacing; below is nothing
         {"partitions_start": "2026-13-45"},  # failed later, at import, without the name
         {"partitions_start": "2026-01-01T00:00"},
         {"ui_url": "dagster.example.com"},  # links without a scheme

@@ -15,7 +15,6 @@ import pytest
 
 from analytics_assets.nocodb.client import retry_after_seconds
 from analytics_assets.settings import Settings
-from analytics_assets.translation import translators
 from analytics_assets.translation.pipeline import translate_messages
 from analytics_assets.translation.quality import score_translations
 from analytics_assets.translation.translators import HttpTranslator
@@ -144,7 +143,7 @@ def test_a_service_that_cannot_list_its_languages_is_recorded_not_raised(service
     assert run.errors["reason"].str.contains("/languages").all()
 
 
-def test_a_throttled_batch_waits_as_long_as_the_service_asks(service, monkeypatch):
+def test_a_throttled_batch_waits_as_long_as_the_service_asks(service):
     attempts = iter([(429, {"Retry-After": "7"}, b""), None])
 
     def throttled_once(body):
@@ -153,8 +152,9 @@ def test_a_throttled_batch_waits_as_long_as_the_service_asks(service, monkeypatc
 
     service.translate = throttled_once
     waits: list[float] = []
-    monkeypatch.setattr(translators.time, "sleep", waits.append)
-    run = translate_messages(spanish(2), ["en"], translator_for(service))
+    translator = translator_for(service)
+    translator.sleep = waits.append
+    run = translate_messages(spanish(2), ["en"], translator)
     assert run.translations.height == 2
     assert waits == [7.0]
 
@@ -201,14 +201,15 @@ def test_a_translation_too_short_to_tell_is_not_called_wrong():
     assert scored["target_language_ok"].to_list() == [None, True]
 
 
-def test_a_service_that_stays_down_is_not_asked_for_every_batch(service, monkeypatch):
+def test_a_service_that_stays_down_is_not_asked_for_every_batch(service):
     """Throttled for an hour: each batch used to wait its full retries (capped at 60 s
     each), and 960 messages slept 90 minutes. A wait longer than a minute fails the batch
     at once, and after three failed batches in a row the rest is recorded unsent."""
     service.translate = lambda body: (429, {"Retry-After": "3600"}, b"")
     waits: list[float] = []
-    monkeypatch.setattr(translators.time, "sleep", waits.append)
-    run = translate_messages(spanish(320), ["en"], translator_for(service, batch_size=32))
+    translator = translator_for(service, batch_size=32)
+    translator.sleep = waits.append
+    run = translate_messages(spanish(320), ["en"], translator)
     assert waits == [] and len(service.requests) == 3
     assert run.counts["failed"] == 320 and run.translations.is_empty()
     unsent = run.errors.filter(pl.col("reason").str.contains("not sent after 3 failed"))

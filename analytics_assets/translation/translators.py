@@ -102,6 +102,9 @@ class HttpTranslator(Translator):
         self._pairs_error: TranslationError | None = None
         self._lock = threading.Lock()
         self.retries = 0
+        # How this translator waits between attempts (a test replaces it: patching
+        # `time.sleep` would stop every other thread's waits in the process too).
+        self.sleep = time.sleep
         # Stored with every translation: where it came from, never a credential in the URL.
         self.version = f"libretranslate@{url_without_credentials(self.url)}"
 
@@ -138,7 +141,7 @@ class HttpTranslator(Translator):
                 last = error
             if attempt + 1 < self.max_attempts:
                 self.retries += 1
-                time.sleep(wait_s if wait_s is not None else self.retry_policy.backoff(attempt))
+                self.sleep(wait_s if wait_s is not None else self.retry_policy.backoff(attempt))
         reason = "timed out" if isinstance(last, httpx.TimeoutException) else f"failed ({last})"
         raise TranslationError(f"{path} {reason} after {self.max_attempts} attempts")
 
