@@ -190,6 +190,23 @@ def _with_second_opinion(text: str, ranked) -> tuple[str, float]:
     return code, _share_over_runner_up(code, first, ((c, v) for v, c in combined[1:]))
 
 
+def quick_languages(texts: pl.Series, min_probability: float) -> list[str | None]:
+    """fastText's language of each text where it is at least `min_probability` sure, else
+    None: one C++ call a text (about 25,000 real chat turns a second here, against about
+    2,000 for `detect_languages`), for a question as coarse as "is this turn English?"."""
+    model = second_opinion_model()
+    found: list[str | None] = []
+    for text in _clean(texts).to_list():
+        if not text:
+            found.append(None)
+            continue
+        labels, probabilities = model.predict(text.replace("\n", " "), k=1)
+        code = labels[0].removeprefix("__label__") if labels else None
+        sure = code is not None and float(probabilities[0]) >= min_probability
+        found.append(_FASTTEXT_CODES.get(code, (code,))[0] if sure else None)
+    return found
+
+
 def _clean(texts: pl.Series) -> pl.Series:
     return (
         texts.fill_null("")
