@@ -102,12 +102,17 @@ def test_every_signal_and_score_is_what_the_formulas_give():
     assert second["satisfaction_score"] == pytest.approx(1 / 3)
 
 
-def _one_conversation(turns: list[tuple[str, str]], **header) -> dict:
-    """The analytics row of one conversation of (role, text) turns, a second apart."""
-    frame = (
-        conversations()
-        .head(1)
-        .with_columns(*(pl.lit(value).alias(name) for name, value in header.items()))
+def _one_conversation(
+    turns: list[tuple[str, str]], categorized: pl.DataFrame | None = None, **header
+) -> dict:
+    """The analytics row of one conversation of (role, text) turns, a second apart, with
+    `categorized` as its categories (by default the first fixture row's)."""
+    header_frame = conversations().head(1)
+    frame = header_frame.with_columns(
+        *(
+            pl.lit(value).cast(header_frame.schema[name]).alias(name)
+            for name, value in header.items()
+        )
     )
     rows = (
         messages()
@@ -125,7 +130,9 @@ def _one_conversation(turns: list[tuple[str, str]], **header) -> dict:
             )
         )
     )
-    return conversation_analytics(frame, rows, categories().head(1)).row(0, named=True)
+    if categorized is None:
+        categorized = categories().head(1)
+    return conversation_analytics(frame, rows, categorized).row(0, named=True)
 
 
 def test_a_conversation_without_a_user_turn_is_not_scored_as_a_perfect_one():
@@ -191,27 +198,9 @@ def test_a_conversation_not_categorized_yet_is_not_scored_complaint_free():
     was a complaint is unknown, so that component is absent. It was 1.0, and with no rating,
     thumbs or sentiment the satisfaction score came out a perfect 1.0."""
     turns = [("user", "this is useless, nothing works"), ("assistant", "Sorry to hear that.")]
-    frame = (
-        conversations()
-        .head(1)
-        .with_columns(
-            pl.lit(None, pl.Int8).alias("rating"),
-            pl.lit(0, pl.UInt32).alias("feedback_up"),
-            pl.lit(0, pl.UInt32).alias("feedback_down"),
-        )
+    row = _one_conversation(
+        turns, categories().head(0), rating=None, feedback_up=0, feedback_down=0
     )
-    rows = pl.DataFrame(
-        {
-            "message_id": ["x0", "x1"],
-            "conversation_id": ["c-1", "c-1"],
-            "role": [role for role, _ in turns],
-            "content": [text for _, text in turns],
-            "created_at": [T0, T0 + timedelta(seconds=1)],
-            "latency_ms": [None, 500.0],
-        }
-    )
-    uncategorized = categories().head(0)
-    row = conversation_analytics(frame, rows, uncategorized).row(0, named=True)
     assert row["complaint"] is None and row["no_complaint_score"] is None
     # Only "no escalation" is known, which says nothing of satisfaction: no score.
     assert row["sentiment_end_score"] is None and row["satisfaction_score"] is None
@@ -219,28 +208,9 @@ def test_a_conversation_not_categorized_yet_is_not_scored_complaint_free():
 
 def test_an_abstained_intent_is_not_a_complaint_free_conversation():
     turns = [("user", "hmm"), ("assistant", "How can I help?")]
-    frame = (
-        conversations()
-        .head(1)
-        .with_columns(
-            pl.lit(None, pl.Int8).alias("rating"),
-            pl.lit(0, pl.UInt32).alias("feedback_up"),
-            pl.lit(0, pl.UInt32).alias("feedback_down"),
-        )
-    )
-    rows = pl.DataFrame(
-        {
-            "message_id": ["x0", "x1"],
-            "conversation_id": ["c-1", "c-1"],
-            "role": [role for role, _ in turns],
-            "content": [text for _, text in turns],
-            "created_at": [T0, T0 + timedelta(seconds=1)],
-            "latency_ms": [None, 500.0],
-        }
-    )
     abstained = categories().head(1).with_columns(
         pl.lit("uncertain").alias("intent"), pl.lit("uncertain").alias("sentiment"),
         pl.lit("uncertain").alias("sentiment_opening"),
     )  # fmt: skip
-    row = conversation_analytics(frame, rows, abstained).row(0, named=True)
+    row = _one_conversation(turns, abstained, rating=None, feedback_up=0, feedback_down=0)
     assert row["no_complaint_score"] is None and row["satisfaction_score"] is None
