@@ -150,13 +150,17 @@ def translations(
             "outcomes": MetadataValue.json(counts),
             "quality_by_pair": MetadataValue.md(markdown_table(pairs, rows=50)),
             "seconds": round(seconds, 3),
-            "detected_messages": detected_messages,
-            "detection_messages_per_second": round(detected_messages / detect_seconds)
-            if detected_messages > 0 and detect_seconds > 0
-            else None,
             "pii_findings": MetadataValue.json(pii_findings),
             **frame_metadata(translated.drop("source_text"), days=len(days)),
-            **run_metadata(context, **usage.figures(messages.height)),
+            # Figures of the whole run, not of each day (`run/…`).
+            **run_metadata(
+                context,
+                detected_messages=detected_messages,
+                detection_messages_per_second=round(detected_messages / detect_seconds)
+                if detected_messages > 0 and detect_seconds > 0
+                else None,
+                **usage.figures(messages.height),
+            ),
         },
     )
     yield MaterializeResult(
