@@ -850,13 +850,131 @@ def test_a_rejected_record_is_read_as_written_whatever_it_holds():
     assert swapped["customer"] == privacy.pseudonym("u-17")
 
 
-def test_an_erasure_is_never_retried_by_the_run_retry_daemon():
-    """A second attempt finds the lake rows the first deleted gone, and would close the
-    request as done with the user's MongoDB messages and raw records left behind."""
-    from analytics_assets.definitions import defs
+class _FailingLake:
+    """A lake whose `nth` rewrite of a day of `table` fails (the process dies there)."""
 
-    job = defs.resolve_job_def("erase_user_job")
-    assert job.tags["dagster/max_retries"] == "0"
+    def __init__(self, lake, table: str, nth: int):
+        self._lake, self._table, self._left = lake, table, nth
+
+    def write_day(self, table, day, frame):
+        if table == self._table:
+            self._left -= 1
+            if self._left == 0:
+                raise OSError(f"killed while rewriting {table}")
+        return self._lake.write_day(table, day, frame)
+
+    def __getattr__(self, name):
+        return getattr(self._lake, name)
+
+
+class _FailingDatabase:
+    """A MongoDB database whose deletes from `collection` fail (the server went away)."""
+
+    def __init__(self, db, collection: str):
+        self._db, self._collection = db, collection
+
+    def __getitem__(self, name):
+        collection = self._db[name]
+        if name != self._collection:
+            return collection
+
+        class Failing:
+            def delete_many(self, *args, **kwargs):
+                raise ConnectionError(f"MongoDB went away deleting from {name}")
+
+            def __getattr__(self, attribute):
+                return getattr(collection, attribute)
+
+        return Failing()
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [("lake", "nocodb_raw_pages", 2), ("mongo", "conversation_messages", None)],
+    ids=["killed-rewriting-the-raw-table", "mongodb-lost-deleting-messages"],
+)
+def test_an_erasure_that_fails_halfway_is_resumed_and_leaves_nothing(
+    tmp_path, mongo_server, failure
+):
+    """A second attempt used to find the rows the first one deleted gone: the raw records
+    already removed were never tombstoned (a pull brought them back), the days already
+    rewritten were not rebuilt (the reports kept the pseudonym), and after a failure in
+    MongoDB the user's messages stayed there while the request was closed as done."""
+    from analytics_assets.privacy.erasure import Eraser, tombstones
+
+    spec = SampleSpec(days=4, conversations=120, users=8, seed=33, with_bad_records=False)
+    data = generate_sample(spec)
+    write_export(data, tmp_path / "export")
+    defs, lake, mongo = _definitions(tmp_path, mongo_server, f"privacy_resume_{failure[0]}")
+    instance = DagsterInstance.ephemeral()
+    ingestion = defs.resolve_job_def("ingestion_job")
+    assert ingestion.execute_in_process(
+        instance=instance, tags=range_tags(spec.start, spec.end)
+    ).success
+    counts: dict[str, int] = {}
+    for conversation in data.conversations:
+        if conversation["user_id"]:
+            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
+    user_id = max(counts, key=counts.get)
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    pseudonym = privacy.pseudonym(user_id)
+    ids = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
+    their_days = set(
+        read_asset(lake, "conversations").filter(pl.col("user_id") == pseudonym)["day"]
+    )
+    assert len(their_days) >= 2
+    assert pseudonym in read_asset(lake, "daily_report")["user_ids"].explode()
+
+    # The first attempt dies halfway.
+    db = mongo.db()
+    request_id = submit_request(db, pseudonym, requested_by="dpo", reason="T-7")
+    where, name, nth = failure
+    eraser = Eraser(
+        _FailingLake(lake.lake(), name, nth) if where == "lake" else lake.lake(),
+        _FailingDatabase(db, name) if where == "mongo" else db,
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=privacy.digester(),
+        schema=defs.resources["record_source"].source_schema,
+    )
+    with pytest.raises((OSError, ConnectionError)):
+        eraser.erase(pseudonym, request_id=request_id)
+    assert db[REQUESTS_COLLECTION].count_documents({}) == 1
+
+    # Erasing the user again resumes the same request.
+    audit = run_erasure(defs, instance, pseudonym, requested_by="dpo", reason="T-7 again")
+    assert (
+        instance.get_run_by_id(audit["_id"]).run_config["ops"]["erase_user_data"]["config"][
+            "request_id"
+        ]
+        == request_id
+    )
+    assert audit["outcome"] == "erased" and audit["reason"] == "T-7"
+    assert audit["conversations"] == len(ids)
+    assert db[REQUESTS_COLLECTION].count_documents({}) == 0
+
+    # Nothing of theirs remains, in the lake or MongoDB.
+    for table in lake.lake().tables():
+        text = "\n".join(_strings(lake.lake().scan_all(table).collect()))
+        assert pseudonym not in text, table
+        assert not [i for i in ids if f'"{i}"' in text or f'\\"{i}\\"' in text], table
+    for collection, documents in _collections(mongo).items():
+        text = "\n".join(documents)
+        assert pseudonym not in text and not [i for i in ids if f'"{i}"' in text], collection
+    # Every raw record of theirs is tombstoned, and every day they were in was rebuilt.
+    assert audit["raw_records_tombstoned"] >= len(ids)
+    assert len(tombstones(lake.lake())) == audit["raw_records_tombstoned"]
+    assert {date.fromisoformat(d) for d in audit["reports_to_rebuild"]["daily_report"]} >= (
+        their_days
+    )
+    assert pseudonym not in read_asset(lake, "daily_report")["user_ids"].explode().to_list()
+    pulled = ingestion.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
+    assert pulled.success
+    raw_metadata = pulled.asset_materializations_for_node("nocodb_raw_pages")[0].metadata
+    assert raw_metadata["erased_records_skipped"].value == audit["raw_records_tombstoned"]
+    assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
 
 
 def test_the_freshness_sensor_runs_without_being_turned_on():

@@ -8,6 +8,12 @@ cover are rebuilt from what remains (`ErasureResult.reports_to_rebuild`).
 A request (`submit_request`) keeps who is to be erased in MongoDB under a random id until
 the erasure is done: the job is given only that id, so the subject never enters Dagster's run
 config or event log, which no erasure can reach.
+
+An erasure that fails halfway resumes: before it deletes anything it writes into its request
+what it found (the conversations, the raw records, the days), so a second attempt still
+knows what the first one already deleted the traces of. It tombstones the raw records first,
+deletes from MongoDB next and rewrites the lake last, the raw table at the very end (it is
+where a user's conversations are found from their raw id).
 """
 
 from __future__ import annotations
@@ -51,11 +57,43 @@ class ErasureResult:
     raw_records: int = 0
     changed_days: set[date] = field(default_factory=set)
     reports_to_rebuild: dict[str, list[str]] = field(default_factory=dict)
+    # An earlier attempt of the same request found (and may have deleted) something.
+    resumed: bool = False
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.raw_records or any(self.lake_rows.values())
+        return bool(self.raw_records or self.resumed or any(self.lake_rows.values())
                     or any(self.mongo_documents.values()))  # fmt: skip
+
+
+@dataclass
+class ErasurePlan:
+    """What an erasure removes: found before anything is deleted, and kept in the request
+    so that an attempt after a failure still knows what the first one found."""
+
+    conversation_ids: set[str] = field(default_factory=set)
+    # `<table>:<NocoDB Id, else key>` of the raw records, for the tombstones.
+    raw_identities: set[str] = field(default_factory=set)
+    # The days whose analytics rows change: their reports are rebuilt.
+    days: set[date] = field(default_factory=set)
+    # Per lake table, the days that hold the user's rows now.
+    days_by_table: dict[str, list[date]] = field(default_factory=dict)
+
+    def merged(self, remembered: dict[str, Any]) -> ErasurePlan:
+        return ErasurePlan(
+            conversation_ids=self.conversation_ids | set(remembered.get("conversation_ids", [])),
+            raw_identities=self.raw_identities | set(remembered.get("raw_identities", [])),
+            days=self.days | {date.fromisoformat(d) for d in remembered.get("days", [])},
+            days_by_table=self.days_by_table,
+        )
+
+    def to_document(self) -> dict[str, list[str]]:
+        return {
+            "conversation_ids": sorted(self.conversation_ids),
+            "raw_identities": sorted(self.raw_identities),
+            # ISO text: the embedded MongoDB server reads dates written with `$set` as text.
+            "days": sorted(day.isoformat() for day in self.days),
+        }
 
 
 def _json_field(name: str) -> pl.Expr:
@@ -210,40 +248,55 @@ class Eraser:
             self.lake.write_day(table, day, frame)
         result.lake_rows[f"{table} (examples scrubbed)"] = scrubbed
 
-    def _erase_lake(self, pseudonym: str, ids: list[str], result: ErasureResult) -> list[str]:
-        """Rewrites only the days that hold the user's rows; returns the raw records' ids."""
-        raw_identities: list[str] = []
-        texts = self._their_texts(ids)
+    def _lake_tables(self) -> list[tuple[str, set[str]]]:
+        """The lake tables an erasure rewrites, with their columns, in the order it rewrites
+        them: those quoting examples first (they are scrubbed by the user's texts, read
+        from `conversation_messages`), the raw table last (a user's conversations are found
+        from their raw id there)."""
+        found = []
         for table in self.lake.tables():
             if table in REPORT_TABLES or not self.lake.days_present(table):
                 continue
-            scan = self.lake.scan_all(table)
-            columns = set(scan.collect_schema().names())
-            if "day" not in columns:
-                continue
+            columns = set(self.lake.scan_all(table).collect_schema().names())
+            if "day" in columns:
+                found.append((table, columns))
+        return sorted(found, key=lambda item: ("examples" not in item[1], item[0] == RAW_TABLE))
+
+    def _find(self, pseudonym: str, known_ids: set[str]) -> ErasurePlan:
+        """Everything of the user's that the lake and MongoDB hold now, `known_ids` (their
+        conversations an earlier attempt found) included; deletes nothing."""
+        ids = sorted(self.conversation_ids(pseudonym) | known_ids)
+        plan = ErasurePlan(conversation_ids=set(ids))
+        for table, columns in self._lake_tables():
+            if "examples" in columns:
+                continue  # scrubbed, not removed: no report changes
+            match = self._match(table, columns, pseudonym, ids)
+            matched = self.lake.scan_all(table).filter(match)
+            days = matched.select("day").unique().collect()["day"].to_list()
+            plan.days_by_table[table] = sorted(days)
+            if table == RAW_TABLE:
+                identities = matched.select(_raw_identity(self.schema)).collect().to_series()
+                plan.raw_identities.update(identities.drop_nulls())
+            else:
+                plan.days.update(days)
+        return plan
+
+    def _erase_lake(self, pseudonym: str, plan: ErasurePlan, result: ErasureResult) -> None:
+        """Rewrites only the days that hold the user's rows."""
+        ids = sorted(plan.conversation_ids)
+        texts = self._their_texts(ids)
+        for table, columns in self._lake_tables():
             if "examples" in columns:
                 self._scrub_examples(table, texts, result)
                 continue
             match = self._match(table, columns, pseudonym, ids)
-            days = scan.filter(match).select("day").unique().collect()["day"].to_list()
             removed = 0
-            for day in sorted(days):
+            for day in plan.days_by_table.get(table, []):
                 frame = self.lake.scan_days(table, [day]).collect()
                 mask = frame.select(match.alias("erase"))["erase"]
-                if table == RAW_TABLE:
-                    raw_identities += (
-                        frame.filter(mask)
-                        .select(_raw_identity(self.schema))
-                        .to_series()
-                        .drop_nulls()
-                        .to_list()
-                    )
                 self.lake.write_day(table, day, frame.filter(~mask))
                 removed += int(mask.sum())
-                if table != RAW_TABLE:
-                    result.changed_days.add(day)
             result.lake_rows[table] = removed
-        return raw_identities
 
     def _erase_mongo(self, pseudonym: str, ids: list[str], result: ErasureResult) -> None:
         for name, spec in COLLECTIONS.items():
@@ -320,16 +373,37 @@ class Eraser:
             ),
         }
 
-    def erase(self, pseudonym: str) -> ErasureResult:
-        """Idempotent: a second erasure of the same user finds nothing and changes nothing."""
+    def _remembered(self, request_id: str | None) -> dict[str, Any]:
+        if request_id is None:
+            return {}
+        document = self.db[REQUESTS_COLLECTION].find_one(
+            {"_id": request_id}, projection={"found": True}
+        )
+        return (document or {}).get("found") or {}
+
+    def _remember(self, request_id: str | None, plan: ErasurePlan) -> None:
+        if request_id is not None:
+            self.db[REQUESTS_COLLECTION].update_one(
+                {"_id": request_id}, {"$set": {"found": plan.to_document()}}
+            )
+
+    def erase(self, pseudonym: str, request_id: str | None = None) -> ErasureResult:
+        """Idempotent: a second erasure of the same user finds nothing and changes nothing.
+        Given its request, an erasure that failed halfway resumes where it stopped: what it
+        found is written into the request before anything is deleted."""
         result = ErasureResult()
-        ids = sorted(self.conversation_ids(pseudonym))
-        result.conversations = len(ids)
-        raw_identities = self._erase_lake(pseudonym, ids, result)
-        self._erase_mongo(pseudonym, ids, result)
-        self._add_tombstones(raw_identities)
-        result.raw_records = len(raw_identities)
-        result.reports_to_rebuild = self._reports_to_rebuild(result.changed_days)
+        remembered = self._remembered(request_id)
+        found = self._find(pseudonym, set(remembered.get("conversation_ids", [])))
+        plan = found.merged(remembered)
+        self._remember(request_id, plan)
+        result.resumed = bool(remembered) and any(remembered.values())
+        self._add_tombstones(sorted(plan.raw_identities))
+        self._erase_mongo(pseudonym, sorted(plan.conversation_ids), result)
+        self._erase_lake(pseudonym, plan, result)
+        result.conversations = len(plan.conversation_ids)
+        result.raw_records = len(plan.raw_identities)
+        result.changed_days = plan.days
+        result.reports_to_rebuild = self._reports_to_rebuild(plan.days)
         return result
 
     # -- audit -----------------------------------------------------------------------------
@@ -378,13 +452,19 @@ class ErasureRequest:
 def submit_request(db: Database, user_pseudonym: str, *, requested_by: str,
                    reason: str = "") -> str:  # fmt: skip
     """Records an erasure request; returns its id (random, it says nothing of the user),
-    the only thing the erasure job is given."""
+    the only thing the erasure job is given. A request still pending for the same user (one
+    whose erasure failed) is returned instead, so the next attempt resumes it."""
     if not re.fullmatch(USER_PSEUDONYM_PATTERN, user_pseudonym):
         # The value is not repeated: it may be a raw user id given by mistake.
         raise ValueError(
             "An erasure request takes the user's pseudonym (u_ and 20 hex digits), not "
             "their id: `analytics-assets pseudonym <user id>` prints it."
         )
+    pending = db[REQUESTS_COLLECTION].find_one(
+        {"user_pseudonym": user_pseudonym}, projection={"_id": True}
+    )
+    if pending is not None:
+        return pending["_id"]
     request_id = uuid.uuid4().hex
     db[REQUESTS_COLLECTION].insert_one(
         {

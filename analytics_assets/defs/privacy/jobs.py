@@ -83,7 +83,7 @@ def erase_user_data(
         digest=privacy.digester(),
         schema=record_source.source_schema,
     )
-    result = eraser.erase(request.user_pseudonym)
+    result = eraser.erase(request.user_pseudonym, request_id=config.request_id)
     audit = eraser.audit(
         context.run_id,
         request.user_pseudonym,
@@ -113,11 +113,10 @@ def erase_user_data(
     description="Right to erasure: one user's messages, conversations, categories, "
     "translations and analytics leave MongoDB and the lake; the reports they counted in are "
     "rebuilt by `erasure_report_rebuild_sensor`.",
-    # Never re-run by the run-retry daemon (`run_retries` in prod): a second attempt finds
-    # the lake rows the first one deleted gone, so it would neither find the conversations
-    # to delete from MongoDB nor tombstone their records, and close the request as done. A
-    # failed erasure is re-submitted by a person, who reads the audit record first.
-    tags={"privacy": "erasure", "dagster/max_retries": "0"},
+    # Retried by the run-retry daemon (`run_retries` in prod) like any job: an attempt
+    # after a failure resumes from what the first one wrote into the request before it
+    # deleted anything (`Eraser.erase`).
+    tags={"privacy": "erasure"},
 )
 def erase_user_job():
     erase_user_data()
@@ -262,18 +261,16 @@ def run_erasure(
     """The erasure job in this process, then (unless told not to) the report rebuilds it
     asks for, in order, so the reports are right when this returns; the sensor then leaves
     the run alone. The run is given a request id, never the pseudonym. Returns the audit
-    record."""
+    record.
+
+    A failed erasure leaves its request pending, with what it found: calling again for the
+    same user resumes it (`submit_request` returns the pending request)."""
     request_id = submit_erasure(defs, user_pseudonym, requested_by=requested_by, reason=reason)
-    try:
-        result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
-            run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
-            instance=instance,
-            tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
-        )
-    finally:
-        # Done or failed, the request leaves with this call (a failed erasure is retried
-        # by calling again); the job closed it already when it succeeded.
-        close_request(defs.resources["mongo"].db(), request_id)
+    result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
+        run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
+        instance=instance,
+        tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
+    )
     audit = result.output_for_node("erase_user_data")
     if rebuild_reports:
         for request in report_run_requests(result.run_id, audit["reports_to_rebuild"]):
