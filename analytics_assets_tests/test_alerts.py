@@ -346,3 +346,125 @@ def test_a_failing_sink_is_called_once_a_tick_however_many_alerts_wait():
         check_sensor.evaluate_tick(second)
     assert len(calls) == 2
     assert len(json.loads(second.cursor)["pending"]) == 3
+
+
+def _instigator(instance, name: str, kind: str = "SENSOR", running: bool = True):
+    """A sensor or schedule's stored state, as the daemon keeps it (Dagster has no public
+    constructor for what its daemon stores)."""
+    from dagster._core.definitions.run_request import InstigatorType  # noqa: TID251
+    from dagster._core.remote_origin import (  # noqa: TID251
+        RegisteredCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.scheduler.instigation import (  # noqa: TID251
+        InstigatorState,
+        InstigatorStatus,
+        ScheduleInstigatorData,
+        SensorInstigatorData,
+    )
+
+    origin = RemoteInstigatorOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("analytics"), "__repository__"), name
+    )
+    state = InstigatorState(
+        origin,
+        InstigatorType[kind],
+        InstigatorStatus.RUNNING if running else InstigatorStatus.STOPPED,
+        ScheduleInstigatorData("0 4 * * *") if kind == "SCHEDULE" else SensorInstigatorData(),
+    )
+    instance.add_instigator_state(state)
+    return state
+
+
+def _tick(instance, state, status: str, failures: int = 0, age_s: float = 0):
+    import time
+
+    from dagster._core.scheduler.instigation import TickData, TickStatus  # noqa: TID251
+    from dagster_shared.error import SerializableErrorInfo
+
+    error = (
+        SerializableErrorInfo(
+            "401 from https://nocodb.example/api?xc-token=SECRETTOKEN", [], "HTTPStatusError"
+        )
+        if status == "FAILURE"
+        else None
+    )
+    instance.create_tick(
+        TickData(
+            instigator_origin_id=state.instigator_origin_id,
+            instigator_name=state.instigator_name,
+            instigator_type=state.instigator_type,
+            status=TickStatus[status],
+            timestamp=time.time() - age_s,
+            selector_id=state.selector_id,
+            run_ids=[],
+            run_keys=[],
+            error=error,
+            consecutive_failure_count=failures,
+        )
+    )
+
+
+def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_failures():
+    """A failing sync sensor starts no run, so no run failure ever told anyone."""
+    import dagster as dg
+
+    from analytics_assets.alerts.core import DeliveryError
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor, named_sink
+
+    received: list = []
+    sink_up = {"value": False}
+
+    def flaky(alert):
+        if not sink_up["value"]:
+            raise DeliveryError("webhook refused (503)")
+        received.append(alert)
+
+    check_sensor = build_check_alert_sensor([named_sink("webhook", flaky)], ui_url="http://ui")
+    with dg.instance_for_test() as instance:
+        sync = _instigator(instance, "nocodb_sync_sensor")
+        report = _instigator(instance, "daily_report_schedule", kind="SCHEDULE")
+        stopped = _instigator(instance, "old_sensor", running=False)
+        itself = _instigator(instance, "asset_check_alert_sensor")
+        removed = _instigator(instance, "sensor_removed_from_the_code_last_month")
+        _tick(instance, sync, "FAILURE", failures=1)
+        _tick(instance, report, "SUCCESS")
+        _tick(instance, stopped, "FAILURE", failures=4)
+        _tick(instance, itself, "FAILURE", failures=1)
+        _tick(instance, removed, "FAILURE", failures=1, age_s=30 * 86400)
+
+        cursor = None
+
+        def tick():
+            nonlocal cursor
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            check_sensor.evaluate_tick(context)
+            cursor = context.cursor
+
+        tick()  # the sink is down: the alert waits in the cursor
+        assert received == [] and len(json.loads(cursor)["pending"]) == 1
+        sink_up["value"] = True
+        tick()
+        assert [a.title for a in received] == [
+            "Sensor failing: nocodb_sync_sensor (HTTPStatusError)"
+        ]
+        alert = received[0]
+        assert alert.kind == "sensor_failing" and alert.numbers == {"consecutive_failures": 1}
+        assert alert.link == "http://ui/automation"
+        assert "SECRETTOKEN" not in json.dumps(alert.to_dict())
+
+        _tick(instance, sync, "FAILURE", failures=2)  # the same run of failures: no new alert
+        tick()
+        assert len(received) == 1
+        _tick(instance, sync, "SKIPPED")
+        _tick(instance, report, "FAILURE", failures=1)
+        tick()
+        assert [a.title for a in received][1:] == [
+            "Schedule failing: daily_report_schedule (HTTPStatusError)"
+        ]
+        _tick(instance, sync, "FAILURE", failures=1)  # failing again after a good tick
+        tick()
+    assert [a.title for a in received][2:] == [
+        "Sensor failing: nocodb_sync_sensor (HTTPStatusError)"
+    ]

@@ -35,7 +35,8 @@ class DeliveryError(Exception):
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "asset_check_failed" | "run_failed" | "stale_report"
+    # "asset_check_failed" | "run_failed" | "stale_report" | "sensor_failing" | "schedule_failing"
+    kind: str
     title: str
     asset: str | None = None
     partition: str | None = None

@@ -8,6 +8,12 @@ recently are remembered too, because tagging a run (the run-retry daemon does, w
 retries it) moves its update time and would bring it back. A failure that Dagster will retry
 is not sent: its retry's outcome is. Without a cursor (the first tick) the finished runs
 already in the instance are read too, 50 a tick.
+
+A sensor or schedule whose ticks fail starts no run, so no run fails: a NocoDB sync sensor
+with a revoked token would stop the pipeline without a word. Each tick also reads the latest
+tick of every running sensor and schedule, and alerts once when one starts failing (again
+after it has had a good tick). Only the error's type is sent: its message may quote a URL
+with a token.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ REMEMBERED_RUNS = 500
 TICK_BUDGET_S = 30.0
 # Dagster's tag on a failed run that its run-retry daemon will retry.
 WILL_RETRY_TAG = "dagster/will_retry"
+ALERT_SENSOR_NAME = "asset_check_alert_sensor"
+# A failed tick older than this is not alerted: the state of a sensor removed from the code
+# stays in the instance with its last tick. A schedule ticks at least daily.
+FAILING_TICK_WINDOW_S = 26 * 3600
 
 
 def named_sink(name: str, deliver: Sink) -> Sink:
@@ -115,16 +125,52 @@ def _days_named(evaluations: list) -> str | None:
     return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
+def failing_instigator_alerts(
+    instance, alerted: dict[str, int], ui_url: str | None
+) -> tuple[list[Alert], dict[str, int]]:
+    """Alerts for the running sensors and schedules (this sensor aside) whose latest tick
+    failed and that were not alerted for this run of failures; the failing ones now, as
+    {selector id: id of the tick alerted}. One that has had a good tick since is forgotten,
+    so its next failure is alerted again."""
+    alerts, failing = [], {}
+    since = time.time() - FAILING_TICK_WINDOW_S
+    for state in instance.all_instigator_state():
+        if not state.is_running or state.instigator_name == ALERT_SENSOR_NAME:
+            continue
+        ticks = instance.get_ticks(
+            state.instigator_origin_id, state.selector_id, after=since, limit=1
+        )
+        if not ticks or ticks[0].status.value != "FAILURE":  # dagster's TickStatus
+            continue
+        tick, kind = ticks[0], state.instigator_type.value.lower()
+        if state.selector_id in alerted:
+            failing[state.selector_id] = alerted[state.selector_id]
+            continue
+        failing[state.selector_id] = tick.tick_id
+        error = tick.error.cls_name if tick.error is not None else None
+        alerts.append(
+            Alert(
+                kind=f"{kind}_failing",
+                title=f"{kind.capitalize()} failing: {state.instigator_name}"
+                + (f" ({error})" if error else ""),
+                numbers={"consecutive_failures": tick.consecutive_failure_count or 1},
+                link=f"{ui_url.rstrip('/')}/automation" if ui_url else None,
+            )
+        )
+    return alerts, failing
+
+
 def _read_cursor(cursor: str | None) -> dict:
-    """{"after": position, "handled": [run ids], "pending": [{run_id, sinks, tries}]}; a
-    cursor of an earlier version is the position alone."""
+    """{"after": position, "handled": [run ids], "pending": [{run_id or alert, sinks,
+    tries}], "failing": {selector id: tick id}}; a cursor of an earlier version is the
+    position alone."""
     if not cursor:
-        return {"after": None, "handled": [], "pending": []}
+        return {"after": None, "handled": [], "pending": [], "failing": {}}
     if not cursor.startswith("{"):
-        return {"after": cursor, "handled": [], "pending": []}
+        return {"after": cursor, "handled": [], "pending": [], "failing": {}}
     state = json.loads(cursor)
     return {"after": state.get("after"), "handled": state.get("handled", []),
-            "pending": state.get("pending", [])}  # fmt: skip
+            "pending": state.get("pending", []), "failing": state.get("failing", {})}  # fmt: skip
 
 
 class _Delivery:
@@ -166,35 +212,45 @@ class _Delivery:
         return failed
 
     def retry(self, entry: dict) -> None:
-        """What some sinks did not take on an earlier tick, to those sinks only."""
-        run = self.context.instance.get_run_by_id(entry["run_id"])
+        """What some sinks did not take on an earlier tick, to those sinks only. A run's
+        alerts are read again from the run; a failing sensor's is kept whole in the entry."""
         names = [name for name in entry["sinks"] if name in self.sinks]
-        if run is None or not names:
+        if "alert" in entry:
+            alerts, what = [Alert(**entry["alert"])], entry["alert"]["title"]
+        else:
+            run = self.context.instance.get_run_by_id(entry["run_id"])
+            if run is None:
+                return
+            alerts, what = None, f"alerts of run {run.run_id}"
+        if not names:
             return
         waiting = [name for name in names if name in self.down]
         tried = [name for name in names if name not in self.down]
         if not tried:
             self.pending.append(entry)  # not tried on this tick: no try spent
             return
-        failed = self.deliver(self.alerts(run), tried) + waiting
+        failed = self.deliver(alerts if alerts is not None else self.alerts(run), tried)
+        failed += waiting
         if failed and entry["tries"] + 1 < MAX_TRIES:
             self.pending.append({**entry, "sinks": failed, "tries": entry["tries"] + 1})
         elif failed:
             self.context.log.warning(
-                f"alerts of run {run.run_id} dropped for {', '.join(failed)} after "
-                f"{MAX_TRIES} tries"
+                f"{what} dropped for {', '.join(failed)} after {MAX_TRIES} tries"
             )
 
     def send(self, run) -> None:
         alerts = self.alerts(run)
-        if not alerts:
-            return
+        if alerts:
+            self._send(alerts, {"run_id": run.run_id})
+
+    def send_alert(self, alert: Alert) -> None:
+        self._send([alert], {"alert": alert.to_dict()})
+
+    def _send(self, alerts: list[Alert], entry: dict) -> None:
         waiting = [name for name in self.sinks if name in self.down]
         failed = self.deliver(alerts, [name for name in self.sinks if name not in self.down])
         if failed or waiting:
-            self.pending.append(
-                {"run_id": run.run_id, "sinks": failed + waiting, "tries": 1 if failed else 0}
-            )
+            self.pending.append({**entry, "sinks": failed + waiting, "tries": 1 if failed else 0})
 
 
 def build_check_alert_sensor(
@@ -203,7 +259,7 @@ def build_check_alert_sensor(
     named = {_sink_name(sink, position): sink for position, sink in enumerate(sinks)}
 
     @sensor(
-        name="asset_check_alert_sensor",
+        name=ALERT_SENSOR_NAME,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING if sinks else DefaultSensorStatus.STOPPED,
     )
@@ -229,9 +285,19 @@ def build_check_alert_sensor(
             if run.run_id not in handled and run.tags.get(WILL_RETRY_TAG) != "true":
                 delivery.send(run)
                 handled.append(run.run_id)
+        failing_alerts, failing = failing_instigator_alerts(
+            context.instance, state["failing"], ui_url
+        )
+        for alert in failing_alerts:
+            delivery.send_alert(alert)
         context.update_cursor(
             json.dumps(
-                {"after": after, "handled": handled[-REMEMBERED_RUNS:], "pending": delivery.pending}
+                {
+                    "after": after,
+                    "handled": handled[-REMEMBERED_RUNS:],
+                    "pending": delivery.pending,
+                    "failing": failing,
+                }
             )
         )
         if delivery.pending:
