@@ -954,6 +954,8 @@ def test_an_erasure_that_fails_halfway_is_resumed_and_leaves_nothing(
     assert audit["outcome"] == "erased" and audit["reason"] == "T-7"
     assert audit["conversations"] == len(ids)
     assert db[REQUESTS_COLLECTION].count_documents({}) == 0
+    # Run in this process, the daemon could not relaunch it: its failure must be alerted.
+    assert instance.get_run_by_id(audit["_id"]).tags["dagster/max_retries"] == "0"
 
     # Nothing of theirs remains, in the lake or MongoDB.
     for table in lake.lake().tables():
@@ -970,11 +972,75 @@ def test_an_erasure_that_fails_halfway_is_resumed_and_leaves_nothing(
         their_days
     )
     assert pseudonym not in read_asset(lake, "daily_report")["user_ids"].explode().to_list()
+    # Done: erasing them again finds nothing and changes nothing.
+    lake_before, mongo_before = _lake_fingerprint(lake), _mongo_fingerprint(mongo)
+    repeat = run_erasure(defs, instance, pseudonym, requested_by="dpo")
+    assert repeat["outcome"] == "nothing to erase" and repeat["raw_records_tombstoned"] == 0
+    assert _lake_fingerprint(lake) == lake_before and _mongo_fingerprint(mongo) == mongo_before
     pulled = ingestion.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
     assert pulled.success
     raw_metadata = pulled.asset_materializations_for_node("nocodb_raw_pages")[0].metadata
     assert raw_metadata["erased_records_skipped"].value == audit["raw_records_tombstoned"]
     assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
+
+
+def test_reports_left_unrebuilt_by_a_killed_erasure_are_rebuilt_when_it_is_run_again(
+    tmp_path, mongo_server, monkeypatch
+):
+    """The erasure closes its request before the CLI rebuilds the reports: killed during
+    the rebuilds, erasing the user again found nothing and rebuilt nothing, and the daily
+    reports kept the pseudonym. And one attempt of a request runs at a time."""
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from analytics_assets.defs.privacy import jobs
+
+    spec = SampleSpec(days=3, conversations=60, users=6, seed=8, with_bad_records=False)
+    data = generate_sample(spec)
+    write_export(data, tmp_path / "export")
+    defs, lake, mongo = _definitions(tmp_path, mongo_server, "privacy_unfinished_rebuild")
+    instance = DagsterInstance.ephemeral()
+    assert (
+        defs.resolve_job_def("ingestion_job")
+        .execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
+        .success
+    )
+    user_id = next(c["user_id"] for c in data.conversations if c["user_id"])
+    pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonym(user_id)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while rebuilding the reports")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs, "report_run_requests", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_erasure(defs, instance, pseudonym, requested_by="dpo")
+    assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
+    assert pseudonym in read_asset(lake, "daily_report")["user_ids"].explode().to_list()
+
+    again = run_erasure(defs, instance, pseudonym, requested_by="dpo")
+    assert again["outcome"] == "nothing to erase"
+    assert pseudonym not in read_asset(lake, "daily_report")["user_ids"].explode().to_list()
+    audits = list(mongo.db()[AUDIT_COLLECTION].find())
+    assert len(audits) == 2 and all(a["reports_rebuilt"] for a in audits)
+
+    # A second attempt of a request while one is running is refused.
+    request_id = submit_request(mongo.db(), pseudonym, requested_by="dpo")
+    instance.add_run(
+        DagsterRun(
+            job_name="erase_user_job",
+            run_id="attempt-running",
+            status=DagsterRunStatus.STARTED,
+            tags={jobs.REQUEST_TAG: request_id},
+        )
+    )
+    second = defs.resolve_job_def("erase_user_job").execute_in_process(
+        run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not second.success
+    failure = next(e for e in second.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "being carried out by run attempt-running" in str(failure.event_specific_data.error)
 
 
 def test_the_freshness_sensor_runs_without_being_turned_on():

@@ -10,8 +10,8 @@ the erasure is done: the job is given only that id, so the subject never enters 
 config or event log, which no erasure can reach.
 
 An erasure that fails halfway resumes: before it deletes anything it writes into its request
-what it found (the conversations, the raw records, the days), so a second attempt still
-knows what the first one already deleted the traces of. It tombstones the raw records first,
+what it found (the conversations and the days), so a second attempt still knows what the
+first one already deleted the traces of. It tombstones the raw records first,
 deletes from MongoDB next and rewrites the lake last, the raw table at the very end (it is
 where a user's conversations are found from their raw id).
 """
@@ -69,11 +69,17 @@ class ErasureResult:
 @dataclass
 class ErasurePlan:
     """What an erasure removes: found before anything is deleted, and kept in the request
-    so that an attempt after a failure still knows what the first one found."""
+    so that an attempt after a failure still knows what the first one found.
+
+    The raw records' ids are not kept: they are tombstoned before anything is deleted, so
+    each one is tombstoned already or still in the raw table, where the next attempt finds
+    it (and a request holds no list of record ids in clear, which tombstones avoid too)."""
 
     conversation_ids: set[str] = field(default_factory=set)
-    # `<table>:<NocoDB Id, else key>` of the raw records, for the tombstones.
+    # `<table>:<NocoDB Id, else key>` of the raw records found now, for the tombstones.
     raw_identities: set[str] = field(default_factory=set)
+    # How many raw records earlier attempts tombstoned.
+    raw_records_before: int = 0
     # The days whose analytics rows change: their reports are rebuilt.
     days: set[date] = field(default_factory=set)
     # Per lake table, the days that hold the user's rows now.
@@ -82,17 +88,20 @@ class ErasurePlan:
     def merged(self, remembered: dict[str, Any]) -> ErasurePlan:
         return ErasurePlan(
             conversation_ids=self.conversation_ids | set(remembered.get("conversation_ids", [])),
-            raw_identities=self.raw_identities | set(remembered.get("raw_identities", [])),
+            raw_identities=self.raw_identities,
+            raw_records_before=int(remembered.get("raw_records_tombstoned", 0)),
             days=self.days | {date.fromisoformat(d) for d in remembered.get("days", [])},
             days_by_table=self.days_by_table,
         )
 
-    def to_document(self) -> dict[str, list[str]]:
+    def to_document(self, raw_records_tombstoned: int | None = None) -> dict[str, Any]:
         return {
             "conversation_ids": sorted(self.conversation_ids),
-            "raw_identities": sorted(self.raw_identities),
             # ISO text: the embedded MongoDB server reads dates written with `$set` as text.
             "days": sorted(day.isoformat() for day in self.days),
+            "raw_records_tombstoned": self.raw_records_before
+            if raw_records_tombstoned is None
+            else raw_records_tombstoned,
         }
 
 
@@ -338,20 +347,25 @@ class Eraser:
             removed += self.db[name].delete_many({"_id": {"$in": chunk}}).deleted_count
         return removed
 
-    def _add_tombstones(self, identities: list[str]) -> None:
+    def _add_tombstones(self, identities: list[str]) -> int:
         """Keyed digests of the removed raw records: a pull drops them, the reconciliation
-        does not count them missing. Only digests: the list names no record or user."""
+        does not count them missing. Only digests: the list names no record or user.
+        Returns how many were not tombstoned already."""
         if not identities:
-            return
+            return 0
         new = pl.DataFrame(
             {
                 "record_digest": [tombstone_digest(self.digest, i) for i in identities],
                 "erased_at": [datetime.now(UTC)] * len(identities),
             }
-        )
+        ).unique("record_digest", keep="first")
         old = self.lake.read_file(TOMBSTONES)
-        merged = pl.concat([old, new]) if old is not None else new
-        self.lake.write_file(TOMBSTONES, merged.unique("record_digest", keep="first"))
+        if old is not None:
+            new = new.filter(~pl.col("record_digest").is_in(old["record_digest"].implode()))
+            if new.is_empty():
+                return 0
+        self.lake.write_file(TOMBSTONES, pl.concat([old, new]) if old is not None else new)
+        return new.height
 
     def _reports_to_rebuild(self, days: set[date]) -> dict[str, list[str]]:
         """The report partitions built on the changed days: each day and the day after (it
@@ -381,11 +395,9 @@ class Eraser:
         )
         return (document or {}).get("found") or {}
 
-    def _remember(self, request_id: str | None, plan: ErasurePlan) -> None:
+    def _remember(self, request_id: str | None, found: dict[str, Any]) -> None:
         if request_id is not None:
-            self.db[REQUESTS_COLLECTION].update_one(
-                {"_id": request_id}, {"$set": {"found": plan.to_document()}}
-            )
+            self.db[REQUESTS_COLLECTION].update_one({"_id": request_id}, {"$set": {"found": found}})
 
     def erase(self, pseudonym: str, request_id: str | None = None) -> ErasureResult:
         """Idempotent: a second erasure of the same user finds nothing and changes nothing.
@@ -395,13 +407,23 @@ class Eraser:
         remembered = self._remembered(request_id)
         found = self._find(pseudonym, set(remembered.get("conversation_ids", [])))
         plan = found.merged(remembered)
-        self._remember(request_id, plan)
+        self._remember(request_id, plan.to_document())
         result.resumed = bool(remembered) and any(remembered.values())
-        self._add_tombstones(sorted(plan.raw_identities))
-        self._erase_mongo(pseudonym, sorted(plan.conversation_ids), result)
+        result.raw_records = plan.raw_records_before + self._add_tombstones(
+            sorted(plan.raw_identities)
+        )
+        self._remember(request_id, plan.to_document(result.raw_records))
+        ids = sorted(plan.conversation_ids)
+        self._erase_mongo(pseudonym, ids, result)
         self._erase_lake(pseudonym, plan, result)
+        # Again, once the lake no longer holds them: a day rebuilt meanwhile from lake rows
+        # not yet rewritten writes that day's documents back to MongoDB. (Deleting finds
+        # nothing otherwise; what it removes is added to the counts.)
+        again = ErasureResult()
+        self._erase_mongo(pseudonym, ids, again)
+        for name, removed in again.mongo_documents.items():
+            result.mongo_documents[name] = result.mongo_documents.get(name, 0) + removed
         result.conversations = len(plan.conversation_ids)
-        result.raw_records = len(plan.raw_identities)
         result.changed_days = plan.days
         result.reports_to_rebuild = self._reports_to_rebuild(plan.days)
         return result

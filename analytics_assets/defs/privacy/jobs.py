@@ -44,6 +44,15 @@ from analytics_assets.privacy.erasure import (
 
 # On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
 INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
+# On an erasure run: its request's id (random; it says nothing of the user).
+REQUEST_TAG = "privacy/request"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 class ErasureConfig(Config):
@@ -75,6 +84,20 @@ def erase_user_data(
         raise Failure(
             f"No pending erasure request {config.request_id}: it was carried out already "
             "(see privacy_audit), or never recorded."
+        )
+    # One attempt of a request at a time: a failed one's request stays pending, and a person
+    # relaunching it while the run-retry daemon's retry runs would rewrite the same days twice.
+    context.instance.add_run_tags(context.run_id, {REQUEST_TAG: config.request_id})
+    others = [
+        record.dagster_run.run_id
+        for record in context.instance.get_run_records(
+            filters=RunsFilter(tags={REQUEST_TAG: config.request_id}, statuses=IN_FLIGHT)
+        )
+        if record.dagster_run.run_id != context.run_id
+    ]
+    if others:
+        raise Failure(
+            f"Erasure request {config.request_id} is being carried out by run {others[0]}."
         )
     eraser = Eraser(
         lake.lake(),
@@ -269,14 +292,48 @@ def run_erasure(
     result = defs.resolve_job_def(erase_user_job.name).execute_in_process(
         run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
         instance=instance,
-        tags={INLINE_REBUILD_TAG: "true"} if rebuild_reports else {},
+        # A run in this process cannot be relaunched by the run-retry daemon: marked as to be
+        # retried, its failure would never be alerted. The caller runs the command again.
+        tags={
+            "dagster/max_retries": "0",
+            **({INLINE_REBUILD_TAG: "true"} if rebuild_reports else {}),
+        },
     )
     audit = result.output_for_node("erase_user_data")
     if rebuild_reports:
-        for request in report_run_requests(result.run_id, audit["reports_to_rebuild"]):
-            rebuilt = defs.resolve_job_def(request.job_name).execute_in_process(
-                instance=instance, partition_key=request.partition_key, tags=request.tags
+        db = defs.resources["mongo"].db()
+        audits = db[AUDIT_COLLECTION]
+        audits.update_one({"_id": result.run_id}, {"$set": {"reports_rebuilt": False}})
+        # Earlier erasures of the same user whose rebuilds failed (their request is closed:
+        # erasing again finds nothing, so only their audit records know which reports).
+        unfinished = [
+            document
+            for document in audits.find(
+                {"subject_digest": audit["subject_digest"], "reports_rebuilt": False}
             )
-            if not rebuilt.success:
-                raise RuntimeError(f"rebuilding {request.run_key} failed")
+            if document["_id"] != result.run_id
+        ]
+        for erasure_id, reports in [
+            *((d["_id"], d.get("reports_to_rebuild") or {}) for d in unfinished),
+            (result.run_id, audit["reports_to_rebuild"]),
+        ]:
+            _rebuild_reports(defs, instance, erasure_id, reports)
+            audits.update_one({"_id": erasure_id}, {"$set": {"reports_rebuilt": True}})
     return audit
+
+
+def _rebuild_reports(
+    defs: Definitions, instance: DagsterInstance, erasure_id: str, reports: dict[str, list[str]]
+) -> None:
+    for request in report_run_requests(erasure_id, reports):
+        rebuilt = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, "dagster/max_retries": "0"},
+            raise_on_error=False,
+        )
+        if not rebuilt.success:
+            raise RuntimeError(
+                f"rebuilding {request.run_key} failed: erase the user again to finish the "
+                "reports (the erasure itself is done)"
+            )
