@@ -377,19 +377,23 @@ def _instigator(instance, name: str, kind: str = "SENSOR", running: bool = True)
     return state
 
 
-def _tick(instance, state, status: str, failures: int = 0, age_s: float = 0):
+def _tick(instance, state, status: str, failures: int = 0, age_s: float = 0, error=None):
     import time
 
     from dagster._core.scheduler.instigation import TickData, TickStatus  # noqa: TID251
     from dagster_shared.error import SerializableErrorInfo
 
-    error = (
-        SerializableErrorInfo(
+    if status == "FAILURE" and error is None:
+        # As the daemon stores it: what the sensor raised is the cause of Dagster's wrapper.
+        raised = SerializableErrorInfo(
             "401 from https://nocodb.example/api?xc-token=SECRETTOKEN", [], "HTTPStatusError"
         )
-        if status == "FAILURE"
-        else None
-    )
+        error = SerializableErrorInfo(
+            "Error occurred during the execution of evaluation_fn", [], "SensorExecutionError",
+            cause=raised,
+        )  # fmt: skip
+    elif isinstance(error, str):
+        error = SerializableErrorInfo("code server restarting", [], error)
     instance.create_tick(
         TickData(
             instigator_origin_id=state.instigator_origin_id,
@@ -406,11 +410,14 @@ def _tick(instance, state, status: str, failures: int = 0, age_s: float = 0):
     )
 
 
-def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_failures():
+def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_failures(
+    monkeypatch,
+):
     """A failing sync sensor starts no run, so no run failure ever told anyone."""
     import dagster as dg
 
     from analytics_assets.alerts.core import DeliveryError
+    from analytics_assets.defs.alerts import sensors
     from analytics_assets.defs.alerts.sensors import build_check_alert_sensor, named_sink
 
     received: list = []
@@ -427,12 +434,15 @@ def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_fai
         report = _instigator(instance, "daily_report_schedule", kind="SCHEDULE")
         stopped = _instigator(instance, "old_sensor", running=False)
         itself = _instigator(instance, "asset_check_alert_sensor")
-        removed = _instigator(instance, "sensor_removed_from_the_code_last_month")
+        removed = _instigator(instance, "sensor_removed_from_the_code_last_quarter")
+        deploying = _instigator(instance, "reconciliation_sensor")
         _tick(instance, sync, "FAILURE", failures=1)
         _tick(instance, report, "SUCCESS")
         _tick(instance, stopped, "FAILURE", failures=4)
         _tick(instance, itself, "FAILURE", failures=1)
-        _tick(instance, removed, "FAILURE", failures=1, age_s=30 * 86400)
+        _tick(instance, removed, "FAILURE", failures=1, age_s=90 * 86400)
+        # A code server restarting fails every tick for a moment: not alerted at once.
+        _tick(instance, deploying, "FAILURE", 1, error="DagsterUserCodeUnreachableError")
 
         cursor = None
 
@@ -442,29 +452,58 @@ def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_fai
             check_sensor.evaluate_tick(context)
             cursor = context.cursor
 
+        def titles():
+            return [alert.title for alert in received]
+
         tick()  # the sink is down: the alert waits in the cursor
         assert received == [] and len(json.loads(cursor)["pending"]) == 1
         sink_up["value"] = True
         tick()
-        assert [a.title for a in received] == [
-            "Sensor failing: nocodb_sync_sensor (HTTPStatusError)"
-        ]
+        assert titles() == ["Sensor failing: nocodb_sync_sensor (HTTPStatusError)"]
         alert = received[0]
         assert alert.kind == "sensor_failing" and alert.numbers == {"consecutive_failures": 1}
         assert alert.link == "http://ui/automation"
         assert "SECRETTOKEN" not in json.dumps(alert.to_dict())
 
-        _tick(instance, sync, "FAILURE", failures=2)  # the same run of failures: no new alert
+        _tick(instance, sync, "FAILURE", failures=2)  # the same run of failures
+        _tick(instance, report, "STARTED")
         tick()
         assert len(received) == 1
-        _tick(instance, sync, "SKIPPED")
+        _tick(instance, sync, "STARTED")  # a tick in progress ends nothing
         _tick(instance, report, "FAILURE", failures=1)
         tick()
-        assert [a.title for a in received][1:] == [
-            "Schedule failing: daily_report_schedule (HTTPStatusError)"
-        ]
-        _tick(instance, sync, "FAILURE", failures=1)  # failing again after a good tick
+        _tick(instance, sync, "FAILURE", failures=3)
         tick()
-    assert [a.title for a in received][2:] == [
-        "Sensor failing: nocodb_sync_sensor (HTTPStatusError)"
+        assert titles()[1:] == ["Schedule failing: daily_report_schedule (HTTPStatusError)"]
+
+        # Good, then failing again within the hour (a flapping sensor): not sent again.
+        _tick(instance, sync, "SKIPPED")
+        tick()
+        _tick(instance, sync, "FAILURE", failures=1)
+        tick()
+        assert len(received) == 2
+        # An hour later, a new run of failures is.
+        monkeypatch.setattr(sensors, "FAILING_ALERT_COOLDOWN_S", 0)
+        _tick(instance, sync, "SUCCESS")
+        tick()
+        _tick(instance, sync, "FAILURE", failures=1)
+        _tick(instance, deploying, "FAILURE", 3, error="DagsterUserCodeUnreachableError")
+        tick()
+    assert titles()[2:] == [
+        "Sensor failing: nocodb_sync_sensor (HTTPStatusError)",
+        "Sensor failing: reconciliation_sensor (DagsterUserCodeUnreachableError)",
     ]
+
+
+def test_a_failing_sensors_alert_kept_in_the_cursor_survives_a_field_removed_from_alerts():
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    received: list = []
+    check_sensor = build_check_alert_sensor([received.append])
+    alert = {"kind": "sensor_failing", "title": "Sensor failing: x", "retired_field": 1}
+    cursor = json.dumps({"pending": [{"alert": alert, "sinks": ["sink 1"], "tries": 1}]})
+    with dg.instance_for_test() as instance:
+        check_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert [a.title for a in received] == ["Sensor failing: x"]

@@ -12,12 +12,13 @@ already in the instance are read too, 50 a tick.
 A sensor or schedule whose ticks fail starts no run, so no run fails: a NocoDB sync sensor
 with a revoked token would stop the pipeline without a word. Each tick also reads the latest
 tick of every running sensor and schedule, and alerts once when one starts failing (again
-after it has had a good tick). Only the error's type is sent: its message may quote a URL
-with a token.
+after it has had a good tick, at most once an hour). Only the error's type is sent: its
+message may quote a URL with a token.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG
 
 Sink = Callable[[Alert], None]
+# An alert kept in the cursor is read back with the fields `Alert` has now.
+ALERT_FIELDS = {item.name for item in dataclasses.fields(Alert)}
 # How many ticks a sink's undelivered alerts are retried on before they are dropped.
 MAX_TRIES = 10
 # How many handled run ids the cursor remembers (a run comes back when it is tagged).
@@ -47,8 +50,13 @@ TICK_BUDGET_S = 30.0
 WILL_RETRY_TAG = "dagster/will_retry"
 ALERT_SENSOR_NAME = "asset_check_alert_sensor"
 # A failed tick older than this is not alerted: the state of a sensor removed from the code
-# stays in the instance with its last tick. A schedule ticks at least daily.
-FAILING_TICK_WINDOW_S = 26 * 3600
+# stays in the instance with its last tick. The monthly schedule ticks once a month.
+FAILING_TICK_WINDOW_S = 32 * 86400
+# A sensor or schedule alerted as failing is not alerted again within this time.
+FAILING_ALERT_COOLDOWN_S = 3600
+# What a tick fails with while its code server is down or restarting (a deploy).
+UNREACHABLE_ERROR = "DagsterUserCodeUnreachableError"
+UNREACHABLE_FAILURES = 3
 
 
 def named_sink(name: str, deliver: Sink) -> Sink:
@@ -125,45 +133,86 @@ def _days_named(evaluations: list) -> str | None:
     return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
+def _innermost_error_type(error) -> str | None:
+    """The type of the error that made a tick fail: Dagster wraps what a sensor raised
+    (`SensorExecutionError` and the like) and keeps it as the cause."""
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.cls_name if error is not None else None
+
+
+def _failing_alert(state, tick, error: str | None, ui_url: str | None) -> Alert:
+    kind = state.instigator_type.value.lower()
+    return Alert(
+        kind=f"{kind}_failing",
+        title=f"{kind.capitalize()} failing: {state.instigator_name}"
+        + (f" ({error})" if error else ""),
+        numbers={"consecutive_failures": tick.consecutive_failure_count or 1},
+        link=f"{ui_url.rstrip('/')}/automation" if ui_url else None,
+    )
+
+
 def failing_instigator_alerts(
-    instance, alerted: dict[str, int], ui_url: str | None
-) -> tuple[list[Alert], dict[str, int]]:
-    """Alerts for the running sensors and schedules (this sensor aside) whose latest tick
-    failed and that were not alerted for this run of failures; the failing ones now, as
-    {selector id: id of the tick alerted}. One that has had a good tick since is forgotten,
-    so its next failure is alerted again."""
-    alerts, failing = [], {}
-    since = time.time() - FAILING_TICK_WINDOW_S
-    for state in instance.all_instigator_state():
-        if not state.is_running or state.instigator_name == ALERT_SENSOR_NAME:
+    instance,
+    alerted: dict[str, dict],
+    ui_url: str | None,
+    *,
+    names: set[str] | None = None,
+    now: float | None = None,
+) -> tuple[list[Alert], dict[str, dict]]:
+    """Alerts for the running sensors and schedules (this sensor aside; only those named in
+    `names` when given: the code location's) whose latest tick failed, once per run of
+    failures; and what to remember, {selector id: {"alerted_at", "failing"}}.
+
+    A run of failures ends with a good tick (success or skip; a tick still in progress
+    changes nothing), but a failure within `FAILING_ALERT_COOLDOWN_S` of the last alert is
+    not sent again: a sensor that fails every other tick would send one every few minutes.
+    While a code server restarts (a deploy) every tick fails with `UNREACHABLE_ERROR`: that
+    is alerted only from `UNREACHABLE_FAILURES` in a row."""
+    now = time.time() if now is None else now
+    states = [
+        state
+        for state in instance.all_instigator_state()
+        if state.is_running
+        and state.instigator_name != ALERT_SENSOR_NAME
+        and (names is None or state.instigator_name in names)
+    ]
+    latest = instance.get_batch_ticks([state.selector_id for state in states], limit=1)
+    alerts, remembered = [], {}
+    for state in states:
+        ticks = latest.get(state.selector_id) or []
+        tick = ticks[0] if ticks else None
+        entry = alerted.get(state.selector_id)
+        if tick is None or tick.timestamp < now - FAILING_TICK_WINDOW_S:
             continue
-        ticks = instance.get_ticks(
-            state.instigator_origin_id, state.selector_id, after=since, limit=1
-        )
-        if not ticks or ticks[0].status.value != "FAILURE":  # dagster's TickStatus
+        recent = entry is not None and now - entry["alerted_at"] < FAILING_ALERT_COOLDOWN_S
+        status = tick.status.value  # dagster's TickStatus
+        if status != "FAILURE":
+            if entry is not None and (status == "STARTED" or recent):
+                remembered[state.selector_id] = {
+                    **entry,
+                    "failing": entry["failing"] and status == "STARTED",
+                }
             continue
-        tick, kind = ticks[0], state.instigator_type.value.lower()
-        if state.selector_id in alerted:
-            failing[state.selector_id] = alerted[state.selector_id]
+        error = _innermost_error_type(tick.error)
+        if error == UNREACHABLE_ERROR and (tick.consecutive_failure_count or 1) < (
+            UNREACHABLE_FAILURES
+        ):
+            if entry is not None:
+                remembered[state.selector_id] = entry
             continue
-        failing[state.selector_id] = tick.tick_id
-        error = tick.error.cls_name if tick.error is not None else None
-        alerts.append(
-            Alert(
-                kind=f"{kind}_failing",
-                title=f"{kind.capitalize()} failing: {state.instigator_name}"
-                + (f" ({error})" if error else ""),
-                numbers={"consecutive_failures": tick.consecutive_failure_count or 1},
-                link=f"{ui_url.rstrip('/')}/automation" if ui_url else None,
-            )
-        )
-    return alerts, failing
+        if entry is not None and (entry["failing"] or recent):
+            remembered[state.selector_id] = {**entry, "failing": True}
+            continue
+        remembered[state.selector_id] = {"alerted_at": now, "failing": True}
+        alerts.append(_failing_alert(state, tick, error, ui_url))
+    return alerts, remembered
 
 
 def _read_cursor(cursor: str | None) -> dict:
     """{"after": position, "handled": [run ids], "pending": [{run_id or alert, sinks,
-    tries}], "failing": {selector id: tick id}}; a cursor of an earlier version is the
-    position alone."""
+    tries}], "failing": {selector id: {alerted_at, failing}}}; a cursor of an earlier
+    version is the position alone."""
     if not cursor:
         return {"after": None, "handled": [], "pending": [], "failing": {}}
     if not cursor.startswith("{"):
@@ -216,7 +265,8 @@ class _Delivery:
         alerts are read again from the run; a failing sensor's is kept whole in the entry."""
         names = [name for name in entry["sinks"] if name in self.sinks]
         if "alert" in entry:
-            alerts, what = [Alert(**entry["alert"])], entry["alert"]["title"]
+            known = {name: value for name, value in entry["alert"].items() if name in ALERT_FIELDS}
+            alerts, what = [Alert(**known)], entry["alert"]["title"]
         else:
             run = self.context.instance.get_run_by_id(entry["run_id"])
             if run is None:
@@ -285,8 +335,15 @@ def build_check_alert_sensor(
             if run.run_id not in handled and run.tags.get(WILL_RETRY_TAG) != "true":
                 delivery.send(run)
                 handled.append(run.run_id)
+        repository = context.repository_def
         failing_alerts, failing = failing_instigator_alerts(
-            context.instance, state["failing"], ui_url
+            context.instance,
+            state["failing"],
+            ui_url,
+            # Only this code location's: a sensor since removed keeps its state and last tick.
+            names=None
+            if repository is None
+            else {d.name for d in (*repository.sensor_defs, *repository.schedule_defs)},
         )
         for alert in failing_alerts:
             delivery.send_alert(alert)
