@@ -8,7 +8,11 @@ import json
 import os
 import re
 import stat
+import tempfile
+import time
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -990,9 +994,8 @@ def test_reports_left_unrebuilt_by_a_killed_erasure_are_rebuilt_when_it_is_run_a
     """The erasure closes its request before the CLI rebuilds the reports: killed during
     the rebuilds, erasing the user again found nothing and rebuilt nothing, and the daily
     reports kept the pseudonym. And one attempt of a request runs at a time."""
-    from dagster import DagsterRun, DagsterRunStatus
-
     from analytics_assets.defs.privacy import jobs
+    from analytics_assets.storage.leases import LEASES_COLLECTION, PartitionLeases
 
     spec = SampleSpec(days=3, conversations=60, users=6, seed=8, with_bad_records=False)
     data = generate_sample(spec)
@@ -1023,24 +1026,106 @@ def test_reports_left_unrebuilt_by_a_killed_erasure_are_rebuilt_when_it_is_run_a
     audits = list(mongo.db()[AUDIT_COLLECTION].find())
     assert len(audits) == 2 and all(a["reports_rebuilt"] for a in audits)
 
-    # A second attempt of a request while one is running is refused.
+    # A second attempt of a request while another holds it is refused; a killed attempt's
+    # hold expires (it stops renewing it) and the next one goes ahead.
     request_id = submit_request(mongo.db(), pseudonym, requested_by="dpo")
-    instance.add_run(
-        DagsterRun(
-            job_name="erase_user_job",
-            run_id="attempt-running",
-            status=DagsterRunStatus.STARTED,
-            tags={jobs.REQUEST_TAG: request_id},
-        )
-    )
-    second = defs.resolve_job_def("erase_user_job").execute_in_process(
-        run_config={"ops": {"erase_user_data": {"config": {"request_id": request_id}}}},
-        instance=instance,
-        raise_on_error=False,
-    )
+    leases = mongo.db()[LEASES_COLLECTION]
+    PartitionLeases(leases, scope=jobs.ERASURE_SCOPE, ttl_s=600).hold("live-run", [request_id])
+    config = {"ops": {"erase_user_data": {"config": {"request_id": request_id}}}}
+    job = defs.resolve_job_def("erase_user_job")
+    second = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
     assert not second.success
     failure = next(e for e in second.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "being carried out by run attempt-running" in str(failure.event_specific_data.error)
+    assert "being carried out by run live-run" in str(failure.event_specific_data.error)
+    leases.delete_many({})
+    PartitionLeases(leases, scope=jobs.ERASURE_SCOPE, ttl_s=0.001).hold("killed-run", [request_id])
+    time.sleep(0.01)
+    third = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert third.success
+    assert leases.count_documents({}) == 0  # the erasure gave back what it held
+
+
+def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(mongo_server):
+    """Nothing kept a day run off the days an erasure rewrote: a run that read the lake
+    before the rewrite and wrote after it put the user's rows back, and the request was
+    closed as done."""
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.privacy.erasure import Eraser
+    from analytics_assets.sources.schema import SourceSchema
+
+    lake = ParquetLakeIOManager(base_url=str(Path(tempfile.mkdtemp()) / "lake")).lake()
+    first, second = date(2026, 11, 3), date(2026, 11, 4)
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    theirs = privacy.pseudonym("user-1")
+
+    def rows(day, ids, users):
+        return pl.DataFrame({"conversation_id": ids, "user_id": users, "day": [day] * len(ids)})
+
+    lake.write_day("conversations", first, rows(first, ["c-1", "c-2"], [theirs, "u_other"]))
+    held: list[list[date]] = []
+
+    @contextmanager
+    def hold_days(days):
+        held.append(days)
+        if len(held) == 1:
+            # A day run that was writing when the erasure asked for the days: it ends
+            # (giving the lease) having written the user's conversation on the next day.
+            lake.write_day("conversations", second, rows(second, ["c-1b"], [theirs]))
+        yield
+
+    class WritingBack:
+        """The lake, with a run that holds no lease writing the user's row back to the
+        first day right after the erasure rewrote it."""
+
+        written = False
+
+        def write_day(self, table, day, frame):
+            lake.write_day(table, day, frame)
+            if table == "conversations" and day == first and not self.written:
+                self.written = True
+                lake.write_day(table, day, rows(first, ["c-1", "c-2"], [theirs, "u_other"]))
+
+        def __getattr__(self, name):
+            return getattr(lake, name)
+
+    eraser = Eraser(
+        WritingBack(),
+        MongoResource(uri=mongo_server, database="privacy_holding").db(),
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=privacy.digester(),
+        schema=SourceSchema(),
+    )
+    result = eraser.erase(theirs, hold_days=hold_days)
+    assert held == [[first], [second]]
+    left = lake.scan_all("conversations").collect()
+    assert left["user_id"].to_list() == ["u_other"]
+    assert result.conversations == 2 and result.changed_days == {first, second}
+    assert result.lake_rows["conversations"] == 3
+
+
+def test_reports_a_stopped_cli_left_unrebuilt_are_requested_an_hour_later(mongo_server):
+    from pymongo import MongoClient
+
+    from analytics_assets.defs.privacy.jobs import abandoned_rebuild_requests
+
+    db = MongoClient(mongo_server)["privacy_abandoned_rebuilds"]
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    reports = {"daily_report": ["2026-11-02"], "weekly_report": ["2026-11-02"]}
+    db[AUDIT_COLLECTION].insert_many([
+        {"_id": "stopped", "reports_rebuilt": False, "reports_to_rebuild": reports,
+         "finished_at": (now - timedelta(hours=2)).isoformat()},
+        {"_id": "still-rebuilding", "reports_rebuilt": False, "reports_to_rebuild": reports,
+         "finished_at": now - timedelta(minutes=5)},
+        {"_id": "done", "reports_rebuilt": True, "reports_to_rebuild": reports,
+         "finished_at": now - timedelta(hours=5)},
+    ])  # fmt: skip
+    requested = abandoned_rebuild_requests(db, now)
+    assert [(r.job_name, r.tags["privacy/erasure"]) for r in requested] == [
+        ("daily_report_job", "stopped")
+    ]
+    assert db[AUDIT_COLLECTION].find_one({"_id": "stopped"})["reports_rebuilt"] == "requested"
+    assert abandoned_rebuild_requests(db, now) == []
 
 
 def test_the_freshness_sensor_runs_without_being_turned_on():
@@ -1107,3 +1192,44 @@ def test_an_erasures_weeks_and_months_wait_for_all_its_days(mongo_server):
         ("weekly_report_job", "2026-11-02"),
         ("monthly_report_job", "2026-11-01"),
     ]
+
+
+def test_tombstones_are_a_file_per_erasure_merged_past_twenty(mongo_server):
+    """One shared file, read, added to and written back, lost one of two erasures'
+    tombstones when they ran at once (prod runs 8 runs at a time): the next pull brought
+    that user's raw records back. Each erasure now writes its own file."""
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.privacy.erasure import (
+        TOMBSTONE_FILES_MAX,
+        TOMBSTONE_FOLDER,
+        TOMBSTONES,
+        Eraser,
+        tombstone_digest,
+        tombstones,
+    )
+    from analytics_assets.sources.schema import SourceSchema
+
+    lake = ParquetLakeIOManager(base_url=str(Path(tempfile.mkdtemp()) / "lake")).lake()
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    digest = privacy.digester()
+    # What an earlier version wrote: one file, still read.
+    legacy = pl.DataFrame(
+        {
+            "record_digest": [tombstone_digest(digest, "messages:0")],
+            "erased_at": [datetime.now(UTC)],
+        }
+    )
+    lake.write_file(TOMBSTONES, legacy)
+    eraser = Eraser(
+        lake,
+        MongoResource(uri=mongo_server, database="privacy_tombstones").db(),
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=digest,
+        schema=SourceSchema(),
+    )
+    for n in range(1, 31):
+        assert eraser._add_tombstones([f"messages:{n}", "messages:0"]) == 1
+    assert len(lake.files_under(TOMBSTONE_FOLDER)) <= TOMBSTONE_FILES_MAX
+    expected = {tombstone_digest(digest, f"messages:{n}") for n in range(31)}
+    assert tombstones(lake) == expected

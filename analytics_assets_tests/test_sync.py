@@ -334,9 +334,10 @@ def test_a_record_fixed_in_nocodb_recovers_and_the_run_says_so(nocodb, synced):
 
 
 def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synced):
+    import shutil
+
     from analytics_assets.defs.privacy.jobs import run_erasure
     from analytics_assets.deployments import privacy_for
-    from analytics_assets.privacy.erasure import TOMBSTONES
     from analytics_assets.settings import get_settings
 
     defs, instance, _, lake, _ = synced
@@ -359,7 +360,7 @@ def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synce
     run_days(defs, instance, sorted(days))
     assert not theirs & set(read_asset(lake, "conversation_messages")["conversation_id"])
     # Without the tombstones, those days would be pulled back in.
-    (lake.lake().base_path / TOMBSTONES).unlink()
+    shutil.rmtree((lake.lake().base_path / "_privacy").path)
     forgotten = tick(defs, instance, "nocodb_reconciliation_sensor")
     assert days <= {r.partition_key for r in forgotten.run_requests}
 

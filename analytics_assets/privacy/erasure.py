@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,7 +39,11 @@ from analytics_assets.storage.lake import Lake
 RAW_TABLE = tables.NOCODB_RAW_PAGES
 # Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
 REPORT_TABLES = (tables.DAILY_REPORT, tables.WEEKLY_REPORT, tables.MONTHLY_REPORT)
+# Tombstones: one file per erasure pass under the folder, never rewritten, so two erasures
+# at once cannot lose each other's (a shared file read, added to and written back could).
+# The single file is where earlier versions kept them all; it is still read.
 TOMBSTONES = "_privacy/erased_records.parquet"
+TOMBSTONE_FOLDER = "_privacy/erased_records"
 AUDIT_COLLECTION = "privacy_audit"
 # Pending erasure requests: the subject's pseudonym, until their erasure completes.
 REQUESTS_COLLECTION = "privacy_erasure_requests"
@@ -64,6 +69,19 @@ class ErasureResult:
     def removed_anything(self) -> bool:
         return bool(self.raw_records or self.resumed or any(self.lake_rows.values())
                     or any(self.mongo_documents.values()))  # fmt: skip
+
+
+# Passes of finding what to erase again (after holding the days; after erasing).
+MAX_PASSES = 3
+
+
+def _all_days(plan: ErasurePlan) -> set[date]:
+    return {day for days in plan.days_by_table.values() for day in days}
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for name, count in more.items():
+        total[name] = total.get(name, 0) + count
 
 
 @dataclass
@@ -353,18 +371,15 @@ class Eraser:
         Returns how many were not tombstoned already."""
         if not identities:
             return 0
+        known = tombstones(self.lake)
+        digests = {tombstone_digest(self.digest, identity) for identity in identities} - known
+        if not digests:
+            return 0
         new = pl.DataFrame(
-            {
-                "record_digest": [tombstone_digest(self.digest, i) for i in identities],
-                "erased_at": [datetime.now(UTC)] * len(identities),
-            }
-        ).unique("record_digest", keep="first")
-        old = self.lake.read_file(TOMBSTONES)
-        if old is not None:
-            new = new.filter(~pl.col("record_digest").is_in(old["record_digest"].implode()))
-            if new.is_empty():
-                return 0
-        self.lake.write_file(TOMBSTONES, pl.concat([old, new]) if old is not None else new)
+            {"record_digest": sorted(digests), "erased_at": [datetime.now(UTC)] * len(digests)}
+        )
+        self.lake.write_file(f"{TOMBSTONE_FOLDER}/{uuid.uuid4().hex}.parquet", new)
+        compact_tombstones(self.lake)
         return new.height
 
     def _reports_to_rebuild(self, days: set[date]) -> dict[str, list[str]]:
@@ -399,30 +414,56 @@ class Eraser:
         if request_id is not None:
             self.db[REQUESTS_COLLECTION].update_one({"_id": request_id}, {"$set": {"found": found}})
 
-    def erase(self, pseudonym: str, request_id: str | None = None) -> ErasureResult:
+    def erase(
+        self,
+        pseudonym: str,
+        request_id: str | None = None,
+        hold_days: Callable[[list[date]], AbstractContextManager] | None = None,
+    ) -> ErasureResult:
         """Idempotent: a second erasure of the same user finds nothing and changes nothing.
         Given its request, an erasure that failed halfway resumes where it stopped: what it
-        found is written into the request before anything is deleted."""
+        found is written into the request before anything is deleted. `hold_days` keeps the
+        runs that write days (their day leases) off the days it rewrites, while it does."""
         result = ErasureResult()
         remembered = self._remembered(request_id)
-        found = self._find(pseudonym, set(remembered.get("conversation_ids", [])))
-        plan = found.merged(remembered)
-        self._remember(request_id, plan.to_document())
-        result.resumed = bool(remembered) and any(remembered.values())
-        result.raw_records = plan.raw_records_before + self._add_tombstones(
-            sorted(plan.raw_identities)
-        )
-        self._remember(request_id, plan.to_document(result.raw_records))
-        ids = sorted(plan.conversation_ids)
-        self._erase_mongo(pseudonym, ids, result)
-        self._erase_lake(pseudonym, plan, result)
-        # Again, once the lake no longer holds them: a day rebuilt meanwhile from lake rows
-        # not yet rewritten writes that day's documents back to MongoDB. (Deleting finds
-        # nothing otherwise; what it removes is added to the counts.)
-        again = ErasureResult()
-        self._erase_mongo(pseudonym, ids, again)
-        for name, removed in again.mongo_documents.items():
-            result.mongo_documents[name] = result.mongo_documents.get(name, 0) + removed
+        known = set(remembered.get("conversation_ids", []))
+        found = self._find(pseudonym, known)
+        with ExitStack() as held:
+            if hold_days is not None:
+                # Found again once the days are held: a day run that was writing one of them
+                # has finished, and whatever it wrote is found too (a new day is held too).
+                taken: set[date] = set()
+                for _ in range(MAX_PASSES):
+                    wanted = _all_days(found) - taken
+                    if not wanted:
+                        break
+                    held.enter_context(hold_days(sorted(wanted)))
+                    taken |= wanted
+                    found = self._find(pseudonym, known)
+            plan = found.merged(remembered)
+            self._remember(request_id, plan.to_document())
+            result.resumed = bool(remembered) and any(remembered.values())
+            result.raw_records = plan.raw_records_before + self._add_tombstones(
+                sorted(plan.raw_identities)
+            )
+            self._remember(request_id, plan.to_document(result.raw_records))
+            self._erase_mongo(pseudonym, sorted(plan.conversation_ids), result)
+            self._erase_lake(pseudonym, plan, result)
+            # Until nothing is left: a day rebuilt meanwhile by a run that holds no lease (a
+            # re-execution, the across-midnight rebuild) may have written rows back to the
+            # lake or documents back to MongoDB. Each pass adds to the counts.
+            for _ in range(MAX_PASSES):
+                left = self._find(pseudonym, set(plan.conversation_ids))
+                again = ErasureResult()
+                self._erase_mongo(pseudonym, sorted(left.conversation_ids), again)
+                _add_counts(result.mongo_documents, again.mongo_documents)
+                if not any(left.days_by_table.values()):
+                    break
+                result.raw_records += self._add_tombstones(sorted(left.raw_identities))
+                self._erase_lake(pseudonym, left, again)
+                _add_counts(result.lake_rows, again.lake_rows)
+                plan.days |= left.days
+                plan.conversation_ids |= left.conversation_ids
         result.conversations = len(plan.conversation_ids)
         result.changed_days = plan.days
         result.reports_to_rebuild = self._reports_to_rebuild(plan.days)
@@ -531,10 +572,33 @@ def is_tombstoned(
     return tombstone_digest(digest, f"{table}:{record_id}") in erased
 
 
+# Past this many tombstone files they are merged into one: every pull reads them all (on
+# S3, a request each).
+TOMBSTONE_FILES_MAX = 20
+
+
+def compact_tombstones(lake: Lake) -> None:
+    """Merges the tombstone files into one once there are more than `TOMBSTONE_FILES_MAX`:
+    the merged file is written first, then only the files it merged are deleted, so a file
+    another erasure writes meanwhile stays, and a tombstone is never without a file."""
+    files = lake.files_under(TOMBSTONE_FOLDER)
+    if len(files) <= TOMBSTONE_FILES_MAX:
+        return
+    frames = [frame for name in files if (frame := lake.read_file(name)) is not None]
+    merged = pl.concat(frames).unique("record_digest", keep="first")
+    lake.write_file(f"{TOMBSTONE_FOLDER}/{uuid.uuid4().hex}.parquet", merged)
+    for name in files:
+        lake.delete_file(name)
+
+
 def tombstones(lake: Lake) -> set[str]:
     """The digests of every erased raw record."""
-    frame = lake.read_file(TOMBSTONES)
-    return set() if frame is None else set(frame["record_digest"])
+    found: set[str] = set()
+    for relative in [TOMBSTONES, *lake.files_under(TOMBSTONE_FOLDER)]:
+        frame = lake.read_file(relative)
+        if frame is not None:
+            found.update(frame["record_digest"])
+    return found
 
 
 def drop_tombstoned(

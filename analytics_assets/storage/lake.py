@@ -11,6 +11,7 @@ privacy, the CLI, the summary) uses it directly.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import uuid
@@ -257,11 +258,28 @@ class Lake:
         """A bookkeeping table beside the tables (`_privacy/…`), written atomically."""
         return self.write_path(self.base_path / relative_path, frame)
 
+    def delete_file(self, relative_path: str) -> None:
+        """Removes a bookkeeping file (`_privacy/…`); one already gone is no error."""
+        path = self.base_path / relative_path
+        # Removed meanwhile by another process: no error either.
+        with contextlib.suppress(FileNotFoundError):
+            path.fs.rm(path.path)
+
     def delete_day(self, table: str, day: date) -> None:
         """Removes one day of a table (retention)."""
         folder = self.day_file(table, day).parent
         if folder.exists():
             folder.fs.rm(folder.path, recursive=True)
+
+    def files_under(self, folder: str) -> list[str]:
+        """The files in a bookkeeping folder (`_privacy/…`), relative to the lake's base,
+        sorted; staging files of writes in flight are left out."""
+        path = self.base_path / folder
+        if not path.exists():
+            return []
+        root = self.base_path.path.rstrip("/")
+        found = (name[len(root) :].lstrip("/") for name in path.fs.find(path.path))
+        return sorted(name for name in found if not name.rsplit("/", 1)[-1].startswith("."))
 
     def files(self) -> list[str]:
         """Every file of the lake (tables and bookkeeping), as paths relative to its base,

@@ -9,6 +9,7 @@ from analytics_assets.defs.privacy.jobs import (
     erase_user_job,
     erasure_period_rebuild_sensor,
     erasure_report_rebuild_sensor,
+    erasure_unfinished_rebuild_sensor,
     privacy_retention_job,
     privacy_retention_schedule,
 )
@@ -16,7 +17,11 @@ from analytics_assets.defs.privacy.jobs import (
 defs = Definitions(
     assets=load_assets_from_modules([assets]),
     asset_checks=privacy_checks,
-    sensors=[erasure_report_rebuild_sensor, erasure_period_rebuild_sensor],
+    sensors=[
+        erasure_report_rebuild_sensor,
+        erasure_period_rebuild_sensor,
+        erasure_unfinished_rebuild_sensor,
+    ],
     jobs=[erase_user_job, privacy_retention_job],
     schedules=[privacy_retention_schedule],
 )

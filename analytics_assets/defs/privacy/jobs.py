@@ -1,6 +1,7 @@
 """Right to erasure as a Dagster job, the report rebuild it leads to, and the retention
 schedule."""
 
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
@@ -18,11 +19,13 @@ from dagster import (
     RunsFilter,
     RunStatusSensorContext,
     ScheduleDefinition,
+    SensorEvaluationContext,
     SkipReason,
     define_asset_job,
     job,
     op,
     run_status_sensor,
+    sensor,
 )
 from pydantic import Field
 
@@ -32,6 +35,7 @@ from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.partitions import range_tags
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.defs.storage.leases import PartitionLeaseResource
 from analytics_assets.defs.storage.resources import MongoResource
 from analytics_assets.privacy.erasure import (
     AUDIT_COLLECTION,
@@ -41,18 +45,12 @@ from analytics_assets.privacy.erasure import (
     load_request,
     submit_request,
 )
+from analytics_assets.storage.leases import LEASES_COLLECTION, LeaseConflictError, PartitionLeases
 
 # On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
 INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
-# On an erasure run: its request's id (random; it says nothing of the user).
-REQUEST_TAG = "privacy/request"
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
+# The lease scope of erasure requests: one attempt of a request at a time.
+ERASURE_SCOPE = "erasure"
 
 
 class ErasureConfig(Config):
@@ -76,6 +74,7 @@ def erase_user_data(
     mongo: MongoResource,
     record_source: RecordSourceResource,
     lake: LakeResource,
+    partition_leases: PartitionLeaseResource,
 ) -> Output[dict]:
     started = datetime.now(UTC)
     db = mongo.db()
@@ -85,20 +84,6 @@ def erase_user_data(
             f"No pending erasure request {config.request_id}: it was carried out already "
             "(see privacy_audit), or never recorded."
         )
-    # One attempt of a request at a time: a failed one's request stays pending, and a person
-    # relaunching it while the run-retry daemon's retry runs would rewrite the same days twice.
-    context.instance.add_run_tags(context.run_id, {REQUEST_TAG: config.request_id})
-    others = [
-        record.dagster_run.run_id
-        for record in context.instance.get_run_records(
-            filters=RunsFilter(tags={REQUEST_TAG: config.request_id}, statuses=IN_FLIGHT)
-        )
-        if record.dagster_run.run_id != context.run_id
-    ]
-    if others:
-        raise Failure(
-            f"Erasure request {config.request_id} is being carried out by run {others[0]}."
-        )
     eraser = Eraser(
         lake.lake(),
         db,
@@ -106,7 +91,44 @@ def erase_user_data(
         digest=privacy.digester(),
         schema=record_source.source_schema,
     )
-    result = eraser.erase(request.user_pseudonym, request_id=config.request_id)
+    run_id = context.run_id
+    # One attempt of a request at a time (a lease on the request: a killed attempt's expires
+    # by itself): a failed one's request stays pending, and a person relaunching it while the
+    # run-retry daemon's retry runs would rewrite the same days twice.
+    request_lease = PartitionLeases(
+        db[LEASES_COLLECTION], scope=ERASURE_SCOPE, ttl_s=partition_leases.ttl_s
+    )
+    try:
+        request_lease.hold(run_id, [config.request_id])
+    except LeaseConflictError as conflict:
+        raise Failure(
+            f"Erasure request {config.request_id} is being carried out by run "
+            f"{conflict.holder}; a killed run's hold expires by itself "
+            f"({partition_leases.ttl_s:.0f} s after its last beat)."
+        ) from None
+
+    @contextmanager
+    def hold_days(days: list[date]):
+        """The days' leases, as the runs that write days take them: the erasure waits for
+        such a run to end, and none starts on those days until it is done."""
+        if not partition_leases.enabled:
+            yield
+            return
+        leases = partition_leases.leases()
+        leases.hold(run_id, days, wait_s=partition_leases.wait_s, poll_s=partition_leases.poll_s)
+        try:
+            with leases.heartbeat(run_id, days, partition_leases.ttl_s / 4):
+                yield
+        finally:
+            leases.release(run_id, days)
+
+    try:
+        with request_lease.heartbeat(run_id, [config.request_id], partition_leases.ttl_s / 4):
+            result = eraser.erase(
+                request.user_pseudonym, request_id=config.request_id, hold_days=hold_days
+            )
+    finally:
+        request_lease.release(run_id, [config.request_id])
     audit = eraser.audit(
         context.run_id,
         request.user_pseudonym,
@@ -115,6 +137,12 @@ def erase_user_data(
         reason=request.reason,
         started_at=started,
     )
+    if context.run.tags.get(INLINE_REBUILD_TAG) == "true":
+        # Written before the request is closed: if the caller dies before its rebuilds are
+        # done, erasure_unfinished_rebuild_sensor (or its next erasure) finds them here.
+        db[AUDIT_COLLECTION].update_one(
+            {"_id": context.run_id}, {"$set": {"reports_rebuilt": False}}
+        )
     # Done: the audit record is what remains of the request (the subject only as a digest).
     close_request(db, config.request_id)
     context.log.info(f"erasure {context.run_id}: {audit['outcome']}")
@@ -250,6 +278,46 @@ def period_rebuild_requests(
     )
 
 
+# An inline rebuild not done this long after its erasure finished was abandoned (the CLI
+# was stopped): the sensor requests it.
+ABANDONED_REBUILD_S = 3600
+
+
+def abandoned_rebuild_requests(db, now: datetime) -> list[RunRequest]:
+    """The day rebuilds of erasures whose caller was to rebuild the reports and never
+    finished (`reports_rebuilt` still false an hour after the erasure): the weeks and months
+    follow through erasure_period_rebuild_sensor. Marked `requested`, so asked once."""
+    requests = []
+    for audit in db[AUDIT_COLLECTION].find({"reports_rebuilt": False}):
+        finished = audit.get("finished_at")
+        if isinstance(finished, str):  # the embedded server returns $set dates as text
+            finished = datetime.fromisoformat(finished)
+        if finished is None or (now - finished.replace(tzinfo=finished.tzinfo or UTC)) < (
+            timedelta(seconds=ABANDONED_REBUILD_S)
+        ):
+            continue
+        reports = audit.get("reports_to_rebuild") or {}
+        requests += report_run_requests(audit["_id"], reports, stage="days") or (
+            report_run_requests(audit["_id"], reports, stage="periods")
+        )
+        db[AUDIT_COLLECTION].update_one(
+            {"_id": audit["_id"]}, {"$set": {"reports_rebuilt": "requested"}}
+        )
+    return requests
+
+
+@sensor(
+    minimum_interval_seconds=15 * 60,
+    default_status=DefaultSensorStatus.RUNNING,
+    jobs=list(REPORT_JOBS.values()),
+    description="Rebuilds the reports of an erasure whose `erase-user` was stopped before "
+    "it had rebuilt them (they still held the erased pseudonym).",
+)
+def erasure_unfinished_rebuild_sensor(context: SensorEvaluationContext, mongo: MongoResource):
+    requests = abandoned_rebuild_requests(mongo.db(), datetime.now(UTC))
+    return requests or SkipReason("no erasure left its reports unrebuilt")
+
+
 privacy_retention_job = define_asset_job(
     "privacy_retention_job",
     selection=AssetSelection.assets(tables.PRIVACY_RETENTION),
@@ -303,7 +371,6 @@ def run_erasure(
     if rebuild_reports:
         db = defs.resources["mongo"].db()
         audits = db[AUDIT_COLLECTION]
-        audits.update_one({"_id": result.run_id}, {"$set": {"reports_rebuilt": False}})
         # Earlier erasures of the same user whose rebuilds failed (their request is closed:
         # erasing again finds nothing, so only their audit records know which reports).
         unfinished = [
