@@ -392,8 +392,13 @@ def _tick(instance, state, status: str, failures: int = 0, age_s: float = 0, err
             "Error occurred during the execution of evaluation_fn", [], "SensorExecutionError",
             cause=raised,
         )  # fmt: skip
-    elif isinstance(error, str):
-        error = SerializableErrorInfo("code server restarting", [], error)
+    elif error == "unreachable":
+        # As the daemon stores a tick whose code server is down: two wrappers, then gRPC's.
+        rpc = SerializableErrorInfo("StatusCode.UNAVAILABLE", [], "_InactiveRpcError")
+        inner = SerializableErrorInfo("Could not reach", [], "DagsterUserCodeUnreachableError", rpc)
+        error = SerializableErrorInfo(
+            "Unable to reach the code server", [], "DagsterUserCodeUnreachableError", inner
+        )
     instance.create_tick(
         TickData(
             instigator_origin_id=state.instigator_origin_id,
@@ -442,7 +447,7 @@ def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_fai
         _tick(instance, itself, "FAILURE", failures=1)
         _tick(instance, removed, "FAILURE", failures=1, age_s=90 * 86400)
         # A code server restarting fails every tick for a moment: not alerted at once.
-        _tick(instance, deploying, "FAILURE", 1, error="DagsterUserCodeUnreachableError")
+        _tick(instance, deploying, "FAILURE", 1, error="unreachable")
 
         cursor = None
 
@@ -476,23 +481,40 @@ def test_a_sensor_or_schedule_that_starts_failing_is_alerted_once_per_run_of_fai
         tick()
         assert titles()[1:] == ["Schedule failing: daily_report_schedule (HTTPStatusError)"]
 
-        # Good, then failing again within the hour (a flapping sensor): not sent again.
+        # Good, then failing again within the hour (a flapping sensor): not sent yet.
         _tick(instance, sync, "SKIPPED")
         tick()
         _tick(instance, sync, "FAILURE", failures=1)
         tick()
         assert len(received) == 2
-        # An hour later, a new run of failures is.
+        # The hour over and still failing: sent (it may have looked fixed for a tick).
         monkeypatch.setattr(sensors, "FAILING_ALERT_COOLDOWN_S", 0)
+        _tick(instance, sync, "FAILURE", failures=2)
+        _tick(instance, deploying, "FAILURE", 3, error="unreachable")
+        tick()
+        assert titles()[2:] == [
+            "Sensor failing: nocodb_sync_sensor (HTTPStatusError)",
+            "Sensor failing: reconciliation_sensor (DagsterUserCodeUnreachableError)",
+        ]
+        # Recovered, then failing again: a new run of failures.
         _tick(instance, sync, "SUCCESS")
         tick()
         _tick(instance, sync, "FAILURE", failures=1)
-        _tick(instance, deploying, "FAILURE", 3, error="DagsterUserCodeUnreachableError")
         tick()
-    assert titles()[2:] == [
-        "Sensor failing: nocodb_sync_sensor (HTTPStatusError)",
-        "Sensor failing: reconciliation_sensor (DagsterUserCodeUnreachableError)",
-    ]
+    assert titles()[4:] == ["Sensor failing: nocodb_sync_sensor (HTTPStatusError)"]
+
+
+def test_a_cursor_of_the_first_failing_sensor_version_is_read():
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor
+
+    check_sensor = build_check_alert_sensor([lambda alert: None])
+    cursor = json.dumps({"after": None, "handled": [], "pending": [], "failing": {"s": 17}})
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+        check_sensor.evaluate_tick(context)
+    assert json.loads(context.cursor)["failing"] == {}
 
 
 def test_a_failing_sensors_alert_kept_in_the_cursor_survives_a_field_removed_from_alerts():

@@ -133,12 +133,32 @@ def _days_named(evaluations: list) -> str | None:
     return f"{days[0]} .. {days[-1]} ({len(days)} days)"
 
 
-def _innermost_error_type(error) -> str | None:
-    """The type of the error that made a tick fail: Dagster wraps what a sensor raised
-    (`SensorExecutionError` and the like) and keeps it as the cause."""
-    while error is not None and error.cause is not None:
+# Dagster's wrappers around what a sensor or schedule raised, and around a code server it
+# could not reach (whose cause is the gRPC error).
+_WRAPPERS = {
+    "SensorExecutionError",
+    "ScheduleExecutionError",
+    "DagsterUserCodeUnreachableError",
+    "DagsterUserCodeProcessError",
+}
+
+
+def _error_types(error) -> list[str]:
+    """The types along a tick error's chain of causes, outermost first."""
+    types = []
+    while error is not None:
+        types.append(error.cls_name)
         error = error.cause
-    return error.cls_name if error is not None else None
+    return types
+
+
+def _raised_type(types: list[str]) -> str | None:
+    """The type of what the sensor raised: the first past Dagster's wrappers (not the
+    innermost: a sensor's own error may have a cause of its own)."""
+    for name in types:
+        if name not in _WRAPPERS:
+            return name
+    return types[-1] if types else None
 
 
 def _failing_alert(state, tick, error: str | None, ui_url: str | None) -> Alert:
@@ -152,6 +172,31 @@ def _failing_alert(state, tick, error: str | None, ui_url: str | None) -> Alert:
     )
 
 
+def _after_tick(entry: dict | None, tick, now: float) -> tuple[dict | None, bool]:
+    """What to remember of a sensor or schedule after its latest tick, and whether to alert.
+
+    A run of failures ends with a good tick (success or skip; a tick still in progress
+    changes nothing). A new run of failures within `FAILING_ALERT_COOLDOWN_S` of the last
+    alert (a sensor that fails every other tick) waits, and is sent once the cooldown is over
+    if it is still failing. While a code server restarts (a deploy) every tick fails with
+    `UNREACHABLE_ERROR`: that counts from `UNREACHABLE_FAILURES` in a row."""
+    recent = entry is not None and now - entry["alerted_at"] < FAILING_ALERT_COOLDOWN_S
+    status = tick.status.value  # dagster's TickStatus
+    if status == "STARTED":
+        return entry, False
+    if status != "FAILURE":
+        # Kept for the cooldown, its run of failures over.
+        return ({**entry, "failing": False, "suppressed": False} if recent else None), False
+    restarting = UNREACHABLE_ERROR in _error_types(tick.error)
+    if restarting and (tick.consecutive_failure_count or 1) < UNREACHABLE_FAILURES:
+        return entry, False
+    if entry is not None and entry["failing"] and not entry.get("suppressed"):
+        return entry, False  # alerted for this run of failures
+    if recent:
+        return {**entry, "failing": True, "suppressed": True}, False
+    return {"alerted_at": now, "failing": True, "suppressed": False}, True
+
+
 def failing_instigator_alerts(
     instance,
     alerted: dict[str, dict],
@@ -162,50 +207,34 @@ def failing_instigator_alerts(
 ) -> tuple[list[Alert], dict[str, dict]]:
     """Alerts for the running sensors and schedules (this sensor aside; only those named in
     `names` when given: the code location's) whose latest tick failed, once per run of
-    failures; and what to remember, {selector id: {"alerted_at", "failing"}}.
-
-    A run of failures ends with a good tick (success or skip; a tick still in progress
-    changes nothing), but a failure within `FAILING_ALERT_COOLDOWN_S` of the last alert is
-    not sent again: a sensor that fails every other tick would send one every few minutes.
-    While a code server restarts (a deploy) every tick fails with `UNREACHABLE_ERROR`: that
-    is alerted only from `UNREACHABLE_FAILURES` in a row."""
+    failures (`_after_tick`); and what to remember, {selector id: {"alerted_at", "failing",
+    "suppressed"}}."""
     now = time.time() if now is None else now
-    states = [
-        state
-        for state in instance.all_instigator_state()
-        if state.is_running
-        and state.instigator_name != ALERT_SENSOR_NAME
-        and (names is None or state.instigator_name in names)
-    ]
-    latest = instance.get_batch_ticks([state.selector_id for state in states], limit=1)
     alerts, remembered = [], {}
-    for state in states:
-        ticks = latest.get(state.selector_id) or []
-        tick = ticks[0] if ticks else None
-        entry = alerted.get(state.selector_id)
-        if tick is None or tick.timestamp < now - FAILING_TICK_WINDOW_S:
-            continue
-        recent = entry is not None and now - entry["alerted_at"] < FAILING_ALERT_COOLDOWN_S
-        status = tick.status.value  # dagster's TickStatus
-        if status != "FAILURE":
-            if entry is not None and (status == "STARTED" or recent):
-                remembered[state.selector_id] = {
-                    **entry,
-                    "failing": entry["failing"] and status == "STARTED",
-                }
-            continue
-        error = _innermost_error_type(tick.error)
-        if error == UNREACHABLE_ERROR and (tick.consecutive_failure_count or 1) < (
-            UNREACHABLE_FAILURES
+    for state in instance.all_instigator_state():
+        if (
+            not state.is_running
+            or state.instigator_name == ALERT_SENSOR_NAME
+            or (names is not None and state.instigator_name not in names)
         ):
-            if entry is not None:
-                remembered[state.selector_id] = entry
             continue
-        if entry is not None and (entry["failing"] or recent):
-            remembered[state.selector_id] = {**entry, "failing": True}
+        # One indexed query each (by selector and time): a batched query ranks every tick
+        # ever kept, and Dagster keeps successful and failed ticks forever by default.
+        ticks = instance.get_ticks(
+            state.instigator_origin_id,
+            state.selector_id,
+            after=now - FAILING_TICK_WINDOW_S,
+            limit=1,
+        )
+        if not ticks:
             continue
-        remembered[state.selector_id] = {"alerted_at": now, "failing": True}
-        alerts.append(_failing_alert(state, tick, error, ui_url))
+        entry, alert = _after_tick(alerted.get(state.selector_id), ticks[0], now)
+        if entry is not None:
+            remembered[state.selector_id] = entry
+        if alert:
+            types = _error_types(ticks[0].error)
+            raised = UNREACHABLE_ERROR if UNREACHABLE_ERROR in types else _raised_type(types)
+            alerts.append(_failing_alert(state, ticks[0], raised, ui_url))
     return alerts, remembered
 
 
@@ -218,8 +247,13 @@ def _read_cursor(cursor: str | None) -> dict:
     if not cursor.startswith("{"):
         return {"after": cursor, "handled": [], "pending": [], "failing": {}}
     state = json.loads(cursor)
+    failing = {
+        selector: entry
+        for selector, entry in (state.get("failing") or {}).items()
+        if isinstance(entry, dict) and "alerted_at" in entry
+    }
     return {"after": state.get("after"), "handled": state.get("handled", []),
-            "pending": state.get("pending", []), "failing": state.get("failing", {})}  # fmt: skip
+            "pending": state.get("pending", []), "failing": failing}  # fmt: skip
 
 
 class _Delivery:
