@@ -1,5 +1,6 @@
 """Whether a taxonomy fits a deployment's conversations: the share of them it leaves
-`other`, and what the other shipped taxonomies leave of a sample of the same conversations.
+`other`, and what it and the other shipped taxonomies leave of a sample of the same
+conversations, measured alike.
 
 The support taxonomy, the default, left 81 % of real open-domain assistant chats `other`;
 the assistant taxonomy fits them (`docs/categorization.md`). Nothing told a team which one
@@ -24,6 +25,8 @@ MIN_CONVERSATIONS = 20
 SAMPLE_CONVERSATIONS = 200
 # Another taxonomy is suggested only when it leaves this much less `other`.
 BETTER_BY = 0.15
+# The deployment's own taxonomy among those measured on a sample.
+CONFIGURED = "configured"
 
 
 @dataclass(frozen=True)
@@ -58,30 +61,39 @@ def sample_conversations(headers: pl.DataFrame, size: int = SAMPLE_CONVERSATIONS
     return ranked.sort("_rank").head(size).drop("_rank")
 
 
-def other_shares_elsewhere(
+def other_shares_on_a_sample(
     headers: pl.DataFrame,
     messages: pl.DataFrame,
-    others: dict[str, Taxonomy],
+    taxonomies: dict[str, Taxonomy],
     *,
     threshold: float,
+    translations: pl.DataFrame | None = None,
 ) -> tuple[dict[str, float], int]:
-    """What each of `others` leaves `other` of a sample of the day's conversations (rules
-    tier), and the sample's size."""
+    """What each taxonomy leaves `other` of the same sample of the day's conversations, all
+    the same way (rules tier, with the translations the deployment has): the deployment's
+    own share may come from the model tier, and a comparison must not measure the tier.
+    `messages`: the day's and the next day's (a conversation goes on past midnight), newest
+    copies. Returns the shares and the sample's size."""
     sample = sample_conversations(headers)
     if not sample.height:
         return {}, 0
-    their_messages = messages.join(
-        sample.select("conversation_id"), on="conversation_id", how="semi"
-    )
+    ids = sample.select("conversation_id")
+    their_messages = messages.join(ids, on="conversation_id", how="semi")
     shares = {
         name: round(
             other_share(
-                categorize_conversations(sample, their_messages, taxonomy, threshold=threshold),
+                categorize_conversations(
+                    sample,
+                    their_messages,
+                    taxonomy,
+                    threshold=threshold,
+                    translations=translations,
+                ),
                 taxonomy,
             ),
             4,
         )
-        for name, taxonomy in others.items()
+        for name, taxonomy in taxonomies.items()
     }
     return shares, sample.height
 
@@ -89,11 +101,13 @@ def other_shares_elsewhere(
 def fit_verdict(
     categories: pl.DataFrame,
     taxonomy: Taxonomy,
-    elsewhere: dict[str, float] | None = None,
+    on_sample: dict[str, float] | None = None,
     sampled: int = 0,
 ) -> FitVerdict:
     """Passed unless more than `OTHER_SHARE_WARN` of at least `MIN_CONVERSATIONS` are
-    `other`; `elsewhere` (other taxonomies' shares on a sample) names the better one."""
+    `other`. `on_sample`: what the deployment's taxonomy (`CONFIGURED`) and the others
+    leave `other` of one sample, measured alike; the best other is suggested where it
+    leaves `BETTER_BY` less than the deployment's on that sample."""
     share = other_share(categories, taxonomy)
     metadata: dict = {
         "conversations": categories.height,
@@ -102,14 +116,17 @@ def fit_verdict(
     }
     if categories.height < MIN_CONVERSATIONS:
         return FitVerdict(True, {**metadata, "note": "too few conversations to judge"})
-    if elsewhere:
+    others = {name: value for name, value in (on_sample or {}).items() if name != CONFIGURED}
+    if others and CONFIGURED in on_sample:
+        now = on_sample[CONFIGURED]
         metadata["sampled_conversations"] = sampled
-        metadata |= {f"other_share_with_{name}": value for name, value in elsewhere.items()}
-        best = min(elsewhere, key=elsewhere.get)
-        if elsewhere[best] <= share - BETTER_BY:
+        metadata["other_share_on_sample"] = now
+        metadata |= {f"other_share_with_{name}": value for name, value in others.items()}
+        best = min(others, key=others.get)
+        if others[best] <= now - BETTER_BY:
             metadata["suggestion"] = (
-                f"ANALYTICS_TAXONOMY={best} leaves {elsewhere[best]:.0%} of {sampled} of this "
-                f"day's conversations `other` (rules tier), against {share:.0%} now; then "
-                "backfill conversation_categories"
+                f"ANALYTICS_TAXONOMY={best} leaves {others[best]:.0%} of {sampled} of this "
+                f"day's conversations `other`, against {now:.0%} with this deployment's "
+                "taxonomy (both by the rules tier); then backfill conversation_categories"
             )
     return FitVerdict(share <= OTHER_SHARE_WARN, metadata)

@@ -1,21 +1,23 @@
 """Whether the deployment's taxonomy fits its conversations (WARN)."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
 from analytics_assets import tables
 from analytics_assets.categorization.fit import (
+    CONFIGURED,
     MIN_CONVERSATIONS,
     OTHER_SHARE_WARN,
     alternatives,
     fit_verdict,
     other_share,
-    other_shares_elsewhere,
+    other_shares_on_a_sample,
 )
 from analytics_assets.defs.check_evaluations import CheckEvents, evaluations_per_day
 from analytics_assets.defs.partitions import daily_partitions, days_in
+from analytics_assets.transforms.records import newest_copies
 
 LAKE, CATEGORIZATION = "lake", "categorization"
 
@@ -45,17 +47,20 @@ def taxonomy_fits_the_conversations(
     # suggestion needs no more, and a backfill of chats the taxonomy does not fit would
     # otherwise categorize every day twice.
     compared: date | None = unfit[-1] if unfit else None
-    elsewhere, sampled = {}, 0
+    on_sample, sampled = {}, 0
     if compared is not None:
         lake = getattr(context.resources, LAKE).lake()
+        both_days = [compared, compared + timedelta(days=1)]
         headers, _ = lake.read_days(tables.CONVERSATION_HEADERS, [compared])
-        messages, _ = lake.read_days(tables.CONVERSATION_MESSAGES, [compared])
+        messages, _ = lake.read_days(tables.CONVERSATION_MESSAGES, both_days)
+        translations, _ = lake.read_days(tables.CONVERSATION_TRANSLATIONS, both_days)
         if headers is not None and messages is not None:
-            elsewhere, sampled = other_shares_elsewhere(
+            on_sample, sampled = other_shares_on_a_sample(
                 headers,
-                messages,
-                alternatives(categorization.taxonomy_path),
+                newest_copies(messages),
+                {CONFIGURED: taxonomy, **alternatives(categorization.taxonomy_path)},
                 threshold=categorization.threshold,
+                translations=translations,
             )
 
     def result_of(partition_key: str) -> AssetCheckResult:
@@ -63,7 +68,7 @@ def taxonomy_fits_the_conversations(
         verdict = fit_verdict(
             of_day.get(day, conversation_categories.clear()),
             taxonomy,
-            elsewhere if day == compared else None,
+            on_sample if day == compared else None,
             sampled,
         )
         return AssetCheckResult(
