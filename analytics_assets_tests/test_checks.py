@@ -130,3 +130,53 @@ def test_reconciliation_catches_a_mean_of_means_and_every_distribution_and_model
               for m in week["per_model"]]  # fmt: skip
     assert set(reconciliation_verdict({**week, "per_model": models}, days).metadata[
         "mismatches"]) == {"per_model"}  # fmt: skip
+
+
+def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_reports(
+    tmp_path, mongo_server
+):
+    """The check was blocking, and a blocking check is judged per step, not per day: one
+    bad day in a single-run backfill left every day of it without a report and without its
+    MongoDB mirror. Now that day's report is built and marks itself incomplete."""
+    from dagster import DagsterInstance
+
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+    from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+    from analytics_assets_tests.conftest import range_tags, sample_definitions
+    from analytics_assets_tests.test_assets import read_asset
+
+    spec = SampleSpec(days=3, conversations=90, users=15, seed=12, with_bad_records=False)
+    data = generate_sample(spec)
+    bad_day = "2026-11-02"
+    theirs = [m for m in data.messages if (m["created_at"] or "").startswith(bad_day)]
+    for message in theirs[::8]:  # 12.5 % of the day's messages: a role nobody knows
+        message["role"] = "bot"
+    write_export(data, tmp_path / "export")
+    defs, lake, mongo = sample_definitions(
+        tmp_path,
+        mongo_server,
+        "checks_one_bad_day",
+        record_source=ExportSourceResource(
+            export_dir=str(tmp_path / "export"), generate_sample_if_missing=False
+        ),
+    )
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+    )
+    assert result.success
+    reports = {row["period"]: row for row in read_asset(lake, "daily_report").iter_rows(named=True)}
+    assert sorted(reports) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert [reports[day]["complete"] for day in sorted(reports)] == [True, False, True]
+    [note] = reports[bad_day]["missing_inputs"]
+    assert note.startswith(f"processing_errors {bad_day} (") and "over 2%" in note
+    assert mongo.db()["analytics_reports"].count_documents({"kind": "daily"}) == 3
+
+    failed = {
+        (e.check_name, e.partition)
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity.value == "ERROR"
+    }
+    assert failed == {
+        ("error_rate_below_threshold", bad_day),
+        ("daily_report_inputs_complete", bad_day),
+    }

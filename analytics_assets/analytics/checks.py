@@ -74,6 +74,18 @@ def error_rate_verdict(errors: int, accepted: int, superseded: int = 0) -> Verdi
     )  # fmt: skip
 
 
+def rejected_records_note(day, errors: int, accepted: int, superseded: int = 0) -> str | None:
+    """What a day's report says of itself when more of its records were rejected than
+    `error_rate_verdict` allows (a `missing_inputs` entry: records it was built without)."""
+    verdict = error_rate_verdict(errors, accepted, superseded)
+    if verdict.passed:
+        return None
+    return (
+        f"processing_errors {day.isoformat()} ({verdict.metadata['error_rate']:.2%} of "
+        f"{verdict.metadata['records']:,} records rejected, over {ERROR_RATE_ALERT:.0%})"
+    )
+
+
 RECONCILED_TOTALS = ("conversations", "messages", "prompt_tokens", "completion_tokens",
                      "total_tokens", "errors", "quality_count", "satisfaction_count",
                      "latency_count", "categorized_via_translation")  # fmt: skip

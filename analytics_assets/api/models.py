@@ -172,7 +172,8 @@ class Report(BaseModel):
     latency_p50_mean: float | None = None
     total_tokens: int | None = None
     errors: int | None = None
-    # False when an input was missing: the names ("<asset> <day>") are in missing_inputs.
+    # False when an input was missing, or more than 2 % of the day's records were rejected:
+    # what is missing ("<asset> <day>…") is in missing_inputs.
     complete: bool = True
     missing_inputs: list[str] = []
 

@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.analytics.checks import rejected_records_note
 from analytics_assets.analytics.reports import (
     REPORT_COLUMNS,
     REPORT_SCHEMA,
@@ -53,7 +54,7 @@ from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo
-from analytics_assets.transforms.records import MESSAGE_SCHEMA
+from analytics_assets.transforms.records import MESSAGE_SCHEMA, is_superseded
 
 
 @asset(
@@ -111,9 +112,12 @@ def _collect(frame: pl.LazyFrame, schema: dict, columns: list[str]) -> pl.DataFr
     return _typed(frame, schema).select(columns).collect()
 
 
-def _counts_by_day(frame: pl.LazyFrame) -> dict:
+def _counts_by_day(frame: pl.LazyFrame, where: pl.Expr | None = None) -> dict:
+    """Rows per day (only those `where` holds, when given)."""
     if not frame.collect_schema().names():
         return {}
+    if where is not None:
+        frame = frame.filter(where)
     return dict(frame.group_by("day").len().collect().iter_rows())
 
 
@@ -134,6 +138,8 @@ def _counts_by_day(frame: pl.LazyFrame) -> dict:
             metadata={"allow_missing_partitions": True},
         ),
         tables.PROCESSING_ERRORS: AssetIn(),
+        # Only counted, for the share of the day's records rejected.
+        tables.CONVERSATION_HEADERS: AssetIn(),
         tables.USER_ANALYTICS: AssetIn(),
     },
     description="The day at a glance: volumes, new and returning users, topic/intent/"
@@ -146,6 +152,7 @@ def daily_report(
     conversation_analytics: pl.LazyFrame,
     conversation_messages: pl.LazyFrame,
     processing_errors: pl.LazyFrame,
+    conversation_headers: pl.LazyFrame,
     user_analytics: pl.DataFrame,
     lake: LakeResource,
 ) -> MaterializeResult[pl.DataFrame]:
@@ -154,6 +161,8 @@ def daily_report(
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
     messages = _counts_by_day(conversation_messages)
     errors = _counts_by_day(processing_errors)
+    headers = _counts_by_day(conversation_headers)
+    superseded = _counts_by_day(processing_errors, is_superseded(pl.col("reason")))
     new_users = (
         user_analytics.filter(~pl.col("returned_within_30d")).group_by("day").agg("user_id")
         if user_analytics.height
@@ -210,6 +219,13 @@ def daily_report(
         # Against a missing day before, every change would be an artefact of the gap.
         report = with_changes(report_of(day), None if gaps_before else previous)
         notes = look_back_gaps(day) + missing_for(day) + gaps_before
+        # A day that lost more records than error_rate_below_threshold allows is built, and
+        # says so: it is not a day to act on.
+        copies = superseded.get(day, 0)
+        rejected = rejected_records_note(
+            day, errors.get(day, 0) - copies, messages.get(day, 0) + headers.get(day, 0), copies
+        )
+        notes += [rejected] if rejected else []
         reports.append(with_missing_inputs(report, notes))
         previous = report
     frame = pl.concat(reports)
