@@ -1030,7 +1030,8 @@ def test_reports_left_unrebuilt_by_a_killed_erasure_are_rebuilt_when_it_is_run_a
     # hold expires (it stops renewing it) and the next one goes ahead.
     request_id = submit_request(mongo.db(), pseudonym, requested_by="dpo")
     leases = mongo.db()[LEASES_COLLECTION]
-    PartitionLeases(leases, scope=jobs.ERASURE_SCOPE, ttl_s=600).hold("live-run", [request_id])
+    scope = f"{jobs.ERASURE_SCOPE}:{request_id}"
+    PartitionLeases(leases, scope=scope, ttl_s=600).hold("live-run", [jobs.REQUEST_KEY])
     config = {"ops": {"erase_user_data": {"config": {"request_id": request_id}}}}
     job = defs.resolve_job_def("erase_user_job")
     second = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
@@ -1038,7 +1039,7 @@ def test_reports_left_unrebuilt_by_a_killed_erasure_are_rebuilt_when_it_is_run_a
     failure = next(e for e in second.all_events if e.event_type_value == "STEP_FAILURE")
     assert "being carried out by run live-run" in str(failure.event_specific_data.error)
     leases.delete_many({})
-    PartitionLeases(leases, scope=jobs.ERASURE_SCOPE, ttl_s=0.001).hold("killed-run", [request_id])
+    PartitionLeases(leases, scope=scope, ttl_s=0.001).hold("killed-run", [jobs.REQUEST_KEY])
     time.sleep(0.01)
     third = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
     assert third.success
@@ -1097,7 +1098,8 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
         schema=SourceSchema(),
     )
     result = eraser.erase(theirs, hold_days=hold_days)
-    assert held == [[first], [second]]
+    # All the days at once: the second day found, the first is given back and both taken.
+    assert held == [[first], [first, second]]
     left = lake.scan_all("conversations").collect()
     assert left["user_id"].to_list() == ["u_other"]
     assert result.conversations == 2 and result.changed_days == {first, second}
@@ -1105,9 +1107,10 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
 
 
 def test_reports_a_stopped_cli_left_unrebuilt_are_requested_an_hour_later(mongo_server):
+    from dagster import DagsterRun, DagsterRunStatus, instance_for_test
     from pymongo import MongoClient
 
-    from analytics_assets.defs.privacy.jobs import abandoned_rebuild_requests
+    from analytics_assets.defs.privacy.jobs import RUN_KEY_TAG, abandoned_rebuild_requests
 
     db = MongoClient(mongo_server)["privacy_abandoned_rebuilds"]
     now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -1115,83 +1118,63 @@ def test_reports_a_stopped_cli_left_unrebuilt_are_requested_an_hour_later(mongo_
     db[AUDIT_COLLECTION].insert_many([
         {"_id": "stopped", "reports_rebuilt": False, "reports_to_rebuild": reports,
          "finished_at": (now - timedelta(hours=2)).isoformat()},
+        # Still rebuilding: an hour's work, but its last rebuild finished 5 minutes ago.
         {"_id": "still-rebuilding", "reports_rebuilt": False, "reports_to_rebuild": reports,
-         "finished_at": now - timedelta(minutes=5)},
+         "finished_at": now - timedelta(hours=2), "rebuilt_at": now - timedelta(minutes=5)},
         {"_id": "done", "reports_rebuilt": True, "reports_to_rebuild": reports,
          "finished_at": now - timedelta(hours=5)},
     ])  # fmt: skip
-    requested = abandoned_rebuild_requests(db, now)
-    assert [(r.job_name, r.tags["privacy/erasure"]) for r in requested] == [
-        ("daily_report_job", "stopped")
-    ]
-    assert db[AUDIT_COLLECTION].find_one({"_id": "stopped"})["reports_rebuilt"] == "requested"
-    assert abandoned_rebuild_requests(db, now) == []
-
-
-def test_the_freshness_sensor_runs_without_being_turned_on():
-    from dagster import DefaultSensorStatus
-
-    from analytics_assets.definitions import defs
-
-    sensor = defs.resolve_sensor_def("freshness_checks_sensor")
-    assert sensor.default_status == DefaultSensorStatus.RUNNING
-
-
-def test_the_change_sensor_builds_no_day_retention_removed():
-    """An edit of an old record (a late thumbs-up) rebuilt a day past retention, and its raw
-    records came back until retention's next run. The sensor's earliest day is the one the
-    shortest retention still keeps."""
-    from datetime import date
-
-    from analytics_assets.defs.ingestion.sensors import nocodb_changes_sensor, oldest_day_kept
-
-    today = date(2026, 12, 6)
-    assert oldest_day_kept({}, today) is None
-    retention = {"nocodb_raw_pages": 30, "conversation_messages": 90}
-    assert oldest_day_kept(retention, today) == date(2026, 11, 6)
-    assert "privacy" in nocodb_changes_sensor.required_resource_keys
-
-
-def test_an_erasures_weeks_and_months_wait_for_all_its_days(mongo_server):
-    """Requested with the days, a week's quick rebuild ran beside them and read the old
-    daily reports, which still held the erased pseudonym."""
-    from dagster import DagsterRun, DagsterRunStatus, instance_for_test
-    from pymongo import MongoClient
-
-    from analytics_assets.defs.privacy.jobs import (
-        AUDIT_COLLECTION,
-        ERASURE_TAG,
-        RUN_KEY_TAG,
-        period_rebuild_requests,
-    )
-
-    reports = {
-        "daily_report": ["2026-11-02", "2026-11-03", "2026-11-09"],
-        "weekly_report": ["2026-11-02"],
-        "monthly_report": ["2026-11-01"],
-    }
-    days = report_run_requests("erasure-1", reports, stage="days")
-    assert [r.job_name for r in days] == ["daily_report_job", "daily_report_job"]
-    assert all(r.tags[ERASURE_TAG] == "erasure-1" for r in days)
-    db = MongoClient(mongo_server)["privacy_period_rebuilds"]
-    db[AUDIT_COLLECTION].insert_one({"_id": "erasure-1", "reports_to_rebuild": reports})
     with instance_for_test() as instance:
+        requested = abandoned_rebuild_requests(instance, db, now)
+        assert [(r.job_name, r.tags["privacy/erasure"]) for r in requested] == [
+            ("daily_report_job", "stopped")
+        ]
+        # Not marked before its runs exist (a tick that failed after would lose them) ...
+        assert db[AUDIT_COLLECTION].find_one({"_id": "stopped"})["reports_rebuilt"] is False
+        instance.add_run(
+            DagsterRun(
+                job_name="daily_report_job",
+                run_id="rebuild-1",
+                status=DagsterRunStatus.SUCCESS,
+                tags={**requested[0].tags, RUN_KEY_TAG: requested[0].run_key},
+            )
+        )
+        # ... and once they do, not asked again.
+        assert abandoned_rebuild_requests(instance, db, now) == []
+    assert db[AUDIT_COLLECTION].find_one({"_id": "stopped"})["reports_rebuilt"] == "requested"
 
-        def succeeded(request, number):
-            instance.add_run(DagsterRun(
-                job_name=request.job_name, run_id=f"run-{number}", status=DagsterRunStatus.SUCCESS,
-                tags={**request.tags, RUN_KEY_TAG: request.run_key},
-            ))  # fmt: skip
 
-        succeeded(days[0], 1)
-        waiting = period_rebuild_requests(instance, db, "erasure-1")
-        assert "1 day rebuild(s) to go" in waiting.skip_message
-        succeeded(days[1], 2)
-        periods = period_rebuild_requests(instance, db, "erasure-1")
-    assert [(r.job_name, r.partition_key) for r in periods] == [
-        ("weekly_report_job", "2026-11-02"),
-        ("monthly_report_job", "2026-11-01"),
-    ]
+def test_a_pull_reading_tombstones_while_they_are_merged_misses_none(tmp_path):
+    """A reader that listed the files a compaction then merged and deleted read none of
+    them and not the merged file either: every tombstone in them was missed, and the pull
+    brought those erased users' raw records back."""
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.privacy import erasure
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    for n in range(3):
+        frame = pl.DataFrame({"record_digest": [f"d{n}"], "erased_at": [datetime.now(UTC)]})
+        lake.write_file(f"{erasure.TOMBSTONE_FOLDER}/f{n}.parquet", frame)
+
+    class MergedMeanwhile:
+        listings = 0
+
+        def files_under(self, folder):
+            listed = lake.files_under(folder)
+            self.listings += 1
+            if self.listings == 1:  # another erasure merges right after this listing
+                merged = pl.concat([lake.read_file(name) for name in listed])
+                lake.write_file(f"{folder}/merged.parquet", merged)
+                for name in listed:
+                    lake.delete_file(name)
+            return listed
+
+        def __getattr__(self, name):
+            return getattr(lake, name)
+
+    reader = MergedMeanwhile()
+    assert erasure.tombstones(reader) == {"d0", "d1", "d2"}
+    assert reader.listings == 2
 
 
 def test_tombstones_are_a_file_per_erasure_merged_past_twenty(mongo_server):

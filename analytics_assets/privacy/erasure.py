@@ -75,6 +75,33 @@ class ErasureResult:
 MAX_PASSES = 3
 
 
+class _Holding:
+    """The days an erasure holds, all taken together: when more are wanted, the ones held
+    are given back and the union taken at once. Holding some while waiting for others could
+    deadlock with another erasure, or keep today's sync waiting on a long backfill."""
+
+    def __init__(self, hold_days: Callable[[list[date]], AbstractContextManager] | None):
+        self.hold_days = hold_days
+        self.held: set[date] = set()
+        self.stack: ExitStack | None = None
+
+    def take(self, days: set[date]) -> bool:
+        """Holds `days` too; whether that took new days (what they hold may have changed)."""
+        if self.hold_days is None or days <= self.held:
+            return False
+        self.release()
+        wanted = self.held | days
+        stack = ExitStack()
+        stack.enter_context(self.hold_days(sorted(wanted)))
+        self.stack, self.held = stack, wanted
+        return True
+
+    def release(self) -> None:
+        if self.stack is not None:
+            self.stack.close()
+            self.stack = None
+
+
 def _all_days(plan: ErasurePlan) -> set[date]:
     return {day for days in plan.days_by_table.values() for day in days}
 
@@ -165,6 +192,7 @@ class Eraser:
         self.digest = digest
         self.schema = schema
         self._raw_ids_of: dict[str, list[str]] = {}
+        self._confirm_days: Callable[[list[date]], None] | None = None
 
     # -- finding ---------------------------------------------------------------------------
 
@@ -245,6 +273,12 @@ class Eraser:
             conditions.append(pl.col("record").str.contains(pseudonym, literal=True))
         return pl.any_horizontal(conditions).fill_null(False) if conditions else pl.lit(False)
 
+    def _confirm(self, day: date) -> None:
+        """Raises (LeaseLostError) before a day whose lease this erasure lost is rewritten:
+        another run may be writing it."""
+        if self._confirm_days is not None:
+            self._confirm_days([day])
+
     def _their_texts(self, ids: list[str]) -> list[str]:
         """What the user wrote, as the analytics tables hold it (anonymized)."""
         if tables.CONVERSATION_MESSAGES not in self.lake.tables() or not ids:
@@ -272,6 +306,7 @@ class Eraser:
             )
             if "example" in frame.columns:
                 frame = frame.with_columns(pl.col("examples").list.first().alias("example"))
+            self._confirm(day)
             self.lake.write_day(table, day, frame)
         result.lake_rows[f"{table} (examples scrubbed)"] = scrubbed
 
@@ -321,6 +356,7 @@ class Eraser:
             for day in plan.days_by_table.get(table, []):
                 frame = self.lake.scan_days(table, [day]).collect()
                 mask = frame.select(match.alias("erase"))["erase"]
+                self._confirm(day)
                 self.lake.write_day(table, day, frame.filter(~mask))
                 removed += int(mask.sum())
             result.lake_rows[table] = removed
@@ -419,27 +455,29 @@ class Eraser:
         pseudonym: str,
         request_id: str | None = None,
         hold_days: Callable[[list[date]], AbstractContextManager] | None = None,
+        confirm_days: Callable[[list[date]], None] | None = None,
     ) -> ErasureResult:
         """Idempotent: a second erasure of the same user finds nothing and changes nothing.
         Given its request, an erasure that failed halfway resumes where it stopped: what it
-        found is written into the request before anything is deleted. `hold_days` keeps the
-        runs that write days (their day leases) off the days it rewrites, while it does."""
+        found is written into the request before anything is deleted.
+
+        `hold_days` keeps the runs that write days (their day leases) off the days it
+        rewrites, while it does: all of them at once, never some while waiting for others
+        (a new day found gives back and takes the union). `confirm_days` raises before a day
+        is rewritten whose lease was lost."""
         result = ErasureResult()
         remembered = self._remembered(request_id)
         known = set(remembered.get("conversation_ids", []))
-        found = self._find(pseudonym, known)
-        with ExitStack() as held:
-            if hold_days is not None:
-                # Found again once the days are held: a day run that was writing one of them
-                # has finished, and whatever it wrote is found too (a new day is held too).
-                taken: set[date] = set()
-                for _ in range(MAX_PASSES):
-                    wanted = _all_days(found) - taken
-                    if not wanted:
-                        break
-                    held.enter_context(hold_days(sorted(wanted)))
-                    taken |= wanted
-                    found = self._find(pseudonym, known)
+        holding = _Holding(hold_days)
+        self._confirm_days = confirm_days if hold_days is not None else None
+        try:
+            found = self._find(pseudonym, known)
+            # Found again once the days are held: a day run that was writing one of them has
+            # finished, and whatever it wrote is found too (a new day is held too).
+            for _ in range(MAX_PASSES):
+                if not holding.take(_all_days(found)):
+                    break
+                found = self._find(pseudonym, known)
             plan = found.merged(remembered)
             self._remember(request_id, plan.to_document())
             result.resumed = bool(remembered) and any(remembered.values())
@@ -449,9 +487,9 @@ class Eraser:
             self._remember(request_id, plan.to_document(result.raw_records))
             self._erase_mongo(pseudonym, sorted(plan.conversation_ids), result)
             self._erase_lake(pseudonym, plan, result)
-            # Until nothing is left: a day rebuilt meanwhile by a run that holds no lease (a
-            # re-execution, the across-midnight rebuild) may have written rows back to the
-            # lake or documents back to MongoDB. Each pass adds to the counts.
+            # Until nothing is left: a run that holds no lease (a re-execution, the
+            # across-midnight rebuild) may have written rows back to the lake or documents
+            # back to MongoDB meanwhile. Each pass adds to the counts.
             for _ in range(MAX_PASSES):
                 left = self._find(pseudonym, set(plan.conversation_ids))
                 again = ErasureResult()
@@ -459,11 +497,16 @@ class Eraser:
                 _add_counts(result.mongo_documents, again.mongo_documents)
                 if not any(left.days_by_table.values()):
                     break
+                if holding.take(_all_days(left)):
+                    left = self._find(pseudonym, set(plan.conversation_ids))
                 result.raw_records += self._add_tombstones(sorted(left.raw_identities))
                 self._erase_lake(pseudonym, left, again)
                 _add_counts(result.lake_rows, again.lake_rows)
                 plan.days |= left.days
                 plan.conversation_ids |= left.conversation_ids
+        finally:
+            holding.release()
+            self._confirm_days = None
         result.conversations = len(plan.conversation_ids)
         result.changed_days = plan.days
         result.reports_to_rebuild = self._reports_to_rebuild(plan.days)
@@ -580,25 +623,45 @@ TOMBSTONE_FILES_MAX = 20
 def compact_tombstones(lake: Lake) -> None:
     """Merges the tombstone files into one once there are more than `TOMBSTONE_FILES_MAX`:
     the merged file is written first, then only the files it merged are deleted, so a file
-    another erasure writes meanwhile stays, and a tombstone is never without a file."""
+    another erasure writes meanwhile stays, and a tombstone is never without a file. (A
+    reader that listed a merged file before it went lists again: `tombstones`.)"""
     files = lake.files_under(TOMBSTONE_FOLDER)
     if len(files) <= TOMBSTONE_FILES_MAX:
         return
-    frames = [frame for name in files if (frame := lake.read_file(name)) is not None]
+    read = {name: lake.read_file(name) for name in files}
+    frames = [frame for frame in read.values() if frame is not None]
+    if not frames:  # merged meanwhile by another erasure
+        return
     merged = pl.concat(frames).unique("record_digest", keep="first")
     lake.write_file(f"{TOMBSTONE_FOLDER}/{uuid.uuid4().hex}.parquet", merged)
-    for name in files:
-        lake.delete_file(name)
+    for name, frame in read.items():
+        if frame is not None:
+            lake.delete_file(name)
+
+
+# Listings of the tombstone folder read again when a file listed was merged away meanwhile.
+_TOMBSTONE_READS = 5
 
 
 def tombstones(lake: Lake) -> set[str]:
-    """The digests of every erased raw record."""
-    found: set[str] = set()
-    for relative in [TOMBSTONES, *lake.files_under(TOMBSTONE_FOLDER)]:
-        frame = lake.read_file(relative)
-        if frame is not None:
-            found.update(frame["record_digest"])
-    return found
+    """The digests of every erased raw record. A file listed but gone when read was merged
+    by a compaction, whose merged file is written before any is deleted: the folder is then
+    listed and read again, so no tombstone is missed."""
+    for _ in range(_TOMBSTONE_READS):
+        found: set[str] = set()
+        complete = True
+        for relative in [TOMBSTONES, *lake.files_under(TOMBSTONE_FOLDER)]:
+            frame = lake.read_file(relative)
+            if frame is None and relative != TOMBSTONES:
+                complete = False
+                break
+            if frame is not None:
+                found.update(frame["record_digest"])
+        if complete:
+            return found
+    raise RuntimeError(
+        f"The erasure tombstones in {TOMBSTONE_FOLDER} kept changing while read; try again."
+    )
 
 
 def drop_tombstoned(

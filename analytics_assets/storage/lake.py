@@ -229,9 +229,14 @@ class Lake:
         return pl.scan_parquet(paths, storage_options=self.polars_storage_options())
 
     def read_file(self, relative_path: str) -> pl.DataFrame | None:
-        """A bookkeeping table beside the tables (`_privacy/…`); None when absent."""
+        """A bookkeeping table beside the tables (`_privacy/…`); None when absent. Read,
+        not first asked whether it exists: s3fs answers that from a listing it cached."""
         path = self.base_path / relative_path
-        return pl.read_parquet(path.read_bytes()) if path.exists() else None
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return pl.read_parquet(payload)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -275,10 +280,15 @@ class Lake:
         """The files in a bookkeeping folder (`_privacy/…`), relative to the lake's base,
         sorted; staging files of writes in flight are left out."""
         path = self.base_path / folder
+        fs = path.fs
+        # s3fs keeps a folder's listing for the life of the process (a code server's):
+        # files written since by other processes would not be seen.
+        fs.invalidate_cache(path.path)
         if not path.exists():
             return []
-        root = self.base_path.path.rstrip("/")
-        found = (name[len(root) :].lstrip("/") for name in path.fs.find(path.path))
+        # As the filesystem names what it finds (absolute, even for a relative lake URL).
+        root = fs._strip_protocol(self.base_path.path).rstrip("/")
+        found = (name[len(root) :].lstrip("/") for name in fs.find(path.path))
         return sorted(name for name in found if not name.rsplit("/", 1)[-1].startswith("."))
 
     def files(self) -> list[str]:

@@ -191,6 +191,7 @@ def daily_report(
         for table in (tables.CONVERSATION_ANALYTICS, tables.CONVERSATION_MESSAGES)
     }
     held_set = {table: set(present) for table, present in held.items()}
+    headers_held = set(stored.days_present(tables.CONVERSATION_HEADERS))
 
     def missing_for(day) -> list[str]:
         return [
@@ -220,10 +221,16 @@ def daily_report(
         report = with_changes(report_of(day), None if gaps_before else previous)
         notes = look_back_gaps(day) + missing_for(day) + gaps_before
         # A day that lost more records than error_rate_below_threshold allows is built, and
-        # says so: it is not a day to act on.
+        # says so: it is not a day to act on. Judged only while the lake holds the day's
+        # messages and headers: past their retention, every rejection would look like most
+        # of the day.
         copies = superseded.get(day, 0)
-        rejected = rejected_records_note(
-            day, errors.get(day, 0) - copies, messages.get(day, 0) + headers.get(day, 0), copies
+        rejected = (
+            rejected_records_note(
+                day, errors.get(day, 0) - copies, messages.get(day, 0) + headers.get(day, 0), copies
+            )
+            if day in held_set[tables.CONVERSATION_MESSAGES] and day in headers_held
+            else None
         )
         notes += [rejected] if rejected else []
         reports.append(with_missing_inputs(report, notes))

@@ -53,7 +53,8 @@ def taxonomy_fits_the_conversations(
         both_days = [compared, compared + timedelta(days=1)]
         headers, _ = lake.read_days(tables.CONVERSATION_HEADERS, [compared])
         messages, _ = lake.read_days(tables.CONVERSATION_MESSAGES, both_days)
-        translations, _ = lake.read_days(tables.CONVERSATION_TRANSLATIONS, both_days)
+        # The day's, as conversation_categories reads them.
+        translations, _ = lake.read_days(tables.CONVERSATION_TRANSLATIONS, [compared])
         if headers is not None and messages is not None:
             on_sample, sampled = other_shares_on_a_sample(
                 headers,

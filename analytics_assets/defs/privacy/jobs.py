@@ -49,8 +49,10 @@ from analytics_assets.storage.leases import LEASES_COLLECTION, LeaseConflictErro
 
 # On an erasure run whose caller rebuilds the reports itself (the CLI): the sensor skips it.
 INLINE_REBUILD_TAG = "privacy/reports_rebuilt_inline"
-# The lease scope of erasure requests: one attempt of a request at a time.
+# The lease scope of erasure requests (`erasure:<request id>`, key `request`): one attempt
+# of a request at a time.
 ERASURE_SCOPE = "erasure"
+REQUEST_KEY = "request"
 
 
 class ErasureConfig(Config):
@@ -92,14 +94,17 @@ def erase_user_data(
         schema=record_source.source_schema,
     )
     run_id = context.run_id
-    # One attempt of a request at a time (a lease on the request: a killed attempt's expires
-    # by itself): a failed one's request stays pending, and a person relaunching it while the
-    # run-retry daemon's retry runs would rewrite the same days twice.
+    # One attempt of a request at a time (a lease on the request, given back once it is
+    # closed; a killed attempt's expires by itself): a failed one's request stays pending,
+    # and a person relaunching it while the run-retry daemon's retry runs would rewrite the
+    # same days twice. The scope carries the request id whole (a lease's key is cut to 10).
     request_lease = PartitionLeases(
-        db[LEASES_COLLECTION], scope=ERASURE_SCOPE, ttl_s=partition_leases.ttl_s
+        db[LEASES_COLLECTION],
+        scope=f"{ERASURE_SCOPE}:{config.request_id}",
+        ttl_s=partition_leases.ttl_s,
     )
     try:
-        request_lease.hold(run_id, [config.request_id])
+        request_lease.hold(run_id, [REQUEST_KEY])
     except LeaseConflictError as conflict:
         raise Failure(
             f"Erasure request {config.request_id} is being carried out by run "
@@ -109,8 +114,9 @@ def erase_user_data(
 
     @contextmanager
     def hold_days(days: list[date]):
-        """The days' leases, as the runs that write days take them: the erasure waits for
-        such a run to end, and none starts on those days until it is done."""
+        """The days' leases, as the runs that write days take them (all at once): the
+        erasure waits for such a run to end, and none starts on those days until it is
+        done."""
         if not partition_leases.enabled:
             yield
             return
@@ -122,29 +128,39 @@ def erase_user_data(
         finally:
             leases.release(run_id, days)
 
+    def confirm_days(days: list[date]) -> None:
+        if partition_leases.enabled:
+            partition_leases.leases().renew(run_id, days)  # LeaseLostError when lost
+
     try:
-        with request_lease.heartbeat(run_id, [config.request_id], partition_leases.ttl_s / 4):
+        with request_lease.heartbeat(run_id, [REQUEST_KEY], partition_leases.ttl_s / 4):
             result = eraser.erase(
-                request.user_pseudonym, request_id=config.request_id, hold_days=hold_days
+                request.user_pseudonym,
+                request_id=config.request_id,
+                hold_days=hold_days,
+                confirm_days=confirm_days,
             )
+            audit = eraser.audit(
+                run_id,
+                request.user_pseudonym,
+                result,
+                requested_by=request.requested_by,
+                reason=request.reason,
+                started_at=started,
+            )
+            if context.run.tags.get(INLINE_REBUILD_TAG) == "true":
+                # Written before the request is closed: if the caller dies before its
+                # rebuilds are done, erasure_unfinished_rebuild_sensor (or its next erasure)
+                # finds them here.
+                db[AUDIT_COLLECTION].update_one(
+                    {"_id": run_id}, {"$set": {"reports_rebuilt": False, "rebuilt_at": None}}
+                )
+            # Done: the audit record is what remains of the request (the subject only as a
+            # digest). Closed before the request's lease is given back: an attempt that
+            # starts then finds no request.
+            close_request(db, config.request_id)
     finally:
-        request_lease.release(run_id, [config.request_id])
-    audit = eraser.audit(
-        context.run_id,
-        request.user_pseudonym,
-        result,
-        requested_by=request.requested_by,
-        reason=request.reason,
-        started_at=started,
-    )
-    if context.run.tags.get(INLINE_REBUILD_TAG) == "true":
-        # Written before the request is closed: if the caller dies before its rebuilds are
-        # done, erasure_unfinished_rebuild_sensor (or its next erasure) finds them here.
-        db[AUDIT_COLLECTION].update_one(
-            {"_id": context.run_id}, {"$set": {"reports_rebuilt": False}}
-        )
-    # Done: the audit record is what remains of the request (the subject only as a digest).
-    close_request(db, config.request_id)
+        request_lease.release(run_id, [REQUEST_KEY])
     context.log.info(f"erasure {context.run_id}: {audit['outcome']}")
     return Output(
         audit,
@@ -278,31 +294,50 @@ def period_rebuild_requests(
     )
 
 
-# An inline rebuild not done this long after its erasure finished was abandoned (the CLI
-# was stopped): the sensor requests it.
+# An inline rebuild with no progress for this long was abandoned (the CLI was stopped): the
+# sensor requests it. The CLI writes `rebuilt_at` after each rebuild it finishes.
 ABANDONED_REBUILD_S = 3600
 
 
-def abandoned_rebuild_requests(db, now: datetime) -> list[RunRequest]:
-    """The day rebuilds of erasures whose caller was to rebuild the reports and never
-    finished (`reports_rebuilt` still false an hour after the erasure): the weeks and months
-    follow through erasure_period_rebuild_sensor. Marked `requested`, so asked once."""
+def _as_datetime(value) -> datetime | None:
+    if isinstance(value, str):  # the embedded server returns $set dates as text
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def abandoned_rebuild_requests(instance: DagsterInstance, db, now: datetime) -> list[RunRequest]:
+    """The day rebuilds of erasures whose caller was to rebuild the reports and stopped
+    (`reports_rebuilt` still false, nothing rebuilt for an hour): the weeks and months follow
+    through erasure_period_rebuild_sensor. Their run keys keep each from running twice; an
+    erasure whose rebuild runs exist is marked `requested` and not looked at again."""
     requests = []
     for audit in db[AUDIT_COLLECTION].find({"reports_rebuilt": False}):
-        finished = audit.get("finished_at")
-        if isinstance(finished, str):  # the embedded server returns $set dates as text
-            finished = datetime.fromisoformat(finished)
-        if finished is None or (now - finished.replace(tzinfo=finished.tzinfo or UTC)) < (
-            timedelta(seconds=ABANDONED_REBUILD_S)
-        ):
+        erasure_id = audit["_id"]
+        last = max(
+            (t for t in (_as_datetime(audit.get(f)) for f in ("finished_at", "rebuilt_at")) if t),
+            default=None,
+        )
+        if last is None or now - last < timedelta(seconds=ABANDONED_REBUILD_S):
             continue
         reports = audit.get("reports_to_rebuild") or {}
-        requests += report_run_requests(audit["_id"], reports, stage="days") or (
-            report_run_requests(audit["_id"], reports, stage="periods")
+        wanted = report_run_requests(erasure_id, reports, stage="days") or (
+            report_run_requests(erasure_id, reports, stage="periods")
         )
-        db[AUDIT_COLLECTION].update_one(
-            {"_id": audit["_id"]}, {"$set": {"reports_rebuilt": "requested"}}
+        # Launched already (by an earlier tick: only a sensor's runs carry a run key).
+        launched = bool(wanted) and bool(
+            instance.get_run_records(
+                filters=RunsFilter(tags={RUN_KEY_TAG: wanted[0].run_key}), limit=1
+            )
         )
+        if launched or not wanted:
+            db[AUDIT_COLLECTION].update_one(
+                {"_id": erasure_id},
+                {"$set": {"reports_rebuilt": "requested" if launched else True}},
+            )
+            continue
+        requests += wanted
     return requests
 
 
@@ -314,7 +349,7 @@ def abandoned_rebuild_requests(db, now: datetime) -> list[RunRequest]:
     "it had rebuilt them (they still held the erased pseudonym).",
 )
 def erasure_unfinished_rebuild_sensor(context: SensorEvaluationContext, mongo: MongoResource):
-    requests = abandoned_rebuild_requests(mongo.db(), datetime.now(UTC))
+    requests = abandoned_rebuild_requests(context.instance, mongo.db(), datetime.now(UTC))
     return requests or SkipReason("no erasure left its reports unrebuilt")
 
 
@@ -384,13 +419,17 @@ def run_erasure(
             *((d["_id"], d.get("reports_to_rebuild") or {}) for d in unfinished),
             (result.run_id, audit["reports_to_rebuild"]),
         ]:
-            _rebuild_reports(defs, instance, erasure_id, reports)
+            _rebuild_reports(defs, instance, erasure_id, reports, audits)
             audits.update_one({"_id": erasure_id}, {"$set": {"reports_rebuilt": True}})
     return audit
 
 
 def _rebuild_reports(
-    defs: Definitions, instance: DagsterInstance, erasure_id: str, reports: dict[str, list[str]]
+    defs: Definitions,
+    instance: DagsterInstance,
+    erasure_id: str,
+    reports: dict[str, list[str]],
+    audits,
 ) -> None:
     for request in report_run_requests(erasure_id, reports):
         rebuilt = defs.resolve_job_def(request.job_name).execute_in_process(
@@ -404,3 +443,5 @@ def _rebuild_reports(
                 f"rebuilding {request.run_key} failed: erase the user again to finish the "
                 "reports (the erasure itself is done)"
             )
+        # Progress: erasure_unfinished_rebuild_sensor leaves a rebuild that moves alone.
+        audits.update_one({"_id": erasure_id}, {"$set": {"rebuilt_at": datetime.now(UTC)}})
