@@ -1064,7 +1064,19 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
         return pl.DataFrame({"conversation_id": ids, "user_id": users, "day": [day] * len(ids)})
 
     lake.write_day("conversations", first, rows(first, ["c-1", "c-2"], [theirs, "u_other"]))
+    lake.write_day("conversation_messages", first, pl.DataFrame(
+        {"conversation_id": ["c-1"], "content": ["my order never came"], "day": [first]}
+    ))  # fmt: skip
+    # Written by the discovery job, which takes no day leases: scrubbed without holding.
+    later = date(2026, 11, 9)
+    lake.write_day("topic_discovery", later, pl.DataFrame(
+        {"cluster": [0], "examples": [["my order never came", "other"]], "day": [later]}
+    ))  # fmt: skip
     held: list[list[date]] = []
+
+    def confirm_days(days):
+        if not set(days) <= set(held[-1]):
+            raise RuntimeError(f"rewrote {days} without holding them")
 
     @contextmanager
     def hold_days(days):
@@ -1097,13 +1109,15 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
         digest=privacy.digester(),
         schema=SourceSchema(),
     )
-    result = eraser.erase(theirs, hold_days=hold_days)
+    result = eraser.erase(theirs, hold_days=hold_days, confirm_days=confirm_days)
     # All the days at once: the second day found, the first is given back and both taken.
     assert held == [[first], [first, second]]
+    assert lake.scan_all("topic_discovery").collect()["examples"].to_list() == [["other"]]
     left = lake.scan_all("conversations").collect()
     assert left["user_id"].to_list() == ["u_other"]
     assert result.conversations == 2 and result.changed_days == {first, second}
     assert result.lake_rows["conversations"] == 3
+    assert lake.scan_all("conversation_messages").collect().is_empty()
 
 
 def test_reports_a_stopped_cli_left_unrebuilt_are_requested_an_hour_later(mongo_server):
