@@ -277,9 +277,15 @@ class Lake:
             folder.fs.rm(folder.path, recursive=True)
 
     def files_under(self, folder: str) -> list[str]:
-        """The files in a bookkeeping folder (`_privacy/…`), relative to the lake's base,
-        sorted; staging files of writes in flight are left out."""
-        path = self.base_path / folder
+        """The files in a bookkeeping folder (`_privacy/…`), as `files` names them."""
+        return self._files_in(self.base_path / folder)
+
+    def files(self) -> list[str]:
+        """Every file of the lake (tables and bookkeeping), as paths relative to its base,
+        sorted; staging files of writes in flight (`.`-names) are left out."""
+        return self._files_in(self.base_path)
+
+    def _files_in(self, path: UPath) -> list[str]:
         fs = path.fs
         # s3fs keeps a folder's listing for the life of the process (a code server's):
         # files written since by other processes would not be seen.
@@ -288,18 +294,9 @@ class Lake:
             return []
         # As the filesystem names what it finds (absolute, even for a relative lake URL).
         root = fs._strip_protocol(self.base_path.path).rstrip("/")
-        found = (name[len(root) :].lstrip("/") for name in fs.find(path.path))
-        return sorted(name for name in found if not name.rsplit("/", 1)[-1].startswith("."))
-
-    def files(self) -> list[str]:
-        """Every file of the lake (tables and bookkeeping), as paths relative to its base,
-        sorted; staging files of writes in flight (`.`-names) are left out."""
-        if not self.base_path.exists():
-            return []
-        fs, root = self.base_path.fs, self.base_path.path.rstrip("/")
-        relative = (found[len(root) :].lstrip("/") for found in fs.find(root))
+        relative = (found[len(root) :].lstrip("/") for found in fs.find(path.path))
         return sorted(
-            path for path in relative if not any(part.startswith(".") for part in path.split("/"))
+            name for name in relative if not any(part.startswith(".") for part in name.split("/"))
         )
 
 

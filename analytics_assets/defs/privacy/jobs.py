@@ -1,8 +1,8 @@
 """Right to erasure as a Dagster job, the report rebuild it leads to, and the retention
 schedule."""
 
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from dagster import (
     AssetSelection,
@@ -112,33 +112,15 @@ def erase_user_data(
             f"({partition_leases.ttl_s:.0f} s after its last beat)."
         ) from None
 
-    @contextmanager
-    def hold_days(days: list[date]):
-        """The days' leases, as the runs that write days take them (all at once): the
-        erasure waits for such a run to end, and none starts on those days until it is
-        done."""
-        if not partition_leases.enabled:
-            yield
-            return
-        leases = partition_leases.leases()
-        leases.hold(run_id, days, wait_s=partition_leases.wait_s, poll_s=partition_leases.poll_s)
-        try:
-            with leases.heartbeat(run_id, days, partition_leases.ttl_s / 4):
-                yield
-        finally:
-            leases.release(run_id, days)
-
-    def confirm_days(days: list[date]) -> None:
-        if partition_leases.enabled:
-            partition_leases.leases().renew(run_id, days)  # LeaseLostError when lost
-
     try:
         with request_lease.heartbeat(run_id, [REQUEST_KEY], partition_leases.ttl_s / 4):
+            # The days it rewrites are held as the runs that write days hold them, and
+            # checked still held before each is rewritten.
             result = eraser.erase(
                 request.user_pseudonym,
                 request_id=config.request_id,
-                hold_days=hold_days,
-                confirm_days=confirm_days,
+                hold_days=partial(partition_leases.holding, run_id),
+                confirm_days=partial(partition_leases.confirm, run_id),
             )
             audit = eraser.audit(
                 run_id,

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date
 
 from dagster import (
@@ -132,6 +133,22 @@ class PartitionLeaseResource(ConfigurableResource):
             self._heartbeats = ExitStack()
         self._heartbeats.enter_context(leases.heartbeat(run_id, days, self.ttl_s / 4))
         return holding
+
+    @contextmanager
+    def holding(self, run_id: str, days: list[date]) -> Iterator[None]:
+        """`days` for `run_id` while the block runs (waiting for their holder, bounded, all
+        at once), renewed meanwhile and given back at its end: for work inside a run that
+        rewrites days it does not own for the run's whole length (an erasure)."""
+        if not self.enabled:
+            yield
+            return
+        leases = self.leases()
+        leases.hold(run_id, days, wait_s=self.wait_s, poll_s=self.poll_s)
+        try:
+            with leases.heartbeat(run_id, days, self.ttl_s / 4):
+                yield
+        finally:
+            leases.release(run_id, days)
 
     def confirm(self, run_id: str, days: list[date]) -> None:
         """Raises LeaseLostError unless `run_id` still holds every one of `days` (checked
