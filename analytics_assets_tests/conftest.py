@@ -220,3 +220,16 @@ def sample_definitions(root, mongo_uri: str, database: str, **resources):
         }
     )
     return defs, lake, mongo
+
+
+def export_definitions(root, mongo_uri: str, database: str, **resources):
+    """`sample_definitions` on the export a test wrote into `root/export` (never replaced by
+    the default sample, whose spec differs)."""
+    from pathlib import Path
+
+    from analytics_assets.defs.ingestion.resources import ExportSourceResource
+
+    source = ExportSourceResource(
+        export_dir=str(Path(root) / "export"), generate_sample_if_missing=False
+    )
+    return sample_definitions(root, mongo_uri, database, record_source=source, **resources)

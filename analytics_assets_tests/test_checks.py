@@ -140,9 +140,8 @@ def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_re
     MongoDB mirror. Now that day's report is built and marks itself incomplete."""
     from dagster import DagsterInstance
 
-    from analytics_assets.defs.ingestion.resources import ExportSourceResource
     from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
-    from analytics_assets_tests.conftest import range_tags, sample_definitions
+    from analytics_assets_tests.conftest import export_definitions, range_tags
     from analytics_assets_tests.test_assets import read_asset
 
     spec = SampleSpec(days=3, conversations=90, users=15, seed=12, with_bad_records=False)
@@ -152,14 +151,7 @@ def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_re
     for message in theirs[::8]:  # 12.5 % of the day's messages: a role nobody knows
         message["role"] = "bot"
     write_export(data, tmp_path / "export")
-    defs, lake, mongo = sample_definitions(
-        tmp_path,
-        mongo_server,
-        "checks_one_bad_day",
-        record_source=ExportSourceResource(
-            export_dir=str(tmp_path / "export"), generate_sample_if_missing=False
-        ),
-    )
+    defs, lake, mongo = export_definitions(tmp_path, mongo_server, "checks_one_bad_day")
     result = defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
     )

@@ -26,7 +26,6 @@ from dagster import (
 
 from analytics_assets import tables
 from analytics_assets.analytics.checks import reconciliation_verdict
-from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.defs.privacy.assets import privacy_retention
 from analytics_assets.defs.privacy.jobs import (
     erasure_report_rebuild_sensor,
@@ -47,7 +46,7 @@ from analytics_assets.sources.generator import SampleSpec, generate_sample, writ
 from analytics_assets.transforms.raw import raw_frame_from_records
 from analytics_assets.transforms.records import reason_without_values, validate_messages
 from analytics_assets.translation.translators import HttpTranslator
-from analytics_assets_tests.conftest import range_tags, sample_definitions
+from analytics_assets_tests.conftest import export_definitions, range_tags
 from analytics_assets_tests.test_assets import read_asset
 
 KEY = "test-pseudonym-key"
@@ -87,15 +86,18 @@ def _export_with_pii(folder, spec: SampleSpec) -> dict:
 
 
 def _definitions(root, mongo_uri, database, key=KEY, **privacy):
-    return sample_definitions(
-        root,
-        mongo_uri,
-        database,
-        record_source=ExportSourceResource(
-            export_dir=str(root / "export"), generate_sample_if_missing=False
-        ),
-        privacy=PrivacyResource(pseudonym_key=key, **privacy),
+    return export_definitions(
+        root, mongo_uri, database, privacy=PrivacyResource(pseudonym_key=key, **privacy)
     )
+
+
+def _busiest_user(data) -> str:
+    """The user with the most conversations (so with conversations on several days)."""
+    counts: dict[str, int] = {}
+    for conversation in data.conversations:
+        if conversation["user_id"]:
+            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
+    return max(counts, key=counts.get)
 
 
 def _strings(frame: pl.DataFrame) -> list[str]:
@@ -584,12 +586,7 @@ def test_erasure_removes_a_user_everywhere_and_the_reports_reconcile(tmp_path, m
             .success
         )
 
-    # The busiest user, with conversations on several days.
-    counts: dict[str, int] = {}
-    for conversation in data.conversations:
-        if conversation["user_id"]:
-            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
-    user_id = max(counts, key=counts.get)
+    user_id = _busiest_user(data)
     privacy = PrivacyResource(pseudonym_key=KEY)
     pseudonym = privacy.pseudonym(user_id)
     ids = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
@@ -701,11 +698,7 @@ def test_erasure_leaves_the_subject_out_of_dagsters_run_storage(tmp_path, mongo_
     data = generate_sample(spec)
     write_export(data, tmp_path / "export")
     defs, lake, mongo = _definitions(tmp_path, mongo_server, "privacy_erasure_request")
-    counts: dict[str, int] = {}
-    for conversation in data.conversations:
-        if conversation["user_id"]:
-            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
-    user_id = max(counts, key=counts.get)
+    user_id = _busiest_user(data)
     pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonym(user_id)
     assert (
         defs.resolve_job_def("ingestion_job")
@@ -918,11 +911,7 @@ def test_an_erasure_that_fails_halfway_is_resumed_and_leaves_nothing(
     assert ingestion.execute_in_process(
         instance=instance, tags=range_tags(spec.start, spec.end)
     ).success
-    counts: dict[str, int] = {}
-    for conversation in data.conversations:
-        if conversation["user_id"]:
-            counts[conversation["user_id"]] = counts.get(conversation["user_id"], 0) + 1
-    user_id = max(counts, key=counts.get)
+    user_id = _busiest_user(data)
     privacy = PrivacyResource(pseudonym_key=KEY)
     pseudonym = privacy.pseudonym(user_id)
     ids = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}

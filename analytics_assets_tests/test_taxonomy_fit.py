@@ -10,9 +10,8 @@ from dagster import DagsterInstance
 
 from analytics_assets.categorization.fit import CONFIGURED, alternatives, fit_verdict
 from analytics_assets.categorization.taxonomy import load_taxonomy
-from analytics_assets.defs.ingestion.resources import ExportSourceResource
 from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
-from analytics_assets_tests.conftest import range_tags, sample_definitions
+from analytics_assets_tests.conftest import export_definitions, range_tags
 
 
 def _categories(topics: list[str]) -> pl.DataFrame:
@@ -51,18 +50,6 @@ def test_a_custom_taxonomy_is_judged_by_its_own_fallback_and_compared_with_both_
     assert fit_verdict(_categories(["other"] * 25 + ["food"] * 5), taxonomy).passed
 
 
-def _definitions(root, mongo_server, database):
-    """The code location on the export written into `root/export` (not the default sample)."""
-    return sample_definitions(
-        root,
-        mongo_server,
-        database,
-        record_source=ExportSourceResource(
-            export_dir=str(root / "export"), generate_sample_if_missing=False
-        ),
-    )
-
-
 def _check_results(result) -> dict[str, dict]:
     return {
         evaluation.partition: evaluation
@@ -87,7 +74,7 @@ def test_real_open_domain_chats_under_the_support_taxonomy_are_told_to_use_the_a
     for message, text in zip(first_turns.values(), itertools.islice(real, None), strict=False):
         message["content"] = text
     write_export(data, tmp_path / "export")
-    defs, _, _ = _definitions(tmp_path, mongo_server, "taxonomy_fit_open_domain")
+    defs, _, _ = export_definitions(tmp_path, mongo_server, "taxonomy_fit_open_domain")
     result = defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
     )
@@ -106,7 +93,7 @@ def test_real_open_domain_chats_under_the_support_taxonomy_are_told_to_use_the_a
 def test_the_support_bots_own_chats_fit_the_support_taxonomy(tmp_path, mongo_server):
     spec = SampleSpec(days=2, conversations=120, users=20, seed=4, with_bad_records=False)
     write_export(generate_sample(spec), tmp_path / "export")
-    defs, _, _ = _definitions(tmp_path, mongo_server, "taxonomy_fit_support")
+    defs, _, _ = export_definitions(tmp_path, mongo_server, "taxonomy_fit_support")
     result = defs.resolve_job_def("ingestion_job").execute_in_process(
         instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
     )
