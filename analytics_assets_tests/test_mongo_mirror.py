@@ -197,7 +197,7 @@ def test_a_run_failing_before_the_mirror_step_still_finishes_its_writes(
             raise ConnectionError("injected: connection reset")
         return real(collection, *args, **kwargs)
 
-    monkeypatch.setattr(analytics_assets, "forecast", broken_forecast)
+    monkeypatch.setattr(analytics_assets, "forecasts", broken_forecast)
     monkeypatch.setattr(io_managers, "replace_frame", flaky)
     defs, lake, mongo = sample_definitions(tmp_path, mongo_server, "mirror_run_failed")
     result = defs.resolve_job_def("ingestion_job").execute_in_process(

@@ -23,6 +23,7 @@ from analytics_assets.analytics.return_prediction import (
     calibration,
     calibration_error,
     forecast,
+    forecasts,
     poisson_deviance,
     simulated_activity,
     user_day_rows,
@@ -112,6 +113,33 @@ def test_a_forecast_ignores_days_after_it_and_before_its_history(simulated):
     assert alone.evaluation.summary() == with_more.evaluation.summary()
     older = simulated.filter(pl.col("day") >= as_of - timedelta(days=89))
     assert forecast(older, as_of).predictions.equals(alone.predictions)
+
+
+def test_forecasts_over_a_range_equal_a_forecast_per_day(simulated):
+    """What a range backfill computes (features shared, each fit started from the day
+    before's) equals what day-by-day runs compute: predictions, methods and the evaluation's
+    figures to the last digit they are written with. The range has a gap and starts before
+    the history is long enough to train on; a history shorter than the 28-day window takes
+    the per-day path."""
+    days = [day(offset) for offset in (*range(20, 24), *range(40, 100))]
+    for history_days, checked in ((90, days), (20, days[:6])):
+        ranged = list(forecasts(simulated, checked, history_days=history_days))
+        assert len(ranged) == len(checked)
+        for as_of, result in zip(checked, ranged, strict=True):
+            alone = forecast(simulated, as_of, history_days=history_days)
+            assert result.predictions.equals(alone.predictions), as_of
+            assert result.evaluation.summary() == alone.evaluation.summary(), as_of
+            for bins, bins_alone in (
+                (result.evaluation.model_calibration, alone.evaluation.model_calibration),
+                (result.evaluation.baseline_calibration, alone.evaluation.baseline_calibration),
+            ):
+                # Unrounded means: the fits agree to the last bits, not to every bit.
+                assert [b.rows for b in bins] == [b.rows for b in bins_alone], as_of
+                assert [b.mean_predicted for b in bins] == pytest.approx(
+                    [b.mean_predicted for b in bins_alone], abs=1e-12, nan_ok=True
+                )
+    assert {r.evaluation.method for r in ranged} >= {"baseline"}
+    assert {r.evaluation.method for r in forecasts(simulated, days)} >= {"model", "baseline"}
 
 
 def test_the_model_beats_the_last_week_baseline_on_a_known_process(simulated):

@@ -16,6 +16,7 @@ Pure: numpy and polars, no Dagster, no scikit-learn.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 
@@ -210,6 +211,20 @@ def _raw_features(rows: pl.DataFrame) -> np.ndarray:
     return np.column_stack(columns) if rows.height else np.empty((0, len(FEATURES)))
 
 
+def _penalized_loss(design, target, family, penalty: float, weights: np.ndarray) -> float:
+    """The loss `_newton` minimizes (the intercept is not penalized)."""
+    return family.loss(design @ weights, target) + 0.5 * penalty * float(weights[1:] @ weights[1:])
+
+
+def _closer(design, target, family, penalty: float, default: np.ndarray, near: np.ndarray):
+    """Of two starting points, the one with the lower penalized loss."""
+    if near.shape != default.shape or not np.all(np.isfinite(near)):
+        return default
+    near_loss = _penalized_loss(design, target, family, penalty, near)
+    default_loss = _penalized_loss(design, target, family, penalty, default)
+    return near if near_loss < default_loss else default
+
+
 def _newton(design, target, family, penalty: float, start: np.ndarray) -> np.ndarray:
     """Penalized Newton-Raphson (IRLS) for a GLM with a canonical link; the intercept (the
     first column) is not penalized. A step that does not lower the penalized loss is halved
@@ -229,11 +244,15 @@ def _newton(design, target, family, penalty: float, start: np.ndarray) -> np.nda
         gradient = design.T @ (mean - target) + ridge * weights
         hessian = design.T @ (design * weight[:, None]) + np.diag(ridge)
         step = np.linalg.solve(hessian + 1e-9 * np.eye(len(ridge)), gradient)
+        close = np.max(np.abs(step)) < 1e-6
         for _ in range(30):
             candidate = weights - step
             candidate_linear = design @ candidate
             candidate_loss = loss(candidate_linear, candidate)
-            if candidate_loss <= current:
+            # A full step under 1e-6 is taken as it is: that close, Newton's step is right,
+            # and the loss (a sum over every row) no longer resolves it, so comparing losses
+            # stopped the fit about 1e-8 from its minimum, a different point per start.
+            if candidate_loss <= current or close:
                 break
             step = step / 2
         else:
@@ -275,7 +294,13 @@ class ReturnModel:
     count_weights: np.ndarray
 
     @classmethod
-    def fit(cls, rows: pl.DataFrame, penalty: float = L2_PENALTY) -> ReturnModel:
+    def fit(
+        cls, rows: pl.DataFrame, penalty: float = L2_PENALTY, near: ReturnModel | None = None
+    ) -> ReturnModel:
+        """`near`: a model fitted on almost the same rows (the day before's), whose weights
+        start the fits where they are closer to the minimum than the default start. The
+        problem is convex and each fit runs to a step under 1e-8, so the start changes the
+        number of Newton steps, not the weights (to rounding)."""
         raw = _raw_features(rows)  # once, for the scaling and the design
         scaling = Scaling.of_features(raw)
         design = scaling.design_of_features(raw)
@@ -287,6 +312,11 @@ class ReturnModel:
         start_return[0] = np.log(rate / (1 - rate))
         start_count = start.copy()
         start_count[0] = np.log(max(counts.mean(), 1e-3))
+        if near is not None:
+            start_return = _closer(design, returned, _Logistic, penalty, start_return,
+                                   near.return_weights)  # fmt: skip
+            start_count = _closer(design, counts, _Poisson, penalty, start_count,
+                                  near.count_weights)  # fmt: skip
         return cls(
             scaling,
             _newton(design, returned, _Logistic, penalty, start_return),
@@ -542,7 +572,66 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
     to `as_of` (later days are ignored), with the evaluation that chose whose numbers they
     are."""
     split = Split.of(as_of, history_days)
-    rows = user_day_rows(activity, split.history_start, as_of)
+    return _forecast_of_rows(user_day_rows(activity, split.history_start, as_of), split)[0]
+
+
+def forecasts(
+    activity: pl.DataFrame, days: Sequence[date], *, history_days: int = HISTORY_DAYS
+) -> Iterator[Forecast]:
+    """`forecast(activity, day)` for each of `days`, in their order, at a fraction of the
+    cost of calling it per day: a backfill of 60 days built the features of up to 90 days
+    and fitted four models from scratch 60 times over (68 s of a 1M-message backfill).
+
+    The features of every day are built once, over the union of the days' histories. A
+    row a forecast reads (from its `warm_up_end` on) has its whole 28-day window inside its
+    own history, so it is the same row in the union but for `days_since_first`, which counts
+    from the first active day inside that history and is recomputed per day. Its labels
+    are read only where their 7 days end by `as_of`. Each model's fit starts from the one
+    of the day before (`ReturnModel.fit`'s `near`). Tested equal to `forecast` per day."""
+    if not days:
+        return
+    if history_days < ACTIVE_DAYS:  # a history shorter than a window: rows differ per day
+        for as_of in days:
+            yield forecast(activity, as_of, history_days=history_days)
+        return
+    first = min(days) - timedelta(days=history_days - 1)
+    union = user_day_rows(activity, first, max(days))
+    active_days = (
+        activity.filter(pl.col("conversations").fill_null(0) > 0).select("user_id", "day").unique()
+    )
+    near: tuple[ReturnModel | None, ReturnModel | None] = (None, None)
+    for as_of in days:
+        split = Split.of(as_of, history_days)
+        first_active = (
+            active_days.filter(pl.col("day").is_between(split.history_start, as_of))
+            .group_by("user_id")
+            .agg(pl.col("day").min().alias("first_active"))
+        )
+        rows = (
+            union.filter(pl.col("day").is_between(split.warm_up_end, as_of))
+            .join(first_active, on="user_id", how="left", maintain_order="left")
+            .with_columns(
+                days_since_first=(pl.col("day") - pl.col("first_active"))
+                .dt.total_days()
+                .cast(pl.Float64)
+            )
+            .drop("first_active")
+        )
+        result, near = _forecast_of_rows(rows, split, near)
+        yield result
+
+
+def _forecast_of_rows(
+    rows: pl.DataFrame,
+    split: Split,
+    near: tuple[ReturnModel | None, ReturnModel | None] = (None, None),
+) -> tuple[Forecast, tuple[ReturnModel | None, ReturnModel | None]]:
+    """The forecast of `split.as_of` from its user-day rows (`user_day_rows` over its
+    history); returns it with the models it fitted (evaluated, served), to start the next
+    day's fits from (`near`, the same pair from the day before)."""
+    as_of = split.as_of
+    near_evaluated, near_served = near
+    evaluated = served = None
     train, evaluation = split.train(rows), split.evaluation(rows)
     returned = int(train["returned_7d"].sum())
     too_little = (
@@ -562,7 +651,8 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
         baseline_scores = Scores.of(evaluation, baseline_probability, baseline_count)
         baseline_bins = calibration(truth, baseline_probability)
     if too_little is None:
-        probability, expected = ReturnModel.fit(train).predict(evaluation)
+        evaluated = ReturnModel.fit(train, near=near_evaluated)
+        probability, expected = evaluated.predict(evaluation)
         model_scores = Scores.of(evaluation, probability, expected)
         model_bins = calibration(truth, probability)
     if too_little:
@@ -579,7 +669,8 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
     baseline_probability, baseline_count = LastWeekBaseline.fit(labelled).predict(today)
     probability, expected = baseline_probability, baseline_count
     if "model" in (method, count_method):
-        model_probability, model_expected = ReturnModel.fit(labelled).predict(today)
+        served = ReturnModel.fit(labelled, near=near_served)
+        model_probability, model_expected = served.predict(today)
         probability = model_probability if method == "model" else probability
         expected = model_expected if count_method == "model" else expected
     predictions = (
@@ -603,7 +694,7 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
         .cast(PREDICTION_SCHEMA)
         .sort("user_id")
     )
-    return Forecast(
+    forecast_of_day = Forecast(
         predictions,
         Evaluation(
             as_of=as_of,
@@ -623,6 +714,8 @@ def forecast(activity: pl.DataFrame, as_of: date, *, history_days: int = HISTORY
             baseline_calibration=baseline_bins,
         ),
     )
+    # A day without a fit hands on the older model: still the nearest start there is.
+    return forecast_of_day, (evaluated or near_evaluated, served or near_served)
 
 
 # --- a known generating process (for the tests and the benchmark) -----------------------

@@ -25,7 +25,7 @@ from analytics_assets.analytics.reports import daily_report as build_daily_repor
 from analytics_assets.analytics.reports import period_report as build_period_report
 from analytics_assets.analytics.return_prediction import (
     ACTIVITY_COLUMNS,
-    forecast,
+    forecasts,
 )
 from analytics_assets.analytics.return_prediction import (
     HISTORY_DAYS as PREDICTION_HISTORY_DAYS,
@@ -404,9 +404,10 @@ def user_return_predictions(
     schema = {name: USER_SCHEMA[name] for name in ACTIVITY_COLUMNS}
     activity = _collect(user_analytics, schema, list(ACTIVITY_COLUMNS))
     frames = []
-    for day in days_in(context.partition_time_window):
-        day_started = time.perf_counter()
-        result = forecast(activity, day)
+    days = days_in(context.partition_time_window)
+    day_started = time.perf_counter()
+    # One forecast per day, sharing the features and the fits' starts across the range.
+    for day, result in zip(days, forecasts(activity, days), strict=True):
         frames.append(result.predictions)
         context.add_asset_metadata(
             prediction_metadata(
@@ -416,6 +417,7 @@ def user_return_predictions(
             ),
             partition_key=day.isoformat(),
         )
+        day_started = time.perf_counter()
     predictions = pl.concat(frames)
     seconds = time.perf_counter() - started
     return MaterializeResult(
