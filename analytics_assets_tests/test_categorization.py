@@ -9,6 +9,7 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.categorization.conversations import CATEGORY_SCHEMA, categorize_texts
+from analytics_assets.categorization.feedback import latest_corrections
 from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
 from analytics_assets_tests.conftest import range_tags
 
@@ -253,6 +254,9 @@ def test_corrections_are_read_from_a_nocodb_table(nocodb):
                  "corrected_by": "ana", "corrected_at": "2026-11-20 10:00:00+00:00"},
                 {"conversation_id": "conv-2", "topic": "pricing", "corrected_by": "ben",
                  "corrected_at": "2026-11-21 11:00:00+00:00"},
+                # A second look at conv-1, a day later: its topic was wrong.
+                {"conversation_id": "conv-1", "topic": "account", "corrected_by": "cem",
+                 "corrected_at": "2026-11-21 09:00:00+00:00"},
             ],
         )  # fmt: skip
     feedback = _read_feedback(
@@ -261,10 +265,39 @@ def test_corrections_are_read_from_a_nocodb_table(nocodb):
             url=nocodb.url, api_token=nocodb.token, base_id=base_id, requests_per_second=0
         ),
     )
-    rows = {row["conversation_id"]: row for row in feedback.to_dicts()}
+    assert feedback.height == 3
+    # What trains a head: each conversation's latest correction of each label, by the time
+    # NocoDB hands back (the later fix of conv-1's topic keeps its earlier intent).
+    rows = {row["conversation_id"]: row for row in latest_corrections(feedback).to_dicts()}
     assert set(rows) == {"conv-1", "conv-2"}
-    assert (rows["conv-1"]["topic"], rows["conv-1"]["intent"]) == ("billing", "complaint")
+    assert (rows["conv-1"]["topic"], rows["conv-1"]["intent"]) == ("account", "complaint")
     assert rows["conv-2"]["intent"] is None
+
+
+def test_a_correction_superseded_by_a_later_one_is_not_trained_on():
+    """Latest by the correction's time, whatever the rows' order (a time that does not parse
+    is the oldest); by the rows' order without a time column; a blank label corrects
+    nothing."""
+    feedback = pl.DataFrame(
+        {
+            "conversation_id": ["a", "b", "a", "a", "c", "c"],
+            "topic": ["billing", "bug_report", "account", None, "", "pricing"],
+            "intent": ["question", None, None, "complaint", "question", "  "],
+            "corrected_at": ["2026-01-02 10:00:00+00:00", "2026-01-01T00:00:00Z",
+                             "2026-01-03T10:00:00+01:00", "2026-01-01", "garbage",
+                             "2026-01-05 00:00:00"],
+        }
+    )  # fmt: skip
+    latest = {row["conversation_id"]: row for row in latest_corrections(feedback).to_dicts()}
+    assert set(latest) == {"a", "b", "c"}
+    assert (latest["a"]["topic"], latest["a"]["intent"]) == ("account", "question")
+    assert (latest["b"]["topic"], latest["b"]["intent"]) == ("bug_report", None)
+    assert (latest["c"]["topic"], latest["c"]["intent"]) == ("pricing", "question")
+    by_order = {
+        row["conversation_id"]: row
+        for row in latest_corrections(feedback.drop("corrected_at")).to_dicts()
+    }
+    assert (by_order["a"]["topic"], by_order["a"]["intent"]) == ("account", "complaint")
 
 
 def _conversation(conversation_id: str, turns: list[tuple[str, str]]) -> list[dict]:

@@ -259,6 +259,9 @@ def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
     feedback = pl.DataFrame(
         [{k: label[k] for k in ("conversation_id", "topic", "intent")} for label in data.labels]
     )
+    # Earlier, wrong corrections of 40 conversations, superseded by the rows after them.
+    superseded = feedback.head(40).with_columns(pl.lit("other").alias("topic"))
+    feedback = pl.concat([superseded, feedback])
     heads = tmp_path / "heads"
     # A head belongs to the encoder whose embeddings it was trained on: its own folder.
     first = {
@@ -268,6 +271,7 @@ def test_feedback_trains_heads_and_adopts_only_better_ones(embedder, tmp_path):
         )
     }
     assert set(first) == {"topic", "intent"}
+    assert first["topic"].corrections == len(data.labels)  # the superseded ones not counted
     assert first["topic"].baseline_name == "zero-shot"
     assert (
         first["topic"].adopted and first["topic"].head.macro_f1 > first["topic"].baseline.macro_f1

@@ -34,6 +34,56 @@ def read_feedback(path: Path) -> pl.DataFrame:
     return pl.read_ndjson(path, infer_schema_length=None)
 
 
+# When a correction was made: the first of these that a row has a time in (a team's own
+# column, then NocoDB's; `UpdatedAt` is null until a row is edited).
+CORRECTION_TIME_COLUMNS = ("corrected_at", "UpdatedAt", "CreatedAt")
+
+
+def latest_corrections(feedback: pl.DataFrame) -> pl.DataFrame:
+    """One row per conversation: for each label, its latest correction. A conversation
+    corrected twice (a first guess, then a fix) must train a head on the fix only: both
+    rows trained it, and the held-out score counted the superseded label as truth. A later
+    row that corrects only the topic keeps an earlier row's intent. Latest by the row's
+    first time (`CORRECTION_TIME_COLUMNS`; a row without one that parses counts as oldest),
+    then by the order of the rows."""
+    if "conversation_id" not in feedback.columns or not feedback.height:
+        return feedback
+    labels = [name for name in (*TRAINED_DIMENSIONS, "sentiment") if name in feedback.columns]
+    frame = feedback.with_row_index("_row").with_columns(pl.col("conversation_id").cast(pl.String))
+    order = ["_row"]
+    times = [_parsed_time(pl.col(c)) for c in CORRECTION_TIME_COLUMNS if c in feedback.columns]
+    if times:
+        frame = frame.with_columns(_corrected=pl.coalesce(times))
+        order = ["_corrected", "_row"]
+    given = {
+        name: pl.col(name).cast(pl.String).str.strip_chars().replace("", None) for name in labels
+    }
+    return (
+        frame.with_columns(**given)
+        .sort(order, nulls_last=False)
+        .group_by("conversation_id", maintain_order=True)
+        .agg(
+            *(pl.col(name).drop_nulls().last() for name in labels),
+            *(
+                pl.col(name).last()
+                for name in frame.columns
+                if name not in {"conversation_id", "_row", "_corrected", *labels}
+            ),
+        )
+    )
+
+
+def _parsed_time(column: pl.Expr) -> pl.Expr:
+    """A correction's time from an ISO string (with or without an offset) or a datetime."""
+    text = column.cast(pl.String).str.replace(" ", "T")
+    return pl.coalesce(
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC"),
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC"),
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
+        text.str.to_datetime("%Y-%m-%d", strict=False).dt.replace_time_zone("UTC"),
+    )
+
+
 @dataclass
 class HeadDecision:
     dimension: str
@@ -60,7 +110,7 @@ def train_and_choose(
     heads_dir.mkdir(parents=True, exist_ok=True)
     index_path = heads_dir / HEADS_INDEX
     current = json.loads(index_path.read_text()) if index_path.exists() else {}
-    joined = feedback.join(openings, on="conversation_id", how="inner")
+    joined = latest_corrections(feedback).join(openings, on="conversation_id", how="inner")
     decisions = []
     for dimension in TRAINED_DIMENSIONS:
         if dimension not in joined.columns:

@@ -22,6 +22,7 @@ from analytics_assets.categorization.conversations import (
 from analytics_assets.categorization.device import collect
 from analytics_assets.categorization.discovery import discover
 from analytics_assets.categorization.feedback import (
+    latest_corrections,
     openings_from_messages,
     read_feedback,
     train_and_choose,
@@ -220,6 +221,8 @@ def category_heads(
     )
     metadata: dict = {
         "corrections": feedback.height,
+        # Each conversation's latest correction of each label is trained on.
+        "conversations_corrected": latest_corrections(feedback).height,
         "device": embedder.device,
         "encoder": embedder.version,
     }
