@@ -214,3 +214,21 @@ def test_an_abstained_intent_is_not_a_complaint_free_conversation():
     )  # fmt: skip
     row = _one_conversation(turns, abstained, rating=None, feedback_up=0, feedback_down=0)
     assert row["no_complaint_score"] is None and row["satisfaction_score"] is None
+
+
+def test_an_abstention_is_read_from_the_method_whatever_the_taxonomy_calls_its_fallback():
+    """A team's taxonomy may call its intent fallback `unclear`: the row's method says it
+    abstained. It was read as a known, non-complaint intent, so no_complaint_score was a
+    perfect 1.0 for every conversation the categorizer could not read."""
+    turns = [("user", "hmm"), ("assistant", "How can I help?")]
+    abstained = (
+        categories()
+        .head(1)
+        .with_columns(pl.lit("unclear").alias("intent"), pl.lit("fallback").alias("intent_method"))
+    )
+    row = _one_conversation(turns, abstained, rating=None, feedback_up=0, feedback_down=0)
+    assert row["complaint"] is None and row["no_complaint_score"] is None
+    # A label the categorizer gave is read as it is, whatever its name.
+    given = abstained.with_columns(pl.lit("rules").alias("intent_method"))
+    row = _one_conversation(turns, given, rating=None, feedback_up=0, feedback_down=0)
+    assert row["complaint"] is False and row["no_complaint_score"] == 1.0

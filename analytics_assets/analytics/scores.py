@@ -65,8 +65,11 @@ SATISFACTION_WEIGHTS = {
     "no_complaint_score": 1.0,
     "no_escalation_score": 1.0,
 }
-# The intents that say the categorizer abstained (the shipped taxonomies' fallback).
+# The intents that say the categorizer abstained where a row has no `intent_method` (the
+# shipped taxonomies' fallback); a row that has one abstained where it is `fallback`, whatever
+# the taxonomy calls its fallback.
 INTENT_FALLBACKS = ["uncertain"]
+ABSTAINED = "fallback"
 # Satisfaction is scored only where at least one of these is known.
 SATISFACTION_SIGNALS = [name for name in SATISFACTION_WEIGHTS if name != "no_escalation_score"]
 SENTIMENT_VALUE = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
@@ -139,6 +142,8 @@ def conversation_analytics(
     if "categorized_via_translation" not in categories.collect_schema():
         # Categories written before translations existed were all read in the original.
         categories = categories.with_columns(pl.lit(False).alias("categorized_via_translation"))
+    if "intent_method" not in categories.collect_schema():
+        categories = categories.with_columns(pl.lit(None, pl.String).alias("intent_method"))
     # Over D and D+1 a message NocoDB holds on both days (a re-delivery after midnight) is
     # one message, not a repeated question.
     owned = newest_copies(
@@ -177,6 +182,7 @@ def conversation_analytics(
                 "conversation_id",
                 "topic",
                 "intent",
+                "intent_method",
                 "language",
                 "sentiment_opening",
                 "sentiment",
@@ -194,7 +200,12 @@ def conversation_analytics(
             .alias("abandoned_after_reply"),
             # Null where the intent is not known: the conversation is not categorized (yet),
             # or its intent is the fallback (an abstention). Neither is a complaint-free one.
-            pl.when(pl.col("intent").is_not_null() & ~pl.col("intent").is_in(INTENT_FALLBACKS))
+            pl.when(
+                pl.col("intent").is_not_null()
+                & pl.when(pl.col("intent_method").is_not_null())
+                .then(pl.col("intent_method") != ABSTAINED)
+                .otherwise(~pl.col("intent").is_in(INTENT_FALLBACKS))
+            )
             .then(pl.col("intent") == "complaint")
             .alias("complaint"),
             pl.col("categorized_via_translation").fill_null(False),
