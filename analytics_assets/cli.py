@@ -158,6 +158,7 @@ def run_promote_topic(args: argparse.Namespace) -> int:
     import polars as pl
 
     from analytics_assets.categorization.promote import promote, taxonomy_document, write_taxonomy
+    from analytics_assets.categorization.taxonomy import canonical_label
     from analytics_assets.storage.lake import lake_from_settings
 
     settings = get_settings()
@@ -182,6 +183,9 @@ def run_promote_topic(args: argparse.Namespace) -> int:
     output = args.output or settings.local_path("taxonomy.yaml")
     write_taxonomy(document, output)
     print(f"topic {name!r} ({row['size']} conversations on {args.day}) added: {output}")
+    if not document["topics"][canonical_label(name)]["keywords"]:
+        print("Its terms are all common words, so it has no keywords: the rules tier will not")
+        print("label it (the model tier reads its examples). Add keywords to the file.")
     print(f"version {document['version']}. Next: ANALYTICS_TAXONOMY={output}, then backfill")
     print("conversation_categories over the days to re-label.")
     return 0

@@ -52,6 +52,32 @@ def test_clusters_are_named_by_their_most_distinctive_terms():
     assert cluster_name(["Lieferung", "Paket"], 0) == "lieferung_paket"
 
 
+def test_a_cluster_in_one_language_is_not_named_by_that_languages_function_words():
+    """A cluster is often one language, and its function words are rare in the others: by
+    lift alone a Spanish cluster was `las_que` with keywords `las, que, con`, a topic that
+    would match nearly every Spanish text once promoted."""
+    spanish = [
+        "Quiero saber por qué la factura de este mes es más alta que la anterior",
+        "La factura que me llegó tiene un cargo que no reconozco, con IVA doble",
+        "Necesito la factura con los datos de la empresa para las cuentas",
+        "Me cobraron dos veces la misma factura, las dos con el mismo número",
+    ]
+    texts = spanish + SHIPPING + RECIPES
+    vectors = np.array([[1.0, 0.0, 0.0]] * 4 + [[0.0, 1.0, 0.0]] * 4 + [[0.0, 0.0, 1.0]] * 3)
+    found = discover(texts, vectors, max_clusters=3)
+    terms = next(row["terms"] for row in found.to_dicts() if row["examples"][0] in spanish)
+    assert "factura" in terms
+    assert not {"que", "las", "con", "los", "para", "por"} & set(terms), terms
+    document = promote(
+        taxonomy_document("support"),
+        name="invoice_questions",
+        terms=["factura", "que", "Las", "con", "cargo"],
+        examples=spanish[:2],
+        day=DAY,
+    )
+    assert document["topics"]["invoice_questions"]["keywords"] == ["factura", "cargo"]
+
+
 def test_a_promoted_cluster_becomes_a_topic_the_rules_label():
     shipping = clusters().filter(pl.col("terms").list.contains("parcel")).row(0, named=True)
     before = load_taxonomy()

@@ -10,62 +10,10 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
+from analytics_assets.categorization.common_words import common_words
 from analytics_assets.categorization.promote import cluster_name
 
 _WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
-STOP_WORDS = frozenset(
-    [
-        "the",
-        "and",
-        "for",
-        "you",
-        "your",
-        "with",
-        "this",
-        "that",
-        "have",
-        "has",
-        "was",
-        "are",
-        "but",
-        "not",
-        "can",
-        "how",
-        "what",
-        "when",
-        "where",
-        "why",
-        "who",
-        "does",
-        "did",
-        "there",
-        "their",
-        "them",
-        "they",
-        "our",
-        "out",
-        "all",
-        "any",
-        "from",
-        "into",
-        "just",
-        "like",
-        "more",
-        "some",
-        "than",
-        "then",
-        "very",
-        "will",
-        "would",
-        "could",
-        "should",
-        "about",
-        "please",
-        "thanks",
-        "thank",
-        "hello",
-    ]
-)
 CLUSTER_SCHEMA: dict[str, pl.DataType] = {
     "cluster": pl.Int32(),
     # A label-shaped name from the two most distinctive terms: what `promote-topic` uses.
@@ -104,7 +52,8 @@ def kmeans(vectors: np.ndarray, k: int, *, iterations: int = 50, seed: int = 0) 
 
 
 def _terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+    common = common_words()
+    return [w for w in _WORD.findall(text.lower()) if w not in common]
 
 
 def distinctive_terms(cluster_texts: list[str], all_texts: list[str], top: int = 6) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from analytics_assets.categorization.common_words import common_words
 from analytics_assets.categorization.taxonomy import (
     SHIPPED_TAXONOMIES,
     canonical_label,
@@ -61,7 +62,8 @@ def promote(
         "description": f"Promoted from topic_discovery on {day.isoformat()}: "
         f"{', '.join(terms[:6])}.",
         "examples": list(examples),
-        "keywords": [t for t in terms if len(t) >= 3],
+        # Again here: a cluster table written before a word was on the list still has it.
+        "keywords": [t for t in terms if len(t) >= 3 and t.lower() not in common_words()],
     }
     promoted["version"] = f"{document.get('version', 'unversioned')}+{label}"
     parse_taxonomy(promoted)
