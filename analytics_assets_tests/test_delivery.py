@@ -127,6 +127,16 @@ def test_long_running_services_restart_and_have_healthchecks(compose):
         assert healthcheck.get("test") and not healthcheck.get("disable"), name
 
 
+def test_sensors_are_given_time_to_read_a_large_source(compose):
+    """The daemon (ticks) and the webserver ("test sensor") evaluate sensors; Dagster's 60 s
+    default would fail the reconciliation sensor's every tick from about 1.5 million records
+    (it reads both NocoDB tables whole, about 25,000 records/s)."""
+    services = compose["services"]
+    for name in ("daemon", "webserver"):
+        timeout = services[name]["environment"]["DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS"]
+        assert int(timeout) >= 600, name
+
+
 def test_depends_on_waits_for_health(compose):
     services = compose["services"]
     one_shot = _one_shot(services)

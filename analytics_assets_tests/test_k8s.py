@@ -81,6 +81,12 @@ def test_the_values_use_only_keys_the_chart_reads():
     ]
 
 
+def test_sensors_are_given_time_to_read_a_large_source():
+    """As in Compose (test_delivery.py): the daemon's ticks and the UI's "test sensor"."""
+    for section in ("dagsterDaemon", "dagsterWebserver"):
+        assert int(VALUES[section]["env"]["DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS"]) >= 600
+
+
 def test_the_values_choose_the_k8s_launcher_postgres_s3_logs_and_limits_by_tag():
     assert VALUES["runLauncher"]["type"] == "K8sRunLauncher"
     assert VALUES["postgresql"]["enabled"] is False

@@ -140,6 +140,16 @@ def test_forecasts_over_a_range_equal_a_forecast_per_day(simulated):
                 )
     assert {r.evaluation.method for r in ranged} >= {"baseline"}
     assert {r.evaluation.method for r in forecasts(simulated, days)} >= {"model", "baseline"}
+    # A null user id (validation rejects it; the model does not depend on that) is one user.
+    holed = (
+        simulated.with_row_index("n")
+        .with_columns(
+            pl.when(pl.col("n") % 50 == 0).then(None).otherwise(pl.col("user_id")).alias("user_id")
+        )
+        .drop("n")
+    )
+    for as_of, result in zip(days[-3:], forecasts(holed, days[-3:]), strict=True):
+        assert result.predictions.equals(forecast(holed, as_of).predictions), as_of
 
 
 def test_the_model_beats_the_last_week_baseline_on_a_known_process(simulated):

@@ -29,6 +29,9 @@ ACTIVE_DAYS = 28
 # The days of activity one prediction reads (the day and the 89 before it).
 HISTORY_DAYS = 90
 EVALUATION_DAYS = 7
+# The days `forecasts` builds one grid of features for: its memory is every user active in
+# them by these days and the 89 before (a year at once was 12 times one day's).
+RANGE_DAYS = 31
 MIN_TRAIN_ROWS = 200
 MIN_EVALUATION_ROWS = 50
 L2_PENALTY = 1.0
@@ -582,43 +585,52 @@ def forecasts(
     cost of calling it per day: a backfill of 60 days built the features of up to 90 days
     and fitted four models from scratch 60 times over (68 s of a 1M-message backfill).
 
-    The features of every day are built once, over the union of the days' histories. A
-    row a forecast reads (from its `warm_up_end` on) has its whole 28-day window inside its
-    own history, so it is the same row in the union but for `days_since_first`, which counts
-    from the first active day inside that history and is recomputed per day. Its labels
-    are read only where their 7 days end by `as_of`. Each model's fit starts from the one
-    of the day before (`ReturnModel.fit`'s `near`). Tested equal to `forecast` per day."""
-    if not days:
-        return
+    The features are built once per `RANGE_DAYS` consecutive days of `days`, over the union
+    of their histories (a longer union would hold a grid of every user by every day of it in
+    memory at once). A row a forecast reads (from its `warm_up_end` on) has its whole 28-day
+    window inside its own history, so it is the same row in the union but for
+    `days_since_first`, which counts from the first active day inside that history and is
+    recomputed per day; and but for the last bits of the sentiment and quality means, whose
+    running sums start earlier in the union (differences of ~1e-15). Labels are read only
+    where their 7 days end by `as_of`. Each model's fit starts from the one of the day
+    before (`ReturnModel.fit`'s `near`). Tested equal to `forecast` per day."""
     if history_days < ACTIVE_DAYS:  # a history shorter than a window: rows differ per day
         for as_of in days:
             yield forecast(activity, as_of, history_days=history_days)
         return
-    first = min(days) - timedelta(days=history_days - 1)
-    union = user_day_rows(activity, first, max(days))
     active_days = (
         activity.filter(pl.col("conversations").fill_null(0) > 0).select("user_id", "day").unique()
     )
     near: tuple[ReturnModel | None, ReturnModel | None] = (None, None)
-    for as_of in days:
-        split = Split.of(as_of, history_days)
-        first_active = (
-            active_days.filter(pl.col("day").is_between(split.history_start, as_of))
-            .group_by("user_id")
-            .agg(pl.col("day").min().alias("first_active"))
-        )
-        rows = (
-            union.filter(pl.col("day").is_between(split.warm_up_end, as_of))
-            .join(first_active, on="user_id", how="left", maintain_order="left")
-            .with_columns(
-                days_since_first=(pl.col("day") - pl.col("first_active"))
-                .dt.total_days()
-                .cast(pl.Float64)
+    for start in range(0, len(days), RANGE_DAYS):
+        chunk = days[start : start + RANGE_DAYS]
+        first = min(chunk) - timedelta(days=history_days - 1)
+        union = user_day_rows(activity, first, max(chunk))
+        for as_of in chunk:
+            split = Split.of(as_of, history_days)
+            first_active = (
+                active_days.filter(pl.col("day").is_between(split.history_start, as_of))
+                .group_by("user_id")
+                .agg(pl.col("day").min().alias("first_active"))
             )
-            .drop("first_active")
-        )
-        result, near = _forecast_of_rows(rows, split, near)
-        yield result
+            rows = (
+                union.filter(pl.col("day").is_between(split.warm_up_end, as_of))
+                .join(
+                    first_active,
+                    on="user_id",
+                    how="left",
+                    maintain_order="left",
+                    nulls_equal=True,  # as user_day_rows, which gives a null id a row too
+                )
+                .with_columns(
+                    days_since_first=(pl.col("day") - pl.col("first_active"))
+                    .dt.total_days()
+                    .cast(pl.Float64)
+                )
+                .drop("first_active")
+            )
+            result, near = _forecast_of_rows(rows, split, near)
+            yield result
 
 
 def _forecast_of_rows(
