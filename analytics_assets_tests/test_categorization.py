@@ -298,6 +298,18 @@ def test_a_correction_superseded_by_a_later_one_is_not_trained_on():
         for row in latest_corrections(feedback.drop("corrected_at")).to_dicts()
     }
     assert (by_order["a"]["topic"], by_order["a"]["intent"]) == ("account", "complaint")
+    # Times without seconds; NocoDB's columns: the row added later wins, whatever was edited.
+    minutes = pl.DataFrame(
+        {"conversation_id": ["a", "a"], "topic": ["account", "billing"],
+         "corrected_at": ["2026-11-21 09:00", "2026-11-20T10:00+01:00"]}
+    )  # fmt: skip
+    assert latest_corrections(minutes)["topic"].to_list() == ["account"]
+    nocodb = pl.DataFrame(
+        {"conversation_id": ["a", "a"], "topic": ["billing", "account"],
+         "CreatedAt": ["2026-11-20 10:00:00+00:00", "2026-11-21 10:00:00+00:00"],
+         "UpdatedAt": ["2026-11-22 08:00:00+00:00", None]}
+    )  # fmt: skip
+    assert latest_corrections(nocodb)["topic"].to_list() == ["account"]
 
 
 def _conversation(conversation_id: str, turns: list[tuple[str, str]]) -> list[dict]:

@@ -34,9 +34,11 @@ def read_feedback(path: Path) -> pl.DataFrame:
     return pl.read_ndjson(path, infer_schema_length=None)
 
 
-# When a correction was made: the first of these that a row has a time in (a team's own
-# column, then NocoDB's; `UpdatedAt` is null until a row is edited).
-CORRECTION_TIME_COLUMNS = ("corrected_at", "UpdatedAt", "CreatedAt")
+# When a correction was made: the first of these that a row has a time in. A team's own
+# column, then when NocoDB stored the row: a row added later is the later correction. Its
+# `UpdatedAt` comes last, because any edit moves it (a "reviewed" box ticked on an old row
+# would make that row the latest), and it is null until a row is edited.
+CORRECTION_TIME_COLUMNS = ("corrected_at", "CreatedAt", "UpdatedAt")
 
 
 def latest_corrections(feedback: pl.DataFrame) -> pl.DataFrame:
@@ -74,14 +76,20 @@ def latest_corrections(feedback: pl.DataFrame) -> pl.DataFrame:
 
 
 def _parsed_time(column: pl.Expr) -> pl.Expr:
-    """A correction's time from an ISO string (with or without an offset) or a datetime."""
-    text = column.cast(pl.String).str.replace(" ", "T")
-    return pl.coalesce(
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_zone="UTC"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False).dt.replace_time_zone("UTC"),
-        text.str.to_datetime("%Y-%m-%d", strict=False).dt.replace_time_zone("UTC"),
+    """A correction's time from an ISO string (with or without seconds, with or without an
+    offset; without one it is read as UTC, as NocoDB writes its times) or a datetime."""
+    text = (
+        column.cast(pl.String).str.strip_chars().str.replace(" ", "T").str.replace("Z$", "+00:00")
     )
+    with_offset = [
+        text.str.to_datetime(pattern, strict=False, time_zone="UTC")
+        for pattern in ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z")
+    ]
+    naive = [
+        text.str.to_datetime(pattern, strict=False).dt.replace_time_zone("UTC")
+        for pattern in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+    ]
+    return pl.coalesce(*with_offset, *naive)
 
 
 @dataclass
