@@ -625,6 +625,11 @@ def test_failures_answer_without_stack_traces_in_the_response_or_any_log(filled,
     assert "secret" not in caplog.text and "Traceback" not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)
     assert client.get("/ready").status_code == 503
+    # HEAD too: the same answer without its body, and with the security headers.
+    head = client.head("/conversations", headers=filled["headers"])
+    assert head.status_code == 500 and head.content == b""
+    assert head.headers["cache-control"] == response.headers["cache-control"]
+    assert head.headers["content-type"] == "application/json"
 
 
 def test_oversized_requests_and_headers_are_refused(filled):

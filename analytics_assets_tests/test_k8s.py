@@ -206,6 +206,15 @@ def test_the_api_deployment_runs_unprivileged_with_its_own_account():
     (container,) = pod["containers"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["envFrom"] == [{"secretRef": {"name": "analytics-api-env"}}]
+    # Failed keys are limited per caller, not per ingress controller: uvicorn reads the
+    # caller from X-Forwarded-For, which only the controller can send (the NetworkPolicy).
+    env = {entry["name"]: entry["value"] for entry in container["env"]}
+    assert env["FORWARDED_ALLOW_IPS"] == "*"
+    (policy,) = [d for d in _manifest_documents() if d["kind"] == "NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert "nvidia.com/gpu" not in json.dumps(container["resources"])
 

@@ -103,8 +103,11 @@ def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
             log.error("unhandled %s on %s", type(error).__name__, request.url.path)
             response = error_response(500, "internal_error", "internal error")
         if method == "HEAD":
-            async for _ in response.body_iterator:
-                pass
+            # A streamed answer (call_next's) is drained; the 500 above is a plain one,
+            # which has no body_iterator (a HEAD that failed raised here, past this handler).
+            if hasattr(response, "body_iterator"):
+                async for _ in response.body_iterator:
+                    pass
             response = Response(status_code=response.status_code, headers=response.headers)
         return _with_headers(response, request, page_csp)
 
