@@ -11,7 +11,7 @@ import pytest
 
 from analytics_assets import tables
 from analytics_assets.categorization.conversations import categorize_texts
-from analytics_assets.categorization.discovery import discover
+from analytics_assets.categorization.discovery import discover, terms_of_texts
 from analytics_assets.categorization.promote import (
     cluster_name,
     promote,
@@ -76,6 +76,18 @@ def test_a_cluster_in_one_language_is_not_named_by_that_languages_function_words
         day=DAY,
     )
     assert document["topics"]["invoice_questions"]["keywords"] == ["factura", "cargo"]
+
+
+def test_terms_keep_topic_words_and_whole_words_of_scripts_with_vowel_signs():
+    """Czech's function-word list has `email`, which the support taxonomy keys on; a
+    letters-only pattern cut Devanagari words at their vowel signs ("सकता" -> "सकत")."""
+    email = [f"My email {n} does not sync, email settings lost" for n in ("one", "two", "three")]
+    vectors = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * len(RECIPES))
+    found = discover(email + RECIPES, vectors, max_clusters=2)
+    assert "email" in next(row["terms"] for row in found.to_dicts() if row["examples"][0] in email)
+    (hindi,) = terms_of_texts(["मेरा खाता बंद है और मैं लॉगिन नहीं कर सकता"])
+    # "सकता" (can) is on Hindi's list of common words; its fragment was not.
+    assert {"खाता", "लॉगिन"} <= hindi and not {"सकत", "सकता"} & hindi
 
 
 def test_a_promoted_cluster_becomes_a_topic_the_rules_label():

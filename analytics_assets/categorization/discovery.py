@@ -4,7 +4,6 @@ before it names them."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import numpy as np
@@ -13,7 +12,10 @@ import polars as pl
 from analytics_assets.categorization.common_words import common_words
 from analytics_assets.categorization.promote import cluster_name
 
-_WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+# A letter, then letters or combining marks: Devanagari's and other scripts' vowel signs are
+# marks, and a letters-only pattern cut their words into fragments ("सकता" -> "सकत").
+# Chinese and Japanese have no spaces: a run of their characters is one term.
+_WORD = r"\p{L}[\p{L}\p{M}]{2,}"
 CLUSTER_SCHEMA: dict[str, pl.DataType] = {
     "cluster": pl.Int32(),
     # A label-shaped name from the two most distinctive terms: what `promote-topic` uses.
@@ -51,15 +53,29 @@ def kmeans(vectors: np.ndarray, k: int, *, iterations: int = 50, seed: int = 0) 
     return assignment
 
 
-def _terms(text: str) -> list[str]:
+def terms_of_texts(texts: list[str]) -> list[set[str]]:
+    """Each text's distinct terms: words of three or more letters, lower-cased, common words
+    (`common_words`) left out."""
     common = common_words()
-    return [w for w in _WORD.findall(text.lower()) if w not in common]
+    words = pl.Series(texts, dtype=pl.String).fill_null("").str.to_lowercase()
+    return [
+        {word for word in found if word not in common}
+        for found in words.str.extract_all(_WORD).to_list()
+    ]
 
 
-def distinctive_terms(cluster_texts: list[str], all_texts: list[str], top: int = 6) -> list[str]:
-    """Terms frequent in the cluster and rare elsewhere (a smoothed lift, weighted by count)."""
-    inside = Counter(term for text in cluster_texts for term in set(_terms(text)))
-    overall = Counter(term for text in all_texts for term in set(_terms(text)))
+def distinctive_terms(
+    cluster_texts: list[str],
+    all_texts: list[str],
+    top: int = 6,
+    *,
+    overall: Counter | None = None,
+) -> list[str]:
+    """Terms frequent in the cluster and rare elsewhere (a smoothed lift, weighted by count).
+    `overall`: each term's count of `all_texts` holding it, where the caller has it."""
+    inside = Counter(term for terms in terms_of_texts(cluster_texts) for term in terms)
+    if overall is None:
+        overall = Counter(term for terms in terms_of_texts(all_texts) for term in terms)
     scores = {
         term: count * (count / len(cluster_texts)) / ((overall[term] + 1) / (len(all_texts) + 1))
         for term, count in inside.items()
@@ -74,11 +90,12 @@ def discover(texts: list[str], vectors: np.ndarray, *, max_clusters: int = 8) ->
         return pl.DataFrame(schema=CLUSTER_SCHEMA)
     k = max(1, min(max_clusters, len(texts), round((len(texts) / 2) ** 0.5)))
     assignment = kmeans(vectors, k)
+    overall = Counter(term for terms in terms_of_texts(texts) for term in terms)
     rows = []
     for cluster in range(k):
         members = [text for text, a in zip(texts, assignment, strict=True) if a == cluster]
         if members:
-            terms = distinctive_terms(members, texts)
+            terms = distinctive_terms(members, texts, overall=overall)
             rows.append(
                 {
                     "cluster": cluster,
