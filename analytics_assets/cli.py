@@ -333,8 +333,10 @@ def run_api_key(args: argparse.Namespace) -> int:
 
     db = MongoConnection.from_settings(get_settings()).db()
     if args.action == "create":
+        # Without --scope, the read scopes: webhooks:manage makes the server post to any
+        # host a caller names (docs/webhooks.md), so it is given only when asked for.
         key = keys.create_key(
-            db, args.scopes or list(keys.SCOPES), rate_per_minute=args.rate_per_minute
+            db, args.scopes or list(keys.READ_SCOPES), rate_per_minute=args.rate_per_minute
         )
         print(f"{key}\n(shown once: only its hash is stored)")
     elif args.action == "revoke":
@@ -672,7 +674,7 @@ def _add_api_commands(commands: Subcommands) -> None:
         default=[],
         dest="scopes",
         help="conversations:read, analytics:read, users:read, webhooks:manage "
-        "(repeat; default all)",
+        "(repeat; default the three read scopes, not webhooks:manage)",
     )
     key.add_argument("--rate-per-minute", type=int, default=600)
 

@@ -89,6 +89,28 @@ def test_the_cli_reports_the_error_in_process(
         MongoConnection(uri=_with_credentials(mongo_server)).db()
 
 
+def test_a_key_made_without_scopes_reads_but_cannot_manage_webhooks(
+    mongo_server, tmp_path, monkeypatch, capsys, fresh_settings
+):
+    """webhooks:manage makes the server post to any host a caller names: a key made without
+    `--scope` had it, with every other scope."""
+    from analytics_assets.api import keys
+    from analytics_assets.cli import main
+
+    monkeypatch.setenv("MONGODB_URI", mongo_server)
+    monkeypatch.setenv("MONGODB_DATABASE", "scopes_default")
+    monkeypatch.setenv("ANALYTICS_LOCAL_DIR", str(tmp_path))
+    monkeypatch.delenv("ANALYTICS_DEPLOYMENT", raising=False)
+    assert main(["api-key", "create"]) == 0
+    assert main(["api-key", "create", "--scope", "webhooks:manage"]) == 0
+    printed = capsys.readouterr().out
+    made = [line for line in printed.splitlines() if line.startswith(keys.PREFIX)]
+    db = MongoConnection(uri=mongo_server, database="scopes_default").db()
+    (default, asked) = (keys.verify(db, key) for key in made)
+    assert set(default.scopes) == {"conversations:read", "analytics:read", "users:read"}
+    assert asked.scopes == ("webhooks:manage",)
+
+
 class _RefusingClient:
     """What a real MongoDB does with a wrong password: OperationFailure, code 18."""
 

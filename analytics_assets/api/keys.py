@@ -13,6 +13,7 @@ from pymongo.database import Database
 
 COLLECTION = "api_keys"
 SCOPES = ("conversations:read", "analytics:read", "users:read", "webhooks:manage")
+READ_SCOPES = tuple(scope for scope in SCOPES if scope.endswith(":read"))
 PREFIX = "aak"
 DEFAULT_RATE_PER_MINUTE = 600
 
