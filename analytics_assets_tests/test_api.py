@@ -500,6 +500,14 @@ def test_oversized_pages_and_malformed_cursors(filled):
     # A range that ends before it starts holds no day.
     reversed_range = get(filled, "/analytics/topics", **{"from": DAYS[1], "to": DAYS[0]})
     assert reversed_range.status_code == 200 and reversed_range.json()["points"] == []
+    # Ranges read whole are capped at 366 days, as the dashboard's (GraphQL prices them).
+    year = {"from": "2025-11-01", "to": "2026-11-01"}  # 366 days
+    for path in ("/analytics/reports/daily", "/analytics/models", "/analytics/topics"):
+        assert get(filled, path, **year).status_code == 200, path
+        too_long = get(filled, path, **{"from": "0001-01-01", "to": "9999-12-31"})
+        assert too_long.status_code == 422, path
+        assert too_long.json()["error"]["code"] == "invalid_request"
+        assert "at most 366 days" in too_long.json()["error"]["message"]
 
 
 def test_a_burst_over_the_limit_gets_429_then_recovers(filled):

@@ -121,3 +121,17 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
         raise RequestValidationError(
             [{"loc": ("query", "cursor"), "msg": "malformed cursor"}]
         ) from error
+
+
+# A range of days read whole (reports, series, model comparisons, the dashboard's data) is
+# at most this long: ten years of daily reports, each with its histograms and per-model
+# parts, was one answer of many megabytes from one request (GraphQL refuses the same).
+MAX_RANGE_DAYS = 366
+
+
+def check_range(from_: date, to: date) -> None:
+    """422 for a range of more than `MAX_RANGE_DAYS` days (an empty, reversed one is fine)."""
+    if (to - from_).days >= MAX_RANGE_DAYS:
+        raise RequestValidationError(
+            [{"loc": ("query", "from"), "msg": f"a range is at most {MAX_RANGE_DAYS} days"}]
+        )

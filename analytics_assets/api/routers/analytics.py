@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from analytics_assets.api import queries
 from analytics_assets.api.auth import RequireScope
-from analytics_assets.api.common import ERRORS, DbProvider, Grain, json_response
+from analytics_assets.api.common import ERRORS, DbProvider, Grain, check_range, json_response
 from analytics_assets.api.models import ModelComparison, Series
 
 
@@ -26,6 +26,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     def models(
         from_: Annotated[date, Query(alias="from")], to: Annotated[date, Query()]
     ) -> Response:
+        check_range(from_, to)
         return json_response(queries.model_comparison(db_provider(), from_, to), ModelComparison)
 
     @router.get(
@@ -39,6 +40,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         to: Annotated[date, Query()],
         grain: Grain = "daily",
     ) -> Response:
+        check_range(from_, to)
         return json_response(queries.series(db_provider(), dimension, from_, to, grain), Series)
 
     return router

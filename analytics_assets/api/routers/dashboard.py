@@ -18,7 +18,15 @@ from fastapi.staticfiles import StaticFiles
 
 from analytics_assets.analytics.dashboard import FIELDS, aggregate, period_start
 from analytics_assets.api.auth import RequireScope
-from analytics_assets.api.common import CONVERSATIONS, ERRORS, ID_PATTERN, DbProvider, Grain, Label
+from analytics_assets.api.common import (
+    CONVERSATIONS,
+    ERRORS,
+    ID_PATTERN,
+    MAX_RANGE_DAYS,
+    DbProvider,
+    Grain,
+    Label,
+)
 from analytics_assets.api.models import Dashboard
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -27,7 +35,7 @@ ASSETS = "/dashboard/assets"
 DEFAULT_DAYS = 28
 # Every conversation of the range is read (its FIELDS only) and summed here: the range is
 # capped so that one request stays cheap.
-MAX_DAYS = 366
+MAX_DAYS = MAX_RANGE_DAYS
 RANGE_CAP_MESSAGE = f"a range is at most {MAX_DAYS} days"
 PARAMS = ("from", "to", "grain", "model", "channel")
 # The page's policy: its scripts and styles are files of this server, its data comes from

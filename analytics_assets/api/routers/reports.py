@@ -17,6 +17,7 @@ from analytics_assets.api.common import (
     PERIOD_PATTERN,
     DbProvider,
     Grain,
+    check_range,
     json_response,
 )
 from analytics_assets.api.models import Report
@@ -62,6 +63,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
     ) -> Response:
+        check_range(from_, to)
         return json_response(queries.reports(db_provider(), kind, from_, to), list[Report])
 
     return router
