@@ -177,6 +177,31 @@ def test_ids_that_differ_only_once_cleaned_are_errors_not_copies():
     assert superseded["record_id"].to_list() == ["1"]
 
 
+def test_a_message_id_two_conversations_use_is_an_error_not_a_copy():
+    """A source that numbers messages 1, 2, 3... within each conversation: the newer of two
+    different messages is kept, and the other is an error the rate counts (it was a
+    "superseded copy", left out of the rate: 49 of 50 conversations lost at 0 %)."""
+    from analytics_assets.transforms.records import is_superseded
+
+    records = [
+        message(1, message_id="1", conversation_id="c1", content="hello from c1"),
+        message(2, message_id="1", conversation_id="c2", content="hello from c2",
+                UpdatedAt="2026-11-01 10:05:00+00:00"),
+        message(3, message_id="m-9", conversation_id="c1", content="a copy"),
+        message(4, message_id="m-9", conversation_id="c1", content="a copy, sent again"),
+    ]  # fmt: skip
+    result = validate_messages(raw("messages", records))
+    assert sorted(result.valid["content"].to_list()) == ["a copy, sent again", "hello from c2"]
+    reasons = dict(zip(result.rejected["record_id"], result.rejected["reason"], strict=True))
+    assert reasons["1"] == (
+        "duplicate message_id: another conversation's message has it too, and the newer one "
+        "was kept"
+    )
+    assert reasons["3"] == "duplicate message_id; superseded by a newer copy"
+    superseded = result.rejected.filter(is_superseded(pl.col("reason")))
+    assert superseded["record_id"].to_list() == ["3"]
+
+
 def test_renamed_source_fields_are_mapped():
     schema = SourceSchema(message_fields={"content": "text", "conversation_id": "thread"})
     record = message(1)

@@ -560,15 +560,33 @@ def _split(
     # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
     # the older one is an error, not a copy whose newest was kept.
     as_sent = pl.col("record").str.json_path_match(f"$[{json.dumps(key_source)}]")
-    newest_as_sent = ordered.filter(is_newest).select(*within_day, as_sent.alias("_newest_as_sent"))
+    # A message id another conversation's message also has is not a copy: one of two
+    # different messages is lost, and the error rate must count it (a source numbering its
+    # messages 1, 2, 3... in each conversation lost all but one conversation's, at 0 %).
+    owner = "conversation_id" if key != "conversation_id" and "conversation_id" in columns else None
+    newest_as_sent = ordered.filter(is_newest).select(
+        *within_day,
+        as_sent.alias("_newest_as_sent"),
+        (pl.col(owner) if owner else pl.lit(None, pl.String)).alias("_newest_owner"),
+    )
+    other_owner = (
+        pl.col(owner).is_not_null()
+        & pl.col("_newest_owner").is_not_null()
+        & (pl.col(owner) != pl.col("_newest_owner"))
+        if owner
+        else pl.lit(False)
+    )
     superseded = superseded.join(newest_as_sent, on=within_day, how="left").with_columns(
         pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
                 & (as_sent != pl.col("_newest_as_sent")))
         .then(pl.format(f"{key} {{}} is another record's {key} once cleaned",
                         _quoted(as_sent)))
+        .when(other_owner)
+        .then(pl.lit(f"duplicate {key}: another conversation's message has it too, and the "
+                     "newer one was kept"))
         .otherwise(pl.lit(f"duplicate {key}; {SUPERSEDED}"))
         .alias("_reason")
-    ).drop("_newest_as_sent")  # fmt: skip
+    ).drop("_newest_as_sent", "_newest_owner")  # fmt: skip
     failed = pl.concat([breaking, superseded], how="diagonal_relaxed")
     rejected = failed.select(
         pl.col("day"),
