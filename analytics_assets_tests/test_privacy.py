@@ -204,6 +204,29 @@ def test_pii_on_the_line_after_a_break_is_found_in_a_rejected_records_json():
     assert not any(detect(texts, kinds))
 
 
+def test_pii_on_the_line_after_a_break_in_a_quoted_value_is_anonymized_in_the_reason():
+    """A reason quotes the value it could not read. Its line breaks were escaped as `\\n`,
+    which glued the number after it to a letter: the record's copy was anonymized and the
+    reason kept the card, and the check passed it. (Made-up test numbers.)"""
+    rejected = validate_messages(
+        raw_frame_from_records(
+            [{"message_id": "m1", "conversation_id": "c1", "role": "user", "content": "x",
+              "created_at": "2026-11-01 10:00:00",
+              "feedback": "refund to:\n4111 1111 1111 1111\r\ncall +44 20 7946 0958"}],
+            table="messages", day=date(2026, 11, 1), page=0, fetched_at=datetime.now(UTC),
+            source="test",
+        )
+    ).rejected  # fmt: skip
+    kinds = ("CARD", "PHONE")
+    assert sorted(f.kind for f in detect(rejected["reason"], kinds)[0]) == ["CARD", "PHONE"]
+    anonymized, counts = PrivacyResource(pseudonym_key=KEY).anonymize_table(
+        tables.PROCESSING_ERRORS, rejected
+    )
+    assert anonymized["reason"][0] == "invalid feedback 'refund to:⏎<CARD>⏎call <PHONE>'"
+    assert counts == {"CARD": 2, "PHONE": 2}  # the reason's and the record's
+    assert not any(detect(anonymized["reason"], kinds))
+
+
 def test_a_record_that_is_not_json_is_searched_with_its_escapes_read():
     cut_short = '{"content": "call me\\n+44 20 7946 0958 or card\\n4111 1111 1111 1111'
     errors = pl.DataFrame({"table": ["messages"], "reason": ["not JSON"], "record": [cut_short]})
@@ -262,7 +285,7 @@ def test_a_rejections_reason_is_anonymized_and_kept_out_of_metadata():
             source="test",
         )
     ).rejected  # fmt: skip
-    assert rejected["reason"][0] == "invalid feedback 'x\\'; call Jane Doe\\nat home'"
+    assert rejected["reason"][0] == "invalid feedback 'x\\'; call Jane Doe⏎at home'"
     assert rejected.select(reason_without_values(pl.col("reason"))).item() == (
         "invalid feedback '…'"
     )

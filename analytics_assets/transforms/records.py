@@ -432,14 +432,18 @@ def _text(name: str) -> pl.Expr:
 
 # A reason quotes the text it could not read ("invalid feedback 'email me at …'"; several
 # reasons are joined by "; "). What a person typed belongs in processing_errors, anonymized,
-# not in run metadata, which an erasure cannot reach. Quoted with its backslashes, quotes
-# and line breaks escaped, a value ends at the first unescaped quote, whatever it holds.
+# not in run metadata, which an erasure cannot reach. Quoted with its backslashes and quotes
+# escaped, a value ends at the first unescaped quote, whatever it holds.
 _QUOTED_VALUE = r"'(?:[^'\\]|\\.)*'"
+# Line breaks are shown as symbols, not as `\n`: the `n` of an escape glued the value
+# after it to a letter, and no word boundary found a card or a phone number there, so the
+# reason kept it raw while the record's copy was anonymized.
+_LINE_BREAKS = (("\r\n", "⏎"), ("\n", "⏎"), ("\r", "⏎"))
 
 
 def _quoted(text: pl.Expr) -> pl.Expr:
     escaped = text.str.replace_all("\\", "\\\\", literal=True)
-    for character, escape in (("'", "\\'"), ("\n", "\\n"), ("\r", "\\r")):
+    for character, escape in (("'", "\\'"), *_LINE_BREAKS):
         escaped = escaped.str.replace_all(character, escape, literal=True)
     return pl.concat_str(pl.lit("'"), escaped, pl.lit("'"))
 
