@@ -52,7 +52,7 @@ _H = r"[0-9A-Fa-f]{1,4}"
 # any white space): a run of 8 digits or more (MIN_PHONE_DIGITS) is what a phone number needs
 # to be looked at.
 _PHONE_DIGIT = r"[0-9０-９٠-٩۰-۹]"
-_PHONE_SEPARATOR = r"[\s\-‐-―−ー－-／.()（）［］\[\]~⁓∼～\u00ad\u200b\u2060]"
+_PHONE_SEPARATOR = r"[\s\-‐-―−ー－-／/.()（）［］\[\]~⁓∼～\u00ad\u200b\u2060]"
 KEY_PREFIXES = (
     r"sk-(?:proj-)?[A-Za-z0-9_-]{20,}|sk_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|rk_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{36,}"
@@ -63,30 +63,45 @@ KEY_PREFIXES = (
 PATTERNS: dict[str, str] = {
     # Order matters: the first type to claim a span keeps it (a key inside a URL is the URL's).
     URL_SECRET: (
-        r"\b[a-z][a-z0-9+.-]*://[^\s/:@\"'<>()]+:[^\s/@\"'<>()]+@[^\s\"'<>()]+"
-        r"|\bhttps?://[^\s?#\"'<>()]+\?[^\s#\"'<>()]*?\b(?:access_token|token|api_key|apikey|"
-        r"key|secret|password|passwd|sig|signature|auth)=[^&\s#\"'<>()]+[^\s\"'<>()]*"
+        r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>()]*:[^\s/@\"'<>()]+@[^\s\"'<>()]+"
+        r"|\b[hH][tT][tT][pP][sS]?://[^\s?#\"'<>()]+[?#][^\s#\"'<>()]*?"
+        r"(?i:\b|_)(?i:access_token|token|api_key|apikey|key|secret|password|passwd|sig|"
+        r"signature|auth)=[^&\s#\"'<>()]+[^\s\"'<>()]*"
     ),
     API_KEY: (
         rf"\b(?:{KEY_PREFIXES})"
         # A long token of mixed letters and digits: judged by its context and entropy below.
         r"|\b[A-Za-z0-9+/_-]{32,}={0,2}"
     ),
-    EMAIL: r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+    # Letters of any script (josé@, @müller.de, 用户@例子.广告), as addresses allow now.
+    EMAIL: r"\b[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\b",
     IBAN: r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
     CARD: (
-        r"\b[0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{1,7}\b"
+        r"\b[0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{1,7}(?:[ -][0-9]{1,3})?\b"
         r"|\b3[47][0-9]{2}[ -]?[0-9]{6}[ -]?[0-9]{5}\b"  # American Express: 4-6-5
     ),
     GOV_ID: r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
     IP: (
-        rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
+        # An IPv4 address mapped into IPv6 (Node's logs write `::ffff:81.2.69.160`): whole.
+        rf"::[fF]{{4}}:{_OCTET}(?:\.{_OCTET}){{3}}\b"
+        rf"|\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
         rf"|(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,7}}:(?:{_H}(?::{_H}){{0,5}})?|::(?:{_H}:){{0,6}}{_H}"
     ),
     # Only the sift: rows with a run of 8+ digits go to libphonenumber (`phone_spans`).
     PHONE: rf"{_PHONE_DIGIT}(?:{_PHONE_SEPARATOR}{{0,4}}{_PHONE_DIGIT}){{7,}}",
 }
-_COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
+# Where a match may start, in Python only (polars' engine is linear and has no lookbehind):
+# an address or a URL scheme at the start of a run of the characters it is made of. Tried
+# from every position of a long run (`a-a-a-…`, `word.word.…`), each attempt scanned the
+# rest of it: 100 KB of such text took 7 s, a megabyte would take minutes.
+_RUN_STARTS = {
+    EMAIL: r"(?<![\w.%+-])",
+    URL_SECRET: r"(?<![A-Za-z0-9+.-])",
+}
+_COMPILED = {
+    kind: re.compile(f"{_RUN_STARTS[kind]}(?:{pattern})" if kind in _RUN_STARTS else pattern)
+    for kind, pattern in PATTERNS.items()
+}
 _KEY_PREFIX = re.compile(KEY_PREFIXES)
 # Context that turns a dotted quad into a version number, not an address.
 _VERSION_BEFORE = re.compile(r"\b(?:v|version|ver\.?|release|build)\s*$", re.IGNORECASE)
@@ -458,7 +473,7 @@ def _ipv4_accepted(value: str, before: str, after: str) -> bool:
         _VERSION_BEFORE.search(before)
         # Part of a longer dotted number (1.2.3.4.5, an OID) or of a name (FBF-3.6.0.0).
         or re.match(r"\.[0-9]", after)
-        or re.search(r"(?:[0-9]\.|[A-Za-z_]-?)$", before)
+        or re.search(r"(?:[0-9]\.|[A-Za-z_]-?)\Z", before)
         # 1.1.2.1: a section number, or a placeholder (1.2.3.4); the public resolvers with
         # one-digit parts are listed in PUBLIC_SERVICE_ADDRESSES.
         or all(len(part) == 1 for part in value.split("."))
@@ -471,7 +486,7 @@ def _ipv6_accepted(value: str, before: str, after: str) -> bool:
     return not (
         value.count(":") < 2
         or not re.search(r"[0-9]", value)
-        or re.search(r"[\w:]$", before)  # std::move, Foo::bar: a scope, not an address
+        or re.search(r"[\w:]\Z", before)  # std::move, Foo::bar: a scope, not an address
         or re.match(r"[\w:]", after)
     )
 
@@ -566,6 +581,33 @@ def _spans(kind: str, text: str) -> Iterator[tuple[int, int]]:
             end -= len(match.group(0)) - len(match.group(0).rstrip(".,;:!?"))
         if _accept(kind, match, text):
             yield start, end
+        elif cut := _SHORTER.get(kind, lambda value: None)(match.group(0)):
+            yield start, start + cut
+
+
+def _card_before_a_following_number(value: str) -> int | None:
+    """Where a card ends inside a match that took a short number after it as a last group of
+    three ("4111 1111 1111 1111 123", the security code): the part before that group, where
+    it passes the Luhn check."""
+    cut = max(value.rfind(" "), value.rfind("-"))
+    if cut > 0 and len(re.sub(r"[ -]", "", value[:cut])) >= 13 and luhn_valid(value[:cut]):
+        return cut
+    return None
+
+
+def _iban_before_a_following_word(value: str) -> int | None:
+    """Where a grouped IBAN ends inside a match that took the word after it as its last
+    group ("ES91 2100 0418 4502 0005 1332 BIC", "… 3201 EUR"): the longest part up to a space
+    that passes the mod-97 check, or None."""
+    for cut in sorted((i for i, ch in enumerate(value) if ch == " "), reverse=True):
+        if iban_valid(value[:cut]):
+            return cut
+    return None
+
+
+# What a match that failed its check may still hold: the number before a word or a short
+# number that the pattern took as the number's last group.
+_SHORTER = {IBAN: _iban_before_a_following_word, CARD: _card_before_a_following_number}
 
 
 def find_in_text(
