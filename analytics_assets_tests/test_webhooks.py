@@ -338,6 +338,57 @@ def test_the_api_creates_lists_shows_deliveries_and_removes_with_the_scope(api, 
     assert client.get("/webhooks/wh_000000000000/deliveries", headers=manage).status_code == 404
 
 
+class _ApiUserDatabase:
+    """The database as the API's user in production sees it (terraform: `read` on the
+    database, find, insert and update on `webhook_subscriptions` and `webhook_deliveries`
+    only): any other write is refused, as Atlas refuses it. A proxy over the real server,
+    for that one fault."""
+
+    WRITES = ("insert_one", "insert_many", "update_one", "update_many", "replace_one",
+              "delete_one", "delete_many", "create_index", "create_indexes", "bulk_write",
+              "find_one_and_update", "drop")  # fmt: skip
+
+    def __init__(self, db):
+        self._db = db
+
+    def __getitem__(self, name):
+        collection = self._db[name]
+        if name in ("webhook_subscriptions", "webhook_deliveries"):
+            return _ReadOnlyCollection(collection, ("create_index", "create_indexes", "drop",
+                                                    "delete_one", "delete_many"))  # fmt: skip
+        return _ReadOnlyCollection(collection, self.WRITES)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+class _ReadOnlyCollection:
+    def __init__(self, collection, writes):
+        self._collection, self._writes = collection, writes
+
+    def __getattr__(self, name):
+        if name in self._writes:
+            raise PermissionError(f"not authorized: {name} on {self._collection.name}")
+        return getattr(self._collection, name)
+
+
+def test_the_api_manages_subscriptions_with_the_database_rights_production_gives_it(mongo):
+    """Creating a subscription also made the delivery log's indexes, which the API's
+    read-only user may not: every `POST /webhooks` in production answered 500."""
+    from analytics_assets.api import keys
+    from analytics_assets.api.app import create_app
+
+    db = mongo.db()
+    manage = {"X-API-Key": keys.create_key(db, ["webhooks:manage"])}
+    client = TestClient(create_app(lambda: _ApiUserDatabase(mongo.db())))
+    body = {"url": "https://example.org/hook", "events": [REPORT_READY]}
+    created = client.post("/webhooks", json=body, headers=manage)
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    assert client.get(f"/webhooks/{sub_id}/deliveries", headers=manage).status_code == 200
+    assert client.delete(f"/webhooks/{sub_id}", headers=manage).status_code == 204
+
+
 def test_the_api_refuses_keys_without_the_scope_and_bad_subscriptions(api):
     client, manage, read = api["client"], api["manage"], api["read"]
     body = {"url": "https://example.org/hook", "events": [REPORT_READY]}

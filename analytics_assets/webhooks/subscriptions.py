@@ -108,8 +108,9 @@ def create(
         "active": True,
     }
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    # The delivery log's indexes are made where it is written (the delivery sensor), by the
+    # pipeline: the API's database user may insert and update subscriptions only.
     db[SUBSCRIPTIONS].insert_one({**document, "secret": secret})
-    ensure_indexes(db)
     return Created(document, secret)
 
 

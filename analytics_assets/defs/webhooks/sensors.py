@@ -153,6 +153,10 @@ def webhook_sensor(context: SensorEvaluationContext, mongo: MongoResource):
         # gets them (a subscription gets what finishes after it was created).
         context.update_cursor(cursor_after(records[-1]))
         records = []
+    if records:
+        # The delivery log's indexes, made here by the pipeline's database user (the API's
+        # may write subscriptions only); each call is idempotent.
+        subscriptions.ensure_indexes(db)
     for record in records:
         finished_at = record.update_timestamp.timestamp()
         for event in events_for_run(context.instance, record.dagster_run, finished_at):

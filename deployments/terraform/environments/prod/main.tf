@@ -49,6 +49,12 @@ module "mongodb" {
   security_group_ids = var.node_security_group_ids
   workload_roles = {
     pipeline = { role_arn = module.iam.role_arns["pipeline"], read_only = false }
-    api      = { role_arn = module.iam.role_arns["api"], read_only = true }
+    # The read API writes webhook subscriptions only: POST /webhooks adds one, DELETE
+    # /webhooks/{id} deactivates it and cancels its pending deliveries.
+    api = {
+      role_arn  = module.iam.role_arns["api"]
+      read_only = true
+      writes    = ["webhook_subscriptions", "webhook_deliveries"]
+    }
   }
 }

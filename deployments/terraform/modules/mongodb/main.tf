@@ -50,6 +50,30 @@ resource "mongodbatlas_privatelink_endpoint_service" "this" {
   provider_name       = "AWS"
 }
 
+# A reading workload that must still write a few collections (the API: webhook
+# subscriptions and the cancelling of their pending deliveries, which `POST /webhooks` and
+# `DELETE /webhooks/{id}` write) gets a role that inserts and updates those collections
+# only, beside `read` on the database.
+resource "mongodbatlas_custom_db_role" "writes" {
+  for_each   = { for name, workload in var.workload_roles : name => workload if length(workload.writes) > 0 }
+  project_id = var.atlas_project_id
+  role_name  = "${var.name}-${each.key}-writes"
+
+  dynamic "actions" {
+    for_each = toset(["FIND", "INSERT", "UPDATE"])
+    content {
+      action = actions.value
+      dynamic "resources" {
+        for_each = toset(each.value.writes)
+        content {
+          database_name   = var.database
+          collection_name = resources.value
+        }
+      }
+    }
+  }
+}
+
 resource "mongodbatlas_database_user" "workload" {
   for_each           = var.workload_roles
   project_id         = var.atlas_project_id
@@ -60,6 +84,14 @@ resource "mongodbatlas_database_user" "workload" {
   roles {
     role_name     = each.value.read_only ? "read" : "readWrite"
     database_name = var.database
+  }
+
+  dynamic "roles" {
+    for_each = contains(keys(mongodbatlas_custom_db_role.writes), each.key) ? [each.key] : []
+    content {
+      role_name     = mongodbatlas_custom_db_role.writes[roles.value].role_name
+      database_name = "admin" # where Atlas keeps custom roles
+    }
   }
 
   scopes {

@@ -46,9 +46,10 @@ variable "security_group_ids" {
 }
 
 variable "workload_roles" {
-  description = "Workload -> its IAM role ARN and whether it only reads."
+  description = "Workload -> its IAM role ARN, whether it only reads, and the collections a reading workload still inserts into and updates (`writes`)."
   type = map(object({
     role_arn  = string
     read_only = bool
+    writes    = optional(list(string), [])
   }))
 }
