@@ -112,6 +112,39 @@ def test_no_spread_on_either_side_with_different_means_is_a_sure_difference():
     assert welch_z(0.5, 0.0, 40, 0.5, 0.0, 40)[1] == 1.0
 
 
+def test_equal_means_worked_out_from_sums_are_no_difference():
+    """Every conversation of both models at 0.3: the report's means come from sums (and the
+    others' from the totals less the model's), 0.3 against 0.30000000000000004, which read
+    as a sure difference (p = 0, significant)."""
+    from analytics_assets.analytics.reports import model_comparison
+
+    def part(model: str, n: int) -> dict:
+        sums = {"conversations": n, "thumbs_up": 0, "thumbs_down": 0, "complaints": 0,
+                "troubleshooting": 0}  # fmt: skip
+        for name in ("quality", "satisfaction", "latency_p50_ms", "total_tokens"):
+            sums |= {f"{name}_count": n, f"{name}_sum": 0.0, f"{name}_sq_sum": 0.0}
+        for _ in range(n):
+            sums["quality_sum"] += 0.3
+            sums["quality_sq_sum"] += 0.3 * 0.3
+        return {"model": model, **sums}
+
+    rows = model_comparison([part("a", 40), part("b", 30)])
+    quality = [row for row in rows if row["metric"] == "quality"]
+    assert quality and all(row["p_value"] == 1.0 and not row["significant"] for row in quality)
+
+
+def test_rates_of_a_few_conversations_are_tested_exactly():
+    """One complaint in a canary's one conversation against 1 in 20: the normal
+    approximation said p = 0.0016 (significant); Fisher's exact test, 0.095."""
+    from analytics_assets.analytics.comparison import fisher_exact_p
+
+    assert two_proportion_z(1, 1, 1, 20)[1] == pytest.approx(2 / 21)
+    assert fisher_exact_p(3, 10, 7, 10) == pytest.approx(0.17890, abs=1e-5)  # scipy's value
+    assert fisher_exact_p(0, 5, 5, 5) == pytest.approx(2 / 252)
+    # Where every cell expects 5 or more, the z-test as before.
+    assert two_proportion_z(60, 100, 40, 100)[1] == pytest.approx(0.004678, abs=1e-5)
+
+
 def test_shares_of_complaints_count_only_categorized_conversations():
     from analytics_assets.analytics.comparison import group_stats
 

@@ -89,9 +89,11 @@ def test_per_model_parts_and_comparison_with_significance():
     assert not quality["significant"]
     assert not rows[("b", "quality")]["significant"]
     thumbs = rows[("a", "thumbs_up_rate")]
-    # 3/4 vs 1/4: pooled 0.5, z = 0.5 / sqrt(0.25 * (1/4 + 1/4)) = 1.414, p = 0.157.
+    # 3/4 vs 1/4: each cell expects 2, under 5, so Fisher's exact test: the tables of 4
+    # thumbs up of 8, 3 on a's side or as unlikely (3, 4, 1, 0), p = 34/70 = 0.486 (the
+    # z-test's normal approximation said 0.157).
     assert (thumbs["value"], thumbs["others"], thumbs["n"]) == (0.75, 0.25, 4)
-    assert thumbs["p_value"] == pytest.approx(0.1573, abs=1e-4)
+    assert thumbs["p_value"] == pytest.approx(34 / 70)
     assert not thumbs["significant"]
     # b against the rest is the mirror image.
     assert rows[("b", "quality")]["difference"] == pytest.approx(-0.3)
@@ -120,8 +122,9 @@ def test_period_over_period_change_and_rising_topics():
     assert (billing["count"], billing["previous_count"]) == (60, 10)
     assert billing["share"] == pytest.approx(6 / 7)
     assert billing["previous_share"] == pytest.approx(0.5)
-    # Pooled 70/90; se = sqrt(7/9 * 2/9 * (1/70 + 1/20)) = 0.10541; z = 0.35714 / se = 3.388.
-    assert billing["p_value"] == pytest.approx(0.000704, abs=2e-5)
+    # Pooled 70/90; se = sqrt(7/9 * 2/9 * (1/70 + 1/20)) = 0.10541; z = 0.35714 / se = 3.388,
+    # but a cell expects 20 * 2/9 = 4.4 < 5: Fisher's exact test, p = 0.00168 (z: 0.000704).
+    assert billing["p_value"] == pytest.approx(0.001677, abs=2e-6)
     assert changes[("topics", "bug")]["share_change"] == pytest.approx(1 / 7 - 0.5)
     assert [t["value"] for t in row["rising_topics"]] == ["billing"]
 
