@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -87,6 +88,64 @@ def test_the_cursor_survives_a_restart_as_small_json():
     migrated = SyncCursor.from_json(old).table("messages")
     assert migrated.watermark == T0 + timedelta(seconds=5)
     assert migrated.advance([change("1", 0)], OVERLAP) == {date(2026, 11, 2): 1}
+
+
+def test_a_watermark_set_back_by_hand_replays_from_there():
+    """docs/operations.md: "to replay from a point in time, set the cursor's watermark
+    back". The scan started at `window_from`, which stayed recent, so nothing was replayed;
+    and a time typed without an offset failed every tick (naive against aware)."""
+    cursor = SyncCursor()
+    table = cursor.table("messages")
+    table.advance([change("1", 0), change("2", 5)], OVERLAP, now=T0)
+    table.advance([change("2", 5)], OVERLAP, now=T0 + 2 * OVERLAP)  # settled
+    data = SyncCursor.from_json(cursor.to_json())
+    text = cursor.to_json().replace(
+        '"watermark":"2026-11-30T12:00:05+00:00"', '"watermark":"2026-11-20T00:00:00"'
+    )
+    assert text != cursor.to_json()
+    replaying = SyncCursor.from_json(text).table("messages")
+    assert replaying.watermark == datetime(2026, 11, 20, tzinfo=UTC)
+    assert replaying.since(OVERLAP) == datetime(2026, 11, 20, tzinfo=UTC) - OVERLAP
+    older = Change("0", datetime(2026, 11, 25, tzinfo=UTC), date(2026, 11, 25))
+    replayed = replaying.advance([older, change("1", 0), change("2", 5)], OVERLAP, now=T0)
+    assert {date(2026, 11, 25), date(2026, 11, 2)} <= set(replayed)
+    # Left alone, the scan still starts where the settled window does.
+    assert data.table("messages").since(OVERLAP) == T0 + timedelta(seconds=5)
+
+
+def test_records_written_while_the_first_tick_starts_are_new():
+    """`ANALYTICS_SYNC_BOOTSTRAP=latest`: what is older than the newest record is taken as
+    loaded; a record written between reading the newest and scanning the overlap is newer,
+    and was dropped with the overlap."""
+    from analytics_assets.defs.ingestion.sensors import _bootstrap
+    from analytics_assets.sources.base import ChangeScan
+
+    class Source:
+        def latest_version(self, kind):
+            return T0
+
+        def changes_since(self, kind, since):
+            written_meanwhile = Change("9", T0 + timedelta(seconds=1), date(2026, 11, 18))
+            return ChangeScan([change("1", 0), written_meanwhile], requests=1, seconds=0.0)
+
+    context = SimpleNamespace(log=SimpleNamespace(info=lambda message: None))
+    table = TableCursor()
+    days = _bootstrap(context, Source(), "messages", table, "latest", OVERLAP, T0)
+    assert days == [date(2026, 11, 18)]
+    assert table.watermark == T0 + timedelta(seconds=1)
+
+
+def test_the_reconciliation_compares_only_days_kept_and_recent():
+    from analytics_assets.defs.ingestion.sensors import _reconciled_days
+
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=400), today - timedelta(days=1)
+    everything = _reconciled_days(SyncSettings(), {}, first, last)
+    assert everything(first) and everything(last) and not everything(today)
+    kept = _reconciled_days(SyncSettings(), {"conversation_messages": 30}, first, last)
+    assert kept(today - timedelta(days=30)) and not kept(today - timedelta(days=31))
+    recent = _reconciled_days(SyncSettings(reconcile_days=7), {}, first, last)
+    assert recent(last - timedelta(days=6)) and not recent(last - timedelta(days=7))
 
 
 # Clean records: the sample's deliberate bad ones are tested elsewhere, and in a sample this
@@ -222,6 +281,16 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
         keys.append(request.run_key)
         run_days(defs, instance, [request.partition_key])
     assert keys[0] != keys[1]
+
+    # A day whose run failed for good (the change sensor requested it once and forgot it):
+    # the lake lacks it, and the reconciliation builds it (it only compared the days the
+    # lake held, so the day stayed missing).
+    lake.lake().delete_day("nocodb_raw_pages", DAYS[1])
+    (request,) = tick(defs, instance, "nocodb_reconciliation_sensor").run_requests
+    assert request.partition_key == DAYS[1].isoformat()
+    assert request.run_key.startswith(f"nocodb-reconcile-missing:{DAYS[1].isoformat()}:")
+    run_days(defs, instance, [request.partition_key])
+    assert tick(defs, instance, "nocodb_reconciliation_sensor").run_requests == []
 
     # The lake and MongoDB now hold exactly what NocoDB holds.
     source = source_messages(nocodb, base)

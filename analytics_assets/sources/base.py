@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -43,6 +44,9 @@ class DayVersions:
     # The record fields a version is read from (updated, created): the lake's copies of the
     # records are read the same way.
     version_fields: tuple[str, str]
+    # How many records the source files on each day, every day (not only those asked): a day
+    # the lake lacks although the source has records on it (a run that failed for good).
+    records_per_day: Counter[date] = field(default_factory=Counter)
 
 
 @dataclass

@@ -474,6 +474,8 @@ class NocoDBSource(RecordSource):
             info.id, primary_key, fields, workers, filed
         ):
             versions.all_ids.add(record_id)
+            if day is not None:
+                versions.records_per_day[day] += 1
             if day in wanted:
                 versions.by_day[day][record_id] = version
         return versions

@@ -48,7 +48,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    """A time of the cursor; one without an offset (typed by hand, to replay) is UTC, as
+    NocoDB's own are: compared with an aware one it failed every tick."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -62,10 +67,14 @@ class TableCursor:
     watermark_seen_at: datetime | None = None
 
     def since(self, overlap: timedelta) -> datetime | None:
-        """Where the next scan starts."""
+        """Where the next scan starts. A watermark set back before `window_from` (to replay
+        from a point in time, docs/operations.md) is where it starts then: `window_from` kept
+        the scan at its recent start, and the replay did nothing."""
         if self.watermark is None:
             return None
-        return self.window_from or self.watermark - overlap
+        if self.window_from is None or self.window_from > self.watermark:
+            return self.watermark - overlap
+        return self.window_from
 
     def start_at(self, moment: datetime, overlap: timedelta, now: datetime) -> None:
         """A first tick: the sync begins at `moment`; what is older is taken as loaded."""

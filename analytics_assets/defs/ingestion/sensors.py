@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 
@@ -143,15 +144,10 @@ def nocodb_changes_sensor(
         for kind in SYNC_TABLES:
             table = cursor.table(kind)
             if table.watermark is None:
-                started = time.perf_counter()
-                latest = source.latest_version(kind) if settings.bootstrap == "latest" else None
-                table.start_at(latest or BEGINNING, overlap, now)
-                if latest is not None:
-                    # Remember what the overlap will return again, as already loaded.
-                    scan = source.changes_since(kind, table.since(overlap))
-                    table.advance(scan.changes, overlap, now)
-                _log(context, "sync_bootstrap", table=kind, watermark=table.watermark,
-                     seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+                for day in _bootstrap(
+                    context, source, kind, table, settings.bootstrap, overlap, now
+                ):
+                    touched.setdefault(day, Counter())[kind] += 1
                 if settings.bootstrap == "latest":
                     continue
             scan = source.changes_since(kind, table.since(overlap))
@@ -225,6 +221,101 @@ def nocodb_changes_sensor(
     )
 
 
+def _bootstrap(
+    context, source, kind: str, table, bootstrap: str, overlap: timedelta, now: datetime
+) -> list[date]:
+    """A table's first tick: the cursor starts at the newest record (`latest`) or at the
+    beginning (`all`). Returns the days of the records written while it started, which are
+    newer than the newest it found and new (they were dropped with the rest of the overlap)."""
+    started = time.perf_counter()
+    latest = source.latest_version(kind) if bootstrap == "latest" else None
+    table.start_at(latest or BEGINNING, overlap, now)
+    written_meanwhile = []
+    if latest is not None:
+        # Remember what the overlap will return again, as already loaded.
+        scan = source.changes_since(kind, table.since(overlap))
+        table.advance(scan.changes, overlap, now)
+        written_meanwhile = [change.day for change in scan.changes if change.version > latest]
+    _log(context, "sync_bootstrap", table=kind, watermark=table.watermark,
+         seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+    return written_meanwhile
+
+
+def _reconciled_days(
+    settings: SyncSettings, retention_days: dict[str, int], first_day: date, last_day: date
+) -> Callable[[date], bool]:
+    """Which days the reconciliation compares: the partitions', within the last
+    `ANALYTICS_RECONCILE_DAYS` where set. A day past the shortest retention is not built
+    again, as in the change sensor: a late edit there wrote the day's messages back into the
+    lake and MongoDB until retention ran."""
+    kept_from = oldest_day_kept(retention_days, datetime.now(UTC).date())
+    earliest = max(first_day, kept_from) if kept_from else first_day
+    recent_from = (
+        last_day - timedelta(days=settings.reconcile_days - 1) if settings.reconcile_days else None
+    )
+    return lambda day: earliest <= day <= last_day and (recent_from is None or day >= recent_from)
+
+
+def _differences_of_day(
+    day: date, in_source: dict, in_lake: dict, erased, erased_digest
+) -> dict[str, DayDifference]:
+    """Per table, what differs on `day` between the source and the lake (tables that agree
+    left out)."""
+    differences: dict[str, DayDifference] = {}
+    for kind in SYNC_TABLES:
+        source_versions = in_source[kind].by_day[day]
+        if erased_digest is not None:
+            # Records erased on request are meant to be missing from the lake.
+            source_versions = {
+                record_id: version
+                for record_id, version in source_versions.items()
+                if not is_tombstoned(erased, erased_digest, kind, record_id)
+            }
+        difference = compare_day(
+            in_lake[kind].get(day, {}), source_versions, in_source[kind].all_ids
+        )
+        if difference:
+            differences[kind] = difference
+    return differences
+
+
+def _build_missing_day(day: date, counts: dict[str, int]) -> tuple[AssetObservation, RunRequest]:
+    """The observation and the run for a day the lake lacks. The tick's day is in the run
+    key, as for the other rebuilds: a build that failed is tried again the next day."""
+    what = json.dumps([counts, datetime.now(UTC).date().isoformat()], sort_keys=True)
+    return (
+        AssetObservation(
+            asset_key=tables.NOCODB_RAW_PAGES,
+            partition=day.isoformat(),
+            metadata={**counts, "action": "build"},
+        ),
+        RunRequest(
+            run_key=f"nocodb-reconcile-missing:{day.isoformat()}:"
+            f"{hashlib.sha256(what.encode()).hexdigest()[:12]}",
+            partition_key=day.isoformat(),
+            tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
+        ),
+    )
+
+
+def _days_the_lake_lacks(
+    in_source: dict, held: set[date], reconciled: Callable[[date], bool]
+) -> dict[date, dict[str, int]]:
+    """Days the source has records on and the lake lacks, with their records per table, from
+    the lake's first day on (what came before it is history not loaded yet, not a loss): a
+    day whose run failed through all its retries (the change sensor forgets a day once it
+    has requested it), or a day a record was moved to."""
+    on_source = Counter()
+    for versions in in_source.values():
+        on_source.update(versions.records_per_day)
+    return {
+        day: {f"missing_day_{kind}": in_source[kind].records_per_day.get(day, 0)
+              for kind in SYNC_TABLES}
+        for day in sorted(on_source)
+        if day not in held and day >= min(held) and reconciled(day)
+    }  # fmt: skip
+
+
 def _lake_versions(
     lake: Lake, days: list[date], version_fields: dict[str, tuple[str, str]]
 ) -> dict[str, dict[date, dict[str, str | None]]]:
@@ -256,14 +347,9 @@ def nocodb_reconciliation_sensor(
     first_day, last_day = _partition_days()
     if last_day is None:
         return SkipReason("No daily partition yet.")
-    days = [
-        day
-        for day in stored.days_present(tables.NOCODB_RAW_PAGES)
-        if first_day <= day <= last_day
-        and (
-            not settings.reconcile_days or day > last_day - timedelta(days=settings.reconcile_days)
-        )
-    ]
+    reconciled = _reconciled_days(settings, privacy.retention_days, first_day, last_day)
+    held = {day for day in stored.days_present(tables.NOCODB_RAW_PAGES) if first_day <= day}
+    days = sorted(day for day in held if reconciled(day))
     if not days:
         return SkipReason("No materialized day to reconcile.")
     run_requests, observations = [], []
@@ -285,21 +371,7 @@ def nocodb_reconciliation_sensor(
     )
     remove_deleted = settings.deletions == "remove"
     for day in days:
-        differences: dict[str, DayDifference] = {}
-        for kind in SYNC_TABLES:
-            source_versions = in_source[kind].by_day[day]
-            if erased_digest is not None:
-                # Records erased on request are meant to be missing from the lake.
-                source_versions = {
-                    record_id: version
-                    for record_id, version in source_versions.items()
-                    if not is_tombstoned(erased, erased_digest, kind, record_id)
-                }
-            difference = compare_day(
-                in_lake[kind].get(day, {}), source_versions, in_source[kind].all_ids
-            )
-            if difference:
-                differences[kind] = difference
+        differences = _differences_of_day(day, in_source, in_lake, erased, erased_digest)
         if not differences:
             continue
         found = {
@@ -339,8 +411,15 @@ def nocodb_reconciliation_sensor(
                     tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
                 )
             )
-    _log(context, "reconcile_done", days=len(days), mismatched=len(observations),
-         requests=requests, seconds=round(time.perf_counter() - started, 3))  # fmt: skip
+    lacking = _days_the_lake_lacks(in_source, held, reconciled)
+    for day, counts in lacking.items():
+        _log(context, "reconcile_missing_day", day=day, **counts)
+        observation, request = _build_missing_day(day, counts)
+        observations.append(observation)
+        run_requests.append(request)
+    _log(context, "reconcile_done", days=len(days),
+         mismatched=len(observations) - len(lacking), missing_days=len(lacking), requests=requests,
+         seconds=round(time.perf_counter() - started, 3))  # fmt: skip
     return SensorResult(
         run_requests=run_requests,
         asset_events=observations,
