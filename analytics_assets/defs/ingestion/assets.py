@@ -47,6 +47,7 @@ from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.conversations import build_conversations
 from analytics_assets.transforms.raw import empty_raw_frame
 from analytics_assets.transforms.records import (
+    is_superseded,
     reason_without_values,
     validate_conversation_headers,
     validate_messages,
@@ -270,7 +271,10 @@ def validated_records(
     add_day_metadata(
         context,
         valid_messages,
-        messages_metadata(_count_by_day(messages.rejected)),
+        messages_metadata(
+            _count_by_day(messages.rejected),
+            _count_by_day(messages.rejected.filter(is_superseded(pl.col("reason")))),
+        ),
         asset_key=tables.CONVERSATION_MESSAGES,
     )
     yield MaterializeResult(
