@@ -140,6 +140,14 @@ def test_lookalikes_are_left_alone():
         ("HTTPS://user:pass@example.com/x", URL_SECRET, "HTTPS://user:pass@example.com/x"),
         ("mail josé@example.com", EMAIL, "josé@example.com"),
         ("write to anna@müller.de", EMAIL, "anna@müller.de"),
+        ("किशोर@example.com", EMAIL, "किशोर@example.com"),  # vowel signs are marks
+        # Where a match may start: after punctuation a run begins with, and next to Chinese.
+        ("list:-jane@example.org", EMAIL, "jane@example.org"),
+        ("请发邮件到zhang@example.com谢谢", EMAIL, "zhang@example.com"),
+        ("2.https://api.example.com/v1?token=f3bCaWWrprhZNlwsekkq", URL_SECRET,
+         "https://api.example.com/v1?token=f3bCaWWrprhZNlwsekkq"),
+        ("Step 3.https://user:hunter22@internal.example.com/admin", URL_SECRET,
+         "https://user:hunter22@internal.example.com/admin"),
     ],
 )  # fmt: skip
 def test_forms_a_hostile_probe_found_missing_are_found_whole(text, kind, value):
@@ -147,6 +155,20 @@ def test_forms_a_hostile_probe_found_missing_are_found_whole(text, kind, value):
     assert [(f.kind, f.value) for f in found] == [(kind, value)]
     # The sift in polars lets the row through to the exact check.
     assert detect(pl.Series([text]), regions=("DE", "AT", "GB"))[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "?sort_key=price https://shop.example.com/a?sort_key=price&page_token=abc",
+        "DB77 C577 9EC6 E8AF 3621 00FA 11BB 22CC 33DD 44EE",  # a key's fingerprint
+        "感谢@李四.明天开会",  # a mention, not an address
+        "请看 2026/11/05 的报告",  # a date, not a phone number
+        "x²@example.com",  # what polars' sift and Python's check read alike
+    ],
+)
+def test_what_the_wider_forms_leave_alone(text):
+    assert find_in_text(text) == []
 
 
 @pytest.mark.timeout(20)

@@ -353,6 +353,14 @@ def test_a_message_held_on_two_days_counts_once_and_none_ends_before_its_start()
     kept = newest_copies(messages).filter(pl.col("message_id") == "m-1")
     assert kept["content"].to_list() == ["edited copy"]
     assert newest_copies(messages.lazy()).collect().height == 3
+    # Another conversation's message with the same id on the next day is another message
+    # (one of the two was dropped without a word).
+    other = message(4, message_id="m-1", conversation_id="c-2",
+                    created_at="2026-11-02 00:00:20+00:00")  # fmt: skip
+    with_other = pl.concat(
+        [messages, validate_messages(raw("messages", [other], day=date(2026, 11, 2))).valid]
+    )
+    assert newest_copies(with_other).filter(pl.col("message_id") == "m-1").height == 2
     summary = {
         row["conversation_id"]: row for row in build_conversations(headers, messages).to_dicts()
     }

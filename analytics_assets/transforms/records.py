@@ -94,18 +94,23 @@ def _copy_order(columns: list[str]) -> list[pl.Expr]:
 
 
 def newest_copies(messages: Frame) -> Frame:
-    """One row per `message_id` of messages read over several days, the newest copy (as
+    """One row per message of messages read over several days, the newest copy (as
     validation picks it within a day), in their order. NocoDB may hold a message twice on
     two days (a re-delivery stamped after midnight): each day keeps its own copy, and a
-    conversation read over D and D+1 counted the message twice."""
+    conversation read over D and D+1 counted the message twice. A message is its id within
+    its conversation: another conversation's message with the same id on the next day is
+    another message (validation reports such ids within a day; across two days one of them
+    was dropped without a word)."""
+    names = messages.collect_schema().names()
+    key = ["conversation_id", "message_id"] if "conversation_id" in names else ["message_id"]
     if isinstance(messages, pl.DataFrame) and (
-        messages.height < 2 or not messages["message_id"].is_duplicated().any()
+        messages.height < 2 or not messages.select(pl.struct(key).is_duplicated().any()).item()
     ):
         return messages
     return (
         messages.with_row_index("_order")
-        .sort([*_copy_order(messages.collect_schema().names()), "_order"], nulls_last=False)
-        .unique("message_id", keep="last")
+        .sort([*_copy_order(names), "_order"], nulls_last=False)
+        .unique(key, keep="last")
         .sort("_order")
         .drop("_order")
     )
