@@ -79,12 +79,15 @@ def test_a_cluster_in_one_language_is_not_named_by_that_languages_function_words
 
 
 def test_terms_keep_topic_words_and_whole_words_of_scripts_with_vowel_signs():
-    """Czech's function-word list has `email`, which the support taxonomy keys on; a
-    letters-only pattern cut Devanagari words at their vowel signs ("सकता" -> "सकत")."""
+    """Czech's function-word list has `email`, a topic word; a letters-only pattern cut
+    Devanagari words at their vowel signs ("सकता" -> "सकत")."""
     email = [f"My email {n} does not sync, email settings lost" for n in ("one", "two", "three")]
     vectors = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * len(RECIPES))
     found = discover(email + RECIPES, vectors, max_clusters=2)
     assert "email" in next(row["terms"] for row in found.to_dicts() if row["examples"][0] in email)
+    # Question words stay common, in every language (taking the taxonomies' keywords as
+    # topic words had brought `что`, `как`, `cómo` and `dan` back).
+    assert not set().union(*terms_of_texts(["что как почему", "cómo qué", "saya dan kamu"]))
     (hindi,) = terms_of_texts(["मेरा खाता बंद है और मैं लॉगिन नहीं कर सकता"])
     # "सकता" (can) is on Hindi's list of common words; its fragment was not.
     assert {"खाता", "लॉगिन"} <= hindi and not {"सकत", "सकता"} & hindi

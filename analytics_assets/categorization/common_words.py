@@ -8,12 +8,9 @@ topic's, because a cluster is often one language and its function words are rare
 others. So the lists are fixed: this project's English one, the function words of 32 other
 languages from the `stop-words` package (shipped in it, read offline), and the greetings,
 thanks and please of the languages the multilingual set covers, which every chat is full of.
-A word of the package's lists that either shipped taxonomy uses as a one-word keyword is
-kept (Czech's list has `email` and `design`). Other topic words on those lists stay left
-out: Spanish `cuenta` (account), `trabajo` (work), Russian `время` (time).
-
-The package's English list is not used: at 1,333 words it holds topic words (`order`,
-`problem`, `work`)."""
+A few topic words on the package's lists are kept as terms (`TOPIC_WORDS`: Czech's list has
+`email`); others stay left out (Russian `время`, time).
+"""
 
 from __future__ import annotations
 
@@ -105,6 +102,15 @@ COURTESY = frozenset(
 )
 
 
+# Words of the package's lists that name what a chat is about, kept as terms: Czech's list
+# has `email` and `design`, Spanish's `cuenta` (account), the Romance ones "work". Chosen by
+# reading the lists' words that name a thing; taking the shipped taxonomies' keywords instead
+# brought question words back (`cómo`, `dan`, `왜` are keywords of theirs).
+TOPIC_WORDS = frozenset(
+    ["email", "design", "cuenta", "conta", "trabajo", "trabalho", "lavoro", "valor"]
+)
+
+
 @cache
 def common_words() -> frozenset[str]:
     """Every list above, lower-cased."""
@@ -114,25 +120,4 @@ def common_words() -> frozenset[str]:
     for code in LANGUAGE_MAPPING:
         if code != "en":
             words.update(word.lower() for word in get_stop_words(code))
-    # The package's lists hold topic words too (Czech `email`, `design`): a word either
-    # shipped taxonomy keys a label on is not common.
-    words -= _taxonomy_keywords()
-    return frozenset(words | ENGLISH | COURTESY)
-
-
-def _taxonomy_keywords() -> set[str]:
-    """The shipped taxonomies' one-word keywords, lower-cased (the words of a phrase such as
-    "qu'est-ce que" are function words)."""
-    import yaml
-
-    from analytics_assets.categorization.taxonomy import SHIPPED_TAXONOMIES
-
-    found: set[str] = set()
-    for path in SHIPPED_TAXONOMIES.values():
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for dimension in ("topics", "intents", "sentiments"):
-            for spec in (document.get(dimension) or {}).values():
-                for keyword in (spec or {}).get("keywords") or ():
-                    if len(str(keyword).split()) == 1:
-                        found.add(str(keyword).lower())
-    return found
+    return frozenset((words - TOPIC_WORDS) | ENGLISH | COURTESY)
