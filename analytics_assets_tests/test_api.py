@@ -508,6 +508,11 @@ def test_oversized_pages_and_malformed_cursors(filled):
         assert too_long.status_code == 422, path
         assert too_long.json()["error"]["code"] == "invalid_request"
         assert "at most 366 days" in too_long.json()["error"]["message"]
+    # A range of monthly reports or a monthly series is counted in months.
+    three_years = {"from": "2024-01-01", "to": "2026-12-31"}
+    assert get(filled, "/analytics/reports/monthly", **three_years).status_code == 200
+    assert get(filled, "/analytics/topics", grain="monthly", **three_years).status_code == 200
+    assert get(filled, "/analytics/reports/weekly", **three_years).status_code == 200
 
 
 def test_a_burst_over_the_limit_gets_429_then_recovers(filled):

@@ -148,6 +148,31 @@ def test_the_reconciliation_compares_only_days_kept_and_recent():
     assert recent(last - timedelta(days=6)) and not recent(last - timedelta(days=7))
 
 
+def test_the_days_the_lake_lacks_are_built_newest_first_unless_a_run_is_on_them():
+    from collections import Counter
+
+    from analytics_assets.defs.ingestion import sensors
+    from analytics_assets.sources.base import DayVersions
+
+    start = date(2026, 1, 1)
+    on_source = Counter({start + timedelta(days=n): 3 for n in range(100)})
+    in_source = {
+        "messages": DayVersions({}, set(), ("UpdatedAt", "CreatedAt"), on_source),
+        "conversations": DayVersions({}, set(), ("UpdatedAt", "CreatedAt")),
+    }
+    held = {start + timedelta(days=10), start + timedelta(days=11)}
+    in_flight = {start + timedelta(days=99)}
+    lacking = sensors._days_the_lake_lacks(in_source, held, lambda day: True, in_flight)
+    # Days 0-9 are history not loaded yet; 99 has a run; 12..98 lack, the newest 31 of them.
+    assert list(lacking) == [start + timedelta(days=n) for n in range(68, 99)]
+    assert lacking[start + timedelta(days=98)] == {
+        "missing_day_conversations": 0,
+        "missing_day_messages": 3,
+    }
+    within = sensors._days_the_lake_lacks(in_source, held, lambda day: day.day == 20, set())
+    assert list(within) == [date(2026, 1, 20), date(2026, 2, 20), date(2026, 3, 20)]
+
+
 # Clean records: the sample's deliberate bad ones are tested elsewhere, and in a sample this
 # small they would trip the blocking error-rate check.
 SPEC = SampleSpec(

@@ -123,15 +123,20 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
         ) from error
 
 
-# A range of days read whole (reports, series, model comparisons, the dashboard's data) is
-# at most this long: ten years of daily reports, each with its histograms and per-model
-# parts, was one answer of many megabytes from one request (GraphQL refuses the same).
+# A range read whole (reports, series, model comparisons, the dashboard's data) holds at
+# most this many periods: ten years of daily reports, each with its histograms and per-model
+# parts, was one answer of many megabytes from one request (GraphQL prices the same by its
+# periods and refuses it).
 MAX_RANGE_DAYS = 366
+MAX_RANGE = {"daily": "366 days", "weekly": "366 weeks", "monthly": "366 months"}
 
 
-def check_range(from_: date, to: date) -> None:
-    """422 for a range of more than `MAX_RANGE_DAYS` days (an empty, reversed one is fine)."""
-    if (to - from_).days >= MAX_RANGE_DAYS:
+def check_range(from_: date, to: date, grain: str = "daily") -> None:
+    """422 for a range of more than 366 periods of `grain` (an empty, reversed one is fine):
+    three years of monthly reports are 36 reports, not 1,096 days."""
+    days = (to - from_).days
+    periods = {"weekly": days // 7, "monthly": days // 28}.get(grain, days)
+    if periods >= MAX_RANGE_DAYS:
         raise RequestValidationError(
-            [{"loc": ("query", "from"), "msg": f"a range is at most {MAX_RANGE_DAYS} days"}]
+            [{"loc": ("query", "from"), "msg": f"a range is at most {MAX_RANGE[grain]}"}]
         )

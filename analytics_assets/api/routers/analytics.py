@@ -40,7 +40,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         to: Annotated[date, Query()],
         grain: Grain = "daily",
     ) -> Response:
-        check_range(from_, to)
+        check_range(from_, to, grain)
         return json_response(queries.series(db_provider(), dimension, from_, to, grain), Series)
 
     return router

@@ -63,7 +63,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
     ) -> Response:
-        check_range(from_, to)
+        check_range(from_, to, kind)
         return json_response(queries.reports(db_provider(), kind, from_, to), list[Report])
 
     return router

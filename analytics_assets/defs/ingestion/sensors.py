@@ -18,8 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 from dagster import (
     AssetObservation,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -44,6 +46,10 @@ MOVE_WINDOW = timedelta(days=MOVE_WINDOW_DAYS)
 # A table found empty on the first tick: everything that appears later is a change.
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 _IDS_SHOWN = 50
+
+
+# Days the reconciliation builds per tick where the lake lacks them (newest first).
+MAX_MISSING_DAYS = 31
 
 
 def _log(context: SensorEvaluationContext, event: str, **fields: object) -> None:
@@ -298,21 +304,47 @@ def _build_missing_day(day: date, counts: dict[str, int]) -> tuple[AssetObservat
     )
 
 
+def _days_in_flight(context: SensorEvaluationContext) -> set[date]:
+    """Days a run is queued for or running on: a day the lake lacks because its first run has
+    not finished yet is not missing."""
+    runs = context.instance.get_runs(
+        filters=RunsFilter(
+            job_name=INGESTION_JOB,
+            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                      DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+        ),
+    )  # fmt: skip
+    days: set[date] = set()
+    for run in runs:
+        if run.tags.get("dagster/partition"):
+            days.add(date.fromisoformat(run.tags["dagster/partition"]))
+        elif run.tags.get("dagster/asset_partition_range_start"):  # a single-run backfill
+            first = date.fromisoformat(run.tags["dagster/asset_partition_range_start"])
+            last = date.fromisoformat(run.tags["dagster/asset_partition_range_end"])
+            days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return days
+
+
 def _days_the_lake_lacks(
-    in_source: dict, held: set[date], reconciled: Callable[[date], bool]
+    in_source: dict, held: set[date], reconciled: Callable[[date], bool], in_flight: set[date]
 ) -> dict[date, dict[str, int]]:
     """Days the source has records on and the lake lacks, with their records per table, from
     the lake's first day on (what came before it is history not loaded yet, not a loss): a
     day whose run failed through all its retries (the change sensor forgets a day once it
-    has requested it), or a day a record was moved to."""
+    has requested it), or a day a record was moved to. The newest `MAX_MISSING_DAYS` of
+    them, so that a long gap is built over several ticks, not in one burst of runs."""
     on_source = Counter()
     for versions in in_source.values():
         on_source.update(versions.records_per_day)
+    lacking = [
+        day
+        for day in on_source
+        if day not in held and day not in in_flight and day >= min(held) and reconciled(day)
+    ]
     return {
         day: {f"missing_day_{kind}": in_source[kind].records_per_day.get(day, 0)
               for kind in SYNC_TABLES}
-        for day in sorted(on_source)
-        if day not in held and day >= min(held) and reconciled(day)
+        for day in sorted(lacking)[-MAX_MISSING_DAYS:]
     }  # fmt: skip
 
 
@@ -350,7 +382,7 @@ def nocodb_reconciliation_sensor(
     reconciled = _reconciled_days(settings, privacy.retention_days, first_day, last_day)
     held = {day for day in stored.days_present(tables.NOCODB_RAW_PAGES) if first_day <= day}
     days = sorted(day for day in held if reconciled(day))
-    if not days:
+    if not held:  # days may be none: the window's runs may all have failed (built below)
         return SkipReason("No materialized day to reconcile.")
     run_requests, observations = [], []
     started = time.perf_counter()
@@ -411,7 +443,7 @@ def nocodb_reconciliation_sensor(
                     tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
                 )
             )
-    lacking = _days_the_lake_lacks(in_source, held, reconciled)
+    lacking = _days_the_lake_lacks(in_source, held, reconciled, _days_in_flight(context))
     for day, counts in lacking.items():
         _log(context, "reconcile_missing_day", day=day, **counts)
         observation, request = _build_missing_day(day, counts)

@@ -59,6 +59,16 @@ data "tls_certificate" "oidc" {
 }
 
 # IRSA: the workload roles (modules/iam) trust this provider for their service accounts.
+# The API's NetworkPolicy (deployments/k8s/manifests/networkpolicy.yaml) admits only the
+# ingress controller, and the API trusts X-Forwarded-For because of it: EKS enforces a
+# NetworkPolicy only where the VPC CNI is asked to.
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  resolve_conflicts_on_update = "OVERWRITE"
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+}
+
 resource "aws_iam_openid_connect_provider" "this" {
   url             = aws_eks_cluster.this.identity[0].oidc[0].issuer
   client_id_list  = ["sts.amazonaws.com"]
