@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from analytics_assets.api import auth, keys, queries
 from analytics_assets.api.app import KEY_CACHE_S, create_app
-from analytics_assets.api.common import json_response
+from analytics_assets.api.common import RANGE_CAP, json_response
 from analytics_assets.api.models import (
     ConversationDetail,
     ConversationPage,
@@ -27,7 +27,6 @@ from analytics_assets.api.models import (
     Series,
 )
 from analytics_assets.api.ratelimit import TokenBuckets
-from analytics_assets.api.routers.dashboard import RANGE_CAP_MESSAGE
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets.storage.day_index import DayListCache, page_by_day_index
 from analytics_assets_tests.conftest import range_tags, sample_definitions
@@ -558,9 +557,9 @@ def _check_operation(operation, filled) -> None:
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     # Excluded only where a schema cannot say what is valid: an opaque cursor that does not
-    # decode is a 422 by design (tested above), and so is a dashboard range longer than its
-    # cap, a bound on two parameters together (tested in test_dashboard.py). Every other
-    # check runs.
+    # decode is a 422 by design (tested above), and so is a range longer than its cap (of
+    # the dashboard, reports, series and models), a bound on two parameters together
+    # (tested above and in test_dashboard.py). Every other check runs.
     opaque = ["cursor"] if "cursor" in str(operation.definition.raw) else []
 
     @settings(max_examples=25, deadline=None, database=None,
@@ -572,7 +571,7 @@ def _check_operation(operation, filled) -> None:
         response = case.call()
         assert response.status_code < 500, (operation.label, response.text)
         malformed_cursor = opaque and (case.query or {}).get("cursor") is not None
-        range_over_cap = response.status_code == 422 and RANGE_CAP_MESSAGE in response.text
+        range_over_cap = response.status_code == 422 and RANGE_CAP in response.text
         case.validate_response(
             response,
             excluded_checks=[positive_data_acceptance]

@@ -23,6 +23,7 @@ from analytics_assets.api.common import (
     ERRORS,
     ID_PATTERN,
     MAX_RANGE_DAYS,
+    RANGE_CAP,
     DbProvider,
     Grain,
     Label,
@@ -36,7 +37,7 @@ DEFAULT_DAYS = 28
 # Every conversation of the range is read (its FIELDS only) and summed here: the range is
 # capped so that one request stays cheap.
 MAX_DAYS = MAX_RANGE_DAYS
-RANGE_CAP_MESSAGE = f"a range is at most {MAX_DAYS} days"
+RANGE_CAP_MESSAGE = f"{RANGE_CAP} {MAX_DAYS} days"
 PARAMS = ("from", "to", "grain", "model", "channel")
 # The page's policy: its scripts and styles are files of this server, its data comes from
 # this server. Vega draws without eval (vega-embed's `ast` mode: expressions are
