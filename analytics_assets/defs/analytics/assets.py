@@ -112,13 +112,25 @@ def _collect(frame: pl.LazyFrame, schema: dict, columns: list[str]) -> pl.DataFr
     return _typed(frame, schema).select(columns).collect()
 
 
-def _counts_by_day(frame: pl.LazyFrame, where: pl.Expr | None = None) -> dict:
-    """Rows per day (only those `where` holds, when given)."""
+def _counts_by_day(frame: pl.LazyFrame) -> dict:
     if not frame.collect_schema().names():
         return {}
-    if where is not None:
-        frame = frame.filter(where)
     return dict(frame.group_by("day").len().collect().iter_rows())
+
+
+def _errors_by_day(processing_errors: pl.LazyFrame) -> tuple[dict, dict]:
+    """Per day, the rejected records and, of them, the older copies of a kept record, in one
+    read of the table."""
+    if not processing_errors.collect_schema().names():
+        return {}, {}
+    counts = (
+        processing_errors.group_by("day")
+        .agg(pl.len().alias("errors"), is_superseded(pl.col("reason")).sum().alias("copies"))
+        .collect()
+    )
+    return dict(zip(counts["day"], counts["errors"], strict=True)), dict(
+        zip(counts["day"], counts["copies"], strict=True)
+    )
 
 
 @asset(
@@ -160,9 +172,8 @@ def daily_report(
     started = time.perf_counter()
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
     messages = _counts_by_day(conversation_messages)
-    errors = _counts_by_day(processing_errors)
+    errors, superseded = _errors_by_day(processing_errors)
     headers = _counts_by_day(conversation_headers)
-    superseded = _counts_by_day(processing_errors, is_superseded(pl.col("reason")))
     new_users = (
         user_analytics.filter(~pl.col("returned_within_30d")).group_by("day").agg("user_id")
         if user_analytics.height
