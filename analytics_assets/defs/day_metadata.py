@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue
 
+from analytics_assets.analytics.checks import error_rate_verdict
 from analytics_assets.defs.metadata import frame_metadata
 from analytics_assets.transforms.records import is_superseded, reason_without_values
 
@@ -69,10 +70,6 @@ def charted(partition_keys: list[str], key: str) -> bool:
     return key in sorted(partition_keys)[-CHARTED_DAYS:]
 
 
-def _rate(part: int, whole: int) -> float:
-    return round(part / whole, 5) if whole else 0.0
-
-
 def _mean(rows: pl.DataFrame, column: str) -> dict[str, float]:
     # A day without a score has no mean: nothing to plot, rather than a NaN.
     value = rows[column].mean() if rows.height else None
@@ -80,7 +77,7 @@ def _mean(rows: pl.DataFrame, column: str) -> dict[str, float]:
 
 
 def messages_metadata(
-    rejected_by_day: Mapping[date, int], copies_by_day: Mapping[date, int] | None = None
+    rejected_by_day: Mapping[date, int], copies_by_day: Mapping[date, int]
 ) -> DayMetadata:
     """conversation_messages: the day's messages, its rejected message records and their
     share of the day's message records, older copies of a kept message left out of the
@@ -88,12 +85,12 @@ def messages_metadata(
 
     def of_day(day: date, messages: pl.DataFrame) -> dict[str, Any]:
         rejected = rejected_by_day.get(day, 0)
-        lost = rejected - (copies_by_day or {}).get(day, 0)
+        lost = rejected - copies_by_day.get(day, 0)
         return {
             **frame_metadata(messages),
             "messages": messages.height,
             "rejected": rejected,
-            "error_rate": _rate(lost, messages.height + lost),
+            "error_rate": error_rate_verdict(lost, messages.height).metadata["error_rate"],
             "messages_by_role": MetadataValue.json(
                 dict(messages.group_by("role").len().sort("role").iter_rows())
             ),
@@ -119,7 +116,9 @@ def errors_metadata(accepted_by_day: Mapping[date, int]) -> DayMetadata:
             ),
             "errors": errors.height,
             "superseded_copies": copies,
-            "error_rate": _rate(lost, lost + accepted_by_day.get(day, 0)),
+            "error_rate": error_rate_verdict(lost, accepted_by_day.get(day, 0)).metadata[
+                "error_rate"
+            ],
         }
 
     return of_day
