@@ -119,6 +119,21 @@ def test_hold_waits_for_the_holder_then_fails_naming_it(collection):
         leases.hold("run-c", DAYS[1:3], wait_s=0.3, poll_s=0.1)
 
 
+def test_days_held_for_a_block_are_given_back_however_it_ends(collection):
+    """`holding`: what the erasure's request and days use (hold, heartbeat, release)."""
+    leases = PartitionLeases(collection, ttl_s=60)
+    with leases.holding("run-a", DAYS[:2]) as holding:
+        assert holding.days == tuple(DAYS[:2])
+        assert leases.holders() == dict.fromkeys(DAYS[:2], "run-a")
+        with pytest.raises(LeaseConflictError), leases.holding("run-b", DAYS[1:3]):
+            pass
+        assert leases.holders() == dict.fromkeys(DAYS[:2], "run-a")  # b took nothing
+    assert leases.holders() == {}
+    with pytest.raises(RuntimeError), leases.holding("run-b", DAYS[:1]):
+        raise RuntimeError("the block failed")
+    assert leases.holders() == {}
+
+
 def test_racing_threads_over_overlapping_days_get_each_day_once(collection):
     """Eight threads, each wanting three consecutive days of a week, all at once: whoever
     wins a day holds it alone, and each thread holds all of its days or none."""

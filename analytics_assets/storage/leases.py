@@ -196,6 +196,21 @@ class PartitionLeases:
         }
 
     @contextmanager
+    def holding(
+        self, owner: str, days: Iterable[date | str], *, wait_s: float = 0.0, poll_s: float = 2.0
+    ) -> Iterator[Holding]:
+        """`days` for `owner` while the block runs: taken (`hold`, which raises
+        LeaseConflictError before the block when another owner keeps them), renewed every
+        quarter TTL (`heartbeat`) and given back at the block's end, however it ends."""
+        wanted = self._days(days)
+        holding = self.hold(owner, wanted, wait_s=wait_s, poll_s=poll_s)
+        try:
+            with self.heartbeat(owner, wanted, self.ttl_s / 4):
+                yield holding
+        finally:
+            self.release(owner, wanted)
+
+    @contextmanager
     def heartbeat(self, owner: str, days: Iterable[date | str], interval_s: float) -> Iterator:
         """Renews `owner`'s leases of `days` every `interval_s` while the block runs; raises
         LeaseLostError at its end if a renewal found a day gone (the block's output must not

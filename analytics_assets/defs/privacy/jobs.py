@@ -1,6 +1,7 @@
 """Right to erasure as a Dagster job, the report rebuild it leads to, and the retention
 schedule."""
 
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
@@ -103,46 +104,41 @@ def erase_user_data(
         scope=f"{ERASURE_SCOPE}:{config.request_id}",
         ttl_s=partition_leases.ttl_s,
     )
-    try:
-        request_lease.hold(run_id, [REQUEST_KEY])
-    except LeaseConflictError as conflict:
-        raise Failure(
-            f"Erasure request {config.request_id} is being carried out by run "
-            f"{conflict.holder}; a killed run's hold expires by itself "
-            f"({partition_leases.ttl_s:.0f} s after its last beat)."
-        ) from None
-
-    try:
-        with request_lease.heartbeat(run_id, [REQUEST_KEY], partition_leases.ttl_s / 4):
-            # The days it rewrites are held as the runs that write days hold them, and
-            # checked still held before each is rewritten.
-            result = eraser.erase(
-                request.user_pseudonym,
-                request_id=config.request_id,
-                hold_days=partial(partition_leases.holding, run_id),
-                confirm_days=partial(partition_leases.confirm, run_id),
+    with ExitStack() as held:
+        try:
+            held.enter_context(request_lease.holding(run_id, [REQUEST_KEY]))
+        except LeaseConflictError as conflict:
+            raise Failure(
+                f"Erasure request {config.request_id} is being carried out by run "
+                f"{conflict.holder}; a killed run's hold expires by itself "
+                f"({partition_leases.ttl_s:.0f} s after its last beat)."
+            ) from None
+        # The days it rewrites are held as the runs that write days hold them, and checked
+        # still held before each is rewritten.
+        result = eraser.erase(
+            request.user_pseudonym,
+            request_id=config.request_id,
+            hold_days=partial(partition_leases.holding, run_id),
+            confirm_days=partial(partition_leases.confirm, run_id),
+        )
+        audit = eraser.audit(
+            run_id,
+            request.user_pseudonym,
+            result,
+            requested_by=request.requested_by,
+            reason=request.reason,
+            started_at=started,
+        )
+        if context.run.tags.get(INLINE_REBUILD_TAG) == "true":
+            # Written before the request is closed: if the caller dies before its rebuilds
+            # are done, erasure_unfinished_rebuild_sensor (or its next erasure) finds them.
+            db[AUDIT_COLLECTION].update_one(
+                {"_id": run_id}, {"$set": {"reports_rebuilt": False, "rebuilt_at": None}}
             )
-            audit = eraser.audit(
-                run_id,
-                request.user_pseudonym,
-                result,
-                requested_by=request.requested_by,
-                reason=request.reason,
-                started_at=started,
-            )
-            if context.run.tags.get(INLINE_REBUILD_TAG) == "true":
-                # Written before the request is closed: if the caller dies before its
-                # rebuilds are done, erasure_unfinished_rebuild_sensor (or its next erasure)
-                # finds them here.
-                db[AUDIT_COLLECTION].update_one(
-                    {"_id": run_id}, {"$set": {"reports_rebuilt": False, "rebuilt_at": None}}
-                )
-            # Done: the audit record is what remains of the request (the subject only as a
-            # digest). Closed before the request's lease is given back: an attempt that
-            # starts then finds no request.
-            close_request(db, config.request_id)
-    finally:
-        request_lease.release(run_id, [REQUEST_KEY])
+        # Done: the audit record is what remains of the request (the subject only as a
+        # digest). Closed before the request's lease is given back: an attempt that starts
+        # then finds no request.
+        close_request(db, config.request_id)
     context.log.info(f"erasure {context.run_id}: {audit['outcome']}")
     return Output(
         audit,

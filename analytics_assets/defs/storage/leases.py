@@ -142,13 +142,8 @@ class PartitionLeaseResource(ConfigurableResource):
         if not self.enabled:
             yield
             return
-        leases = self.leases()
-        leases.hold(run_id, days, wait_s=self.wait_s, poll_s=self.poll_s)
-        try:
-            with leases.heartbeat(run_id, days, self.ttl_s / 4):
-                yield
-        finally:
-            leases.release(run_id, days)
+        with self.leases().holding(run_id, days, wait_s=self.wait_s, poll_s=self.poll_s):
+            yield
 
     def confirm(self, run_id: str, days: list[date]) -> None:
         """Raises LeaseLostError unless `run_id` still holds every one of `days` (checked
