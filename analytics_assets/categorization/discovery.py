@@ -65,21 +65,17 @@ def terms_of_texts(texts: list[str]) -> list[set[str]]:
 
 
 def distinctive_terms(
-    cluster_texts: list[str],
-    all_texts: list[str],
-    top: int = 6,
-    *,
-    overall: Counter | None = None,
+    cluster_terms: list[set[str]], overall: Counter, all_texts: int, top: int = 6
 ) -> list[str]:
     """Terms frequent in the cluster and rare elsewhere (a smoothed lift, weighted by count).
-    `overall`: each term's count of `all_texts` holding it, where the caller has it."""
-    inside = Counter(term for terms in terms_of_texts(cluster_texts) for term in terms)
-    if overall is None:
-        overall = Counter(term for terms in terms_of_texts(all_texts) for term in terms)
+    `cluster_terms`: each cluster text's terms (`terms_of_texts`); `overall`: how many of
+    all `all_texts` texts hold each term."""
+    inside = Counter(term for terms in cluster_terms for term in terms)
+    size = len(cluster_terms)
     scores = {
-        term: count * (count / len(cluster_texts)) / ((overall[term] + 1) / (len(all_texts) + 1))
+        term: count * (count / size) / ((overall[term] + 1) / (all_texts + 1))
         for term, count in inside.items()
-        if count >= 2 or len(cluster_texts) < 4
+        if count >= 2 or size < 4
     }
     return [term for term, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top]]
 
@@ -90,12 +86,15 @@ def discover(texts: list[str], vectors: np.ndarray, *, max_clusters: int = 8) ->
         return pl.DataFrame(schema=CLUSTER_SCHEMA)
     k = max(1, min(max_clusters, len(texts), round((len(texts) / 2) ** 0.5)))
     assignment = kmeans(vectors, k)
-    overall = Counter(term for terms in terms_of_texts(texts) for term in terms)
+    # Each text's terms, once: the counts over all texts and each cluster's come from them.
+    terms_of = terms_of_texts(texts)
+    overall = Counter(term for terms in terms_of for term in terms)
     rows = []
     for cluster in range(k):
-        members = [text for text, a in zip(texts, assignment, strict=True) if a == cluster]
-        if members:
-            terms = distinctive_terms(members, texts, overall=overall)
+        indices = [index for index, a in enumerate(assignment) if a == cluster]
+        if indices:
+            members = [texts[index] for index in indices]
+            terms = distinctive_terms([terms_of[index] for index in indices], overall, len(texts))
             rows.append(
                 {
                     "cluster": cluster,
