@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import polars as pl
@@ -9,7 +10,7 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.categorization.conversations import CATEGORY_SCHEMA, categorize_texts
-from analytics_assets.categorization.feedback import latest_corrections
+from analytics_assets.categorization.feedback import latest_corrections, read_feedback
 from analytics_assets.categorization.taxonomy import load_taxonomy, parse_taxonomy
 from analytics_assets_tests.conftest import range_tags
 
@@ -310,6 +311,54 @@ def test_a_correction_superseded_by_a_later_one_is_not_trained_on():
          "UpdatedAt": ["2026-11-22 08:00:00+00:00", None]}
     )  # fmt: skip
     assert latest_corrections(nocodb)["topic"].to_list() == ["account"]
+
+
+def test_corrections_written_as_lists_or_mixed_types_are_read_as_labels(tmp_path):
+    """A hand-written file mixes `"billing"`, `["billing"]` and numbers in one column: a
+    JSON file failed on it, and JSON lines trained on the label `["account"]`. A list of one
+    label is that label; several labels, or a nested value, correct nothing."""
+    records = [
+        {"conversation_id": "a", "topic": "billing", "intent": "question"},
+        {"conversation_id": "b", "topic": ["account"], "intent": {"label": "complaint"}},
+        {"conversation_id": 3, "topic": ["billing", "pricing"], "intent": [" how to "]},
+        {"conversation_id": "d", "topic": [], "extra": 1.5},
+    ]
+    expected = [("a", "billing", "question"), ("b", "account", None), ("3", None, "how to"),
+                ("d", None, None)]  # fmt: skip
+    as_json = tmp_path / "corrections.json"
+    as_json.write_text(json.dumps(records))
+    as_lines = tmp_path / "corrections.jsonl"
+    as_lines.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+    for path in (as_json, as_lines):
+        latest = latest_corrections(read_feedback(path))
+        assert latest.select("conversation_id", "topic", "intent").rows() == expected
+    # A frame whose columns are typed lists (a table read from NocoDB or parquet).
+    typed = pl.DataFrame(
+        {"conversation_id": ["a", "b", "c"], "topic": [["billing"], ["a", "b"], None],
+         "intent": [[["nested"]], [["x"]], None]}
+    )  # fmt: skip
+    assert latest_corrections(typed).select("topic", "intent").rows() == [
+        ("billing", None), (None, None), (None, None)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="one JSON object per correction"):
+        (tmp_path / "labels.json").write_text('["billing"]')
+        read_feedback(tmp_path / "labels.json")
+
+
+def test_an_empty_correction_file_trains_nothing_and_one_without_ids_says_so(tmp_path):
+    from analytics_assets.defs.categorization.assets import _read_feedback
+    from analytics_assets.defs.categorization.resources import CategorizationResource
+
+    def read(text: str) -> pl.DataFrame:
+        (tmp_path / "corrections.jsonl").write_text(text)
+        return _read_feedback(
+            CategorizationResource(feedback_file=str(tmp_path / "corrections.jsonl")), None
+        )
+
+    assert read("").schema == {"conversation_id": pl.String}
+    assert read('{"conversation_id": "a", "topic": "billing"}\n').height == 1
+    with pytest.raises(ValueError, match=r"conversation_id column; found \['id', 'topic'\]"):
+        read('{"id": "a", "topic": "billing"}\n')
 
 
 def _conversation(conversation_id: str, turns: list[tuple[str, str]]) -> list[dict]:

@@ -29,9 +29,28 @@ def read_feedback(path: Path) -> pl.DataFrame:
     """Corrections from a JSON, JSONL or CSV file: conversation_id plus corrected labels."""
     if path.suffix == ".csv":
         return pl.read_csv(path, infer_schema=False)
+    text = path.read_text()
     if path.suffix == ".json":
-        return pl.DataFrame(json.loads(path.read_text()), infer_schema_length=None)
-    return pl.read_ndjson(path, infer_schema_length=None)
+        records = json.loads(text)
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path.name}: expected one JSON object per correction")
+    # Every value as text, as CSV reads it: a file written by hand mixes `"billing"`,
+    # `["billing"]` and numbers in one column, which a typed reader rejects (JSON) or keeps
+    # as the text `["billing"]`, a label nobody meant (JSON lines).
+    columns = dict.fromkeys(name for record in records for name in record)
+    rows = [{name: _value_text(record.get(name)) for name in columns} for record in records]
+    return pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
+
+
+def _value_text(value) -> str | None:
+    """One value of a correction file as text; a list is read as `_label_text` reads one."""
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    if value is None or isinstance(value, dict | list):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # When a correction was made: the first of these that a row has a time in. A team's own
@@ -57,9 +76,7 @@ def latest_corrections(feedback: pl.DataFrame) -> pl.DataFrame:
     if times:
         frame = frame.with_columns(_corrected=pl.coalesce(times))
         order = ["_corrected", "_row"]
-    given = {
-        name: pl.col(name).cast(pl.String).str.strip_chars().replace("", None) for name in labels
-    }
+    given = {name: _label_text(name, feedback.schema[name]) for name in labels}
     return (
         frame.with_columns(**given)
         .sort(order, nulls_last=False)
@@ -73,6 +90,20 @@ def latest_corrections(feedback: pl.DataFrame) -> pl.DataFrame:
             ),
         )
     )
+
+
+def _label_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A label as stripped text, blank as null. A JSON file or a multi-select column can hold
+    a list: one label in it is that label; several (or none) say nothing about which one is
+    right, so they correct nothing rather than failing the whole run on the cast."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Array):
+        column, dtype = column.arr.to_list(), pl.List(dtype.inner)
+    if isinstance(dtype, pl.List):
+        column, dtype = pl.when(column.list.len() == 1).then(column.list.first()), dtype.inner
+    if dtype.is_nested():
+        return pl.lit(None, dtype=pl.String)
+    return column.cast(pl.String).str.strip_chars().replace("", None)
 
 
 def _parsed_time(column: pl.Expr) -> pl.Expr:

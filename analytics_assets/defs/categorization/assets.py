@@ -250,10 +250,19 @@ def _read_feedback(
 ) -> pl.DataFrame:
     if categorization.feedback_table:
         with record_source.open() as source:
-            return source.read_table(categorization.feedback_table)
-    if not categorization.feedback_file:
+            feedback = source.read_table(categorization.feedback_table)
+    elif categorization.feedback_file:
+        feedback = read_feedback(Path(categorization.feedback_file))
+    else:
         raise ValueError("Set feedback_file or feedback_table to train category heads.")
-    return read_feedback(Path(categorization.feedback_file))
+    if not feedback.height:
+        # An empty table or file trains nothing; it may not even name its columns.
+        return pl.DataFrame(schema={"conversation_id": pl.String})
+    if "conversation_id" not in feedback.columns:
+        raise ValueError(
+            f"Corrections need a conversation_id column; found {sorted(feedback.columns)}."
+        )
+    return feedback
 
 
 @asset(
