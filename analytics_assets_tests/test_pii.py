@@ -133,6 +133,9 @@ def test_lookalikes_are_left_alone():
         # 19 digits in groups of 4-4-4-4-3, and a card followed by its security code.
         ("card 6212 3456 7890 1234 569 ok", CARD, "6212 3456 7890 1234 569"),
         ("4111 1111 1111 1111 123", CARD, "4111 1111 1111 1111"),
+        # A card after another number of four digits: the order number was its first group.
+        ("order 1234 4111 1111 1111 1111 thanks", CARD, "4111 1111 1111 1111"),
+        ("ref 9876-5432 5500-0000-0000-0004", CARD, "5500-0000-0000-0004"),
         # Credentials without a user name, parameter names in other spellings.
         ("redis://:s3cretP4ss@10.0.0.5:6379/0", URL_SECRET, "redis://:s3cretP4ss@10.0.0.5:6379/0"),
         ("https://api.example.com/v1?api_token=f3bCaWWrprhZNlwsekkq", URL_SECRET,
@@ -165,6 +168,11 @@ def test_forms_a_hostile_probe_found_missing_are_found_whole(text, kind, value):
         "感谢@李四.明天开会",  # a mention, not an address
         "请看 2026/11/05 的报告",  # a date, not a phone number
         "x²@example.com",  # what polars' sift and Python's check read alike
+        # Luhn-valid, but no card network's numbers start so: years, an id.
+        "Year 2010 2011 2012 2013 2014 2015",
+        "ids 1111 2222 3333 4444 5555",
+        '"id": 7726079829141771',
+        "Recall: 0.3749068106867630",  # a decimal fraction's digits
     ],
 )
 def test_what_the_wider_forms_leave_alone(text):

@@ -89,7 +89,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     detector = load_detector(args.detector)
-    anonymize, find_in_text = detector.anonymize, detector.find_in_text
+    find_in_text = detector.find_in_text
     if args.corpus == "sharegpt":
         texts = sharegpt_messages(args.messages)
     else:
@@ -98,10 +98,14 @@ def main() -> None:
     print(f"{len(texts):,} messages, {lengths.mean():.0f} characters on average")
     series = pl.Series("content", texts)
     forget = getattr(detector, "forget_clean_texts", lambda: None)
-    forget()  # a cold search: nothing remembered from an earlier scan
-    started = time.perf_counter()
-    anonymized, counts = anonymize(series, key=b"benchmark-key")
-    ours = time.perf_counter() - started
+    other = load_detector(args.against) if args.against else None
+    # Each version's first call loads libphonenumber's metadata and compiles its patterns:
+    # on a slice first, so neither timing holds it (the first-timed version read 0.65x
+    # of itself without).
+    for version in (detector, other):
+        if version is not None:
+            version.anonymize(series.head(2_000), key=b"benchmark-key")
+    anonymized, counts, ours = _anonymized(detector, series)
     started = time.perf_counter()
     found = sum(len(find_in_text(text)) for text in texts[: args.baseline])
     baseline = time.perf_counter() - started
@@ -124,15 +128,27 @@ def main() -> None:
     print(f"check after the step: {len(texts) / check_s:9,.0f} messages/s ({check_s:.1f} s) "
           f"against {len(texts) / cold_s:,.0f} remembering nothing ({cold_s:.1f} s): "
           f"{cold_s / check_s:.1f}x; {sum(map(len, after))} findings left")  # fmt: skip
-    if args.against:
-        other = load_detector(args.against)
-        forget()
-        started = time.perf_counter()
-        _, other_counts = other.anonymize(series, key=b"benchmark-key")
-        other_s = time.perf_counter() - started
+    if other is not None:
+        # Best of three each, taken in turns, so a slow moment of the machine hits both.
+        ours_times, other_times = [ours], []
+        for turn in range(3):
+            _, other_counts, other_s = _anonymized(other, series)
+            other_times.append(other_s)
+            if turn < 2:
+                ours_times.append(_anonymized(detector, series)[2])
+        ours, other_s = min(ours_times), min(other_times)
         same = "same findings" if other_counts == counts else f"findings {dict(other_counts)}"
-        print(f"{args.against}: {len(texts) / other_s:9,.0f} messages/s ({other_s:.1f} s, "
-              f"{same}); ours is {other_s / ours:.2f}x its speed")  # fmt: skip
+        print(f"{args.against}: {len(texts) / other_s:9,.0f} messages/s ({other_s:.2f} s, "
+              f"{same}); ours {len(texts) / ours:,.0f} messages/s ({ours:.2f} s), "
+              f"{other_s / ours:.2f}x its speed (best of 3 each, in turns)")  # fmt: skip
+
+
+def _anonymized(detector, series: pl.Series) -> tuple[pl.Series, dict, float]:
+    """One cold anonymization (nothing remembered from an earlier scan) and its seconds."""
+    getattr(detector, "forget_clean_texts", lambda: None)()
+    started = time.perf_counter()
+    anonymized, counts = detector.anonymize(series, key=b"benchmark-key")
+    return anonymized, counts, time.perf_counter() - started
 
 
 if __name__ == "__main__":

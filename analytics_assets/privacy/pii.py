@@ -586,7 +586,10 @@ def generic_token_is_secret(token: str, text: str = "", start: int = 0) -> bool:
 def _accept(kind: str, match: re.Match, text: str) -> bool:
     value = match.group(0)
     if kind == CARD:
-        return luhn_valid(value)
+        # Not the digits of a decimal fraction (`Recall: 0.3749068106865794`). Not after a
+        # comma too: that is a CSV row's next field (`1,4111111111111111`) as often.
+        before = text[max(0, match.start() - 2) : match.start()]
+        return luhn_valid(value) and not (before[-1:] == "." and before[:1].isdigit())
     if kind == IBAN:
         return iban_valid(value)
     if kind == IP:
@@ -598,15 +601,30 @@ def _accept(kind: str, match: re.Match, text: str) -> bool:
 
 def _spans(kind: str, text: str) -> Iterator[tuple[int, int]]:
     group = "v" if kind in _RUN_STARTS else 0
-    for match in _COMPILED[kind].finditer(text):
+    pattern = _COMPILED[kind]
+    position = 0
+    while match := pattern.search(text, position):
         start, end = match.span(group)
+        position = match.end() if match.end() > match.start() else match.start() + 1
         if kind == URL_SECRET:  # a sentence's full stop is not part of the URL
             value = match.group(group)
             end -= len(value) - len(value.rstrip(".,;:!?"))
-        if _accept(kind, match, text):
+        # A card starts as a card network's numbers do: of the 24 findings on 20,000 real
+        # chats (dev), 21 did not (years `2010 2011 2012 2013`, ids, timestamps, ISBNs,
+        # decimals). A row of years retried group by group (below) passed 1 time in 10.
+        if kind == CARD and not _CARD_NETWORK.match(match.group(0)):
+            pass
+        elif _accept(kind, match, text):
             yield start, end
+            continue
         elif cut := _SHORTER.get(kind, lambda value: None)(match.group(0)):
             yield start, start + cut
+            continue
+        if kind == CARD and (separator := _GROUP_SEPARATOR.search(match.group(0))):
+            # "order 1234 4111 1111 1111 1111": the order number was taken as the card's
+            # first group and the check failed; the card may start at the next group. Each
+            # retry moves on by a group, so a long run of groups stays linear.
+            position = match.start() + separator.end()
 
 
 def _card_before_a_following_number(value: str) -> int | None:
@@ -628,6 +646,13 @@ def _iban_before_a_following_word(value: str) -> int | None:
     return cut if cut > 0 and iban_valid(value[:cut]) else None
 
 
+_GROUP_SEPARATOR = re.compile(r"[ -]")
+# The first digits of the card networks' numbers: Mir 2200-2204 and Mastercard 2221-2720;
+# American Express 34, 37, Diners 30, 36, 38, 39, JCB 35; Visa 4; Mastercard 51-55, Maestro
+# 50 and 56-58, Verve 506; Discover, UnionPay, Maestro, RuPay 6; RuPay 81, 82; Troy 9792.
+# Not 0, 1 (airlines' UATP), 7 (fleet cards) and the rest of 8 and 9 (national and private
+# networks): numbers that start so are ids, timestamps and years far more often.
+_CARD_NETWORK = re.compile(r"2[2-7]|3[04-9]|[456]|8[12]|9792")
 # What a match that failed its check may still hold: the number before a word or a short
 # number that the pattern took as the number's last group.
 _SHORTER = {IBAN: _iban_before_a_following_word, CARD: _card_before_a_following_number}
