@@ -529,3 +529,93 @@ def test_a_failing_sensors_alert_kept_in_the_cursor_survives_a_field_removed_fro
     with dg.instance_for_test() as instance:
         check_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
     assert [a.title for a in received] == ["Sensor failing: x"]
+
+
+def test_the_failed_checks_of_a_run_dagster_will_retry_are_sent_and_its_failure_is_not():
+    """A retry runs only the failed steps; a non-blocking check that failed without failing
+    its step is not among them. The whole run was skipped, and the check never alerted."""
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import WILL_RETRY_TAG, build_check_alert_sensor
+
+    received: list[Alert] = []
+    check_sensor = build_check_alert_sensor([received.append])
+    with dg.instance_for_test() as instance:
+        run_id = _materialize_with_failing_check(instance)
+        instance.add_run_tags(run_id, {WILL_RETRY_TAG: "true"})
+        context = dg.build_sensor_context(instance=instance)
+        check_sensor.evaluate_tick(context)
+        second = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        check_sensor.evaluate_tick(second)
+    assert [(alert.kind, alert.check) for alert in received] == [
+        ("asset_check_failed", "tiny_is_two")
+    ]
+
+
+def test_a_sink_that_fails_halfway_is_not_sent_again_what_it_took():
+    """The run's alerts go one after another: the sink took the first and failed on the
+    second, and the next tick sent it both again. Each delivery carries the alert's id, the
+    same on the retry, for a receiver to drop copies by."""
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor, named_sink
+
+    taken: list[dict] = []
+    calls = {"count": 0}
+
+    def flaky(alert: Alert) -> None:
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise DeliveryError("webhook answered HTTP 500")
+        taken.append(alert.to_dict())
+
+    check_sensor = build_check_alert_sensor([named_sink("webhook", flaky)])
+    with dg.instance_for_test() as instance:
+        _materialize_with_failing_check(instance)
+        cursor = None
+        for _ in range(3):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            check_sensor.evaluate_tick(context)
+            cursor = context.cursor
+    assert sorted(alert["kind"] for alert in taken) == ["asset_check_failed", "run_failed"]
+    assert len({alert["id"] for alert in taken}) == 2
+    assert json.loads(cursor)["pending"] == []
+
+
+def test_a_webhook_that_redirects_is_a_failed_delivery_and_numbers_stay_strict_json():
+    """urllib followed a 302 to a POST with a GET without the body and counted its 200 as
+    delivered. A ratio over a zero median went out as `Infinity`, which strict JSON refuses."""
+    seen: list[tuple[str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(("POST", self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(302 if self.path == "/moved" else 200)
+            self.send_header("Location", "/landing")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            seen.append(("GET", b""))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(DeliveryError, match="HTTP 302"):
+            deliver_webhook(f"{base}/moved", None, _alert())
+        assert [method for method, _ in seen] == ["POST"]
+        numbers = {"ratio": float("inf"), "spread": float("nan"), "today": 3}
+        infinite = Alert(kind="asset_check_failed", title="t", numbers=numbers)
+        deliver_webhook(f"{base}/hook", None, infinite)
+    finally:
+        server.shutdown()
+    body = json.loads(seen[-1][1], parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert body["numbers"] == {"ratio": "inf", "spread": "nan", "today": 3}
+    assert body["id"] == infinite.alert_id

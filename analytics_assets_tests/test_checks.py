@@ -47,6 +47,22 @@ def test_volume_trips_outside_half_to_double_the_trailing_median():
     assert volume_verdict(0, [5]).passed
 
 
+def test_volume_stays_red_through_an_outage_and_compares_with_days_that_had_records():
+    """Empty days counted in the median made it 0 on the fifth day of an outage, and the
+    check went green (ratio 1.0); the first day back read ratio `inf`, invalid JSON."""
+    week = [1000, 1100, 900, 1050, 950, 1000, 1020]
+    for day in range(1, 7):
+        history = (week + [0] * day)[-7:]
+        assert not volume_verdict(0, history).passed, day
+    # A whole window without records: nothing left to compare with.
+    assert volume_verdict(0, [0] * 7).metadata["note"] == "not enough to compare"
+    back = volume_verdict(980, [0, 0, 0, 0, 1000, 1100, 900])
+    assert back.passed and back.metadata["ratio"] == 0.98 and back.metadata["empty_days"] == 4
+    # Only empty days behind: nothing to compare with (a new source), never `inf`.
+    fresh = volume_verdict(500, [0] * 7)
+    assert fresh.passed and fresh.metadata["note"] == "not enough to compare"
+
+
 def test_error_rate_trips_above_two_percent():
     assert error_rate_verdict(2, 998).passed
     tripped = error_rate_verdict(30, 970)
@@ -172,3 +188,23 @@ def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_re
         ("error_rate_below_threshold", bad_day),
         ("daily_report_inputs_complete", bad_day),
     }
+
+
+def test_a_period_report_built_without_a_day_between_its_built_days_fails_its_check():
+    """The weekly and monthly checks compared a report with the days it had: a week with a
+    day missing agreed with its other six and passed, though it marks itself incomplete."""
+    from analytics_assets.defs.analytics.checks import _missing_between
+
+    built = [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 5)]
+    missing_inputs = [
+        "daily_report 2026-11-04",  # between two built days: a gap
+        "daily_report 2026-11-06",  # after the last built day: the freshness check's
+        "conversation_messages 2026-11-03",  # a day's own missing input
+        "in progress: 3 of 7 days reported",
+    ]
+    assert _missing_between(missing_inputs, built) == [
+        "daily_report 2026-11-04",
+        "conversation_messages 2026-11-03",
+    ]
+    # A month before the source began: no day built, nothing it could have had.
+    assert _missing_between(["daily_report 2026-10-01", "daily_report 2026-10-02"], []) == []

@@ -7,7 +7,9 @@ secret (no token, password or signing key), so callers may log it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import smtplib
 import time
 import urllib.error
@@ -46,9 +48,26 @@ class Alert:
     job: str | None = None
     numbers: dict[str, Any] = field(default_factory=dict)
     link: str | None = None
+    # What makes two alerts the same event where the fields above do not (a sensor that
+    # fails again a day later, with the same error); None: the fields alone.
+    occurrence: str | None = None
+
+    @property
+    def alert_id(self) -> str:
+        """The same for every delivery of this alert, a retry's too: a receiver drops the
+        copies it already has by it."""
+        fields = (self.kind, self.title, self.asset, self.partition, self.check,
+                  self.run_id, self.job, self.occurrence)  # fmt: skip
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:24]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON can carry it: a ratio over a zero median was `inf`, which `json.dumps`
+        wrote as `Infinity`, and strict parsers (JavaScript's, Go's) refused the alert."""
+        numbers = {
+            name: str(value) if isinstance(value, float) and not math.isfinite(value) else value
+            for name, value in self.numbers.items()
+        }
+        return {"id": self.alert_id, **asdict(self), "numbers": numbers}
 
 
 def run_link(ui_url: str | None, run_id: str | None) -> str | None:
@@ -82,17 +101,31 @@ def build_message(alert: Alert) -> str:
     return "\n".join(lines)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a 301/302/303 answer to a POST with a GET without the body (and with
+    the signature headers, to wherever it points), then reads that GET's 200 as delivered:
+    an `http://` URL that redirects to `https://` lost every alert. A redirect is an error
+    to fix in the URL instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_WEBHOOK_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: float = 10) -> None:
-    body = json.dumps(alert.to_dict(), sort_keys=True, default=str).encode()
+    body = json.dumps(alert.to_dict(), sort_keys=True, default=str, allow_nan=False).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
         headers.update(signature_headers(secret, body, int(time.time())))
     try:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with _WEBHOOK_OPENER.open(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as error:
-        raise DeliveryError(f"webhook answered HTTP {error.code}") from None
+        moved = " (a redirect: give the URL it points to)" if 300 <= error.code < 400 else ""
+        raise DeliveryError(f"webhook answered HTTP {error.code}{moved}") from None
     except (urllib.error.URLError, OSError) as error:
         raise DeliveryError(f"webhook unreachable ({type(error).__name__})") from None
     except ValueError as error:

@@ -50,16 +50,24 @@ def drift_verdict(current: Mapping[str, int], history: Sequence[Mapping[str, int
 
 
 def volume_verdict(today: int, history: Sequence[int]) -> Verdict:
-    if len(history) < MIN_HISTORY_DAYS:
-        return Verdict(True, {"today": today, "history_days": len(history),
-                              "note": "not enough to compare"})  # fmt: skip
-    median = statistics.median(history)
-    ratio = today / median if median else (math.inf if today else 1.0)
-    return Verdict(
-        VOLUME_LOW <= ratio <= VOLUME_HIGH,
-        {"today": today, "trailing_median": median, "ratio": round(ratio, 3),
-         "allowed": [VOLUME_LOW, VOLUME_HIGH], "history_days": len(history)},
-    )  # fmt: skip
+    """Today against the median of the trailing days that had records. Days without any
+    are an outage (or a quiet weekend), not the normal: counted in, four empty days of seven
+    made the median 0, and the check went green on the fifth day of a dead source. A day
+    without records after any day with some fails; once the whole window is empty there is
+    nothing left to compare with."""
+    delivering = [count for count in history if count]
+    figures = {"today": today, "history_days": len(history),
+               "empty_days": len(history) - len(delivering)}  # fmt: skip
+    if len(history) < MIN_HISTORY_DAYS or not delivering:
+        return Verdict(True, {**figures, "note": "not enough to compare"})
+    median = statistics.median(delivering)
+    figures |= {"trailing_median": median, "ratio": round(today / median, 3),
+                "allowed": [VOLUME_LOW, VOLUME_HIGH]}  # fmt: skip
+    if not today:
+        return Verdict(False, {**figures, "note": "no records after days with records"})
+    if len(delivering) < MIN_HISTORY_DAYS:
+        return Verdict(True, {**figures, "note": "not enough to compare"})
+    return Verdict(VOLUME_LOW <= today / median <= VOLUME_HIGH, figures)
 
 
 def error_rate_verdict(errors: int, accepted: int, superseded: int = 0) -> Verdict:

@@ -6,8 +6,10 @@ the cursor and retried on the next ticks, up to `MAX_TRIES`, then dropped with a
 The cursor's position is the update time of the last finished run handled; the runs handled
 recently are remembered too, because tagging a run (the run-retry daemon does, when it
 retries it) moves its update time and would bring it back. A failure that Dagster will retry
-is not sent: its retry's outcome is. Without a cursor (the first tick) the finished runs
-already in the instance are read too, 50 a tick.
+is not sent: its retry's outcome is; its failed checks are, as the retry does not run them
+again. Each alert carries an `id`, the same on every delivery of it, for a receiver to drop a
+copy by. Without a cursor (the first tick) the finished runs already in the instance are read
+too, 50 a tick.
 
 A sensor or schedule whose ticks fail starts no run, so no run fails: a NocoDB sync sensor
 with a revoked token would stop the pipeline without a word. Each tick also reads the latest
@@ -78,9 +80,12 @@ FRESHNESS_CHECK = "freshness_check"
 
 
 def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> list[Alert]:
-    """The run's failure, if it failed, and its failed checks at or over `min_severity`."""
+    """The run's failure, if it failed and Dagster will not retry it (its retry's outcome
+    is sent instead), and its failed checks at or over `min_severity`: those of a run that
+    will be retried too, because the retry runs only the failed steps, and a check that
+    failed without failing its step is not among them."""
     alerts = []
-    if run.status == DagsterRunStatus.FAILURE:
+    if run.status == DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) != "true":
         alerts.append(
             Alert(
                 kind="run_failed",
@@ -169,6 +174,8 @@ def _failing_alert(state, tick, error: str | None, ui_url: str | None) -> Alert:
         + (f" ({error})" if error else ""),
         numbers={"consecutive_failures": tick.consecutive_failure_count or 1},
         link=f"{ui_url.rstrip('/')}/automation" if ui_url else None,
+        # Failing again another day, with the same error, is another event.
+        occurrence=f"{state.selector_id}@{tick.timestamp}",
     )
 
 
@@ -239,9 +246,9 @@ def failing_instigator_alerts(
 
 
 def _read_cursor(cursor: str | None) -> dict:
-    """{"after": position, "handled": [run ids], "pending": [{run_id or alert, sinks,
-    tries}], "failing": {selector id: {alerted_at, failing}}}; a cursor of an earlier
-    version is the position alone."""
+    """{"after": position, "handled": [run ids], "pending": [{alerts, sinks, tries}],
+    "failing": {selector id: {alerted_at, failing}}}; a cursor of an earlier version is the
+    position alone, and its pending entries may name a run or hold one alert."""
     if not cursor:
         return {"after": None, "handled": [], "pending": [], "failing": {}}
     if not cursor.startswith("{"):
@@ -272,69 +279,72 @@ class _Delivery:
     def alerts(self, run) -> list[Alert]:
         return _alerts_for_run(self.context.instance, run, self.min_severity, self.ui_url)
 
-    def deliver(self, alerts: list[Alert], names: list[str]) -> list[str]:
-        """Each alert to each sink of `names`; the names of the sinks that failed."""
-        failed = []
+    def deliver(self, alerts: list[Alert], names: list[str]) -> dict[str, list[Alert]]:
+        """Each alert to each sink of `names`, in order; for each sink that failed, the
+        alerts it has not taken (the one it failed on and those after it). Those it took
+        are not sent to it again: a retry of the whole list repeated them."""
+        undelivered = {}
         for name in names:
-            try:
-                for alert in alerts:
+            for position, alert in enumerate(alerts):
+                try:
                     self.sinks[name](alert)
-            except DeliveryError as error:
-                self.context.log.warning(f"alert delivery to {name} failed: {error}")
-                failed.append(name)
+                except DeliveryError as error:
+                    self.context.log.warning(f"alert delivery to {name} failed: {error}")
+                except Exception as error:
+                    # A sink's bug must not stop the others. Only the kind of error is
+                    # logged: its message could quote a URL holding a token.
+                    self.context.log.warning(
+                        f"alert delivery to {name} failed ({type(error).__name__})"
+                    )
+                else:
+                    self.sent += 1
+                    continue
+                undelivered[name] = alerts[position:]
                 self.down.add(name)
-            except Exception as error:
-                # A sink's bug must not stop the others. Only the kind of error is logged:
-                # its message could quote a URL holding a token.
-                self.context.log.warning(
-                    f"alert delivery to {name} failed ({type(error).__name__})"
-                )
-                failed.append(name)
-                self.down.add(name)
-        self.sent += len(alerts) * (len(names) - len(failed))
-        return failed
+                break
+        return undelivered
 
-    def retry(self, entry: dict) -> None:
-        """What some sinks did not take on an earlier tick, to those sinks only. A run's
-        alerts are read again from the run; a failing sensor's is kept whole in the entry."""
-        names = [name for name in entry["sinks"] if name in self.sinks]
-        if "alert" in entry:
-            known = {name: value for name, value in entry["alert"].items() if name in ALERT_FIELDS}
-            alerts, what = [Alert(**known)], entry["alert"]["title"]
-        else:
-            run = self.context.instance.get_run_by_id(entry["run_id"])
-            if run is None:
-                return
-            alerts, what = None, f"alerts of run {run.run_id}"
-        if not names:
-            return
-        waiting = [name for name in names if name in self.down]
-        tried = [name for name in names if name not in self.down]
-        if not tried:
-            self.pending.append(entry)  # not tried on this tick: no try spent
-            return
-        failed = self.deliver(alerts if alerts is not None else self.alerts(run), tried)
-        failed += waiting
-        if failed and entry["tries"] + 1 < MAX_TRIES:
-            self.pending.append({**entry, "sinks": failed, "tries": entry["tries"] + 1})
-        elif failed:
-            self.context.log.warning(
-                f"{what} dropped for {', '.join(failed)} after {MAX_TRIES} tries"
+    def _keep(self, alerts: list[Alert], names: list[str], tries: int) -> None:
+        if alerts and names:
+            self.pending.append(
+                {"alerts": [alert.to_dict() for alert in alerts], "sinks": names, "tries": tries}
             )
 
+    def _deliver_and_keep(self, alerts: list[Alert], names: list[str], tries: int) -> None:
+        """Deliver to the sinks not down on this tick; keep what a sink did not take, with
+        one more try spent, and all of it for the sinks that were not tried (none spent)."""
+        waiting = [name for name in names if name in self.down]
+        undelivered = self.deliver(alerts, [name for name in names if name not in self.down])
+        for name, left in undelivered.items():
+            if tries + 1 < MAX_TRIES:
+                self._keep(left, [name], tries + 1)
+            else:
+                self.context.log.warning(
+                    f"{len(left)} alert(s) dropped for {name} after {MAX_TRIES} tries: "
+                    + "; ".join(alert.title for alert in left)
+                )
+        self._keep(alerts, waiting, tries)
+
+    def retry(self, entry: dict) -> None:
+        """What some sinks did not take on an earlier tick, to those sinks only. An entry of
+        an earlier version names a run, whose alerts are read again, or holds one alert."""
+        names = [name for name in entry["sinks"] if name in self.sinks]
+        if "alerts" in entry or "alert" in entry:
+            kept = entry.get("alerts") or [entry["alert"]]
+            alerts = [
+                Alert(**{name: value for name, value in alert.items() if name in ALERT_FIELDS})
+                for alert in kept
+            ]
+        else:
+            run = self.context.instance.get_run_by_id(entry["run_id"])
+            alerts = self.alerts(run) if run is not None else []
+        self._deliver_and_keep(alerts, names, entry["tries"])
+
     def send(self, run) -> None:
-        alerts = self.alerts(run)
-        if alerts:
-            self._send(alerts, {"run_id": run.run_id})
+        self._deliver_and_keep(self.alerts(run), list(self.sinks), 0)
 
     def send_alert(self, alert: Alert) -> None:
-        self._send([alert], {"alert": alert.to_dict()})
-
-    def _send(self, alerts: list[Alert], entry: dict) -> None:
-        waiting = [name for name in self.sinks if name in self.down]
-        failed = self.deliver(alerts, [name for name in self.sinks if name not in self.down])
-        if failed or waiting:
-            self.pending.append({**entry, "sinks": failed + waiting, "tries": 1 if failed else 0})
+        self._deliver_and_keep([alert], list(self.sinks), 0)
 
 
 def build_check_alert_sensor(
@@ -366,7 +376,7 @@ def build_check_alert_sensor(
                 break
             run = run_record.dagster_run
             after = cursor_after(run_record)
-            if run.run_id not in handled and run.tags.get(WILL_RETRY_TAG) != "true":
+            if run.run_id not in handled:
                 delivery.send(run)
                 handled.append(run.run_id)
         repository = context.repository_def

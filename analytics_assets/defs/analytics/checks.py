@@ -199,21 +199,51 @@ def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
         partitions_def=partitions_def,
         required_resource_keys={LAKE},
         description=f"The {kind} report's totals, users and topic counts equal those of its "
-        "daily reports (ERROR: a report that disagrees with its days is wrong somewhere).",
+        "daily reports, and none of its past days is missing or incomplete (ERROR: a report "
+        "that disagrees with its days, or was built without some, is wrong somewhere).",
     )
     def reconciles(context: AssetCheckExecutionContext, report: pl.DataFrame) -> AssetCheckResult:
         window = context.partition_time_window
-        reports, _ = _lake_days(
+        reports, present = _lake_days(
             context, tables.DAILY_REPORT, list(REPORT_SCHEMA), window.start.date(),
             window.end.date() - timedelta(days=1),
         )  # fmt: skip
         days = reports.to_dicts()
-        verdict = reconciliation_verdict(report.row(0, named=True), days)
+        row = report.row(0, named=True)
+        verdict = reconciliation_verdict(row, days)
+        missing = _missing_between(row.get("missing_inputs") or [], present)
         return AssetCheckResult(
-            passed=verdict.passed, severity=AssetCheckSeverity.ERROR, metadata=verdict.metadata
+            passed=verdict.passed and not missing,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={**verdict.metadata, "missing_inputs": missing},
+            description=f"Built without {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            if missing
+            else None,
         )
 
     return reconciles
+
+
+def _missing_between(missing_inputs: list[str], present: list[date]) -> list[str]:
+    """What a period report was built without that its check fails on. A week with a day
+    missing agreed with the days it had, and passed: the report marks itself incomplete,
+    but only the daily report had a check that read that. Its days' own missing inputs
+    count, and a day missing between two days that were built. Days before the first or
+    after the last built one do not: a month the source began or ended in (the sample's
+    November, or an October before it) was never more, and yesterday's missing report is
+    the freshness check's and its run's alert. A period in progress misses nothing."""
+    prefix = f"{tables.DAILY_REPORT} "
+    missing = []
+    for name in missing_inputs:
+        if name.startswith("in progress"):
+            continue
+        if name.startswith(prefix):
+            day = date.fromisoformat(name.removeprefix(prefix))
+            if not present or not min(present) < day < max(present):
+                continue
+        missing.append(name)
+    return missing
 
 
 weekly_report_reconciles = _reconciles_with_its_days(
