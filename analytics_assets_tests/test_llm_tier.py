@@ -150,7 +150,8 @@ class RawOpenAI(FakeOpenAI):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
-                data = json.dumps(next(bodies)).encode()
+                body = next(bodies)
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -192,3 +193,80 @@ def test_a_cached_label_the_taxonomy_no_longer_has_is_asked_again(server, tmp_pa
         ["refund?"], without_billing
     )
     assert run.cache_hits == 0 and answers[0].reason == "unknown topic label"
+
+
+def test_json_nested_thousands_deep_is_an_abstention_and_a_down_endpoint_is_left_after_five():
+    """A body of `[[[[…` raised RecursionError, which nothing caught: the step failed with
+    the requests it had paid for. An endpoint that fails every request was asked the whole
+    budget's worth, each costing a timeout."""
+    from analytics_assets.categorization.llm import FAILURES_IN_A_ROW
+
+    deep = "[" * 100_000 + "]" * 100_000
+    server = RawOpenAI([deep.encode(), {"choices": [{"message": {"content": deep}}]}])
+    try:
+        answers, _ = LlmLabeler(server.url, "fake-model", budget=10).label(["a", "b"], TAXONOMY)
+    finally:
+        server.close()
+    assert [a.reason for a in answers] == ["request failed: RecursionError", "malformed output"]
+    down = LlmLabeler("http://127.0.0.1:9/v1", "fake-model", budget=50, timeout=2)
+    answers, run = down.label([f"text {n}" for n in range(12)], TAXONOMY)
+    assert run.requests == FAILURES_IN_A_ROW == 5
+    assert run.abstained["not sent after 5 failed requests"] == 7
+
+
+def test_the_cache_asks_again_for_an_edited_taxonomy_or_another_endpoint(server, tmp_path):
+    """The key held the taxonomy's version: a custom taxonomy is "unversioned" however it is
+    edited, and a label added under the same version kept the old answers."""
+    cache = tmp_path / "cache.sqlite"
+    LlmLabeler(server.url, "fake-model", budget=5, cache_path=cache).label(["refund?"], TAXONOMY)
+    document = yaml.safe_load(TAXONOMY_PATH.read_text())
+    document["topics"]["refunds"] = {"description": "Money back for a purchase."}
+    with_refunds = parse_taxonomy(document)
+    assert with_refunds.version == TAXONOMY.version
+    _, run = LlmLabeler(server.url, "fake-model", budget=5, cache_path=cache).label(
+        ["refund?"], with_refunds
+    )
+    assert run.cache_hits == 0 and run.requests == 1
+    other = FakeOpenAI(scripted)
+    try:
+        _, run = LlmLabeler(other.url, "fake-model", budget=5, cache_path=cache).label(
+            ["refund?"], TAXONOMY
+        )
+    finally:
+        other.close()
+    assert run.cache_hits == 0 and run.requests == 1
+    _, run = LlmLabeler(server.url, "fake-model", budget=5, cache_path=cache).label(
+        ["refund?"], TAXONOMY
+    )
+    assert run.cache_hits == 1 and run.requests == 0
+
+
+def test_usage_that_is_missing_or_not_a_count_is_counted_as_unknown_not_as_free():
+    good = json.dumps({"topic": "billing", "intent": "support", "sentiment": "happy-ish"})
+    choices = [{"message": {"content": good}}]
+    server = RawOpenAI([
+        {"choices": choices},
+        {"choices": choices, "usage": {"prompt_tokens": "1e12", "completion_tokens": 3}},
+        {"choices": choices, "usage": {"prompt_tokens": 10**12, "completion_tokens": 3}},
+        {"choices": choices, "usage": {"prompt_tokens": 100.0, "completion_tokens": 20}},
+    ])  # fmt: skip
+    try:
+        labeler = LlmLabeler(server.url, "fake-model", budget=10, price_per_1k_tokens=1.0)
+        answers, run = labeler.label([f"text {n}" for n in range(4)], TAXONOMY)
+    finally:
+        server.close()
+    assert (run.prompt_tokens, run.completion_tokens, run.without_usage) == (100, 20, 3)
+    assert run.cost == pytest.approx(0.12)
+    assert run.metadata()["llm_requests_without_usage"] == 3
+    # A sentiment off the list no longer costs the topic and intent the tier is asked for.
+    assert [a.labels for a in answers] == [{"topic": "billing", "intent": "support"}] * 4
+
+
+def test_a_text_without_letters_or_digits_is_not_sent(server):
+    """Zero-width spaces or a byte-order mark passed the blank check, and the endpoint,
+    whose schema has no "don't know", labelled them billing."""
+    labeler = LlmLabeler(server.url, "fake-model", budget=10)
+    answers, run = labeler.label(["\u200b\u2060", "\ufeff", "🙂🙂", "ok"], TAXONOMY)
+    assert [a.reason for a in answers[:3]] == ["no words"] * 3
+    assert answers[3].labels is not None
+    assert len(server.requests) == 1 and run.requests == 1

@@ -194,6 +194,33 @@ def test_http_translator_storage_idempotence_history_and_bad_input(libretranslat
     assert others["is_current"].all()  # kept and still current where nothing better came
 
 
+def test_a_message_edited_since_its_translation_does_not_keep_the_old_one():
+    """An earlier row was kept current for every message that still existed: one edited to
+    remove a card number and a name kept showing them in its translation, and one blanked
+    kept its old text."""
+    messages = day_messages([("es", "mi tarjeta es 4111 1111 1111 1111, llámame Juan Pérez"),
+                             ("es", "¿Cuánto cuesta el plan Pro por usuario al mes?"),
+                             ("es", "Quiero cancelar mi suscripción, por favor.")])  # fmt: skip
+    original = SourceTranslator(
+        {("m0", "en"): "my card is 4111 1111 1111 1111, call me Juan Pérez",
+         ("m1", "en"): "How much is the Pro plan per user per month?",
+         ("m2", "en"): "I want to cancel my subscription, please."},
+        version="1",
+    )  # fmt: skip
+    first = translate_messages(messages, ["en"], original).translations
+    assert first.height == 3
+    edited = messages.with_columns(
+        pl.when(pl.col("message_id") == "m0").then(pl.lit("¿Cómo cambio mi tarjeta?"))
+        .when(pl.col("message_id") == "m2").then(pl.lit(""))
+        .otherwise(pl.col("content")).alias("content")
+    )  # fmt: skip
+    # This run's translator answers none of them: only earlier rows could be current.
+    silent = SourceTranslator({}, version="2")
+    again = translate_messages(edited, ["en"], silent, previous=first).translations
+    assert again["message_id"].to_list() == ["m1"]
+    assert "4111" not in " ".join(again["text"].to_list() + again["source_text"].to_list())
+
+
 def test_a_translator_that_times_out_is_retried_then_recorded(libretranslate):
     messages = day_messages([("es", "¿Cuánto cuesta el plan Pro por usuario al mes?")])
     translator = HttpTranslator(libretranslate.url, timeout_s=0.3, max_attempts=3,

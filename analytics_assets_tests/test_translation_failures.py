@@ -117,6 +117,8 @@ def test_a_refused_batch_costs_only_its_own_messages(service):
     [
         ((200, {}, b'{"error": "quota exceeded"}'), "no list of translated texts"),
         ((200, {}, b"<html>502 Bad Gateway</html>"), "not JSON"),
+        # Nested thousands deep: RecursionError, which failed the whole step.
+        ((200, {}, b"[" * 100_000 + b"]" * 100_000), "not JSON"),
         # A text where a list of five was sent: five translations, not five characters.
         ((200, {}, b'{"translatedText": "Hello"}'), "no list of translated texts"),
         ((200, {}, b'{"translatedText": ["a", 2, "c", "d", "e"]}'), "no list"),

@@ -5,9 +5,13 @@ provider) labels what the rules and the model tier abstained on.
   taxonomy's labels; an answer that does not parse or names a label the taxonomy lacks is an
   abstention with its reason, never a label.
 - Budget: at most `budget` requests per run; texts past it are skipped (and counted).
-- Cache: answers are kept by a hash of (model, taxonomy version, text), so a backfill that
-  meets the same text again does not pay for it twice.
-- Cost: tokens from the responses' `usage`, priced per 1,000 tokens, reported per run.
+- Cache: answers are kept by a hash of (endpoint, model, the prompt and schema the taxonomy
+  makes, text), so a backfill that meets the same text again does not pay for it twice, and
+  a taxonomy edited without a new version (a label added, a description changed) asks again.
+- Cost: tokens from the responses' `usage`, priced per 1,000 tokens, reported per run; the
+  responses without a usable `usage` are counted, as their cost is unknown, not 0.
+- An endpoint that failed `FAILURES_IN_A_ROW` requests in a row is not asked again in the
+  run: at 30 s a timeout, a down endpoint cost the run's whole budget of them.
 
 Off unless a deployment sets ANALYTICS_LLM_URL. Pure: no Dagster here.
 """
@@ -33,6 +37,9 @@ SENTIMENTS = ("positive", "negative", "neutral")
 # this confidence so that reports can tell it from the tiers that measure theirs.
 LLM_CONFIDENCE = 0.7
 MAX_TEXT_CHARS = 2000
+FAILURES_IN_A_ROW = 5
+# More tokens than this in one response's `usage` is a server's bug, not a bill.
+MAX_TOKENS_PER_RESPONSE = 1_000_000
 
 
 @dataclass
@@ -50,6 +57,7 @@ class LlmRun:
     abstained: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    without_usage: int = 0
     cost: float = 0.0
     seconds: float = 0.0
 
@@ -61,7 +69,9 @@ class LlmRun:
             "llm_abstained": dict(self.abstained),
             "llm_prompt_tokens": self.prompt_tokens,
             "llm_completion_tokens": self.completion_tokens,
+            # Of the responses that said their usage; `llm_requests_without_usage` did not.
             "llm_cost": round(self.cost, 6),
+            "llm_requests_without_usage": self.without_usage,
             "llm_seconds": round(self.seconds, 3),
         }
 
@@ -126,6 +136,7 @@ class LlmLabeler:
         timeout: float = 30.0,
     ):
         self.model = model
+        self.base_url = base_url.rstrip("/")
         self.budget = budget
         self.price_per_1k_tokens = price_per_1k_tokens
         self.cache = LlmCache(cache_path)
@@ -141,10 +152,20 @@ class LlmLabeler:
         run = LlmRun()
         started = time.perf_counter()
         system, schema = _prompt(taxonomy), _schema(taxonomy)
+        # What the answer depends on, text aside: a custom taxonomy is "unversioned" however
+        # it is edited, and another endpoint may serve another model under the same name.
+        asked = json.dumps([self.base_url, self.model, system, schema], sort_keys=True)
         results = []
+        failures_in_a_row = 0
         for text in texts:
             text = (text or "")[:MAX_TEXT_CHARS]
-            key = hashlib.sha256(f"{self.model}\0{taxonomy.version}\0{text}".encode()).hexdigest()
+            if not any(character.isalnum() for character in text):
+                # Zero-width spaces, a byte-order mark, emoji alone: nothing to label, and
+                # the schema has no "don't know", so the endpoint made one up.
+                results.append(LlmLabel(None, "no words"))
+                run.abstained["no words"] = run.abstained.get("no words", 0) + 1
+                continue
+            key = hashlib.sha256(f"{asked}\0{text}".encode()).hexdigest()
             cached = self.cache.get(key)
             if cached is not None and _validated(cached, taxonomy).labels is None:
                 # A label the taxonomy no longer has (a custom taxonomy edited without a new
@@ -158,8 +179,13 @@ class LlmLabeler:
                 run.over_budget += 1
                 results.append(LlmLabel(None, "over budget"))
                 continue
-            run.requests += 1
-            result = self._ask(text, system, schema, taxonomy, run)
+            if failures_in_a_row >= FAILURES_IN_A_ROW:
+                result = LlmLabel(None, f"not sent after {failures_in_a_row} failed requests")
+            else:
+                run.requests += 1
+                result = self._ask(text, system, schema, taxonomy, run)
+                failed = (result.reason or "").startswith("request failed")
+                failures_in_a_row = failures_in_a_row + 1 if failed else 0
             if result.labels is not None:
                 self.cache.put(key, result.labels)
             else:
@@ -186,31 +212,36 @@ class LlmLabeler:
             )
             response.raise_for_status()
             body = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, ValueError, RecursionError) as error:
+            # RecursionError: JSON nested thousands deep, which failed the whole step.
             return LlmLabel(None, f"request failed: {type(error).__name__}")
         if not isinstance(body, dict):
             # `[]` or a text: an abstention, not an AttributeError that fails the whole run.
             return LlmLabel(None, "malformed output")
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        run.prompt_tokens += _token_count(usage.get("prompt_tokens"))
-        run.completion_tokens += _token_count(usage.get("completion_tokens"))
+        prompt = _token_count(usage.get("prompt_tokens"))
+        completion = _token_count(usage.get("completion_tokens"))
+        if prompt is None or completion is None:
+            run.without_usage += 1
+        else:
+            run.prompt_tokens += prompt
+            run.completion_tokens += completion
         try:
             content = body["choices"][0]["message"]["content"]
             answer = json.loads(content)
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, RecursionError):
             return LlmLabel(None, "malformed output")
         return _validated(answer, taxonomy)
 
 
-def _token_count(value: object) -> int:
-    """A usage figure as a whole number of tokens; what is not one counts as none."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return 0
-    try:
-        count = float(value)
-    except ValueError:
-        return 0
-    return int(count) if math.isfinite(count) and count > 0 else 0
+def _token_count(value: object) -> int | None:
+    """A usage figure as a whole number of tokens; None where it is not one (missing, a
+    text such as "1e12", a fraction, negative, or more than a response can hold)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_TOKENS_PER_RESPONSE else None
 
 
 def _validated(answer: object, taxonomy: Taxonomy) -> LlmLabel:
@@ -225,7 +256,9 @@ def _validated(answer: object, taxonomy: Taxonomy) -> LlmLabel:
     for dimension in DIMENSIONS:
         value = answer.get(dimension)
         label = canonical_label(value) if isinstance(value, str) else None
-        if label not in allowed[dimension]:
+        if label in allowed[dimension]:
+            labels[dimension] = label
+        elif dimension != "sentiment":
             return LlmLabel(None, f"unknown {dimension} label")
-        labels[dimension] = label
+        # The tier labels topic and intent; a sentiment off the list cost both of them.
     return LlmLabel(labels)

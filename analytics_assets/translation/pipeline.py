@@ -170,7 +170,7 @@ def translate_messages(
         pl.lit(True).alias("is_current")
     )
     combined = _with_history(scored.select(list(TRANSLATION_SCHEMA)).cast(TRANSLATION_SCHEMA),
-                             previous, set(by_id))  # fmt: skip
+                             previous, messages.select("message_id", "content"))  # fmt: skip
     errors = pl.DataFrame(error_rows, schema=ERROR_SCHEMA)
     return TranslationRun(combined, errors, counts)
 
@@ -183,17 +183,24 @@ _IDENTITY = ["message_id", "target_language", "translator", "translator_version"
 
 
 def _with_history(
-    fresh: pl.DataFrame, previous: pl.DataFrame | None, message_ids: set[str]
+    fresh: pl.DataFrame, previous: pl.DataFrame | None, contents: pl.DataFrame
 ) -> pl.DataFrame:
     """This run's rows, plus earlier rows of other translators (or of this one where it did
-    not answer this time) for messages that still exist; one current row per message and
-    target: this run's when there is one, else the latest earlier one."""
+    not answer this time) for messages that still exist as they were translated; one current
+    row per message and target: this run's when there is one, else the latest earlier one.
+
+    `contents`: message_id, content, as the messages are now. An earlier row of a message
+    since edited is dropped: it stayed current, showing (and keeping) the text the edit
+    took out, a card number or a name the user removed, and a message blanked since."""
     if previous is None or previous.is_empty():
         return fresh.sort("message_id", "target_language")
+    as_now = contents.select(
+        pl.col("message_id").cast(pl.String), pl.col("content").cast(pl.String).alias("source_text")
+    )
     kept = (
         previous.select(list(TRANSLATION_SCHEMA))
         .cast(TRANSLATION_SCHEMA)
-        .filter(pl.col("message_id").is_in(list(message_ids)))
+        .join(as_now, on=["message_id", "source_text"], how="semi")
         .join(fresh.select(_IDENTITY), on=_IDENTITY, how="anti")
     )
     combined = pl.concat([fresh, kept])

@@ -203,7 +203,8 @@ def _json_answer(response: httpx.Response, path: str):
     """The answer's JSON; an answer that is not JSON (a proxy's HTML page) fails the batch."""
     try:
         return response.json()
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        # RecursionError: JSON nested thousands deep (`[[[[…`), which failed the whole step.
         raise TranslationError(f"{path} answered something that is not JSON") from error
 
 
