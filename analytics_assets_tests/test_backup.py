@@ -303,3 +303,36 @@ def test_an_s3_lake_backed_up_to_s3_restores_into_a_local_lake(s3_server, mongo_
     assert target_lake.scan_all("conversations").collect()["conversation_id"].to_list() == [
         day.isoformat() for day in DAYS
     ]
+
+
+@pytest.mark.parametrize(
+    "escaping",
+    ["../escaped/evil.parquet", "/tmp/evil.parquet", "events/../../evil.parquet",
+     "C:/evil.parquet", "events//evil.parquet"],
+)  # fmt: skip
+def test_a_manifest_naming_paths_outside_the_backup_is_refused_before_anything_is_written(
+    tmp_path, escaping
+):
+    """The checksums guard the files, not the manifest: a restore wrote a file of the
+    backup to `<lake>/../escaped/evil.parquet`, outside the lake."""
+    from analytics_assets.storage.backup import FORMAT_VERSION, MANIFEST, restore
+
+    backup = tmp_path / "backup"
+    (backup / "lake" / "events").mkdir(parents=True)
+    payload = b"PAR1 not a parquet file"
+    (backup / "lake" / "events" / "evil.parquet").write_bytes(payload)
+    (backup / "escaped").mkdir()
+    (backup / "escaped" / "evil.parquet").write_bytes(payload)  # what `../escaped/…` reads
+    import hashlib
+
+    manifest = {
+        "format": FORMAT_VERSION,
+        "lake": {"files": {escaping: {"sha256": hashlib.sha256(payload).hexdigest()}}},
+        "mongo": {"collections": {}},
+    }
+    (backup / MANIFEST).write_text(json.dumps(manifest))
+    lake = Lake(UPath(str(tmp_path / "target" / "lake")))
+    with pytest.raises(ValueError, match="paths outside its folders"):
+        restore(UPath(str(backup)), lake, None, force=True)
+    assert not (tmp_path / "target" / "escaped").exists()
+    assert not list((tmp_path / "target").rglob("*.parquet"))

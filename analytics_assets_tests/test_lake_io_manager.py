@@ -293,3 +293,48 @@ def test_an_unreadable_day_file_is_named_with_how_to_rebuild_it(tmp_path):
     with pytest.raises(UnreadableLakeFileError) as raised:
         lake.lake().read_days("events", [date(2026, 11, 10), date(2026, 11, 11)])
     assert all(part in str(raised.value) for part in expected)
+
+
+def test_days_written_before_and_after_a_release_changed_the_columns_read_as_one(tmp_path):
+    """A scan took the first file's schema for every file: once a release added a column or
+    widened one, every read mixing older and newer days failed (a look-back, an erasure)."""
+    manager = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    old, new = date(2026, 11, 10), date(2026, 11, 11)
+    manager.write_day("events", old, pl.DataFrame(
+        {"day": [old], "count": pl.Series([1], dtype=pl.Int32), "note": [None],
+         "gone": ["x"]}
+    ))  # fmt: skip
+    manager.write_day("events", new, pl.DataFrame(
+        {"day": [new], "count": pl.Series([2**40], dtype=pl.Int64), "note": ["text"],
+         "added": [1.5]}
+    ))  # fmt: skip
+    frame, days = manager.read_days("events", [old, new])
+    assert days == [old, new]
+    assert frame.sort("day").rows(named=True) == [
+        {"day": old, "count": 1, "note": None, "added": None, "gone": "x"},
+        {"day": new, "count": 2**40, "note": "text", "added": 1.5, "gone": None},
+    ]
+    assert manager.scan_days("events", [old, new]).select("day", "count").collect().height == 2
+    assert manager.scan_all("events").select(pl.col("added").sum()).collect().item() == 1.5
+
+
+def test_days_another_process_wrote_to_s3_are_seen_by_a_long_lived_one(s3_server, tmp_path):
+    """s3fs kept the first listing of a table for the process's life: a code server's
+    reconciliation sensor never saw days written since by run workers."""
+    lake = ParquetLakeIOManager(
+        base_url=f"s3://{s3_server.bucket}/{tmp_path.name}", s3=s3_server.resource()
+    ).lake()
+    first, second = date(2026, 11, 8), date(2026, 11, 9)
+    lake.write_day("events", first, pl.DataFrame({"day": [first], "value": [1]}))
+    assert lake.days_present("events") == [first] and lake.tables() == ["events"]
+    # Another process: written with boto3, past this process's s3fs.
+    for table, day in (("events", second), ("other", second)):
+        s3_server.client().put_object(
+            Bucket=s3_server.bucket,
+            Key=f"{tmp_path.name}/{table}/day={day.isoformat()}/data.parquet",
+            Body=lake.encode(pl.DataFrame({"day": [day], "value": [2]})),
+        )
+    assert lake.days_present("events") == [first, second]
+    assert lake.tables() == ["events", "other"]
+    frame, days = lake.read_days("events", [first, second])
+    assert days == [first, second] and frame["value"].to_list() == [1, 2]

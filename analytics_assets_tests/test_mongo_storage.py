@@ -215,6 +215,49 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
     assert report.deleted == 30
 
 
+class InterleavedCollection:
+    """The real collection; before this writer's first delete, another run writes the same
+    day in full (a retry that takes no lease, or the mirror's copy from the lake)."""
+
+    def __init__(self, collection, other_write):
+        self.collection, self.other_write = collection, other_write
+
+    def delete_many(self, query):
+        if self.other_write is not None:
+            write, self.other_write = self.other_write, None
+            write()
+        return self.collection.delete_many(query)
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+@pytest.mark.parametrize("keys_in_a_filter", [100_000, 5])
+def test_two_runs_writing_one_day_at_once_leave_it_whole(mongo, monkeypatch, keys_in_a_filter):
+    """Each deleted what it had not stamped: the second run's stamps on the same documents
+    made the first delete all of them, and both runs succeeded with the day empty. With
+    more keys than a filter holds, the stale ones are listed and deleted by key."""
+    from analytics_assets.storage import mongo as mongo_writes
+
+    monkeypatch.setattr(mongo_writes, "MAX_KEYS_IN_A_FILTER", keys_in_a_filter)
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 9)
+    replace_days(collection, frame_to_documents(messages(day, 12, prefix="old"), SPEC),
+                 [day.isoformat()], spec=SPEC, run_id="run-0")  # fmt: skip
+    current = messages(day, 30, version=2)
+
+    def retry_of_the_same_day():
+        replace_days(collection, frame_to_documents(current, SPEC), [day.isoformat()],
+                     spec=SPEC, run_id="run-2")  # fmt: skip
+
+    replace_days(
+        InterleavedCollection(collection, retry_of_the_same_day),
+        frame_to_documents(current, SPEC), [day.isoformat()], spec=SPEC, run_id="run-1",
+    )  # fmt: skip
+    stored = sorted(doc["_id"] for doc in collection.find({"day": day.isoformat()}, {"_id": 1}))
+    assert stored == sorted(doc["_id"] for doc in frame_to_documents(current, SPEC))
+
+
 def test_a_reset_mid_insert_into_an_empty_day_lands_every_document_once(mongo):
     collection = mongo.db()["conversation_messages"]
     day = date(2026, 11, 8)

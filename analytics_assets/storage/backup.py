@@ -270,7 +270,25 @@ def read_manifest(src: UPath) -> Manifest:
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT_VERSION:
         raise ValueError(f"Backup format {manifest.get('format')!r} is not {FORMAT_VERSION}.")
+    # The checksums guard the files, not the manifest: a path in it that leaves its folder
+    # (`../elsewhere/x.parquet`) was written outside the lake by a restore.
+    names = [*manifest["lake"]["files"]] + [
+        entry["file"] for entry in manifest["mongo"]["collections"].values()
+    ]
+    escaping = [name for name in names if not _stays_inside(name)]
+    if escaping:
+        raise ValueError(f"The backup's manifest names paths outside its folders: {escaping[:3]}")
     return manifest
+
+
+def _stays_inside(relative: str) -> bool:
+    parts = relative.replace("\\", "/").split("/")
+    return (
+        bool(relative)
+        and not relative.startswith(("/", "\\"))
+        and ":" not in parts[0]
+        and not any(part in ("", ".", "..") for part in parts)
+    )
 
 
 def what_the_target_holds(lake: Lake, db: Database) -> list[str]:

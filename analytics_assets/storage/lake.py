@@ -126,6 +126,7 @@ class Lake:
 
     def tables(self) -> list[str]:
         """The tables the lake holds (its top-level folders; `_`-folders are bookkeeping)."""
+        _forget_listing(self.base_path)
         if not self.base_path.exists():
             return []
         return sorted(
@@ -137,6 +138,7 @@ class Lake:
     def days_present(self, table: str) -> list[date]:
         """The days of a table in the lake, in order."""
         root = self.base_path / table
+        _forget_listing(root)
         if not root.exists():
             return []
         # A local day's folder is made before its file is written: a write killed in
@@ -223,10 +225,39 @@ class Lake:
         return self._scan(table, self.days_present(table))
 
     def _scan(self, table: str, days: list[date]) -> pl.LazyFrame:
+        """The days' files as one frame, across releases that changed the table's columns.
+        Polars takes the first file's schema for all: once a release added a column (or
+        widened one: Int32 to Int64, Null to String), every scan mixing older and newer days
+        failed, a look-back or an erasure included. The schema is the oldest and newest
+        files' merged (every column either has, in the wider type); a file without a column
+        gets nulls, and a column only files between them have is left out."""
         if not days:
             return pl.LazyFrame()
         paths = [str(self.day_file(table, day)) for day in days]
-        return pl.scan_parquet(paths, storage_options=self.polars_storage_options())
+        options = self.polars_storage_options()
+        if len(paths) == 1:
+            return pl.scan_parquet(paths, storage_options=options)
+        try:
+            first, last = (
+                pl.scan_parquet(path, storage_options=options).collect_schema()
+                for path in (paths[0], paths[-1])
+            )
+        except (pl.exceptions.PolarsError, OSError):
+            # An unreadable file: the plain scan fails on it, and the caller names it.
+            return pl.scan_parquet(paths, storage_options=options)
+        merged = pl.concat(
+            [pl.DataFrame(schema=last), pl.DataFrame(schema=first)], how="diagonal_relaxed"
+        ).schema
+        return pl.scan_parquet(
+            paths,
+            schema=merged,
+            missing_columns="insert",
+            extra_columns="ignore",
+            cast_options=pl.ScanCastOptions(
+                integer_cast="upcast", float_cast="upcast", missing_struct_fields="insert"
+            ),
+            storage_options=options,
+        )
 
     def read_file(self, relative_path: str) -> pl.DataFrame | None:
         """A bookkeeping table beside the tables (`_privacy/…`); None when absent. Read,
@@ -287,9 +318,7 @@ class Lake:
 
     def _files_in(self, path: UPath) -> list[str]:
         fs = path.fs
-        # s3fs keeps a folder's listing for the life of the process (a code server's):
-        # files written since by other processes would not be seen.
-        fs.invalidate_cache(path.path)
+        _forget_listing(path)
         if not path.exists():
             return []
         # As the filesystem names what it finds (absolute, even for a relative lake URL).
@@ -298,6 +327,13 @@ class Lake:
         return sorted(
             name for name in relative if not any(part.startswith(".") for part in name.split("/"))
         )
+
+
+def _forget_listing(path: UPath) -> None:
+    """s3fs keeps a folder's listing for the life of the process (a code server's) and
+    shares it between filesystems of one bucket: days written since by other processes
+    were not seen, and the reconciliation sensor kept asking for days the lake held."""
+    path.fs.invalidate_cache(path.path)
 
 
 def write_bytes_atomically(path: UPath, payload: bytes) -> int:

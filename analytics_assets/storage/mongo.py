@@ -271,22 +271,67 @@ def replace_days(
     for batch in _chunks(known, batch_size):
         _replace_or_insert(collection, batch, report, attempts=attempts, backoff_s=backoff_s)
         report.batches += 1
+    # What the slice holds that this write did not produce: stamped by another run, and
+    # not one of this write's keys. By the stamp alone, a second run writing the same day
+    # between this one's writes and its delete (a retry that takes no lease, the mirror's
+    # copy from the lake) had stamped the documents as its own, and every one of them was
+    # deleted: both runs succeeded and the day was empty. A key refused above is not this
+    # write's: its older copy goes.
+    refused = {rejected.document_id for rejected in report.rejected}
+    produced: dict[str | None, list] = {}
+    for document in valid:
+        if document["_id"] not in refused:
+            key = document.get(DAY_FIELD) if days is not None else None
+            produced.setdefault(key, []).append(document["_id"])
     # One delete per day: the loopback server handles `day` equality best, and so do indexes.
     for day in days if days is not None else [None]:
-        stale = {RUN_FIELD: {"$ne": run_id}, **spec.slice_scope}
-        if day is not None:
-            stale[DAY_FIELD] = day
-        result = _with_retries(
-            lambda stale=stale: collection.delete_many(stale),
-            report,
-            attempts=attempts,
-            backoff_s=backoff_s,
-        )
-        report.deleted += result.deleted_count
+        scope = {**spec.slice_scope} | ({DAY_FIELD: day} if day is not None else {})
+        report.deleted += _delete_unproduced(
+            collection, scope, run_id, produced.get(day, []), report,
+            batch_size=batch_size, attempts=attempts, backoff_s=backoff_s,
+        )  # fmt: skip
     # After the documents, so a key never names a document not yet written.
     write_day_index(collection.database, spec, valid, days, run_id)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# Keys one `$nin` names at most: a command is at most 16 MB, about 400,000 keys. A slice
+# with more lists what it holds and deletes the rest by key instead (slower on the embedded
+# server, which reads each whole document to project its `_id`).
+MAX_KEYS_IN_A_FILTER = 100_000
+
+
+def _delete_unproduced(
+    collection: Collection,
+    scope: dict,
+    run_id: str,
+    produced: list,
+    report: WriteReport,
+    *,
+    batch_size: int,
+    attempts: int,
+    backoff_s: float,
+) -> int:
+    """Deletes the documents of `scope` that another run stamped and this write did not
+    produce; returns how many."""
+
+    def retried(operation):
+        return _with_retries(operation, report, attempts=attempts, backoff_s=backoff_s)
+
+    stale = {**scope, RUN_FIELD: {"$ne": run_id}}
+    if len(produced) <= MAX_KEYS_IN_A_FILTER:
+        return retried(
+            lambda: collection.delete_many({**stale, "_id": {"$nin": produced}})
+        ).deleted_count
+    keep = set(produced)
+    held = retried(lambda: [found["_id"] for found in collection.find(stale, {"_id": True})])
+    deleted = 0
+    for chunk in _chunks([key for key in held if key not in keep], batch_size):
+        deleted += retried(
+            lambda chunk=chunk: collection.delete_many({"_id": {"$in": list(chunk)}})
+        ).deleted_count
+    return deleted
 
 
 def replace_frame(
