@@ -619,3 +619,38 @@ def test_a_webhook_that_redirects_is_a_failed_delivery_and_numbers_stay_strict_j
     body = json.loads(seen[-1][1], parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
     assert body["numbers"] == {"ratio": "inf", "spread": "nan", "today": 3}
     assert body["id"] == infinite.alert_id
+
+
+def test_a_late_report_is_alerted_once_for_its_day_however_many_runs_find_it_late():
+    """The freshness check is not partitioned and runs in every run of the report's job:
+    30 rebuilds of old days sent 30 "stale" alerts for one late report, each naming the
+    rebuilt day instead of the day whose report was missing."""
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import FRESHNESS_CHECK, build_check_alert_sensor
+
+    due = {"day": "2026-11-14"}
+
+    @dg.asset
+    def report():
+        return 1
+
+    @dg.asset_check(asset=report, name=FRESHNESS_CHECK)
+    def freshness():
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"expected_partition": due["day"]})  # fmt: skip
+
+    received: list[Alert] = []
+    check_sensor = build_check_alert_sensor([received.append])
+    with dg.instance_for_test() as instance:
+        cursor = None
+        for rebuilt in ("2026-11-01", "2026-11-02", "2026-11-03", "next"):
+            if rebuilt == "next":
+                due["day"] = "2026-11-15"
+            dg.materialize([report, freshness], instance=instance, tags={"rebuilt": rebuilt})
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            check_sensor.evaluate_tick(context)
+            cursor = context.cursor
+    assert [(alert.kind, alert.partition) for alert in received] == [
+        ("stale_report", "2026-11-14"), ("stale_report", "2026-11-15")
+    ]  # fmt: skip

@@ -46,6 +46,8 @@ ALERT_FIELDS = {item.name for item in dataclasses.fields(Alert)}
 MAX_TRIES = 10
 # How many handled run ids the cursor remembers (a run comes back when it is tagged).
 REMEMBERED_RUNS = 500
+# How many days whose stale report was alerted the cursor remembers.
+REMEMBERED_STALE_DAYS = 60
 # A tick stops taking new runs after this long, so it ends well within the sensor's limit.
 TICK_BUDGET_S = 30.0
 # Dagster's tag on a failed run that its run-retry daemon will retry.
@@ -113,12 +115,17 @@ def _alerts_for_run(instance, run, min_severity: str, ui_url: str | None) -> lis
         stale = evaluation.check_name == FRESHNESS_CHECK
         asset = evaluation.asset_key.to_user_string()
         what = "Report is stale" if stale else "Asset check failed"
+        # A stale report names the day whose report is missing, not the run's day: the
+        # check is not partitioned, and it runs in every run of the report's job.
+        due = evaluation.metadata.get("expected_partition") if stale else None
         alerts.append(
             Alert(
                 kind="stale_report" if stale else "asset_check_failed",
                 title=f"{what}: {asset} / {evaluation.check_name}",
                 asset=asset,
-                partition=_days_named(evaluations) or run.tags.get(PARTITION_TAG),
+                partition=(due.value if due is not None else None)
+                or _days_named(evaluations)
+                or run.tags.get(PARTITION_TAG),
                 check=evaluation.check_name,
                 severity=evaluation.severity.value,
                 run_id=run.run_id,
@@ -247,12 +254,13 @@ def failing_instigator_alerts(
 
 def _read_cursor(cursor: str | None) -> dict:
     """{"after": position, "handled": [run ids], "pending": [{alerts, sinks, tries}],
-    "failing": {selector id: {alerted_at, failing}}}; a cursor of an earlier version is the
+    "failing": {selector id: {alerted_at, failing}}, "stale_days": [days alerted stale]}; a
+    cursor of an earlier version is the
     position alone, and its pending entries may name a run or hold one alert."""
     if not cursor:
-        return {"after": None, "handled": [], "pending": [], "failing": {}}
+        return {"after": None, "handled": [], "pending": [], "failing": {}, "stale_days": []}
     if not cursor.startswith("{"):
-        return {"after": cursor, "handled": [], "pending": [], "failing": {}}
+        return {"after": cursor, "handled": [], "pending": [], "failing": {}, "stale_days": []}
     state = json.loads(cursor)
     failing = {
         selector: entry
@@ -260,7 +268,8 @@ def _read_cursor(cursor: str | None) -> dict:
         if isinstance(entry, dict) and "alerted_at" in entry
     }
     return {"after": state.get("after"), "handled": state.get("handled", []),
-            "pending": state.get("pending", []), "failing": failing}  # fmt: skip
+            "pending": state.get("pending", []), "failing": failing,
+            "stale_days": state.get("stale_days", [])}  # fmt: skip
 
 
 class _Delivery:
@@ -272,6 +281,10 @@ class _Delivery:
         self.min_severity, self.ui_url = min_severity, ui_url
         self.sent = 0
         self.pending: list[dict] = []
+        # The days whose missing report was alerted: the freshness check runs in every run
+        # of the report's job, and 30 rebuilds of old days sent 30 alerts for one late
+        # report.
+        self.stale_days: list[str] = []
         # Sinks that failed on this tick are not called again on it: a mail server that
         # times out after 10 s would otherwise cost 10 s per alert and starve the others.
         self.down: set[str] = set()
@@ -341,7 +354,14 @@ class _Delivery:
         self._deliver_and_keep(alerts, names, entry["tries"])
 
     def send(self, run) -> None:
-        self._deliver_and_keep(self.alerts(run), list(self.sinks), 0)
+        alerts = []
+        for alert in self.alerts(run):
+            if alert.kind == "stale_report" and alert.partition:
+                if alert.partition in self.stale_days:
+                    continue
+                self.stale_days.append(alert.partition)
+            alerts.append(alert)
+        self._deliver_and_keep(alerts, list(self.sinks), 0)
 
     def send_alert(self, alert: Alert) -> None:
         self._deliver_and_keep([alert], list(self.sinks), 0)
@@ -363,6 +383,7 @@ def build_check_alert_sensor(
         started = time.monotonic()
         state = _read_cursor(context.cursor)
         delivery = _Delivery(context, named, min_severity, ui_url)
+        delivery.stale_days = list(state["stale_days"])
         for position, entry in enumerate(state["pending"]):
             if time.monotonic() - started > TICK_BUDGET_S:
                 # Under the same budget as new runs: a slow failing sink's retries must not
@@ -398,6 +419,7 @@ def build_check_alert_sensor(
                     "handled": handled[-REMEMBERED_RUNS:],
                     "pending": delivery.pending,
                     "failing": failing,
+                    "stale_days": delivery.stale_days[-REMEMBERED_STALE_DAYS:],
                 }
             )
         )
