@@ -202,6 +202,27 @@ def test_a_message_id_two_conversations_use_is_an_error_not_a_copy():
     assert superseded["record_id"].to_list() == ["3"]
 
 
+def test_three_copies_over_two_conversations_count_one_lost_message():
+    """c1's message held twice and c2's once, newest: one message is lost, and c1's older
+    copy is its copy, not a second loss (the rate counted two)."""
+    from analytics_assets.transforms.records import is_superseded
+
+    records = [
+        message(1, message_id="1", conversation_id="c1", content="hello from c1"),
+        message(2, message_id="1", conversation_id="c1", content="hello from c1, again",
+                UpdatedAt="2026-11-01 10:03:00+00:00"),
+        message(3, message_id="1", conversation_id="c2", content="hello from c2",
+                UpdatedAt="2026-11-01 10:05:00+00:00"),
+    ]  # fmt: skip
+    result = validate_messages(raw("messages", records))
+    assert result.valid["content"].to_list() == ["hello from c2"]
+    reasons = dict(zip(result.rejected["record_id"], result.rejected["reason"], strict=True))
+    assert reasons["2"].startswith("duplicate message_id: another conversation's message")
+    assert reasons["1"] == "duplicate message_id; superseded by a newer copy"
+    lost = result.rejected.filter(~is_superseded(pl.col("reason")))
+    assert lost["record_id"].to_list() == ["2"]
+
+
 def test_renamed_source_fields_are_mapped():
     schema = SourceSchema(message_fields={"content": "text", "conversation_id": "thread"})
     record = message(1)

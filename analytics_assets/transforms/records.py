@@ -585,17 +585,24 @@ def _split(
         if owner
         else pl.lit(False)
     )
+    # Of one conversation's copies of the lost message, only the newest is the loss: the
+    # older ones are its copies (three copies over two conversations counted two errors
+    # for one message lost).
+    owners_newest = (
+        pl.col("_row") == pl.col("_row").last().over([*within_day, owner]) if owner else pl.lit(True)
+    )
+    superseded = superseded.with_columns(owners_newest.alias("_owners_newest"))
     superseded = superseded.join(newest_as_sent, on=within_day, how="left").with_columns(
         pl.when(as_sent.is_not_null() & pl.col("_newest_as_sent").is_not_null()
                 & (as_sent != pl.col("_newest_as_sent")))
         .then(pl.format(f"{key} {{}} is another record's {key} once cleaned",
                         _quoted(as_sent)))
-        .when(other_owner)
+        .when(other_owner & pl.col("_owners_newest"))
         .then(pl.lit(f"duplicate {key}: another conversation's message has it too, and the "
                      "newer one was kept"))
         .otherwise(pl.lit(f"duplicate {key}; {SUPERSEDED}"))
         .alias("_reason")
-    ).drop("_newest_as_sent", "_newest_owner")  # fmt: skip
+    ).drop("_newest_as_sent", "_newest_owner", "_owners_newest")  # fmt: skip
     failed = pl.concat([breaking, superseded], how="diagonal_relaxed")
     rejected = failed.select(
         pl.col("day"),
