@@ -589,7 +589,9 @@ def _split(
     # older ones are its copies (three copies over two conversations counted two errors
     # for one message lost).
     owners_newest = (
-        pl.col("_row") == pl.col("_row").last().over([*within_day, owner]) if owner else pl.lit(True)
+        pl.col("_row") == pl.col("_row").last().over([*within_day, owner])
+        if owner
+        else pl.lit(True)
     )
     superseded = superseded.with_columns(owners_newest.alias("_owners_newest"))
     superseded = superseded.join(newest_as_sent, on=within_day, how="left").with_columns(
