@@ -255,8 +255,8 @@ def failing_instigator_alerts(
 def _read_cursor(cursor: str | None) -> dict:
     """{"after": position, "handled": [run ids], "pending": [{alerts, sinks, tries}],
     "failing": {selector id: {alerted_at, failing}}, "stale_days": [days alerted stale]}; a
-    cursor of an earlier version is the
-    position alone, and its pending entries may name a run or hold one alert."""
+    cursor of an earlier version is the position alone, and its pending entries may name a
+    run or hold one alert."""
     if not cursor:
         return {"after": None, "handled": [], "pending": [], "failing": {}, "stale_days": []}
     if not cursor.startswith("{"):
