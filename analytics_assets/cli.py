@@ -14,6 +14,7 @@ from pathlib import Path
 from analytics_assets import tables
 from analytics_assets.settings import PROJECT_ROOT, get_settings
 from analytics_assets.sources.generator import SampleSpec, ensure_sample_export, generate_sample
+from analytics_assets.terminal import terminal_safe
 
 # Commands import their heavy dependencies (dagster, torch, the defs) inside their handler,
 # so that `--help` and the light commands stay fast.
@@ -119,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
         lake, first_day, last_day, run_id=result.run_id, seconds=seconds, db=db,
         collections=collections,
     )  # fmt: skip
-    print(summary)
+    print(terminal_safe(summary))
     return 0 if success else 1
 
 
@@ -316,7 +317,7 @@ def run_conversation(args: argparse.Namespace) -> int:
     if view is None:
         print(f"No conversation {args.conversation_id!r} in the lake.")
         return 1
-    print(json.dumps(view, ensure_ascii=False, indent=2))
+    print(terminal_safe(json.dumps(view, ensure_ascii=False, indent=2)))
     return 0
 
 

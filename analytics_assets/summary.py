@@ -12,6 +12,7 @@ from pymongo.database import Database
 from analytics_assets import tables
 from analytics_assets.storage.collections import DAY_FIELD
 from analytics_assets.storage.lake import Lake
+from analytics_assets.transforms.records import reason_without_values
 
 SUMMARY_ASSETS = (
     tables.NOCODB_RAW_PAGES,
@@ -64,8 +65,10 @@ def lake_summary(
         frame = _scan(lake, asset, first_day, last_day)
         counts[asset] = frame.select(pl.len()).collect().item() if frame.collect_schema() else 0
     errors = _scan(lake, tables.PROCESSING_ERRORS, first_day, last_day)
+    # What went wrong, not what was written: a value quoted in a reason may hold anything,
+    # terminal controls included.
     reasons = (
-        errors.group_by("table", "reason")
+        errors.group_by("table", reason_without_values(pl.col("reason")))
         .len()
         .sort(["len", "table", "reason"], descending=[True, False, False])
         .collect()

@@ -807,3 +807,14 @@ def test_readiness_has_no_side_effects(tmp_path):
     assert not (tmp_path / "mongo").exists()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_model_names_with_a_provider_prefix_or_a_space_can_be_filtered_on(filled):
+    """The dashboard offers every stored model in its filter, but the filter took only the
+    id pattern: `openai/gpt-4o` answered 422."""
+    span = {"from": DAYS[0].isoformat(), "to": DAYS[-1].isoformat()}
+    for name in ("openai/gpt-4o", "meta-llama/Llama-3.1-8B-Instruct", "claude 3 opus"):
+        dashboard = get(filled, "/dashboard/data", **span, model=name)
+        assert dashboard.status_code == 200 and dashboard.json()["totals"]["conversations"] == 0
+        assert get(filled, "/conversations", model=name).json()["items"] == []
+    assert get(filled, "/dashboard/data", **span, model="a\nb").status_code == 422

@@ -307,3 +307,45 @@ def test_conversations_without_a_model_are_not_compared_as_a_model():
     report = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
     assert {m["model"] for m in report["per_model"]} == {"a", "unknown"}
     assert report["model_comparison"] == []
+
+
+HOSTILE = [
+    "![x](https://evil.example/p.png?u=1)",
+    "[Re-login](https://evil.example/login)",
+    "<img src=x onerror=alert(1)>",
+    "https://evil.example/a",
+    "a\rb|c",
+]
+
+
+def _rendered(markdown: str):
+    """What Markdown makes of it (CommonMark with tables, as the UI's GFM reads these)."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    return [child for token in tokens for child in token.children or []]
+
+
+def test_values_from_the_data_show_as_themselves_in_the_ui_not_as_images_or_links():
+    """The UI renders metadata as Markdown: a model named `![x](https://…)` made every
+    viewer's browser fetch that image, `[Re-login](…)` was a link in a trusted page, and a
+    carriage return split a table row."""
+    from analytics_assets.defs.metadata import frame_metadata
+
+    preview = frame_metadata(
+        pl.DataFrame({"conversation_id": HOSTILE, "model": list(reversed(HOSTILE))})
+    )["preview"].value
+    rows = [line for line in preview.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(HOSTILE)
+    cells = [child.content for child in _rendered(preview) if child.type == "text"]
+    assert "![x](https://evil.example/p.png?u=1)" in cells and "a b|c" in cells
+    rows = [{"model": name, "quality_score": 0.9 if n % 2 else 0.1} for n, name in
+            enumerate(HOSTILE * 6)]  # fmt: skip
+    summary = report_metadata(daily_report(DAY, analytics(rows), messages=0, errors=0))[
+        "summary"
+    ].value
+    for markdown in (preview, summary):
+        found = _rendered(markdown)
+        assert not [t for t in found if t.type in ("link_open", "html_inline")]
+        # The chart is the one image, and it is inline data.
+        assert all(t.attrs["src"].startswith("data:") for t in found if t.type == "image")

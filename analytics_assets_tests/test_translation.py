@@ -350,7 +350,10 @@ def test_the_conversation_command_prints_a_translated_conversation(
     from analytics_assets.cli import main
 
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
-    messages = day_messages([("en", "Hi, I have a question."),
+    # C1 controls (a CSI, an OSC) and a right-to-left override, which ingestion keeps in
+    # text: printed raw, a terminal that acts on them obeys what a user wrote.
+    hostile = "Hi, I have a question.\x9b2J\x9d8;;https://evil.example\x9c \u202etxt.exe"
+    messages = day_messages([("en", hostile),
                              ("es", "¿Cuánto cuesta el plan Pro por usuario al mes?")])  # fmt: skip
     messages = messages.with_columns(
         pl.lit("c0").alias("conversation_id"),
@@ -362,7 +365,10 @@ def test_the_conversation_command_prints_a_translated_conversation(
     reader.write_day("conversation_translations", DAY, run.translations)
     monkeypatch.setenv("ANALYTICS_LAKE_URL", lake.base_url)
     assert main(["conversation", "c0", "--lang", "en"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert not set(out) & {"\x9b", "\x9c", "\x9d", "\u202e"} and "\\u009b2J" in out
+    printed = json.loads(out)  # the escapes are JSON's: the text reads back as it was
+    assert printed["messages"][0]["text"] == hostile
     assert [m["translated"] for m in printed["messages"]] == [False, True]
     assert printed["messages"][1]["text"].startswith("This is the English version")
     assert main(["conversation", "nope"]) == 1

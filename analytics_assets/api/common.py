@@ -24,6 +24,9 @@ DbProvider = Callable[[], Database]
 
 MAX_PAGE_SIZE = 100
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# Model names as providers write them: `openai/gpt-4o`, `meta-llama/Llama-3.1-8B-Instruct`,
+# `claude 3 opus` (the id pattern refused each, and the dashboard's model filter answered 422).
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+ -]{0,127}$"
 LABEL_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 PERIOD_PATTERN = r"^\d{4}-\d{2}(-\d{2})?$"
 LANG_PATTERN = r"^[a-z]{2}$"  # a translation's target language

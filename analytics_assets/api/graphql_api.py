@@ -64,6 +64,7 @@ from analytics_assets.api.common import (
     LANG_PATTERN,
     LANGUAGE_PATTERN,
     MAX_PAGE_SIZE,
+    MODEL_PATTERN,
     PERIOD_PATTERN,
     DbProvider,
 )
@@ -406,7 +407,7 @@ class Query:
             from_=from_,
             to=to,
             user_id=_checked("user_id", user_id, USER_PSEUDONYM_PATTERN),
-            model=_checked("model", model, ID_PATTERN),
+            model=_checked("model", model, MODEL_PATTERN),
             channel=_checked("channel", channel, LABEL_PATTERN),
             topic=_checked("topic", topic, LABEL_PATTERN),
             intent=_checked("intent", intent, LABEL_PATTERN),

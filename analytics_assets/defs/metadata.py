@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import polars as pl
@@ -23,16 +24,34 @@ def _previewable(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# What Markdown (GitHub's, as Dagster's UI renders it) reads as markup: a backslash-escaped
+# one is shown as itself. `:`, `@` and the dot of `www.` keep a bare `https://…`, an address
+# or `www.…` from becoming a link.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~&:@]|(?<=www)\.)", re.IGNORECASE)
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def markdown_text(value: Any) -> str:
+    """A value from the data (a model name, a conversation id, a topic) as Markdown that
+    shows exactly it. The UI renders metadata as Markdown: a model named
+    `![x](https://evil.example/p.png)` made every viewer's browser fetch that image (their
+    address, when, and the UI's own address), `[Re-login](https://…)` showed as a link in a
+    trusted page, and a carriage return split a table's row."""
+    text = "" if value is None else str(value)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", text))
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= _PREVIEW_CELL_CHARS else text[: _PREVIEW_CELL_CHARS - 1] + "…"
+    if len(text) > _PREVIEW_CELL_CHARS:
+        text = text[: _PREVIEW_CELL_CHARS - 1] + "…"
+    return markdown_text(text)
 
 
 def markdown_table(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
     head = frame.head(rows)
     lines = [
-        "| " + " | ".join(head.columns) + " |",
+        "| " + " | ".join(markdown_text(name) for name in head.columns) + " |",
         "|" + "---|" * len(head.columns),
         *("| " + " | ".join(_cell(value) for value in row) + " |" for row in head.iter_rows()),
     ]

@@ -20,8 +20,8 @@ from analytics_assets.api.auth import RequireScope
 from analytics_assets.api.common import (
     CONVERSATIONS,
     ERRORS,
-    ID_PATTERN,
     MAX_RANGE_DAYS,
+    MODEL_PATTERN,
     DbProvider,
     Grain,
     Label,
@@ -79,7 +79,7 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
             date | None, Query(description="Default: the latest day with conversations.")
         ] = None,
         grain: Grain = "daily",
-        model: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        model: Annotated[str | None, Query(pattern=MODEL_PATTERN)] = None,
         channel: Label = None,
     ) -> Dashboard:
         collection = db_provider()[CONVERSATIONS]

@@ -8,7 +8,7 @@ from dagster import MetadataValue
 
 from analytics_assets.analytics.charts import png_markdown, report_png, report_vega_lite
 from analytics_assets.defs.day_metadata import CHARTED_DAYS
-from analytics_assets.defs.metadata import markdown_table
+from analytics_assets.defs.metadata import markdown_table, markdown_text
 
 
 def report_metadata(reports: pl.DataFrame, *, with_chart: bool = True) -> dict:
@@ -89,7 +89,7 @@ def _one(report: dict) -> str:
         )
     if report["rising_topics"]:
         rising = ", ".join(
-            f"{t['value']} {t['previous_share']:.0%} → {t['share']:.0%}"
+            f"{markdown_text(t['value'])} {t['previous_share']:.0%} → {t['share']:.0%}"
             for t in report["rising_topics"]
         )
         lines.append(f"- rising topics: {rising}")
@@ -98,7 +98,8 @@ def _one(report: dict) -> str:
         "- models: "
         + (
             "; ".join(
-                f"{c['model']} {c['metric']} {c['value']:.3g} vs {c['others']:.3g} "
+                f"{markdown_text(c['model'])} {c['metric']} {c['value']:.3g} vs "
+                f"{c['others']:.3g} "
                 f"(p={c['p_value']:.3f})"
                 for c in significant
             )
