@@ -34,9 +34,14 @@ def _dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     instance_config = home / "dagster.yaml"
     template = PROJECT_ROOT / "dagster.yaml"
-    # The repo's dagster.yaml is the source of truth for the local instance.
+    # The repo's dagster.yaml is the source of truth for the local instance, and only for
+    # it: an operator's own home keeps its config (a cron `sensor-tick` with
+    # DAGSTER_HOME=/srv/dagster turned a Postgres instance into SQLite). There it is
+    # written only where none exists.
+    local = home.resolve() == Path(default).resolve()
     if template.exists() and (
-        not instance_config.exists() or instance_config.read_text() != template.read_text()
+        not instance_config.exists()
+        or (local and instance_config.read_text() != template.read_text())
     ):
         instance_config.write_text(template.read_text())
     return home
@@ -56,10 +61,30 @@ def _closed_weeks(first_day: date, last_day: date) -> list[date]:
 _QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def _partition_range(first_day: date, last_day: date) -> tuple[date, date]:
+    """A range of daily partitions, or a UsageError saying why not: a reversed range or one
+    after the last partition planned no day, and the run sat in its retries for minutes
+    before it failed on `min()` of nothing."""
+    from datetime import UTC, datetime
+
+    first_partition = date.fromisoformat(str(get_settings().partitions_start)[:10])
+    last_partition = datetime.now(UTC).date() - timedelta(days=1)  # the last complete day
+    if first_day > last_day:
+        raise UsageError(f"the range ends ({last_day}) before it starts ({first_day})")
+    if first_day < first_partition:
+        raise UsageError(
+            f"{first_day} is before the first partition, {first_partition} "
+            "(ANALYTICS_PARTITIONS_START)"
+        )
+    if last_day > last_partition:
+        raise UsageError(f"{last_day} is after the last complete day, {last_partition}")
+    return first_day, last_day
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Materializes the whole asset graph for a range of days as one run, then summarizes."""
     spec = SampleSpec()
-    first_day, last_day = args.first_day or spec.start, args.last_day or spec.end
+    first_day, last_day = _partition_range(args.first_day or spec.start, args.last_day or spec.end)
     _dagster_home()
     # Loading Dagster and the definitions takes seconds: say so before it starts.
     print("Loading the definitions ...", flush=True)
@@ -199,6 +224,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from analytics_assets.storage.lake import lake_from_settings
 
     first_day, last_day = args.first_day, args.last_day
+    if first_day > last_day:
+        raise UsageError(f"--to ({last_day}) is before --from ({first_day})")
     lake = lake_from_settings(get_settings())
     days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
     analytics = lake.scan_days(tables.CONVERSATION_ANALYTICS, days).collect()
@@ -336,9 +363,12 @@ def run_api_key(args: argparse.Namespace) -> int:
     if args.action == "create":
         # Without --scope, the read scopes: webhooks:manage makes the server post to any
         # host a caller names (docs/webhooks.md), so it is given only when asked for.
-        key = keys.create_key(
-            db, args.scopes or list(keys.READ_SCOPES), rate_per_minute=args.rate_per_minute
-        )
+        try:
+            key = keys.create_key(
+                db, args.scopes or list(keys.READ_SCOPES), rate_per_minute=args.rate_per_minute
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         print(f"{key}\n(shown once: only its hash is stored)")
     elif args.action == "revoke":
         if not args.key_id or not keys.revoke(db, args.key_id):
@@ -399,8 +429,11 @@ def run_webhooks(args: argparse.Namespace) -> int:
         print(f"secret: {created.secret}\n(shown once: give it to the receiver to verify "
               "signatures)")  # fmt: skip
     elif args.action == "list":
+        from analytics_assets.settings import url_origin
+
         for sub in subscriptions.list_subscriptions(db):
-            print(f"{sub['_id']}  {sub['url']}  {','.join(sub['events'])}  "
+            # Where it points: a receiver's URL may carry a token in its path or query.
+            print(f"{sub['_id']}  {url_origin(sub['url'])}  {','.join(sub['events'])}  "
                   f"created {_when(sub['created_at'])}")  # fmt: skip
     elif args.action == "remove":
         if not subscriptions.remove(db, args.subscription_id):
@@ -435,10 +468,22 @@ def run_graphql_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_id(typed: str) -> str:
+    """The user id as ingestion stores it (stripped, control characters removed); a blank
+    one is refused: `erase-user ""` erased every conversation whose id was blank, the
+    conversations of different people."""
+    from analytics_assets.transforms.records import cleaned_field
+
+    user_id = cleaned_field(typed)
+    if user_id is None:
+        raise UsageError("the user id is blank")
+    return user_id
+
+
 def run_pseudonym(args: argparse.Namespace) -> int:
     from analytics_assets.privacy.keys import pseudonymizer
 
-    print(pseudonymizer(get_settings())(args.user_id))
+    print(pseudonymizer(get_settings())(_user_id(args.user_id)))
     return 0
 
 
@@ -459,7 +504,9 @@ def run_erase_user(args: argparse.Namespace) -> int:
     from analytics_assets.defs.privacy.jobs import run_erasure, submit_erasure
     from analytics_assets.privacy.keys import pseudonymizer
 
-    pseudonym = pseudonymizer(get_settings())(args.user_id)
+    pseudonym = pseudonymizer(get_settings())(_user_id(args.user_id))
+    if not args.requested_by.strip():
+        raise UsageError("--requested-by is blank: the audit record names who asked")
     if args.request_only:
         request_id = submit_erasure(
             defs, pseudonym, requested_by=args.requested_by, reason=args.reason
@@ -794,16 +841,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_error(error: Exception) -> str | None:
+    """What is wrong with the settings, by field, without the values (pydantic quotes the
+    value it refused: a URL with its password); None for any other error."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(error, ValidationError):
+        problems = error.errors(include_input=False, include_url=False)
+        return "invalid settings: " + "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'settings'}: {problem['msg']}"
+            for problem in problems
+        )
+    if isinstance(error, SettingsError):
+        return f"invalid settings: {error}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     # A command reads the environment once, when it starts (also when called in-process).
     get_settings.cache_clear()
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as error:
+        if (message := _settings_error(error)) is None:
+            raise
+        print(f"analytics-assets: error: {message}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except UsageError as error:
         parser.error(str(error))
     except Exception as error:
+        if (message := _settings_error(error)) is not None:
+            print(f"analytics-assets: error: {message}", file=sys.stderr)
+            return 2
         # Imported here, not at the top: `--help` and the light commands load no pymongo.
         from analytics_assets.storage.connection import MongoAuthenticationError
 

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
         "ANALYTICS_LEASE_TTL_S",
         default=120.0,
         gt=0,
+        le=86_400,
+        allow_inf_nan=False,
         description="A run's day leases expire this long after its last heartbeat (every "
         "process executing one of its steps renews them every quarter of it): how long a "
         "killed run keeps its days from the next. Longer than the gap between two steps "
@@ -135,6 +137,8 @@ class Settings(BaseSettings):
     categorization_threshold: float = _env(
         "ANALYTICS_CATEGORIZATION_THRESHOLD",
         default=0.5,
+        ge=0,
+        le=1,
         description="Below this confidence a label is the fallback (other/uncertain).",
     )
     encoder: Literal["use-m3", "e5-small", "minilm"] = _env(
@@ -155,9 +159,11 @@ class Settings(BaseSettings):
     llm_model: str = _env("ANALYTICS_LLM_MODEL", default="gpt-4o-mini")
     llm_api_key: SecretStr | None = _env("ANALYTICS_LLM_API_KEY", default=None)
     llm_budget: int = _env(
-        "ANALYTICS_LLM_BUDGET", default=200, description="LLM requests per run, at most."
+        "ANALYTICS_LLM_BUDGET", default=200, ge=0, description="LLM requests per run, at most."
     )
-    llm_price_per_1k_tokens: float = _env("ANALYTICS_LLM_PRICE_PER_1K_TOKENS", default=0.0)
+    llm_price_per_1k_tokens: float = _env(
+        "ANALYTICS_LLM_PRICE_PER_1K_TOKENS", default=0.0, ge=0, allow_inf_nan=False
+    )
     languages: CommaList | None = _env(
         "ANALYTICS_LANGUAGES",
         default=None,
@@ -165,11 +171,14 @@ class Settings(BaseSettings):
     )
 
     # -- incremental sync ---------------------------------------------------------------------
-    sync_overlap_minutes: float = _env("ANALYTICS_SYNC_OVERLAP_MINUTES", default=5.0)
+    sync_overlap_minutes: float = _env(
+        "ANALYTICS_SYNC_OVERLAP_MINUTES", default=5.0, ge=0, allow_inf_nan=False
+    )
     sync_bootstrap: Literal["latest", "all"] = _env("ANALYTICS_SYNC_BOOTSTRAP", default="latest")
     reconcile_days: int = _env(
         "ANALYTICS_RECONCILE_DAYS",
         default=0,
+        ge=0,
         description="Days back the reconciliation compares; 0: every materialized day.",
     )
     source_deletions: Literal["remove", "mark"] = _env(
@@ -225,6 +234,25 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("privacy_policies", "privacy_retention_days", mode="after")
+    @classmethod
+    def _known_tables(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        """A misspelled table (`conversation_mesages`) kept its default in silence: its
+        policy redact, its retention forever."""
+        from analytics_assets import tables
+
+        known = {v for k, v in vars(tables).items() if k.isupper() and isinstance(v, str)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; the tables are {sorted(known)}")
+        if info.field_name == "privacy_policies":
+            wrong = {t: p for t, p in value.items() if p not in ("redact", "pseudonymize", "keep")}
+            if wrong:
+                raise ValueError(f"policies must be redact, pseudonymize or keep: {wrong}")
+        elif any(not 1 <= days <= 36_500 for days in value.values()):
+            raise ValueError("days kept must be 1 to 36,500")
         return value
 
     @field_validator("languages", mode="after")
@@ -319,6 +347,10 @@ class Settings(BaseSettings):
                 # A URL can carry a secret: a webhook's token in its path, a password before
                 # the host, an API key in the query. Where it points is enough here.
                 value = url_origin(value)
+            elif isinstance(value, str | Path) and "://" in str(value):
+                # A folder setting may be a bucket URL too (`s3://KEY:SECRET@bucket/x`,
+                # `…?sig=`): the same care.
+                value = url_without_credentials(str(value))
             elif isinstance(value, Path):
                 value = str(value)
             view[name] = value
@@ -330,9 +362,16 @@ class Settings(BaseSettings):
 
 def url_without_credentials(url: str) -> str:
     """`url` without a user or password before the host, a query or a fragment."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<not a URL>"  # `https://a:b@[bad/`: its text may hold the password
     if not parts.netloc:
-        return url
+        # No scheme (`admin:hunter2@nocodb.internal:8080`, a path): whatever stands before
+        # an `@` of its first part may be a user and a password.
+        first, slash, rest = url.partition("/")
+        first = first.rpartition("@")[2]
+        return (first + slash + rest).split("?")[0].split("#")[0]
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
@@ -340,7 +379,10 @@ def url_without_credentials(url: str) -> str:
 def url_origin(url: str) -> str:
     """Where an HTTP `url` points (scheme, host and port), and "/…" where it held more;
     another URL (a bucket and its prefix, a local path) without credentials or query."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<not a URL>"
     if parts.scheme not in ("http", "https"):
         return url_without_credentials(url)
     origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

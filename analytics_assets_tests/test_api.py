@@ -818,3 +818,19 @@ def test_model_names_with_a_provider_prefix_or_a_space_can_be_filtered_on(filled
         assert dashboard.status_code == 200 and dashboard.json()["totals"]["conversations"] == 0
         assert get(filled, "/conversations", model=name).json()["items"] == []
     assert get(filled, "/dashboard/data", **span, model="a\nb").status_code == 422
+
+
+def test_a_key_is_made_only_with_a_rate_the_limiter_can_use_and_known_scopes(filled):
+    """A rate of 0 divided by zero in the limiter (every request a 500), a negative one
+    refused every request; a scope written with spaces or twice was stored so."""
+    db = filled["db"]
+    for rate in (0, -5, 10**12):
+        with pytest.raises(ValueError, match="1 to 1,000,000"):
+            keys.create_key(db, ["analytics:read"], rate_per_minute=rate)
+    with pytest.raises(ValueError, match="Scopes must be among"):
+        keys.create_key(db, ["analytics:write"])
+    key = keys.create_key(db, [" analytics:read", "analytics:read "], rate_per_minute=1)
+    stored = db["api_keys"].find_one({"_id": key.split("_")[1]})
+    assert stored["scopes"] == ["analytics:read"] and stored["rate_per_minute"] == 1
+    path = f"/analytics/reports/daily/{DAYS[0]}"
+    assert filled["client"].get(path, headers={"X-API-Key": key}).status_code == 200

@@ -409,7 +409,7 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
         assert result.success
         return lake, mongo, result
 
-    lake, mongo, result = run("key-1", "lake1")
+    lake, mongo, result = run("pii-test-key-one", "lake1")
     stored = dict(read_asset(lake, "conversation_messages").select("message_id", "content")
                   .iter_rows())  # fmt: skip
     documents = {d["message_id"]: d["content"] for d in mongo.db()["conversation_messages"].find()}
@@ -425,8 +425,8 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
     )  # fmt: skip
     assert sum(metadata["pii_findings"].data.values()) == len(planted)
     if policy == "pseudonymize":
-        again, _, _ = run("key-1", "lake2")
-        other, _, _ = run("key-2", "lake3")
+        again, _, _ = run("pii-test-key-one", "lake2")
+        other, _, _ = run("pii-test-key-two", "lake3")
         first = read_asset(lake, "conversation_messages").sort("message_id")["content"]
         assert (
             read_asset(again, "conversation_messages").sort("message_id")["content"].equals(first)

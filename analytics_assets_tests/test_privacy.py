@@ -355,6 +355,10 @@ def test_local_key_file_is_created_once_and_private(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="is empty"):
         PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1")
+    # A configured key that is blank or short is as guessable (`" "` was accepted).
+    for guessable in (" ", "secret", "  short-key \n  "):
+        with pytest.raises(ValueError, match="fewer than 16 characters"):
+            PrivacyResource(pseudonym_key=guessable).pseudonym("user-1")
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -363,7 +367,7 @@ def test_local_key_file_is_created_once_and_private(tmp_path):
 def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, mongo_server):
     spec = SampleSpec(days=2, conversations=80, users=12, seed=7, with_bad_records=False)
     runs = {}
-    for label, key in (("first", KEY), ("again", KEY), ("new_key", "another-key")):
+    for label, key in (("first", KEY), ("again", KEY), ("new_key", "another-pseudonym-key")):
         root = tmp_path / label
         planted = _export_with_pii(root / "export", spec)
         defs, lake, mongo = _definitions(
@@ -1242,3 +1246,32 @@ def test_tombstones_are_a_file_per_erasure_merged_past_twenty(mongo_server):
     assert len(lake.files_under(TOMBSTONE_FOLDER)) <= TOMBSTONE_FILES_MAX
     expected = {tombstone_digest(digest, f"messages:{n}") for n in range(31)}
     assert tombstones(lake) == expected
+
+
+def test_an_erasure_names_the_user_as_ingestion_stored_them_and_refuses_a_blank_id(tmp_path):
+    """Ingestion strips a user id and removes its control characters: `erase-user " user-1 "`
+    hashed the id as typed and found nothing, a raw `" user-1\\x01"` was not matched to the
+    user it is stored as, and `erase-user ""` erased every conversation whose id was blank,
+    the conversations of different people."""
+    from analytics_assets.cli import UsageError, _user_id
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.privacy.erasure import Eraser
+    from analytics_assets.sources.schema import SourceSchema
+
+    for typed in ("", "   ", "\x01\t"):
+        with pytest.raises(UsageError, match="blank"):
+            _user_id(typed)
+    assert _user_id(" user-1\x01 ") == "user-1"
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    day = date(2026, 11, 3)
+    raw_ids = ["user-1", " user-1\x01", "", "user-2"]
+    lake.write_day("nocodb_raw_pages", day, pl.DataFrame(
+        {"table": ["conversations"] * 4, "record_id": ["1", "2", "3", "4"], "day": [day] * 4,
+         "record": [json.dumps({"conversation_id": f"c-{n}", "user_id": user})
+                    for n, user in enumerate(raw_ids)]}
+    ))  # fmt: skip
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    eraser = Eraser(lake, None, pseudonym_of=privacy.pseudonymizer(),
+                    digest=privacy.digester(), schema=SourceSchema())  # fmt: skip
+    theirs = privacy.pseudonym(_user_id(" user-1 "))
+    assert sorted(eraser.user_ids(theirs)) == sorted([theirs, "user-1", " user-1\x01"])

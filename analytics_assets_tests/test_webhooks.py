@@ -275,7 +275,10 @@ def test_the_cli_adds_lists_shows_the_log_and_dead_letters_and_removes(
             delivery.deliver_pending(db, now + offset, max_attempts=2)
         assert main(["webhooks", "list"]) == 0
         listed = capsys.readouterr().out
-        assert sub_id in listed and receiver.url in listed and secret not in listed
+        # Where it points, not its path: a receiver's URL may carry a token there.
+        origin = receiver.url.split("/", 3)
+        assert sub_id in listed and f"{'/'.join(origin[:3])}/…" in listed
+        assert secret not in listed and receiver.url not in listed
         assert main(["webhooks", "deliveries", sub_id]) == 0
         log = capsys.readouterr().out
         assert "report.ready  dead" in log and log.count("  500  ") == 2

@@ -16,6 +16,7 @@ SCOPES = ("conversations:read", "analytics:read", "users:read", "webhooks:manage
 READ_SCOPES = tuple(scope for scope in SCOPES if scope.endswith(":read"))
 PREFIX = "aak"
 DEFAULT_RATE_PER_MINUTE = 600
+MAX_RATE_PER_MINUTE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,21 @@ def create_key(
     description: str = "",
 ) -> str:  # fmt: skip
     """A new key (shown once, never stored) with these scopes."""
+    scopes = sorted({scope.strip() for scope in scopes})
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise ValueError(f"Scopes must be among {SCOPES}, got {scopes}")
+    # 0 divided by zero in the limiter (every request a 500), a negative rate refused every
+    # request, and a huge one overflowed.
+    if not 1 <= rate_per_minute <= MAX_RATE_PER_MINUTE:
+        raise ValueError(f"The rate must be 1 to {MAX_RATE_PER_MINUTE:,} requests a minute")
     key_id = secrets.token_hex(6)
     key = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     db[COLLECTION].insert_one(
         {
             "_id": key_id,
             "hash": _digest(key),
-            "scopes": sorted(scopes),
+            "scopes": scopes,
             "rate_per_minute": rate_per_minute,
             "description": description,
             "created_at": datetime.now(UTC).isoformat(),

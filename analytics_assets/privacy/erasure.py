@@ -35,6 +35,7 @@ from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage import day_index
 from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets.storage.lake import Lake
+from analytics_assets.transforms.records import cleaned_field
 
 RAW_TABLE = tables.NOCODB_RAW_PAGES
 # Aggregates over many users: rebuilt, never filtered (and their `user_ids` go with the rebuild).
@@ -217,7 +218,13 @@ class Eraser:
             if RAW_TABLE in self.lake.tables()
             else pl.Series("user", [], pl.String())
         )
-        return [user for user in raw_users if self.pseudonym_of(user) == pseudonym]
+        # Compared as ingestion stored them: a raw " user-7 " is the user "user-7".
+        return [
+            user
+            for user in raw_users
+            if (cleaned := cleaned_field(user)) is not None
+            and self.pseudonym_of(cleaned) == pseudonym
+        ]
 
     def user_ids(self, pseudonym: str) -> list[str]:
         """What the user may be called in a table: the pseudonym, and the source's ids found

@@ -16,12 +16,23 @@ from analytics_assets.privacy.pii import pseudonymize_id
 from analytics_assets.settings import Settings
 
 LOCAL_KEY_FILE = "pseudonym.key"
+# Fewer characters than this and the key can be guessed: pseudonyms of a source's sequential
+# user ids under it are anyone's to compute (`" "` was accepted).
+MIN_KEY_CHARACTERS = 16
 
 
 def load_pseudonym_key(configured: str | None, key_file: str | None) -> bytes:
     """The configured key, else the one in `key_file` (created with a random key, readable
     by its owner only, the first time and never overwritten)."""
     if configured:
+        # Used as given, spaces included: trimming now would change every pseudonym of a
+        # deployment whose secret ends with a line break.
+        if len(configured.strip()) < MIN_KEY_CHARACTERS:
+            raise ValueError(
+                f"PRIVACY_PSEUDONYM_KEY has fewer than {MIN_KEY_CHARACTERS} characters besides "
+                "spaces: pseudonyms under it could be computed by anyone. Use a random key "
+                "(`openssl rand -hex 32`)."
+            )
         return configured.encode()
     if key_file:
         path = Path(key_file)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
@@ -136,6 +137,15 @@ _VERBATIM_FIELDS = frozenset({"content"})
 # An unpaired surrogate (half an emoji) decodes to NUL (`_with_decodable_json`), so removing
 # NUL also removes those.
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+_CONTROL_CHARACTERS = re.compile(CONTROL_CHARACTERS)
+
+
+def cleaned_field(value: str | None) -> str | None:
+    """A field other than the text as validation stores it: control characters removed,
+    stripped, blank as None. What an operator types (`erase-user " user-7 "`) must name the
+    user as ingestion named them."""
+    cleaned = _CONTROL_CHARACTERS.sub("", value or "").strip()
+    return cleaned or None
 
 
 def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.DataFrame:
