@@ -33,6 +33,10 @@ def _env(name: str, **kwargs: Any) -> Any:
     return Field(validation_alias=AliasChoices(name, name.lower()), **kwargs)
 
 
+# How a table holds text (docs/privacy.md): `PrivacyResource` applies them.
+TEXT_POLICIES = ("redact", "pseudonymize", "keep")
+
+
 class Settings(BaseSettings):
     """The deployment's configuration; each field names its environment variable."""
 
@@ -248,7 +252,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown table(s) {unknown}; the tables are {sorted(known)}")
         if info.field_name == "privacy_policies":
-            wrong = {t: p for t, p in value.items() if p not in ("redact", "pseudonymize", "keep")}
+            wrong = {t: p for t, p in value.items() if p not in TEXT_POLICIES}
             if wrong:
                 raise ValueError(f"policies must be redact, pseudonymize or keep: {wrong}")
         elif any(not 1 <= days <= 36_500 for days in value.values()):

@@ -62,7 +62,8 @@ SECRETS = {
 
 @pytest.fixture(scope="module")
 def compose(tmp_path_factory) -> dict:
-    """`docker-compose config` on a copy of the repo's Compose inputs, without `.env`."""
+    """`docker-compose config` on a copy of the repo's Compose inputs, without `.env` and
+    with only the pseudonym key set."""
     binary = shutil.which("docker-compose")
     assert binary, f"docker-compose is missing: {INSTALL_HINT}"
     clone = tmp_path_factory.mktemp("clone")
@@ -71,9 +72,16 @@ def compose(tmp_path_factory) -> dict:
     assert not (clone / ".env").exists()
     # Only what the binary needs: no variable of the stack leaks in from the test's environment.
     env = {"PATH": os.environ["PATH"], "HOME": str(clone)}
-    result = subprocess.run(
-        [binary, "config"], cwd=clone, env=env, capture_output=True, text=True, timeout=120
-    )
+
+    def config(extra: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([binary, "config"], cwd=clone, env={**env, **extra},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    # The one value the stack cannot default: a pseudonym key anyone can read in the
+    # repository is no key (`change-me` was the default).
+    refused = config({})
+    assert refused.returncode != 0 and "PRIVACY_PSEUDONYM_KEY" in refused.stderr
+    result = config({"PRIVACY_PSEUDONYM_KEY": "0123456789abcdef0123456789abcdef"})
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 

@@ -216,16 +216,25 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
 
 
 class InterleavedCollection:
-    """The real collection; before this writer's first delete, another run writes the same
-    day in full (a retry that takes no lease, or the mirror's copy from the lake)."""
+    """The real collection; before this writer first looks for or deletes stale documents,
+    another run writes the same day in full (a retry that takes no lease, or the mirror's
+    copy from the lake)."""
 
     def __init__(self, collection, other_write):
         self.collection, self.other_write = collection, other_write
 
-    def delete_many(self, query):
+    def _interleave(self) -> None:
         if self.other_write is not None:
             write, self.other_write = self.other_write, None
             write()
+
+    def find(self, query=None, *args, **kwargs):
+        if query and RUN_FIELD in query:  # the stale documents' lookup, not a write's
+            self._interleave()
+        return self.collection.find(query, *args, **kwargs)
+
+    def delete_many(self, query):
+        self._interleave()
         return self.collection.delete_many(query)
 
     def __getattr__(self, name):

@@ -136,6 +136,7 @@ def test_lookalikes_are_left_alone():
         # A card after another number of four digits: the order number was its first group.
         ("order 1234 4111 1111 1111 1111 thanks", CARD, "4111 1111 1111 1111"),
         ("ref 9876-5432 5500-0000-0000-0004", CARD, "5500-0000-0000-0004"),
+        ("3.4111 1111 1111 1111", CARD, "4111 1111 1111 1111"),  # a list item, no space
         # Credentials without a user name, parameter names in other spellings.
         ("redis://:s3cretP4ss@10.0.0.5:6379/0", URL_SECRET, "redis://:s3cretP4ss@10.0.0.5:6379/0"),
         ("https://api.example.com/v1?api_token=f3bCaWWrprhZNlwsekkq", URL_SECRET,

@@ -355,9 +355,10 @@ def test_local_key_file_is_created_once_and_private(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="is empty"):
         PrivacyResource(pseudonym_key_file=str(path)).pseudonym("user-1")
-    # A configured key that is blank or short is as guessable (`" "` was accepted).
-    for guessable in (" ", "secret", "  short-key \n  "):
-        with pytest.raises(ValueError, match="fewer than 16 characters"):
+    # A configured key that is blank, short or an example's placeholder is as guessable
+    # (`" "` was accepted).
+    for guessable in (" ", "secret", "  short-key \n  ", "change-me-compose-pseudonym-key"):
+        with pytest.raises(ValueError, match="placeholder or has fewer than 16 characters"):
             PrivacyResource(pseudonym_key=guessable).pseudonym("user-1")
 
 
@@ -1275,3 +1276,42 @@ def test_an_erasure_names_the_user_as_ingestion_stored_them_and_refuses_a_blank_
                     digest=privacy.digester(), schema=SourceSchema())  # fmt: skip
     theirs = privacy.pseudonym(_user_id(" user-1 "))
     assert sorted(eraser.user_ids(theirs)) == sorted([theirs, "user-1", " user-1\x01"])
+
+
+def test_an_erasure_rewrites_days_written_before_a_release_added_a_column(tmp_path, mongo_server):
+    """The lake's scan of a whole table merges its days' columns; a day written before a
+    release added `user_pseudonym` lacks it, and its rewrite matched on the merged columns
+    and failed (ColumnNotFoundError)."""
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.defs.storage.resources import MongoResource
+    from analytics_assets.privacy.erasure import Eraser
+    from analytics_assets.sources.schema import SourceSchema
+
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    theirs = privacy.pseudonym("user-1")
+    old, new = date(2026, 11, 3), date(2026, 11, 4)
+    lake.write_day("conversations", old, pl.DataFrame(
+        {"conversation_id": ["c-1", "c-2"], "user_id": [theirs, "u_other"], "day": [old] * 2}
+    ))  # fmt: skip
+    lake.write_day("conversations", new, pl.DataFrame(
+        {"conversation_id": ["c-3"], "user_id": [theirs], "day": [new]}
+    ))  # fmt: skip
+    lake.write_day("conversation_analytics", old, pl.DataFrame(
+        {"conversation_id": ["c-1", "c-2"], "user_id": [theirs, "u_other"], "day": [old] * 2}
+    ))  # fmt: skip
+    lake.write_day("conversation_analytics", new, pl.DataFrame(
+        {"conversation_id": ["c-3", "c-4"], "user_id": [theirs, "u_other"],
+         "user_pseudonym": [theirs, "u_other"], "day": [new] * 2}
+    ))  # fmt: skip
+    eraser = Eraser(
+        lake,
+        MongoResource(uri=mongo_server, database="privacy_columns_added").db(),
+        pseudonym_of=privacy.pseudonymizer(),
+        digest=privacy.digester(),
+        schema=SourceSchema(),
+    )
+    eraser.erase(theirs)
+    analytics = lake.scan_all("conversation_analytics").collect()
+    assert sorted(analytics["conversation_id"].to_list()) == ["c-2", "c-4"]
+    assert lake.scan_all("conversations").collect()["conversation_id"].to_list() == ["c-2"]

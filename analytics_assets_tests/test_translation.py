@@ -219,6 +219,17 @@ def test_a_message_edited_since_its_translation_does_not_keep_the_old_one():
     again = translate_messages(edited, ["en"], silent, previous=first).translations
     assert again["message_id"].to_list() == ["m1"]
     assert "4111" not in " ".join(again["text"].to_list() + again["source_text"].to_list())
+    # Stored under its own policy (translations redacted, messages kept raw), a row's source
+    # text is the message's text as that policy stores it: the same text, not an edit.
+    from analytics_assets.privacy.pii import anonymize
+
+    def redacted(texts: pl.Series) -> pl.Series:
+        return anonymize(texts)[0]
+
+    stored = first.with_columns(redacted(first["source_text"]).alias("source_text"))
+    kept = translate_messages(messages, ["en"], silent, previous=stored, as_stored=redacted)
+    assert sorted(kept.translations["message_id"].to_list()) == ["m0", "m1", "m2"]
+    assert "<CARD>" in kept.translations.filter(pl.col("message_id") == "m0")["source_text"][0]
 
 
 def test_a_translator_that_times_out_is_retried_then_recorded(libretranslate):

@@ -23,6 +23,7 @@ from typing import Any
 from analytics_assets.webhooks.signing import (  # noqa: F401
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    WEBHOOK_OPENER,
     sign_body,
     signature_headers,
     verify_signature,
@@ -101,19 +102,6 @@ def build_message(alert: Alert) -> str:
     return "\n".join(lines)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib follows a 301/302/303 answer to a POST with a GET without the body (and with
-    the signature headers, to wherever it points), then reads that GET's 200 as delivered:
-    an `http://` URL that redirects to `https://` lost every alert. A redirect is an error
-    to fix in the URL instead."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_WEBHOOK_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: float = 10) -> None:
     body = json.dumps(alert.to_dict(), sort_keys=True, default=str, allow_nan=False).encode()
     headers = {"Content-Type": "application/json"}
@@ -121,7 +109,7 @@ def deliver_webhook(url: str, secret: str | None, alert: Alert, *, timeout_s: fl
         headers.update(signature_headers(secret, body, int(time.time())))
     try:
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        with _WEBHOOK_OPENER.open(request, timeout=timeout_s) as response:
+        with WEBHOOK_OPENER.open(request, timeout=timeout_s) as response:
             response.read()
     except urllib.error.HTTPError as error:
         moved = " (a redirect: give the URL it points to)" if 300 <= error.code < 400 else ""

@@ -33,7 +33,9 @@ def read_feedback(path: Path) -> pl.DataFrame:
     if path.suffix == ".json":
         records = json.loads(text)
     else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        # Lines end at "\n" only: `splitlines` also cuts at U+2028 and others, which JSON
+        # strings may hold as they are.
+        records = [json.loads(line) for line in text.split("\n") if line.strip()]
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{path.name}: expected one JSON object per correction")
     # Every value as text, as CSV reads it: a file written by hand mixes `"billing"`,

@@ -359,10 +359,12 @@ class Eraser:
             if "examples" in columns:
                 self._scrub_examples(table, texts, result)
                 continue
-            match = self._match(table, columns, pseudonym, ids)
             removed = 0
             for day in plan.days_by_table.get(table, []):
                 frame = self.lake.scan_days(table, [day]).collect()
+                # By the day's own columns: a day written before a release added one (a
+                # `user_pseudonym`) lacks what the table's merged schema has.
+                match = self._match(table, set(frame.columns), pseudonym, ids)
                 mask = frame.select(match.alias("erase"))["erase"]
                 self._confirm(day)
                 self.lake.write_day(table, day, frame.filter(~mask))

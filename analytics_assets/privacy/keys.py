@@ -19,6 +19,8 @@ LOCAL_KEY_FILE = "pseudonym.key"
 # Fewer characters than this and the key can be guessed: pseudonyms of a source's sequential
 # user ids under it are anyone's to compute (`" "` was accepted).
 MIN_KEY_CHARACTERS = 16
+# The examples' placeholders (`change-me…`): public, so no key.
+PLACEHOLDER = "change-me"
 
 
 def load_pseudonym_key(configured: str | None, key_file: str | None) -> bytes:
@@ -27,11 +29,13 @@ def load_pseudonym_key(configured: str | None, key_file: str | None) -> bytes:
     if configured:
         # Used as given, spaces included: trimming now would change every pseudonym of a
         # deployment whose secret ends with a line break.
-        if len(configured.strip()) < MIN_KEY_CHARACTERS:
+        if len(configured.strip()) < MIN_KEY_CHARACTERS or configured.strip().lower().startswith(
+            PLACEHOLDER
+        ):
             raise ValueError(
-                f"PRIVACY_PSEUDONYM_KEY has fewer than {MIN_KEY_CHARACTERS} characters besides "
-                "spaces: pseudonyms under it could be computed by anyone. Use a random key "
-                "(`openssl rand -hex 32`)."
+                f"PRIVACY_PSEUDONYM_KEY is a placeholder or has fewer than {MIN_KEY_CHARACTERS} "
+                "characters besides spaces: pseudonyms under it could be computed by anyone. "
+                "Use a random key (`openssl rand -hex 32`)."
             )
         return configured.encode()
     if key_file:

@@ -586,10 +586,12 @@ def generic_token_is_secret(token: str, text: str = "", start: int = 0) -> bool:
 def _accept(kind: str, match: re.Match, text: str) -> bool:
     value = match.group(0)
     if kind == CARD:
-        # Not the digits of a decimal fraction (`Recall: 0.3749068106865794`). Not after a
-        # comma too: that is a CSV row's next field (`1,4111111111111111`) as often.
+        # Not the digits of a decimal fraction (`Recall: 0.3749068106865794`); a grouped
+        # number is none (`3.4111 1111 1111 1111`, a list item). Not after a comma either:
+        # that is a CSV row's next field (`1,4111111111111111`) as often.
         before = text[max(0, match.start() - 2) : match.start()]
-        return luhn_valid(value) and not (before[-1:] == "." and before[:1].isdigit())
+        fraction = before[-1:] == "." and before[:1].isdigit() and value.isdigit()
+        return luhn_valid(value) and not fraction
     if kind == IBAN:
         return iban_valid(value)
     if kind == IP:

@@ -320,6 +320,11 @@ def _delete_unproduced(
         return _with_retries(operation, report, attempts=attempts, backoff_s=backoff_s)
 
     stale = {**scope, RUN_FIELD: {"$ne": run_id}}
+    if not produced:
+        # No `$nin: []`: the embedded server cannot make SQL of it and filters the whole
+        # collection in Python (1.6 s against 0.1 s on 200,000 documents), for every day a
+        # table such as processing_errors has nothing.
+        return retried(lambda: collection.delete_many(stale)).deleted_count
     if len(produced) <= MAX_KEYS_IN_A_FILTER:
         return retried(
             lambda: collection.delete_many({**stale, "_id": {"$nin": produced}})

@@ -9,6 +9,7 @@ the earlier rows stay, marked `is_current = false`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -79,9 +80,13 @@ def translate_messages(
     previous: pl.DataFrame | None = None,
     references: dict[tuple[str, str], str] | None = None,
     now: datetime | None = None,
+    as_stored: Callable[[pl.Series], pl.Series] | None = None,
 ) -> TranslationRun:
     """`messages`: message_id, conversation_id, content, language, day. `previous`: the
-    translations stored for the same days before this run (kept as history)."""
+    translations stored for the same days before this run (kept as history). `as_stored`:
+    what storing does to a text (the translations table's own anonymization), so that an
+    earlier row's `source_text` is compared with the message's text as it would be stored
+    now."""
     now = now or datetime.now(UTC)
     counts: Counter = Counter()
     by_id = {row["message_id"]: row for row in messages.iter_rows(named=True)}
@@ -170,7 +175,8 @@ def translate_messages(
         pl.lit(True).alias("is_current")
     )
     combined = _with_history(scored.select(list(TRANSLATION_SCHEMA)).cast(TRANSLATION_SCHEMA),
-                             previous, messages.select("message_id", "content"))  # fmt: skip
+                             previous, messages.select("message_id", "content"),
+                             as_stored)  # fmt: skip
     errors = pl.DataFrame(error_rows, schema=ERROR_SCHEMA)
     return TranslationRun(combined, errors, counts)
 
@@ -183,7 +189,10 @@ _IDENTITY = ["message_id", "target_language", "translator", "translator_version"
 
 
 def _with_history(
-    fresh: pl.DataFrame, previous: pl.DataFrame | None, contents: pl.DataFrame
+    fresh: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    contents: pl.DataFrame,
+    as_stored: Callable[[pl.Series], pl.Series] | None = None,
 ) -> pl.DataFrame:
     """This run's rows, plus earlier rows of other translators (or of this one where it did
     not answer this time) for messages that still exist as they were translated; one current
@@ -196,7 +205,11 @@ def _with_history(
         return fresh.sort("message_id", "target_language")
     as_now = contents.select(
         pl.col("message_id").cast(pl.String), pl.col("content").cast(pl.String).alias("source_text")
-    )
+    ).filter(pl.col("message_id").is_in(previous["message_id"].implode()))
+    if as_stored is not None and as_now.height:
+        # A message kept raw but translated under `redact` is stored with `<CARD>` in its
+        # source text: compared raw, every such row was dropped on every run.
+        as_now = as_now.with_columns(as_stored(as_now["source_text"]).alias("source_text"))
     kept = (
         previous.select(list(TRANSLATION_SCHEMA))
         .cast(TRANSLATION_SCHEMA)

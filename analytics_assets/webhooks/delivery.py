@@ -23,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from analytics_assets.webhooks import subscriptions
 from analytics_assets.webhooks.events import Event
-from analytics_assets.webhooks.signing import signature_headers
+from analytics_assets.webhooks.signing import WEBHOOK_OPENER, signature_headers
 from analytics_assets.webhooks.subscriptions import DEAD_LETTERS, DELIVERIES, SUBSCRIPTIONS
 
 EVENT_HEADER = "X-Analytics-Event"
@@ -100,16 +100,6 @@ class Attempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect is an answer, not a delivery: following it would send the signed body
-    # somewhere the subscriber never named (and turn the POST into a GET).
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Attempt:
     """One POST; never raises. The error text names the failure's kind, never the secret."""
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
@@ -119,7 +109,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> At
         return round((time.perf_counter() - started) * 1000)
 
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
+        with WEBHOOK_OPENER.open(request, timeout=timeout_s) as response:
             response.read(64 * 1024)
             return Attempt(response.status, None, elapsed())
     except urllib.error.HTTPError as error:

@@ -1,4 +1,5 @@
-"""The one HMAC-SHA256 signature of outgoing webhooks (alerts and subscriptions alike).
+"""The one HMAC-SHA256 signature of outgoing webhooks (alerts and subscriptions alike), and
+the one way they are sent (`WEBHOOK_OPENER`: a redirect is an answer, never followed).
 
 A body is signed with its timestamp: `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<raw
 body>`. A receiver recomputes it and refuses a timestamp older than the tolerance, so a
@@ -10,10 +11,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+import urllib.request
 
 SIGNATURE_HEADER = "X-Analytics-Signature"
 TIMESTAMP_HEADER = "X-Analytics-Timestamp"
 DEFAULT_TOLERANCE_S = 300
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery. urllib follows a 301/302/303 answer to a
+    POST with a GET without the body, to wherever it points and with the signature headers,
+    and a caller reading that GET's 200 counted the body as delivered."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None  # urllib raises the 3xx as an HTTPError
+
+
+WEBHOOK_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def sign_body(secret: str, body: bytes, timestamp: int) -> str:

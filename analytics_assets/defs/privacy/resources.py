@@ -19,9 +19,9 @@ from analytics_assets.privacy.records import (
     pseudonymize_user_field,
     record_texts,
 )
+from analytics_assets.settings import TEXT_POLICIES
 
 TextPolicy = Literal["redact", "pseudonymize", "keep"]
-TEXT_POLICIES = ("redact", "pseudonymize", "keep")
 
 # The free-text columns of each table that holds text (asset name = its lake table; its
 # MongoDB collection is given in storage/placement.py). Every other table holds only ids,

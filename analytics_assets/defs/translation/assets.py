@@ -129,6 +129,9 @@ def translations(
             translator,
             previous=previous,
             references=translation.references(record_source),
+            as_stored=lambda texts: privacy.anonymize_table(
+                tables.CONVERSATION_TRANSLATIONS, pl.DataFrame({"source_text": texts})
+            )[0]["source_text"],
         )
     # The messages were anonymized already; a translator can still bring a value back (a
     # spelled-out number, a transliterated address), so its output is scanned again.
