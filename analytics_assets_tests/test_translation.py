@@ -219,6 +219,11 @@ def test_a_message_edited_since_its_translation_does_not_keep_the_old_one():
     again = translate_messages(edited, ["en"], silent, previous=first).translations
     assert again["message_id"].to_list() == ["m1"]
     assert "4111" not in " ".join(again["text"].to_list() + again["source_text"].to_list())
+    # With no translator configured, a run keeps what is still true of its messages.
+    from analytics_assets.translation.pipeline import earlier_translations
+
+    kept = earlier_translations(first, edited.select("message_id", "content"))
+    assert kept["message_id"].to_list() == ["m1"] and kept["is_current"].all()
     # Stored under its own policy (translations redacted, messages kept raw), a row's source
     # text is the message's text as that policy stores it: the same text, not an edit.
     from analytics_assets.privacy.pii import anonymize

@@ -188,6 +188,16 @@ _NEW_COLUMNS = (
 _IDENTITY = ["message_id", "target_language", "translator", "translator_version"]
 
 
+def earlier_translations(
+    previous: pl.DataFrame | None,
+    contents: pl.DataFrame,
+    as_stored: Callable[[pl.Series], pl.Series] | None = None,
+) -> pl.DataFrame:
+    """The stored translations still true of the messages as they are now: what a run that
+    translates nothing (no translator configured) keeps."""
+    return _with_history(pl.DataFrame(schema=TRANSLATION_SCHEMA), previous, contents, as_stored)
+
+
 def _with_history(
     fresh: pl.DataFrame,
     previous: pl.DataFrame | None,
@@ -205,7 +215,7 @@ def _with_history(
         return fresh.sort("message_id", "target_language")
     as_now = contents.select(
         pl.col("message_id").cast(pl.String), pl.col("content").cast(pl.String).alias("source_text")
-    ).filter(pl.col("message_id").is_in(previous["message_id"].implode()))
+    ).filter(pl.col("message_id").is_in(previous["message_id"].cast(pl.String).implode()))
     if as_stored is not None and as_now.height:
         # A message kept raw but translated under `redact` is stored with `<CARD>` in its
         # source text: compared raw, every such row was dropped on every run.

@@ -36,8 +36,8 @@ from analytics_assets.translation.detection import (
 )
 from analytics_assets.translation.detection import message_languages
 from analytics_assets.translation.pipeline import (
-    TRANSLATION_SCHEMA,
     TranslationRun,
+    earlier_translations,
     translate_messages,
 )
 
@@ -100,12 +100,22 @@ def translations(
     days = days_in(context.partition_time_window)
     translator = translation.build(record_source)
     previous, _ = lake.lake().read_days(tables.CONVERSATION_TRANSLATIONS, days)
+
+    def as_stored(texts: pl.Series) -> pl.Series:
+        """A text as this table stores it (its own policy), to compare earlier rows with."""
+        frame = pl.DataFrame({"source_text": texts})
+        return privacy.anonymize_table(tables.CONVERSATION_TRANSLATIONS, frame)[0]["source_text"]
+
     if translator is None:
         # Detect-only: nothing is translated, so nothing is detected either; the count of
         # what a translator would have to do comes from message_signals' user messages.
         detect_seconds, detected_messages = 0.0, 0
         messages = message_signals
-        kept = previous if previous is not None else pl.DataFrame(schema=TRANSLATION_SCHEMA)
+        # What an earlier translator left, as long as it is still true of its message (one
+        # edited since would keep showing what the edit took out).
+        kept = earlier_translations(
+            previous, conversation_messages.select("message_id", "content"), as_stored
+        )
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
                                                                "unknown"])).height  # fmt: skip
         run = TranslationRun(kept, pl.DataFrame(schema=ERROR_SCHEMA))
@@ -129,9 +139,7 @@ def translations(
             translator,
             previous=previous,
             references=translation.references(record_source),
-            as_stored=lambda texts: privacy.anonymize_table(
-                tables.CONVERSATION_TRANSLATIONS, pl.DataFrame({"source_text": texts})
-            )[0]["source_text"],
+            as_stored=as_stored,
         )
     # The messages were anonymized already; a translator can still bring a value back (a
     # spelled-out number, a transliterated address), so its output is scanned again.
