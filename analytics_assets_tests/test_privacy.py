@@ -1315,3 +1315,16 @@ def test_an_erasure_rewrites_days_written_before_a_release_added_a_column(tmp_pa
     analytics = lake.scan_all("conversation_analytics").collect()
     assert sorted(analytics["conversation_id"].to_list()) == ["c-2", "c-4"]
     assert lake.scan_all("conversations").collect()["conversation_id"].to_list() == ["c-2"]
+
+
+def test_an_erasure_request_keeps_why_not_who(mongo_server):
+    """`--reason` was stored verbatim: a reason quoting the user's address kept it in the
+    audit collections, which an erasure never empties."""
+    from analytics_assets.defs.storage.resources import MongoResource
+
+    db = MongoResource(uri=mongo_server, database="privacy_reason").db()
+    pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonym("user-1")
+    request_id = submit_request(db, pseudonym, requested_by="dpo",
+                                reason="erase jane@example.com, ticket T-17")  # fmt: skip
+    stored = db[REQUESTS_COLLECTION].find_one({"_id": request_id})
+    assert stored["reason"] == "erase <EMAIL>, ticket T-17"

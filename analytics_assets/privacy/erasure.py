@@ -30,7 +30,7 @@ import polars as pl
 from pymongo.database import Database
 
 from analytics_assets import tables
-from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, anonymize
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage import day_index
 from analytics_assets.storage.collections import COLLECTIONS
@@ -540,7 +540,7 @@ class Eraser:
             "_id": erasure_id,
             "subject_digest": self.digest(AUDIT_LABEL, pseudonym),
             "requested_by": requested_by,
-            "reason": reason,
+            "reason": _without_pii(reason),
             "started_at": started_at,
             "finished_at": datetime.now(UTC),
             "outcome": "erased" if result.removed_anything else "nothing to erase",
@@ -555,6 +555,12 @@ class Eraser:
             upsert=True,
         )  # fmt: skip
         return record
+
+
+def _without_pii(reason: str) -> str:
+    """The audit keeps why, not who: a reason that quotes the user's address or number
+    (`"erase jane@example.com, ticket 17"`) is kept redacted, as the analytics tables are."""
+    return anonymize(pl.Series([reason or ""]))[0][0]
 
 
 @dataclass(frozen=True)
@@ -587,7 +593,7 @@ def submit_request(db: Database, user_pseudonym: str, *, requested_by: str,
             "_id": request_id,
             "user_pseudonym": user_pseudonym,
             "requested_by": requested_by,
-            "reason": reason,
+            "reason": _without_pii(reason),
             "requested_at": datetime.now(UTC),
         }
     )
