@@ -51,7 +51,8 @@ def _cell(value: Any) -> str:
 def markdown_table(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
     head = frame.head(rows)
     lines = [
-        "| " + " | ".join(markdown_text(name) for name in head.columns) + " |",
+        # The columns are the code's names; the cells hold the data.
+        "| " + " | ".join(head.columns) + " |",
         "|" + "---|" * len(head.columns),
         *("| " + " | ".join(_cell(value) for value in row) + " |" for row in head.iter_rows()),
     ]
