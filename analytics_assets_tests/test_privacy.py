@@ -85,6 +85,15 @@ def _export_with_pii(folder, spec: SampleSpec) -> dict:
     return {"data": data, "planted": planted}
 
 
+def _eraser(lake, db, privacy: PrivacyResource):
+    """An erasure over `lake` and `db` under `privacy`'s key, with the default source schema."""
+    from analytics_assets.privacy.erasure import Eraser
+    from analytics_assets.sources.schema import SourceSchema
+
+    return Eraser(lake, db, pseudonym_of=privacy.pseudonymizer(), digest=privacy.digester(),
+                  schema=SourceSchema())  # fmt: skip
+
+
 def _definitions(root, mongo_uri, database, key=KEY, **privacy):
     return export_definitions(
         root, mongo_uri, database, privacy=PrivacyResource(pseudonym_key=key, **privacy)
@@ -803,8 +812,6 @@ def test_erasure_scrubs_cluster_examples_and_finds_days_built_before_pseudonyms(
 ):
     from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
-    from analytics_assets.privacy.erasure import Eraser
-    from analytics_assets.sources.schema import SourceSchema
 
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
     day = date(2026, 11, 3)
@@ -829,13 +836,8 @@ def test_erasure_scrubs_cluster_examples_and_finds_days_built_before_pseudonyms(
     lake.write_day("user_analytics", day, pl.DataFrame(
         {"user_id": ["user-1", "u_other"], "day": [day] * 2}
     ))  # fmt: skip
-    eraser = Eraser(
-        lake,
-        MongoResource(uri=mongo_server, database="privacy_examples").db(),
-        pseudonym_of=privacy.pseudonymizer(),
-        digest=privacy.digester(),
-        schema=SourceSchema(),
-    )
+    eraser = _eraser(lake, MongoResource(uri=mongo_server, database="privacy_examples").db(),
+                     privacy)  # fmt: skip
     result = eraser.erase(theirs)
     clusters = lake.scan_all("topic_discovery").collect()
     assert clusters["examples"].to_list() == [["other text"]]
@@ -1069,8 +1071,6 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
     closed as done."""
     from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
-    from analytics_assets.privacy.erasure import Eraser
-    from analytics_assets.sources.schema import SourceSchema
 
     lake = ParquetLakeIOManager(base_url=str(Path(tempfile.mkdtemp()) / "lake")).lake()
     first, second = date(2026, 11, 3), date(2026, 11, 4)
@@ -1119,12 +1119,8 @@ def test_an_erasure_holds_the_days_it_rewrites_and_erases_what_was_written_back(
         def __getattr__(self, name):
             return getattr(lake, name)
 
-    eraser = Eraser(
-        WritingBack(),
-        MongoResource(uri=mongo_server, database="privacy_holding").db(),
-        pseudonym_of=privacy.pseudonymizer(),
-        digest=privacy.digester(),
-        schema=SourceSchema(),
+    eraser = _eraser(
+        WritingBack(), MongoResource(uri=mongo_server, database="privacy_holding").db(), privacy
     )
     result = eraser.erase(theirs, hold_days=hold_days, confirm_days=confirm_days)
     # All the days at once: the second day found, the first is given back and both taken.
@@ -1256,8 +1252,6 @@ def test_an_erasure_names_the_user_as_ingestion_stored_them_and_refuses_a_blank_
     the conversations of different people."""
     from analytics_assets.cli import UsageError, _user_id
     from analytics_assets.defs.storage.lake import ParquetLakeIOManager
-    from analytics_assets.privacy.erasure import Eraser
-    from analytics_assets.sources.schema import SourceSchema
 
     for typed in ("", "   ", "\x01\t"):
         with pytest.raises(UsageError, match="blank"):
@@ -1272,8 +1266,7 @@ def test_an_erasure_names_the_user_as_ingestion_stored_them_and_refuses_a_blank_
                     for n, user in enumerate(raw_ids)]}
     ))  # fmt: skip
     privacy = PrivacyResource(pseudonym_key=KEY)
-    eraser = Eraser(lake, None, pseudonym_of=privacy.pseudonymizer(),
-                    digest=privacy.digester(), schema=SourceSchema())  # fmt: skip
+    eraser = _eraser(lake, None, privacy)
     theirs = privacy.pseudonym(_user_id(" user-1 "))
     assert sorted(eraser.user_ids(theirs)) == sorted([theirs, "user-1", " user-1\x01"])
 
@@ -1284,8 +1277,6 @@ def test_an_erasure_rewrites_days_written_before_a_release_added_a_column(tmp_pa
     and failed (ColumnNotFoundError)."""
     from analytics_assets.defs.storage.lake import ParquetLakeIOManager
     from analytics_assets.defs.storage.resources import MongoResource
-    from analytics_assets.privacy.erasure import Eraser
-    from analytics_assets.sources.schema import SourceSchema
 
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
     privacy = PrivacyResource(pseudonym_key=KEY)
@@ -1304,12 +1295,8 @@ def test_an_erasure_rewrites_days_written_before_a_release_added_a_column(tmp_pa
         {"conversation_id": ["c-3", "c-4"], "user_id": [theirs, "u_other"],
          "user_pseudonym": [theirs, "u_other"], "day": [new] * 2}
     ))  # fmt: skip
-    eraser = Eraser(
-        lake,
-        MongoResource(uri=mongo_server, database="privacy_columns_added").db(),
-        pseudonym_of=privacy.pseudonymizer(),
-        digest=privacy.digester(),
-        schema=SourceSchema(),
+    eraser = _eraser(
+        lake, MongoResource(uri=mongo_server, database="privacy_columns_added").db(), privacy
     )
     eraser.erase(theirs)
     analytics = lake.scan_all("conversation_analytics").collect()

@@ -23,6 +23,7 @@ import json
 import math
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ class LlmRun:
     requests: int = 0
     cache_hits: int = 0
     over_budget: int = 0
-    abstained: dict[str, int] = field(default_factory=dict)
+    abstained: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     without_usage: int = 0
@@ -163,7 +164,7 @@ class LlmLabeler:
                 # Zero-width spaces, a byte-order mark, emoji alone: nothing to label, and
                 # the schema has no "don't know", so the endpoint made one up.
                 results.append(LlmLabel(None, "no words"))
-                run.abstained["no words"] = run.abstained.get("no words", 0) + 1
+                run.abstained["no words"] += 1
                 continue
             key = hashlib.sha256(f"{asked}\0{text}".encode()).hexdigest()
             cached = self.cache.get(key)
@@ -189,7 +190,7 @@ class LlmLabeler:
             if result.labels is not None:
                 self.cache.put(key, result.labels)
             else:
-                run.abstained[result.reason] = run.abstained.get(result.reason, 0) + 1
+                run.abstained[result.reason] += 1
             results.append(result)
         run.cost = (run.prompt_tokens + run.completion_tokens) / 1000 * self.price_per_1k_tokens
         run.seconds = time.perf_counter() - started
