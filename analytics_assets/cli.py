@@ -149,8 +149,15 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if success else 1
 
 
+def _sample_spec(args: argparse.Namespace) -> SampleSpec:
+    try:
+        return SampleSpec(conversations=args.conversations, days=args.days)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def run_generate_sample(args: argparse.Namespace) -> int:
-    spec = SampleSpec(conversations=args.conversations, days=args.days)
+    spec = _sample_spec(args)
     folder = ensure_sample_export(args.out or get_settings().sample_export_dir, spec)
     print(f"sample export in {folder}")
     return 0
@@ -164,7 +171,7 @@ def run_seed_nocodb(args: argparse.Namespace) -> int:
     token = secret.get_secret_value() if secret else ""
     if not args.url:
         raise UsageError("--url or NOCODB_URL is required")
-    data = generate_sample(SampleSpec(conversations=args.conversations, days=args.days))
+    data = generate_sample(_sample_spec(args))
     with NocoDBClient(args.url, token, requests_per_second=0) as client:
         seeded = seed_nocodb(client, data, base_title=args.base_title)
     print(f"seeded base {seeded.base_id}: tables {seeded.table_ids}")
@@ -174,6 +181,9 @@ def run_seed_nocodb(args: argparse.Namespace) -> int:
 def run_categorization(args: argparse.Namespace) -> int:
     """`categorize` and `evaluate`, which live with the categorization package."""
     from analytics_assets.categorization.cli import run_categorize, run_evaluate
+
+    if not args.input.is_file():
+        raise UsageError(f"{args.input} is not a file")
 
     runner = run_categorize if args.command == "categorize" else run_evaluate
     return runner(args)
@@ -250,8 +260,16 @@ def run_migrate(args: argparse.Namespace) -> int:
     from analytics_assets.storage.connection import MongoConnection
 
     # Migrating is this command's whole job; it must not happen implicitly on connecting.
+    latest = migrations.MIGRATIONS[-1].version
+    if args.to is not None and not 1 <= args.to <= latest:
+        raise UsageError(f"--to must be a version from 1 to {latest}, got {args.to}")
     connection = MongoConnection.from_settings(get_settings())
     db = dataclasses.replace(connection, auto_migrate=False).db()
+    current = migrations.current_version(db)
+    if args.to is not None and args.to < current and not args.status:
+        # Migrations only go forward: "nothing (up to date)" hid that the version asked for
+        # is behind the database's.
+        raise UsageError(f"the database is at version {current}; migrations do not go back")
     if not args.status:
         applied = migrations.migrate(db, validation_action=args.validation_action, target=args.to)
         print(f"applied: {applied or 'nothing (up to date)'}")
@@ -568,6 +586,13 @@ def run_predict_duration(args: argparse.Namespace) -> int:
     return 0 if prediction.seconds is not None else 1
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def _add_command(
     commands: Subcommands, name: str, handler: Handler, help: str
 ) -> argparse.ArgumentParser:
@@ -590,8 +615,8 @@ def _add_sample_commands(commands: Subcommands) -> None:
         commands, "generate-sample", run_generate_sample, "Write the sample NocoDB export."
     )
     sample.add_argument("--out", type=Path, default=None)
-    sample.add_argument("--conversations", type=int, default=SampleSpec.conversations)
-    sample.add_argument("--days", type=int, default=SampleSpec.days)
+    sample.add_argument("--conversations", type=_at_least_one, default=SampleSpec.conversations)
+    sample.add_argument("--days", type=_at_least_one, default=SampleSpec.days)
 
     seed = _add_command(
         commands,
@@ -601,8 +626,8 @@ def _add_sample_commands(commands: Subcommands) -> None:
     )
     seed.add_argument("--url", default=get_settings().nocodb_url)
     seed.add_argument("--base-title", default="analytics_sample")
-    seed.add_argument("--conversations", type=int, default=SampleSpec.conversations)
-    seed.add_argument("--days", type=int, default=SampleSpec.days)
+    seed.add_argument("--conversations", type=_at_least_one, default=SampleSpec.conversations)
+    seed.add_argument("--days", type=_at_least_one, default=SampleSpec.days)
 
 
 def _add_categorization_commands(commands: Subcommands) -> None:
@@ -858,6 +883,29 @@ def _settings_error(error: Exception) -> str | None:
     return None
 
 
+def _operational_error(error: Exception) -> str | None:
+    """One line for a failure the operator can act on (a store that cannot be reached, a
+    file that is not there, a day another run holds), without a traceback; None for any
+    other error, whose traceback is what a bug report needs. No message here holds a
+    secret: pymongo's and the client's name hosts, never the URI or the token."""
+    # Imported here, not at the top: `--help` and the light commands load no pymongo.
+    from pymongo.errors import ConnectionFailure
+
+    from analytics_assets.nocodb.errors import NocoDBError
+    from analytics_assets.storage.connection import MongoAuthenticationError
+    from analytics_assets.storage.leases import LeaseConflictError
+
+    if isinstance(error, ConnectionFailure):
+        # pymongo's message goes on with every timeout setting and the topology.
+        reason = str(error).split(" (configured timeouts")[0].split(", Timeout:")[0]
+        return f"cannot reach MongoDB: {reason}"
+    if isinstance(error, FileNotFoundError):
+        return str(error) if not error.filename else f"{error.strerror}: {error.filename}"
+    if isinstance(error, MongoAuthenticationError | NocoDBError | LeaseConflictError):
+        return str(error)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     # A command reads the environment once, when it starts (also when called in-process).
     get_settings.cache_clear()
@@ -877,13 +925,9 @@ def main(argv: list[str] | None = None) -> int:
         if (message := _settings_error(error)) is not None:
             print(f"analytics-assets: error: {message}", file=sys.stderr)
             return 2
-        # Imported here, not at the top: `--help` and the light commands load no pymongo.
-        from analytics_assets.storage.connection import MongoAuthenticationError
-
-        if not isinstance(error, MongoAuthenticationError):
+        if (message := _operational_error(error)) is None:
             raise
-        # One line, no traceback: the message names the hosts, never the URI.
-        print(f"analytics-assets: error: {error}", file=sys.stderr)
+        print(f"analytics-assets: error: {message}", file=sys.stderr)
         return 1
 
 

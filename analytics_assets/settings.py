@@ -275,12 +275,29 @@ class Settings(BaseSettings):
             raise ValueError("must be a day, YYYY-MM-DD (no time)")
         return value
 
-    @field_validator("ui_url", mode="after")
+    @field_validator(
+        "ui_url",
+        "nocodb_url",
+        "llm_url",
+        "translation_http_url",
+        "alert_webhook_url",
+        "s3_endpoint_url",
+        mode="after",
+    )
     @classmethod
     def _an_http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (it is the base of links)")
+        # Without a scheme (`nocodb:8080`) every request failed as a transport error, retried
+        # eight times before the run failed. Empty is unset, as before (NocoDB: the sample).
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://nocodb:8080")
         return value
+
+    @field_validator("local_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Made absolute once, when the settings are read: a relative folder meant another
+        # folder for every process that started somewhere else (a code server, a worker).
+        return value.expanduser().absolute()
 
     @field_validator("translation_targets", mode="after")
     @classmethod

@@ -69,13 +69,88 @@ def test_wrong_settings_are_named_by_field_without_their_values(monkeypatch, cap
 
 def test_settings_show_no_credentials_of_urls_without_a_scheme_or_in_folder_settings():
     settings = Settings(
-        NOCODB_URL="admin:hunter2@nocodb.internal:8080",
+        ANALYTICS_LAKE_URL="admin:hunter2@lake.internal:9000/lake",
         ANALYTICS_FEEDBACK_FILE="s3://AKIA:hunter2@bucket/feedback.jsonl?sig=hunter2",
         ANALYTICS_ALERT_SMTP_FROM="alerts@example.org",
     )
     shown = settings.public_json()
     assert "hunter2" not in shown and "AKIA" not in shown
     view = settings.public_view()
-    assert view["nocodb_url"] == "nocodb.internal:8080"
+    assert view["lake_url"] == "lake.internal:9000/lake"
     assert view["feedback_file"] == "s3://bucket/feedback.jsonl"
     assert view["alert_smtp_from"] == "alerts@example.org"
+
+
+def test_urls_without_a_scheme_are_refused_when_the_settings_are_read(monkeypatch, capsys):
+    """`NOCODB_URL=nocodb:8080` passed, and every request of the run failed as a transport
+    error, retried eight times before the run failed."""
+    for name in ("NOCODB_URL", "ANALYTICS_LLM_URL", "ANALYTICS_ALERT_WEBHOOK_URL"):
+        monkeypatch.setenv(name, "admin:hunter2@service.internal:8080")
+        assert cli.main(["settings"]) == 2, name
+        error = capsys.readouterr().err
+        assert name in error and "http://" in error and "hunter2" not in error, error
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NOCODB_URL", "")  # unset: the local sample, as before
+    assert cli.main(["settings"]) == 0
+
+
+def test_a_relative_local_folder_is_made_absolute_once(tmp_path, monkeypatch):
+    """A relative ANALYTICS_LOCAL_DIR named another folder in every process that started
+    somewhere else (a code server, a run worker)."""
+    monkeypatch.chdir(tmp_path)
+    assert Settings(ANALYTICS_LOCAL_DIR="state/here").local_dir == tmp_path / "state" / "here"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["generate-sample", "--days", "0"], "--days: must be at least 1"),
+        (["generate-sample", "--conversations", "-5"], "--conversations: must be at least 1"),
+        (["seed-nocodb", "--url", "http://x", "--days", "0"], "--days: must be at least 1"),
+        (["generate-sample", "--conversations", "2"], "needs at least 5 conversations"),
+        (["categorize", "no-such-file.jsonl"], "no-such-file.jsonl is not a file"),
+        (["migrate", "--to", "-3"], "--to must be a version from 1 to"),
+    ],
+)
+def test_impossible_arguments_are_refused_in_one_line(argv, says, tmp_path, monkeypatch, capsys):
+    """Each printed a traceback (`randrange` of an empty range for a sample of 0 days); a
+    migration to version -3 said "up to date"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert says in error and "Traceback" not in error, error
+
+
+def test_a_missing_backup_and_an_unreachable_database_are_one_line(tmp_path, monkeypatch, capsys):
+    """Both printed pymongo's or the backup's traceback; the unreachable server's message
+    names the host and not the URI's password."""
+    monkeypatch.setenv("ANALYTICS_LOCAL_DIR", str(tmp_path / "local"))
+    assert cli.main(["restore", str(tmp_path / "no-backup")]) == 1
+    assert "holds no backup" in capsys.readouterr().err
+    unreachable = "mongodb://admin:hunter2@127.0.0.1:1/x?serverSelectionTimeoutMS=300"
+    monkeypatch.setenv("MONGODB_URI", unreachable)
+    assert cli.main(["migrate", "--status"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("analytics-assets: error: cannot reach MongoDB: 127.0.0.1:1"), error
+    assert "hunter2" not in error and "\n" not in error.strip()
+
+
+def test_a_migration_does_not_go_back(mongo_server, monkeypatch, capsys):
+    monkeypatch.setenv("MONGODB_URI", mongo_server)
+    monkeypatch.setenv("MONGODB_DATABASE", "t_migration_does_not_go_back")
+    assert cli.main(["migrate"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["migrate", "--to", "1"])
+    assert "migrations do not go back" in capsys.readouterr().err
+
+
+def test_a_sample_needs_a_day_a_conversation_and_a_user():
+    from analytics_assets.sources.generator import SampleSpec
+
+    for wrong in ({"days": 0}, {"conversations": -1}, {"users": 0}, {"conversations": 4}):
+        with pytest.raises(ValueError, match="at least"):
+            SampleSpec(**wrong)
+    assert SampleSpec(conversations=1, with_bad_records=False).conversations == 1

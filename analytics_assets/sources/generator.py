@@ -28,6 +28,10 @@ SENTIMENT_WEIGHTS = {"positive": 0.35, "neutral": 0.40, "negative": 0.25}
 SYSTEM_PROMPT = "You are a helpful support assistant for Acme Analytics."
 
 
+# `_inject_problems` spoils 3 conversations and 7 messages of the sample.
+MIN_CONVERSATIONS_WITH_BAD_RECORDS = 5
+
+
 @dataclass(frozen=True)
 class SampleSpec:
     start: date = SAMPLE_START
@@ -36,6 +40,16 @@ class SampleSpec:
     users: int = 300
     seed: int = 20261101
     with_bad_records: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("days", "conversations", "users"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"a sample needs at least 1 of {name}, got {getattr(self, name)}")
+        if self.with_bad_records and self.conversations < MIN_CONVERSATIONS_WITH_BAD_RECORDS:
+            raise ValueError(
+                f"a sample with bad records needs at least {MIN_CONVERSATIONS_WITH_BAD_RECORDS} "
+                f"conversations (the bad records are edits of good ones), got {self.conversations}"
+            )
 
     @property
     def end(self) -> date:
