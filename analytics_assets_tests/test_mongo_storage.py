@@ -267,6 +267,16 @@ def test_two_runs_writing_one_day_at_once_leave_it_whole(mongo, monkeypatch, key
     assert stored == sorted(doc["_id"] for doc in frame_to_documents(current, SPEC))
 
 
+def test_a_filter_names_at_most_its_bytes_of_keys():
+    """100,000 keys fit one `$nin` only if they are short: 40,000 ids of 500 characters made
+    a filter of 20 MB, over a command's 16 MB (the day's write failed on every retry)."""
+    from analytics_assets.storage.mongo import _fits_a_filter
+
+    assert _fits_a_filter(["m-%06d" % n for n in range(100_000)])
+    assert not _fits_a_filter(["m" * 500 + str(n) for n in range(40_000)])
+    assert not _fits_a_filter(["m"] * 100_001)
+
+
 def test_a_reset_mid_insert_into_an_empty_day_lands_every_document_once(mongo):
     collection = mongo.db()["conversation_messages"]
     day = date(2026, 11, 8)

@@ -16,6 +16,7 @@ from analytics_assets.transforms.raw import raw_frame_from_records
 from analytics_assets.transforms.records import (
     CONVERSATION_HEADER_SCHEMA,
     ERROR_SCHEMA,
+    MAX_ID_BYTES,
     MESSAGE_SCHEMA,
     validate_conversation_headers,
     validate_messages,
@@ -137,6 +138,36 @@ def test_each_rule_rejects_with_its_reason(fields, reason):
     assert error["record_id"] == "7"
     assert error["conversation_id"] == (None if "conversation_id" in fields else "c1")
     assert json.loads(error["record"])["Id"] == 7
+
+
+def test_ids_too_long_to_be_keys_are_rejected_and_not_named_in_the_rejection():
+    """An id of megabytes (a field mapped wrong, an attack) became a MongoDB `_id` and a
+    filter's key: a day of them was over MongoDB's 16 MB and failed on every retry."""
+    long_id = "m" * (MAX_ID_BYTES + 1)
+    records = [
+        message(1, message_id=long_id),
+        message(2, conversation_id="c" * 300 + "é" * 200),  # 700 bytes in 500 characters
+        message(3, message_id="m" * MAX_ID_BYTES),
+    ]
+    for kept_record_id in (True, False):
+        sent = records if kept_record_id else [{**r, "Id": None} for r in records]
+        result = validate_messages(raw("messages", sent))
+        assert result.valid["message_id"].to_list() == ["m" * MAX_ID_BYTES]
+        rejected = result.rejected.sort("reason")
+        assert rejected["reason"].to_list() == [
+            f"conversation_id is longer than {MAX_ID_BYTES} bytes",
+            f"message_id is longer than {MAX_ID_BYTES} bytes",
+        ]
+        assert rejected["conversation_id"].to_list() == [None, "c1"]
+        assert rejected["record_key"].str.len_bytes().max() <= MAX_ID_BYTES
+        assert long_id in rejected["record"][1]  # the record keeps what was sent
+    headers = validate_conversation_headers(
+        raw("conversations", [header("c" * 600 + "-1"), header("c-2")])
+    )
+    assert headers.valid["conversation_id"].to_list() == ["c-2"]
+    assert headers.rejected["reason"].to_list() == [
+        f"conversation_id is longer than {MAX_ID_BYTES} bytes"
+    ]
 
 
 def test_several_failures_are_all_named():

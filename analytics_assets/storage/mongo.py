@@ -296,10 +296,22 @@ def replace_days(
     return report
 
 
-# Keys one `$nin` names at most: a command is at most 16 MB, about 400,000 keys. A slice
+# Keys one `$nin` names at most, and their bytes: a command is at most 16 MB, about 400,000
+# keys of 30 characters, far fewer of long ones (a source's ids are not bounded). A slice
 # with more lists what it holds and deletes the rest by key instead (slower on the embedded
 # server, which reads each whole document to project its `_id`).
 MAX_KEYS_IN_A_FILTER = 100_000
+MAX_KEY_BYTES_IN_A_FILTER = 8_000_000
+# What BSON adds to each key of an array: a type byte, the index as a C string, and (for a
+# string) its length and terminating zero.
+_BSON_BYTES_PER_KEY = 16
+
+
+def _fits_a_filter(keys: list) -> bool:
+    if len(keys) > MAX_KEYS_IN_A_FILTER:
+        return False
+    size = sum(len(key.encode()) if isinstance(key, str) else 8 for key in keys)
+    return size + _BSON_BYTES_PER_KEY * len(keys) <= MAX_KEY_BYTES_IN_A_FILTER
 
 
 def _delete_unproduced(
@@ -325,7 +337,7 @@ def _delete_unproduced(
         # collection in Python (1.6 s against 0.1 s on 200,000 documents), for every day a
         # table such as processing_errors has nothing.
         return retried(lambda: collection.delete_many(stale)).deleted_count
-    if len(produced) <= MAX_KEYS_IN_A_FILTER:
+    if _fits_a_filter(produced):
         return retried(
             lambda: collection.delete_many({**stale, "_id": {"$nin": produced}})
         ).deleted_count

@@ -27,6 +27,10 @@ RATING_RANGE = (1, 5)
 # far inside 64 bits: 9e18 tokens in two messages wrapped a conversation's total negative.
 MAX_TOKENS = 1_000_000_000
 MAX_LATENCY_MS = 24 * 60 * 60 * 1000
+# An id is a key: of a MongoDB document, of a filter naming a day's keys, of every join. A
+# source's ids are UUIDs or numbers; one of megabytes is an attack or a field mapped wrong,
+# and a day of them made documents and filters over MongoDB's 16 MB.
+MAX_ID_BYTES = 512
 
 MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "message_id": pl.String(),
@@ -494,6 +498,14 @@ def _required(name: str) -> Rule:
     return Rule(_text(name).is_null(), pl.lit(f"missing {name}"))
 
 
+def _bounded_id(name: str) -> Rule:
+    # The value is not quoted: it is the part too long to keep.
+    return Rule(
+        _text(name).str.len_bytes() > MAX_ID_BYTES,
+        pl.lit(f"{name} is longer than {MAX_ID_BYTES} bytes"),
+    )
+
+
 def _parse_check(name: str) -> Rule:
     """'invalid <field> <value>' where the text is present but did not parse."""
     return Rule(
@@ -621,15 +633,21 @@ def _split(
         pl.lit(kind).alias("table"),
         pl.lit("validate").alias("stage"),
         pl.col("record_id"),
-        _text(key).alias("key"),
-        pl.coalesce(pl.col("record_id"), _text(key), pl.col("record").hash().cast(pl.String)).alias(
-            "record_key"
-        ),
-        _text("conversation_id").alias("conversation_id"),
+        _shown_id(_text(key)).alias("key"),
+        pl.coalesce(
+            pl.col("record_id"), _shown_id(_text(key)), pl.col("record").hash().cast(pl.String)
+        ).alias("record_key"),
+        _shown_id(_text("conversation_id")).alias("conversation_id"),
         pl.col("_reason").alias("reason"),
         pl.col("record"),
     ).cast(ERROR_SCHEMA)
     return Validated(valid=valid, rejected=rejected)
+
+
+def _shown_id(text: pl.Expr) -> pl.Expr:
+    """An id as a rejection names it: null when over `MAX_ID_BYTES` (the record keeps it),
+    since the rejection's key becomes its document's `_id`."""
+    return pl.when(text.str.len_bytes() <= MAX_ID_BYTES).then(text)
 
 
 def _typed(
@@ -667,7 +685,9 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
     )
     rules = [
         _required("message_id"),
+        _bounded_id("message_id"),
         _required("conversation_id"),
+        _bounded_id("conversation_id"),
         _required("role"),
         _one_of("role", MESSAGE_ROLES),
         Rule(_text("content").is_null(), pl.lit("missing content")),
@@ -720,6 +740,7 @@ def validate_conversation_headers(
     )
     rules = [
         _required("conversation_id"),
+        _bounded_id("conversation_id"),
         _required("user_id"),
         _required("started_at"),
         _parse_check("started_at"),
