@@ -272,7 +272,7 @@ def test_a_filter_names_at_most_its_bytes_of_keys():
     a filter of 20 MB, over a command's 16 MB (the day's write failed on every retry)."""
     from analytics_assets.storage.mongo import _fits_a_filter
 
-    assert _fits_a_filter(["m-%06d" % n for n in range(100_000)])
+    assert _fits_a_filter([f"m-{n:06d}" for n in range(100_000)])
     assert not _fits_a_filter(["m" * 500 + str(n) for n in range(40_000)])
     assert not _fits_a_filter(["m"] * 100_001)
 
