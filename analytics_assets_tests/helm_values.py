@@ -252,6 +252,8 @@ def _postgres(values: dict[str, Any]) -> dict[str, Any]:
         "port": postgresql["service"]["port"],
         "params": postgresql.get("postgresqlParams", {}),
     }
+    if postgresql.get("postgresqlScheme"):
+        database["scheme"] = postgresql["postgresqlScheme"]
     return {"postgres_db": database}
 
 

@@ -33,6 +33,7 @@ def test_instance_config_loads(path, tmp_path):
         # Credentials come from the environment, never from the file.
         for field in ("hostname", "db_name", "username", "password"):
             assert set(database[field]) == {"env"}, field
+        assert_postgres_engine_builds(database)
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         queue = instance.get_concurrency_config().run_queue_config
@@ -43,6 +44,23 @@ def test_instance_config_loads(path, tmp_path):
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
         assert "dagster._" not in path.read_text()
+
+
+def assert_postgres_engine_builds(database: dict) -> None:
+    """dagster-postgres's URL for the block, made into SQLAlchemy's engine as it does when
+    the instance starts, without connecting: the engine loads the driver the URL names.
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3, which no image installs, and
+    every process that loaded the production instance failed at start."""
+    import sqlalchemy
+    from dagster_postgres.utils import pg_url_from_config
+
+    placeholders = {
+        field: "x" if isinstance(value, dict) and set(value) == {"env"} else value
+        for field, value in database.items()
+    }
+    engine = sqlalchemy.create_engine(pg_url_from_config({"postgres_db": placeholders}))
+    assert engine.dialect.driver == "psycopg2"
+    engine.dispose()
 
 
 KUBECONFIG = """\
@@ -72,6 +90,7 @@ def test_the_instance_config_the_helm_chart_renders_loads(tmp_path):
         # The password is the chart's secret, through the environment; the rest is not secret.
         assert database["password"] == {"env": "DAGSTER_PG_PASSWORD"}
         assert database["params"] == {"sslmode": "require"}
+        assert_postgres_engine_builds(database)
     config["storage"] = {"sqlite": {"base_dir": str(tmp_path / "storage")}}
     launcher = config["run_launcher"]["config"]
     assert launcher["load_incluster_config"] is True
