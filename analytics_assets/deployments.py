@@ -129,9 +129,15 @@ def categorization_for(settings: Settings) -> CategorizationResource:
         or str(settings.local_path("heads")),
         heads_s3=state_s3(settings),
         feedback_table=settings.nocodb_feedback_table,
-        # Locally, the sample export carries corrections for every fifth conversation.
+        # Locally, the sample export carries corrections for every fifth conversation. In
+        # production there is no sample: the image's path to it failed train_heads_job with
+        # a missing file instead of saying which setting to make.
         feedback_file=settings.feedback_file
-        or str(settings.local_path("sample_export", "category_feedback.json")),
+        or (
+            str(settings.local_path("sample_export", "category_feedback.json"))
+            if settings.deployment == "local"
+            else None
+        ),
         taxonomy_path=settings.taxonomy,
     )
 

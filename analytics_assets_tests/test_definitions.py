@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance, build_schedule_context
 
 from analytics_assets.definitions import build_definitions
 from analytics_assets.defs.ingestion.resources import ExportSourceResource, NocoDBSourceResource
 from analytics_assets.deployments import resources_for
 from analytics_assets.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_local_definitions_hold_the_whole_graph():
@@ -65,6 +69,20 @@ def test_prod_reads_secrets_from_env_vars_at_run_time(monkeypatch):
     # EnvVars stay unresolved until a run starts, so no secret is stored in the definitions.
     assert "NOCODB_API_TOKEN" in repr(source.api_token)
     assert "ANALYTICS_LAKE_URL" in repr(resources["lake_io_manager"].base_url)
+
+
+def test_prod_trains_heads_on_the_feedback_it_is_given_never_the_sample(monkeypatch):
+    """In production the sample's feedback file was the default, a path inside the image
+    that does not exist: train_heads_job failed with a missing file, not the setting."""
+    from analytics_assets.deployments import categorization_for
+
+    monkeypatch.delenv("NOCODB_FEEDBACK_TABLE", raising=False)
+    monkeypatch.delenv("ANALYTICS_FEEDBACK_FILE", raising=False)
+    assert categorization_for(Settings(deployment="prod")).feedback_file is None
+    assert categorization_for(Settings()).feedback_file.endswith("category_feedback.json")
+    helm = yaml.safe_load((ROOT / "deployments" / "k8s" / "values.yaml").read_text())
+    env = helm["dagster-user-deployments"]["deployments"][0]["env"]
+    assert env["NOCODB_FEEDBACK_TABLE"] == "category_feedback"
 
 
 def test_unknown_deployment_is_refused(monkeypatch):
