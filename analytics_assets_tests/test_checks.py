@@ -7,6 +7,7 @@ from datetime import date
 
 import polars as pl
 import pytest
+from dagster import AssetKey
 
 from analytics_assets.analytics.checks import (
     drift_verdict,
@@ -208,3 +209,53 @@ def test_a_period_report_built_without_a_day_between_its_built_days_fails_its_ch
     ]
     # A month before the source began: no day built, nothing it could have had.
     assert _missing_between(["daily_report 2026-10-01", "daily_report 2026-10-02"], []) == []
+
+
+def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
+    tmp_path, mongo_server
+):
+    """Keys were checked over the whole run: a message NocoDB delivered at 23:59:59 and
+    again at 00:00:01 failed the blocking check of a range backfill (no day got its
+    conversations), while the same days run one by one passed. Keys are now unique within
+    their day, as validation keeps them; a conversation held on two days, which both days
+    count, is named by a WARN check in either kind of run."""
+    from dagster import DagsterInstance
+
+    from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+    from analytics_assets_tests.conftest import export_definitions, range_tags
+
+    spec = SampleSpec(days=3, conversations=90, users=15, seed=12, with_bad_records=False)
+    data = generate_sample(spec)
+    first = next(m for m in data.messages if m["created_at"].startswith("2026-11-01"))
+    before_midnight = dict(first, created_at="2026-11-01 23:59:59+00:00")
+    after_midnight = dict(first, created_at="2026-11-02 00:00:01+00:00",
+                          CreatedAt="2026-11-02 00:00:02+00:00")  # fmt: skip
+    data.messages += [before_midnight, after_midnight]
+    header = next(c for c in data.conversations if c["started_at"].startswith("2026-11-02"))
+    data.conversations.append(dict(header, started_at="2026-11-01 22:00:00+00:00"))
+    write_export(data, tmp_path / "export")
+    defs, _, _ = export_definitions(tmp_path, mongo_server, "checks_two_days")
+    job = defs.resolve_job_def("ingestion_job")
+    ranged = job.execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end),
+        asset_selection=[AssetKey(name) for name in (
+            "nocodb_raw_pages", "conversation_messages", "conversation_headers",
+            "processing_errors", "user_pseudonyms", "conversations")],
+    )  # fmt: skip
+    assert ranged.success
+    failed = {
+        (e.check_name, e.partition, e.severity.value)
+        for e in ranged.get_asset_check_evaluations()
+        if not e.passed
+    }
+    assert failed == {
+        ("conversation_ids_on_one_day", "2026-11-01", "WARN"),
+        ("conversation_ids_on_one_day", "2026-11-02", "WARN"),
+    }
+    named = {
+        e.partition: e.metadata["conversation_ids"].value
+        for e in ranged.get_asset_check_evaluations()
+        if e.check_name == "conversation_ids_on_one_day" and not e.passed
+    }
+    assert named == {"2026-11-01": [header["conversation_id"]],
+                     "2026-11-02": [header["conversation_id"]]}  # fmt: skip

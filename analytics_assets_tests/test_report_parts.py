@@ -80,12 +80,11 @@ def test_per_model_parts_and_comparison_with_significance():
 
     rows = {(c["model"], c["metric"]): c for c in report["model_comparison"]}
     quality = rows[("a", "quality")]
-    # Welch: z = (0.8 - 0.5) / sqrt(0.04/3 + 0/3) = 2.598, two-sided p = 0.00937.
+    # Welch: z = (0.8 - 0.5) / sqrt(0.04/3 + 0/3) = 2.598, whose p would be 0.00937; with 3
+    # conversations a side (under 30) a mean is not tested: p = 1.
     assert quality["value"] == pytest.approx(0.8)
     assert quality["others"] == pytest.approx(0.5)
-    assert quality["p_value"] == pytest.approx(0.00937, abs=1e-5)
-    # Holm over the report's 7 tests (b's are a's mirrored): the smallest p-value must be
-    # under 0.05 / 7 = 0.0071, and 0.0094 is not.
+    assert quality["p_value"] == 1.0
     assert not quality["significant"]
     assert not rows[("b", "quality")]["significant"]
     thumbs = rows[("a", "thumbs_up_rate")]
@@ -139,6 +138,27 @@ def test_uncategorized_conversations_count_in_the_shares_not_as_a_rise():
     billing = {(c["dimension"], c["value"]): c for c in row["changes"]}[("topics", "billing")]
     assert billing["share"] == pytest.approx(0.5) and billing["share_change"] == 0
     assert row["rising_topics"] == []
+
+
+def test_an_unchanged_mix_of_topics_rarely_has_a_rising_topic():
+    """Two days drawn from one mix of 12 topics, 900 conversations each: one test per topic
+    at 0.05 named a rising topic on 30 % of days (a reviewer's simulation). Corrected
+    over the topics tested, it stays near the 5 % a single test allows."""
+    import random
+
+    rng = random.Random(5)
+    names = [f"topic_{n}" for n in range(12)]
+
+    def day(period: str) -> pl.DataFrame:
+        drawn = rng.choices(names, k=900)
+        topics = {name: drawn.count(name) for name in names}
+        return report_with_topics(period, DAY, topics)
+
+    days_with_a_rising_topic = sum(
+        bool(with_changes(day("2026-11-10"), day("2026-11-09")).row(0, named=True)["rising_topics"])
+        for _ in range(60)
+    )
+    assert days_with_a_rising_topic <= 6
 
 
 def test_a_small_rise_is_not_called_rising():
