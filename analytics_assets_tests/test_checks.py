@@ -259,3 +259,22 @@ def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
     }
     assert named == {"2026-11-01": [header["conversation_id"]],
                      "2026-11-02": [header["conversation_id"]]}  # fmt: skip
+
+
+def test_a_message_delivered_again_after_midnight_counts_on_its_first_day_only():
+    """NocoDB held m-1 at 23:59 on the 3rd and again at 00:00 on the 4th; each day keeps its
+    copy, and the reports' `messages` were 2 and 1 (a week of 3) for two messages that
+    their conversation's `message_count` counts as 2."""
+    from analytics_assets.defs.analytics.assets import _messages_by_day
+
+    third, fourth = date(2026, 11, 3), date(2026, 11, 4)
+    held = pl.LazyFrame(
+        {
+            "day": [third, third, fourth, fourth],
+            "conversation_id": ["c-1", "c-1", "c-1", "c-2"],
+            # m-1 of another conversation on the 4th is another message.
+            "message_id": ["m-0", "m-1", "m-1", "m-1"],
+        }
+    )
+    assert _messages_by_day(held) == {third: 2, fourth: 1}
+    assert _messages_by_day(pl.LazyFrame()) == {}

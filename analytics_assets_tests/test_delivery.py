@@ -52,6 +52,9 @@ SECRETS = {
     "NC_AUTH_JWT_SECRET": {"nocodb"},
     "REDIS_PASSWORD": {"redis"},
     "ANALYTICS_CELERY_BROKER": RUNS,
+    "ANALYTICS_CELERY_BACKEND": RUNS,
+    "ANALYTICS_LLM_API_KEY": RUNS,
+    "TRANSLATION_HTTP_API_KEY": RUNS,
     # The alert sensor runs in the code location: its secrets go there only.
     "ANALYTICS_ALERT_WEBHOOK_URL": {"code"},
     "ANALYTICS_ALERT_WEBHOOK_SECRET": {"code"},
@@ -191,6 +194,36 @@ def test_step_logs_heads_and_checkpoints_are_on_volumes(compose):
 
 
 ALERT_SETTINGS = ("ANALYTICS_ALERT_", "ANALYTICS_UI_URL")
+# Settings the stack does not pass through `.env`, and why.
+NOT_FROM_ENV_FILE = {
+    "MONGODB_URI": "the stack's own MongoDB, from its root user",
+    "ANALYTICS_LOCAL_DIR": "the image's working folder; nothing of the stack is local",
+    "ANALYTICS_EXPORT_DIR": "production reads NocoDB, never an export",
+    "ANALYTICS_EMBEDDED_MONGO_PORT": "the stack runs MongoDB, not the embedded server",
+    "ANALYTICS_K8S_GPU_IMAGE": "the Kubernetes executor's; Compose runs Celery workers",
+}
+
+
+def test_every_setting_an_operator_writes_in_env_reaches_the_runs(compose):
+    """`.env` feeds only the `${...}` of the Compose file: 30 settings had none, so a
+    retention, a privacy policy or a field map written there reached no container, and the
+    defaults ran without a word."""
+    from analytics_assets.settings import Settings
+
+    names = {field.validation_alias.choices[0] for field in Settings.model_fields.values()}
+    assert set(NOT_FROM_ENV_FILE) <= names
+    code = compose["services"]["code"]["environment"]
+    missing = sorted(names - set(code) - set(NOT_FROM_ENV_FILE))
+    assert not missing, f"settings no service is given: {missing}"
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in names - set(NOT_FROM_ENV_FILE):
+        # From `.env` (a `${NAME...}` of its own), or set by the stack itself.
+        assert f"{name}: ${{{name}:" in text or name in FIXED_BY_THE_STACK, name
+
+
+# Settings the stack sets to its own services, whatever `.env` holds.
+FIXED_BY_THE_STACK = {"ANALYTICS_DEPLOYMENT", "ANALYTICS_HEADS_DIR", "ANALYTICS_CELERY_BROKER",
+                      "MONGODB_DATABASE"}  # fmt: skip
 
 
 def test_celery_workers_take_each_queue_with_the_runs_environment(compose):
