@@ -251,6 +251,38 @@ def test_celery_workers_take_each_queue_with_the_runs_environment(compose):
         assert "COPY scripts/celery/worker.sh /opt/dagster/bin/celery-worker" in text
 
 
+def test_the_gpu_worker_has_its_own_image_and_device_on_a_gpu_host(compose, tmp_path):
+    """worker-gpu inherited the CPU Dockerfile's build with a `-gpu` image name, so `docker
+    compose build` tagged the CPU image as the GPU one, asked for no device, and ran the
+    model tier on the CPU without a word. As cloned it shares the CPU image; with the GPU
+    override file it builds Dockerfile.gpu under its own name, takes an NVIDIA device and
+    requires CUDA."""
+    services = compose["services"]
+    assert services["worker-gpu"]["image"] == services["worker"]["image"]
+    assert services["worker-gpu"]["build"] == services["worker"]["build"]
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    shutil.copytree(ROOT / "deployments", tmp_path / "deployments")
+    result = subprocess.run(
+        [shutil.which("docker-compose"), "-f", "docker-compose.yml",
+         "-f", "deployments/docker-compose.gpu.yml", "config"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+             "PRIVACY_PSEUDONYM_KEY": "0123456789abcdef0123456789abcdef"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    on_gpu = yaml.safe_load(result.stdout)["services"]
+    gpu = on_gpu["worker-gpu"]
+    assert gpu["build"]["dockerfile"] == "deployments/Dockerfile.gpu"
+    assert gpu["image"] != on_gpu["worker"]["image"]
+    assert gpu["environment"]["ANALYTICS_DEVICE"] == "cuda"
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    # Everything else the steps need is the CPU worker's.
+    rest = {k: v for k, v in gpu["environment"].items() if k != "ANALYTICS_DEVICE"}
+    assert rest == {k: v for k, v in on_gpu["worker"]["environment"].items()
+                    if k != "ANALYTICS_DEVICE"}  # fmt: skip
+
+
 # -- the images ---------------------------------------------------------------------------------
 
 DOCKERFILES = [ROOT / "deployments" / "Dockerfile", ROOT / "deployments" / "Dockerfile.gpu"]
