@@ -81,3 +81,20 @@ def test_modules_declare_their_interface(module):
         assert blocks, f"{module.name}/{name} declares nothing"
         undescribed = [block for block, body in blocks if "description" not in body]
         assert not undescribed, f"{module.name}/{name}: {undescribed} have no description"
+
+
+def test_the_roles_reach_the_compute_logs_where_the_instance_writes_them():
+    """The instance writes each step's logs to S3 (`computeLogManager`); no role could reach
+    that prefix, so no step's logs reached the UI once its pod was gone."""
+    import yaml
+
+    values = yaml.safe_load((ROOT / "deployments" / "k8s" / "values.yaml").read_text())
+    prefix = values["computeLogManager"]["config"]["s3ComputeLogManager"]["prefix"]
+    variables = (TERRAFORM / "modules" / "iam" / "variables.tf").read_text()
+    block = variables.split('variable "compute_logs_prefix"')[1].split("}")[0]
+    assert f'default     = "{prefix}"' in block
+    policies = (TERRAFORM / "modules" / "iam" / "main.tf").read_text()
+    pipeline = policies.split('"pipeline" {')[1].split('data "aws_iam_policy_document"')[0]
+    dagster = policies.split('"dagster" {')[1].split("locals {")[0]
+    assert '"s3:PutObject"' in pipeline.split('"WriteComputeLogs"')[1].split("}")[0]
+    assert "local.compute_log_objects" in dagster and '"kms:Decrypt"' in dagster

@@ -3,13 +3,17 @@
 #   - code location / run pods: read and write the lake and state prefixes, read the
 #     pipeline's secrets;
 #   - API: read the lake prefix only, read the API's secrets;
-#   - webserver / daemon: the Dagster instance lives in Postgres, so only its password.
+#   - webserver / daemon: the Dagster instance lives in Postgres, so only its password,
+#     and the steps' compute logs, which the run and step pods (the pipeline role) write.
 
 locals {
   lake_objects = "${var.lake_bucket_arn}/${var.lake_prefix}/*"
   # Resume checkpoints and trained heads (ANALYTICS_STATE_URL): without it every daily
   # pull of a step pod failed on its first checkpoint.
   state_objects = "${var.lake_bucket_arn}/${var.state_prefix}/*"
+  # Each step's stdout/stderr (S3ComputeLogManager): without it no step's logs reached the
+  # UI once its pod was gone.
+  compute_log_objects = "${var.lake_bucket_arn}/${var.compute_logs_prefix}/*"
   oidc_host    = replace(var.oidc_provider_url, "https://", "")
 }
 
@@ -73,13 +77,18 @@ data "aws_iam_policy_document" "pipeline" {
     resources = [local.lake_objects, local.state_objects]
   }
   statement {
-    sid       = "ListStatePrefix"
+    sid       = "WriteComputeLogs"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = [local.compute_log_objects]
+  }
+  statement {
+    sid       = "ListStateAndComputeLogPrefixes"
     actions   = ["s3:ListBucket"]
     resources = [var.lake_bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.state_prefix}/*"]
+      values   = ["${var.state_prefix}/*", "${var.compute_logs_prefix}/*"]
     }
   }
   statement {
@@ -122,6 +131,27 @@ data "aws_iam_policy_document" "dagster" {
     sid       = "ReadInstancePassword"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.secret_arns["DAGSTER_POSTGRES_PASSWORD"]]
+  }
+  statement {
+    sid       = "ReadComputeLogs"
+    actions   = ["s3:GetObject"]
+    resources = [local.compute_log_objects]
+  }
+  statement {
+    sid       = "ListComputeLogPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.compute_logs_prefix}/*"]
+    }
+  }
+  # The bucket's objects are encrypted with the lake's key.
+  statement {
+    sid       = "DecryptComputeLogs"
+    actions   = ["kms:Decrypt"]
+    resources = [var.lake_kms_key_arn]
   }
 }
 

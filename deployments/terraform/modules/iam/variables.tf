@@ -49,6 +49,12 @@ variable "state_prefix" {
   default     = "state"
 }
 
+variable "compute_logs_prefix" {
+  description = "Where the Dagster instance's S3ComputeLogManager keeps each step's stdout/stderr (computeLogManager.prefix in deployments/k8s/values.yaml): run and step pods write there, the webserver reads."
+  type        = string
+  default     = "dagster/compute-logs"
+}
+
 variable "lake_kms_key_arn" {
   description = "The lake's encryption key."
   type        = string
