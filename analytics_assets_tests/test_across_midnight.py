@@ -112,6 +112,44 @@ def test_a_day_is_built_again_once_its_conversations_past_midnight_are_in(tmp_pa
     assert [r.partition_key for r in after_rebuild.run_requests] == [DAY.isoformat()]
 
 
+def test_a_day_is_built_again_when_its_messages_past_midnight_are_deleted(tmp_path, mongo_server):
+    """The sensor asked for D only while D+1 held messages of D's conversations: once they
+    were deleted at the source, D+1 was rebuilt without them and D kept counting them."""
+    data = _sample_with_a_conversation_past_midnight()
+    write_export(data, tmp_path / "export")
+    late = _across_midnight(data)
+    defs, lake, _ = _definitions(tmp_path, mongo_server, "across_midnight_deleted")
+    job = defs.resolve_job_def("ingestion_job")
+    instance = DagsterInstance.ephemeral()
+    assert job.execute_in_process(instance=instance, tags=range_tags(DAY, NEXT)).success
+    assert _counts(lake, "conversations", late) == late
+    cursor = _evaluate(defs, instance).cursor
+
+    # The messages after midnight are deleted at the source, and NEXT is built again.
+    data.messages = [
+        m for m in data.messages
+        if not (m["conversation_id"] in late and _day(m["created_at"]) == NEXT)
+    ]  # fmt: skip
+    write_export(data, tmp_path / "export")
+    assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
+    result = _evaluate(defs, instance, cursor=cursor)
+    (request,) = result.run_requests
+    assert request.partition_key == DAY.isoformat()
+    assert job.execute_in_process(
+        instance=instance, partition_key=request.partition_key,
+        asset_selection=request.asset_selection, tags=request.tags,
+    ).success  # fmt: skip
+    before_midnight = {
+        conversation: sum(
+            m["conversation_id"] == conversation and _day(m["created_at"]) == DAY
+            for m in data.messages
+        )
+        for conversation in late
+    }
+    assert _counts(lake, "conversations", late) == before_midnight
+    assert not _evaluate(defs, instance, cursor=result.cursor).run_requests
+
+
 def test_a_range_run_needs_nothing_built_again(tmp_path, mongo_server):
     write_export(_sample_with_a_conversation_past_midnight(), tmp_path / "export")
     defs, _, _ = _definitions(tmp_path, mongo_server, "across_midnight_range")

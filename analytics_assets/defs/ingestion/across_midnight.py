@@ -11,7 +11,7 @@ message count, tokens, last turn, sentiment) and nothing would ever read D+1 for
 This sensor watches what those assets read of D+1 (`conversation_messages` and
 `message_signals`, found from the partition mappings). Once both are built for D+1, newer
 than D's build and from D+1's newest messages, and D+1 holds messages of conversations that
-started on D, it requests D again: only those assets and the daily assets built from them,
+started on D (or D was built with some, since deleted or moved), it requests D again: only those assets and the daily assets built from them,
 not the day's pull and validation, which did not change. A range backfill builds D in the
 same run as D+1, after it: nothing to do.
 """
@@ -91,6 +91,16 @@ def conversations_from_the_day_before(lake, day: date) -> int:
         started.select(pl.col("conversation_id").unique()), on="conversation_id", how="semi"
     )
     return carried.height
+
+
+def conversations_past_midnight(lake, day: date) -> int:
+    """How many of `day`'s conversations were built ending after it: built with messages of
+    the next day, which may since have been deleted or moved to another conversation (its
+    day was never built again, and kept counting them)."""
+    conversations, _ = lake.read_days(tables.CONVERSATIONS, [day], ["ended_at"])
+    if conversations is None or "ended_at" not in conversations.columns:
+        return 0
+    return conversations.filter(pl.col("ended_at").dt.date() > day).height
 
 
 def _latest_storage_id(instance, key: AssetKey, partition: str) -> int | None:
@@ -218,7 +228,10 @@ def across_midnight_sensor(
             inputs_built = _built_without_next_day(context.instance, readers, inputs, day_before)
             if inputs_built is None:
                 continue
-            carried = conversations_from_the_day_before(stored, day_before + timedelta(days=1))
+            # D+1 holds messages of D's conversations, or held some when D was built.
+            carried = conversations_from_the_day_before(
+                stored, day_before + timedelta(days=1)
+            ) or conversations_past_midnight(stored, day_before)
             looked_at[day_before.isoformat()] = carried
             if carried:
                 requests.append(
