@@ -13,8 +13,7 @@ This sensor watches what those assets read of D+1 (`conversation_messages` and
 than D's build and from D+1's newest messages, and D+1 holds messages of conversations that
 started on D (or D was built with some, since deleted or moved), it requests D again: only
 those assets and the daily assets built from them, not the day's pull and validation, which
-did not change. A range backfill builds D in the
-same run as D+1, after it: nothing to do.
+did not change. A range backfill builds D in the same run as D+1, after it: nothing to do.
 """
 
 from __future__ import annotations
