@@ -89,6 +89,24 @@ def test_what_is_not_language_does_not_decide():
     assert detected["language_confidence"].to_list()[3:] == [0.0] * 4
 
 
+# The thread method: the hang is inside polars, where no signal reaches Python.
+@pytest.mark.timeout(30, method="thread")
+def test_pasted_images_and_hex_are_not_language_and_do_not_hang_the_cleaning():
+    """A base64 image read as Xhosa at 1.0, a hex run as English at 0.99; cleaning a whole
+    pasted image was quadratic (300 KB took 10 s, a 5 MB screenshot most of an hour). The
+    timeout guards against the hang; it is not a speed figure."""
+    import base64
+
+    image = base64.b64encode(bytes(range(256)) * 12_000).decode()  # 4 MB
+    texts = [
+        "Can you tell me what is in this image? data:image/png;base64," + image,
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "A" * 1_000_000,
+    ]
+    detected = detect_languages(pl.Series(texts))
+    assert detected["language"].to_list() == ["en", UNKNOWN, UNKNOWN]
+
+
 @pytest.fixture
 def configured(monkeypatch):
     def configure(languages: str) -> None:

@@ -12,6 +12,9 @@ from analytics_assets.settings import Settings
 from analytics_assets_tests.conftest import import_benchmark
 
 DATA = Path(__file__).resolve().parent / "data"
+ASSISTANT = (
+    Path(__file__).resolve().parents[1] / "analytics_assets/categorization/taxonomy_assistant.yaml"
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,20 @@ def test_the_assistant_training_corpus_shares_nothing_with_the_evaluation_set(ev
 
     assert len(set(training)) == len(training) == 1600
     assert not {conversation(i) for i in training} & {conversation(i) for i in evaluated}
+
+
+# The thread method: the hang is inside polars, where no signal reaches Python.
+@pytest.mark.timeout(30, method="thread")
+def test_the_code_patterns_do_not_hang_on_chinese_without_punctuation():
+    """`\\w+\\(\\)` kept a thread open across a whole run of Chinese while every `代码` in it
+    was counted: 100,000 characters took 83 s. The timeout guards against the hang; it is
+    not a speed figure."""
+    import polars as pl
+
+    from analytics_assets.categorization.rules import classify
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    assistant = load_taxonomy(str(ASSISTANT))
+    texts = ["请帮我写代码" * 50_000, "fix my_function() please", "call os.path.join( here"]
+    labelled = classify(pl.DataFrame({"text": texts}), "text", "topic", assistant)
+    assert labelled["topic"].to_list() == ["coding"] * 3

@@ -190,6 +190,43 @@ def test_a_long_run_of_address_characters_does_not_hang_the_search():
         assert [f.kind for f in found] == [EMAIL]
 
 
+@pytest.mark.timeout(30)
+def test_hostile_texts_an_audit_found_quadratic_do_not_hang_redaction():
+    """Each took minutes at these sizes (a megabyte, up to hours): leading punctuation given
+    back a character at a time (300,000 dots, 70 s), a URL start at every `?` of a run
+    without spaces (100 KB, 47 s), a text rebuilt once per address and every span tested
+    against every one before it (a megabyte of placeholders, 73 s). The timeout guards
+    against the hang (each takes well under a second now); it is not a speed figure, which
+    `benchmarks/bench_hostile_text.py` measures against the version before."""
+    regions = language_regions(None)
+
+    def redacted(text: str) -> tuple[str, dict]:
+        out, counts = anonymize(pl.Series([text]), regions=regions)
+        return out[0], dict(counts)
+
+    out, counts = redacted("." * 300_000 + " mail me: john@example.com")
+    assert out == "." * 300_000 + " mail me: <EMAIL>" and counts == {EMAIL: 1}
+    out, counts = redacted("http://x?" * 12_000 + " https://a.example/cb?token=abc123")
+    assert out.endswith(" <URL_SECRET>") and counts == {URL_SECRET: 1}
+    listed = "http://a.example/p?x=1," * 10_000
+    out, counts = redacted(listed + " https://a.example/cb?token=abc123")
+    assert out == listed + " <URL_SECRET>" and counts == {URL_SECRET: 1}
+    already = "<EMAIL> " * 125_000 + " order 12345678"
+    assert redacted(already) == (already, {})
+    out, counts = redacted("a1@example.com " * 20_000 + "call +44 20 7946 0958")
+    assert counts == {EMAIL: 20_000, PHONE: 1}
+    assert out == "<EMAIL> " * 20_000 + "call <PHONE>"
+
+
+def test_spans_are_kept_clear_of_what_is_taken_and_of_each_other():
+    from analytics_assets.privacy.pii import _clear_of
+
+    taken = [(0, 5), (10, 20)]
+    spans = [(30, 40), (3, 8), (5, 10), (12, 14), (35, 45), (20, 21)]
+    assert _clear_of(spans, taken) == [(5, 10), (20, 21), (30, 40)]
+    assert _clear_of([], taken) == [] and _clear_of(spans[:1], []) == [(30, 40)]
+
+
 def test_checksums():
     assert luhn_valid("4111 1111 1111 1111") and not luhn_valid("4111 1111 1111 1112")
     assert iban_valid("DE89 3704 0044 0532 0130 00") and not iban_valid(

@@ -87,7 +87,7 @@ SIBLINGS = {code: frozenset(group) for group in _SIBLING_GROUPS for code in grou
 MIXED_SCRIPT_SHARE = 0.25
 _MIXED_SCRIPTS = ("Cyrillic", "Arabic", "Devanagari")
 # Not language: links, addresses, code and pasted JSON objects, the privacy placeholders
-# (`<EMAIL>`, `<EMAIL:3fa9…>`) and digits.
+# (`<EMAIL>`, `<EMAIL:3fa9…>`), long runs without a space, and digits.
 _NOT_LANGUAGE = (
     r"```[\s\S]*?(```|$)"
     r"|`[^`\n]*`"
@@ -95,6 +95,9 @@ _NOT_LANGUAGE = (
     r"|https?://\S+|www\.\S+"
     r"|\S+@\S+\.\w+"
     r"|<[A-Z_]+(:[0-9a-f]+)?>"
+    # 40 printable ASCII characters without a space are no word of any language: base64 (a
+    # pasted image read as Xhosa at 1.0), hex, minified code, paths.
+    r"|[!-~]{40,}"
     r"|\d+"
 )
 
@@ -207,9 +210,17 @@ def quick_languages(texts: pl.Series, min_probability: float) -> list[str | None
     return found
 
 
+# What of a text is cleaned: its first 8,192 characters, for a prefix of 300. Whole, a
+# pasted base64 image or minified file made the cleaning quadratic (a digit run's match
+# reopened the address alternative to the end of the space-free run): 300 KB took 10 s, and
+# a 5 MB screenshot would take most of an hour.
+CLEANED_CHARS = 8192
+
+
 def _clean(texts: pl.Series) -> pl.Series:
     return (
         texts.fill_null("")
+        .str.slice(0, CLEANED_CHARS)
         .str.replace_all(_NOT_LANGUAGE, " ")
         .str.replace_all(r"\s+", " ")
         .str.strip_chars()

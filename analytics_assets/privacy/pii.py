@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import heapq
 import hmac
 import ipaddress
 import math
@@ -110,19 +111,36 @@ PATTERNS: dict[str, str] = {
 # rest of it: 100 KB of such text took 7 s, a megabyte would take minutes.
 # A run may begin with punctuation the match itself cannot begin with (`-john@…`,
 # `2.https://…`): it is read, outside the match (group `v`), and the match starts after it.
+# The leading punctuation is taken whole (possessive `*+`): given back a character at a
+# time, each shorter prefix scanned the rest of the run again, and a line of 100,000 dots
+# before an address took 8 s (a megabyte, minutes). A URL does not start right after what
+# only a URL holds (`/`, `?`, `&`, `#`, `%`, `_`, `~`): `http://x?http://x?…` was a start at
+# every repetition, each scanning to the end of the run.
 _RUN_STARTS = {
-    EMAIL: rf"(?<![{_ADDRESS_LETTERS}._%+-])[._%+-]*",
-    URL_SECRET: r"(?<![A-Za-z0-9+.-])[0-9+.-]*",
+    EMAIL: rf"(?<![{_ADDRESS_LETTERS}._%+-])[._%+-]*+",
+    URL_SECRET: r"(?<![A-Za-z0-9+.\-/?&#%_~])[0-9+.-]*+",
 }
 # Where an address ends: at a character it cannot hold (a Chinese one included).
 _RUN_ENDS = {EMAIL: rf"(?![{_ADDRESS_LETTERS}])"}
+# In Python, a URL's parts are bounded (far above any real URL's): the scan for a `key=`
+# from each start of a comma-separated list of URLs went to the end of the list, and 100 KB
+# of them took 8 s. The sift (polars, linear) keeps the unbounded form: it lets through
+# every row this one matches.
+_URL_PART = 2048
+_PYTHON_PATTERNS = {
+    **PATTERNS,
+    URL_SECRET: PATTERNS[URL_SECRET]
+    .replace(r"[^\s?#\"'<>()]+[?#]", rf"[^\s?#\"'<>()]{{1,{_URL_PART}}}[?#]")
+    .replace(r"[^\s#\"'<>()]*?", rf"[^\s#\"'<>()]{{0,{_URL_PART}}}?"),
+}
+assert _PYTHON_PATTERNS[URL_SECRET].count(f",{_URL_PART}}}") == 2
 _COMPILED = {
     kind: re.compile(
         f"{_RUN_STARTS[kind]}(?P<v>{pattern}){_RUN_ENDS.get(kind, '')}"
         if kind in _RUN_STARTS
         else pattern
     )
-    for kind, pattern in PATTERNS.items()
+    for kind, pattern in _PYTHON_PATTERNS.items()
 }
 _KEY_PREFIX = re.compile(KEY_PREFIXES)
 # Context that turns a dotted quad into a version number, not an address.
@@ -393,9 +411,14 @@ def phone_spans(
     text: str, regions: tuple[str, ...], taken: Iterable[tuple[int, int]] = ()
 ) -> Iterator[tuple[int, int]]:
     """Phone numbers in `text` (libphonenumber), away from the spans already `taken`."""
-    masked = text
-    for start, end in taken:
-        masked = masked[:start] + _MASK * (end - start) + masked[end:]
+    # Joined once: rebuilt per span, a text of 30,000 addresses cost 30,000 copies of it.
+    pieces, position = [], 0
+    for start, end in sorted(taken):
+        start = max(start, position)
+        if end > start:
+            pieces += [text[position:start], _MASK * (end - start)]
+            position = end
+    masked = "".join([*pieces, text[position:]])
     plans = _regions(regions)
     for window_low, window_high in _phone_windows(masked):
         for low, high in _phone_segments(masked, window_low, window_high):
@@ -674,13 +697,27 @@ def find_in_text(
             spans = list(phone_spans(text, configured_regions() if regions is None else regions,
                                      taken))  # fmt: skip
         else:
-            spans = _spans(kind, text)
-        for start, end in spans:
-            if any(start < t_end and t_start < end for t_start, t_end in taken):
-                continue
-            findings.append(Finding(kind, start, end, text[start:end]))
-            taken.append((start, end))
+            spans = list(_spans(kind, text))
+        kept = _clear_of(spans, taken)
+        findings += (Finding(kind, start, end, text[start:end]) for start, end in kept)
+        taken = list(heapq.merge(taken, kept))
     return sorted(findings, key=lambda finding: finding.start)
+
+
+def _clear_of(spans: list[tuple[int, int]], taken: list[tuple[int, int]]) -> list:
+    """The spans that overlap neither a `taken` one (sorted, apart) nor one kept before
+    them, in order. One walk over both: each span tested against every one taken before
+    made a text of 100,000 placeholders or findings quadratic (a megabyte took 70 s)."""
+    kept: list[tuple[int, int]] = []
+    index, kept_until = 0, -1
+    for start, end in sorted(spans):
+        while index < len(taken) and taken[index][1] <= start:
+            index += 1
+        if (index < len(taken) and taken[index][0] < end) or start < kept_until:
+            continue
+        kept.append((start, end))
+        kept_until = end
+    return kept
 
 
 # The sift in polars drops the word boundaries: a Unicode `\b` keeps the Rust regex engine
