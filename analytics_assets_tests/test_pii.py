@@ -152,6 +152,18 @@ def test_lookalikes_are_left_alone():
          "https://api.example.com/v1?token=f3bCaWWrprhZNlwsekkq"),
         ("Step 3.https://user:hunter22@internal.example.com/admin", URL_SECRET,
          "https://user:hunter22@internal.example.com/admin"),
+        # Typed by an input method in full width, grouped with no-break or thin spaces, or
+        # written with combining marks: each was left raw, and the check passed it.
+        ("カード ４１１１ １１１１ １１１１ １１１１ です", CARD, "４１１１ １１１１ １１１１ １１１１"),
+        ("my card 4111\u00a01111\u00a01111\u00a01111 exp", CARD,
+         "4111\u00a01111\u00a01111\u00a01111"),
+        ("my card 4111\u202f1111\u202f1111\u202f1111 exp", CARD,
+         "4111\u202f1111\u202f1111\u202f1111"),
+        ("IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000 merci", IBAN,
+         "DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000"),
+        ("メール john＠example.com まで", EMAIL, "john＠example.com"),
+        ("write to jose\u0301.mu\u0308ller@mu\u0308ller.de please", EMAIL,
+         "jose\u0301.mu\u0308ller@mu\u0308ller.de"),
     ],
 )  # fmt: skip
 def test_forms_a_hostile_probe_found_missing_are_found_whole(text, kind, value):

@@ -57,8 +57,11 @@ _PHONE_SEPARATOR = r"[\s\-‐-―−ー－-／/.()（）［］\[\]~⁓∼～\u00
 # The letters (and digits) of an e-mail address, as explicit ranges: polars' engine and
 # Python's read `\w` differently (Python's holds `²` and `①`), and the sift must let through
 # every row the exact check would match.
+# Combining marks (U+0300-036F) too: an address typed in decomposed form (`jose\u0301@`,
+# `@mu\u0308ller.de`, as macOS writes file names) was left whole or in part.
 _ADDRESS_LETTERS_ONLY = (
-    r"A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u03ff\u0400-\u04ff\u0900-\u0dff"
+    r"A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u0370-\u03ff\u0400-\u04ff"
+    r"\u0900-\u0dff"
 )
 _ADDRESS_LETTERS = "0-9" + _ADDRESS_LETTERS_ONLY
 KEY_PREFIXES = (
@@ -682,22 +685,34 @@ _CARD_NETWORK = re.compile(r"2[2-7]|3[04-9]|[456]|8[12]|9792")
 _SHORTER = {IBAN: _iban_before_a_following_word, CARD: _card_before_a_following_number}
 
 
+# Characters read as their plain forms, one for one, so a finding's span is the text's:
+# full-width ASCII, as Chinese and Japanese input methods type digits and `＠` (a card in
+# full-width digits was left raw, and the check passed it), and the no-break, figure, thin
+# and narrow no-break spaces that group digits in French and in numbers copied from pages.
+_FOLDED = {
+    **{chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},
+    **dict.fromkeys("\u00a0\u2007\u2009\u202f", " "),
+}
+_FOLD = str.maketrans(_FOLDED)
+
+
 def find_in_text(
     text: str, kinds: tuple[str, ...] = tuple(PATTERNS), regions: tuple[str, ...] | None = None
 ) -> list[Finding]:
     """Every finding in one text, non-overlapping (earlier types in PATTERNS win). `regions`:
     where national phone numbers are read; None: the configured languages' regions."""
     findings: list[Finding] = []
+    read = text.translate(_FOLD)
     # What this module wrote in place of a finding is never one: a pseudonym's digest holds
     # digits, and one of digits only that starts with 0 read as a national phone number
     # (`<EMAIL:039380540223>`; about 1 digest in 280 is all digits).
-    taken: list[tuple[int, int]] = [match.span() for match in _PLACEHOLDER.finditer(text)]
+    taken: list[tuple[int, int]] = [match.span() for match in _PLACEHOLDER.finditer(read)]
     for kind in kinds:
         if kind == PHONE:
-            spans = list(phone_spans(text, configured_regions() if regions is None else regions,
+            spans = list(phone_spans(read, configured_regions() if regions is None else regions,
                                      taken))  # fmt: skip
         else:
-            spans = list(_spans(kind, text))
+            spans = list(_spans(kind, read))
         kept = _clear_of(spans, taken)
         findings += (Finding(kind, start, end, text[start:end]) for start, end in kept)
         taken = list(heapq.merge(taken, kept))
@@ -731,7 +746,8 @@ def _kind_masks(texts: pl.Series, kinds: tuple[str, ...]) -> pl.DataFrame:
     """One column per type: True where its regex matches (vectorized). One regex per type,
     not one alternation of all: each keeps the engine's literal prefilter and fast DFA, and
     polars runs them in parallel (`benchmarks/bench_pii.py --corpus sharegpt`: 2.6x faster)."""
-    text = pl.col("text").fill_null("")
+    # Folded as `find_in_text` reads it (the sift must let through every row it would match).
+    text = pl.col("text").fill_null("").str.replace_many(list(_FOLDED), list(_FOLDED.values()))
     return pl.DataFrame({"text": texts}).select(
         text.str.contains(_SIFT_PATTERNS[kind]).alias(kind) for kind in kinds
     )
