@@ -154,7 +154,8 @@ def test_lookalikes_are_left_alone():
          "https://user:hunter22@internal.example.com/admin"),
         # Typed by an input method in full width, grouped with no-break or thin spaces, or
         # written with combining marks: each was left raw, and the check passed it.
-        ("カード ４１１１ １１１１ １１１１ １１１１ です", CARD, "４１１１ １１１１ １１１１ １１１１"),
+        ("カード ４１１１ １１１１ １１１１ １１１１ です", CARD,
+         "４１１１ １１１１ １１１１ １１１１"),
         ("my card 4111\u00a01111\u00a01111\u00a01111 exp", CARD,
          "4111\u00a01111\u00a01111\u00a01111"),
         ("my card 4111\u202f1111\u202f1111\u202f1111 exp", CARD,

@@ -2,9 +2,10 @@
 ten times (linear), not a hundred (quadratic), however a message is written.
 
 The texts are the shapes a read-only audit (2026-12-06) found quadratic: a run of dots before
-an address, URLs without spaces (one after another, or a comma-separated list), text full of placeholders or addresses (already
-anonymized text, pasted contact lists), a pasted base64 image (language cleaning), and Chinese
-without punctuation under the assistant taxonomy's code patterns. Each case runs in a fresh
+an address, URLs without spaces (one after another, or a comma-separated list), text full
+of placeholders or addresses (already anonymized text, pasted contact lists), a pasted
+base64 image (language cleaning), and Chinese without punctuation under the assistant
+taxonomy's code patterns. Each case runs in a fresh
 process per checkout, this one, then `--against` (best of 2 each), and prints both times, the
 growth from the small size to the large one, and this checkout's time over the other's at
 the large size.
