@@ -461,7 +461,7 @@ def _comparison_row(model, metric, value, others, n, others_n, p) -> dict:
 
 def with_changes(report: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
     """The report with its change against the previous period: volumes (relative change),
-    every distribution's shares (percentage points, with a two-proportion z-test), and the
+    every distribution's shares (a difference of shares, with a two-proportion z-test), and the
     topics whose share rose significantly. No previous period (or an empty one): no change."""
     current = report.row(0, named=True)
     before = previous.row(0, named=True) if previous is not None and previous.height else None
