@@ -587,7 +587,10 @@ def run_predict_duration(args: argparse.Namespace) -> int:
 
 
 def _at_least_one(text: str) -> int:
-    number = int(text)
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
@@ -885,9 +888,10 @@ def _settings_error(error: Exception) -> str | None:
 
 def _operational_error(error: Exception) -> str | None:
     """One line for a failure the operator can act on (a store that cannot be reached, a
-    file that is not there, a day another run holds), without a traceback; None for any
-    other error, whose traceback is what a bug report needs. No message here holds a
-    secret: pymongo's and the client's name hosts, never the URI or the token."""
+    file that is not there, named by its path, a day another run holds), without a
+    traceback; None for any other error, whose traceback is what a bug report needs. No
+    message here holds a secret: pymongo's and the client's name hosts, never the URI or
+    the token."""
     # Imported here, not at the top: `--help` and the light commands load no pymongo.
     from pymongo.errors import ConnectionFailure
 

@@ -233,32 +233,43 @@ def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
     data.messages += [before_midnight, after_midnight]
     header = next(c for c in data.conversations if c["started_at"].startswith("2026-11-02"))
     data.conversations.append(dict(header, started_at="2026-11-01 22:00:00+00:00"))
-    write_export(data, tmp_path / "export")
-    defs, _, _ = export_definitions(tmp_path, mongo_server, "checks_two_days")
-    job = defs.resolve_job_def("ingestion_job")
-    ranged = job.execute_in_process(
-        instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end),
-        asset_selection=[AssetKey(name) for name in (
-            "nocodb_raw_pages", "conversation_messages", "conversation_headers",
-            "processing_errors", "user_pseudonyms", "conversations")],
-    )  # fmt: skip
-    assert ranged.success
-    failed = {
-        (e.check_name, e.partition, e.severity.value)
-        for e in ranged.get_asset_check_evaluations()
-        if not e.passed
+    # Two days apart: a run of one day does not see it, so neither does a range run.
+    apart = next(c for c in data.conversations if c["started_at"].startswith("2026-11-03"))
+    data.conversations.append(dict(apart, started_at="2026-11-01 21:00:00+00:00"))
+    selection = [AssetKey(name) for name in (
+        "nocodb_raw_pages", "conversation_messages", "conversation_headers",
+        "processing_errors", "user_pseudonyms", "conversations")]  # fmt: skip
+
+    def failing_checks(root, runs: list[dict]) -> dict:
+        """The latest verdict of each check and day that is not a pass, after `runs` on a
+        lake and database of their own."""
+        write_export(data, root / "export")
+        defs, _, _ = export_definitions(root, mongo_server, f"checks_two_days_{root.name}")
+        job, instance, latest = (
+            defs.resolve_job_def("ingestion_job"),
+            DagsterInstance.ephemeral(),
+            {},
+        )
+        for run in runs:
+            result = job.execute_in_process(instance=instance, asset_selection=selection, **run)
+            assert result.success
+            for e in result.get_asset_check_evaluations():
+                ids = e.metadata.get("conversation_ids")
+                latest[(e.check_name, e.partition, e.severity.value)] = (
+                    None if e.passed else (ids.value if ids else [])
+                )
+        return {key: ids for key, ids in latest.items() if ids is not None}
+
+    ranged = failing_checks(tmp_path / "range", [{"tags": range_tags(spec.start, spec.end)}])
+    assert ranged == {
+        ("conversation_ids_on_one_day", "2026-11-01", "WARN"): [header["conversation_id"]],
+        ("conversation_ids_on_one_day", "2026-11-02", "WARN"): [header["conversation_id"]],
     }
-    assert failed == {
-        ("conversation_ids_on_one_day", "2026-11-01", "WARN"),
-        ("conversation_ids_on_one_day", "2026-11-02", "WARN"),
-    }
-    named = {
-        e.partition: e.metadata["conversation_ids"].value
-        for e in ranged.get_asset_check_evaluations()
-        if e.check_name == "conversation_ids_on_one_day" and not e.passed
-    }
-    assert named == {"2026-11-01": [header["conversation_id"]],
-                     "2026-11-02": [header["conversation_id"]]}  # fmt: skip
+    # Day by day, as the schedule runs them: the 1st is judged again once the 2nd is in (the
+    # check reads the days around it from the lake).
+    days = [{"partition_key": day} for day in ("2026-11-01", "2026-11-02", "2026-11-03",
+                                               "2026-11-01")]  # fmt: skip
+    assert failing_checks(tmp_path / "by_day", days) == ranged
 
 
 def test_a_message_delivered_again_after_midnight_counts_on_its_first_day_only():

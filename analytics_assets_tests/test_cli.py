@@ -108,6 +108,7 @@ def test_a_relative_local_folder_is_made_absolute_once(tmp_path, monkeypatch):
         (["generate-sample", "--conversations", "-5"], "--conversations: must be at least 1"),
         (["seed-nocodb", "--url", "http://x", "--days", "0"], "--days: must be at least 1"),
         (["generate-sample", "--conversations", "2"], "needs at least 5 conversations"),
+        (["generate-sample", "--days", "abc"], "--days: must be a whole number, got 'abc'"),
         (["categorize", "no-such-file.jsonl"], "no-such-file.jsonl is not a file"),
         (["migrate", "--to", "-3"], "--to must be a version from 1 to"),
     ],

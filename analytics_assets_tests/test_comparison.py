@@ -138,6 +138,7 @@ def test_no_spread_on_either_side_with_different_means_is_a_sure_difference():
     assert welch_z(0.5, 0.0, 40, 0.5, 0.0, 40)[1] == 1.0
     # Three against three hundred is too few to tell, however sure it looks.
     assert welch_z(1.0, 0.0, 3, 0.86, 0.03, 300) == (pytest.approx(0.14 / 0.01), 1.0)
+    assert welch_z(1.0, 0.0, 3, 0.5, 0.0, 3) == (float("inf"), 1.0)
 
 
 def test_equal_means_worked_out_from_sums_are_no_difference():

@@ -105,6 +105,11 @@ def test_pasted_images_and_hex_are_not_language_and_do_not_hang_the_cleaning():
     ]
     detected = detect_languages(pl.Series(texts))
     assert detected["language"].to_list() == ["en", UNKNOWN, UNKNOWN]
+    # A question after a long paste is still read (a draft cut every text at 8,192
+    # characters before cleaning, and this was `unknown`).
+    pasted = "```python\n" + "def f(x):\n    return x * 2  # comment\n" * 300 + "```\n"
+    question = pasted + "Pourquoi est-ce que cette fonction ne marche pas quand je l'appelle ?"
+    assert detect_languages(pl.Series([question]))["language"].to_list() == ["fr"]
 
 
 @pytest.fixture

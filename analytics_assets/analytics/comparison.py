@@ -81,7 +81,10 @@ def welch_z(mean1: float, var1: float, n1: int, mean2: float, var2: float, n2: i
         return 0.0, 1.0
     se = math.sqrt(var1 / n1 + var2 / n2)
     if min(n1, n2) < MIN_PER_SIDE_FOR_MEANS:
-        return ((mean1 - mean2) / se if se else 0.0), 1.0
+        if se:
+            return (mean1 - mean2) / se, 1.0
+        same = math.isclose(mean1, mean2, rel_tol=1e-9, abs_tol=1e-12)
+        return (0.0 if same else math.copysign(math.inf, mean1 - mean2)), 1.0
     if se == 0:
         # No spread on either side: equal means are no difference, unequal ones a sure one
         # (40 conversations all at 1.0 against 40 all at 0.5 read p = 1). Equal to rounding:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import heapq
 import hmac
 import ipaddress
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -71,16 +73,22 @@ KEY_PREFIXES = (
     r"|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20,}"
     r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"
 )
+# A URL with a user and password (`postgres://admin:pw@db`, `redis://:pw@cache`).
+_URL_USERINFO = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>()]*:[^\s/@\"'<>()]+@[^\s\"'<>()]+"
+_SECRET_NAMES = (
+    r"access_token|refresh_token|id_token|auth_token|api_token|client_secret|token|"
+    r"api_key|apikey|key|secret|password|passwd|sig|signature|auth"
+)
+# An http(s) URL with a secret in its query or fragment (`?token=…`, `#access_token=…`).
+_URL_QUERY_SECRET = (
+    r"[hH][tT][tT][pP][sS]?://[^\s?#\"'<>()]+[?#][^\s#\"'<>()]*?"
+    rf"\b(?i:{_SECRET_NAMES})=[^&\s#\"'<>()]+[^\s\"'<>()]*"
+)
 PATTERNS: dict[str, str] = {
     # Order matters: the first type to claim a span keeps it (a key inside a URL is the URL's).
-    URL_SECRET: (
-        # Where a scheme may start is Python's only (`_RUN_STARTS`), as for addresses.
-        r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"'<>()]*:[^\s/@\"'<>()]+@[^\s\"'<>()]+"
-        r"|[hH][tT][tT][pP][sS]?://[^\s?#\"'<>()]+[?#][^\s#\"'<>()]*?"
-        r"\b(?i:access_token|refresh_token|id_token|auth_token|api_token|client_secret|token|"
-        r"api_key|apikey|key|secret|password|passwd|sig|signature|auth)=[^&\s#\"'<>()]+"
-        r"[^\s\"'<>()]*"
-    ),
+    # Where a scheme may start is Python's only (`_RUN_STARTS`), as for addresses; the
+    # second form is found in Python from its parameter back (`_query_secret_spans`).
+    URL_SECRET: f"{_URL_USERINFO}|{_URL_QUERY_SECRET}",
     API_KEY: (
         rf"\b(?:{KEY_PREFIXES})"
         # A long token of mixed letters and digits: judged by its context and entropy below.
@@ -116,27 +124,19 @@ PATTERNS: dict[str, str] = {
 # `2.https://…`): it is read, outside the match (group `v`), and the match starts after it.
 # The leading punctuation is taken whole (possessive `*+`): given back a character at a
 # time, each shorter prefix scanned the rest of the run again, and a line of 100,000 dots
-# before an address took 8 s (a megabyte, minutes). A URL does not start right after what
-# only a URL holds (`/`, `?`, `&`, `#`, `%`, `_`, `~`): `http://x?http://x?…` was a start at
-# every repetition, each scanning to the end of the run.
+# before an address took 8 s (a megabyte, minutes).
+_URL_START = r"(?<![A-Za-z0-9+.-])[0-9+.-]*+"
 _RUN_STARTS = {
     EMAIL: rf"(?<![{_ADDRESS_LETTERS}._%+-])[._%+-]*+",
-    URL_SECRET: r"(?<![A-Za-z0-9+.\-/?&#%_~])[0-9+.-]*+",
+    URL_SECRET: _URL_START,
 }
 # Where an address ends: at a character it cannot hold (a Chinese one included).
 _RUN_ENDS = {EMAIL: rf"(?![{_ADDRESS_LETTERS}])"}
-# In Python, a URL's parts are bounded (far above any real URL's): the scan for a `key=`
-# from each start of a comma-separated list of URLs went to the end of the list, and 100 KB
-# of them took 8 s. The sift (polars, linear) keeps the unbounded form: it lets through
-# every row this one matches.
-_URL_PART = 2048
-_PYTHON_PATTERNS = {
-    **PATTERNS,
-    URL_SECRET: PATTERNS[URL_SECRET]
-    .replace(r"[^\s?#\"'<>()]+[?#]", rf"[^\s?#\"'<>()]{{1,{_URL_PART}}}[?#]")
-    .replace(r"[^\s#\"'<>()]*?", rf"[^\s#\"'<>()]{{0,{_URL_PART}}}?"),
-}
-assert _PYTHON_PATTERNS[URL_SECRET].count(f",{_URL_PART}}}") == 2
+# In Python the URL with a secret parameter is not a pattern searched from each place a URL
+# may start: from each start of a run of URLs without spaces (`http://x?a=http://x?a=…`, a
+# comma-separated list), the search for a `key=` went to the end of the run, 47 s for 100 KB.
+# `_query_secret_spans` finds the parameters and looks back for their URL instead.
+_PYTHON_PATTERNS = {**PATTERNS, URL_SECRET: _URL_USERINFO}
 _COMPILED = {
     kind: re.compile(
         f"{_RUN_STARTS[kind]}(?P<v>{pattern}){_RUN_ENDS.get(kind, '')}"
@@ -627,16 +627,83 @@ def _accept(kind: str, match: re.Match, text: str) -> bool:
     return True
 
 
+# What `_URL_QUERY_SECRET` is made of, to find it from its parameter back.
+_URL_RUN = re.compile(r"[^\s\"'<>()]+")
+_HTTP_SCHEME = re.compile(r"[hH][tT][tT][pP][sS]?://")
+_SECRET_PARAMETER = re.compile(rf"\b(?i:{_SECRET_NAMES})=[^&#]")
+_QUERY_MARK = re.compile(r"[?#]")
+_URL_START_PUNCTUATION = frozenset("0123456789+.-")
+_NOT_BEFORE_A_URL = frozenset(string.ascii_letters) | _URL_START_PUNCTUATION
+
+
+def _query_secret_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where `_URL_QUERY_SECRET` matches, leftmost first, as its regex would from each place
+    `_URL_START` allows, in one pass over each run of URL characters: its secret parameters
+    and URL starts are listed once, and each parameter is matched to the leftmost URL whose
+    query holds it (after the URL's first `?` or `#`, before a `#` after that). A match goes
+    to the end of its run, so a run has one at most."""
+    for run in _URL_RUN.finditer(text):
+        low, high = run.span()
+        starts = _url_queries(text, run) if "://" in run.group() else []
+        index = 0
+        for parameter in _SECRET_PARAMETER.finditer(text, low, high) if starts else ():
+            at = parameter.start()
+            while index < len(starts) and starts[index][2] is not None and starts[index][2] <= at:
+                index += 1
+            if index == len(starts):
+                break
+            first, query, _ = starts[index]
+            if query < at:
+                yield first, high
+                break
+
+
+def _url_queries(text: str, run: re.Match) -> list[tuple[int, int, int | None]]:
+    """Per http(s) URL that may start in `run`: where it starts, where its query begins (its
+    first `?` or `#`) and the `#` after that, which ends what its parameters may be (None:
+    the run's end). The marks are listed once: a `find` per URL scanned to the end of the
+    run each time."""
+    low, high = run.span()
+    marks = [low + m.start() for m in _QUERY_MARK.finditer(run.group())]
+    fragments = [at for at in marks if text[at] == "#"]
+    starts = []
+    for scheme in _HTTP_SCHEME.finditer(text, low, high):
+        start = scheme.start()
+        while start > low and text[start - 1] in _URL_START_PUNCTUATION:
+            start -= 1
+        if start > 0 and text[start - 1] in _NOT_BEFORE_A_URL:
+            continue
+        query = _next(marks, scheme.end())
+        if query is None:
+            break  # nor has any URL after it in the run
+        if query > scheme.end():  # a host
+            starts.append((scheme.start(), query, _next(fragments, query + 1)))
+    return starts
+
+
+def _next(positions: list[int], at: int) -> int | None:
+    """The first of the sorted `positions` at or after `at`."""
+    index = bisect.bisect_left(positions, at)
+    return positions[index] if index < len(positions) else None
+
+
 def _spans(kind: str, text: str) -> Iterator[tuple[int, int]]:
+    if kind == URL_SECRET:
+        # Both forms, leftmost first; a sentence's full stop is not part of the URL.
+        found = sorted([*_pattern_spans(kind, text), *_query_secret_spans(text)])
+        for start, end in found:
+            yield start, start + len(text[start:end].rstrip(".,;:!?"))
+        return
+    yield from _pattern_spans(kind, text)
+
+
+def _pattern_spans(kind: str, text: str) -> Iterator[tuple[int, int]]:
     group = "v" if kind in _RUN_STARTS else 0
     pattern = _COMPILED[kind]
     position = 0
     while match := pattern.search(text, position):
         start, end = match.span(group)
         position = match.end() if match.end() > match.start() else match.start() + 1
-        if kind == URL_SECRET:  # a sentence's full stop is not part of the URL
-            value = match.group(group)
-            end -= len(value) - len(value.rstrip(".,;:!?"))
         # A card starts as a card network's numbers do: of the 24 findings on 20,000 real
         # chats (dev), 21 did not (years `2010 2011 2012 2013`, ids, timestamps, ISBNs,
         # decimals). A row of years retried group by group (below) passed 1 time in 10.
