@@ -5,10 +5,9 @@ The texts are the shapes a read-only audit (2026-12-06) found quadratic: a run o
 an address, URLs without spaces (one after another, or a comma-separated list), text full
 of placeholders or addresses (already anonymized text, pasted contact lists), a pasted
 base64 image (language cleaning), and Chinese without punctuation under the assistant
-taxonomy's code patterns. Each case runs in a fresh
-process per checkout, this one, then `--against` (best of 2 each), and prints both times, the
-growth from the small size to the large one, and this checkout's time over the other's at
-the large size.
+taxonomy's code patterns. Each case runs in a fresh process per checkout, this one, then
+`--against` (best of 2 each, or 1 past 5 s), and prints both times, the growth from the
+small size to the large one, and this checkout's time over the other's at the large size.
 
     .venv/bin/python benchmarks/bench_hostile_text.py [--against PATH] [--small 10000]
 
@@ -61,7 +60,7 @@ CASES = (
 
 
 def measure(root: str, case: str, size: int) -> float:
-    """Seconds (best of 2) for the step function `case` goes through, in this process, with
+    """Seconds (best of 2, or 1 past 5 s) for the step function `case` goes through, in this process, with
     `root`'s `analytics_assets` first on the path."""
     sys.path.insert(0, root)
     import polars as pl
@@ -92,12 +91,15 @@ def measure(root: str, case: str, size: int) -> float:
             pii.anonymize(pl.Series([text]), regions=regions)
 
     run(text_of(case, 100))  # warm-up: models, lexicons, compiled patterns
-    text = text_of(case, size)
     best = float("inf")
-    for _ in range(2):
+    for attempt in "ab":
+        # Another text each time: a text found clean is remembered, and read again for free.
+        text = text_of(case, size) + f" {attempt}"
         started = time.perf_counter()
         run(text)
         best = min(best, time.perf_counter() - started)
+        if best > 5:  # the version before the fixes: minutes, once is enough
+            break
     return best
 
 
