@@ -60,8 +60,8 @@ CASES = (
 
 
 def measure(root: str, case: str, size: int) -> float:
-    """Seconds (best of 2, or 1 past 5 s) for the step function `case` goes through, in this process, with
-    `root`'s `analytics_assets` first on the path."""
+    """Seconds (best of 2, or 1 past 5 s) for the step function `case` goes through, in this
+    process, with `root`'s `analytics_assets` first on the path."""
     sys.path.insert(0, root)
     import polars as pl
 
