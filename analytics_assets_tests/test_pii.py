@@ -248,6 +248,22 @@ def test_hostile_texts_an_audit_found_quadratic_do_not_hang_redaction():
     assert out == "<EMAIL> " * 20_000 + "call <PHONE>"
 
 
+def test_only_rows_with_full_width_or_no_break_characters_are_sifted_folded_and_all_are_found():
+    texts = pl.Series([
+        "nothing here", "カード ４１１１ １１１１ １１１１ １１１１", None,
+        "card 4111 1111 1111 1111",
+        "ＩＢＡＮ\u00a0only words", "IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000",
+    ])  # fmt: skip
+    assert [bool(found) for found in detect(texts, regions=("DE",))] == [
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
+
+
 def test_spans_are_kept_clear_of_what_is_taken_and_of_each_other():
     from analytics_assets.privacy.pii import _clear_of
 
