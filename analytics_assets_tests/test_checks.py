@@ -289,3 +289,33 @@ def test_a_message_delivered_again_after_midnight_counts_on_its_first_day_only()
     )
     assert _messages_by_day(held) == {third: 2, fourth: 1}
     assert _messages_by_day(pl.LazyFrame()) == {}
+
+
+def test_the_daily_reports_count_a_message_delivered_again_after_midnight_once(
+    tmp_path, mongo_server
+):
+    """The reports' `messages` of a range held a message NocoDB had on two days twice; their
+    sum is now the number of messages the lake holds, each counted once."""
+    from dagster import DagsterInstance
+
+    from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
+    from analytics_assets_tests.conftest import export_definitions, range_tags
+    from analytics_assets_tests.test_assets import read_asset
+
+    spec = SampleSpec(days=2, conversations=60, users=10, seed=4, with_bad_records=False)
+    data = generate_sample(spec)
+    first = next(m for m in data.messages if m["created_at"].startswith("2026-11-01"))
+    first["created_at"] = "2026-11-01 23:59:59+00:00"
+    data.messages.append(dict(first, created_at="2026-11-02 00:00:01+00:00",
+                              CreatedAt="2026-11-02 00:00:02+00:00"))  # fmt: skip
+    write_export(data, tmp_path / "export")
+    defs, lake, _ = export_definitions(tmp_path, mongo_server, "checks_report_redelivery")
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=range_tags(spec.start, spec.end)
+    )
+    assert result.success
+    held = read_asset(lake, "conversation_messages")
+    distinct = held.select("conversation_id", "message_id").unique().height
+    assert held.height == distinct + 1  # the copy on the 2nd
+    reports = read_asset(lake, "daily_report")
+    assert reports["messages"].sum() == distinct
