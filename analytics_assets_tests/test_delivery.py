@@ -45,7 +45,7 @@ SECRETS = {
     "AWS_SECRET_ACCESS_KEY": RUNS,
     "MINIO_ROOT_PASSWORD": {"minio", "create-bucket"},
     "PRIVACY_PSEUDONYM_KEY": RUNS,
-    "DAGSTER_POSTGRES_PASSWORD": {*RUNS, "webserver", "daemon"},
+    "DAGSTER_POSTGRES_PASSWORD": {*RUNS, "webserver", "daemon", "dagster-migrate"},
     "POSTGRES_PASSWORD": {"postgres"},
     "MONGO_INITDB_ROOT_PASSWORD": {"mongo"},
     "MONGODB_URI": {*RUNS, "api"},
@@ -128,7 +128,7 @@ def test_every_published_port_is_on_loopback(compose):
 def test_long_running_services_restart_and_have_healthchecks(compose):
     services = compose["services"]
     one_shot = _one_shot(services)
-    assert one_shot == {"create-bucket"}
+    assert one_shot == {"create-bucket", "dagster-migrate"}
     for name, service in services.items():
         if name in one_shot:
             assert service.get("restart") in (None, "no", "on-failure"), name
@@ -146,6 +146,22 @@ def test_sensors_are_given_time_to_read_a_large_source(compose):
     for name in ("daemon", "webserver"):
         timeout = services[name]["environment"]["DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS"]
         assert int(timeout) >= 600, name
+
+
+def test_the_instance_is_migrated_once_before_its_processes_start(compose):
+    """Nothing ran `dagster instance migrate`: on first boot the code location, webserver,
+    daemon and workers each created the instance's tables on their first connection at
+    once, and an upgrade never migrated them."""
+    services = compose["services"]
+    migrate = services["dagster-migrate"]
+    assert migrate["command"] == ["dagster", "instance", "migrate"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("code", "worker", "worker-gpu"):
+        condition = services[name]["depends_on"]["dagster-migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    # The webserver and the daemon wait for the code location, which waits for it.
+    for name in ("webserver", "daemon"):
+        assert services[name]["depends_on"]["code"]["condition"] == "service_healthy", name
 
 
 def test_depends_on_waits_for_health(compose):

@@ -264,6 +264,18 @@ def test_only_rows_with_full_width_or_no_break_characters_are_sifted_folded_and_
     ]
 
 
+def test_a_value_typed_in_full_width_gets_the_pseudonym_of_its_ascii_form():
+    key = b"k" * 32
+    written = pl.Series([
+        "mail john＠example.com", "mail john@example.com",
+        "カード ４１１１ １１１１ １１１１ １１１１", "card 4111 1111 1111 1111",
+    ])  # fmt: skip
+    out, _ = anonymize(written, key=key, regions=("DE",))
+    tokens = [text.split()[-1] for text in out]
+    assert tokens[0] == tokens[1] and tokens[0].startswith("<EMAIL:")
+    assert tokens[2] == tokens[3] and tokens[2].startswith("<CARD:")
+
+
 def test_spans_are_kept_clear_of_what_is_taken_and_of_each_other():
     from analytics_assets.privacy.pii import _clear_of
 

@@ -919,7 +919,10 @@ def detect(
 def _token(kind: str, value: str, key: bytes | None) -> str:
     if key is None:
         return f"<{kind}>"
-    digest = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:_TOKEN_DIGEST_CHARS]
+    # Of the value as it is read (`_FOLD`): a card typed in full-width digits is the card
+    # typed in ASCII, and joins with it; a value without such characters is as before.
+    read = value.translate(_FOLD)
+    digest = hmac.new(key, read.encode(), hashlib.sha256).hexdigest()[:_TOKEN_DIGEST_CHARS]
     return f"<{kind}:{digest}>"
 
 
