@@ -124,10 +124,16 @@ def test_impossible_arguments_are_refused_in_one_line(argv, says, tmp_path, monk
     assert says in error and "Traceback" not in error, error
 
 
-def test_a_missing_backup_and_an_unreachable_database_are_one_line(tmp_path, monkeypatch, capsys):
+def test_a_missing_backup_and_an_unreachable_database_are_one_line(
+    tmp_path, monkeypatch, capsys, mongo_server
+):
     """Both printed pymongo's or the backup's traceback; the unreachable server's message
     names the host and not the URI's password."""
     monkeypatch.setenv("ANALYTICS_LOCAL_DIR", str(tmp_path / "local"))
+    # The session's server: without a MONGODB_URI the command started an embedded one of
+    # its own, which outlived the test.
+    monkeypatch.setenv("MONGODB_URI", mongo_server)
+    monkeypatch.setenv("MONGODB_DATABASE", "t_missing_backup")
     assert cli.main(["restore", str(tmp_path / "no-backup")]) == 1
     assert "holds no backup" in capsys.readouterr().err
     unreachable = "mongodb://admin:hunter2@127.0.0.1:1/x?serverSelectionTimeoutMS=300"
