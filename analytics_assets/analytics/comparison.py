@@ -80,20 +80,16 @@ def welch_z(mean1: float, var1: float, n1: int, mean2: float, var2: float, n2: i
     if n1 < 2 or n2 < 2:
         return 0.0, 1.0
     se = math.sqrt(var1 / n1 + var2 / n2)
-    if min(n1, n2) < MIN_PER_SIDE_FOR_MEANS:
-        if se:
-            return (mean1 - mean2) / se, 1.0
-        same = math.isclose(mean1, mean2, rel_tol=1e-9, abs_tol=1e-12)
-        return (0.0 if same else math.copysign(math.inf, mean1 - mean2)), 1.0
     if se == 0:
         # No spread on either side: equal means are no difference, unequal ones a sure one
         # (40 conversations all at 1.0 against 40 all at 0.5 read p = 1). Equal to rounding:
         # means worked out from sums (0.3 and 0.30000000000000004) read p = 0.
-        if math.isclose(mean1, mean2, rel_tol=1e-9, abs_tol=1e-12):
-            return 0.0, 1.0
-        return math.copysign(math.inf, mean1 - mean2), 0.0
-    z = (mean1 - mean2) / se
-    return z, normal_two_sided_p(z)
+        same = math.isclose(mean1, mean2, rel_tol=1e-9, abs_tol=1e-12)
+        z, p = (0.0, 1.0) if same else (math.copysign(math.inf, mean1 - mean2), 0.0)
+    else:
+        z = (mean1 - mean2) / se
+        p = normal_two_sided_p(z)
+    return z, (1.0 if min(n1, n2) < MIN_PER_SIDE_FOR_MEANS else p)
 
 
 def holm(p_values: list[float], alpha: float = SIGNIFICANCE) -> list[bool]:

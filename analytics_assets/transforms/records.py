@@ -500,10 +500,11 @@ def _required(name: str) -> Rule:
 
 def _bounded_id(name: str) -> Rule:
     # The value is not quoted: it is the part too long to keep.
-    return Rule(
-        _text(name).str.len_bytes() > MAX_ID_BYTES,
-        pl.lit(f"{name} is longer than {MAX_ID_BYTES} bytes"),
-    )
+    return Rule(~_short_enough(_text(name)), pl.lit(f"{name} is longer than {MAX_ID_BYTES} bytes"))
+
+
+def _short_enough(text: pl.Expr) -> pl.Expr:
+    return text.str.len_bytes() <= MAX_ID_BYTES
 
 
 def _parse_check(name: str) -> Rule:
@@ -647,7 +648,7 @@ def _split(
 def _shown_id(text: pl.Expr) -> pl.Expr:
     """An id as a rejection names it: null when over `MAX_ID_BYTES` (the record keeps it),
     since the rejection's key becomes its document's `_id`."""
-    return pl.when(text.str.len_bytes() <= MAX_ID_BYTES).then(text)
+    return pl.when(_short_enough(text)).then(text)
 
 
 def _typed(

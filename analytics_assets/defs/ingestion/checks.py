@@ -66,10 +66,11 @@ def conversation_ids_on_one_day(
     context: AssetCheckExecutionContext, conversations: pl.DataFrame, lake: LakeResource
 ) -> CheckEvents:
     days = days_in(context.partition_time_window)
-    window = [days[0] - timedelta(days=1), *days, days[-1] + timedelta(days=1)]
     # The run's own days from the step's frame, their neighbours from the lake.
     neighbours, _ = lake.lake().read_days(
-        tables.CONVERSATIONS, [window[0], window[-1]], ["day", "conversation_id"]
+        tables.CONVERSATIONS,
+        [days[0] - timedelta(days=1), days[-1] + timedelta(days=1)],
+        ["day", "conversation_id"],
     )
     ids = pl.concat(
         [

@@ -58,6 +58,19 @@ data "aws_iam_policy_document" "list_lake_prefix" {
   }
 }
 
+data "aws_iam_policy_document" "list_compute_log_prefix" {
+  statement {
+    sid       = "ListComputeLogPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.compute_logs_prefix}/*"]
+    }
+  }
+}
+
 data "aws_iam_policy_document" "use_secrets_key" {
   statement {
     sid       = "UseSecretsKey"
@@ -69,6 +82,7 @@ data "aws_iam_policy_document" "use_secrets_key" {
 data "aws_iam_policy_document" "pipeline" {
   source_policy_documents = [
     data.aws_iam_policy_document.list_lake_prefix.json,
+    data.aws_iam_policy_document.list_compute_log_prefix.json,
     data.aws_iam_policy_document.use_secrets_key.json,
   ]
   statement {
@@ -82,13 +96,13 @@ data "aws_iam_policy_document" "pipeline" {
     resources = [local.compute_log_objects]
   }
   statement {
-    sid       = "ListStateAndComputeLogPrefixes"
+    sid       = "ListStatePrefix"
     actions   = ["s3:ListBucket"]
     resources = [var.lake_bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.state_prefix}/*", "${var.compute_logs_prefix}/*"]
+      values   = ["${var.state_prefix}/*"]
     }
   }
   statement {
@@ -126,7 +140,10 @@ data "aws_iam_policy_document" "api" {
 }
 
 data "aws_iam_policy_document" "dagster" {
-  source_policy_documents = [data.aws_iam_policy_document.use_secrets_key.json]
+  source_policy_documents = [
+    data.aws_iam_policy_document.list_compute_log_prefix.json,
+    data.aws_iam_policy_document.use_secrets_key.json,
+  ]
   statement {
     sid       = "ReadInstancePassword"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -136,16 +153,6 @@ data "aws_iam_policy_document" "dagster" {
     sid       = "ReadComputeLogs"
     actions   = ["s3:GetObject"]
     resources = [local.compute_log_objects]
-  }
-  statement {
-    sid       = "ListComputeLogPrefix"
-    actions   = ["s3:ListBucket"]
-    resources = [var.lake_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["${var.compute_logs_prefix}/*"]
-    }
   }
   # The bucket's objects are encrypted with the lake's key.
   statement {
