@@ -43,6 +43,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self._plan = iter(plan)
         self._lock = threading.Lock()
+        self._closed = False
         self.slow_response_s = slow_response_s
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
@@ -73,6 +74,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._closed = True
         self._server.shutdown()
         self._server.server_close()
         self._http.close()
@@ -82,6 +84,10 @@ class FaultProxy:
             return next(self._plan, None)
 
     def _forward(self, handler: BaseHTTPRequestHandler) -> httpx.Response:
+        if self._closed:
+            # A stalled request wakes after the proxy closed (its client gave up long ago):
+            # forwarding on the closed client printed a traceback into whatever ran next.
+            raise ConnectionAbortedError("the proxy is closed")
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in {"host"}}

@@ -185,7 +185,7 @@ def main() -> None:
             mongo = MongoResource(uri=uri, database="api_bench")
             spec = materialize_sample(root, mongo, args.days)
             db = mongo.db()
-            key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=10**9)
+            key = keys.create_key(db, list(keys.SCOPES), rate_per_minute=keys.MAX_RATE_PER_MINUTE)
             conversation = db["conversation_analytics"].find_one({})["conversation_id"]
             day = spec.start.isoformat()
             # The rarest topic: a label page the query answers only by reading far.

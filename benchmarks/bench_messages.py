@@ -27,6 +27,7 @@ import argparse
 import importlib.util
 import json
 import multiprocessing
+import queue as queue_module
 import resource
 import sys
 import tempfile
@@ -192,7 +193,8 @@ def dagster_path(export_dir: str, queue) -> None:
                 "privacy": PrivacyResource(
                     policies={"conversation_messages": "keep"},
                     restricted_tables=["conversation_messages"],
-                    pseudonym_key="benchmark-key",
+                    # Long enough for `load_pseudonym_key`, which refuses short keys.
+                    pseudonym_key="benchmark-pseudonym-key-not-secret",
                 ),
                 # The lake only: MongoDB's share is measured by bench_mongo.py.
                 "lake": LakeResource(base_url=lake_dir),
@@ -266,7 +268,16 @@ def run_in_child(target, export_dir: str, *extra) -> dict:
     queue = context.Queue()
     process = context.Process(target=target, args=(export_dir, queue, *extra))
     process.start()
-    result = queue.get()
+    # A child that fails prints its traceback and puts nothing: waiting on the queue alone
+    # hung the benchmark forever.
+    while True:
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not process.is_alive():
+                message = f"{target.__name__} failed (exit code {process.exitcode})"
+                raise SystemExit(message) from None
     process.join()
     return result
 
