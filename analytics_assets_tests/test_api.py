@@ -644,6 +644,47 @@ def test_failures_answer_without_stack_traces_in_the_response_or_any_log(filled,
     assert head.headers["content-type"] == "application/json"
 
 
+def test_head_under_uvicorn_keeps_the_connection_and_logs_nothing(filled):
+    """Load balancers probe /health with HEAD. The guard answers it as GET, and left the
+    server's scope saying GET: uvicorn then expected the body the headers announce, logged
+    `Exception in ASGI application` with a traceback for every probe and closed the
+    connection. TestClient makes no such check; a real server does."""
+    import http.client
+    import threading
+    import time
+
+    import uvicorn
+
+    errors: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: errors.append(record.getMessage())
+    logging.getLogger("uvicorn.error").addHandler(handler)
+    port = free_port()
+    app = create_app(lambda: filled["db"])
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        answers = []
+        # One keep-alive connection: each HEAD, then a GET after it on the same socket.
+        for method, path in (("HEAD", "/health"), ("GET", "/health"),
+                             ("HEAD", "/conversations"), ("GET", "/conversations")):  # fmt: skip
+            connection.request(method, path, headers=filled["headers"])
+            response = connection.getresponse()
+            answers.append((method, response.status, response.read()))
+        connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert [status for _, status, _ in answers] == [200, 200, 200, 200]
+    assert [body for method, _, body in answers if method == "HEAD"] == [b"", b""]
+    assert not [line for line in errors if "Exception" in line], errors
+
+
 def test_oversized_requests_and_headers_are_refused(filled):
     client = filled["client"]
     too_big = client.request(

@@ -103,6 +103,9 @@ def install(app: FastAPI, *, key_prefix: str, page_csp: dict[str, str]) -> None:
             log.error("unhandled %s on %s", type(error).__name__, request.url.path)
             response = error_response(500, "internal_error", "internal error")
         if method == "HEAD":
+            # The scope is the server's own: left as GET, uvicorn expected the body the
+            # headers announce, logged a traceback for every HEAD and closed the connection.
+            request.scope["method"] = "HEAD"
             # A streamed answer (call_next's) is drained; the 500 above is a plain one,
             # which has no body_iterator (a HEAD that failed raised here, past this handler).
             if hasattr(response, "body_iterator"):
