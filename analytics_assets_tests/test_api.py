@@ -512,6 +512,63 @@ def test_oversized_pages_and_malformed_cursors(filled):
     assert get(filled, "/analytics/reports/monthly", **three_years).status_code == 200
     assert get(filled, "/analytics/topics", grain="monthly", **three_years).status_code == 200
     assert get(filled, "/analytics/reports/weekly", **three_years).status_code == 200
+    # 29 years of monthly reports are 348 months: counted as 28 days each they were refused.
+    months_348 = {"from": "1997-01-01", "to": "2026-01-01"}
+    assert get(filled, "/analytics/reports/monthly", **months_348).status_code == 200
+    months_367 = {"from": "1996-01-01", "to": "2026-07-01"}
+    assert get(filled, "/analytics/reports/monthly", **months_367).status_code == 422
+
+
+# Ids ingestion keeps (`transforms/records.py`: up to MAX_ID_BYTES bytes, any characters but
+# C0 controls): the API listed them and refused them by id and in the next page's cursor.
+ODD_IDS = [
+    "tenant/42/conv-1",
+    "Gespräch-" + "ä" * 61,
+    "x" * 400,
+    "汉" * 170,  # 510 bytes
+    'a "quoted" id with \\ and spaces',
+]
+
+
+def test_every_id_ingestion_keeps_is_fetched_by_id_and_paged(filled):
+    from urllib.parse import quote
+
+    db = filled["db"].client["api_odd_ids"]
+    try:
+        template = filled["db"]["conversation_analytics"].find_one({"day": DAYS[0].isoformat()})
+        for conversation_id in ODD_IDS:
+            db["conversation_analytics"].insert_one(
+                template | {"_id": conversation_id, "conversation_id": conversation_id}
+            )
+        client = TestClient(create_app(lambda: db))
+        headers = {"X-API-Key": keys.create_key(db, list(keys.SCOPES))}
+        for conversation_id in ODD_IDS:
+            found = client.get(f"/conversations/{quote(conversation_id, safe='')}", headers=headers)
+            assert found.status_code == 200, conversation_id
+            assert found.json()["conversation"]["conversation_id"] == conversation_id
+        # One a page, all sharing one start time: every cursor handed out is accepted.
+        paged, cursor = [], None
+        while True:
+            params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+            page = client.get("/conversations", params=params, headers=headers)
+            assert page.status_code == 200, page.text
+            paged += [item["conversation_id"] for item in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(paged) == sorted(ODD_IDS)
+        graphql = client.post(
+            "/graphql",
+            json={
+                "query": "query($id: String!) { conversation(conversation_id: $id) "
+                "{ conversation_id } }",
+                "variables": {"id": ODD_IDS[2]},
+            },
+            headers=headers,
+        )
+        assert graphql.json()["data"]["conversation"]["conversation_id"] == ODD_IDS[2]
+    finally:
+        filled["db"].client.drop_database("api_odd_ids")
 
 
 def test_a_burst_over_the_limit_gets_429_then_recovers(filled):

@@ -319,6 +319,24 @@ def test_malformed_cursors_and_page_sizes(filled):
         assert code_of(gql(filled, query, {"n": size})) == "invalid_argument"
 
 
+def test_ranges_read_whole_are_capped_as_in_rest(filled):
+    """`model_comparison` and `series` from year 1 to 9999 read every report, priced at one;
+    five years of daily reports were within the price. REST refuses more than 366 periods."""
+    for query, start, end in (
+        ("query($f: Date!, $t: Date!) { model_comparison(from: $f, to: $t) { from } }",
+         "0001-01-01", "9999-12-31"),
+        ("query($f: Date!, $t: Date!) { series(dimension: topics, from: $f, to: $t) { grain } }",
+         "0001-01-01", "9999-12-31"),
+        ("query($f: Date!, $t: Date!) { reports(kind: daily, from: $f, to: $t) { period } }",
+         "2021-01-01", "2026-01-01"),
+    ):  # fmt: skip
+        response = gql(filled, query, {"f": start, "t": end})
+        assert code_of(response) == "invalid_argument", query
+        assert "at most 366" in response.json()["errors"][0]["message"]
+        year = gql(filled, query, {"f": "2025-11-01", "t": "2026-11-01"})
+        assert "errors" not in year.json(), year.json()
+
+
 def test_hostile_bodies_literals_and_variables_are_client_errors(filled):
     """Each of these was a 500 or an `internal_error`."""
     client = filled["client"]

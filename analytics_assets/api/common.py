@@ -19,11 +19,16 @@ from pymongo.database import Database
 from analytics_assets.api.models import ErrorBody
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN
 from analytics_assets.storage.collections import COLLECTIONS
+from analytics_assets.transforms.records import MAX_ID_BYTES
 
 DbProvider = Callable[[], Database]
 
 MAX_PAGE_SIZE = 100
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+# A conversation id as ingestion keeps it (`transforms/records.py`: at most MAX_ID_BYTES
+# bytes, C0 controls other than tab and line breaks removed), in characters: a narrower
+# pattern left conversations the API lists that it would not fetch (`tenant/42/c-1`, `Gespräch-…`,
+# a 400-character id). A character may be up to 4 bytes: a longer id is simply not found.
+ID_PATTERN = rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f]{{1,{MAX_ID_BYTES}}}$"
 # Model names as providers write them: `openai/gpt-4o`, `meta-llama/Llama-3.1-8B-Instruct`,
 # `claude 3 opus` (the id pattern refused each, and the dashboard's model filter answered 422).
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+ -]{0,127}$"
@@ -33,7 +38,11 @@ LANG_PATTERN = r"^[a-z]{2}$"  # a translation's target language
 LANGUAGE_PATTERN = r"^(?:[a-z]{2}|unknown)$"  # a conversation's detected language
 # What `encode_cursor` makes: unpadded base64url of `["dt", …` or `["s", …`. Published as is,
 # so a value like `0` is refused by the pattern the spec shows, not after it matched it.
-CURSOR_PATTERN = r"^WyJ(?:kdCIs|zIiw)[A-Za-z0-9_-]{4,500}$"
+# Its length follows from the longest id: base64 of `["dt","<time>","<id>"]`, the id's bytes
+# as UTF-8 (each at most doubled by JSON's escapes), so every cursor the API hands out is one
+# it accepts (a 400-character id made a cursor of 556 that the next page refused).
+MAX_CURSOR_CHARS = -(-(64 + 2 * MAX_ID_BYTES) * 4 // 3)
+CURSOR_PATTERN = rf"^WyJ(?:kdCIs|zIiw)[A-Za-z0-9_-]{{4,{MAX_CURSOR_CHARS}}}$"
 CURSOR_DESCRIPTION = (
     "Opaque: the `next_cursor` of the previous page. Any other value is refused (422)."
 )
@@ -100,7 +109,7 @@ def error_response(
 def encode_cursor(started_at: Any, conversation_id: str) -> str:
     value = started_at.isoformat() if isinstance(started_at, datetime) else str(started_at)
     kind = "dt" if isinstance(started_at, datetime) else "s"
-    raw = json.dumps([kind, value, conversation_id], separators=(",", ":"))
+    raw = json.dumps([kind, value, conversation_id], separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -141,7 +150,10 @@ def check_range(from_: date, to: date, grain: str = "daily") -> None:
     """422 for a range of more than 366 periods of `grain` (an empty, reversed one is fine):
     three years of monthly reports are 36 reports, not 1,096 days."""
     days = (to - from_).days
-    periods = {"weekly": days // 7, "monthly": days // 28}.get(grain, days)
+    # Calendar months: counted as 28 days each, 29 years of monthly reports (348) were
+    # refused as more than 366.
+    months = (to.year - from_.year) * 12 + to.month - from_.month
+    periods = {"weekly": days // 7, "monthly": months}.get(grain, days)
     if periods >= MAX_RANGE_DAYS:
         raise RequestValidationError(
             [{"loc": ("query", "from"), "msg": f"{RANGE_CAP} {MAX_RANGE[grain]}"}]

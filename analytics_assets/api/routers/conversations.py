@@ -36,7 +36,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
     router = APIRouter(tags=["conversations"], responses=ERRORS)
 
     @router.get(
-        "/conversations/{conversation_id}",
+        # `:path`: an id may hold a slash (`tenant/42/c-1`), sent as %2F, which the server
+        # decodes before routing.
+        "/conversations/{conversation_id:path}",
         response_model=ConversationDetail,
         responses=NOT_FOUND,
         dependencies=[require("conversations:read", ("lang",))],
