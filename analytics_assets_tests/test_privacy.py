@@ -724,6 +724,44 @@ def test_erasure_removes_a_user_everywhere_and_the_reports_reconcile(tmp_path, m
     assert "rebuilt its reports itself" in str(erasure_report_rebuild_sensor(context))
 
 
+def test_an_erasure_after_retention_removed_the_raw_pages_keeps_the_user_out_of_a_pull(
+    tmp_path, mongo_server
+):
+    """Raw pages kept for less time than the analytics (the docs' own example: raw 30 days,
+    messages 90): the erasure found no raw record of the expired days to tombstone, and a
+    pull of such a day brought the user's conversations, texts and pseudonym back."""
+    spec = SampleSpec(days=3, conversations=150, users=10, seed=5)
+    data = generate_sample(spec)
+    write_export(data, tmp_path / "export")
+    defs, lake, mongo = _definitions(tmp_path, mongo_server, "privacy_expired_raw")
+    instance = DagsterInstance.ephemeral()
+    ingestion = defs.resolve_job_def("ingestion_job")
+    assert ingestion.execute_in_process(
+        instance=instance, tags=range_tags(spec.start, spec.end)
+    ).success
+    # Retention removes every day's raw pages and messages; the analytics stay.
+    after_the_last_day = spec.end + timedelta(days=2)
+    expire = {"nocodb_raw_pages": 1, "conversation_messages": 1}
+    apply_retention(lake.lake(), mongo.db(), expire, after_the_last_day, mirrors_of(defs))
+    assert lake.lake().days_present("nocodb_raw_pages") == []
+
+    user_id = _busiest_user(data)
+    pseudonym = PrivacyResource(pseudonym_key=KEY).pseudonym(user_id)
+    theirs = {c["conversation_id"] for c in data.conversations if c["user_id"] == user_id}
+    audit = run_erasure(defs, instance, pseudonym, requested_by="dpo", reason="T-3")
+    assert audit["outcome"] == "erased" and audit["raw_records_tombstoned"] == 0
+
+    pulled = ingestion.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
+    assert pulled.success
+    assert pseudonym not in read_asset(lake, "conversations")["user_id"].to_list()
+    pulled_back = set(read_asset(lake, "conversation_messages")["conversation_id"]) & theirs
+    assert not pulled_back
+    assert set(read_asset(lake, "conversation_headers")["conversation_id"]).isdisjoint(theirs)
+    # Everyone else's came back from the source as before.
+    others = {c["conversation_id"] for c in data.conversations if c["user_id"] != user_id}
+    assert others <= set(read_asset(lake, "conversation_messages")["conversation_id"])
+
+
 def test_erasure_leaves_the_subject_out_of_dagsters_run_storage(tmp_path, mongo_server):
     """Run configs and event logs stay in Dagster's storage, out of an erasure's reach: the
     job is given a request id, never the pseudonym, and the request (the one place that
@@ -990,7 +1028,8 @@ def test_an_erasure_that_fails_halfway_is_resumed_and_leaves_nothing(
         assert pseudonym not in text and not [i for i in ids if f'"{i}"' in text], collection
     # Every raw record of theirs is tombstoned, and every day they were in was rebuilt.
     assert audit["raw_records_tombstoned"] >= len(ids)
-    assert len(tombstones(lake.lake())) == audit["raw_records_tombstoned"]
+    # A tombstone per raw record, and one per conversation (for days retention emptied).
+    assert len(tombstones(lake.lake())) == audit["raw_records_tombstoned"] + len(ids)
     assert {date.fromisoformat(d) for d in audit["reports_to_rebuild"]["daily_report"]} >= (
         their_days
     )

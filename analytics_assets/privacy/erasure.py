@@ -197,6 +197,11 @@ class Eraser:
 
     # -- finding ---------------------------------------------------------------------------
 
+    def _tables_with_days(self) -> list[str]:
+        """The lake's tables that hold a day: retention can leave a table's folder with no
+        day in it, which scans as a frame without columns (the erasure failed on it)."""
+        return [table for table in self.lake.tables() if self.lake.days_present(table)]
+
     def _raw_user_matches(self, pseudonym: str) -> pl.Expr:
         """Conversation records whose raw user id has this pseudonym (the raw table is the
         only one that holds raw ids; each distinct id is hashed once)."""
@@ -215,7 +220,7 @@ class Eraser:
             .drop_nulls()
             .unique()
             .collect()["user"]
-            if RAW_TABLE in self.lake.tables()
+            if RAW_TABLE in self._tables_with_days()
             else pl.Series("user", [], pl.String())
         )
         # Compared as ingestion stored them: a raw " user-7 " is the user "user-7".
@@ -235,7 +240,7 @@ class Eraser:
     def conversation_ids(self, pseudonym: str) -> set[str]:
         """The user's conversations, wherever any table knows them from."""
         ids: set[str] = set()
-        present = set(self.lake.tables())
+        present = set(self._tables_with_days())
         names = self.user_ids(pseudonym)
         for table in (
             tables.CONVERSATION_HEADERS,
@@ -288,7 +293,7 @@ class Eraser:
 
     def _their_texts(self, ids: list[str]) -> list[str]:
         """What the user wrote, as the analytics tables hold it (anonymized)."""
-        if tables.CONVERSATION_MESSAGES not in self.lake.tables() or not ids:
+        if tables.CONVERSATION_MESSAGES not in self._tables_with_days() or not ids:
             return []
         texts = (
             self.lake.scan_all(tables.CONVERSATION_MESSAGES)
@@ -494,6 +499,7 @@ class Eraser:
             result.raw_records = plan.raw_records_before + self._add_tombstones(
                 sorted(plan.raw_identities)
             )
+            self._add_tombstones(_conversation_identities(plan.conversation_ids))
             self._remember(request_id, plan.to_document(result.raw_records))
             self._erase_mongo(pseudonym, sorted(plan.conversation_ids), result)
             self._erase_lake(pseudonym, plan, result)
@@ -510,6 +516,7 @@ class Eraser:
                 if holding.take(_all_days(left)):
                     left = self._find(pseudonym, set(plan.conversation_ids))
                 result.raw_records += self._add_tombstones(sorted(left.raw_identities))
+                self._add_tombstones(_conversation_identities(left.conversation_ids))
                 self._erase_lake(pseudonym, left, again)
                 _add_counts(result.lake_rows, again.lake_rows)
                 plan.days |= left.days
@@ -619,6 +626,17 @@ def close_request(db: Database, request_id: str) -> None:
     db[REQUESTS_COLLECTION].delete_one({"_id": request_id})
 
 
+# A tombstone for each erased conversation too, beside its raw records': where retention had
+# already removed a day's raw pages, the erasure found none of that day's records to
+# tombstone, and a later pull of the day (NocoDB still holds them) brought the user back.
+# The analytics tables keep the conversation ids longer than the raw pages keep records.
+ERASED_CONVERSATION = "erased-conversation"
+
+
+def _conversation_identities(conversation_ids: set[str]) -> list[str]:
+    return sorted(f"{ERASED_CONVERSATION}:{cid}" for cid in conversation_ids)
+
+
 def tombstone_digest(digest: Callable[[str, str], str], identity: str) -> str:
     """What a tombstone keeps of a raw record: a keyed digest of its identity,
     `<table>:<NocoDB Id, else key>` (as `_raw_identity` builds it)."""
@@ -692,10 +710,21 @@ def drop_tombstoned(
     if not erased or raw.is_empty():
         return raw, 0
     digest = digester()
-    identities = raw.select(_raw_identity(schema)).to_series()
+    identities = raw.select(
+        _raw_identity(schema).alias("record"),
+        _raw_conversation_id(schema).alias("conversation"),
+    )
+
+    def erased_conversation(conversation_id: str | None) -> bool:
+        # Named as the analytics tables name it (`validate_*` cleans ids so).
+        cleaned = cleaned_field(conversation_id)
+        identity = f"{ERASED_CONVERSATION}:{cleaned}"
+        return cleaned is not None and tombstone_digest(digest, identity) in erased
+
     keep = [
-        identity is None or tombstone_digest(digest, identity) not in erased
-        for identity in identities
+        (record is None or tombstone_digest(digest, record) not in erased)
+        and not erased_conversation(conversation)
+        for record, conversation in identities.iter_rows()
     ]
     kept = raw.filter(pl.Series(keep))
     return kept, raw.height - kept.height
