@@ -611,6 +611,26 @@ def test_a_record_moved_to_another_day_or_edited_unseen_is_repaired(nocodb, sync
     assert _days_holding(lake, moved_again["message_id"]) == [DAYS[0]]
     assert tick(marking, instance, "nocodb_reconciliation_sensor").run_requests == []
 
+    # 4. Moved, with no change sensor, to a day before the lake's first: the old day was
+    # rebuilt without it and the new one never built, so the record was in neither.
+    before_the_first = DAYS[0] - timedelta(days=2)
+    moved_early = _first_message_on(nocodb, table, DAYS[1])
+    with make_client(nocodb) as client:
+        client.update_records(
+            table,
+            [{"Id": moved_early["Id"], "created_at": f"{before_the_first.isoformat()} 09:00:00"}],
+        )
+    reconcile = tick(defs, instance, "nocodb_reconciliation_sensor")
+    assert sorted(r.partition_key for r in reconcile.run_requests) == [
+        before_the_first.isoformat(),
+        DAYS[1].isoformat(),
+    ]
+    found = {e.partition: e.metadata for e in reconcile.asset_events}
+    assert found[before_the_first.isoformat()]["moved_here_messages"].value == 1
+    run_days(defs, instance, [r.partition_key for r in reconcile.run_requests])
+    assert _days_holding(lake, moved_early["message_id"]) == [before_the_first]
+    assert tick(defs, instance, "nocodb_reconciliation_sensor").run_requests == []
+
 
 def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, synced, tmp_path):
     """`analytics-assets sensor-tick` (defs/sensor_ticks.py): the same sensors from cron."""

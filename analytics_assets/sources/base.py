@@ -47,6 +47,9 @@ class DayVersions:
     # How many records the source files on each day, every day (not only those asked): a day
     # the lake lacks although the source has records on it (a run that failed for good).
     records_per_day: Counter[date] = field(default_factory=Counter)
+    # The day the source files each record on, every record: where a record the lake holds
+    # on one day moved to (the reconciliation builds that day too, wherever it is).
+    day_of: dict[str, date] = field(default_factory=dict)
 
 
 @dataclass

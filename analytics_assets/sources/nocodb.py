@@ -476,6 +476,7 @@ class NocoDBSource(RecordSource):
             versions.all_ids.add(record_id)
             if day is not None:
                 versions.records_per_day[day] += 1
+                versions.day_of[record_id] = day
             if day in wanted:
                 versions.by_day[day][record_id] = version
         return versions

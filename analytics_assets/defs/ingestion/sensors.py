@@ -254,12 +254,34 @@ def _reconciled_days(
     `ANALYTICS_RECONCILE_DAYS` where set. A day past the shortest retention is not built
     again, as in the change sensor: a late edit there wrote the day's messages back into the
     lake and MongoDB until retention ran."""
-    kept_from = oldest_day_kept(retention_days, datetime.now(UTC).date())
-    earliest = max(first_day, kept_from) if kept_from else first_day
+    buildable = _buildable_days(retention_days, first_day, last_day)
     recent_from = (
         last_day - timedelta(days=settings.reconcile_days - 1) if settings.reconcile_days else None
     )
-    return lambda day: earliest <= day <= last_day and (recent_from is None or day >= recent_from)
+    return lambda day: buildable(day) and (recent_from is None or day >= recent_from)
+
+
+def _buildable_days(
+    retention_days: dict[str, int], first_day: date, last_day: date
+) -> Callable[[date], bool]:
+    """Days a run may build: a partition, not past the shortest retention."""
+    kept_from = oldest_day_kept(retention_days, datetime.now(UTC).date())
+    earliest = max(first_day, kept_from) if kept_from else first_day
+    return lambda day: earliest <= day <= last_day
+
+
+def _days_moved_to(
+    in_source: dict, differences_by_day: dict[date, dict[str, DayDifference]]
+) -> dict[date, dict[str, int]]:
+    """The days records the lake holds elsewhere moved to, with how many per table."""
+    moved_to: dict[date, Counter] = {}
+    for differences in differences_by_day.values():
+        for kind, difference in differences.items():
+            for record_id in difference.moved:
+                day = in_source[kind].day_of.get(record_id)
+                if day is not None:
+                    moved_to.setdefault(day, Counter())[f"moved_here_{kind}"] += 1
+    return {day: dict(counts) for day, counts in moved_to.items()}
 
 
 def _differences_of_day(
@@ -402,10 +424,12 @@ def nocodb_reconciliation_sensor(
         stored, days, {kind: in_source[kind].version_fields for kind in SYNC_TABLES}
     )
     remove_deleted = settings.deletions == "remove"
+    differences_by_day: dict[date, dict[str, DayDifference]] = {}
     for day in days:
         differences = _differences_of_day(day, in_source, in_lake, erased, erased_digest)
         if not differences:
             continue
+        differences_by_day[day] = differences
         found = {
             name: count
             for kind, difference in differences.items()
@@ -443,7 +467,15 @@ def nocodb_reconciliation_sensor(
                     tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
                 )
             )
-    lacking = _days_the_lake_lacks(in_source, held, reconciled, _days_in_flight(context))
+    in_flight = _days_in_flight(context)
+    lacking = _days_the_lake_lacks(in_source, held, reconciled, in_flight)
+    # A record moved to a day not compared here (before the lake's first day, or held but
+    # outside ANALYTICS_RECONCILE_DAYS): its old day is rebuilt without it, so its new day
+    # is built too, or the record was in neither.
+    buildable = _buildable_days(privacy.retention_days, first_day, last_day)
+    for day, counts in sorted(_days_moved_to(in_source, differences_by_day).items()):
+        if day not in days and day not in lacking and day not in in_flight and buildable(day):
+            lacking[day] = counts
     for day, counts in lacking.items():
         _log(context, "reconcile_missing_day", day=day, **counts)
         observation, request = _build_missing_day(day, counts)
