@@ -313,6 +313,43 @@ def test_discovery_separates_new_topics_and_names_their_terms(embedder):
     assert any({"gdpr", "personal"} <= t for t in terms)
 
 
+def test_a_range_run_of_topic_discovery_clusters_each_day_on_its_own(embedder):
+    """A single-run backfill clustered the whole range once and filed every cluster under
+    its first day: the other days had no discovery, and the first held theirs."""
+    from datetime import UTC, date, datetime
+
+    import polars as pl
+
+    from analytics_assets.defs.categorization.assets import clusters_by_day
+
+    days = [date(2026, 11, 1), date(2026, 11, 2)]
+    openings = {
+        days[0]: [f"Where is my parcel? The courier never came {n}." for n in range(4)],
+        days[1]: [f"Delete all my personal data under GDPR {n}." for n in range(6)],
+    }
+    rows = [
+        (f"c-{day.day}-{n}", day, text)
+        for day, texts in openings.items()
+        for n, text in enumerate(texts)
+    ]
+    categories = pl.DataFrame(
+        {"conversation_id": [r[0] for r in rows], "topic": "other", "day": [r[1] for r in rows]}
+    )
+    messages = pl.DataFrame(
+        {
+            "conversation_id": [r[0] for r in rows],
+            "role": "user",
+            "content": [r[2] for r in rows],
+            "created_at": [datetime(r[1].year, r[1].month, r[1].day, 9, tzinfo=UTC) for r in rows],
+            "day": [r[1] for r in rows],
+        }
+    )
+    clusters, clustered = clusters_by_day(days, categories, messages, embedder.embed)
+    sizes = clusters.group_by("day").agg(pl.col("size").sum())
+    assert dict(sizes.iter_rows()) == {days[0]: 4, days[1]: 6}
+    assert clustered == 10
+
+
 def test_the_same_openings_are_embedded_once_for_topic_intent_and_sentiment(embedder):
     """categorize_conversations asks for topic and intent of each opening, then for the
     sentiment of the same openings, then of the last turns: only texts the previous call

@@ -1,6 +1,8 @@
 """Categorization: topic, intent, sentiment and language for every conversation."""
 
 import time
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -311,6 +313,35 @@ def _signals_of_day(day, signals: pl.DataFrame) -> dict:
     }
 
 
+def clusters_by_day(
+    days: list[date],
+    conversation_categories: pl.DataFrame,
+    conversation_messages: pl.DataFrame,
+    embed: Callable,
+) -> tuple[pl.DataFrame, int]:
+    """Each day's `other` conversations clustered on their own, as a run of that day alone
+    does (a range run, a single-run backfill, clustered the range once and filed every
+    cluster under its first day); and how many conversations were clustered."""
+    by_day, in_other = [], 0
+    for day in days:
+        others = conversation_categories.filter(
+            (pl.col("topic") == "other") & (pl.col("day") == day)
+        )["conversation_id"]
+        openings = (
+            conversation_messages.filter(
+                pl.col("conversation_id").is_in(others.implode()) & (pl.col("role") == "user")
+            )
+            .sort("created_at")
+            .group_by("conversation_id", maintain_order=True)
+            .agg(pl.col("content").first())
+        )
+        texts = openings["content"].fill_null("").to_list()
+        in_other += len(texts)
+        found = discover(texts, embed(texts) if texts else None)
+        by_day.append(found.with_columns(pl.lit(day).alias("day")))
+    return pl.concat(by_day, how="diagonal_relaxed"), in_other
+
+
 @asset(
     partitions_def=daily_partitions,
     **lake_only(),
@@ -329,22 +360,15 @@ def topic_discovery(
 ) -> MaterializeResult[pl.DataFrame]:
     from analytics_assets.categorization.embeddings import shared_embedder
 
-    others = conversation_categories.filter(pl.col("topic") == "other")["conversation_id"]
-    openings = (
-        conversation_messages.filter(
-            pl.col("conversation_id").is_in(others.implode()) & (pl.col("role") == "user")
-        )
-        .sort("created_at")
-        .group_by("conversation_id", maintain_order=True)
-        .agg(pl.col("content").first())
-    )
-    texts = openings["content"].fill_null("").to_list()
     embedder = shared_embedder(
         categorization.resolved_device(), categorization.batch_size, categorization.encoder
     )
-    clusters = discover(texts, embedder.embed(texts) if texts else None)
-    day = days_in(context.partition_time_window)[0]
-    clusters = clusters.with_columns(pl.lit(day).alias("day"))
+    clusters, in_other = clusters_by_day(
+        days_in(context.partition_time_window),
+        conversation_categories,
+        conversation_messages,
+        embedder.embed,
+    )
     # Names, sizes and terms only: an example is what a person wrote, and run storage is
     # beyond an erasure's reach (defs/metadata.py). The examples are in the lake table.
     table = clusters.with_columns(pl.col("terms").list.join(", ")).select(
@@ -353,7 +377,7 @@ def topic_discovery(
     return MaterializeResult(
         value=clusters,
         metadata={
-            "conversations_in_other": len(texts),
+            "conversations_in_other": in_other,
             "clusters": clusters.height,
             "device": embedder.device,
             "clusters_table": MetadataValue.md(markdown_table(table, rows=20)),
