@@ -541,18 +541,21 @@ def test_retention_drops_old_days_in_the_lake_and_mongodb(tmp_path, mongo_server
              "day": day.isoformat(), "keys": [[0, f"m-{day}"]]}
         )  # fmt: skip
     today = days[-1]
+    for day in days:  # cluster examples quote messages: they expire with them
+        lake.write_day("topic_discovery", day, pl.DataFrame({"cluster": [0], "day": [day]}))
     result = apply_retention(lake, db, {"conversation_messages": 2}, today, mirrors)
+    assert lake.days_present("topic_discovery") == days[2:]
     assert sorted(d["day"] for d in db["day_index"].find()) == [d.isoformat() for d in days[2:]]
     assert lake.days_present("conversation_messages") == days[2:]
     assert lake.days_present("conversations") == days  # not configured: keeps every day
     assert sorted(d["day"] for d in db["conversation_messages"].find()) == [
         d.isoformat() for d in days[2:]
     ]
-    assert result.lake_days_removed == {"conversation_messages": 2}
+    assert result.lake_days_removed == {"conversation_messages": 2, "topic_discovery": 2}
     assert result.mongo_documents_removed == {"conversation_messages": 2}
     assert _ttl_seconds(db) == [2 * 86400]
     again = apply_retention(lake, db, {"conversation_messages": 2}, today, mirrors)
-    assert again.lake_days_removed == {"conversation_messages": 0}  # idempotent
+    assert again.lake_days_removed == {"conversation_messages": 0, "topic_discovery": 0}
     apply_retention(lake, db, {"conversation_messages": 30}, today, mirrors)
     assert _ttl_seconds(db) == [30 * 86400]  # follows the configuration, one index
     with pytest.raises(ValueError, match="at least 1 day"):

@@ -74,6 +74,21 @@ def ensure_ttl_index(db: Database, collection: str, keep_days: int) -> str:
     return f"{name}: created, {keep_days} d"
 
 
+# Tables that quote what people wrote (cluster examples): an erasure scrubs them by the
+# user's texts, which it reads from conversation_messages. Kept longer than the messages,
+# they held texts no erasure could find any more; so they expire with the messages.
+QUOTING_TABLES = (tables.TOPIC_DISCOVERY,)
+
+
+def _with_quoting_tables(retention_days: dict[str, int]) -> dict[str, int]:
+    messages = retention_days.get(tables.CONVERSATION_MESSAGES)
+    if messages is None:
+        return retention_days
+    return retention_days | {
+        table: min(retention_days.get(table, messages), messages) for table in QUOTING_TABLES
+    }
+
+
 def apply_retention(
     lake: Lake,
     db: Database,
@@ -84,7 +99,7 @@ def apply_retention(
     """Removes every day older than each table's retention, in the lake and in the table's
     MongoDB mirror (`mirrors`: asset -> collection); idempotent."""
     result = RetentionResult()
-    for table, keep_days in sorted(retention_days.items()):
+    for table, keep_days in sorted(_with_quoting_tables(retention_days).items()):
         if keep_days < 1:
             raise ValueError(f"retention of {table} must be at least 1 day, got {keep_days}")
         cutoff = today - timedelta(days=keep_days)
