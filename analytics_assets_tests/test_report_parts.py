@@ -346,15 +346,37 @@ def _rendered(markdown: str):
     return [child for token in tokens for child in token.children or []]
 
 
+def test_previews_leave_out_the_ids_of_peoples_conversations_and_messages():
+    """Run storage is beyond an erasure's reach: an erased user's conversation and message
+    ids stayed in the previews of conversation_messages and message_signals, with their
+    times, tokens and sentiment."""
+    from analytics_assets.defs.metadata import frame_metadata
+
+    frame = pl.DataFrame({
+        "conversation_id": ["conv-000031"], "message_id": ["msg-000031-00"],
+        "record_id": ["4711"], "record_key": ["4712"], "key": ["msg-000031-01"],
+        "sentiment": ["negative"], "prompt_tokens": [12],
+    })  # fmt: skip
+    metadata = frame_metadata(frame)
+    preview = metadata["preview"].value
+    assert "negative" in preview and "prompt_tokens" in preview
+    for value in ("conv-000031", "msg-000031-00", "4711", "4712", "msg-000031-01"):
+        assert value not in preview, value
+    # The schema still names every column: what a table holds is not personal.
+    assert "conversation_id" in [
+        column.name for column in metadata["dagster/column_schema"].columns
+    ]
+
+
 def test_values_from_the_data_show_as_themselves_in_the_ui_not_as_images_or_links():
     """The UI renders metadata as Markdown: a model named `![x](https://…)` made every
     viewer's browser fetch that image, `[Re-login](…)` was a link in a trusted page, and a
     carriage return split a table row."""
     from analytics_assets.defs.metadata import frame_metadata
 
-    preview = frame_metadata(
-        pl.DataFrame({"conversation_id": HOSTILE, "model": list(reversed(HOSTILE))})
-    )["preview"].value
+    preview = frame_metadata(pl.DataFrame({"channel": HOSTILE, "model": list(reversed(HOSTILE))}))[
+        "preview"
+    ].value
     rows = [line for line in preview.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(HOSTILE)
     cells = [child.content for child in _rendered(preview) if child.type == "text"]

@@ -10,11 +10,15 @@ from dagster import MetadataValue, TableColumn, TableSchema
 
 PREVIEW_ROWS = 5
 _PREVIEW_CELL_CHARS = 60
-# Never in a preview: who (user ids, pseudonyms included) and what a person wrote (texts,
-# even anonymized). Run storage is beyond an erasure's reach, so it holds neither.
+# Never in a preview: who (user ids, pseudonyms included), what a person wrote (texts, even
+# anonymized), and the ids of their conversations and messages (after an erasure, a preview
+# kept an erased user's conversation ids with their times, tokens and sentiment, and NocoDB
+# still maps those ids to the user). Run storage is beyond an erasure's reach, so it holds
+# none of them.
 PERSONAL_COLUMNS = frozenset({
     "user_id", "user_pseudonym", "content", "text", "source_text", "opening",
     "category_text", "translated_text", "example", "examples", "record", "title",
+    "conversation_id", "message_id", "record_id", "record_key", "key",
 })  # fmt: skip
 
 
