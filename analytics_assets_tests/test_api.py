@@ -8,6 +8,8 @@ import base64
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -701,29 +703,45 @@ def test_failures_answer_without_stack_traces_in_the_response_or_any_log(filled,
     assert head.headers["content-type"] == "application/json"
 
 
+@contextmanager
+def _served(app, *, logger: str, access_log: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """`app` under a real uvicorn server on loopback: its port, and the messages logged to
+    `logger` (at INFO and above) while it served."""
+    import threading
+    import time
+
+    import uvicorn
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    captured = logging.getLogger(logger)
+    captured.addHandler(handler)
+    level = captured.level
+    captured.setLevel(logging.INFO)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=access_log))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        yield port, lines
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        captured.removeHandler(handler)
+        captured.setLevel(level)
+
+
 def test_head_under_uvicorn_keeps_the_connection_and_logs_nothing(filled):
     """Load balancers probe /health with HEAD. The guard answers it as GET, and left the
     server's scope saying GET: uvicorn then expected the body the headers announce, logged
     `Exception in ASGI application` with a traceback for every probe and closed the
     connection. TestClient makes no such check; a real server does."""
     import http.client
-    import threading
-    import time
 
-    import uvicorn
-
-    errors: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: errors.append(record.getMessage())
-    logging.getLogger("uvicorn.error").addHandler(handler)
-    port = free_port()
-    app = create_app(lambda: filled["db"])
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with _served(create_app(lambda: filled["db"]), logger="uvicorn.error") as (port, errors):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         answers = []
         # One keep-alive connection: each HEAD, then a GET after it on the same socket.
@@ -733,10 +751,6 @@ def test_head_under_uvicorn_keeps_the_connection_and_logs_nothing(filled):
             response = connection.getresponse()
             answers.append((method, response.status, response.read()))
         connection.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        logging.getLogger("uvicorn.error").removeHandler(handler)
     assert [status for _, status, _ in answers] == [200, 200, 200, 200]
     assert [body for method, _, body in answers if method == "HEAD"] == [b"", b""]
     assert not [line for line in errors if "Exception" in line], errors
@@ -809,28 +823,13 @@ def test_key_protected_answers_are_private_to_the_key(filled):
 def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(filled):
     """A real uvicorn server, its access log captured: the key, the raw ids in paths and
     the query values never reach it."""
-    import threading
-    import time
-
     import httpx
-    import uvicorn
 
     from analytics_assets.api.security import redact_access_logs
 
     app = create_app(lambda: filled["db"])
     redact_access_logs(app)
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logging.getLogger("uvicorn.access").addHandler(handler)
-    logging.getLogger("uvicorn.access").setLevel(logging.INFO)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, access_log=True))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with _served(app, logger="uvicorn.access", access_log=True) as (port, lines):
         base = f"http://127.0.0.1:{port}"
         conversation = filled["db"]["conversation_analytics"].find_one({})
         key = filled["key"]
@@ -851,10 +850,6 @@ def test_a_key_in_the_url_is_refused_and_access_logs_keep_no_values_or_ids(fille
             f"{base}/graphql", content=iter([b"{" * 1024] * 64), headers=filled["headers"]
         )
         assert endless.status_code == 411
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        logging.getLogger("uvicorn.access").removeHandler(handler)
     logged = "\n".join(lines)
     assert len(lines) == 8, lines
     for secret in (key, key.split("_")[1], conversation["_id"], "billing-secret-topic",
