@@ -329,8 +329,8 @@ class Eraser:
         from `conversation_messages`), the raw table last (a user's conversations are found
         from their raw id there)."""
         found = []
-        for table in self.lake.tables():
-            if table in REPORT_TABLES or not self.lake.days_present(table):
+        for table in self._tables_with_days():
+            if table in REPORT_TABLES:
                 continue
             columns = set(self.lake.scan_all(table).collect_schema().names())
             if "day" in columns:
@@ -721,9 +721,15 @@ def drop_tombstoned(
         identity = f"{ERASED_CONVERSATION}:{cleaned}"
         return cleaned is not None and tombstone_digest(digest, identity) in erased
 
+    # Each conversation's digest once, not once per message of it.
+    erased_conversations = {
+        conversation
+        for conversation in identities["conversation"].unique().to_list()
+        if erased_conversation(conversation)
+    }
     keep = [
         (record is None or tombstone_digest(digest, record) not in erased)
-        and not erased_conversation(conversation)
+        and conversation not in erased_conversations
         for record, conversation in identities.iter_rows()
     ]
     kept = raw.filter(pl.Series(keep))
