@@ -347,7 +347,71 @@ def test_a_range_run_of_topic_discovery_clusters_each_day_on_its_own(embedder):
     clusters, clustered = clusters_by_day(days, categories, messages, embedder.embed)
     sizes = clusters.group_by("day").agg(pl.col("size").sum())
     assert dict(sizes.iter_rows()) == {days[0]: 4, days[1]: 6}
-    assert clustered == 10
+    assert clustered == {days[0]: 4, days[1]: 6}
+
+
+def test_a_range_run_of_topic_discovery_gives_each_day_its_own_metadata(tmp_path, embedder):
+    """Materialized over two days in one run: each day's materialization reports that day's
+    conversations and clusters, not the run's."""
+    from datetime import UTC, date, datetime
+
+    import polars as pl
+    from dagster import BackfillPolicy, DagsterInstance, asset, materialize
+
+    from analytics_assets.defs.categorization.assets import topic_discovery
+    from analytics_assets.defs.categorization.resources import CategorizationResource
+    from analytics_assets.defs.partitions import daily_partitions, days_in
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+
+    def rows(context) -> list[tuple[str, date, str]]:
+        # Four conversations on odd days, three on even ones.
+        return [
+            (f"c-{day.day}-{n}", day, f"Where is my parcel? The courier lost it ({n}).")
+            for day in days_in(context.partition_time_window)
+            for n in range(3 + day.day % 2)
+        ]
+
+    upstream = {"partitions_def": daily_partitions, "io_manager_key": "lake_io_manager",
+                "backfill_policy": BackfillPolicy.single_run()}  # fmt: skip
+
+    @asset(**upstream)
+    def conversation_categories(context) -> pl.DataFrame:
+        found = rows(context)
+        return pl.DataFrame(
+            {
+                "conversation_id": [r[0] for r in found],
+                "topic": "other",
+                "day": [r[1] for r in found],
+            }
+        )
+
+    @asset(**upstream)
+    def conversation_messages(context) -> pl.DataFrame:
+        found = rows(context)
+        return pl.DataFrame({
+            "conversation_id": [r[0] for r in found], "role": "user",
+            "content": [r[2] for r in found], "day": [r[1] for r in found],
+            "created_at": [datetime(d.year, d.month, d.day, 9, tzinfo=UTC) for _, d, _ in found],
+        })  # fmt: skip
+
+    result = materialize(
+        [conversation_categories, conversation_messages, topic_discovery],
+        resources={
+            "lake_io_manager": ParquetLakeIOManager(base_url=str(tmp_path)),
+            "categorization": CategorizationResource(device="cpu"),
+        },
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": "2026-11-01",
+            "dagster/asset_partition_range_end": "2026-11-02",
+        },
+    )
+    assert result.success
+    reported = {
+        m.partition: m.metadata["conversations_in_other"].value
+        for m in result.asset_materializations_for_node("topic_discovery")
+    }
+    assert reported == {"2026-11-01": 4, "2026-11-02": 3}
 
 
 def test_the_same_openings_are_embedded_once_for_topic_intent_and_sentiment(embedder):

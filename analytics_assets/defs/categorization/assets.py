@@ -318,11 +318,11 @@ def clusters_by_day(
     conversation_categories: pl.DataFrame,
     conversation_messages: pl.DataFrame,
     embed: Callable,
-) -> tuple[pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, dict[date, int]]:
     """Each day's `other` conversations clustered on their own, as a run of that day alone
     does (a range run, a single-run backfill, clustered the range once and filed every
-    cluster under its first day); and how many conversations were clustered."""
-    by_day, in_other = [], 0
+    cluster under its first day); and how many conversations each day clustered."""
+    by_day, in_other = [], {}
     for day in days:
         others = conversation_categories.filter(
             (pl.col("topic") == "other") & (pl.col("day") == day)
@@ -336,7 +336,7 @@ def clusters_by_day(
             .agg(pl.col("content").first())
         )
         texts = openings["content"].fill_null("").to_list()
-        in_other += len(texts)
+        in_other[day] = len(texts)
         found = discover(texts, embed(texts) if texts else None)
         by_day.append(found.with_columns(pl.lit(day).alias("day")))
     return pl.concat(by_day, how="diagonal_relaxed"), in_other
@@ -369,18 +369,25 @@ def topic_discovery(
         conversation_messages,
         embedder.embed,
     )
-    # Names, sizes and terms only: an example is what a person wrote, and run storage is
-    # beyond an erasure's reach (defs/metadata.py). The examples are in the lake table.
-    table = clusters.with_columns(pl.col("terms").list.join(", ")).select(
-        "cluster", "name", "size", "terms"
-    )
+
+    def discovery_of_day(day: date, clusters_of_day: pl.DataFrame) -> dict:
+        # Names, sizes and terms only: an example is what a person wrote, and run storage is
+        # beyond an erasure's reach (defs/metadata.py). The examples are in the lake table.
+        table = clusters_of_day.with_columns(pl.col("terms").list.join(", ")).select(
+            "cluster", "name", "size", "terms"
+        )
+        return {
+            "conversations_in_other": in_other.get(day, 0),
+            "clusters": clusters_of_day.height,
+            "clusters_table": MetadataValue.md(markdown_table(table, rows=20)),
+        }
+
+    # Each day its own clusters (a range run writes many days at once).
+    add_day_metadata(context, clusters, discovery_of_day)
     return MaterializeResult(
         value=clusters,
         metadata={
-            "conversations_in_other": in_other,
-            "clusters": clusters.height,
             "device": embedder.device,
-            "clusters_table": MetadataValue.md(markdown_table(table, rows=20)),
-            **frame_metadata(clusters),
+            **frame_metadata(clusters, days=len(in_other)),
         },
     )
