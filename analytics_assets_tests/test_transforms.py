@@ -377,6 +377,31 @@ def test_build_conversations_exact_numbers():
     assert first["rating"] is None
 
 
+def test_a_blank_model_is_the_one_that_wrote_most_replies_not_most_turns():
+    """A client may tag user and system turns with a model: they do not outvote the replies
+    (docs/metrics.md: "the model that wrote most of its replies")."""
+    headers = validate_conversation_headers(raw("conversations", [header("c-1", model=None)]))
+    turns = [
+        ("system", "llama"),
+        ("user", "llama"),
+        ("assistant", "gpt-4o"),
+        ("user", "llama"),
+        ("assistant", "gpt-4o"),
+    ]
+    records = [
+        message(number, conversation_id="c-1", role=role, model=model,
+                created_at=f"2026-11-01 10:00:0{number}+00:00")
+        for number, (role, model) in enumerate(turns, start=1)
+    ]  # fmt: skip
+    messages = validate_messages(raw("messages", records)).valid
+    assert build_conversations(headers.valid, messages)["model"].to_list() == ["gpt-4o"]
+    # No reply names a model: the other turns' model is still better than none.
+    user_tagged = messages.with_columns(
+        pl.when(pl.col("role") == "assistant").then(None).otherwise(pl.col("model")).alias("model")
+    )
+    assert build_conversations(headers.valid, user_tagged)["model"].to_list() == ["llama"]
+
+
 def test_a_message_held_on_two_days_counts_once_and_none_ends_before_its_start():
     """NocoDB holding m-1 on D at 23:59 and again on D+1 (a re-delivery): each day kept
     its own copy, and the conversation read over both counted 3 messages and 2 turns. A
