@@ -5,6 +5,8 @@ MongoDB wire-protocol server (nx-27017); the sensor on real Dagster runs; the AP
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 from datetime import date
@@ -221,6 +223,51 @@ def test_a_hanging_receiver_times_out_without_holding_up_the_others(db, receiver
         [attempt] = logged["attempts"]
         assert logged["status"] == "pending" and attempt["status_code"] is None
         assert attempt["error"] == "timed out after 1 s" and attempt["duration_ms"] >= 1000
+
+
+def test_a_receiver_that_does_not_speak_http_is_retried_and_the_others_are_recorded(
+    db, receivers
+):
+    """urllib lets `http.client` errors through (a status line that is not HTTP, a header
+    line too long). One raised out of the pass: nothing was recorded, the healthy receiver got the
+    same delivery again on every pass, and the broken one was never backed off."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    # Not HTTP at all; then a header line longer than http.client reads.
+    replies = [b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n"]
+
+    def answer_badly():
+        for reply in replies:
+            connection, _ = listener.accept()
+            with connection:
+                # The whole request is read first: unread, the close resets the connection.
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                connection.sendall(reply)
+
+    threading.Thread(target=answer_badly, daemon=True).start()
+    broken_url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    accepting = receivers(200)
+    subscriptions.create(db, broken_url, [REPORT_READY])
+    subscriptions.create(db, accepting.url, [REPORT_READY])
+    try:
+        delivery.enqueue(db, _event(), now=time.time())
+        first = delivery.deliver_pending(db, time.time(), backoff_base_s=0)
+        second = delivery.deliver_pending(db, time.time() + 1, backoff_base_s=0)
+    finally:
+        listener.close()
+    assert first == delivery.PassOutcome(delivered=1, retrying=1)
+    assert second == delivery.PassOutcome(retrying=1)
+    assert len(accepting.received) == 1
+    [logged] = subscriptions.deliveries(db, receiver_subscription(db, broken_url))
+    assert [attempt["error"] for attempt in logged["attempts"]] == [
+        "not a valid HTTP response (BadStatusLine)",
+        "not a valid HTTP response (LineTooLong)",
+    ]
 
 
 def receiver_subscription(db, url: str) -> str:

@@ -11,6 +11,7 @@ epoch seconds), which makes the schedule testable. Pure: no Dagster.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -123,6 +124,11 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> At
         return Attempt(None, f"unreachable ({type(reason).__name__})", elapsed())
     except OSError as error:
         return Attempt(None, f"connection failed ({type(error).__name__})", elapsed())
+    except http.client.HTTPException as error:
+        # A receiver that does not speak HTTP (`BadStatusLine`) or sends a header line longer
+        # than it reads (`LineTooLong`): urllib lets these through, and one raised out of the pass
+        # recorded nothing, not even the other receivers' deliveries.
+        return Attempt(None, f"not a valid HTTP response ({type(error).__name__})", elapsed())
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,10 @@ def deliver_pending(
             DELIVERY_HEADER: delivery["event_id"],
             **signature_headers(subscription["secret"], body, int(now)),
         }
-        return delivery, post(subscription["url"], body, headers, timeout_s)
+        try:
+            return delivery, post(subscription["url"], body, headers, timeout_s)
+        except Exception as error:  # noqa: BLE001 - one receiver must not lose the pass
+            return delivery, Attempt(None, f"failed ({type(error).__name__})", 0)
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(due)))) as pool:
         results = list(pool.map(send, due))
