@@ -115,6 +115,23 @@ def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick,
     assert request.partition_key == partition_key
 
 
+def test_a_period_that_began_before_the_first_partition_is_skipped_not_a_failed_tick():
+    """The partitions start at 2026-01-01, a Thursday: the first week partition is
+    2026-01-05, and the tick after the week of 2025-12-29 asked for a partition that does not
+    exist."""
+    defs = build_definitions()
+    schedule = defs.resolve_schedule_def("weekly_report_job_schedule")
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 1, 6, 4, tzinfo=UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        result = schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert "2025-12-29 is before the first weekly_report_job partition" in result.skip_message
+
+
 def test_the_daily_schedule_builds_yesterday():
     defs = build_definitions()
     schedule = defs.resolve_schedule_def("ingestion_job_schedule")

@@ -9,6 +9,7 @@ from dagster import (
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SkipReason,
     define_asset_job,
     schedule,
 )
@@ -62,7 +63,7 @@ def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinitio
         description=f"Materializes {job.name}'s period once its last day is final: a day "
         "after it closed at midnight UTC.",
     )
-    def closed_period(context: ScheduleEvaluationContext) -> RunRequest:
+    def closed_period(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         tick = context.scheduled_execution_time.astimezone(UTC)
         # The tick is a day after the period closed: its last day's conversations that ran
         # past midnight are only final once the next day is built (the across-midnight
@@ -70,6 +71,12 @@ def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinitio
         # its last day short for good. The key is the period that closed the midnight before.
         closed = datetime.combine(tick.date() - timedelta(days=1), time(), tzinfo=UTC)
         key = partitions_def.get_partition_key_for_timestamp(closed.timestamp() - 1)
+        first = partitions_def.get_first_partition_key()
+        if first is None or key < first:
+            # The period began before the first partition (ANALYTICS_PARTITIONS_START is
+            # not a Monday or a 1st): there is no such partition, and asking for it failed
+            # the tick.
+            return SkipReason(f"{key} is before the first {job.name} partition ({first})")
         return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
 
     return closed_period
