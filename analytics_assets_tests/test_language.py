@@ -74,6 +74,21 @@ def test_close_siblings_do_not_make_a_short_text_unknown_and_other_scripts_outvo
     assert detected[2:] == ["ar", "ru"]
 
 
+def test_korean_and_japanese_around_english_terms_are_korean_and_japanese():
+    """Hangul, Han and kana count three letters each, as the script rule counts them: these
+    were English at 0.71-0.96. A ShareGPT English turn that ends in a browser extension's
+    Korean "translate now" stays English."""
+    texts = [
+        "docker compose up 하면 port already allocated 에러가 나요",
+        "React useEffect cleanup function 언제 실행돼?",
+        "SELECT * FROM users WHERE id = 1 이거 왜 안돼요",
+        "docker compose up するとport already allocated エラーが出ます",
+        "Describe Tony Robbins' 6 Human Needs.\nAnswer in English.지금 번역하기",
+    ]
+    detected = detect_languages(pl.Series(texts))["language"].to_list()
+    assert detected == ["ko", "ko", "ko", "ja", "en"]
+
+
 def test_what_is_not_language_does_not_decide():
     texts = [
         "<EMAIL> <PHONE> hola, necesito ayuda con mi factura de este mes",

@@ -82,10 +82,19 @@ _SIBLING_GROUPS = (
 )
 SIBLINGS = {code: frozenset(group) for group in _SIBLING_GROUPS for code in group}
 # A text whose letters are this much in a non-Latin script is judged on that script's words
-# only: a Russian or Arabic speaker pastes English product terms and code ("الـ webhook
-# يرجع Bad Request"), and the Latin letters would otherwise outvote the user's own words.
+# only: a Russian, Arabic, Korean or Japanese speaker pastes English product terms and code
+# ("الـ webhook يرجع Bad Request", "docker compose up 하면 port already allocated 에러가
+# 나요"), and the Latin letters would otherwise outvote the user's own words (that Korean
+# sentence was English at 0.96). Han, kana and Hangul count `DENSE_SCRIPT_WEIGHT` times, as
+# in `_by_script`.
 MIXED_SCRIPT_SHARE = 0.25
 _MIXED_SCRIPTS = ("Cyrillic", "Arabic", "Devanagari")
+# Weighted, a third for them: ShareGPT's English turns often end in a browser extension's
+# Korean "지금 번역하기" ("translate now"), 0.29 of such a turn's weighted letters on the dev
+# half; the Korean and Japanese questions around English terms hold 0.34-0.46.
+DENSE_MIXED_SCRIPT_SHARE = 1 / 3
+# Japanese mixes Han and kana in one sentence: they count together.
+_DENSE_MIXED_SCRIPTS = (r"\p{Hangul}", r"[\p{Hiragana}\p{Katakana}\p{Han}]")
 # Not language: links, addresses, code and pasted JSON objects, the privacy placeholders
 # (`<EMAIL>`, `<EMAIL:3fa9…>`), long runs without a space, and digits.
 _NOT_LANGUAGE = (
@@ -339,14 +348,22 @@ def _without_latin_where_another_script_is_written(
     texts: pl.Series, letters: pl.Series
 ) -> list[str]:
     """Each text as lingua should judge it: the Latin-script words dropped where at least
-    `MIXED_SCRIPT_SHARE` of its `letters` (counted by `_by_script`) are Cyrillic, Arabic or
-    Devanagari."""
+    `MIXED_SCRIPT_SHARE` of its `letters` (weighted, as `_by_script` counts them) are
+    Cyrillic, Arabic or Devanagari, or at least `DENSE_MIXED_SCRIPT_SHARE` Hangul, or Han and
+    kana."""
     other = pl.max_horizontal(
         *(texts.str.count_matches(rf"\p{{{script}}}") for script in _MIXED_SCRIPTS)
     )
-    mixed = (other / letters.clip(1, None) >= MIXED_SCRIPT_SHARE) & (
-        texts.str.count_matches(r"\p{Latin}") > 0
+    dense = pl.max_horizontal(
+        *(
+            texts.str.count_matches(letters_of) * DENSE_SCRIPT_WEIGHT
+            for letters_of in _DENSE_MIXED_SCRIPTS
+        )
     )
+    letters = letters.clip(1, None)
+    mixed = (
+        (other / letters >= MIXED_SCRIPT_SHARE) | (dense / letters >= DENSE_MIXED_SCRIPT_SHARE)
+    ) & (texts.str.count_matches(r"\p{Latin}") > 0)
     stripped = texts.str.replace_all(r"[\p{Latin}]+", " ").str.replace_all(r"\s+", " ")
     return pl.select(pl.when(mixed).then(stripped).otherwise(texts)).to_series().to_list()
 
@@ -377,7 +394,7 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
         zip(
             ask_lingua,
             _without_latin_where_another_script_is_written(
-                distinct.gather(ask_lingua), scripted["letters"].gather(ask_lingua)
+                distinct.gather(ask_lingua), scripted["weighted_letters"].gather(ask_lingua)
             ),
             strict=True,
         )
