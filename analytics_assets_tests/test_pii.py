@@ -163,6 +163,19 @@ def test_lookalikes_are_left_alone():
         ("IBAN DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000 merci", IBAN,
          "DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000"),
         ("メール john＠example.com まで", EMAIL, "john＠example.com"),
+        # Against a Han, Hangul or Arabic letter, with no space, as Chinese, Japanese and
+        # Korean write them (a Unicode word boundary is none there); grouped by the
+        # ideographic space; in Arabic-Indic digits.
+        ("卡号４１１１１１１１１１１１１１１１谢谢", CARD, "４１１１１１１１１１１１１１１１"),
+        ("카드번호4111-1111-1111-1111입니다", CARD, "4111-1111-1111-1111"),
+        ("口座DE89370400440532013000です", IBAN, "DE89370400440532013000"),
+        ("社会保障号123-45-6789", GOV_ID, "123-45-6789"),
+        ("我的IP是81.2.69.160", IP, "81.2.69.160"),
+        ("密钥sk-proj-abcdefghijklmnopqrstuvwx1234", API_KEY,
+         "sk-proj-abcdefghijklmnopqrstuvwx1234"),
+        ("カード 4111\u30001111\u30001111\u30001111 です", CARD,
+         "4111\u30001111\u30001111\u30001111"),
+        ("رقم البطاقة ٤١١١ ١١١١ ١١١١ ١١١١", CARD, "٤١١١ ١١١١ ١١١١ ١١١١"),
         ("write to jose\u0301.mu\u0308ller@mu\u0308ller.de please", EMAIL,
          "jose\u0301.mu\u0308ller@mu\u0308ller.de"),
         # After Markdown or a path, as a reviewer found a draft of the linear search missing.

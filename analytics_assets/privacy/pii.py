@@ -137,11 +137,19 @@ _RUN_ENDS = {EMAIL: rf"(?![{_ADDRESS_LETTERS}])"}
 # comma-separated list), the search for a `key=` went to the end of the run, 47 s for 100 KB.
 # `_query_secret_spans` finds the parameters and looks back for their URL instead.
 _PYTHON_PATTERNS = {**PATTERNS, URL_SECRET: _URL_USERINFO}
+# Their word boundaries are ASCII ones in Python: a Han, kana, Hangul, Arabic or Cyrillic
+# letter is a word character, and Chinese, Japanese and Korean write a number against the
+# word before it ("卡号4111…", "카드번호4111-…입니다", "口座DE89…です"): no boundary was found
+# there, and the card, IBAN, SSN, address or key was left raw (the check passed it). A
+# Latin letter or a digit still joins ("card4111…" is no card). polars' sift has no
+# boundaries at all (`_SIFT_PATTERNS`).
+_ASCII_BOUNDARIES = (API_KEY, IBAN, CARD, GOV_ID, IP)
 _COMPILED = {
     kind: re.compile(
         f"{_RUN_STARTS[kind]}(?P<v>{pattern}){_RUN_ENDS.get(kind, '')}"
         if kind in _RUN_STARTS
-        else pattern
+        else pattern,
+        re.ASCII if kind in _ASCII_BOUNDARIES else 0,
     )
     for kind, pattern in _PYTHON_PATTERNS.items()
 }
@@ -754,11 +762,14 @@ _SHORTER = {IBAN: _iban_before_a_following_word, CARD: _card_before_a_following_
 
 # Characters read as their plain forms, one for one, so a finding's span is the text's:
 # full-width ASCII, as Chinese and Japanese input methods type digits and `＠` (a card in
-# full-width digits was left raw, and the check passed it), and the no-break, figure, thin
-# and narrow no-break spaces that group digits in French and in numbers copied from pages.
+# full-width digits was left raw, and the check passed it) and the ideographic space they
+# type between groups; the no-break, figure, thin and narrow no-break spaces that group
+# digits in French and in numbers copied from pages; Arabic-Indic and Persian digits.
 _FOLDED = {
     **{chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},
-    **dict.fromkeys("\u00a0\u2007\u2009\u202f", " "),
+    **dict.fromkeys("\u00a0\u2007\u2009\u202f\u3000", " "),
+    **{chr(0x0660 + digit): str(digit) for digit in range(10)},
+    **{chr(0x06F0 + digit): str(digit) for digit in range(10)},
 }
 _FOLD = str.maketrans(_FOLDED)
 _FOLDABLE = "[" + "".join(map(re.escape, _FOLDED)) + "]"
