@@ -210,3 +210,101 @@ def test_a_score_on_a_bin_edge_lands_in_the_bin_it_opens():
     just_under = (2 * 0.2 + 1.0 * 1 + 0.5 * 0.5 - 0.25) / 3.5  # 0.39999999999999997
     assert just_under < 0.4
     assert _histogram(pl.Series([just_under, 1.0, 0.0])) == [1, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+
+
+def _analytics_of(headers: pl.DataFrame, schema: dict) -> pl.DataFrame:
+    """A conversation_analytics row per header: its day, id, a user and a model, nothing
+    measured."""
+    blank = {name: None for name in schema}
+    rows = [
+        blank | {"day": day, "conversation_id": conversation, "user_id": "u", "model": "m",
+                 "feedback_up": 0, "feedback_down": 0, "prompt_tokens": 0,
+                 "completion_tokens": 0, "total_tokens": 0,
+                 "categorized_via_translation": False}
+        for day, conversation in headers.select("day", "conversation_id").iter_rows()
+    ]  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _daily_report_of(tmp_path, day: date, messages: pl.DataFrame, headers, errors) -> dict:
+    """`daily_report` materialized for `day` alone, as the daily schedule runs it, over
+    upstream days written first by stand-ins of its inputs (the lake IO manager reads them
+    back, with its partition mappings)."""
+    from dagster import BackfillPolicy, asset, materialize
+
+    from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
+    from analytics_assets.analytics.users import USER_SCHEMA
+    from analytics_assets.defs.analytics.assets import daily_report as daily_report_asset
+    from analytics_assets.defs.partitions import daily_partitions, days_in
+    from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
+    from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER
+
+    upstream = {"partitions_def": daily_partitions, "io_manager_key": "lake_io_manager",
+                "backfill_policy": BackfillPolicy.single_run()}  # fmt: skip
+
+    def of_run(frame: pl.DataFrame):
+        def days_of(context) -> pl.DataFrame:
+            return frame.filter(pl.col("day").is_in(days_in(context.partition_time_window)))
+
+        return days_of
+
+    stand_ins = [
+        asset(name=name, **upstream)(of_run(frame))
+        for name, frame in (
+            ("conversation_messages", messages),
+            ("conversation_headers", headers),
+            ("processing_errors", errors),
+            ("conversation_analytics", _analytics_of(headers, ANALYTICS_SCHEMA)),
+            ("user_analytics", pl.DataFrame(schema=USER_SCHEMA)),
+        )
+    ]
+    lake_io = ParquetLakeIOManager(base_url=str(tmp_path))
+    resources = {"lake_io_manager": lake_io, LAKE_AND_MONGO_IO_MANAGER: lake_io,
+                 "lake": LakeResource(base_url=str(tmp_path))}  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    first = messages["day"].min()
+    assert materialize(
+        stand_ins, resources=resources, instance=instance, tags=range_tags(first, day)
+    ).success
+    result = materialize(
+        [*stand_ins, daily_report_asset],
+        selection=["daily_report"],
+        resources=resources,
+        instance=instance,
+        partition_key=day.isoformat(),
+    )
+    assert result.success
+    return result.output_for_node("daily_report").row(0, named=True)
+
+
+def test_the_change_in_messages_compares_with_the_day_befores_own_count(tmp_path):
+    """m1 was sent on D-2 and NocoDB holds it again on D-1: D-1's own report counts one
+    message (m2). A daily run of D rebuilt D-1's count from D-1 alone, counted m1 again and
+    said messages fell by half when they had not moved."""
+    d2, d1, d = date(2026, 11, 8), date(2026, 11, 9), date(2026, 11, 10)
+    messages = pl.DataFrame(
+        {"day": [d2, d1, d1, d], "conversation_id": ["c0", "c0", "c1", "c2"],
+         "message_id": ["m1", "m1", "m2", "m3"]}
+    )  # fmt: skip
+    headers = pl.DataFrame({"day": [d2, d1, d], "conversation_id": ["c0", "c1", "c2"]})
+    errors = pl.DataFrame(schema={"day": pl.Date(), "reason": pl.String()})
+    report = _daily_report_of(tmp_path, d, messages, headers, errors)
+    [change] = [
+        c for c in report["changes"] if c["dimension"] == "volume" and c["value"] == "messages"
+    ]
+    assert (report["messages"], change["previous_count"], change["count_change"]) == (1, 1, 0.0)
+
+
+def test_the_reports_rejected_share_is_the_error_rate_checks_share(tmp_path):
+    """The day received 100 messages (10 of them held the day before too) and 1 header, and
+    rejected 2: 2 of 103 records, under 2 %, as error_rate_below_threshold judges it. The
+    report left the 10 copies out of the records, said 2.15 % and called itself incomplete."""
+    d1, d = date(2026, 11, 9), date(2026, 11, 10)
+    ids = [f"m{n}" for n in range(100)]
+    messages = pl.DataFrame(
+        {"day": [d1] * 10 + [d] * 100, "conversation_id": "c", "message_id": ids[:10] + ids}
+    )
+    headers = pl.DataFrame({"day": [d1, d], "conversation_id": ["c", "d"]})
+    errors = pl.DataFrame({"day": [d, d], "reason": ["invalid role 'x'", "missing content"]})
+    report = _daily_report_of(tmp_path, d, messages, headers, errors)
+    assert report["complete"], report["missing_inputs"]

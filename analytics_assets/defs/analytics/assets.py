@@ -159,9 +159,14 @@ def _errors_by_day(processing_errors: pl.LazyFrame) -> tuple[dict, dict]:
             partition_mapping=_day_and_the_one_before(),
             metadata={"allow_missing_partitions": True},
         ),
-        # Only counted: a lazy scan reads the day and the ids, not the messages.
+        # Only counted: a lazy scan reads the day and the ids, not the messages. Two days
+        # back: the day before's count, which the change compares with, leaves out its copies
+        # of messages held on the day before it (`_messages_by_day`); read from one day back,
+        # they counted again, and every scheduled day's change in messages was off.
         tables.CONVERSATION_MESSAGES: AssetIn(
-            partition_mapping=_day_and_the_one_before(),
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-2, end_offset=0, allow_nonexistent_upstream_partitions=True
+            ),
             metadata={"allow_missing_partitions": True},
         ),
         tables.PROCESSING_ERRORS: AssetIn(),
@@ -187,6 +192,10 @@ def daily_report(
     started = time.perf_counter()
     analytics = _collect(conversation_analytics, ANALYTICS_SCHEMA, REPORT_COLUMNS)
     messages = _messages_by_day(conversation_messages)
+    # Every row validation accepted, a copy held the day before included: the share of
+    # records rejected is of the records the day received, as error_rate_below_threshold
+    # counts them (the note said 2.15 % of a day the check passed at 1.94 %).
+    message_rows = _counts_by_day(conversation_messages)
     errors, superseded = _errors_by_day(processing_errors)
     headers = _counts_by_day(conversation_headers)
     new_users = (
@@ -255,7 +264,10 @@ def daily_report(
         copies = superseded.get(day, 0)
         rejected = (
             rejected_records_note(
-                day, errors.get(day, 0) - copies, messages.get(day, 0) + headers.get(day, 0), copies
+                day,
+                errors.get(day, 0) - copies,
+                message_rows.get(day, 0) + headers.get(day, 0),
+                copies,
             )
             if day in held_set[tables.CONVERSATION_MESSAGES] and day in headers_held
             else None
