@@ -237,6 +237,57 @@ def test_a_message_edited_since_its_translation_does_not_keep_the_old_one():
     assert "<CARD>" in kept.translations.filter(pl.col("message_id") == "m0")["source_text"][0]
 
 
+def test_a_range_run_translates_each_day_as_a_run_of_that_day_alone():
+    """Message id 1 is c1's German message on one day and c2's French one on the next (a
+    source numbering messages per conversation), and m-9 is held again on the second day
+    (re-delivered after midnight). Keyed by id over the range, the first day lost its
+    translation, the second got two, and the French one took the German's language."""
+    from datetime import timedelta
+
+    from analytics_assets.translation.translators import Translator
+
+    class Tagging(Translator):
+        name, version = "tagging", "1"
+
+        def supports(self, source, target):
+            return True
+
+        def translate(self, items, target):
+            return {item.message_id: f"[{item.source_language}] {item.text}" for item in items}
+
+    first, second = DAY, DAY + timedelta(days=1)
+    german = "Ich habe mein Passwort vergessen und komme nicht mehr rein"
+    french = "J'ai oublié mon mot de passe et je ne peux plus me connecter"
+    spanish = "¿Cuánto cuesta el plan Pro por usuario al mes?"
+    messages = pl.DataFrame({
+        "message_id": ["1", "m-9", "1", "m-9"], "conversation_id": ["c1", "c3", "c2", "c3"],
+        "role": "user", "content": [german, spanish, french, spanish],
+        "day": [first, first, second, second],
+    })  # fmt: skip
+    # message_signals' rows: the languages detected once, reused (not detected again).
+    known = pl.concat(
+        [messages.select("message_id", "conversation_id", "day"),
+         detect_languages(messages["content"])], how="horizontal",
+    )  # fmt: skip
+    with_languages = message_languages(messages, known=known)
+    assert with_languages["language"].to_list() == ["de", "es", "fr", "es"]
+
+    def run(frame):
+        return translate_messages(frame, ["en"], Tagging()).translations.select(
+            "day", "conversation_id", "message_id", "text"
+        )
+
+    by_day = pl.concat([run(with_languages.filter(pl.col("day") == day)) for day in (first, second)])
+    ranged = run(with_languages)
+    assert ranged.sort("day", "message_id").equals(by_day.sort("day", "message_id"))
+    assert ranged.sort("day", "message_id").rows() == [
+        (first, "c1", "1", f"[de] {german}"),
+        (first, "c3", "m-9", f"[es] {spanish}"),
+        (second, "c2", "1", f"[fr] {french}"),
+        (second, "c3", "m-9", f"[es] {spanish}"),
+    ]
+
+
 def test_a_translator_that_times_out_is_retried_then_recorded(libretranslate):
     messages = day_messages([("es", "¿Cuánto cuesta el plan Pro por usuario al mes?")])
     translator = HttpTranslator(libretranslate.url, timeout_s=0.3, max_attempts=3,

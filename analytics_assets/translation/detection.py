@@ -27,9 +27,13 @@ def message_languages(messages: pl.DataFrame, known: pl.DataFrame | None = None)
     messages it lacks (the assistant's) are detected, so no message is detected twice."""
     if known is None or known.is_empty():
         return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
+    # A message id is one message within a day only: over a range run's days the same id
+    # can be another conversation's message, or a copy held again after midnight.
+    keys = [k for k in ("day", "conversation_id", "message_id") if k in messages.columns
+            and k in known.columns]  # fmt: skip
     reused = messages.join(
-        known.select("message_id", "language", "language_confidence").unique("message_id"),
-        on="message_id",
+        known.select(*keys, "language", "language_confidence").unique(keys),
+        on=keys,
         how="left",
     )
     missing = reused["language"].is_null()

@@ -72,6 +72,14 @@ def _error_rows(
     ]
 
 
+@dataclass
+class _Circuit:
+    """Batches failed one after the other, across the days of a run."""
+
+    failures_in_a_row: int = 0
+    last_failure: TranslationError | None = None
+
+
 def translate_messages(
     messages: pl.DataFrame,
     targets: list[str],
@@ -86,14 +94,53 @@ def translate_messages(
     translations stored for the same days before this run (kept as history). `as_stored`:
     what storing does to a text (the translations table's own anonymization), so that an
     earlier row's `source_text` is compared with the message's text as it would be stored
-    now."""
+    now.
+
+    Day by day: a message id is one message within a day only (validation keeps one per
+    day), and a range run holds a message NocoDB delivered again after midnight, or another
+    conversation's message with the same id (a source numbering messages per conversation),
+    on the next day. Keyed by id over the range, one day lost its translation, the other got
+    it twice, in the other message's language. The days share one circuit: a service that
+    is down is given up on once for the run, not once per day."""
     now = now or datetime.now(UTC)
+    if "day" not in messages.columns or messages.is_empty():
+        return _translate_day(messages, targets, translator, previous, references, now,
+                              as_stored, _Circuit())  # fmt: skip
+    circuit = _Circuit()
+    runs = []
+    for (day,), of_day in messages.group_by("day", maintain_order=True):
+        earlier = (
+            previous.filter(pl.col("day") == day)
+            if previous is not None and "day" in previous.columns
+            else previous
+        )
+        runs.append(_translate_day(of_day, targets, translator, earlier, references, now,
+                                   as_stored, circuit))  # fmt: skip
+    counts: Counter = Counter()
+    for run in runs:
+        counts.update(run.counts)
+    return TranslationRun(
+        pl.concat([run.translations for run in runs]).sort("day", maintain_order=True),
+        pl.concat([run.errors for run in runs]),
+        counts,
+    )
+
+
+def _translate_day(
+    messages: pl.DataFrame,
+    targets: list[str],
+    translator: Translator,
+    previous: pl.DataFrame | None,
+    references: dict[tuple[str, str], str] | None,
+    now: datetime,
+    as_stored: Callable[[pl.Series], pl.Series] | None,
+    circuit: _Circuit,
+) -> TranslationRun:
     counts: Counter = Counter()
     by_id = {row["message_id"]: row for row in messages.iter_rows(named=True)}
     new_rows: list[dict] = []
     error_rows: list[dict] = []
     text = pl.col("content").fill_null("").str.strip_chars()
-    failures_in_a_row, last_failure = 0, None
     # Counted once per message, not once per target.
     counts["empty"] += messages.filter(text == "").height
     counts["unknown_language"] += messages.filter(
@@ -132,22 +179,23 @@ def translate_messages(
             # its full retries (an hour's throttle cost 90 minutes of sleep over 960
             # messages).
             for batch in translator.batches(items):
-                if failures_in_a_row >= FAILURES_IN_A_ROW:
+                if circuit.failures_in_a_row >= FAILURES_IN_A_ROW:
                     counts["failed"] += len(batch)
                     error_rows += _error_rows(
                         batch, by_id, target,
-                        f"{translator.name}: not sent after {failures_in_a_row} failed "
-                        f"batches in a row ({last_failure})",
+                        f"{translator.name}: not sent after {circuit.failures_in_a_row} failed "
+                        f"batches in a row ({circuit.last_failure})",
                     )  # fmt: skip
                     continue
                 try:
                     translated.update(translator.translate(batch, target))
                 except TranslationError as error:
-                    failures_in_a_row, last_failure = failures_in_a_row + 1, error
+                    circuit.failures_in_a_row += 1
+                    circuit.last_failure = error
                     counts["failed"] += len(batch)
                     error_rows += _error_rows(batch, by_id, target, f"{translator.name}: {error}")
                     continue
-                failures_in_a_row = 0
+                circuit.failures_in_a_row = 0
                 # The source translator only has what the chatbot stored: a gap is not an
                 # error.
                 counts["not_provided"] += sum(item.message_id not in translated for item in batch)
@@ -213,8 +261,13 @@ def _with_history(
     took out, a card number or a name the user removed, and a message blanked since."""
     if previous is None or previous.is_empty():
         return fresh.sort("message_id", "target_language")
+    # A message id is one message within a day: over several days (a range run that
+    # translates nothing) the day is part of its identity.
+    day = ["day"] if "day" in contents.columns else []
     as_now = contents.select(
-        pl.col("message_id").cast(pl.String), pl.col("content").cast(pl.String).alias("source_text")
+        *day,
+        pl.col("message_id").cast(pl.String),
+        pl.col("content").cast(pl.String).alias("source_text"),
     ).filter(pl.col("message_id").is_in(previous["message_id"].cast(pl.String).implode()))
     if as_stored is not None and as_now.height:
         # A message kept raw but translated under `redact` is stored with `<CARD>` in its
@@ -223,16 +276,16 @@ def _with_history(
     kept = (
         previous.select(list(TRANSLATION_SCHEMA))
         .cast(TRANSLATION_SCHEMA)
-        .join(as_now, on=["message_id", "source_text"], how="semi")
-        .join(fresh.select(_IDENTITY), on=_IDENTITY, how="anti")
+        .join(as_now, on=[*day, "message_id", "source_text"], how="semi")
+        .join(fresh.select(*day, *_IDENTITY), on=[*day, *_IDENTITY], how="anti")
     )
     combined = pl.concat([fresh, kept])
     newest = (
         pl.col("translated_at")
         .rank("ordinal", descending=True)
-        .over("message_id", "target_language")
+        .over(*day, "message_id", "target_language")
         == 1
     )
     return combined.with_columns(newest.alias("is_current")).sort(
-        "message_id", "target_language", "translated_at"
+        *day, "message_id", "target_language", "translated_at"
     )

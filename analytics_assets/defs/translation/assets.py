@@ -114,7 +114,7 @@ def translations(
         # What an earlier translator left, as long as it is still true of its message (one
         # edited since would keep showing what the edit took out).
         kept = earlier_translations(
-            previous, conversation_messages.select("message_id", "content"), as_stored
+            previous, conversation_messages.select("day", "message_id", "content"), as_stored
         )
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
                                                                "unknown"])).height  # fmt: skip
