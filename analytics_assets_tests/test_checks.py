@@ -254,16 +254,18 @@ def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
             result = job.execute_in_process(instance=instance, asset_selection=selection, **run)
             assert result.success
             for e in result.get_asset_check_evaluations():
-                ids = e.metadata.get("conversation_ids")
+                # Counted, never named: check metadata is kept where no erasure reaches.
+                assert "conversation_ids" not in e.metadata
+                counted = e.metadata.get("conversations_on_two_days")
                 latest[(e.check_name, e.partition, e.severity.value)] = (
-                    None if e.passed else (ids.value if ids else [])
+                    None if e.passed else (counted.value if counted else 0)
                 )
-        return {key: ids for key, ids in latest.items() if ids is not None}
+        return {key: found for key, found in latest.items() if found is not None}
 
     ranged = failing_checks(tmp_path / "range", [{"tags": range_tags(spec.start, spec.end)}])
     assert ranged == {
-        ("conversation_ids_on_one_day", "2026-11-01", "WARN"): [header["conversation_id"]],
-        ("conversation_ids_on_one_day", "2026-11-02", "WARN"): [header["conversation_id"]],
+        ("conversation_ids_on_one_day", "2026-11-01", "WARN"): 1,
+        ("conversation_ids_on_one_day", "2026-11-02", "WARN"): 1,
     }
     # Day by day, as the schedule runs them: the 1st is judged again once the 2nd is in (the
     # check reads the days around it from the lake).
