@@ -442,6 +442,11 @@ def test_a_message_held_on_two_days_counts_once_and_none_ends_before_its_start()
         row["conversation_id"]: row for row in build_conversations(headers, messages).to_dicts()
     }
     assert (summary["c-1"]["message_count"], summary["c-1"]["turns"]) == (2, 1)
+    # The copy kept is sent when m-1 was first sent: before the reply, not after it (the
+    # conversation ended with the user's turn, unanswered, at 00:00:10).
+    assert kept["created_at"].to_list() == [datetime(2026, 11, 1, 23, 59, tzinfo=UTC)]
+    assert summary["c-1"]["ended_at"] == datetime(2026, 11, 1, 23, 59, 30, tzinfo=UTC)
+    assert summary["c-1"]["duration_s"] == 30.0
     assert summary["c-2"]["duration_s"] == 0.0
     assert summary["c-2"]["ended_at"] == summary["c-2"]["started_at"]
 

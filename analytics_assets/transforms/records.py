@@ -105,15 +105,22 @@ def newest_copies(messages: Frame) -> Frame:
     conversation read over D and D+1 counted the message twice. A message is its id within
     its conversation: another conversation's message with the same id on the next day is
     another message (validation reports such ids within a day; across two days one of them
-    was dropped without a word)."""
+    was dropped without a word).
+
+    The copy keeps the first copy's `created_at`: the message was sent then, and the
+    reports count it on that day. With the re-delivery's time, a user's question re-sent
+    after midnight sorted after the reply to it, and the conversation ended unanswered, a
+    minute longer."""
     names = messages.collect_schema().names()
     key = ["conversation_id", "message_id"] if "conversation_id" in names else ["message_id"]
     if isinstance(messages, pl.DataFrame) and (
         messages.height < 2 or not messages.select(pl.struct(key).is_duplicated().any()).item()
     ):
         return messages
+    first_sent = [pl.col("created_at").min().over(key)] if "created_at" in names else []
     return (
         messages.with_row_index("_order")
+        .with_columns(first_sent)
         .sort([*_copy_order(names), "_order"], nulls_last=False)
         .unique(key, keep="last")
         .sort("_order")
