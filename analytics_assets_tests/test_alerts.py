@@ -654,3 +654,50 @@ def test_a_late_report_is_alerted_once_for_its_day_however_many_runs_find_it_lat
     assert [(alert.kind, alert.partition) for alert in received] == [
         ("stale_report", "2026-11-14"), ("stale_report", "2026-11-15")
     ]  # fmt: skip
+
+
+def test_a_run_stored_after_the_cursor_passed_its_end_is_still_alerted():
+    """A run's update time is its end event's, stamped in its own process: run A failed
+    200 ms before run B succeeded but was stored after B, and a tick between the two had
+    moved the cursor past A's time. A's failure was never sent."""
+    import dagster as dg
+
+    from analytics_assets.defs.alerts.sensors import build_check_alert_sensor, named_sink
+
+    sent: list[Alert] = []
+    check_sensor = build_check_alert_sensor([named_sink("memo", sent.append)])
+
+    @dg.op
+    def step():
+        pass
+
+    @dg.job
+    def some_job():
+        step()
+
+    with dg.instance_for_test() as instance:
+
+        def finish(run, status: dg.DagsterEventType, at: float) -> None:
+            event = dg.DagsterEvent(event_type_value=status.value, job_name=run.job_name,
+                                    message="finished")  # fmt: skip
+            instance.handle_new_event(
+                dg.EventLogEntry(error_info=None, level=10, user_message="", run_id=run.run_id,
+                                 timestamp=at, dagster_event=event)  # fmt: skip
+            )
+
+        failed, succeeded = (instance.create_run_for_job(some_job) for _ in range(2))
+        now = time.time()
+        finish(succeeded, dg.DagsterEventType.RUN_SUCCESS, now)
+        cursor = None
+
+        def tick() -> None:
+            nonlocal cursor
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            check_sensor.evaluate_tick(context)
+            cursor = context.cursor
+
+        tick()
+        finish(failed, dg.DagsterEventType.RUN_FAILURE, now - 0.2)
+        tick()
+        tick()
+    assert [(alert.kind, alert.run_id) for alert in sent] == [("run_failed", failed.run_id)]

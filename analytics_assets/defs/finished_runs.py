@@ -5,7 +5,7 @@ are read, not the event log by id, so this works on run-sharded SQLite storage t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
@@ -23,6 +23,30 @@ def finished_runs_after(
         order_by="update_timestamp",
         ascending=True,
         limit=limit,
+    )
+
+
+# A run's update time is the time of its last event, stamped in the run's own process, not
+# when the storage wrote it: a run that failed a moment before another succeeded can be
+# stored after it, behind a cursor already past it, and was never alerted. Each tick reads
+# this far behind its cursor again (`late_runs`); what it handled there, it skips.
+LATE_RUNS_S = 120
+
+
+def late_runs(instance: DagsterInstance, cursor: str | None) -> Sequence[RunRecord]:
+    """The runs that succeeded or failed in the `LATE_RUNS_S` up to `cursor`, oldest first:
+    those stored late included. Some were handled already: the caller skips them."""
+    if not cursor:
+        return []
+    at = datetime.fromisoformat(cursor)
+    return instance.get_run_records(
+        filters=RunsFilter(
+            statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+            updated_after=at - timedelta(seconds=LATE_RUNS_S),
+            updated_before=at,
+        ),
+        order_by="update_timestamp",
+        ascending=True,
     )
 
 

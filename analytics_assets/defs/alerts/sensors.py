@@ -35,7 +35,7 @@ from dagster import (
 )
 
 from analytics_assets.alerts.core import Alert, DeliveryError, run_link, severity_passes
-from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after
+from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after, late_runs
 from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG
 
@@ -392,11 +392,13 @@ def build_check_alert_sensor(
                 break
             delivery.retry(entry)
         handled, after = list(state["handled"]), state["after"]
-        for run_record in finished_runs_after(context.instance, after, limit=50):
+        for run_record in [*late_runs(context.instance, after),
+                           *finished_runs_after(context.instance, after, limit=50)]:  # fmt: skip
             if time.monotonic() - started > TICK_BUDGET_S:
                 break
             run = run_record.dagster_run
-            after = cursor_after(run_record)
+            # A late run is behind the cursor: the cursor never moves back.
+            after = max(after, cursor_after(run_record)) if after else cursor_after(run_record)
             if run.run_id not in handled:
                 delivery.send(run)
                 handled.append(run.run_id)

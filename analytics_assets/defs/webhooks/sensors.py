@@ -28,7 +28,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after
+from analytics_assets.defs.finished_runs import cursor_after, finished_runs_after, late_runs
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
@@ -137,6 +137,14 @@ def _check_failed(run, asset: str, check: str, evaluations: list, finished_at: f
     return Event(CHECK_FAILED, (run.run_id, asset, check), finished_at, data)
 
 
+def _enqueue_events_of(instance, db, record) -> int:
+    finished_at = record.update_timestamp.timestamp()
+    return sum(
+        delivery.enqueue(db, event, now=time.time())
+        for event in events_for_run(instance, record.dagster_run, finished_at)
+    )
+
+
 @sensor(
     name="webhook_sensor",
     minimum_interval_seconds=30,
@@ -146,21 +154,25 @@ def _check_failed(run, asset: str, check: str, evaluations: list, finished_at: f
 )
 def webhook_sensor(context: SensorEvaluationContext, mongo: MongoResource):
     db = mongo.db()
+    # Runs stored after the cursor had passed them (`late_runs`) are read again: an event
+    # enqueued before adds nothing (`enqueue` is keyed by the event).
+    late = late_runs(context.instance, context.cursor)
     records = finished_runs_after(context.instance, context.cursor, limit=RUNS_PER_TICK)
     enqueued = 0
-    if records and not subscriptions.any_active(db):
+    if (late or records) and not subscriptions.any_active(db):
         # Nobody to tell: the runs' event logs are not read, and nobody subscribing later
         # gets them (a subscription gets what finishes after it was created).
-        context.update_cursor(cursor_after(records[-1]))
-        records = []
-    if records:
+        if records:
+            context.update_cursor(cursor_after(records[-1]))
+        late, records = [], []
+    if late or records:
         # The delivery log's indexes, made here by the pipeline's database user (the API's
         # may write subscriptions only); each call is idempotent.
         subscriptions.ensure_indexes(db)
+    for record in late:
+        enqueued += _enqueue_events_of(context.instance, db, record)
     for record in records:
-        finished_at = record.update_timestamp.timestamp()
-        for event in events_for_run(context.instance, record.dagster_run, finished_at):
-            enqueued += delivery.enqueue(db, event, now=time.time())
+        enqueued += _enqueue_events_of(context.instance, db, record)
         context.update_cursor(cursor_after(record))
     outcome = delivery.deliver_pending(db, time.time())
     summary = (
