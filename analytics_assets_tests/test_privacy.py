@@ -512,6 +512,49 @@ def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mong
     assert PLANTED["PHONE"] not in json.dumps({k: str(v) for k, v in evaluation.metadata.items()})
 
 
+def test_in_a_range_run_only_the_day_holding_raw_pii_fails_its_checks(tmp_path, mongo_server):
+    """Raw PII on the second day of a two-day run, in the lake and in its MongoDB copy: the
+    checks scanned the run's days together and failed both days, with row numbers counted
+    through both, so nobody could tell which day to rebuild."""
+    spec = SampleSpec(days=2, conversations=20, users=5, seed=11, with_bad_records=False)
+    _export_with_pii(tmp_path / "export", spec)
+    defs, lake_manager, mongo = _definitions(tmp_path, mongo_server, "privacy_check_days")
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingestion_job")
+    assert job.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end)).success
+    second = spec.start + timedelta(days=1)
+    lake = lake_manager.lake()
+    stored, _ = lake.read_days(tables.CONVERSATION_MESSAGES, [second])
+    planted = f"call {PLANTED['PHONE']}"
+    lake.write_day(tables.CONVERSATION_MESSAGES, second,
+                   stored.with_columns(pl.lit(planted).alias("content")).head(1).vstack(
+                       stored.slice(1)))  # fmt: skip
+    document = mongo.db()["conversation_messages"].find_one({"day": second.isoformat()})
+    mongo.db()["conversation_messages"].update_one(
+        {"_id": document["_id"]}, {"$set": {"content": f"ring {PLANTED['PHONE']}"}}
+    )
+    checks_job = job.get_subset(
+        asset_check_selection={
+            AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii"),
+            AssetCheckKey(AssetKey("mongo_mirror"), "no_raw_pii_in_collections"),
+        },
+        asset_selection=set(),
+    )
+    checked = checks_job.execute_in_process(
+        instance=instance, tags=range_tags(spec.start, spec.end), raise_on_error=False
+    )
+    verdicts = {
+        (e.check_name, e.partition): (e.passed, e.metadata["raw_pii_by_type"].data)
+        for e in checked.get_asset_check_evaluations()
+    }
+    assert verdicts == {
+        ("no_raw_pii", spec.start.isoformat()): (True, {}),
+        ("no_raw_pii", second.isoformat()): (False, {"PHONE": 1}),
+        ("no_raw_pii_in_collections", spec.start.isoformat()): (True, {}),
+        ("no_raw_pii_in_collections", second.isoformat()): (False, {"PHONE": 1}),
+    }
+
+
 # -- retention -------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 MongoDB collection; no raw user id where only pseudonyms belong."""
 
 from collections import Counter
+from datetime import date
 
 import polars as pl
 from dagster import (
@@ -71,6 +72,27 @@ class _Tally:
         )
 
 
+class _DayTallies:
+    """A `_Tally` per day of the run: each day's verdict is its own rows'. Scanned together,
+    one day's raw PII failed every day of a range backfill, and the row numbers counted
+    through all of them, so nobody could tell which day to rebuild."""
+
+    def __init__(self, days: list) -> None:
+        self.days = {day: _Tally() for day in days}
+
+    def scan(self, frame: pl.DataFrame, column: str, kinds: tuple[str, ...], label: str) -> None:
+        """`frame`: the day and the texts to scan of each row, in `column`."""
+        for (day,), of_day in frame.group_by("day", maintain_order=True):
+            if day in self.days:
+                self.days[day].scan(of_day[column], kinds, label)
+
+    def verdict_of(self, **metadata):
+        def verdict(partition_key: str) -> AssetCheckResult:
+            return self.days[date.fromisoformat(partition_key)].verdict(**metadata)
+
+        return verdict
+
+
 def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[str, ...]):
     mirror = code_location_mirrors().get(table)
     if mirror is None:
@@ -84,16 +106,13 @@ def _mongo_texts(mongo: MongoResource, table: str, days: list, columns: tuple[st
     # fewer round trips to the embedded server (this check in benchmarks/bench_backfill.py's
     # 60-day run, two runs back to back with the previous commit: 6.5 -> 5.3 s, 6.9 -> 5.8 s).
     documents = [
-        document
+        {"day": day, **{c: document.get(c) for c in columns}}
         for day in days
         for document in collection.find(
             {DAY_FIELD: day.isoformat(), **mirror.slice_scope}, projection=projection
         ).batch_size(_READ_BATCH)
     ]
-    return pl.DataFrame(
-        [{c: d.get(c) for c in columns} for d in documents],
-        schema={c: pl.String() for c in columns},
-    )
+    return pl.DataFrame(documents, schema={"day": pl.Date(), **{c: pl.String() for c in columns}})
 
 
 def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
@@ -117,13 +136,15 @@ def _no_raw_pii_check(table: str) -> AssetChecksDefinition:
             return
         days = days_in(context.partition_time_window)
         stored, _ = lake.lake().read_days(table, days)
-        tally = _Tally()
+        tallies = _DayTallies(days)
         for column in columns if stored is not None else ():
             if column in stored.columns:
                 texts = searchable_texts(table, column, stored[column])
-                tally.scan(texts, kinds, f"lake.{column}")
-        # The run's days are scanned together; each day of the run records the verdict.
-        yield from evaluations_per_day(context, tally.verdict(policy=privacy.policy_for(table)))
+                tallies.scan(stored.select("day").with_columns(texts.alias(column)), column,
+                             kinds, f"lake.{column}")  # fmt: skip
+        yield from evaluations_per_day(
+            context, tallies.verdict_of(policy=privacy.policy_for(table))
+        )
 
     return no_raw_pii
 
@@ -145,7 +166,7 @@ def no_raw_pii_in_collections(
     lake: LakeResource,
 ) -> CheckEvents:
     days = days_in(context.partition_time_window)
-    tally, skipped = _Tally(), 0
+    tallies, skipped = _DayTallies(days), Counter()
     for table, columns in TEXT_COLUMNS.items():
         kinds = privacy.redacted_types(table)
         documents = _mongo_texts(mongo, table, days, columns) if kinds else None
@@ -153,18 +174,23 @@ def no_raw_pii_in_collections(
             continue
         stored, _ = lake.lake().read_days(table, days)
         for column in columns:
-            values = documents[column]
+            rows = documents.select("day", column)
             if stored is not None and column in stored.columns:
                 # A document whose text equals the lake's has the same findings, and the
                 # table's own check scanned the lake: only the texts that differ (none,
                 # unless something wrote past the pipeline) are scanned here.
-                differs = ~values.is_in(stored[column].drop_nulls().implode()).fill_null(False)
-                skipped += int(values.len() - differs.sum())
-                values = values.filter(differs)
-            tally.scan(searchable_texts(table, column, values), kinds, f"{table}.{column}")
-    yield from evaluations_per_day(
-        context, tally.verdict(mongo_texts_equal_to_scanned_lake_texts=skipped)
-    )
+                differs = ~rows[column].is_in(stored[column].drop_nulls().implode())
+                differs = differs.fill_null(False)
+                skipped.update(rows.filter(~differs)["day"].to_list())
+                rows = rows.filter(differs)
+            texts = searchable_texts(table, column, rows[column])
+            tallies.scan(rows.with_columns(texts.alias(column)), column, kinds,
+                         f"{table}.{column}")  # fmt: skip
+    def verdict(partition_key: str) -> AssetCheckResult:
+        day = date.fromisoformat(partition_key)
+        return tallies.days[day].verdict(mongo_texts_equal_to_scanned_lake_texts=skipped[day])
+
+    yield from evaluations_per_day(context, verdict)
 
 
 def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
