@@ -680,10 +680,9 @@ def test_a_run_stored_after_the_cursor_passed_its_end_is_still_alerted():
         def finish(run, status: dg.DagsterEventType, at: float) -> None:
             event = dg.DagsterEvent(event_type_value=status.value, job_name=run.job_name,
                                     message="finished")  # fmt: skip
-            instance.handle_new_event(
-                dg.EventLogEntry(error_info=None, level=10, user_message="", run_id=run.run_id,
-                                 timestamp=at, dagster_event=event)  # fmt: skip
-            )
+            entry = dg.EventLogEntry(error_info=None, level=10, user_message="", run_id=run.run_id,
+                                     timestamp=at, dagster_event=event)  # fmt: skip
+            instance.handle_new_event(entry)
 
         failed, succeeded = (instance.create_run_for_job(some_job) for _ in range(2))
         now = time.time()

@@ -277,7 +277,9 @@ def test_a_range_run_translates_each_day_as_a_run_of_that_day_alone():
             "day", "conversation_id", "message_id", "text"
         )
 
-    by_day = pl.concat([run(with_languages.filter(pl.col("day") == day)) for day in (first, second)])
+    by_day = pl.concat(
+        [run(with_languages.filter(pl.col("day") == day)) for day in (first, second)]
+    )
     ranged = run(with_languages)
     assert ranged.sort("day", "message_id").equals(by_day.sort("day", "message_id"))
     assert ranged.sort("day", "message_id").rows() == [

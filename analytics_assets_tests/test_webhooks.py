@@ -225,9 +225,7 @@ def test_a_hanging_receiver_times_out_without_holding_up_the_others(db, receiver
         assert attempt["error"] == "timed out after 1 s" and attempt["duration_ms"] >= 1000
 
 
-def test_a_receiver_that_does_not_speak_http_is_retried_and_the_others_are_recorded(
-    db, receivers
-):
+def test_a_receiver_that_does_not_speak_http_is_retried_and_the_others_are_recorded(db, receivers):
     """urllib lets `http.client` errors through (a status line that is not HTTP, a header
     line too long). One raised out of the pass: nothing was recorded, the healthy receiver got the
     same delivery again on every pass, and the broken one was never backed off."""

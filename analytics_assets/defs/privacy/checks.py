@@ -186,6 +186,7 @@ def no_raw_pii_in_collections(
             texts = searchable_texts(table, column, rows[column])
             tallies.scan(rows.with_columns(texts.alias(column)), column, kinds,
                          f"{table}.{column}")  # fmt: skip
+
     def verdict(partition_key: str) -> AssetCheckResult:
         day = date.fromisoformat(partition_key)
         return tallies.days[day].verdict(mongo_texts_equal_to_scanned_lake_texts=skipped[day])
