@@ -211,7 +211,7 @@ def test_a_label_is_one_label_however_it_is_spelled(tmp_path, capsys):
     from analytics_assets.categorization.taxonomy import canonical_label, parse_taxonomy
     from analytics_assets.cli import main
 
-    spellings = ["How to", "how-to", "how_to", "  HOW  TO ", "How-To"]
+    spellings = ["How to", "how-to", "how_to", "  HOW  TO ", "How-To", "How–to", "how\u2011to"]
     assert {canonical_label(spelling) for spelling in spellings} == {"how_to"}
     taxonomy = parse_taxonomy(
         {
@@ -231,6 +231,50 @@ def test_a_label_is_one_label_however_it_is_spelled(tmp_path, capsys):
     assert main(["evaluate", str(labelled)]) == 0
     printed = capsys.readouterr().out
     assert "Chit-chat" not in printed and "chit_chat" in printed
+
+
+@pytest.mark.parametrize(
+    ("written", "refusal"),
+    [
+        # PyYAML kept the last of a repeated key: the first `billing` was gone.
+        ("topics:\n  billing: {keywords: [invoice]}\n  billing: {keywords: [refund]}\n"
+         "intents:\n  ask: {keywords: [how]}\n", "twice in one section"),
+        # One text was read character by character: the keywords p, a, r, c, e, l.
+        ("topics:\n  shipping: {keywords: parcel}\nintents:\n  ask: {keywords: [how]}\n",
+         "must be a list"),
+        ("topics:\n  shipping: {patterns: 'return label'}\nintents:\n  ask: {}\n",
+         "must be a list"),
+        # `on:` is YAML's true: the label `true`.
+        ("topics:\n  on: {keywords: [brand]}\nintents:\n  ask: {keywords: [how]}\n",
+         "not a text"),
+        # An empty item was the keyword "None", which matched "none of this works".
+        ("topics:\n  a: {keywords: [x]}\nintents:\n  ask:\n    keywords:\n      - how\n"
+         "      -\n", "empty item"),
+        # In a flow list, `error:` is a mapping: the shipped assistant taxonomy held three.
+        ("topics:\n  a: {keywords: [x]}\nintents:\n  fix: {keywords: [debug, error:]}\n",
+         "nested"),
+        ("topics:\n  '--': {keywords: [x]}\nintents:\n  ask: {keywords: [how]}\n",
+         "no name"),
+    ],
+)  # fmt: skip
+def test_a_taxonomy_file_that_would_load_other_than_written_is_refused(tmp_path, written, refusal):
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text(written, encoding="utf-8")
+    with pytest.raises(ValueError, match=refusal):
+        load_taxonomy(str(path))
+
+
+def test_keywords_that_end_in_punctuation_match_and_stay_whole_words():
+    """A word boundary was asked after `c++` and `c#` too, where there is none: the shipped
+    assistant taxonomy's `c++`, `c#` and `.net` never matched."""
+    from analytics_assets.categorization.rules import classify
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    texts = ["I am learning c++", "a c# question", "hosting asp.net core", "abc++ xyz"]
+    labelled = classify(pl.DataFrame({"text": texts}), "text", "topic", load_taxonomy("assistant"))
+    assert labelled["topic"].to_list() == ["coding", "coding", "coding", "other"]
 
 
 @pytest.mark.nocodb

@@ -22,6 +22,7 @@ from analytics_assets.categorization.taxonomy import (
     SHIPPED_TAXONOMIES,
     canonical_label,
     parse_taxonomy,
+    read_taxonomy_document,
 )
 
 NAME_TERMS = 2
@@ -41,7 +42,7 @@ def cluster_name(terms: list[str], cluster: int) -> str:
 def taxonomy_document(path: str | None) -> dict:
     """The YAML document of a shipped taxonomy (by name) or of a file."""
     chosen = SHIPPED_TAXONOMIES.get(path or "support") or Path(path)
-    return yaml.safe_load(Path(chosen).read_text(encoding="utf-8"))
+    return read_taxonomy_document(Path(chosen).read_text(encoding="utf-8"))
 
 
 def promote(
@@ -55,8 +56,14 @@ def promote(
     """A copy of the taxonomy document with the new topic; refuses a name it already has
     (however it is spelled) and checks that the result still parses."""
     label = canonical_label(name)
+    if not label:
+        raise ValueError(f"{name!r} is no topic name: it has no letters or digits")
     if label in {canonical_label(t) for t in (document.get("topics") or {})}:
         raise ValueError(f"the taxonomy already has a topic {label!r}")
+    fallback = canonical_label((document.get("fallbacks") or {}).get("topic") or "other")
+    if label == fallback:
+        # A head sure of the fallback is an abstention; as a topic, it would be a label.
+        raise ValueError(f"{label!r} is the taxonomy's fallback topic, not one to promote")
     promoted = copy.deepcopy(document)
     promoted.setdefault("topics", {})[label] = {
         "description": f"Promoted from topic_discovery on {day.isoformat()}: "
