@@ -157,10 +157,6 @@ def test_a_promoted_topic_keeps_the_shipped_heads_and_its_keywords_win():
 def test_a_name_with_no_letters_or_the_fallback_is_not_promoted(name):
     """`--` was written as a topic with an empty name; `other`, the fallback, became a topic
     a head could be sure of, which is no abstention."""
-    from datetime import date
-
-    from analytics_assets.categorization.promote import promote, taxonomy_document
-
-    with pytest.raises(ValueError, match="no topic name|fallback"):
+    with pytest.raises(ValueError, match=r"no topic name|fallback"):
         promote(taxonomy_document("assistant"), name=name, terms=["parcel"], examples=["x"],
                 day=date(2026, 11, 30))  # fmt: skip
