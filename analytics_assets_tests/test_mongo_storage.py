@@ -14,7 +14,7 @@ from dagster import (
     asset,
     materialize,
 )
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from analytics_assets.defs.partitions import daily_partitions, days_in
 from analytics_assets.defs.storage.io_managers import MongoIOManager
@@ -336,8 +336,6 @@ class ValidatingCollection:
         self.collection = collection
 
     def bulk_write(self, operations, ordered):
-        from pymongo.errors import BulkWriteError
-
         refused = [i for i, op in enumerate(operations) if op._doc.get("content") == "refuse"]
         kept = [op for i, op in enumerate(operations) if i not in refused]
         result = self.collection.bulk_write(kept, ordered=ordered) if kept else None
@@ -372,6 +370,50 @@ def test_a_document_refused_while_a_day_is_rewritten_does_not_fail_the_day(mongo
     # The rest of the day is the new version; the record gone from the source is gone.
     assert sorted(stored) == sorted(d["_id"] for i, d in enumerate(again) if i != 1)
     assert {doc[RUN_FIELD] for doc in stored.values()} == {"run-2"}
+
+
+class LockedCollection:
+    """The real collection behind a server that answers "database is locked" (code 8, as the
+    embedded server's SQLite does while another process writes) to the next `locked` bulk
+    writes: fault injection only."""
+
+    def __init__(self, collection, locked: int):
+        self.collection, self.locked = collection, locked
+
+    def bulk_write(self, operations, ordered):
+        if self.locked:
+            self.locked -= 1
+            raise BulkWriteError({
+                "writeErrors": [{"index": i, "code": 8, "errmsg": "database is locked"}
+                                for i in range(len(operations))],
+                "nMatched": 0,
+            })  # fmt: skip
+        return self.collection.bulk_write(operations, ordered=ordered)
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_a_locked_database_is_retried_and_never_empties_the_served_day(mongo):
+    """ "database is locked" was taken for the server refusing each document: the documents
+    became rejections, the day's delete of what the write had not produced removed their
+    served copies, and the write reported success with the day empty."""
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 10)
+    first = frame_to_documents(messages(day, 3), SPEC)
+    replace_days(collection, first, [day.isoformat()], spec=SPEC, run_id="run-1")
+    again = frame_to_documents(messages(day, 3, version=2), SPEC)
+    # Locked for good: the write fails, and the day keeps what it held.
+    with pytest.raises(BulkWriteError):
+        replace_days(LockedCollection(collection, locked=99), again, [day.isoformat()],
+                     spec=SPEC, run_id="run-2", backoff_s=0)  # fmt: skip
+    assert collection.count_documents({"day": day.isoformat()}) == 3
+    # Locked for a moment: retried, and the day is the new version.
+    report = replace_days(LockedCollection(collection, locked=2), again, [day.isoformat()],
+                          spec=SPEC, run_id="run-3", backoff_s=0)  # fmt: skip
+    assert (report.rejected, report.written, report.retries) == ([], 3, 2)
+    stored = list(collection.find({"day": day.isoformat()}))
+    assert len(stored) == 3 and {doc[RUN_FIELD] for doc in stored} == {"run-3"}
 
 
 def test_oversized_documents_are_caught_before_the_server(mongo):

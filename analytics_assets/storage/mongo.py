@@ -21,7 +21,13 @@ from typing import Any, TypeVar
 import polars as pl
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
-from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, NotPrimaryError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    NetworkTimeout,
+    NotPrimaryError,
+    OperationFailure,
+)
 
 from analytics_assets.storage.collections import DAY_FIELD, RUN_FIELD, CollectionSpec
 from analytics_assets.storage.day_index import remove_day_lists, write_day_index
@@ -30,6 +36,16 @@ from analytics_assets.transforms.timestamps import parse_utc_timestamp
 
 TRANSIENT_ERRORS = (AutoReconnect, NotPrimaryError, NetworkTimeout)
 DUPLICATE_KEY = 11000
+# What a server answers about one document it will not store: a validator's refusal, a
+# document or key too large, a value or field name it does not take. Such a document is
+# rejected (with its reason), and its older copy goes with the day's stale ones.
+DOCUMENT_REFUSALS = frozenset({2, 52, 121, 10334, 17280, 17419, 17420})
+# Errors that say nothing about the document: the server was busy or going away (the
+# embedded server's SQLite answers 8, "database is locked", while another process writes).
+# Retried; still there after the retries, the write fails. Taken for refusals, they were
+# rejections, and the day's delete of what the write had not produced emptied the served
+# day while the write reported success.
+TRANSIENT_CODES = frozenset({6, 7, 8, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 # Fresh documents per insert_many call; bounds what a transient failure makes us resend.
 INSERT_CHUNK = 20_000
 T = TypeVar("T")
@@ -56,16 +72,26 @@ class WriteReport:
 def _with_retries(
     operation: Callable[[], T], report: WriteReport, *, attempts: int, backoff_s: float
 ) -> T:
-    """Retries transient failures; safe because every write here is idempotent."""
+    """Retries transient failures; safe because every write here is idempotent (a document
+    an unordered write stored before the failure is a duplicate key on the retry)."""
     for attempt in range(attempts):
         try:
             return operation()
-        except TRANSIENT_ERRORS:
-            if attempt + 1 == attempts:
+        except (*TRANSIENT_ERRORS, BulkWriteError, OperationFailure) as error:
+            if not _transient(error) or attempt + 1 == attempts:
                 raise
             report.retries += 1
             time.sleep(random.uniform(0, backoff_s * 2**attempt))
     raise AssertionError("unreachable")
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    if isinstance(error, BulkWriteError):
+        codes = {e.get("code") for e in error.details.get("writeErrors", [])} - {DUPLICATE_KEY}
+        return bool(codes) and codes <= TRANSIENT_CODES
+    return getattr(error, "code", None) in TRANSIENT_CODES
 
 
 def frame_to_documents(frame: pl.DataFrame, spec: CollectionSpec) -> list[dict[str, Any]]:
@@ -136,9 +162,13 @@ def _bulk(
 def _refused(
     error: BulkWriteError, batch: Sequence[dict[str, Any]], report: WriteReport
 ) -> set[int]:
-    """Records the documents a bulk write refused for another reason than a duplicate key
-    (a server that enforces the validator refuses single documents; the rest land); returns
-    their indices in `batch`."""
+    """Records the documents a bulk write refused (`DOCUMENT_REFUSALS`: a server that
+    enforces the validator refuses single documents; the rest land); returns their indices
+    in `batch`. Any other error but a duplicate key fails the write: nothing of the day is
+    deleted on its account."""
+    codes = {write_error.get("code") for write_error in error.details.get("writeErrors", [])}
+    if codes - DOCUMENT_REFUSALS - {DUPLICATE_KEY}:
+        raise error
     refused = set()
     for write_error in error.details.get("writeErrors", []):
         if write_error.get("code") == DUPLICATE_KEY:
