@@ -527,6 +527,19 @@ def test_a_head_adopted_from_corrections_is_not_pooled(embedder):
     assert set(ModelTier.build(embedder, custom).companions) == {"sentiment"}
 
 
+def test_a_blank_text_gets_no_label_from_the_model_in_categorize_and_evaluate(embedder):
+    """`categorize_texts` (the `categorize` and `evaluate` commands) lacked the abstention
+    the conversations have: empty, missing and zero-width texts got the heads' labels."""
+    from analytics_assets.categorization.conversations import categorize_texts
+
+    texts = pl.DataFrame({"id": ["a", "b", "c"], "text": ["", None, " \u200b\ufeff "]})
+    model = ModelTier.build(embedder, TAXONOMY)
+    for row in categorize_texts(texts, TAXONOMY, model=model).iter_rows(named=True):
+        for dimension in ("topic", "intent", "sentiment"):
+            assert row[f"{dimension}_method"] == "fallback", (row["id"], dimension)
+            assert row[f"{dimension}_confidence"] == 0
+
+
 def test_a_conversation_without_user_text_gets_no_label_from_the_model(embedder):
     """The model tier's heads gave an assistant-only conversation a sure `chit_chat`."""
     from datetime import UTC, datetime

@@ -249,7 +249,10 @@ def categorize_texts(
     frame, _ = apply_llm_tier(frame, "text", llm, taxonomy)
     frame = sentiment(frame, "text", taxonomy, language="language", threshold=threshold)
     frame = apply_ngram_heads(frame, "text", heads, ("sentiment",), threshold=threshold)
-    return apply_model_sentiment(frame, "text", model)
+    frame = apply_model_sentiment(frame, "text", model)
+    # As categorize_conversations does: `evaluate` and `categorize` measured and labelled
+    # blank texts with the heads' confident labels.
+    return _abstain_without_user_text(frame, taxonomy, _TEXT_LABEL_COLUMNS)
 
 
 def categorize_conversations(
@@ -359,15 +362,20 @@ _LABEL_COLUMNS = (
     ("sentiment_opening", "opening", "sentiment"),
     ("sentiment", "last", "sentiment"),
 )
+_TEXT_LABEL_COLUMNS = (("topic", "text", "topic"), ("intent", "text", "intent"),
+                       ("sentiment", "text", "sentiment"))  # fmt: skip
 
 
-def _abstain_without_user_text(frame: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
+def _abstain_without_user_text(
+    frame: pl.DataFrame, taxonomy: Taxonomy, label_columns=_LABEL_COLUMNS
+) -> pl.DataFrame:
     """The fallback (confidence 0, method `fallback`) wherever the text a label is read from
-    is missing or blank: the model tier's heads and the LLM gave such rows a confident
-    label (an assistant-only conversation was `chit_chat` at 0.95)."""
+    is missing or blank (white space and invisible format characters only, such as a zero
+    width space or a byte order mark): the model tier's heads and the LLM gave such rows a
+    confident label (an assistant-only conversation was `chit_chat` at 0.95)."""
     columns = []
-    for prefix, text, dimension in _LABEL_COLUMNS:
-        blank = pl.col(text).fill_null("").str.strip_chars() == ""
+    for prefix, text, dimension in label_columns:
+        blank = pl.col(text).fill_null("").str.replace_all(r"[\s\p{Cf}]+", "") == ""
         columns += [
             pl.when(blank).then(pl.lit(taxonomy.fallbacks[dimension]))
             .otherwise(pl.col(prefix)).alias(prefix),
