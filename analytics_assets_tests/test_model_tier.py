@@ -348,6 +348,11 @@ def test_a_range_run_of_topic_discovery_clusters_each_day_on_its_own(embedder):
     sizes = clusters.group_by("day").agg(pl.col("size").sum())
     assert dict(sizes.iter_rows()) == {days[0]: 4, days[1]: 6}
     assert clustered == {days[0]: 4, days[1]: 6}
+    # A taxonomy whose fallback topic is `misc`: its conversations are the ones clustered
+    # (with `other` written in, none ever were).
+    misc = categories.with_columns(pl.lit("misc").alias("topic"))
+    _, clustered = clusters_by_day(days, misc, messages, embedder.embed, fallback="misc")
+    assert clustered == {days[0]: 4, days[1]: 6}
 
 
 def test_a_range_run_of_topic_discovery_gives_each_day_its_own_metadata(tmp_path, embedder):

@@ -318,14 +318,16 @@ def clusters_by_day(
     conversation_categories: pl.DataFrame,
     conversation_messages: pl.DataFrame,
     embed: Callable,
+    fallback: str = "other",
 ) -> tuple[pl.DataFrame, dict[date, int]]:
-    """Each day's `other` conversations clustered on their own, as a run of that day alone
-    does (a range run, a single-run backfill, clustered the range once and filed every
-    cluster under its first day); and how many conversations each day clustered."""
+    """Each day's conversations of the taxonomy's fallback topic (`other` unless it names
+    another) clustered on their own, as a run of that day alone does (a range run, a
+    single-run backfill, clustered the range once and filed every cluster under its first
+    day); and how many conversations each day clustered."""
     by_day, in_other = [], {}
     for day in days:
         others = conversation_categories.filter(
-            (pl.col("topic") == "other") & (pl.col("day") == day)
+            (pl.col("topic") == fallback) & (pl.col("day") == day)
         )["conversation_id"]
         openings = (
             conversation_messages.filter(
@@ -368,6 +370,9 @@ def topic_discovery(
         conversation_categories,
         conversation_messages,
         embedder.embed,
+        # A taxonomy may name its fallback otherwise (`misc`): with `other` written here,
+        # such a deployment never clustered anything.
+        fallback=categorization.taxonomy().fallbacks["topic"],
     )
 
     def discovery_of_day(day: date, clusters_of_day: pl.DataFrame) -> dict:
