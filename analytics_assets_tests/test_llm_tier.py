@@ -270,3 +270,26 @@ def test_a_text_without_letters_or_digits_is_not_sent(server):
     assert [a.reason for a in answers[:3]] == ["no words"] * 3
     assert answers[3].labels is not None
     assert len(server.requests) == 1 and run.requests == 1
+
+
+def test_the_endpoint_can_say_no_label_fits_and_that_is_an_abstention():
+    """The strict schema's enums lacked the fallbacks (`other`, `uncertain`): a compliant
+    endpoint had to pick a label for junk, stored as a sure `llm` label."""
+    assistant = load_taxonomy("assistant")
+    fake = FakeOpenAI(
+        lambda text: json.dumps({"topic": "other", "intent": "uncertain", "sentiment": "neutral"})
+    )
+    try:
+        labeler = LlmLabeler(fake.url, "fake-model", budget=5)
+        texts = pl.DataFrame({"id": ["junk"], "text": ["asdf qwer zxcv"]})
+        row = categorize_texts(texts, assistant, llm=labeler).row(0, named=True)
+        schema = fake.requests[0]["body"]["response_format"]["json_schema"]["schema"]
+        system = fake.requests[0]["body"]["messages"][0]["content"]
+    finally:
+        fake.close()
+    assert "other" in schema["properties"]["topic"]["enum"]
+    assert assistant.fallbacks["intent"] in schema["properties"]["intent"]["enum"]
+    assert "- other: none of the above fits" in system
+    assert (row["topic"], row["topic_method"]) == ("other", "fallback")
+    assert row["intent_method"] == "fallback"
+    assert labeler.last_run.abstained == {"none of the labels fits": 1}

@@ -223,7 +223,9 @@ def apply_llm_tier(frame: pl.DataFrame, text: str, labeler, taxonomy: Taxonomy):
     )
     merged = frame.with_row_index("_row").join(updates, on="_row", how="left")
     for d in ("topic", "intent"):
-        use = pl.col(f"{d}_method").eq("fallback") & pl.col(f"_{d}").is_not_null()
+        # The endpoint answering the fallback (`other`: none fits) is an abstention too.
+        answered = pl.col(f"_{d}").is_not_null() & pl.col(f"_{d}").ne(taxonomy.fallbacks[d])
+        use = pl.col(f"{d}_method").eq("fallback") & answered
         merged = merged.with_columns(
             _replaced_where(use, d, pl.col(f"_{d}"), pl.lit(LLM_CONFIDENCE), pl.lit("llm"))
         )

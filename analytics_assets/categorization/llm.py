@@ -77,10 +77,19 @@ class LlmRun:
         }
 
 
+def _options(taxonomy: Taxonomy, dimension: str) -> list[str]:
+    """The labels the endpoint may answer: the taxonomy's, and its fallback (`other`,
+    `uncertain`), so that it can say none fits. Without it a strict schema made a compliant
+    endpoint pick a label for anything, junk included, and the pick was stored as sure."""
+    names = taxonomy.names(dimension)
+    fallback = taxonomy.fallbacks[dimension]
+    return names if fallback in names else [*names, fallback]
+
+
 def _schema(taxonomy: Taxonomy) -> dict:
     options = {
-        "topic": taxonomy.names("topic"),
-        "intent": taxonomy.names("intent"),
+        "topic": _options(taxonomy, "topic"),
+        "intent": _options(taxonomy, "intent"),
         "sentiment": list(SENTIMENTS),
     }
     return {
@@ -102,6 +111,9 @@ def _prompt(taxonomy: Taxonomy) -> str:
         lines += [
             f"- {label.name}: {label.description}" for label in taxonomy.labels[dimension].values()
         ]
+        fallback = taxonomy.fallbacks[dimension]
+        if fallback not in taxonomy.labels[dimension]:
+            lines.append(f"- {fallback}: none of the above fits, or you cannot tell.")
     lines.append("sentiment: positive, negative or neutral (how the user feels).")
     return "\n".join(lines)
 
@@ -189,6 +201,8 @@ class LlmLabeler:
                 failures_in_a_row = failures_in_a_row + 1 if failed else 0
             if result.labels is not None:
                 self.cache.put(key, result.labels)
+                if any(result.labels.get(d) == taxonomy.fallbacks[d] for d in ("topic", "intent")):
+                    run.abstained["none of the labels fits"] += 1
             else:
                 run.abstained[result.reason] += 1
             results.append(result)
@@ -249,8 +263,8 @@ def _validated(answer: object, taxonomy: Taxonomy) -> LlmLabel:
     if not isinstance(answer, dict):
         return LlmLabel(None, "malformed output")
     allowed = {
-        "topic": set(taxonomy.names("topic")),
-        "intent": set(taxonomy.names("intent")),
+        "topic": set(_options(taxonomy, "topic")),
+        "intent": set(_options(taxonomy, "intent")),
         "sentiment": set(SENTIMENTS),
     }
     labels = {}
