@@ -532,6 +532,35 @@ def test_a_head_adopted_from_corrections_is_not_pooled(embedder):
     assert set(ModelTier.build(embedder, custom).companions) == {"sentiment"}
 
 
+def test_a_taxonomy_of_keywords_only_reads_its_labels_from_their_names(embedder):
+    """Zero-shot left out every label without a description or examples: a taxonomy of
+    keywords only failed to load, and one with a single described label gave it to every
+    text at 1.0."""
+    from analytics_assets.categorization.taxonomy import parse_taxonomy
+
+    keywords_only = parse_taxonomy(
+        {
+            "topics": {"shipping": {"keywords": ["parcel", "courier"]},
+                       "billing": {"keywords": ["invoice", "refund"]}},
+            "intents": {"ask": {"keywords": ["how"]}, "complain": {"keywords": ["terrible"]}},
+        }
+    )  # fmt: skip
+    model = ModelTier.build(embedder, keywords_only)
+    predicted = model.predict(["Where is my parcel? The courier never came."], ["topic"])
+    assert predicted["topic"].labels == ["shipping"]
+    one_described = parse_taxonomy(
+        {
+            "topics": {"returns": {"description": "Sending a product back for a refund."},
+                       "other": {}},
+            "intents": {"ask": {"keywords": ["how"]}, "complain": {"keywords": ["terrible"]}},
+        }
+    )  # fmt: skip
+    model = ModelTier.build(embedder, one_described)
+    predicted = model.predict(["Hello there!", "What is the weather tomorrow?"], ["topic"])
+    assert predicted["topic"].labels == ["other", "other"]
+    assert list(predicted["topic"].confidence) == [0.0, 0.0]
+
+
 def test_a_blank_text_gets_no_label_from_the_model_in_categorize_and_evaluate(embedder):
     """`categorize_texts` (the `categorize` and `evaluate` commands) lacked the abstention
     the conversations have: empty, missing and zero-width texts got the heads' labels."""

@@ -67,6 +67,12 @@ def _decide(probabilities: np.ndarray, names: Sequence[str], fallback: str, thre
     return labels, confidence
 
 
+def _prototype_texts(label) -> list[str]:
+    if label.description or label.examples:
+        return [label.description, *label.examples]
+    return [label.name.replace("_", " "), *label.keywords]
+
+
 @dataclass
 class ZeroShot:
     """Each label's prototype: the mean embedding of its description and examples."""
@@ -78,26 +84,40 @@ class ZeroShot:
 
     @classmethod
     def from_taxonomy(cls, taxonomy: Taxonomy, dimension: str, embed) -> ZeroShot:
+        """A label written with keywords only is read from its name and keywords: left out,
+        a taxonomy of keywords only failed to load, and one of a single described label
+        gave that label, at 1.0, to every text. The fallback is not a prototype of its own
+        unless the taxonomy describes it."""
+        fallback = taxonomy.fallbacks[dimension]
         labels = [
             label
             for label in taxonomy.labels[dimension].values()
-            if label.description or label.examples
+            if label.description or label.examples or label.name != fallback
         ]
         prototypes = []
         for label in labels:
-            vectors = embed([label.description, *label.examples])
+            vectors = embed(_prototype_texts(label))
             mean = vectors.mean(axis=0)
             prototypes.append(mean / np.linalg.norm(mean))
+        if len(labels) < 2:
+            # One label has nothing to be told apart from: every text would be it, sure.
+            return cls(names=[], prototypes=np.zeros((0, 1)), fallback=fallback)
         return cls(
             names=[label.name for label in labels],
             prototypes=np.stack(prototypes),
-            fallback=taxonomy.fallbacks[dimension],
+            fallback=fallback,
         )
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        if not self.names:
+            return np.zeros((len(embeddings), 0))
         return softmax(embeddings @ self.prototypes.T / self.temperature)
 
     def predict(self, embeddings: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Prediction:
+        if not self.names:
+            count = len(embeddings)
+            return Prediction([self.fallback] * count, np.zeros(count), "zero_shot",
+                              "zero-shot-none")  # fmt: skip
         labels, confidence = _decide(
             self.probabilities(embeddings), self.names, self.fallback, threshold
         )
