@@ -561,6 +561,33 @@ def test_a_taxonomy_of_keywords_only_reads_its_labels_from_their_names(embedder)
     assert list(predicted["topic"].confidence) == [0.0, 0.0]
 
 
+def test_a_head_adopted_under_another_taxonomy_is_left_out(tmp_path, embedder, caplog):
+    """Adopted correction heads were kept per encoder only: after ANALYTICS_TAXONOMY went
+    from support to assistant, a topic head adopted from support corrections replaced the
+    assistant's own, and its labels, unknown there, made every text `other`."""
+    import json
+
+    from analytics_assets.categorization.feedback import HEADS_INDEX, load_model_tier
+    from analytics_assets.categorization.model_tier import train_head
+    from analytics_assets.categorization.taxonomy import load_taxonomy
+
+    texts = ["I was charged twice on my invoice", "The app crashes when I upload a file"] * 4
+    head = train_head(embedder.embed(texts), ["billing", "bug"] * 4, fallback="other")
+    folder = tmp_path / "heads" / embedder.name
+    head.save(folder)
+    (folder / HEADS_INDEX).write_text(json.dumps({"topic": head.version}))
+    support = load_model_tier(load_taxonomy("support"), device="cpu", batch_size=32,
+                              threshold=0.5, heads_dir=tmp_path / "heads")  # fmt: skip
+    assert support.predictors["topic"].version == head.version
+    with caplog.at_level("WARNING"):
+        assistant = load_model_tier(load_taxonomy("assistant"), device="cpu", batch_size=32,
+                                    threshold=0.5, heads_dir=tmp_path / "heads")  # fmt: skip
+    assert assistant.predictors["topic"].version != head.version
+    assert "left out: its labels are not the taxonomy's" in caplog.text
+    predicted = assistant.predict(["Who won the world cup in 1998?"], ["topic"])
+    assert predicted["topic"].labels != ["other"]
+
+
 def test_a_blank_text_gets_no_label_from_the_model_in_categorize_and_evaluate(embedder):
     """`categorize_texts` (the `categorize` and `evaluate` commands) lacked the abstention
     the conversations have: empty, missing and zero-width texts got the heads' labels."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from analytics_assets.categorization.model_tier import (
 )
 from analytics_assets.categorization.taxonomy import Taxonomy, canonical_label
 from analytics_assets.storage.state import state_path, write_text_atomically
+
+logger = logging.getLogger(__name__)
 
 HEADS_INDEX = "current.json"
 TRAINED_DIMENSIONS = ("topic", "intent")
@@ -248,12 +251,22 @@ def load_model_tier(
     torch and the model load only now: the rules tier never pays for them."""
     from analytics_assets.categorization.device import resolve_device
     from analytics_assets.categorization.embeddings import shared_embedder
-    from analytics_assets.categorization.model_tier import Head, ModelTier
+    from analytics_assets.categorization.model_tier import Head, ModelTier, head_fits
 
     embedder = shared_embedder(resolve_device(device), batch_size, encoder)
     folder = encoder_heads_dir(heads_dir, embedder.name, heads_storage_options)
-    heads = {
+    adopted = {
         dimension: Head.load(folder, version)
         for dimension, version in current_heads(folder).items()
     }
+    # Only heads whose labels the taxonomy has, as for the shipped ones: after a switch of
+    # ANALYTICS_TAXONOMY (support to assistant), heads adopted from the support taxonomy's
+    # corrections replaced the assistant's own, and their labels, unknown there, became
+    # `other` for every text.
+    heads = {d: head for d, head in adopted.items() if head_fits(d, head.names, taxonomy)}
+    for dimension in sorted(set(adopted) - set(heads)):
+        logger.warning(
+            "adopted %s head %s left out: its labels are not the taxonomy's (version %s)",
+            dimension, adopted[dimension].version, taxonomy.version,
+        )  # fmt: skip
     return ModelTier.build(embedder, taxonomy, heads, threshold=threshold)
