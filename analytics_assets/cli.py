@@ -185,6 +185,15 @@ def run_categorization(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         raise UsageError(f"{args.input} is not a file")
 
+    if args.tier in ("model", "llm"):
+        # The heads the pipeline runs: the adopted correction heads in the deployment's
+        # heads folder (local or S3). Without them, `evaluate --tier model` scored another
+        # model tier than the one that labels the conversations.
+        from analytics_assets.deployments import categorization_for
+
+        categorization = categorization_for(get_settings())
+        args.heads_dir = categorization.heads_dir
+        args.heads_storage_options = categorization.heads_storage_options()
     runner = run_categorize if args.command == "categorize" else run_evaluate
     return runner(args)
 
@@ -656,7 +665,12 @@ def _add_categorization_commands(commands: Subcommands) -> None:
             help="The model tier's encoder (default: ANALYTICS_ENCODER, else use-m3).",
         )
         command.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-        command.add_argument("--threshold", type=float, default=0.5)
+        command.add_argument(
+            "--threshold",
+            type=float,
+            help="Below this confidence a label is the fallback "
+            "(default: ANALYTICS_CATEGORIZATION_THRESHOLD, as the pipeline).",
+        )
         command.add_argument(
             "--taxonomy",
             help="A shipped taxonomy (support, assistant) or a YAML file "

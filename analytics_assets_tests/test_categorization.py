@@ -233,6 +233,21 @@ def test_a_label_is_one_label_however_it_is_spelled(tmp_path, capsys):
     assert "Chit-chat" not in printed and "chit_chat" in printed
 
 
+def test_evaluate_counts_abstentions_by_method_not_by_label(tmp_path, capsys):
+    """Read from the label, a sure `other` found by the support taxonomy's keywords (a topic
+    there) was an abstention: the rate and the accuracy said `1.000` together."""
+    from analytics_assets.cli import main
+
+    labelled = tmp_path / "labelled.csv"
+    pl.DataFrame({"id": ["1", "2"], "text": ["Tell me a joke about cats", "hmm"],
+                  "topic": ["other", "other"]}).write_csv(labelled)  # fmt: skip
+    rules = categorize_texts(pl.read_csv(labelled).select("id", "text"), TAXONOMY)
+    assert rules["topic_method"].to_list() == ["rules", "fallback"]
+    assert main(["evaluate", str(labelled)]) == 0
+    printed = capsys.readouterr().out
+    assert "topic: accuracy 1.000  macro-F1 1.000  abstention 0.500  (n=2)" in printed
+
+
 @pytest.mark.parametrize(
     ("written", "refusal"),
     [

@@ -588,6 +588,40 @@ def test_a_head_adopted_under_another_taxonomy_is_left_out(tmp_path, embedder, c
     assert predicted["topic"].labels != ["other"]
 
 
+def test_evaluate_scores_the_model_tier_the_pipeline_runs(tmp_path, embedder, monkeypatch, capsys):
+    """`evaluate --tier model` left out the adopted correction heads and used a threshold of
+    its own: it measured another model tier than the one labelling the conversations."""
+    import json
+
+    from analytics_assets.categorization.feedback import HEADS_INDEX
+    from analytics_assets.categorization.model_tier import train_head
+    from analytics_assets.cli import main
+    from analytics_assets.settings import get_settings
+
+    # An adopted head trained on corrections that call feature requests billing (and the
+    # other way round): where it runs, the feature request is billing.
+    texts = ["Please add a dark theme to the phone app", "I was charged twice on my invoice"] * 4
+    head = train_head(embedder.embed(texts), ["billing", "features"] * 4, fallback="other")
+    folder = tmp_path / "heads" / embedder.name
+    head.save(folder)
+    (folder / HEADS_INDEX).write_text(json.dumps({"topic": head.version}))
+    labelled = tmp_path / "labelled.csv"
+    pl.DataFrame({"id": ["1"], "text": ["Can you add dark mode to the mobile app?"],
+                  "topic": ["features"]}).write_csv(labelled)  # fmt: skip
+    arguments = ["evaluate", str(labelled), "--tier", "model", "--device", "cpu",
+                 "--encoder", embedder.name]  # fmt: skip
+    assert main(arguments) == 0
+    assert "topic: accuracy 1.000" in capsys.readouterr().out
+    monkeypatch.setenv("ANALYTICS_HEADS_DIR", str(tmp_path / "heads"))
+    get_settings.cache_clear()
+    try:
+        assert main(arguments) == 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "topic: accuracy 0.000" in capsys.readouterr().out
+
+
 def test_a_blank_text_gets_no_label_from_the_model_in_categorize_and_evaluate(embedder):
     """`categorize_texts` (the `categorize` and `evaluate` commands) lacked the abstention
     the conversations have: empty, missing and zero-width texts got the heads' labels."""
