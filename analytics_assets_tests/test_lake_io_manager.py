@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -316,6 +316,35 @@ def test_days_written_before_and_after_a_release_changed_the_columns_read_as_one
     ]
     assert manager.scan_days("events", [old, new]).select("day", "count").collect().height == 2
     assert manager.scan_all("events").select(pl.col("added").sum()).collect().item() == 1.5
+
+
+def test_a_type_that_changed_between_the_first_and_last_day_still_reads(tmp_path):
+    """The merged schema of the two ends refused what a day between them held: integers
+    where the newest day holds floats, text where both ends are all null, nanoseconds, a
+    categorical, and a struct field a middle day had."""
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    days = [date(2026, 11, 10) + timedelta(days=n) for n in range(3)]
+
+    def at(day: int, unit: str) -> pl.Series:
+        return pl.Series([datetime(2026, 11, day)], dtype=pl.Datetime(unit))
+
+    columns = [
+        {"ratio": [1], "note": [None], "at": at(10, "us"),
+         "label": pl.Series(["a"], dtype=pl.String), "parts": [{"a": 1}]},
+        {"ratio": [2], "note": ["text"], "at": at(11, "ns"),
+         "label": pl.Series(["b"], dtype=pl.Categorical), "parts": [{"a": 2, "b": "x"}]},
+        {"ratio": [2.5], "note": [None], "at": at(12, "us"),
+         "label": pl.Series(["c"], dtype=pl.String), "parts": [{"a": 3}]},
+    ]  # fmt: skip
+    for day, values in zip(days, columns, strict=True):
+        lake.write_day("events", day, pl.DataFrame({"day": [day], **values}))
+    frame, _ = lake.read_days("events", days)
+    assert frame.sort("day").select("ratio", "note", "label").rows() == [
+        (1.0, None, "a"),
+        (2.0, "text", "b"),
+        (2.5, None, "c"),
+    ]
+    assert frame["parts"].struct.field("a").sort().to_list() == [1, 2, 3]
 
 
 def test_days_another_process_wrote_to_s3_are_seen_by_a_long_lived_one(s3_server, tmp_path):

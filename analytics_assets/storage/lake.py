@@ -229,8 +229,10 @@ class Lake:
         Polars takes the first file's schema for all: once a release added a column (or
         widened one: Int32 to Int64, Null to String), every scan mixing older and newer days
         failed, a look-back or an erasure included. The schema is the oldest and newest
-        files' merged (every column either has, in the wider type); a file without a column
-        gets nulls, and a column only files between them have is left out."""
+        files' merged (every column either has, in the wider type; text where both are all
+        null); a file without a column gets nulls, a column only files between them have is
+        left out, and a file between them may hold a type the merged one takes (integers
+        where it is a float, nanoseconds, a categorical, a struct field more)."""
         if not days:
             return pl.LazyFrame()
         paths = [str(self.day_file(table, day)) for day in days]
@@ -248,13 +250,26 @@ class Lake:
         merged = pl.concat(
             [pl.DataFrame(schema=last), pl.DataFrame(schema=first)], how="diagonal_relaxed"
         ).schema
+        # A column null on both ends says nothing of its type: a day between them may hold
+        # text, which a Null column refused. Text takes what any of them holds.
+        merged = {
+            name: pl.String() if dtype == pl.Null else dtype for name, dtype in merged.items()
+        }
         return pl.scan_parquet(
             paths,
             schema=merged,
             missing_columns="insert",
             extra_columns="ignore",
+            # What a release may have changed between the ends: an integer column become a
+            # float (a middle day's integers read as floats), microseconds become
+            # nanoseconds, a categorical, a struct field added and dropped again.
             cast_options=pl.ScanCastOptions(
-                integer_cast="upcast", float_cast="upcast", missing_struct_fields="insert"
+                integer_cast=["upcast", "allow-float"],
+                float_cast="upcast",
+                datetime_cast="nanosecond-downcast",
+                missing_struct_fields="insert",
+                extra_struct_fields="ignore",
+                categorical_to_string="allow",
             ),
             storage_options=options,
         )
