@@ -610,16 +610,21 @@ def test_evaluate_scores_the_model_tier_the_pipeline_runs(tmp_path, embedder, mo
                   "topic": ["features"]}).write_csv(labelled)  # fmt: skip
     arguments = ["evaluate", str(labelled), "--tier", "model", "--device", "cpu",
                  "--encoder", embedder.name]  # fmt: skip
-    assert main(arguments) == 0
-    assert "topic: accuracy 1.000" in capsys.readouterr().out
-    monkeypatch.setenv("ANALYTICS_HEADS_DIR", str(tmp_path / "heads"))
-    get_settings.cache_clear()
-    try:
-        assert main(arguments) == 0
-    finally:
-        monkeypatch.undo()
+
+    def evaluated(heads_dir) -> str:
+        # Settings are read once per process: read again with the folder, then put back.
+        monkeypatch.setenv("ANALYTICS_HEADS_DIR", str(heads_dir))
         get_settings.cache_clear()
-    assert "topic: accuracy 0.000" in capsys.readouterr().out
+        try:
+            assert main(arguments) == 0
+        finally:
+            monkeypatch.undo()
+            get_settings.cache_clear()
+        return capsys.readouterr().out
+
+    # No adopted head: the shipped one, as the pipeline would run it.
+    assert "topic: accuracy 1.000" in evaluated(tmp_path / "no-heads")
+    assert "topic: accuracy 0.000" in evaluated(tmp_path / "heads")
 
 
 def test_a_blank_text_gets_no_label_from_the_model_in_categorize_and_evaluate(embedder):
