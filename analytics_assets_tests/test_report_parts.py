@@ -391,3 +391,37 @@ def test_values_from_the_data_show_as_themselves_in_the_ui_not_as_images_or_link
         assert not [t for t in found if t.type in ("link_open", "html_inline")]
         # The chart is the one image, and it is inline data.
         assert all(t.attrs["src"].startswith("data:") for t in found if t.type == "image")
+
+
+def test_complaint_shares_are_among_categorized_conversations_as_compare_counts_them():
+    """Model b had 100 conversations not categorized yet: counted as "no complaint", its
+    share was 0.125 against 0.25 and called significantly lower, where `compare` said the
+    same 0.25 for both."""
+    rows = (
+        [{"model": "a", "intent": "complaint"}] * 25 + [{"model": "a", "intent": "question"}] * 75
+        + [{"model": "b", "intent": "complaint"}] * 25 + [{"model": "b", "intent": "question"}] * 75
+        + [{"model": "b", "intent": None}] * 100
+    )  # fmt: skip
+    report = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
+    [b] = [c for c in report["model_comparison"]
+           if c["model"] == "b" and c["metric"] == "complaint_share"]  # fmt: skip
+    assert (b["value"], b["others"], b["n"], b["significant"]) == (0.25, 0.25, 100, False)
+
+
+def test_a_week_counts_the_categorized_of_days_reported_before_it_existed_as_all():
+    """Days reported before `categorized` existed have no count of it: their conversations
+    stand in, as the share counted them then."""
+    from analytics_assets.defs.analytics.assets import _daily_rows
+
+    old_struct = pl.List(pl.Struct({
+        name: dtype for name, dtype in REPORT_SCHEMA["per_model"].inner.to_schema().items()
+        if name != "categorized"
+    }))  # fmt: skip
+    older = daily_report(DAY, analytics([{"intent": "complaint"}, {}]), messages=4, errors=0)
+    older = older.with_columns(pl.col("per_model").cast(old_struct))
+    assert "categorized" not in older.schema["per_model"].inner.to_schema()
+    newer = daily_report(date(2026, 11, 11), analytics([{"intent": None}]), messages=2, errors=0)
+    days = pl.concat([_daily_rows(older), newer], how="vertical_relaxed")
+    week = combine("weekly", "2026-11-09", date(2026, 11, 9), days).row(0, named=True)
+    [model] = week["per_model"]
+    assert (model["conversations"], model["categorized"], model["complaints"]) == (3, 2, 1)

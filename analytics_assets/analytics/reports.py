@@ -30,8 +30,11 @@ MODEL_MEANS = {
 # Per-model rates: (successes, trials) among the per-model parts.
 MODEL_RATES = {
     "thumbs_up_rate": ("thumbs_up", "thumbs"),
-    "complaint_share": ("complaints", "conversations"),
-    "troubleshooting_share": ("troubleshooting", "conversations"),
+    # Among the categorized conversations, as `compare` counts them: one not categorized yet
+    # is neither, and counted as "no complaint" a model whose conversations were labelled
+    # later (a language through translation, an LLM tier over budget) looked better.
+    "complaint_share": ("complaints", "categorized"),
+    "troubleshooting_share": ("troubleshooting", "categorized"),
 }
 # The columns of conversation analytics a daily report reads.
 REPORT_COLUMNS = [
@@ -64,6 +67,9 @@ MODEL_STRUCT = pl.List(
             "thumbs_down": pl.UInt32(),
             "complaints": pl.UInt32(),
             "troubleshooting": pl.UInt32(),
+            # Conversations with an intent; null in reports written before 2026-12-06,
+            # which count all their conversations (`_trials`).
+            "categorized": pl.UInt32(),
         }
     )
 )
@@ -183,6 +189,7 @@ def _per_model(analytics: pl.DataFrame) -> list[dict]:
         pl.col("feedback_down").sum().cast(pl.UInt32).alias("thumbs_down"),
         (pl.col("intent") == "complaint").sum().cast(pl.UInt32).alias("complaints"),
         (pl.col("intent") == "troubleshooting").sum().cast(pl.UInt32).alias("troubleshooting"),
+        pl.col("intent").is_not_null().sum().cast(pl.UInt32).alias("categorized"),
     ]
     # A conversation without a model (no model on its record and no reply to take one from:
     # mostly the ones the bot never answered) counts under `unknown`, as on the dashboard;
@@ -257,6 +264,15 @@ def combine(kind: str, period: str, start: date, days: pl.DataFrame) -> pl.DataF
         return bins
 
     models = days.select(pl.col("per_model").explode()).unnest("per_model").drop_nulls("model")
+    # A day reported before `categorized` existed counts all its conversations, as it did.
+    models = models.with_columns(
+        pl.coalesce(
+            pl.col("categorized") if "categorized" in models.columns else pl.lit(None),
+            pl.col("conversations"),
+        )
+        .cast(pl.UInt32)
+        .alias("categorized")
+    )
     per_model = (
         models.group_by("model").agg(pl.all().sum()).sort("model").to_dicts()
         if models.height
@@ -442,6 +458,9 @@ def model_comparison(per_model: list[dict]) -> list[dict]:
 def _trials(parts: dict, trials: str) -> int:
     if trials == "thumbs":
         return parts["thumbs_up"] + parts["thumbs_down"]
+    if trials == "categorized" and parts.get("categorized") is None:
+        # Parts of a report written before `categorized` existed: all its conversations.
+        return parts["conversations"]
     return parts[trials]
 
 

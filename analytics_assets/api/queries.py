@@ -287,6 +287,9 @@ def model_comparison(db: Database, first: date, last: date) -> ModelComparison:
         projection={"per_model": 1},
     ):
         for parts in document.get("per_model") or []:
+            if parts.get("categorized") is None:
+                # A report written before `categorized` existed: all its conversations.
+                parts = {**parts, "categorized": parts.get("conversations")}
             merged = totals.setdefault(parts["model"], {"model": parts["model"]})
             for name, value in parts.items():
                 if name != "model":
