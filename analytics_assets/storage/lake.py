@@ -54,6 +54,11 @@ def s3_storage_options(
             options[option] = value
     if anon:
         options["anon"] = True
+    # botocore's standard retry mode, 8 attempts with exponential backoff and jitter (up to
+    # about a minute in all): s3fs's own retries leave out a refused connection, and
+    # botocore's default gave up within about 2 s, so an S3 endpoint restarting (a MinIO
+    # pod rescheduled) failed the day's write it was in.
+    options["config_kwargs"] = {"retries": {"max_attempts": 8, "mode": "standard"}}
     return options
 
 
