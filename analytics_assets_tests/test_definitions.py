@@ -91,6 +91,17 @@ def test_unknown_deployment_is_refused(monkeypatch):
         Settings()
 
 
+def _tick(schedule_name: str, at: datetime):
+    """The schedule's evaluation at `at`, on the project's definitions."""
+    defs = build_definitions()
+    schedule = defs.resolve_schedule_def(schedule_name)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(
+            instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+        )
+        return schedule.evaluate_tick(context)
+
+
 @pytest.mark.parametrize(
     ("schedule_name", "tick", "partition_key"),
     [
@@ -103,15 +114,7 @@ def test_unknown_deployment_is_refused(monkeypatch):
     ],
 )
 def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick, partition_key):
-    defs = build_definitions()
-    schedule = defs.resolve_schedule_def(schedule_name)
-    with DagsterInstance.ephemeral() as instance:
-        context = build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=tick,
-            repository_def=defs.get_repository_def(),
-        )
-        request = schedule.evaluate_tick(context).run_requests[0]
+    request = _tick(schedule_name, tick).run_requests[0]
     assert request.partition_key == partition_key
 
 
@@ -119,29 +122,13 @@ def test_a_period_that_began_before_the_first_partition_is_skipped_not_a_failed_
     """The partitions start at 2026-01-01, a Thursday: the first week partition is
     2026-01-05, and the tick after the week of 2025-12-29 asked for a partition that does not
     exist."""
-    defs = build_definitions()
-    schedule = defs.resolve_schedule_def("weekly_report_job_schedule")
-    with DagsterInstance.ephemeral() as instance:
-        context = build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 1, 6, 4, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
-        )
-        result = schedule.evaluate_tick(context)
+    result = _tick("weekly_report_job_schedule", datetime(2026, 1, 6, 4, tzinfo=UTC))
     assert not result.run_requests
     assert "2025-12-29 is before the first weekly_report_job partition" in result.skip_message
 
 
 def test_the_daily_schedule_builds_yesterday():
-    defs = build_definitions()
-    schedule = defs.resolve_schedule_def("ingestion_job_schedule")
-    with DagsterInstance.ephemeral() as instance:
-        context = build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 11, 30, 2, tzinfo=UTC),
-            repository_def=defs.get_repository_def(),
-        )
-        request = schedule.evaluate_tick(context).run_requests[0]
+    request = _tick("ingestion_job_schedule", datetime(2026, 11, 30, 2, tzinfo=UTC)).run_requests[0]
     assert request.partition_key == "2026-11-29"
 
 

@@ -479,6 +479,17 @@ def test_no_raw_id_or_text_reaches_dagsters_event_log(tmp_path, mongo_server):
     assert texts and not [text for text in texts if text in stored]
 
 
+def _pii_checks_of(job):
+    """The job's two raw-PII checks (the lake's and the MongoDB copies') and nothing else."""
+    return job.get_subset(
+        asset_check_selection={
+            AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii"),
+            AssetCheckKey(AssetKey("mongo_mirror"), "no_raw_pii_in_collections"),
+        },
+        asset_selection=set(),
+    )
+
+
 def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mongo_server):
     spec = SampleSpec(days=1, conversations=20, users=5, seed=11, with_bad_records=False)
     _export_with_pii(tmp_path / "export", spec)
@@ -492,14 +503,7 @@ def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mong
         {"_id": document["_id"]}, {"$set": {"content": f"call {PLANTED['PHONE']}"}}
     )
     # The lake's check still passes (the lake is clean); the collections' check finds it.
-    checks_job = job.get_subset(
-        asset_check_selection={
-            AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii"),
-            AssetCheckKey(AssetKey("mongo_mirror"), "no_raw_pii_in_collections"),
-        },
-        asset_selection=set(),
-    )
-    checked = checks_job.execute_in_process(
+    checked = _pii_checks_of(job).execute_in_process(
         instance=instance, partition_key="2026-11-01", raise_on_error=False
     )
     assert not checked.success  # blocking: raw PII in a served copy fails the run
@@ -525,22 +529,13 @@ def test_in_a_range_run_only_the_day_holding_raw_pii_fails_its_checks(tmp_path, 
     second = spec.start + timedelta(days=1)
     lake = lake_manager.lake()
     stored, _ = lake.read_days(tables.CONVERSATION_MESSAGES, [second])
-    planted = f"call {PLANTED['PHONE']}"
-    lake.write_day(tables.CONVERSATION_MESSAGES, second,
-                   stored.with_columns(pl.lit(planted).alias("content")).head(1).vstack(
-                       stored.slice(1)))  # fmt: skip
+    planted = stored.head(1).with_columns(pl.lit(f"call {PLANTED['PHONE']}").alias("content"))
+    lake.write_day(tables.CONVERSATION_MESSAGES, second, pl.concat([planted, stored.slice(1)]))
     document = mongo.db()["conversation_messages"].find_one({"day": second.isoformat()})
     mongo.db()["conversation_messages"].update_one(
         {"_id": document["_id"]}, {"$set": {"content": f"ring {PLANTED['PHONE']}"}}
     )
-    checks_job = job.get_subset(
-        asset_check_selection={
-            AssetCheckKey(AssetKey("conversation_messages"), "no_raw_pii"),
-            AssetCheckKey(AssetKey("mongo_mirror"), "no_raw_pii_in_collections"),
-        },
-        asset_selection=set(),
-    )
-    checked = checks_job.execute_in_process(
+    checked = _pii_checks_of(job).execute_in_process(
         instance=instance, tags=range_tags(spec.start, spec.end), raise_on_error=False
     )
     verdicts = {
