@@ -425,3 +425,13 @@ def test_a_week_counts_the_categorized_of_days_reported_before_it_existed_as_all
     week = combine("weekly", "2026-11-09", date(2026, 11, 9), days).row(0, named=True)
     [model] = week["per_model"]
     assert (model["conversations"], model["categorized"], model["complaints"]) == (3, 2, 1)
+
+
+def test_parts_stored_before_categorized_existed_are_compared_on_all_conversations():
+    """The API sums stored daily parts; a day written before the field has none."""
+    rows = [{"model": "a", "intent": "complaint"}] * 10 + [{"model": "b"}] * 10
+    parts = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
+    stored = [{k: v for k, v in m.items() if k != "categorized"} for m in parts["per_model"]]
+    [a] = [c for c in model_comparison(stored)
+           if c["model"] == "a" and c["metric"] == "complaint_share"]  # fmt: skip
+    assert (a["value"], a["others"], a["n"], a["others_n"]) == (1.0, 0.0, 10, 10)

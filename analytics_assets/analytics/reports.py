@@ -409,7 +409,7 @@ def model_comparison(per_model: list[dict]) -> list[dict]:
     # Conversations without a model (`unknown`: mostly unanswered ones) count in the day's
     # parts, not as a model to compare: against one real model they made a "significant"
     # difference of every figure.
-    per_model = [m for m in per_model if m["model"] != UNLABELLED]
+    per_model = [with_categorized(m) for m in per_model if m["model"] != UNLABELLED]
     if len(per_model) < 2:
         return []
     totals = {key: sum(m[key] or 0 for m in per_model) for key in per_model[0] if key != "model"}
@@ -458,10 +458,15 @@ def model_comparison(per_model: list[dict]) -> list[dict]:
 def _trials(parts: dict, trials: str) -> int:
     if trials == "thumbs":
         return parts["thumbs_up"] + parts["thumbs_down"]
-    if trials == "categorized" and parts.get("categorized") is None:
-        # Parts of a report written before `categorized` existed: all its conversations.
-        return parts["conversations"]
     return parts[trials]
+
+
+def with_categorized(parts: dict) -> dict:
+    """A model's parts as a report written before `categorized` existed stored them, with
+    all its conversations as categorized (the shares counted them all then)."""
+    if parts.get("categorized") is not None:
+        return parts
+    return {**parts, "categorized": parts.get("conversations")}
 
 
 def _comparison_row(model, metric, value, others, n, others_n, p) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo.database import Database
 
 from analytics_assets.analytics.reports import model_comparison as compare_models
+from analytics_assets.analytics.reports import with_categorized
 from analytics_assets.api.common import (
     CATEGORIES,
     CONVERSATIONS,
@@ -287,9 +288,8 @@ def model_comparison(db: Database, first: date, last: date) -> ModelComparison:
         projection={"per_model": 1},
     ):
         for parts in document.get("per_model") or []:
-            if parts.get("categorized") is None:
-                # A report written before `categorized` existed: all its conversations.
-                parts = {**parts, "categorized": parts.get("conversations")}
+            # Filled per day: summed first, a day without it would count nothing.
+            parts = with_categorized(parts)
             merged = totals.setdefault(parts["model"], {"model": parts["model"]})
             for name, value in parts.items():
                 if name != "model":
