@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
+# What a notification is about: a run that ended, either way.
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+
 
 def finished_runs_after(
     instance: DagsterInstance, cursor: str | None, limit: int
@@ -17,7 +20,7 @@ def finished_runs_after(
     oldest first."""
     return instance.get_run_records(
         filters=RunsFilter(
-            statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+            statuses=FINISHED,
             updated_after=datetime.fromisoformat(cursor) if cursor else None,
         ),
         order_by="update_timestamp",
@@ -41,7 +44,7 @@ def late_runs(instance: DagsterInstance, cursor: str | None) -> Sequence[RunReco
     at = datetime.fromisoformat(cursor)
     return instance.get_run_records(
         filters=RunsFilter(
-            statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+            statuses=FINISHED,
             updated_after=at - timedelta(seconds=LATE_RUNS_S),
             updated_before=at,
         ),
