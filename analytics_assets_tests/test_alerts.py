@@ -134,6 +134,56 @@ def test_email_reaches_a_local_smtp_server():
     assert "conversations" in text and "2026-11-03" in text and "/runs/abc123" in text
 
 
+def test_recipients_the_mail_server_refused_are_said_while_the_others_get_the_alert():
+    """smtplib raises only when every recipient is refused; with one of two refused (a
+    mistyped address) it returned quietly, and that on-call person never heard of it."""
+    controller_module = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.handlers import Sink
+
+    from analytics_assets.defs.alerts import definitions
+    from analytics_assets.settings import Settings
+
+    delivered: list[list[str]] = []
+
+    class RefusesOne(Sink):
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address.startswith("typo"):
+                return "550 5.1.1 no such mailbox"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            delivered.append(list(envelope.rcpt_tos))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = controller_module.Controller(RefusesOne(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        refused = deliver_email(
+            host="127.0.0.1",
+            port=port,
+            sender="alerts@example.org",
+            recipients=["oncall@example.org", "typo@example.org"],
+            alert=_alert(),
+        )
+        settings = Settings(
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_smtp_from="alerts@example.org",
+            alert_smtp_to="oncall@example.org,typo@example.org",
+        )
+        [sink] = definitions.sinks_for(settings)
+        note = sink(_alert())
+    finally:
+        controller.stop()
+    assert refused == ["typo@example.org"]
+    assert delivered == [["oncall@example.org"], ["oncall@example.org"]]
+    assert note == "the mail server refused 1 of 2 recipients: typo@example.org"
+
+
 def _materialize_with_failing_check(instance):
     import dagster as dg
 

@@ -134,9 +134,13 @@ def deliver_email(
     starttls: bool = False,
     ssl: bool = False,
     timeout_s: float = 10,
-) -> None:
+) -> list[str]:
     """`ssl`: TLS from the first byte (port 465); `starttls`: upgraded before the login
-    (port 587); neither: plain, for a relay on a trusted network."""
+    (port 587); neither: plain, for a relay on a trusted network.
+
+    Returns the recipients the server refused while it took the message for the others
+    (smtplib raises only when it refuses every one): a mistyped address on-call never
+    hears from must be said somewhere."""
     message = EmailMessage()
     message["Subject"] = alert.title
     message["From"] = sender
@@ -149,9 +153,10 @@ def deliver_email(
                 smtp.starttls()
             if user and password:
                 smtp.login(user, password)
-            smtp.send_message(message)
+            refused = smtp.send_message(message)
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(f"SMTP delivery failed ({type(error).__name__})") from None
+    return sorted(refused)
 
 
 def deliver_slack(

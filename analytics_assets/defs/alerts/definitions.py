@@ -34,8 +34,8 @@ def sinks_for(settings: Settings) -> list[Sink]:
                 else "none"
             )
 
-        def email(alert: Alert) -> None:
-            deliver_email(
+        def email(alert: Alert) -> str | None:
+            refused = deliver_email(
                 host=settings.alert_smtp_host,
                 port=settings.alert_smtp_port,
                 sender=settings.alert_smtp_from,
@@ -45,6 +45,13 @@ def sinks_for(settings: Settings) -> list[Sink]:
                 starttls=security == "starttls",
                 ssl=security == "ssl",
                 alert=alert,
+            )
+            if not refused:
+                return None
+            # The addresses are the operator's own settings, not anyone's data.
+            return (
+                f"the mail server refused {len(refused)} of {len(settings.alert_smtp_to)} "
+                f"recipients: {', '.join(refused)}"
             )
 
         sinks.append(named_sink("email", email))

@@ -39,7 +39,9 @@ from analytics_assets.defs.finished_runs import cursor_after, finished_runs_afte
 from analytics_assets.defs.metadata import numeric_metadata
 from analytics_assets.defs.partitions import PARTITION_TAG
 
-Sink = Callable[[Alert], None]
+# A sink delivers one alert or raises `DeliveryError`; what it returns, if anything, is a
+# note on a partial delivery (recipients the mail server refused), logged as a warning.
+Sink = Callable[[Alert], str | None]
 # An alert kept in the cursor is read back with the fields `Alert` has now.
 ALERT_FIELDS = {item.name for item in dataclasses.fields(Alert)}
 # How many ticks a sink's undelivered alerts are retried on before they are dropped.
@@ -66,8 +68,8 @@ UNREACHABLE_FAILURES = 3
 def named_sink(name: str, deliver: Sink) -> Sink:
     """`deliver`, named in the sensor's logs and cursor (never its URL or its secret)."""
 
-    def named(alert: Alert) -> None:
-        deliver(alert)
+    def named(alert: Alert) -> str | None:
+        return deliver(alert)
 
     named.sink_name = name  # type: ignore[attr-defined]
     return named
@@ -300,7 +302,7 @@ class _Delivery:
         for name in names:
             for position, alert in enumerate(alerts):
                 try:
-                    self.sinks[name](alert)
+                    note = self.sinks[name](alert)
                 except DeliveryError as error:
                     self.context.log.warning(f"alert delivery to {name} failed: {error}")
                 except Exception as error:
@@ -311,6 +313,8 @@ class _Delivery:
                     )
                 else:
                     self.sent += 1
+                    if note:
+                        self.context.log.warning(f"alert delivery to {name}: {note}")
                     continue
                 undelivered[name] = alerts[position:]
                 self.down.add(name)
