@@ -816,7 +816,13 @@ def _add_deployment_commands(commands: Subcommands) -> None:
         "this process; exits 1 if a run failed (the cursor then stays where it was).",
     )
     sensor_tick.add_argument(
-        "sensor", choices=["nocodb_changes_sensor", "nocodb_reconciliation_sensor"]
+        "sensor",
+        choices=[
+            "nocodb_changes_sensor",
+            "nocodb_reconciliation_sensor",
+            "conversations_across_midnight_sensor",
+            "reports_after_a_day_changed_sensor",
+        ],
     )
     sensor_tick.add_argument(
         "--cursor-file",

@@ -98,8 +98,10 @@ def tick(
     # Only a sensor that asked for runs has a job: the webhook and alert sensors target none
     # and act within their evaluation.
     requests = result.run_requests or []
-    job = defs.resolve_job_def(defs.resolve_sensor_def(sensor_name).job_name) if requests else None
+    sensor = defs.resolve_sensor_def(sensor_name)
     for request in requests:
+        # A sensor of several jobs names the job in each request.
+        job = defs.resolve_job_def(request.job_name or sensor.job_name)
         if _succeeded_before(instance, request.run_key):
             outcome.already_done.append(request.partition_key)
             continue

@@ -3,7 +3,7 @@ their checks (volume, error rate, drift, reconciliation, freshness) and report j
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from analytics_assets.defs.analytics import assets, checks
+from analytics_assets.defs.analytics import assets, checks, sensors
 from analytics_assets.defs.analytics.jobs import (
     daily_report_job,
     monthly_report_job,
@@ -16,7 +16,7 @@ defs = Definitions(
     assets=load_assets_from_modules([assets]),
     # Includes the freshness checks built in the checks module.
     asset_checks=load_asset_checks_from_modules([checks]),
-    sensors=[checks.freshness_sensor],
+    sensors=[checks.freshness_sensor, sensors.reports_after_a_day_changed],
     jobs=[daily_report_job, weekly_report_job, monthly_report_job],
     schedules=[weekly_report_schedule, monthly_report_schedule],
 )

@@ -29,10 +29,8 @@ from dagster import (
     AssetRecordsFilter,
     AssetsDefinition,
     AssetSelection,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -41,6 +39,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.builds import days_being_built, latest_storage_id
 from analytics_assets.defs.partitions import FIRST_DAY, TRIGGER_TAG
 from analytics_assets.defs.storage.lake import LakeResource
 
@@ -103,13 +102,6 @@ def conversations_past_midnight(lake, day: date) -> int:
     return conversations.filter(pl.col("ended_at").dt.date() > day).height
 
 
-def _latest_storage_id(instance, key: AssetKey, partition: str) -> int | None:
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    return records[0].storage_id if records else None
-
-
 def _days_before_new_inputs(
     instance, inputs: list[AssetKey], after: int | None, since: float | None
 ) -> tuple[set[date], int | None]:
@@ -140,10 +132,10 @@ def _built_without_next_day(
 ) -> int | None:
     """Where D's readers were built before D+1's inputs, the newest of those inputs'
     storage ids (it names the run); None where D needs nothing."""
-    built = [_latest_storage_id(instance, key, day_before.isoformat()) for key in readers]
+    built = [latest_storage_id(instance, key, day_before.isoformat()) for key in readers]
     built = [storage for storage in built if storage is not None]
     next_day = (day_before + timedelta(days=1)).isoformat()
-    read = [_latest_storage_id(instance, key, next_day) for key in inputs]
+    read = [latest_storage_id(instance, key, next_day) for key in inputs]
     # Never built: its first build reads both days anyway. Every input of D+1 must be newer
     # than D's build, and built from D+1's newest messages (as new as they are, or newer):
     # D+1's messages are in before its run has built the signals D reads too, and a D
@@ -154,32 +146,6 @@ def _built_without_next_day(
     if messages in inputs and min(read) < read[inputs.index(messages)]:
         return None
     return max(read)
-
-
-_IN_PROGRESS = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-PARTITION_TAG = "dagster/partition"
-RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-
-
-def days_being_built(instance) -> set[date]:
-    """The days runs not finished yet may write: each one's partition, or its range."""
-    days: set[date] = set()
-    for run in instance.get_runs(filters=RunsFilter(statuses=_IN_PROGRESS)):
-        try:
-            if PARTITION_TAG in run.tags:
-                days.add(date.fromisoformat(run.tags[PARTITION_TAG]))
-            elif all(tag in run.tags for tag in RANGE_TAGS):
-                first, last = (date.fromisoformat(run.tags[tag]) for tag in RANGE_TAGS)
-                days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
-        except ValueError:
-            continue  # not a daily partition key
-    return days
 
 
 def across_midnight_sensor(

@@ -1,0 +1,258 @@
+"""Reports built before a day they read changed, built again.
+
+A day is often built again after the reports that read it: late records pulled by the sync
+sensors, the across-midnight sensor (a Sunday's conversations that went on into Monday are
+final only once Monday is in), a fix, a one-day backfill. The week and the month the day is
+in kept the old numbers, still said `complete`, and the API kept serving them; so did the
+next week and month (their change compares with it) and the next days' daily reports (their
+change since the day before). Dagster marks such partitions stale, and nothing built them.
+
+This sensor reads each new `daily_report` materialization (day D) and requests again:
+- the daily reports of the days after D that read D's inputs (D+1 reads D's conversations,
+  D+2 D's messages: the partition mappings say which), where built before those inputs;
+- each closed week and month that reads D's report (its own, and the next one), where built
+  before it.
+
+A period never built is left to its schedule, a period in progress to whoever builds it on
+demand. What another run is still writing waits for it (a backfill's days come one run at a
+time: a week is built once after them, not after each). A daily report built again here
+changes nothing its next day reads, so the chain stops there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    AssetsDefinition,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    TimeWindowPartitionMapping,
+    TimeWindowPartitionsDefinition,
+    sensor,
+)
+
+from analytics_assets import tables
+from analytics_assets.defs.analytics.assets import daily_report
+from analytics_assets.defs.analytics.jobs import (
+    daily_report_job,
+    monthly_report_job,
+    weekly_report_job,
+)
+from analytics_assets.defs.builds import days_being_built, latest_storage_id
+from analytics_assets.defs.partitions import (
+    FIRST_DAY,
+    TRIGGER_TAG,
+    monthly_partitions,
+    weekly_partitions,
+)
+
+SENSOR_NAME = "reports_after_a_day_changed_sensor"
+DAILY_REPORT = AssetKey(tables.DAILY_REPORT)
+# Materializations read per tick; the rest wait for the next tick (the cursor says where).
+_EVENTS_PER_TICK = 200
+# How far back the first tick looks: days built before the sensor was turned on are not
+# looked at all at once.
+_FIRST_LOOK_BACK = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class _Period:
+    asset: AssetKey
+    job_name: str
+    partitions_def: TimeWindowPartitionsDefinition
+
+
+PERIODS = (
+    _Period(AssetKey(tables.WEEKLY_REPORT), weekly_report_job.name, weekly_partitions),
+    _Period(AssetKey(tables.MONTHLY_REPORT), monthly_report_job.name, monthly_partitions),
+)
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """One report partition to build again, and the days whose runs it must not overlap."""
+
+    job_name: str
+    partition: str
+    days: tuple[date, ...]
+    # The newest materialization it follows (its run key: a later change asks again).
+    after: int
+
+
+def inputs_read_days_later(report: AssetsDefinition) -> dict[AssetKey, int]:
+    """The daily report's inputs that a later day's report reads too, with how many days
+    later at most (`conversation_analytics`: 1, `conversation_messages`: 2)."""
+    later: dict[AssetKey, int] = {}
+    for dep in report.asset_deps[report.key]:
+        mapping = report.get_partition_mapping(dep)
+        if isinstance(mapping, TimeWindowPartitionMapping) and mapping.start_offset < 0:
+            later[dep] = -mapping.start_offset
+    return later
+
+
+def _midnight(day: date) -> float:
+    return datetime.combine(day, time(), tzinfo=UTC).timestamp()
+
+
+def _days_of(partitions_def: TimeWindowPartitionsDefinition, key: str) -> tuple[date, ...]:
+    window = partitions_def.time_window_for_partition_key(key)
+    first, end = window.start.date(), window.end.date()
+    return tuple(first + timedelta(days=n) for n in range((end - first).days))
+
+
+def _periods_reading(period: _Period, day: date) -> list[str]:
+    """The period holding `day`, and the next one (its change compares with `day`'s)."""
+    partitions_def = period.partitions_def
+    first = partitions_def.get_first_partition_key()
+    if first is None or _days_of(partitions_def, first)[0] > day:
+        return []
+    key = partitions_def.get_partition_key_for_timestamp(_midnight(day))
+    following = partitions_def.get_next_partition_key(key)
+    return [key] if following is None else [key, following]
+
+
+def stale_reports(
+    instance, day: date, later_inputs: dict[AssetKey, int], today: date
+) -> list[Rebuild]:
+    """What reads `day` and was built before what it reads of it."""
+    built = latest_storage_id(instance, DAILY_REPORT, day.isoformat())
+    if built is None:
+        return []
+    rebuilds = []
+    for days_later in range(1, max(later_inputs.values(), default=0) + 1):
+        later = day + timedelta(days=days_later)
+        if later > today:
+            break
+        later_report = latest_storage_id(instance, DAILY_REPORT, later.isoformat())
+        if later_report is None:
+            continue  # never built: its first build reads the day as it is now
+        read = [
+            latest_storage_id(instance, key, day.isoformat())
+            for key, reach in later_inputs.items()
+            if reach >= days_later
+        ]
+        newer = [storage for storage in read if storage is not None and storage > later_report]
+        if newer:
+            rebuilds.append(Rebuild(daily_report_job.name, later.isoformat(), (later,), max(newer)))
+    for period in PERIODS:
+        for key in _periods_reading(period, day):
+            days = _days_of(period.partitions_def, key)
+            if days[-1] >= today:
+                continue  # in progress
+            period_built = latest_storage_id(instance, period.asset, key)
+            if period_built is not None and period_built < built:
+                rebuilds.append(Rebuild(period.job_name, key, days, built))
+    return rebuilds
+
+
+def _after_the_days(rebuilds: list[Rebuild]) -> list[Rebuild]:
+    """Without the weeks and months that read a daily report requested on this tick: built
+    beside it, they would read it old, and be built again once it is in. They are asked for
+    when its new materialization comes through here."""
+    days = [r.days[0] for r in rebuilds if r.job_name == daily_report_job.name]
+    waiting = {
+        (period.job_name, key) for day in days for period in PERIODS
+        for key in _periods_reading(period, day)
+    }  # fmt: skip
+    return [r for r in rebuilds if (r.job_name, r.partition) not in waiting]
+
+
+def _new_days(instance, after: int | None, since: float | None) -> tuple[set[date], int | None]:
+    """The days of the daily reports materialized after `after` (and since `since`), and
+    where the next tick starts."""
+    page = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=DAILY_REPORT, after_storage_id=after, after_timestamp=since),
+        limit=_EVENTS_PER_TICK,
+        ascending=True,
+    )
+    days = set()
+    for record in page.records:
+        try:
+            days.add(date.fromisoformat(record.partition_key or ""))
+        except ValueError:
+            continue
+    return days, page.records[-1].storage_id if page.records else after
+
+
+def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
+    """One request per partition, however many changed days asked for it on this tick; the
+    run key names the newest materialization it follows, so a later change asks again and
+    the same one never twice."""
+    newest: dict[tuple[str, str], int] = {}
+    for rebuild in rebuilds:
+        key = (rebuild.job_name, rebuild.partition)
+        newest[key] = max(newest.get(key, 0), rebuild.after)
+    return [
+        RunRequest(
+            run_key=f"{SENSOR_NAME}:{job_name}:{partition}:{after}",
+            job_name=job_name,
+            partition_key=partition,
+            tags={TRIGGER_TAG: SENSOR_NAME},
+        )
+        for (job_name, partition), after in sorted(newest.items())
+    ]
+
+
+@sensor(
+    name=SENSOR_NAME,
+    jobs=[daily_report_job, weekly_report_job, monthly_report_job],
+    minimum_interval_seconds=300,
+    # On by default: it requests nothing unless a report was built before a day it reads
+    # changed, and without it such a report stays wrong for good.
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Builds a closed week's or month's report again, and the next days' daily "
+    "reports, when a day they read was built again after them (late records, a conversation "
+    "that went on past midnight, a fix).",
+)
+def reports_after_a_day_changed(context: SensorEvaluationContext) -> SensorResult:
+    first_look = (datetime.now(UTC) - _FIRST_LOOK_BACK).timestamp()
+    state = json.loads(context.cursor) if context.cursor else {"since": first_look}
+    after, since = state.get("after_storage_id"), state.get("since")
+    days, cursor = _new_days(context.instance, after, since if after is None else None)
+    days |= {date.fromisoformat(day) for day in state.get("deferred", [])}
+    today = datetime.now(UTC).date()
+    later_inputs = inputs_read_days_later(daily_report)
+    rebuilds: list[Rebuild] = []
+    deferred: list[date] = []
+    busy = days_being_built(context.instance) if days else set()
+    for day in sorted(day for day in days if day >= FIRST_DAY):
+        stale = stale_reports(context.instance, day, later_inputs, today)
+        # A run still writing the day, or a day a rebuild reads: wait for it, so a backfill
+        # over a closed week builds the week once after its days, not after each.
+        if busy & {day, *(read for rebuild in stale for read in rebuild.days)}:
+            deferred.append(day)
+        else:
+            rebuilds += stale
+    requests = _requests(_after_the_days(rebuilds))
+    if requests or deferred:
+        context.log.info(
+            json.dumps(
+                {
+                    "event": "reports_after_a_day_changed",
+                    "requested": [f"{r.job_name} {r.partition_key}" for r in requests],
+                    "deferred": [day.isoformat() for day in deferred],
+                }
+            )
+        )
+    next_state: dict = {"after_storage_id": cursor} if cursor is not None else {"since": since}
+    if deferred:
+        next_state["deferred"] = [day.isoformat() for day in deferred]
+    return SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(next_state),
+        skip_reason=None
+        if requests
+        else (
+            f"Waiting for the runs writing {[day.isoformat() for day in deferred]}"
+            if deferred
+            else "No report was built before a day it reads changed"
+        ),
+    )

@@ -1,0 +1,235 @@
+"""A day built again after the reports that read it: `reports_after_a_day_changed_sensor`
+builds the next days' daily reports, then the closed week and month, again.
+
+The real report assets and the sensor, on a local lake and an in-memory instance; the
+assets the reports read are stand-ins writing chosen rows (the sensor only reads which
+partition was built when)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from dagster import (
+    BackfillPolicy,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    asset,
+    build_sensor_context,
+    materialize,
+)
+
+from analytics_assets import tables
+from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
+from analytics_assets.analytics.users import USER_SCHEMA
+from analytics_assets.defs.analytics import assets as report_assets
+from analytics_assets.defs.analytics.sensors import reports_after_a_day_changed
+from analytics_assets.defs.partitions import daily_partitions, days_in, range_tags
+from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
+from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER
+
+MONDAY = date(2026, 11, 9)
+WEEK = [MONDAY + timedelta(days=n) for n in range(7)]
+LATE = date(2026, 11, 11)
+UPSTREAM = (
+    tables.CONVERSATION_MESSAGES,
+    tables.CONVERSATION_HEADERS,
+    tables.PROCESSING_ERRORS,
+    tables.CONVERSATION_ANALYTICS,
+    tables.USER_ANALYTICS,
+)
+
+
+def _rows(conversations_on_late_day: int) -> dict[str, pl.DataFrame]:
+    """Ten conversations a day of two messages each (more on LATE)."""
+    blank = dict.fromkeys(ANALYTICS_SCHEMA)
+    analytics, messages = [], []
+    for day in WEEK:
+        count = conversations_on_late_day if day == LATE else 10
+        for number in range(count):
+            conversation = f"{day}-c{number}"
+            analytics.append(blank | {
+                "day": day, "conversation_id": conversation, "user_id": conversation,
+                "model": "m", "feedback_up": 0, "feedback_down": 0, "prompt_tokens": 10,
+                "completion_tokens": 0, "total_tokens": 10, "topic": "billing",
+                "intent": "question", "sentiment": "neutral", "language": "en",
+                "categorized_via_translation": False,
+            })  # fmt: skip
+            messages += [
+                {"day": day, "conversation_id": conversation, "message_id": f"{conversation}-{k}"}
+                for k in range(2)
+            ]
+    analytics_frame = pl.DataFrame(analytics, schema=ANALYTICS_SCHEMA)
+    return {
+        tables.CONVERSATION_MESSAGES: pl.DataFrame(messages),
+        tables.CONVERSATION_HEADERS: analytics_frame.select("day", "conversation_id"),
+        tables.PROCESSING_ERRORS: pl.DataFrame(schema={"day": pl.Date(), "reason": pl.String()}),
+        tables.CONVERSATION_ANALYTICS: analytics_frame,
+        tables.USER_ANALYTICS: pl.DataFrame(schema=USER_SCHEMA),
+    }
+
+
+class _Pipeline:
+    def __init__(self, root):
+        self.rows: dict[str, pl.DataFrame] = {}
+        lake_io = ParquetLakeIOManager(base_url=str(root))
+        self.lake = LakeResource(base_url=str(root))
+        self.resources = {
+            "lake_io_manager": lake_io, LAKE_AND_MONGO_IO_MANAGER: lake_io, "lake": self.lake,
+        }  # fmt: skip
+        self.instance = DagsterInstance.ephemeral()
+        self.assets = [
+            *(self._stand_in(name) for name in UPSTREAM),
+            report_assets.daily_report,
+            report_assets.weekly_report,
+            report_assets.monthly_report,
+        ]
+
+    def _stand_in(self, name: str):
+        @asset(name=name, partitions_def=daily_partitions, io_manager_key="lake_io_manager",
+               backfill_policy=BackfillPolicy.single_run())  # fmt: skip
+        def stand_in(context):
+            days = days_in(context.partition_time_window)
+            return self.rows[name].filter(pl.col("day").is_in(days))
+
+        return stand_in
+
+    def build(self, selection: list[str], **partition) -> None:
+        result = materialize(
+            self.assets, selection=selection, resources=self.resources,
+            instance=self.instance, **partition,
+        )  # fmt: skip
+        assert result.success
+
+    def run(self, requests) -> None:
+        """What the requested runs build: each job's one report asset, for its partition."""
+        assets_of = {
+            "daily_report_job": tables.DAILY_REPORT,
+            "weekly_report_job": tables.WEEKLY_REPORT,
+            "monthly_report_job": tables.MONTHLY_REPORT,
+        }
+        for request in requests:
+            self.build([assets_of[request.job_name]], partition_key=request.partition_key)
+
+    def tick(self, cursor=None):
+        with build_sensor_context(instance=self.instance, cursor=cursor) as context:
+            return reports_after_a_day_changed(context)
+
+    def read(self, table: str) -> pl.DataFrame:
+        return self.lake.lake().scan_all(table).collect()
+
+
+def _asked(result) -> list[tuple[str, str]]:
+    return [(request.job_name, request.partition_key) for request in result.run_requests]
+
+
+@pytest.fixture
+def built_week(tmp_path) -> _Pipeline:
+    """The week as the schedules build it: its days (one range run), then the week and the
+    month; the sensor has seen all of it and asked for nothing."""
+    pipeline = _Pipeline(tmp_path)
+    pipeline.rows = _rows(conversations_on_late_day=10)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], tags=range_tags(WEEK[0], WEEK[-1]))
+    pipeline.build([tables.WEEKLY_REPORT], partition_key=MONDAY.isoformat())
+    pipeline.build([tables.MONTHLY_REPORT], partition_key="2026-11-01")
+    pipeline.cursor = pipeline.tick().cursor
+    return pipeline
+
+
+def test_a_day_built_again_rebuilds_the_next_days_reports_then_its_week_and_month(built_week):
+    """Five late conversations on the 11th: the day's report said 15, and its week and month
+    kept saying 70 (complete) for good, the 12th kept comparing with 10."""
+    pipeline = built_week
+    pipeline.rows = _rows(conversations_on_late_day=15)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+
+    # First the days that read the 11th: the 12th (its conversations) and the 13th (its
+    # messages, which the 13th's change leaves out); the week and the month wait for them.
+    first = pipeline.tick(pipeline.cursor)
+    assert _asked(first) == [
+        ("daily_report_job", "2026-11-12"),
+        ("daily_report_job", "2026-11-13"),
+    ]
+    pipeline.run(first.run_requests)
+    # Then the closed week and month, once; the next week (the 16th's) was never built, and
+    # December is in progress (or never built): neither is asked for.
+    second = pipeline.tick(first.cursor)
+    assert _asked(second) == [
+        ("monthly_report_job", "2026-11-01"),
+        ("weekly_report_job", MONDAY.isoformat()),
+    ]
+    pipeline.run(second.run_requests)
+    # The chain stops: a rebuilt daily report changes nothing its next day reads.
+    third = pipeline.tick(second.cursor)
+    assert third.run_requests == []
+
+    daily = pipeline.read(tables.DAILY_REPORT)
+    assert daily["conversations"].sum() == 75
+    [week] = pipeline.read(tables.WEEKLY_REPORT).to_dicts()
+    [month] = pipeline.read(tables.MONTHLY_REPORT).to_dicts()
+    assert week["conversations"] == month["conversations"] == 75
+    [next_day] = daily.filter(pl.col("day") == LATE + timedelta(days=1)).to_dicts()
+    volume = {c["value"]: c["previous_count"] for c in next_day["changes"]}
+    assert volume["conversations"] == 15
+
+
+def test_a_rebuild_waits_for_the_runs_still_writing_its_days(built_week):
+    """A backfill of the week under way: the week is built once after its days, not once
+    after each day as it lands."""
+    pipeline = built_week
+    backfill = DagsterRun(
+        job_name="ingestion_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+        tags=range_tags(LATE + timedelta(days=1), WEEK[-1]),
+    )  # fmt: skip
+    pipeline.instance.add_run(backfill)
+    pipeline.rows = _rows(conversations_on_late_day=15)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    waiting = pipeline.tick(pipeline.cursor)
+    assert waiting.run_requests == []
+    assert LATE.isoformat() in waiting.skip_reason.skip_message
+    pipeline.instance.report_run_canceled(backfill)
+    after = pipeline.tick(waiting.cursor)
+    assert ("daily_report_job", "2026-11-12") in _asked(after)
+
+
+def test_a_week_never_built_is_left_to_its_schedule(tmp_path):
+    pipeline = _Pipeline(tmp_path)
+    pipeline.rows = _rows(conversations_on_late_day=10)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], tags=range_tags(WEEK[0], WEEK[-1]))
+    cursor = pipeline.tick().cursor
+    pipeline.rows = _rows(conversations_on_late_day=15)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    first = pipeline.tick(cursor)
+    assert {job for job, _ in _asked(first)} == {"daily_report_job"}
+    pipeline.run(first.run_requests)
+    assert _asked(pipeline.tick(first.cursor)) == []
+
+
+def test_from_cron_each_request_runs_its_own_job(built_week, tmp_path):
+    """`analytics-assets sensor-tick reports_after_a_day_changed_sensor`: the sensor asks
+    for three jobs, and the cron tick ran every request with the sensor's one job."""
+    from dagster import Definitions
+
+    from analytics_assets.defs.analytics.jobs import REPORT_JOBS
+    from analytics_assets.defs.sensor_ticks import tick
+
+    pipeline = built_week
+    defs = Definitions(
+        assets=pipeline.assets,
+        jobs=list(REPORT_JOBS.values()),
+        sensors=[reports_after_a_day_changed],
+        resources=pipeline.resources,
+    )
+    cursor_file = tmp_path / "cursors" / "reports.json"
+    tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
+    pipeline.rows = _rows(conversations_on_late_day=15)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    days = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
+    periods = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
+    assert days.ran == ["2026-11-12", "2026-11-13"]
+    assert periods.ran == ["2026-11-01", MONDAY.isoformat()] and not periods.failed
+    [week] = pipeline.read(tables.WEEKLY_REPORT).to_dicts()
+    assert week["conversations"] == 75
