@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -209,6 +209,13 @@ def test_a_period_report_built_without_a_day_between_its_built_days_fails_its_ch
     ]
     # A month before the source began: no day built, nothing it could have had.
     assert _missing_between(["daily_report 2026-10-01", "daily_report 2026-10-02"], []) == []
+    # The bounds are the lake's history, not the period's days: the week of 11-02 without
+    # its Monday and its Sunday passed, though the days around them were built.
+    week_without_its_ends = [date(2026, 11, 3) + timedelta(days=n) for n in range(5)]
+    history = [date(2026, 11, 1), *week_without_its_ends, date(2026, 11, 9)]
+    ends = ["daily_report 2026-11-02", "daily_report 2026-11-08"]
+    assert _missing_between(ends, history) == ends
+    assert _missing_between(ends, week_without_its_ends) == []
 
 
 def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(

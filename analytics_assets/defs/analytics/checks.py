@@ -204,14 +204,15 @@ def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
     )
     def reconciles(context: AssetCheckExecutionContext, report: pl.DataFrame) -> AssetCheckResult:
         window = context.partition_time_window
-        reports, present = _lake_days(
+        reports, _ = _lake_days(
             context, tables.DAILY_REPORT, list(REPORT_SCHEMA), window.start.date(),
             window.end.date() - timedelta(days=1),
         )  # fmt: skip
         days = reports.to_dicts()
         row = report.row(0, named=True)
         verdict = reconciliation_verdict(row, days)
-        missing = _missing_between(row.get("missing_inputs") or [], present)
+        history = getattr(context.resources, LAKE).lake().days_present(tables.DAILY_REPORT)
+        missing = _missing_between(row.get("missing_inputs") or [], history)
         return AssetCheckResult(
             passed=verdict.passed and not missing,
             severity=AssetCheckSeverity.ERROR,
@@ -225,14 +226,16 @@ def _reconciles_with_its_days(asset: str, kind: str, partitions_def):
     return reconciles
 
 
-def _missing_between(missing_inputs: list[str], present: list[date]) -> list[str]:
+def _missing_between(missing_inputs: list[str], history: list[date]) -> list[str]:
     """What a period report was built without that its check fails on. A week with a day
     missing agreed with the days it had, and passed: the report marks itself incomplete,
     but only the daily report had a check that read that. Its days' own missing inputs
-    count, and a day missing between two days that were built. Days before the first or
-    after the last built one do not: a month the source began or ended in (the sample's
-    November, or an October before it) was never more, and yesterday's missing report is
-    the freshness check's and its run's alert. A period in progress misses nothing."""
+    count, and a day missing between two days of `history` (every day the lake holds a
+    daily report of). Days before the first or after the last of those do not: a month the
+    source began or ended in (the sample's November, or an October before it) was never
+    more, and yesterday's missing report is the freshness check's and its run's alert. A
+    period in progress misses nothing. (The bounds were the period's own days: a week
+    without its Monday, or a month without its last days, passed.)"""
     prefix = f"{tables.DAILY_REPORT} "
     missing = []
     for name in missing_inputs:
@@ -240,7 +243,7 @@ def _missing_between(missing_inputs: list[str], present: list[date]) -> list[str
             continue
         if name.startswith(prefix):
             day = date.fromisoformat(name.removeprefix(prefix))
-            if not present or not min(present) < day < max(present):
+            if not history or not history[0] < day < history[-1]:
                 continue
         missing.append(name)
     return missing
