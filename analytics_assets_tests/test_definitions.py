@@ -118,13 +118,24 @@ def test_period_schedules_build_the_period_that_just_closed(schedule_name, tick,
     assert request.partition_key == partition_key
 
 
+def test_the_first_week_and_month_hold_the_first_day():
+    """The partitions start at 2026-01-01, a Thursday. The first week partition was
+    2026-01-05 and January 1-4 were in no weekly report; with a start on the 15th, the first
+    half of its month was in no monthly report."""
+    from analytics_assets.defs.partitions import monthly_partitions, weekly_partitions
+
+    assert weekly_partitions.get_first_partition_key() == "2025-12-29"
+    assert monthly_partitions.get_first_partition_key() == "2026-01-01"
+    request = _tick("weekly_report_job_schedule", datetime(2026, 1, 6, 4, tzinfo=UTC))
+    assert request.run_requests[0].partition_key == "2025-12-29"
+
+
 def test_a_period_that_began_before_the_first_partition_is_skipped_not_a_failed_tick():
-    """The partitions start at 2026-01-01, a Thursday: the first week partition is
-    2026-01-05, and the tick after the week of 2025-12-29 asked for a partition that does not
-    exist."""
-    result = _tick("weekly_report_job_schedule", datetime(2026, 1, 6, 4, tzinfo=UTC))
+    """The tick after the week of 2025-12-22, which holds no day of the deployment, asked
+    for a partition that does not exist."""
+    result = _tick("weekly_report_job_schedule", datetime(2025, 12, 30, 4, tzinfo=UTC))
     assert not result.run_requests
-    assert "2025-12-29 is before the first weekly_report_job partition" in result.skip_message
+    assert "2025-12-22 is before the first weekly_report_job partition" in result.skip_message
 
 
 def test_the_daily_schedule_builds_yesterday():

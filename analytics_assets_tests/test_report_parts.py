@@ -270,6 +270,19 @@ def test_a_closed_week_with_a_missing_day_is_incomplete_and_compared_like_for_li
     assert _volume_change(week, "conversations") == 0.0
 
 
+def test_the_first_week_holds_the_days_from_the_first_day_and_misses_none_before_it():
+    """History begins on Wednesday 2026-11-11: its first week holds Wednesday to Sunday,
+    complete, and compares with nothing (there was no week before)."""
+    week = period_report(
+        "weekly", date(2026, 11, 9), date(2026, 11, 16), date(2026, 11, 2),
+        pl.concat(_days(date(2026, 11, 11), 5)), period_of=date.isoformat,
+        today=date(2026, 11, 20), first_day=date(2026, 11, 11),
+    ).row(0, named=True)  # fmt: skip
+    assert week["conversations"] == 50
+    assert week["complete"] and week["missing_inputs"] == []
+    assert week["previous_period"] is None and week["changes"] == []
+
+
 def test_a_week_carries_its_days_missing_inputs_and_a_whole_week_compares_whole():
     days = _days(date(2026, 11, 9), 7)
     days[2] = with_missing_inputs(days[2], ["conversation_messages 2026-11-10"])

@@ -304,6 +304,7 @@ def period_report(
     *,
     period_of: Callable[[date], str],
     today: date,
+    first_day: date | None = None,
 ) -> pl.DataFrame:
     """The week or month [start, end) from its daily reports (`daily_rows` may hold the
     previous period's too), with its change against the previous period [previous_start,
@@ -311,7 +312,8 @@ def period_report(
 
     Complete only when every day of it has passed and has a complete daily report; otherwise
     `missing_inputs` names each missing day, the days' own missing inputs, and a period still
-    in progress. Like is compared with like: a complete period with the whole previous one
+    in progress. Days before `first_day` (the deployment's first) are no gap: the first week
+    or month holds the history there is, and compares with nothing. Like is compared with like: a complete period with the whole previous one
     (when that is complete too), a period in progress or with a gap with the same days of
     the previous one (Monday to Wednesday against Monday to Wednesday), never three days
     against seven, which would read as a fall in every count. Two complete months are
@@ -319,10 +321,11 @@ def period_report(
     period_days = [start + timedelta(days=offset) for offset in range((end - start).days)]
     current = daily_rows.filter(pl.col("day").is_between(start, end, closed="left"))
     held = set(current["day"].to_list())
+    before_history = first_day is not None and start < first_day
     gaps = [
         f"{tables.DAILY_REPORT} {day.isoformat()}"
         for day in period_days
-        if day < today and day not in held
+        if day < today and day not in held and (first_day is None or day >= first_day)
     ]
     carried = sorted(set(current["missing_inputs"].explode().drop_nulls().to_list()))
     due = sum(day < today for day in period_days)
@@ -335,7 +338,7 @@ def period_report(
         pl.col("day").is_between(previous_start, start, closed="left")
     )
     previous_held = set(previous_rows["day"].to_list())
-    whole = not (gaps or in_progress)
+    whole = not (gaps or in_progress or before_history)
     if whole:
         wanted = [previous_start + timedelta(days=k) for k in range((start - previous_start).days)]
     else:

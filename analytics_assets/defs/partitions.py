@@ -25,12 +25,17 @@ FIRST_DAY = date.fromisoformat(str(PARTITIONS_START)[:10])
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 # ISO weeks (Monday to Sunday) and calendar months, read from the daily partitions. The
 # period in progress is a partition too (end_offset=1), so a week- or month-to-date report
-# can be built on demand; the schedules build each period once it has closed.
+# can be built on demand; the schedules build each period once it has closed. The first
+# week and month are those holding the first day: started on the first day, they began at
+# the next Monday and the next 1st, and the days before were in no week or month (Jan 1-4
+# for the default start, a Thursday).
+FIRST_WEEK = FIRST_DAY - timedelta(days=FIRST_DAY.weekday())
+FIRST_MONTH = FIRST_DAY.replace(day=1)
 weekly_partitions = WeeklyPartitionsDefinition(
-    start_date=PARTITIONS_START, day_offset=1, timezone="UTC", end_offset=1
+    start_date=FIRST_WEEK.isoformat(), day_offset=1, timezone="UTC", end_offset=1
 )
 monthly_partitions = MonthlyPartitionsDefinition(
-    start_date=PARTITIONS_START, timezone="UTC", end_offset=1
+    start_date=FIRST_MONTH.isoformat(), timezone="UTC", end_offset=1
 )
 
 

@@ -44,6 +44,7 @@ from analytics_assets.defs.day_metadata import (
     users_metadata,
 )
 from analytics_assets.defs.partitions import (
+    FIRST_DAY,
     daily_partitions,
     days_in,
     messages_of_conversations_started_that_day,
@@ -331,6 +332,7 @@ def _period_report(
             days,
             period_of=period_of,
             today=datetime.now(UTC).date(),
+            first_day=FIRST_DAY,
         )
         current = days.filter(pl.col("day") >= start)
         previous_days = days.filter(pl.col("day") < start)

@@ -73,9 +73,9 @@ def _closed_period_schedule(job, partitions_def, cron: str) -> ScheduleDefinitio
         key = partitions_def.get_partition_key_for_timestamp(closed.timestamp() - 1)
         first = partitions_def.get_first_partition_key()
         if first is None or key < first:
-            # The period began before the first partition (ANALYTICS_PARTITIONS_START is
-            # not a Monday or a 1st): there is no such partition, and asking for it failed
-            # the tick.
+            # The period closed before the first partition (the week or month holding
+            # ANALYTICS_PARTITIONS_START): there is no such partition, and asking for it
+            # failed the tick.
             return SkipReason(f"{key} is before the first {job.name} partition ({first})")
         return RunRequest(run_key=f"{job.name}:{key}", partition_key=key)
 
