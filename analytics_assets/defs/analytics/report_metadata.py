@@ -78,7 +78,9 @@ def _one(report: dict) -> str:
         f"messages, {with_change('users')} users ({report['new_users']} new, "
         f"{report['returning_users']} returning)",
         f"- quality **{_score(report['quality_mean'])}**, satisfaction "
-        f"**{_score(report['satisfaction_mean'])}**, latency p50 "
+        # A mean over conversations of each one's median: named so, since "latency p50"
+        # read as the period's median (one slow conversation of ten moved it 400 ms → 3 s).
+        f"**{_score(report['satisfaction_mean'])}**, mean conversation latency p50 "
         f"{_milliseconds(report['latency_p50_mean'])}, {report['total_tokens']:,} tokens",
         f"- rejected records (processing_errors): {report['errors']}",
     ]
@@ -114,7 +116,7 @@ def _one(report: dict) -> str:
                 "conversations": m["conversations"],
                 "quality": _score(_model_mean(m, "quality")),
                 "satisfaction": _score(_model_mean(m, "satisfaction")),
-                "latency_p50": _milliseconds(_model_mean(m, "latency_p50_ms")),
+                "mean latency p50": _milliseconds(_model_mean(m, "latency_p50_ms")),
             }
             for m in report["per_model"]
         ]
