@@ -60,6 +60,8 @@ def test_timestamps_parse_every_format_to_utc():
             "2026-11-01 23:50:00",
             "2026-11-01 22:50:00-02:00",
             "2026-11-01 23:50",
+            # Postgres' offset of whole hours, which Python reads (the source's day).
+            "2026-11-02T00:50:00+01",
             "not a time",
             None,
         ]
@@ -70,6 +72,7 @@ def test_timestamps_parse_every_format_to_utc():
         datetime(2026, 11, 1, 23, 50, 0, 250000, tzinfo=UTC),
         datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
         datetime(2026, 11, 2, 0, 50, tzinfo=UTC),
+        datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
         datetime(2026, 11, 1, 23, 50, tzinfo=UTC),
         None,
         None,
@@ -776,6 +779,7 @@ def test_validated_timestamps_equal_parse_utc_timestamp_in_every_format():
         "2026-11-01 10:00",
         "2026-11-01 10:00:00.5+00:00",
         " 2026-11-01T10:00:00+00:00 ",
+        "2026-11-01 11:00:00+01",
         "not a time",
     ]
     records = [

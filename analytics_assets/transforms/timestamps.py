@@ -9,8 +9,10 @@ import polars as pl
 TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
 
 # NocoDB answers "2026-11-01 10:15:00+00:00"; exports and other writers add a "T", a "Z",
-# fractions of a second or drop the offset (read as UTC).
-_FORMATS_WITH_OFFSET = ("%Y-%m-%d %H:%M:%S%.f%:z",)
+# fractions of a second or drop the offset (read as UTC). Postgres writes an offset of whole
+# hours without its minutes ("+01", chrono's `%#z`): the source files such a record under
+# its day (Python reads it), and validation rejected it as no time.
+_FORMATS_WITH_OFFSET = ("%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _FORMATS_NAIVE = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M")
 
 
