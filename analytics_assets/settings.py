@@ -252,9 +252,12 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown table(s) {unknown}; the tables are {sorted(known)}")
         if info.field_name == "privacy_policies":
-            wrong = {t: p for t, p in value.items() if p not in TEXT_POLICIES}
+            wrong = sorted(t for t, p in value.items() if p not in TEXT_POLICIES)
             if wrong:
-                raise ValueError(f"policies must be redact, pseudonymize or keep: {wrong}")
+                # The tables, not the values: an error names the setting, never what it holds.
+                raise ValueError(
+                    f"policies must be redact, pseudonymize or keep; not so for {wrong}"
+                )
         elif any(not 1 <= days <= 36_500 for days in value.values()):
             raise ValueError("days kept must be 1 to 36,500")
         return value

@@ -65,6 +65,12 @@ def test_wrong_settings_are_named_by_field_without_their_values(monkeypatch, cap
     monkeypatch.setenv("PRIVACY_RETENTION_DAYS", json.dumps({"conversation_messages": 0}))
     assert cli.main(["settings"]) == 2
     assert "1 to 36,500" in capsys.readouterr().err
+    monkeypatch.delenv("PRIVACY_RETENTION_DAYS")
+    # The table whose policy is wrong, not the policy it was given (the error quoted it).
+    monkeypatch.setenv("PRIVACY_POLICIES", json.dumps({"conversation_messages": "hunter2"}))
+    assert cli.main(["settings"]) == 2
+    error = capsys.readouterr().err
+    assert "conversation_messages" in error and "hunter2" not in error, error
 
 
 def test_settings_show_no_credentials_of_urls_without_a_scheme_or_in_folder_settings():
