@@ -196,3 +196,51 @@ def test_a_day_another_run_is_writing_waits_for_it(tmp_path, mongo_server):
     instance.report_run_canceled(backfill)
     after = _evaluate(defs, instance, cursor=waiting.cursor)
     assert [r.partition_key for r in after.run_requests] == [DAY.isoformat()]
+
+
+def test_a_conversation_taken_up_two_days_later_counts_the_same_in_a_range_and_day_runs(
+    tmp_path, mongo_server
+):
+    """A user who comes back to a thread two days later: a run of the conversation's day
+    reads its day and the next, a range run read every day of its range, and counted the
+    later message (12 messages and 38 hours against 11 and 7 minutes), until an unrelated
+    rebuild of the day flipped it back."""
+    spec = SampleSpec(days=4, conversations=160, users=30, seed=11, with_bad_records=False)
+    days = [spec.start + timedelta(days=n) for n in range(4)]
+    data = generate_sample(spec)
+    taken_up = next(
+        c for c in data.conversations
+        if _day(c["started_at"]) == days[0]
+        and sum(m["conversation_id"] == c["conversation_id"] for m in data.messages) >= 3
+    )  # fmt: skip
+    owned = [m for m in data.messages if m["conversation_id"] == taken_up["conversation_id"]]
+    later = datetime.combine(days[2], time(9), tzinfo=UTC)
+    owned[-1]["created_at"] = owned[-1]["CreatedAt"] = str(later)
+    figures = {}
+    for mode in ("range", "days"):
+        root = tmp_path / mode
+        write_export(data, root / "export")
+        defs, lake, _ = _definitions(root, mongo_server, f"taken_up_{mode}")
+        job = defs.resolve_job_def("ingestion_job")
+        instance = DagsterInstance.ephemeral()
+        if mode == "range":
+            assert job.execute_in_process(instance=instance, tags=range_tags(days[0], days[-1]))
+        else:
+            # Latest first: each day is built once its next day is in (as the across-midnight
+            # sensor makes it), so both modes read the same days.
+            for day in reversed(days):
+                assert job.execute_in_process(instance=instance, partition_key=day.isoformat())
+        figures[mode] = {
+            asset: read_asset(lake, asset).sort("conversation_id").drop("run_id", strict=False)
+            for asset in (
+                "conversations", "conversation_analytics", "conversation_categories",
+                "conversation_languages",
+            )
+        }  # fmt: skip
+    for asset, frame in figures["range"].items():
+        assert frame.equals(figures["days"][asset]), asset
+    [row] = figures["range"]["conversations"].filter(
+        pl.col("conversation_id") == taken_up["conversation_id"]
+    ).to_dicts()
+    assert row["message_count"] == len(owned) - 1
+    assert row["ended_at"] < later

@@ -313,11 +313,12 @@ def period_report(
     Complete only when every day of it has passed and has a complete daily report; otherwise
     `missing_inputs` names each missing day, the days' own missing inputs, and a period still
     in progress. Days before `first_day` (the deployment's first) are no gap: the first week
-    or month holds the history there is, and compares with nothing. Like is compared with like: a complete period with the whole previous one
-    (when that is complete too), a period in progress or with a gap with the same days of
-    the previous one (Monday to Wednesday against Monday to Wednesday), never three days
-    against seven, which would read as a fall in every count. Two complete months are
-    compared whole, whatever their lengths (month over month, as people read it)."""
+    or month holds the history there is, and compares with nothing. Like is compared with
+    like: a complete period with the whole previous one (when that is complete too), a
+    period in progress or with a gap with the same days of the previous one (Monday to
+    Wednesday against Monday to Wednesday), never three days against seven, which would
+    read as a fall in every count. Two complete months are compared whole, whatever their
+    lengths (month over month, as people read it)."""
     period_days = [start + timedelta(days=offset) for offset in range((end - start).days)]
     current = daily_rows.filter(pl.col("day").is_between(start, end, closed="left"))
     held = set(current["day"].to_list())

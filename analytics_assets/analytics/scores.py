@@ -7,7 +7,7 @@ import re
 
 import polars as pl
 
-from analytics_assets.transforms.records import newest_copies
+from analytics_assets.transforms.records import messages_within_reach, newest_copies
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
 # Phrases of a user who wants out of the bot (lower-cased, matched in a user turn, whole
@@ -146,9 +146,7 @@ def conversation_analytics(
         categories = categories.with_columns(pl.lit(None, pl.String).alias("intent_method"))
     # Over D and D+1 a message NocoDB holds on both days (a re-delivery after midnight) is
     # one message, not a repeated question.
-    owned = newest_copies(
-        messages.join(conversations.select("conversation_id"), on="conversation_id", how="semi")
-    )
+    owned = newest_copies(messages_within_reach(messages, conversations))
     normalized = (
         pl.col("content").str.to_lowercase().str.replace_all(r"[^\w]+", " ").str.strip_chars()
     )

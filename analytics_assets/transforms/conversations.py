@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analytics_assets.transforms.records import newest_copies
+from analytics_assets.transforms.records import messages_within_reach, newest_copies
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE
 
 CONVERSATION_SCHEMA: dict[str, pl.DataType] = {
@@ -45,12 +45,12 @@ def build_conversations(headers: pl.DataFrame, messages: pl.DataFrame) -> pl.Dat
     """Summarizes each conversation header with the messages that belong to it.
 
     `messages` must cover every day the conversations run into (the start day and the next,
-    see the asset's partition mapping); messages of other conversations are ignored.
+    see the asset's partition mapping); messages of other conversations, and those of a
+    later day, are ignored (`messages_within_reach`).
     """
     role = pl.col("role")
     per_conversation = (
-        newest_copies(messages)
-        .join(headers.select("conversation_id"), on="conversation_id", how="semi")
+        newest_copies(messages_within_reach(messages, headers))
         .group_by("conversation_id")
         .agg(
             pl.col("created_at").max().alias("ended_at"),

@@ -128,6 +128,25 @@ def newest_copies(messages: Frame) -> Frame:
     )
 
 
+def messages_within_reach(messages: Frame, conversations: pl.DataFrame | pl.LazyFrame) -> Frame:
+    """The messages of `conversations` (conversation_id, day) that a run of each one's own
+    day reads: those of its start day and the next (the per-conversation assets' partition
+    mapping). A range run reads every day of its range at once, so a conversation taken up
+    again two days later counted those messages in a range backfill and not in a run of its
+    day, and an unrelated rebuild of the day flipped its figures back. Messages without a
+    `day` (a frame built by hand) are matched by conversation only."""
+    if "day" not in messages.collect_schema().names():
+        kept = messages.lazy().join(
+            conversations.lazy().select("conversation_id").unique(), on="conversation_id",
+            how="semi",
+        )  # fmt: skip
+    else:
+        started = conversations.lazy().select("conversation_id", "day")
+        reach = pl.concat([started, started.with_columns(pl.col("day").dt.offset_by("1d"))])
+        kept = messages.lazy().join(reach.unique(), on=["conversation_id", "day"], how="semi")
+    return kept if isinstance(messages, pl.LazyFrame) else kept.collect()
+
+
 @dataclass(frozen=True)
 class Validated:
     valid: pl.DataFrame

@@ -41,7 +41,7 @@ from analytics_assets.defs.partitions import (
 from analytics_assets.defs.queues import GPU_STEP_TAGS
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
-from analytics_assets.transforms.records import newest_copies
+from analytics_assets.transforms.records import messages_within_reach, newest_copies
 
 
 def _distribution(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -142,8 +142,9 @@ def conversation_categories(
     try:
         categories = categorize_conversations(
             conversation_headers,
-            # D's and D+1's messages: a message NocoDB holds on both days counts once.
-            newest_copies(conversation_messages),
+            # D's and D+1's messages (only those, in a range run too): a message NocoDB
+            # holds on both days counts once.
+            newest_copies(messages_within_reach(conversation_messages, conversation_headers)),
             taxonomy,
             threshold=categorization.threshold,
             model=model,

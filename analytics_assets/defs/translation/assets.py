@@ -30,7 +30,7 @@ from analytics_assets.defs.storage.placement import stored_spec
 from analytics_assets.defs.translation.resources import TranslationResource
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo, lake_only
-from analytics_assets.transforms.records import ERROR_SCHEMA
+from analytics_assets.transforms.records import ERROR_SCHEMA, messages_within_reach
 from analytics_assets.translation.detection import (
     conversation_languages as languages_of_conversations,
 )
@@ -209,7 +209,9 @@ def conversation_languages(
     started = time.perf_counter()
     # The languages message_signals already detected: nothing is detected twice.
     languages = languages_of_conversations(
-        conversation_headers.select("conversation_id", "day"), message_signals
+        conversation_headers.select("conversation_id", "day"),
+        # The start day's and the next day's signals only, in a range run too.
+        messages_within_reach(message_signals, conversation_headers),
     )
     seconds = time.perf_counter() - started
     return MaterializeResult(
