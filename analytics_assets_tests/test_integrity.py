@@ -249,3 +249,30 @@ def test_a_report_built_over_a_missing_day_says_so_and_its_check_fails(tmp_path,
     assert report["missing_inputs"].to_list() == [
         ["conversation_analytics 2026-11-09 (new users' look-back)"]
     ]
+
+
+def test_event_times_in_a_text_column_are_pulled_by_day_as_by_range(nocodb):
+    """A CSV import, or `created_at` changed to a text column, keeps the times as text:
+    NocoDB's date filters match none of them, so a pull of one day returned nothing and every
+    rebuild emptied the day without an error, while a range pull (filed locally) found all."""
+    from analytics_assets.sources.nocodb import NocoDBSource
+
+    text_times = [
+        (name, "SingleLineText" if name == "created_at" else uidt)
+        for name, uidt in TABLE_COLUMNS["messages"]
+    ]
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "integrity_text_times")
+        table = create_table(client, base_id, "messages", text_times)
+        create_table(client, base_id, "conversations", TABLE_COLUMNS["conversations"])
+        client.insert_records(table, [
+            {"message_id": f"t-{day.day}-{n}", "conversation_id": f"c-{day.day}",
+             "role": "user", "content": "hello", "created_at": f"{day} {n:02}:30:00+00:00"}
+            for day in DAYS for n in range(4)
+        ])  # fmt: skip
+        source = NocoDBSource(client, base_id=base_id)
+        ranged = source.fetch_range("messages", DAYS)
+        for day in DAYS:
+            by_day = source.fetch_day("messages", day).frame
+            assert by_day.height == 4, day
+            assert sorted(by_day["record_id"]) == sorted(ranged[day].frame["record_id"])

@@ -41,6 +41,10 @@ from analytics_assets.sources.schema import (
 from analytics_assets.transforms.raw import empty_raw_frame, raw_frame_from_records
 
 
+# NocoDB's column types (uidt) its date filters (`exactDate`) work on.
+DATE_COLUMN_TYPES = frozenset({"DateTime", "Date", "CreatedTime", "LastModifiedTime"})
+
+
 def _source_time(value: object) -> datetime | None:
     """A NocoDB DateTime / CreatedTime value ("2026-11-02 12:35:53+00:00") in UTC."""
     if not isinstance(value, str) or not value.strip():
@@ -343,14 +347,23 @@ class NocoDBSource(RecordSource):
 
     # -- incremental sync --------------------------------------------------------------------
 
-    def _day_queries(self, kind: TableKind, columns: dict[str, str], day: date) -> list[str]:
+    def _day_queries(
+        self, kind: TableKind, columns: dict[str, str], day: date
+    ) -> list[str | None]:
         """The date-filtered queries whose union holds every record filed on `day`: its
         event time on the day; a blank event time stored that day; and, stored that day, an
-        event time outside the partitions (before the first one, or after the day itself)."""
+        event time outside the partitions (before the first one, or after the day itself).
+
+        An event time in a column of another type (a CSV import, or a column changed to
+        text, keeps the values as text) is read whole (None: no filter), and filed here:
+        NocoDB's date filters match nothing on it, and every rebuild of a day emptied it
+        without an error while a range pull, which files locally, still found the records."""
         event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
         created_field = self.schema.source_field(kind, "CreatedAt")
-        queries = [day_filter(event_field, day)]
-        if created_field in columns:
+        if columns.get(event_field) not in DATE_COLUMN_TYPES:
+            return [None]
+        queries: list[str | None] = [day_filter(event_field, day)]
+        if columns.get(created_field) in DATE_COLUMN_TYPES:
             stored_that_day = day_filter(created_field, day)
             later = f"({event_field},ge,exactDate,{(day + timedelta(days=1)).isoformat()})"
             outside = (
