@@ -1,4 +1,5 @@
-"""Lake bytes per message: the `messages` day file as the lake encodes it, per zstd level.
+"""Lake bytes per message: a day of validated messages (the rows of the `conversation_messages`
+day file) as the lake encodes it, per zstd level.
 
 `docs/cost.md` prices storage per million messages, which needs bytes per message. The size
 depends on the chat text, so two texts are measured on the same typed rows (no row repeated,
