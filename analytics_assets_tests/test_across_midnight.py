@@ -239,8 +239,10 @@ def test_a_conversation_taken_up_two_days_later_counts_the_same_in_a_range_and_d
         }  # fmt: skip
     for asset, frame in figures["range"].items():
         assert frame.equals(figures["days"][asset]), asset
-    [row] = figures["range"]["conversations"].filter(
-        pl.col("conversation_id") == taken_up["conversation_id"]
-    ).to_dicts()
+    [row] = (
+        figures["range"]["conversations"]
+        .filter(pl.col("conversation_id") == taken_up["conversation_id"])
+        .to_dicts()
+    )
     assert row["message_count"] == len(owned) - 1
     assert row["ended_at"] < later

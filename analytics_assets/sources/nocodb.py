@@ -40,7 +40,6 @@ from analytics_assets.sources.schema import (
 )
 from analytics_assets.transforms.raw import empty_raw_frame, raw_frame_from_records
 
-
 # NocoDB's column types (uidt) its date filters (`exactDate`) work on.
 DATE_COLUMN_TYPES = frozenset({"DateTime", "Date", "CreatedTime", "LastModifiedTime"})
 
@@ -347,9 +346,7 @@ class NocoDBSource(RecordSource):
 
     # -- incremental sync --------------------------------------------------------------------
 
-    def _day_queries(
-        self, kind: TableKind, columns: dict[str, str], day: date
-    ) -> list[str | None]:
+    def _day_queries(self, kind: TableKind, columns: dict[str, str], day: date) -> list[str | None]:
         """The date-filtered queries whose union holds every record filed on `day`: its
         event time on the day; a blank event time stored that day; and, stored that day, an
         event time outside the partitions (before the first one, or after the day itself).
