@@ -276,3 +276,59 @@ def test_event_times_in_a_text_column_are_pulled_by_day_as_by_range(nocodb):
             by_day = source.fetch_day("messages", day).frame
             assert by_day.height == 4, day
             assert sorted(by_day["record_id"]) == sorted(ranged[day].frame["record_id"])
+
+
+def test_a_table_without_an_optional_column_is_pulled_with_the_field_null(nocodb):
+    """`feedback` dropped from the table stopped every pull (and each run spent its retries
+    on it); a required column missing is still a configuration error, named."""
+    from analytics_assets.nocodb.errors import NocoDBNotFoundError
+    from analytics_assets.sources.nocodb import NocoDBSource
+    from analytics_assets.transforms.records import validate_messages
+
+    without = {"feedback", "latency_ms"}
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "integrity_optional_columns")
+        table = create_table(client, base_id, "messages", [
+            column for column in TABLE_COLUMNS["messages"] if column[0] not in without
+        ])  # fmt: skip
+        create_table(client, base_id, "conversations", [
+            column for column in TABLE_COLUMNS["conversations"] if column[0] != "user_id"
+        ])  # fmt: skip
+        client.insert_records(table, [
+            {"message_id": f"o-{n}", "conversation_id": "c-1", "role": "user",
+             "content": "hello", "created_at": f"{DAYS[0]} 0{n}:00:00"}
+            for n in range(3)
+        ])  # fmt: skip
+        source = NocoDBSource(client, base_id=base_id)
+        pulled = source.fetch_day("messages", DAYS[0]).frame
+        assert source.fields_not_in_source == {"messages": sorted(without)}
+        with pytest.raises(NocoDBNotFoundError, match="user_id"):
+            source.fetch_day("conversations", DAYS[0])
+    validated = validate_messages(pulled)
+    assert validated.valid.height == 3 and validated.rejected.height == 0
+    assert validated.valid["feedback"].is_null().all()
+    assert validated.valid["latency_ms"].is_null().all()
+
+
+def test_a_required_column_missing_fails_the_pull_once_not_after_its_retries(
+    nocodb, mongo, tmp_path
+):
+    """Retrying cannot add a column: the step's retry policy waited about five minutes on
+    it in every run before the run failed."""
+    with make_client(nocodb) as client:
+        base_id = create_base(client, "integrity_required_column")
+        create_table(client, base_id, "conversations", TABLE_COLUMNS["conversations"])
+        create_table(client, base_id, "messages", [
+            *(column for column in TABLE_COLUMNS["messages"] if column[0] != "content"),
+            ("stored_at", "DateTime"),
+        ])  # fmt: skip
+    defs = _defs(nocodb, base_id, ParquetLakeIOManager(base_url=str(tmp_path / "lake")), mongo)
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(), partition_key=DAYS[0].isoformat(),
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    kinds = [event.event_type_value for event in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in kinds
+    [failure] = [event for event in result.all_events if event.event_type_value == "STEP_FAILURE"]
+    assert "content" in str(failure.event_specific_data.error)

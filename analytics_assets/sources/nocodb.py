@@ -34,6 +34,7 @@ from analytics_assets.sources.days import filing_day
 from analytics_assets.sources.schema import (
     EVENT_TIME_FIELD,
     KEY_FIELD,
+    REQUIRED_FIELDS,
     SYSTEM_FIELDS,
     SourceSchema,
     TableKind,
@@ -138,6 +139,8 @@ class NocoDBSource(RecordSource):
         # run (a change sensor's, after an edit) does not resume a failed run's older pages.
         self.checkpoint_scope = checkpoint_scope
         self._swept = False
+        # Per table, the optional fields its NocoDB table has no column for (read as null).
+        self.fields_not_in_source: dict[str, list[str]] = {}
 
     def describe(self) -> str:
         # Written into every raw record's `source` and into metadata: never a credential that
@@ -148,15 +151,23 @@ class NocoDBSource(RecordSource):
         return self.client.stats.as_dict()
 
     def _fields(self, kind: TableKind, columns: dict[str, str]) -> list[str]:
-        """The mapped fields to request; a missing mapped field is a configuration error."""
-        wanted = list(dict.fromkeys(self.schema.field_map(kind).values()))
-        missing = [name for name in wanted if name not in columns and name not in SYSTEM_FIELDS]
-        if missing:
+        """The mapped fields to request. A missing required field is a configuration error;
+        a missing optional one is read as null and named in `fields_not_in_source`."""
+        field_map = self.schema.field_map(kind)
+        absent = {
+            canonical: name for canonical, name in field_map.items()
+            if name not in columns and name not in SYSTEM_FIELDS
+        }  # fmt: skip
+        required = sorted(name for canonical, name in absent.items()
+                          if canonical in REQUIRED_FIELDS[kind])  # fmt: skip
+        if required:
             raise NocoDBNotFoundError(
-                f"NocoDB table {self.schema.table(kind)!r} has no field(s) {missing}; "
+                f"NocoDB table {self.schema.table(kind)!r} has no field(s) {required}; "
                 f"it has {list(columns)}. Map them in the source schema settings."
             )
-        return [name for name in wanted if name in columns]
+        if absent:
+            self.fields_not_in_source[kind] = sorted(set(absent.values()))
+        return [name for name in dict.fromkeys(field_map.values()) if name in columns]
 
     def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
         info = self.client.table_info(name, base_id=self.base_id)

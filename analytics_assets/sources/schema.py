@@ -41,6 +41,14 @@ CANONICAL_FIELDS: dict[TableKind, tuple[str, ...]] = {
     ),
 }
 
+# The fields no record can be read without (validation rejects a record missing one). A table
+# without the column of another field (`feedback` dropped, `latency_ms` never added) is read
+# with that field null: a missing optional column stopped every pull.
+REQUIRED_FIELDS: dict[TableKind, frozenset[str]] = {
+    "conversations": frozenset({"conversation_id", "user_id", "started_at"}),
+    "messages": frozenset({"message_id", "conversation_id", "role", "content", "created_at"}),
+}
+
 # The event time that decides a record's daily partition, and the key that identifies it.
 EVENT_TIME_FIELD: dict[TableKind, str] = {"conversations": "started_at", "messages": "created_at"}
 KEY_FIELD: dict[TableKind, str] = {"conversations": "conversation_id", "messages": "message_id"}

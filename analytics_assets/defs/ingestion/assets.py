@@ -4,6 +4,7 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 
 import polars as pl
 from dagster import (
@@ -11,6 +12,7 @@ from dagster import (
     AssetIn,
     BackfillPolicy,
     Backoff,
+    Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -39,6 +41,7 @@ from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.leases import PartitionLeaseResource
 from analytics_assets.defs.storage.placement import stored_spec
+from analytics_assets.nocodb.errors import NocoDBAuthError, NocoDBNotFoundError
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.privacy.erasure import drop_tombstoned
 from analytics_assets.sources.schema import TABLE_KINDS
@@ -56,6 +59,16 @@ from analytics_assets.transforms.records import (
 GROUP = "ingestion"
 # A multi-day range runs as one run that fetches and writes day by day.
 SINGLE_RUN = BackfillPolicy.single_run()
+
+
+@contextmanager
+def _configuration_errors_not_retried():
+    """A wrong token, or a table or required column the source does not have, fails the step
+    once: the step's retry policy spent about five minutes of waits on it, in every run."""
+    try:
+        yield
+    except (NocoDBAuthError, NocoDBNotFoundError) as error:
+        raise Failure(description=str(error), allow_retries=False) from error
 
 
 def _throughput(rows: int, seconds: float) -> float | None:
@@ -98,7 +111,10 @@ def nocodb_raw_pages(
     started = time.perf_counter()
     # Saved pages are resumed by this run's retries and re-executions only: a new run (the
     # change sensor's, after an edit) reading a failed run's pages would miss the edit.
-    with record_source.open(context.run.root_run_id or context.run_id) as source:
+    with (
+        _configuration_errors_not_retried(),
+        record_source.open(context.run.root_run_id or context.run_id) as source,
+    ):
         stats_before = source.stats()
         # A long range: each table read once by key range and split by day locally.
         for kind in TABLE_KINDS:
@@ -143,6 +159,12 @@ def nocodb_raw_pages(
                 )
         stats_after = source.stats()
         source_description = source.describe()
+        not_in_source = dict(getattr(source, "fields_not_in_source", {}))
+    if not_in_source:
+        context.log.warning(
+            f"the source has no column for {not_in_source}: read as null (map them in "
+            "NOCODB_FIELD_MAP if they are named otherwise)"
+        )
     # Days and tables in order, whatever order the fetches finished in.
     raw = pl.concat([empty_raw_frame(), *(results[job] for job in jobs)])
     # Records erased on request stay out, even while the source still holds them.
@@ -164,6 +186,7 @@ def nocodb_raw_pages(
             "resumed_pages": resumed,
             **counters,
             "records_per_table": MetadataValue.json(dict(per_table)),
+            "fields_not_in_source": MetadataValue.json(not_in_source),
             "erased_records_skipped": erased,
             "lease_wait_s": holding.waited_s if holding else None,
             "lease_acquired_at": holding.acquired_at if holding else None,
