@@ -24,7 +24,6 @@ from dagster import (
 
 from analytics_assets import tables
 from analytics_assets.analytics.scores import ANALYTICS_SCHEMA
-from analytics_assets.analytics.users import USER_SCHEMA
 from analytics_assets.defs.analytics import assets as report_assets
 from analytics_assets.defs.analytics.sensors import reports_after_a_day_changed
 from analytics_assets.defs.partitions import daily_partitions, days_in, range_tags
@@ -34,17 +33,29 @@ from analytics_assets.storage.placement import LAKE_AND_MONGO_IO_MANAGER
 MONDAY = date(2026, 11, 9)
 WEEK = [MONDAY + timedelta(days=n) for n in range(7)]
 LATE = date(2026, 11, 11)
-UPSTREAM = (
+# Stand-ins for what the reports read, and the real user analytics (new and returning users).
+STAND_INS = (
     tables.CONVERSATION_MESSAGES,
     tables.CONVERSATION_HEADERS,
     tables.PROCESSING_ERRORS,
     tables.CONVERSATION_ANALYTICS,
-    tables.USER_ANALYTICS,
 )
+UPSTREAM = (*STAND_INS, tables.USER_ANALYTICS)
+# The users of the conversations LATE gets late, who also come back two days later.
+RETURNING = [f"returning-{n}" for n in range(5)]
 
 
-def _rows(conversations_on_late_day: int) -> dict[str, pl.DataFrame]:
-    """Ten conversations a day of two messages each (more on LATE)."""
+def _user(day: date, number: int) -> str:
+    """Each conversation its own user, but for LATE's late ones and their return two days
+    later, by the same users (`RETURNING`)."""
+    if (day == LATE and number >= 10) or (day == LATE + timedelta(days=2) and number < 5):
+        return RETURNING[number % 5]
+    return f"{day}-u{number}"
+
+
+def _rows(conversations_on_late_day: int, tokens: int = 10) -> dict[str, pl.DataFrame]:
+    """Ten conversations a day of two messages each (more on LATE, and `tokens` each
+    there)."""
     blank = dict.fromkeys(ANALYTICS_SCHEMA)
     analytics, messages = [], []
     for day in WEEK:
@@ -52,9 +63,10 @@ def _rows(conversations_on_late_day: int) -> dict[str, pl.DataFrame]:
         for number in range(count):
             conversation = f"{day}-c{number}"
             analytics.append(blank | {
-                "day": day, "conversation_id": conversation, "user_id": conversation,
-                "model": "m", "feedback_up": 0, "feedback_down": 0, "prompt_tokens": 10,
-                "completion_tokens": 0, "total_tokens": 10, "topic": "billing",
+                "day": day, "conversation_id": conversation, "user_id": _user(day, number),
+                "model": "m", "feedback_up": 0, "feedback_down": 0,
+                "prompt_tokens": tokens if day == LATE else 10, "completion_tokens": 0,
+                "total_tokens": tokens if day == LATE else 10, "topic": "billing",
                 "intent": "question", "sentiment": "neutral", "language": "en",
                 "categorized_via_translation": False,
             })  # fmt: skip
@@ -68,7 +80,6 @@ def _rows(conversations_on_late_day: int) -> dict[str, pl.DataFrame]:
         tables.CONVERSATION_HEADERS: analytics_frame.select("day", "conversation_id"),
         tables.PROCESSING_ERRORS: pl.DataFrame(schema={"day": pl.Date(), "reason": pl.String()}),
         tables.CONVERSATION_ANALYTICS: analytics_frame,
-        tables.USER_ANALYTICS: pl.DataFrame(schema=USER_SCHEMA),
     }
 
 
@@ -82,7 +93,8 @@ class _Pipeline:
         }  # fmt: skip
         self.instance = DagsterInstance.ephemeral()
         self.assets = [
-            *(self._stand_in(name) for name in UPSTREAM),
+            *(self._stand_in(name) for name in STAND_INS),
+            report_assets.user_analytics,
             report_assets.daily_report,
             report_assets.weekly_report,
             report_assets.monthly_report,
@@ -107,12 +119,13 @@ class _Pipeline:
     def run(self, requests) -> None:
         """What the requested runs build: each job's one report asset, for its partition."""
         assets_of = {
-            "daily_report_job": tables.DAILY_REPORT,
-            "weekly_report_job": tables.WEEKLY_REPORT,
-            "monthly_report_job": tables.MONTHLY_REPORT,
+            "daily_report_job": [tables.DAILY_REPORT],
+            "users_and_report_job": [tables.USER_ANALYTICS, tables.DAILY_REPORT],
+            "weekly_report_job": [tables.WEEKLY_REPORT],
+            "monthly_report_job": [tables.MONTHLY_REPORT],
         }
         for request in requests:
-            self.build([assets_of[request.job_name]], partition_key=request.partition_key)
+            self.build(assets_of[request.job_name], partition_key=request.partition_key)
 
     def tick(self, cursor=None):
         with build_sensor_context(instance=self.instance, cursor=cursor) as context:
@@ -146,13 +159,12 @@ def test_a_day_built_again_rebuilds_the_next_days_reports_then_its_week_and_mont
     pipeline.rows = _rows(conversations_on_late_day=15)
     pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
 
-    # First the days that read the 11th: the 12th (its conversations) and the 13th (its
-    # messages, which the 13th's change leaves out); the week and the month wait for them.
+    # First the days that read the 11th: five new users on it, so every later day's new and
+    # returning users (the 12th to the 15th: the later ones were never built), with their
+    # reports (the 12th's change reads the 11th's conversations, the 13th's its messages);
+    # the week and the month wait for them.
     first = pipeline.tick(pipeline.cursor)
-    assert _asked(first) == [
-        ("daily_report_job", "2026-11-12"),
-        ("daily_report_job", "2026-11-13"),
-    ]
+    assert _asked(first) == [("users_and_report_job", f"2026-11-{day}") for day in (12, 13, 14, 15)]
     pipeline.run(first.run_requests)
     # Then the closed week and month, once; the next week (the 16th's) was never built, and
     # December is in progress (or never built): neither is asked for.
@@ -174,6 +186,28 @@ def test_a_day_built_again_rebuilds_the_next_days_reports_then_its_week_and_mont
     [next_day] = daily.filter(pl.col("day") == LATE + timedelta(days=1)).to_dicts()
     volume = {c["value"]: c["previous_count"] for c in next_day["changes"]}
     assert volume["conversations"] == 15
+    # Two days later the five come back: returning users now, new ones before.
+    [back] = daily.filter(pl.col("day") == LATE + timedelta(days=2)).to_dicts()
+    assert (back["new_users"], back["returning_users"]) == (5, 5)
+    assert week["users"] == 75 - 5
+
+
+def test_a_change_that_keeps_the_days_users_rebuilds_only_the_reports_reading_it(built_week):
+    """More tokens on the 11th, the same users: the next days' new and returning users
+    stand, only the 12th's and 13th's reports (their change) are built again."""
+    pipeline = built_week
+    pipeline.rows = _rows(conversations_on_late_day=10, tokens=99)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    first = pipeline.tick(pipeline.cursor)
+    assert _asked(first) == [
+        ("daily_report_job", "2026-11-12"),
+        ("daily_report_job", "2026-11-13"),
+    ]
+    pipeline.run(first.run_requests)
+    assert _asked(pipeline.tick(first.cursor)) == [
+        ("monthly_report_job", "2026-11-01"),
+        ("weekly_report_job", MONDAY.isoformat()),
+    ]
 
 
 def test_a_rebuild_waits_for_the_runs_still_writing_its_days(built_week):
@@ -192,7 +226,7 @@ def test_a_rebuild_waits_for_the_runs_still_writing_its_days(built_week):
     assert LATE.isoformat() in waiting.skip_reason.skip_message
     pipeline.instance.report_run_canceled(backfill)
     after = pipeline.tick(waiting.cursor)
-    assert ("daily_report_job", "2026-11-12") in _asked(after)
+    assert ("users_and_report_job", "2026-11-12") in _asked(after)
 
 
 def test_a_week_never_built_is_left_to_its_schedule(tmp_path):
@@ -203,7 +237,7 @@ def test_a_week_never_built_is_left_to_its_schedule(tmp_path):
     pipeline.rows = _rows(conversations_on_late_day=15)
     pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
     first = pipeline.tick(cursor)
-    assert {job for job, _ in _asked(first)} == {"daily_report_job"}
+    assert {job for job, _ in _asked(first)} == {"users_and_report_job"}
     pipeline.run(first.run_requests)
     assert _asked(pipeline.tick(first.cursor)) == []
 
@@ -229,7 +263,7 @@ def test_from_cron_each_request_runs_its_own_job(built_week, tmp_path):
     pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
     days = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
     periods = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
-    assert days.ran == ["2026-11-12", "2026-11-13"]
+    assert days.ran == ["2026-11-12", "2026-11-13", "2026-11-14", "2026-11-15"]
     assert periods.ran == ["2026-11-01", MONDAY.isoformat()] and not periods.failed
     [week] = pipeline.read(tables.WEEKLY_REPORT).to_dicts()
     assert week["conversations"] == 75

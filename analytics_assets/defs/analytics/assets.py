@@ -1,5 +1,6 @@
 """Analytics: per-conversation quality and satisfaction (reports build on it)."""
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -282,7 +283,12 @@ def daily_report(
     for report in reports:
         key = report["period"][0]
         context.add_asset_metadata(
-            report_metadata(report, with_chart=charted(context.partition_keys, key)),
+            {
+                **report_metadata(report, with_chart=charted(context.partition_keys, key)),
+                # Which users were active, as a digest: a later day's new and returning users
+                # depend on it (defs/analytics/sensors.py rebuilds them when it changes).
+                USERS_DIGEST: users_digest(report["user_ids"].to_list()[0]),
+            },
             partition_key=key,
         )
     return MaterializeResult(
@@ -294,6 +300,17 @@ def daily_report(
             **usage.figures(analytics.height),
         ),
     )
+
+
+# The daily report's metadata entry holding `users_digest` of the day's active users.
+USERS_DIGEST = "users_digest"
+
+
+def users_digest(user_ids) -> str:
+    """A short digest of a set of (pseudonymized) user ids: it tells whether the set
+    changed, and nothing about who is in it."""
+    joined = "\n".join(sorted(set(user_ids or ())))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
 def _period_report(

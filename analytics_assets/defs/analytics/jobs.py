@@ -29,6 +29,14 @@ daily_report_job = define_asset_job(
     partitions_def=daily_partitions,
     description="Rebuild daily reports from the lake (after an erasure, or a fix).",
 )
+# A day's new and returning users and its report, again: what a change to an earlier day's
+# users makes stale (defs/analytics/sensors.py).
+users_and_report_job = define_asset_job(
+    "users_and_report_job",
+    selection=AssetSelection.assets(tables.USER_ANALYTICS, tables.DAILY_REPORT),
+    partitions_def=daily_partitions,
+    description="Rebuild a day's user analytics (new and returning users) and its report.",
+)
 # The period reports are the analytics assets on the weekly and monthly partitions.
 weekly_report_job = define_asset_job(
     "weekly_report_job",

@@ -10,6 +10,9 @@ change since the day before). Dagster marks such partitions stale, and nothing b
 This sensor reads each new `daily_report` materialization (day D) and requests again:
 - the daily reports of the days after D that read D's inputs (D+1 reads D's conversations,
   D+2 D's messages: the partition mappings say which), where built before those inputs;
+- where D's active users changed (a digest in the report's metadata), the user analytics
+  and daily reports of the 30 days after D, whose new and returning users look back at D,
+  where built before D's conversations;
 - each closed week and month that reads D's report (its own, and the next one), where built
   before it.
 
@@ -40,10 +43,16 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.analytics.assets import daily_report
+from analytics_assets.defs.analytics.assets import (
+    USERS_DIGEST,
+    daily_report,
+    user_analytics,
+    users_digest,
+)
 from analytics_assets.defs.analytics.jobs import (
     daily_report_job,
     monthly_report_job,
+    users_and_report_job,
     weekly_report_job,
 )
 from analytics_assets.defs.builds import days_being_built, latest_storage_id
@@ -56,6 +65,10 @@ from analytics_assets.defs.partitions import (
 
 SENSOR_NAME = "reports_after_a_day_changed_sensor"
 DAILY_REPORT = AssetKey(tables.DAILY_REPORT)
+CONVERSATION_ANALYTICS = AssetKey(tables.CONVERSATION_ANALYTICS)
+USER_ANALYTICS = AssetKey(tables.USER_ANALYTICS)
+# The jobs that build a day's report again (its change reaches its week and month).
+_REBUILD_DAILY_REPORT = (daily_report_job.name, users_and_report_job.name)
 # Materializations read per tick; the rest wait for the next tick (the cursor says where).
 _EVENTS_PER_TICK = 200
 # How far back the first tick looks: days built before the sensor was turned on are not
@@ -87,15 +100,51 @@ class Rebuild:
     after: int
 
 
-def inputs_read_days_later(report: AssetsDefinition) -> dict[AssetKey, int]:
-    """The daily report's inputs that a later day's report reads too, with how many days
-    later at most (`conversation_analytics`: 1, `conversation_messages`: 2)."""
+def inputs_read_days_later(definition: AssetsDefinition) -> dict[AssetKey, int]:
+    """The inputs of a daily asset that a later day's build reads too, with how many days
+    later at most (the daily report: `conversation_analytics` 1, `conversation_messages` 2;
+    user analytics: `conversation_analytics` 30)."""
     later: dict[AssetKey, int] = {}
-    for dep in report.asset_deps[report.key]:
-        mapping = report.get_partition_mapping(dep)
+    for dep in definition.asset_deps[definition.key]:
+        mapping = definition.get_partition_mapping(dep)
         if isinstance(mapping, TimeWindowPartitionMapping) and mapping.start_offset < 0:
             later[dep] = -mapping.start_offset
     return later
+
+
+def _users_changed(instance, day: date) -> bool:
+    """Whether the day's newest report has other active users than the one before it (or,
+    built for the first time, any): later days' new and returning users looked back at the
+    old ones. Reports from before the digest say nothing."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=DAILY_REPORT, asset_partitions=[day.isoformat()]), limit=2
+    ).records
+    digests = [
+        getattr(record.asset_materialization.metadata.get(USERS_DIGEST), "value", None)
+        for record in records
+        if record.asset_materialization is not None
+    ]
+    if not digests or digests[0] is None:
+        return False
+    if len(digests) == 1:
+        return digests[0] != users_digest(())
+    return digests[1] is not None and digests[0] != digests[1]
+
+
+def _stale_users(instance, day: date, look_back: int, today: date) -> list[Rebuild]:
+    """The later days whose user analytics were built before the day's conversations."""
+    read = latest_storage_id(instance, CONVERSATION_ANALYTICS, day.isoformat())
+    if read is None or not _users_changed(instance, day):
+        return []
+    rebuilds = []
+    for days_later in range(1, look_back + 1):
+        later = day + timedelta(days=days_later)
+        if later > today:
+            break
+        built = latest_storage_id(instance, USER_ANALYTICS, later.isoformat())
+        if built is not None and built < read:
+            rebuilds.append(Rebuild(users_and_report_job.name, later.isoformat(), (later,), read))
+    return rebuilds
 
 
 def _midnight(day: date) -> float:
@@ -120,13 +169,13 @@ def _periods_reading(period: _Period, day: date) -> list[str]:
 
 
 def stale_reports(
-    instance, day: date, later_inputs: dict[AssetKey, int], today: date
+    instance, day: date, later_inputs: dict[AssetKey, int], today: date, users_look_back: int = 0
 ) -> list[Rebuild]:
     """What reads `day` and was built before what it reads of it."""
     built = latest_storage_id(instance, DAILY_REPORT, day.isoformat())
     if built is None:
         return []
-    rebuilds = []
+    rebuilds = _stale_users(instance, day, users_look_back, today) if users_look_back else []
     for days_later in range(1, max(later_inputs.values(), default=0) + 1):
         later = day + timedelta(days=days_later)
         if later > today:
@@ -157,7 +206,7 @@ def _after_the_days(rebuilds: list[Rebuild]) -> list[Rebuild]:
     """Without the weeks and months that read a daily report requested on this tick: built
     beside it, they would read it old, and be built again once it is in. They are asked for
     when its new materialization comes through here."""
-    days = [r.days[0] for r in rebuilds if r.job_name == daily_report_job.name]
+    days = [r.days[0] for r in rebuilds if r.job_name in _REBUILD_DAILY_REPORT]
     waiting = {
         (period.job_name, key) for day in days for period in PERIODS
         for key in _periods_reading(period, day)
@@ -190,6 +239,10 @@ def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
     for rebuild in rebuilds:
         key = (rebuild.job_name, rebuild.partition)
         newest[key] = max(newest.get(key, 0), rebuild.after)
+    # A day whose users and report are built again needs no report-only run too.
+    for job_name, partition in list(newest):
+        if job_name == users_and_report_job.name:
+            newest.pop((daily_report_job.name, partition), None)
     return [
         RunRequest(
             run_key=f"{SENSOR_NAME}:{job_name}:{partition}:{after}",
@@ -203,14 +256,15 @@ def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
 
 @sensor(
     name=SENSOR_NAME,
-    jobs=[daily_report_job, weekly_report_job, monthly_report_job],
+    jobs=[daily_report_job, users_and_report_job, weekly_report_job, monthly_report_job],
     minimum_interval_seconds=300,
     # On by default: it requests nothing unless a report was built before a day it reads
     # changed, and without it such a report stays wrong for good.
     default_status=DefaultSensorStatus.RUNNING,
-    description="Builds a closed week's or month's report again, and the next days' daily "
-    "reports, when a day they read was built again after them (late records, a conversation "
-    "that went on past midnight, a fix).",
+    description="Builds a closed week's or month's report again, the next days' daily "
+    "reports, and the next 30 days' new and returning users where a day's users changed, when "
+    "a day they read was built again after them (late records, a conversation that went on "
+    "past midnight, an edit or a deletion at the source, a fix).",
 )
 def reports_after_a_day_changed(context: SensorEvaluationContext) -> SensorResult:
     first_look = (datetime.now(UTC) - _FIRST_LOOK_BACK).timestamp()
@@ -220,11 +274,12 @@ def reports_after_a_day_changed(context: SensorEvaluationContext) -> SensorResul
     days |= {date.fromisoformat(day) for day in state.get("deferred", [])}
     today = datetime.now(UTC).date()
     later_inputs = inputs_read_days_later(daily_report)
+    users_look_back = inputs_read_days_later(user_analytics).get(CONVERSATION_ANALYTICS, 0)
     rebuilds: list[Rebuild] = []
     deferred: list[date] = []
     busy = days_being_built(context.instance) if days else set()
     for day in sorted(day for day in days if day >= FIRST_DAY):
-        stale = stale_reports(context.instance, day, later_inputs, today)
+        stale = stale_reports(context.instance, day, later_inputs, today, users_look_back)
         # A run still writing the day, or a day a rebuild reads: wait for it, so a backfill
         # over a closed week builds the week once after its days, not after each.
         if busy & {day, *(read for rebuild in stale for read in rebuild.days)}:
