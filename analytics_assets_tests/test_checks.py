@@ -240,7 +240,8 @@ def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
     data.messages += [before_midnight, after_midnight]
     header = next(c for c in data.conversations if c["started_at"].startswith("2026-11-02"))
     data.conversations.append(dict(header, started_at="2026-11-01 22:00:00+00:00"))
-    # Two days apart: a run of one day does not see it, so neither does a range run.
+    # Two days apart: both days counted it too, and the check looked at the neighbouring
+    # days only; it looks 30 days around, in a run of one day as in a range run.
     apart = next(c for c in data.conversations if c["started_at"].startswith("2026-11-03"))
     data.conversations.append(dict(apart, started_at="2026-11-01 21:00:00+00:00"))
     selection = [AssetKey(name) for name in (
@@ -271,8 +272,9 @@ def test_records_on_two_days_pass_the_key_checks_in_a_range_run_as_in_day_runs(
 
     ranged = failing_checks(tmp_path / "range", [{"tags": range_tags(spec.start, spec.end)}])
     assert ranged == {
-        ("conversation_ids_on_one_day", "2026-11-01", "WARN"): 1,
+        ("conversation_ids_on_one_day", "2026-11-01", "WARN"): 2,
         ("conversation_ids_on_one_day", "2026-11-02", "WARN"): 1,
+        ("conversation_ids_on_one_day", "2026-11-03", "WARN"): 1,
     }
     # Day by day, as the schedule runs them: the 1st is judged again once the 2nd is in (the
     # check reads the days around it from the lake).

@@ -55,37 +55,51 @@ def conversation_ids_unique_and_present(
     yield from evaluations_per_day(context, _key_check(conversations, "conversation_id"))
 
 
+# How far apart two records of one conversation are looked for. A copy two days away was
+# counted twice (each day with every message of the conversation) and passed: the check
+# looked at the neighbouring days only.
+COPIES_WITHIN_DAYS = 30
+
+
 @asset_check(
     asset=tables.CONVERSATIONS,
     partitions_def=daily_partitions,
-    description="Conversations whose id is also a conversation of the day before or after "
-    "(WARN, counted: `conversations` of the two days holds their ids): NocoDB holds the "
-    "conversation twice, with start times on two days, and each day counts it with every "
-    "message it has. Keep one record at the source, then rebuild both days.",
+    description="Conversations whose id is also a conversation of another day within "
+    f"{COPIES_WITHIN_DAYS} days (WARN, counted: `conversations` of those days holds their "
+    "ids): NocoDB holds the conversation twice, with start times on two days, and each day "
+    "counts it with every message it has. Keep one record at the source, then rebuild both "
+    "days.",
 )
 def conversation_ids_on_one_day(
     context: AssetCheckExecutionContext, conversations: pl.DataFrame, lake: LakeResource
 ) -> CheckEvents:
     days = days_in(context.partition_time_window)
-    # The run's own days from the step's frame, their neighbours from the lake.
-    neighbours, _ = lake.lake().read_days(
-        tables.CONVERSATIONS,
-        [days[0] - timedelta(days=1), days[-1] + timedelta(days=1)],
-        ["day", "conversation_id"],
-    )
+    around = timedelta(days=COPIES_WITHIN_DAYS)
+    # The run's own days from the step's frame, the days around them from the lake (ids
+    # only: a few kilobytes a day).
+    others = [
+        day
+        for day in lake.lake().days_present(tables.CONVERSATIONS)
+        if days[0] - around <= day <= days[-1] + around and day not in days
+    ]
+    stored, _ = lake.lake().read_days(tables.CONVERSATIONS, others, ["day", "conversation_id"])
     ids = pl.concat(
         [
             conversations.select("day", "conversation_id"),
-            *([neighbours.select("day", "conversation_id")] if neighbours is not None else []),
+            *([stored.select("day", "conversation_id")] if stored is not None else []),
         ]
     ).unique()
-    # Held on the day before or after: what a run of one day sees, so a range run gives each
-    # day the same verdict (a conversation on the run's first and fifth day failed both in a
-    # range and passed day by day).
-    next_day = ids.with_columns(pl.col("day") + timedelta(days=1))
-    day_before = ids.with_columns(pl.col("day") - timedelta(days=1))
-    on_two_days = ids.join(pl.concat([next_day, day_before]), on=["day", "conversation_id"],
-                           how="semi")  # fmt: skip
+    # Another day within the window of each day, not anywhere in the run: what a run of one
+    # day sees, so a range run gives each day the same verdict.
+    on_two_days = (
+        ids.join(ids, on="conversation_id", suffix="_other")
+        .filter(
+            (pl.col("day") != pl.col("day_other"))
+            & ((pl.col("day") - pl.col("day_other")).abs() <= around)
+        )
+        .select("day", "conversation_id")
+        .unique()
+    )
 
     def result_of(partition_key: str) -> AssetCheckResult:
         day = date.fromisoformat(partition_key)
