@@ -192,6 +192,25 @@ def test_a_day_built_again_rebuilds_the_next_days_reports_then_its_week_and_mont
     assert week["users"] == 75 - 5
 
 
+def test_a_day_built_twice_before_the_tick_still_rebuilds_the_users_after_it(built_week):
+    """Late conversations on the 11th, then an unrelated rebuild of the 11th, both before
+    the sensor's tick: comparing the day's two newest reports saw no change, and the 13th
+    counted its five returning users new for good."""
+    pipeline = built_week
+    pipeline.rows = _rows(conversations_on_late_day=15)
+    for _ in range(2):
+        pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    first = pipeline.tick(pipeline.cursor)
+    assert ("users_and_report_job", "2026-11-13") in _asked(first)
+    pipeline.run(first.run_requests)
+    [back] = (
+        pipeline.read(tables.DAILY_REPORT)
+        .filter(pl.col("day") == LATE + timedelta(days=2))
+        .to_dicts()
+    )
+    assert (back["new_users"], back["returning_users"]) == (5, 5)
+
+
 def test_a_change_that_keeps_the_days_users_rebuilds_only_the_reports_reading_it(built_week):
     """More tokens on the 11th, the same users: the next days' new and returning users
     stand, only the 12th's and 13th's reports (their change) are built again."""

@@ -112,37 +112,66 @@ def inputs_read_days_later(definition: AssetsDefinition) -> dict[AssetKey, int]:
     return later
 
 
-def _users_changed(instance, day: date) -> bool:
-    """Whether the day's newest report has other active users than the one before it (or,
-    built for the first time, any): later days' new and returning users looked back at the
-    old ones. Reports from before the digest say nothing."""
+def _users_digest_of(record) -> str | None:
+    materialization = record.asset_materialization if record else None
+    if materialization is None:
+        return None
+    return getattr(materialization.metadata.get(USERS_DIGEST), "value", None)
+
+
+def _first_after(instance, key: AssetKey, day: date, after: int | None = None):
+    """The day's first materialization of `key` after `after` (a storage id), or its newest
+    when `after` is None."""
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=DAILY_REPORT, asset_partitions=[day.isoformat()]), limit=2
+        AssetRecordsFilter(
+            asset_key=key, asset_partitions=[day.isoformat()], after_storage_id=after
+        ),
+        limit=1,
+        ascending=after is not None,
     ).records
-    digests = [
-        getattr(record.asset_materialization.metadata.get(USERS_DIGEST), "value", None)
-        for record in records
-        if record.asset_materialization is not None
-    ]
-    if not digests or digests[0] is None:
-        return False
-    if len(digests) == 1:
-        return digests[0] != users_digest(())
-    return digests[1] is not None and digests[0] != digests[1]
+    return records[0] if records else None
+
+
+def _latest_before(instance, key: AssetKey, day: date, before: int):
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(
+            asset_key=key, asset_partitions=[day.isoformat()], before_storage_id=before
+        ),
+        limit=1,
+    ).records
+    return records[0] if records else None
 
 
 def _stale_users(instance, day: date, look_back: int, today: date) -> list[Rebuild]:
-    """The later days whose user analytics were built before the day's conversations."""
+    """The later days whose user analytics were built before the day's conversations, where
+    the day's active users are others now than in the build those user analytics read (or,
+    the day not built then, where it has any). The day's report of that build holds its
+    users' digest. Compared with what a later day read, not with the build before the
+    newest: a day built twice before the sensor's tick (late conversations, then an
+    unrelated rebuild) compared those two and saw no change. Reports from before the digest
+    say nothing."""
     read = latest_storage_id(instance, CONVERSATION_ANALYTICS, day.isoformat())
-    if read is None or not _users_changed(instance, day):
+    digest = _users_digest_of(_first_after(instance, DAILY_REPORT, day))
+    if read is None or digest is None:
         return []
+
+    def changed_since(built: int) -> bool:
+        conversations_read = _latest_before(instance, CONVERSATION_ANALYTICS, day, built)
+        if conversations_read is None:
+            return digest != users_digest(())
+        # The report of that build: the day's first after the conversations it was built
+        # from (a run builds the day's conversations, then its report).
+        report = _first_after(instance, DAILY_REPORT, day, conversations_read.storage_id)
+        earlier = _users_digest_of(report)
+        return earlier is not None and earlier != digest
+
     rebuilds = []
     for days_later in range(1, look_back + 1):
         later = day + timedelta(days=days_later)
         if later > today:
             break
         built = latest_storage_id(instance, USER_ANALYTICS, later.isoformat())
-        if built is not None and built < read:
+        if built is not None and built < read and changed_since(built):
             rebuilds.append(Rebuild(users_and_report_job.name, later.isoformat(), (later,), read))
     return rebuilds
 
