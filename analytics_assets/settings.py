@@ -37,6 +37,17 @@ def _env(name: str, **kwargs: Any) -> Any:
 TEXT_POLICIES = ("redact", "pseudonymize", "keep")
 
 
+def _read_back_days() -> dict[str, int]:
+    """Per table, the days a later day's build reads back in it, its own included: new and
+    returning users look back 30 days in conversation_analytics, the return predictions 90
+    days in user_analytics."""
+    from analytics_assets import tables
+    from analytics_assets.analytics.return_prediction import HISTORY_DAYS as PREDICTION_DAYS
+    from analytics_assets.analytics.users import HISTORY_DAYS
+
+    return {tables.CONVERSATION_ANALYTICS: HISTORY_DAYS + 1, tables.USER_ANALYTICS: PREDICTION_DAYS}
+
+
 class Settings(BaseSettings):
     """The deployment's configuration; each field names its environment variable."""
 
@@ -260,6 +271,21 @@ class Settings(BaseSettings):
                 )
         elif any(not 1 <= days <= 36_500 for days in value.values()):
             raise ValueError("days kept must be 1 to 36,500")
+        else:
+            short = {
+                table: needed
+                for table, needed in _read_back_days().items()
+                if value.get(table, needed) < needed
+            }
+            if short:
+                # Kept shorter, the days a later day reads back were gone, and its numbers
+                # were wrong without a word: a returning user counted new.
+                raise ValueError(
+                    "kept shorter than what reads them back: "
+                    + ", ".join(
+                        f"{table} needs at least {days} days" for table, days in short.items()
+                    )
+                )
         return value
 
     @field_validator("languages", mode="after")

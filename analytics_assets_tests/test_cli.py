@@ -65,6 +65,10 @@ def test_wrong_settings_are_named_by_field_without_their_values(monkeypatch, cap
     monkeypatch.setenv("PRIVACY_RETENTION_DAYS", json.dumps({"conversation_messages": 0}))
     assert cli.main(["settings"]) == 2
     assert "1 to 36,500" in capsys.readouterr().err
+    # Kept shorter than later days read back: a returning user counted new, no warning.
+    monkeypatch.setenv("PRIVACY_RETENTION_DAYS", json.dumps({"conversation_analytics": 30}))
+    assert cli.main(["settings"]) == 2
+    assert "conversation_analytics needs at least 31 days" in capsys.readouterr().err
     monkeypatch.delenv("PRIVACY_RETENTION_DAYS")
     # The table whose policy is wrong, not the policy it was given (the error quoted it).
     monkeypatch.setenv("PRIVACY_POLICIES", json.dumps({"conversation_messages": "hunter2"}))
