@@ -521,6 +521,31 @@ def test_the_lake_version_is_read_as_the_source_writes_it():
     }
 
 
+def test_a_copy_read_within_its_versions_second_is_read_again():
+    """NocoDB keeps its times to the second: a reply written, read by a pull and then given
+    its tokens within one second kept the version the lake's copy has, and the lake kept the
+    copy without them for good. Such a copy matches no version; read later, it does."""
+    from analytics_assets.sources.reconcile import compare_day, lake_versions
+
+    day = date(2026, 11, 2)
+    written = "2026-11-02 10:00:07+00:00"
+    raw = pl.DataFrame(
+        {
+            "table": ["messages", "messages"],
+            "day": [day, day],
+            "record_id": ["1", "2"],
+            "record": [f'{{"UpdatedAt": "{written}"}}'] * 2,
+            "fetched_at": [
+                datetime(2026, 11, 2, 10, 0, 7, 400_000, tzinfo=UTC),  # within its second
+                datetime(2026, 11, 2, 10, 0, 8, tzinfo=UTC),  # a second later
+            ],
+        }
+    ).lazy()
+    in_lake = lake_versions(raw, {"messages": ("UpdatedAt", "CreatedAt")})["messages"][day]
+    in_source = {"1": "2026-11-02T10:00:07+00:00", "2": "2026-11-02T10:00:07+00:00"}
+    assert compare_day(in_lake, in_source, in_source.keys()).stale == ("1",)
+
+
 def _first_message_on(nocodb, table: str, day: date) -> dict:
     """The day's first message never edited: an edit within the change sensor's overlap
     would have its day requested anyway, whatever this test is about."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -86,6 +86,11 @@ def lake_versions(
     `version_fields`: per table, its (updated, created) fields. One streaming scan of all
     of them: the records are read whole (their text is most of the lake's bytes)."""
     conditions = {kind: pl.col("table") == kind for kind in version_fields}
+    fetched = (
+        pl.col("fetched_at")
+        if "fetched_at" in raw.collect_schema().names()
+        else pl.lit(None, pl.Datetime("us", "UTC"))
+    )
 
     def path_match(position: int) -> pl.Expr:
         return pl.coalesce(
@@ -110,11 +115,12 @@ def lake_versions(
             pl.when(pl.col("updated").is_null() & pl.col("created").is_null())
             .then(pl.col("record"))
             .alias("unreadable"),
+            fetched.alias("fetched_at"),
         )
         .collect(engine="streaming")
     )
     versions: dict[str, dict[date, dict[str, str | None]]] = {kind: {} for kind in version_fields}
-    for kind, day, record_id, updated, created, unreadable in frame.iter_rows():
+    for kind, day, record_id, updated, created, unreadable, fetched_at in frame.iter_rows():
         updated_field, created_field = version_fields[kind]
         if updated is None and created is None and unreadable is not None:
             try:
@@ -126,5 +132,22 @@ def lake_versions(
         else:
             version = record_version({"updated": updated, "created": created}, "updated",
                                       "created")  # fmt: skip
-        versions[kind].setdefault(day, {})[record_id] = version
+        versions[kind].setdefault(day, {})[record_id] = _confirmed(version, fetched_at)
     return versions
+
+
+# NocoDB stores its times to the second: an edit within the second a copy was read in has
+# the version the copy has, and the lake kept the copy from before it for good (a chatbot
+# that writes a reply, then its tokens and latency, within one second).
+_VERSION_RESOLUTION = timedelta(seconds=1)
+
+
+def _confirmed(version: str | None, fetched_at: datetime | None) -> str | None:
+    """The lake's version, or one that matches no source version (its day is read again)
+    where the copy was read within its version's second: the record may have been edited
+    after the read in that same second. Read again a second later, it is confirmed."""
+    if version is None or fetched_at is None:
+        return version
+    if fetched_at < datetime.fromisoformat(version) + _VERSION_RESOLUTION:
+        return f"{version} (read within its second)"
+    return version
