@@ -416,7 +416,8 @@ def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
         ),
     },
     description="Per user and day: activity, topics, sentiment, satisfaction, models used, "
-    "first and last seen, and whether they returned within 7 / 30 days.",
+    "first seen within the 30 days before, and whether they had been active in the 7 / 30 "
+    "days before (a returning user; forward return is user_return_predictions').",
 )
 def user_analytics(
     context: AssetExecutionContext, conversation_analytics: pl.LazyFrame
