@@ -276,6 +276,26 @@ def predicted(mongo_server, tmp_path_factory, simulated):
     return {"result": result, "db": db, "lake": lake, "client": client, "headers": headers}
 
 
+def test_a_day_of_user_analytics_missing_from_the_history_is_named(
+    mongo_server, tmp_path, simulated
+):
+    """The day before missing: five users went unscored and the mean probability fell from
+    0.435 to 0.411, and nothing said so."""
+    defs, lake_io, _ = sample_definitions(tmp_path, mongo_server, "predictions_gap")
+    gap = LAST - timedelta(days=1)
+    for (offset_day,), rows in simulated.partition_by("day", as_dict=True).items():
+        if offset_day != gap:
+            lake_io.lake().write_day("user_analytics", offset_day, rows)
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        partition_key=LAST.isoformat(),
+        asset_selection=[AssetKey("user_return_predictions")],
+    )
+    [materialization] = result.asset_materializations_for_node("user_return_predictions")
+    assert materialization.metadata["user_analytics_days_missing"].value == 1
+    assert materialization.metadata["user_analytics_missing"].value == gap.isoformat()
+
+
 def test_the_asset_writes_the_days_predictions_and_its_evaluation(predicted, simulated):
     lake_rows = predicted["lake"].scan_days("user_return_predictions", [LAST]).collect()
     expected = forecast(simulated, LAST).predictions
@@ -297,6 +317,7 @@ def test_the_asset_writes_the_days_predictions_and_its_evaluation(predicted, sim
     assert metadata["model_auc"] > metadata["baseline_auc"]
     assert metadata["model_brier"] < metadata["baseline_brier"]
     assert metadata["train_rows"] > 5000 and metadata["evaluation_rows"] > 1000
+    assert metadata["user_analytics_days_missing"] == 0
     assert "data:image/png;base64," in metadata["calibration"]
     assert metadata["evaluation"]["evaluation_days"][1] == (LAST - timedelta(days=7)).isoformat()
     # Pseudonyms only: no user id is shown in the metadata.

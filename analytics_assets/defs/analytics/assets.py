@@ -2,7 +2,7 @@
 
 import hashlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -384,6 +384,20 @@ monthly_report = _period_report(
 )
 
 
+def _missing_days(held: list[date], first: date, last: date) -> list[date]:
+    """The days of [first, last] the lake lacks, from its first held day on (before it there
+    is no history to miss)."""
+    if not held:
+        return []
+    present = set(held)
+    start = max(first, held[0])
+    return [
+        start + timedelta(days=n)
+        for n in range((last - start).days + 1)
+        if start + timedelta(days=n) not in present
+    ]
+
+
 def _daily_rows(daily_report: pl.DataFrame) -> pl.DataFrame:
     # No day of the period materialized yet: combine nothing into an empty-but-valid report.
     if not daily_report.width:
@@ -457,7 +471,7 @@ def user_analytics(
     "numbers; the evaluation (AUC, Brier, calibration) is in the metadata (docs/metrics.md).",
 )
 def user_return_predictions(
-    context: AssetExecutionContext, user_analytics: pl.LazyFrame
+    context: AssetExecutionContext, user_analytics: pl.LazyFrame, lake: LakeResource
 ) -> MaterializeResult[pl.DataFrame]:
     usage = StepUsage.start()
     started = time.perf_counter()
@@ -465,16 +479,29 @@ def user_return_predictions(
     activity = _collect(user_analytics, schema, list(ACTIVITY_COLUMNS))
     frames = []
     days = days_in(context.partition_time_window)
+    held = lake.lake().days_present(tables.USER_ANALYTICS)
     day_started = time.perf_counter()
     # One forecast per day, sharing the features and the fits' starts across the range.
     for day, result in zip(days, forecasts(activity, days), strict=True):
         frames.append(result.predictions)
+        # A day of user analytics missing from the 90 read (after the lake's first) drops
+        # its users from the features and the labels, and nothing said so.
+        missing = _missing_days(held, day - timedelta(days=PREDICTION_HISTORY_DAYS - 1), day)
+        if missing:
+            context.log.warning(
+                f"predictions of {day} read no user_analytics of {len(missing)} day(s): "
+                + ", ".join(d.isoformat() for d in missing[:5])
+            )
         context.add_asset_metadata(
-            prediction_metadata(
-                result,
-                seconds=time.perf_counter() - day_started,
-                with_chart=charted(context.partition_keys, day.isoformat()),
-            ),
+            {
+                **prediction_metadata(
+                    result,
+                    seconds=time.perf_counter() - day_started,
+                    with_chart=charted(context.partition_keys, day.isoformat()),
+                ),
+                "user_analytics_days_missing": len(missing),
+                "user_analytics_missing": ", ".join(d.isoformat() for d in missing[:10]),
+            },
             partition_key=day.isoformat(),
         )
         day_started = time.perf_counter()
