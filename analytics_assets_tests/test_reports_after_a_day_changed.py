@@ -98,6 +98,7 @@ class _Pipeline:
             report_assets.daily_report,
             report_assets.weekly_report,
             report_assets.monthly_report,
+            report_assets.user_return_predictions,
         ]
 
     def _stand_in(self, name: str):
@@ -121,6 +122,7 @@ class _Pipeline:
         assets_of = {
             "daily_report_job": [tables.DAILY_REPORT],
             "users_and_report_job": [tables.USER_ANALYTICS, tables.DAILY_REPORT],
+            "user_return_predictions_job": [tables.USER_RETURN_PREDICTIONS],
             "weekly_report_job": [tables.WEEKLY_REPORT],
             "monthly_report_job": [tables.MONTHLY_REPORT],
         }
@@ -141,11 +143,15 @@ def _asked(result) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def built_week(tmp_path) -> _Pipeline:
-    """The week as the schedules build it: its days (one range run), then the week and the
-    month; the sensor has seen all of it and asked for nothing."""
+    """The week as the schedules build it: its days (one range run, return predictions
+    included), then the week and the month; the sensor has seen all of it and asked for
+    nothing."""
     pipeline = _Pipeline(tmp_path)
     pipeline.rows = _rows(conversations_on_late_day=10)
-    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], tags=range_tags(WEEK[0], WEEK[-1]))
+    pipeline.build(
+        [*UPSTREAM, tables.DAILY_REPORT, tables.USER_RETURN_PREDICTIONS],
+        tags=range_tags(WEEK[0], WEEK[-1]),
+    )
     pipeline.build([tables.WEEKLY_REPORT], partition_key=MONDAY.isoformat())
     pipeline.build([tables.MONTHLY_REPORT], partition_key="2026-11-01")
     pipeline.cursor = pipeline.tick().cursor
@@ -162,15 +168,17 @@ def test_a_day_built_again_rebuilds_the_next_days_reports_then_its_week_and_mont
     # First the days that read the 11th: five new users on it, so every later day's new and
     # returning users (the 12th to the 15th: the later ones were never built), with their
     # reports (the 12th's change reads the 11th's conversations, the 13th's its messages);
-    # the week and the month wait for them.
+    # the week, the month and the newest forecast wait for them.
     first = pipeline.tick(pipeline.cursor)
     assert _asked(first) == [("users_and_report_job", f"2026-11-{day}") for day in (12, 13, 14, 15)]
     pipeline.run(first.run_requests)
-    # Then the closed week and month, once; the next week (the 16th's) was never built, and
-    # December is in progress (or never built): neither is asked for.
+    # Then the closed week and month, once, and the newest day's forecast (it reads the
+    # user analytics rebuilt); the next week (the 16th's) was never built, and December is
+    # in progress (or never built): neither is asked for.
     second = pipeline.tick(first.cursor)
     assert _asked(second) == [
         ("monthly_report_job", "2026-11-01"),
+        ("user_return_predictions_job", "2026-11-15"),
         ("weekly_report_job", MONDAY.isoformat()),
     ]
     pipeline.run(second.run_requests)
@@ -221,8 +229,32 @@ def test_a_change_that_keeps_the_days_users_rebuilds_only_the_reports_reading_it
     assert _asked(first) == [
         ("daily_report_job", "2026-11-12"),
         ("daily_report_job", "2026-11-13"),
+        # Its user analytics were built again with it: the newest forecast reads them.
+        ("user_return_predictions_job", "2026-11-15"),
     ]
     pipeline.run(first.run_requests)
+    assert _asked(pipeline.tick(first.cursor)) == [
+        ("monthly_report_job", "2026-11-01"),
+        ("weekly_report_job", MONDAY.isoformat()),
+    ]
+
+
+def test_a_daily_report_rebuild_that_failed_no_longer_holds_back_its_week(built_week):
+    """The week waited for the daily reports requested with it; when their runs failed (a
+    storage outage), no new report came, and the week and month stayed stale for good."""
+    pipeline = built_week
+    pipeline.rows = _rows(conversations_on_late_day=10, tokens=99)
+    pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
+    first = pipeline.tick(pipeline.cursor)
+    pipeline.run([r for r in first.run_requests if r.job_name != "daily_report_job"])
+    for request in first.run_requests:
+        if request.job_name == "daily_report_job":
+            failed = DagsterRun(
+                job_name=request.job_name, run_id=str(uuid.uuid4()),
+                status=DagsterRunStatus.FAILURE,
+                tags={"dagster/run_key": request.run_key, **request.tags},
+            )  # fmt: skip
+            pipeline.instance.add_run(failed)
     assert _asked(pipeline.tick(first.cursor)) == [
         ("monthly_report_job", "2026-11-01"),
         ("weekly_report_job", MONDAY.isoformat()),
@@ -283,6 +315,7 @@ def test_from_cron_each_request_runs_its_own_job(built_week, tmp_path):
     days = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
     periods = tick(defs, pipeline.instance, reports_after_a_day_changed.name, cursor_file)
     assert days.ran == ["2026-11-12", "2026-11-13", "2026-11-14", "2026-11-15"]
-    assert periods.ran == ["2026-11-01", MONDAY.isoformat()] and not periods.failed
+    assert periods.ran == ["2026-11-01", "2026-11-15", MONDAY.isoformat()]
+    assert not periods.failed
     [week] = pipeline.read(tables.WEEKLY_REPORT).to_dicts()
     assert week["conversations"] == 75

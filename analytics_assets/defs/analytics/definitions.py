@@ -8,6 +8,7 @@ from analytics_assets.defs.analytics.jobs import (
     daily_report_job,
     monthly_report_job,
     monthly_report_schedule,
+    predictions_job,
     users_and_report_job,
     weekly_report_job,
     weekly_report_schedule,
@@ -18,6 +19,12 @@ defs = Definitions(
     # Includes the freshness checks built in the checks module.
     asset_checks=load_asset_checks_from_modules([checks]),
     sensors=[checks.freshness_sensor, sensors.reports_after_a_day_changed],
-    jobs=[daily_report_job, users_and_report_job, weekly_report_job, monthly_report_job],
+    jobs=[
+        daily_report_job,
+        users_and_report_job,
+        predictions_job,
+        weekly_report_job,
+        monthly_report_job,
+    ],
     schedules=[weekly_report_schedule, monthly_report_schedule],
 )

@@ -37,6 +37,14 @@ users_and_report_job = define_asset_job(
     partitions_def=daily_partitions,
     description="Rebuild a day's user analytics (new and returning users) and its report.",
 )
+# The return predictions of a day, again: the newest day's forecast reads the 90 days of
+# user analytics before it, which an earlier day's rebuild changes.
+predictions_job = define_asset_job(
+    "user_return_predictions_job",
+    selection=AssetSelection.assets(tables.USER_RETURN_PREDICTIONS),
+    partitions_def=daily_partitions,
+    description="Rebuild a day's user return predictions.",
+)
 # The period reports are the analytics assets on the weekly and monthly partitions.
 weekly_report_job = define_asset_job(
     "weekly_report_job",

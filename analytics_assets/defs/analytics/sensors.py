@@ -14,7 +14,9 @@ This sensor reads each new `daily_report` materialization (day D) and requests a
   and daily reports of the 30 days after D, whose new and returning users look back at D,
   where built before D's conversations;
 - each closed week and month that reads D's report (its own, and the next one), where built
-  before it.
+  before it, once the daily reports requested for it are in (or their runs have ended);
+- the newest day's return predictions, where built before D's user analytics (the current
+  forecast reads them; an older day's forecast stays as it was made).
 
 A period never built is left to its schedule, a period in progress to whoever builds it on
 demand. What another run is still writing waits for it (a backfill's days come one run at a
@@ -35,6 +37,7 @@ from dagster import (
     AssetsDefinition,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     TimeWindowPartitionMapping,
@@ -52,6 +55,7 @@ from analytics_assets.defs.analytics.assets import (
 from analytics_assets.defs.analytics.jobs import (
     daily_report_job,
     monthly_report_job,
+    predictions_job,
     users_and_report_job,
     weekly_report_job,
 )
@@ -62,11 +66,13 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
+from analytics_assets.defs.sensor_ticks import RUN_KEY_TAG
 
 SENSOR_NAME = "reports_after_a_day_changed_sensor"
 DAILY_REPORT = AssetKey(tables.DAILY_REPORT)
 CONVERSATION_ANALYTICS = AssetKey(tables.CONVERSATION_ANALYTICS)
 USER_ANALYTICS = AssetKey(tables.USER_ANALYTICS)
+PREDICTIONS = AssetKey(tables.USER_RETURN_PREDICTIONS)
 # The jobs that build a day's report again (its change reaches its week and month).
 _REBUILD_DAILY_REPORT = (daily_report_job.name, users_and_report_job.name)
 # Materializations read per tick; the rest wait for the next tick (the cursor says where).
@@ -98,6 +104,12 @@ class Rebuild:
     days: tuple[date, ...]
     # The newest materialization it follows (its run key: a later change asks again).
     after: int
+    # The changed day that asked for it.
+    for_day: date
+
+    @property
+    def run_key(self) -> str:
+        return f"{SENSOR_NAME}:{self.job_name}:{self.partition}:{self.after}"
 
 
 def inputs_read_days_later(definition: AssetsDefinition) -> dict[AssetKey, int]:
@@ -172,7 +184,9 @@ def _stale_users(instance, day: date, look_back: int, today: date) -> list[Rebui
             break
         built = latest_storage_id(instance, USER_ANALYTICS, later.isoformat())
         if built is not None and built < read and changed_since(built):
-            rebuilds.append(Rebuild(users_and_report_job.name, later.isoformat(), (later,), read))
+            rebuilds.append(
+                Rebuild(users_and_report_job.name, later.isoformat(), (later,), read, day)
+            )
     return rebuilds
 
 
@@ -219,7 +233,9 @@ def stale_reports(
         ]
         newer = [storage for storage in read if storage is not None and storage > later_report]
         if newer:
-            rebuilds.append(Rebuild(daily_report_job.name, later.isoformat(), (later,), max(newer)))
+            rebuilds.append(
+                Rebuild(daily_report_job.name, later.isoformat(), (later,), max(newer), day)
+            )
     for period in PERIODS:
         for key in _periods_reading(period, day):
             days = _days_of(period.partitions_def, key)
@@ -227,20 +243,59 @@ def stale_reports(
                 continue  # in progress
             period_built = latest_storage_id(instance, period.asset, key)
             if period_built is not None and period_built < built:
-                rebuilds.append(Rebuild(period.job_name, key, days, built))
-    return rebuilds
+                rebuilds.append(Rebuild(period.job_name, key, days, built, day))
+    return rebuilds + _stale_forecast(instance, day)
 
 
-def _after_the_days(rebuilds: list[Rebuild]) -> list[Rebuild]:
-    """Without the weeks and months that read a daily report requested on this tick: built
-    beside it, they would read it old, and be built again once it is in. They are asked for
-    when its new materialization comes through here."""
-    days = [r.days[0] for r in rebuilds if r.job_name in _REBUILD_DAILY_REPORT]
+def _stale_forecast(instance, day: date) -> list[Rebuild]:
+    """The newest day's return predictions, where built before the day's user analytics."""
+    read = latest_storage_id(instance, USER_ANALYTICS, day.isoformat())
+    forecast_days = instance.get_materialized_partitions(PREDICTIONS)
+    if read is None or not forecast_days:
+        return []
+    newest = max(forecast_days)
+    built = latest_storage_id(instance, PREDICTIONS, newest)
+    if newest < day.isoformat() or built is None or built > read:
+        return []
+    return [Rebuild(predictions_job.name, newest, (date.fromisoformat(newest),), read, day)]
+
+
+def _run_ended(instance, run_key: str) -> bool:
+    """Whether a run was already launched with this key (one still running made its day
+    busy, so it has ended): Dagster would skip a request under it again."""
+    return bool(instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+
+
+def _after_the_days(instance, rebuilds: list[Rebuild]) -> tuple[list[Rebuild], set[date]]:
+    """The rebuilds to request now, and the changed days to look at again next tick.
+
+    A week or month that reads a daily report requested on this tick waits: built beside
+    it, it would read it old and be built again once it is in. Its changed day is looked at
+    again, and the week asked for once the report is in. A daily report whose run has
+    already ended is not asked for again; if that run failed (it is alerted), the week no
+    longer waits for it, so a failed rebuild does not leave the week stale for good."""
+    requested = [
+        r for r in rebuilds
+        if r.job_name in _REBUILD_DAILY_REPORT and not _run_ended(instance, r.run_key)
+    ]  # fmt: skip
     waiting = {
-        (period.job_name, key) for day in days for period in PERIODS
-        for key in _periods_reading(period, day)
+        (period.job_name, key) for r in requested for period in PERIODS
+        for key in _periods_reading(period, r.days[0])
     }  # fmt: skip
-    return [r for r in rebuilds if (r.job_name, r.partition) not in waiting]
+    # The newest forecast reads every day's user analytics: it waits for those requested.
+    if any(r.job_name == users_and_report_job.name for r in requested):
+        waiting |= {
+            (r.job_name, r.partition) for r in rebuilds if r.job_name == predictions_job.name
+        }
+    kept, held = [], set()
+    for rebuild in rebuilds:
+        if rebuild.job_name in _REBUILD_DAILY_REPORT and rebuild not in requested:
+            continue
+        if (rebuild.job_name, rebuild.partition) in waiting:
+            held.add(rebuild.for_day)
+            continue
+        kept.append(rebuild)
+    return kept, held
 
 
 def _new_days(instance, after: int | None, since: float | None) -> tuple[set[date], int | None]:
@@ -285,7 +340,13 @@ def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
 
 @sensor(
     name=SENSOR_NAME,
-    jobs=[daily_report_job, users_and_report_job, weekly_report_job, monthly_report_job],
+    jobs=[
+        daily_report_job,
+        users_and_report_job,
+        predictions_job,
+        weekly_report_job,
+        monthly_report_job,
+    ],
     minimum_interval_seconds=300,
     # On by default: it requests nothing unless a report was built before a day it reads
     # changed, and without it such a report stays wrong for good.
@@ -315,7 +376,9 @@ def reports_after_a_day_changed(context: SensorEvaluationContext) -> SensorResul
             deferred.append(day)
         else:
             rebuilds += stale
-    requests = _requests(_after_the_days(rebuilds))
+    kept, held = _after_the_days(context.instance, rebuilds)
+    deferred = sorted(set(deferred) | held)
+    requests = _requests(kept)
     if requests or deferred:
         context.log.info(
             json.dumps(
