@@ -241,21 +241,28 @@ def test_a_change_that_keeps_the_days_users_rebuilds_only_the_reports_reading_it
 
 def test_a_daily_report_rebuild_that_failed_no_longer_holds_back_its_week(built_week):
     """The week waited for the daily reports requested with it; when their runs failed (a
-    storage outage), no new report came, and the week and month stayed stale for good."""
+    storage outage), no new report came, and the week and month stayed stale for good. A
+    failed rebuild is asked for once more; failed again, the week waits no longer."""
     pipeline = built_week
     pipeline.rows = _rows(conversations_on_late_day=10, tokens=99)
     pipeline.build([*UPSTREAM, tables.DAILY_REPORT], partition_key=LATE.isoformat())
-    first = pipeline.tick(pipeline.cursor)
-    pipeline.run([r for r in first.run_requests if r.job_name != "daily_report_job"])
-    for request in first.run_requests:
-        if request.job_name == "daily_report_job":
-            failed = DagsterRun(
+
+    def fail(requests) -> None:
+        for request in requests:
+            pipeline.instance.add_run(DagsterRun(
                 job_name=request.job_name, run_id=str(uuid.uuid4()),
                 status=DagsterRunStatus.FAILURE,
                 tags={"dagster/run_key": request.run_key, **request.tags},
-            )  # fmt: skip
-            pipeline.instance.add_run(failed)
-    assert _asked(pipeline.tick(first.cursor)) == [
+            ))  # fmt: skip
+
+    first = pipeline.tick(pipeline.cursor)
+    pipeline.run([r for r in first.run_requests if r.job_name != "daily_report_job"])
+    fail(r for r in first.run_requests if r.job_name == "daily_report_job")
+    again = pipeline.tick(first.cursor)
+    assert _asked(again) == [("daily_report_job", "2026-11-12"), ("daily_report_job", "2026-11-13")]
+    assert all(r.run_key.endswith(":again") for r in again.run_requests)
+    fail(again.run_requests)
+    assert _asked(pipeline.tick(again.cursor)) == [
         ("monthly_report_job", "2026-11-01"),
         ("weekly_report_job", MONDAY.isoformat()),
     ]

@@ -26,15 +26,16 @@ changes nothing its next day reads, so the chain stops there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
     AssetsDefinition,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -82,7 +83,7 @@ _EVENTS_PER_TICK = 200
 _FIRST_LOOK_BACK = timedelta(days=2)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Period:
     asset: AssetKey
     job_name: str
@@ -95,7 +96,7 @@ PERIODS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Rebuild:
     """One report partition to build again, and the days whose runs it must not overlap."""
 
@@ -106,10 +107,13 @@ class Rebuild:
     after: int
     # The changed day that asked for it.
     for_day: date
+    # A second request after a run under the first key failed.
+    again: bool = False
 
     @property
     def run_key(self) -> str:
-        return f"{SENSOR_NAME}:{self.job_name}:{self.partition}:{self.after}"
+        key = f"{SENSOR_NAME}:{self.job_name}:{self.partition}:{self.after}"
+        return f"{key}:again" if self.again else key
 
 
 def inputs_read_days_later(definition: AssetsDefinition) -> dict[AssetKey, int]:
@@ -260,10 +264,22 @@ def _stale_forecast(instance, day: date) -> list[Rebuild]:
     return [Rebuild(predictions_job.name, newest, (date.fromisoformat(newest),), read, day)]
 
 
-def _run_ended(instance, run_key: str) -> bool:
-    """Whether a run was already launched with this key (one still running made its day
-    busy, so it has ended): Dagster would skip a request under it again."""
-    return bool(instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+def _ended_run(instance, run_key: str):
+    """The run launched under this key, if any (one still running made its day busy, so it
+    has ended): Dagster would skip a request under the key again."""
+    runs = instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return runs[0] if runs else None
+
+
+def _to_request(instance, rebuild: Rebuild) -> Rebuild | None:
+    """The daily report rebuild to request: itself where its key is unused; asked once more
+    where its run failed (a storage outage); None once that failed too."""
+    run = _ended_run(instance, rebuild.run_key)
+    if run is None:
+        return rebuild
+    if rebuild.again or run.status != DagsterRunStatus.FAILURE:
+        return None
+    return _to_request(instance, dataclasses.replace(rebuild, again=True))
 
 
 def _after_the_days(instance, rebuilds: list[Rebuild]) -> tuple[list[Rebuild], set[date]]:
@@ -273,11 +289,10 @@ def _after_the_days(instance, rebuilds: list[Rebuild]) -> tuple[list[Rebuild], s
     it, it would read it old and be built again once it is in. Its changed day is looked at
     again, and the week asked for once the report is in. A daily report whose run has
     already ended is not asked for again; if that run failed (it is alerted), the week no
-    longer waits for it, so a failed rebuild does not leave the week stale for good."""
-    requested = [
-        r for r in rebuilds
-        if r.job_name in _REBUILD_DAILY_REPORT and not _run_ended(instance, r.run_key)
-    ]  # fmt: skip
+    longer waits for it, so a failed rebuild does not leave the week stale for good. A failed
+    one is asked for once more first."""
+    daily = [r for r in rebuilds if r.job_name in _REBUILD_DAILY_REPORT]
+    requested = [r for r in (_to_request(instance, r) for r in daily) if r is not None]
     waiting = {
         (period.job_name, key) for r in requested for period in PERIODS
         for key in _periods_reading(period, r.days[0])
@@ -287,9 +302,9 @@ def _after_the_days(instance, rebuilds: list[Rebuild]) -> tuple[list[Rebuild], s
         waiting |= {
             (r.job_name, r.partition) for r in rebuilds if r.job_name == predictions_job.name
         }
-    kept, held = [], set()
+    kept, held = list(requested), set()
     for rebuild in rebuilds:
-        if rebuild.job_name in _REBUILD_DAILY_REPORT and rebuild not in requested:
+        if rebuild.job_name in _REBUILD_DAILY_REPORT:
             continue
         if (rebuild.job_name, rebuild.partition) in waiting:
             held.add(rebuild.for_day)
@@ -319,22 +334,23 @@ def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
     """One request per partition, however many changed days asked for it on this tick; the
     run key names the newest materialization it follows, so a later change asks again and
     the same one never twice."""
-    newest: dict[tuple[str, str], int] = {}
+    newest: dict[tuple[str, str], Rebuild] = {}
     for rebuild in rebuilds:
         key = (rebuild.job_name, rebuild.partition)
-        newest[key] = max(newest.get(key, 0), rebuild.after)
+        if key not in newest or rebuild.after > newest[key].after:
+            newest[key] = rebuild
     # A day whose users and report are built again needs no report-only run too.
     for job_name, partition in list(newest):
         if job_name == users_and_report_job.name:
             newest.pop((daily_report_job.name, partition), None)
     return [
         RunRequest(
-            run_key=f"{SENSOR_NAME}:{job_name}:{partition}:{after}",
+            run_key=rebuild.run_key,
             job_name=job_name,
             partition_key=partition,
             tags={TRIGGER_TAG: SENSOR_NAME},
         )
-        for (job_name, partition), after in sorted(newest.items())
+        for (job_name, partition), rebuild in sorted(newest.items())
     ]
 
 
