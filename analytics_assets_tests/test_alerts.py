@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -103,6 +104,20 @@ def test_webhook_failure_raises_without_the_secret():
     assert SECRET not in str(info.value)
 
 
+@contextlib.contextmanager
+def _smtp_server(controller_module, handler):
+    """A real SMTP server (aiosmtpd) on a free loopback port, with `handler`; yields the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = controller_module.Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
 def test_email_reaches_a_local_smtp_server():
     controller_module = pytest.importorskip("aiosmtpd.controller")
     from aiosmtpd.handlers import Sink
@@ -114,12 +129,7 @@ def test_email_reaches_a_local_smtp_server():
             messages.append(envelope.content)
             return "250 OK"
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = controller_module.Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with _smtp_server(controller_module, Handler()) as port:
         deliver_email(
             host="127.0.0.1",
             port=port,
@@ -127,8 +137,6 @@ def test_email_reaches_a_local_smtp_server():
             recipients=["oncall@example.org"],
             alert=_alert(),
         )
-    finally:
-        controller.stop()
     [raw] = messages
     text = raw.decode()
     assert "conversations" in text and "2026-11-03" in text and "/runs/abc123" in text
@@ -156,12 +164,7 @@ def test_recipients_the_mail_server_refused_are_said_while_the_others_get_the_al
             delivered.append(list(envelope.rcpt_tos))
             return "250 OK"
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = controller_module.Controller(RefusesOne(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with _smtp_server(controller_module, RefusesOne()) as port:
         refused = deliver_email(
             host="127.0.0.1",
             port=port,
@@ -177,8 +180,6 @@ def test_recipients_the_mail_server_refused_are_said_while_the_others_get_the_al
         )
         [sink] = definitions.sinks_for(settings)
         note = sink(_alert())
-    finally:
-        controller.stop()
     assert refused == ["typo@example.org"]
     assert delivered == [["oncall@example.org"], ["oncall@example.org"]]
     assert note == "the mail server refused 1 of 2 recipients: typo@example.org"

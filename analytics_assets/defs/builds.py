@@ -19,13 +19,29 @@ _IN_PROGRESS = [
 ]
 
 
+def materialization(
+    instance, key: AssetKey, partition: str, *, before: int | None = None, after: int | None = None
+):
+    """The partition's newest materialization record (before the storage id `before`), or
+    with `after`, its first one after that storage id; None where there is none."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(
+            asset_key=key,
+            asset_partitions=[partition],
+            before_storage_id=before,
+            after_storage_id=after,
+        ),
+        limit=1,
+        ascending=after is not None,
+    ).records
+    return records[0] if records else None
+
+
 def latest_storage_id(instance, key: AssetKey, partition: str) -> int | None:
     """The event log's position of the partition's newest materialization (None: never
     built). Positions grow with time, so two of them say which was built after the other."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    return records[0].storage_id if records else None
+    record = materialization(instance, key, partition)
+    return record.storage_id if record else None
 
 
 def days_being_built(instance) -> set[date]:

@@ -5,12 +5,8 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 
 from analytics_assets.defs.analytics import assets, checks, sensors
 from analytics_assets.defs.analytics.jobs import (
-    daily_report_job,
-    monthly_report_job,
+    REPORT_REBUILD_JOBS,
     monthly_report_schedule,
-    predictions_job,
-    users_and_report_job,
-    weekly_report_job,
     weekly_report_schedule,
 )
 
@@ -19,12 +15,6 @@ defs = Definitions(
     # Includes the freshness checks built in the checks module.
     asset_checks=load_asset_checks_from_modules([checks]),
     sensors=[checks.freshness_sensor, sensors.reports_after_a_day_changed],
-    jobs=[
-        daily_report_job,
-        users_and_report_job,
-        predictions_job,
-        weekly_report_job,
-        monthly_report_job,
-    ],
+    jobs=list(REPORT_REBUILD_JOBS),
     schedules=[weekly_report_schedule, monthly_report_schedule],
 )

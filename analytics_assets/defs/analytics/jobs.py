@@ -58,6 +58,14 @@ monthly_report_job = define_asset_job(
     partitions_def=monthly_partitions,
     description="Combine a month's daily reports.",
 )
+# Every job that builds reports again: the domain's jobs, and what its sensor requests.
+REPORT_REBUILD_JOBS = (
+    daily_report_job,
+    users_and_report_job,
+    predictions_job,
+    weekly_report_job,
+    monthly_report_job,
+)
 # The job that rebuilds each report asset, for whoever must rebuild reports (erasure).
 REPORT_JOBS = {
     tables.DAILY_REPORT: daily_report_job,

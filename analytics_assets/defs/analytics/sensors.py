@@ -54,16 +54,18 @@ from analytics_assets.defs.analytics.assets import (
     users_digest,
 )
 from analytics_assets.defs.analytics.jobs import (
+    REPORT_REBUILD_JOBS,
     daily_report_job,
     monthly_report_job,
     predictions_job,
     users_and_report_job,
     weekly_report_job,
 )
-from analytics_assets.defs.builds import days_being_built, latest_storage_id
+from analytics_assets.defs.builds import days_being_built, latest_storage_id, materialization
 from analytics_assets.defs.partitions import (
     FIRST_DAY,
     TRIGGER_TAG,
+    days_in,
     monthly_partitions,
     weekly_partitions,
 )
@@ -135,29 +137,6 @@ def _users_digest_of(record) -> str | None:
     return getattr(materialization.metadata.get(USERS_DIGEST), "value", None)
 
 
-def _first_after(instance, key: AssetKey, day: date, after: int | None = None):
-    """The day's first materialization of `key` after `after` (a storage id), or its newest
-    when `after` is None."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=key, asset_partitions=[day.isoformat()], after_storage_id=after
-        ),
-        limit=1,
-        ascending=after is not None,
-    ).records
-    return records[0] if records else None
-
-
-def _latest_before(instance, key: AssetKey, day: date, before: int):
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=key, asset_partitions=[day.isoformat()], before_storage_id=before
-        ),
-        limit=1,
-    ).records
-    return records[0] if records else None
-
-
 def _stale_users(instance, day: date, look_back: int, today: date) -> list[Rebuild]:
     """The later days whose user analytics were built before the day's conversations, where
     the day's active users are others now than in the build those user analytics read (or,
@@ -167,17 +146,21 @@ def _stale_users(instance, day: date, look_back: int, today: date) -> list[Rebui
     unrelated rebuild) compared those two and saw no change. Reports from before the digest
     say nothing."""
     read = latest_storage_id(instance, CONVERSATION_ANALYTICS, day.isoformat())
-    digest = _users_digest_of(_first_after(instance, DAILY_REPORT, day))
+    digest = _users_digest_of(materialization(instance, DAILY_REPORT, day.isoformat()))
     if read is None or digest is None:
         return []
 
     def changed_since(built: int) -> bool:
-        conversations_read = _latest_before(instance, CONVERSATION_ANALYTICS, day, built)
+        conversations_read = materialization(
+            instance, CONVERSATION_ANALYTICS, day.isoformat(), before=built
+        )
         if conversations_read is None:
             return digest != users_digest(())
         # The report of that build: the day's first after the conversations it was built
         # from (a run builds the day's conversations, then its report).
-        report = _first_after(instance, DAILY_REPORT, day, conversations_read.storage_id)
+        report = materialization(
+            instance, DAILY_REPORT, day.isoformat(), after=conversations_read.storage_id
+        )
         earlier = _users_digest_of(report)
         return earlier is not None and earlier != digest
 
@@ -199,9 +182,7 @@ def _midnight(day: date) -> float:
 
 
 def _days_of(partitions_def: TimeWindowPartitionsDefinition, key: str) -> tuple[date, ...]:
-    window = partitions_def.time_window_for_partition_key(key)
-    first, end = window.start.date(), window.end.date()
-    return tuple(first + timedelta(days=n) for n in range((end - first).days))
+    return tuple(days_in(partitions_def.time_window_for_partition_key(key)))
 
 
 def _periods_reading(period: _Period, day: date) -> list[str]:
@@ -356,13 +337,7 @@ def _requests(rebuilds: Iterable[Rebuild]) -> list[RunRequest]:
 
 @sensor(
     name=SENSOR_NAME,
-    jobs=[
-        daily_report_job,
-        users_and_report_job,
-        predictions_job,
-        weekly_report_job,
-        monthly_report_job,
-    ],
+    jobs=list(REPORT_REBUILD_JOBS),
     minimum_interval_seconds=300,
     # On by default: it requests nothing unless a report was built before a day it reads
     # changed, and without it such a report stays wrong for good.

@@ -77,11 +77,13 @@ def conversation_ids_on_one_day(
     around = timedelta(days=COPIES_WITHIN_DAYS)
     # The run's own days from the step's frame, the days around them from the lake (ids
     # only: a few kilobytes a day).
+    window = (days[-1] - days[0] + 2 * around).days + 1
     others = [
         day
-        for day in lake.lake().days_present(tables.CONVERSATIONS)
-        if days[0] - around <= day <= days[-1] + around and day not in days
+        for day in (days[0] - around + timedelta(days=n) for n in range(window))
+        if day not in days
     ]
+    # `read_days` reads those the lake holds.
     stored, _ = lake.lake().read_days(tables.CONVERSATIONS, others, ["day", "conversation_id"])
     ids = pl.concat(
         [
