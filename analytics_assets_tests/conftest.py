@@ -36,6 +36,33 @@ def range_tags(first, last) -> dict[str, str]:
     return tags(first, last)
 
 
+def days_requested(requests) -> list[str]:
+    """Every day the run requests cover, in order: a request's partition, or each day of
+    its range (the change sensor asks for consecutive days in one range run)."""
+    from datetime import timedelta
+
+    from analytics_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+
+    days: list[str] = []
+    for request in requests:
+        if request.partition_key:
+            days.append(request.partition_key)
+            continue
+        first = date.fromisoformat(request.tags[RANGE_START_TAG])
+        last = date.fromisoformat(request.tags[RANGE_END_TAG])
+        days += [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    return sorted(days)
+
+
+def run_requested(job, instance, requests) -> None:
+    """Runs each request as the daemon would: its partition, or its range (its tags)."""
+    for request in requests:
+        result = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags
+        )
+        assert result.success
+
+
 # A small sample for the live-server tests: 3 days, about 2,000 messages.
 SEEDED_SPEC = SampleSpec(start=date(2026, 11, 1), days=3, conversations=300, users=60, seed=7)
 FAST_RETRY = RetryPolicy(

@@ -104,12 +104,24 @@ def test_a_day_is_built_again_once_its_conversations_past_midnight_are_in(tmp_pa
     assert _counts(lake, "conversation_analytics", late) == late
     assert _counts(lake, "conversations", late) == late
 
-    # Done: nothing more until NEXT's messages are built again.
+    # Done: nothing more until what DAY read of NEXT changes.
     again = _evaluate(defs, instance, cursor=result.cursor)
     assert not again.run_requests
+    # NEXT built again from the same records (a re-pull): DAY would be written as it is.
     assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
-    after_rebuild = _evaluate(defs, instance, cursor=again.cursor)
-    assert [r.partition_key for r in after_rebuild.run_requests] == [DAY.isoformat()]
+    unchanged = _evaluate(defs, instance, cursor=again.cursor)
+    assert not unchanged.run_requests, "NEXT's messages of DAY's conversations did not change"
+
+    # A message of DAY's conversation on NEXT is edited at the source: DAY is built again.
+    edited = next(
+        m for m in data.messages if m["conversation_id"] in late and _day(m["created_at"]) == NEXT
+    )
+    edited["content"] = "Edited after midnight: the invoice is still wrong."
+    edited["UpdatedAt"] = str(datetime.combine(NEXT, time(12), tzinfo=UTC))
+    write_export(data, tmp_path / "export")
+    assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
+    after_edit = _evaluate(defs, instance, cursor=unchanged.cursor)
+    assert [r.partition_key for r in after_edit.run_requests] == [DAY.isoformat()]
 
 
 def test_a_day_is_built_again_when_its_messages_past_midnight_are_deleted(tmp_path, mongo_server):

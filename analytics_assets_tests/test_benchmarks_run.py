@@ -26,6 +26,10 @@ BENCHMARKS = ROOT / "benchmarks"
 SMALL_RUNS: dict[str, tuple[list[str], str]] = {
     "bench_api.py": (["--seconds", "1", "--days", "1"], "of the ceiling"),
     "bench_backfill.py": (["--conversations", "150", "--days", "2"], "time per message"),
+    "bench_catch_up.py": (
+        ["--conversations", "120", "--days", "4", "--changed", "2"],
+        "ratio baseline/ours",
+    ),
     "bench_hostile_text.py": (["--small", "300"], "dots_before_an_address"),
     "bench_lake.py": (["--rows", "5000", "--repeats", "1"], "ratio ours/pyarrow"),
     "bench_lake_bytes.py": (["--levels", "1"], "bytes per message"),

@@ -22,7 +22,12 @@ from analytics_assets.sources.generator import SampleSpec, generate_sample
 from analytics_assets.sources.nocodb import NocoDBSource
 from analytics_assets.sources.seed import create_base, create_table, seed_nocodb
 from analytics_assets.sources.sync_cursor import SyncCursor, TableCursor
-from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.conftest import (
+    days_requested,
+    make_client,
+    range_tags,
+    run_requested,
+)
 from analytics_assets_tests.test_assets import read_asset
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -266,7 +271,10 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
 
     second = tick(defs, instance, "nocodb_changes_sensor", cursor)
     # The delete is seen too: the record was in the overlap window the last tick hashed.
-    assert sorted(r.partition_key for r in second.run_requests) == [d.isoformat() for d in DAYS]
+    assert days_requested(second.run_requests) == [d.isoformat() for d in DAYS]
+    # Consecutive changed days in one range run, which builds each day with the next.
+    (ranged,) = second.run_requests
+    assert ranged.partition_key is None
     assert all(r.run_key and r.tags["analytics/trigger"] for r in second.run_requests)
     # The same tick evaluated again later (a failed cron tick, a daemon restarted while
     # submitting) names the same runs: their keys do not hold the sensor's clock.
@@ -276,7 +284,7 @@ def test_the_sensor_and_the_reconciliation_keep_the_lake_and_mongo_equal_to_noco
     observed = {e.partition: e.metadata for e in second.asset_events}
     assert observed[DAYS[0].isoformat()]["changed_messages"].value == 1
     assert observed[DAYS[2].isoformat()]["changed_messages"].value == 0
-    run_days(defs, instance, [r.partition_key for r in second.run_requests])
+    run_requested(defs.resolve_job_def("ingestion_job"), instance, second.run_requests)
     # The same changes are not requested twice.
     assert tick(defs, instance, "nocodb_changes_sensor", second.cursor).run_requests == []
 
@@ -669,16 +677,18 @@ def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, 
     time.sleep(1.1)  # NocoDB's filters compare to the second
     with make_client(nocodb) as client:
         client.insert_records(base.table_ids["messages"], [{
-            "message_id": "cron-1", "conversation_id": "c-cron", "role": "user",
-            "content": "from cron", "created_at": f"{DAYS[1].isoformat()} 08:00:00",
-        }])  # fmt: skip
+            "message_id": f"cron-{day.day}", "conversation_id": "c-cron", "role": "user",
+            "content": "from cron", "created_at": f"{day.isoformat()} 08:00:00",
+        } for day in DAYS[1:3]])  # fmt: skip
+    # Two consecutive days changed: one range run.
+    both = f"{DAYS[1].isoformat()}..{DAYS[2].isoformat()}"
     preview = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file, dry_run=True)
-    assert preview.requested == [DAYS[1].isoformat()] and preview.ran == []
+    assert preview.requested == [both] and preview.ran == []
     lines: list[dict] = []
     ran = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file, report=lines.append)
-    assert ran.ran == [DAYS[1].isoformat()] and not ran.failed
+    assert ran.ran == [both] and not ran.failed
     assert [line["event"] for line in lines] == ["sensor_evaluated", "run_finished"]
-    assert "cron-1" in set(lake_messages(lake)["message_id"])
+    assert {f"cron-{day.day}" for day in DAYS[1:3]} <= set(lake_messages(lake)["message_id"])
     # The cursor moved on: the next tick has nothing to do.
     assert cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file).requested == []
     # The reconciliation from cron too: it runs the days it finds (earlier tests in this module
@@ -751,3 +761,19 @@ def test_a_record_deleted_during_a_days_pull_hides_no_other(nocodb, synced):
     assert len(before) > 10 and deleted
     # The deleted record was read before it went; every other one is read too.
     assert after == before
+
+
+def test_consecutive_changed_days_make_one_range_run_each():
+    from analytics_assets.defs.partitions import consecutive_runs
+
+    days = [date(2026, 11, n) for n in (5, 1, 2, 3, 7, 8)]
+    assert consecutive_runs(days, most=31) == [
+        (date(2026, 11, 1), date(2026, 11, 3)),
+        (date(2026, 11, 5), date(2026, 11, 5)),
+        (date(2026, 11, 7), date(2026, 11, 8)),
+    ]
+    # At most `most` days a run.
+    assert consecutive_runs(days[1:4], most=2) == [
+        (date(2026, 11, 1), date(2026, 11, 2)),
+        (date(2026, 11, 3), date(2026, 11, 3)),
+    ]

@@ -18,6 +18,7 @@ from analytics_assets.transforms.records import (
     ERROR_SCHEMA,
     MAX_ID_BYTES,
     MESSAGE_SCHEMA,
+    carried_rows_digest,
     validate_conversation_headers,
     validate_messages,
 )
@@ -809,3 +810,47 @@ def test_a_range_run_gives_each_day_what_a_run_of_that_day_gives_it():
     as_range = validate_messages(pl.concat([first, second]))
     assert as_range.rejected.is_empty() and all(day.rejected.is_empty() for day in by_day)
     assert as_range.valid.equals(pl.concat([day.valid for day in by_day]))
+
+
+def test_the_digest_of_what_a_day_reads_of_the_next_changes_only_with_those_rows():
+    """`carried_rows_digest`: what day D's build read of D+1 (the rows of D+1 that belong to
+    D's conversations), independent of row and column order, blind to every other row."""
+    next_day = date(2026, 11, 2)
+    conversations = pl.DataFrame(
+        {"conversation_id": ["c-late", "c-other-day"], "day": [DAY, next_day]}
+    )
+    messages = pl.DataFrame(
+        {
+            "message_id": ["m-1", "m-2", "m-3", "m-4"],
+            "conversation_id": ["c-late", "c-late", "c-late", "c-other-day"],
+            "content": ["before midnight", "after midnight", "later still", "another"],
+            "prompt_tokens": [1, None, 3, 4],
+            "day": [DAY, next_day, next_day, next_day],
+        }
+    )
+    digest = carried_rows_digest(messages, conversations, DAY)
+    shuffled = messages.reverse().select(sorted(messages.columns, reverse=True))
+    assert carried_rows_digest(shuffled.lazy(), conversations, DAY) == digest
+    # Rows D does not read of D+1: its own day's, and another day's conversations'.
+    unread = messages.with_columns(
+        pl.when(pl.col("message_id").is_in(["m-1", "m-4"]))
+        .then(pl.lit("edited"))
+        .otherwise(pl.col("content"))
+        .alias("content")
+    )
+    assert carried_rows_digest(unread, conversations, DAY) == digest
+    # Any field of a row it read, a null becoming a value, a row gone.
+    edited = messages.with_columns(
+        pl.when(pl.col("message_id") == "m-2").then(pl.lit("edited")).otherwise("content")
+        .alias("content")
+    )  # fmt: skip
+    assert carried_rows_digest(edited, conversations, DAY) != digest
+    filled = messages.with_columns(pl.col("prompt_tokens").fill_null(0))
+    assert carried_rows_digest(filled, conversations, DAY) != digest
+    deleted = messages.filter(pl.col("message_id") != "m-3")
+    assert carried_rows_digest(deleted, conversations, DAY) != digest
+    # Nothing read then, nothing now: the same digest (no rebuild for an empty next day).
+    empty = messages.filter(pl.col("day") == DAY)
+    assert carried_rows_digest(empty, conversations, DAY) == carried_rows_digest(
+        messages.clear(), conversations, DAY
+    )

@@ -20,7 +20,11 @@ from dagster import AssetExecutionContext, MetadataValue
 
 from analytics_assets.analytics.checks import error_rate_verdict
 from analytics_assets.defs.metadata import frame_metadata
-from analytics_assets.transforms.records import is_superseded, reason_without_values
+from analytics_assets.transforms.records import (
+    carried_rows_digest,
+    is_superseded,
+    reason_without_values,
+)
 
 DayMetadata = Callable[[date, pl.DataFrame], Mapping[str, Any]]
 
@@ -54,6 +58,43 @@ def add_day_metadata(
         context.add_asset_metadata(
             dict(metadata_of_day(day, by_day.get(day, frame.clear()))),
             asset_key=asset_key,
+            partition_key=key,
+        )
+
+
+# The metadata entry, per next-day input (`next_day_digest/conversation_messages`), holding
+# what a day's build read of the next day (`carried_rows_digest`): the across-midnight sensor
+# builds the day again only where that changed.
+NEXT_DAY_DIGEST = "next_day_digest"
+
+
+def add_next_day_digests(
+    context: AssetExecutionContext,
+    conversations: pl.DataFrame,
+    read_of_the_next_day: Mapping[str, pl.DataFrame | pl.LazyFrame],
+) -> None:
+    """Gives each partition day the digest of what it read of the next day in each input
+    (input name -> the input as loaded, both days), for its conversations
+    (`conversations`: conversation_id, day)."""
+    if "day" not in conversations.columns or any(
+        "day" not in rows.collect_schema().names() for rows in read_of_the_next_day.values()
+    ):
+        return  # frames built by hand: no day to tell the next one by
+    # One pass over each input for the whole run (a 60-day range scans the lake once), then
+    # each day from the few rows carried over midnight.
+    next_days = conversations.lazy().select("conversation_id", pl.col("day").dt.offset_by("1d"))
+    carried = {
+        name: rows.lazy().join(next_days.unique(), on=["conversation_id", "day"], how="semi")
+        for name, rows in read_of_the_next_day.items()
+    }
+    carried = {name: rows.collect() for name, rows in carried.items()}
+    for key in context.partition_keys:
+        day = date.fromisoformat(key)
+        context.add_asset_metadata(
+            {
+                f"{NEXT_DAY_DIGEST}/{name}": carried_rows_digest(rows, conversations, day)
+                for name, rows in carried.items()
+            },
             partition_key=key,
         )
 

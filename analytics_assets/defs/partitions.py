@@ -3,6 +3,7 @@ weeks and calendar months the period reports are built for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 
 from dagster import (
@@ -85,3 +86,25 @@ def range_tags(first: date | str, last: date | str) -> dict[str, str]:
             "earlier (it is read when the code location loads), then reload."
         )
     return {RANGE_START_TAG: str(first), RANGE_END_TAG: str(last)}
+
+
+def consecutive_runs(days: Iterable[date], most: int) -> list[tuple[date, date]]:
+    """`days` as runs of consecutive days (first, last), each at most `most` days long,
+    oldest first."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if runs and day - runs[-1][1] == timedelta(days=1) and (day - runs[-1][0]).days < most:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def requested_days(partition_key: str | None, tags: Mapping[str, str]) -> str | None:
+    """What a run request or a run covers, as a person reads it: its day, or `first..last`
+    for a range run."""
+    if partition_key:
+        return partition_key
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return f"{tags[RANGE_START_TAG]}..{tags[RANGE_END_TAG]}"
+    return None

@@ -26,6 +26,7 @@ from dagster import (
     build_sensor_context,
 )
 
+from analytics_assets.defs.partitions import requested_days
 from analytics_assets.defs.storage.leases import release_after_run
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -33,7 +34,7 @@ RUN_KEY_TAG = "dagster/run_key"
 
 @dataclass
 class TickOutcome:
-    requested: list[str] = field(default_factory=list)  # partition keys, in order
+    requested: list[str] = field(default_factory=list)  # days or first..last ranges, in order
     ran: list[str] = field(default_factory=list)
     already_done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -86,7 +87,10 @@ def tick(
     cursor = _read_cursor(cursor_file)
     result = evaluate(defs, instance, sensor_name, cursor)
     outcome = TickOutcome(
-        requested=[request.partition_key for request in result.run_requests or []],
+        requested=[
+            requested_days(request.partition_key, request.tags)
+            for request in result.run_requests or []
+        ],
         skip_reason=result.skip_message,
     )
     report({"event": "sensor_evaluated", "sensor": sensor_name, "requested": outcome.requested,
@@ -102,8 +106,9 @@ def tick(
     for request in requests:
         # A sensor of several jobs names the job in each request.
         job = defs.resolve_job_def(request.job_name or sensor.job_name)
+        days = requested_days(request.partition_key, request.tags)
         if _succeeded_before(instance, request.run_key):
-            outcome.already_done.append(request.partition_key)
+            outcome.already_done.append(days)
             continue
         started = time.perf_counter()
         tags = {**request.tags, **({RUN_KEY_TAG: request.run_key} if request.run_key else {})}
@@ -117,8 +122,8 @@ def tick(
         )
         # No daemon here to run the release sensors.
         release_after_run(defs, run.run_id)
-        (outcome.ran if run.success else outcome.failed).append(request.partition_key)
-        report({"event": "run_finished", "partition": request.partition_key,
+        (outcome.ran if run.success else outcome.failed).append(days)
+        report({"event": "run_finished", "partition": days,
                 "run_id": run.run_id, "success": run.success,
                 "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
     if not outcome.failed:

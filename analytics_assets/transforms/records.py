@@ -7,10 +7,12 @@ decoding the records' JSON is about half the time (`benchmarks/bench_messages.py
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import NamedTuple, TypeVar
 
 import polars as pl
@@ -145,6 +147,37 @@ def messages_within_reach(messages: Frame, conversations: pl.DataFrame | pl.Lazy
         reach = pl.concat([started, started.with_columns(pl.col("day").dt.offset_by("1d"))])
         kept = messages.lazy().join(reach.unique(), on=["conversation_id", "day"], how="semi")
     return kept if isinstance(messages, pl.LazyFrame) else kept.collect()
+
+
+def carried_rows_digest(rows: Frame, conversations: pl.DataFrame, day) -> str:
+    """A digest of what a build of `day` reads of the next day in `rows` (messages, message
+    signals): the rows of the next day that belong to a conversation of `day` in
+    `conversations` (conversation_id, day). Equal digests mean the next day was built again
+    without a change to those rows, and `day` needs no rebuild for them. Every column but
+    `day` counts, as text, in an order of its own, so a frame read back from the lake gives
+    the digest the build gave (column order and row order do not matter)."""
+    started = conversations.lazy().filter(pl.col("day") == day).select("conversation_id")
+    carried = (
+        rows.lazy()
+        .filter(pl.col("day") == day + timedelta(days=1))
+        .join(started.unique(), on="conversation_id", how="semi")
+    )
+    names = sorted(name for name in carried.collect_schema().names() if name != "day")
+    lines = (
+        carried.select(
+            pl.concat_str(
+                [pl.col(name).cast(pl.String).fill_null("\x00") for name in names],
+                separator="\x1f",
+            ).alias("line")
+        )
+        .sort("line")
+        .collect()
+        .get_column("line")
+    )
+    digest = hashlib.sha256("\x1f".join(names).encode())
+    for line in lines:
+        digest.update(b"\x1e" + line.encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from analytics_assets.defs.analytics.prediction_metadata import prediction_metad
 from analytics_assets.defs.analytics.report_metadata import report_metadata
 from analytics_assets.defs.day_metadata import (
     add_day_metadata,
+    add_next_day_digests,
     analytics_metadata,
     charted,
     run_metadata,
@@ -89,6 +90,7 @@ def conversation_analytics(
     analytics = score_conversations(conversations, messages, conversation_categories)
     seconds = time.perf_counter() - started
     add_day_metadata(context, analytics, analytics_metadata)
+    add_next_day_digests(context, conversations, {tables.CONVERSATION_MESSAGES: messages})
     return MaterializeResult(
         value=analytics,
         metadata=run_metadata(

@@ -30,7 +30,12 @@ from analytics_assets.categorization.feedback import (
     train_and_choose,
 )
 from analytics_assets.defs.categorization.resources import CategorizationResource, LlmResource
-from analytics_assets.defs.day_metadata import add_day_metadata, rows_by_day, run_metadata
+from analytics_assets.defs.day_metadata import (
+    add_day_metadata,
+    add_next_day_digests,
+    rows_by_day,
+    run_metadata,
+)
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -163,6 +168,9 @@ def conversation_categories(
     )
     # Each day its own labels, methods and abstention (a range run writes many days at once).
     add_day_metadata(context, categories, _categories_metadata(counts))
+    add_next_day_digests(
+        context, conversation_headers, {tables.CONVERSATION_MESSAGES: conversation_messages}
+    )
     return MaterializeResult(
         value=categories,
         metadata={

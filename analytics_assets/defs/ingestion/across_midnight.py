@@ -13,7 +13,10 @@ This sensor watches what those assets read of D+1 (`conversation_messages` and
 than D's build and from D+1's newest messages, and D+1 holds messages of conversations that
 started on D (or D was built with some, since deleted or moved), it requests D again: only
 those assets and the daily assets built from them, not the day's pull and validation, which
-did not change. A range backfill builds D in the same run as D+1, after it: nothing to do.
+did not change. Where D+1 was built again without a change to what D read of it (a re-pull,
+an unrelated edit), D is left as it is: each of D's readers records a digest of what it
+read of D+1 (`next_day_digest/<input>`), compared with what D+1 holds now. A range backfill
+builds D in the same run as D+1, after it: nothing to do.
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.builds import days_being_built, latest_storage_id
+from analytics_assets.defs.builds import days_being_built, latest_storage_id, materialization
+from analytics_assets.defs.day_metadata import NEXT_DAY_DIGEST
 from analytics_assets.defs.partitions import FIRST_DAY, TRIGGER_TAG
 from analytics_assets.defs.storage.lake import LakeResource
+from analytics_assets.transforms.records import carried_rows_digest
 
 SENSOR_NAME = "conversations_across_midnight_sensor"
 # Materializations read per tick; the rest wait for the next tick (the cursor says where).
@@ -148,6 +153,37 @@ def _built_without_next_day(
     return max(read)
 
 
+def _next_day_read_unchanged(
+    instance, lake, next_day: dict[AssetKey, set[AssetKey]], day_before: date
+) -> bool:
+    """Whether every reader of `day_before` recorded what it read of the next day
+    (`add_next_day_digests`) and the next day holds the same for its conversations now: the
+    next day was built again (a re-pull, an unrelated edit, its own across-midnight rebuild)
+    without a change to them, and rebuilding `day_before` would write what it holds. A
+    reader built before the digests existed says nothing, and the day is judged as before."""
+    recorded: dict[AssetKey, set[str]] = {}
+    for reader, inputs in next_day.items():
+        record = materialization(instance, reader, day_before.isoformat())
+        event = record.asset_materialization if record else None
+        if event is None:
+            return False
+        for key in inputs:
+            entry = event.metadata.get(f"{NEXT_DAY_DIGEST}/{key.to_user_string()}")
+            if getattr(entry, "value", None) is None:
+                return False
+            recorded.setdefault(key, set()).add(entry.value)
+    headers, _ = lake.read_days(
+        tables.CONVERSATION_HEADERS, [day_before], ["conversation_id", "day"]
+    )
+    if not recorded or headers is None:
+        return False
+    for key, digests in recorded.items():
+        rows, _ = lake.read_days(key.to_user_string(), [day_before + timedelta(days=1)])
+        if rows is None or digests != {carried_rows_digest(rows, headers, day_before)}:
+            return False
+    return True
+
+
 def across_midnight_sensor(
     job_name: str, assets: Sequence[Any], daily_keys: Iterable[AssetKey]
 ) -> SensorDefinition:
@@ -193,6 +229,9 @@ def across_midnight_sensor(
         for day_before in sorted(day for day in candidates if day >= FIRST_DAY and day not in busy):
             inputs_built = _built_without_next_day(context.instance, readers, inputs, day_before)
             if inputs_built is None:
+                continue
+            if _next_day_read_unchanged(context.instance, stored, next_day, day_before):
+                looked_at[day_before.isoformat()] = "next day unchanged"
                 continue
             # D+1 holds messages of D's conversations, or held some when D was built.
             carried = conversations_from_the_day_before(

@@ -24,6 +24,7 @@ from dagster import (
 from analytics_assets import tables
 from analytics_assets.defs.day_metadata import (
     add_day_metadata,
+    add_next_day_digests,
     conversations_metadata,
     errors_metadata,
     messages_metadata,
@@ -389,6 +390,9 @@ def conversations(
     summary = build_conversations(conversation_headers, conversation_messages)
     seconds = time.perf_counter() - started
     add_day_metadata(context, summary, conversations_metadata)
+    add_next_day_digests(
+        context, conversation_headers, {tables.CONVERSATION_MESSAGES: conversation_messages}
+    )
     return MaterializeResult(
         value=summary,
         metadata=run_metadata(

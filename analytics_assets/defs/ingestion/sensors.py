@@ -31,7 +31,12 @@ from dagster import (
 from analytics_assets import tables
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
-from analytics_assets.defs.partitions import TRIGGER_TAG, daily_partitions
+from analytics_assets.defs.partitions import (
+    TRIGGER_TAG,
+    consecutive_runs,
+    daily_partitions,
+    range_tags,
+)
 from analytics_assets.defs.privacy.resources import PrivacyResource
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.privacy.erasure import is_tombstoned, tombstones
@@ -50,6 +55,8 @@ _IDS_SHOWN = 50
 
 # Days the reconciliation builds per tick where the lake lacks them (newest first).
 MAX_MISSING_DAYS = 31
+# The longest range run the change sensor asks for: a month of changed days at once.
+MAX_DAYS_PER_RUN = 31
 
 
 def _log(context: SensorEvaluationContext, event: str, **fields: object) -> None:
@@ -191,19 +198,30 @@ def nocodb_changes_sensor(
             f"the shortest retention) are ignored: {[d.isoformat() for d in before_start[:10]]}"
         )
 
-    def run_key(day: date) -> str:
+    def run_key(first: date, last: date) -> str:
         # Not the new cursor: it holds the sensor's clock, so the same tick evaluated twice
         # named its runs differently and every day ran again.
-        what = json.dumps([context.cursor, day.isoformat(), returned.get(day, {})], sort_keys=True)
-        return f"nocodb-changes:{day.isoformat()}:{hashlib.sha256(what.encode()).hexdigest()[:12]}"
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        what = json.dumps(
+            [context.cursor, *((day.isoformat(), returned.get(day, {})) for day in days)],
+            sort_keys=True,
+        )
+        span = first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+        return f"nocodb-changes:{span}:{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
+    # Consecutive changed days in one range run: seven days changed at once (an import, an
+    # outage caught up) took seven runs, 94 s, and three across-midnight rebuilds after
+    # them, against 43 s for one range run, which builds each day with the next.
     run_requests = [
         RunRequest(
-            run_key=run_key(day),
-            partition_key=day.isoformat(),
-            tags={TRIGGER_TAG: "nocodb_changes_sensor"},
+            run_key=run_key(first, last),
+            partition_key=first.isoformat() if first == last else None,
+            tags={
+                TRIGGER_TAG: "nocodb_changes_sensor",
+                **(range_tags(first, last) if first != last else {}),
+            },
         )
-        for day in ready
+        for first, last in consecutive_runs(ready, MAX_DAYS_PER_RUN)
     ]
     observations = [
         AssetObservation(

@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.day_metadata import run_metadata
+from analytics_assets.defs.day_metadata import add_next_day_digests, run_metadata
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -214,6 +214,7 @@ def conversation_languages(
         messages_within_reach(message_signals, conversation_headers),
     )
     seconds = time.perf_counter() - started
+    add_next_day_digests(context, conversation_headers, {tables.MESSAGE_SIGNALS: message_signals})
     return MaterializeResult(
         value=languages,
         metadata={
