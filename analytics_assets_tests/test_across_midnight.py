@@ -111,6 +111,7 @@ def test_a_day_is_built_again_once_its_conversations_past_midnight_are_in(tmp_pa
     assert job.execute_in_process(instance=instance, partition_key=NEXT.isoformat()).success
     unchanged = _evaluate(defs, instance, cursor=again.cursor)
     assert not unchanged.run_requests, "NEXT's messages of DAY's conversations did not change"
+    assert "without a change to what they read" in unchanged.skip_reason.skip_message
 
     # A message of DAY's conversation on NEXT is edited at the source: DAY is built again.
     edited = next(

@@ -380,6 +380,43 @@ def test_today_waits_for_its_partition(nocodb, synced):
     assert SyncCursor.from_json(result.cursor).pending_days == {today}
 
 
+def test_a_changed_day_another_run_is_writing_waits_for_it(nocodb, synced):
+    """A range run has no `dagster/partition` tag, so the queue's per-partition limit did not
+    hold the change sensor's range run apart from a rebuild of one of its days (which takes
+    no lease): both wrote the day at once (found under the real daemon)."""
+    import uuid
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    defs, instance, base, _, _ = synced
+    cursor = tick(defs, instance, "nocodb_changes_sensor").cursor
+    time.sleep(1.1)  # NocoDB's filters compare to the second
+    with make_client(nocodb) as client:
+        client.insert_records(base.table_ids["messages"], [{
+            "message_id": f"busy-{day.day}", "conversation_id": "c-busy", "role": "user",
+            "content": "while another run writes", "created_at": f"{day.isoformat()} 09:00:00",
+        } for day in DAYS[1:3]])  # fmt: skip
+    # The across-midnight sensor's rebuild of DAYS[1] is under way.
+    rebuild = DagsterRun(
+        job_name="ingestion_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+        tags={"dagster/partition": DAYS[1].isoformat()},
+    )  # fmt: skip
+    instance.add_run(rebuild)
+    try:
+        result = tick(defs, instance, "nocodb_changes_sensor", cursor)
+        assert [r.partition_key for r in result.run_requests] == [DAYS[2].isoformat()]
+        assert DAYS[1] in SyncCursor.from_json(result.cursor).pending_days
+    finally:
+        instance.delete_run(rebuild.run_id)
+    # The rebuild ended: the day is asked for on the next tick, though nothing changed since.
+    later = tick(defs, instance, "nocodb_changes_sensor", result.cursor)
+    assert [r.partition_key for r in later.run_requests] == [DAYS[1].isoformat()]
+    assert SyncCursor.from_json(later.cursor).pending_days == set()
+    run_requested(
+        defs.resolve_job_def("ingestion_job"), instance, [*result.run_requests, *later.run_requests]
+    )
+
+
 def test_mark_mode_records_deletions_without_rebuilding(nocodb, synced):
     defs, instance, base, lake, _ = synced
     marking = build_definitions(

@@ -53,6 +53,8 @@ SENSOR_NAME = "conversations_across_midnight_sensor"
 _EVENTS_PER_TICK = 200
 # How far back the first tick looks.
 _FIRST_LOOK_BACK = timedelta(days=2)
+# What the tick's log says of a day whose next day was built again without a change to it.
+_UNCHANGED = "next day unchanged"
 
 
 def _next_day_inputs(assets: Iterable[Any]) -> dict[AssetKey, set[AssetKey]]:
@@ -184,6 +186,15 @@ def _next_day_read_unchanged(
     return True
 
 
+def _nothing_to_do(waiting: list[str], looked_at: dict[str, object]) -> str:
+    if waiting:
+        return f"Waiting for the runs writing {waiting}"
+    unchanged = sorted(day for day, seen in looked_at.items() if seen == _UNCHANGED)
+    if unchanged:
+        return f"The next day of {unchanged} was built again without a change to what they read"
+    return "No day holds messages of a conversation its day before was built without"
+
+
 def across_midnight_sensor(
     job_name: str, assets: Sequence[Any], daily_keys: Iterable[AssetKey]
 ) -> SensorDefinition:
@@ -231,7 +242,7 @@ def across_midnight_sensor(
             if inputs_built is None:
                 continue
             if _next_day_read_unchanged(context.instance, stored, next_day, day_before):
-                looked_at[day_before.isoformat()] = "next day unchanged"
+                looked_at[day_before.isoformat()] = _UNCHANGED
                 continue
             # D+1 holds messages of D's conversations, or held some when D was built.
             carried = conversations_from_the_day_before(
@@ -258,13 +269,7 @@ def across_midnight_sensor(
         return SensorResult(
             run_requests=requests,
             cursor=json.dumps(next_state),
-            skip_reason=None
-            if requests
-            else (
-                f"Waiting for the runs writing {waiting}"
-                if deferred
-                else "No day holds messages of a conversation its day before was built without"
-            ),
+            skip_reason=None if requests else _nothing_to_do(waiting, looked_at),
         )
 
     return conversations_across_midnight

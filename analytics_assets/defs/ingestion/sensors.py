@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from analytics_assets import tables
+from analytics_assets.defs.builds import days_being_built
 from analytics_assets.defs.ingestion.jobs import INGESTION_JOB
 from analytics_assets.defs.ingestion.resources import RecordSourceResource, SyncSettings
 from analytics_assets.defs.partitions import (
@@ -123,6 +124,22 @@ def _add_days_left_behind(
             returned.setdefault(day, {})[f"{kind}:moved_away"] = ",".join(sorted(record_ids))
 
 
+def _not_being_built(
+    context: SensorEvaluationContext, days: list[date]
+) -> tuple[list[date], list[date]]:
+    """`days` split into those no unfinished run may write, and those that wait for one (in
+    the cursor, asked for again on a later tick). A range run has no `dagster/partition`
+    tag, so the queue's per-partition limit did not hold it apart from a rebuild of one of
+    its days (the across-midnight and report rebuilds take no lease: they skip the pull),
+    and both wrote the day at once. The across-midnight sensor waits for this sensor's runs
+    the same way."""
+    busy = days_being_built(context.instance) if days else set()
+    waiting = [day for day in days if day in busy]
+    if waiting:
+        _log(context, "sync_waiting_for_runs", days=[day.isoformat() for day in waiting])
+    return [day for day in days if day not in busy], waiting
+
+
 @sensor(
     name="nocodb_changes_sensor",
     job_name=INGESTION_JOB,
@@ -191,6 +208,8 @@ def nocodb_changes_sensor(
     candidates = set(touched) | cursor.pending_days
     ready = sorted(d for d in candidates if last_day and earliest <= d <= last_day)
     cursor.pending_days = {d for d in candidates if last_day is None or d > last_day}
+    ready, waiting_for_runs = _not_being_built(context, ready)
+    cursor.pending_days |= set(waiting_for_runs)
     before_start = sorted(d for d in candidates if d < earliest)
     if before_start:
         context.log.warning(
@@ -234,14 +253,16 @@ def nocodb_changes_sensor(
         )
         for day in ready
     ]
-    pending = sorted(d.isoformat() for d in cursor.pending_days)
+    pending = sorted(d.isoformat() for d in cursor.pending_days if d not in waiting_for_runs)
+    waiting = [d.isoformat() for d in waiting_for_runs]
     return SensorResult(
         run_requests=run_requests,
         asset_events=observations,
         cursor=cursor.to_json(),
         skip_reason=None
         if run_requests
-        else f"No changed day to materialize (waiting for their partitions: {pending})",
+        else f"No changed day to materialize (waiting for their partitions: {pending}; for "
+        f"the runs writing them: {waiting})",
     )
 
 
