@@ -1,7 +1,8 @@
 """Catching up with edits on several days: the change sensor's runs, and the across-midnight
 rebuilds after them, against the real NocoDB, in one run.
 
-A NocoDB seeded with the sample (default 10 days, 2,000 conversations) is backfilled twice,
+A NocoDB seeded with the sample (default 10 days, 2,000 conversations; one in 20 moved to
+start at 23:55, so it goes on past midnight) is backfilled twice,
 into two lakes, each with its own instance and sensor cursors. Then one message is edited at
 the source on each of 7 consecutive days, and both deployments catch up, each the way it is
 set up:
@@ -41,13 +42,57 @@ from analytics_assets.defs.sensor_ticks import evaluate
 from analytics_assets.defs.storage.lake import LakeResource, ParquetLakeIOManager
 from analytics_assets.defs.storage.leases import PartitionLeaseResource
 from analytics_assets.defs.storage.resources import MongoResource
-from analytics_assets.sources.generator import SampleSpec, generate_sample, iter_for_nocodb
+from analytics_assets.sources.generator import (
+    SampleSpec,
+    format_timestamp,
+    generate_sample,
+    iter_for_nocodb,
+)
 from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
 from analytics_assets_tests.conftest import make_client, range_tags
 from analytics_assets_tests.nocodb_server import start_nocodb
 
 START = date(2026, 10, 1)
 CHANGES = "nocodb_changes_sensor"
+
+
+# One conversation in this many is moved to start five minutes before midnight, a message a
+# minute: the sample's own conversations all end before midnight, and real ones do not.
+PAST_MIDNIGHT_EVERY = 20
+
+
+def with_conversations_past_midnight(data):
+    """`data` with every `PAST_MIDNIGHT_EVERY`th conversation starting at 23:55 of its day,
+    its messages a minute apart (those after the fifth fall on the next day)."""
+    owned: dict[str, list[dict]] = {}
+    for message in data.messages:
+        owned.setdefault(message["conversation_id"], []).append(message)
+    for conversation in data.conversations[::PAST_MIDNIGHT_EVERY]:
+        day = datetime.fromisoformat(conversation["started_at"]).astimezone(UTC).date()
+        start = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(
+            hours=23, minutes=55
+        )
+        conversation["started_at"] = format_timestamp(start)
+        messages = sorted(owned.get(conversation["conversation_id"], []),
+                          key=lambda m: m["created_at"])  # fmt: skip
+        for position, message in enumerate(messages):
+            message["created_at"] = format_timestamp(start + timedelta(minutes=position))
+    return data
+
+
+def carried_message(data, day: date) -> str:
+    """The id of a message on `day` of a conversation that started the day before."""
+    started = {
+        c["conversation_id"]
+        for c in data.conversations
+        if datetime.fromisoformat(c["started_at"]).astimezone(UTC).date() == day - timedelta(1)
+    }
+    return next(
+        m["message_id"]
+        for m in data.messages
+        if m["conversation_id"] in started
+        and datetime.fromisoformat(m["created_at"]).astimezone(UTC).date() == day
+    )
 
 
 def seed(server, data) -> tuple[str, str]:
@@ -162,15 +207,17 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--changed", type=int, default=7)
     args = parser.parse_args()
-    data = generate_sample(
+    data = with_conversations_past_midnight(generate_sample(
         SampleSpec(start=START, days=args.days, conversations=args.conversations,
                    users=max(args.conversations // 8, 1), with_bad_records=False)
-    )  # fmt: skip
+    ))  # fmt: skip
     server = start_nocodb()
     try:
         base_id, messages_table = seed(server, data)
+        past_midnight = len(data.conversations[::PAST_MIDNIGHT_EVERY])
         print(f"source: {len(data.messages):,} messages, {len(data.conversations):,} "
-              f"conversations over {args.days} days (real NocoDB)")  # fmt: skip
+              f"conversations over {args.days} days, {past_midnight} going on past midnight "
+              f"(real NocoDB)")  # fmt: skip
         with (
             tempfile.TemporaryDirectory() as baseline,
             tempfile.TemporaryDirectory() as ours,
@@ -188,17 +235,25 @@ def main() -> None:
                 assert not deployment.tick(across_midnight.SENSOR_NAME)
             time.sleep(1.1)  # NocoDB's filters compare to the second
             changed = [START + timedelta(days=1 + n) for n in range(args.changed)]
+            # And one message after midnight of a conversation that started the day before
+            # the first changed day: that day must be built again too.
+            carried = carried_message(data, changed[0])
             with make_client(server) as client:
                 first_of_day: dict[str, int] = {}
+                ids: dict[str, int] = {}
                 for record in client.iter_records(
-                    messages_table, sort="Id", fields=["Id", "created_at"]
+                    messages_table, sort="Id", fields=["Id", "created_at", "message_id"]
                 ):
                     first_of_day.setdefault(str(record["created_at"])[:10], record["Id"])
-                client.update_records(messages_table, [
-                    {"Id": first_of_day[day.isoformat()], "content": f"edited on {day}"}
-                    for day in changed
-                ])  # fmt: skip
-            print(f"edited one message on each of {args.changed} consecutive days")
+                    ids[record["message_id"]] = record["Id"]
+                edits = {first_of_day[day.isoformat()]: f"edited on {day}" for day in changed}
+                edits[ids[carried]] = "edited after midnight"
+                client.update_records(
+                    messages_table, [{"Id": key, "content": text} for key, text in edits.items()]
+                )
+            before = changed[0] - timedelta(days=1)
+            print(f"edited one message on each of {args.changed} consecutive days, and one "
+                  f"of a conversation of {before} after its midnight")  # fmt: skip
             results = {}
             for (name, deployment), per_day in zip(deployments.items(), (True, False), strict=True):
                 results[name] = result = catch_up(deployment, one_run_per_day=per_day)
