@@ -39,19 +39,13 @@ def range_tags(first, last) -> dict[str, str]:
 def days_requested(requests) -> list[str]:
     """Every day the run requests cover, in order: a request's partition, or each day of
     its range (the change sensor asks for consecutive days in one range run)."""
-    from datetime import timedelta
+    from analytics_assets.defs.partitions import days_of_run
 
-    from analytics_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-
-    days: list[str] = []
-    for request in requests:
-        if request.partition_key:
-            days.append(request.partition_key)
-            continue
-        first = date.fromisoformat(request.tags[RANGE_START_TAG])
-        last = date.fromisoformat(request.tags[RANGE_END_TAG])
-        days += [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    return sorted(days)
+    return sorted(
+        day.isoformat()
+        for request in requests
+        for day in days_of_run(request.partition_key, request.tags)
+    )
 
 
 def run_requested(job, instance, requests) -> None:

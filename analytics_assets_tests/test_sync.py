@@ -226,6 +226,16 @@ def run_days(defs, instance, partition_keys: list[str]) -> None:
         assert result.success
 
 
+def _insert_user_messages(nocodb, base, days, name: str, content: str, at: str) -> None:
+    """One user message on each of `days` at `at` (HH:MM), in conversation `c-<name>`, with
+    ids `<name>-<day of month>`."""
+    with make_client(nocodb) as client:
+        client.insert_records(base.table_ids["messages"], [{
+            "message_id": f"{name}-{day.day}", "conversation_id": f"c-{name}", "role": "user",
+            "content": content, "created_at": f"{day.isoformat()} {at}:00",
+        } for day in days])  # fmt: skip
+
+
 def source_messages(nocodb, base) -> pl.DataFrame:
     with make_client(nocodb) as client:
         table = base.table_ids["messages"]
@@ -391,11 +401,7 @@ def test_a_changed_day_another_run_is_writing_waits_for_it(nocodb, synced):
     defs, instance, base, _, _ = synced
     cursor = tick(defs, instance, "nocodb_changes_sensor").cursor
     time.sleep(1.1)  # NocoDB's filters compare to the second
-    with make_client(nocodb) as client:
-        client.insert_records(base.table_ids["messages"], [{
-            "message_id": f"busy-{day.day}", "conversation_id": "c-busy", "role": "user",
-            "content": "while another run writes", "created_at": f"{day.isoformat()} 09:00:00",
-        } for day in DAYS[1:3]])  # fmt: skip
+    _insert_user_messages(nocodb, base, DAYS[1:3], "busy", "while another run writes", "09:00")
     # The across-midnight sensor's rebuild of DAYS[1] is under way.
     rebuild = DagsterRun(
         job_name="ingestion_job", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
@@ -719,11 +725,7 @@ def test_cron_ticks_without_the_daemon_run_the_days_and_keep_the_cursor(nocodb, 
     first = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file)
     assert first.requested == [] and cursor_file.exists()
     time.sleep(1.1)  # NocoDB's filters compare to the second
-    with make_client(nocodb) as client:
-        client.insert_records(base.table_ids["messages"], [{
-            "message_id": f"cron-{day.day}", "conversation_id": "c-cron", "role": "user",
-            "content": "from cron", "created_at": f"{day.isoformat()} 08:00:00",
-        } for day in DAYS[1:3]])  # fmt: skip
+    _insert_user_messages(nocodb, base, DAYS[1:3], "cron", "from cron", "08:00")
     # Two consecutive days changed: one range run.
     both = f"{DAYS[1].isoformat()}..{DAYS[2].isoformat()}"
     preview = cron_tick(defs, instance, "nocodb_changes_sensor", cursor_file, dry_run=True)

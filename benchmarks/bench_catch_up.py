@@ -49,7 +49,7 @@ from analytics_assets.sources.generator import (
     iter_for_nocodb,
 )
 from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
-from analytics_assets_tests.conftest import make_client, range_tags
+from analytics_assets_tests.conftest import days_requested, make_client, range_tags
 from analytics_assets_tests.nocodb_server import start_nocodb
 
 START = date(2026, 10, 1)
@@ -156,22 +156,14 @@ class Deployment:
         return frame.select(sorted(frame.columns)).sort("conversation_id")
 
 
-def day_runs(request) -> list[str]:
-    """The days of a request, as the sensor asked for them before: one run each."""
-    if request.partition_key:
-        return [request.partition_key]
-    first = date.fromisoformat(request.tags[RANGE_START_TAG])
-    last = date.fromisoformat(request.tags[RANGE_END_TAG])
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-
-
 def catch_up(deployment: Deployment, one_run_per_day: bool) -> dict:
     runs, seconds = 0, 0.0
     for request in deployment.tick(CHANGES):
         if one_run_per_day:
             plain = {k: v for k, v in request.tags.items() if k not in (RANGE_START_TAG,
                                                                       RANGE_END_TAG)}  # fmt: skip
-            for day in day_runs(request):
+            # As the sensor asked for them before: one run each.
+            for day in days_requested([request]):
                 seconds += deployment.run(request, partition_key=day, tags=plain)
                 runs += 1
         else:

@@ -4,11 +4,11 @@ build a day again after what it reads changed (`ingestion/across_midnight.py`,
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
-from analytics_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from analytics_assets.defs.partitions import days_of_run
 
 _IN_PROGRESS = [
     DagsterRunStatus.QUEUED,
@@ -44,17 +44,14 @@ def latest_storage_id(instance, key: AssetKey, partition: str) -> int | None:
     return record.storage_id if record else None
 
 
-def days_being_built(instance) -> set[date]:
-    """The days runs not finished yet may write: each one's partition, or its range."""
+def days_being_built(instance, job_name: str | None = None) -> set[date]:
+    """The days runs not finished yet (of `job_name`, else of any job) may write: each one's
+    partition, or its range."""
     days: set[date] = set()
-    for run in instance.get_runs(filters=RunsFilter(statuses=_IN_PROGRESS)):
+    runs = instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=_IN_PROGRESS))
+    for run in runs:
         try:
-            if PARTITION_TAG in run.tags:
-                days.add(date.fromisoformat(run.tags[PARTITION_TAG]))
-            elif RANGE_START_TAG in run.tags and RANGE_END_TAG in run.tags:
-                first = date.fromisoformat(run.tags[RANGE_START_TAG])
-                last = date.fromisoformat(run.tags[RANGE_END_TAG])
-                days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+            days.update(days_of_run(None, run.tags))
         except ValueError:
             continue  # not a daily partition key (a week's or a month's run)
     return days

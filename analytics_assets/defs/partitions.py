@@ -100,6 +100,20 @@ def consecutive_runs(days: Iterable[date], most: int) -> list[tuple[date, date]]
     return runs
 
 
+def days_of_run(partition_key: str | None, tags: Mapping[str, str]) -> list[date]:
+    """The days a run (or a run request) covers: its partition (the argument, else its
+    `dagster/partition` tag), or each day of its range; none where it has neither. A
+    partition that is not a day (a week's, a month's) raises ValueError."""
+    key = partition_key or tags.get(PARTITION_TAG)
+    if key:
+        return [date.fromisoformat(key)]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        first = date.fromisoformat(tags[RANGE_START_TAG])
+        last = date.fromisoformat(tags[RANGE_END_TAG])
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return []
+
+
 def requested_days(partition_key: str | None, tags: Mapping[str, str]) -> str | None:
     """What a run request or a run covers, as a person reads it: its day, or `first..last`
     for a range run."""

@@ -18,10 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 from dagster import (
     AssetObservation,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -365,27 +363,6 @@ def _build_missing_day(day: date, counts: dict[str, int]) -> tuple[AssetObservat
     )
 
 
-def _days_in_flight(context: SensorEvaluationContext) -> set[date]:
-    """Days a run is queued for or running on: a day the lake lacks because its first run has
-    not finished yet is not missing."""
-    runs = context.instance.get_runs(
-        filters=RunsFilter(
-            job_name=INGESTION_JOB,
-            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
-                      DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
-        ),
-    )  # fmt: skip
-    days: set[date] = set()
-    for run in runs:
-        if run.tags.get("dagster/partition"):
-            days.add(date.fromisoformat(run.tags["dagster/partition"]))
-        elif run.tags.get("dagster/asset_partition_range_start"):  # a single-run backfill
-            first = date.fromisoformat(run.tags["dagster/asset_partition_range_start"])
-            last = date.fromisoformat(run.tags["dagster/asset_partition_range_end"])
-            days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
-    return days
-
-
 def _days_the_lake_lacks(
     in_source: dict, held: set[date], reconciled: Callable[[date], bool], in_flight: set[date]
 ) -> dict[date, dict[str, int]]:
@@ -506,7 +483,9 @@ def nocodb_reconciliation_sensor(
                     tags={TRIGGER_TAG: "nocodb_reconciliation_sensor"},
                 )
             )
-    in_flight = _days_in_flight(context)
+    # Days a run is queued for or running on: a day the lake lacks because its first run
+    # has not finished yet is not missing.
+    in_flight = days_being_built(context.instance, INGESTION_JOB)
     lacking = _days_the_lake_lacks(in_source, held, reconciled, in_flight)
     # A record moved to a day not compared here (before the lake's first day, or held but
     # outside ANALYTICS_RECONCILE_DAYS): its old day is rebuilt without it, so its new day
