@@ -327,6 +327,36 @@ def test_bad_documents_are_rejected_by_field_and_the_rest_lands(mongo):
     assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 1
 
 
+def test_only_the_rows_that_may_be_bad_are_checked_one_by_one(mongo, monkeypatch):
+    """A frame's dates are checked as the text the documents hold: checked as a Date column,
+    `day` broke the schema's pattern on every row, and every document of every day went
+    through the per-document check (1.5 s of a 15 s write of 100,000)."""
+    from analytics_assets.storage import mongo as mongo_module
+
+    checked = []
+    problems_of = mongo_module.document_problems
+
+    def counting(document, schema):
+        checked.append(document["_id"])
+        return problems_of(document, schema)
+
+    monkeypatch.setattr(mongo_module, "document_problems", counting)
+    day = date(2026, 11, 7)
+    frame = messages(day, 6).with_columns(
+        pl.when(pl.col("message_id").str.ends_with("-1"))
+        .then(pl.lit("robot"))
+        .otherwise(pl.col("role"))
+        .alias("role")
+    )
+    assert frame.schema["day"] == pl.Date
+    report = replace_frame(
+        mongo.db()["conversation_messages"], frame, [day.isoformat()], spec=SPEC, run_id="r"
+    )
+    assert checked == ["m-2026-11-07-1"]
+    assert [item.document_id for item in report.rejected] == ["m-2026-11-07-1"]
+    assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 5
+
+
 class ValidatingCollection:
     """The real collection behind a validator that refuses documents whose content says so,
     as a real MongoDB enforcing `$jsonSchema` does (the embedded server does not enforce

@@ -94,11 +94,14 @@ def _transient(error: Exception) -> bool:
     return getattr(error, "code", None) in TRANSIENT_CODES
 
 
+def _dates_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    # BSON has datetimes but no dates: every date (the day, first/last seen ...) as ISO text.
+    return frame.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+
+
 def frame_to_documents(frame: pl.DataFrame, spec: CollectionSpec) -> list[dict[str, Any]]:
     """Rows -> documents with a deterministic `_id` and dates as "YYYY-MM-DD"."""
-    # BSON has datetimes but no dates: every date (the day, first/last seen ...) as ISO text.
-    frame = frame.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    documents = frame.to_dicts()
+    documents = _dates_as_text(frame).to_dicts()
     for document in documents:
         document["_id"] = spec.document_id(document)
     return documents
@@ -400,6 +403,9 @@ def replace_frame(
         scope[name] = values[0]
     if scope != spec.slice_scope:
         spec = dataclasses.replace(spec, slice_scope=scope)
+    # Dates as the documents hold them (text): checked as a Date column, every row of every
+    # day was suspect (`day` is text in the schema) and went through the per-document check.
+    frame = _dates_as_text(frame)
     suspect = suspect_rows(frame, spec.json_schema).to_list()
     documents = frame_to_documents(frame, spec)
     trusted = [document for document, bad in zip(documents, suspect, strict=True) if not bad]
