@@ -1,5 +1,6 @@
-"""Language detection: the script where the script decides, else lingua over every language
-it knows; one detector per process, shared by everything that needs it.
+"""Language detection: the script where the script decides, else (a message of a few words)
+the chat word lists where they leave one language (`chat_words.py`), else lingua over every
+language it knows; one detector per process, shared by everything that needs it.
 
 Where lingua is unsure of a text (a few words, often), fastText's language model gives a second
 opinion and the two are multiplied (`_with_second_opinion`).
@@ -23,6 +24,7 @@ from functools import cache
 
 import polars as pl
 
+from analytics_assets.categorization import chat_words
 from analytics_assets.settings import get_settings
 
 UNKNOWN = "unknown"
@@ -327,14 +329,43 @@ def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
     return found, left
 
 
-def _lingua(texts: list[str], indices: list[int]) -> list[tuple[int, tuple[str, float]]]:
+def _chat_words(
+    texts: list[str], indices: list[int]
+) -> tuple[list, dict[int, frozenset[str]], list[int]]:
+    """(index, (language, confidence)) for the short messages made of one language's chat
+    words (`chat_words.py`); the few languages the words leave, by index, for lingua to
+    choose among; and the indices left for lingua (those included)."""
+    found, narrowed, left = [], {}, []
+    for index, text in zip(indices, texts, strict=True):
+        languages = chat_words.candidates(text)
+        if languages is not None and len(languages) == 1:
+            found.append((index, (next(iter(languages)), chat_words.CONFIDENCE)))
+            continue
+        if languages is not None and len(languages) <= chat_words.MAX_CANDIDATES:
+            narrowed[index] = languages
+        left.append(index)
+    return found, narrowed, left
+
+
+def _lingua(
+    texts: list[str], indices: list[int], narrowed: dict[int, frozenset[str]] | None = None
+) -> list[tuple[int, tuple[str, float]]]:
     """(index, (language, confidence)) for each text lingua is sure enough of, alone or with
-    fastText's second opinion."""
+    fastText's second opinion; where the chat words left a few languages (`narrowed`), the
+    best of those lingua ranks."""
     if not texts:
         return []
+    narrowed = narrowed or {}
     results = detector().compute_language_confidence_values_in_parallel(texts)
     found = []
     for index, text, ranked in zip(indices, texts, results, strict=True):
+        among = narrowed.get(index)
+        best = next(
+            (r for r in ranked if among and _code(r.language) in among and r.value > 0), None
+        )
+        if best is not None:
+            found.append((index, (_code(best.language), chat_words.NARROWED_CONFIDENCE)))
+            continue
         confidence = _margin_confidence(ranked)
         code = _code(ranked[0].language) if ranked else UNKNOWN
         if confidence < MIN_CONFIDENCE and ranked:
@@ -400,8 +431,9 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
         )
     )
     by_cld2, ask_lingua = _cld2([judged_as[i] for i in ask_lingua], ask_lingua)
-    lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua)
-    for index, (code, confidence) in by_cld2 + lingua_found:
+    by_words, narrowed, ask_lingua = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
+    lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, narrowed)
+    for index, (code, confidence) in by_cld2 + by_words + lingua_found:
         codes[index], confidences[index] = code, confidence
     allowed = configured_languages()
     if allowed is not None:
