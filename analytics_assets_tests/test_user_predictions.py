@@ -82,6 +82,25 @@ def test_features_and_labels_of_a_small_history():
     assert max(a) == day(20)
 
 
+def test_a_days_mean_weighs_its_scored_conversations_not_all_of_them():
+    """Day 0: ten conversations, one scored 0.9; day 1: one, scored -0.5; day 2: two, both
+    scored -0.1. The 28-day mean is over the four scored: (0.9 - 0.5 - 0.2) / 4 = 0.05.
+    Weighted by all conversations it was (9 - 0.5 - 0.2) / 13 = 0.64."""
+    history = activity_of([("u_a", 0, 10), ("u_a", 1, 1), ("u_a", 2, 2)]).with_columns(
+        pl.Series("sentiment_end_mean", [0.9, -0.5, -0.1]),
+        pl.Series("sentiment_end_scored", [1, 1, 2], pl.UInt32),
+        pl.Series("quality_mean", [0.2, None, 0.8]),
+        pl.Series("quality_scored", [10, 0, 1], pl.UInt32),
+    )
+    rows = user_day_rows(history, day(0), day(5)).filter(pl.col("day") == day(2))
+    assert rows["sentiment_28d"].item() == pytest.approx(0.05)
+    assert rows["quality_28d"].item() == pytest.approx((0.2 * 10 + 0.8) / 11)
+    # Days written before the counts existed weigh all their conversations, as before.
+    older = history.drop("sentiment_end_scored", "quality_scored")
+    rows = user_day_rows(older, day(0), day(5)).filter(pl.col("day") == day(2))
+    assert rows["sentiment_28d"].item() == pytest.approx((9 - 0.5 - 0.2) / 13)
+
+
 def test_a_days_features_do_not_change_when_later_days_are_appended(simulated):
     """No leakage: the features of (user, d) are the same whether the history stops at d or
     goes on for 60 more days; only the labels may differ."""
@@ -294,6 +313,28 @@ def test_a_day_of_user_analytics_missing_from_the_history_is_named(
     [materialization] = result.asset_materializations_for_node("user_return_predictions")
     assert materialization.metadata["user_analytics_days_missing"].value == 1
     assert materialization.metadata["user_analytics_missing"].value == gap.isoformat()
+
+
+def test_a_history_written_before_the_scored_counts_existed_still_predicts(
+    mongo_server, tmp_path, simulated
+):
+    """Every day read lacks `sentiment_end_scored` and `quality_scored`: they read as null and
+    each day's mean weighs its conversations, as before (the simulated counts equal them)."""
+    defs, lake_io, _ = sample_definitions(tmp_path, mongo_server, "predictions_old_days")
+    older = simulated.drop("sentiment_end_scored", "quality_scored")
+    for (offset_day,), rows in older.partition_by("day", as_dict=True).items():
+        lake_io.lake().write_day("user_analytics", offset_day, rows)
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        partition_key=LAST.isoformat(),
+        asset_selection=[AssetKey("user_return_predictions")],
+    )
+    assert result.success
+    lake_rows = lake_io.lake().scan_days("user_return_predictions", [LAST]).collect()
+    expected = forecast(simulated, LAST).predictions
+    assert lake_rows.sort("user_id")["return_probability_7d"].to_list() == (
+        expected["return_probability_7d"].to_list()
+    )
 
 
 def test_the_asset_writes_the_days_predictions_and_its_evaluation(predicted, simulated):

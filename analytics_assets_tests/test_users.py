@@ -52,3 +52,12 @@ def test_a_day_without_users_is_empty_and_valid():
     window = pl.DataFrame([rows("u1", DAY - timedelta(days=1), "bug", "gpt-4o", 0.5)])
     result = user_analytics(DAY, window)
     assert result.height == 0 and result.schema == pl.Schema(USER_SCHEMA)
+
+
+def test_each_mean_says_how_many_conversations_it_is_over():
+    scored = rows("u1", DAY, "billing", "gpt-4o", 0.6)
+    unscored = {**rows("u1", DAY, "bug", "gpt-4o", 0.8), "sentiment_end_score": None}
+    window = pl.DataFrame([scored, unscored, unscored])
+    (u1,) = user_analytics(DAY, window).to_dicts()
+    assert (u1["conversations"], u1["sentiment_end_scored"], u1["quality_scored"]) == (3, 1, 3)
+    assert u1["sentiment_end_mean"] == 0.5

@@ -66,7 +66,7 @@ PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "days_since_last": pl.UInt32(),
 }
 ACTIVITY_COLUMNS = ("user_id", "day", "conversations", "messages", "sentiment_end_mean",
-                    "quality_mean")  # fmt: skip
+                    "quality_mean", "sentiment_end_scored", "quality_scored")  # fmt: skip
 
 
 # --- features and labels -----------------------------------------------------------------
@@ -96,8 +96,12 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
         return np.bincount(cells, weights, minlength=len(users) * span).reshape(len(users), span)
 
     conversations = grid(activity["conversations"].fill_null(0))
-    # Means per day weighted by the day's conversations, so that a busy day counts more.
-    weights = activity["conversations"].fill_null(0).cast(pl.Float64)
+    # A day's mean weighs what it is a mean of, its scored conversations: weighted by all of
+    # them, a day of ten conversations with one scored outweighed a day with its one scored,
+    # and the 28-day mean came out 0.77 where the three scored said 0.2 (test). A day
+    # written before the counts existed weighs its conversations, as then.
+    sentiment_weights = _scored(activity, "sentiment_end_scored")
+    quality_weights = _scored(activity, "quality_scored")
     sentiment = activity["sentiment_end_mean"].cast(pl.Float64)
     quality = activity["quality_mean"].cast(pl.Float64)
 
@@ -122,11 +126,11 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
         cumulative_conversations[user, next_end] - cumulative_conversations[user, day + 1]
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-        sentiment_28d = window(grid((sentiment * weights).fill_null(0)), ACTIVE_DAYS) / window(
-            grid(weights * sentiment.is_not_null()), ACTIVE_DAYS
-        )
-        quality_28d = window(grid((quality * weights).fill_null(0)), ACTIVE_DAYS) / window(
-            grid(weights * quality.is_not_null()), ACTIVE_DAYS
+        sentiment_28d = window(
+            grid((sentiment * sentiment_weights).fill_null(0)), ACTIVE_DAYS
+        ) / window(grid(sentiment_weights * sentiment.is_not_null()), ACTIVE_DAYS)
+        quality_28d = window(grid((quality * quality_weights).fill_null(0)), ACTIVE_DAYS) / window(
+            grid(quality_weights * quality.is_not_null()), ACTIVE_DAYS
         )
     frame = pl.DataFrame(
         {
@@ -156,6 +160,15 @@ _ROW_SCHEMA = {
     "returned_7d": pl.Boolean(), "conversations_next_7d": pl.Float64(),
     "label_observed": pl.Boolean(),
 }  # fmt: skip
+
+
+def _scored(activity: pl.DataFrame, column: str) -> pl.Series:
+    """Per row, the conversations its mean is over: `column`, or where it is missing (a day
+    written before it existed) all the day's conversations."""
+    conversations = activity["conversations"].fill_null(0).cast(pl.Float64)
+    if column not in activity.columns:
+        return conversations
+    return activity[column].cast(pl.Float64).fill_null(conversations)
 
 
 def _empty_rows() -> pl.DataFrame:
@@ -751,7 +764,8 @@ def simulated_activity(
     count = conversations[user, day]
     schema = {"user_id": pl.String(), "day": pl.Date(), "conversations": pl.UInt32(),
               "messages": pl.UInt32(), "sentiment_end_mean": pl.Float64(),
-              "quality_mean": pl.Float64()}  # fmt: skip
+              "quality_mean": pl.Float64(), "sentiment_end_scored": pl.UInt32(),
+              "quality_scored": pl.UInt32()}  # fmt: skip
     return pl.DataFrame(
         {
             "user_id": [f"u_{number:020x}" for number in user],
@@ -760,6 +774,8 @@ def simulated_activity(
             "messages": count * (2 + rng.poisson(4, size=len(count))),
             "sentiment_end_mean": rng.uniform(-1, 1, size=len(count)),
             "quality_mean": rng.uniform(0, 1, size=len(count)),
+            "sentiment_end_scored": count,
+            "quality_scored": count,
         },
         schema=schema,
     )

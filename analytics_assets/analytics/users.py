@@ -17,6 +17,10 @@ USER_SCHEMA: dict[str, pl.DataType] = {
     "sentiment_end_mean": pl.Float64(),
     "satisfaction_mean": pl.Float64(),
     "quality_mean": pl.Float64(),
+    # How many of the day's conversations each mean is over (the rest have no score): what
+    # a mean over several days weighs each day's by (`return_prediction.user_day_rows`).
+    "sentiment_end_scored": pl.UInt32(),
+    "quality_scored": pl.UInt32(),
     "first_seen": pl.Date(),
     "last_seen": pl.Date(),
     "returned_within_7d": pl.Boolean(),
@@ -45,6 +49,8 @@ def user_analytics(day: date, window: pl.DataFrame) -> pl.DataFrame:
         pl.col("sentiment_end_score").mean().alias("sentiment_end_mean"),
         pl.col("satisfaction_score").mean().alias("satisfaction_mean"),
         pl.col("quality_score").mean().alias("quality_mean"),
+        pl.col("sentiment_end_score").count().alias("sentiment_end_scored"),
+        pl.col("quality_score").count().alias("quality_scored"),
     )  # fmt: skip
     return (
         per_user.join(before, on="user_id", how="left")

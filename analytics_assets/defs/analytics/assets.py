@@ -478,7 +478,16 @@ def user_return_predictions(
     usage = StepUsage.start()
     started = time.perf_counter()
     schema = {name: USER_SCHEMA[name] for name in ACTIVITY_COLUMNS}
-    activity = _collect(user_analytics, schema, list(ACTIVITY_COLUMNS))
+    # Days written before a release added an activity column (the scored counts) read it as
+    # null, even where every day read is such a day.
+    present = _typed(user_analytics, schema).collect_schema().names()
+    activity = _collect(
+        _typed(user_analytics, schema).with_columns(
+            pl.lit(None, schema[name]).alias(name) for name in schema if name not in present
+        ),
+        schema,
+        list(ACTIVITY_COLUMNS),
+    )
     frames = []
     days = days_in(context.partition_time_window)
     held = lake.lake().days_present(tables.USER_ANALYTICS)
