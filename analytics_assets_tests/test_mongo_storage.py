@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -355,6 +356,13 @@ def test_only_the_rows_that_may_be_bad_are_checked_one_by_one(mongo, monkeypatch
     assert checked == ["m-2026-11-07-1"]
     assert [item.document_id for item in report.rejected] == ["m-2026-11-07-1"]
     assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 5
+    # A slice by a date column is scoped by its text, as the documents hold it (a date
+    # object in the scope could not be sent to the server).
+    by_day = dataclasses.replace(SPEC, slice_by=("day",))
+    report = replace_frame(
+        mongo.db()["conversation_messages"], frame, [day.isoformat()], spec=by_day, run_id="r2"
+    )
+    assert report.written == 5
 
 
 class ValidatingCollection:

@@ -395,6 +395,10 @@ def replace_frame(
 ) -> WriteReport:
     """`replace_days` for a frame: the schema is checked vectorized, and only the rows that
     may be bad are checked one by one (to name their field)."""
+    # Dates as the documents hold them (text), for the slice's scope as for the check below:
+    # checked as a Date column, every row of every day was suspect (`day` is text in the
+    # schema) and went through the per-document check.
+    frame = _dates_as_text(frame)
     scope = dict(spec.slice_scope)
     for name in spec.slice_by:
         values = frame[name].unique().to_list()
@@ -403,9 +407,6 @@ def replace_frame(
         scope[name] = values[0]
     if scope != spec.slice_scope:
         spec = dataclasses.replace(spec, slice_scope=scope)
-    # Dates as the documents hold them (text): checked as a Date column, every row of every
-    # day was suspect (`day` is text in the schema) and went through the per-document check.
-    frame = _dates_as_text(frame)
     suspect = suspect_rows(frame, spec.json_schema).to_list()
     documents = frame_to_documents(frame, spec)
     trusted = [document for document, bad in zip(documents, suspect, strict=True) if not bad]
