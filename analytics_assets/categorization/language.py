@@ -1,6 +1,7 @@
-"""Language detection: the script where the script decides, else (a message of a few words)
-the chat word lists where they leave one language (`chat_words.py`), else lingua over every
-language it knows; one detector per process, shared by everything that needs it.
+"""Language detection: the script where the script decides, else lingua over every language
+it knows, for a message of a few words among the languages its chat words leave
+(`chat_words.py`, `_among_listed`); one detector per process, shared by everything that
+needs it.
 
 Where lingua is unsure of a text (a few words, often), fastText's language model gives a second
 opinion and the two are multiplied (`_with_second_opinion`).
@@ -57,6 +58,13 @@ _CLD2_CODES = {"iw": "he", "jw": "jv", "no": "nb", "zh-Hant": "zh", "tl": "tl"}
 # lingua's high-accuracy mode throughout: its low-accuracy mode (trigrams only) was faster
 # and no worse on the dev split's long texts, but called the plain English "How do I change
 # the credit card on my subscription?" Latin at 0.77: a confident wrong label.
+
+# The chat word lists (`chat_words.py`) speak for a short message where they leave at most
+# this many languages: one is taken (reported with `LISTED_CONFIDENCE`, a fixed value, not a
+# probability); among several, lingua's values times fastText's choose, with the same margin
+# and floor as over all languages.
+MAX_LISTED_CANDIDATES = 5
+LISTED_CONFIDENCE = 0.8
 
 # Scripts that, among the languages lingua knows, only one language is written in.
 SCRIPT_LANGUAGE = {
@@ -329,43 +337,50 @@ def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
     return found, left
 
 
-def _chat_words(
-    texts: list[str], indices: list[int]
-) -> tuple[list, dict[int, frozenset[str]], list[int]]:
-    """(index, (language, confidence)) for the short messages made of one language's chat
-    words (`chat_words.py`); the few languages the words leave, by index, for lingua to
-    choose among; and the indices left for lingua (those included)."""
-    found, narrowed, left = [], {}, []
+def _chat_words(texts: list[str], indices: list[int]) -> dict[int, frozenset[str]]:
+    """By index, the languages the chat word lists leave for a short message, where they
+    leave one to `MAX_LISTED_CANDIDATES` (`chat_words.py`)."""
+    narrowed = {}
     for index, text in zip(indices, texts, strict=True):
         languages = chat_words.candidates(text)
-        if languages is not None and len(languages) == 1:
-            found.append((index, (next(iter(languages)), chat_words.CONFIDENCE)))
-            continue
-        if languages is not None and len(languages) <= chat_words.MAX_CANDIDATES:
+        if languages is not None and len(languages) <= MAX_LISTED_CANDIDATES:
             narrowed[index] = languages
-        left.append(index)
-    return found, narrowed, left
+    return narrowed
+
+
+def _among_listed(text: str, ranked, listed: frozenset[str]) -> tuple[str, float] | None:
+    """The language of a short message among those its chat words leave; None where lingua
+    and fastText cannot choose among them (then lingua decides over all languages, as for
+    any text). One left is taken as it is."""
+    if len(listed) == 1:
+        return next(iter(listed)), LISTED_CONFIDENCE
+    among = [r for r in ranked if _code(r.language) in listed]
+    if not among:
+        return None
+    # fastText always: among a few languages lingua's margin on a word or two looks sure
+    # where it is not ("are", listed as English, Persian and a Romanian function word, was
+    # Romanian; over all 75 fastText's second opinion had made it English).
+    code, confidence = _with_second_opinion(text, among)
+    return (code, round(confidence, 4)) if confidence >= MIN_CONFIDENCE else None
 
 
 def _lingua(
-    texts: list[str], indices: list[int], narrowed: dict[int, frozenset[str]] | None = None
+    texts: list[str], indices: list[int], listed: dict[int, frozenset[str]] | None = None
 ) -> list[tuple[int, tuple[str, float]]]:
     """(index, (language, confidence)) for each text lingua is sure enough of, alone or with
-    fastText's second opinion; where the chat words left a few languages (`narrowed`), the
-    best of those lingua ranks."""
+    fastText's second opinion; a short message among the languages its chat words leave
+    (`listed`, `_among_listed`) where that decides."""
     if not texts:
         return []
-    narrowed = narrowed or {}
+    listed = listed or {}
     results = detector().compute_language_confidence_values_in_parallel(texts)
     found = []
     for index, text, ranked in zip(indices, texts, results, strict=True):
-        among = narrowed.get(index)
-        best = next(
-            (r for r in ranked if among and _code(r.language) in among and r.value > 0), None
-        )
-        if best is not None:
-            found.append((index, (_code(best.language), chat_words.NARROWED_CONFIDENCE)))
-            continue
+        if index in listed:
+            decided = _among_listed(text, ranked, listed[index])
+            if decided is not None:
+                found.append((index, decided))
+                continue
         confidence = _margin_confidence(ranked)
         code = _code(ranked[0].language) if ranked else UNKNOWN
         if confidence < MIN_CONFIDENCE and ranked:
@@ -431,9 +446,9 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
         )
     )
     by_cld2, ask_lingua = _cld2([judged_as[i] for i in ask_lingua], ask_lingua)
-    by_words, narrowed, ask_lingua = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
-    lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, narrowed)
-    for index, (code, confidence) in by_cld2 + by_words + lingua_found:
+    listed = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
+    lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, listed)
+    for index, (code, confidence) in by_cld2 + lingua_found:
         codes[index], confidences[index] = code, confidence
     allowed = configured_languages()
     if allowed is not None:
