@@ -98,7 +98,7 @@ def user_day_rows(activity: pl.DataFrame, first_day: date, last_day: date) -> pl
     conversations = grid(activity["conversations"].fill_null(0))
     # A day's mean weighs what it is a mean of, its scored conversations: weighted by all of
     # them, a day of ten conversations with one scored outweighed a day with its one scored,
-    # and the 28-day mean came out 0.77 where the three scored said 0.2 (test). A day
+    # and the 28-day mean came out 0.64 where the four scored said 0.05 (test). A day
     # written before the counts existed weighs its conversations, as then.
     sentiment_weights = _scored(activity, "sentiment_end_scored")
     quality_weights = _scored(activity, "quality_scored")
