@@ -480,13 +480,14 @@ def user_return_predictions(
     schema = {name: USER_SCHEMA[name] for name in ACTIVITY_COLUMNS}
     # Days written before a release added an activity column (the scored counts) read it as
     # null, even where every day read is such a day.
-    present = _typed(user_analytics, schema).collect_schema().names()
-    activity = _collect(
-        _typed(user_analytics, schema).with_columns(
+    read = _typed(user_analytics, schema)
+    present = read.collect_schema().names()
+    activity = (
+        read.with_columns(
             pl.lit(None, schema[name]).alias(name) for name in schema if name not in present
-        ),
-        schema,
-        list(ACTIVITY_COLUMNS),
+        )
+        .select(ACTIVITY_COLUMNS)
+        .collect()
     )
     frames = []
     days = days_in(context.partition_time_window)
