@@ -337,23 +337,29 @@ def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
     return found, left
 
 
-def _chat_words(texts: list[str], indices: list[int]) -> dict[int, frozenset[str]]:
-    """By index, the languages the chat word lists leave for a short message, where they
-    leave one to `MAX_LISTED_CANDIDATES` (`chat_words.py`)."""
-    narrowed = {}
+def _chat_words(
+    texts: list[str], indices: list[int]
+) -> tuple[list, dict[int, frozenset[str]], list[int]]:
+    """For short messages, what the chat word lists say (`chat_words.py`): (index,
+    (language, `LISTED_CONFIDENCE`)) where they leave one language; by index, the languages
+    they leave where two to `MAX_LISTED_CANDIDATES`; and the indices left for lingua (those
+    included)."""
+    decided, narrowed, left = [], {}, []
     for index, text in zip(indices, texts, strict=True):
         languages = chat_words.candidates(text)
+        if languages is not None and len(languages) == 1:
+            decided.append((index, (next(iter(languages)), LISTED_CONFIDENCE)))
+            continue
         if languages is not None and len(languages) <= MAX_LISTED_CANDIDATES:
             narrowed[index] = languages
-    return narrowed
+        left.append(index)
+    return decided, narrowed, left
 
 
 def _among_listed(text: str, ranked, listed: frozenset[str]) -> tuple[str, float] | None:
-    """The language of a short message among those its chat words leave; None where lingua
-    and fastText cannot choose among them (then lingua decides over all languages, as for
-    any text). One left is taken as it is."""
-    if len(listed) == 1:
-        return next(iter(listed)), LISTED_CONFIDENCE
+    """The language of a short message among the few its chat words leave; None where
+    lingua and fastText cannot choose among them (then lingua decides over all languages,
+    as for any text)."""
     among = [r for r in ranked if _code(r.language) in listed]
     if not among:
         return None
@@ -446,9 +452,9 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
         )
     )
     by_cld2, ask_lingua = _cld2([judged_as[i] for i in ask_lingua], ask_lingua)
-    listed = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
+    by_words, listed, ask_lingua = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
     lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, listed)
-    for index, (code, confidence) in by_cld2 + lingua_found:
+    for index, (code, confidence) in by_cld2 + by_words + lingua_found:
         codes[index], confidences[index] = code, confidence
     allowed = configured_languages()
     if allowed is not None:
