@@ -15,6 +15,7 @@ from dagster import (
     asset,
     materialize,
 )
+from pymongo import MongoClient, monitoring
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 from analytics_assets.defs.partitions import daily_partitions, days_in
@@ -178,17 +179,20 @@ class FlakyCollection:
         return getattr(self.collection, name)
 
 
-def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
+def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo, monkeypatch):
+    from analytics_assets.storage import mongo as mongo_writes
+
     collection = mongo.db()["conversation_messages"]
     day = date(2026, 11, 5)
     old = frame_to_documents(messages(day, 30, version=1, prefix="old"), SPEC)
     replace_days(collection, old, [day.isoformat()], spec=SPEC, run_id="run-1")
     new = frame_to_documents(messages(day, 40, version=2), SPEC)
+    # None of the new keys is stored, so they are inserted: in chunks of 10 here.
+    monkeypatch.setattr(mongo_writes, "INSERT_CHUNK", 10)
     with pytest.raises(RuntimeError, match="process died"):
         replace_days(
-            # Two batches of new documents: for each, the replaces (none matches), then the
-            # insert of what was not there.
-            FlakyCollection(collection, crash_after_batches=4),
+            # Two chunks of new documents are inserted, then the process dies.
+            FlakyCollection(collection, crash_after_batches=2),
             new,
             [day.isoformat()],
             spec=SPEC,
@@ -207,6 +211,7 @@ def test_a_rerun_after_a_crash_half_way_leaves_no_duplicates_and_no_gaps(mongo):
         run_id="run-3",
         batch_size=10,
     )
+    # The day's first key is stored now, so its documents are replaced, in batches of 10.
     # Every first attempt is reset and the second lands: the replaces of each batch of 10,
     # and the inserts of the two batches the crash left out (the first two were all there).
     assert report.retries == 4 + 2
@@ -240,6 +245,61 @@ class InterleavedCollection:
 
     def __getattr__(self, name):
         return getattr(self.collection, name)
+
+
+class FindListener(monitoring.CommandListener):
+    """The filters of the `find` commands a client sends."""
+
+    def __init__(self):
+        self.filters: list[dict] = []
+
+    def started(self, event):
+        if event.command_name == "find":
+            self.filters.append(dict(event.command.get("filter", {})))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_whether_a_day_was_written_is_asked_by_key_not_by_reading_the_day(mongo):
+    """The embedded server reads a date-like value such as a `day` through its date path,
+    which loads every matching document before the limit: asking it for one document of the
+    day cost 1.2 s a rewrite of 100,000 messages (bench_mongo.py). Three keys a day are
+    asked instead, and a wrong guess costs time only (a duplicate is replaced)."""
+    from analytics_assets.storage.mongo import WriteReport, _days_not_yet_written
+
+    listener = FindListener()
+    client = MongoClient(mongo.uri, event_listeners=[listener])
+    collection = client[mongo.database]["conversation_messages"]
+    rewritten, cut_short, other_keys, nothing = (date(2026, 11, d) for d in (1, 2, 3, 4))
+    replace_days(collection, frame_to_documents(messages(rewritten, 9), SPEC),
+                 [rewritten.isoformat()], spec=SPEC, run_id="run-1")  # fmt: skip
+    # A crash left only the middle one of the day's documents.
+    middle = frame_to_documents(messages(cut_short, 9), SPEC)[4]
+    collection.insert_one({**middle, RUN_FIELD: "run-1"})
+    replace_days(collection, frame_to_documents(messages(other_keys, 9, prefix="old"), SPEC),
+                 [other_keys.isoformat()], spec=SPEC, run_id="run-1")  # fmt: skip
+    listener.filters.clear()
+
+    documents = frame_to_documents(
+        pl.concat([messages(day, 9, version=2) for day in (rewritten, cut_short, other_keys)]),
+        SPEC,
+    )
+    days = [day.isoformat() for day in (rewritten, cut_short, other_keys, nothing)]
+    found = _days_not_yet_written(collection, documents, days, WriteReport(), 1, 0.0)
+    assert found == {other_keys.isoformat(), nothing.isoformat()}
+    (probe,) = listener.filters
+    assert set(probe) == {"_id"} and len(probe["_id"]["$in"]) == 9
+
+    listener.filters.clear()
+    replace_days(collection, documents, days, spec=SPEC, run_id="run-2")
+    assert not [query for query in listener.filters if "day" in query]
+    stored = sorted(doc["_id"] for doc in collection.find({}, {"_id": 1}))
+    assert stored == sorted(doc["_id"] for doc in documents)
+    client.close()
 
 
 @pytest.mark.parametrize("keys_in_a_filter", [100_000, 5])
