@@ -121,8 +121,8 @@ def test_write_overwrite_and_load_partitions_and_ranges(mongo):
     assert collection.count_documents({"day": "2026-11-02"}) == 4
     assert collection.count_documents({"day": "2026-11-01"}) == 6
     assert collection.count_documents({"day": "2026-11-03"}) == 6
-    assert collection.find_one({"_id": "m-2026-11-02-0"})["content"] == "v2 text 0"
-    assert collection.find_one({"_id": "m-2026-11-01-0"})["content"] == "v1 text 0"
+    assert collection.find_one({"message_id": "m-2026-11-02-0"})["content"] == "v2 text 0"
+    assert collection.find_one({"message_id": "m-2026-11-01-0"})["content"] == "v1 text 0"
 
     # One day, a range (through a partition mapping), and everything.
     one_day = load_days(collection, ["2026-11-02"], SPEC)
@@ -245,6 +245,39 @@ class InterleavedCollection:
 
     def __getattr__(self, name):
         return getattr(self.collection, name)
+
+
+def test_one_message_id_in_two_conversations_on_two_days_is_two_documents(mongo):
+    """The lake keys a message by its conversation and id (`newest_copies`); keyed by the id
+    alone, the day written last replaced the other day's message in MongoDB, with no
+    processing error and no failed check (found by a hostile-records review)."""
+    collection = mongo.db()["conversation_messages"]
+    first, third = date(2026, 11, 1), date(2026, 11, 3)
+    on_first = messages(first, 3).with_columns(pl.lit("shared-1").alias("message_id"))
+    on_third = messages(third, 3).with_columns(pl.lit("shared-1").alias("message_id"))
+    # One message each day carries the shared id (validation rejects it within one day).
+    on_first, on_third = on_first.head(1), on_third.head(1)
+    for day, frame in ((first, on_first), (third, on_third), (first, on_first)):
+        replace_frame(collection, frame, [day.isoformat()], spec=SPEC, run_id=f"run-{day}")
+    stored = sorted(
+        (doc["conversation_id"], doc["day"]) for doc in collection.find({"message_id": "shared-1"})
+    )
+    assert stored == [(f"c-{first}-0", first.isoformat()), (f"c-{third}-0", third.isoformat())]
+
+
+def test_a_day_written_under_the_old_message_ids_is_converted_by_its_next_write(mongo):
+    """Documents stored before messages were keyed by conversation too: the day's next
+    write stores the new ones and deletes the old, neither lost nor doubled."""
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 2)
+    frame = messages(day, 6)
+    old_spec = dataclasses.replace(SPEC, id_fields=("message_id",))
+    replace_frame(collection, frame, [day.isoformat()], spec=old_spec, run_id="before")
+    assert sorted(doc["_id"] for doc in collection.find({})) == sorted(frame["message_id"])
+    report = replace_frame(collection, frame, [day.isoformat()], spec=SPEC, run_id="after")
+    stored = sorted(doc["_id"] for doc in collection.find({}))
+    assert stored == sorted(f"{m}:{c}" for m, c in zip(frame["message_id"], frame["conversation_id"]))
+    assert report.deleted == 6
 
 
 class FindListener(monitoring.CommandListener):
@@ -378,7 +411,8 @@ def test_bad_documents_are_rejected_by_field_and_the_rest_lands(mongo):
     report = replace_days(
         mongo.db()["conversation_messages"], documents, [day.isoformat()], spec=SPEC, run_id="r"
     )
-    reasons = {item.document_id: item.reason for item in report.rejected}
+    # A message's document id is its id and its conversation's.
+    reasons = {item.document_id.split(":")[0]: item.reason for item in report.rejected}
     assert report.written == 1
     assert "field 'role': 'robot' is not one of" in reasons["m-2026-11-06-1"]
     assert "field 'prompt_tokens': -4 is below the minimum 0" in reasons["m-2026-11-06-2"]
@@ -413,8 +447,8 @@ def test_only_the_rows_that_may_be_bad_are_checked_one_by_one(mongo, monkeypatch
     report = replace_frame(
         mongo.db()["conversation_messages"], frame, [day.isoformat()], spec=SPEC, run_id="r"
     )
-    assert checked == ["m-2026-11-07-1"]
-    assert [item.document_id for item in report.rejected] == ["m-2026-11-07-1"]
+    assert checked == ["m-2026-11-07-1:c-2026-11-07-0"]
+    assert [item.document_id for item in report.rejected] == ["m-2026-11-07-1:c-2026-11-07-0"]
     assert mongo.db()["conversation_messages"].count_documents({"day": day.isoformat()}) == 5
     # A slice by a date column is scoped by its text, as the documents hold it (a date
     # object in the scope could not be sent to the server).

@@ -75,7 +75,12 @@ COLLECTIONS: dict[str, CollectionSpec] = {
     for spec in (
         CollectionSpec(
             name="conversation_messages",
-            id_fields=("message_id",),
+            # The lake's key (`newest_copies`): a source that gives one message id to two
+            # conversations on two days holds two messages, and keyed by the id alone the
+            # second day's write replaced the first's, with no error and no failed check.
+            # Documents stored under the id alone go as their day is next written (the
+            # write deletes what it did not produce).
+            id_fields=("message_id", "conversation_id"),
             description="One document per message, as validated from the source.",
             json_schema=_schema(
                 ["message_id", "conversation_id", "role", "created_at"],
