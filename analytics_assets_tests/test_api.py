@@ -521,6 +521,54 @@ def test_oversized_pages_and_malformed_cursors(filled):
     assert get(filled, "/analytics/reports/monthly", **months_367).status_code == 422
 
 
+def test_a_week_or_month_that_holds_from_is_in_the_range(filled, mongo_server):
+    """Reports were selected by their period's first day, so `from` inside a week or month
+    left that period out: `from=2026-11-05&grain=monthly` gave no November, where the
+    dashboard counts it (found by an integrity review)."""
+    from pymongo import MongoClient
+
+    daily = filled["db"]["analytics_reports"].find_one({"kind": "daily"})
+    db = MongoClient(mongo_server)["api_test_periods"]
+    db["analytics_reports"].delete_many({})
+    for kind, period, first_day in (
+        ("weekly", "2026-10-26", "2026-10-26"),
+        ("weekly", "2026-11-02", "2026-11-02"),
+        ("weekly", "2026-11-09", "2026-11-09"),
+        ("monthly", "2026-10", "2026-10-01"),
+        ("monthly", "2026-11", "2026-11-01"),
+    ):
+        db["analytics_reports"].insert_one(
+            {**daily, "_id": f"{kind}:{period}", "kind": kind, "period": period, "day": first_day}
+        )
+    key = keys.create_key(db, list(keys.SCOPES))
+    client = TestClient(create_app(lambda: db))
+
+    def periods(path, **params):
+        response = client.get(path, params=params, headers={"X-API-Key": key})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items = body["points"] if isinstance(body, dict) else body  # a series, or reports
+        return [item["period"] for item in items]
+
+    assert periods("/analytics/reports/weekly", **{"from": "2026-11-04", "to": "2026-11-14"}) == [
+        "2026-11-02",
+        "2026-11-09",
+    ]
+    assert periods(
+        "/analytics/topics", grain="monthly", **{"from": "2026-11-05", "to": "2026-11-30"}
+    ) == ["2026-11"]
+    # A range that starts on a period's first day, and the day before it.
+    assert periods("/analytics/reports/monthly", **{"from": "2026-11-01", "to": "2026-11-30"}) == [
+        "2026-11"
+    ]
+    assert periods("/analytics/reports/monthly", **{"from": "2026-10-31", "to": "2026-11-30"}) == [
+        "2026-10",
+        "2026-11",
+    ]
+    # Daily reports are still selected by their own day.
+    assert periods("/analytics/reports/daily", **{"from": "2026-11-05", "to": "2026-11-14"}) == []
+
+
 # Ids ingestion keeps (`transforms/records.py`: up to MAX_ID_BYTES bytes, any characters but
 # C0 controls): the API listed them and refused them by id and in the next page's cursor.
 ODD_IDS = [

@@ -448,7 +448,10 @@ class Query:
         found = queries.report(_db(info, "analytics:read"), kind.value, period)
         return None if found is None else Report.from_model(found)
 
-    @strawberry.field(description="A kind's reports whose first day lies in the range.")
+    @strawberry.field(
+        description="A kind's reports whose period overlaps the range (the week or month "
+        "that holds `from` included)."
+    )
     def reports(self, info: strawberry.Info, kind: Grain, from_: From, to: date) -> list[Report]:
         _range_checked(from_, to, kind.value)
         found = queries.reports(_db(info, "analytics:read"), kind.value, from_, to)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from analytics_assets.analytics.dashboard import period_start
 from analytics_assets.analytics.reports import model_comparison as compare_models
 from analytics_assets.analytics.reports import with_categorized
 from analytics_assets.api.common import (
@@ -247,12 +248,17 @@ def report(db: Database, kind: str, period: str) -> Report | None:
     return None if document is None else Report.from_document(document)
 
 
+def _periods_in(kind: str, first: date, last: date) -> dict[str, Any]:
+    """The reports of `kind` whose period overlaps `first`..`last`. A report's `day` is its
+    period's first day: compared with `first` itself, the week or month that holds `first`
+    was left out (`from=2026-11-05&grain=monthly` gave no November), where the dashboard
+    counts it."""
+    start = period_start(first, kind) if kind in ("weekly", "monthly") else first
+    return {"kind": kind, "day": {"$gte": start.isoformat(), "$lte": last.isoformat()}}
+
+
 def reports(db: Database, kind: str, first: date, last: date) -> list[Report]:
-    documents = (
-        db[REPORTS]
-        .find({"kind": kind, "day": {"$gte": first.isoformat(), "$lte": last.isoformat()}})
-        .sort("period", 1)
-    )
+    documents = db[REPORTS].find(_periods_in(kind, first, last)).sort("period", 1)
     return [Report.from_document(doc) for doc in documents]
 
 
@@ -260,10 +266,7 @@ def series(db: Database, dimension: str, first: date, last: date, grain: str) ->
     field = DIMENSIONS[dimension]
     documents = (
         db[REPORTS]
-        .find(
-            {"kind": grain, "day": {"$gte": first.isoformat(), "$lte": last.isoformat()}},
-            projection={"period": 1, field: 1},
-        )
+        .find(_periods_in(grain, first, last), projection={"period": 1, field: 1})
         .sort("period", 1)
     )
     return Series(
