@@ -66,6 +66,7 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
     conversation_metadata = materializations(result, "conversations")
     analytics_metadata = materializations(result, "conversation_analytics")
     error_metadata = materializations(result, "processing_errors")
+    header_metadata = materializations(result, "conversation_headers")
     user_metadata = materializations(result, "user_analytics")
     for day in DAYS:
         key = day.isoformat()
@@ -109,6 +110,12 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
             report["satisfaction_mean"], abs=1e-4
         )
         assert error_metadata[key]["errors"] == of_day(errors, day).height
+        # A first build: each of the day's errors is new, none recovered (a 14-day run gave
+        # every day the run's count of new errors).
+        assert error_metadata[key]["new_errors"] == of_day(errors, day).height
+        assert error_metadata[key]["recovered"] == error_metadata[key]["still_failing"] == 0
+        rejected_headers = of_day(errors, day).filter(pl.col("table") == "conversations")
+        assert header_metadata[key]["rejected"] == rejected_headers.height
         copies = of_day(errors, day).filter(is_superseded(pl.col("reason"))).height
         assert error_metadata[key]["superseded_copies"] == copies
         # The report's rejected records leave the older copies of kept records out.
@@ -118,8 +125,15 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
     assert any(error_metadata[day.isoformat()]["superseded_copies"] for day in DAYS)
     # The days differ, so flat lines of run totals would show here.
     assert len({report_metadata[day.isoformat()]["conversations"] for day in DAYS}) > 1
+    assert len({error_metadata[day.isoformat()]["new_errors"] for day in DAYS}) > 1
     # Run-level figures say so, and are the same on every day of the run.
-    for metadata in (report_metadata, message_metadata, conversation_metadata):
+    for metadata in (
+        report_metadata,
+        message_metadata,
+        conversation_metadata,
+        header_metadata,
+        error_metadata,
+    ):
         run_level = [
             {name: value for name, value in day.items() if name.startswith("run/")}
             for day in metadata.values()

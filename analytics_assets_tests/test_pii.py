@@ -532,7 +532,7 @@ def test_no_raw_pii_reaches_the_analytics_tables(tmp_path, mongo_server, policy)
         m.metadata for m in result.asset_materializations_for_node("validated_records")
         if m.asset_key.path[-1] == "conversation_messages"
     )  # fmt: skip
-    assert sum(metadata["pii_findings"].data.values()) == len(planted)
+    assert sum(metadata["run/pii_findings"].data.values()) == len(planted)
     if policy == "pseudonymize":
         again, _, _ = run("pii-test-key-one", "lake2")
         other, _, _ = run("pii-test-key-two", "lake3")

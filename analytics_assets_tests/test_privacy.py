@@ -415,10 +415,10 @@ def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, m
         m.asset_key.path[-1]: m.metadata
         for m in result.asset_materializations_for_node("validated_records")
     }
-    assert sum(metadata["conversation_messages"]["pii_findings"].data.values()) == len(
+    assert sum(metadata["conversation_messages"]["run/pii_findings"].data.values()) == len(
         planted["planted"]
     )
-    assert metadata["processing_errors"]["pii_findings"].data == {"CARD": 1}
+    assert metadata["processing_errors"]["run/pii_findings"].data == {"CARD": 1}
     checks = {
         (e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()
     }

@@ -3,8 +3,10 @@
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from datetime import date
 
 import polars as pl
 from dagster import (
@@ -203,13 +205,48 @@ def _count_by_day(frame: pl.DataFrame) -> dict:
     return dict(frame.group_by("day").len().iter_rows())
 
 
+_ERROR_KEY = ["day", "table", "stage", "record_key"]
+
+
 def _error_keys(errors: pl.DataFrame) -> set[tuple]:
-    return set(errors.select("table", "stage", "record_key").iter_rows())
+    """(day, table, stage, record_key) of each error: a day's own keys are compared with the
+    same day's before the run."""
+    return set(errors.select(_ERROR_KEY).iter_rows())
 
 
 def _previous_errors(lake: Lake, days: list) -> set[tuple]:
-    errors, _ = lake.read_days(tables.PROCESSING_ERRORS, days, ["table", "stage", "record_key"])
+    errors, _ = lake.read_days(tables.PROCESSING_ERRORS, days, _ERROR_KEY)
     return _error_keys(errors) if errors is not None else set()
+
+
+def _errors_of_day(
+    accepted_by_day: dict, previous_errors: set[tuple]
+) -> Callable[[date, pl.DataFrame], dict]:
+    """processing_errors' metadata of one day: `errors_metadata`, what its errors are, and
+    against the same day before this run, what recovered (fixed at the source), still fails
+    and is new. Given to the whole run's materializations alike, a 14-day range showed its
+    10 new errors on each of its days."""
+    of_day = errors_metadata(accepted_by_day)
+
+    def metadata(day: date, errors: pl.DataFrame) -> dict:
+        before = {key for key in previous_errors if key[0] == day}
+        now = _error_keys(errors)
+        recovered = sorted(before - now)
+        reasons = (
+            errors.group_by("table", reason_without_values(pl.col("reason")))
+            .len()
+            .sort("len", "table", "reason", descending=[True, False, False])
+        )
+        return {
+            **of_day(day, errors),
+            "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
+            "recovered": len(recovered),
+            "still_failing": len(before & now),
+            "new_errors": len(now - before),
+            "recovered_records": MetadataValue.json([list(key[1:]) for key in recovered[:50]]),
+        }
+
+    return metadata
 
 
 @multi_asset(
@@ -265,7 +302,6 @@ def validated_records(
     usage = StepUsage.start()
     started = time.perf_counter()
     run_days = days_in(context.partition_time_window)
-    days = len(run_days)
     # The days' errors as they stood before this run: a rebuilt day reports what recovered.
     previous_errors = _previous_errors(lake.lake(), run_days)
     schema = record_source.source_schema
@@ -305,31 +341,36 @@ def validated_records(
         asset_key=tables.CONVERSATION_MESSAGES,
         value=valid_messages,
         metadata={
-            "records_with_control_characters_removed": messages.records_with_controls_removed,
             "pii_policy": privacy.policy_for(tables.CONVERSATION_MESSAGES),
-            "pii_findings": MetadataValue.json(pii_findings),
             **run_metadata(
                 context,
+                records_with_control_characters_removed=messages.records_with_controls_removed,
+                pii_findings=MetadataValue.json(pii_findings),
                 validate_seconds=round(seconds, 3),
                 messages_per_second=_throughput(raw_messages, seconds),
                 **usage.figures(nocodb_raw_pages.height),
             ),
         },
     )
+    rejected_headers = _count_by_day(headers.rejected)
     add_day_metadata(
         context,
         pseudonymized_headers,
-        lambda day, headers_of_day: frame_metadata(headers_of_day),
+        lambda day, headers_of_day: {
+            **frame_metadata(headers_of_day),
+            "rejected": rejected_headers.get(day, 0),
+        },
         asset_key=tables.CONVERSATION_HEADERS,
     )
     yield MaterializeResult(
         asset_key=tables.CONVERSATION_HEADERS,
         value=pseudonymized_headers,
         metadata={
-            "rejected": headers.rejected.height,
-            "records_with_control_characters_removed": headers.records_with_controls_removed,
             "user_ids": "pseudonymized",
-            **frame_metadata(pseudonymized_headers, days=days),
+            **run_metadata(
+                context,
+                records_with_control_characters_removed=headers.records_with_controls_removed,
+            ),
         },
     )
     if privacy.keep_user_mapping:
@@ -338,31 +379,22 @@ def validated_records(
         yield MaterializeResult(
             asset_key=tables.USER_PSEUDONYMS, value=mapping, metadata={"rows": mapping.height}
         )
-    reasons = (
-        errors.group_by("table", reason_without_values(pl.col("reason")))
-        .len()
-        .sort("len", descending=True)
-    )
-    now_failing = _error_keys(errors)
-    recovered = sorted(previous_errors - now_failing)
+    recovered = sorted(previous_errors - _error_keys(errors))
     if recovered:
         context.log.info(
             f"{len(recovered)} record(s) that failed before now pass: {recovered[:20]}"
         )
     accepted = _count_by_day(pl.concat([valid_messages.select("day"), headers.valid.select("day")]))
-    add_day_metadata(context, errors, errors_metadata(accepted), asset_key=tables.PROCESSING_ERRORS)
+    add_day_metadata(
+        context,
+        errors,
+        _errors_of_day(accepted, previous_errors),
+        asset_key=tables.PROCESSING_ERRORS,
+    )
     yield MaterializeResult(
         asset_key=tables.PROCESSING_ERRORS,
         value=errors,
-        metadata={
-            "errors_by_reason": MetadataValue.md(markdown_table(reasons, rows=50)),
-            # Against the same days before this run: fixed at the source, or still failing.
-            "recovered": len(recovered),
-            "still_failing": len(previous_errors & now_failing),
-            "new_errors": len(now_failing - previous_errors),
-            "recovered_records": MetadataValue.json([list(key) for key in recovered[:50]]),
-            "pii_findings": MetadataValue.json(error_pii_findings),
-        },
+        metadata=run_metadata(context, pii_findings=MetadataValue.json(error_pii_findings)),
     )
 
 

@@ -158,14 +158,14 @@ def translations(
             "translator": translation.translator,
             "translator_version": translator.version if translator else None,
             "targets": MetadataValue.json(translation.target_languages),
-            "outcomes": MetadataValue.json(counts),
-            "quality_by_pair": MetadataValue.md(markdown_table(pairs, rows=50)),
-            "seconds": round(seconds, 3),
-            "pii_findings": MetadataValue.json(pii_findings),
             **frame_metadata(translated.drop("source_text"), days=len(days)),
             # Figures of the whole run, not of each day (`run/…`).
             **run_metadata(
                 context,
+                outcomes=MetadataValue.json(counts),
+                quality_by_pair=MetadataValue.md(markdown_table(pairs, rows=50)),
+                seconds=round(seconds, 3),
+                pii_findings=MetadataValue.json(pii_findings),
                 detected_messages=detected_messages,
                 detection_messages_per_second=round(detected_messages / detect_seconds)
                 if detected_messages > 0 and detect_seconds > 0
@@ -178,11 +178,14 @@ def translations(
         asset_key=tables.TRANSLATION_ERRORS,
         value=errors,
         metadata={
-            "errors_by_reason": MetadataValue.md(
-                markdown_table(errors.group_by("reason").len(), rows=20)
-            ),
-            "pii_findings": MetadataValue.json(error_pii_findings),
             **frame_metadata(errors.drop("record"), days=len(days)),
+            **run_metadata(
+                context,
+                errors_by_reason=MetadataValue.md(
+                    markdown_table(errors.group_by("reason").len(), rows=20)
+                ),
+                pii_findings=MetadataValue.json(error_pii_findings),
+            ),
         },
     )
 
