@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import boto3
 import pytest
@@ -55,6 +58,40 @@ def run_requested(job, instance, requests) -> None:
             instance=instance, partition_key=request.partition_key, tags=request.tags
         )
         assert result.success
+
+
+def stop_embedded_mongo(data_dir: Path) -> None:
+    """Ends the embedded MongoDB whose files are in `data_dir`, if it runs (the demo and the
+    local deployment leave it running for `make stop`)."""
+    pid_file = data_dir / "nx-27017.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # raises once the process is gone
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_default_store_left_running() -> Iterator[None]:
+    """A test that resolves the local deployment's default store starts the embedded MongoDB
+    on its files in `.local/mongo`, as `make demo` does, and leaves it for `make stop`: one
+    found still running after CI had started 9 minutes into the tests. The one this session
+    started, it ends; one that ran before it (a developer's demo) it leaves."""
+    from analytics_assets.settings import Settings
+
+    data_dir = Path(Settings().embedded_mongo_dir)
+    session_started = time.time()
+    yield
+    pid_file = data_dir / "nx-27017.pid"
+    if pid_file.exists() and pid_file.stat().st_mtime >= session_started:
+        stop_embedded_mongo(data_dir)
 
 
 # A small sample for the live-server tests: 3 days, about 2,000 messages.

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from analytics_assets.analytics.freshness import fresh_until, report_day_due
 from analytics_assets.defs.run_progress import progress_line
+from analytics_assets_tests.conftest import stop_embedded_mongo
 from analytics_assets_tests.nocodb_server import free_port
 
 SAMPLE_END = date(2026, 11, 14)
@@ -71,7 +69,7 @@ def test_the_demo_shows_progress_logs_no_warning_and_its_report_is_fresh(tmp_pat
             timeout=600,
         )
     finally:
-        _stop_embedded_mongo(local / "mongo")
+        stop_embedded_mongo(local / "mongo")
     assert demo.returncode == 0, demo.stderr[-3000:]
     lines = demo.stdout.splitlines()
     assert lines[0] == "Loading the definitions ..."
@@ -92,19 +90,3 @@ def test_the_demo_shows_progress_logs_no_warning_and_its_report_is_fresh(tmp_pat
         evaluation = latest.event.dagster_event.event_specific_data
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["expected_partition"].value == SAMPLE_END.isoformat()
-
-
-def _stop_embedded_mongo(data_dir: Path) -> None:
-    """The demo leaves its embedded MongoDB running (`make stop` ends it): end this one."""
-    pid_file = data_dir / "nx-27017.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().strip())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                os.kill(pid, 0)  # raises once the process is gone
-                time.sleep(0.2)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
