@@ -14,6 +14,7 @@ messages of at most 30 characters (greetings, thanks, one-word commands and foll
 set, split and frozen the same way (`short_language_labelled.test.sha256`).
 
     .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--data chat|short] [--sweep]
+        [--without-chat-words]
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def ours(texts: list[str]) -> list[str]:
     return language.detect_languages(pl.Series(texts))["language"].to_list()
 
 
+def without_chat_words(texts: list[str]) -> list[str]:
+    """Ours with the chat word lists off (`chat_words.py`): what they change."""
+    from analytics_assets.categorization import chat_words
+
+    listed = chat_words.candidates
+    chat_words.candidates = lambda text: None
+    try:
+        return ours(texts)
+    finally:
+        chat_words.candidates = listed
+
+
 def old_default(texts: list[str]) -> list[str]:
     """lingua over the 12 languages the detector used to be limited to."""
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
@@ -116,6 +129,11 @@ def main() -> None:
     parser.add_argument(
         "--sweep", action="store_true", help="accuracy per confidence floor (dev only)"
     )
+    parser.add_argument(
+        "--without-chat-words",
+        action="store_true",
+        help="also score ours with the chat word lists off, and list what they change",
+    )
     args = parser.parse_args()
     frame = load(args.split, args.data)
     texts = frame["text"].to_list()
@@ -136,6 +154,23 @@ def main() -> None:
     for code, accuracy in result["per_language"].head(8).iter_rows():
         print(f"  {code:<4} {accuracy:.3f}")
     print("confusions (truth -> predicted, count):", result["confusions"])
+    if args.without_chat_words:
+        unlisted = without_chat_words(texts)
+        report("ours without chat words", scores(frame, unlisted), ours_seconds)
+        truth = frame["language"].to_list()
+        fixed = [
+            (text, right, off)
+            for text, right, off, on in zip(texts, truth, unlisted, predicted, strict=True)
+            if on == right != off
+        ]
+        broken = [
+            (text, right, on)
+            for text, right, off, on in zip(texts, truth, unlisted, predicted, strict=True)
+            if off == right != on
+        ]
+        print(f"the lists make {len(fixed)} texts right and {len(broken)} wrong")
+        for text, right, other in broken:
+            print(f"  made wrong: {text!r} ({right}) -> {other}")
     if args.sweep:
         if args.split != "dev":
             raise SystemExit("--sweep tunes: dev split only")
