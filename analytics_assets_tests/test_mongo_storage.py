@@ -276,7 +276,9 @@ def test_a_day_written_under_the_old_message_ids_is_converted_by_its_next_write(
     assert sorted(doc["_id"] for doc in collection.find({})) == sorted(frame["message_id"])
     report = replace_frame(collection, frame, [day.isoformat()], spec=SPEC, run_id="after")
     stored = sorted(doc["_id"] for doc in collection.find({}))
-    assert stored == sorted(f"{m}:{c}" for m, c in zip(frame["message_id"], frame["conversation_id"]))
+    assert stored == sorted(
+        f"{m}:{c}" for m, c in zip(frame["message_id"], frame["conversation_id"])
+    )
     assert report.deleted == 6
 
 
