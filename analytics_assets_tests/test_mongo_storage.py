@@ -277,7 +277,7 @@ def test_a_day_written_under_the_old_message_ids_is_converted_by_its_next_write(
     report = replace_frame(collection, frame, [day.isoformat()], spec=SPEC, run_id="after")
     stored = sorted(doc["_id"] for doc in collection.find({}))
     assert stored == sorted(
-        f"{m}:{c}" for m, c in zip(frame["message_id"], frame["conversation_id"])
+        f"{m}:{c}" for m, c in zip(frame["message_id"], frame["conversation_id"], strict=True)
     )
     assert report.deleted == 6
 
