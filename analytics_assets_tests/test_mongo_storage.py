@@ -624,7 +624,7 @@ def test_migrations_apply_reapply_and_upgrade(mongo_server):
 
     client = MongoClient(mongo_server, tz_aware=True)
     empty = client["migrations_empty"]
-    assert migrations.migrate(empty) == [1, 2, 3, 4, 5]
+    assert migrations.migrate(empty) == [1, 2, 3, 4, 5, 6]
     assert migrations.current_version(empty) == migrations.LATEST_VERSION
     assert set(COLLECTIONS) <= set(empty.list_collection_names())
     # Compared by fields: nx-27017 names indexes its own way and ignores directions.
@@ -654,13 +654,84 @@ def test_migrations_apply_reapply_and_upgrade(mongo_server):
         "pending",
         "pending",
         "pending",
+        "pending",
     ]
-    assert migrations.migrate(older) == [2, 3, 4, 5]
+    assert migrations.migrate(older) == [2, 3, 4, 5, 6]
     assert {"conversation_translations", "user_return_predictions"} <= set(
         older.list_collection_names()
     )
     legacy = older["processing_errors"].find_one({"_id": "legacy"})
     assert legacy["record_key"] == "m-1" and "key" not in legacy
+
+
+def test_the_former_keys_are_stored_again_under_the_new_ones(mongo_server):
+    """Migration 6: a message stored under its id alone (before 2026-12-07) is stored under
+    its id and conversation, so the next write replaces it instead of adding a copy; a message
+    re-delivered on two days was one document on the day written last, and rewriting the
+    other day showed it twice until that day was rewritten too (found by a review). A key
+    of several fields with a `:` in a value is escaped; its refusal names the new key."""
+    from pymongo import MongoClient
+
+    db = MongoClient(mongo_server, tz_aware=True)["migrations_rekey"]
+    assert migrations.migrate(db, target=5) == [1, 2, 3, 4, 5]
+    first, second = date(2026, 11, 1), date(2026, 11, 2)
+    former = dataclasses.replace(SPEC, id_fields=("message_id",))
+    # The same three messages on both days: stored last, day two holds them.
+    for day in (first, second):
+        frame = messages(first, 3).with_columns(pl.lit(day).alias("day"))
+        replace_frame(db[SPEC.name], frame, [day.isoformat()], spec=former, run_id=f"r-{day}")
+    translations = COLLECTIONS["conversation_translations"]
+    colon = {
+        "message_id": "a:b",
+        "target_language": "en",
+        "translator": "t",
+        "translator_version": "1",
+        "text": "x",
+        "conversation_id": "c",
+        "day": "2026-11-01",
+    }
+    db[translations.name].insert_one({"_id": "a:b:en:t:1", **colon})  # the unescaped join
+    errors = COLLECTIONS["processing_errors"]
+    refusal = {
+        "table": SPEC.name,
+        "stage": "store",
+        "record_key": "m-2026-11-01-0",
+        "conversation_id": "c-2026-11-01-0",
+        "day": "2026-11-01",
+        "reason": "refused",
+    }
+    db[errors.name].insert_one({"_id": errors.document_id(refusal), **refusal})  # fmt: skip
+
+    assert migrations.migrate(db) == [6]
+    keys = sorted(doc["_id"] for doc in db[SPEC.name].find({}))
+    assert keys == [f"m-2026-11-01-{n}:c-2026-11-01-0" for n in range(3)]
+    assert {doc["day"] for doc in db[SPEC.name].find({})} == {second.isoformat()}
+    assert [doc["_id"] for doc in db[translations.name].find({})] == ["a\\:b:en:t:1"]
+    (moved,) = db[errors.name].find({})
+    assert moved["record_key"] == "m-2026-11-01-0:c-2026-11-01-0"
+    assert moved["_id"] == errors.document_id(moved)
+    # Day one written again: its messages move back to it, none twice.
+    replace_frame(db[SPEC.name], messages(first, 3), [first.isoformat()], spec=SPEC, run_id="r")
+    assert db[SPEC.name].count_documents({}) == 3
+    assert {doc["day"] for doc in db[SPEC.name].find({})} == {first.isoformat()}
+    # Run again (as after a crash), it finds nothing to move.
+    assert migrations._key_by_every_id_field(db, "error") is None
+    assert db[SPEC.name].count_documents({}) == 3
+
+
+def test_a_colon_inside_an_id_makes_no_two_messages_one_document(mongo):
+    """Joined by `:` as they were, message `a:b` of conversation `c` and message `a` of
+    conversation `b:c` were both `a:b:c`: one document for two messages (found by a
+    review)."""
+    collection = mongo.db()["conversation_messages"]
+    day = date(2026, 11, 3)
+    frame = messages(day, 2).with_columns(
+        pl.Series("message_id", ["a:b", "a"]), pl.Series("conversation_id", ["c", "b:c"])
+    )
+    report = replace_frame(collection, frame, [day.isoformat()], spec=SPEC, run_id="r")
+    assert report.written == 2 and not report.rejected
+    stored = sorted((doc["message_id"], doc["conversation_id"]) for doc in collection.find({}))
+    assert stored == [("a", "b:c"), ("a:b", "c")]
 
 
 def test_no_document_id_starts_with_the_day():

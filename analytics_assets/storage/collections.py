@@ -62,7 +62,19 @@ class CollectionSpec:
     day_index_labels: tuple[str, ...] = ()
 
     def document_id(self, document: dict[str, Any]) -> str:
-        return ":".join(str(document[name]) for name in self.id_fields)
+        """The fields' values joined by `:`, each `\\` and `:` inside a value escaped with a
+        `\\`: message `a:b` of conversation `c` and message `a` of conversation `b:c` were
+        both `a:b:c`, one document for two messages. A single field is its value as it is,
+        and values without either character join as they always did."""
+        if len(self.id_fields) == 1:
+            return str(document[self.id_fields[0]])
+        return ":".join(_escaped(str(document[name])) for name in self.id_fields)
+
+
+def _escaped(value: str) -> str:
+    if "\\" not in value and ":" not in value:
+        return value
+    return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _index(*keys: tuple[str, int], **options: Any) -> IndexModel:
@@ -78,8 +90,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             # The lake's key (`newest_copies`): a source that gives one message id to two
             # conversations on two days holds two messages, and keyed by the id alone the
             # second day's write replaced the first's, with no error and no failed check.
-            # Documents stored under the id alone go as their day is next written (the
-            # write deletes what it did not produce).
+            # Migration 6 stores the documents kept under the id alone again under the new
+            # key (`storage/migrations.py`).
             id_fields=("message_id", "conversation_id"),
             description="One document per message, as validated from the source.",
             json_schema=_schema(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from analytics_assets.storage.collections import COLLECTIONS
 
@@ -60,6 +61,94 @@ def _reapply_collections_and_indexes(db: Database, action: ValidationAction) -> 
     _create_indexes(db, action)
 
 
+# Documents re-keyed per batch: each batch is inserted under its new keys, then the old
+# documents are deleted.
+REKEY_BATCH = 5_000
+DUPLICATE_KEY = 11000
+
+
+def _rekey(db: Database, name: str, new_id: Callable[[dict], str | None]) -> int:
+    """Stores every document of `name` whose `_id` differs from `new_id(document)` under the
+    new `_id`, then deletes it under the old one; returns how many. A re-run after a crash
+    finds the batch it was inserting already stored (a duplicate key, skipped) and deletes
+    the old copies. Readers may see a document under both keys between the two steps."""
+    collection = db[name]
+    moves = []
+    for document in collection.find({}):
+        target = new_id(document)
+        if target is not None and target != document["_id"]:
+            moves.append((document["_id"], target))
+    for start in range(0, len(moves), REKEY_BATCH):
+        batch = dict(moves[start : start + REKEY_BATCH])
+        documents = [
+            {**document, "_id": batch[document["_id"]]}
+            for document in collection.find({"_id": {"$in": list(batch)}})
+        ]
+        try:
+            collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise
+        collection.delete_many({"_id": {"$in": list(batch)}})
+    return len(moves)
+
+
+def _message_refusal_key(error: dict) -> str | None:
+    """A store-stage refusal of a message names the message's document: its `record_key`
+    was the message id, and becomes the message's new key (with its conversation). One that
+    already names the new key (it ends with its conversation) is left."""
+    messages = COLLECTIONS["conversation_messages"]
+    conversation = error.get("conversation_id")
+    key = error.get("record_key")
+    if conversation is None or key is None:
+        return None
+    ending = messages.document_id({"message_id": "", "conversation_id": conversation})
+    if str(key).endswith(ending):
+        return None
+    return messages.document_id({"message_id": key, "conversation_id": conversation})
+
+
+def _key_by_every_id_field(db: Database, action: ValidationAction) -> None:
+    """`conversation_messages` is keyed by the message and its conversation (it was the message
+    id: one id in two conversations on two days was one document), and a key of several
+    fields escapes `\\` and `:` inside a value (`CollectionSpec.document_id`). The documents
+    stored before are stored again under their new keys, so a write finds and replaces
+    them rather than adding a second copy; the store-stage refusals of messages name the
+    messages' new keys, so storing the message clears its refusal. Reads every document of
+    the collections whose key has several fields, once."""
+    errors = COLLECTIONS["processing_errors"]
+    refusals = db[errors.name]
+    for error in list(refusals.find({"table": "conversation_messages", "stage": "store"})):
+        key = _message_refusal_key(error)
+        if key is None:
+            continue
+        moved = {name: value for name, value in error.items() if name != "_id"}
+        moved["record_key"] = key
+        # Stored under its new key first, as `_rekey` does (a crash in between leaves both,
+        # and a re-run moves the old one again); `$set`, as refusals are written (nx-27017
+        # stores a replacing upsert twice).
+        refusals.update_one({"_id": errors.document_id(moved)}, {"$set": moved}, upsert=True)
+        refusals.delete_one({"_id": error["_id"]})
+    for spec in COLLECTIONS.values():
+        if len(spec.id_fields) > 1:
+            _rekey(db, spec.name, lambda document, spec=spec: _former_key_to_new(spec, document))
+
+
+# What `conversation_messages` was keyed by before 2026-12-07.
+_FORMER_ID_FIELDS = {"conversation_messages": ("message_id",)}
+
+
+def _former_key_to_new(spec, document: dict) -> str | None:
+    """The document's new key where its `_id` is the key the writer made before (the fields
+    joined by `:` unescaped, or a former set of fields); None for any other `_id` (one an
+    operator or an older layout gave it, which no write would find either way)."""
+    if any(name not in document for name in spec.id_fields):
+        return None
+    former_fields = _FORMER_ID_FIELDS.get(spec.name, spec.id_fields)
+    former = ":".join(str(document[name]) for name in former_fields)
+    return spec.document_id(document) if document["_id"] == former else None
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the collections with their $jsonSchema validators", _create_collections),
     Migration(2, "create the indexes of the read paths", _create_indexes),
@@ -73,6 +162,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "user_return_predictions: its collection, validator and indexes",
         _reapply_collections_and_indexes,
+    ),
+    Migration(
+        6,
+        "conversation_messages keyed by message and conversation; keys of several fields "
+        "escape `\\` and `:`",
+        _key_by_every_id_field,
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -257,7 +257,7 @@ def _errors_of_day(
             deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
-            description="Typed, validated messages, one row per message_id (newest copy).",
+            description="Typed, validated messages, one row per message and day (newest copy).",
         ),
         stored_spec(
             tables.CONVERSATION_HEADERS,

@@ -149,7 +149,8 @@ class AsyncAnalyticsClient:
         return await self._get(Report, "get_report", {"kind": kind, "period": period})
 
     async def list_reports(self, kind: Grain, from_: Day, to: Day) -> list[Report]:
-        """A kind's reports whose day lies in [from_, to], by period."""
+        """A kind's reports whose period overlaps [from_, to] (the week or month that holds
+        `from_` included), by period."""
         return await self._get(list[Report], "list_reports", {"kind": kind}, from_=from_, to=to)
 
     async def get_series(
