@@ -40,6 +40,10 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         to: Annotated[date, Query()],
         grain: Grain = "daily",
     ) -> Response:
+        """Counts per period, from the reports of the periods that overlap `from`..`to`. A
+        period is here once its report is built (a week's by `weekly_report_job`, a month's
+        by `monthly_report_job`): one not built yet is absent, not zero. `/dashboard/data`
+        counts from the conversations and has every period."""
         check_range(from_, to, grain)
         return json_response(queries.series(db_provider(), dimension, from_, to, grain), Series)
 

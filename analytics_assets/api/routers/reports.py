@@ -63,6 +63,9 @@ def build_router(db_provider: DbProvider, require: RequireScope) -> APIRouter:
         from_: Annotated[date, Query(alias="from")],
         to: Annotated[date, Query()],
     ) -> Response:
+        """The reports of the periods that overlap `from`..`to`, oldest first; a period whose
+        report is not built yet is absent (a week's is built by `weekly_report_job`, a
+        month's by `monthly_report_job`)."""
         check_range(from_, to, kind)
         return json_response(queries.reports(db_provider(), kind, from_, to), list[Report])
 
