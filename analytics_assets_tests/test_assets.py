@@ -16,6 +16,7 @@ from analytics_assets.deployments import privacy_for, storage_resources
 from analytics_assets.settings import get_settings
 from analytics_assets.sources.generator import SampleData, SampleSpec, generate_sample
 from analytics_assets.sources.nocodb import NocoDBSource
+from analytics_assets.storage.collections import COLLECTIONS
 from analytics_assets_tests.conftest import SEEDED_SPEC, make_client, range_tags
 
 ASSETS = (
@@ -101,11 +102,11 @@ def assert_lake_matches(
 def assert_mongo_matches_lake(mongo, lake: ParquetLakeIOManager):
     """MongoDB's collections hold exactly the lake's rows, by the same ids."""
     db = mongo.db()
-    for asset, collection, key in (
-        ("conversation_messages", "conversation_messages", "message_id"),
-        ("conversation_analytics", "conversation_analytics", "conversation_id"),
-    ):
-        ids = set(read_asset(lake, asset)[key])
+    for asset in ("conversation_messages", "conversation_analytics"):
+        spec = COLLECTIONS[asset]
+        rows = read_asset(lake, asset).select(spec.id_fields).to_dicts()
+        ids = {spec.document_id(row) for row in rows}
+        collection = spec.name
         assert db[collection].count_documents({}) == len(ids)
         assert {doc["_id"] for doc in db[collection].find({}, {"_id": 1})} == ids
     errors = read_asset(lake, "processing_errors")
