@@ -468,6 +468,7 @@ def test_categorization_reads_the_translation_where_the_rules_do_not_speak_the_l
     translations = pl.DataFrame(
         {
             "message_id": ["m-es"],
+            "conversation_id": ["es-1"],
             "target_language": ["en"],
             "text": ["I was charged twice this month, can you refund one payment?"],
             "is_current": [True],
@@ -485,6 +486,55 @@ def test_categorization_reads_the_translation_where_the_rules_do_not_speak_the_l
     shipped = parse_taxonomy(document)
     direct = categorize_conversations(headers, messages, shipped, translations=translations)
     assert not direct["categorized_via_translation"].any()
+
+
+def test_an_opening_is_read_through_its_own_conversations_translation_once():
+    """Two conversations open with a message of the same id (a source numbering messages per
+    conversation), one on each day of a range run, and NocoDB holds one opening on both days:
+    each conversation gets one row, categorized from its own opening's translation."""
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+
+    from analytics_assets.categorization.conversations import categorize_conversations
+    from analytics_assets.categorization.taxonomy import DEFAULT_TAXONOMY, parse_taxonomy
+
+    english_only = parse_taxonomy(
+        {**yaml.safe_load(DEFAULT_TAXONOMY.read_text()), "rule_languages": ["en"]}
+    )
+    next_day = DAY + timedelta(days=1)
+    headers = pl.DataFrame({"conversation_id": ["billing", "login"], "day": [DAY, next_day]})
+    messages = pl.DataFrame(
+        {
+            "message_id": ["1", "1"],
+            "conversation_id": ["billing", "login"],
+            "role": ["user", "user"],
+            "content": ["Hola, quisiera saber algo sobre mi cuenta por favor.",
+                        "Hola, tengo una pregunta sobre mi cuenta, gracias."],
+            "created_at": [datetime(2026, 11, 3, 9, tzinfo=UTC),
+                           datetime(2026, 11, 4, 9, tzinfo=UTC)],
+            "day": [DAY, next_day],
+        }
+    )  # fmt: skip
+    refund = "I was charged twice this month, can you refund one payment?"
+    password = "I forgot my password and cannot log in to my account."
+    translations = pl.DataFrame(
+        {
+            "message_id": ["1", "1", "1"],
+            "conversation_id": ["billing", "billing", "login"],
+            "target_language": ["en", "en", "en"],
+            "text": [refund, refund, password],
+            "is_current": [True, True, True],
+            "day": [DAY, next_day, next_day],
+        }
+    )
+    categories = categorize_conversations(
+        headers, messages, english_only, translations=translations
+    )
+    assert sorted(categories["conversation_id"]) == ["billing", "login"]
+    topics = dict(categories.select("conversation_id", "topic").iter_rows())
+    assert topics == {"billing": "billing", "login": "account"}
+    assert categories["categorized_via_translation"].all()
 
 
 def test_user_messages_keep_the_language_message_signals_detected(monkeypatch):

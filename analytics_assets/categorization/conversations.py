@@ -404,12 +404,27 @@ def _through_translation(
             pl.col("opening").alias("category_text"),
             pl.lit(False).alias("categorized_via_translation"),
         )
-    english = translations.filter(
-        pl.col("is_current") & (pl.col("target_language") == TRANSLATION_LANGUAGE)
-    ).select(pl.col("message_id").alias("opening_id"), pl.col("text").alias("_translated"))
+    # By message and conversation, one translation each: a message id is one message within
+    # a conversation and day only. Joined by id alone, a conversation whose opening id another
+    # conversation's message also has (on another day of a range run), or whose opening
+    # NocoDB holds on two days, got a row per translation: two category rows, one of them
+    # read from the other conversation's text.
+    newest_last = [name for name in ("day", "translated_at") if name in translations.columns]
+    english = (
+        translations.filter(
+            pl.col("is_current") & (pl.col("target_language") == TRANSLATION_LANGUAGE)
+        )
+        .sort(newest_last, nulls_last=False)
+        .unique(["conversation_id", "message_id"], keep="last", maintain_order=True)
+        .select(
+            "conversation_id",
+            pl.col("message_id").alias("opening_id"),
+            pl.col("text").alias("_translated"),
+        )
+    )
     via = uncovered & pl.col("_translated").is_not_null()
     return (
-        frame.join(english, on="opening_id", how="left")
+        frame.join(english, on=["conversation_id", "opening_id"], how="left")
         .with_columns(
             pl.when(via).then(pl.col("_translated")).otherwise(pl.col("opening"))
             .alias("category_text"),
