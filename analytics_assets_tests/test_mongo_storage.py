@@ -701,15 +701,27 @@ def test_the_former_keys_are_stored_again_under_the_new_ones(mongo_server):
         "reason": "refused",
     }
     db[errors.name].insert_one({"_id": errors.document_id(refusal), **refusal})  # fmt: skip
+    # A translation's refusal named its former key; one whose message id held a `:` cannot
+    # be split back into its fields, and stays.
+    for record_key in ("m-1:en:t:1", "a:b:en:t:1"):
+        translation_refusal = {**refusal, "table": translations.name, "record_key": record_key,
+                               "conversation_id": "c"}  # fmt: skip
+        db[errors.name].insert_one(
+            {"_id": errors.document_id(translation_refusal), **translation_refusal}
+        )
 
     assert migrations.migrate(db) == [6]
     keys = sorted(doc["_id"] for doc in db[SPEC.name].find({}))
     assert keys == [f"m-2026-11-01-{n}:c-2026-11-01-0" for n in range(3)]
     assert {doc["day"] for doc in db[SPEC.name].find({})} == {second.isoformat()}
-    assert [doc["_id"] for doc in db[translations.name].find({})] == ["a\\:b:en:t:1"]
-    (moved,) = db[errors.name].find({})
-    assert moved["record_key"] == "m-2026-11-01-0:c-2026-11-01-0"
-    assert moved["_id"] == errors.document_id(moved)
+    assert [doc["_id"] for doc in db[translations.name].find({})] == ["a\\:b:c:en:t:1"]
+    moved = {
+        doc["table"]: doc for doc in db[errors.name].find({"record_key": {"$ne": "a:b:en:t:1"}})
+    }
+    assert moved[SPEC.name]["record_key"] == "m-2026-11-01-0:c-2026-11-01-0"
+    assert moved[translations.name]["record_key"] == "m-1:c:en:t:1"
+    assert all(doc["_id"] == errors.document_id(doc) for doc in moved.values())
+    assert db[errors.name].count_documents({}) == 3
     # Day one written again: its messages move back to it, none twice.
     replace_frame(db[SPEC.name], messages(first, 3), [first.isoformat()], spec=SPEC, run_id="r")
     assert db[SPEC.name].count_documents({}) == 3
@@ -717,6 +729,36 @@ def test_the_former_keys_are_stored_again_under_the_new_ones(mongo_server):
     # Run again (as after a crash), it finds nothing to move.
     assert migrations._key_by_every_id_field(db, "error") is None
     assert db[SPEC.name].count_documents({}) == 3
+
+
+def test_one_message_id_in_two_conversations_keeps_both_translations(mongo):
+    """A source numbering messages per conversation: message 1 of two conversations, on two
+    days, each translated. Keyed by the message id, target and translator, the second day's
+    write took the first day's document over, and the first day had no translation in
+    MongoDB (the lake kept both)."""
+    collection = mongo.db()["conversation_translations"]
+    spec = COLLECTIONS["conversation_translations"]
+    for day, conversation in ((date(2026, 11, 1), "c-1"), (date(2026, 11, 2), "c-2")):
+        frame = pl.DataFrame(
+            {
+                "message_id": ["1"],
+                "conversation_id": [conversation],
+                "source_language": ["es"],
+                "target_language": ["en"],
+                "text": [f"the opening of {conversation}"],
+                "translator": ["t"],
+                "translator_version": ["1"],
+                "is_current": [True],
+                "day": [day],
+            }
+        )
+        report = replace_frame(collection, frame, [day.isoformat()], spec=spec, run_id="r")
+        assert report.written == 1 and not report.rejected
+    stored = {doc["conversation_id"]: (doc["day"], doc["text"]) for doc in collection.find({})}
+    assert stored == {
+        "c-1": ("2026-11-01", "the opening of c-1"),
+        "c-2": ("2026-11-02", "the opening of c-2"),
+    }
 
 
 def test_a_colon_inside_an_id_makes_no_two_messages_one_document(mongo):

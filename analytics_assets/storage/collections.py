@@ -232,9 +232,17 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         ),
         CollectionSpec(
             name="conversation_translations",
-            # message × target language × translator version: a re-run replaces its own
-            # translation, a better translator adds one and the old one stays as history.
-            id_fields=("message_id", "target_language", "translator", "translator_version"),
+            # message (of its conversation: a message id is one message within a
+            # conversation only) × target language × translator version: a re-run replaces
+            # its own translation, a better translator adds one and the old one stays as
+            # history.
+            id_fields=(
+                "message_id",
+                "conversation_id",
+                "target_language",
+                "translator",
+                "translator_version",
+            ),
             description="Message-level translations with their quality scores; `is_current` "
             "marks the one to show.",
             json_schema=_schema(

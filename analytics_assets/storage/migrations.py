@@ -93,33 +93,46 @@ def _rekey(db: Database, name: str, new_id: Callable[[dict], str | None]) -> int
     return len(moves)
 
 
-def _message_refusal_key(error: dict) -> str | None:
-    """A store-stage refusal of a message names the message's document: its `record_key`
-    was the message id, and becomes the message's new key (with its conversation). One that
-    already names the new key (it ends with its conversation) is left."""
-    messages = COLLECTIONS["conversation_messages"]
-    conversation = error.get("conversation_id")
-    key = error.get("record_key")
-    if conversation is None or key is None:
+def _refusal_key(error: dict) -> str | None:
+    """A store-stage refusal names the refused document's key, and the keys of messages and
+    translations now hold the conversation: the refusal is moved to the document's new key,
+    so storing the document clears it. None where it already names a new key, or where the
+    former key cannot be split back into its fields (a translation key whose values held a
+    `:`, joined unescaped: it stays as it is until retention removes it)."""
+    table, conversation, key = (error.get(name) for name in ("table", "conversation_id",
+                                                             "record_key"))  # fmt: skip
+    if table not in _FORMER_ID_FIELDS or conversation is None or key is None:
         return None
-    ending = messages.document_id({"message_id": "", "conversation_id": conversation})
-    if str(key).endswith(ending):
-        return None
-    return messages.document_id({"message_id": key, "conversation_id": conversation})
+    spec, former_fields = COLLECTIONS[table], _FORMER_ID_FIELDS[table]
+    if len(former_fields) == 1:
+        # The message id alone; a new key ends with its conversation.
+        ending = spec.document_id({"message_id": "", "conversation_id": conversation})
+        if str(key).endswith(ending):
+            return None
+        values = {former_fields[0]: key}
+    else:
+        parts = str(key).split(":")
+        # A new key has one more field, so more separators than a former one can have.
+        if len(parts) != len(former_fields):
+            return None
+        values = dict(zip(former_fields, parts, strict=True))
+    return spec.document_id({**values, "conversation_id": conversation})
 
 
 def _key_by_every_id_field(db: Database, action: ValidationAction) -> None:
-    """`conversation_messages` is keyed by the message and its conversation (it was the message
-    id: one id in two conversations on two days was one document), and a key of several
-    fields escapes `\\` and `:` inside a value (`CollectionSpec.document_id`). The documents
-    stored before are stored again under their new keys, so a write finds and replaces
-    them rather than adding a second copy; the store-stage refusals of messages name the
-    messages' new keys, so storing the message clears its refusal. Reads every document of
-    the collections whose key has several fields, once."""
+    """`conversation_messages` and `conversation_translations` are keyed by the message and
+    its conversation (they were keyed by the message id: one id in two conversations on two
+    days was one document), and a key of several fields escapes `\\` and `:` inside a value
+    (`CollectionSpec.document_id`). The documents stored before are stored again under their
+    new keys, so a write finds and replaces them rather than adding a second copy; the
+    store-stage refusals of those documents name the new keys, so storing the document
+    clears its refusal. Reads every document of the collections whose key has several
+    fields, once."""
     errors = COLLECTIONS["processing_errors"]
     refusals = db[errors.name]
-    for error in list(refusals.find({"table": "conversation_messages", "stage": "store"})):
-        key = _message_refusal_key(error)
+    rekeyed_tables = {"$in": list(_FORMER_ID_FIELDS)}
+    for error in list(refusals.find({"table": rekeyed_tables, "stage": "store"})):
+        key = _refusal_key(error)
         if key is None:
             continue
         moved = {name: value for name, value in error.items() if name != "_id"}
@@ -134,8 +147,16 @@ def _key_by_every_id_field(db: Database, action: ValidationAction) -> None:
             _rekey(db, spec.name, lambda document, spec=spec: _former_key_to_new(spec, document))
 
 
-# What `conversation_messages` was keyed by before 2026-12-07.
-_FORMER_ID_FIELDS = {"conversation_messages": ("message_id",)}
+# What the collections keyed by the conversation too were keyed by before 2026-12-07.
+_FORMER_ID_FIELDS = {
+    "conversation_messages": ("message_id",),
+    "conversation_translations": (
+        "message_id",
+        "target_language",
+        "translator",
+        "translator_version",
+    ),
+}
 
 
 def _former_key_to_new(spec, document: dict) -> str | None:
@@ -165,8 +186,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
-        "conversation_messages keyed by message and conversation; keys of several fields "
-        "escape `\\` and `:`",
+        "conversation_messages and conversation_translations keyed by message and "
+        "conversation; keys of several fields escape `\\` and `:`",
         _key_by_every_id_field,
     ),
 )
