@@ -142,6 +142,39 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
         assert not any("conversations_in_run" in m for m in metadata.values())
 
 
+def test_translations_and_languages_report_each_day_of_the_run(three_day_run):
+    """The translation step and conversation_languages gave every day of a range run the
+    run's outcomes and language counts."""
+    _, result, lake = three_day_run
+    signals = read_asset(lake, "message_signals")
+    languages = read_asset(lake, "conversation_languages")
+    translation_metadata = materializations(result, "conversation_translations")
+    error_metadata = materializations(result, "translation_errors")
+    language_metadata = materializations(result, "conversation_languages")
+    needing = []
+    for day in DAYS:
+        key = day.isoformat()
+        # The sample runs detect-only (no translator): each day counts its own user messages
+        # a translator would have had to translate (not English, not unknown).
+        day_needing = (
+            of_day(signals, day).filter(~pl.col("language").is_in(["en", "unknown"])).height
+        )
+        shown = translation_metadata[key]
+        assert shown["outcomes"] == {"user_messages_needing_translation_no_translator": day_needing}
+        assert shown["translated"] == shown["failed"] == shown["dagster/row_count"] == 0
+        assert error_metadata[key]["dagster/row_count"] == 0
+        needing.append(day_needing)
+        day_languages = of_day(languages, day)
+        assert language_metadata[key]["languages"] == dict(
+            day_languages.group_by("dominant_language").len().sort("len").iter_rows()
+        )
+        assert language_metadata[key]["dagster/row_count"] == day_languages.height
+        assert language_metadata[key]["mixed_language"] == day_languages["mixed_language"].sum()
+    assert len(set(needing)) > 1 and all(needing)
+    for metadata in (translation_metadata, language_metadata):
+        assert all(day["run/days"] == 3 for day in metadata.values())
+
+
 def test_each_day_of_the_run_records_its_checks_results(three_day_run):
     instance, result, _ = three_day_run
     keys = [

@@ -49,6 +49,8 @@ class TranslationRun:
     translations: pl.DataFrame
     errors: pl.DataFrame
     counts: Counter = field(default_factory=Counter)
+    # The same outcomes per day (a range run's days each report their own).
+    counts_by_day: dict = field(default_factory=dict)
 
 
 def _error_rows(
@@ -107,8 +109,9 @@ def translate_messages(
         return _translate_day(messages, targets, translator, previous, references, now,
                               as_stored, _Circuit())  # fmt: skip
     circuit = _Circuit()
-    runs = []
+    runs, days = [], []
     for (day,), of_day in messages.group_by("day", maintain_order=True):
+        days.append(day)
         earlier = (
             previous.filter(pl.col("day") == day)
             if previous is not None and "day" in previous.columns
@@ -123,6 +126,7 @@ def translate_messages(
         pl.concat([run.translations for run in runs]).sort("day", maintain_order=True),
         pl.concat([run.errors for run in runs]),
         counts,
+        {day: run.counts for day, run in zip(days, runs, strict=True)},
     )
 
 

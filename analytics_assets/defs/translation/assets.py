@@ -2,6 +2,8 @@
 every message that could not be translated; and the language of each conversation."""
 
 import time
+from collections import Counter
+from datetime import date
 
 import polars as pl
 from dagster import (
@@ -15,7 +17,11 @@ from dagster import (
 )
 
 from analytics_assets import tables
-from analytics_assets.defs.day_metadata import add_next_day_digests, run_metadata
+from analytics_assets.defs.day_metadata import (
+    add_day_metadata,
+    add_next_day_digests,
+    run_metadata,
+)
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.metadata import frame_metadata, markdown_table
 from analytics_assets.defs.partitions import (
@@ -57,6 +63,50 @@ def quality_by_pair(translations: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("translations", descending=True)
     )
+
+
+# The detect-only run's one outcome: user messages a translator would have had to translate.
+NO_TRANSLATOR = "user_messages_needing_translation_no_translator"
+
+
+def _translations_of_day(counts_by_day: dict[date, Counter]):
+    """A day's own translation figures: what this run did with its messages (translated,
+    failed, unsupported, already in the target...), and its current translations per target
+    with how many are in the target language and of a plausible length, and their chrF."""
+
+    def of_day(day: date, rows: pl.DataFrame) -> dict:
+        current = rows.filter(pl.col("is_current"))
+        outcomes = dict(counts_by_day.get(day, Counter()))
+        return {
+            "dagster/row_count": rows.height,
+            "current_translations": current.height,
+            "translated": outcomes.get("translated", 0),
+            "failed": outcomes.get("failed", 0),
+            "unsupported": outcomes.get("unsupported", 0),
+            "outcomes": MetadataValue.json(outcomes),
+            "current_by_target": MetadataValue.json(
+                dict(current.group_by("target_language").len().sort("target_language").iter_rows())
+            ),
+            "in_target_language_share": _mean(current, "target_language_ok"),
+            "plausible_length_share": _mean(current, "length_ratio_ok"),
+            "mean_chrf": _mean(current, "chrf", digits=1),
+        }
+
+    return of_day
+
+
+def _mean(frame: pl.DataFrame, column: str, digits: int = 3) -> float | None:
+    value = frame[column].cast(pl.Float64).mean() if frame.height else None
+    return round(value, digits) if value is not None else None
+
+
+def _translation_errors_of_day(day: date, errors: pl.DataFrame) -> dict:
+    return {
+        "dagster/row_count": errors.height,
+        "errors_by_reason": MetadataValue.json(
+            dict(errors.group_by("reason").len().sort("len", descending=True).head(20).iter_rows())
+        ),
+    }
 
 
 @multi_asset(
@@ -117,9 +167,13 @@ def translations(
             previous, conversation_messages.select("day", "message_id", "content"), as_stored
         )
         needing = messages.filter(~pl.col("language").is_in([*translation.target_languages,
-                                                               "unknown"])).height  # fmt: skip
+                                                               "unknown"]))  # fmt: skip
         run = TranslationRun(kept, pl.DataFrame(schema=ERROR_SCHEMA))
-        run.counts["user_messages_needing_translation_no_translator"] = needing
+        run.counts[NO_TRANSLATOR] = needing.height
+        run.counts_by_day = {
+            day: Counter({NO_TRANSLATOR: count})
+            for day, count in needing.group_by("day").len().iter_rows()
+        }
     else:
         # User messages keep the language message_signals detected; only the assistant's
         # are detected here.
@@ -151,6 +205,13 @@ def translations(
     counts = dict(run.counts)
     context.log.info(f"translations ({translation.translator}): {counts}")
     pairs = quality_by_pair(translated)
+    # Each day its own outcomes and quality; the run's figures are named run/....
+    add_day_metadata(
+        context,
+        translated,
+        _translations_of_day(run.counts_by_day),
+        asset_key=tables.CONVERSATION_TRANSLATIONS,
+    )
     yield MaterializeResult(
         asset_key=tables.CONVERSATION_TRANSLATIONS,
         value=translated,
@@ -173,6 +234,9 @@ def translations(
                 **usage.figures(messages.height),
             ),
         },
+    )
+    add_day_metadata(
+        context, errors, _translation_errors_of_day, asset_key=tables.TRANSLATION_ERRORS
     )
     yield MaterializeResult(
         asset_key=tables.TRANSLATION_ERRORS,
@@ -218,15 +282,23 @@ def conversation_languages(
     )
     seconds = time.perf_counter() - started
     add_next_day_digests(context, conversation_headers, {tables.MESSAGE_SIGNALS: message_signals})
+    # Each day its own languages (a range run writes many days at once).
+    add_day_metadata(context, languages, _languages_of_day)
     return MaterializeResult(
         value=languages,
         metadata={
-            "languages": MetadataValue.json(
-                dict(languages.group_by("dominant_language").len().sort("len").iter_rows())
-            ),
-            "mixed_language": int(languages["mixed_language"].sum()),
-            "unknown_language": languages.filter(pl.col("dominant_language") == "unknown").height,
-            "seconds": round(seconds, 3),
+            **run_metadata(context, seconds=round(seconds, 3)),
             **frame_metadata(languages, days=len(days_in(context.partition_time_window))),
         },
     )
+
+
+def _languages_of_day(day: date, languages: pl.DataFrame) -> dict:
+    return {
+        "dagster/row_count": languages.height,
+        "languages": MetadataValue.json(
+            dict(languages.group_by("dominant_language").len().sort("len").iter_rows())
+        ),
+        "mixed_language": int(languages["mixed_language"].sum()),
+        "unknown_language": languages.filter(pl.col("dominant_language") == "unknown").height,
+    }
