@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -400,3 +400,31 @@ def test_the_committed_schema_matches_the_code():
     assert SDL.read_text() == schema_sdl(), (
         "docs/schema.graphql is stale: run `.venv/bin/analytics-assets graphql-schema`"
     )
+
+
+def test_a_pages_messages_keep_each_conversations_own_translation(mongo):
+    """A source numbering messages per conversation: message 1 of two conversations on one
+    page, each translated. The page's translations were read into one map keyed by message
+    id alone: both conversations showed the same conversation's translation."""
+    from analytics_assets.api import queries
+    from analytics_assets.api.common import MESSAGES, TRANSLATIONS
+
+    db = mongo.db()
+    created = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    for conversation, day in (("c-1", "2026-11-02"), ("c-2", "2026-11-03")):
+        db[MESSAGES].insert_one({"_id": f"1:{conversation}", "message_id": "1",
+                                 "conversation_id": conversation, "role": "user",
+                                 "content": f"hola de {conversation}", "created_at": created,
+                                 "day": day})  # fmt: skip
+        db[TRANSLATIONS].insert_one({"_id": f"1:{conversation}:en:t:1", "message_id": "1",
+                                     "conversation_id": conversation, "target_language": "en",
+                                     "translator": "t", "translator_version": "1",
+                                     "text": f"hello from {conversation}", "is_current": True,
+                                     "day": day})  # fmt: skip
+    page = queries.messages_by_conversation(db, ["c-1", "c-2"], "en")
+    shown = {conversation: [m.text for m in found] for conversation, found in page.items()}
+    assert shown == {"c-1": ["hello from c-1"], "c-2": ["hello from c-2"]}
+    # The page answers as each conversation read on its own does.
+    for conversation in ("c-1", "c-2"):
+        alone = queries.conversation_messages(db, conversation, "en")
+        assert [m.text for m in alone] == shown[conversation]

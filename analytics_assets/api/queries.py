@@ -141,18 +141,19 @@ def messages_by_conversation(
     by_conversation: dict[str, list[dict]] = {id_: [] for id_ in ids}
     for doc in db[MESSAGES].find({"conversation_id": {"$in": ids}}):
         by_conversation[doc["conversation_id"]].append(doc)
-    translated: dict[str, dict] = {}
+    # Per conversation: a message id is one message within its conversation only (a source
+    # numbering messages 1, 2, 3... in each), so one map for the page gave every
+    # conversation's message 1 the translation of whichever conversation came last.
+    translated: dict[str, dict[str, dict]] = {id_: {} for id_ in ids}
     if lang:
-        translated = {
-            doc["message_id"]: doc
-            for doc in db[TRANSLATIONS].find(
-                {"conversation_id": {"$in": ids}, "target_language": lang}
-            )
-            if doc.get("is_current")
-        }
+        for doc in db[TRANSLATIONS].find(
+            {"conversation_id": {"$in": ids}, "target_language": lang}
+        ):
+            if doc.get("is_current"):
+                translated[doc["conversation_id"]][doc["message_id"]] = doc
     return {
         id_: [
-            Message.from_document(doc, translated)
+            Message.from_document(doc, translated[id_])
             for doc in sorted(docs, key=lambda d: (_sortable(d.get("created_at")), d["message_id"]))
         ]
         for id_, docs in by_conversation.items()
