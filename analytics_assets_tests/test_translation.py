@@ -88,6 +88,37 @@ def test_conversation_languages_dominant_mixed_and_confident():
     assert rows["a"]["day"] == day
 
 
+def test_a_user_message_held_on_two_days_counts_once_in_its_conversations_languages():
+    """conversation_languages reads the start day's and the next day's signals: a message
+    NocoDB holds again after midnight has a signal on both days. Counted twice, its
+    language's share doubled: 100 characters of French and 120 of English read as French
+    (conversation_categories, reading the messages' newest copies, said English)."""
+    first, second = date(2026, 11, 2), date(2026, 11, 3)
+    signals = pl.DataFrame(
+        {
+            "message_id": ["1", "2", "1"],
+            "conversation_id": ["c"] * 3,
+            "language": ["fr", "en", "fr"],
+            "language_confidence": [0.9, 0.9, 0.9],
+            "characters": [100, 120, 100],
+            "day": [first, first, second],
+        }
+    )
+    conversations = pl.DataFrame({"conversation_id": ["c"], "day": [first]})
+    row = conversation_languages(conversations, signals).row(0, named=True)
+    assert row["dominant_language"] == "en"
+    assert row["dominant_share"] == pytest.approx(120 / 220)
+    # Message 1 of another conversation on the next day is another message: it counts.
+    other = signals.with_columns(
+        pl.when(pl.col("day") == second).then(pl.lit("d")).otherwise("conversation_id")
+        .alias("conversation_id")
+    )
+    both = pl.DataFrame({"conversation_id": ["c", "d"], "day": [first, first]})
+    shares = dict(conversation_languages(both, other).select("conversation_id", "dominant_share")
+                  .iter_rows())  # fmt: skip
+    assert shares == {"c": pytest.approx(120 / 220), "d": 1.0}
+
+
 class LibreTranslate:
     """A LibreTranslate-compatible service on loopback: translates es/de/fr/ru into English
     (not ja), and can be made slower than the client's timeout for its next requests."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics_assets.categorization.language import UNKNOWN, detect_languages
+from analytics_assets.transforms.records import newest_copies
 
 # A second language that carries at least this share of a conversation's user text makes it
 # mixed (a user switching languages, or quoting an error message in English).
@@ -53,6 +54,10 @@ def conversation_languages(conversations: pl.DataFrame, signals: pl.DataFrame) -
     characters): the dominant language by share of characters written, whether a second
     language reaches 20 %, and a confidence = dominant share × mean detector confidence of
     its messages. A conversation whose user wrote nothing recognizable is `unknown`."""
+    # Over D and D+1 a message NocoDB holds on both days (a re-delivery after midnight) has
+    # a signal on each: counted once, as the conversation's other figures count it.
+    if "message_id" in signals.columns:
+        signals = newest_copies(signals)
     known = signals.filter(pl.col("language") != UNKNOWN)
     per_language = (
         known.rename({"characters": "_chars"})
