@@ -474,6 +474,47 @@ def test_the_conversation_command_prints_a_translated_conversation(
     assert main(["conversation", "nope"]) == 1
 
 
+def test_a_conversation_shows_a_message_held_on_two_days_once(tmp_path):
+    """`analytics-assets conversation` reads every day of the lake: a message NocoDB holds
+    again after midnight (each day keeps its copy) was printed twice, and counted twice in
+    `translated_messages`."""
+    from datetime import UTC, datetime, timedelta
+
+    following = DAY + timedelta(days=1)
+    question = datetime(2026, 11, 3, 23, 59, tzinfo=UTC)
+    reply = datetime(2026, 11, 4, 0, 1, tzinfo=UTC)
+    messages = pl.DataFrame(
+        {
+            "message_id": ["1", "2", "1"],
+            "conversation_id": ["c"] * 3,
+            "role": ["user", "assistant", "user"],
+            "content": ["¿Cuánto cuesta el plan Pro por usuario al mes?", "20 €",
+                        "¿Cuánto cuesta el plan Pro por usuario al mes?"],
+            "created_at": [question, reply, reply],
+            "day": [DAY, following, following],
+        }
+    )
+    translations = pl.DataFrame(
+        {
+            "message_id": ["1", "1"],
+            "conversation_id": ["c", "c"],
+            "target_language": ["en", "en"],
+            "text": ["How much is the Pro plan per user a month?"] * 2,
+            "translator": ["t", "t"],
+            "is_current": [True, True],
+            "day": [DAY, following],
+        }
+    )
+    lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake")).lake()
+    for day in (DAY, following):
+        lake.write_day("conversation_messages", day, messages.filter(pl.col("day") == day))
+        lake.write_day("conversation_translations", day,
+                       translations.filter(pl.col("day") == day))  # fmt: skip
+    view = get_conversation(lake, "c", "en")
+    assert [m["message_id"] for m in view["messages"]] == ["1", "2"]
+    assert view["translated_messages"] == 1
+
+
 def test_categorization_reads_the_translation_where_the_rules_do_not_speak_the_language():
     from datetime import UTC, datetime
 

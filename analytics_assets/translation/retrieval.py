@@ -9,6 +9,7 @@ import polars as pl
 
 from analytics_assets import tables
 from analytics_assets.categorization.language import detect_languages
+from analytics_assets.transforms.records import newest_copies
 
 
 def get_conversation(lake, conversation_id: str, lang: str | None = None) -> dict[str, Any] | None:
@@ -23,7 +24,8 @@ def get_conversation(lake, conversation_id: str, lang: str | None = None) -> dic
     messages = scan(tables.CONVERSATION_MESSAGES)
     if messages.is_empty():
         return None
-    messages = messages.sort("created_at", "message_id")
+    # Every day of the lake: a message NocoDB holds again after midnight is one message.
+    messages = newest_copies(messages).sort("created_at", "message_id")
     languages = detect_languages(messages["content"])["language"].to_list()
     translated: dict[str, dict] = {}
     if lang:
