@@ -1395,3 +1395,43 @@ def test_an_erasure_request_keeps_why_not_who(mongo_server):
                                 reason="erase jane@example.com, ticket T-17")  # fmt: skip
     stored = db[REQUESTS_COLLECTION].find_one({"_id": request_id})
     assert stored["reason"] == "erase <EMAIL>, ticket T-17"
+
+
+def test_erasing_a_message_without_a_nocodb_id_spares_the_same_id_in_other_conversations(
+    mongo,
+):
+    """An export without NocoDB's `Id` column tombstones a raw message by its key: the
+    message id alone. A source numbering messages per conversation has message 1 in every
+    conversation, so erasing one user dropped every other user's message 1 from each later
+    pull (their conversations lost their opening turn, without an error)."""
+    from analytics_assets.defs.storage.lake import ParquetLakeIOManager
+    from analytics_assets.privacy.erasure import Eraser, drop_tombstoned
+    from analytics_assets.sources.schema import SourceSchema
+
+    day = date(2026, 11, 2)
+    lake = ParquetLakeIOManager(base_url=str(Path(tempfile.mkdtemp()) / "lake")).lake()
+    privacy = PrivacyResource(pseudonym_key=KEY)
+    schema = SourceSchema()
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def raw(table, records):
+        return raw_frame_from_records(records, table=table, day=day, page=0, fetched_at=at,
+                                      source="export:test")  # fmt: skip
+
+    conversations = [{"conversation_id": f"c-{n}", "user_id": f"user-{n}",
+                      "started_at": at.isoformat()} for n in (1, 2)]  # fmt: skip
+    messages = [{"message_id": "1", "conversation_id": f"c-{n}", "role": "user",
+                 "content": "hello", "created_at": at.isoformat()} for n in (1, 2)]  # fmt: skip
+    pulled = pl.concat([raw("conversations", conversations), raw("messages", messages)])
+    assert pulled["record_id"].is_null().all()
+    lake.write_day(tables.NOCODB_RAW_PAGES, day, pulled)
+    eraser = Eraser(lake, mongo.db(), pseudonym_of=privacy.pseudonymizer(),
+                    digest=privacy.digester(), schema=schema)  # fmt: skip
+    eraser.erase(privacy.pseudonymizer()("user-1"))
+    # The day pulled again: user 1's records go, user 2's stay.
+    kept, dropped = drop_tombstoned(pulled, lake, schema, privacy.digester)
+    left = kept.select(
+        "table", pl.col("record").str.json_path_match("$.conversation_id").alias("conversation")
+    )
+    assert sorted(left.iter_rows()) == [("conversations", "c-2"), ("messages", "c-2")]
+    assert dropped == 2
