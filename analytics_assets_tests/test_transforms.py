@@ -854,3 +854,23 @@ def test_the_digest_of_what_a_day_reads_of_the_next_changes_only_with_those_rows
     assert carried_rows_digest(empty, conversations, DAY) == carried_rows_digest(
         messages.clear(), conversations, DAY
     )
+
+
+def test_rejections_of_one_message_id_in_two_conversations_are_two_error_documents():
+    """An export without NocoDB's `Id`: a rejected record is named by its key. Message 1 of
+    two conversations, both rejected on one day, were both `record_key` "1": one MongoDB
+    processing_errors document (the second replaced the first) for two lake rows."""
+    from analytics_assets.storage.collections import COLLECTIONS
+    from analytics_assets.storage.mongo import frame_to_documents
+    from analytics_assets.transforms.records import validate_messages
+
+    day, at = date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    records = [{"message_id": "1", "conversation_id": conversation, "role": "bot",
+                "content": "x", "created_at": at.isoformat()}
+               for conversation in ("c-1", "c-2")]  # fmt: skip
+    raw = raw_frame_from_records(records, table="messages", day=day, page=0, fetched_at=at,
+                                 source="export:test")  # fmt: skip
+    rejected = validate_messages(raw).rejected
+    assert rejected.height == 2
+    ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
+    assert len(ids) == 2

@@ -694,13 +694,26 @@ def _split(
         pl.col("record_id"),
         _shown_id(_text(key)).alias("key"),
         pl.coalesce(
-            pl.col("record_id"), _shown_id(_text(key)), pl.col("record").hash().cast(pl.String)
+            pl.col("record_id"), _shown_id(_record_key_of(kind, key)),
+            pl.col("record").hash().cast(pl.String),
         ).alias("record_key"),
         _shown_id(_text("conversation_id")).alias("conversation_id"),
         pl.col("_reason").alias("reason"),
         pl.col("record"),
     ).cast(ERROR_SCHEMA)
     return Validated(valid=valid, rejected=rejected)
+
+
+def _record_key_of(kind: TableKind, key: str) -> pl.Expr:
+    """A rejected record's key where it has no NocoDB Id: a message's id within its
+    conversation (`conversation:message`), as a message id is one message within a
+    conversation only. By the id alone, message 1 of two conversations rejected on one day
+    was one processing_errors document in MongoDB for two rows in the lake."""
+    if kind != "messages":
+        return _text(key)
+    return pl.coalesce(
+        pl.concat_str([_text("conversation_id"), pl.lit(":"), _text(key)]), _text(key)
+    )
 
 
 def _shown_id(text: pl.Expr) -> pl.Expr:
