@@ -110,7 +110,9 @@ def test_a_user_message_held_on_two_days_counts_once_in_its_conversations_langua
     assert row["dominant_share"] == pytest.approx(120 / 220)
     # Message 1 of another conversation on the next day is another message: it counts.
     other = signals.with_columns(
-        pl.when(pl.col("day") == second).then(pl.lit("d")).otherwise("conversation_id")
+        pl.when(pl.col("day") == second)
+        .then(pl.lit("d"))
+        .otherwise("conversation_id")
         .alias("conversation_id")
     )
     both = pl.DataFrame({"conversation_id": ["c", "d"], "day": [first, first]})
@@ -488,8 +490,11 @@ def test_a_conversation_shows_a_message_held_on_two_days_once(tmp_path):
             "message_id": ["1", "2", "1"],
             "conversation_id": ["c"] * 3,
             "role": ["user", "assistant", "user"],
-            "content": ["¿Cuánto cuesta el plan Pro por usuario al mes?", "20 €",
-                        "¿Cuánto cuesta el plan Pro por usuario al mes?"],
+            "content": [
+                "¿Cuánto cuesta el plan Pro por usuario al mes?",
+                "20 €",
+                "¿Cuánto cuesta el plan Pro por usuario al mes?",
+            ],
             "created_at": [question, reply, reply],
             "day": [DAY, following, following],
         }

@@ -694,7 +694,8 @@ def _split(
         pl.col("record_id"),
         _shown_id(_text(key)).alias("key"),
         pl.coalesce(
-            pl.col("record_id"), _shown_id(_record_key_of(kind, key)),
+            pl.col("record_id"),
+            _shown_id(_record_key_of(kind, key)),
             pl.col("record").hash().cast(pl.String),
         ).alias("record_key"),
         _shown_id(_text("conversation_id")).alias("conversation_id"),
