@@ -966,20 +966,58 @@ def test_day_lists_merge_days_in_key_order_from_a_cursor_and_trust_only_their_ow
     assert monday.matching({"topic": "x"}) == [[1, "b"], [3, "c"]]
 
 
-@pytest.mark.xfail(strict=True, reason="review-ids: not fixed yet (see the review report)")
-def test_a_message_whose_copy_leaves_the_next_day_stays_in_mongodb(mongo):
+def test_a_message_whose_copy_leaves_the_next_day_stays_in_mongodb(mongo, tmp_path):
     """A message NocoDB held again after midnight is one document, filed under the day
-    written last (the next day's copy). Once the source drops that copy (a duplicate
-    cleaned up) and the next day is rebuilt, its stale delete removed the document: the
-    lake's first day still holds the message, MongoDB no longer did."""
-    collection = mongo.db()[SPEC.name]
+    written last (the next day's copy). Once the source dropped that copy and the next day
+    was rebuilt, its stale delete removed the document, while the lake's first day still
+    held the message (found by a review). The rebuild now files it under the first day."""
+    from analytics_assets.defs.storage.io_managers import LakeAndMongoIOManager
+
     first, second = date(2026, 11, 1), date(2026, 11, 2)
     day_one = messages(first, 3)
-    copy = day_one.head(1).with_columns(pl.lit(second).alias("day"))
-    replace_frame(collection, day_one, [first.isoformat()], spec=SPEC, run_id="r-1")
-    replace_frame(collection, copy, [second.isoformat()], spec=SPEC, run_id="r-2")
+    held = {first: day_one, second: day_one.head(1).with_columns(pl.lit(second).alias("day"))}
+
+    @asset(
+        partitions_def=daily_partitions,
+        name="conversation_messages",
+        metadata=mirror_metadata("conversation_messages"),
+    )
+    def conversation_messages(context) -> pl.DataFrame:
+        return held[date.fromisoformat(context.partition_key)]
+
+    io_manager = LakeAndMongoIOManager(base_url=str(tmp_path), mongo=mongo)
+
+    def build(day: date):
+        result = materialize(
+            [conversation_messages], resources={"io_manager": io_manager},
+            partition_key=day.isoformat(),
+        )  # fmt: skip
+        assert result.success
+        return result.asset_materializations_for_node("conversation_messages")[0].metadata
+
+    build(first)
+    build(second)
+    collection = mongo.db()[SPEC.name]
     assert collection.count_documents({}) == 3
+    assert collection.count_documents({"day": second.isoformat()}) == 1  # written last
     # The copy is gone from the source: the second day is rebuilt without it.
-    replace_frame(collection, copy.clear(), [second.isoformat()], spec=SPEC, run_id="r-3")
-    stored = sorted(doc["message_id"] for doc in collection.find({}))
-    assert stored == sorted(day_one["message_id"])
+    held[second] = held[second].clear()
+    metadata = build(second)
+    stored = {doc["message_id"]: doc["day"] for doc in collection.find({})}
+    assert stored == dict.fromkeys(day_one["message_id"], first.isoformat())
+    assert metadata["mongo_documents_refiled_to_a_neighbouring_day"].value == 1
+    # An ordinary rewrite reads the day's keys and refiles nothing.
+    assert "mongo_documents_refiled_to_a_neighbouring_day" not in build(first)
+    # The other way round: both days hold the message, the first written last, and the
+    # source drops the first day's copy: the document moves to the second day.
+    held[second] = day_one.head(1).with_columns(pl.lit(second).alias("day"))
+    build(second)
+    build(first)
+    held[first] = day_one.tail(2)
+    build(first)
+    stored = {doc["message_id"]: doc["day"] for doc in collection.find({})}
+    assert stored == {
+        "m-2026-11-01-0": second.isoformat(),
+        "m-2026-11-01-1": first.isoformat(),
+        "m-2026-11-01-2": first.isoformat(),
+    }

@@ -33,6 +33,7 @@ from analytics_assets.storage.mongo import (
     replace_frame,
 )
 from analytics_assets.storage.placement import MongoMirror, mirror_from_metadata
+from analytics_assets.storage.refile import rows_leaving_for_a_neighbour
 
 ERRORS_COLLECTION = "processing_errors"
 # The step that waits for a run's deferred MongoDB writes (defs/storage/mirror.py).
@@ -196,11 +197,32 @@ class _Mirror(IOManager):
         self.writer = writer
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        # Read before the lake is written: the keys the days held until now.
+        refiled = rows_leaving_for_a_neighbour(
+            self.lake.lake, context.asset_key.path[-1], _collection_spec(context),
+            _days(context), obj,
+        )  # fmt: skip
         # The lake first: it is the system of record that downstream assets read.
         self.lake.handle_output(context, obj)
-        write = self.writer.writer_of(context)
+        write_slice = self.writer.writer_of(context)
+        mirrored = obj
+        if refiled is not None:
+            # Stored again under the neighbouring day that still holds them (refile.py),
+            # before this write's stale delete would have removed them.
+            mirrored = pl.concat([obj, refiled], how="diagonal_relaxed").select(obj.columns)
+            context.log.info(
+                f"{refiled.height} document(s) whose record left these days are filed under "
+                "the neighbouring day that still holds them"
+            )
+
+        def write() -> dict[str, Any]:
+            metadata = write_slice(mirrored)
+            if refiled is not None:
+                metadata["mongo_documents_refiled_to_a_neighbouring_day"] = refiled.height
+            return metadata
+
         if not _defers_to_the_mirror_step(context):
-            context.add_output_metadata(write(obj))
+            context.add_output_metadata(write())
             return
         # The next steps go on while MongoDB stores this one; the run's mongo_mirror step
         # waits for it, retries it if it failed, and reports its figures.
@@ -211,7 +233,7 @@ class _Mirror(IOManager):
         DEFERRED_WRITES.submit(
             context.run_id,
             context.asset_key.path[-1],
-            lambda: write(obj),
+            write,
             collection=_collection_spec(context).name,
             days=tuple(_days(context) or ()),
             rows_by_day=rows_by_day,
