@@ -363,6 +363,54 @@ def test_source_translator_reads_translations_stored_in_nocodb(nocodb):
     }
     assert run.counts["not_provided"] > 0 and run.errors.is_empty()
 
+    # A table that names the conversation: a message id is one message within its
+    # conversation, and another conversation's message with that id has its own text. By
+    # the id alone, each got whichever translation was stored last for the id.
+    with make_client(nocodb) as client:
+        table = create_table(client, base_id, "message_translations_by_conversation",
+                             [("conversation_id", "SingleLineText"),
+                              ("message_id", "SingleLineText"), ("language", "SingleLineText"),
+                              ("text", "LongText")])  # fmt: skip
+        client.insert_records(table, [
+            {"conversation_id": "c0", "message_id": "m2", "language": "en",
+             "text": "How much is the Pro plan?"},
+            {"conversation_id": "c1", "message_id": "m3", "language": "en",
+             "text": "The app crashes on CSV upload."},
+            {"conversation_id": "c9", "message_id": "m2", "language": "en",
+             "text": "Another conversation's second message."},
+            {"conversation_id": "c0", "message_id": "m3", "language": "en",
+             "text": "Another conversation's third message."},
+        ])  # fmt: skip
+    translator = TranslationResource(
+        translator="source", source_table="message_translations_by_conversation"
+    ).build(source)
+    run = translate_messages(day_messages(KNOWN), ["en"], translator)
+    assert dict(run.translations.select("message_id", "text").iter_rows()) == {
+        "m2": "How much is the Pro plan?",
+        "m3": "The app crashes on CSV upload.",
+    }
+
+
+def test_a_reference_that_names_the_conversation_scores_only_its_own_message():
+    from analytics_assets.translation.quality import score_translations
+
+    frame = pl.DataFrame(
+        {
+            "message_id": ["1", "1"],
+            "conversation_id": ["a", "b"],
+            "source_language": ["es", "es"],
+            "target_language": ["en", "en"],
+            "source_text": ["¿Cuánto cuesta el plan?", "La app se cierra sola."],
+            "text": ["How much is the plan?", "The app closes by itself."],
+        }
+    )
+    references = {("a", "1", "en"): "How much does the plan cost?"}
+    chrf = score_translations(frame, references)["chrf"].to_list()
+    assert chrf[0] is not None and chrf[0] > 40 and chrf[1] is None
+    # A reference table without the conversation still scores by the message id.
+    by_id = score_translations(frame, {("1", "en"): "How much does the plan cost?"})
+    assert by_id["chrf"].null_count() == 0
+
 
 @pytest.fixture(scope="module")
 def tiny_marian(tmp_path_factory):

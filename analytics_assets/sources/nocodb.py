@@ -170,7 +170,10 @@ class NocoDBSource(RecordSource):
         return [name for name in dict.fromkeys(field_map.values()) if name in columns]
 
     def read_table(self, name: str, fields: list[str] | None = None) -> pl.DataFrame:
+        """The table's rows, with those of `fields` it has (as the export source does)."""
         info = self.client.table_info(name, base_id=self.base_id)
+        if fields:
+            fields = [field for field in fields if field in info.columns]
         query = {"fields": fields} if fields else {}
         rows = list(self.client.iter_records(info.id, **query))
         return pl.DataFrame(rows, infer_schema_length=None)

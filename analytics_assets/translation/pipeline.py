@@ -88,7 +88,7 @@ def translate_messages(
     translator: Translator,
     *,
     previous: pl.DataFrame | None = None,
-    references: dict[tuple[str, str], str] | None = None,
+    references: dict[tuple[str, ...], str] | None = None,
     now: datetime | None = None,
     as_stored: Callable[[pl.Series], pl.Series] | None = None,
 ) -> TranslationRun:
@@ -135,7 +135,7 @@ def _translate_day(
     targets: list[str],
     translator: Translator,
     previous: pl.DataFrame | None,
-    references: dict[tuple[str, str], str] | None,
+    references: dict[tuple[str, ...], str] | None,
     now: datetime,
     as_stored: Callable[[pl.Series], pl.Series] | None,
     circuit: _Circuit,
@@ -160,8 +160,10 @@ def _translate_day(
         )
         for (source,), group in wanted.group_by("language", maintain_order=True):
             items = [
-                Item(message_id, content, source)
-                for message_id, content in group.select("message_id", "content").iter_rows()
+                Item(message_id, content, source, conversation_id)
+                for message_id, content, conversation_id in group.select(
+                    "message_id", "content", "conversation_id"
+                ).iter_rows()
             ]
             try:
                 supported = translator.supports(source, target)

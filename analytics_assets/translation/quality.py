@@ -29,9 +29,11 @@ def chrf(hypothesis: str, reference: str) -> float:
     return round(CHRF().sentence_score(hypothesis, [reference]).score, 2)
 
 
-def score_translations(frame: pl.DataFrame, references: dict[tuple[str, str], str]) -> pl.DataFrame:
-    """`frame` has source_text, text, source_language, target_language, message_id; adds
-    detected_language, target_language_ok, length_ratio, length_ratio_ok, chrf."""
+def score_translations(frame: pl.DataFrame, references: dict[tuple[str, ...], str]) -> pl.DataFrame:
+    """`frame` has source_text, text, source_language, target_language, message_id (and
+    conversation_id); adds detected_language, target_language_ok, length_ratio,
+    length_ratio_ok, chrf. `references`: (message_id, language) or (conversation_id,
+    message_id, language) -> reference text."""
     if frame.is_empty():
         return frame.with_columns(
             pl.lit(None, pl.String).alias("detected_language"),
@@ -50,12 +52,20 @@ def score_translations(frame: pl.DataFrame, references: dict[tuple[str, str], st
         low <= value <= high if value is not None else None
         for value, (low, high) in zip(ratio.to_list(), bounds, strict=True)
     ]
-    scores = [
-        chrf(text, references[(message_id, target)]) if (message_id, target) in references else None
-        for message_id, target, text in frame.select(
-            "message_id", "target_language", "text"
-        ).iter_rows()
-    ]
+    # A reference table that names the conversation is keyed by it too (a message id is one
+    # message within its conversation); one without it, by the message id alone.
+    conversations = (
+        frame["conversation_id"] if "conversation_id" in frame.columns
+        else pl.Series([None] * frame.height, dtype=pl.String)
+    )  # fmt: skip
+    scores = []
+    for conversation_id, message_id, target, text in zip(
+        conversations, frame["message_id"], frame["target_language"], frame["text"], strict=True
+    ):
+        reference = references.get((conversation_id, message_id, target))
+        if reference is None:
+            reference = references.get((message_id, target))
+        scores.append(chrf(text, reference) if reference is not None else None)
     return frame.with_columns(
         detected.alias("detected_language"),
         # Text too short to tell (`unknown`) says nothing either way.

@@ -35,6 +35,9 @@ class Item:
     message_id: str
     text: str
     source_language: str
+    # A message id is one message within its conversation: a source may number them 1, 2, 3…
+    # in each one.
+    conversation_id: str | None = None
 
 
 class Translator(ABC):
@@ -56,24 +59,31 @@ class Translator(ABC):
 
 
 class SourceTranslator(Translator):
-    """Translations already in the source: a mapping (message_id, language) -> text."""
+    """Translations already in the source: a mapping (message_id, language) -> text, or
+    (conversation_id, message_id, language) -> text where the source's table names the
+    conversation too. Only the latter is exact when a source numbers messages per
+    conversation: by the message id alone, message 1 of every conversation got the one
+    stored translation of a message 1."""
 
     name = "source"
 
-    def __init__(self, stored: Mapping[tuple[str, str], str], version: str = "1"):
+    def __init__(self, stored: Mapping[tuple[str, ...], str], version: str = "1"):
         self.stored = stored
         self.version = version
-        self._targets = {language for _, language in stored}
+        self._targets = {key[-1] for key in stored}
 
     def supports(self, source_language: str, target_language: str) -> bool:
         return target_language in self._targets
 
     def translate(self, items: Sequence[Item], target_language: str) -> dict[str, str]:
-        return {
-            item.message_id: self.stored[(item.message_id, target_language)]
-            for item in items
-            if (item.message_id, target_language) in self.stored
-        }
+        translated = {}
+        for item in items:
+            text = self.stored.get((item.conversation_id, item.message_id, target_language))
+            if text is None:
+                text = self.stored.get((item.message_id, target_language))
+            if text is not None:
+                translated[item.message_id] = text
+        return translated
 
 
 class HttpTranslator(Translator):

@@ -33,7 +33,8 @@ class TranslationResource(ConfigurableResource):
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto")
     source_table: str = Field(
         default="message_translations",
-        description="NocoDB table of stored translations: message_id, language, text (source).",
+        description="NocoDB table of stored translations: message_id, language, text, and "
+        "conversation_id where message ids repeat across conversations (source).",
     )
 
     reference_table: str | None = Field(
@@ -43,19 +44,26 @@ class TranslationResource(ConfigurableResource):
     )
 
     def _stored(self, record_source: RecordSourceResource, table_name: str) -> dict:
-        """(message_id, language) -> text from a side table of the record source."""
-        fields = ["message_id", "language", "text"]
+        """(message_id, language) -> text from a side table of the record source, or
+        (conversation_id, message_id, language) -> text where the table has a
+        `conversation_id` column (a message id is one message within its conversation)."""
+        fields = ["conversation_id", "message_id", "language", "text"]
         with record_source.open() as source:
             rows = source.read_table(table_name, fields)
         if rows.is_empty():
             return {}
+        by_conversation = "conversation_id" in rows.columns
         return {
-            (str(row["message_id"]), str(row["language"])): row["text"]
+            ((str(row["conversation_id"]),) if by_conversation else ())
+            + (str(row["message_id"]), str(row["language"])): row["text"]
             for row in rows.iter_rows(named=True)
-            if row.get("message_id") and row.get("language") and row.get("text")
+            if row.get("message_id")
+            and row.get("language")
+            and row.get("text")
+            and (not by_conversation or row.get("conversation_id"))
         }
 
-    def references(self, record_source: RecordSourceResource) -> dict[tuple[str, str], str]:
+    def references(self, record_source: RecordSourceResource) -> dict[tuple[str, ...], str]:
         return self._stored(record_source, self.reference_table) if self.reference_table else {}
 
     def build(self, record_source: RecordSourceResource) -> Translator | None:
