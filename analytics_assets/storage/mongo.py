@@ -464,6 +464,42 @@ def replace_frame(
     return report
 
 
+def refile_documents(
+    collection: Collection,
+    frame: pl.DataFrame,
+    days: Sequence[str],
+    *,
+    spec: CollectionSpec,
+    run_id: str,
+    attempts: int = 5,
+    backoff_s: float = 0.2,
+) -> int:
+    """Stores `frame`'s rows (records the lake holds on a day next to `days`,
+    `storage/refile.py`) as their documents, each filed under its own day, where the
+    document is still filed under one of `days`; returns how many. Never inserts: a document
+    an erasure deleted meanwhile, or that another run filed under its own day since, is
+    left as it is. Looked up by `_id`, then replaced by `_id`: a filter on the day would
+    make the embedded server read the whole day."""
+    documents = {document["_id"]: document for document in frame_to_documents(frame, spec)}
+    report = WriteReport()
+    written = set(days)
+    found = _with_retries(
+        lambda: list(collection.find({"_id": {"$in": list(documents)}}, {DAY_FIELD: True})),
+        report, attempts=attempts, backoff_s=backoff_s,
+    )  # fmt: skip
+    filed_here = [document["_id"] for document in found if document.get(DAY_FIELD) in written]
+    if not filed_here:
+        return 0
+    operations = [
+        ReplaceOne({"_id": key}, {**documents[key], RUN_FIELD: run_id}) for key in filed_here
+    ]
+    result = _with_retries(
+        lambda: collection.bulk_write(operations, ordered=False),
+        report, attempts=attempts, backoff_s=backoff_s,
+    )  # fmt: skip
+    return result.matched_count
+
+
 def _date_fields(spec: CollectionSpec) -> list[str]:
     def is_date(rule: dict[str, Any]) -> bool:
         kind = rule.get("bsonType")

@@ -30,10 +30,11 @@ from analytics_assets.storage.mongo import (
     WriteReport,
     day_keys,
     load_days,
+    refile_documents,
     replace_frame,
 )
 from analytics_assets.storage.placement import MongoMirror, mirror_from_metadata
-from analytics_assets.storage.refile import rows_leaving_for_a_neighbour
+from analytics_assets.storage.refile import keys_leaving, neighbour_rows
 
 ERRORS_COLLECTION = "processing_errors"
 # The step that waits for a run's deferred MongoDB writes (defs/storage/mirror.py).
@@ -140,6 +141,11 @@ class MongoWriter:
 
         return write
 
+    def refile(self, spec: CollectionSpec, days: list[str], rows: pl.DataFrame, run_id: str) -> int:
+        """Files `rows`' documents under their own (neighbouring) day where they are still
+        filed under one of `days` (`storage/refile.py`)."""
+        return refile_documents(self.mongo.db()[spec.name], rows, days, spec=spec, run_id=run_id)
+
     @staticmethod
     def _metadata(spec: CollectionSpec, report: WriteReport) -> dict[str, Any]:
         rate = report.written / report.seconds if report.seconds else None
@@ -197,28 +203,27 @@ class _Mirror(IOManager):
         self.writer = writer
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
-        # Read before the lake is written: the keys the days held until now.
-        refiled = rows_leaving_for_a_neighbour(
-            self.lake.lake, context.asset_key.path[-1], _collection_spec(context),
-            _days(context), obj,
-        )  # fmt: skip
+        lake, table = self.lake.lake, context.asset_key.path[-1]
+        # Read now: the write may run on another thread after the step has ended.
+        spec, days, run_id = _collection_spec(context), _days(context), context.run_id
+        # Read before the lake is written: the keys these days held until now.
+        leaving = keys_leaving(lake, table, spec, days, obj)
         # The lake first: it is the system of record that downstream assets read.
         self.lake.handle_output(context, obj)
         write_slice = self.writer.writer_of(context)
-        mirrored = obj
-        if refiled is not None:
-            # Stored again under the neighbouring day that still holds them (refile.py),
-            # before this write's stale delete would have removed them.
-            mirrored = pl.concat([obj, refiled], how="diagonal_relaxed").select(obj.columns)
-            context.log.info(
-                f"{refiled.height} document(s) whose record left these days are filed under "
-                "the neighbouring day that still holds them"
-            )
 
         def write() -> dict[str, Any]:
-            metadata = write_slice(mirrored)
-            if refiled is not None:
-                metadata["mongo_documents_refiled_to_a_neighbouring_day"] = refiled.height
+            refiled = 0
+            if leaving is not None:
+                # Records that left these days but that the day before or after holds are
+                # filed under that day first, so the slice's stale delete does not remove
+                # them; read from the lake as it is now, at the write (refile.py).
+                rows = neighbour_rows(lake, table, spec, days, leaving)
+                if rows is not None:
+                    refiled = self.writer.refile(spec, days, rows, run_id)
+            metadata = write_slice(obj)
+            if refiled:
+                metadata["mongo_documents_refiled_to_a_neighbouring_day"] = refiled
             return metadata
 
         if not _defers_to_the_mirror_step(context):
