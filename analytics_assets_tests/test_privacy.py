@@ -81,6 +81,13 @@ def _export_with_pii(folder, spec: SampleSpec) -> dict:
     rejected["content"] += f" card {PLANTED['CARD']}"
     for conversation in data.conversations[:5]:
         conversation["user_id"] = EMAIL_USER
+    # Labels a person can type into: a channel named after an agent, a model field holding a
+    # phone number (they reached the reports, the API and MongoDB raw).
+    data.conversations[5]["channel"] = f"escalated to {PLANTED['EMAIL']}"
+    data.conversations[6]["model"] = f"gpt-4o call {PLANTED['PHONE']}"
+    assistant = next(m for m in data.messages if m["role"] == "assistant")
+    assistant["model"] = f"gpt-4o {PLANTED['EMAIL']}"
+    planted[assistant["message_id"]] = PLANTED["EMAIL"]
     write_export(data, folder)
     return {"data": data, "planted": planted}
 
@@ -419,10 +426,16 @@ def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, m
         planted["planted"]
     )
     assert metadata["processing_errors"]["run/pii_findings"].data == {"CARD": 1}
+    assert metadata["conversation_headers"]["run/pii_findings"].data == {"EMAIL": 1, "PHONE": 1}
     checks = {
         (e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()
     }
-    for asset in ("conversation_messages", "processing_errors", "conversation_translations"):
+    for asset in (
+        "conversation_messages",
+        "conversation_headers",
+        "processing_errors",
+        "conversation_translations",
+    ):
         assert checks[(asset, "no_raw_pii")], asset
     assert checks[("mongo_mirror", "no_raw_pii_in_collections")]
     for asset in ("conversations", "conversation_analytics", "user_analytics"):

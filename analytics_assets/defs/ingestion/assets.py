@@ -314,7 +314,9 @@ def validated_records(
     headers = validate_conversation_headers(nocodb_raw_pages, schema)
     # From here on a user is their keyed pseudonym: conversations, scores, user analytics and
     # reports join on it and never see the source's id.
-    pseudonymized_headers = privacy.pseudonymize_users(headers.valid)
+    pseudonymized_headers, header_pii_findings = privacy.anonymize_table(
+        tables.CONVERSATION_HEADERS, privacy.pseudonymize_users(headers.valid)
+    )
     errors = pl.concat([messages.rejected, headers.rejected]).sort("day", "table", "key")
     errors = privacy.pseudonymize_records(
         errors, user_field=schema.source_field("conversations", "user_id")
@@ -370,6 +372,7 @@ def validated_records(
             **run_metadata(
                 context,
                 records_with_control_characters_removed=headers.records_with_controls_removed,
+                pii_findings=MetadataValue.json(header_pii_findings),
             ),
         },
     )

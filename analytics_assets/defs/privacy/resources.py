@@ -24,10 +24,14 @@ from analytics_assets.settings import TEXT_POLICIES
 TextPolicy = Literal["redact", "pseudonymize", "keep"]
 
 # The free-text columns of each table that holds text (asset name = its lake table; its
-# MongoDB collection is given in storage/placement.py). Every other table holds only ids,
-# labels and numbers.
+# MongoDB collection is given in storage/placement.py), and the label columns a person can
+# type into. Every other table holds only ids, labels derived from these, and numbers.
 TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
-    tables.CONVERSATION_MESSAGES: ("content",),
+    # `model` and `channel` are labels a system writes, but a source field anyone can type
+    # into: a channel named after an agent's e-mail address reached the reports, the API and
+    # MongoDB raw. Scanned like text; real model and channel names hold nothing it finds.
+    tables.CONVERSATION_MESSAGES: ("content", "model"),
+    tables.CONVERSATION_HEADERS: ("model", "channel"),
     tables.CONVERSATION_TRANSLATIONS: ("text", "source_text"),
     # A rejection's reason quotes the value it could not read ("invalid feedback '…'"),
     # which can be anything a person typed into a mapped field.
@@ -37,6 +41,14 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
 # Text columns that hold a record as JSON: searched and anonymized in the values the record
 # holds (`privacy/records.py`), not in its JSON text, where a value after a line break is
 # glued to the escape's letter.
+# Columns of labels (few distinct values in many rows): each distinct value is scanned once.
+LABEL_COLUMNS = frozenset(
+    {
+        (tables.CONVERSATION_MESSAGES, "model"),
+        (tables.CONVERSATION_HEADERS, "model"),
+        (tables.CONVERSATION_HEADERS, "channel"),
+    }
+)
 JSON_RECORD_COLUMNS = frozenset(
     {(tables.PROCESSING_ERRORS, "record"), (tables.TRANSLATION_ERRORS, "record")}
 )
@@ -51,6 +63,29 @@ def searchable_texts(table: str, column: str, values: pl.Series) -> pl.Series:
 # and the user-id mapping. They are never served and are the only tables that may hold raw
 # PII; everything else is an analytics table.
 RESTRICTED_TABLES = (tables.NOCODB_RAW_PAGES, tables.USER_PSEUDONYMS)
+
+
+def _anonymize_labels(
+    labels: pl.Series, key: bytes | None, kinds: tuple[str, ...]
+) -> tuple[pl.Series, Counter]:
+    """`anonymize` of each distinct value once (a day's 200,000 messages name a handful of
+    models: 0.3 s scanned row by row), its findings counted once per row that holds it."""
+    counts = labels.drop_nulls().value_counts()
+    if counts.is_empty():
+        return labels, Counter()
+    distinct = counts[labels.name]
+    anonymized, found = anonymize(distinct, key=key, kinds=kinds)
+    if not found:
+        return labels, found
+    # Counted per row: each changed value (rare: a label holds PII only where someone typed
+    # it in) is scanned once more alone, its findings times the rows that hold it.
+    found = Counter()
+    for value, after, rows in zip(distinct, anonymized, counts["count"], strict=True):
+        if after != value:
+            for kind, number in anonymize(pl.Series([value]), key=key, kinds=kinds)[1].items():
+                found[kind] += number * rows
+    mapping = dict(zip(distinct.to_list(), anonymized.to_list(), strict=True))
+    return labels.replace_strict(mapping, default=None), found
 
 
 class PrivacyResource(ConfigurableResource):
@@ -147,6 +182,8 @@ class PrivacyResource(ConfigurableResource):
         for column in columns:
             if (table, column) in JSON_RECORD_COLUMNS:
                 text, found = anonymize_records(frame[column], key=key, kinds=tuple(self.types))
+            elif (table, column) in LABEL_COLUMNS:
+                text, found = _anonymize_labels(frame[column], key, tuple(self.types))
             else:
                 text, found = anonymize(frame[column], key=key, kinds=tuple(self.types))
             replaced.append(text.alias(column))
