@@ -38,9 +38,6 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     tables.PROCESSING_ERRORS: ("record", "reason"),
     tables.TRANSLATION_ERRORS: ("record",),
 }
-# Text columns that hold a record as JSON: searched and anonymized in the values the record
-# holds (`privacy/records.py`), not in its JSON text, where a value after a line break is
-# glued to the escape's letter.
 # Columns of labels (few distinct values in many rows): each distinct value is scanned once.
 LABEL_COLUMNS = frozenset(
     {
@@ -49,6 +46,9 @@ LABEL_COLUMNS = frozenset(
         (tables.CONVERSATION_HEADERS, "channel"),
     }
 )
+# Text columns that hold a record as JSON: searched and anonymized in the values the record
+# holds (`privacy/records.py`), not in its JSON text, where a value after a line break is
+# glued to the escape's letter.
 JSON_RECORD_COLUMNS = frozenset(
     {(tables.PROCESSING_ERRORS, "record"), (tables.TRANSLATION_ERRORS, "record")}
 )
