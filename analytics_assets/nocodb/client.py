@@ -65,8 +65,6 @@ class RetryPolicy:
 # can ever be duplicated on a healthy server.
 HEDGE_FACTOR = 3.0
 HEDGE_FLOOR_S = 1.0
-# How often a read sent before enough answers were known asks again when it may be hedged.
-UNKNOWN_HEDGE_POLL_S = 0.25
 
 
 class ReadTimeout:
@@ -344,21 +342,14 @@ class NocoDBClient:
         """A GET that gets a twin when it is slower than usual (`ReadTimeout.hedge_after`);
         the first answer that arrives wins, whatever it is (a 5xx goes to the retry logic
         as usual). The slow one finishes or times out on its own, blocking nobody."""
+        delay = self.read_timeout.hedge_after()
+        if delay is None:
+            return self._send("GET", path, params, None)
         first = self._hedges.submit(self._send, "GET", path, params, None)
-        started = time.monotonic()
-        while True:
-            delay = self.read_timeout.hedge_after()
-            # Nothing known yet (a fetch's first requests go out together): looked at again
-            # shortly, as the others' answers arrive. Sent unhedged, a stalled first request
-            # waited out the whole read timeout (30 s by default), and a range fetch of a few
-            # seconds took 4-5x as long under faults (benchmarks/bench_faults.py).
-            left = UNKNOWN_HEDGE_POLL_S if delay is None else delay - (time.monotonic() - started)
-            if left <= 0:
-                break
-            try:
-                return first.result(timeout=left)
-            except FutureTimeout:
-                continue
+        try:
+            return first.result(timeout=delay)
+        except FutureTimeout:
+            pass
         self.pacer.wait()
         self.stats.add(requests=1, hedged=1)
         twin = self._hedges.submit(self._send, "GET", path, params, None)
