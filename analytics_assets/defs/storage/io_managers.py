@@ -236,13 +236,9 @@ class _Mirror(IOManager):
             counts = obj.group_by(DAY_FIELD).len()
             rows_by_day = dict(counts.select(pl.col(DAY_FIELD).cast(pl.String), "len").iter_rows())
         DEFERRED_WRITES.submit(
-            context.run_id,
-            context.asset_key.path[-1],
-            write,
-            collection=_collection_spec(context).name,
-            days=tuple(_days(context) or ()),
+            run_id, table, write, collection=spec.name, days=tuple(days or ()),
             rows_by_day=rows_by_day,
-        )
+        )  # fmt: skip
         context.add_output_metadata({"mongo_mirror": "written by the run's mongo_mirror step"})
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
