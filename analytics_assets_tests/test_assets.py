@@ -223,5 +223,14 @@ def test_a_range_fetch_equals_day_by_day_fetches_row_for_row(nocodb, seeded_samp
                 assert set(got["day"]) == {day} and set(got["table"]) == {kind}
                 # 50-row pages: a day's records came from at least its share of pages.
                 assert ranged[day].pages >= -(-got.height // 50)
+        # Both tables read at once, as `nocodb_raw_pages` reads them: the same rows.
+        together = source.fetch_ranges(["conversations", "messages"], days, workers=3)
+        assert set(together) == {"conversations", "messages"}
+        for kind, ranged in together.items():
+            alone = source.fetch_range(kind, days, workers=3)
+            for day in days:
+                got, expected = ranged[day].frame["record"], alone[day].frame["record"]
+                assert sorted(got) == sorted(expected), (kind, day)
         # A short range is left to the per-day queries.
         assert source.fetch_range("messages", days[:2]) is None
+        assert source.fetch_ranges(["conversations", "messages"], days[:2]) == {}

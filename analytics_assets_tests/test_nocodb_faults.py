@@ -105,6 +105,68 @@ def test_a_stalled_read_is_answered_by_its_twin_after_a_few_typical_answer_times
         assert 0.3 <= client.read_timeout.current() < 2.5
 
 
+def test_a_read_whose_twin_stalls_too_is_answered_by_a_third_copy(nocodb, table_id):
+    """Both the read and its twin meet a stall: a third copy goes after the hedging delay
+    again, instead of both being waited out to the read timeout and retried (bench_faults:
+    one such page held its shard, and the whole fetch, 11 s). The answer that came from a
+    twin counts what that copy took, not the hedging wait before it, so the next hedging
+    delay does not grow with the faults."""
+    from analytics_assets.nocodb.client import ReadTimeout
+
+    plan = [None] * 8 + ["timeout", "timeout"]
+    with (
+        FaultProxy(nocodb.url, plan, slow_response_s=6.0) as proxy,
+        NocoDBClient(proxy.url, nocodb.token, requests_per_second=0, timeout_s=5.0,
+                     retry=RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.01)) as client,
+    ):  # fmt: skip
+        # Stalled copies are abandoned after 4 s; a twin goes after 1 s (the floor).
+        client.read_timeout = ReadTimeout(5.0, floor_s=4.0)
+        pages = list(client.iter_pages(table_id, sort="Id", page_size=100))
+        assert sum(len(page.records) for page in pages) == ROWS
+        assert proxy.injected["timeout"] == 2
+        assert client.stats.hedged == 2 and client.stats.retries == 0
+        assert max(client.read_timeout._recent) < 1.0
+
+
+def test_a_stall_before_any_answer_is_known_gets_a_twin_after_the_cold_delay(nocodb, table_id):
+    """The very first request of a client knows no answer times: it used to be waited on for
+    the whole timeout (30 s). It gets a twin after HEDGE_COLD_S (3 s) instead."""
+    from analytics_assets.nocodb.client import HEDGE_COLD_S
+
+    with (
+        FaultProxy(nocodb.url, ["timeout"], slow_response_s=HEDGE_COLD_S + 5) as proxy,
+        NocoDBClient(proxy.url, nocodb.token, requests_per_second=0, timeout_s=30.0) as client,
+    ):
+        assert client.read_timeout.hedge_after() == HEDGE_COLD_S
+        page = next(client.iter_pages(table_id, sort="Id", page_size=10))
+        assert len(page.records) == 10
+        assert proxy.injected["timeout"] == 1
+        assert client.stats.hedged == 1 and client.stats.retries == 0
+    # A timeout no longer than the cold delay: nothing to gain from a twin.
+    with NocoDBClient(nocodb.url, nocodb.token, timeout_s=HEDGE_COLD_S) as client:
+        assert client.read_timeout.hedge_after() is None
+
+
+def test_a_429_after_other_faults_waits_as_the_first_429():
+    """The wait after a 429 without Retry-After follows the 429s the request met, not its
+    attempts: after two 500s, a first 429 waits the first throttle wait (0.05 s here), not
+    four times that."""
+    import httpx
+
+    answers = iter([500, 500, 429, 200])
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), json={})
+
+    policy = RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.001, throttle_first_wait_s=0.05)
+    with NocoDBClient("http://nocodb.test", "token", requests_per_second=0, retry=policy,
+                      transport=httpx.MockTransport(server)) as client:  # fmt: skip
+        assert client.request("GET", "/records") == {}
+    assert client.stats.retries == 3 and client.stats.throttled == 1
+    # Two backoffs of at most 1 ms, and one throttle wait of 50 ms (was 200 ms).
+    assert 0.05 <= client.stats.retry_wait_s <= 0.052
+
+
 def test_a_429_without_retry_after_is_retried_soon_then_less_often():
     policy = RetryPolicy()
     assert [policy.throttle_wait(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]

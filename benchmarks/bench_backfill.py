@@ -189,13 +189,18 @@ def faulted_fetch(server, base_id: str, days: list[date], fault_rate: float) -> 
     from analytics_assets.sources.nocodb import NocoDBSource
     from analytics_assets_tests.fault_proxy import FAULTS, FaultProxy
 
-    def by_day(source, kind: str) -> list:
-        # As `nocodb_raw_pages` reads: one range where the source has one (not for a range
-        # shorter than RANGE_MIN_DAYS), else day by day.
-        results = source.fetch_range(kind, days, workers=8)
-        if results is None:
-            return [source.fetch_day(kind, day) for day in days]
-        return list(results.values())
+    kinds = ["conversations", "messages"]
+
+    def by_day(source) -> dict[str, list]:
+        # As `nocodb_raw_pages` reads: both tables at once by range where the source has one
+        # (not for a range shorter than RANGE_MIN_DAYS), else day by day.
+        ranges = source.fetch_ranges(kinds, days, workers=8)
+        return {
+            kind: list(ranges[kind].values())
+            if kind in ranges
+            else [source.fetch_day(kind, day) for day in days]
+            for kind in kinds
+        }
 
     def fetch(url: str) -> tuple[float, dict]:
         with NocoDBClient(url, server.token, requests_per_second=0) as client:
@@ -204,10 +209,10 @@ def faulted_fetch(server, base_id: str, days: list[date], fault_rate: float) -> 
             ids = {
                 kind: sorted(
                     record_id
-                    for result in by_day(source, kind)
+                    for result in results
                     for record_id in result.frame["record_id"].to_list()
                 )
-                for kind in ("conversations", "messages")
+                for kind, results in by_day(source).items()
             }
             return time.perf_counter() - started, ids
 

@@ -72,13 +72,19 @@ class RecordSource(ABC):
         so they reach validation and land in `processing_errors` instead of vanishing.
         """
 
+    def fetch_ranges(
+        self, kinds: list[TableKind], days: list[date], workers: int = 4
+    ) -> dict[TableKind, dict[date, FetchResult]]:
+        """Every record of each table of `kinds` on each of `days`, each table read in one
+        pass and split by day locally. A table left out has no faster way than day by day
+        (the caller then fetches each of its days); this default leaves every table out."""
+        return {}
+
     def fetch_range(
         self, kind: TableKind, days: list[date], workers: int = 4
     ) -> dict[date, FetchResult] | None:
-        """Every record of the table on each of `days`, read in one pass over the table
-        and split by day locally; None where the source has no faster way than day by day
-        (the caller then fetches each day)."""
-        return None
+        """`fetch_ranges` of one table; None where it is left to day-by-day fetches."""
+        return self.fetch_ranges([kind], days, workers).get(kind)
 
     def stats(self) -> dict[str, float]:
         """Running counters of the source's requests (requests, retries, throttled waits)."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import polars as pl
 from analytics_assets.nocodb.client import (
     NocoDBClient,
     Page,
+    TableInfo,
     and_filters,
     blank_filter,
     day_filter,
@@ -93,6 +95,16 @@ def _filter_time(moment: datetime) -> str:
     # NocoDB compares DateTime filters to the second, in UTC, and keeps milliseconds: `ge` at
     # a second also returns rows later within that second.
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class _KeyScan:
+    """A table read whole by its integer key: what each page of it becomes (`results_of`)."""
+
+    table_id: str
+    key: str
+    fields: list[str]
+    results_of: Callable[[Page], list]
 
 
 def _key_shards(bounds: tuple[int, int], count: int) -> list[tuple[int, int]]:
@@ -256,94 +268,122 @@ class NocoDBSource(RecordSource):
             },
         )
 
-    def fetch_range(
-        self, kind: TableKind, days: list[date], workers: int = 4
-    ) -> dict[date, FetchResult] | None:
-        """The whole table read once in key-range shards, `workers` at a time, each paged by
-        key (`Id > last`), every record assigned its day locally; records outside
-        `days` are dropped. None (fetch day by day) for a short range or a table without an
-        ID column. Not checkpointed page by page: a failed range restarts from its start."""
-        info = self.client.table_info(self.schema.table(kind), base_id=self.base_id)
-        primary_key = info.primary_key
-        if not primary_key or len(days) < RANGE_MIN_DAYS:
-            return None
-        fields = [*self._fields(kind, info.columns), primary_key]
-        event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
-        created_field = self.schema.source_field(kind, "CreatedAt")
+    def fetch_ranges(
+        self, kinds: list[TableKind], days: list[date], workers: int = 4
+    ) -> dict[TableKind, dict[date, FetchResult]]:
+        """Each table of `kinds` read whole, once, in key-range shards paged by key (`Id >
+        last`), every record assigned its day locally; records outside `days` are dropped.
+        The tables are read at the same time, `workers` requests in flight in all: the one
+        table's setup requests and last shards overlap the other's, where one after the
+        other they added up (under faults, the small conversations table's serial setup
+        alone took seconds). Left out (fetched day by day): every table for a short range,
+        and a table without an ID column. Not checkpointed page by page: a failed range
+        restarts from its start."""
+        if len(days) < RANGE_MIN_DAYS or not kinds:
+            return {}
+        with ThreadPoolExecutor(len(kinds), thread_name_prefix="nocodb-setup") as pool:
+            infos = dict(zip(kinds, pool.map(self._table_info, kinds), strict=True))
         wanted = set(days)
-        requests_before = self.client.stats.requests
-        started = time.perf_counter()
-        source = f"{self.describe()}/{info.id}"
-        # Pages numbered across the shards, so a day's `pages` counts the pages it came from
-        # (each shard's own index starts at 0 again).
+        # Pages numbered across the shards and tables, so a day's `pages` counts the pages it
+        # came from (each shard's own index starts at 0 again).
         page_numbers = itertools.count()
 
-        def frames_of(page) -> list[pl.DataFrame]:
-            by_day: dict[date, list[dict]] = {}
-            for record in page.records:
-                day = record_day(record, event_field, created_field, self.first_day)
-                if day in wanted:
-                    by_day.setdefault(day, []).append(record)
-            fetched_at, number = datetime.now(UTC), next(page_numbers)
-            return [
-                raw_frame_from_records(
-                    records,
-                    table=kind,
-                    day=day,
-                    page=number,
-                    fetched_at=fetched_at,
-                    source=source,
-                    id_field=primary_key,
-                )
-                for day, records in by_day.items()
-            ]
+        def scan_of(kind: TableKind) -> _KeyScan:
+            info = infos[kind]
+            event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
+            created_field = self.schema.source_field(kind, "CreatedAt")
+            source = f"{self.describe()}/{info.id}"
 
-        frames = self._scan_by_key(info.id, primary_key, fields, workers, frames_of)
+            def frames_of(page: Page) -> list[pl.DataFrame]:
+                by_day: dict[date, list[dict]] = {}
+                for record in page.records:
+                    day = record_day(record, event_field, created_field, self.first_day)
+                    if day in wanted:
+                        by_day.setdefault(day, []).append(record)
+                fetched_at, number = datetime.now(UTC), next(page_numbers)
+                return [
+                    raw_frame_from_records(
+                        records,
+                        table=kind,
+                        day=day,
+                        page=number,
+                        fetched_at=fetched_at,
+                        source=source,
+                        id_field=info.primary_key,
+                    )
+                    for day, records in by_day.items()
+                ]
+
+            fields = [*self._fields(kind, info.columns), info.primary_key]
+            return _KeyScan(info.id, info.primary_key, fields, frames_of)
+
+        ranged = [kind for kind in kinds if infos[kind].primary_key]
+        requests_before = self.client.stats.requests
+        started = time.perf_counter()
+        frames_per_kind = self._scan_by_key([scan_of(kind) for kind in ranged], workers)
         seconds = round(time.perf_counter() - started, 3)
         requests = self.client.stats.requests - requests_before
-        # One sort and one split, not a filter over every record per day.
-        by_day = (
-            pl.concat([empty_raw_frame(), *frames])
-            .sort(pl.col("record_id").cast(pl.Int64, strict=False))
-            .partition_by("day", as_dict=True)
-        )
-        results = {}
-        for day in days:
-            frame = by_day.get((day,), empty_raw_frame())
-            results[day] = FetchResult(
-                frame=frame,
-                pages=frame["page"].n_unique(),
-                stats={
-                    "records": frame.height,
-                    "requests": requests,
-                    "seconds": seconds,
-                    "resumed_pages": 0,
-                    "range": True,
-                },
+        results: dict[TableKind, dict[date, FetchResult]] = {}
+        for kind, frames in zip(ranged, frames_per_kind, strict=True):
+            # One sort and one split, not a filter over every record per day.
+            by_day = (
+                pl.concat([empty_raw_frame(), *frames])
+                .sort(pl.col("record_id").cast(pl.Int64, strict=False))
+                .partition_by("day", as_dict=True)
             )
+            results[kind] = {}
+            for day in days:
+                frame = by_day.get((day,), empty_raw_frame())
+                results[kind][day] = FetchResult(
+                    frame=frame,
+                    pages=frame["page"].n_unique(),
+                    # The requests and seconds of the whole range read, every table's.
+                    stats={
+                        "records": frame.height,
+                        "requests": requests,
+                        "seconds": seconds,
+                        "resumed_pages": 0,
+                        "range": True,
+                    },
+                )
         return results
 
-    def _scan_by_key(self, table_id: str, primary_key: str, fields: list[str], workers: int,
-                     results_of: Callable[[Page], list]) -> list:  # fmt: skip
-        """`results_of` each page of the whole table, read once in key-range shards,
-        `workers` at a time, each shard paged by key (`Id > last`)."""
-        bounds = self.client.key_bounds(table_id, primary_key)
-        shards = _key_shards(bounds, workers * SHARDS_PER_WORKER) if bounds else []
+    def _table_info(self, kind: TableKind) -> TableInfo:
+        return self.client.table_info(self.schema.table(kind), base_id=self.base_id)
 
-        def read(shard: tuple[int, int]) -> list:
+    def _scan_by_key(self, scans: list[_KeyScan], workers: int) -> list[list]:
+        """For each of `scans`, `results_of` each page of its whole table. The tables are
+        read at once, each in key-range shards paged by key (`Id > last`), `workers`
+        requests in flight in all; a table's shards start as soon as its key bounds are
+        known, whatever the other tables' are waiting for."""
+        shards_per_table = workers * SHARDS_PER_WORKER
+
+        def read(scan: _KeyScan, shard: tuple[int, int]) -> list:
             results = []
             for page in self.client.iter_keyset(
-                table_id, primary_key, after=shard[0], up_to=shard[1], fields=fields
+                scan.table_id, scan.key, after=shard[0], up_to=shard[1], fields=scan.fields
             ):
-                results += results_of(page)
+                results += scan.results_of(page)
             return results
 
         # Twice as many readers as requests in flight: a shard whose page waits to be retried
         # holds no place, so another shard's page goes meanwhile (the server still sees at
         # most `workers` at once).
-        readers = max(1, min(READERS_PER_PLACE * workers, len(shards)))
-        with self.client.in_flight_limit(workers), ThreadPoolExecutor(readers) as pool:
-            return [result for part in pool.map(read, shards) for result in part]
+        readers = max(1, READERS_PER_PLACE * workers)
+        with (
+            self.client.in_flight_limit(workers),
+            ThreadPoolExecutor(readers, thread_name_prefix="nocodb-shard") as pool,
+            ThreadPoolExecutor(max(1, len(scans)), thread_name_prefix="nocodb-bounds") as setup,
+        ):
+
+            def shards_of(scan: _KeyScan) -> list[Future]:
+                bounds = self.client.key_bounds(scan.table_id, scan.key)
+                shards = _key_shards(bounds, shards_per_table) if bounds else []
+                return [pool.submit(read, scan, shard) for shard in shards]
+
+            reads = list(setup.map(shards_of, scans))
+            return [[result for future in futures for result in future.result()]
+                    for futures in reads]  # fmt: skip
 
     def _spool(
         self, table_id: str, kind: TableKind, day: date, where: str, fields: list[str]
@@ -494,9 +534,10 @@ class NocoDBSource(RecordSource):
             all_ids=set(),
             version_fields=(updated_field, created_field),
         )
-        for day, record_id, version in self._scan_by_key(
-            info.id, primary_key, fields, workers, filed
-        ):
+        (filed_records,) = self._scan_by_key(
+            [_KeyScan(info.id, primary_key, fields, filed)], workers
+        )
+        for day, record_id, version in filed_records:
             versions.all_ids.add(record_id)
             if day is not None:
                 versions.records_per_day[day] += 1

@@ -119,16 +119,15 @@ def nocodb_raw_pages(
         record_source.open(context.run.root_run_id or context.run_id) as source,
     ):
         stats_before = source.stats()
-        # A long range: each table read once by key range and split by day locally.
-        for kind in TABLE_KINDS:
-            ranged = source.fetch_range(kind, days, record_source.fetch_workers)
-            if ranged is None:
-                continue
+        # A long range: each table read once by key range and split by day locally, the
+        # tables at the same time.
+        ranges = source.fetch_ranges(list(TABLE_KINDS), days, record_source.fetch_workers)
+        seconds = round(time.perf_counter() - started, 1)
+        for kind, ranged in ranges.items():
             for day, result in ranged.items():
                 results[(day, kind)] = result.frame
                 per_table[kind] += result.frame.height
                 pages += result.pages
-            seconds = round(time.perf_counter() - started, 1)
             line = {"event": "fetched_range", "table": kind, "days": len(days),
                     "records": per_table[kind], "seconds": seconds}  # fmt: skip
             context.log.info(json.dumps(line))
