@@ -203,6 +203,43 @@ def test_the_sample_export_materializes_end_to_end(mongo, tmp_path):
 
 
 @pytest.mark.nocodb
+def test_a_range_fetch_that_fails_stops_reading_the_shards_still_queued(
+    nocodb, seeded_sample, monkeypatch
+):
+    """A shard that fails (its retries spent) ends the range read: the shards still queued
+    are cancelled, not each read (every one spending its retries against a source that is
+    down) before the step's own retry can start."""
+    from analytics_assets.nocodb.client import NocoDBClient, RetryPolicy
+    from analytics_assets.nocodb.errors import NocoDBRetriesExhaustedError
+    from analytics_assets.sources import nocodb as nocodb_source
+    from analytics_assets_tests.fault_proxy import FaultProxy
+
+    monkeypatch.setattr(nocodb_source, "SHARDS_PER_WORKER", 8)
+    days = [*seeded_sample.data.days(), datetime.now(UTC).date()]
+    # Table metadata (2 requests) and key bounds (2) pass; the first page fails.
+    plan = [None] * 4 + ["500"]
+    with (
+        FaultProxy(nocodb.url, plan) as proxy,
+        NocoDBClient(
+            proxy.url,
+            nocodb.token,
+            requests_per_second=0,
+            page_size=50,
+            retry=RetryPolicy(max_attempts=1),
+        ) as client,
+    ):
+        source = NocoDBSource(client, base_id=seeded_sample.base.base_id)
+        with pytest.raises(NocoDBRetriesExhaustedError):
+            source.fetch_range("messages", days, workers=1)
+        # Eight shards, two readers: the first shard fails on its first page; the other
+        # reader's shard, and the one the failed reader took at once, are read (a quarter
+        # of the pages); the five others are not. Before, all seven were read (47 requests
+        # for 42 pages; 17 now).
+        pages = -(-len(seeded_sample.data.messages) // 50)
+        assert client.stats.requests < pages * 2 // 3, (client.stats.requests, pages)
+
+
+@pytest.mark.nocodb
 def test_a_range_fetch_equals_day_by_day_fetches_row_for_row(nocodb, seeded_sample):
     """A backfill reads each table once by key range and splits by day locally; what each
     day gets is exactly what that day's own queries return (ids and record JSON), the

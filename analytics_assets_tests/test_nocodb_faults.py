@@ -111,21 +111,57 @@ def test_a_read_whose_twin_stalls_too_is_answered_by_a_third_copy(nocodb, table_
     one such page held its shard, and the whole fetch, 11 s). The answer that came from a
     twin counts what that copy took, not the hedging wait before it, so the next hedging
     delay does not grow with the faults."""
-    from analytics_assets.nocodb.client import ReadTimeout
-
     plan = [None] * 8 + ["timeout", "timeout"]
     with (
         FaultProxy(nocodb.url, plan, slow_response_s=6.0) as proxy,
-        NocoDBClient(proxy.url, nocodb.token, requests_per_second=0, timeout_s=5.0,
-                     retry=RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.01)) as client,
-    ):  # fmt: skip
-        # Stalled copies are abandoned after 4 s; a twin goes after 1 s (the floor).
-        client.read_timeout = ReadTimeout(5.0, floor_s=4.0)
+        _hedging_client(proxy, nocodb.token) as client,
+    ):
         pages = list(client.iter_pages(table_id, sort="Id", page_size=100))
         assert sum(len(page.records) for page in pages) == ROWS
         assert proxy.injected["timeout"] == 2
         assert client.stats.hedged == 2 and client.stats.retries == 0
         assert max(client.read_timeout._recent) < 1.0
+
+
+def _hedging_client(proxy: FaultProxy, token: str) -> NocoDBClient:
+    """Stalled copies abandoned after 4 s; a twin after 1 s (the hedging floor)."""
+    from analytics_assets.nocodb.client import ReadTimeout
+
+    client = NocoDBClient(proxy.url, token, requests_per_second=0, timeout_s=5.0,
+                          retry=RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.01))  # fmt: skip
+    client.read_timeout = ReadTimeout(5.0, floor_s=4.0)
+    return client
+
+
+def test_a_twin_that_fails_fast_beside_a_stalled_read_is_replaced_at_once(nocodb, table_id):
+    """The read stalls, its twin is reset: a third copy goes at once and answers. The
+    stalled copy is not waited out to its read timeout and retried."""
+    plan = [None] * 8 + ["timeout", "reset"]
+    with (
+        FaultProxy(nocodb.url, plan, slow_response_s=6.0) as proxy,
+        _hedging_client(proxy, nocodb.token) as client,
+    ):
+        pages = list(client.iter_pages(table_id, sort="Id", page_size=100))
+        assert sum(len(page.records) for page in pages) == ROWS
+        assert proxy.injected == {"timeout": 1, "reset": 1}
+        assert client.stats.hedged == 2 and client.stats.retries == 0
+
+
+def test_twins_wait_for_a_place_of_their_own(nocodb, table_id):
+    """Twins in flight are capped for the whole client (HEDGE_EXTRA_IN_FLIGHT): with every
+    place taken, a stalled read gets no twin and is retried after its read timeout."""
+    import threading
+
+    plan = [None] * 8 + ["timeout"]
+    with (
+        FaultProxy(nocodb.url, plan, slow_response_s=6.0) as proxy,
+        _hedging_client(proxy, nocodb.token) as client,
+    ):
+        client._twin_places = threading.BoundedSemaphore(1)
+        client._twin_places.acquire()  # taken, as by a stalled twin of another read
+        pages = list(client.iter_pages(table_id, sort="Id", page_size=100))
+        assert sum(len(page.records) for page in pages) == ROWS
+        assert client.stats.hedged == 0 and client.stats.retries == 1
 
 
 def test_a_stall_before_any_answer_is_known_gets_a_twin_after_the_cold_delay(nocodb, table_id):

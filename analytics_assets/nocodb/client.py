@@ -67,6 +67,9 @@ HEDGE_FACTOR = 3.0
 HEDGE_FLOOR_S = 1.0
 # Copies of one read in flight at most (the read and its twins).
 HEDGE_COPIES = 3
+# Twins in flight at most, for the whole client: what hedging may add to the requests in
+# flight (`in_flight_limit`), stalled twins that have not timed out yet included.
+HEDGE_EXTRA_IN_FLIGHT = 8
 # Before five answers are known: a first request to a cold NocoDB (its metadata, the first
 # page) can take a second or two, rarely three.
 HEDGE_COLD_S = 3.0
@@ -245,6 +248,8 @@ class NocoDBClient:
         self._hedges = ThreadPoolExecutor(max_workers=64, thread_name_prefix="nocodb-hedge")
         # Places for requests in flight, while `in_flight_limit` holds (None: no limit).
         self._places: threading.BoundedSemaphore | None = None
+        # Twins of slow reads in flight, the client's whole (`_send_hedged`).
+        self._twin_places = threading.BoundedSemaphore(HEDGE_EXTRA_IN_FLIGHT)
 
     @contextmanager
     def in_flight_limit(self, requests: int) -> Iterator[None]:
@@ -361,12 +366,15 @@ class NocoDBClient:
         """A GET that gets a twin when it is slower than usual (`ReadTimeout.hedge_after`),
         and another each time that much more passes unanswered, up to `HEDGE_COPIES`. The
         first answer wins, whatever it is (a 5xx goes to the retry logic as usual). A copy
-        that fails (a reset, a cut body, its read timeout) is waited past while a copy sent
-        after it is still out; with only older copies out, which already looked stalled,
-        the failure goes to the retry logic, which sends the read again after its short
-        backoff. Copies left out finish or time out on their own, blocking nobody. (With
-        one twin only, a page whose twin met a fault too waited out its stalled first
-        copy's whole read timeout, 10 s, and held its shard.)"""
+        that fails (a reset, a cut body, its read timeout) is waited past while a younger
+        copy is out, and replaced at once beside an older one still out while fewer than
+        `HEDGE_COPIES` were sent; else the failure goes to the retry logic, which sends the
+        read again after its backoff.
+        Copies left out finish or time out on their own, blocking nobody. (With one twin
+        only, a page whose twin met a fault too waited out its stalled first copy's whole
+        read timeout, 10 s, and held its shard.) Twins need a place of their own
+        (`HEDGE_EXTRA_IN_FLIGHT` for the client): a server slow for everyone is not sent
+        three times the requests."""
         delay = self.read_timeout.hedge_after()
         if delay is None:
             return self._send("GET", path, params, None)
@@ -378,16 +386,33 @@ class NocoDBClient:
                 timeout=delay if len(copies) < HEDGE_COPIES else None,
                 return_when=FIRST_COMPLETED,
             )
+            # Whatever else finished meanwhile, an answer wins.
             for future in sorted(done, key=copies.index):
                 if future.exception() is None:
                     return future.result()
-                if not any(copies.index(other) > copies.index(future) for other in pending):
-                    raise future.exception()
-            if not done:
-                self.pacer.wait()
-                self.stats.add(requests=1, hedged=1)
-                copies.append(self._hedges.submit(self._send, "GET", path, params, None))
-                pending.add(copies[-1])
+            if done:
+                youngest_failed = max(done, key=copies.index)
+                younger_out = any(copies.index(o) > copies.index(youngest_failed)
+                                  for o in pending)  # fmt: skip
+                if younger_out:
+                    continue
+                # Replaced at once only beside an older copy still out (which looked stalled
+                # but may yet answer); alone, a failure gets the retry logic's backoff.
+                if (not pending or len(copies) >= HEDGE_COPIES
+                        or not self._twin_places.acquire(blocking=False)):  # fmt: skip
+                    raise youngest_failed.exception()
+            elif not self._twin_places.acquire(blocking=False):
+                continue  # every twin place is taken: wait on the copies out
+            self.pacer.wait()
+            if any(future.done() for future in pending):
+                # A copy finished while the pacer held the twin back: see to it first.
+                self._twin_places.release()
+                continue
+            self.stats.add(requests=1, hedged=1)
+            twin = self._hedges.submit(self._send, "GET", path, params, None)
+            twin.add_done_callback(lambda _: self._twin_places.release())
+            copies.append(twin)
+            pending.add(twin)
 
     def _timeout(self) -> httpx.Timeout:
         ceiling = self.read_timeout.ceiling_s

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -381,9 +381,18 @@ class NocoDBSource(RecordSource):
                 shards = _key_shards(bounds, shards_per_table) if bounds else []
                 return [pool.submit(read, scan, shard) for shard in shards]
 
-            reads = list(setup.map(shards_of, scans))
-            return [[result for future in futures for result in future.result()]
-                    for futures in reads]  # fmt: skip
+            try:
+                reads = list(setup.map(shards_of, scans))
+                # The first failure ends the read: the shards still queued are not read
+                # (each would spend its retries against a source that is down) before the
+                # step's own retry starts.
+                wait([f for futures in reads for f in futures], return_when=FIRST_EXCEPTION)
+                return [[result for future in futures for result in future.result()]
+                        for futures in reads]  # fmt: skip
+            except BaseException:
+                setup.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     def _spool(
         self, table_id: str, kind: TableKind, day: date, where: str, fields: list[str]
