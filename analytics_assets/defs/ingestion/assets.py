@@ -128,8 +128,9 @@ def nocodb_raw_pages(
                 results[(day, kind)] = result.frame
                 per_table[kind] += result.frame.height
                 pages += result.pages
+            # The seconds are the range read's, both tables' (read at the same time).
             line = {"event": "fetched_range", "table": kind, "days": len(days),
-                    "records": per_table[kind], "seconds": seconds}  # fmt: skip
+                    "records": per_table[kind], "range_seconds": seconds}  # fmt: skip
             context.log.info(json.dumps(line))
         remaining = [job for job in jobs if job not in results]
         with ThreadPoolExecutor(record_source.fetch_workers) as pool:
