@@ -4,6 +4,7 @@ and splits it by day locally."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -281,15 +282,15 @@ class NocoDBSource(RecordSource):
         restarts from its start."""
         if len(days) < RANGE_MIN_DAYS or not kinds:
             return {}
-        with ThreadPoolExecutor(len(kinds), thread_name_prefix="nocodb-setup") as pool:
-            infos = dict(zip(kinds, pool.map(self._table_info, kinds), strict=True))
         wanted = set(days)
         # Pages numbered across the shards and tables, so a day's `pages` counts the pages it
         # came from (each shard's own index starts at 0 again).
         page_numbers = itertools.count()
 
-        def scan_of(kind: TableKind) -> _KeyScan:
-            info = infos[kind]
+        def scan_of(kind: TableKind) -> _KeyScan | None:
+            info = self._table_info(kind)
+            if not info.primary_key:
+                return None
             event_field = self.schema.source_field(kind, EVENT_TIME_FIELD[kind])
             created_field = self.schema.source_field(kind, "CreatedAt")
             source = f"{self.describe()}/{info.id}"
@@ -317,14 +318,17 @@ class NocoDBSource(RecordSource):
             fields = [*self._fields(kind, info.columns), info.primary_key]
             return _KeyScan(info.id, info.primary_key, fields, frames_of)
 
-        ranged = [kind for kind in kinds if infos[kind].primary_key]
         requests_before = self.client.stats.requests
         started = time.perf_counter()
-        frames_per_kind = self._scan_by_key([scan_of(kind) for kind in ranged], workers)
+        frames_per_kind = self._scan_by_key(
+            [functools.partial(scan_of, kind) for kind in kinds], workers
+        )
         seconds = round(time.perf_counter() - started, 3)
         requests = self.client.stats.requests - requests_before
         results: dict[TableKind, dict[date, FetchResult]] = {}
-        for kind, frames in zip(ranged, frames_per_kind, strict=True):
+        for kind, frames in zip(kinds, frames_per_kind, strict=True):
+            if frames is None:
+                continue  # no ID column: day by day
             # One sort and one split, not a filter over every record per day.
             by_day = (
                 pl.concat([empty_raw_frame(), *frames])
@@ -351,11 +355,15 @@ class NocoDBSource(RecordSource):
     def _table_info(self, kind: TableKind) -> TableInfo:
         return self.client.table_info(self.schema.table(kind), base_id=self.base_id)
 
-    def _scan_by_key(self, scans: list[_KeyScan], workers: int) -> list[list]:
-        """For each of `scans`, `results_of` each page of its whole table. The tables are
-        read at once, each in key-range shards paged by key (`Id > last`), `workers`
-        requests in flight in all; a table's shards start as soon as its key bounds are
-        known, whatever the other tables' are waiting for."""
+    def _scan_by_key(
+        self, scans: list[Callable[[], _KeyScan | None]], workers: int
+    ) -> list[list | None]:
+        """For each of `scans` (a table's setup, which gives what to read, or None to leave
+        it out), `results_of` each page of its whole table. The tables are read at once,
+        each in key-range shards paged by key (`Id > last`), `workers` requests in flight
+        in all; a table's setup and key bounds run in a thread of their own, and its shards
+        start as soon as they are known, whatever the other tables are waiting for (under
+        faults, one table's metadata request took 5.7 s and held the other back)."""
         shards_per_table = workers * SHARDS_PER_WORKER
 
         def read(scan: _KeyScan, shard: tuple[int, int]) -> list:
@@ -376,7 +384,10 @@ class NocoDBSource(RecordSource):
             ThreadPoolExecutor(max(1, len(scans)), thread_name_prefix="nocodb-bounds") as setup,
         ):
 
-            def shards_of(scan: _KeyScan) -> list[Future]:
+            def shards_of(setup_of: Callable[[], _KeyScan | None]) -> list[Future] | None:
+                scan = setup_of()
+                if scan is None:
+                    return None
                 bounds = self.client.key_bounds(scan.table_id, scan.key)
                 shards = _key_shards(bounds, shards_per_table) if bounds else []
                 return [pool.submit(read, scan, shard) for shard in shards]
@@ -386,8 +397,10 @@ class NocoDBSource(RecordSource):
                 # The first failure ends the read: the shards still queued are not read
                 # (each would spend its retries against a source that is down) before the
                 # step's own retry starts.
-                wait([f for futures in reads for f in futures], return_when=FIRST_EXCEPTION)
-                return [[result for future in futures for result in future.result()]
+                wait([f for futures in reads for f in futures or []],
+                     return_when=FIRST_EXCEPTION)  # fmt: skip
+                return [None if futures is None
+                        else [result for future in futures for result in future.result()]
                         for futures in reads]  # fmt: skip
             except BaseException:
                 setup.shutdown(wait=False, cancel_futures=True)
@@ -544,7 +557,7 @@ class NocoDBSource(RecordSource):
             version_fields=(updated_field, created_field),
         )
         (filed_records,) = self._scan_by_key(
-            [_KeyScan(info.id, primary_key, fields, filed)], workers
+            [lambda: _KeyScan(info.id, primary_key, fields, filed)], workers
         )
         for day, record_id, version in filed_records:
             versions.all_ids.add(record_id)
