@@ -12,6 +12,7 @@ Retry-After retried after 1 s, doubling with each 429) and with the previous one
 Prints seconds, the ratio to the clean fetch, and checks that every record arrived once.
 
     .venv/bin/python benchmarks/bench_faults.py [--conversations 15000] [--fault-rate 0.3]
+        [--seeds 8,9,10]
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conversations", type=int, default=15000)
     parser.add_argument("--fault-rate", type=float, default=0.3)
+    parser.add_argument(
+        "--seeds",
+        default="",
+        help="more fault plans (comma-separated seeds) for the current policy after seed 7: "
+        "the ratio to the clean fetch moves with which requests meet the faults",
+    )
     args = parser.parse_args()
     server = start_nocodb()
     try:
@@ -74,8 +81,11 @@ def main() -> None:
               f"{len(data.conversations):,} conversations; {rate}")  # fmt: skip
         clean_s, expected, _ = fetch(server.url, server.token, base, days, False)
         print(f"clean fetch: {clean_s:.1f} s")
-        for name, previous in (("previous policy (baseline)", True), ("current policy", False)):
-            rng = random.Random(7)
+        more = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+        runs = [("previous policy (baseline)", True, 7), ("current policy", False, 7),
+                *((f"current policy, seed {seed}", False, seed) for seed in more)]  # fmt: skip
+        for name, previous, seed in runs:
+            rng = random.Random(seed)
             plan = (rng.choice(FAULTS) if rng.random() < args.fault_rate else None
                     for _ in iter(int, 1))  # fmt: skip
             with FaultProxy(server.url, plan, slow_response_s=STALL_S) as proxy:
