@@ -114,8 +114,12 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
         assert set(proxy.injected) == set(FAULTS)
         # The run says what it went through.
         fetched = result.asset_materializations_for_node("nocodb_raw_pages")[0].metadata
-        assert fetched["retries"].value >= len(FAULTS)
-        assert fetched["throttled"].value >= 2  # the two 429s
+        # Each faulted request was sent again: retried, or hedged around when it was a
+        # slow read's copy (a stall beaten by its twin is no retry). Counting retries alone
+        # failed CI once: the stall had been hedged around, 7 retries for 8 faults.
+        assert fetched["retries"].value + fetched["hedged"].value >= len(FAULTS)
+        # A 429 is only seen when its copy answers first; a twin's 429 can lose the race.
+        assert fetched["throttled"].value >= 1
         assert "at" in restarted
         assert_equal_to_source(lake, mongo.db(), expected)
     finally:
