@@ -23,6 +23,7 @@ from analytics_assets.privacy.pii import (
     URL_SECRET,
     anonymize,
     detect,
+    detect_in_ids,
     find_in_text,
     iban_valid,
     language_regions,
@@ -569,3 +570,23 @@ def test_the_polars_sift_passes_every_row_the_exact_patterns_match():
     texts += [f"{prefix}{number}" for prefix in ("tel ", "телефон ", "電話") for number in numbers]
     sifted = candidate_mask(pl.Series(texts)).to_list()
     assert all(sifted[row] for row, text in enumerate(texts) if find_in_text(text))
+
+
+def test_personal_data_in_ids_is_found_and_ordinary_ids_are_left_alone():
+    """The no_pii_in_ids check's screen: an email address or a phone number written as one in
+    an id is found; the shapes real ids take (NocoDB's numbers, UUIDs, dated keys, long
+    tokens) are not, nor do they go through the slow phone sift."""
+    with_pii = pl.Series(["alice@example.com", "conv-bob.smith@mail.co.uk-3",
+                          "+1 415 555 0100", "+14155550100"])  # fmt: skip
+    assert [[f.kind for f in found] for found in detect_in_ids(with_pii)] == [
+        ["EMAIL"],
+        ["EMAIL"],
+        ["PHONE"],
+        ["PHONE"],
+    ]
+    ordinary = pl.Series(["4711", "1000000001", "m-2026-11-01-0", "c-2026-11-01-12",
+                          "0f1a2b3c-3a1b-4c2d-9e8f-000000000042",
+                          "sk_7f3a9c2e4b1d8f6a0c5e9b2d7f1a3c8e", None])  # fmt: skip
+    assert detect_in_ids(ordinary) == [[]] * len(ordinary)
+    # Only the types asked for.
+    assert detect_in_ids(with_pii, ("PHONE",))[0] == []

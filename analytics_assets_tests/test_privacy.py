@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from dagster import (
     AssetCheckKey,
+    AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
     build_run_status_sensor_context,
@@ -440,6 +441,8 @@ def test_no_raw_pii_in_any_analytics_table_and_pseudonyms_are_stable(tmp_path, m
     assert checks[("mongo_mirror", "no_raw_pii_in_collections")]
     for asset in ("conversations", "conversation_analytics", "user_analytics"):
         assert checks[(asset, "user_ids_pseudonymized")], asset
+    for asset in ("conversations", "conversation_messages"):
+        assert checks[(asset, "no_pii_in_ids")], asset
 
     def users_by_conversation(label):
         frame = read_asset(runs[label][0], "conversations")
@@ -561,6 +564,41 @@ def test_in_a_range_run_only_the_day_holding_raw_pii_fails_its_checks(tmp_path, 
         ("no_raw_pii_in_collections", spec.start.isoformat()): (True, {}),
         ("no_raw_pii_in_collections", second.isoformat()): (False, {"PHONE": 1}),
     }
+
+
+def test_a_source_whose_ids_hold_personal_data_gets_a_warning_that_says_where_not_what(
+    tmp_path, mongo_server
+):
+    """Ids are kept as the source writes them (every table joins back to NocoDB by them), so
+    an email address used as a conversation id reaches the lake, MongoDB and the API. The
+    check cannot repair that; it warns, on the day it is found, without stopping the run."""
+    spec = SampleSpec(days=2, conversations=20, users=5, seed=11, with_bad_records=False)
+    _export_with_pii(tmp_path / "export", spec)
+    defs, lake_manager, _ = _definitions(tmp_path, mongo_server, "privacy_id_check")
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingestion_job")
+    assert job.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end)).success
+    second, address = spec.start + timedelta(days=1), "alice.walker@example.com"
+    lake = lake_manager.lake()
+    stored, _ = lake.read_days(tables.CONVERSATIONS, [second])
+    planted = stored.head(1).with_columns(pl.lit(f"conv-{address}").alias("conversation_id"))
+    lake.write_day(tables.CONVERSATIONS, second, pl.concat([planted, stored.slice(1)]))
+    checked = job.get_subset(
+        asset_check_selection={AssetCheckKey(AssetKey("conversations"), "no_pii_in_ids")},
+        asset_selection=set(),
+    ).execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end))
+    assert checked.success  # a warning: the source's design, not this run's fault
+    verdicts = {
+        e.partition: (e.passed, e.severity, e.metadata["raw_pii_by_type"].data)
+        for e in checked.get_asset_check_evaluations()
+    }
+    assert verdicts == {
+        spec.start.isoformat(): (True, AssetCheckSeverity.WARN, {}),
+        second.isoformat(): (False, AssetCheckSeverity.WARN, {"EMAIL": 1}),
+    }
+    (flagged,) = [e for e in checked.get_asset_check_evaluations() if not e.passed]
+    assert flagged.metadata["where"].data == ["lake.conversation_id row 0: EMAIL"]
+    assert address not in json.dumps({k: str(v) for k, v in flagged.metadata.items()})
 
 
 # -- retention -------------------------------------------------------------------------------

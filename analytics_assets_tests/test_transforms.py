@@ -874,3 +874,26 @@ def test_rejections_of_one_message_id_in_two_conversations_are_two_error_documen
     assert rejected.height == 2
     ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
     assert len(ids) == 2
+
+
+def test_rejected_messages_whose_ids_hold_colons_keep_keys_of_their_own():
+    """Message `m` of conversation `c:d` and message `d:m` of conversation `c` were both
+    `c:d:m`, joined without escaping: one processing_errors document for two lake rows. The
+    key is written as every key of several ids is (`keys.joined_key`), the way tombstones
+    and MongoDB `_id`s already were."""
+    from analytics_assets.keys import joined_key
+    from analytics_assets.storage.collections import COLLECTIONS
+    from analytics_assets.storage.mongo import frame_to_documents
+    from analytics_assets.transforms.records import validate_messages
+
+    day, at = date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    records = [{"message_id": message, "conversation_id": conversation, "role": "bot",
+                "content": "x", "created_at": at.isoformat()}
+               for conversation, message in (("c:d", "m"), ("c", "d:m"))]  # fmt: skip
+    raw = raw_frame_from_records(records, table="messages", day=day, page=0, fetched_at=at,
+                                 source="export:test")  # fmt: skip
+    rejected = validate_messages(raw).rejected
+    assert sorted(rejected["record_key"]) == sorted([joined_key("c:d", "m"),
+                                                     joined_key("c", "d:m")])  # fmt: skip
+    ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
+    assert len(ids) == 2

@@ -30,6 +30,7 @@ import polars as pl
 from pymongo.database import Database
 
 from analytics_assets import tables
+from analytics_assets.keys import joined_key_expr
 from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, anonymize
 from analytics_assets.sources.schema import SourceSchema
 from analytics_assets.storage import day_index
@@ -157,23 +158,14 @@ def _json_field(name: str) -> pl.Expr:
     return pl.col("record").str.json_path_match(f"$['{quoted}']")
 
 
-def _escaped(value: pl.Expr) -> pl.Expr:
-    return value.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
-        ":", "\\:", literal=True
-    )
-
-
 def _raw_identity(schema: SourceSchema) -> pl.Expr:
     """A raw record's identity for tombstones: its NocoDB Id, else its key. A message's key
     is its id within its conversation: a source numbering messages per conversation has
     message 1 in every one, and by the id alone erasing one user's message 1 dropped every
     other user's message 1 from each later pull (an export without NocoDB's Id column)."""
-    message_key = pl.concat_str(
-        [
-            _escaped(_json_field(schema.source_field("messages", "conversation_id"))),
-            pl.lit(":"),
-            _escaped(_json_field(schema.source_field("messages", "message_id"))),
-        ]
+    message_key = joined_key_expr(
+        _json_field(schema.source_field("messages", "conversation_id")),
+        _json_field(schema.source_field("messages", "message_id")),
     )
     key = (
         pl.when(pl.col("table") == "conversations")

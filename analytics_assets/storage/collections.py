@@ -12,6 +12,8 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from analytics_assets.keys import joined_key
+
 # Every document carries the UTC day it belongs to ("YYYY-MM-DD") and the run that wrote it.
 DAY_FIELD = "day"
 RUN_FIELD = "written_by_run"
@@ -62,19 +64,13 @@ class CollectionSpec:
     day_index_labels: tuple[str, ...] = ()
 
     def document_id(self, document: dict[str, Any]) -> str:
-        """The fields' values joined by `:`, each `\\` and `:` inside a value escaped with a
-        `\\`: message `a:b` of conversation `c` and message `a` of conversation `b:c` were
-        both `a:b:c`, one document for two messages. A single field is its value as it is,
-        and values without either character join as they always did."""
+        """The fields' values joined as `keys.joined_key` joins ids (`:`, each `\\` and `:`
+        inside a value escaped): message `a:b` of conversation `c` and message `a` of
+        conversation `b:c` were both `a:b:c`, one document for two messages. A single field
+        is its value as it is."""
         if len(self.id_fields) == 1:
             return str(document[self.id_fields[0]])
-        return ":".join(_escaped(str(document[name])) for name in self.id_fields)
-
-
-def _escaped(value: str) -> str:
-    if "\\" not in value and ":" not in value:
-        return value
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+        return joined_key(*(str(document[name]) for name in self.id_fields))
 
 
 def _index(*keys: tuple[str, int], **options: Any) -> IndexModel:

@@ -17,6 +17,7 @@ from typing import NamedTuple, TypeVar
 
 import polars as pl
 
+from analytics_assets.keys import joined_key_expr
 from analytics_assets.sources.schema import KEY_FIELD, SourceSchema, TableKind
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
@@ -709,12 +710,12 @@ def _record_key_of(kind: TableKind, key: str) -> pl.Expr:
     """A rejected record's key where it has no NocoDB Id: a message's id within its
     conversation (`conversation:message`), as a message id is one message within a
     conversation only. By the id alone, message 1 of two conversations rejected on one day
-    was one processing_errors document in MongoDB for two rows in the lake."""
+    was one processing_errors document in MongoDB for two rows in the lake; joined without
+    escaping (`keys.joined_key`), message `m` of conversation `c:d` and message `d:m` of
+    conversation `c` were too."""
     if kind != "messages":
         return _text(key)
-    return pl.coalesce(
-        pl.concat_str([_text("conversation_id"), pl.lit(":"), _text(key)]), _text(key)
-    )
+    return pl.coalesce(joined_key_expr(_text("conversation_id"), _text(key)), _text(key))
 
 
 def _shown_id(text: pl.Expr) -> pl.Expr:

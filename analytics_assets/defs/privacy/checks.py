@@ -1,7 +1,9 @@
 """Privacy checks: no raw PII of a redacted type in a text table, in the lake or in its
-MongoDB collection; no raw user id where only pseudonyms belong."""
+MongoDB collection; no raw user id where only pseudonyms belong; a warning where the
+source's conversation or message ids hold personal data."""
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 
 import polars as pl
@@ -25,19 +27,23 @@ from analytics_assets.defs.privacy.resources import (
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.defs.storage.placement import code_location_mirrors
 from analytics_assets.defs.storage.resources import MongoResource
-from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, detect
+from analytics_assets.privacy.pii import USER_PSEUDONYM_PATTERN, Finding, detect, detect_in_ids
 from analytics_assets.storage.collections import DAY_FIELD
 
 _EXAMPLES = 5
+# Findings per text (`pii.detect`, or `pii.detect_in_ids` for ids).
+Finder = Callable[[pl.Series, tuple[str, ...]], list[list[Finding]]]
 _READ_BATCH = 5_000
 
 
-def raw_pii_found(texts: pl.Series, kinds: tuple[str, ...]) -> tuple[Counter, list[str]]:
+def raw_pii_found(
+    texts: pl.Series, kinds: tuple[str, ...], find: Finder = detect
+) -> tuple[Counter, list[str]]:
     """Counts by type of PII still present in `texts`, and where (row numbers, never the
     values: the check's metadata must not become a copy)."""
     counts: Counter = Counter()
     rows: list[str] = []
-    for row, findings in enumerate(detect(texts, kinds)):
+    for row, findings in enumerate(find(texts, kinds)):
         for finding in findings:
             counts[finding.kind] += 1
         if findings and len(rows) < _EXAMPLES:
@@ -53,16 +59,20 @@ class _Tally:
         self.where: list[str] = []
         self.scanned = 0
 
-    def scan(self, texts: pl.Series, kinds: tuple[str, ...], label: str) -> None:
-        counts, rows = raw_pii_found(texts, kinds)
+    def scan(
+        self, texts: pl.Series, kinds: tuple[str, ...], label: str, find: Finder = detect
+    ) -> None:
+        counts, rows = raw_pii_found(texts, kinds, find)
         self.scanned += texts.len()
         self.total += counts
         self.where += [f"{label} {row}" for row in rows]
 
-    def verdict(self, **metadata) -> AssetCheckResult:
+    def verdict(
+        self, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR, **metadata
+    ) -> AssetCheckResult:
         return AssetCheckResult(
             passed=not self.total,
-            severity=AssetCheckSeverity.ERROR,
+            severity=severity,
             metadata={
                 "texts_scanned": self.scanned,
                 **metadata,
@@ -80,15 +90,22 @@ class _DayTallies:
     def __init__(self, days: list) -> None:
         self.days = {day: _Tally() for day in days}
 
-    def scan(self, frame: pl.DataFrame, column: str, kinds: tuple[str, ...], label: str) -> None:
+    def scan(
+        self,
+        frame: pl.DataFrame,
+        column: str,
+        kinds: tuple[str, ...],
+        label: str,
+        find: Finder = detect,
+    ) -> None:
         """`frame`: the day and the texts to scan of each row, in `column`."""
         for (day,), of_day in frame.group_by("day", maintain_order=True):
             if day in self.days:
-                self.days[day].scan(of_day[column], kinds, label)
+                self.days[day].scan(of_day[column], kinds, label, find)
 
-    def verdict_of(self, **metadata):
+    def verdict_of(self, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR, **metadata):
         def verdict(partition_key: str) -> AssetCheckResult:
-            return self.days[date.fromisoformat(partition_key)].verdict(**metadata)
+            return self.days[date.fromisoformat(partition_key)].verdict(severity, **metadata)
 
         return verdict
 
@@ -219,7 +236,46 @@ def _user_ids_pseudonymized_check(table: str) -> AssetChecksDefinition:
     return user_ids_pseudonymized
 
 
+# The id columns of the tables the source's ids enter by, and where every later table takes
+# them from.
+ID_COLUMNS = {
+    tables.CONVERSATIONS: ("conversation_id",),
+    tables.CONVERSATION_MESSAGES: ("conversation_id", "message_id"),
+}
+
+
+def _no_pii_in_ids_check(table: str) -> AssetChecksDefinition:
+    columns = ID_COLUMNS[table]
+
+    @asset_check(
+        name="no_pii_in_ids",
+        asset=table,
+        partitions_def=daily_partitions,
+        # A warning, not a blocking error: ids are kept as the source writes them (every
+        # table joins back to NocoDB by them, and reconciliation compares them), so no run
+        # can repair one; failing every run would stop the pipeline over the source's design.
+        blocking=False,
+        description=f"Scans {', '.join(columns)} in the lake for personal data (an email "
+        "address used as a conversation id, say). Ids are stored, mirrored and served as the "
+        "source writes them: a warning here means the source's ids must change.",
+    )
+    def no_pii_in_ids(
+        context: AssetCheckExecutionContext, privacy: PrivacyResource, lake: LakeResource
+    ) -> CheckEvents:
+        days = days_in(context.partition_time_window)
+        stored, _ = lake.lake().read_days(table, days, ["day", *columns])
+        tallies = _DayTallies(days)
+        for column in columns if stored is not None else ():
+            # Each distinct id once: a conversation's id is on every one of its messages.
+            ids = stored.select("day", column).unique(maintain_order=True)
+            tallies.scan(ids, column, tuple(privacy.types), f"lake.{column}", detect_in_ids)
+        yield from evaluations_per_day(context, tallies.verdict_of(AssetCheckSeverity.WARN))
+
+    return no_pii_in_ids
+
+
 privacy_checks = [
+    *(_no_pii_in_ids_check(table) for table in ID_COLUMNS),
     *(_no_raw_pii_check(table) for table in TEXT_COLUMNS),
     no_raw_pii_in_collections,
     *(
