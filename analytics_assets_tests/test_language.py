@@ -181,7 +181,9 @@ def test_the_second_opinion_loads_from_its_wheel_offline():
 # Short texts (written for this test) that lingua alone leaves `unknown`: its top two are too
 # close. fastText leans the same way, and the product of the two decides.
 SECOND_OPINION = [
-    ("fr", "merci, ça marche"),
+    # Without its cedilla: "ça" leaves lingua only the languages that write `ç`, and it is
+    # sure of French alone (`_among_writers_of_its_letters`).
+    ("fr", "merci ca marche bien"),
     ("ro", "nu pot sa ma loghez"),
     ("fa", "ممنون از کمکتون"),
     ("de", "vielen dank"),
@@ -339,3 +341,38 @@ def test_the_chat_word_lists_cover_every_language_lingua_knows():
         for entry in entries:
             words = chat_words.normalized(entry).split()
             assert 1 <= len(words) <= 3, (code, entry)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("děkuju moc!!", "cs"),  # was Bosnian, which has no `ě`
+        ("merci, ça marche", "fr"),
+        ("дякую, все працює", "uk"),
+        ("mulțumesc frumos", "ro"),
+        # A capitalized name past the first word is no evidence of the text's language.
+        ("see you in Århus", "en"),
+        # One such word among many is a keyboard: English typed on a Turkish one (ShareGPT).
+        ("Make them shorter wıth max 4 words", "en"),
+    ],
+)
+def test_a_short_text_goes_to_a_language_that_writes_its_letters(text, expected):
+    assert detect_languages(pl.Series([text]))["language"].to_list() == [expected]
+
+
+def test_the_letters_rule_leaves_long_texts_and_texts_without_such_letters_to_lingua():
+    from analytics_assets.categorization.language import (
+        _among_writers_of_its_letters,
+        _languages_writing_its_letters,
+        detector,
+    )
+
+    assert _languages_writing_its_letters("thanks a lot") is None
+    assert _languages_writing_its_letters("thanks Søren") is None  # a name
+    assert _languages_writing_its_letters("søren, tak") == frozenset({"da", "nb", "nn"})
+    assert _languages_writing_its_letters("ç ñ") == frozenset({"es", "eu", "tl"}) & frozenset(
+        {"fr", "pt", "ca", "tr", "az", "sq", "eu"}
+    )
+    long_text = "I moved to Łódź last year and the weather there is colder than I expected"
+    ranked = detector().compute_language_confidence_values(long_text)
+    assert _among_writers_of_its_letters(long_text, ranked) is ranked

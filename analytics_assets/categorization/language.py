@@ -91,6 +91,33 @@ _SIBLING_GROUPS = (
     ("bg", "mk"),
 )
 SIBLINGS = {code: frozenset(group) for group in _SIBLING_GROUPS for code in group}
+# Letters that only some of lingua's languages write, by the languages that do. A short
+# text's n-grams are few, and lingua can rank first a language whose alphabet lacks one of
+# its letters ("děkuju moc!!" was Bosnian, which has no `ě`). Where a text's own words
+# (not a capitalized name past its first word: "thanks Søren") hold such letters, only the
+# languages that write all of them are candidates, if lingua gives any of them a value.
+# fmt: off
+_LETTERS_WRITTEN_BY = {
+    letters: frozenset(codes.split())
+    for letters, codes in (
+        ("ěů", "cs yo"), ("ř", "cs"), ("ťďň", "cs sk"), ("ľĺŕ", "sk"), ("őű", "hu"),
+        ("ł", "pl"), ("śźż", "pl"), ("ąę", "pl lt"), ("ėųį", "lt"), ("ģķļņ", "lv"),
+        ("șț", "ro"), ("ă", "ro vi"), ("ğı", "tr az"), ("ə", "az"), ("ß", "de"),
+        ("ðþ", "is"), ("ø", "da nb nn"), ("å", "da nb nn sv"), ("æ", "da nb nn is"),
+        ("ŵŷ", "cy"), ("ơư", "vi"), ("ṣ", "yo"), ("ĉĝĥĵŝŭ", "eo"), ("ñ", "es eu tl"),
+        ("ç", "fr pt ca tr az sq eu"), ("č", "cs sk sl hr bs lt lv"),
+        ("їєґ", "uk"), ("і", "uk be kk"), ("ў", "be"),
+        ("ђћ", "sr"), ("ѓќѕ", "mk"), ("јљњџ", "sr mk"), ("ыэ", "ru be kk mn"),
+        ("ъ", "ru bg"), ("әғқңұһ", "kk"), ("өү", "kk mn"),
+    )
+}
+# fmt: on
+# What a short text is, here: lingua's few n-grams; longer texts outvote a stray letter.
+SHORT_TEXT_CHARS = 40
+LETTER_WORDS_SHARE = 1 / 3
+_WRITERS_OF_LETTER = {
+    letter: codes for letters, codes in _LETTERS_WRITTEN_BY.items() for letter in letters
+}
 # A text whose letters are this much in a non-Latin script is judged on that script's words
 # only: a Russian, Arabic, Korean or Japanese speaker pastes English product terms and code
 # ("الـ webhook يرجع Bad Request", "docker compose up 하면 port already allocated 에러가
@@ -305,6 +332,40 @@ def _share_over_runner_up(code: str, value: float, others) -> float:
     return value / (value + second) if value > 0 else 0.0
 
 
+def _languages_writing_its_letters(text: str) -> frozenset[str] | None:
+    """The languages that write every distinctive letter (`_LETTERS_WRITTEN_BY`) of the
+    text's own words; None where it has none, or where the words holding them are fewer than
+    `LETTER_WORDS_SHARE` of its words: one such word in a sentence is a keyboard, not a
+    language ("Make them shorter wıth max 4 words", English typed on a Turkish keyboard, was
+    Turkish: without this share, the one label the rule changed among the 10,643 distinct
+    real ShareGPT user messages of at most 40 characters; with it, none changes)."""
+    allowed: frozenset[str] | None = None
+    words = with_letters = 0
+    for position, word in enumerate(text.split()):
+        if position and word[:1].isupper():
+            continue  # a name: "thanks Søren" is English
+        words += 1
+        writers_of_word = [
+            _WRITERS_OF_LETTER[letter] for letter in word.lower() if letter in _WRITERS_OF_LETTER
+        ]
+        with_letters += bool(writers_of_word)
+        for writers in writers_of_word:
+            allowed = writers if allowed is None else allowed & writers
+    return allowed if with_letters >= LETTER_WORDS_SHARE * words else None
+
+
+def _among_writers_of_its_letters(text: str, ranked):
+    """lingua's ranking of a short text, only the languages that write its distinctive
+    letters where lingua gives any of them a value; else as it was."""
+    if len(text) >= SHORT_TEXT_CHARS:
+        return ranked
+    allowed = _languages_writing_its_letters(text)
+    if not allowed:
+        return ranked
+    kept = [r for r in ranked if _code(r.language) in allowed]
+    return kept if kept and kept[0].value > 0 else ranked
+
+
 @cache
 def _lingua_codes() -> frozenset[str]:
     from lingua import Language
@@ -382,6 +443,7 @@ def _lingua(
     results = detector().compute_language_confidence_values_in_parallel(texts)
     found = []
     for index, text, ranked in zip(indices, texts, results, strict=True):
+        ranked = _among_writers_of_its_letters(text, ranked)
         if index in listed:
             decided = _among_listed(text, ranked, listed[index])
             if decided is not None:
