@@ -584,9 +584,14 @@ def test_personal_data_in_ids_is_found_and_ordinary_ids_are_left_alone():
         ["PHONE"],
         ["PHONE"],
     ]
+    # Shapes of other types that ids take by chance: a UUID holding a Luhn-valid card shape,
+    # a 16-digit id that passes Luhn, a GOV_ID's shape, an IPv6 one, an email's Message-ID.
     ordinary = pl.Series(["4711", "1000000001", "m-2026-11-01-0", "c-2026-11-01-12",
                           "0f1a2b3c-3a1b-4c2d-9e8f-000000000042",
-                          "sk_7f3a9c2e4b1d8f6a0c5e9b2d7f1a3c8e", None])  # fmt: skip
+                          "sk_7f3a9c2e4b1d8f6a0c5e9b2d7f1a3c8e",
+                          "50258329-0838-4874-b30d-0a1b2c3d4e5f",
+                          "4111111111111111", "t-001-02-0003", "aa::1",
+                          "<CAF3x9q@mail.gmail.com>", None])  # fmt: skip
     assert detect_in_ids(ordinary) == [[]] * len(ordinary)
     # Only the types asked for.
     assert detect_in_ids(with_pii, ("PHONE",))[0] == []

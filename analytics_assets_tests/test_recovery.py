@@ -118,8 +118,10 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
         # slow read's copy (a stall beaten by its twin is no retry). Counting retries alone
         # failed CI once: the stall had been hedged around, 7 retries for 8 faults.
         assert fetched["retries"].value + fetched["hedged"].value >= len(FAULTS)
-        # A 429 is only seen when its copy answers first; a twin's 429 can lose the race.
-        assert fetched["throttled"].value >= 1
+        # The two 429s are the plan's first and third requests: no read is hedged before
+        # five answers are known (and the 0.5 s timeout is under the cold hedging delay), so
+        # neither can lose a race to a twin.
+        assert fetched["throttled"].value >= 2
         assert "at" in restarted
         assert_equal_to_source(lake, mongo.db(), expected)
     finally:

@@ -887,13 +887,17 @@ def test_rejected_messages_whose_ids_hold_colons_keep_keys_of_their_own():
     from analytics_assets.transforms.records import validate_messages
 
     day, at = date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    # The last has no conversation (a reason to reject it): its id alone is escaped too, or
+    # `c:m` would be message `m` of conversation `c`.
+    ids = (("c:d", "m"), ("c", "d:m"), ("c", "m"), (None, "c:m"))
     records = [{"message_id": message, "conversation_id": conversation, "role": "bot",
                 "content": "x", "created_at": at.isoformat()}
-               for conversation, message in (("c:d", "m"), ("c", "d:m"))]  # fmt: skip
+               for conversation, message in ids]  # fmt: skip
     raw = raw_frame_from_records(records, table="messages", day=day, page=0, fetched_at=at,
                                  source="export:test")  # fmt: skip
     rejected = validate_messages(raw).rejected
-    assert sorted(rejected["record_key"]) == sorted([joined_key("c:d", "m"),
-                                                     joined_key("c", "d:m")])  # fmt: skip
-    ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
-    assert len(ids) == 2
+    assert sorted(rejected["record_key"]) == sorted(
+        [joined_key("c:d", "m"), joined_key("c", "d:m"), joined_key("c", "m"), joined_key("c:m")]
+    )
+    documents = frame_to_documents(rejected, COLLECTIONS["processing_errors"])
+    assert len({doc["_id"] for doc in documents}) == 4

@@ -95,12 +95,16 @@ SIBLINGS = {code: frozenset(group) for group in _SIBLING_GROUPS for code in grou
 # text's n-grams are few, and lingua can rank first a language whose alphabet lacks one of
 # its letters ("děkuju moc!!" was Bosnian, which has no `ě`). Where a text's own words
 # (not a capitalized name past its first word: "thanks Søren") hold such letters, only the
-# languages that write all of them are candidates, if lingua gives any of them a value.
+# languages that write all of them are candidates, if lingua gives one of them at least
+# `KEPT_VALUE_SHARE` of its first choice's value ("hełp me", with a Polish keyboard's `ł`,
+# had Polish at 0.0024 against 0.26). The answer is then the rule's, reported as the word
+# lists' answers are, at most `LISTED_CONFIDENCE`: the margin over the languages left alone
+# was 1.0 where one was left, whatever lingua's value.
 # fmt: off
 _LETTERS_WRITTEN_BY = {
     letters: frozenset(codes.split())
     for letters, codes in (
-        ("ěů", "cs yo"), ("ř", "cs"), ("ťďň", "cs sk"), ("ľĺŕ", "sk"), ("őű", "hu"),
+        ("ěůř", "cs"), ("ťďň", "cs sk"), ("ľĺŕ", "sk"), ("őű", "hu"),
         ("ł", "pl"), ("śźż", "pl"), ("ąę", "pl lt"), ("ėųį", "lt"), ("ģķļņ", "lv"),
         ("șț", "ro"), ("ă", "ro vi"), ("ğı", "tr az"), ("ə", "az"), ("ß", "de"),
         ("ðþ", "is"), ("ø", "da nb nn"), ("å", "da nb nn sv"), ("æ", "da nb nn is"),
@@ -108,13 +112,14 @@ _LETTERS_WRITTEN_BY = {
         ("ç", "fr pt ca tr az sq eu"), ("č", "cs sk sl hr bs lt lv"),
         ("їєґ", "uk"), ("і", "uk be kk"), ("ў", "be"),
         ("ђћ", "sr"), ("ѓќѕ", "mk"), ("јљњџ", "sr mk"), ("ыэ", "ru be kk mn"),
-        ("ъ", "ru bg"), ("әғқңұһ", "kk"), ("өү", "kk mn"),
+        ("ъ", "ru bg kk mn"), ("әғқңұһ", "kk"), ("өү", "kk mn"),
     )
 }
 # fmt: on
 # What a short text is, here: lingua's few n-grams; longer texts outvote a stray letter.
 SHORT_TEXT_CHARS = 40
 LETTER_WORDS_SHARE = 1 / 3
+KEPT_VALUE_SHARE = 0.25
 _WRITERS_OF_LETTER = {
     letter: codes for letters, codes in _LETTERS_WRITTEN_BY.items() for letter in letters
 }
@@ -342,8 +347,11 @@ def _languages_writing_its_letters(text: str) -> frozenset[str] | None:
     allowed: frozenset[str] | None = None
     words = with_letters = 0
     for position, word in enumerate(text.split()):
-        if position and word[:1].isupper():
-            continue  # a name: "thanks Søren" is English
+        first_letter = next((character for character in word if character.isalpha()), "")
+        if not first_letter:
+            continue  # "!!", ":)", "2x", an emoji: no word of any language
+        if position and first_letter.isupper():
+            continue  # a name: "thanks Søren", "hi (Łukasz)" are English
         words += 1
         writers_of_word = [
             _WRITERS_OF_LETTER[letter] for letter in word.lower() if letter in _WRITERS_OF_LETTER
@@ -354,16 +362,22 @@ def _languages_writing_its_letters(text: str) -> frozenset[str] | None:
     return allowed if with_letters >= LETTER_WORDS_SHARE * words else None
 
 
-def _among_writers_of_its_letters(text: str, ranked):
+def _among_writers_of_its_letters(text: str, ranked) -> tuple[list, bool]:
     """lingua's ranking of a short text, only the languages that write its distinctive
-    letters where lingua gives any of them a value; else as it was."""
-    if len(text) >= SHORT_TEXT_CHARS:
-        return ranked
+    letters where lingua gives one of them enough of a value (`KEPT_VALUE_SHARE`), and
+    whether it was narrowed so; else as it was."""
+    if len(text) >= SHORT_TEXT_CHARS or not ranked:
+        return ranked, False
     allowed = _languages_writing_its_letters(text)
     if not allowed:
-        return ranked
+        return ranked, False
     kept = [r for r in ranked if _code(r.language) in allowed]
-    return kept if kept and kept[0].value > 0 else ranked
+    # lingua's own first choice writes them: its ranking and margin stand as they are.
+    if not kept or kept[0] is ranked[0]:
+        return ranked, False
+    if kept[0].value <= 0 or kept[0].value < KEPT_VALUE_SHARE * ranked[0].value:
+        return ranked, False
+    return kept, True
 
 
 @cache
@@ -443,18 +457,20 @@ def _lingua(
     results = detector().compute_language_confidence_values_in_parallel(texts)
     found = []
     for index, text, ranked in zip(indices, texts, results, strict=True):
-        ranked = _among_writers_of_its_letters(text, ranked)
+        ranked, narrowed = _among_writers_of_its_letters(text, ranked)
+        # Decided by the letters: as sure as the word lists' answers, no surer.
+        ceiling = LISTED_CONFIDENCE if narrowed else 1.0
         if index in listed:
             decided = _among_listed(text, ranked, listed[index])
             if decided is not None:
-                found.append((index, decided))
+                found.append((index, (decided[0], min(decided[1], ceiling))))
                 continue
         confidence = _margin_confidence(ranked)
         code = _code(ranked[0].language) if ranked else UNKNOWN
         if confidence < MIN_CONFIDENCE and ranked:
             code, confidence = _with_second_opinion(text, ranked)
         if confidence >= MIN_CONFIDENCE:
-            found.append((index, (code, round(confidence, 4))))
+            found.append((index, (code, round(min(confidence, ceiling), 4))))
     return found
 
 

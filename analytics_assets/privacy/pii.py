@@ -926,21 +926,29 @@ def detect(
     return [found.get(row, []) for row in range(len(texts))]
 
 
-# Ids are random tokens and long digit runs by design: a secret-shaped token is no finding
-# there, and the phone sift sends every id with eight digits to libphonenumber (100,000
-# UUID-shaped ids took 48 s, against 0.1 s for the other types). A phone is looked for only
-# in an id written like one: with a `+`, a space or a parenthesis.
-_NOT_IN_IDS = (API_KEY, URL_SECRET)
+# The personal data a source uses as an id: an email address or a phone number (a chat
+# channel's user, a WhatsApp number). Ids are random tokens and digit runs by design, so the
+# other types find ids, not people: about 48 in a million UUIDs hold a Luhn-valid card
+# shape (`50258329-0838-4874-…`), a 16-digit numeric id passes Luhn one time in ten,
+# `t-001-02-0003` is a GOV_ID's shape and `aa::1` an IPv6 address. A phone is looked for
+# only in an id written like one (a `+`, a space or a parenthesis): the phone sift sends
+# every id with eight digits to libphonenumber (100,000 UUID-shaped ids took 48 s). An
+# email's Message-ID (`<random@mail.example.com>`) names a mail server, not a person.
+_KINDS_IN_IDS = (EMAIL, PHONE)
 _WRITTEN_LIKE_A_PHONE = r"[+\s()]"
+_MESSAGE_ID = r"^<[^<>@\s]+@[^<>@\s]+>$"
 
 
 def detect_in_ids(ids: pl.Series, kinds: tuple[str, ...] = tuple(PATTERNS)) -> list[list[Finding]]:
-    """Findings per id (an email address used as a conversation id, say), as `detect`'s."""
-    found = detect(ids, tuple(k for k in kinds if k not in (*_NOT_IN_IDS, PHONE)))
-    if PHONE in kinds:
-        phone_like = ids.str.contains(_WRITTEN_LIKE_A_PHONE).fill_null(False)
-        rows = phone_like.arg_true().to_list()
-        for row, findings in zip(rows, detect(ids.gather(rows), (PHONE,)), strict=True):
+    """Findings per id of the types a source uses as ids (`_KINDS_IN_IDS`), among `kinds`."""
+    found: list[list[Finding]] = [[] for _ in range(len(ids))]
+    candidates = {
+        EMAIL: ~ids.str.contains(_MESSAGE_ID),
+        PHONE: ids.str.contains(_WRITTEN_LIKE_A_PHONE),
+    }
+    for kind in (k for k in _KINDS_IN_IDS if k in kinds):
+        rows = candidates[kind].fill_null(False).arg_true().to_list()
+        for row, findings in zip(rows, detect(ids.gather(rows), (kind,)), strict=True):
             found[row] = [*found[row], *findings]
     return found
 

@@ -17,7 +17,7 @@ from typing import NamedTuple, TypeVar
 
 import polars as pl
 
-from analytics_assets.keys import joined_key_expr
+from analytics_assets.keys import escaped_part_expr, joined_key_expr
 from analytics_assets.sources.schema import KEY_FIELD, SourceSchema, TableKind
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
@@ -715,7 +715,11 @@ def _record_key_of(kind: TableKind, key: str) -> pl.Expr:
     conversation `c` were too."""
     if kind != "messages":
         return _text(key)
-    return pl.coalesce(joined_key_expr(_text("conversation_id"), _text(key)), _text(key))
+    # Without a conversation, the id alone, escaped too: message `c:m` of no conversation
+    # was `c:m`, as message `m` of conversation `c` is.
+    return pl.coalesce(
+        joined_key_expr(_text("conversation_id"), _text(key)), escaped_part_expr(_text(key))
+    )
 
 
 def _shown_id(text: pl.Expr) -> pl.Expr:

@@ -266,9 +266,9 @@ def _no_pii_in_ids_check(table: str) -> AssetChecksDefinition:
         stored, _ = lake.lake().read_days(table, days, ["day", *columns])
         tallies = _DayTallies(days)
         for column in columns if stored is not None else ():
-            # Each distinct id once: a conversation's id is on every one of its messages.
-            ids = stored.select("day", column).unique(maintain_order=True)
-            tallies.scan(ids, column, tuple(privacy.types), f"lake.{column}", detect_in_ids)
+            # Every row, not each distinct id once: "row N" is then the day's row in the lake
+            # (0.3 s for 100,000 ids).
+            tallies.scan(stored, column, tuple(privacy.types), f"lake.{column}", detect_in_ids)
         yield from evaluations_per_day(context, tallies.verdict_of(AssetCheckSeverity.WARN))
 
     return no_pii_in_ids
