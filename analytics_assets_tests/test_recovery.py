@@ -1,5 +1,5 @@
-"""Recovery end to end: a backfill through every NocoDB fault while MongoDB is down and comes
-back, and a run killed halfway then run again, both end with the lake and MongoDB equal to
+"""Recovery end to end: a backfill through every NocoDB fault while MongoDB is killed mid-run
+and comes back, and a run killed halfway then run again, both end with the lake and MongoDB equal to
 the source: nothing lost, nothing duplicated."""
 
 from __future__ import annotations
@@ -80,33 +80,39 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
     port = free_port()
     mongo_dir = tmp_path / "mongo"
     mongo_dir.mkdir()
-    # Started once to create its files, then down when the run begins.
-    stop_mongo(start_mongo(mongo_dir, port))
+    # Up when the run begins (the run holds its days' leases in MongoDB from its first
+    # step), killed once the run writes, and back a moment later.
+    running = {"process": start_mongo(mongo_dir, port)}
     lake = ParquetLakeIOManager(base_url=str(tmp_path / "lake"))
     mongo = MongoResource(uri=f"mongodb://127.0.0.1:{port}", database="recovery")
     restarted: dict[str, float] = {}
     first_lake_file = lake.lake().day_file("conversation_messages", DAYS[0])
 
-    def restart_mongo_once_the_run_needs_it() -> None:
-        # The lake is written before MongoDB: once this file exists the run is about to
-        # write to a MongoDB that is down, and waits for it (server selection, 10 s).
+    def kill_mongo_mid_run_and_restart_it() -> None:
+        # The lake is written before MongoDB: once this file exists the run is writing, or
+        # about to write, the day's messages to MongoDB. Killed (no clean shutdown) there,
+        # the run finds it down, waits for it (server selection, 10 s) or retries the write.
         deadline = time.monotonic() + 120
         while not Path(first_lake_file.path).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        running["process"].kill()
+        running["process"].wait(timeout=10)
+        restarted["killed_with_lake_file"] = Path(first_lake_file.path).exists()
         time.sleep(1.0)
         restarted["at"] = time.monotonic()
-        restarted["process"] = start_mongo(mongo_dir, port)
+        running["process"] = start_mongo(mongo_dir, port)
 
     with FaultProxy(nocodb.url, every_fault_between_successes(rounds=1)) as proxy:
         defs = nocodb_definitions(
             proxy.url, nocodb.token, base, lake, mongo, timeout_s=0.5, throttle_wait_s=0.2
         )
-        watcher = threading.Thread(target=restart_mongo_once_the_run_needs_it)
+        watcher = threading.Thread(target=kill_mongo_mid_run_and_restart_it)
         watcher.start()
         try:
             result = defs.resolve_job_def("ingestion_job").execute_in_process(
                 instance=DagsterInstance.ephemeral(), tags=range_tags(DAYS[0], DAYS[-1])
             )
+            finished_at = time.monotonic()
         finally:
             watcher.join()
     try:
@@ -122,10 +128,11 @@ def test_every_fault_and_a_mongodb_restart_mid_run_lose_and_duplicate_nothing(
         # five answers are known (and the 0.5 s timeout is under the cold hedging delay), so
         # neither can lose a race to a twin.
         assert fetched["throttled"].value >= 2
-        assert "at" in restarted
+        # Killed mid-run: after the run began writing, and back before it ended.
+        assert restarted["killed_with_lake_file"] and restarted["at"] < finished_at
         assert_equal_to_source(lake, mongo.db(), expected)
     finally:
-        stop_mongo(restarted["process"])
+        stop_mongo(running["process"])
 
 
 def test_a_run_killed_halfway_and_run_again_converges(nocodb, source, mongo_server, tmp_path):
