@@ -532,21 +532,35 @@ def test_the_pii_check_fails_when_raw_pii_slips_into_a_collection(tmp_path, mong
     assert PLANTED["PHONE"] not in json.dumps({k: str(v) for k, v in evaluation.metadata.items()})
 
 
-def test_in_a_range_run_only_the_day_holding_raw_pii_fails_its_checks(tmp_path, mongo_server):
-    """Raw PII on the second day of a two-day run, in the lake and in its MongoDB copy: the
-    checks scanned the run's days together and failed both days, with row numbers counted
-    through both, so nobody could tell which day to rebuild."""
+def _two_day_run_with_a_value_planted_on_the_second(
+    tmp_path, mongo_server, database: str, table: str, column: str, value: str
+):
+    """A two-day `ingestion_job` run over the export with PII, then `value` written into
+    `column` of the second day's first row of `table` in the lake, past the pipeline.
+    Returns the spec, the job, its instance and the MongoDB resource."""
     spec = SampleSpec(days=2, conversations=20, users=5, seed=11, with_bad_records=False)
     _export_with_pii(tmp_path / "export", spec)
-    defs, lake_manager, mongo = _definitions(tmp_path, mongo_server, "privacy_check_days")
+    defs, lake_manager, mongo = _definitions(tmp_path, mongo_server, database)
     instance = DagsterInstance.ephemeral()
     job = defs.resolve_job_def("ingestion_job")
     assert job.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end)).success
     second = spec.start + timedelta(days=1)
     lake = lake_manager.lake()
-    stored, _ = lake.read_days(tables.CONVERSATION_MESSAGES, [second])
-    planted = stored.head(1).with_columns(pl.lit(f"call {PLANTED['PHONE']}").alias("content"))
-    lake.write_day(tables.CONVERSATION_MESSAGES, second, pl.concat([planted, stored.slice(1)]))
+    stored, _ = lake.read_days(table, [second])
+    planted = stored.head(1).with_columns(pl.lit(value).alias(column))
+    lake.write_day(table, second, pl.concat([planted, stored.slice(1)]))
+    return spec, job, instance, mongo
+
+
+def test_in_a_range_run_only_the_day_holding_raw_pii_fails_its_checks(tmp_path, mongo_server):
+    """Raw PII on the second day of a two-day run, in the lake and in its MongoDB copy: the
+    checks scanned the run's days together and failed both days, with row numbers counted
+    through both, so nobody could tell which day to rebuild."""
+    spec, job, instance, mongo = _two_day_run_with_a_value_planted_on_the_second(
+        tmp_path, mongo_server, "privacy_check_days",
+        tables.CONVERSATION_MESSAGES, "content", f"call {PLANTED['PHONE']}",
+    )  # fmt: skip
+    second = spec.start + timedelta(days=1)
     document = mongo.db()["conversation_messages"].find_one({"day": second.isoformat()})
     mongo.db()["conversation_messages"].update_one(
         {"_id": document["_id"]}, {"$set": {"content": f"ring {PLANTED['PHONE']}"}}
@@ -572,17 +586,12 @@ def test_a_source_whose_ids_hold_personal_data_gets_a_warning_that_says_where_no
     """Ids are kept as the source writes them (every table joins back to NocoDB by them), so
     an email address used as a conversation id reaches the lake, MongoDB and the API. The
     check cannot repair that; it warns, on the day it is found, without stopping the run."""
-    spec = SampleSpec(days=2, conversations=20, users=5, seed=11, with_bad_records=False)
-    _export_with_pii(tmp_path / "export", spec)
-    defs, lake_manager, _ = _definitions(tmp_path, mongo_server, "privacy_id_check")
-    instance = DagsterInstance.ephemeral()
-    job = defs.resolve_job_def("ingestion_job")
-    assert job.execute_in_process(instance=instance, tags=range_tags(spec.start, spec.end)).success
-    second, address = spec.start + timedelta(days=1), "alice.walker@example.com"
-    lake = lake_manager.lake()
-    stored, _ = lake.read_days(tables.CONVERSATIONS, [second])
-    planted = stored.head(1).with_columns(pl.lit(f"conv-{address}").alias("conversation_id"))
-    lake.write_day(tables.CONVERSATIONS, second, pl.concat([planted, stored.slice(1)]))
+    address = "alice.walker@example.com"
+    spec, job, instance, _ = _two_day_run_with_a_value_planted_on_the_second(
+        tmp_path, mongo_server, "privacy_id_check",
+        tables.CONVERSATIONS, "conversation_id", f"conv-{address}",
+    )  # fmt: skip
+    second = spec.start + timedelta(days=1)
     checked = job.get_subset(
         asset_check_selection={AssetCheckKey(AssetKey("conversations"), "no_pii_in_ids")},
         asset_selection=set(),
