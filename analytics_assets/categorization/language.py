@@ -108,7 +108,8 @@ _LETTERS_WRITTEN_BY = {
         ("ł", "pl"), ("śźż", "pl"), ("ąę", "pl lt"), ("ėųį", "lt"), ("ģķļņ", "lv"),
         ("șț", "ro"), ("ă", "ro vi"), ("ğı", "tr az"), ("ə", "az"), ("ß", "de"),
         ("ðþ", "is"), ("ø", "da nb nn"), ("å", "da nb nn sv"), ("æ", "da nb nn is"),
-        ("ŵŷ", "cy"), ("ơư", "vi"), ("ṣ", "yo"), ("ĉĝĥĵŝŭ", "eo"), ("ñ", "es eu tl"),
+        ("ŵŷ", "cy"), ("ơư", "vi"), ("ṣẹọ", "yo"), ("āēī", "lv mi"), ("ō", "mi"),
+        ("ū", "lt lv mi"), ("đ", "hr bs sr vi"), ("ĉĝĥĵŝŭ", "eo"), ("ñ", "es eu tl"),
         ("ç", "fr pt ca tr az sq eu"), ("č", "cs sk sl hr bs lt lv"),
         ("їєґ", "uk"), ("і", "uk be kk"), ("ў", "be"),
         ("ђћ", "sr"), ("ѓќѕ", "mk"), ("јљњџ", "sr mk"), ("ыэ", "ru be kk mn"),
@@ -118,6 +119,7 @@ _LETTERS_WRITTEN_BY = {
 # fmt: on
 # What a short text is, here: lingua's few n-grams; longer texts outvote a stray letter.
 SHORT_TEXT_CHARS = 40
+_SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
 LETTER_WORDS_SHARE = 1 / 3
 KEPT_VALUE_SHARE = 0.25
 _WRITERS_OF_LETTER = {
@@ -346,12 +348,16 @@ def _languages_writing_its_letters(text: str) -> frozenset[str] | None:
     real ShareGPT user messages of at most 40 characters; with it, none changes)."""
     allowed: frozenset[str] | None = None
     words = with_letters = 0
-    for position, word in enumerate(text.split()):
+    sentence_starts = True
+    for word in text.split():
+        starts_a_sentence, sentence_starts = sentence_starts, word.endswith(_SENTENCE_ENDS)
         first_letter = next((character for character in word if character.isalpha()), "")
         if not first_letter:
             continue  # "!!", ":)", "2x", an emoji: no word of any language
-        if position and first_letter.isupper():
-            continue  # a name: "thanks Søren", "hi (Łukasz)" are English
+        if not starts_a_sentence and first_letter.isupper():
+            # A name: "thanks Søren", "hi (Łukasz)" are English. After a sentence's end a
+            # capital is the next sentence's ("Sveiki! Kā iet?", Latvian, was Lithuanian).
+            continue
         words += 1
         writers_of_word = [
             _WRITERS_OF_LETTER[letter] for letter in word.lower() if letter in _WRITERS_OF_LETTER
