@@ -185,3 +185,21 @@ def test_shares_of_complaints_count_only_categorized_conversations():
     )  # fmt: skip
     stats = group_stats(analytics, "model").row(0, named=True)
     assert stats["complaint_share"] == 0.5 and stats["complaint_share_n"] == 2
+
+
+def test_shares_leave_out_conversations_whose_intent_is_an_abstention():
+    """`uncertain` is the categorizer abstaining, as `complaint` (null there) says: neither a
+    complaint nor a conversation without one."""
+    from analytics_assets.analytics.comparison import group_stats
+
+    analytics = pl.DataFrame(
+        {"model": ["m"] * 4, "intent": ["complaint", "support", "uncertain", "uncertain"],
+         "complaint": [True, False, None, None],
+         "feedback_up": [0] * 4, "feedback_down": [0] * 4,
+         **{metric: [1.0] * 4 for metric in ("quality_score", "satisfaction_score",
+                                            "latency_p50_ms", "total_tokens")}}
+    )  # fmt: skip
+    for frame in (analytics, analytics.drop("complaint")):
+        stats = group_stats(frame, "model").row(0, named=True)
+        assert stats["complaint_share"] == 0.5 and stats["complaint_share_n"] == 2
+        assert stats["troubleshooting_share_n"] == 2

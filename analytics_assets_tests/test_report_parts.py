@@ -448,3 +448,28 @@ def test_parts_stored_before_categorized_existed_are_compared_on_all_conversatio
     [a] = [c for c in model_comparison(stored)
            if c["model"] == "a" and c["metric"] == "complaint_share"]  # fmt: skip
     assert (a["value"], a["others"], a["n"], a["others_n"]) == (1.0, 0.0, 10, 10)
+
+
+def test_complaint_shares_leave_out_conversations_whose_intent_the_categorizer_abstained_on():
+    """Found by an audit: `uncertain` (the categorizer abstained) counted among the
+    categorized, as no complaint, while the quality score reads it as unknown. Model b's
+    categorizer was unsure of 100 more conversations: its share was 0.125 against 0.25, and
+    called significantly lower."""
+    rows = (
+        [{"model": "a", "intent": "complaint", "complaint": True}] * 25
+        + [{"model": "a", "intent": "question", "complaint": False}] * 75
+        + [{"model": "b", "intent": "complaint", "complaint": True}] * 25
+        + [{"model": "b", "intent": "question", "complaint": False}] * 75
+        + [{"model": "b", "intent": "uncertain", "complaint": None}] * 100
+    )  # fmt: skip
+    report = daily_report(DAY, analytics(rows), messages=0, errors=0).row(0, named=True)
+    [b] = [c for c in report["model_comparison"]
+           if c["model"] == "b" and c["metric"] == "complaint_share"]  # fmt: skip
+    assert (b["value"], b["others"], b["n"], b["significant"]) == (0.25, 0.25, 100, False)
+    [b_parts] = [m for m in report["per_model"] if m["model"] == "b"]
+    assert (b_parts["conversations"], b_parts["categorized"]) == (200, 100)
+    # Without `complaint` (a frame built by hand): the intent's fallback says the same.
+    without = analytics(rows).drop("complaint")
+    report = daily_report(DAY, without, messages=0, errors=0).row(0, named=True)
+    [b_parts] = [m for m in report["per_model"] if m["model"] == "b"]
+    assert b_parts["categorized"] == 100

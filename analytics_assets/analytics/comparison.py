@@ -7,18 +7,39 @@ import math
 
 import polars as pl
 
+from analytics_assets.analytics.scores import INTENT_FALLBACKS
+
 SIGNIFICANCE = 0.05
 _THUMBS = (pl.col("feedback_up") + pl.col("feedback_down")).sum()
-RATE_METRICS = {
-    # metric: (successes expression, trials expression)
-    "thumbs_up_rate": (pl.col("feedback_up").sum(), _THUMBS),
-    # Among the categorized conversations: one not categorized yet is neither.
-    "complaint_share": ((pl.col("intent") == "complaint").sum(), pl.col("intent").count()),
-    "troubleshooting_share": (
-        (pl.col("intent") == "troubleshooting").sum(),
-        pl.col("intent").count(),
-    ),
-}  # fmt: skip
+RATE_METRICS = ("thumbs_up_rate", "complaint_share", "troubleshooting_share")
+
+
+def intent_known(names: list[str]) -> pl.Expr:
+    """Whether a conversation's intent is known: categorized, and not the categorizer's
+    abstention. Where the frame has `complaint` (conversation_analytics), it is known exactly
+    where that is, as the quality score reads it; else where the intent is set and not a
+    fallback. Counted among the categorized, the `uncertain` ones had no complaint, and a
+    model whose conversations the categorizer was less sure of had the lower complaint share."""
+    if "complaint" in names:
+        return pl.col("complaint").is_not_null()
+    return pl.col("intent").is_not_null() & ~pl.col("intent").is_in(INTENT_FALLBACKS)
+
+
+def rate_metrics(names: list[str]) -> dict[str, tuple[pl.Expr, pl.Expr]]:
+    """metric: (successes, trials). Shares of complaints and troubleshooting are among the
+    conversations whose intent is known: one not categorized yet, or on which the categorizer
+    abstained, is neither."""
+    known = intent_known(names)
+    return {
+        "thumbs_up_rate": (pl.col("feedback_up").sum(), _THUMBS),
+        "complaint_share": (((pl.col("intent") == "complaint") & known).sum(), known.sum()),
+        "troubleshooting_share": (
+            ((pl.col("intent") == "troubleshooting") & known).sum(),
+            known.sum(),
+        ),
+    }
+
+
 MEAN_METRICS = ("quality_score", "satisfaction_score", "latency_p50_ms", "total_tokens")
 
 
@@ -114,7 +135,7 @@ def group_stats(analytics: pl.DataFrame, by: str) -> pl.DataFrame:
             pl.col(metric).var().alias(f"{metric}_var"),
             pl.col(metric).count().alias(f"{metric}_n"),
         ]
-    for metric, (successes, trials) in RATE_METRICS.items():
+    for metric, (successes, trials) in rate_metrics(analytics.columns).items():
         aggregations += [successes.alias(f"{metric}_x"), trials.alias(f"{metric}_n")]
     stats = analytics.group_by(by).agg(aggregations).sort(by)
     # No trials (no thumbs given) is no rate, not NaN.

@@ -15,7 +15,13 @@ from datetime import date, timedelta
 import polars as pl
 
 from analytics_assets import tables
-from analytics_assets.analytics.comparison import SIGNIFICANCE, holm, two_proportion_z, welch_z
+from analytics_assets.analytics.comparison import (
+    SIGNIFICANCE,
+    holm,
+    intent_known,
+    two_proportion_z,
+    welch_z,
+)
 
 DISTRIBUTIONS = {"topics": "topic", "intents": "intent", "sentiments": "sentiment",
                  "languages": "language"}  # fmt: skip
@@ -40,7 +46,7 @@ MODEL_RATES = {
 REPORT_COLUMNS = [
     "day", "user_id", "model", *DISTRIBUTIONS.values(), "quality_score", "satisfaction_score",
     "latency_p50_ms", "prompt_tokens", "completion_tokens", "total_tokens", "feedback_up",
-    "feedback_down", "categorized_via_translation",
+    "feedback_down", "categorized_via_translation", "complaint",
 ]  # fmt: skip
 VOLUMES = ("conversations", "messages", "users")
 # A topic "rises" when its share grew significantly; below this many conversations in the
@@ -176,6 +182,7 @@ def _histogram(scores: pl.Series) -> list[int]:
 
 
 def _per_model(analytics: pl.DataFrame) -> list[dict]:
+    known = intent_known(analytics.columns)
     aggregations = [pl.len().cast(pl.UInt32).alias("conversations")]
     for name, column in MODEL_MEANS.items():
         value = pl.col(column).cast(pl.Float64)
@@ -187,9 +194,12 @@ def _per_model(analytics: pl.DataFrame) -> list[dict]:
     aggregations += [
         pl.col("feedback_up").sum().cast(pl.UInt32).alias("thumbs_up"),
         pl.col("feedback_down").sum().cast(pl.UInt32).alias("thumbs_down"),
-        (pl.col("intent") == "complaint").sum().cast(pl.UInt32).alias("complaints"),
-        (pl.col("intent") == "troubleshooting").sum().cast(pl.UInt32).alias("troubleshooting"),
-        pl.col("intent").is_not_null().sum().cast(pl.UInt32).alias("categorized"),
+        ((pl.col("intent") == "complaint") & known).sum().cast(pl.UInt32).alias("complaints"),
+        ((pl.col("intent") == "troubleshooting") & known)
+        .sum()
+        .cast(pl.UInt32)
+        .alias("troubleshooting"),
+        known.sum().cast(pl.UInt32).alias("categorized"),
     ]
     # A conversation without a model (no model on its record and no reply to take one from:
     # mostly the ones the bot never answered) counts under `unknown`, as on the dashboard;
