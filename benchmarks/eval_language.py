@@ -16,9 +16,10 @@ set, split and frozen the same way (`short_language_labelled.test.sha256`).
 `--data rest` scores a third, `rest_language_labelled.jsonl`: the 35 languages lingua knows
 that neither of the others has (Afrikaans to Zulu; Serbian in both scripts), 7 short and 7
 long messages each, written by two more helpers that never saw the detector or the other
-sets, split and frozen the same way (`rest_language_labelled.test.sha256`).
+sets, split and frozen the same way (`rest_language_labelled.test.sha256`). `--data every`
+scores the first and third together: all 75 languages.
 
-    .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--data chat|short|rest]
+    .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--data chat|short|rest|every]
         [--sweep] [--without-chat-words]
 """
 
@@ -53,7 +54,13 @@ def split_of(item_id: str) -> str:
     return "test" if hashlib.sha256(item_id.encode()).digest()[0] % 2 else "dev"
 
 
+# The first and third sets together: every language lingua knows, 14 messages each.
+EVERY_LANGUAGE = ("chat", "rest")
+
+
 def load(split: str | None = None, data: str = "chat") -> pl.DataFrame:
+    if data == "every":
+        return pl.concat([load(split, part) for part in EVERY_LANGUAGE], how="diagonal_relaxed")
     rows = [json.loads(line) for line in SETS[data].read_text(encoding="utf-8").splitlines()]
     frame = pl.DataFrame(rows).with_columns(
         pl.col("id").map_elements(split_of, return_dtype=pl.String).alias("split")
@@ -140,7 +147,7 @@ def report(name: str, result: dict, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", choices=["dev", "test"], default="test")
-    parser.add_argument("--data", choices=list(SETS), default="chat")
+    parser.add_argument("--data", choices=[*SETS, "every"], default="chat")
     parser.add_argument(
         "--sweep", action="store_true", help="accuracy per confidence floor (dev only)"
     )
