@@ -494,6 +494,19 @@ def test_every_control_character_is_removed_however_the_json_writes_it(code_poin
     assert validated.records_with_controls_removed == 1
 
 
+def test_a_control_character_escaped_in_upper_case_hex_is_found_too():
+    """Only records whose JSON writes an escape of one are searched field by field; a
+    source may write the hex digits in upper case (`\\u001F`, `\\uD800`)."""
+    frame = raw("messages", [message(1, content="aXb"), message(2, content="cYd")])
+    frame = frame.with_columns(
+        pl.col("record").str.replace("X", "\\u001F", literal=True)
+        .str.replace("Y", "\\uD800", literal=True)
+    )  # fmt: skip
+    validated = validate_messages(frame)
+    assert validated.valid["content"].to_list() == ["ab", "cd"]
+    assert validated.records_with_controls_removed == 2
+
+
 def test_text_that_only_looks_like_an_escaped_control_character_is_kept():
     validated = validate_messages(raw("messages", [message(1, content="C:\\bin\\u0001 \\f")]))
     assert validated.valid["content"].to_list() == ["C:\\bin\\u0001 \\f"]
