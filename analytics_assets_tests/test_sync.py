@@ -485,6 +485,66 @@ def test_a_record_fixed_in_nocodb_recovers_and_the_run_says_so(nocodb, synced):
     assert "bad-role-1" in set(lake_messages(lake)["message_id"])
 
 
+def test_a_rating_and_a_feedback_edit_reach_mongo_and_the_days_report(nocodb, synced, tmp_path):
+    """The edits a user makes most (a rating, a thumbs down on a reply, its text) through the
+    sensors from cron: the lake's conversation, MongoDB's documents and the day's report (lake
+    and MongoDB) all hold them; the earlier tests checked message ids and contents only."""
+    from analytics_assets.defs.sensor_ticks import tick as cron_tick
+
+    defs, instance, base, lake, mongo = synced
+    day = DAYS[1].isoformat()
+    with make_client(nocodb) as client:
+        conversation = next(client.iter_records(
+            base.table_ids["conversations"], where=f"(started_at,ge,exactDate,{day})",
+            sort="Id", fields=["Id", "conversation_id", "rating"],
+        ))  # fmt: skip
+        reply = next(client.iter_records(
+            base.table_ids["messages"], sort="Id", fields=["Id", "message_id"],
+            where=f"(conversation_id,eq,{conversation['conversation_id']})~and(role,eq,assistant)",
+        ))  # fmt: skip
+    rating = 1 if conversation["rating"] != 1 else 5
+
+    def sync(sensor: str) -> None:
+        outcome = cron_tick(defs, instance, sensor, tmp_path / f"{sensor}.json")
+        assert not outcome.failed
+
+    for sensor in ("nocodb_changes_sensor", "reports_after_a_day_changed_sensor"):
+        sync(sensor)  # the first ticks start from what the backfill loaded
+    time.sleep(1.1)  # NocoDB's filters compare to the second
+    with make_client(nocodb) as client:
+        client.update_records(
+            base.table_ids["conversations"], [{"Id": conversation["Id"], "rating": rating}]
+        )
+        client.update_records(
+            base.table_ids["messages"],
+            [{"Id": reply["Id"], "content": "edited reply", "feedback": "down"}],
+        )
+    time.sleep(1.1)
+    for sensor in (
+        "nocodb_changes_sensor",
+        "conversations_across_midnight_sensor",
+        "reports_after_a_day_changed_sensor",
+    ):
+        sync(sensor)
+
+    conversation_id = conversation["conversation_id"]
+    analytics = read_asset(lake, "conversation_analytics")
+    mine = analytics.filter(pl.col("conversation_id") == conversation_id).row(0, named=True)
+    assert mine["rating"] == rating and mine["feedback_down"] >= 1
+    document = mongo.db()["conversation_analytics"].find_one({"conversation_id": conversation_id})
+    assert document["rating"] == rating
+    assert document["satisfaction_score"] == pytest.approx(mine["satisfaction_score"])
+    message = mongo.db()["conversation_messages"].find_one({"message_id": reply["message_id"]})
+    assert (message["content"], message["feedback"]) == ("edited reply", "down")
+    # The day's report is built from the edited conversations, in the lake and in MongoDB.
+    of_day = analytics.filter(pl.col("day") == DAYS[1])
+    report = read_asset(lake, "daily_report").filter(pl.col("period") == day).row(0, named=True)
+    assert report["satisfaction_sum"] == pytest.approx(of_day["satisfaction_score"].sum())
+    assert sum(part["thumbs_down"] for part in report["per_model"]) == of_day["feedback_down"].sum()
+    stored = mongo.db()["analytics_reports"].find_one({"kind": "daily", "period": day})
+    assert stored["satisfaction_sum"] == pytest.approx(report["satisfaction_sum"])
+
+
 def test_an_erased_user_stays_erased_while_nocodb_still_holds_them(nocodb, synced):
     import shutil
 
