@@ -371,6 +371,7 @@ def test_the_chat_word_lists_cover_every_language_lingua_knows():
         ("Make them shorter wıth max 4 words", "en"),
         ("съезд болды ма", "kk"),  # Kazakh writes `ъ` too
         ("Ọjọ wo ni?", "yo"),  # was Polish: `ọ` is Yoruba's
+        ("kẹo ngọt quá", "vi"),  # and Vietnamese's (found by review: it went Yoruba)
     ],
 )
 def test_a_short_text_goes_to_a_language_that_writes_its_letters(text, expected):

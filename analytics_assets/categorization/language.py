@@ -108,7 +108,7 @@ _LETTERS_WRITTEN_BY = {
         ("ł", "pl"), ("śźż", "pl"), ("ąę", "pl lt"), ("ėųį", "lt"), ("ģķļņ", "lv"),
         ("șț", "ro"), ("ă", "ro vi"), ("ğı", "tr az"), ("ə", "az"), ("ß", "de"),
         ("ðþ", "is"), ("ø", "da nb nn"), ("å", "da nb nn sv"), ("æ", "da nb nn is"),
-        ("ŵŷ", "cy"), ("ơư", "vi"), ("ṣẹọ", "yo"), ("āēī", "lv mi"), ("ō", "mi"),
+        ("ŵŷ", "cy"), ("ơư", "vi"), ("ṣ", "yo"), ("ẹọ", "yo vi"), ("āēī", "lv mi"), ("ō", "mi"),
         ("ū", "lt lv mi"), ("đ", "hr bs sr vi"), ("ĉĝĥĵŝŭ", "eo"), ("ñ", "es eu tl"),
         ("ç", "fr pt ca tr az sq eu"), ("č", "cs sk sl hr bs lt lv"),
         ("їєґ", "uk"), ("і", "uk be kk"), ("ў", "be"),
