@@ -494,29 +494,25 @@ def _decode_rows(
         # decoded the column on one.
         .collect(engine="streaming")
     )
-    # Only a record whose JSON writes one of those escapes can hold a control character once
-    # decoded: the fields of those few are searched (the search over every field of every
-    # record was a quarter of validating real-length messages).
     escapes = decoded_rows.get_column("_escapes").arg_true()
-    flagged = pl.Series("_controls_removed", [False] * decoded_rows.height, dtype=pl.Boolean)
-    if escapes.len():
-        found = (
-            decoded_rows[escapes]
-            .lazy()
-            .with_columns(decoded.alias("_fields"))
-            .select(holds_controls.alias("_controls_removed"))
-            .collect()
-            .get_column("_controls_removed")
+    decoded_rows = decoded_rows.drop("_escapes").with_columns(
+        pl.repeat(False, decoded_rows.height, dtype=pl.Boolean, eager=True).alias(
+            "_controls_removed"
         )
-        flagged = flagged.scatter(escapes, found)
-    decoded_rows = decoded_rows.drop("_escapes").with_columns(flagged)
-    if flagged.any():
-        # Removing them costs a regex per field of every record: only where one was found.
-        positions = flagged.arg_true()
-        cleaned = fields(decoded_rows[positions].lazy(), clean=True).select(texts).collect()
+    )
+    if escapes.len():
+        # Only a record whose JSON writes one of those escapes can hold a control character
+        # once decoded: those few are decoded again, searched and cleaned (a regex over every
+        # field of every record was a quarter of validating real-length messages). Cleaning
+        # one that holds none gives its texts as they were.
+        rescanned = (
+            fields(decoded_rows[escapes].lazy(), clean=True)
+            .select(*texts, holds_controls.alias("_controls_removed"))
+            .collect()
+        )
         decoded_rows = decoded_rows.with_columns(
-            decoded_rows.get_column(name).scatter(positions, cleaned.get_column(name))
-            for name in texts
+            decoded_rows.get_column(name).scatter(escapes, rescanned.get_column(name))
+            for name in (*texts, "_controls_removed")
         )
     return decoded_rows.drop("_json", strict=False)
 
