@@ -18,7 +18,7 @@ from analytics_assets import tables
 from analytics_assets.analytics.comparison import (
     SIGNIFICANCE,
     holm,
-    intent_known,
+    rate_metrics,
     two_proportion_z,
     welch_z,
 )
@@ -182,7 +182,10 @@ def _histogram(scores: pl.Series) -> list[int]:
 
 
 def _per_model(analytics: pl.DataFrame) -> list[dict]:
-    known = intent_known(analytics.columns)
+    # The parts of the shares, counted as `compare` counts them.
+    rates = rate_metrics(analytics.columns)
+    complaints, categorized = rates["complaint_share"]
+    troubleshooting, _ = rates["troubleshooting_share"]
     aggregations = [pl.len().cast(pl.UInt32).alias("conversations")]
     for name, column in MODEL_MEANS.items():
         value = pl.col(column).cast(pl.Float64)
@@ -194,12 +197,9 @@ def _per_model(analytics: pl.DataFrame) -> list[dict]:
     aggregations += [
         pl.col("feedback_up").sum().cast(pl.UInt32).alias("thumbs_up"),
         pl.col("feedback_down").sum().cast(pl.UInt32).alias("thumbs_down"),
-        ((pl.col("intent") == "complaint") & known).sum().cast(pl.UInt32).alias("complaints"),
-        ((pl.col("intent") == "troubleshooting") & known)
-        .sum()
-        .cast(pl.UInt32)
-        .alias("troubleshooting"),
-        known.sum().cast(pl.UInt32).alias("categorized"),
+        complaints.cast(pl.UInt32).alias("complaints"),
+        troubleshooting.cast(pl.UInt32).alias("troubleshooting"),
+        categorized.cast(pl.UInt32).alias("categorized"),
     ]
     # A conversation without a model (no model on its record and no reply to take one from:
     # mostly the ones the bot never answered) counts under `unknown`, as on the dashboard;
