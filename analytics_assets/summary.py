@@ -81,7 +81,8 @@ def lake_summary(
         f"Partitions: {first_day} .. {last_day} ({days} days)",
         "Rows per asset:",
         *(f"  {asset:<24}{count:>10,}" for asset, count in counts.items()),
-        f"Errors: {counts[tables.PROCESSING_ERRORS]} rejected records in processing_errors",
+        f"Errors: {counts[tables.PROCESSING_ERRORS]} records in processing_errors (rejected, "
+        "or kept with a wrong value left empty)",
         *(
             f"  {row['table']}: {row['reason']} ({row['len']})"
             for row in reasons.iter_rows(named=True)

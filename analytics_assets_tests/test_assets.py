@@ -48,7 +48,11 @@ def expected(data: SampleData, days: set[date], *, export: bool) -> dict[str, se
         fallback = event_day(record["CreatedAt"]) if export else None
         return event_day(record[event_field]) or fallback
 
-    rejected = {(p.table, p.key) for p in data.problems if not p.reason.startswith("duplicate")}
+    rejected = {
+        (p.table, p.key)
+        for p in data.problems
+        if not p.reason.startswith("duplicate") and not p.kept
+    }
     messages = {
         m["message_id"]
         for m in data.messages
@@ -93,6 +97,12 @@ def assert_lake_matches(
         (row["table"], row["key"], row["reason"].split()[0]) for row in errors.iter_rows(named=True)
     }
     assert got_errors == want["errors"]
+    # A record holding a wrong optional value is kept, with that value left empty.
+    stored = {"messages": messages, "conversations": conversations}
+    for problem in (p for p in data.problems if p.kept and p.key in want[p.table]):
+        field = "rating" if problem.table == "conversations" else problem.reason.split()[-1]
+        key = "message_id" if problem.table == "messages" else "conversation_id"
+        assert stored[problem.table].filter(pl.col(key) == problem.key)[field].to_list() == [None]
     # Every message of every conversation is counted once, including those past midnight.
     counted = conversations["message_count"].sum()
     owned = messages.filter(pl.col("conversation_id").is_in(conversations["conversation_id"]))

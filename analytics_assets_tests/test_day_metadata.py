@@ -13,7 +13,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from analytics_assets.analytics.freshness import report_day_due
 from analytics_assets.defs.ingestion.resources import RecordSourceResource
 from analytics_assets.defs.partitions import daily_partitions
-from analytics_assets.transforms.records import is_superseded
+from analytics_assets.transforms.records import is_kept_without_values, is_lost, is_superseded
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.test_assets import read_asset
 
@@ -81,16 +81,15 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
         assert not any(other.isoformat() in shown["summary"] for other in DAYS if other > day)
 
         day_messages = of_day(messages, day).height
-        rejected = of_day(errors, day).filter(pl.col("table") == "messages").height
+        message_errors = of_day(errors, day).filter(pl.col("table") == "messages")
+        kept = message_errors.filter(is_kept_without_values(pl.col("reason"))).height
         assert message_metadata[key]["messages"] == day_messages
         assert message_metadata[key]["dagster/row_count"] == day_messages
-        assert message_metadata[key]["rejected"] == rejected
+        # A message kept with a wrong value left empty is among the messages, not rejected.
+        assert message_metadata[key]["rejected"] == message_errors.height - kept
+        assert message_metadata[key]["kept_without_values"] == kept
         # Older copies of a kept message are rejected rows, but lost nothing: not in the share.
-        lost = (
-            of_day(errors, day)
-            .filter((pl.col("table") == "messages") & ~is_superseded(pl.col("reason")))
-            .height
-        )
+        lost = message_errors.filter(is_lost(pl.col("reason"))).height
         assert message_metadata[key]["error_rate"] == round(lost / (day_messages + lost), 5)
 
         day_conversations = of_day(conversations, day)
@@ -114,15 +113,21 @@ def test_per_day_metadata_of_a_3_day_run_equals_each_days_own_report(three_day_r
         # every day the run's count of new errors).
         assert error_metadata[key]["new_errors"] == of_day(errors, day).height
         assert error_metadata[key]["recovered"] == error_metadata[key]["still_failing"] == 0
-        rejected_headers = of_day(errors, day).filter(pl.col("table") == "conversations")
-        assert header_metadata[key]["rejected"] == rejected_headers.height
+        header_errors = of_day(errors, day).filter(pl.col("table") == "conversations")
+        kept_headers = header_errors.filter(is_kept_without_values(pl.col("reason"))).height
+        assert header_metadata[key]["rejected"] == header_errors.height - kept_headers
+        assert header_metadata[key]["kept_without_values"] == kept_headers
         copies = of_day(errors, day).filter(is_superseded(pl.col("reason"))).height
         assert error_metadata[key]["superseded_copies"] == copies
-        # The report's rejected records leave the older copies of kept records out.
-        assert report["errors"] == of_day(errors, day).height - copies
+        assert error_metadata[key]["kept_without_values"] == kept + kept_headers
+        # The report's rejected records leave out the older copies of kept records and the
+        # records kept without a value.
+        assert report["errors"] == of_day(errors, day).height - copies - kept - kept_headers
         assert user_metadata[key]["users"] == of_day(users, day).height
-    # The sample's re-delivered records are there, so the shares above leave something out.
+    # The sample's re-delivered records and wrong values are there, so the shares above
+    # leave something out.
     assert any(error_metadata[day.isoformat()]["superseded_copies"] for day in DAYS)
+    assert any(error_metadata[day.isoformat()]["kept_without_values"] for day in DAYS)
     # The days differ, so flat lines of run totals would show here.
     assert len({report_metadata[day.isoformat()]["conversations"] for day in DAYS}) > 1
     assert len({error_metadata[day.isoformat()]["new_errors"] for day in DAYS}) > 1

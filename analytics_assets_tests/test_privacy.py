@@ -45,7 +45,11 @@ from analytics_assets.privacy.retention import apply_retention
 from analytics_assets.settings import Settings
 from analytics_assets.sources.generator import SampleSpec, generate_sample, write_export
 from analytics_assets.transforms.raw import raw_frame_from_records
-from analytics_assets.transforms.records import reason_without_values, validate_messages
+from analytics_assets.transforms.records import (
+    KEPT_WITHOUT_VALUE,
+    reason_without_values,
+    validate_messages,
+)
 from analytics_assets.translation.translators import HttpTranslator
 from analytics_assets_tests.conftest import export_definitions, range_tags
 from analytics_assets_tests.test_assets import read_asset
@@ -225,7 +229,7 @@ def test_pii_on_the_line_after_a_break_in_a_quoted_value_is_anonymized_in_the_re
     """A reason quotes the value it could not read. Its line breaks were escaped as `\\n`,
     which glued the number after it to a letter: the record's copy was anonymized and the
     reason kept the card, and the check passed it. (Made-up test numbers.)"""
-    rejected = validate_messages(
+    validated = validate_messages(
         raw_frame_from_records(
             [{"message_id": "m1", "conversation_id": "c1", "role": "user", "content": "x",
               "created_at": "2026-11-01 10:00:00",
@@ -233,13 +237,18 @@ def test_pii_on_the_line_after_a_break_in_a_quoted_value_is_anonymized_in_the_re
             table="messages", day=date(2026, 11, 1), page=0, fetched_at=datetime.now(UTC),
             source="test",
         )
-    ).rejected  # fmt: skip
+    )  # fmt: skip
+    # The message is kept without the feedback; the feedback is only in processing_errors.
+    assert validated.valid["feedback"].to_list() == [None]
+    rejected = validated.rejected
     kinds = ("CARD", "PHONE")
     assert sorted(f.kind for f in detect(rejected["reason"], kinds)[0]) == ["CARD", "PHONE"]
     anonymized, counts = PrivacyResource(pseudonym_key=KEY).anonymize_table(
         tables.PROCESSING_ERRORS, rejected
     )
-    assert anonymized["reason"][0] == "invalid feedback 'refund to:⏎<CARD>⏎call <PHONE>'"
+    assert anonymized["reason"][0] == (
+        f"invalid feedback 'refund to:⏎<CARD>⏎call <PHONE>'; {KEPT_WITHOUT_VALUE}"
+    )
     assert counts == {"CARD": 2, "PHONE": 2}  # the reason's and the record's
     assert not any(detect(anonymized["reason"], kinds))
 
@@ -302,9 +311,11 @@ def test_a_rejections_reason_is_anonymized_and_kept_out_of_metadata():
             source="test",
         )
     ).rejected  # fmt: skip
-    assert rejected["reason"][0] == "invalid feedback 'x\\'; call Jane Doe⏎at home'"
+    assert rejected["reason"][0] == (
+        f"invalid feedback 'x\\'; call Jane Doe⏎at home'; {KEPT_WITHOUT_VALUE}"
+    )
     assert rejected.select(reason_without_values(pl.col("reason"))).item() == (
-        "invalid feedback '…'"
+        f"invalid feedback '…'; {KEPT_WITHOUT_VALUE}"
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from dagster import DagsterInstance
 
 from analytics_assets.analytics.reports import REPORT_SCHEMA, daily_report
+from analytics_assets.transforms.records import is_lost
 from analytics_assets_tests.conftest import range_tags, sample_definitions
 from analytics_assets_tests.test_assets import read_asset
 
@@ -87,7 +88,9 @@ def test_a_week_equals_the_aggregation_of_its_days(materialized):
     # And the same as one report over all the week's conversations at once.
     analytics = read_asset(lake, "conversation_analytics").filter(pl.col("day").is_in(WEEK))
     messages = read_asset(lake, "conversation_messages").filter(pl.col("day").is_in(WEEK))
-    errors = read_asset(lake, "processing_errors").filter(pl.col("day").is_in(WEEK))
+    errors = read_asset(lake, "processing_errors").filter(
+        pl.col("day").is_in(WEEK) & is_lost(pl.col("reason"))
+    )
     direct = daily_report(
         WEEK[0], analytics, messages=messages.height, errors=errors.height,
         new_user_ids=week["new_user_ids"],

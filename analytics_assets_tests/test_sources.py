@@ -107,18 +107,22 @@ def _conversation(number: int, **fields) -> dict:
     } | fields
 
 
-def test_mixed_types_in_a_json_export_are_read_and_rejected_not_crashed(tmp_path):
+def test_mixed_types_in_a_json_export_are_read_and_reported_not_crashed(tmp_path):
     records = [
         _conversation(1),
         _conversation(2, started_at="2026-11-01 11:00:00+00:00", rating="five"),
     ]
     (tmp_path / "conversations.json").write_text(json.dumps(records))
-    from analytics_assets.transforms.records import validate_conversation_headers
+    from analytics_assets.transforms.records import (
+        KEPT_WITHOUT_VALUE,
+        validate_conversation_headers,
+    )
 
     raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
     result = validate_conversation_headers(raw)
-    assert result.valid["conversation_id"].to_list() == ["c-1"]
-    assert result.rejected["reason"].to_list() == ["invalid rating 'five'"]
+    # The rating is optional: the conversation is kept without it, and the reason reported.
+    assert result.valid.select("conversation_id", "rating").rows() == [("c-1", 5), ("c-2", None)]
+    assert result.rejected["reason"].to_list() == [f"invalid rating 'five'; {KEPT_WITHOUT_VALUE}"]
 
 
 def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_crashed(tmp_path):
@@ -131,7 +135,9 @@ def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_cra
         _conversation(3, channel=["web", "app"]),
     ]
     (tmp_path / "conversations.json").write_text(json.dumps({"list": records}))
-    from analytics_assets.transforms.records import validate_conversation_headers
+    from analytics_assets.transforms.records import (
+        validate_conversation_headers,
+    )
 
     raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
     assert [json.loads(record) for record in raw["record"]] == records
@@ -149,7 +155,9 @@ def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_cra
 def test_a_json_export_in_the_apis_own_page_form_gives_its_records(tmp_path):
     page = {"list": [_conversation(1), _conversation(2)], "pageInfo": {"totalRows": 2}}
     (tmp_path / "conversations.json").write_text(json.dumps(page))
-    from analytics_assets.transforms.records import validate_conversation_headers
+    from analytics_assets.transforms.records import (
+        validate_conversation_headers,
+    )
 
     raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
     result = validate_conversation_headers(raw)
@@ -166,7 +174,9 @@ def test_an_unpaired_surrogate_in_an_export_costs_only_that_character(tmp_path, 
         path.write_text(json.dumps(records))
     else:
         path.write_text("\n".join(json.dumps(record) for record in records))
-    from analytics_assets.transforms.records import validate_conversation_headers
+    from analytics_assets.transforms.records import (
+        validate_conversation_headers,
+    )
 
     raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
     result = validate_conversation_headers(raw)
@@ -178,7 +188,9 @@ def test_an_unpaired_surrogate_in_an_export_costs_only_that_character(tmp_path, 
 def test_a_byte_that_is_not_utf8_in_an_export_costs_only_that_character(tmp_path, suffix):
     """A Latin-1 "é" in one record (a file saved by a spreadsheet) made the whole table
     unreadable: every day's pull of it failed."""
-    from analytics_assets.transforms.records import validate_conversation_headers
+    from analytics_assets.transforms.records import (
+        validate_conversation_headers,
+    )
 
     records = [_conversation(1, channel="web"), _conversation(2, channel="caf\u00e9")]
     path = tmp_path / f"conversations{suffix}"

@@ -16,9 +16,12 @@ from analytics_assets.transforms.raw import raw_frame_from_records
 from analytics_assets.transforms.records import (
     CONVERSATION_HEADER_SCHEMA,
     ERROR_SCHEMA,
+    KEPT_WITHOUT_VALUE,
+    KEPT_WITHOUT_VALUES,
     MAX_ID_BYTES,
     MESSAGE_SCHEMA,
     carried_rows_digest,
+    is_lost,
     validate_conversation_headers,
     validate_messages,
 )
@@ -122,13 +125,6 @@ def test_valid_messages_are_typed_and_sorted():
             {"created_at": "2026-11-02 00:00:01+00:00"},
             "created_at 2026-11-02 00:00:01+00:00 is outside partition day 2026-11-01",
         ),
-        ({"prompt_tokens": "many"}, "invalid prompt_tokens 'many'"),
-        ({"prompt_tokens": 1.5}, "invalid prompt_tokens '1.5'"),
-        # Read through a double, it was 3.
-        ({"prompt_tokens": "2.9999999999999999"}, "invalid prompt_tokens '2.9999999999999999'"),
-        ({"completion_tokens": -5}, "negative completion_tokens -5"),
-        ({"latency_ms": -1.5}, "negative latency_ms -1.5"),
-        ({"feedback": "meh"}, "invalid feedback 'meh'"),
     ],
 )
 def test_each_rule_rejects_with_its_reason(fields, reason):
@@ -142,6 +138,47 @@ def test_each_rule_rejects_with_its_reason(fields, reason):
     assert error["record_id"] == "7"
     assert error["conversation_id"] == (None if "conversation_id" in fields else "c1")
     assert json.loads(error["record"])["Id"] == 7
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"prompt_tokens": "many"}, "invalid prompt_tokens 'many'"),
+        ({"prompt_tokens": 1.5}, "invalid prompt_tokens '1.5'"),
+        # Read through a double, it was 3.
+        ({"prompt_tokens": "2.9999999999999999"}, "invalid prompt_tokens '2.9999999999999999'"),
+        ({"completion_tokens": -5}, "negative completion_tokens -5"),
+        ({"latency_ms": -1.5}, "negative latency_ms -1.5"),
+        ({"latency_ms": "NaN"}, "latency_ms is not a finite number"),
+        ({"feedback": "meh"}, "invalid feedback 'meh'"),
+    ],
+)
+def test_a_wrong_optional_value_is_left_empty_and_its_message_kept(fields, reason):
+    """A message with a negative token count or feedback 'meh' was rejected whole: its text
+    went uncategorized and its conversation counted one message fewer."""
+    (name,) = fields
+    result = validate_messages(raw("messages", [message(7, **fields), message(8)]))
+    assert result.valid["message_id"].to_list() == ["m-7", "m-8"]
+    kept = result.valid.row(0, named=True)
+    assert kept[name] is None
+    assert kept["content"] == message(7)["content"]
+    error = result.rejected.row(0, named=True)
+    assert result.rejected.height == 1
+    assert error["reason"] == f"{reason}; {KEPT_WITHOUT_VALUE}"
+    assert (error["table"], error["stage"], error["record_id"]) == ("messages", "validate", "7")
+    assert json.loads(error["record"])[name] == fields[name]
+    assert result.rejected.select(is_lost(pl.col("reason"))).item() is False
+
+
+def test_a_message_with_several_wrong_values_keeps_the_right_ones():
+    record = message(3, prompt_tokens=-1, completion_tokens=12, latency_ms="inf", feedback="Up")
+    result = validate_messages(raw("messages", [record]))
+    kept = result.valid.row(0, named=True)
+    assert (kept["prompt_tokens"], kept["completion_tokens"]) == (None, 12)
+    assert (kept["latency_ms"], kept["feedback"]) == (None, "up")
+    assert result.rejected["reason"].to_list() == [
+        f"negative prompt_tokens -1; latency_ms is not a finite number; {KEPT_WITHOUT_VALUES}"
+    ]
 
 
 def test_ids_too_long_to_be_keys_are_rejected_and_not_named_in_the_rejection():
@@ -175,7 +212,9 @@ def test_ids_too_long_to_be_keys_are_rejected_and_not_named_in_the_rejection():
 
 
 def test_several_failures_are_all_named():
+    # A record rejected for a required field names its wrong optional values too.
     result = validate_messages(raw("messages", [message(3, role=None, feedback="meh")]))
+    assert result.valid.is_empty()
     assert result.rejected["reason"].to_list() == ["missing role; invalid feedback 'meh'"]
 
 
@@ -296,13 +335,17 @@ def test_conversation_headers_rules():
     ]
     result = validate_conversation_headers(raw("conversations", records))
     assert result.valid.schema == pl.Schema(CONVERSATION_HEADER_SCHEMA)
-    assert result.valid["conversation_id"].to_list() == ["c-1", "c-5"]
-    assert result.valid["channel"].to_list() == ["web", "web"]
+    # A rating of 7 rejected its conversation whole: its messages then counted in none.
+    assert result.valid["conversation_id"].to_list() == ["c-1", "c-2", "c-5"]
+    assert result.valid["rating"].to_list() == [4, None, None]
+    assert result.valid["channel"].to_list() == ["web", "web", "web"]
     assert dict(zip(result.rejected["key"], result.rejected["reason"], strict=True)) == {
-        "c-2": "rating 7 outside 1-5",
+        "c-2": f"rating 7 outside 1-5; {KEPT_WITHOUT_VALUE}",
         "c-3": "missing user_id",
         "c-4": "missing started_at",
     }
+    lost = result.rejected.filter(is_lost(pl.col("reason")))
+    assert sorted(lost["key"]) == ["c-3", "c-4"]
 
 
 def test_build_conversations_exact_numbers():
@@ -542,7 +585,7 @@ def test_a_rejected_record_with_an_unpaired_surrogate_keeps_the_record_as_sent()
     assert "\\udc00" in validated.rejected["record"][0]
 
 
-def test_token_counts_and_latencies_no_model_produces_are_rejected():
+def test_token_counts_and_latencies_no_model_produces_are_left_empty():
     # 9e18 tokens in two messages wrapped a conversation's and a day's totals negative.
     records = [
         message(1, prompt_tokens=9_000_000_000_000_000_000),
@@ -554,13 +597,16 @@ def test_token_counts_and_latencies_no_model_produces_are_rejected():
         message(6, latency_ms="inf"),
     ]
     validated = validate_messages(raw("messages", records))
-    assert validated.valid["message_id"].to_list() == ["m-4"]
+    assert validated.valid["message_id"].to_list() == [f"m-{n}" for n in range(1, 7)]
+    assert validated.valid.select(
+        pl.col("prompt_tokens").sum(), pl.col("completion_tokens").sum(), pl.col("latency_ms").max()
+    ).row(0) == (1_000_000_000, 0, 86_400_000)
     assert validated.rejected.select("key", "reason").rows() == [
-        ("m-1", "prompt_tokens 9000000000000000000 is over a billion"),
-        ("m-2", "completion_tokens 1000000001 is over a billion"),
-        ("m-3", "latency_ms 1.7e+308 is over a day"),
-        ("m-5", "latency_ms is not a finite number"),
-        ("m-6", "latency_ms is not a finite number"),
+        ("m-1", f"prompt_tokens 9000000000000000000 is over a billion; {KEPT_WITHOUT_VALUE}"),
+        ("m-2", f"completion_tokens 1000000001 is over a billion; {KEPT_WITHOUT_VALUE}"),
+        ("m-3", f"latency_ms 1.7e+308 is over a day; {KEPT_WITHOUT_VALUE}"),
+        ("m-5", f"latency_ms is not a finite number; {KEPT_WITHOUT_VALUE}"),
+        ("m-6", f"latency_ms is not a finite number; {KEPT_WITHOUT_VALUE}"),
     ]
 
 

@@ -22,6 +22,7 @@ from analytics_assets.analytics.checks import error_rate_verdict
 from analytics_assets.defs.metadata import frame_metadata
 from analytics_assets.transforms.records import (
     carried_rows_digest,
+    is_kept_without_values,
     is_superseded,
     reason_without_values,
 )
@@ -118,11 +119,14 @@ def _mean(rows: pl.DataFrame, column: str) -> dict[str, float]:
 
 
 def messages_metadata(
-    rejected_by_day: Mapping[date, int], copies_by_day: Mapping[date, int]
+    rejected_by_day: Mapping[date, int],
+    copies_by_day: Mapping[date, int],
+    kept_by_day: Mapping[date, int],
 ) -> DayMetadata:
     """conversation_messages: the day's messages, its rejected message records and their
     share of the day's message records, older copies of a kept message left out of the
-    share (`copies_by_day`), as the error-rate check leaves them out."""
+    share (`copies_by_day`), as the error-rate check leaves them out; and the messages kept
+    with a wrong value left empty (`kept_by_day`, counted among the messages)."""
 
     def of_day(day: date, messages: pl.DataFrame) -> dict[str, Any]:
         rejected = rejected_by_day.get(day, 0)
@@ -131,6 +135,7 @@ def messages_metadata(
             **frame_metadata(messages),
             "messages": messages.height,
             "rejected": rejected,
+            "kept_without_values": kept_by_day.get(day, 0),
             "error_rate": error_rate_verdict(lost, messages.height).metadata["error_rate"],
             "messages_by_role": MetadataValue.json(
                 dict(messages.group_by("role").len().sort("role").iter_rows())
@@ -144,11 +149,12 @@ def errors_metadata(accepted_by_day: Mapping[date, int]) -> DayMetadata:
     """processing_errors: the day's rejected records (messages and conversations) and their
     share of all its records, as the error-rate check computes it: older copies of a record
     whose newest copy was kept are shown apart, not counted (they read 5 % where the check
-    and the report said 0)."""
+    and the report said 0), and so are records kept with a wrong value left empty."""
 
     def of_day(day: date, errors: pl.DataFrame) -> dict[str, Any]:
         copies = errors.filter(is_superseded(pl.col("reason"))).height
-        lost = errors.height - copies
+        kept = errors.filter(is_kept_without_values(pl.col("reason"))).height
+        lost = errors.height - copies - kept
         return {
             **frame_metadata(
                 errors.drop("record", strict=False).with_columns(
@@ -157,6 +163,7 @@ def errors_metadata(accepted_by_day: Mapping[date, int]) -> DayMetadata:
             ),
             "errors": errors.height,
             "superseded_copies": copies,
+            "kept_without_values": kept,
             "error_rate": error_rate_verdict(lost, accepted_by_day.get(day, 0)).metadata[
                 "error_rate"
             ],

@@ -63,6 +63,8 @@ class InjectedProblem:
     key: str | None
     conversation_id: str | None
     reason: str
+    # Validation keeps the record, with the wrong optional value left empty.
+    kept: bool = False
 
 
 @dataclass
@@ -199,9 +201,13 @@ def _inject_problems(data: SampleData, rng: random.Random) -> None:
     conversations = data.conversations
     picks = rng.sample(range(len(messages)), 7)
 
-    def problem(table: str, record: dict[str, Any], key_field: str, reason: str) -> None:
+    def problem(
+        table: str, record: dict[str, Any], key_field: str, reason: str, *, kept: bool = False
+    ) -> None:
         data.problems.append(
-            InjectedProblem(table, record.get(key_field), record.get("conversation_id"), reason)
+            InjectedProblem(
+                table, record.get(key_field), record.get("conversation_id"), reason, kept
+            )
         )
 
     bad = messages[picks[0]]
@@ -214,13 +220,13 @@ def _inject_problems(data: SampleData, rng: random.Random) -> None:
     bad["conversation_id"] = None
     bad = messages[picks[2]]
     bad["completion_tokens"] = -5
-    problem("messages", bad, "message_id", "negative completion_tokens")
+    problem("messages", bad, "message_id", "negative completion_tokens", kept=True)
     bad = messages[picks[3]]
     bad["feedback"] = "meh"
-    problem("messages", bad, "message_id", "invalid feedback")
+    problem("messages", bad, "message_id", "invalid feedback", kept=True)
     bad = messages[picks[4]]
     bad["latency_ms"] = -120.0
-    problem("messages", bad, "message_id", "negative latency_ms")
+    problem("messages", bad, "message_id", "negative latency_ms", kept=True)
     bad = messages[picks[5]]
     bad["created_at"] = None
     problem("messages", bad, "message_id", "missing created_at")
@@ -236,7 +242,7 @@ def _inject_problems(data: SampleData, rng: random.Random) -> None:
     picks = rng.sample(range(len(conversations)), 3)
     bad = conversations[picks[0]]
     bad["rating"] = 7
-    problem("conversations", bad, "conversation_id", "rating out of range")
+    problem("conversations", bad, "conversation_id", "rating out of range", kept=True)
     bad = conversations[picks[1]]
     bad["user_id"] = None
     problem("conversations", bad, "conversation_id", "missing user_id")

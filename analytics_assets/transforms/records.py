@@ -88,6 +88,25 @@ def is_superseded(reason: pl.Expr) -> pl.Expr:
     return reason.str.ends_with(SUPERSEDED).fill_null(False)
 
 
+# The reason's ending for a record kept with a value it holds wrong left empty (a rating of
+# 7, a negative token count): the record is in the lake, so the error rate leaves it out
+# too, but the reason and the record are in processing_errors like any other.
+KEPT_WITHOUT_VALUE = "record kept, value left empty"
+KEPT_WITHOUT_VALUES = "record kept, values left empty"
+
+
+def is_kept_without_values(reason: pl.Expr) -> pl.Expr:
+    return (
+        reason.str.ends_with(KEPT_WITHOUT_VALUE) | reason.str.ends_with(KEPT_WITHOUT_VALUES)
+    ).fill_null(False)
+
+
+def is_lost(reason: pl.Expr) -> pl.Expr:
+    """A processing_errors row for a record the lake does not hold: neither the older copy
+    of a kept record nor a record kept without a value."""
+    return ~(is_superseded(reason) | is_kept_without_values(reason))
+
+
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -559,10 +578,19 @@ def _integer(text: pl.Expr) -> pl.Expr:
 
 class Rule(NamedTuple):
     """Where a record breaks a rule, and what `processing_errors` says of it. Apart, so a
-    day's reasons are written only for the records that need one."""
+    day's reasons are written only for the records that need one.
+
+    `empties`: the optional field the rule reads. A record that breaks only such rules is
+    kept with those fields left empty (a rating of 7 rejected the whole conversation, and
+    its messages then counted in none); one that breaks another rule too is rejected."""
 
     broken: pl.Expr
     reason: pl.Expr
+    empties: str | None = None
+
+
+def _optional(rule: Rule, name: str) -> Rule:
+    return rule._replace(empties=name)
 
 
 # Each rule reads the typed column `name` and its text `_text_<name>`, both computed once.
@@ -619,6 +647,41 @@ def _in_partition_day(name: str) -> Rule:
     )
 
 
+def _empty_broken_values(
+    kept: pl.DataFrame, rules: list[Rule]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`kept` with each value an optional rule finds wrong left empty, and the records that
+    held one, each with its reasons (for processing_errors). Only the newest copy of a
+    record is looked at: an older copy is reported as superseded, once."""
+    if not rules:
+        return kept, kept.clear()
+    broken = [rule.broken.fill_null(False) for rule in rules]
+    holding = kept.filter(pl.any_horizontal(*broken))
+    if holding.is_empty():
+        return kept, holding
+    reasons = [pl.when(b).then(rule.reason) for b, rule in zip(broken, rules, strict=True)]
+    count = pl.sum_horizontal(broken)
+    emptied = holding.with_columns(
+        pl.concat_str(
+            [*reasons, pl.when(count > 1).then(pl.lit(KEPT_WITHOUT_VALUES))
+             .otherwise(pl.lit(KEPT_WITHOUT_VALUE))],
+            separator="; ",
+            ignore_nulls=True,
+        ).alias("_reason")
+    )  # fmt: skip
+    fields = dict.fromkeys(rule.empties for rule in rules)
+    cleared = kept.with_columns(
+        pl.when(
+            pl.any_horizontal(b for b, rule in zip(broken, rules, strict=True) if rule.empties == f)
+        )
+        .then(None)
+        .otherwise(pl.col(f))
+        .alias(f)
+        for f in fields
+    )
+    return cleared, emptied
+
+
 def _split(
     typed: pl.DataFrame,
     rules: list[Rule],
@@ -631,8 +694,10 @@ def _split(
     each key. `key_source`: the key's field in the records as sent."""
     key = KEY_FIELD[kind]
     unreadable = pl.col("_decode_problem").is_not_null()
+    rejecting = [rule for rule in rules if rule.empties is None]
+    emptying = [rule for rule in rules if rule.empties is not None]
     broken = typed.select(
-        pl.any_horizontal(unreadable, *(rule.broken.fill_null(False) for rule in rules))
+        pl.any_horizontal(unreadable, *(rule.broken.fill_null(False) for rule in rejecting))
     ).to_series()
     passing = typed.filter(~broken)
     breaking = typed.filter(broken).with_columns(
@@ -659,6 +724,7 @@ def _split(
     is_newest = pl.col("_row") == pl.col("_row").last().over(within_day)
     newest = pl.concat([passing.filter(~copies), ordered.filter(is_newest)])
     superseded = ordered.filter(~is_newest)
+    newest, emptied = _empty_broken_values(newest, emptying)
     valid = newest.select(list(columns)).cast(columns)
     # A key is compared once cleaned (control characters removed, stripped): two records
     # whose keys differ only so ("m-1" and "m-1\x01") are not copies of one message, and
@@ -700,7 +766,7 @@ def _split(
         .otherwise(pl.lit(f"duplicate {key}; {SUPERSEDED}"))
         .alias("_reason")
     ).drop("_newest_as_sent", "_newest_owner", "_owners_newest")  # fmt: skip
-    failed = pl.concat([breaking, superseded], how="diagonal_relaxed")
+    failed = pl.concat([breaking, superseded, emptied], how="diagonal_relaxed")
     rejected = failed.select(
         pl.col("day"),
         pl.lit(kind).alias("table"),
@@ -785,18 +851,32 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _required("created_at"),
         _parse_check("created_at"),
         _in_partition_day("created_at"),
-        _parse_check("prompt_tokens"),
-        _non_negative("prompt_tokens"),
-        _at_most("prompt_tokens", MAX_TOKENS, "a billion"),
-        _parse_check("completion_tokens"),
-        _non_negative("completion_tokens"),
-        _at_most("completion_tokens", MAX_TOKENS, "a billion"),
-        _parse_check("latency_ms"),
-        _non_negative("latency_ms"),
-        _finite("latency_ms"),
-        _at_most("latency_ms", MAX_LATENCY_MS, "a day"),
-        _one_of("feedback", FEEDBACK_VALUES),
-    ]
+        # The measurements and the feedback are optional: a wrong one is left empty and
+        # the message kept (it still counts, is categorized and translated).
+        *(
+            _optional(rule, rule_field)
+            for rule_field, field_rules in (
+                ("prompt_tokens", (
+                    _parse_check("prompt_tokens"),
+                    _non_negative("prompt_tokens"),
+                    _at_most("prompt_tokens", MAX_TOKENS, "a billion"),
+                )),
+                ("completion_tokens", (
+                    _parse_check("completion_tokens"),
+                    _non_negative("completion_tokens"),
+                    _at_most("completion_tokens", MAX_TOKENS, "a billion"),
+                )),
+                ("latency_ms", (
+                    _parse_check("latency_ms"),
+                    _non_negative("latency_ms"),
+                    _finite("latency_ms"),
+                    _at_most("latency_ms", MAX_LATENCY_MS, "a day"),
+                )),
+                ("feedback", (_one_of("feedback", FEEDBACK_VALUES),)),
+            )
+            for rule in field_rules
+        ),
+    ]  # fmt: skip
     validated = _split(
         typed, rules, kind="messages", columns=MESSAGE_SCHEMA,
         key_source=schema.source_field("messages", KEY_FIELD["messages"]),
@@ -836,10 +916,12 @@ def validate_conversation_headers(
         _required("started_at"),
         _parse_check("started_at"),
         _in_partition_day("started_at"),
-        _parse_check("rating"),
+        # An optional rating out of range is left empty; the conversation is kept.
+        _optional(_parse_check("rating"), "rating"),
         Rule(
             (pl.col("rating") < low) | (pl.col("rating") > high),
             pl.format(f"rating {{}} outside {low}-{high}", pl.col("rating")),
+            empties="rating",
         ),
     ]
     validated = _split(

@@ -57,7 +57,7 @@ from analytics_assets.defs.queues import HEAVY_STEP_TAGS
 from analytics_assets.defs.storage.lake import LakeResource
 from analytics_assets.operations.usage import StepUsage
 from analytics_assets.storage.placement import lake_and_mongo
-from analytics_assets.transforms.records import MESSAGE_SCHEMA, is_superseded
+from analytics_assets.transforms.records import MESSAGE_SCHEMA, is_lost, is_superseded
 
 
 @asset(
@@ -138,16 +138,18 @@ def _messages_by_day(messages: pl.LazyFrame) -> dict:
 
 
 def _errors_by_day(processing_errors: pl.LazyFrame) -> tuple[dict, dict]:
-    """Per day, the rejected records and, of them, the older copies of a kept record, in one
-    read of the table."""
+    """Per day, the records lost to validation, and the older copies of a kept record (shown,
+    not lost), in one read of the table. A record kept with a wrong value left empty is
+    neither."""
     if not processing_errors.collect_schema().names():
         return {}, {}
+    reason = pl.col("reason")
     counts = (
         processing_errors.group_by("day")
-        .agg(pl.len().alias("errors"), is_superseded(pl.col("reason")).sum().alias("copies"))
+        .agg(is_lost(reason).sum().alias("lost"), is_superseded(reason).sum().alias("copies"))
         .collect()
     )
-    return dict(zip(counts["day"], counts["errors"], strict=True)), dict(
+    return dict(zip(counts["day"], counts["lost"], strict=True)), dict(
         zip(counts["day"], counts["copies"], strict=True)
     )
 
@@ -200,7 +202,7 @@ def daily_report(
     # records rejected is of the records the day received, as error_rate_below_threshold
     # counts them (the note said 2.15 % of a day the check passed at 1.94 %).
     message_rows = _counts_by_day(conversation_messages)
-    errors, superseded = _errors_by_day(processing_errors)
+    lost, superseded = _errors_by_day(processing_errors)
     headers = _counts_by_day(conversation_headers)
     new_users = (
         user_analytics.filter(~pl.col("returned_within_30d")).group_by("day").agg("user_id")
@@ -217,7 +219,7 @@ def daily_report(
             messages=messages.get(day, 0),
             # Older copies of a kept record are not rejections (the rate leaves them out
             # too): a day of 120 re-delivered records and nothing wrong said "120 rejected".
-            errors=errors.get(day, 0) - superseded.get(day, 0),
+            errors=lost.get(day, 0),
             new_user_ids=new_user_ids.get(day, ()),
         )
 
@@ -265,13 +267,12 @@ def daily_report(
         # says so: it is not a day to act on. Judged only while the lake holds the day's
         # messages and headers: past their retention, every rejection would look like most
         # of the day.
-        copies = superseded.get(day, 0)
         rejected = (
             rejected_records_note(
                 day,
-                errors.get(day, 0) - copies,
+                lost.get(day, 0),
                 message_rows.get(day, 0) + headers.get(day, 0),
-                copies,
+                superseded.get(day, 0),
             )
             if day in held_set[tables.CONVERSATION_MESSAGES] and day in headers_held
             else None

@@ -36,7 +36,7 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
-from analytics_assets.transforms.records import is_superseded
+from analytics_assets.transforms.records import is_lost, is_superseded
 
 LAKE = "lake"
 
@@ -119,7 +119,8 @@ def message_volume_within_trailing_range(
     description="Share of each day's records rejected (ERROR above 2 %: that day's report "
     "is marked incomplete, `complete: false` with the rate in `missing_inputs`, and "
     "daily_report_inputs_complete fails for it). Older copies of a record NocoDB holds "
-    "twice are shown, not counted: their newest copy was kept.",
+    "twice are shown, not counted: their newest copy was kept; so are records kept with a "
+    "wrong optional value (a rating of 7) left empty.",
 )
 def error_rate_below_threshold(
     context: AssetCheckExecutionContext,
@@ -131,12 +132,14 @@ def error_rate_below_threshold(
         return frame.filter(pl.col("day") == day).height
 
     superseded = is_superseded(pl.col("reason"))
+    lost = is_lost(pl.col("reason"))
 
     def judge(day: date):
         accepted = count(conversation_messages, day) + count(conversation_headers, day)
         errors = processing_errors.filter(pl.col("day") == day)
-        copies = errors.filter(superseded).height
-        return error_rate_verdict(errors.height - copies, accepted, copies)
+        return error_rate_verdict(
+            errors.filter(lost).height, accepted, errors.filter(superseded).height
+        )
 
     yield from _per_day(context, judge, AssetCheckSeverity.ERROR)
 

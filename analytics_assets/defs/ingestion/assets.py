@@ -53,6 +53,7 @@ from analytics_assets.storage.placement import lake_and_mongo, lake_only
 from analytics_assets.transforms.conversations import build_conversations
 from analytics_assets.transforms.raw import empty_raw_frame
 from analytics_assets.transforms.records import (
+    is_kept_without_values,
     is_superseded,
     reason_without_values,
     validate_conversation_headers,
@@ -330,12 +331,14 @@ def validated_records(
         f"{seconds:.3f}s; rejected {errors.height}"
     )
     # Each day's own counts on its materialization; the run's figures are named run/....
+    kept = is_kept_without_values(pl.col("reason"))
     add_day_metadata(
         context,
         valid_messages,
         messages_metadata(
-            _count_by_day(messages.rejected),
+            _count_by_day(messages.rejected.filter(~kept)),
             _count_by_day(messages.rejected.filter(is_superseded(pl.col("reason")))),
+            _count_by_day(messages.rejected.filter(kept)),
         ),
         asset_key=tables.CONVERSATION_MESSAGES,
     )
@@ -354,13 +357,15 @@ def validated_records(
             ),
         },
     )
-    rejected_headers = _count_by_day(headers.rejected)
+    rejected_headers = _count_by_day(headers.rejected.filter(~kept))
+    kept_headers = _count_by_day(headers.rejected.filter(kept))
     add_day_metadata(
         context,
         pseudonymized_headers,
         lambda day, headers_of_day: {
             **frame_metadata(headers_of_day),
             "rejected": rejected_headers.get(day, 0),
+            "kept_without_values": kept_headers.get(day, 0),
         },
         asset_key=tables.CONVERSATION_HEADERS,
     )

@@ -102,7 +102,11 @@ def read_run_history(
         if record.run_id in steps:
             metadata = _plain(record.asset_materialization.metadata)
             day = record.asset_materialization.partition or ""
-            rejected[record.run_id].setdefault(day, int(metadata.get("errors") or 0))
+            # A record kept with a wrong value left empty is in processing_errors, not lost.
+            rejected[record.run_id].setdefault(
+                day,
+                int(metadata.get("errors") or 0) - int(metadata.get("kept_without_values") or 0),
+            )
     run_records = instance.get_run_records(RunsFilter(run_ids=list(steps)))
     history = []
     for run_record in run_records:
