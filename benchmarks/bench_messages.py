@@ -131,12 +131,13 @@ def _row_by_row_validate(record: dict) -> list[str]:
             datetime.fromisoformat(record["created_at"])
         except ValueError:
             reasons.append("invalid created_at")
+    # A wrong optional value is left empty and the record kept (as `validate_messages` does).
     for name in ("prompt_tokens", "completion_tokens", "latency_ms"):
         value = record.get(name)
         if value is not None and float(value) < 0:
-            reasons.append(f"negative {name}")
+            record[name] = None
     if record.get("feedback") not in (None, "up", "down"):
-        reasons.append("invalid feedback")
+        record["feedback"] = None
     return reasons
 
 
