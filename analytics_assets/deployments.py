@@ -49,6 +49,7 @@ def source_schema(settings: Settings) -> SourceSchemaConfig:
         messages_table=settings.nocodb_messages_table,
         conversation_fields=field_map.get("conversations", {}),
         message_fields=field_map.get("messages", {}),
+        role_names=settings.nocodb_role_names,
     )
 
 

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Canonical -> source field per table, e.g. {"messages": {"content": "text"}}.',
     )
+    nocodb_role_names: dict[str, str] = _env(
+        "NOCODB_ROLE_NAMES",
+        default_factory=dict,
+        description='A message role as written -> user/assistant/system/tool, e.g. {"bot": '
+        '"assistant"} (human, gpt, ai, model, developer, function... are known already).',
+    )
     nocodb_feedback_table: str | None = _env("NOCODB_FEEDBACK_TABLE", default=None)
     nocodb_translations_table: str = _env(
         "NOCODB_TRANSLATIONS_TABLE", default="message_translations"

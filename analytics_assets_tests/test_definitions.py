@@ -56,10 +56,13 @@ def test_setting_nocodb_url_points_the_local_deployment_at_nocodb(monkeypatch):
     monkeypatch.setenv("NOCODB_API_TOKEN", "token-value")
     monkeypatch.setenv("NOCODB_MESSAGES_TABLE", "chat_messages")
     monkeypatch.setenv("NOCODB_FIELD_MAP", '{"messages": {"content": "text"}}')
+    monkeypatch.setenv("NOCODB_ROLE_NAMES", '{"Bot": "assistant"}')
     source = resources_for(Settings())["record_source"]
     assert isinstance(source, NocoDBSourceResource)
     assert source.source_schema.table("messages") == "chat_messages"
     assert source.source_schema.source_field("messages", "content") == "text"
+    roles = source.source_schema.role_map()
+    assert (roles["bot"], roles["human"], roles["function"]) == ("assistant", "user", "tool")
 
 
 def test_prod_reads_secrets_from_env_vars_at_run_time(monkeypatch):

@@ -624,7 +624,7 @@ def test_migrations_apply_reapply_and_upgrade(mongo_server):
 
     client = MongoClient(mongo_server, tz_aware=True)
     empty = client["migrations_empty"]
-    assert migrations.migrate(empty) == [1, 2, 3, 4, 5, 6]
+    assert migrations.migrate(empty) == [1, 2, 3, 4, 5, 6, 7]
     assert migrations.current_version(empty) == migrations.LATEST_VERSION
     assert set(COLLECTIONS) <= set(empty.list_collection_names())
     # Compared by fields: nx-27017 names indexes its own way and ignores directions.
@@ -655,8 +655,9 @@ def test_migrations_apply_reapply_and_upgrade(mongo_server):
         "pending",
         "pending",
         "pending",
+        "pending",
     ]
-    assert migrations.migrate(older) == [2, 3, 4, 5, 6]
+    assert migrations.migrate(older) == [2, 3, 4, 5, 6, 7]
     assert {"conversation_translations", "user_return_predictions"} <= set(
         older.list_collection_names()
     )
@@ -710,7 +711,7 @@ def test_the_former_keys_are_stored_again_under_the_new_ones(mongo_server):
             {"_id": errors.document_id(translation_refusal), **translation_refusal}
         )
 
-    assert migrations.migrate(db) == [6]
+    assert migrations.migrate(db) == [6, 7]
     keys = sorted(doc["_id"] for doc in db[SPEC.name].find({}))
     assert keys == [f"m-2026-11-01-{n}:c-2026-11-01-0" for n in range(3)]
     assert {doc["day"] for doc in db[SPEC.name].find({})} == {second.isoformat()}

@@ -232,3 +232,24 @@ def test_an_abstention_is_read_from_the_method_whatever_the_taxonomy_calls_its_f
     given = abstained.with_columns(pl.lit("rules").alias("intent_method"))
     row = _one_conversation(turns, given, rating=None, feedback_up=0, feedback_down=0)
     assert row["complaint"] is False and row["no_complaint_score"] == 1.0
+
+
+def test_a_tools_output_after_the_reply_is_not_the_last_word():
+    """A tool message logged after the assistant's reply (or a system note) made the last
+    role neither user nor assistant: the reply then read as never given."""
+    tool_after = messages().vstack(
+        pl.DataFrame(
+            {
+                "message_id": ["m8", "m9"],
+                "conversation_id": ["c-2", "c-1"],
+                "role": ["tool", "tool"],
+                "content": ['{"status": "ok"}', '{"ticket": 7}'],
+                "created_at": [T0 + timedelta(seconds=3606), T0 + timedelta(seconds=41)],
+                "latency_ms": [None, None],
+            }
+        )
+    )
+    result = conversation_analytics(conversations(), tool_after, categories())
+    first, second = result.to_dicts()
+    assert first["unanswered_last_turn"] and not first["abandoned_after_reply"]
+    assert second["abandoned_after_reply"] and not second["unanswered_last_turn"]

@@ -140,6 +140,27 @@ def test_each_rule_rejects_with_its_reason(fields, reason):
     assert json.loads(error["record"])["Id"] == 7
 
 
+def test_roles_as_common_chat_formats_and_the_deployment_name_them():
+    """A tool's output was rejected as an invalid role: a bot that calls tools lost a
+    message per call, and its days were marked incomplete."""
+    roles = ["user", "Human", "gpt", "AI", "model", "developer", "tool", "function",
+             " Bot ", "narrator"]  # fmt: skip
+    records = [message(n, role=role) for n, role in enumerate(roles, start=1)]
+    schema = SourceSchema(role_names={"BOT": "assistant"})
+    result = validate_messages(raw("messages", records), schema)
+    assert result.valid["role"].to_list() == [
+        "user", "user", "assistant", "assistant", "assistant", "system", "tool", "tool",
+        "assistant",
+    ]  # fmt: skip
+    # Another role is rejected, named as written.
+    assert result.rejected["reason"].to_list() == ["invalid role 'narrator'"]
+    # Without the deployment's name, "bot" is no role.
+    plain = validate_messages(raw("messages", records))
+    assert plain.rejected["reason"].to_list() == ["invalid role 'Bot'", "invalid role 'narrator'"]
+    with pytest.raises(ValueError, match="unknown role"):
+        SourceSchema(role_names={"bot": "agent"})
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

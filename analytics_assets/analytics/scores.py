@@ -168,7 +168,9 @@ def conversation_analytics(
             (normalized.filter(is_user & asks_something).is_duplicated().any())
             .alias("repeated_question"),
             is_user.sum().alias("_user_turns"),
-            pl.col("role").filter(pl.col("role") != "system").last().alias("_last_role"),
+            # Who spoke last: a system prompt or a tool's output is neither side's turn.
+            pl.col("role").filter(pl.col("role").is_in(["user", "assistant"])).last()
+            .alias("_last_role"),
             pl.col("content").filter(is_user).str.to_lowercase()
             .str.contains(ESCALATION_PATTERN).any().alias("escalation"),
         )

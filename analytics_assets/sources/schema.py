@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 TableKind = Literal["conversations", "messages"]
 TABLE_KINDS: tuple[TableKind, ...] = ("conversations", "messages")
@@ -53,6 +53,27 @@ REQUIRED_FIELDS: dict[TableKind, frozenset[str]] = {
 EVENT_TIME_FIELD: dict[TableKind, str] = {"conversations": "started_at", "messages": "created_at"}
 KEY_FIELD: dict[TableKind, str] = {"conversations": "conversation_id", "messages": "message_id"}
 
+# A message's role as the pipeline names it. `tool`: a function's or tool's output, which an
+# assistant that calls tools logs between the user's turn and its reply (rejected as an
+# invalid role, such logs lost a message per call and marked their days incomplete).
+MESSAGE_ROLES = ("user", "assistant", "system", "tool")
+# What common chat formats call those roles (compared in lower case): ShareGPT's human/gpt,
+# LangChain's human/ai, Gemini's model, Cohere's chatbot, Flowise's userMessage/apiMessage,
+# OpenAI's developer (a system message) and function (a tool's output), Llama 3's ipython.
+# A deployment adds its own with `role_names` (NOCODB_ROLE_NAMES).
+ROLE_ALIASES: dict[str, str] = {
+    "human": "user",
+    "usermessage": "user",
+    "gpt": "assistant",
+    "ai": "assistant",
+    "model": "assistant",
+    "chatbot": "assistant",
+    "apimessage": "assistant",
+    "developer": "system",
+    "function": "tool",
+    "ipython": "tool",
+}
+
 
 class SourceSchema(BaseModel, frozen=True):
     """Names of the source tables and of any field that differs from the canonical name.
@@ -76,6 +97,27 @@ class SourceSchema(BaseModel, frozen=True):
         default_factory=dict,
         description="Canonical message field -> source field, only where they differ.",
     )
+    role_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="A message role as the source writes it -> user, assistant, system or "
+        "tool (case-insensitive), beyond the common ones already known (human, gpt, ai, "
+        "model, developer, function, ...).",
+    )
+
+    @field_validator("role_names")
+    @classmethod
+    def _roles_are_known(cls, names: dict[str, str]) -> dict[str, str]:
+        unknown = sorted({role for role in names.values() if role not in MESSAGE_ROLES})
+        if unknown:
+            raise ValueError(
+                f"role_names maps to unknown role(s) {unknown}; known: {MESSAGE_ROLES}"
+            )
+        return names
+
+    def role_map(self) -> dict[str, str]:
+        """A role as written, stripped and in lower case -> the pipeline's role."""
+        custom = {written.strip().lower(): role for written, role in self.role_names.items()}
+        return ROLE_ALIASES | custom
 
     def table(self, kind: TableKind) -> str:
         return self.conversations_table if kind == "conversations" else self.messages_table

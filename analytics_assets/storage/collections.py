@@ -13,6 +13,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from analytics_assets.keys import joined_key
+from analytics_assets.sources.schema import MESSAGE_ROLES
 
 # Every document carries the UTC day it belongs to ("YYYY-MM-DD") and the run that wrote it.
 DAY_FIELD = "day"
@@ -95,7 +96,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
                 {
                     "message_id": _STRING,
                     "conversation_id": _STRING,
-                    "role": {"enum": ["user", "assistant", "system"]},
+                    "role": {"enum": list(MESSAGE_ROLES)},
                     "content": {"bsonType": ["string", "null"], "maxLength": 1_000_000},
                     "model": _NULLABLE_STRING,
                     "created_at": _DATE,

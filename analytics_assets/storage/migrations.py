@@ -190,6 +190,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "conversation; keys of several fields escape `\\` and `:`",
         _key_by_every_id_field,
     ),
+    Migration(
+        7,
+        "conversation_messages' validator accepts the `tool` role",
+        _reapply_collections_and_indexes,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -18,11 +18,10 @@ from typing import NamedTuple, TypeVar
 import polars as pl
 
 from analytics_assets.keys import escaped_part_expr, joined_key_expr
-from analytics_assets.sources.schema import KEY_FIELD, SourceSchema, TableKind
+from analytics_assets.sources.schema import KEY_FIELD, MESSAGE_ROLES, SourceSchema, TableKind
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
 
-MESSAGE_ROLES = ("user", "assistant", "system")
 FEEDBACK_VALUES = ("up", "down")
 RATING_RANGE = (1, 5)
 # Above these a value is a bug or an attack, not a measurement. No model reads or writes a
@@ -826,7 +825,7 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         {
             "message_id": _text("message_id"),
             "conversation_id": _text("conversation_id"),
-            "role": _text("role").str.to_lowercase(),
+            "role": _text("role").str.to_lowercase().replace(schema.role_map()),
             "content": _text("content"),
             "model": _text("model"),
             "prompt_tokens": _integer(_text("prompt_tokens")),
