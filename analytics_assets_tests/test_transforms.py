@@ -202,6 +202,15 @@ def test_a_message_with_several_wrong_values_keeps_the_right_ones():
     ]
 
 
+def test_one_value_that_breaks_two_rules_is_one_value_left_empty():
+    # A latency of -inf is negative and not finite: two reasons, one value left empty.
+    result = validate_messages(raw("messages", [message(3, latency_ms="-inf", feedback="up")]))
+    assert result.valid.select("latency_ms", "feedback").row(0) == (None, "up")
+    assert result.rejected["reason"].to_list() == [
+        f"negative latency_ms -inf; latency_ms is not a finite number; {KEPT_WITHOUT_VALUE}"
+    ]
+
+
 def test_ids_too_long_to_be_keys_are_rejected_and_not_named_in_the_rejection():
     """An id of megabytes (a field mapped wrong, an attack) became a MongoDB `_id` and a
     filter's key: a day of them was over MongoDB's 16 MB and failed on every retry."""

@@ -659,7 +659,15 @@ def _empty_broken_values(
     if holding.is_empty():
         return kept, holding
     reasons = [pl.when(b).then(rule.reason) for b, rule in zip(broken, rules, strict=True)]
-    count = pl.sum_horizontal(broken)
+    fields = dict.fromkeys(rule.empties for rule in rules)
+
+    def field_broken(field: str | None) -> pl.Expr:
+        return pl.any_horizontal(
+            b for b, rule in zip(broken, rules, strict=True) if rule.empties == field
+        )
+
+    # Values, not rules: a latency of -inf breaks two rules and leaves one value empty.
+    count = pl.sum_horizontal(field_broken(f) for f in fields)
     emptied = holding.with_columns(
         pl.concat_str(
             [*reasons, pl.when(count > 1).then(pl.lit(KEPT_WITHOUT_VALUES))
@@ -668,15 +676,8 @@ def _empty_broken_values(
             ignore_nulls=True,
         ).alias("_reason")
     )  # fmt: skip
-    fields = dict.fromkeys(rule.empties for rule in rules)
     cleared = kept.with_columns(
-        pl.when(
-            pl.any_horizontal(b for b, rule in zip(broken, rules, strict=True) if rule.empties == f)
-        )
-        .then(None)
-        .otherwise(pl.col(f))
-        .alias(f)
-        for f in fields
+        pl.when(field_broken(f)).then(None).otherwise(pl.col(f)).alias(f) for f in fields
     )
     return cleared, emptied
 
