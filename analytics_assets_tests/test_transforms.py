@@ -211,6 +211,16 @@ def test_one_value_that_breaks_two_rules_is_one_value_left_empty():
     ]
 
 
+def test_a_record_kept_without_a_value_is_counted_once_among_the_records_validated():
+    # It is in `valid` and in `rejected`: the run's record count and throughput counted it
+    # twice.
+    records = [message(1, feedback="meh"), message(2), message(3, role=None)]
+    copies = [message(4), message(5, message_id="m-4", UpdatedAt="2026-11-01 11:00:00+00:00")]
+    result = validate_messages(raw("messages", records + copies))
+    assert (result.valid.height, result.rejected.height) == (3, 3)
+    assert result.records == len(records + copies)
+
+
 def test_ids_too_long_to_be_keys_are_rejected_and_not_named_in_the_rejection():
     """An id of megabytes (a field mapped wrong, an attack) became a MongoDB `_id` and a
     filter's key: a day of them was over MongoDB's 16 MB and failed on every retry."""

@@ -205,6 +205,14 @@ class Validated:
     # Records whose text lost control characters (see CONTROL_CHARACTERS).
     records_with_controls_removed: int = 0
 
+    @property
+    def records(self) -> int:
+        """How many records were validated. A record kept with a wrong value left empty is
+        in both frames: counted once (valid + rejected counted it twice, and the run's
+        messages_per_second with it)."""
+        kept = self.rejected.filter(is_kept_without_values(pl.col("reason"))).height
+        return self.valid.height + self.rejected.height - kept
+
 
 def empty_errors() -> pl.DataFrame:
     return pl.DataFrame(schema=ERROR_SCHEMA)

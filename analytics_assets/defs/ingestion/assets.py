@@ -324,14 +324,14 @@ def validated_records(
     )
     errors, error_pii_findings = privacy.anonymize_table(tables.PROCESSING_ERRORS, errors)
     seconds = time.perf_counter() - started
-    raw_messages = messages.valid.height + messages.rejected.height
+    raw_messages = messages.records
+    kept = is_kept_without_values(pl.col("reason"))
     context.log.info(
-        f"validated {raw_messages} message and "
-        f"{headers.valid.height + headers.rejected.height} conversation records in "
-        f"{seconds:.3f}s; rejected {errors.height}"
+        f"validated {raw_messages} message and {headers.records} conversation records in "
+        f"{seconds:.3f}s; {errors.height} in processing_errors, "
+        f"{errors.filter(kept).height} of them kept with a value left empty"
     )
     # Each day's own counts on its materialization; the run's figures are named run/....
-    kept = is_kept_without_values(pl.col("reason"))
     add_day_metadata(
         context,
         valid_messages,
