@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -973,6 +973,28 @@ def test_rejections_of_one_message_id_in_two_conversations_are_two_error_documen
     assert rejected.height == 2
     ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
     assert len(ids) == 2
+
+
+def test_rows_of_one_record_without_an_id_are_documents_of_their_own():
+    """An export without NocoDB's `Id`: an older copy of a message (superseded) and its
+    newer copy kept without a wrong value were both keyed `c-1:1`: one MongoDB document for
+    two rows in the lake."""
+    from analytics_assets.storage.collections import COLLECTIONS
+    from analytics_assets.storage.mongo import frame_to_documents
+
+    day, at = date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    base = {"message_id": "1", "conversation_id": "c-1", "role": "user", "content": "x",
+            "created_at": at.isoformat(), "CreatedAt": at.isoformat()}  # fmt: skip
+    newer = base | {"feedback": "meh", "UpdatedAt": (at + timedelta(minutes=5)).isoformat()}
+    lone = base | {"message_id": "2", "latency_ms": -1}
+    raw = raw_frame_from_records([base, newer, lone], table="messages", day=day, page=0,
+                                 fetched_at=at, source="export:test")  # fmt: skip
+    rejected = validate_messages(raw).rejected
+    assert rejected.height == 3
+    ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
+    assert len(ids) == 3
+    # A key no other row has is kept as it was.
+    assert "c-1:2" in rejected["record_key"].to_list()
 
 
 def test_rejected_messages_whose_ids_hold_colons_keep_keys_of_their_own():

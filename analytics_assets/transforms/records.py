@@ -790,6 +790,22 @@ def _split(
         pl.col("_reason").alias("reason"),
         pl.col("record"),
     ).cast(ERROR_SCHEMA)
+    # Without NocoDB's Id, two rows of one record share a key: a copy superseded by a newer
+    # one kept without a value, or two bad copies. Their MongoDB documents (keyed by it) were
+    # one, for two rows in the lake. Such keys take the hash of the row's record and reason.
+    shared = pl.col("record_id").is_null() & pl.struct("day", "record_key").is_duplicated()
+    rejected = rejected.with_columns(
+        pl.when(shared)
+        .then(
+            pl.format(
+                "{}#{}",
+                pl.col("record_key"),
+                pl.concat_str("record", "reason", ignore_nulls=True).hash().cast(pl.String),
+            )
+        )
+        .otherwise(pl.col("record_key"))
+        .alias("record_key")
+    )
     return Validated(valid=valid, rejected=rejected)
 
 
