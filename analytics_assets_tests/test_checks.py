@@ -14,6 +14,7 @@ from analytics_assets.analytics.checks import (
     error_rate_verdict,
     population_stability_index,
     reconciliation_verdict,
+    values_left_empty_verdict,
     volume_verdict,
 )
 from analytics_assets.analytics.reports import combine, daily_report
@@ -149,6 +150,15 @@ def test_reconciliation_catches_a_mean_of_means_and_every_distribution_and_model
         "mismatches"]) == {"per_model"}  # fmt: skip
 
 
+def test_values_left_empty_warn_above_two_percent_of_the_days_records():
+    assert values_left_empty_verdict(2, 100).passed
+    over = values_left_empty_verdict(3, 100, {"invalid feedback '…'": 3})
+    assert not over.passed
+    assert over.metadata["rate"] == 0.03 and over.metadata["reasons"] == {"invalid feedback '…'": 3}
+    # A day without records has nothing to warn of.
+    assert values_left_empty_verdict(0, 0).passed
+
+
 def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_reports(
     tmp_path, mongo_server
 ):
@@ -167,6 +177,10 @@ def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_re
     theirs = [m for m in data.messages if (m["created_at"] or "").startswith(bad_day)]
     for message in theirs[::8]:  # 12.5 % of the day's messages: a role nobody knows
         message["role"] = "bot"
+    # Another day's feedback written as nobody reads it: kept without it, not an error.
+    odd_day = "2026-11-03"
+    for message in [m for m in data.messages if (m["created_at"] or "").startswith(odd_day)][::8]:
+        message["feedback"] = "thumbs_up"
     write_export(data, tmp_path / "export")
     defs, lake, mongo = export_definitions(tmp_path, mongo_server, "checks_one_bad_day")
     result = defs.resolve_job_def("ingestion_job").execute_in_process(
@@ -189,6 +203,21 @@ def test_one_day_over_the_error_rate_in_a_range_backfill_keeps_the_other_days_re
         ("error_rate_below_threshold", bad_day),
         ("daily_report_inputs_complete", bad_day),
     }
+    # The values left empty are a warning of their own, on their day only.
+    left_empty = {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "optional_values_mostly_valid"
+    }
+    assert {day: e.passed for day, e in left_empty.items()} == {
+        "2026-11-01": True, bad_day: True, odd_day: False,
+    }  # fmt: skip
+    figures = left_empty[odd_day].metadata
+    assert left_empty[odd_day].severity.value == "WARN"
+    assert figures["reasons"].value == {
+        "invalid feedback '…'": figures["kept_without_values"].value
+    }
+    assert figures["kept_without_values"].value > 0.02 * figures["records"].value
 
 
 def test_a_period_report_built_without_a_day_between_its_built_days_fails_its_check():

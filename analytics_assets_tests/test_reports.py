@@ -125,6 +125,7 @@ def test_the_checks_run_with_the_jobs_and_pass_on_the_sample(materialized):
         ("message_ids_unique_and_present", "sample"),
         ("conversation_ids_unique_and_present", "sample"),
         ("error_rate_below_threshold", "sample"),
+        ("optional_values_mostly_valid", "sample"),
         ("message_volume_within_trailing_range", "sample"),
         ("topic_distribution_stable", "sample"),
         ("weekly_report_reconciles", "2026-11-02"),

@@ -15,6 +15,10 @@ VOLUME_LOW, VOLUME_HIGH = 0.5, 2.0
 MIN_HISTORY_DAYS = 3
 # Share of a day's records rejected before reports built on it stop being trustworthy.
 ERROR_RATE_ALERT = 0.02
+# Share of a day's records kept with a wrong optional value left empty above which a column
+# is likely mapped or written wrong (every feedback "thumbs_up", ratings out of 10): nothing
+# is lost, so the error rate stays quiet, but a metric goes empty without a word.
+VALUES_LEFT_EMPTY_ALERT = 0.02
 _EPSILON = 1e-4
 
 
@@ -79,6 +83,19 @@ def error_rate_verdict(errors: int, accepted: int, superseded: int = 0) -> Verdi
         rate <= ERROR_RATE_ALERT,
         {"errors": errors, "records": total, "error_rate": round(rate, 5),
          "threshold": ERROR_RATE_ALERT, "superseded_copies": superseded},
+    )  # fmt: skip
+
+
+def values_left_empty_verdict(
+    kept: int, accepted: int, reasons: Mapping[str, int] | None = None
+) -> Verdict:
+    """`kept`: the day's records kept with a wrong optional value left empty, among the
+    `accepted` ones; `reasons`: what was wrong, values left out, by count."""
+    rate = kept / accepted if accepted else 0.0
+    return Verdict(
+        rate <= VALUES_LEFT_EMPTY_ALERT,
+        {"kept_without_values": kept, "records": accepted, "rate": round(rate, 5),
+         "threshold": VALUES_LEFT_EMPTY_ALERT, "reasons": dict(reasons or {})},
     )  # fmt: skip
 
 

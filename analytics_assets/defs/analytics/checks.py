@@ -2,6 +2,7 @@
 freshness. Severity: ERROR (and blocking) where a bad input would poison what is built on
 it; WARN where the data may be right and the world changed."""
 
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -23,6 +24,7 @@ from analytics_assets.analytics.checks import (
     drift_verdict,
     error_rate_verdict,
     reconciliation_verdict,
+    values_left_empty_verdict,
     volume_verdict,
 )
 from analytics_assets.analytics.freshness import fresh_until, last_deadline, report_day_due
@@ -36,7 +38,14 @@ from analytics_assets.defs.partitions import (
     monthly_partitions,
     weekly_partitions,
 )
-from analytics_assets.transforms.records import is_lost, is_superseded
+from analytics_assets.transforms.records import (
+    KEPT_WITHOUT_VALUE,
+    KEPT_WITHOUT_VALUES,
+    is_kept_without_values,
+    is_lost,
+    is_superseded,
+    reason_without_values,
+)
 
 LAKE = "lake"
 
@@ -142,6 +151,43 @@ def error_rate_below_threshold(
         )
 
     yield from _per_day(context, judge, AssetCheckSeverity.ERROR)
+
+
+@asset_check(
+    asset=tables.PROCESSING_ERRORS,
+    partitions_def=daily_partitions,
+    required_resource_keys={LAKE},
+    description="Share of each day's records kept with a wrong optional value left empty "
+    "(a rating of 7, feedback 'thumbs_up', a negative token count). WARN above 2 %: nothing "
+    "was lost, but a column is likely mapped or written wrong and a metric (satisfaction, "
+    "feedback, cost) goes empty for those records. Metadata: the reasons, values left out.",
+)
+def optional_values_mostly_valid(
+    context: AssetCheckExecutionContext, processing_errors: pl.DataFrame
+) -> CheckEvents:
+    days = days_in(context.partition_time_window)
+    # The days' record counts from the lake, the day column alone: the messages' text is
+    # not needed to count them.
+    accepted = Counter()
+    for table in (tables.CONVERSATION_MESSAGES, tables.CONVERSATION_HEADERS):
+        frame, _ = _lake_days(context, table, ["day"], days[0], days[-1])
+        if frame.height:
+            accepted.update(dict(frame.group_by("day").len().iter_rows()))
+    kept = processing_errors.filter(is_kept_without_values(pl.col("reason")))
+    endings = (f"; {KEPT_WITHOUT_VALUE}", f"; {KEPT_WITHOUT_VALUES}")
+
+    def judge(day: date):
+        of_day = kept.filter(pl.col("day") == day)
+        reasons: Counter[str] = Counter()
+        for reason in of_day.select(reason_without_values(pl.col("reason"))).to_series():
+            for ending in endings:
+                reason = reason.removesuffix(ending)
+            reasons.update(reason.split("; "))
+        return values_left_empty_verdict(
+            of_day.height, accepted.get(day, 0), dict(reasons.most_common(10))
+        )
+
+    yield from _per_day(context, judge, AssetCheckSeverity.WARN)
 
 
 @asset_check(
