@@ -128,7 +128,7 @@ def test_mixed_types_in_a_json_export_are_read_and_reported_not_crashed(tmp_path
 def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_crashed(tmp_path):
     # An export whose mapped field holds JSON in some records (a link object, a list): no
     # frame holds text and objects in one column, which failed the read of the whole table.
-    # Each record is kept as written.
+    # Each record is kept as written; an optional field holding JSON is left empty.
     records = [
         _conversation(1),
         _conversation(2, user_id={"Id": 7, "Title": "u7"}),
@@ -136,16 +136,20 @@ def test_a_json_export_whose_field_is_text_here_and_json_there_is_served_not_cra
     ]
     (tmp_path / "conversations.json").write_text(json.dumps({"list": records}))
     from analytics_assets.transforms.records import (
+        KEPT_WITHOUT_VALUE,
         validate_conversation_headers,
     )
 
     raw = ExportSource(tmp_path).fetch_day("conversations", date(2026, 11, 1)).frame
     assert [json.loads(record) for record in raw["record"]] == records
     result = validate_conversation_headers(raw)
-    assert result.valid["conversation_id"].to_list() == ["c-1"]
+    assert result.valid.select("conversation_id", "channel").rows() == [
+        ("c-1", "web"),
+        ("c-3", None),
+    ]
     assert result.rejected.select("key", "reason").rows() == [
         ("c-2", "user_id holds a JSON object, not a single value"),
-        ("c-3", "channel holds a JSON array, not a single value"),
+        ("c-3", f"channel holds a JSON array, not a single value; {KEPT_WITHOUT_VALUE}"),
     ]
     # What reads the table whole (the freshness check's last day, feedback, translations).
     table = ExportSource(tmp_path).read_table("conversations", ["conversation_id", "user_id"])
@@ -246,13 +250,13 @@ def test_half_an_emoji_sent_to_nocodb_arrives_as_the_replacement_character(nocod
 @pytest.mark.nocodb
 def test_an_attachment_column_from_nocodb_rejects_only_the_records_it_makes_unreadable(nocodb):
     """The real NocoDB returns an attachment column as an array of objects. Mapped to a
-    field read as text, such a value used to fail the decode of the whole day; now only its
-    record is rejected, with the reason. (A column the pipeline does not map is not asked
-    for.)"""
+    field read as text, such a value used to fail the decode of the whole day; now, mapped to
+    an optional field, its value is left empty and its record kept, with the reason in
+    processing_errors. (A column the pipeline does not map is not asked for.)"""
     from analytics_assets.sources.nocodb import NocoDBSource
     from analytics_assets.sources.schema import SourceSchema
     from analytics_assets.sources.seed import TABLE_COLUMNS, create_base, create_table
-    from analytics_assets.transforms.records import validate_messages
+    from analytics_assets.transforms.records import KEPT_WITHOUT_VALUE, validate_messages
     from analytics_assets_tests.conftest import make_client
 
     def sent(number: int, **fields) -> dict:
@@ -272,7 +276,8 @@ def test_an_attachment_column_from_nocodb_rejects_only_the_records_it_makes_unre
     first = json.loads(raw.filter(pl.col("record_id") == "1")["record"][0])
     assert first["screenshot"][0]["url"] == image["url"]
     validated = validate_messages(raw, schema)
-    assert validated.valid["message_id"].to_list() == ["m-2", "m-3"]
+    assert validated.valid["message_id"].to_list() == ["m-1", "m-2", "m-3"]
+    assert validated.valid["model"].to_list() == [None, None, None]
     assert validated.rejected.select("key", "reason").rows() == [
-        ("m-1", "screenshot holds a JSON array, not a single value")
+        ("m-1", f"screenshot holds a JSON array, not a single value; {KEPT_WITHOUT_VALUE}")
     ]

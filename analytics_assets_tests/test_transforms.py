@@ -664,18 +664,15 @@ def _with_record_text(frame: pl.DataFrame, position: int, text: str) -> pl.DataF
             "content holds a JSON object, not a single value",
         ),
         ({"role": []}, "role holds a JSON array, not a single value"),
-        ({"prompt_tokens": {}}, "prompt_tokens holds a JSON object, not a single value"),
-        (
-            {"model": ["gpt-4o"], "feedback": {"up": True}},
-            "model holds a JSON array, not a single value; "
-            "feedback holds a JSON object, not a single value",
-        ),
         # Decoded as the texts "true" and "false", they were a message and a conversation.
         ({"content": True}, "content holds JSON true, not a text or a number"),
         ({"conversation_id": False}, "conversation_id holds JSON false, not a text or a number"),
-        # Python writes these as Infinity and NaN, which JSON lacks.
-        ({"latency_ms": float("inf")}, "latency_ms is not a finite number"),
-        ({"completion_tokens": float("nan")}, "completion_tokens is not a finite number"),
+        # A required field's problem names the optional ones' too.
+        (
+            {"role": [], "feedback": {"up": True}},
+            "role holds a JSON array, not a single value; "
+            "feedback holds a JSON object, not a single value",
+        ),
     ],
 )
 def test_a_field_that_is_not_a_single_value_rejects_only_its_record(fields, reason):
@@ -684,6 +681,33 @@ def test_a_field_that_is_not_a_single_value_rejects_only_its_record(fields, reas
     assert validated.valid["message_id"].to_list() == ["m-2"]
     assert validated.rejected.select("key", "reason").rows() == [("m-1", reason)]
     # processing_errors keeps the record as the source sent it.
+    assert validated.rejected["record"][0] == raw("messages", [message(1, **fields)])["record"][0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"prompt_tokens": {}}, "prompt_tokens holds a JSON object, not a single value"),
+        (
+            {"model": ["gpt-4o"], "feedback": {"up": True}},
+            "model holds a JSON array, not a single value; "
+            "feedback holds a JSON object, not a single value",
+        ),
+        ({"feedback": True}, "feedback holds JSON true, not a text or a number"),
+        # Python writes these as Infinity and NaN, which JSON lacks.
+        ({"latency_ms": float("inf")}, "latency_ms is not a finite number"),
+        ({"completion_tokens": float("nan")}, "completion_tokens is not a finite number"),
+    ],
+)
+def test_an_optional_field_that_is_not_a_single_value_is_left_empty(fields, reason):
+    """A latency written as NaN (as Python's json writes it) or a feedback column holding an
+    object rejected the whole message, where a latency of "NaN" or feedback "meh" is only
+    left empty."""
+    validated = validate_messages(raw("messages", [message(1, **fields), message(2)]))
+    assert validated.valid["message_id"].to_list() == ["m-1", "m-2"]
+    assert all(validated.valid[name][0] is None for name in fields)
+    ending = KEPT_WITHOUT_VALUES if len(fields) > 1 else KEPT_WITHOUT_VALUE
+    assert validated.rejected.select("key", "reason").rows() == [("m-1", f"{reason}; {ending}")]
     assert validated.rejected["record"][0] == raw("messages", [message(1, **fields)])["record"][0]
 
 
@@ -696,8 +720,11 @@ def test_a_number_no_double_holds_rejects_its_record_and_is_ignored_outside_the_
         frame, 1, frame["record"][1].replace('{"Id"', '{"score": -1e999, "Id"')
     )
     validated = validate_messages(frame)
-    assert validated.valid["message_id"].to_list() == ["m-2", "m-3"]
-    assert validated.rejected["reason"].to_list() == ["latency_ms is not a finite number"]
+    assert validated.valid["message_id"].to_list() == ["m-1", "m-2", "m-3"]
+    assert validated.valid["latency_ms"].to_list() == [None, None, None]
+    assert validated.rejected["reason"].to_list() == [
+        f"latency_ms is not a finite number; {KEPT_WITHOUT_VALUE}"
+    ]
     assert "1e400" in validated.rejected["record"][0]
 
 
@@ -799,7 +826,7 @@ def test_what_polars_refuses_even_when_written_again_keeps_no_field(monkeypatch)
     # what keeps the day's second decode from failing should that ever change.
     from analytics_assets.transforms import records
 
-    monkeypatch.setattr(records, "_readable_json", lambda record, fields: ("[1]", None))
+    monkeypatch.setattr(records, "_readable_json", lambda record, *fields: ("[1]", None, None))
     validated = validate_messages(raw("messages", [message(1, content=["x"]), message(2)]))
     assert validated.valid["message_id"].to_list() == ["m-2"]
     assert validated.rejected["reason"].to_list() == ["the record could not be decoded"]
@@ -812,6 +839,7 @@ _HOSTILE_FIELDS = [
     {"feedback": [[[["up"]]]]},
     {"model": json.loads("[" * 900 + "]" * 900)},
 ]
+_OPTIONAL_FIELDS = {"latency_ms", "feedback", "model"}
 _HARMLESS_FIELDS = [
     {"attachments": [{"url": "u"}]},
     {"meta": {"content": ["x"]}},
@@ -859,13 +887,28 @@ def _hostile_records_cost_only_themselves(kinds: list[str]) -> None:
             text = frame["record"][number].replace(f'"text {number}"', deep)
             frame = _with_record_text(frame, number, text)
     validated = validate_messages(frame)
+
+    def optional_only(number: int, kind: str) -> bool:
+        # A hostile latency, feedback or model is left empty; its message is kept.
+        return kind == "hostile" and set(_HOSTILE_FIELDS[number % 5]) <= _OPTIONAL_FIELDS
+
     kept = [
-        message(n, content=f"text {n}") for n, k in enumerate(kinds) if k in ("clean", "harmless")
+        message(n, content=f"text {n}")
+        for n, k in enumerate(kinds)
+        if k in ("clean", "harmless") or optional_only(n, k)
     ]
     alone = validate_messages(raw("messages", kept))
     assert validated.valid.drop("record_id").equals(alone.valid.drop("record_id"))
-    rejected = sorted(int(i) for i in validated.rejected["record_id"])
-    assert rejected == [n for n, k in enumerate(kinds) if k in ("hostile", "not json", "too deep")]
+    lost = validated.rejected.filter(is_lost(pl.col("reason")))
+    assert sorted(int(i) for i in lost["record_id"]) == [
+        n
+        for n, k in enumerate(kinds)
+        if k in ("not json", "too deep") or (k == "hostile" and not optional_only(n, k))
+    ]
+    emptied = validated.rejected.filter(~is_lost(pl.col("reason")))
+    assert sorted(int(i) for i in emptied["record_id"]) == [
+        n for n, k in enumerate(kinds) if optional_only(n, k)
+    ]
     assert validated.rejected["reason"].is_not_null().all()
 
 

@@ -18,7 +18,14 @@ from typing import NamedTuple, TypeVar
 import polars as pl
 
 from analytics_assets.keys import escaped_part_expr, joined_key_expr
-from analytics_assets.sources.schema import KEY_FIELD, MESSAGE_ROLES, SourceSchema, TableKind
+from analytics_assets.sources.schema import (
+    KEY_FIELD,
+    MESSAGE_ROLES,
+    REQUIRED_FIELDS,
+    SYSTEM_FIELDS,
+    SourceSchema,
+    TableKind,
+)
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
 
@@ -238,10 +245,15 @@ def cleaned_field(value: str | None) -> str | None:
 
 
 def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.DataFrame:
-    """The table's raw rows with every canonical field as text in `_text_<field>`, and in
-    `_decode_problem` why a record could not be read (null where it could)."""
+    """The table's raw rows with every canonical field as text in `_text_<field>`, in
+    `_decode_problem` why a record could not be read (null where it could), and in
+    `_value_problem` why an optional field's value could not be kept (a JSON array, NaN):
+    the record is then kept without it."""
     field_map = schema.field_map(kind)
     source_fields = list(dict.fromkeys(field_map.values()))
+    # NocoDB's own times order copies and date a record without event time: not optional.
+    needed = {field_map[name] for name in (*REQUIRED_FIELDS[kind], *SYSTEM_FIELDS)}
+    optional = frozenset(source_fields) - needed
     rows = raw.lazy().filter(pl.col("table") == kind).with_row_index("_row")
     # A JSON true or false in a field decodes as the text "true" (content `true`; every
     # conversation_id `false` one conversation): only Python tells them apart, so those
@@ -273,10 +285,13 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     try:
         if deep.is_empty():
             decoded = _decode_rows(rows, field_map, source_fields, json_column="record")
-            return decoded.with_columns(pl.lit(None, pl.String).alias("_decode_problem"))
+            return decoded.with_columns(
+                pl.lit(None, pl.String).alias("_decode_problem"),
+                pl.lit(None, pl.String).alias("_value_problem"),
+            )
         # Those alone are written again first (real text can hold that many brackets: a
         # pasted JSON document), and the day is decoded once, as a clean day is.
-        rewrites = _Rewrites(rows.collect(), source_fields)
+        rewrites = _Rewrites(rows.collect(), source_fields, optional)
         rewrites.rewrite(deep.to_list())
         return _decode_rows(rewrites.frame().lazy(), field_map, source_fields, json_column="_json")
     except _REFUSED:
@@ -284,7 +299,7 @@ def _decode(raw: pl.DataFrame, kind: TableKind, schema: SourceSchema) -> pl.Data
     # A record polars' decoder refuses (below) fails the decode of the whole day: the day is
     # decoded again from `_json`, where every such record is written again.
     rewritten = _with_decodable_json(
-        rows.collect(engine="streaming"), source_fields, deep.to_list()
+        rows.collect(engine="streaming"), source_fields, deep.to_list(), optional
     )
     return _decode_rows(rewritten.lazy(), field_map, source_fields, json_column="_json")
 
@@ -303,21 +318,26 @@ def _openers(record: pl.Expr) -> pl.Expr:
 
 class _Rewrites:
     """A day's records as polars is to decode them (`_json`), the ones written again by
-    `_readable_json`, and why each of those could not be read (`_decode_problem`)."""
+    `_readable_json`, why each of those could not be read (`_decode_problem`), and which
+    of their optional fields' values could not be kept (`_value_problem`)."""
 
-    def __init__(self, rows: pl.DataFrame, source_fields: list[str]):
+    def __init__(self, rows: pl.DataFrame, source_fields: list[str], optional: frozenset[str]):
         self.rows = rows
         self.records = rows.get_column("record")
         self.source_fields = source_fields
+        self.optional = optional
         self.json = self.records.clone()
         self.problems: list[str | None] = [None] * self.records.len()
+        self.value_problems: list[str | None] = [None] * self.records.len()
 
     def rewrite(self, positions: list[int]) -> None:
         if not positions:
             return
         rewritten = []
         for position, record in zip(positions, self.records.gather(positions), strict=True):
-            text, self.problems[position] = _readable_json(record, self.source_fields)
+            text, self.problems[position], self.value_problems[position] = _readable_json(
+                record, self.source_fields, self.optional
+            )
             rewritten.append(text)
         self.json = self.json.scatter(positions, pl.Series(rewritten, dtype=pl.String))
 
@@ -327,11 +347,13 @@ class _Rewrites:
         self.json = self.json.scatter(positions, "{}")
         for position in positions:
             self.problems[position] = problem
+            self.value_problems[position] = None
 
     def frame(self) -> pl.DataFrame:
         return self.rows.with_columns(
             self.json.alias("_json"),
             pl.Series("_decode_problem", self.problems, dtype=pl.String),
+            pl.Series("_value_problem", self.value_problems, dtype=pl.String),
         )
 
 
@@ -360,7 +382,7 @@ _UNDECODABLE_CANDIDATES = (
 
 
 def _with_decodable_json(
-    rows: pl.DataFrame, source_fields: list[str], deep: list[int]
+    rows: pl.DataFrame, source_fields: list[str], deep: list[int], optional: frozenset[str]
 ) -> pl.DataFrame:
     """`rows` with the JSON to decode in `_json` and why a record could not be read in
     `_decode_problem`. Each record polars refuses, and each of `deep` (the positions of
@@ -372,7 +394,7 @@ def _with_decodable_json(
     structured_field = "|".join(pl.escape_regex(name) for name in source_fields)
     patterns = (*_UNDECODABLE_CANDIDATES, f'"(?:{structured_field})"\\s*:\\s*[\\[{{]')
     candidates = records.str.contains("|".join(f"(?:{p})" for p in patterns)).arg_true()
-    rewrites = _Rewrites(rows, source_fields)
+    rewrites = _Rewrites(rows, source_fields, optional)
     # First, before polars reads any of them, those it could crash on.
     rewrites.rewrite(deep)
     if not _decodes(rewrites.json.gather(candidates), dtype):
@@ -430,8 +452,12 @@ def _decodes(texts: pl.Series, dtype: pl.DataType) -> bool:
     return decoded.len() == texts.len()
 
 
-def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | None]:
-    """The record's fields written again as JSON polars decodes, and what could not be kept.
+def _readable_json(
+    record: str, source_fields: list[str], optional: frozenset[str] = frozenset()
+) -> tuple[str, str | None, str | None]:
+    """The record's fields written again as JSON polars decodes, what could not be kept of
+    the record, and what could not be kept of its `optional` fields (the record is kept
+    without those values: a latency of NaN, a feedback column holding an array).
 
     Python pairs the halves of a character itself: what stays a surrogate is unpaired and
     becomes NUL, which the cleaning then removes and counts, as it does for the unpaired
@@ -442,24 +468,25 @@ def _readable_json(record: str, source_fields: list[str]) -> tuple[str, str | No
         # The first of a repeated key wins, as in polars' decoder.
         value = json.loads(record, strict=False, object_pairs_hook=_first_of_each_key)
     except ValueError as error:
-        return "{}", f"the record is not valid JSON ({error.msg} at character {error.pos})"
+        return "{}", f"the record is not valid JSON ({error.msg} at character {error.pos})", None
     except RecursionError:
-        return "{}", "the record is nested too deeply to read"
+        return "{}", "the record is nested too deeply to read", None
     if not isinstance(value, dict):
-        return "{}", f"the record is a JSON {_json_kind(value)}, not an object"
-    fields, problems = {}, []
+        return "{}", f"the record is a JSON {_json_kind(value)}, not an object", None
+    fields, problems, value_problems = {}, [], []
     for name in source_fields:
         field = value.get(name)
+        found = value_problems if name in optional else problems
         if isinstance(field, list | dict):
-            problems.append(f"{name} holds a JSON {_json_kind(field)}, not a single value")
+            found.append(f"{name} holds a JSON {_json_kind(field)}, not a single value")
         elif isinstance(field, bool):
-            problems.append(f"{name} holds JSON {str(field).lower()}, not a text or a number")
+            found.append(f"{name} holds JSON {str(field).lower()}, not a text or a number")
         elif isinstance(field, float) and not math.isfinite(field):
-            problems.append(f"{name} is not a finite number")
+            found.append(f"{name} is not a finite number")
         elif name in value:
             fields[name] = field
     text = json.dumps(lone_surrogates_as_nul(fields), ensure_ascii=False)
-    return text, "; ".join(problems) or None
+    return text, "; ".join(problems) or None, "; ".join(value_problems) or None
 
 
 def _first_of_each_key(pairs: list[tuple[str, object]]) -> dict:
@@ -654,6 +681,10 @@ def _in_partition_day(name: str) -> Rule:
     )
 
 
+# Why an optional field's value could not be read at all (`_decode`).
+_VALUE_PROBLEM = "_value_problem"
+
+
 def _empty_broken_values(
     kept: pl.DataFrame, rules: list[Rule]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -674,8 +705,13 @@ def _empty_broken_values(
             b for b, rule in zip(broken, rules, strict=True) if rule.empties == field
         )
 
+    def values_of(field: str | None) -> pl.Expr:
+        if field == _VALUE_PROBLEM:  # one reason per value, "; " between them
+            return pl.col(field).str.count_matches("; ").fill_null(-1) + 1
+        return field_broken(field).cast(pl.UInt32)
+
     # Values, not rules: a latency of -inf breaks two rules and leaves one value empty.
-    count = pl.sum_horizontal(field_broken(f) for f in fields)
+    count = pl.sum_horizontal(values_of(f) for f in fields)
     emptied = holding.with_columns(
         pl.concat_str(
             [*reasons, pl.when(count > 1).then(pl.lit(KEPT_WITHOUT_VALUES))
@@ -702,6 +738,10 @@ def _split(
     each key. `key_source`: the key's field in the records as sent."""
     key = KEY_FIELD[kind]
     unreadable = pl.col("_decode_problem").is_not_null()
+    # An optional field whose value could not be read at all (`_readable_json`): already
+    # left out of the decoded fields, so the rule has nothing more to empty.
+    rules = [*rules, Rule(pl.col(_VALUE_PROBLEM).is_not_null(), pl.col(_VALUE_PROBLEM),
+                          empties=_VALUE_PROBLEM)]  # fmt: skip
     rejecting = [rule for rule in rules if rule.empties is None]
     emptying = [rule for rule in rules if rule.empties is not None]
     broken = typed.select(
@@ -711,7 +751,11 @@ def _split(
     breaking = typed.filter(broken).with_columns(
         # What could not be read explains the fields it left missing: said alone.
         pl.coalesce(
-            "_decode_problem",
+            pl.when(unreadable).then(
+                pl.concat_str(
+                    "_decode_problem", "_value_problem", separator="; ", ignore_nulls=True
+                )
+            ),
             pl.concat_str(
                 [pl.when(rule.broken).then(rule.reason) for rule in rules],
                 separator="; ",
