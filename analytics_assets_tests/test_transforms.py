@@ -1040,6 +1040,29 @@ def test_rows_of_one_record_without_an_id_are_documents_of_their_own():
     assert "c-1:2" in rejected["record_key"].to_list()
 
 
+def test_identical_rows_of_one_record_without_an_id_are_documents_of_their_own():
+    """An export without NocoDB's `Id` holding one record several times, byte for byte (a
+    re-delivery): its older copies, or its bad copies, had the same record and reason, so
+    the hash left them one key: one MongoDB document for several rows in the lake."""
+    from analytics_assets.storage.collections import COLLECTIONS
+    from analytics_assets.storage.mongo import frame_to_documents
+
+    day, at = date(2026, 11, 2), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    good = {"message_id": "1", "conversation_id": "c-1", "role": "user", "content": "x",
+            "created_at": at.isoformat(), "CreatedAt": at.isoformat()}  # fmt: skip
+    bad = good | {"message_id": "2", "created_at": None}
+    raw = raw_frame_from_records([good, good, good, bad, bad], table="messages", day=day,
+                                 page=0, fetched_at=at, source="export:test")  # fmt: skip
+    rejected = validate_messages(raw).rejected
+    assert rejected.height == 4
+    ids = {doc["_id"] for doc in frame_to_documents(rejected, COLLECTIONS["processing_errors"])}
+    assert len(ids) == 4
+    # The same rows keep the same keys in the next run.
+    assert (
+        validate_messages(raw).rejected["record_key"].to_list() == rejected["record_key"].to_list()
+    )
+
+
 def test_rejected_messages_whose_ids_hold_colons_keep_keys_of_their_own():
     """Message `m` of conversation `c:d` and message `d:m` of conversation `c` were both
     `c:d:m`, joined without escaping: one processing_errors document for two lake rows. The

@@ -850,6 +850,15 @@ def _split(
         .otherwise(pl.col("record_key"))
         .alias("record_key")
     )
+    # The same record sent twice byte for byte (two older copies, two bad copies) has the
+    # same hash too: the second and later such rows are numbered, in the day's order.
+    again = pl.int_range(pl.len()).over("day", "record_key")
+    rejected = rejected.with_columns(
+        pl.when(pl.col("record_id").is_null() & (again > 0))
+        .then(pl.format("{}.{}", pl.col("record_key"), again))
+        .otherwise(pl.col("record_key"))
+        .alias("record_key")
+    )
     return Validated(valid=valid, rejected=rejected)
 
 
