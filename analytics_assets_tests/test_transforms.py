@@ -159,6 +159,24 @@ def test_roles_as_common_chat_formats_and_the_deployment_name_them():
     assert plain.rejected["reason"].to_list() == ["invalid role 'Bot'", "invalid role 'narrator'"]
     with pytest.raises(ValueError, match="unknown role"):
         SourceSchema(role_names={"bot": "agent"})
+    assert SourceSchema(role_names={"Bot": " Assistant"}).role_map()["bot"] == "assistant"
+
+
+def test_an_assistants_tool_call_without_text_is_kept_with_empty_content():
+    """OpenAI's format writes a tool call's content as null: rejected as "missing
+    content", a bot that calls tools lost a message per call."""
+    records = [
+        message(1, role="assistant", content=None),
+        message(2, role="tool", content=None),
+        message(3, role="user", content=None),
+        message(4, role="system", content=None),
+    ]
+    result = validate_messages(raw("messages", records))
+    assert result.valid.select("message_id", "content").rows() == [("m-1", ""), ("m-2", "")]
+    assert result.rejected.select("key", "reason").rows() == [
+        ("m-3", "missing content"),
+        ("m-4", "missing content"),
+    ]
 
 
 @pytest.mark.parametrize(

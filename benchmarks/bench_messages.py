@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DAY = date(2026, 11, 1)
-ROLES = {"user", "assistant", "system"}
+ROLES = {"user", "assistant", "system", "tool"}
 
 
 def _peak_rss_mb() -> float:
@@ -124,7 +124,10 @@ def _row_by_row_validate(record: dict) -> list[str]:
             reasons.append(f"missing {name}")
     if record.get("role") and record["role"].lower() not in ROLES:
         reasons.append("invalid role")
-    if record.get("content") is None:
+    if record.get("content") is None and (record.get("role") or "").lower() not in (
+        "assistant",
+        "tool",
+    ):
         reasons.append("missing content")
     if record.get("created_at"):
         try:

@@ -107,6 +107,7 @@ class SourceSchema(BaseModel, frozen=True):
     @field_validator("role_names")
     @classmethod
     def _roles_are_known(cls, names: dict[str, str]) -> dict[str, str]:
+        names = {written: role.strip().lower() for written, role in names.items()}
         unknown = sorted({role for role in names.values() if role not in MESSAGE_ROLES})
         if unknown:
             raise ValueError(

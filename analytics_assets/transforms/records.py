@@ -29,6 +29,8 @@ from analytics_assets.sources.schema import (
 from analytics_assets.transforms.raw import lone_surrogates_as_nul
 from analytics_assets.transforms.timestamps import TIMESTAMP_DTYPE, with_utc_timestamps
 
+# The roles whose message may hold no text (`validate_messages`).
+ROLES_WITHOUT_TEXT = ("assistant", "tool")
 FEEDBACK_VALUES = ("up", "down")
 RATING_RANGE = (1, 5)
 # Above these a value is a bug or an attack, not a measurement. No model reads or writes a
@@ -898,13 +900,20 @@ def _typed(
 def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> Validated:
     """Raw message records of one or more days -> typed messages and rejected records."""
     schema = schema or SourceSchema()
+    role = _text("role").str.to_lowercase().replace(schema.role_map())
+    # An assistant's message that only calls a tool has no text (OpenAI's format writes its
+    # content as null), nor may a tool's that returned nothing: kept with empty content.
+    # Rejected as "missing content", a bot that calls tools lost a message per call.
+    may_be_empty = role.is_in(ROLES_WITHOUT_TEXT)
     typed = _typed(
         _decode(raw, "messages", schema),
         {
             "message_id": _text("message_id"),
             "conversation_id": _text("conversation_id"),
-            "role": _text("role").str.to_lowercase().replace(schema.role_map()),
-            "content": _text("content"),
+            "role": role,
+            "content": pl.when(_text("content").is_null() & may_be_empty)
+            .then(pl.lit(""))
+            .otherwise(_text("content")),
             "model": _text("model"),
             "prompt_tokens": _integer(_text("prompt_tokens")),
             "completion_tokens": _integer(_text("completion_tokens")),
@@ -924,7 +933,8 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _bounded_id("conversation_id"),
         _required("role"),
         _one_of("role", MESSAGE_ROLES),
-        Rule(_text("content").is_null(), pl.lit("missing content")),
+        Rule(_text("content").is_null() & ~may_be_empty.fill_null(False),
+             pl.lit("missing content")),  # fmt: skip
         _required("created_at"),
         _parse_check("created_at"),
         _in_partition_day("created_at"),
