@@ -933,8 +933,10 @@ def validate_messages(raw: pl.DataFrame, schema: SourceSchema | None = None) -> 
         _bounded_id("conversation_id"),
         _required("role"),
         _one_of("role", MESSAGE_ROLES),
-        Rule(_text("content").is_null() & ~may_be_empty.fill_null(False),
-             pl.lit("missing content")),  # fmt: skip
+        Rule(
+            _text("content").is_null() & ~may_be_empty.fill_null(False),
+            pl.lit("missing content"),
+        ),
         _required("created_at"),
         _parse_check("created_at"),
         _in_partition_day("created_at"),
