@@ -62,8 +62,9 @@ _RECORD = "_record_as_json"
 def _records_with_python(path: Path, fields: list[str]) -> pl.DataFrame:
     """Each record as JSON (`_RECORD`) beside `fields` as text, for a file no frame can hold:
     a field that is text in one record and an array or object in another. Validation then
-    rejects each record whose mapped field is not a single value, with that reason. (A
-    number no double holds is written back as Infinity here, which validation also names.)"""
+    rejects each record whose required field is not a single value, with that reason, and
+    keeps one whose optional field is not, with that value left empty. (A number no double
+    holds is written back as Infinity here, which validation also names.)"""
     rows = _python_rows(path)
 
     def text(row: object, name: str) -> str | None:

@@ -41,7 +41,8 @@ CANONICAL_FIELDS: dict[TableKind, tuple[str, ...]] = {
     ),
 }
 
-# The fields no record can be read without (validation rejects a record missing one). A table
+# The fields no record can be read without (validation rejects a record missing one; an
+# assistant's or tool's message may lack `content`, which is then kept empty). A table
 # without the column of another field (`feedback` dropped, `latency_ms` never added) is read
 # with that field null: a missing optional column stopped every pull.
 REQUIRED_FIELDS: dict[TableKind, frozenset[str]] = {

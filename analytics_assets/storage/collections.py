@@ -269,7 +269,8 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             # The asset writes the pipeline's rejections; documents a collection refused
             # (stage "store") come from the IO manager and must survive the asset's replace.
             slice_scope={"stage": "validate"},
-            description="Every rejected record: table, ids, stage, reason.",
+            description="Every rejected record, or one kept with a value left empty: table, ids, "
+            "stage, reason.",
             json_schema=_schema(
                 ["table", "stage", "reason"],
                 {

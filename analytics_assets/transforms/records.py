@@ -1,4 +1,5 @@
-"""Raw records -> typed, validated, de-duplicated rows; every rejected record keeps its reason.
+"""Raw records -> typed, validated, de-duplicated rows; every rejected record keeps its reason,
+and so does a record kept with a wrong optional value left empty.
 
 Pure polars: no Dagster, no I/O. Everything here is vectorized, except reading again, one by
 one in Python, the few records polars' JSON decoder refuses (`_with_decodable_json`);

@@ -25,7 +25,8 @@ CONVERSATION_LANGUAGE_SCHEMA = {
 def message_languages(messages: pl.DataFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
     """`messages` with each message's language and confidence. `known` (message_id,
     language, language_confidence: message_signals' rows) is reused as it is; only the
-    messages it lacks (the assistant's) are detected, so no message is detected twice."""
+    messages it lacks (the assistant's, system and tool messages) are detected, so no message
+    is detected twice."""
     if known is None or known.is_empty():
         return pl.concat([messages, detect_languages(messages["content"])], how="horizontal")
     # A message id is one message within a day only: over a range run's days the same id

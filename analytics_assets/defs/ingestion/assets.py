@@ -274,7 +274,8 @@ def _errors_of_day(
             deps=[tables.NOCODB_RAW_PAGES],
             group_name=GROUP,
             kinds={"polars", "parquet", "mongodb"},
-            description="Every rejected record with its table, ids, stage and reason.",
+            description="Every rejected record, and every record kept with a wrong optional value "
+            "left empty, with its table, ids, stage and reason.",
         ),
         stored_spec(
             tables.USER_PSEUDONYMS,

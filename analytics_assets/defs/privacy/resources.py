@@ -33,7 +33,7 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     tables.CONVERSATION_MESSAGES: ("content", "model"),
     tables.CONVERSATION_HEADERS: ("model", "channel"),
     tables.CONVERSATION_TRANSLATIONS: ("text", "source_text"),
-    # A rejection's reason quotes the value it could not read ("invalid feedback '…'"),
+    # A reason quotes the value it could not read ("invalid feedback '…'"),
     # which can be anything a person typed into a mapped field.
     tables.PROCESSING_ERRORS: ("record", "reason"),
     tables.TRANSLATION_ERRORS: ("record",),

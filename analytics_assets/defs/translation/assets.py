@@ -175,15 +175,15 @@ def translations(
             for day, count in needing.group_by("day").len().iter_rows()
         }
     else:
-        # User messages keep the language message_signals detected; only the assistant's
-        # are detected here.
+        # User messages keep the language message_signals detected; only the others (the
+        # assistant's, system and tool messages) are detected here.
         detect_started = time.perf_counter()
         messages = message_languages(
             conversation_messages.select("message_id", "conversation_id", "role", "content", "day"),
             known=message_signals,
         )
         detect_seconds = time.perf_counter() - detect_started
-        # Only the messages message_signals had not detected (the assistant's) are detected.
+        # Only the messages message_signals had not detected (not the user's) are detected.
         detected_messages = conversation_messages.filter(
             ~pl.col("message_id").is_in(message_signals["message_id"].implode())
         ).height
