@@ -65,8 +65,8 @@ def build_conversations(headers: pl.DataFrame, messages: pl.DataFrame) -> pl.Dat
             (pl.col("feedback") == "up").sum().cast(pl.UInt32).alias("feedback_up"),
             (pl.col("feedback") == "down").sum().cast(pl.UInt32).alias("feedback_down"),
             # The header's model may be blank; the model that wrote most of the replies is
-            # the next best. A client may tag user and system turns with a model too: those
-            # count only where no reply names one.
+            # the next best. A client may tag user, system and tool messages with a model too:
+            # those count only where no reply names one.
             pl.coalesce(
                 pl.col("model").filter(role == "assistant").drop_nulls().mode().sort().first(),
                 pl.col("model").drop_nulls().mode().sort().first(),
