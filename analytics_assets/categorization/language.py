@@ -20,7 +20,9 @@ removed first, so `<EMAIL>` or a pasted English error does not outvote the user'
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Iterable
 from functools import cache
 
 import polars as pl
@@ -117,6 +119,87 @@ _LETTERS_WRITTEN_BY = {
     )
 }
 # fmt: on
+# Croatian, Bosnian and Serbian written in Latin letters share most of their words, and
+# lingua's n-grams hardly tell them apart (on the dev halves Bosnian was right 3 times in
+# 10). A few words do: the Serbian standard is ekavian (`uvek`, `gde`, `dete`) where the
+# Croatian and Bosnian ones are ijekavian (`uvijek`, `gdje`, `dijete`); Croatian has words
+# of its own (`tko`, `tjedan`, `točno`, `obitelj`, its month names), where Bosnian and Serbian
+# say `ko`, `sedmica`/`nedelja`, `tačno`, `porodica`; and Bosnian keeps an `h` the others
+# drop (`kahva`, `lahko`, `historija`, `hljeb`). Such a word rules out the varieties that do
+# not write it; among those left, lingua's order decides. The lists are the standards'
+# textbook differences, not words taken from the labelled sets.
+# fmt: off
+_VARIANT_WORDS: dict[str, tuple[frozenset[str], str]] = {
+    # what the words say: (the varieties that write them, the words; `*` ends a stem)
+    "ekavian": (frozenset({"sr"}), """uvek dete deca deci decu lepo lepa lep lepu mleko reka
+        reke vreme vremena pesma pesmu hteo htela belo beli mesto mesta reč reči dve
+        sledeć* proveri* provera* nedelj* celo ceo cela celi cena* cene cenu sever* razumeo
+        razumem sedeo leto delo deo pre posle gde ovde onde negde svuda mesec* sneg
+        vero* verujem uspe* neuspe* primer* menja* promeni* zamen* izmen* obavešten*
+        poslednj* lek lekar* zahtev* videti želeo smeo umem vek sećam bel* srećan* izveštaj*
+        hleb istorij* vazduh* pozorišt* opštin* kafa kafu"""),
+    "ijekavian": (frozenset({"hr", "bs"}), """uvijek dijete djeca djeci djecu lijepo lijepa
+        lijep lijepu mlijeko rijeka rijeke vrijeme vremena pjesma pjesmu htio htjela bijelo
+        bijeli mjesto mjesta riječ riječi dvije sljedeć* provjeri* provjera* nedjelj*
+        cijelo cijeli cijela cijen* sjever* razumio razumijem sjedio ljeto djelo dio prije
+        poslije gdje ovdje ondje negdje mjesec* snijeg vjero* vjerujem uspje* neuspje*
+        primjer* mijenja* promijeni* zamjen* izmjen* obavješten* posljednj* lijek liječ*
+        zahtjev* vidjeti želio smio umijem vijek sjećam bijel*"""),
+    "croatian": (frozenset({"hr"}), """tko nitko netko itko svatko kruh tisuć* tjedan
+        tjedna tjednu tjedno glazb* zrakoplov* kolodvor* sveučilišt* nogomet* vlak vlakom
+        kava kavu kave točno točan računal* obitelj* kemij* povijest* tvrtk* uopće općenit*
+        izvješć* vjerojatno siječ* veljač* ožuj* travanj* travnj* svibanj* svibnj* lipanj*
+        lipnj* srpanj* srpnj* kolovoz* rujan* rujn* listopad* studen* prosin* kazališt*
+        knjižnic* tipkovnic* preglednik* zaslon* izbornik*"""),
+    "bosnian": (frozenset({"bs"}), """kahv* lahko polahko mehk* sahat* hljeb historij*
+        sedmic* čaršij* vjerovatno dunjaluk*"""),
+    "not croatian": (frozenset({"bs", "sr"}), """šta tačno tačan hiljad* hemij* porodic*
+        fudbal* voz vozom univerzitet* računar* opšt* uopšte ekran* fajl* sačuva*
+        podešavanj* tastatur* pretraživač*"""),
+}
+# fmt: on
+
+
+def _variant_patterns() -> list[tuple[frozenset[str], re.Pattern]]:
+    patterns = []
+    for writers, words in _VARIANT_WORDS.values():
+        alternatives = "|".join(
+            re.escape(word[:-1]) + r"\w*" if word.endswith("*") else re.escape(word) + r"(?!\w)"
+            for word in words.split()
+        )
+        patterns.append((writers, re.compile(rf"(?<!\w)(?:{alternatives})", re.IGNORECASE)))
+    return patterns
+
+
+_VARIANTS = frozenset({"hr", "bs", "sr"})
+_VARIANT_PATTERNS = _variant_patterns()
+
+
+def _variants_its_words_allow(text: str) -> frozenset[str]:
+    """Of Croatian, Bosnian and Serbian, those that write every telling word of `text`
+    (`_VARIANT_WORDS`); all three where it has none, or where its words contradict each
+    other (a quote, a mixed text)."""
+    allowed = _VARIANTS
+    for writers, pattern in _VARIANT_PATTERNS:
+        if pattern.search(text):
+            allowed = allowed & writers
+    return allowed or _VARIANTS
+
+
+def _variant(text: str, code: str, ranked_codes: Iterable[str] = ()) -> str:
+    """`code` where the text's words allow it; else the first of lingua's ranking
+    (`ranked_codes`) they allow, or the only one they allow."""
+    if code not in _VARIANTS:
+        return code
+    allowed = _variants_its_words_allow(text)
+    if code in allowed:
+        return code
+    ranked = [c for c in ranked_codes if c in allowed]
+    if ranked:
+        return ranked[0]
+    return next(iter(allowed)) if len(allowed) == 1 else code
+
+
 # What a short text is, here: lingua's few n-grams; longer texts outvote a stray letter.
 SHORT_TEXT_CHARS = 40
 _SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
@@ -412,7 +495,7 @@ def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
         code = _CLD2_CODES.get(details[0][1], details[0][1])
         share = details[0][2] / 100
         if reliable and code in known and share >= MIN_CONFIDENCE:
-            found.append((index, (code, round(share, 4))))
+            found.append((index, (_variant(text, code), round(share, 4))))
         else:
             left.append(index)
     return found, left
@@ -469,13 +552,15 @@ def _lingua(
         if index in listed:
             decided = _among_listed(text, ranked, listed[index])
             if decided is not None:
-                found.append((index, (decided[0], min(decided[1], ceiling))))
+                code = _variant(text, decided[0], (_code(r.language) for r in ranked))
+                found.append((index, (code, min(decided[1], ceiling))))
                 continue
         confidence = _margin_confidence(ranked)
         code = _code(ranked[0].language) if ranked else UNKNOWN
         if confidence < MIN_CONFIDENCE and ranked:
             code, confidence = _with_second_opinion(text, ranked)
         if confidence >= MIN_CONFIDENCE:
+            code = _variant(text, code, (_code(r.language) for r in ranked))
             found.append((index, (code, round(min(confidence, ceiling), 4))))
     return found
 
@@ -539,7 +624,7 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
     by_words, listed, ask_lingua = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
     lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, listed)
     for index, (code, confidence) in by_cld2 + by_words + lingua_found:
-        codes[index], confidences[index] = code, confidence
+        codes[index], confidences[index] = _variant(judged_as[index], code), confidence
     allowed = configured_languages()
     if allowed is not None:
         for index, code in enumerate(codes):
