@@ -752,7 +752,8 @@ def _split(
     ).to_series()
     passing = typed.filter(~broken)
     breaking = typed.filter(broken).with_columns(
-        # What could not be read explains the fields it left missing: said alone.
+        # What could not be read explains the fields it left missing: said with only the
+        # optional values that could not be read either, no other rule.
         pl.coalesce(
             pl.when(unreadable).then(
                 pl.concat_str(
