@@ -444,3 +444,25 @@ def test_the_variant_words_rule_out_only_what_they_rule_out():
     assert language._variant("nepredvidljivo", "hr") == "hr"  # holds "vid", not "videti"
     # Other languages are left alone, whatever their words.
     assert language._variant("tko", "sl") == "sl"
+    # Words all three write, in one sense or another, rule nothing out.
+    for text in [
+        "Je li moguće dobiti sedmicu na Lotu dvaput zaredom?",
+        "Koliki su bodovi za upis na računarstvo?",
+        "Ona je računala na tu lovu, a vi ste joj otkazali porudžbinu.",
+        "Kojoj porodici pripada hrčak i što jede?",
+        "Koji primer je najbolji za masnu kožu?",
+        "Kada je koncert Severine u Zagrebu?",
+        "Dobivam grešku sa severity HIGH, što to znači?",
+        "Koji je CEO Tesle i koliko zarađuje?",
+        "Smijem li popiti dva deci vina uz antibiotike?",
+        "Moram ti nešto reč, paket nije stigao.",
+        "Da li je dozvoljeno parkiranje na kolovozu, dobio sam kaznu od saobraćajca.",
+        "Koji je najbolji nogometni klub u Sarajevu?",
+    ]:
+        assert language._variants_its_words_allow(text) == {"hr", "bs", "sr"}, text
+    assert language._variants_its_words_allow("Pišem o beogradskoj čaršiji.") == {"bs", "sr"}
+    assert language._variants_its_words_allow("Vjerovatno sam krivo upisao broj.") == {"hr", "bs"}
+    assert language._variants_its_words_allow("Koliko košta let do Rijeke, gde je to?") == {"sr"}
+    assert language._variants_its_words_allow("severno od grada, na primeru") == {"sr"}
+    assert language._variants_its_words_allow("na računalu") == {"hr"}
+    assert language._variants_its_words_allow("na računaru") == {"bs", "sr"}

@@ -133,33 +133,34 @@ _VARIANT_WORDS: dict[str, tuple[frozenset[str], str]] = {
     # what the words say: (the varieties that write them, the words; `*` ends a stem). Left
     # out: words a variety's informal writing borrows from another (`šta`, `ekran`, `fajl`
     # in Croatian chat) and forms all three share (`vremena`, the genitive of `vrijeme`).
-    "ekavian": (frozenset({"sr"}), """uvek dete deca deci decu lepo lepa lep lepu mleko reka
-        reke vreme pesma pesmu hteo htela belo beli bela belu mesto mesta reč reči dve
-        sledeć* proveri* provera* nedelj* celo ceo cela celi cena cene cenu cenama sever*
-        razumeo razumem sedeo leto delo deo pre posle gde ovde onde negde mesec* sneg
-        verovatno verujem verovati uspeh* uspešn* neuspeh* neuspešn* primer* menja*
-        promeni* zamen* izmen* obavešten* poslednj* lek lekar* zahtev* videti želeo smeo
-        umem vek sećam izveštaj* hleb istorij*"""),
+    "ekavian": (frozenset({"sr"}), """uvek dete deca decu lepo lepa lep lepu mleko reka
+        reke vreme pesma pesmu hteo htela belo beli bela belu mesto mesta dve sledeć*
+        proveri* provera* nedelj* celo cela celi cena cene cenu cenama sever severa severu
+        severom severn* razumeo razumem sedeo leto delo deo pre posle gde ovde onde negde
+        mesec* sneg verovatno verujem verovati uspeh* uspešn* neuspeh* neuspešn* primeru
+        primerom primeri primere primerima menja* promeni* zamen* izmen* obavešten*
+        poslednj* lek lekar* zahtev* videti želeo smeo umem vek sećam izveštaj* hleb
+        istorij*"""),
     "ijekavian": (frozenset({"hr", "bs"}), """uvijek dijete djeca djeci djecu lijepo lijepa
-        lijep lijepu mlijeko rijeka rijeke vrijeme pjesma pjesmu htio htjela bijelo bijeli
-        bijela bijelu mjesto mjesta riječ riječi dvije sljedeć* provjeri* provjera*
-        nedjelj* cijelo cijeli cijela cijen* sjever* razumio razumijem sjedio ljeto djelo
-        dio prije poslije gdje ovdje ondje negdje mjesec* snijeg vjerujem vjerovati uspjeh*
-        uspješn* neuspjeh* neuspješn* primjer* mijenja* promijeni* zamjen* izmjen*
-        obavješten* posljednj* lijek liječ* zahtjev* vidjeti želio smio umijem vijek
-        sjećam"""),
+        lijep lijepu mlijeko vrijeme pjesma pjesmu htio htjela bijelo bijeli bijela bijelu
+        mjesto mjesta riječ riječi dvije sljedeć* provjeri* provjera* nedjelj* cijelo cijeli
+        cijela cijen* sjever* razumio razumijem sjedio ljeto djelo dio prije poslije gdje
+        ovdje ondje negdje mjesec* snijeg vjerujem vjerovati vjerovatno uspjeh* uspješn*
+        neuspjeh* neuspješn* primjer* mijenja* promijeni* zamjen* izmjen* obavješten*
+        posljednj* lijek liječ* zahtjev* vidjeti želio smio umijem vijek sjećam"""),
     "croatian": (frozenset({"hr"}), """tko nitko netko itko svatko tisuć* tjedan tjedna
-        tjednu tjedno glazb* zrakoplov* kolodvor* sveučilišt* nogomet* vlak vlakom kava kavu
-        kave točno točan računal* obitelj* kemij* povijest* tvrtk* izvješć* vjerojatno
-        siječanj siječnja siječnju veljač* ožujak ožujka ožujku travanj travnja travnju
-        svibanj svibnja svibnju lipanj lipnja lipnju srpanj srpnja srpnju kolovoz kolovoza
-        kolovozu rujan rujna rujnu listopad listopada listopadu studeni studenog studenoga
-        prosinac prosinca prosincu kazališt* knjižnic* tipkovnic* preglednik* zaslon*
-        izbornik*"""),
+        tjednu tjedno glazb* zrakoplov* kolodvor* sveučilišt* vlak vlakom kava kavu kave
+        točno točan računalo računalu računalom računalima računaln* obitelj* kemij*
+        povijest* tvrtk* izvješć* vjerojatno siječanj siječnja siječnju veljač* ožujak
+        ožujka ožujku travanj travnja travnju svibanj svibnja svibnju lipanj lipnja lipnju
+        srpanj srpnja srpnju rujan rujna rujnu listopad listopada listopadu studeni
+        studenog studenoga prosinac prosinca prosincu kazališt* knjižnic* tipkovnic*
+        preglednik* zaslon* izbornik*"""),
     "bosnian": (frozenset({"bs"}), """kahv* lahko polahko mehk* sahat* hljeb historij*
-        čaršij* vjerovatno dunjaluk*"""),
-    "not croatian": (frozenset({"bs", "sr"}), """tačno tačan hiljad* hemij* porodic* fudbal*
-        voz vozom univerzitet* računar* opšt* uopšte pozorišt* sedmic* kafa kafu"""),
+        dunjaluk*"""),
+    "not croatian": (frozenset({"bs", "sr"}), """tačno tačan hiljad* hemij* fudbal* voz
+        vozom univerzitet* računar računara računaru računarom računari računare računarima
+        opšt* uopšte pozorišt* čaršij* kafa kafu"""),
 }
 # fmt: on
 
