@@ -169,7 +169,7 @@ def _variant_patterns() -> list[tuple[frozenset[str], re.Pattern]]:
     patterns = []
     for writers, words in _VARIANT_WORDS.values():
         alternatives = "|".join(
-            re.escape(word[:-1]) + r"\w*" if word.endswith("*") else re.escape(word) + r"(?!\w)"
+            re.escape(word[:-1]) + r"\w*" if word.endswith("*") else re.escape(word) + r"(?![\w-])"
             for word in words.split()
         )
         patterns.append((writers, re.compile(rf"(?<!\w)(?:{alternatives})", re.IGNORECASE)))
