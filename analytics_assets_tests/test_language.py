@@ -248,7 +248,7 @@ def test_accuracy_floors_on_the_frozen_test_split(evaluation):
 def test_the_third_sets_test_split_is_frozen_and_holds_its_floor(evaluation):
     """The 35 languages lingua knows that the other two sets leave out (Afrikaans to Zulu),
     14 messages each, by two more helpers that never saw the detector. A regression gate,
-    not a target: measured 0.957 on its test half (0.930 short), lingua alone 0.957
+    not a target: measured 0.953 on its test half (0.930 short), lingua alone 0.957
     (benchmarks/eval_language.py --split test --data rest)."""
     recorded = (DATA / "rest_language_labelled.test.sha256").read_text().strip()
     assert evaluation.test_split_digest("rest") == recorded
@@ -442,6 +442,9 @@ def test_the_variant_words_rule_out_only_what_they_rule_out():
     assert language._variant("koliko tačno košta", "hr", ["hr", "sr", "bs"]) == "sr"
     assert language._variant("koliko tačno košta", "bs", ["hr", "sr", "bs"]) == "bs"
     assert language._variant("nepredvidljivo", "hr") == "hr"  # holds "vid", not "videti"
+    # A capitalized word past a sentence's first is a name; a sentence's first is a word.
+    assert language._variants_its_words_allow("Gledam film s Jaredom Leto") == {"hr", "bs", "sr"}
+    assert language._variants_its_words_allow("Hvala. Uvek isto.") == {"sr"}
     # Other languages are left alone, whatever their words.
     assert language._variant("tko", "sl") == "sl"
     # Words all three write, in one sense or another, rule nothing out.

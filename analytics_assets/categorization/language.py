@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cache
 
 import polars as pl
@@ -121,13 +121,17 @@ _LETTERS_WRITTEN_BY = {
 # fmt: on
 # Croatian, Bosnian and Serbian written in Latin letters share most of their words, and
 # lingua's n-grams hardly tell them apart (on the dev halves Bosnian was right 3 times in
-# 10). A few words do: the Serbian standard is ekavian (`uvek`, `gde`, `dete`) where the
-# Croatian and Bosnian ones are ijekavian (`uvijek`, `gdje`, `dijete`); Croatian has words
-# of its own (`tko`, `tjedan`, `točno`, `obitelj`, its month names), where Bosnian and Serbian
-# say `ko`, `sedmica`/`nedelja`, `tačno`, `porodica`; and Bosnian keeps an `h` the others
-# drop (`kahva`, `lahko`, `historija`, `hljeb`). Such a word rules out the varieties that do
-# not write it; among those left, lingua's order decides. The lists are the standards'
-# textbook differences, not words taken from the labelled sets.
+# 10). A few words do: Serbian is mostly written ekavian (`uvek`, `gde`, `dete`) where
+# Croatian and Bosnian are ijekavian (`uvijek`, `gdje`, `dijete`); Croatian has words of
+# its own (`tko`, `tjedan`, `točno`, its month names), where Bosnian and Serbian write `ko`,
+# `nedelja`, `tačno`; and Bosnian keeps an `h` the others drop (`kahva`, `lahko`,
+# `historija`). Such a word rules out the varieties that do not write it; among those left,
+# lingua's order decides. The lists are the standards' textbook differences, not words taken
+# from the labelled sets, less those a review found in another variety's everyday use
+# (`sedmica` is also Croatian lotto's seven). The price: Serbian written ijekavian (in
+# Bosnia, in Montenegro) is read as Croatian or Bosnian, and kajkavian Croatian (`lepo`) as
+# Serbian. A capitalized word past a sentence's first is a name and says nothing (`Rijeka`,
+# `Severina`, "Jared Leto"), as for the letters below.
 # fmt: off
 _VARIANT_WORDS: dict[str, tuple[frozenset[str], str]] = {
     # what the words say: (the varieties that write them, the words; `*` ends a stem). Left
@@ -156,11 +160,11 @@ _VARIANT_WORDS: dict[str, tuple[frozenset[str], str]] = {
         srpanj srpnja srpnju rujan rujna rujnu listopad listopada listopadu studeni
         studenog studenoga prosinac prosinca prosincu kazališt* knjižnic* tipkovnic*
         preglednik* zaslon* izbornik*"""),
-    "bosnian": (frozenset({"bs"}), """kahv* lahko polahko mehk* sahat* hljeb historij*
+    "bosnian": (frozenset({"bs"}), """kahv* lahko polahko mehk* sahat* historij*
         dunjaluk*"""),
     "not croatian": (frozenset({"bs", "sr"}), """tačno tačan hiljad* hemij* fudbal* voz
         vozom univerzitet* računar računara računaru računarom računari računare računarima
-        opšt* uopšte pozorišt* čaršij* kafa kafu"""),
+        opšt* uopšte pozorišt* čaršij* kafa kafu hljeb"""),
 }
 # fmt: on
 
@@ -184,11 +188,25 @@ def _variants_its_words_allow(text: str) -> frozenset[str]:
     """Of Croatian, Bosnian and Serbian, those that write every telling word of `text`
     (`_VARIANT_WORDS`); all three where it has none, or where its words contradict each
     other (a quote, a mixed text)."""
+    words = " ".join(_own_words(text))
     allowed = _VARIANTS
     for writers, pattern in _VARIANT_PATTERNS:
-        if pattern.search(text):
+        if pattern.search(words):
             allowed = allowed & writers
     return allowed or _VARIANTS
+
+
+def _own_words(text: str) -> Iterator[str]:
+    """The text's words but the names: a word that starts with a capital and does not start
+    a sentence ("thanks Søren", "let do Rijeke"). After a sentence's end a capital is the
+    next sentence's."""
+    sentence_starts = True
+    for word in text.split():
+        starts_a_sentence, sentence_starts = sentence_starts, word.endswith(_SENTENCE_ENDS)
+        first_letter = next((character for character in word if character.isalpha()), "")
+        if first_letter and not starts_a_sentence and first_letter.isupper():
+            continue
+        yield word
 
 
 def _variant(text: str, code: str, ranked_codes: Iterable[str] = ()) -> str:
