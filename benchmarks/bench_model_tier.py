@@ -77,14 +77,14 @@ def pieces_against(cpu, taxonomy, texts: list[str], pieces: int) -> None:
     try:
         for round_number in range(4):
             cut = (ours, pieces)[round_number % 2]
-            multilingual.MAX_PIECES, multilingual.MAX_CHARS = cut, 16 * cut + 256
+            multilingual.MAX_PIECES, multilingual.MAX_CHARS = cut, multilingual.chars_holding(cut)
             model = ModelTier.build(cpu, taxonomy)
             model.predict([f"warm-up message {i}" for i in range(64)])
             started = time.perf_counter()
             results[cut] = model.predict(texts)
             seconds[cut] = min(seconds[cut], time.perf_counter() - started)
     finally:
-        multilingual.MAX_PIECES, multilingual.MAX_CHARS = ours, 16 * ours + 256
+        multilingual.MAX_PIECES, multilingual.MAX_CHARS = ours, multilingual.chars_holding(ours)
     print(f"cut at {ours} pieces (ours): {len(texts) / seconds[ours]:,.0f} messages/s; at "
           f"{pieces}: {len(texts) / seconds[pieces]:,.0f}/s; ratio "
           f"{seconds[pieces] / seconds[ours]:.2f}x (best of two each, in turns)")  # fmt: skip

@@ -198,8 +198,8 @@ def _variants_its_words_allow(text: str) -> frozenset[str]:
 
 def _own_words(text: str) -> Iterator[str]:
     """The text's words but the names: a word that starts with a capital and does not start
-    a sentence ("thanks Søren", "let do Rijeke"). After a sentence's end a capital is the
-    next sentence's."""
+    a sentence ("thanks Søren", "hi (Łukasz)", "let do Rijeke"). After a sentence's end a
+    capital is the next sentence's ("Sveiki! Kā iet?", Latvian, was Lithuanian)."""
     sentence_starts = True
     for word in text.split():
         starts_a_sentence, sentence_starts = sentence_starts, word.endswith(_SENTENCE_ENDS)
@@ -454,16 +454,9 @@ def _languages_writing_its_letters(text: str) -> frozenset[str] | None:
     real ShareGPT user messages of at most 40 characters; with it, none changes)."""
     allowed: frozenset[str] | None = None
     words = with_letters = 0
-    sentence_starts = True
-    for word in text.split():
-        starts_a_sentence, sentence_starts = sentence_starts, word.endswith(_SENTENCE_ENDS)
-        first_letter = next((character for character in word if character.isalpha()), "")
-        if not first_letter:
+    for word in _own_words(text):
+        if not any(character.isalpha() for character in word):
             continue  # "!!", ":)", "2x", an emoji: no word of any language
-        if not starts_a_sentence and first_letter.isupper():
-            # A name: "thanks Søren", "hi (Łukasz)" are English. After a sentence's end a
-            # capital is the next sentence's ("Sveiki! Kā iet?", Latvian, was Lithuanian).
-            continue
         words += 1
         writers_of_word = [
             _WRITERS_OF_LETTER[letter] for letter in word.lower() if letter in _WRITERS_OF_LETTER
@@ -518,7 +511,7 @@ def _cld2(texts: list[str], indices: list[int]) -> tuple[list, list[int]]:
         code = _CLD2_CODES.get(details[0][1], details[0][1])
         share = details[0][2] / 100
         if reliable and code in known and share >= MIN_CONFIDENCE:
-            found.append((index, (_variant(text, code), round(share, 4))))
+            found.append((index, (code, round(share, 4))))
         else:
             left.append(index)
     return found, left
@@ -646,8 +639,12 @@ def detect_languages(texts: pl.Series) -> pl.DataFrame:
     by_cld2, ask_lingua = _cld2([judged_as[i] for i in ask_lingua], ask_lingua)
     by_words, listed, ask_lingua = _chat_words([judged_as[i] for i in ask_lingua], ask_lingua)
     lingua_found = _lingua([judged_as[i] for i in ask_lingua], ask_lingua, listed)
-    for index, (code, confidence) in by_cld2 + by_words + lingua_found:
+    # lingua's answers are told apart among Croatian, Bosnian and Serbian with its ranking
+    # (`_lingua`); CLD2's and the word lists' here, without one.
+    for index, (code, confidence) in by_cld2 + by_words:
         codes[index], confidences[index] = _variant(judged_as[index], code), confidence
+    for index, (code, confidence) in lingua_found:
+        codes[index], confidences[index] = code, confidence
     allowed = configured_languages()
     if allowed is not None:
         for index, code in enumerate(codes):

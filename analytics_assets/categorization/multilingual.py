@@ -44,11 +44,17 @@ _USE_MAX_RIGHT = max(n - 1 - left for n, left in _USE_ORDERS)
 # 2.75x as fast on the CPU (`benchmarks/bench_model_tier.py --corpus sharegpt
 # --pieces-against 256`: 706 against 257 messages/s; docs/categorization.md).
 MAX_PIECES = 64
-# No piece of the vocabulary is longer than 16 characters, so the first MAX_PIECES pieces
-# lie within the first 16 * MAX_PIECES characters: a 20,000-character paste is cut before
-# it is tokenized (the margin keeps the cut away from the last piece that is kept;
-# `bench_gpu_encoder.py prepare` checks the pieces are unchanged on real messages).
-MAX_CHARS = 16 * MAX_PIECES + 256
+
+
+def chars_holding(pieces: int) -> int:
+    """The characters a text's first `pieces` pieces lie within. No piece of the vocabulary
+    is longer than 16 characters, so a 20,000-character paste is cut at this before it is
+    tokenized (the margin keeps the cut away from the last piece that is kept;
+    `bench_gpu_encoder.py prepare` checks the pieces are unchanged on real messages)."""
+    return 16 * pieces + 256
+
+
+MAX_CHARS = chars_holding(MAX_PIECES)
 
 
 @dataclass
