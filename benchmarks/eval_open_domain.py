@@ -18,7 +18,11 @@ the share of plain requests not called positive or negative, not a test of catch
 unhappy user.
 
     .venv/bin/python benchmarks/eval_open_domain.py [--split dev|test] [--encoder use-m3]
-        [--threshold 0.5] [--encoder-weight 1.0]
+        [--threshold 0.5] [--encoder-weight 1.0] [--pieces 64] [--whole-openings-over 250]
+
+`--pieces N` cuts a long message at N pieces in the model tier instead of
+`multilingual.MAX_PIECES`. `--whole-openings-over C` scores only the openings longer than C
+characters, read whole rather than cut at 600 as the labellers saw them.
 """
 
 from __future__ import annotations
@@ -206,6 +210,8 @@ def main() -> None:
     )
     parser.add_argument("--threshold", type=float, default=0.5)
     add_encoder_weight_option(parser)
+    parser.add_argument("--pieces", type=int, default=None)
+    parser.add_argument("--whole-openings-over", type=int, default=None)
     parser.add_argument(
         "--ngram-topic-floors",
         action="store_true",
@@ -218,7 +224,19 @@ def main() -> None:
             raise SystemExit("--ngram-topic-floors chooses a floor: dev split only")
         ngram_topic_floors(load("dev"))
         return
+    if args.pieces:
+        from analytics_assets.categorization import multilingual
+
+        multilingual.MAX_PIECES = args.pieces
+        multilingual.MAX_CHARS = multilingual.chars_holding(args.pieces)
+    if args.whole_openings_over is not None:
+        import analytics_assets_tests.sharegpt as package
+
+        package.OPENING_CHARS = sys.maxsize
+        openings.cache_clear()
     frame = load(args.split)
+    if args.whole_openings_over is not None:
+        frame = frame.filter(pl.col("text").str.len_chars() > args.whole_openings_over)
     print(f"split {args.split}: {frame.height} real ShareGPT openings")
     print("labelled topics:", dict(frame.group_by("topic").len().sort("len").iter_rows()))
     for name in ("assistant", "support"):
