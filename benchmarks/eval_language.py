@@ -131,6 +131,19 @@ def without_variant_words(texts: list[str]) -> list[str]:
         language._variant = variant
 
 
+def report_variant_words(frame: pl.DataFrame, sharegpt_turns: int) -> None:
+    """The set scored with the word rule off, and the real ShareGPT turns the rule changes."""
+    started = time.perf_counter()
+    plain = without_variant_words(frame["text"].to_list())
+    report("ours without variant words", scores(frame, plain), time.perf_counter() - started)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_gpu_encoder import real_messages
+
+    turns = real_messages(sharegpt_turns)
+    changed = sum(a != b for a, b in zip(without_variant_words(turns), ours(turns), strict=True))
+    print(f"the rule changes {changed} of {len(turns):,} real ShareGPT turns")
+
+
 def old_default(texts: list[str]) -> list[str]:
     """lingua over the 12 languages the detector used to be limited to."""
     from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
@@ -225,17 +238,7 @@ def main() -> None:
         for text, right, other in broken:
             print(f"  made wrong: {text!r} ({right}) -> {other}")
     if args.without_variant_words:
-        started = time.perf_counter()
-        plain = without_variant_words(texts)
-        report("ours without variant words", scores(frame, plain), time.perf_counter() - started)
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_gpu_encoder import real_messages
-
-        turns = real_messages(args.sharegpt_turns)
-        changed = sum(
-            a != b for a, b in zip(without_variant_words(turns), ours(turns), strict=True)
-        )
-        print(f"the rule changes {changed} of {len(turns):,} real ShareGPT turns")
+        report_variant_words(frame, args.sharegpt_turns)
     if args.sweep:
         if args.split != "dev":
             raise SystemExit("--sweep tunes: dev split only")
